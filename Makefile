@@ -1,0 +1,46 @@
+# Everything runs inside .venv, created and filled from pyproject.toml on first use.
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-dev
+SIM     ?= icarus
+WIDTH   ?= 64
+SCENARIO ?= seed
+PYTEST_ARGS ?=
+
+.PHONY: all test sim verilog lint synth bench clean deps iverilog
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+deps: $(STAMP) iverilog
+
+# Icarus Verilog is the one Debian package we need; install it when root.
+iverilog:
+	@command -v iverilog >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian package iverilog"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; \
+	  else \
+	    echo "error: iverilog is missing; run 'sudo apt-get install -y iverilog' (or run make as root)"; exit 1; \
+	  fi; }
+
+test: deps
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+verilog: $(STAMP)
+	$(PY) -m hdl.build --out build/verilog
+
+lint: deps verilog
+	$(PY) -m hdl.build --out build/verilog --lint
+
+sim: deps
+	$(PY) -m tb.sim --sim $(SIM) --width $(WIDTH) --scenario $(SCENARIO)
+
+clean:
+	rm -rf build

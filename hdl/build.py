@@ -1,0 +1,79 @@
+"""Verilog generation and lint for every block and the NIC top.
+
+``python -m hdl.build --out build/verilog [--lint]`` writes one ``<name>.v`` per entry of
+``BLOCKS`` and, with ``--lint``, runs ``verilator --lint-only -Wall`` on each.
+"""
+
+import argparse
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+from amaranth.back import verilog
+
+__all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
+
+# Warnings that Amaranth's generated Verilog always raises, waived by name and no others:
+# PROCASSINIT: Amaranth initialises registers with an `initial` block and also assigns them
+#              in processes; that is how it expresses reset values.
+# UNUSEDSIGNAL: Amaranth emits every signal of a port or view, used or not (e.g. unused
+#              payload bits of a stream, or the upper half of a memory read port).
+LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL")
+
+# name -> (module, class, constructor keyword arguments): what `make verilog` emits.
+BLOCKS = {}
+
+
+def to_verilog(component, name: str, path: Path | None = None) -> str:
+    """Verilog text of `component` with top module `name`; written to `path` if given."""
+    text = verilog.convert(component, name=name, emit_src=False)
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return text
+
+
+def lint(path: Path) -> str:
+    """Run ``verilator --lint-only -Wall`` with LINT_WAIVERS; raise with its output on failure."""
+    from tb.tools import simulator_env
+    args = ["verilator", "--lint-only", "-Wall", *(f"-Wno-{w}" for w in LINT_WAIVERS), str(path)]
+    result = subprocess.run(args, capture_output=True, text=True, env=simulator_env())
+    output = result.stdout + result.stderr
+    if result.returncode != 0 or "%Warning" in output or "%Error" in output:
+        raise AssertionError(f"lint of {path} failed:\n{' '.join(args)}\n{output}")
+    return output
+
+
+def lint_component(component, name: str, out_dir: Path) -> Path:
+    """Convert `component` into `out_dir/name.v`, lint it and return the path."""
+    path = Path(out_dir) / f"{name}.v"
+    to_verilog(component, name, path)
+    lint(path)
+    return path
+
+
+def build(out_dir: Path, names=None, run_lint=False):
+    for name, (module, cls, kwargs) in BLOCKS.items():
+        if names and name not in names:
+            continue
+        component = getattr(importlib.import_module(module), cls)(**kwargs)
+        path = Path(out_dir) / f"{name}.v"
+        to_verilog(component, name, path)
+        if run_lint:
+            lint(path)
+        print(f"{path}{'  (lint clean)' if run_lint else ''}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("build/verilog"))
+    parser.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall")
+    parser.add_argument("names", nargs="*", help=f"blocks to build (default all: {', '.join(BLOCKS)})")
+    args = parser.parse_args(argv)
+    build(args.out, args.names, args.lint)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
