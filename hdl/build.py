@@ -19,7 +19,11 @@ __all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
 #              in processes; that is how it expresses reset values.
 # UNUSEDSIGNAL: Amaranth emits every signal of a port or view, used or not (e.g. unused
 #              payload bits of a stream, or the upper half of a memory read port).
-LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL")
+# CASEINCOMPLETE: Amaranth lowers m.Switch/m.FSM to `casez` listing only the arms that assign,
+#              after a default assignment, so the missing arms are intentional.
+# WIDTHTRUNC:  Amaranth lowers `bit_select`/`word_select` to a wide shift assigned to a narrow
+#              wire; Amaranth's own IR has exact widths and no implicit truncation.
+LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC")
 
 # name -> (module, class, constructor keyword arguments): what `make verilog` emits.
 BLOCKS = {}

@@ -1,0 +1,258 @@
+"""Ethernet II / IPv4 / TCP / UDP / ARP frames as real bytes, built and parsed by hand.
+
+Building fills every checksum (model/checksum.py); parsing verifies the IPv4 header checksum
+and the TCP or UDP checksum (UDP checksum 0 means "none") and raises `PacketError` with a
+`DropCause` for anything the model does not accept. Parsing never raises anything else.
+"""
+
+import enum
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+from .checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
+
+__all__ = [
+    "ETHERTYPE_IPV4", "ETHERTYPE_ARP", "PROTO_TCP", "PROTO_UDP", "ETH_MIN_FRAME",
+    "TcpFlags", "DropCause", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
+    "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
+    "parse_frame",
+]
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_ARP = 0x0806
+PROTO_TCP = 6
+PROTO_UDP = 17
+ETH_HEADER = 14
+ETH_MIN_FRAME = 60        # without FCS; shorter frames are padded with zeros
+IP_FLAG_DF = 0x4000
+IP_FLAG_MF = 0x2000
+
+
+class TcpFlags(enum.IntFlag):
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+
+
+class DropCause(enum.Enum):
+    """Why a received frame was not accepted (one counter each on the host)."""
+    RUNT = "runt"                       # shorter than its headers say
+    NOT_FOR_US = "not_for_us"           # destination MAC or IP is not ours
+    UNKNOWN_ETHERTYPE = "unknown_ethertype"
+    BAD_IP_HEADER = "bad_ip_header"     # version != 4, IHL < 5, total length wrong
+    BAD_IP_CHECKSUM = "bad_ip_checksum"
+    IP_FRAGMENT = "ip_fragment"         # MF set or offset != 0: the model does not reassemble
+    UNKNOWN_PROTOCOL = "unknown_protocol"
+    BAD_L4_HEADER = "bad_l4_header"     # TCP data offset or UDP length wrong
+    BAD_L4_CHECKSUM = "bad_l4_checksum"
+    NO_SOCKET = "no_socket"             # UDP to a port nobody bound
+    QUEUE_FULL = "queue_full"           # UDP receive queue or accept backlog full
+    NO_NEIGHBOR = "no_neighbor"         # transmit: destination IP not in the neighbour table
+
+
+class PacketError(Exception):
+    def __init__(self, cause: DropCause):
+        self.cause = cause
+        super().__init__(cause.value)
+
+
+def mac_bytes(mac: bytes | str) -> bytes:
+    if isinstance(mac, bytes):
+        if len(mac) != 6:
+            raise ValueError(f"MAC must be 6 bytes, not {mac!r}")
+        return mac
+    parts = mac.replace("-", ":").split(":")
+    if len(parts) != 6:
+        raise ValueError(f"MAC must look like 02:00:00:00:00:01, not {mac!r}")
+    return bytes(int(p, 16) for p in parts)
+
+
+def mac_str(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def _ip_bytes(ip: str) -> bytes:
+    return ipaddress.IPv4Address(ip).packed
+
+
+def _ip_str(raw: bytes) -> str:
+    return str(ipaddress.IPv4Address(raw))
+
+
+@dataclass
+class TcpSegment:
+    """A TCP segment; `checksum` is filled by build and parse, ignored on build input."""
+    src_port: int
+    dst_port: int
+    seq: int
+    ack: int
+    flags: TcpFlags
+    window: int
+    payload: bytes = b""
+    mss: int | None = None    # the MSS option, the only option the model sends or reads
+    urgent: int = 0
+    checksum: int = 0
+
+    @property
+    def seg_len(self) -> int:
+        """SEG.LEN: payload plus one for SYN and one for FIN."""
+        return len(self.payload) + bool(self.flags & TcpFlags.SYN) + bool(self.flags & TcpFlags.FIN)
+
+    def to_bytes(self, src_ip: str, dst_ip: str) -> bytes:
+        options = struct.pack("!BBH", 2, 4, self.mss) if self.mss is not None else b""
+        offset = (20 + len(options)) // 4
+        header = struct.pack("!HHIIBBHHH", self.src_port, self.dst_port, self.seq & 0xFFFFFFFF,
+                             self.ack & 0xFFFFFFFF, offset << 4, int(self.flags), self.window, 0,
+                             self.urgent) + options
+        body = header + self.payload
+        self.checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, len(body)))
+        return body[:16] + self.checksum.to_bytes(2, "big") + body[18:]
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, src_ip: str, dst_ip: str) -> "TcpSegment":
+        if len(raw) < 20:
+            raise PacketError(DropCause.RUNT)
+        src_port, dst_port, seq, ack, off, flags, window, checksum, urgent = struct.unpack("!HHIIBBHHH", raw[:20])
+        offset = (off >> 4) * 4
+        if offset < 20 or offset > len(raw):
+            raise PacketError(DropCause.BAD_L4_HEADER)
+        if ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, len(raw))) != 0xFFFF:
+            raise PacketError(DropCause.BAD_L4_CHECKSUM)
+        mss, i, options = None, 0, raw[20:offset]
+        while i < len(options):
+            kind = options[i]
+            if kind == 0:
+                break
+            if kind == 1:
+                i += 1
+                continue
+            if i + 1 >= len(options) or options[i + 1] < 2 or i + options[i + 1] > len(options):
+                raise PacketError(DropCause.BAD_L4_HEADER)
+            if kind == 2 and options[i + 1] == 4:
+                mss = int.from_bytes(options[i + 2:i + 4], "big")
+            i += options[i + 1]
+        return cls(src_port, dst_port, seq, ack, TcpFlags(flags), window, bytes(raw[offset:]),
+                   mss, urgent, checksum)
+
+
+@dataclass
+class UdpDatagram:
+    src_port: int
+    dst_port: int
+    payload: bytes = b""
+    checksum: int = 0
+
+    def to_bytes(self, src_ip: str, dst_ip: str) -> bytes:
+        length = 8 + len(self.payload)
+        body = struct.pack("!HHHH", self.src_port, self.dst_port, length, 0) + self.payload
+        checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, PROTO_UDP, length))
+        self.checksum = checksum or 0xFFFF        # RFC 768: a computed 0 is sent as all ones
+        return body[:6] + self.checksum.to_bytes(2, "big") + body[8:]
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, src_ip: str, dst_ip: str) -> "UdpDatagram":
+        if len(raw) < 8:
+            raise PacketError(DropCause.RUNT)
+        src_port, dst_port, length, checksum = struct.unpack("!HHHH", raw[:8])
+        if length != len(raw):
+            raise PacketError(DropCause.BAD_L4_HEADER)
+        if checksum and ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, PROTO_UDP, length)) != 0xFFFF:
+            raise PacketError(DropCause.BAD_L4_CHECKSUM)
+        return cls(src_port, dst_port, bytes(raw[8:]), checksum)
+
+
+@dataclass
+class Arp:
+    op: int                 # 1 request, 2 reply
+    sender_mac: bytes
+    sender_ip: str
+    target_mac: bytes
+    target_ip: str
+
+
+@dataclass
+class Frame:
+    """A parsed frame: Ethernet addresses plus exactly one of `tcp`, `udp`, `arp`."""
+    dst_mac: bytes
+    src_mac: bytes
+    ethertype: int
+    src_ip: str = ""
+    dst_ip: str = ""
+    ip_checksum: int = 0
+    tcp: TcpSegment | None = None
+    udp: UdpDatagram | None = None
+    arp: Arp | None = None
+
+
+def _ethernet(dst_mac: bytes, src_mac: bytes, ethertype: int, body: bytes) -> bytes:
+    frame = mac_bytes(dst_mac) + mac_bytes(src_mac) + ethertype.to_bytes(2, "big") + body
+    return frame + bytes(max(0, ETH_MIN_FRAME - len(frame)))
+
+
+def _ipv4(src_ip: str, dst_ip: str, protocol: int, payload: bytes, ttl: int) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, IP_FLAG_DF, ttl,
+                         protocol, 0, _ip_bytes(src_ip), _ip_bytes(dst_ip))
+    checksum = internet_checksum(header)
+    return header[:10] + checksum.to_bytes(2, "big") + header[12:] + payload
+
+
+def build_tcp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, seg: TcpSegment, ttl: int = 64) -> bytes:
+    """Ethernet/IPv4/TCP bytes for `seg`; sets ``seg.checksum``."""
+    return _ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, _ipv4(src_ip, dst_ip, PROTO_TCP, seg.to_bytes(src_ip, dst_ip), ttl))
+
+
+def build_udp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, dgram: UdpDatagram, ttl: int = 64) -> bytes:
+    """Ethernet/IPv4/UDP bytes for `dgram`; sets ``dgram.checksum``."""
+    return _ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, _ipv4(src_ip, dst_ip, PROTO_UDP, dgram.to_bytes(src_ip, dst_ip), ttl))
+
+
+def build_arp_frame(src_mac, dst_mac, arp: Arp) -> bytes:
+    body = struct.pack("!HHBBH6s4s6s4s", 1, ETHERTYPE_IPV4, 6, 4, arp.op, mac_bytes(arp.sender_mac),
+                       _ip_bytes(arp.sender_ip), mac_bytes(arp.target_mac), _ip_bytes(arp.target_ip))
+    return _ethernet(dst_mac, src_mac, ETHERTYPE_ARP, body)
+
+
+def parse_frame(raw: bytes) -> Frame:
+    """Parse and verify one Ethernet frame (without FCS); raise `PacketError` if unacceptable."""
+    raw = bytes(raw)
+    if len(raw) < ETH_HEADER:
+        raise PacketError(DropCause.RUNT)
+    frame = Frame(raw[0:6], raw[6:12], int.from_bytes(raw[12:14], "big"))
+    body = raw[ETH_HEADER:]
+    if frame.ethertype == ETHERTYPE_ARP:
+        if len(body) < 28:
+            raise PacketError(DropCause.RUNT)
+        _, ptype, hlen, plen, op, smac, sip, tmac, tip = struct.unpack("!HHBBH6s4s6s4s", body[:28])
+        if ptype != ETHERTYPE_IPV4 or hlen != 6 or plen != 4:
+            raise PacketError(DropCause.UNKNOWN_PROTOCOL)
+        frame.arp = Arp(op, smac, _ip_str(sip), tmac, _ip_str(tip))
+        return frame
+    if frame.ethertype != ETHERTYPE_IPV4:
+        raise PacketError(DropCause.UNKNOWN_ETHERTYPE)
+    if len(body) < 20:
+        raise PacketError(DropCause.RUNT)
+    ver_ihl, _, total, _, frag, _, protocol, checksum, src, dst = struct.unpack("!BBHHHBBH4s4s", body[:20])
+    ihl = (ver_ihl & 0x0F) * 4
+    if ver_ihl >> 4 != 4 or ihl < 20 or total < ihl:
+        raise PacketError(DropCause.BAD_IP_HEADER)
+    if total > len(body):
+        raise PacketError(DropCause.RUNT)
+    if ones_complement_sum(body[:ihl]) != 0xFFFF:
+        raise PacketError(DropCause.BAD_IP_CHECKSUM)
+    if frag & (IP_FLAG_MF | 0x1FFF):
+        raise PacketError(DropCause.IP_FRAGMENT)
+    frame.src_ip, frame.dst_ip, frame.ip_checksum = _ip_str(src), _ip_str(dst), checksum
+    payload = body[ihl:total]        # drops Ethernet padding
+    if protocol == PROTO_TCP:
+        frame.tcp = TcpSegment.from_bytes(payload, frame.src_ip, frame.dst_ip)
+    elif protocol == PROTO_UDP:
+        frame.udp = UdpDatagram.from_bytes(payload, frame.src_ip, frame.dst_ip)
+    else:
+        raise PacketError(DropCause.UNKNOWN_PROTOCOL)
+    return frame

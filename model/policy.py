@@ -1,0 +1,93 @@
+"""Every wire-visible policy of the model, written down once.
+
+The hardware follows these exactly so that the model and the RTL can be compared packet by
+packet. Each choice is the simplest one a TCP that interoperates with Linux can make; the
+comment beside it says why. Time is in ticks of the virtual clock (1 tick = 1 ms when the
+clock is mapped to wall time, as the Linux interop test does).
+
+Policies that are code, not numbers (kept here so they are in one place):
+
+- ACK timing: every segment that carries data or FIN, every out-of-order or unacceptable
+  segment, and every SYN is answered at once (no delayed ACK). Hardware needs no ACK timer.
+- Window: the advertised window is the free receive-buffer space
+  (``StreamBuffer.free``), never more than 65535 (no window scaling). After a read the
+  receiver sends a window update when the free space grew by at least one effective MSS
+  beyond the last advertised window.
+- Segment sizing: no Nagle; data is sent as soon as it is queued and the window allows, in
+  segments of ``min(effective MSS, usable window, queued data)``. Every data segment has
+  PSH. A FIN rides on the segment that carries the last queued byte, else goes alone.
+- MSS: the MSS option (kind 2) is sent on SYN and SYN-ACK with `mss`; the effective MSS is
+  ``min(mss, peer's option or default_mss)``. No other option is sent or honoured.
+- RTO: fixed `rto_initial` (no RTT estimation: a hardware-friendly choice, one counter per
+  connection and no multiplier), doubled (`rto_backoff`) on every expiry up to `rto_max`,
+  reset to `rto_initial` when an ACK advances SND.UNA. On expiry the sender goes back to
+  SND.UNA (go-back-N: SND.NXT = SND.UNA) and resends as the window allows. After
+  `max_retries` expiries without progress the connection fails with ETIMEDOUT (no RST sent).
+- Fast retransmit: the 3rd duplicate ACK (same ACK, no data, same window, data outstanding)
+  resends one segment from SND.UNA; SND.NXT and the timer are left alone.
+- Persist: while data is queued, nothing is in flight and the peer's window is 0, a probe
+  (ACK with SEQ = SND.UNA - 1 and no data, which forces the peer to answer with its window,
+  as Linux does) is sent every `persist_initial` ticks, doubling up to `persist_max`.
+- ISS: ``(iss_base + iss_step * n) mod 2**32`` for the host's n-th connection (0, 1, ...);
+  `iss_base` is per host and settable, so a test can start near 2**32.
+- RST: RFC 5961. A RST is honoured only when SEQ == RCV.NXT; inside the window but not
+  exact gets a challenge ACK; outside the window it is ignored. A SYN in a synchronized
+  state gets a challenge ACK. A segment for no connection gets a RST per RFC 9293.
+- close() with unread received data sends RST (like Linux); data arriving for a connection
+  whose socket has been closed gets RST (like Linux).
+- IPv4: no options, TTL `ip_ttl`, DF set, identification 0 (RFC 6864 allows any value
+  when DF is set; a constant needs no counter). Ethernet frames are padded to 60 bytes.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["Policy", "DEFAULT_POLICY"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    # segment sizing
+    mss: int = 1460                  # 1500-byte Ethernet MTU less 40 bytes of IP and TCP header
+    default_mss: int = 536           # RFC 9293 3.7.1: what to assume when the peer sends no MSS
+    # buffers (bytes per connection)
+    rcv_buffer: int = 65535          # the window we advertise from; <= 65535 as there is no scaling
+    snd_buffer: int = 65536          # unacknowledged + unsent bytes a connection holds
+    max_ooo_ranges: int = 1          # out-of-order ranges kept (StreamBuffer.max_ranges)
+    udp_rcv_buffer: int = 65536      # payload bytes of datagrams queued per UDP socket
+    # retransmission
+    rto_initial: int = 200           # ticks; fixed, no RTT estimate (hardware-friendly)
+    rto_max: int = 6400              # ticks; backoff cap (5 doublings of rto_initial)
+    rto_backoff: int = 2             # multiplier per expiry
+    max_retries: int = 10            # expiries without progress before ETIMEDOUT
+    dupack_threshold: int = 3        # duplicate ACKs that trigger a fast retransmit
+    # zero-window persist
+    persist_initial: int = 200       # ticks before the first probe
+    persist_max: int = 6400          # ticks; probe interval cap
+    # connection end
+    time_wait: int = 1000            # ticks in TIME-WAIT (short 2*MSL: 2 x 500 ms, test-friendly)
+    fin_wait_2_timeout: int = 6000   # ticks an orphaned (closed) socket waits in FIN-WAIT-2
+    # identity
+    iss_base: int = 0x1000_0000      # first ISS of a host (settable per Host)
+    iss_step: int = 64000            # ISS distance between a host's successive connections
+    ephemeral_first: int = 49152     # first local port picked for connect()/autobind (IANA range)
+    ephemeral_last: int = 65535
+    ip_ttl: int = 64                 # Linux default
+
+    def __post_init__(self):
+        if not 0 < self.rcv_buffer <= 65535:
+            raise ValueError(f"Receive buffer must be 1..65535 bytes (no window scaling), not {self.rcv_buffer!r}")
+        if self.snd_buffer <= 0:
+            raise ValueError(f"Send buffer must be positive, not {self.snd_buffer!r}")
+        if not 64 <= self.mss <= 1460:
+            raise ValueError(f"MSS must be 64..1460, not {self.mss!r}")
+
+    def rto_after(self, expiries: int) -> int:
+        """The RTO in force after `expiries` consecutive expiries without progress."""
+        return min(self.rto_initial * self.rto_backoff ** expiries, self.rto_max)
+
+    def persist_after(self, probes: int) -> int:
+        """The persist interval after `probes` probes sent without the window opening."""
+        return min(self.persist_initial * 2 ** probes, self.persist_max)
+
+
+DEFAULT_POLICY = Policy()

@@ -1,0 +1,337 @@
+"""The golden model against the Linux kernel's own TCP, over a TAP device in a namespace.
+
+Each test creates a private network namespace holding one TAP interface (192.0.2.1, Linux)
+whose other end is this process; the model Host (192.0.2.2) is pumped through it by
+``tb.linux_bridge.LinuxBridge`` at one tick per millisecond of wall time. Linux's side is a
+plain Python socket program running inside the namespace. 1 MiB of seeded pseudo-random
+bytes goes each way at the same time, both ends half-close, and both check every byte.
+
+Nothing leaves the namespace: the addresses (TEST-NET-1) exist only there and the namespace
+and interface are removed when the test ends, passed or failed. On a failure the traffic is
+written to ``build/linux_peer/<test>.pcap`` and the assertion message names it.
+
+Skipped only when not root or /dev/net/tun is absent, and never when ``CI`` is set.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import select
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tb.netns import NamespacedDevice, unavailable_reason
+
+pytestmark = pytest.mark.netns
+
+LINUX_IP, LINUX_MAC = "192.0.2.1", "02:00:00:00:00:01"
+MODEL_IP, MODEL_MAC = "192.0.2.2", "02:00:00:00:00:02"
+SIZE = 1 << 20
+SEED_LINUX, SEED_MODEL = 0x11A5, 0x30DE1
+EXCHANGE_TIMEOUT = 20.0  # seconds, per direction pair; the whole file runs well under a minute
+PCAP_DIR = Path(__file__).resolve().parents[2] / "build" / "linux_peer"
+
+
+def payload(seed: int) -> bytes:
+    return random.Random(seed).randbytes(SIZE)
+
+
+def _device(mode: str):
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI is set, so this test must run, not skip")
+        pytest.skip(reason)
+    return NamespacedDevice(mode=mode, address=f"{LINUX_IP}/24", mac=LINUX_MAC,
+                            peer_ip=MODEL_IP, peer_mac=MODEL_MAC)
+
+
+@pytest.fixture
+def tap():
+    with _device("tap") as device:
+        yield device
+
+
+@pytest.fixture
+def tun():
+    with _device("tun") as device:
+        yield device
+
+
+# --- the harness on its own: a raw responder answers a Linux UDP socket -------------------
+
+UDP_PING = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.bind((sys.argv[1], 5000))
+s.sendto(b"ping", (sys.argv[2], 7))
+data, peer = s.recvfrom(100)
+print(data.decode(), peer[0], peer[1])
+"""
+
+
+def _udp_echo(device, wrap, unwrap):
+    from scapy.layers.inet import IP, UDP
+
+    proc = device.ns.popen(device.ns.python_argv(UDP_PING, device.ip, device.peer_ip))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and proc.poll() is None:
+        frame = device.device.read(timeout=0.05)
+        if frame is None:
+            continue
+        packet = unwrap(frame)
+        if UDP in packet and packet[UDP].dport == 7:
+            assert packet[IP].src == device.ip and packet[IP].dst == device.peer_ip
+            reply = IP(src=device.peer_ip, dst=device.ip) / UDP(sport=7, dport=packet[UDP].sport)
+            device.device.write(wrap(reply / packet[UDP].payload.load.replace(b"ping", b"pong")))
+    out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 0, err
+    assert out.split() == ["pong", device.peer_ip, "7"]
+
+
+def test_tap_harness_udp_echo(tap):
+    from scapy.layers.l2 import Ether
+
+    _udp_echo(tap, lambda ip: bytes(Ether(src=MODEL_MAC, dst=LINUX_MAC) / ip), Ether)
+
+
+def test_tun_harness_udp_echo(tun):
+    from scapy.layers.inet import IP
+
+    _udp_echo(tun, bytes, IP)
+
+
+def test_namespace_is_removed(tap):
+    name = tap.ns.name
+    assert name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "tap0" not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
+    tap.close()
+    assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    tap.close()  # idempotent
+
+
+# --- the model against Linux ---------------------------------------------------------------
+
+LINUX_PEER = r"""
+import hashlib, json, random, socket, sys, threading
+role, ip, port, size, seed, timeout = sys.argv[1:7]
+port, size, seed, timeout = int(port), int(size), int(seed), float(timeout)
+data = random.Random(seed).randbytes(size)
+if role == "client":
+    s = socket.create_connection((ip, port), timeout=timeout)
+else:
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((ip, port))
+    listener.listen(1)
+    listener.settimeout(timeout)
+    print("LISTENING", flush=True)
+    s, _ = listener.accept()
+s.settimeout(timeout)
+errors = []
+def send():
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+    except Exception as exc:
+        errors.append("send: " + repr(exc))
+sender = threading.Thread(target=send)
+sender.start()
+digest, received = hashlib.sha256(), 0
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        digest.update(chunk)
+        received += len(chunk)
+except Exception as exc:
+    errors.append("recv: " + repr(exc))
+sender.join(timeout)
+s.close()
+print(json.dumps({"received": received, "sha256": digest.hexdigest(), "errors": errors}), flush=True)
+"""
+
+
+def _would_block(exc: Exception) -> bool:
+    from model.errors import SocketError, WouldBlock
+
+    return isinstance(exc, WouldBlock) or (isinstance(exc, SocketError) and exc.errno == "EAGAIN")
+
+
+class ModelStream:
+    """Both directions of one model connection, advanced by non-blocking calls."""
+
+    CHUNK = 16384
+
+    def __init__(self, proc, fd: int, data: bytes):
+        self.proc, self.fd, self.data = proc, fd, data
+        self.sent, self.received = 0, bytearray()
+        self.shut, self.eof = False, False
+
+    def step(self):
+        from model.errors import SocketError, WouldBlock
+
+        while self.sent < len(self.data):
+            try:
+                self.sent += self.proc.send(self.fd, self.data[self.sent:self.sent + self.CHUNK])
+            except (SocketError, WouldBlock) as exc:
+                if not _would_block(exc):
+                    raise
+                break
+        if self.sent == len(self.data) and not self.shut:
+            self.proc.shutdown(self.fd, SHUT_WR)
+            self.shut = True
+        while not self.eof:
+            try:
+                chunk = self.proc.recv(self.fd, 65536)
+            except (SocketError, WouldBlock) as exc:
+                if not _would_block(exc):
+                    raise
+                break
+            if chunk:
+                self.received += chunk
+            else:
+                self.eof = True
+        return True if self.shut and self.eof else None
+
+
+SHUT_WR = 1
+
+
+def _try(call):
+    """A non-blocking model call: its result, or None while it would block."""
+    from model.errors import SocketError, WouldBlock
+
+    try:
+        return call()
+    except (SocketError, WouldBlock) as exc:
+        if not _would_block(exc):
+            raise
+        return None
+
+
+def _first_difference(a: bytes, b: bytes) -> int:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise TimeoutError(f"no line from the Linux peer in {timeout} s")
+    return proc.stdout.readline().strip()
+
+
+@contextlib.contextmanager
+def evidence(request, tap, bridge_ref: list, linux: list):
+    """On any failure, write the pcap and re-raise with where it is and what Linux said."""
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, pytest.skip.Exception)):
+            raise
+        notes = []
+        if bridge_ref:
+            path = PCAP_DIR / f"{request.node.name}-{os.getpid()}.pcap"
+            bridge_ref[0].write_pcap(str(path))
+            notes.append(f"pcap of the TAP traffic: {path}")
+        for proc in linux:
+            if proc.poll() is None:
+                proc.kill()
+            with contextlib.suppress(Exception):
+                out, err = proc.communicate(timeout=5)
+                notes.append(f"Linux peer exit {proc.returncode}; stdout: {out.strip()!r}; "
+                             f"stderr: {err.strip()[-2000:]!r}")
+        with contextlib.suppress(Exception):
+            tcp = [line for line in tap.ns.snmp().splitlines() if line.startswith("Tcp:")]
+            notes.append("Linux TCP counters: " + " | ".join(
+                f"{k}={v}" for k, v in zip(tcp[0].split()[1:], tcp[1].split()[1:])))
+        raise AssertionError(f"{type(exc).__name__}: {exc}\n" + "\n".join(notes)) from exc
+
+
+def _make_host():
+    from model.host import Host
+
+    host = Host(MODEL_MAC, MODEL_IP)
+    host.add_neighbor(LINUX_IP, LINUX_MAC)
+    return host
+
+
+def _check(stream: ModelStream, linux: subprocess.Popen, bridge):
+    bridge.run_until(linux.poll, timeout=EXCHANGE_TIMEOUT, what="the Linux peer")
+    out, err = linux.communicate(timeout=5)
+    assert linux.returncode == 0, f"Linux peer failed: {err.strip()[-2000:]}"
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["errors"] == [], report["errors"]
+    expected_by_linux = payload(SEED_MODEL)
+    assert (report["received"], report["sha256"]) == (
+        SIZE, hashlib.sha256(expected_by_linux).hexdigest()), "Linux received other bytes"
+    expected_by_model = payload(SEED_LINUX)
+    received = bytes(stream.received)
+    assert received == expected_by_model, (
+        f"the model received {len(received)} bytes, first difference at "
+        f"{_first_difference(received, expected_by_model)}")
+
+
+def test_linux_client_to_model_listener(tap, request):
+    from tb.linux_bridge import LinuxBridge
+
+    bridge_ref, linux = [], []
+    with evidence(request, tap, bridge_ref, linux):
+        host = _make_host()
+        bridge = LinuxBridge(tap.device, host)
+        bridge_ref.append(bridge)
+        proc = host.spawn()
+        listener = proc.socket("SOCK_STREAM")
+        proc.bind(listener, (MODEL_IP, 5001))
+        proc.listen(listener, 1)
+        proc.fcntl_nonblock(listener, True)
+        linux.append(tap.ns.popen(tap.ns.python_argv(
+            LINUX_PEER, "client", MODEL_IP, "5001", str(SIZE), str(SEED_LINUX),
+            str(EXCHANGE_TIMEOUT))))
+
+        accepted = bridge.run_until(lambda: _try(lambda: proc.accept(listener)), timeout=5,
+                                    what="accept()")
+        fd = accepted[0] if isinstance(accepted, tuple) else accepted
+        proc.fcntl_nonblock(fd, True)
+        stream = ModelStream(proc, fd, payload(SEED_MODEL))
+        bridge.run_until(stream.step, timeout=EXCHANGE_TIMEOUT, what="the model's exchange")
+        proc.close(fd)
+        proc.close(listener)
+        _check(stream, linux[0], bridge)
+
+
+def test_model_client_to_linux_listener(tap, request):
+    from tb.linux_bridge import LinuxBridge
+
+    bridge_ref, linux = [], []
+    with evidence(request, tap, bridge_ref, linux):
+        linux.append(tap.ns.popen(tap.ns.python_argv(
+            LINUX_PEER, "server", LINUX_IP, "5002", str(SIZE), str(SEED_LINUX),
+            str(EXCHANGE_TIMEOUT))))
+        assert _read_line(linux[0], timeout=10) == "LISTENING"
+
+        host = _make_host()
+        bridge = LinuxBridge(tap.device, host)
+        bridge_ref.append(bridge)
+        proc = host.spawn()
+        fd = proc.socket("SOCK_STREAM")
+        proc.fcntl_nonblock(fd, True)
+        try:
+            proc.connect(fd, (LINUX_IP, 5002))
+        except Exception as exc:
+            if not _would_block(exc) and getattr(exc, "errno", None) != "EINPROGRESS":
+                raise
+        stream = ModelStream(proc, fd, payload(SEED_MODEL))
+        bridge.run_until(stream.step, timeout=EXCHANGE_TIMEOUT, what="the model's exchange")
+        proc.close(fd)
+        _check(stream, linux[0], bridge)
