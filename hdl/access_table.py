@@ -27,18 +27,20 @@ def _check_power_of_two(what, value):
 
 
 class AccessTable(wiring.Component):
-    """A bit per (connection, process) in one block RAM row per connection.
+    """One bit per (connection, process), addressed ``{conn, pid}`` in a one-bit-wide block RAM.
 
-    Checks are pipelined at one per clock with a latency of one cycle (the block RAM read).
-    A control operation is a read-modify-write of one row and takes two cycles, during which
-    checks wait; a check accepted after an operation's ``done`` sees its effect.
+    A check reads exactly its own bit, so the block RAM output goes to the result with no
+    multiplexer after it (the RAM's clock-to-output is most of a cycle on an ECP5). Checks are
+    pipelined at one per clock with a latency of one cycle. GRANT and REVOKE write one bit in
+    one cycle; CLEAR writes a connection's bits one per cycle (``processes`` cycles). Checks
+    wait while a control operation runs; a check accepted after its ``done`` sees its effect.
 
     Parameters
     ----------
     connections : int
-        Number of connections (rows), a power of two.
+        Number of connections, a power of two.
     processes : int
-        Number of process doorbell pages (bits per row), a power of two.
+        Number of process doorbell pages, a power of two.
 
     Members
     -------
@@ -49,7 +51,7 @@ class AccessTable(wiring.Component):
     control : In(stream.Signature(StructLayout({"op": AccessOp, "conn", "pid"})))
         Privileged changes to the table.
     done : Out(1)
-        Pulses for one cycle when a control operation has been written.
+        Pulses for one cycle when a control operation has been carried out.
     """
 
     def __init__(self, *, connections, processes):
@@ -68,24 +70,24 @@ class AccessTable(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.rows = rows = memory.Memory(shape=self.processes, depth=self.connections, init=[])
-        row_write = rows.write_port()
-        check_read = rows.read_port(transparent_for=(row_write,))
-        control_read = rows.read_port(transparent_for=(row_write,))
+        m.submodules.bits = bits = memory.Memory(
+            shape=1, depth=self.connections * self.processes, init=[])
+        bit_write = bits.write_port()
+        check_read = bits.read_port(transparent_for=(bit_write,))
 
-        # Check pipeline: the row is read in the cycle the check is accepted, and the result
+        # Check pipeline: the bit is read in the cycle the check is accepted and the result
         # is valid the next cycle. The stage advances when the result is taken or empty.
         pending = Signal.like(self.check.payload)
         advance = Signal()
-        modifying = Signal()
+        busy = Signal()
         m.d.comb += [
             advance.eq(~self.result.valid | self.result.ready),
-            self.check.ready.eq(advance & ~modifying & ~self.control.valid),
-            check_read.addr.eq(self.check.payload.conn),
+            self.check.ready.eq(advance & ~busy & ~self.control.valid),
+            check_read.addr.eq(Cat(self.check.payload.pid, self.check.payload.conn)),
             check_read.en.eq(advance),
             self.result.payload.conn.eq(pending.conn),
             self.result.payload.pid.eq(pending.pid),
-            self.result.payload.allowed.eq(check_read.data.bit_select(pending.pid, 1)),
+            self.result.payload.allowed.eq(check_read.data),
         ]
         with m.If(advance):
             m.d.sync += [
@@ -93,31 +95,29 @@ class AccessTable(wiring.Component):
                 pending.eq(self.check.payload),
             ]
 
-        # Control: read the row, then write it back changed. Checks are held off meanwhile
-        # so none reads a row half-way through a change.
-        op = Signal.like(self.control.payload)
-        m.d.comb += [
-            control_read.addr.eq(self.control.payload.conn),
-            row_write.addr.eq(op.conn),
-            row_write.data.eq(control_read.data),
-        ]
-        with m.Switch(op.op):
-            with m.Case(AccessOp.GRANT):
-                m.d.comb += row_write.data.bit_select(op.pid, 1).eq(1)
-            with m.Case(AccessOp.REVOKE):
-                m.d.comb += row_write.data.bit_select(op.pid, 1).eq(0)
-            with m.Case(AccessOp.CLEAR):
-                m.d.comb += row_write.data.eq(0)
+        # Control: GRANT/REVOKE write their bit at once; CLEAR walks the connection's bits.
+        conn = Signal.like(self.control.payload.conn)
+        pid = Signal.like(self.control.payload.pid)
+        m.d.comb += bit_write.addr.eq(Cat(pid, conn))
         m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("wait for operation"):
-                # Let a check already in the pipeline leave before the row changes.
-                m.d.comb += self.control.ready.eq(1)
+                m.d.comb += [
+                    self.control.ready.eq(1),
+                    bit_write.addr.eq(Cat(self.control.payload.pid, self.control.payload.conn)),
+                    bit_write.data.eq(self.control.payload.op == AccessOp.GRANT),
+                ]
                 with m.If(self.control.valid):
-                    m.d.sync += op.eq(self.control.payload)
-                    m.next = "write row"
-            with m.State("write row"):
-                m.d.comb += [modifying.eq(1), row_write.en.eq(1)]
-                m.d.sync += self.done.eq(1)
-                m.next = "wait for operation"
+                    with m.If(self.control.payload.op == AccessOp.CLEAR):
+                        m.d.sync += [conn.eq(self.control.payload.conn), pid.eq(0)]
+                        m.next = "clear row"
+                    with m.Else():
+                        m.d.comb += bit_write.en.eq(1)
+                        m.d.sync += self.done.eq(1)
+            with m.State("clear row"):
+                m.d.comb += [busy.eq(1), bit_write.en.eq(1), bit_write.data.eq(0)]
+                m.d.sync += pid.eq(pid + 1)
+                with m.If(pid == self.processes - 1):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "wait for operation"
         return m

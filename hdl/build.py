@@ -26,7 +26,9 @@ __all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
 LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC")
 
 # name -> (module, class, constructor keyword arguments): what `make verilog` emits.
-BLOCKS = {}
+BLOCKS = {
+    "access_table": ("hdl.access_table", "AccessTable", {"connections": 64, "processes": 64}),
+}
 
 
 def to_verilog(component, name: str, path: Path | None = None) -> str:

@@ -176,6 +176,7 @@ class ModelStream:
         self.shut, self.eof = False, False
 
     def step(self):
+        from model.constants import SHUT_WR
         from model.errors import SocketError, WouldBlock
 
         while self.sent < len(self.data):
@@ -200,9 +201,6 @@ class ModelStream:
             else:
                 self.eof = True
         return True if self.shut and self.eof else None
-
-
-SHUT_WR = 1
 
 
 def _try(call):
@@ -283,6 +281,7 @@ def _check(stream: ModelStream, linux: subprocess.Popen, bridge):
 
 
 def test_linux_client_to_model_listener(tap, request):
+    from model.constants import SOCK_STREAM
     from tb.linux_bridge import LinuxBridge
 
     bridge_ref, linux = [], []
@@ -291,14 +290,14 @@ def test_linux_client_to_model_listener(tap, request):
         bridge = LinuxBridge(tap.device, host)
         bridge_ref.append(bridge)
         proc = host.spawn()
-        listener = proc.socket("SOCK_STREAM")
+        listener = proc.socket(SOCK_STREAM)
         proc.bind(listener, (MODEL_IP, 5001))
         proc.listen(listener, 1)
-        proc.fcntl_nonblock(listener, True)
         linux.append(tap.ns.popen(tap.ns.python_argv(
             LINUX_PEER, "client", MODEL_IP, "5001", str(SIZE), str(SEED_LINUX),
             str(EXCHANGE_TIMEOUT))))
 
+        # a blocking accept(): WouldBlock until a connection is established
         accepted = bridge.run_until(lambda: _try(lambda: proc.accept(listener)), timeout=5,
                                     what="accept()")
         fd = accepted[0] if isinstance(accepted, tuple) else accepted
@@ -311,6 +310,7 @@ def test_linux_client_to_model_listener(tap, request):
 
 
 def test_model_client_to_linux_listener(tap, request):
+    from model.constants import SOCK_STREAM
     from tb.linux_bridge import LinuxBridge
 
     bridge_ref, linux = [], []
@@ -324,13 +324,12 @@ def test_model_client_to_linux_listener(tap, request):
         bridge = LinuxBridge(tap.device, host)
         bridge_ref.append(bridge)
         proc = host.spawn()
-        fd = proc.socket("SOCK_STREAM")
+        fd = proc.socket(SOCK_STREAM)
+        # a blocking connect(): WouldBlock until the handshake is done, then the same call
+        # is retried and returns
+        bridge.run_until(lambda: _try(lambda: proc.connect(fd, (LINUX_IP, 5002)) or True),
+                         timeout=5, what="connect()")
         proc.fcntl_nonblock(fd, True)
-        try:
-            proc.connect(fd, (LINUX_IP, 5002))
-        except Exception as exc:
-            if not _would_block(exc) and getattr(exc, "errno", None) != "EINPROGRESS":
-                raise
         stream = ModelStream(proc, fd, payload(SEED_MODEL))
         bridge.run_until(stream.step, timeout=EXCHANGE_TIMEOUT, what="the model's exchange")
         proc.close(fd)

@@ -1,0 +1,478 @@
+"""One TCP connection: its transmission control block (TCB) and state machine.
+
+Shaped like smoltcp's ``socket/tcp.rs`` and named as RFC 9293 names things: `process()`
+handles one arriving segment (RFC 9293 3.10.7, in its order of checks), `dispatch()` returns
+the segments to send now, `on_timer()` fires the timers that are due. Every policy (ACK
+timing, window, sizing, RTO, persist, ...) comes from `model.policy.Policy`; read its
+docstring first. Nothing here knows about sockets, processes or frames.
+
+Sequence numbers are 32-bit and wrap; compare them only with `seq_diff` and friends.
+Received bytes live in a `StreamBuffer` at absolute stream offsets (offset 0 = IRS + 1), so
+RCV.NXT is derived, never stored: ``RCV.NXT = IRS + 1 + rcv.tail + FIN``.
+"""
+
+import enum
+from dataclasses import dataclass, field
+
+from .bytestream import StreamBuffer
+from .errors import Errno
+from .packet import TcpFlags, TcpSegment
+from .policy import Policy
+
+__all__ = ["State", "Tcb", "seq_add", "seq_diff", "seq_lt", "seq_le"]
+
+MASK = 0xFFFF_FFFF
+
+
+def seq_add(a: int, n: int) -> int:
+    return (a + n) & MASK
+
+
+def seq_diff(a: int, b: int) -> int:
+    """``a - b`` in sequence space, as a signed number in [-2**31, 2**31)."""
+    d = (a - b) & MASK
+    return d - (1 << 32) if d & 0x8000_0000 else d
+
+
+def seq_lt(a: int, b: int) -> bool:
+    return seq_diff(a, b) < 0
+
+
+def seq_le(a: int, b: int) -> bool:
+    return seq_diff(a, b) <= 0
+
+
+class State(enum.Enum):
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+
+SYNCHRONIZED = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT,
+                          State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
+# states in which received data is accepted (RFC 9293 3.10.7.4, seventh step)
+RECEIVING = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+# states in which our FIN has been queued
+FIN_STATES = frozenset({State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
+
+
+@dataclass
+class Tcb:
+    """Transmission control block of one connection (local and remote address fixed)."""
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    iss: int
+    policy: Policy
+    passive: bool = False                 # created by a listener (else by connect())
+    state: State = State.CLOSED
+    # send sequence space: send_queue[0] is at SND.UNA once the SYN is acknowledged
+    snd_una: int = 0
+    snd_nxt: int = 0
+    snd_max: int = 0                      # highest SND.NXT ever (go-back-N lowers SND.NXT)
+    snd_wnd: int = 0
+    snd_wl1: int = 0
+    snd_wl2: int = 0
+    send_queue: bytearray = field(default_factory=bytearray)
+    fin_queued: bool = False              # the user closed its sending side
+    fin_acked: bool = False
+    peer_mss: int = 0
+    # receive sequence space
+    irs: int = 0
+    rcv: StreamBuffer | None = None
+    fin_received: bool = False
+    last_adv_wnd: int = 0                 # window field of the last segment we sent
+    ack_needed: bool = False
+    # timers (absolute ticks, None when stopped)
+    rto: int = 0
+    retries: int = 0
+    rto_deadline: int | None = None
+    persist_deadline: int | None = None
+    persist_probes: int = 0
+    close_deadline: int | None = None     # TIME-WAIT end, or orphan FIN-WAIT-2 timeout
+    dupacks: int = 0
+    # user-visible outcome
+    error: Errno | None = None            # pending error (Linux sk_err), consumed by the socket
+    reset: bool = False                   # ended by RST or timeout (not by a clean close)
+    orphan: bool = False                  # no socket refers to it any more (closed by the user)
+    # segments queued by process()/timers (RSTs, challenge ACKs, probes, fast retransmits)
+    outbox: list[TcpSegment] = field(default_factory=list)
+    # what happened, for tests: (tick, kind, seq) with kind "rto", "fast", "probe", "retx"
+    events: list[tuple[int, str, int]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.snd_una = self.snd_nxt = self.snd_max = self.iss
+        self.rto = self.policy.rto_initial
+        self.peer_mss = self.policy.default_mss
+        self.rcv = StreamBuffer(self.policy.rcv_buffer, self.policy.max_ooo_ranges)
+
+    # ----- derived quantities ---------------------------------------------------------
+
+    @property
+    def rcv_nxt(self) -> int:
+        return seq_add(self.irs, 1 + self.rcv.tail + self.fin_received)
+
+    @property
+    def rcv_wnd(self) -> int:
+        return min(self.rcv.free, 65535)
+
+    @property
+    def eff_mss(self) -> int:
+        return min(self.policy.mss, self.peer_mss)
+
+    @property
+    def syn_acked(self) -> bool:
+        return seq_lt(self.iss, self.snd_una)
+
+    @property
+    def send_space(self) -> int:
+        return self.policy.snd_buffer - len(self.send_queue)
+
+    @property
+    def unsent(self) -> int:
+        return len(self.send_queue) - seq_diff(self.snd_nxt, self.snd_una)
+
+    def next_deadline(self) -> int | None:
+        times = [t for t in (self.rto_deadline, self.persist_deadline, self.close_deadline) if t is not None]
+        return min(times) if times else None
+
+    # ----- user calls -----------------------------------------------------------------
+
+    def open_active(self):
+        """connect(): send SYN on the next dispatch."""
+        self.state = State.SYN_SENT
+
+    def open_passive(self, syn: TcpSegment):
+        """A listener got `syn`: answer with SYN-ACK on the next dispatch."""
+        self.state = State.SYN_RECEIVED
+        self.irs = syn.seq
+        self.snd_wnd, self.snd_wl1, self.snd_wl2 = syn.window, syn.seq, self.iss
+        self.peer_mss = syn.mss if syn.mss is not None else self.policy.default_mss
+
+    def send(self, data: bytes) -> int:
+        """Queue what fits of `data` for sending; return how many bytes were taken."""
+        n = min(len(data), self.send_space)
+        self.send_queue += data[:n]
+        return n
+
+    def receive(self, n: int, peek: bool = False) -> bytes:
+        """Take up to `n` in-order bytes; schedule a window update if the window grew enough."""
+        data = self.rcv.read(n, peek)
+        if data and not peek and self.state in SYNCHRONIZED and not self.fin_received:
+            if self.rcv_wnd - self.last_adv_wnd >= self.eff_mss:
+                self.ack_needed = True
+        return data
+
+    def close_send(self):
+        """shutdown(SHUT_WR) or close(): queue our FIN after the data."""
+        if self.state == State.SYN_SENT:
+            self._enter_closed()
+        elif self.state in (State.SYN_RECEIVED, State.ESTABLISHED):
+            self.fin_queued = True
+            if self.state == State.ESTABLISHED:
+                self.state = State.FIN_WAIT_1
+        elif self.state == State.CLOSE_WAIT:
+            self.fin_queued = True
+            self.state = State.LAST_ACK
+
+    def orphaned(self, now: int):
+        """The last socket referring to this connection was closed."""
+        self.orphan = True
+        if self.state == State.FIN_WAIT_2:
+            self.close_deadline = now + self.policy.fin_wait_2_timeout
+
+    def abort(self):
+        """close() with unread data, or a listener dropping a pending connection: send RST."""
+        if self.state in SYNCHRONIZED - {State.TIME_WAIT} or self.state == State.SYN_RECEIVED:
+            self.outbox.append(self._segment(self.snd_max, TcpFlags.RST | TcpFlags.ACK))
+        self._enter_closed()
+
+    # ----- segment arrival (RFC 9293 3.10.7) --------------------------------------------
+
+    def process(self, seg: TcpSegment, now: int):
+        if self.state == State.SYN_SENT:
+            self._process_syn_sent(seg, now)
+            return
+        if self.state in (State.CLOSED, State.LISTEN):
+            return
+        flags = seg.flags
+        # SYN-RECEIVED: a retransmitted SYN means our SYN-ACK was lost; send it again
+        if self.state == State.SYN_RECEIVED and flags & TcpFlags.SYN and not flags & TcpFlags.ACK \
+                and seg.seq == self.irs:
+            self.snd_nxt = self.iss
+            return
+        # SYN-RECEIVED after a simultaneous open: the peer's SYN-ACK completes the handshake
+        if self.state == State.SYN_RECEIVED and flags & TcpFlags.SYN and flags & TcpFlags.ACK \
+                and seg.seq == self.irs and not flags & TcpFlags.RST:
+            if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
+                self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
+                self.snd_una = seg.ack
+                self.rto_deadline, self.retries, self.rto = None, 0, self.policy.rto_initial
+                self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
+                self.ack_needed = True
+            return
+        # first: sequence number check
+        payload, fin = seg.payload, bool(flags & TcpFlags.FIN)
+        if not self._acceptable(seg):
+            if self.rcv_wnd == 0 and seg.seq == self.rcv_nxt and not flags & (TcpFlags.RST | TcpFlags.SYN):
+                payload, fin = b"", False          # RFC 9293: still take ACKs at a zero window
+                self.ack_needed = True
+            else:
+                if not flags & TcpFlags.RST:
+                    self.ack_needed = True
+                    if self.state == State.TIME_WAIT and fin:
+                        self.close_deadline = now + self.policy.time_wait
+                return
+        # second: RST (RFC 5961 3.2)
+        if flags & TcpFlags.RST:
+            if seg.seq != self.rcv_nxt:
+                self._challenge_ack()
+            elif self.state == State.SYN_RECEIVED:
+                self._enter_reset(None if self.passive else Errno.ECONNREFUSED)
+            elif self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+                self._enter_closed()
+            else:
+                self._enter_reset(Errno.ECONNRESET)
+            return
+        # fourth: SYN in a synchronized state (RFC 5961 4.2)
+        if flags & TcpFlags.SYN:
+            self._challenge_ack()
+            return
+        # fifth: ACK
+        if not flags & TcpFlags.ACK:
+            return
+        if self.state == State.SYN_RECEIVED:
+            if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
+                self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
+                self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
+            else:
+                self.outbox.append(self._segment(seg.ack, TcpFlags.RST, with_ack=False))
+                return
+        if not self._process_ack(seg, bool(seg.payload) or bool(flags & TcpFlags.FIN), now):
+            return
+        if self.state == State.CLOSED:
+            return
+        # seventh: segment text
+        if payload and self.state in RECEIVING:
+            if self.orphan and seq_lt(self.rcv_nxt, seq_add(seg.seq, len(payload))):
+                self.abort()                        # data for a closed socket: RST, like Linux
+                return
+            self.rcv.write(self.rcv.tail + seq_diff(seg.seq, self.rcv_nxt), payload)
+            self.ack_needed = True
+        # eighth: FIN, taken only when everything before it is in
+        if fin and not self.fin_received and self.state in RECEIVING | {State.SYN_RECEIVED}:
+            self.ack_needed = True
+            if seq_add(seg.seq, len(payload)) == self.rcv_nxt:
+                self.fin_received = True
+                if self.state == State.ESTABLISHED:
+                    self.state = State.CLOSE_WAIT
+                elif self.state == State.FIN_WAIT_1:
+                    if self.fin_acked:
+                        self._enter_time_wait(now)
+                    else:
+                        self.state = State.CLOSING
+                elif self.state == State.FIN_WAIT_2:
+                    self._enter_time_wait(now)
+
+    def _process_syn_sent(self, seg: TcpSegment, now: int):
+        flags = seg.flags
+        ack_ok = False
+        if flags & TcpFlags.ACK:
+            if seq_le(seg.ack, self.iss) or seq_lt(self.snd_max, seg.ack):
+                if not flags & TcpFlags.RST:
+                    self.outbox.append(self._segment(seg.ack, TcpFlags.RST, with_ack=False))
+                return
+            ack_ok = True
+        if flags & TcpFlags.RST:
+            if ack_ok:
+                self._enter_reset(Errno.ECONNREFUSED)
+            return
+        if not flags & TcpFlags.SYN:
+            return
+        self.irs = seg.seq
+        self.peer_mss = seg.mss if seg.mss is not None else self.policy.default_mss
+        self.ack_needed = True
+        if ack_ok:
+            self.snd_una = seg.ack
+            self.rto_deadline, self.retries, self.rto = None, 0, self.policy.rto_initial
+            self.state = State.ESTABLISHED
+            self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
+        else:                                       # simultaneous open: answer SYN-ACK
+            self.state = State.SYN_RECEIVED
+            self.snd_nxt = self.iss
+            self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, self.iss
+
+    def _acceptable(self, seg: TcpSegment) -> bool:
+        """RFC 9293 3.10.7.4 table of segment acceptability."""
+        wnd, length = self.rcv_wnd, seg.seg_len
+        start = seq_diff(seg.seq, self.rcv_nxt)
+        if length == 0:
+            return start == 0 if wnd == 0 else 0 <= start < wnd
+        if wnd == 0:
+            return False
+        end = start + length - 1
+        return 0 <= start < wnd or 0 <= end < wnd
+
+    def _process_ack(self, seg: TcpSegment, carries_data: bool, now: int) -> bool:
+        """Fifth step for synchronized states; return False when the segment is dropped."""
+        advance = seq_diff(seg.ack, self.snd_una)
+        if seq_lt(self.snd_max, seg.ack):
+            self.ack_needed = True                  # acknowledges what we never sent
+            return False
+        if advance > 0:
+            acked = advance
+            if not self.syn_acked:
+                acked -= 1                          # the SYN's sequence number
+            taken = min(acked, len(self.send_queue))
+            del self.send_queue[:taken]
+            if acked > taken:
+                self.fin_acked = True
+            self.snd_una = seg.ack
+            if seq_lt(self.snd_nxt, self.snd_una):
+                self.snd_nxt = self.snd_una
+            self.retries, self.rto, self.dupacks = 0, self.policy.rto_initial, 0
+            self.rto_deadline = None if self.snd_una == self.snd_max else now + self.rto
+        elif advance == 0 and not carries_data and seg.window == self.snd_wnd \
+                and self.snd_una != self.snd_max:
+            self.dupacks += 1
+            if self.dupacks == self.policy.dupack_threshold:
+                self._fast_retransmit(now)
+        if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)):
+            self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
+            if self.snd_wnd > 0:
+                self.persist_deadline, self.persist_probes = None, 0
+        if self.fin_acked:
+            if self.state == State.FIN_WAIT_1:
+                self.state = State.FIN_WAIT_2
+                if self.orphan:
+                    self.close_deadline = now + self.policy.fin_wait_2_timeout
+            elif self.state == State.CLOSING:
+                self._enter_time_wait(now)
+            elif self.state == State.LAST_ACK:
+                self._enter_closed()
+        return True
+
+    # ----- timers -----------------------------------------------------------------
+
+    def on_timer(self, now: int):
+        """Fire every timer whose deadline is `now` or earlier."""
+        if self.close_deadline is not None and now >= self.close_deadline:
+            self._enter_closed()
+            return
+        if self.rto_deadline is not None and now >= self.rto_deadline:
+            self.retries += 1
+            if self.retries > self.policy.max_retries:
+                self._enter_reset(Errno.ETIMEDOUT)
+                return
+            self.rto = self.policy.rto_after(self.retries)
+            self.rto_deadline = now + self.rto
+            self.events.append((now, "rto", self.snd_una))
+            self.snd_nxt = self.snd_una             # go-back-N (SYN states: resend the SYN)
+            self.dupacks = 0
+        if self.persist_deadline is not None and now >= self.persist_deadline:
+            self.events.append((now, "probe", seq_add(self.snd_una, -1)))
+            self.outbox.append(self._segment(seq_add(self.snd_una, -1), TcpFlags.ACK))
+            self.persist_probes += 1
+            self.persist_deadline = now + self.policy.persist_after(self.persist_probes)
+
+    # ----- what to send -----------------------------------------------------------
+
+    def dispatch(self, now: int) -> list[TcpSegment]:
+        """Segments to transmit now, in order; starts the RTO and persist timers as needed."""
+        out, self.outbox = self.outbox, []
+        for seg in out:                             # queued earlier: carry today's ACK and window
+            if seg.flags & TcpFlags.ACK:
+                seg.ack, self.ack_needed = self.rcv_nxt, False
+                if not seg.flags & TcpFlags.RST:
+                    seg.window = self.last_adv_wnd = self.rcv_wnd
+        if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            if self.snd_nxt == self.iss:
+                flags = TcpFlags.SYN | (TcpFlags.ACK if self.state == State.SYN_RECEIVED else 0)
+                seg = self._segment(self.iss, flags, with_ack=self.state == State.SYN_RECEIVED)
+                seg.mss = self.policy.mss
+                self._sent(seg, now)
+                out.append(seg)
+            elif self.ack_needed and self.state == State.SYN_RECEIVED:
+                self.snd_nxt = self.iss             # answer with the SYN-ACK again
+                return out + self.dispatch(now)
+        elif self.state in SYNCHRONIZED:
+            while (seg := self._next_segment()) is not None:
+                self._sent(seg, now)
+                out.append(seg)
+            if self.ack_needed:
+                seg = self._segment(self.snd_nxt, TcpFlags.ACK)
+                self._sent(seg, now)
+                out.append(seg)
+            if self.unsent > 0 and self.snd_wnd == 0 and self.snd_una == self.snd_max \
+                    and self.persist_deadline is None:
+                self.persist_deadline = now + self.policy.persist_after(self.persist_probes)
+        return out
+
+    def _next_segment(self) -> TcpSegment | None:
+        """The next new (or go-back-N) segment the window allows, advancing SND.NXT."""
+        offset = seq_diff(self.snd_nxt, self.snd_una)
+        queued = len(self.send_queue)
+        if offset > queued:
+            return None                             # everything, FIN included, is out
+        usable = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
+        n = max(0, min(self.eff_mss, usable, queued - offset))
+        fin = self.fin_queued and not self.fin_acked and offset + n == queued
+        if n == 0 and not fin:
+            return None
+        flags = TcpFlags.ACK | (TcpFlags.PSH if n else 0) | (TcpFlags.FIN if fin else 0)
+        seg = self._segment(self.snd_nxt, flags, bytes(self.send_queue[offset:offset + n]))
+        self.snd_nxt = seq_add(self.snd_nxt, seg.seg_len)
+        return seg
+
+    def _fast_retransmit(self, now: int):
+        n = min(self.eff_mss, len(self.send_queue))
+        fin = self.fin_queued and n == len(self.send_queue) and seq_diff(self.snd_max, self.snd_una) > n
+        flags = TcpFlags.ACK | (TcpFlags.PSH if n else 0) | (TcpFlags.FIN if fin else 0)
+        self.events.append((now, "fast", self.snd_una))
+        self.outbox.append(self._segment(self.snd_una, flags, bytes(self.send_queue[:n])))
+
+    def _segment(self, seq: int, flags, payload: bytes = b"", with_ack: bool = True) -> TcpSegment:
+        if with_ack:
+            flags |= TcpFlags.ACK
+        return TcpSegment(self.local[1], self.remote[1], seq, self.rcv_nxt if with_ack else 0,
+                          TcpFlags(flags), self.rcv_wnd if not flags & TcpFlags.RST else 0, payload)
+
+    def _sent(self, seg: TcpSegment, now: int):
+        """Bookkeeping for a segment that dispatch() hands out."""
+        self.last_adv_wnd = seg.window
+        self.ack_needed = False
+        if seg.seg_len:
+            end = seq_add(seg.seq, seg.seg_len)
+            if seq_lt(seg.seq, self.snd_max):
+                self.events.append((now, "retx", seg.seq))
+            if seq_lt(self.snd_max, end):
+                self.snd_max = end
+            if self.rto_deadline is None:
+                self.rto_deadline = now + self.rto
+
+    # ----- state changes ------------------------------------------------------------
+
+    def _challenge_ack(self):
+        self.ack_needed = True
+
+    def _enter_time_wait(self, now: int):
+        self.state = State.TIME_WAIT
+        self.rto_deadline = self.persist_deadline = None
+        self.close_deadline = now + self.policy.time_wait
+
+    def _enter_reset(self, error: Errno | None):
+        self.error, self.reset = error, True
+        self._enter_closed()
+
+    def _enter_closed(self):
+        self.state = State.CLOSED
+        self.rto_deadline = self.persist_deadline = self.close_deadline = None
+        self.send_queue.clear()
+        self.ack_needed = False
