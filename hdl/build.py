@@ -23,11 +23,14 @@ __all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
 #              after a default assignment, so the missing arms are intentional.
 # WIDTHTRUNC:  Amaranth lowers `bit_select`/`word_select` to a wide shift assigned to a narrow
 #              wire; Amaranth's own IR has exact widths and no implicit truncation.
-LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC")
+# WIDTHEXPAND: Amaranth compares an FSM's state register (and other values) with constants
+#              printed at their own minimal width (`fsm_state == 1'h1` for a 2-bit state).
+LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "WIDTHEXPAND")
 
 # name -> (module, class, constructor keyword arguments): what `make verilog` emits.
 BLOCKS = {
     "access_table": ("hdl.access_table", "AccessTable", {"connections": 64, "processes": 64}),
+    "socket_table": ("hdl.socket_table", "SocketTable", {"entries": 1024}),
 }
 
 

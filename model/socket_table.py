@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "RSS_DEFAULT_KEY", "toeplitz_hash", "SocketKey", "Op", "Status", "Lfsr", "SocketTable",
-    "WAYS", "TABLES", "LFSR_SEED", "check_entries", "check_id_width", "check_max_kicks",
+    "WAYS", "TABLES", "LFSR_SEED", "MAX_KICKS", "check_entries", "check_id_width", "check_max_kicks",
     "check_toeplitz_key",
 ]
 
@@ -41,6 +41,7 @@ WAYS = 4            # ways per bucket (one memory per way and sub-table)
 HASH_INPUT_BYTES = 12
 ROW1_OFFSET = 16    # row1 is hash bits [16:16+row_bits], row0 is hash bits [0:row_bits]
 LFSR_SEED = 0xACE1
+MAX_KICKS = 128     # default bound on evictions per insert
 
 
 def check_entries(entries):
@@ -158,7 +159,8 @@ class SocketTable:
         Toeplitz secret key, at least 16 bytes.
     """
 
-    def __init__(self, entries, *, id_width=None, max_kicks=64, toeplitz_key=RSS_DEFAULT_KEY):
+    def __init__(self, entries, *, id_width=None, max_kicks=MAX_KICKS,
+                 toeplitz_key=RSS_DEFAULT_KEY):
         self.entries = check_entries(entries)
         self.id_width = check_id_width(entries.bit_length() - 1 if id_width is None else id_width)
         self.max_kicks = check_max_kicks(max_kicks)
