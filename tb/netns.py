@@ -146,7 +146,19 @@ class NetNamespace:
         return _run(["ip", "-n", self.name, *args], timeout=timeout)
 
     def sysctl(self, key: str, value):
-        _run(self.exec_argv(["sysctl", "-q", "-w", f"{key}={value}"]))
+        """Set a sysctl of this namespace (``net.*`` keys are per namespace)."""
+        def write():
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(f"{value}\n")
+
+        self.call_inside(write)
+
+    def read_sysctl(self, key: str) -> str:
+        def read():
+            with open("/proc/sys/" + key.replace(".", "/")) as f:
+                return f.read().strip()
+
+        return self.call_inside(read)
 
     def run(self, argv: list[str], timeout: float, check: bool = False,
             input: str | None = None) -> subprocess.CompletedProcess:
@@ -199,7 +211,11 @@ class NetNamespace:
 
     def snmp(self) -> str:
         """``/proc/net/snmp`` as seen inside the namespace (TCP/IP error counters)."""
-        return self.call_inside(lambda: open("/proc/thread-self/net/snmp").read())
+        def read():
+            with open("/proc/thread-self/net/snmp") as f:
+                return f.read()
+
+        return self.call_inside(read)
 
     def close(self):
         """Kill our children still running inside, then delete the namespace (idempotent)."""

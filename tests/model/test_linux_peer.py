@@ -19,12 +19,20 @@ import json
 import os
 import random
 import select
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
 
+from model.constants import SHUT_WR, SOCK_STREAM
+from model.errors import SocketError, WouldBlock
+from model.host import Host
+from tb.linux_bridge import LinuxBridge
 from tb.netns import NamespacedDevice, unavailable_reason
 
 pytestmark = pytest.mark.netns
@@ -33,7 +41,8 @@ LINUX_IP, LINUX_MAC = "192.0.2.1", "02:00:00:00:00:01"
 MODEL_IP, MODEL_MAC = "192.0.2.2", "02:00:00:00:00:02"
 SIZE = 1 << 20
 SEED_LINUX, SEED_MODEL = 0x11A5, 0x30DE1
-EXCHANGE_TIMEOUT = 20.0  # seconds, per direction pair; the whole file runs well under a minute
+EXCHANGE_TIMEOUT = 15.0  # seconds for each wait on the wire; a passing test takes about 2 s
+TEST_LIMIT = 30.0        # seconds for a whole test, even if a model call never returns
 PCAP_DIR = Path(__file__).resolve().parents[2] / "build" / "linux_peer"
 
 
@@ -77,8 +86,6 @@ print(data.decode(), peer[0], peer[1])
 
 
 def _udp_echo(device, wrap, unwrap):
-    from scapy.layers.inet import IP, UDP
-
     proc = device.ns.popen(device.ns.python_argv(UDP_PING, device.ip, device.peer_ip))
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and proc.poll() is None:
@@ -96,14 +103,10 @@ def _udp_echo(device, wrap, unwrap):
 
 
 def test_tap_harness_udp_echo(tap):
-    from scapy.layers.l2 import Ether
-
     _udp_echo(tap, lambda ip: bytes(Ether(src=MODEL_MAC, dst=LINUX_MAC) / ip), Ether)
 
 
 def test_tun_harness_udp_echo(tun):
-    from scapy.layers.inet import IP
-
     _udp_echo(tun, bytes, IP)
 
 
@@ -159,14 +162,24 @@ print(json.dumps({"received": received, "sha256": digest.hexdigest(), "errors": 
 """
 
 
-def _would_block(exc: Exception) -> bool:
-    from model.errors import SocketError, WouldBlock
-
-    return isinstance(exc, WouldBlock) or (isinstance(exc, SocketError) and exc.errno == "EAGAIN")
+def _try(call):
+    """A model call's result, or None while it would block (WouldBlock or EAGAIN)."""
+    try:
+        return call()
+    except WouldBlock:
+        return None
+    except SocketError as exc:
+        if exc.errno != "EAGAIN":
+            raise
+        return None
 
 
 class ModelStream:
-    """Both directions of one model connection, advanced by non-blocking calls."""
+    """Both directions of one model connection at once, advanced by non-blocking calls.
+
+    ``step()`` sends what the send buffer takes, half-closes (SHUT_WR) after the last byte,
+    reads what has arrived, and returns True once everything is sent and EOF is read.
+    """
 
     CHUNK = 16384
 
@@ -176,43 +189,21 @@ class ModelStream:
         self.shut, self.eof = False, False
 
     def step(self):
-        from model.constants import SHUT_WR
-        from model.errors import SocketError, WouldBlock
-
         while self.sent < len(self.data):
-            try:
-                self.sent += self.proc.send(self.fd, self.data[self.sent:self.sent + self.CHUNK])
-            except (SocketError, WouldBlock) as exc:
-                if not _would_block(exc):
-                    raise
+            n = _try(lambda: self.proc.send(self.fd, self.data[self.sent:self.sent + self.CHUNK]))
+            if n is None:
                 break
+            self.sent += n
         if self.sent == len(self.data) and not self.shut:
             self.proc.shutdown(self.fd, SHUT_WR)
             self.shut = True
         while not self.eof:
-            try:
-                chunk = self.proc.recv(self.fd, 65536)
-            except (SocketError, WouldBlock) as exc:
-                if not _would_block(exc):
-                    raise
+            chunk = _try(lambda: self.proc.recv(self.fd, 65536))
+            if chunk is None:
                 break
-            if chunk:
-                self.received += chunk
-            else:
-                self.eof = True
+            self.received += chunk
+            self.eof = not chunk
         return True if self.shut and self.eof else None
-
-
-def _try(call):
-    """A non-blocking model call: its result, or None while it would block."""
-    from model.errors import SocketError, WouldBlock
-
-    try:
-        return call()
-    except (SocketError, WouldBlock) as exc:
-        if not _would_block(exc):
-            raise
-        return None
 
 
 def _first_difference(a: bytes, b: bytes) -> int:
@@ -230,6 +221,29 @@ def _read_line(proc: subprocess.Popen, timeout: float) -> str:
 
 
 @contextlib.contextmanager
+def wall_limit(seconds: float):
+    """Raise TimeoutError in this thread after `seconds`, even inside a model call that loops.
+
+    Every wait in the test has its own timeout; this one bounds a model call that never
+    returns. It needs the main thread (SIGALRM), where pytest and its xdist workers run tests.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"the test ran longer than {seconds} s (stuck inside a model call?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
 def evidence(request, tap, bridge_ref: list, linux: list):
     """On any failure, write the pcap and re-raise with where it is and what Linux said."""
     try:
@@ -242,6 +256,7 @@ def evidence(request, tap, bridge_ref: list, linux: list):
             path = PCAP_DIR / f"{request.node.name}-{os.getpid()}.pcap"
             bridge_ref[0].write_pcap(str(path))
             notes.append(f"pcap of the TAP traffic: {path}")
+            notes.append(f"model drops: {dict(bridge_ref[0].host.drops)}")
         for proc in linux:
             if proc.poll() is None:
                 proc.kill()
@@ -257,8 +272,6 @@ def evidence(request, tap, bridge_ref: list, linux: list):
 
 
 def _make_host():
-    from model.host import Host
-
     host = Host(MODEL_MAC, MODEL_IP)
     host.add_neighbor(LINUX_IP, LINUX_MAC)
     return host
@@ -278,14 +291,14 @@ def _check(stream: ModelStream, linux: subprocess.Popen, bridge):
     assert received == expected_by_model, (
         f"the model received {len(received)} bytes, first difference at "
         f"{_first_difference(received, expected_by_model)}")
+    resets = [(direction, i) for i, (_, direction, frame) in enumerate(bridge.trace)
+              if TCP in (packet := Ether(frame)) and packet[TCP].flags.R]
+    assert resets == [], f"the connection did not end cleanly: RST at (direction, frame) {resets}"
 
 
 def test_linux_client_to_model_listener(tap, request):
-    from model.constants import SOCK_STREAM
-    from tb.linux_bridge import LinuxBridge
-
     bridge_ref, linux = [], []
-    with evidence(request, tap, bridge_ref, linux):
+    with evidence(request, tap, bridge_ref, linux), wall_limit(TEST_LIMIT):
         host = _make_host()
         bridge = LinuxBridge(tap.device, host)
         bridge_ref.append(bridge)
@@ -298,9 +311,8 @@ def test_linux_client_to_model_listener(tap, request):
             str(EXCHANGE_TIMEOUT))))
 
         # a blocking accept(): WouldBlock until a connection is established
-        accepted = bridge.run_until(lambda: _try(lambda: proc.accept(listener)), timeout=5,
-                                    what="accept()")
-        fd = accepted[0] if isinstance(accepted, tuple) else accepted
+        fd, _ = bridge.run_until(lambda: _try(lambda: proc.accept(listener)), timeout=5,
+                                 what="accept()")
         proc.fcntl_nonblock(fd, True)
         stream = ModelStream(proc, fd, payload(SEED_MODEL))
         bridge.run_until(stream.step, timeout=EXCHANGE_TIMEOUT, what="the model's exchange")
@@ -310,11 +322,8 @@ def test_linux_client_to_model_listener(tap, request):
 
 
 def test_model_client_to_linux_listener(tap, request):
-    from model.constants import SOCK_STREAM
-    from tb.linux_bridge import LinuxBridge
-
     bridge_ref, linux = [], []
-    with evidence(request, tap, bridge_ref, linux):
+    with evidence(request, tap, bridge_ref, linux), wall_limit(TEST_LIMIT):
         linux.append(tap.ns.popen(tap.ns.python_argv(
             LINUX_PEER, "server", LINUX_IP, "5002", str(SIZE), str(SEED_LINUX),
             str(EXCHANGE_TIMEOUT))))
