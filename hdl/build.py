@@ -25,12 +25,16 @@ __all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
 #              wire; Amaranth's own IR has exact widths and no implicit truncation.
 # WIDTHEXPAND: Amaranth compares an FSM's state register (and other values) with constants
 #              printed at their own minimal width (`fsm_state == 1'h1` for a 2-bit state).
-LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "WIDTHEXPAND")
+# DECLFILENAME: Amaranth writes a design and all its submodules as modules of one file.
+LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "WIDTHEXPAND",
+                "DECLFILENAME")
 
 # name -> (module, class, constructor keyword arguments): what `make verilog` emits.
 BLOCKS = {
     "access_table": ("hdl.access_table", "AccessTable", {"connections": 64, "processes": 64}),
     "socket_table": ("hdl.socket_table", "SocketTable", {"entries": 1024}),
+    "checksum": ("hdl.checksum", "Checksum", {"data_width": 64}),
+    "classifier": ("hdl.classifier", "Classifier", {"data_width": 64}),
 }
 
 

@@ -22,14 +22,37 @@ class ChecksumResult(data.StructLayout):
         super().__init__({"sum": 16, "ok": 1})
 
 
+def _add(m, a, b, name):
+    """``a + b`` in a named signal one bit wider than `a`.
+
+    Amaranth's Verilog does not widen operands, and ``verilator -Wall`` flags an operator whose
+    operands differ in width (a one-bit operand excepted), so `b` must be as wide as `a` or
+    one bit wide.
+    """
+    assert len(b) in (len(a), 1), (name, len(a), len(b))
+    total = Signal(len(a) + 1, name=name)
+    m.d.comb += total.eq(a + b)
+    return total
+
+
+def _at_least(m, a, b, name):
+    """``a >= b`` for equal-width unsigned values, as the carry out of ``a + ~b + 1``.
+
+    Written this way because a parent that drives `b` from a value with constant leading zero
+    bits would otherwise see those bits dropped from the comparison in the Verilog (which
+    ``verilator -Wall`` flags); ``~b`` has none.
+    """
+    assert len(a) == len(b)
+    difference = Signal(len(a) + 1, name=name)
+    m.d.comb += difference.eq(a + ~b + 1)
+    return difference[-1]
+
+
 def _fold(m, value, name):
     """One's-complement fold of an unsigned value of at most 32 bits to 16 bits (combinational)."""
-    partial = Signal(17, name=f"{name}_partial")
+    partial = _add(m, value[:16], value[16:], f"{name}_partial")
     folded = Signal(16, name=name)
-    m.d.comb += [
-        partial.eq(value[:16] + value[16:]),
-        folded.eq(partial[:16] + partial[16]),
-    ]
+    m.d.comb += folded.eq(_add(m, partial[:16], partial[16], f"{name}_carry"))
     return folded
 
 
@@ -98,33 +121,50 @@ class Checksum(wiring.Component):
         lanes = self._data_width // 8
         beat = self.i.payload
 
-        # Frame offset of lane 0 of the current beat; saturates at 0x10000, past any `end`.
-        offset = Signal(17)
+        # Number of beats of the frame so far; the frame offset of lane 0 is beats * lanes.
+        # It stops at offset 0x10000, past any `end`, so longer frames never wrap around.
+        lane_bits = (lanes - 1).bit_length()
+        beats = Signal(17 - lane_bits)
         # Running sum of the frame's words so far (exact; carries out of bit 31 wrap around,
         # which keeps the value modulo 0xFFFF, so frames of any length sum correctly).
         acc = Signal(32)
 
         lane_bytes = []
         for lane in range(lanes):
-            position = offset + lane
-            enable = beat.keep[lane] & (position >= self.start) & (position < self.end)
-            lane_bytes.append(Mux(enable, beat.data[8 * lane:8 * lane + 8], 0))
+            position = Cat(C(lane, lane_bits), beats[:16 - lane_bits])
+            enable = (beat.keep[lane] & ~beats[-1] &
+                      _at_least(m, position, self.start, f"after_start{lane}") &
+                      ~_at_least(m, position, self.end, f"after_end{lane}"))
+            lane_byte = Signal(8, name=f"lane{lane}")
+            m.d.comb += lane_byte.eq(Mux(enable, beat.data[8 * lane:8 * lane + 8], 0))
+            lane_bytes.append(lane_byte)
 
         # Words are aligned to even frame offsets here; an odd `start` is corrected at the end
         # by swapping the bytes of the folded sum (RFC 1071 section 2(B), byte-order independence).
         if lanes == 1:
-            words = [Mux(offset[0], lane_bytes[0], Cat(C(0, 8), lane_bytes[0]))]
+            word = Signal(16, name="word0")
+            with m.If(beats[0]):
+                m.d.comb += word.eq(lane_bytes[0])
+            with m.Else():
+                m.d.comb += word.eq(Cat(C(0, 8), lane_bytes[0]))
+            words = [word]
         else:
             words = [Cat(lane_bytes[2 * k + 1], lane_bytes[2 * k]) for k in range(lanes // 2)]
-        beat_sum = Signal(16 + (len(words) - 1).bit_length())
-        m.d.comb += beat_sum.eq(sum(words))
+        # Adder tree: each level is one bit wider.
+        level = 0
+        while len(words) > 1:
+            words = [_add(m, words[k], words[k + 1], f"sum{level}_{k // 2}")
+                     for k in range(0, len(words), 2)]
+            level += 1
+        beat_sum = words[0]
 
-        total = Signal(33)
+        # acc + beat_sum with end-around carry, split so that both operands of each adder
+        # have the same width.
+        split = len(beat_sum)
+        low = _add(m, acc[:split], beat_sum, "acc_low")
+        high = _add(m, acc[split:], low[split], "acc_high")
         acc_next = Signal(32)
-        m.d.comb += [
-            total.eq(acc + beat_sum),
-            acc_next.eq(total[:32] + total[32]),
-        ]
+        m.d.comb += acc_next.eq(Cat(low[:split], high[:32 - split]) + high[32 - split])
 
         # Everything advances together unless a result waits for a consumer.
         advance = Signal()
@@ -143,7 +183,7 @@ class Checksum(wiring.Component):
             with m.If(self.i.valid):
                 with m.If(beat.last):
                     m.d.sync += [
-                        offset.eq(0),
+                        beats.eq(0),
                         acc.eq(0),
                         frame_sum.eq(acc_next),
                         frame_odd.eq(self.start[0]),
@@ -152,16 +192,15 @@ class Checksum(wiring.Component):
                     ]
                 with m.Else():
                     m.d.sync += [
-                        offset.eq(Mux(offset + lanes > 0x10000, 0x10000, offset + lanes)),
+                        beats.eq(Mux(beats[-1], beats, beats + 1)),
                         acc.eq(acc_next),
                     ]
 
         # Stage 2: fold, undo the odd-start alignment, add the initial value, fold again.
         data_fold = _fold(m, frame_sum, "data_fold")
-        aligned = Mux(frame_odd, Cat(data_fold[8:], data_fold[:8]), data_fold)
-        with_initial = Signal(17)
-        m.d.comb += with_initial.eq(aligned + frame_initial)
-        result = _fold(m, with_initial, "result")
+        aligned = Signal(16)
+        m.d.comb += aligned.eq(Mux(frame_odd, Cat(data_fold[8:], data_fold[:8]), data_fold))
+        result = _fold(m, _add(m, aligned, frame_initial, "with_initial"), "result")
         with m.If(advance):
             m.d.sync += [
                 self.o.valid.eq(frame_done),

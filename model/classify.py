@@ -1,0 +1,227 @@
+"""Reference receive classifier: one verdict per Ethernet frame (the golden model of hdl/classifier.py).
+
+A frame is the bytes the MAC delivers (destination MAC first, no FCS). :func:`classify` gives it
+exactly one :class:`Verdict`, a :class:`DropCause` when the verdict is DROP, and, when the
+verdict is FAST, the parsed fields the fast path needs (all fields are zero otherwise).
+
+The rules are checked in this order; the first that matches decides.
+
+====  ======================================================================  ==================
+ #    rule                                                                    verdict
+====  ======================================================================  ==================
+ 1    frame shorter than the Ethernet header (14 bytes)                       DROP RUNT
+ 2    frame longer than 1518 bytes (1522 with an 802.1Q tag)                  DROP OVERSIZE
+ 3    destination MAC neither ours nor broadcast (multicast included)         DROP WRONG_MAC
+ 4    802.1Q tag (TPID 0x8100) but frame shorter than 18 bytes                DROP RUNT
+ 5    destination MAC is broadcast                                            SLOW
+ 6    (inner) ethertype is not IPv4 (ARP, IPv6, a second tag, ...)            SLOW
+ 7    frame shorter than its Ethernet header plus 20 bytes                    DROP RUNT
+ 8    IP version is not 4                                                     DROP BAD_VERSION
+ 9    IHL < 5                                                                 DROP BAD_IHL
+10    IP total length < IHL * 4, or the IP packet runs past the frame's end   DROP BAD_IP_LENGTH
+11    IP header checksum (over IHL * 4 bytes) wrong                           DROP BAD_IP_CHECKSUM
+12    fragment (MF set or fragment offset != 0): reassembly is in software    SLOW
+13    IP options (IHL > 5)                                                    SLOW
+14    destination IP is not ours                                              SLOW
+15    protocol neither TCP (6) nor UDP (17): ICMP, IGMP, ...                  SLOW
+16    TCP: segment shorter than 20 bytes                                      DROP RUNT
+17    TCP: data offset < 5, or data offset * 4 > segment length               DROP BAD_TCP_OFFSET
+18    UDP: datagram shorter than 8 bytes                                      DROP RUNT
+19    UDP: UDP length field != IP total length - 20                           DROP BAD_UDP_LENGTH
+20    TCP checksum wrong; UDP checksum wrong unless the field is 0 (none)     DROP BAD_L4_CHECKSUM
+21    TCP with SYN set (handshake in host software; options on a SYN too)     SLOW
+22    otherwise: TCP or UDP to our MAC and IP                                 FAST
+====  ======================================================================  ==================
+
+Decisions worth stating:
+
+- Bytes after the IP packet (Ethernet padding of frames under 60 bytes, or any other trailing
+  bytes) are ignored, as Linux does: the IP total length defines the L4 length, and the
+  payload length excludes them.
+- TTL is not checked: a packet addressed to us is delivered whatever its TTL (TTL matters
+  only when forwarding, which this NIC does not do). The IP flags' reserved bit is ignored.
+- TCP options on a segment without SYN (e.g. timestamps) are allowed on the fast path: the
+  payload starts after them (``payload_offset`` uses the data offset).
+- RST, FIN and segments without ACK are FAST: the fast path owns the connection state.
+- An IP packet of exactly 20 bytes of TCP header is FAST with an empty payload (a pure ACK).
+- UDP is FAST whatever its ports: the socket lookup that follows decides whether it is bound.
+
+Counters (hdl/classifier.py): one per verdict and one per drop cause, saturating at their
+maximum rather than wrapping, so a large count never reads as a small one.
+"""
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field, fields
+
+from .checksum import ones_complement_sum, pseudo_header_sum
+
+__all__ = ["Verdict", "DropCause", "ParsedFields", "Classification", "classify",
+           "ETH_HEADER", "VLAN_TAG", "MAX_FRAME", "MAX_FRAME_VLAN", "BROADCAST"]
+
+ETH_HEADER = 14
+VLAN_TAG = 4
+MAX_FRAME = 1518
+MAX_FRAME_VLAN = 1522
+BROADCAST = 0xFFFF_FFFF_FFFF
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = 0x8100
+PROTO_TCP = 6
+PROTO_UDP = 17
+TCP_SYN = 0x02
+
+
+class Verdict(enum.IntEnum):
+    """Where a received frame goes."""
+    FAST = 0   #: TCP/UDP to our IP: the fast path takes it, with the parsed fields
+    SLOW = 1   #: the whole frame goes to the host's exception queue
+    DROP = 2   #: discarded and counted under its DropCause
+
+
+class DropCause(enum.IntEnum):
+    """Why a frame was dropped (NONE for FAST and SLOW)."""
+    NONE = 0
+    RUNT = 1             #: shorter than the headers it announces
+    OVERSIZE = 2         #: longer than 1518 bytes (1522 with an 802.1Q tag)
+    WRONG_MAC = 3        #: destination MAC neither ours nor broadcast
+    BAD_VERSION = 4      #: IP version is not 4
+    BAD_IHL = 5          #: IP header length below 5 words
+    BAD_IP_LENGTH = 6    #: IP total length below the header, or beyond the frame
+    BAD_IP_CHECKSUM = 7  #: IP header checksum wrong
+    BAD_TCP_OFFSET = 8   #: TCP data offset below 5 or beyond the segment
+    BAD_UDP_LENGTH = 9   #: UDP length differs from the IP payload length
+    BAD_L4_CHECKSUM = 10  #: TCP or UDP checksum wrong
+
+
+@dataclass(frozen=True)
+class ParsedFields:
+    """Header fields of a FAST frame (all zero for SLOW and DROP; TCP fields zero for UDP).
+
+    Addresses, ports and numbers are integers in their natural (network-order) value.
+    ``payload_offset`` is the frame offset of the first payload byte and ``payload_length``
+    the payload's length, Ethernet padding excluded.
+    """
+    protocol: int = 0
+    src_ip: int = 0
+    dst_ip: int = 0
+    src_port: int = 0
+    dst_port: int = 0
+    seq: int = 0
+    ack: int = 0
+    flags: int = 0
+    window: int = 0
+    data_offset: int = 0
+    payload_offset: int = 0
+    payload_length: int = 0
+
+    def as_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Classification:
+    verdict: Verdict
+    cause: DropCause = DropCause.NONE
+    fields: ParsedFields = field(default_factory=ParsedFields)
+
+
+def _drop(cause):
+    return Classification(Verdict.DROP, cause)
+
+
+_SLOW = Classification(Verdict.SLOW)
+
+
+def _be(data, offset, size):
+    return int.from_bytes(data[offset:offset + size], "big")
+
+
+def _as_int(address, size):
+    if isinstance(address, int):
+        return address
+    if isinstance(address, bytes):
+        return int.from_bytes(address, "big")
+    if size == 6:
+        return int(address.replace(":", "").replace("-", ""), 16)
+    return int(ipaddress.IPv4Address(address))
+
+
+def classify(frame: bytes, our_mac, our_ip) -> Classification:
+    """Classify one frame received for `our_mac` / `our_ip` (ints, bytes or text)."""
+    our_mac = _as_int(our_mac, 6)
+    our_ip = _as_int(our_ip, 4)
+    length = len(frame)
+
+    if length < ETH_HEADER:                                               # 1
+        return _drop(DropCause.RUNT)
+    vlan = _be(frame, 12, 2) == ETHERTYPE_VLAN
+    if length > (MAX_FRAME_VLAN if vlan else MAX_FRAME):                  # 2
+        return _drop(DropCause.OVERSIZE)
+    dst_mac = _be(frame, 0, 6)
+    if dst_mac not in (our_mac, BROADCAST):                               # 3
+        return _drop(DropCause.WRONG_MAC)
+    l3 = ETH_HEADER + (VLAN_TAG if vlan else 0)
+    if length < l3:                                                       # 4
+        return _drop(DropCause.RUNT)
+    if dst_mac == BROADCAST:                                              # 5
+        return _SLOW
+    if _be(frame, l3 - 2, 2) != ETHERTYPE_IPV4:                           # 6
+        return _SLOW
+
+    if length < l3 + 20:                                                  # 7
+        return _drop(DropCause.RUNT)
+    version, ihl = frame[l3] >> 4, frame[l3] & 0xF
+    if version != 4:                                                      # 8
+        return _drop(DropCause.BAD_VERSION)
+    if ihl < 5:                                                           # 9
+        return _drop(DropCause.BAD_IHL)
+    total_length = _be(frame, l3 + 2, 2)
+    if total_length < ihl * 4 or l3 + total_length > length:              # 10
+        return _drop(DropCause.BAD_IP_LENGTH)
+    if ones_complement_sum(frame[l3:l3 + ihl * 4]) != 0xFFFF:             # 11
+        return _drop(DropCause.BAD_IP_CHECKSUM)
+    flags_fragment = _be(frame, l3 + 6, 2)
+    if flags_fragment & 0x2000 or flags_fragment & 0x1FFF:                # 12
+        return _SLOW
+    if ihl > 5:                                                           # 13
+        return _SLOW
+    protocol = frame[l3 + 9]
+    src_ip, dst_ip = _be(frame, l3 + 12, 4), _be(frame, l3 + 16, 4)
+    if dst_ip != our_ip:                                                  # 14
+        return _SLOW
+    if protocol not in (PROTO_TCP, PROTO_UDP):                            # 15
+        return _SLOW
+
+    l4 = l3 + 20
+    l4_length = total_length - 20
+    segment = frame[l4:l4 + l4_length]
+    if protocol == PROTO_TCP:
+        if l4_length < 20:                                                # 16
+            return _drop(DropCause.RUNT)
+        data_offset = segment[12] >> 4
+        if data_offset < 5 or data_offset * 4 > l4_length:                # 17
+            return _drop(DropCause.BAD_TCP_OFFSET)
+        checked = True
+    else:
+        if l4_length < 8:                                                 # 18
+            return _drop(DropCause.RUNT)
+        if _be(segment, 4, 2) != l4_length:                               # 19
+            return _drop(DropCause.BAD_UDP_LENGTH)
+        checked = _be(segment, 6, 2) != 0
+    pseudo = pseudo_header_sum(src_ip, dst_ip, protocol, l4_length)
+    if checked and ones_complement_sum(segment, pseudo) != 0xFFFF:        # 20
+        return _drop(DropCause.BAD_L4_CHECKSUM)
+
+    ports = dict(protocol=protocol, src_ip=src_ip, dst_ip=dst_ip,
+                 src_port=_be(segment, 0, 2), dst_port=_be(segment, 2, 2))
+    if protocol == PROTO_TCP:
+        flags = segment[13]
+        if flags & TCP_SYN:                                               # 21
+            return _SLOW
+        parsed = ParsedFields(**ports, seq=_be(segment, 4, 4), ack=_be(segment, 8, 4),
+                              flags=flags, window=_be(segment, 14, 2), data_offset=data_offset,
+                              payload_offset=l4 + data_offset * 4,
+                              payload_length=l4_length - data_offset * 4)
+    else:
+        parsed = ParsedFields(**ports, payload_offset=l4 + 8, payload_length=l4_length - 8)
+    return Classification(Verdict.FAST, DropCause.NONE, parsed)                # 22

@@ -1,0 +1,26 @@
+"""A packetdrill-compatible script runner: ``python -m tb.packetdrill SCRIPT... --backend B``.
+
+grammar.py parses a script into events, runner.py runs them against a backend
+(backends/linux.py: the Linux kernel in a private namespace; backends/model.py: the golden
+model) and judges every packet and syscall; packets.py is the packet codec.
+"""
+
+from .grammar import ScriptError, parse, parse_file
+from .runner import Config, Result, Runner, LENIENT_FIELDS
+
+__all__ = ["ScriptError", "parse", "parse_file", "Config", "Result", "Runner", "LENIENT_FIELDS",
+           "run_script"]
+
+
+def run_script(path, backend: str, config: Config | None = None) -> Result:
+    """Parse and run one script on a fresh backend; raise ScriptError or BackendUnavailable."""
+    from .backends import make_backend
+    config = config or Config()
+    script = parse_file(path)
+    if "mss" in script.options:
+        config.mss = int(script.options["mss"])
+    stack = make_backend(backend, config)
+    try:
+        return Runner(script, stack, config).run()
+    finally:
+        stack.close()

@@ -1,0 +1,552 @@
+"""Run a parsed packetdrill script against a backend and judge it.
+
+The runner owns what is the same for every backend: the script clock, the translation of
+the script's relative sequence numbers (inbound relative to the script's ISN, 0; outbound
+relative to the stack's ISN, learned from the first SYN it sends), the script-fd to
+backend-fd map, the comparison of every expected packet and syscall result, and the report
+(first mismatch with expected and actual side by side, plus a pcap of the run).
+
+A backend (tb/packetdrill/backends/) provides the stack under test through a small interface:
+
+    now() -> float                      seconds since the backend opened
+    wait_until(t)                       let time pass until `t`, keeping what the stack sends
+    inject(raw)                         one IPv4 packet to the stack
+    next_packet(deadline) -> (t, raw) | None    the oldest packet the stack sent, waiting
+                                        at most until `deadline`
+    pending() -> bool                   whether packets are already waiting (no waiting)
+    start_call(Call) -> CallHandle      start a syscall (it may block)
+    wait_call(handle, deadline) -> bool whether it has returned by `deadline`
+    close()
+
+Packets are matched in order: each ``>`` line takes the next packet the stack sent. A packet
+the script did not expect fails the script when it is still unconsumed at the next ``<``
+line, the next syscall, or the end of the script (so an extra ACK cannot go unnoticed);
+packetdrill itself is laxer here. Inbound packets carry zero bytes as payload, ``win``
+65535 when the line gives none, and their TS ecr is the stack's latest TS val (as
+packetdrill does); the stack's own TS values are not compared, only the option's place.
+
+Strict mode compares everything the script states. Lenient mode (``--lenient``) leaves out
+the fields listed in `LENIENT_FIELDS`, each of which the model's written policy
+(model/policy.py) sets differently from Linux on purpose, and names them in the report.
+"""
+
+import os
+import time as time_mod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .grammar import Flags, Option, Packet, Script, Skipped, Struct, Symbol, Syscall
+from .packets import Wire, build_tcp, build_udp, parse_ipv4
+
+__all__ = ["Config", "Call", "CallHandle", "Result", "Runner", "LENIENT_FIELDS", "CONSTANTS",
+           "PCAP_DIR"]
+
+PCAP_DIR = Path(__file__).resolve().parents[2] / "build" / "packetdrill"
+
+# Fields lenient mode does not compare, each with the reason (model/policy.py has the policy).
+LENIENT_FIELDS = {
+    "win": "the model advertises its free receive-buffer space, at most 65535 and never "
+           "scaled; Linux advertises from tcp_rmem with its own rounding and window scaling",
+    "options": "the model sends only an MSS option, on SYN and SYN-ACK; Linux also sends "
+               "sackOK, timestamps and wscale (on SYN always, later when the peer offered them)",
+    "psh": "the model sets PSH on every data segment; Linux sets it only where a write's data "
+           "ends (and on its own push heuristics), so flags are compared without P",
+    "window-update": "after a read the model sends a window update once the window grew by an "
+                     "MSS (its window is at most 65535); Linux's larger, scaled window rarely "
+                     "needs one, so a model ACK that only raises the window is passed over",
+    "time": "the model has no delayed ACK, a fixed 200 ms RTO doubling on expiry (no RTT "
+            "estimate), a 200 ms persist timer and its own TIME-WAIT; Linux's timers differ, "
+            "so only the order of packets and results is compared, not when they happen",
+}
+
+# Linux's values (x86-64), so scripts read as strace output.
+CONSTANTS = {
+    "AF_INET": 2, "PF_INET": 2, "SOCK_STREAM": 1, "SOCK_DGRAM": 2, "IPPROTO_TCP": 6,
+    "IPPROTO_UDP": 17, "IPPROTO_IP": 0, "SOL_SOCKET": 1, "SOL_TCP": 6, "SO_REUSEADDR": 2,
+    "SO_ERROR": 4, "SO_SNDBUF": 7, "SO_RCVBUF": 8, "SO_KEEPALIVE": 9, "SO_LINGER": 13,
+    "SO_REUSEPORT": 15, "TCP_NODELAY": 1, "F_GETFL": 3, "F_SETFL": 4, "O_RDONLY": 0,
+    "O_WRONLY": 1, "O_RDWR": 2, "O_NONBLOCK": 0x800, "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2,
+    "POLLIN": 0x1, "POLLPRI": 0x2, "POLLOUT": 0x4, "POLLERR": 0x8, "POLLHUP": 0x10,
+    "POLLNVAL": 0x20, "POLLRDNORM": 0x40, "POLLWRNORM": 0x100, "POLLRDHUP": 0x2000,
+    "MSG_PEEK": 0x2, "MSG_DONTWAIT": 0x40, "MSG_WAITALL": 0x100, "MSG_NOSIGNAL": 0x4000,
+}
+
+SYSCALLS = ("socket", "bind", "listen", "accept", "connect", "read", "write", "recv", "send",
+            "close", "shutdown", "fcntl", "setsockopt", "getsockopt", "poll")
+FD_RESULT = ("socket", "accept")
+NONBLOCKING_WAIT = 0.05     # seconds a call written without "..." may take on a busy machine
+
+
+@dataclass
+class Config:
+    local_ip: str = "192.0.2.1"      # the stack under test
+    remote_ip: str = "192.0.2.2"     # the script's side
+    local_port: int = 8080           # bind() and the port inbound connections go to
+    remote_port: int = 40123         # the script's port for connections it opens
+    connect_port: int = 8080         # the script's port that connect() reaches
+    tolerance_usecs: int = 4000
+    mss: int = 1460
+    lenient: bool = False
+    pcap_dir: Path = PCAP_DIR
+    any_time_limit: float = 5.0      # how long a "*" expectation waits
+
+
+@dataclass
+class Call:
+    """One syscall for a backend: `args` evaluated, fds already the backend's own."""
+    name: str
+    args: list
+    fd: int | None = None            # the backend fd of the first argument, if an fd
+    address: tuple | None = None     # bind/connect: the address the runner chose
+
+
+@dataclass
+class CallHandle:
+    call: Call
+    done: bool = False
+    result: int = 0
+    errno: str | None = None
+    outputs: dict = field(default_factory=dict)     # optval / revents, for comparison
+    returned_at: float | None = None
+
+
+@dataclass
+class Result:
+    path: str
+    backend: str
+    passed: bool
+    lenient: bool
+    failure: str = ""
+    skipped: list = field(default_factory=list)
+    not_compared: list = field(default_factory=list)
+    pcap: str = ""
+    events: int = 0
+    passed_over: int = 0
+
+
+    def report(self) -> str:
+        mode = "lenient" if self.lenient else "strict"
+        lines = [f"{'PASS' if self.passed else 'FAIL'} {self.path} [{self.backend}, {mode}]"]
+        if self.not_compared:
+            lines.append("  not compared (lenient): " + ", ".join(self.not_compared))
+        if self.passed_over:
+            lines.append(f"  passed over {self.passed_over} window-update ACK(s) (lenient)")
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} line(s) not executed by this runner:")
+            lines += [f"    line {s.line} ({s.kind}): {s.text.splitlines()[0][:70]}" for s in self.skipped]
+        if self.failure:
+            lines += ["  " + line for line in self.failure.splitlines()]
+        if self.pcap:
+            lines.append(f"  pcap: {self.pcap}")
+        return "\n".join(lines)
+
+
+class Mismatch(Exception):
+    pass
+
+
+def _const(value):
+    if isinstance(value, Symbol):
+        if value.name not in CONSTANTS:
+            raise Mismatch(f"unknown constant {value.name}")
+        return CONSTANTS[value.name]
+    if isinstance(value, Flags):
+        total = 0
+        for term in value.terms:
+            total |= _const(term)
+        return total
+    return value
+
+
+def _seq(value: int) -> int:
+    return value & 0xFFFFFFFF
+
+
+class Runner:
+    def __init__(self, script: Script, backend, config: Config | None = None):
+        self.script, self.backend = script, backend
+        self.cfg = config or Config()
+        opts = script.options
+        if "tolerance_usecs" in opts:
+            self.cfg.tolerance_usecs = int(opts["tolerance_usecs"])
+        self.tol = self.cfg.tolerance_usecs / 1e6
+        self.fds: dict[int, int] = {}              # script fd -> backend fd
+        self.kinds: dict[int, int] = {}            # script fd -> SOCK_STREAM / SOCK_DGRAM
+        self.local_isn: int | None = None
+        self.remote_isn = 0
+        self.lport: int | None = None              # the TCP connection's ports
+        self.rport: int | None = None
+        self.udp_lport: int | None = None
+        self.udp_rport: int | None = None
+        self.last_tsval = 0
+        self.trace: list[tuple[float, str, bytes]] = []   # (time, "<"/">", raw) for the pcap
+        self.pending: tuple[Syscall, CallHandle, float, float] | None = None
+        self.last_out: Wire | None = None
+        self.passed_over = 0                       # lenient: model window updates skipped
+
+    # ----- the script clock ----------------------------------------------------------
+
+    def _window(self, ev, base: float) -> tuple[float, float] | None:
+        t = ev.time
+        if t.kind == "any":
+            return None
+        origin = base if t.kind == "rel" else 0.0
+        hi = t.end if t.end is not None else t.start
+        return origin + t.start, origin + hi
+
+    # ----- main loop ------------------------------------------------------------------
+
+    def run(self) -> Result:
+        result = Result(self.script.path, self.backend.name, False, self.cfg.lenient,
+                        skipped=self.script.skipped,
+                        not_compared=sorted(LENIENT_FIELDS) if self.cfg.lenient else [])
+        base = 0.0
+        self.backend.start_clock()
+        try:
+            for ev in self.script.events:
+                if isinstance(ev, Skipped):
+                    continue
+                result.events += 1
+                try:
+                    base = self._event(ev, base)
+                except Mismatch as err:
+                    kind = "packet" if isinstance(ev, Packet) else "syscall"
+                    raise Mismatch(f"line {ev.line}: {kind} {ev.text}\n{err}") from None
+            self._finish_pending(final=True)
+            self._no_unexpected("at the end of the script")
+            result.passed = True
+        except Mismatch as err:
+            result.failure = str(err)
+        finally:
+            result.pcap = self._write_pcap()
+            result.passed_over = self.passed_over
+        return result
+
+    def _event(self, ev, base: float) -> float:
+        window = self._window(ev, base)
+        if isinstance(ev, Packet) and ev.direction == ">":
+            return self._expect(ev, window, base)
+        start = window[0] if window else self.backend.now()
+        self._wait(start)
+        self._check_pending(start)
+        if isinstance(ev, Packet):
+            self._no_unexpected(f"before line {ev.line}")
+            self._inject(ev)
+            return start
+        return self._syscall(ev, start, base)
+
+    def _wait(self, t: float):
+        self.backend.wait_until(t)
+
+    # ----- packets --------------------------------------------------------------------
+
+    def _inject(self, ev: Packet):
+        cfg = self.cfg
+        if ev.proto == "udp":
+            if self.udp_lport is None:
+                raise Mismatch("a UDP packet before any UDP socket was bound or connected")
+            raw = build_udp(cfg.remote_ip, cfg.local_ip, self.udp_rport, self.udp_lport,
+                            bytes(ev.length))
+        else:
+            if self.lport is None:
+                if "S" in ev.flags and "." not in ev.flags:
+                    self.lport, self.rport = cfg.local_port, cfg.remote_port
+                else:
+                    raise Mismatch("a TCP packet before any connection exists (no SYN yet)")
+            local_isn = self.local_isn or 0
+            ack = _seq(local_isn + ev.ack) if ev.ack is not None else 0
+            options = []
+            for opt in ev.options:
+                if opt.kind == "TS":
+                    opt = Option("TS", (opt.values[0], self.last_tsval if opt.values[1] else 0))
+                elif opt.kind == "sack":
+                    opt = Option("sack", tuple((_seq(local_isn + a), _seq(local_isn + b))
+                                               for a, b in opt.values))
+                options.append(opt)
+            win = ev.win if ev.win is not None else 65535
+            raw = build_tcp(cfg.remote_ip, cfg.local_ip, self.rport, self.lport, ev.flags,
+                            _seq(self.remote_isn + ev.seq), ack, win, options,
+                            bytes(ev.length), ev.urg or 0)
+        self.trace.append((self.backend.now(), "<", raw))
+        self.backend.inject(raw)
+
+    def _next_wire(self, deadline: float, expected: Packet | None = None):
+        while True:
+            got = self.backend.next_packet(deadline)
+            if got is None:
+                return None
+            t, raw = got
+            self.trace.append((t, ">", raw))
+            wire = parse_ipv4(raw)
+            if wire is None:
+                continue
+            last, self.last_out = self.last_out, wire
+            if self.cfg.lenient and self._window_update(wire, last) and \
+                    (expected is None or self._compare(expected, wire, None, t)):
+                self.passed_over += 1
+                continue
+            return t, wire
+
+    @staticmethod
+    def _window_update(wire: Wire, last: Wire | None) -> bool:
+        """A pure ACK that repeats the previous segment's SEQ and ACK and only raises the window."""
+        return (last is not None and wire.proto == last.proto == "tcp" and wire.flags == "."
+                and not wire.payload and wire.ack == last.ack and wire.win > last.win
+                and wire.seq == _seq(last.seq + len(last.payload) + ("S" in last.flags)
+                                     + ("F" in last.flags)))
+
+    def _no_unexpected(self, where: str):
+        while self.backend.pending():
+            got = self._next_wire(self.backend.now())
+            if got is None:
+                return
+            t, wire = got
+            raise Mismatch(f"unexpected packet {where} at {t:.6f}: the script expects none here\n"
+                           + self._describe_actual(wire))
+
+    def _expect(self, ev: Packet, window, base: float) -> float:
+        if window is None:
+            deadline = max(base, self.backend.now()) + self.cfg.any_time_limit
+        elif self.cfg.lenient:
+            deadline = window[1] + max(self.tol, self.cfg.any_time_limit)
+        else:
+            deadline = window[1] + self.tol
+        self._check_pending(min(self.backend.now(), deadline))
+        got = self._next_wire(deadline, ev)
+        if got is None:
+            raise Mismatch(f"expected packet not seen by {deadline:.6f}\n"
+                           + self._table(ev, None, window, None))
+        t, wire = got
+        if "S" in wire.flags and wire.proto == "tcp" and self.local_isn is None:
+            self.local_isn = wire.seq
+        if wire.proto == "tcp":
+            if self.lport is None and "S" in wire.flags:
+                self.lport, self.rport = wire.sport, wire.dport
+            for opt in wire.options:
+                if opt.kind == "TS":
+                    self.last_tsval = opt.values[0]
+        elif self.udp_lport is None:
+            self.udp_lport, self.udp_rport = wire.sport, wire.dport
+        bad = self._compare(ev, wire, window, t)
+        if bad:
+            raise Mismatch("packet differs in " + ", ".join(bad) + "\n"
+                           + self._table(ev, wire, window, t, bad))
+        return t
+
+    def _compare(self, ev: Packet, wire: Wire, window, t: float) -> list[str]:
+        bad = []
+        cfg = self.cfg
+        if ev.proto != wire.proto:
+            return ["protocol"]
+        if (wire.src, wire.dst) != (cfg.local_ip, cfg.remote_ip):
+            bad.append("addresses")
+        if wire.proto == "udp":
+            if (wire.sport, wire.dport) != (self.udp_lport, self.udp_rport):
+                bad.append("ports")
+            if wire.length != ev.length:
+                bad.append("length")
+        else:
+            if (wire.sport, wire.dport) != (self.lport, self.rport):
+                bad.append("ports")
+            ignore = {"P"} if cfg.lenient else set()
+            if set(wire.flags) - ignore != set(ev.flags) - ignore:
+                bad.append("flags")
+            if _seq(wire.seq - (self.local_isn or 0)) != _seq(ev.seq):
+                bad.append("seq")
+            if ev.ack is not None and _seq(wire.ack - self.remote_isn) != _seq(ev.ack):
+                bad.append("ack")
+            if wire.length != ev.length:
+                bad.append("length")
+            if ev.win is not None and wire.win != ev.win and not cfg.lenient:
+                bad.append("win")
+            if ev.urg is not None and wire.urg != ev.urg:
+                bad.append("urg")
+            if ev.options is not None and not cfg.lenient and \
+                    not self._options_match(ev.options, wire.options):
+                bad.append("options")
+        if window is not None and not cfg.lenient and \
+                not window[0] - self.tol <= t <= window[1] + self.tol:
+            bad.append("time")
+        return bad
+
+    def _options_match(self, expected: list[Option], actual: list[Option]) -> bool:
+        if len(expected) != len(actual):
+            return False
+        for exp, act in zip(expected, actual):
+            if exp.kind != act.kind:
+                return False
+            if exp.kind == "TS":
+                continue            # packetdrill does not check the stack's own TS values
+            if exp.kind == "sack":
+                rel = tuple((_seq(a - self.remote_isn), _seq(b - self.remote_isn)) for a, b in act.values)
+                if rel != tuple((_seq(a), _seq(b)) for a, b in exp.values):
+                    return False
+            elif exp.values != act.values:
+                return False
+        return True
+
+    def _describe_actual(self, wire: Wire) -> str:
+        return self._table(None, wire, None, None)
+
+    def _table(self, ev: Packet | None, wire: Wire | None, window, t, bad=()) -> str:
+        isn = self.local_isn or 0
+        rows = [("field", "expected", "actual")]
+
+        def rel_abs(value, origin):
+            return f"{_seq(value - origin)} (abs {value})"
+
+        def opts(options):
+            return "<...>" if options is None else "<" + ", ".join(map(str, options)) + ">"
+
+        exp = {}
+        if ev is not None:
+            exp = {"proto": ev.proto, "flags": ev.flags or "-", "length": str(ev.length),
+                   "seq": f"{ev.seq} (abs {_seq(isn + ev.seq)})",
+                   "ack": "-" if ev.ack is None else f"{ev.ack} (abs {_seq(self.remote_isn + ev.ack)})",
+                   "win": "(any)" if ev.win is None else str(ev.win),
+                   "options": opts(ev.options),
+                   "time": "*" if window is None else
+                   f"{window[0]:.6f}..{window[1]:.6f} +-{self.tol:.6f}"}
+        act = {}
+        if wire is not None:
+            act = {"proto": wire.proto, "flags": wire.flags or "-", "length": str(wire.length),
+                   "seq": rel_abs(wire.seq, isn), "ack": rel_abs(wire.ack, self.remote_isn)
+                   if "." in wire.flags else "-", "win": str(wire.win),
+                   "options": opts(wire.options), "time": "" if t is None else f"{t:.6f}",
+                   "ports": f"{wire.sport} > {wire.dport}"}
+        for key in ("proto", "flags", "seq", "ack", "win", "length", "options", "time", "ports"):
+            if key in exp or key in act:
+                mark = "*" if key in bad else " "
+                rows.append((f"{mark}{key}", exp.get(key, ""), act.get(key, "")))
+        width = max(len(r[1]) for r in rows) + 2
+        return "\n".join(f"  {a:9} {b:{width}} {c}" for a, b, c in rows)
+
+    # ----- syscalls -------------------------------------------------------------------
+
+    def _make_call(self, ev: Syscall) -> Call:
+        if ev.name not in SYSCALLS:
+            raise Mismatch(f"syscall {ev.name}() is not supported by this runner "
+                           f"(supported: {', '.join(SYSCALLS)})")
+        args = list(ev.args)
+        call = Call(ev.name, args)
+        if ev.name != "socket" and ev.name != "poll":
+            if not args:
+                raise Mismatch(f"{ev.name}() needs an fd")
+            script_fd = _const(args[0])
+            call.fd = self.fds.get(script_fd, 10_000 + script_fd if isinstance(script_fd, int) else -1)
+        kind = self.kinds.get(_const(args[0])) if args and ev.name != "poll" else None
+        if ev.name == "bind":
+            call.address = (self.cfg.local_ip, self.cfg.local_port)
+            if kind == 2:
+                self.udp_lport = self.cfg.local_port
+                self.udp_rport = self.udp_rport or self.cfg.remote_port
+        elif ev.name == "connect":
+            call.address = (self.cfg.remote_ip, self.cfg.connect_port)
+            if kind == 2:
+                self.udp_rport = self.cfg.connect_port
+        elif ev.name == "poll":
+            if not args or not isinstance(args[0], list):
+                raise Mismatch("poll() needs a list of {fd=..., events=...}")
+            call.args = [[(self.fds.get(_const(s.fields["fd"]), -1), _const(s.fields.get("events", 0)))
+                          for s in args[0]], *args[1:]]
+        return call
+
+    def _syscall(self, ev: Syscall, start: float, base: float) -> float:
+        self._finish_pending(final=False)
+        self._no_unexpected(f"before line {ev.line}")
+        call = self._make_call(ev)
+        handle = self.backend.start_call(call)
+        if ev.end is not None:
+            end = (base + ev.end) if ev.time.kind == "rel" else ev.end
+            self.pending = (ev, handle, start, end)
+            return start
+        if not self.backend.wait_call(handle, self.backend.now() + max(self.tol, NONBLOCKING_WAIT)):
+            raise Mismatch(f"{ev.name}() blocked; a call that may block is written "
+                           f"'TIME...END {ev.name}(...)'")
+        self._check_result(ev, handle)
+        return start
+
+    def _check_pending(self, now: float):
+        if self.pending is None:
+            return
+        ev, handle, start, end = self.pending
+        if handle.done:
+            self._finish_pending(final=False)
+        elif now > end + self.tol and not self.cfg.lenient:
+            self._finish_pending(final=True)
+
+    def _finish_pending(self, final: bool):
+        """Wait for a blocking call (the next syscall or the script end needs its result)."""
+        if self.pending is None:
+            return
+        ev, handle, start, end = self.pending
+        limit = end + (max(self.tol, self.cfg.any_time_limit) if self.cfg.lenient else self.tol)
+        self.backend.wait_call(handle, limit)
+        self.pending = None
+        try:
+            if not handle.done:
+                raise Mismatch(f"{ev.name}() started at {start:.6f} had not returned by "
+                               f"{limit:.6f} (expected by {end:.6f})")
+            if not self.cfg.lenient and not start - self.tol <= handle.returned_at <= end + self.tol:
+                raise Mismatch(f"{ev.name}() returned at {handle.returned_at:.6f}, outside "
+                               f"{start:.6f}..{end:.6f} +-{self.tol:.6f}")
+            self._check_result(ev, handle)
+        except Mismatch as err:
+            raise Mismatch(f"line {ev.line}: syscall {ev.text}\n{err}") from None
+
+    def _check_result(self, ev: Syscall, handle: CallHandle):
+        expected = _const(ev.result)
+        got = "-1 " + handle.errno if handle.errno else str(handle.result)
+        want = f"-1 {ev.errno}" if ev.errno else str(expected)
+        if ev.name in FD_RESULT and not handle.errno and not ev.errno:
+            self.fds[expected] = handle.result
+            kind = 1 if ev.name == "accept" else _const(ev.args[1]) & 0xF
+            self.kinds[expected] = kind
+            return
+        if ev.name == "fcntl" and not handle.errno and not ev.errno and \
+                _const(ev.args[1]) == CONSTANTS["F_GETFL"]:
+            # the access mode and O_NONBLOCK are what scripts state; other bits (O_LARGEFILE
+            # on 32-bit) are not part of the contract
+            if (handle.result & 0x803) != expected:
+                raise Mismatch(f"  result   expected {want}   actual {handle.result:#x}")
+            return
+        if got != want:
+            raise Mismatch(f"  result   expected {want}   actual {got}")
+        if ev.name == "close" and not ev.errno:
+            fd = _const(ev.args[0])
+            self.fds.pop(fd, None)
+            self.kinds.pop(fd, None)
+        if ev.name == "getsockopt" and not ev.errno and len(ev.args) > 3:
+            want_val = ev.args[3][0] if isinstance(ev.args[3], list) else ev.args[3]
+            if want_val is not ... and handle.outputs.get("optval") != _const(want_val):
+                raise Mismatch(f"  optval   expected {want_val}   actual {handle.outputs.get('optval')}")
+        if ev.name == "poll" and not ev.errno:
+            revents = handle.outputs.get("revents", [])
+            for struct, actual in zip(ev.args[0], revents):
+                if isinstance(struct, Struct) and "revents" in struct.fields:
+                    if _const(struct.fields["revents"]) != actual:
+                        raise Mismatch(f"  revents  expected {struct.fields['revents']} "
+                                       f"({_const(struct.fields['revents']):#x})   actual {actual:#x}")
+
+    # ----- pcap -----------------------------------------------------------------------
+
+    def _write_pcap(self) -> str:
+        if not self.trace:
+            return ""
+        from scapy.layers.inet import IP
+        from scapy.layers.l2 import Ether
+        from scapy.utils import wrpcap
+        self.cfg.pcap_dir.mkdir(parents=True, exist_ok=True)
+        path = self.cfg.pcap_dir / f"{Path(self.script.path).stem}.{self.backend.name}.pcap"
+        origin = time_mod.time()
+        frames = []
+        for t, direction, raw in self.trace:
+            src, dst = ("02:00:00:00:00:02", "02:00:00:00:00:01") if direction == "<" else \
+                ("02:00:00:00:00:01", "02:00:00:00:00:02")
+            frame = Ether(src=src, dst=dst) / IP(raw)
+            frame.time = origin + t
+            frames.append(frame)
+        wrpcap(str(path), frames)
+        relative = os.path.relpath(path)
+        return str(path) if relative.startswith("..") else relative
+

@@ -1,0 +1,390 @@
+"""hdl/classifier.py against model/classify.py, on crafted (scapy) and fuzzed frames, at both widths."""
+
+import itertools
+import random
+from dataclasses import dataclass, field
+
+import pytest
+from amaranth.sim import Simulator
+from hypothesis import given, settings, strategies as st
+from scapy.layers.inet import ICMP, IP, IPOption_RR, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.packet import Raw
+
+from hdl.build import lint_component
+from hdl.classifier import Classifier
+from model.checksum import ones_complement_sum, pseudo_header_sum
+from model.classify import Classification, DropCause, ParsedFields, Verdict, classify
+from tb.amaranth_sim import send_frame
+from tb.tools import BUILD
+
+WIDTHS = (8, 64)
+OUR_MAC = 0x02_00_00_00_00_01
+OUR_IP = 0x0A_00_00_01
+OUR_MAC_TEXT = "02:00:00:00:00:01"
+OUR_IP_TEXT = "10.0.0.1"
+PEER_MAC = "02:00:00:00:00:02"
+PEER_IP = "10.0.0.2"
+
+
+# -- running the RTL --------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    results: list = field(default_factory=list)    # Classification per frame
+    verdict_counts: list = field(default_factory=list)
+    drop_counts: list = field(default_factory=list)
+    beats: int = 0            # input beats accepted
+    cycles: int = 0           # cycles from the first beat accepted to the last one
+    stalls: int = 0           # cycles with i.valid high and i.ready low
+    latencies: list = field(default_factory=list)  # last beat to verdict, per frame
+
+
+def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000):
+    dut = Classifier(width)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    run = Run()
+    sink_pauses = iter(sink_pauses) if sink_pauses is not None else itertools.repeat(False)
+
+    async def source(ctx):
+        ctx.set(dut.our_mac, OUR_MAC)
+        ctx.set(dut.our_ip, OUR_IP)
+        for frame in frames:
+            await send_frame(ctx, dut.i, frame, width, pauses)
+
+    async def sink(ctx):
+        for _ in range(timeout):
+            if len(run.results) == len(frames):
+                break
+            ready = not next(sink_pauses)
+            ctx.set(dut.verdict.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.verdict.valid, dut.verdict.payload)
+            if valid and ready:
+                fields = {name: getattr(payload.fields, name) for name in ParsedFields.__dataclass_fields__}
+                run.results.append(Classification(Verdict(payload.verdict), DropCause(payload.cause),
+                                                  ParsedFields(**fields)))
+        else:
+            raise TimeoutError(f"{len(run.results)} verdicts for {len(frames)} frames")
+        ctx.set(dut.verdict.ready, 0)
+        await ctx.tick().repeat(3)
+        assert not ctx.get(dut.verdict.valid), "a verdict more than frames sent"
+        run.verdict_counts = [ctx.get(dut.verdict_counts[v]) for v in Verdict]
+        run.drop_counts = [ctx.get(dut.drop_counts[c]) for c in DropCause]
+
+    async def monitor(ctx):
+        cycle, first, last_beats, verdicts = 0, None, [], 0
+        async for _, _, valid, ready, last, o_valid, o_ready in ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.i.payload.last, dut.verdict.valid, dut.verdict.ready):
+            if valid and ready:
+                run.beats += 1
+                first = cycle if first is None else first
+                run.cycles = cycle - first + 1
+                if last:
+                    last_beats.append(cycle)
+            if valid and not ready:
+                run.stalls += 1
+            if o_valid and o_ready:
+                run.latencies.append(cycle - last_beats[verdicts])
+                verdicts += 1
+            cycle += 1
+
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.add_testbench(monitor, background=True)
+    sim.run()
+    return run
+
+
+def check_against_model(run, frames, names=None):
+    expected = [classify(frame, OUR_MAC, OUR_IP) for frame in frames]
+    assert len(run.results) == len(frames)
+    for n, (frame, want, got) in enumerate(zip(frames, expected, run.results)):
+        label = names[n] if names else f"frame {n}"
+        assert got == want, (f"{label} ({len(frame)} bytes: {frame[:64].hex()}...)\n"
+                             f"  model: {want}\n  rtl:   {got}")
+    # Counters: one per verdict and per cause, adding up to the frames seen.
+    for verdict in Verdict:
+        assert run.verdict_counts[verdict] == sum(r.verdict == verdict for r in expected)
+    for cause in DropCause:
+        assert run.drop_counts[cause] == sum(r.cause == cause for r in expected if r.verdict == Verdict.DROP)
+    assert sum(run.verdict_counts) == len(frames)
+    assert sum(run.drop_counts) == run.verdict_counts[Verdict.DROP]
+
+
+# -- crafted frames -----------------------------------------------------------------------------
+
+def pad(frame):
+    return frame + bytes(max(0, 60 - len(frame)))
+
+
+def eth(dst=OUR_MAC_TEXT, vlan=False, **kw):
+    head = Ether(dst=dst, src=PEER_MAC, **kw)
+    return head / Dot1Q(vlan=42) if vlan else head
+
+
+def ip(dst=OUR_IP_TEXT, **kw):
+    return IP(src=PEER_IP, dst=dst, **kw)
+
+
+def tcp(flags="A", **kw):
+    return TCP(sport=40000, dport=80, seq=0x12345678, ack=0x9ABCDEF0, flags=flags, window=0x4321, **kw)
+
+
+def udp(**kw):
+    return UDP(sport=5353, dport=9999, **kw)
+
+
+def with_byte(frame, offset, value):
+    return frame[:offset] + bytes([value]) + frame[offset + 1:]
+
+
+def refix_ip_checksum(frame, l3=14):
+    ihl = (frame[l3] & 0xF) * 4
+    header = frame[:l3 + 10] + b"\0\0" + frame[l3 + 12:]
+    value = ~ones_complement_sum(header[l3:l3 + ihl]) & 0xFFFF
+    return header[:l3 + 10] + value.to_bytes(2, "big") + header[l3 + 12:]
+
+
+def crafted_frames():
+    """(name, frame, expected verdict, expected cause): every verdict and every drop cause."""
+    payload = Raw(b"hello, fast path!")
+    fast, slow, drop = Verdict.FAST, Verdict.SLOW, Verdict.DROP
+    none = DropCause.NONE
+    ok_tcp = pad(bytes(eth() / ip() / tcp() / payload))
+    cases = [
+        ("tcp ack with data", ok_tcp, fast, none),
+        ("pure ack, padded to 60", pad(bytes(eth() / ip() / tcp())), fast, none),
+        ("tcp fin+rst", pad(bytes(eth() / ip() / tcp(flags="FR"))), fast, none),
+        ("tcp timestamps option", pad(bytes(eth() / ip() / tcp(options=[("Timestamp", (1, 2))]) / payload)), fast, none),
+        ("udp", pad(bytes(eth() / ip() / udp() / payload)), fast, none),
+        ("udp without checksum", pad(bytes(eth() / ip() / udp(chksum=0) / payload)), fast, none),
+        ("tcp in vlan", pad(bytes(eth(vlan=True) / ip() / tcp() / payload)), fast, none),
+        ("udp in vlan, 1522 bytes", bytes(eth(vlan=True) / ip() / udp() / Raw(bytes(1476))), fast, none),
+        ("tcp 1518 bytes", bytes(eth() / ip() / tcp() / Raw(bytes(1464))), fast, none),
+        ("ttl 0 is delivered", pad(bytes(eth() / ip(ttl=0) / tcp())), fast, none),
+        ("trailing bytes after ip packet", bytes(eth() / ip() / tcp() / payload) + b"\xEE" * 30, fast, none),
+        ("arp", pad(bytes(eth() / ARP(pdst=OUR_IP_TEXT))), slow, none),
+        ("ipv6", pad(bytes(eth() / IPv6() / UDP())), slow, none),
+        ("broadcast udp", pad(bytes(eth(dst="ff:ff:ff:ff:ff:ff") / ip(dst="255.255.255.255") / udp())), slow, none),
+        ("ip options", pad(bytes(eth() / ip(options=[IPOption_RR()]) / tcp())), slow, none),
+        ("fragment, more fragments", pad(bytes(eth() / ip(flags="MF") / tcp())), slow, none),
+        ("fragment, offset", pad(bytes(eth() / ip(frag=100) / Raw(bytes(30)))), slow, none),
+        ("other destination ip", pad(bytes(eth() / ip(dst="10.0.0.9") / tcp())), slow, none),
+        ("icmp", pad(bytes(eth() / ip() / ICMP())), slow, none),
+        ("syn", pad(bytes(eth() / ip() / tcp(flags="S"))), slow, none),
+        ("syn with mss option", pad(bytes(eth() / ip() / tcp(flags="S", options=[("MSS", 1460)]))), slow, none),
+        ("double vlan tag", pad(bytes(eth(vlan=True) / Dot1Q(vlan=7) / ip() / tcp())), slow, none),
+        ("runt: 13 bytes", ok_tcp[:13], drop, DropCause.RUNT),
+        ("runt: 1 byte", ok_tcp[:1], drop, DropCause.RUNT),
+        ("runt: vlan tag cut", bytes(eth(vlan=True) / ip())[:16], drop, DropCause.RUNT),
+        ("runt: ip header cut", ok_tcp[:30], drop, DropCause.RUNT),
+        ("runt: tcp segment of 10 bytes", pad(bytes(eth() / ip(proto=6) / Raw(bytes(10)))), drop, DropCause.RUNT),
+        ("runt: udp datagram of 4 bytes", pad(bytes(eth() / ip(proto=17) / Raw(bytes(4)))), drop, DropCause.RUNT),
+        ("oversize 1519", bytes(eth() / ip() / tcp() / Raw(bytes(1465))), drop, DropCause.OVERSIZE),
+        ("oversize 1523 with vlan", bytes(eth(vlan=True) / ip() / tcp() / Raw(bytes(1465))), drop, DropCause.OVERSIZE),
+        ("wrong mac", pad(bytes(eth(dst="02:00:00:00:00:03") / ip() / tcp())), drop, DropCause.WRONG_MAC),
+        ("multicast mac", pad(bytes(eth(dst="01:00:5e:00:00:01") / ip() / udp())), drop, DropCause.WRONG_MAC),
+        ("ip version 6 in ipv4 ethertype", pad(bytes(eth(type=0x0800) / ip(version=6) / tcp())), drop, DropCause.BAD_VERSION),
+        ("ihl 4", pad(bytes(eth() / ip(ihl=4) / tcp())), drop, DropCause.BAD_IHL),
+        ("total length beyond frame", pad(bytes(eth() / ip(len=200) / tcp())), drop, DropCause.BAD_IP_LENGTH),
+        ("total length below header", pad(bytes(eth() / ip(len=16) / tcp())), drop, DropCause.BAD_IP_LENGTH),
+        ("bad ip checksum", pad(bytes(eth() / ip(chksum=0x1234) / tcp())), drop, DropCause.BAD_IP_CHECKSUM),
+        ("tcp data offset 4", pad(bytes(eth() / ip() / tcp(dataofs=4))), drop, DropCause.BAD_TCP_OFFSET),
+        ("tcp data offset past segment", pad(bytes(eth() / ip() / tcp(dataofs=15) / payload)), drop, DropCause.BAD_TCP_OFFSET),
+        ("udp length mismatch", pad(bytes(eth() / ip() / udp(len=12) / payload)), drop, DropCause.BAD_UDP_LENGTH),
+        ("bad tcp checksum", pad(bytes(eth() / ip() / tcp(chksum=0xBEEF) / payload)), drop, DropCause.BAD_L4_CHECKSUM),
+        ("bad udp checksum", pad(bytes(eth() / ip() / udp(chksum=0xBEEF) / payload)), drop, DropCause.BAD_L4_CHECKSUM),
+        ("bad tcp checksum in vlan", pad(bytes(eth(vlan=True) / ip() / tcp(chksum=0xBEEF))), drop, DropCause.BAD_L4_CHECKSUM),
+    ]
+    return cases
+
+
+def test_crafted_frames_model():
+    """The reference classifier gives each crafted frame the verdict it was built for."""
+    for name, frame, verdict, cause in crafted_frames():
+        got = classify(frame, OUR_MAC_TEXT, OUR_IP_TEXT)
+        assert (got.verdict, got.cause) == (verdict, cause), name
+    covered = {(v, c) for _, _, v, c in crafted_frames()}
+    assert {c for v, c in covered if v == Verdict.DROP} == set(DropCause) - {DropCause.NONE}
+    assert {v for v, _ in covered} == set(Verdict)
+    # Parsed fields of a FAST frame.
+    frame = bytes(eth(vlan=True) / ip() / tcp(options=[("NOP", None)] * 4) / Raw(b"abc"))
+    got = classify(frame, OUR_MAC, OUR_IP)
+    assert got.fields == ParsedFields(protocol=6, src_ip=0x0A000002, dst_ip=OUR_IP, src_port=40000,
+                                      dst_port=80, seq=0x12345678, ack=0x9ABCDEF0, flags=0x10,
+                                      window=0x4321, data_offset=6, payload_offset=18 + 20 + 24,
+                                      payload_length=3)
+    assert frame[got.fields.payload_offset:] == b"abc"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_crafted_frames(width):
+    cases = crafted_frames()
+    frames = [frame for _, frame, _, _ in cases]
+    run = run_classifier(width, frames)
+    check_against_model(run, frames, [name for name, *_ in cases])
+    assert run.stalls == 0
+    assert set(run.latencies) == {Classifier.LATENCY}
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_truncated_at_every_byte(width):
+    """Every prefix of a TCP frame and of a VLAN UDP frame: a verdict each, and no hang."""
+    frames = []
+    for whole in (pad(bytes(eth() / ip() / tcp() / Raw(b"0123456789"))),
+                  pad(bytes(eth(vlan=True) / ip() / udp() / Raw(b"abcdef")))):
+        frames += [whole[:n] for n in range(1, len(whole) + 1)]
+    frames.append(pad(bytes(eth() / ip() / tcp())))   # and the next frame still classifies
+    check_against_model(run_classifier(width, frames), frames)
+
+
+# -- fuzzing --------------------------------------------------------------------------------
+
+def fix_checksums(frame, fix_ip, fix_l4):
+    """Recompute the IP and/or L4 checksum of a mutated frame, as far as its bytes allow."""
+    l3 = 18 if frame[12:14] == b"\x81\x00" else 14
+    if len(frame) < l3 + 20:
+        return frame
+    ihl = (frame[l3] & 0xF) * 4
+    if fix_ip and 20 <= ihl and l3 + ihl <= len(frame):
+        frame = refix_ip_checksum(frame, l3)
+    total = int.from_bytes(frame[l3 + 2:l3 + 4], "big")
+    proto = frame[l3 + 9]
+    at = {6: 16, 17: 6}.get(proto)
+    l4 = l3 + ihl
+    if fix_l4 and at is not None and ihl >= 20 and l4 + at + 2 <= l3 + total <= len(frame):
+        segment = frame[l4:l3 + total]
+        segment = segment[:at] + b"\0\0" + segment[at + 2:]
+        pseudo = pseudo_header_sum(int.from_bytes(frame[l3 + 12:l3 + 16], "big"),
+                                   int.from_bytes(frame[l3 + 16:l3 + 20], "big"), proto, total - ihl)
+        value = ~ones_complement_sum(segment, pseudo) & 0xFFFF
+        frame = frame[:l4 + at] + value.to_bytes(2, "big") + frame[l4 + at + 2:]
+    return frame
+
+
+@st.composite
+def fuzz_frames(draw):
+    """A valid-looking frame, then malformed: fields overwritten, bytes flipped, cut short."""
+    vlan = draw(st.booleans())
+    proto = draw(st.sampled_from(["tcp", "udp", "tcp", "udp", "icmp"]))
+    payload = Raw(draw(st.binary(max_size=48)))
+    head = eth(vlan=vlan,
+               dst=draw(st.sampled_from([OUR_MAC_TEXT, OUR_MAC_TEXT, OUR_MAC_TEXT, "ff:ff:ff:ff:ff:ff",
+                                         "02:00:00:00:00:07"])))
+    dst = draw(st.sampled_from([OUR_IP_TEXT, OUR_IP_TEXT, "10.0.0.3"]))
+    l4 = {"tcp": lambda: tcp(flags=draw(st.sampled_from(["A", "PA", "S", "SA", "F", "R", ""]))),
+          "udp": udp, "icmp": ICMP}[proto]()
+    frame = pad(bytes(head / ip(dst=dst) / l4 / payload))
+    l3 = 18 if vlan else 14
+    # Overwrite header fields with chosen or random values.
+    for _ in range(draw(st.integers(0, 3))):
+        offset = draw(st.sampled_from([
+            l3, l3, l3 + 2, l3 + 3, l3 + 6, l3 + 7, l3 + 9, l3 + 32, l3 + 32, l3 + 24, l3 + 25, l3 + 33,
+            12, 13, 16, 17, draw(st.integers(0, len(frame) - 1))]))
+        if offset < len(frame):
+            frame = with_byte(frame, offset, draw(st.integers(0, 255)))
+    # Random bit flips anywhere.
+    for _ in range(draw(st.integers(0, 2))):
+        offset = draw(st.integers(0, len(frame) - 1))
+        frame = with_byte(frame, offset, frame[offset] ^ (1 << draw(st.integers(0, 7))))
+    frame = fix_checksums(frame, draw(st.booleans()), draw(st.booleans()))
+    # Extra trailing bytes or a cut at any byte.
+    choice = draw(st.sampled_from(["keep", "keep", "cut", "extend"]))
+    if choice == "cut":
+        frame = frame[:draw(st.integers(1, len(frame)))]
+    elif choice == "extend":
+        frame += draw(st.binary(min_size=1, max_size=20))
+    return frame
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@settings(max_examples=15)
+@given(frames=st.lists(fuzz_frames(), min_size=1, max_size=25))
+def test_fuzz_against_model(width, frames):
+    check_against_model(run_classifier(width, frames), frames)
+
+
+@pytest.mark.campaign
+@pytest.mark.parametrize("width", WIDTHS)
+@settings(max_examples=400)
+@given(frames=st.lists(fuzz_frames(), min_size=1, max_size=40))
+def test_campaign_fuzz_against_model(width, frames):
+    check_against_model(run_classifier(width, frames), frames)
+
+
+# -- streaming ------------------------------------------------------------------------------
+
+def stream_mix(rng, count):
+    """Back-to-back frames of every kind and size, short ones (one beat) included."""
+    cases = crafted_frames()
+    frames = []
+    for _ in range(count):
+        kind = rng.random()
+        if kind < 0.2:
+            frames.append(rng.randbytes(rng.randrange(1, 9)))
+        elif kind < 0.6:
+            frames.append(rng.choice(cases)[1])
+        else:
+            frames.append(pad(bytes(eth() / ip() / tcp() / Raw(rng.randbytes(rng.randrange(0, 600))))))
+    return frames
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_back_to_back_line_rate(width):
+    rng = random.Random(99 + width)
+    frames = stream_mix(rng, 120 if width == 64 else 40)
+    run = run_classifier(width, frames)
+    check_against_model(run, frames)
+    assert run.stalls == 0, "ready dropped with the verdict sink always ready"
+    assert run.cycles == run.beats
+    assert set(run.latencies) == {Classifier.LATENCY}
+    print(f"\nclassifier width {width}: {len(frames)} frames, {run.beats} beats in {run.cycles} cycles "
+          f"({run.beats / run.cycles:.3f} beats/clock), verdict {Classifier.LATENCY} cycles after last beat")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_verdict_backpressure(width):
+    """A slow verdict sink stalls the input; no verdict is lost, duplicated or reordered."""
+    rng = random.Random(5 + width)
+    frames = stream_mix(rng, 80 if width == 64 else 30) + [b"\x01"] * 20
+    run = run_classifier(width, frames, pauses=(rng.random() < 0.1 for _ in itertools.count()),
+                         sink_pauses=(rng.random() < 0.8 for _ in itertools.count()))
+    check_against_model(run, frames)
+    assert run.stalls > 0
+
+
+# -- construction and lint ----------------------------------------------------------------
+
+def test_data_width_message():
+    with pytest.raises(TypeError, match=r"^Data width must be 8 or 64, not 32$"):
+        Classifier(32)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "32", True])
+def test_counter_width_message(bad):
+    with pytest.raises(TypeError, match=rf"^Counter width must be a positive integer, not {bad!r}$"):
+        Classifier(8, counter_width=bad)
+
+
+def test_counters_saturate():
+    dut = Classifier(64, counter_width=2)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        ctx.set(dut.verdict.ready, 1)
+        for _ in range(5):
+            await send_frame(ctx, dut.i, b"\x00", 64)
+        await ctx.tick().repeat(Classifier.LATENCY + 2)
+        assert ctx.get(dut.verdict_counts[Verdict.DROP]) == 3
+        assert ctx.get(dut.drop_counts[DropCause.RUNT]) == 3
+
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_lint(width):
+    lint_component(Classifier(width), f"classifier_{width}", BUILD / "test" / "classifier")
