@@ -35,6 +35,8 @@ BLOCKS = {
     "socket_table": ("hdl.socket_table", "SocketTable", {"entries": 1024}),
     "checksum": ("hdl.checksum", "Checksum", {"data_width": 64}),
     "classifier": ("hdl.classifier", "Classifier", {"data_width": 64}),
+    "frame_slicer": ("hdl.frame_slicer", "FrameSlicer", {"data_width": 64}),
+    "tx_framer": ("hdl.tx_framer", "TxFramer", {"data_width": 64}),
 }
 
 

@@ -1,0 +1,291 @@
+"""hdl/tx_framer.py against model/packet.py's frame builder and scapy, at both widths."""
+
+import ipaddress
+import itertools
+import random
+from dataclasses import dataclass, field
+
+import pytest
+from amaranth.sim import Simulator
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+
+from hdl.build import lint_component
+from hdl.tx_framer import L4Protocol, TxFramer
+from model.packet import TcpFlags, TcpSegment, UdpDatagram, build_tcp_frame, build_udp_frame
+from tb.amaranth_sim import beats_to_frame, frame_to_beats
+from tb.tools import BUILD
+
+WIDTHS = (8, 64)
+FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg")
+
+
+@dataclass
+class Job:
+    """One frame: the header entry's fields and the payload; `expect` is the model's frame."""
+    src_mac: bytes
+    dst_mac: bytes
+    src_ip: str
+    dst_ip: str
+    udp: bool
+    src_port: int
+    dst_port: int
+    payload: bytes
+    seq: int = 0
+    ack: int = 0
+    flags: int = 0
+    window: int = 0
+    mss: int | None = None
+
+    @property
+    def expect(self) -> bytes:
+        if self.udp:
+            return build_udp_frame(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
+                                   UdpDatagram(self.src_port, self.dst_port, self.payload))
+        seg = TcpSegment(self.src_port, self.dst_port, self.seq, self.ack, TcpFlags(self.flags),
+                         self.window, self.payload, self.mss)
+        return build_tcp_frame(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip, seg)
+
+    def header(self) -> dict:
+        return {
+            "dst_mac": int.from_bytes(self.dst_mac, "big"),
+            "src_mac": int.from_bytes(self.src_mac, "big"),
+            "src_ip": int(ipaddress.IPv4Address(self.src_ip)),
+            "dst_ip": int(ipaddress.IPv4Address(self.dst_ip)),
+            "protocol": L4Protocol.UDP if self.udp else L4Protocol.TCP,
+            "src_port": self.src_port, "dst_port": self.dst_port,
+            "seq": self.seq, "ack": self.ack,
+            "flags": {name: self.flags >> bit & 1 for bit, name in enumerate(FLAG_NAMES)},
+            "window": self.window, "mss": self.mss or 0, "mss_option": self.mss is not None,
+            "length": len(self.payload),
+        }
+
+
+def random_job(rng, length, udp=None):
+    udp = rng.random() < 0.4 if udp is None else udp
+    job = Job(rng.randbytes(6), rng.randbytes(6),
+              str(ipaddress.IPv4Address(rng.getrandbits(32))),
+              str(ipaddress.IPv4Address(rng.getrandbits(32))),
+              udp, rng.getrandbits(16), rng.getrandbits(16), rng.randbytes(length))
+    if not udp:
+        job.seq, job.ack, job.window = rng.getrandbits(32), rng.getrandbits(32), rng.getrandbits(16)
+        job.flags = rng.getrandbits(6)
+        if rng.random() < 0.3:
+            job.flags |= TcpFlags.SYN
+            job.mss = rng.getrandbits(16)
+    return job
+
+
+@dataclass
+class Run:
+    frames: list = field(default_factory=list)
+    out_beats: int = 0
+    out_cycles: int = 0       # cycles from the first output beat to the last, inclusive
+    latencies: list = field(default_factory=list)   # last payload beat in -> first beat out
+
+
+def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, **kwargs):
+    """Drive every job's header and payload and collect the frames."""
+    pauses = iter(pauses) if pauses is not None else itertools.repeat(False)
+    sink_pauses = iter(sink_pauses) if sink_pauses is not None else itertools.repeat(False)
+    header_pauses = iter(header_pauses) if header_pauses is not None else itertools.repeat(False)
+    dut = TxFramer(width, **kwargs)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    run = Run()
+
+    async def headers(ctx):
+        for job in jobs:
+            while next(header_pauses):
+                await ctx.tick()
+            ctx.set(dut.header.valid, 1)
+            ctx.set(dut.header.payload, job.header())
+            await ctx.tick().until(dut.header.ready)
+            ctx.set(dut.header.valid, 0)
+
+    async def payloads(ctx):
+        for job in jobs:
+            if not job.payload:
+                continue
+            for data, keep, last in frame_to_beats(job.payload, width):
+                while next(pauses):
+                    ctx.set(dut.payload.valid, 0)
+                    await ctx.tick()
+                # Lanes beyond `keep` hold garbage: the framer must not send it.
+                garbage = random.getrandbits(width) & ~((1 << 8 * keep.bit_length()) - 1)
+                ctx.set(dut.payload.valid, 1)
+                ctx.set(dut.payload.payload, {"data": data | garbage, "keep": keep, "last": last})
+                await ctx.tick().until(dut.payload.ready)
+            ctx.set(dut.payload.valid, 0)
+
+    async def sink(ctx):
+        beats, cycle, first = [], 0, None
+        last_in = None
+        ctx.set(dut.o.ready, not next(sink_pauses))
+        async for _, _, p_valid, p_ready, p_last, o_valid, o_ready, o_payload in ctx.tick().sample(
+                dut.payload.valid, dut.payload.ready, dut.payload.payload.last,
+                dut.o.valid, dut.o.ready, dut.o.payload):
+            if p_valid and p_ready and p_last:
+                last_in = cycle
+            if o_valid and not beats and last_in is not None:
+                run.latencies.append(cycle - last_in)
+                last_in = None
+            if o_valid and o_ready:
+                run.out_beats += 1
+                first = cycle if first is None else first
+                run.out_cycles = cycle - first + 1
+                beats.append((o_payload.data, o_payload.keep))
+                if o_payload.last:
+                    run.frames.append(beats_to_frame(beats, width))
+                    beats = []
+                    if len(run.frames) == len(jobs):
+                        break
+            ctx.set(dut.o.ready, not next(sink_pauses))
+            cycle += 1
+            assert cycle < 1_000_000, "framer hung"
+
+    sim.add_testbench(headers, background=True)
+    sim.add_testbench(payloads, background=True)
+    sim.add_testbench(sink)
+    sim.run()
+    return run
+
+
+def scapy_check(raw: bytes):
+    """scapy parses the frame, and its recomputed checksums equal ours."""
+    pkt = Ether(raw)
+    l4 = pkt[UDP] if UDP in pkt else pkt[TCP]
+    ours = (pkt[IP].chksum, l4.chksum)
+    del pkt[IP].chksum
+    del l4.chksum
+    rebuilt = Ether(bytes(pkt))
+    l4_rebuilt = rebuilt[UDP] if UDP in rebuilt else rebuilt[TCP]
+    assert (rebuilt[IP].chksum, l4_rebuilt.chksum) == ours
+    assert bytes(pkt) == raw
+
+
+def check_run(run, jobs, scapy=True):
+    assert len(run.frames) == len(jobs)
+    for n, (job, got) in enumerate(zip(jobs, run.frames)):
+        expect = job.expect
+        assert got == expect, (
+            f"frame {n} ({'UDP' if job.udp else 'TCP'}, payload {len(job.payload)} bytes, "
+            f"mss {job.mss}): {len(expect)} bytes expected, {len(got)} seen\n"
+            f" expected {expect.hex()}\n got      {got.hex()}")
+        if scapy:
+            scapy_check(got)
+
+
+def lengths_for(width, rng):
+    edge = [0, 1, 2, 3, 5, 6, 7, 8, 9, 17, 18, 19, 63, 64, 65, 1460, 1472]
+    return edge + [rng.randrange(1, 200) for _ in range(25 if width == 64 else 6)] + \
+        [rng.randrange(200, 1461) for _ in range(4 if width == 64 else 1)]
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+def test_data_width_message():
+    with pytest.raises(TypeError, match=r"^Data width must be 8 or 64, not 16$"):
+        TxFramer(16)
+
+
+@pytest.mark.parametrize("size", [1024, 1473, "4096"])
+def test_buffer_size_message(size):
+    with pytest.raises(TypeError, match=rf"^Buffer size must be a multiple of 8 bytes and at "
+                                        rf"least 1472, not {size!r}$"):
+        TxFramer(64, buffer_bytes=size)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_edge_lengths_and_kinds(width):
+    """Every header kind (UDP, TCP, TCP with MSS) with lengths around the padding limit."""
+    rng = random.Random(width)
+    jobs = []
+    for length in [0, 1, 2, 5, 6, 7, 17, 18, 19, 8, 15, 16, 1460]:
+        jobs += [random_job(rng, length, udp=True), random_job(rng, length, udp=False)]
+        jobs.append(random_job(rng, length, udp=False))
+        jobs[-1].mss = rng.getrandbits(16)
+    check_run(run_jobs(width, jobs), jobs)
+
+
+def test_udp_zero_checksum():
+    # Payload chosen so that the UDP checksum computes to 0: sent as 0xFFFF (RFC 768).
+    rng = random.Random(5)
+    job = random_job(rng, 10, udp=True)
+    job.payload = bytes(8)
+    frame = job.expect
+    field_value = int.from_bytes(frame[40:42], "big")
+    # A payload word equal to that checksum brings the sum to 0xFFFF: the checksum is 0.
+    job.payload = field_value.to_bytes(2, "big") + bytes(6)
+    assert job.expect[40:42] == b"\xff\xff"
+    for width in WIDTHS:
+        check_run(run_jobs(width, [job, job]), [job, job])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_random_with_backpressure(width):
+    rng = random.Random(1460 + width)
+    jobs = [random_job(rng, n) for n in lengths_for(width, rng)]
+    rng.shuffle(jobs)
+    pauses = (rng.random() < 0.3 for _ in itertools.count())
+    sink_pauses = (rng.random() < 0.3 for _ in itertools.count())
+    header_pauses = (rng.random() < 0.3 for _ in itertools.count())
+    check_run(run_jobs(width, jobs, pauses, sink_pauses, header_pauses), jobs)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_minimum_buffer(width):
+    rng = random.Random(7 + width)
+    jobs = [random_job(rng, 1472, udp=True), random_job(rng, 1472, udp=True),
+            random_job(rng, 3), random_job(rng, 1460, udp=False)]
+    check_run(run_jobs(width, jobs, buffer_bytes=1472), jobs)
+
+
+def frame_beats(job, width):
+    return -(-len(job.expect) // (width // 8))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_throughput_and_latency(width):
+    """Back-to-back TCP frames per payload size: output beats per clock, and the latency from
+    the last payload beat in to the first frame beat out."""
+    rng = random.Random(99)
+    report = []
+    for length in (0, 10, 64, 512, 1460):
+        count = 6 if (width == 64 or length < 512) else 3
+        jobs = [random_job(rng, length, udp=False) for _ in range(count)]
+        for job in jobs:
+            job.mss = None
+        run = run_jobs(width, jobs)
+        check_run(run, jobs, scapy=False)
+        beats = frame_beats(jobs[0], width)
+        assert run.out_beats == beats * count
+        # From the first beat of the first frame to the last beat of the last one.
+        ratio = run.out_beats / run.out_cycles
+        report.append(f"payload {length:4}: {beats:4} beats/frame, {run.out_beats} beats in "
+                      f"{run.out_cycles} cycles = {ratio:.3f} beats/clock")
+        assert run.out_cycles == run.out_beats, report[-1]
+    for length in (1, 64, 1460):
+        single = run_jobs(width, [random_job(rng, length)])
+        report.append(f"latency, payload {length:4}: last payload beat in -> first frame beat "
+                      f"out: {single.latencies[0]} cycles")
+    print(f"\ntx framer width {width}:\n  " + "\n  ".join(report))
+
+
+@pytest.mark.campaign
+@pytest.mark.parametrize("width", WIDTHS)
+def test_campaign(width):
+    rng = random.Random(31337 + width)
+    jobs = [random_job(rng, rng.choice([rng.randrange(0, 80), rng.randrange(0, 1473)]))
+            for _ in range(600 if width == 64 else 150)]
+    for job in jobs:
+        if job.udp is False and len(job.payload) > 1460:
+            job.payload = job.payload[:1460]
+    pauses = (rng.random() < 0.1 for _ in itertools.count())
+    sink_pauses = (rng.random() < 0.1 for _ in itertools.count())
+    check_run(run_jobs(width, jobs, pauses, sink_pauses), jobs)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_lint(width):
+    lint_component(TxFramer(width), f"tx_framer_{width}", BUILD / "test" / "tx_framer")
