@@ -85,12 +85,6 @@ def _be(view):
     return Cat(*reversed([view[k] for k in range(len(view))]))
 
 
-def _constant(value, width):
-    """A `width`-bit constant for a multiplexer input: unlike arithmetic operands, multiplexer
-    inputs keep their full width in the Verilog, so the result can be used at `width` bits."""
-    return C(value, width)
-
-
 class Classifier(wiring.Component):
     """Classifies each received frame as FAST, SLOW or DROP (with a cause), one beat per clock.
 
@@ -102,8 +96,12 @@ class Classifier(wiring.Component):
     length down to one byte, yields a verdict and leaves the classifier ready for the next.
 
     Checksums are verified with two :class:`~hdl.checksum.Checksum` units (IP header; TCP/UDP
-    segment with its pseudo-header), fed one beat after the header bytes are captured, so
-    that their byte ranges are known when the bytes arrive.
+    segment), fed two beats after the header bytes are captured, so that their byte ranges,
+    computed from the header and registered, are known when the bytes arrive. The pseudo-header
+    sum is added to the segment's sum after the unit's result. The rules are decided in
+    registered stages (aligned header fields and wide comparisons; each rule's condition; the
+    rules in priority order) while the checksums are computed, so that no path holds more
+    than one comparison or carry chain and a few LUT levels (156.25 MHz on an ECP5 at speed 8).
 
     Parameters
     ----------
@@ -135,10 +133,15 @@ class Classifier(wiring.Component):
 
     #: Frame bytes captured for parsing: Ethernet, 802.1Q tag, IPv4 and TCP headers without options.
     HEADER_BYTES = 14 + 4 + 20 + 20
-    #: Verdict queue depth.
-    QUEUE_DEPTH = 8
-    #: Cycles from the cycle accepting a frame's last beat to its verdict on an empty queue.
-    LATENCY = 1 + Checksum.LATENCY + 2
+    #: Cycles from the cycle accepting a frame's last beat to the cycle its verdict is written
+    #: into the queue: beats delayed 2 for the checksum units, their latency, then the checksum
+    #: verdicts and the record are registered.
+    _WRITE_DELAY = 2 + Checksum.LATENCY + 2
+    #: Verdict queue depth: room for every frame in flight and a few more.
+    QUEUE_DEPTH = 14
+    #: Cycles from the cycle accepting a frame's last beat to its verdict on an empty queue
+    #: (the queue adds 2).
+    LATENCY = _WRITE_DELAY + 2
 
     def __init__(self, data_width, counter_width=32):
         self._data_width = check_data_width(data_width)
@@ -197,171 +200,241 @@ class Classifier(wiring.Component):
                 with m.If(~beats[-1]):
                     m.d.sync += beats.eq(beats + 1)
 
-        # The same beats, one cycle later, for the checksum units.
-        delayed = Signal(FrameBeat(self._data_width))
-        delayed_valid = Signal()
-        m.d.sync += delayed_valid.eq(accept)
-        with m.If(accept):
-            m.d.sync += delayed.eq(beat)
-
-        # -- Header views (valid for the bytes the frame has) ----------------------------------
+        # -- Header views: valid for the bytes the frame has; the whole header is there in the
+        # cycle after its last beat, and only then (the next frame may start overwriting it).
         eth = data.View(EthernetHeader(), header[:8 * 18])
-        ethertype = _be(eth.ethertype)
-        vlan = (ethertype == 0x8100)
+        vlan = Signal()
+        m.d.comb += vlan.eq(_be(eth.ethertype) == 0x8100)
         ip = data.View(IPv4Header(), Mux(vlan, header[8 * 18:8 * 38], header[8 * 14:8 * 34]))
         l4_bytes = Mux(vlan, header[8 * 38:8 * 58], header[8 * 34:8 * 54])
-        tcp = data.View(TCPHeader(), l4_bytes)
-        udp = data.View(UDPHeader(), l4_bytes[:64])
-
-        dst_mac = _be(eth.dst)
-        broadcast = dst_mac.all()
-        l3_ethertype = Mux(vlan, _be(eth.inner_ethertype), ethertype)
         total_length = _be(ip.total_length)
-        ihl_bytes = Cat(C(0, 2), ip.ihl)
-        # Bytes of the frame from the IP header on (the frame holds the IP header here).
-        ip_available = Mux(vlan, (frame_length - 18)[:len(frame_length)], (frame_length - 14)[:len(frame_length)])
-        l4_length = (total_length - 20)[:len(total_length)]
-        is_tcp = (ip.protocol == 6)
-        is_udp = (ip.protocol == 17)
-        data_offset_bytes = Cat(C(0, 2), tcp.data_offset)
-        l4_header = Signal(16)
-        m.d.comb += l4_header.eq(Mux(is_tcp, data_offset_bytes, _constant(8, 16)))
 
-        # -- Checksum units ------------------------------------------------------------------
+        # -- Checksum units: byte ranges registered, beats delayed two cycles -----------------
+        # A range computed from the header bytes up to beat n is registered and meets beat n,
+        # delayed by two cycles (the Checksum needs it from the beat holding its start on).
         m.submodules.ip_checksum = ip_checksum = Checksum(self._data_width)
         m.submodules.l4_checksum = l4_checksum = Checksum(self._data_width)
+        delayed = [(Signal(name=f"delayed{n}_valid"), Signal(FrameBeat(self._data_width),
+                                                              name=f"delayed{n}")) for n in range(2)]
+        m.d.sync += [
+            delayed[0][0].eq(accept), delayed[0][1].eq(beat),
+            delayed[1][0].eq(delayed[0][0]), delayed[1][1].eq(delayed[0][1]),
+        ]
         l3_start = Signal(16)
         l4_start = Signal(16)
-        m.d.comb += [
-            l3_start.eq(Mux(vlan, _constant(18, 16), _constant(14, 16))),
+        l4_end = Signal(16)
+        m.d.sync += [
+            l3_start.eq(Mux(vlan, 18, 14)),
             # l3_start + IHL * 4, with l3_start = 4 * (3 or 4) + 2
-            l4_start.eq(Cat(C(2, 2), ip.ihl + Mux(vlan, _constant(4, 4), _constant(3, 4)))),
+            l4_start.eq(Cat(C(2, 2), ip.ihl + Mux(vlan, 4, 3))),
+            l4_end.eq(Mux(vlan, 18, 14) + total_length),
         ]
-        pseudo = _ones_complement_total(m, [
-            _be(ip.src)[16:], _be(ip.src)[:16], _be(ip.dst)[16:], _be(ip.dst)[:16],
-            Mux(is_tcp, _constant(6, 16), _constant(17, 16)), l4_length])
         for unit in (ip_checksum, l4_checksum):
             m.d.comb += [
-                unit.i.valid.eq(delayed_valid),
-                unit.i.payload.eq(delayed),
+                unit.i.valid.eq(delayed[1][0]),
+                unit.i.payload.eq(delayed[1][1]),
+                unit.initial.eq(0),
                 unit.o.ready.eq(1),
             ]
         m.d.comb += [
             ip_checksum.start.eq(l3_start),
             ip_checksum.end.eq(l4_start),
-            ip_checksum.initial.eq(0),
             l4_checksum.start.eq(l4_start),
-            l4_checksum.end.eq((l3_start + total_length)[:16]),
-            l4_checksum.initial.eq(pseudo),
+            l4_checksum.end.eq(l4_end),
         ]
 
-        # -- Decision before the checksums (the frame's last beat is in `header` now) ---------
+        # -- Decision, in registered stages from the header of the frame that just ended ------
+        # Stage A: the header bytes aligned past the VLAN tag, and the wide comparisons.
+        a_valid = Signal()
+        a_vlan = Signal()
+        a_broadcast = Signal()
+        a_mac_ok = Signal()
+        a_ipv4 = Signal()
+        a_dst_ok = Signal()
+        a_frame_length = Signal(16)
+        a_ip_available = Signal(16)      # bytes of the frame from the IP header on
+        a_l4_length = Signal(16)
+        a_ip = Signal(IPv4Header())
+        a_l4 = Signal(len(l4_bytes))
+        dst_mac = _be(eth.dst)
+        m.d.sync += [
+            a_valid.eq(delayed[0][0] & delayed[0][1].last),
+            a_vlan.eq(vlan),
+            a_broadcast.eq(dst_mac.all()),
+            a_mac_ok.eq(dst_mac == self.our_mac),
+            a_ipv4.eq(Mux(vlan, _be(eth.inner_ethertype) == 0x0800, _be(eth.ethertype) == 0x0800)),
+            # (compared at both places and then chosen, so the VLAN test is not in series)
+            a_dst_ok.eq(Mux(vlan,
+                            _be(data.View(IPv4Header(), header[8 * 18:8 * 38]).dst) == self.our_ip,
+                            _be(data.View(IPv4Header(), header[8 * 14:8 * 34]).dst) == self.our_ip)),
+            a_frame_length.eq(frame_length),
+            a_ip_available.eq(frame_length - Mux(vlan, 18, 14)),
+            a_l4_length.eq(total_length - 20),
+            a_ip.eq(ip),
+            a_l4.eq(l4_bytes),
+        ]
+        ip_a = a_ip
+        tcp = data.View(TCPHeader(), a_l4)
+        udp = data.View(UDPHeader(), a_l4[:64])
+        is_tcp = (ip_a.protocol == 6)
+        is_udp = (ip_a.protocol == 17)
+        a_total_length = _be(ip_a.total_length)
+        data_offset_bytes = Cat(C(0, 2), tcp.data_offset)
+
+        # Stage B: each rule's condition, and the parsed fields.
+        rules = {name: Signal(name=f"b_{name}") for name in (
+            "runt", "oversize", "wrong_mac", "vlan_runt", "not_ip", "ip_runt", "bad_version",
+            "bad_ihl", "bad_ip_length", "not_fast_ip", "tcp_runt", "bad_tcp_offset", "udp_runt",
+            "bad_udp_length")}
+        b_valid = Signal()
+        b_check_l4 = Signal()
+        b_late_verdict = Signal(Verdict)
+        b_fields = Signal(ParsedFields())
+        fl = a_frame_length
+        m.d.sync += [
+            b_valid.eq(a_valid),
+            rules["runt"].eq(fl < 14),                                                  # 1
+            rules["oversize"].eq(Mux(a_vlan, fl >= 1523, fl >= 1519)),                  # 2
+            rules["wrong_mac"].eq(~a_broadcast & ~a_mac_ok),                             # 3
+            rules["vlan_runt"].eq(a_vlan & (fl < 18)),                                  # 4
+            rules["not_ip"].eq(a_broadcast | ~a_ipv4),                                  # 5, 6
+            rules["ip_runt"].eq(Mux(a_vlan, fl < 38, fl < 34)),                         # 7
+            rules["bad_version"].eq(ip_a.version != 4),                                 # 8
+            rules["bad_ihl"].eq(ip_a.ihl < 5),                                          # 9
+            rules["bad_ip_length"].eq((a_total_length < Cat(C(0, 2), ip_a.ihl)) |
+                                      (a_total_length > a_ip_available)),               # 10
+            rules["not_fast_ip"].eq(ip_a.mf | ip_a.fragment_high.any() |                # 12
+                                    ip_a.fragment_low.any() | (ip_a.ihl != 5) |         # 13
+                                    ~a_dst_ok | ~(is_tcp | is_udp)),                    # 14, 15
+            rules["tcp_runt"].eq(is_tcp & (a_l4_length < 20)),                          # 16
+            rules["bad_tcp_offset"].eq(is_tcp & ((tcp.data_offset < 5) |
+                                                 (a_l4_length < data_offset_bytes))),   # 17
+            rules["udp_runt"].eq(is_udp & (a_l4_length < 8)),                           # 18
+            rules["bad_udp_length"].eq(is_udp & (_be(udp.length) != a_l4_length)),      # 19
+            b_check_l4.eq(is_tcp | _be(udp.checksum).any()),                            # 20
+            b_late_verdict.eq(Mux(is_tcp & tcp.flags[1], Verdict.SLOW, Verdict.FAST)),  # 21, 22
+            b_fields.protocol.eq(ip_a.protocol),
+            b_fields.src_ip.eq(_be(ip_a.src)),
+            b_fields.dst_ip.eq(_be(ip_a.dst)),
+            b_fields.src_port.eq(_be(tcp.src_port)),
+            b_fields.dst_port.eq(_be(tcp.dst_port)),
+            b_fields.payload_offset.eq(Mux(a_vlan, 38, 34) + Mux(is_tcp, data_offset_bytes, 8)),
+            b_fields.payload_length.eq(a_l4_length - Mux(is_tcp, data_offset_bytes, 8)),
+            b_fields.seq.eq(Mux(is_tcp, _be(tcp.seq), 0)),
+            b_fields.ack.eq(Mux(is_tcp, _be(tcp.ack), 0)),
+            b_fields.flags.eq(Mux(is_tcp, tcp.flags, 0)),
+            b_fields.window.eq(Mux(is_tcp, _be(tcp.window), 0)),
+            b_fields.data_offset.eq(Mux(is_tcp, tcp.data_offset, 0)),
+        ]
+
+        # Stage C: the rules in priority order, split where the checksums come in.
         pending = Signal(_Pending())
-        m.d.comb += [
-            pending.valid.eq(delayed_valid & delayed.last),
+        m.d.sync += [
+            pending.valid.eq(b_valid),
             pending.early_hit.eq(1),
+            pending.early_cause.eq(DropCause.NONE),
+            pending.middle_hit.eq(1),
+            pending.middle_cause.eq(DropCause.NONE),
+            pending.check_l4.eq(b_check_l4),
+            pending.late_verdict.eq(b_late_verdict),
+            pending.fields.eq(b_fields),
         ]
-
-        with m.If((frame_length < 14)):                                          # 1
-            m.d.comb += [pending.early_verdict.eq(Verdict.DROP), pending.early_cause.eq(DropCause.RUNT)]
-        with m.Elif(Mux(vlan, ~(frame_length < 1523), ~(frame_length < 1519))):  # 2
-            m.d.comb += [pending.early_verdict.eq(Verdict.DROP), pending.early_cause.eq(DropCause.OVERSIZE)]
-        with m.Elif(~broadcast & (dst_mac != self.our_mac)):                            # 3
-            m.d.comb += [pending.early_verdict.eq(Verdict.DROP), pending.early_cause.eq(DropCause.WRONG_MAC)]
-        with m.Elif(vlan & (frame_length < 18)):                                   # 4
-            m.d.comb += [pending.early_verdict.eq(Verdict.DROP), pending.early_cause.eq(DropCause.RUNT)]
-        with m.Elif(broadcast | ~(l3_ethertype == 0x0800)):                        # 5, 6
-            m.d.comb += pending.early_verdict.eq(Verdict.SLOW)
-        with m.Elif(Mux(vlan, (frame_length < 38), (frame_length < 34))):     # 7
-            m.d.comb += [pending.early_verdict.eq(Verdict.DROP), pending.early_cause.eq(DropCause.RUNT)]
-        with m.Elif(~(ip.version == 4)):                                           # 8
-            m.d.comb += [pending.early_verdict.eq(Verdict.DROP), pending.early_cause.eq(DropCause.BAD_VERSION)]
-        with m.Elif((ip.ihl < 5)):                                                 # 9
-            m.d.comb += [pending.early_verdict.eq(Verdict.DROP), pending.early_cause.eq(DropCause.BAD_IHL)]
-        with m.Elif((~total_length[6:].any() & (total_length[:6] < ihl_bytes)) |
-                    (total_length > ip_available)):                                     # 10
-            m.d.comb += [pending.early_verdict.eq(Verdict.DROP), pending.early_cause.eq(DropCause.BAD_IP_LENGTH)]
-        with m.Else():
-            m.d.comb += pending.early_hit.eq(0)
-
+        early = [("runt", Verdict.DROP, DropCause.RUNT),
+                 ("oversize", Verdict.DROP, DropCause.OVERSIZE),
+                 ("wrong_mac", Verdict.DROP, DropCause.WRONG_MAC),
+                 ("vlan_runt", Verdict.DROP, DropCause.RUNT),
+                 ("not_ip", Verdict.SLOW, DropCause.NONE),
+                 ("ip_runt", Verdict.DROP, DropCause.RUNT),
+                 ("bad_version", Verdict.DROP, DropCause.BAD_VERSION),
+                 ("bad_ihl", Verdict.DROP, DropCause.BAD_IHL),
+                 ("bad_ip_length", Verdict.DROP, DropCause.BAD_IP_LENGTH)]
         # (rule 11, the IP checksum, is applied when its result arrives)
-        m.d.comb += pending.middle_hit.eq(1)
-        with m.If(ip.mf | ip.fragment_high.any() | ip.fragment_low.any() |             # 12
-                  ~(ip.ihl == 5) |                                                 # 13
-                  (_be(ip.dst) != self.our_ip) |                                        # 14
-                  ~(is_tcp | is_udp)):                                                  # 15
-            m.d.comb += pending.middle_verdict.eq(Verdict.SLOW)
-        with m.Elif(is_tcp & (l4_length < 20)):                                    # 16
-            m.d.comb += [pending.middle_verdict.eq(Verdict.DROP), pending.middle_cause.eq(DropCause.RUNT)]
-        with m.Elif(is_tcp & ((tcp.data_offset < 5) |
-                              (~l4_length[6:].any() & (l4_length[:6] < data_offset_bytes)))):  # 17
-            m.d.comb += [pending.middle_verdict.eq(Verdict.DROP), pending.middle_cause.eq(DropCause.BAD_TCP_OFFSET)]
-        with m.Elif(is_udp & (l4_length < 8)):                                     # 18
-            m.d.comb += [pending.middle_verdict.eq(Verdict.DROP), pending.middle_cause.eq(DropCause.RUNT)]
-        with m.Elif(is_udp & (_be(udp.length) != l4_length)):                           # 19
-            m.d.comb += [pending.middle_verdict.eq(Verdict.DROP), pending.middle_cause.eq(DropCause.BAD_UDP_LENGTH)]
-        with m.Else():
-            m.d.comb += pending.middle_hit.eq(0)
+        middle = [("not_fast_ip", Verdict.SLOW, DropCause.NONE),
+                  ("tcp_runt", Verdict.DROP, DropCause.RUNT),
+                  ("bad_tcp_offset", Verdict.DROP, DropCause.BAD_TCP_OFFSET),
+                  ("udp_runt", Verdict.DROP, DropCause.RUNT),
+                  ("bad_udp_length", Verdict.DROP, DropCause.BAD_UDP_LENGTH)]
+        for group, hit, verdict_field, cause_field in (
+                (early, pending.early_hit, pending.early_verdict, pending.early_cause),
+                (middle, pending.middle_hit, pending.middle_verdict, pending.middle_cause)):
+            with m.If(rules[group[0][0]]):
+                m.d.sync += [verdict_field.eq(group[0][1]), cause_field.eq(group[0][2])]
+            for name, verdict, cause in group[1:]:
+                with m.Elif(rules[name]):
+                    m.d.sync += [verdict_field.eq(verdict), cause_field.eq(cause)]
+            with m.Else():
+                m.d.sync += hit.eq(0)
 
-        m.d.comb += [
-            pending.check_l4.eq(is_tcp | _be(udp.checksum).any()),                      # 20
-            pending.late_verdict.eq(Mux(is_tcp & tcp.flags[1], Verdict.SLOW, Verdict.FAST)),  # 21, 22
-            pending.fields.protocol.eq(ip.protocol),
-            pending.fields.src_ip.eq(_be(ip.src)),
-            pending.fields.dst_ip.eq(_be(ip.dst)),
-            pending.fields.src_port.eq(_be(tcp.src_port)),
-            pending.fields.dst_port.eq(_be(tcp.dst_port)),
-            pending.fields.payload_offset.eq(
-                Mux(vlan, _constant(38, 16), _constant(34, 16)) + l4_header),
-            pending.fields.payload_length.eq(l4_length - l4_header),
+        # The pseudo-header sum, a registered adder tree from stage A: pairs, then the three
+        # partial sums, then the end-around carry folded twice.
+        pseudo_pairs = [Signal(17, name=f"pseudo_pair{k}") for k in range(3)]
+        m.d.sync += [
+            pseudo_pairs[0].eq(_be(ip_a.src)[16:] + _be(ip_a.src)[:16]),
+            pseudo_pairs[1].eq(_be(ip_a.dst)[16:] + _be(ip_a.dst)[:16]),
+            pseudo_pairs[2].eq(Mux(is_tcp, 6, 17) + a_l4_length),
         ]
-        with m.If(is_tcp):
-            m.d.comb += [
-                pending.fields.seq.eq(_be(tcp.seq)),
-                pending.fields.ack.eq(_be(tcp.ack)),
-                pending.fields.flags.eq(tcp.flags),
-                pending.fields.window.eq(_be(tcp.window)),
-                pending.fields.data_offset.eq(tcp.data_offset),
-            ]
+        pseudo_two = Signal(18)
+        pseudo_last = Signal(17)
+        m.d.sync += [pseudo_two.eq(pseudo_pairs[0] + pseudo_pairs[1]), pseudo_last.eq(pseudo_pairs[2])]
+        pseudo_total = Signal(19)
+        m.d.sync += pseudo_total.eq(pseudo_two + pseudo_last)
+        pseudo_partial = Signal(17)
+        m.d.sync += pseudo_partial.eq(pseudo_total[:16] + pseudo_total[16:])
+        pseudo = Signal(16)           # never 0: the protocol word is not
+        m.d.sync += pseudo.eq(pseudo_partial[:16] + pseudo_partial[16])
+        pseudo_stages = 5
 
         # -- Wait for the checksums ----------------------------------------------------------
-        stages = [pending]
-        for index in range(Checksum.LATENCY):
-            stage = Signal(_Pending(), name=f"pending{index}")
-            m.d.sync += stage.eq(stages[-1])
-            stages.append(stage)
-        waiting = stages[-1]
+        # Stage A is registered in the cycle the checksum units take the frame's last beat;
+        # their results come Checksum.LATENCY cycles later.
+        waiting = _delay(m, pending, Checksum.LATENCY - 2, "pending")
+        pseudo_waiting = _delay(m, pseudo, Checksum.LATENCY - pseudo_stages, "pseudo")
+
+        # Checked: both checksum verdicts registered with the pending record. The L4 sum plus
+        # the pseudo-header sum is 0xFFFF when the L4 sum is the pseudo-header sum's one's
+        # complement negation, ~pseudo (or 0 or 0xFFFF when that is 0, as both stand for zero).
+        checked = Signal(_Pending())
+        ip_ok = Signal()
+        l4_ok = Signal()
+        l4_sum = l4_checksum.o.payload.sum
+        m.d.sync += [
+            checked.eq(waiting),
+            ip_ok.eq(ip_checksum.o.payload.ok),
+            l4_ok.eq((l4_sum == ~pseudo_waiting) | (l4_sum.all() & pseudo_waiting.all())),
+        ]
 
         record = Signal(VerdictRecord())
-        with m.If(waiting.early_hit):
-            m.d.comb += [record.verdict.eq(waiting.early_verdict), record.cause.eq(waiting.early_cause)]
-        with m.Elif(~ip_checksum.o.payload.ok):                                        # 11
-            m.d.comb += [record.verdict.eq(Verdict.DROP), record.cause.eq(DropCause.BAD_IP_CHECKSUM)]
-        with m.Elif(waiting.middle_hit):
-            m.d.comb += [record.verdict.eq(waiting.middle_verdict), record.cause.eq(waiting.middle_cause)]
-        with m.Elif(waiting.check_l4 & ~l4_checksum.o.payload.ok):                     # 20
-            m.d.comb += [record.verdict.eq(Verdict.DROP), record.cause.eq(DropCause.BAD_L4_CHECKSUM)]
+        record_valid = Signal()
+        m.d.sync += [record_valid.eq(checked.valid), record.eq(0)]
+        with m.If(checked.early_hit):
+            m.d.sync += [record.verdict.eq(checked.early_verdict), record.cause.eq(checked.early_cause)]
+        with m.Elif(~ip_ok):                                                           # 11
+            m.d.sync += [record.verdict.eq(Verdict.DROP), record.cause.eq(DropCause.BAD_IP_CHECKSUM)]
+        with m.Elif(checked.middle_hit):
+            m.d.sync += [record.verdict.eq(checked.middle_verdict), record.cause.eq(checked.middle_cause)]
+        with m.Elif(checked.check_l4 & ~l4_ok):                                        # 20
+            m.d.sync += [record.verdict.eq(Verdict.DROP), record.cause.eq(DropCause.BAD_L4_CHECKSUM)]
         with m.Else():
-            m.d.comb += record.verdict.eq(waiting.late_verdict)
-            with m.If(waiting.late_verdict == Verdict.FAST):
-                m.d.comb += record.fields.eq(waiting.fields)
+            m.d.sync += record.verdict.eq(checked.late_verdict)
+            with m.If(checked.late_verdict == Verdict.FAST):
+                m.d.sync += record.fields.eq(checked.fields)
 
         # -- Verdict queue and counters ------------------------------------------------------
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=len(record.as_value()),
                                                            depth=self.QUEUE_DEPTH)
         # Frames not yet counted in `queue.level`: those whose last beat was accepted in the
-        # last 1 + Checksum.LATENCY cycles, and one more accepted in this cycle.
-        in_flight = 2 + Checksum.LATENCY
+        # last WRITE_DELAY cycles, and one more accepted in this cycle.
+        in_flight = self._WRITE_DELAY + 1
         m.d.comb += [
-            queue.w_en.eq(waiting.valid),
+            queue.w_en.eq(record_valid),
             queue.w_data.eq(record),
-            self.i.ready.eq((queue.level < self.QUEUE_DEPTH - in_flight + 1)),
+            self.i.ready.eq(queue.level < self.QUEUE_DEPTH - in_flight + 1),
             self.verdict.valid.eq(queue.r_rdy),
             self.verdict.payload.eq(queue.r_data),
             queue.r_en.eq(self.verdict.ready),
         ]
 
-        with m.If(waiting.valid):
+        with m.If(record_valid):
             for verdict in Verdict:
                 counter = self.verdict_counts[verdict.value]
                 with m.If((record.verdict == verdict.value) & ~counter.all()):
@@ -375,12 +448,11 @@ class Classifier(wiring.Component):
         return m
 
 
-def _ones_complement_total(m, words):
-    """One's-complement sum of 16-bit `words` (combinational), folded to 16 bits."""
-    total = words[0]
-    for index, word in enumerate(words[1:]):
-        partial = Signal(17, name=f"pseudo_partial{index}")
-        folded = Signal(17, name=f"pseudo_fold{index}")
-        m.d.comb += [partial.eq(total + word), folded.eq(partial[:16] + partial[16])]
-        total = folded[:16]
-    return total
+def _delay(m, value, cycles, name):
+    """`value` delayed by `cycles` registers (at least 0)."""
+    assert cycles >= 0, (name, cycles)
+    for index in range(cycles):
+        stage = Signal.like(value, name=f"{name}{index}")
+        m.d.sync += stage.eq(value)
+        value = stage
+    return value

@@ -36,12 +36,15 @@ class FrameSlicer(wiring.Component):
     selected bytes on :attr:`o` as one frame (every beat full but the last, ``last`` on the
     final beat); every other byte of the input frame is consumed and discarded. A command with
     ``length`` 0 emits no beat at all. The kept bytes are realigned by a residual register
-    holding the upper lanes of the previous input beat, so the output is one beat behind the
-    input, plus one beat to flush the residual when the range ends in a lane at or above
-    ``skip % lanes``; that flush beat overlaps the next frame's first beat.
+    holding the upper lanes of the previous input beat, plus one beat to flush the residual
+    when the range ends in a lane at or above ``skip % lanes``; that flush beat overlaps the
+    next frame's first beat.
 
     The input and the command are registered before any logic (a block RAM read port may
-    drive :attr:`i` directly), and so is the output. With a command waiting and ``o.ready``
+    drive :attr:`i` directly), and so is the output; a command then spends one cycle in a
+    second register where its range is turned into beat indices and lane masks, and input
+    beats pass through two registers to meet it, so the output is two beats behind the input
+    and up to two commands wait inside the slicer. With a command waiting and ``o.ready``
     high the slicer takes one input beat per clock, across back-to-back frames with no idle
     cycle between them; ``o.ready`` low stalls everything.
 
@@ -110,27 +113,47 @@ class FrameSlicer(wiring.Component):
         final_lanes = Signal(lanes)
         final_lane = Signal(lanes)
         empty = Signal()          # length 0: nothing is kept
+        # The command arrives in `raw` and its range is worked out from there into the
+        # registers above, so that the arithmetic starts at a register and the handshake
+        # (which depends on `o.ready`) only enables registers.
+        raw_valid = Signal()
+        raw = Signal(SliceCommand())
+        cmd_free = Signal()       # the command registers take `raw` at the end of this cycle
+        # The input beat likewise passes through `raw_beat` first, so that it meets its command.
+        raw_beat_valid = Signal()
+        raw_beat = Signal(FrameBeat(self._data_width))
+        beat_free = Signal()      # `beat` takes `raw_beat` at the end of this cycle
         m.d.comb += [
-            self.i.ready.eq(~beat_valid | take),
-            self.cmd.ready.eq(~cmd_valid | (take & beat.last)),
+            beat_free.eq(~beat_valid | take),
+            self.i.ready.eq(~raw_beat_valid | beat_free),
+            cmd_free.eq(~cmd_valid | (take & beat.last)),
+            self.cmd.ready.eq(~raw_valid | cmd_free),
             take.eq(advance & beat_valid & cmd_valid),
         ]
         with m.If(self.i.ready):
-            m.d.sync += beat_valid.eq(self.i.valid)
+            m.d.sync += raw_beat_valid.eq(self.i.valid)
             with m.If(self.i.valid):
-                m.d.sync += beat.eq(self.i.payload)
+                m.d.sync += raw_beat.eq(self.i.payload)
+        with m.If(beat_free):
+            m.d.sync += beat_valid.eq(raw_beat_valid)
+            with m.If(raw_beat_valid):
+                m.d.sync += beat.eq(raw_beat)
         with m.If(self.cmd.ready):
-            m.d.sync += cmd_valid.eq(self.cmd.valid)
+            m.d.sync += raw_valid.eq(self.cmd.valid)
             with m.If(self.cmd.valid):
-                skip = self.cmd.payload.skip
+                m.d.sync += raw.eq(self.cmd.payload)
+        with m.If(cmd_free):
+            m.d.sync += cmd_valid.eq(raw_valid)
+            with m.If(raw_valid):
+                skip = raw.skip
                 end = _widened(m, _widened(m, skip, 17, "cmd_skip") +
-                               _widened(m, self.cmd.payload.length, 17, "cmd_length"),
+                               _widened(m, raw.length, 17, "cmd_length"),
                                17, "cmd_end")
                 final_byte = _widened(m, end - _widened(m, 1, 17, "cmd_one"), 17, "cmd_final")
                 m.d.sync += [
                     first_beat.eq(skip[lane_bits:]),
                     final_beat.eq(final_byte[lane_bits:]),
-                    empty.eq(self.cmd.payload.length == 0),
+                    empty.eq(raw.length == 0),
                 ]
                 if lanes == 1:
                     m.d.sync += [first_lanes.eq(1), final_lanes.eq(1), final_lane.eq(1)]
@@ -227,14 +250,17 @@ class FrameSlicer(wiring.Component):
                     m.d.sync += beat_index.eq(0)
                 with m.Elif(~beat_index.all()):
                     m.d.sync += beat_index.eq(beat_index + 1)
+                # The residual's data and shift only matter while `res_keep` has lanes, and it
+                # gets lanes only here: load them on every beat taken, so that their enable
+                # does not wait for `upper`.
+                m.d.sync += res_data.eq(beat.data)
+                if lanes > 1:
+                    m.d.sync += res_shift.eq(first_lane)
                 with m.If(upper.any()):
                     m.d.sync += [
-                        res_data.eq(beat.data),
                         res_keep.eq(upper),
                         flush.eq(ends),
                     ]
-                    if lanes > 1:
-                        m.d.sync += res_shift.eq(first_lane)
                 with m.Elif(middle):
                     m.d.sync += res_keep.eq(0)
                 with m.Elif(frame_short):

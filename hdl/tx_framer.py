@@ -146,9 +146,8 @@ class _Intake(enum.Enum, shape=2):
     """What the intake side waits for (an enum register, not ``m.FSM``: Amaranth 0.5 compares
     an FSM's state with minimal-width constants, a WIDTHEXPAND warning for ``verilator -Wall``)."""
     WAIT_HEADER = 0     # a header entry
-    WAIT_PAYLOAD = 1    # the payload's last beat
-    WAIT_SUM = 2        # the checksum unit's result
-    WAIT_SEND = 3       # the sums to settle, then the output side to take the frame
+    WAIT_SUM = 1        # the payload's sum (its payload fully in the FIFO)
+    WAIT_SEND = 2       # the sums to settle, then the output side to take the frame
 
 
 class _Output(enum.Enum, shape=2):
@@ -163,7 +162,10 @@ class TxFramer(wiring.Component):
 
     Each frame is one :attr:`header` entry and ``length`` bytes on :attr:`payload`. The
     payload is written into a block-RAM FIFO of ``buffer_bytes`` while the
-    :class:`~hdl.checksum.Checksum` unit sums it; meanwhile the header words and the
+    :class:`~hdl.checksum.Checksum` unit sums it, independently of the headers: each
+    payload's sum goes into a queue of :attr:`SUM_QUEUE_DEPTH` entries, so payloads stream in
+    ahead of their headers (as far as the FIFO and the queue allow) and the checksum unit's
+    pipeline latency is hidden behind the frame before. Meanwhile the header words and the
     pseudo-header are summed in a short registered adder tree. Once the payload sum is in,
     the frame is ready to send, and the output side emits the header (from a shift register)
     and then the payload, realigned behind the header's last bytes by a residual register
@@ -172,12 +174,12 @@ class TxFramer(wiring.Component):
     The two sides overlap: while frame N is sent, the header of frame N+1 is taken (in the
     cycle frame N starts) and its payload buffered and summed, so frames of every size go out
     back to back at one beat per clock when the inputs keep up. A frame is ready
-    :attr:`SUM_SETTLE` + ``Checksum.LATENCY`` + 1 cycles after its last payload beat leaves the
-    input register, and at least :attr:`HEADER_SETTLE` + 1 after its header is taken; its first
-    beat is on :attr:`o` in the next cycle if the output side is idle (7 cycles from the last
-    payload beat's handshake on :attr:`payload` to the first frame beat's ``valid``). Every
-    input is registered before any logic (block RAM read ports may drive them), and so is the
-    output.
+    ``Checksum.LATENCY`` + 2 (the sum queue) + :attr:`SUM_SETTLE` + 1 cycles after its last
+    payload beat leaves the input register when its header is already waiting, and at least
+    :attr:`HEADER_SETTLE` + 1 after its header is taken; its first beat is on :attr:`o` in the
+    next cycle if the output side is idle (13 cycles from the last payload beat's handshake on
+    :attr:`payload` to the first frame beat's ``valid``). Every input is registered before any
+    logic (block RAM read ports may drive them), and so is the output.
 
     Parameters
     ----------
@@ -203,6 +205,8 @@ class TxFramer(wiring.Component):
     HEADER_SETTLE = 6
     #: Cycles after the payload sum is in until the L4 checksum that follows it is final.
     SUM_SETTLE = 2
+    #: Payload sums computed ahead of their headers.
+    SUM_QUEUE_DEPTH = 4
 
     def __init__(self, data_width, *, buffer_bytes=4096):
         self._data_width = check_data_width(data_width)
@@ -232,6 +236,7 @@ class TxFramer(wiring.Component):
         lane_bits = exact_log2(lanes)
 
         m.submodules.checksum = checksum = Checksum(width)
+        m.submodules.sums = sums = SyncFIFOBuffered(width=16, depth=self.SUM_QUEUE_DEPTH)
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=width,
                                                     depth=self._buffer_bytes // lanes + 1)
 
@@ -287,14 +292,21 @@ class TxFramer(wiring.Component):
         hdr_wait = Signal(range(8))   # cycles until the header sums follow `hdr`
         sum_wait = Signal(range(4))   # ... until the L4 checksum follows `payload_sum`
         ready = Signal()              # `hdr` and what is derived from it describe a frame
+        # Payload beats go into the FIFO and the checksum unit whenever both can take them,
+        # and each payload's sum into the sum queue, whatever the header side is doing.
         m.d.comb += [
             checksum.start.eq(0),
             checksum.end.eq(0xFFFF),
             checksum.initial.eq(0),
-            checksum.o.ready.eq(1),
             checksum.i.payload.eq(in_beat),
             fifo.w_data.eq(in_beat.data &
                            Cat(*(in_beat.keep[lane].replicate(8) for lane in range(lanes)))),
+            in_take.eq(in_valid & fifo.w_rdy & checksum.i.ready),
+            fifo.w_en.eq(in_take),
+            checksum.i.valid.eq(in_take),
+            sums.w_en.eq(checksum.o.valid),
+            sums.w_data.eq(checksum.o.payload.sum),
+            checksum.o.ready.eq(sums.w_rdy),
         ]
         with m.If(hdr_wait.any()):
             m.d.sync += hdr_wait.eq(hdr_wait - 1)
@@ -330,21 +342,14 @@ class TxFramer(wiring.Component):
                         m.d.sync += kind_constants("tcp", L4Protocol.TCP.value, tcp_bytes,
                                                    tcp_bytes + (5 << 12))
                     with m.If(fields.length.any()):
-                        m.d.sync += state.eq(_Intake.WAIT_PAYLOAD)
+                        m.d.sync += state.eq(_Intake.WAIT_SUM)
                     with m.Else():
                         m.d.sync += state.eq(_Intake.WAIT_SEND)
-            with m.Case(_Intake.WAIT_PAYLOAD):
-                m.d.comb += [
-                    in_take.eq(in_valid & fifo.w_rdy & checksum.i.ready),
-                    fifo.w_en.eq(in_take),
-                    checksum.i.valid.eq(in_take),
-                ]
-                with m.If(in_take & in_beat.last):
-                    m.d.sync += state.eq(_Intake.WAIT_SUM)
             with m.Case(_Intake.WAIT_SUM):
-                with m.If(checksum.o.valid):
+                m.d.comb += sums.r_en.eq(1)
+                with m.If(sums.r_rdy):
                     m.d.sync += [
-                        payload_sum.eq(checksum.o.payload.sum),
+                        payload_sum.eq(sums.r_data),
                         sum_wait.eq(self.SUM_SETTLE),
                         state.eq(_Intake.WAIT_SEND),
                     ]

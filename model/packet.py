@@ -14,7 +14,7 @@ from .checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
 
 __all__ = [
     "ETHERTYPE_IPV4", "ETHERTYPE_ARP", "PROTO_TCP", "PROTO_UDP", "ETH_MIN_FRAME",
-    "TcpFlags", "DropCause", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
+    "TcpFlags", "flag_names", "DropCause", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
     "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
     "parse_frame",
 ]
@@ -38,6 +38,11 @@ class TcpFlags(enum.IntFlag):
     URG = 0x20
     ECE = 0x40
     CWR = 0x80
+
+
+def flag_names(flags: int) -> str:
+    """``"SYN|ACK"``: the flags by name, in header bit order (stable across Python versions)."""
+    return "|".join(f.name for f in TcpFlags if flags & f) or "none"
 
 
 class DropCause(enum.Enum):

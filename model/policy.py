@@ -11,8 +11,8 @@ Policies that are code, not numbers (kept here so they are in one place):
   segment, and every SYN is answered at once (no delayed ACK). Hardware needs no ACK timer.
 - Window: the advertised window is the free receive-buffer space
   (``StreamBuffer.free``), never more than 65535 (no window scaling). After a read the
-  receiver sends a window update when the free space grew by at least one effective MSS
-  beyond the last advertised window.
+  receiver sends a window update when the free space grew by at least
+  ``min(effective MSS, rcv_buffer // 2)`` beyond the last advertised window.
 - Segment sizing: no Nagle; data is sent as soon as it is queued and the window allows, in
   segments of ``min(effective MSS, usable window, queued data)``. Every data segment has
   PSH. A FIN rides on the segment that carries the last queued byte, else goes alone.
@@ -23,18 +23,27 @@ Policies that are code, not numbers (kept here so they are in one place):
   reset to `rto_initial` when an ACK advances SND.UNA. On expiry the sender goes back to
   SND.UNA (go-back-N: SND.NXT = SND.UNA) and resends as the window allows. After
   `max_retries` expiries without progress the connection fails with ETIMEDOUT (no RST sent).
-- Fast retransmit: the 3rd duplicate ACK (same ACK, no data, same window, data outstanding)
+- Fast retransmit: the 3rd duplicate ACK (same ACK, no data, same nonzero window, data outstanding)
   resends one segment from SND.UNA; SND.NXT and the timer are left alone.
-- Persist: while data is queued, nothing is in flight and the peer's window is 0, a probe
+- Persist: while data is queued, the RTO timer is not running and the peer's window is 0, a probe
   (ACK with SEQ = SND.UNA - 1 and no data, which forces the peer to answer with its window,
-  as Linux does) is sent every `persist_initial` ticks, doubling up to `persist_max`.
+  as Linux does) is sent every `persist_initial` ticks, doubling up to `persist_max`. An RTO
+  expiry while the window is 0 and data is queued does not count as a retry: it stops the
+  RTO, sets SND.NXT = SND.UNA and starts the persist timer instead (Linux, too, never times
+  out a peer that keeps answering zero-window probes).
 - ISS: ``(iss_base + iss_step * n) mod 2**32`` for the host's n-th connection (0, 1, ...);
   `iss_base` is per host and settable, so a test can start near 2**32.
 - RST: RFC 5961. A RST is honoured only when SEQ == RCV.NXT; inside the window but not
   exact gets a challenge ACK; outside the window it is ignored. A SYN in a synchronized
   state gets a challenge ACK. A segment for no connection gets a RST per RFC 9293.
-- close() with unread received data sends RST (like Linux); data arriving for a connection
-  whose socket has been closed gets RST (like Linux).
+- close() with unread received data sends RST|ACK with SEQ = the highest sequence number
+  sent (SND.MAX) and window 0 (like Linux); data arriving for a connection whose socket has
+  been closed gets the same RST (like Linux).
+- Receive: a FIN is taken only when all data before it is in (an out-of-order FIN is dropped
+  and ACKed; the peer resends it). Data on a SYN or SYN-ACK is ignored (not acknowledged).
+  Out-of-order data beyond `max_ooo_ranges` ranges is dropped whole (StreamBuffer).
+- Listen: a SYN is dropped (no answer) while the listener's handshakes in progress plus
+  established-but-unaccepted connections exceed the backlog (Linux keeps backlog + 1).
 - IPv4: no options, TTL `ip_ttl`, DF set, identification 0 (RFC 6864 allows any value
   when DF is set; a constant needs no counter). Ethernet frames are padded to 60 bytes.
 """

@@ -166,7 +166,7 @@ class Tcb:
         """Take up to `n` in-order bytes; schedule a window update if the window grew enough."""
         data = self.rcv.read(n, peek)
         if data and not peek and self.state in SYNCHRONIZED and not self.fin_received:
-            if self.rcv_wnd - self.last_adv_wnd >= self.eff_mss:
+            if self.rcv_wnd - self.last_adv_wnd >= min(self.eff_mss, self.rcv.capacity // 2):
                 self.ack_needed = True
         return data
 
@@ -339,7 +339,7 @@ class Tcb:
                 self.snd_nxt = self.snd_una
             self.retries, self.rto, self.dupacks = 0, self.policy.rto_initial, 0
             self.rto_deadline = None if self.snd_una == self.snd_max else now + self.rto
-        elif advance == 0 and not carries_data and seg.window == self.snd_wnd \
+        elif advance == 0 and not carries_data and seg.window == self.snd_wnd != 0 \
                 and self.snd_una != self.snd_max:
             self.dupacks += 1
             if self.dupacks == self.policy.dupack_threshold:
@@ -366,6 +366,14 @@ class Tcb:
         if self.close_deadline is not None and now >= self.close_deadline:
             self._enter_closed()
             return
+        if self.rto_deadline is not None and now >= self.rto_deadline and self.state in SYNCHRONIZED \
+                and self.snd_wnd == 0 and self.send_queue:
+            # the peer's window is closed: what is in flight cannot be resent, so probe
+            # instead (persist), without counting towards ETIMEDOUT; resend from SND.UNA later
+            self.events.append((now, "zwnd", self.snd_una))
+            self.rto_deadline, self.retries, self.rto = None, 0, self.policy.rto_initial
+            self.snd_nxt = self.snd_una
+            self.persist_deadline = now + self.policy.persist_after(self.persist_probes)
         if self.rto_deadline is not None and now >= self.rto_deadline:
             self.retries += 1
             if self.retries > self.policy.max_retries:
@@ -397,6 +405,7 @@ class Tcb:
                 flags = TcpFlags.SYN | (TcpFlags.ACK if self.state == State.SYN_RECEIVED else 0)
                 seg = self._segment(self.iss, flags, with_ack=self.state == State.SYN_RECEIVED)
                 seg.mss = self.policy.mss
+                self.snd_nxt = seq_add(self.iss, 1)
                 self._sent(seg, now)
                 out.append(seg)
             elif self.ack_needed and self.state == State.SYN_RECEIVED:
@@ -410,7 +419,7 @@ class Tcb:
                 seg = self._segment(self.snd_nxt, TcpFlags.ACK)
                 self._sent(seg, now)
                 out.append(seg)
-            if self.unsent > 0 and self.snd_wnd == 0 and self.snd_una == self.snd_max \
+            if self.unsent > 0 and self.snd_wnd == 0 and self.rto_deadline is None \
                     and self.persist_deadline is None:
                 self.persist_deadline = now + self.policy.persist_after(self.persist_probes)
         return out

@@ -1,0 +1,235 @@
+"""One scenario, two backends: the contract a host under test implements, and a runner.
+
+A scenario is written once against `Backend`, the smallest interface that lets a test drive
+a host: processes issuing socket calls, frames arriving from the wire, time passing. The
+golden model implements it in `ModelBackend`; the RTL backend (cocotb + a thin host driver
+playing the OS) implements the same methods. `Runner` joins the host under test ("dut") to
+a peer (any Backend, normally a model Host) through a seeded `Wire` and records a `trace`:
+every call with its result, and every transmitted TCP/UDP segment (seq, ack, flags, window,
+payload, checksum). The scoreboard compares two traces with `compare_traces`; on a mismatch
+it writes a pcap of each side with `write_pcap`.
+
+Backend contract
+----------------
+``ip: str``, ``mac: bytes``
+    The host's addresses.
+``now: int``
+    Its clock in ticks.
+``spawn() -> int``
+    Create a process; return its pid.
+``call(pid, op, *args) -> Result``
+    Run socket call `op` (a `model.host.Process` method name: "socket", "bind", "listen",
+    "accept", "connect", "recv", "recvfrom", "send", "sendto", "shutdown", "close", "poll",
+    "fcntl_nonblock", "getsockopt_error", "dup") as process `pid`. Two ops name processes
+    by pid: "fork" returns the child's pid, and ``"send_fd", fd, other_pid`` returns the fd
+    in `other_pid`. The result is a value, an errno name, or "blocked" (a blocking call that
+    must be retried, unchanged, after the wire or the clock has moved).
+``receive_frame(frame: bytes)``, ``transmit() -> list[bytes]``
+    Frames in from the wire; frames sent since the last `transmit`.
+``advance(ticks: int)``
+    Move the clock, firing every timer at its deadline.
+``next_deadline() -> int | None``
+    The earliest pending timer (None: none). A backend that cannot tell returns ``now + 1``.
+``add_neighbor(ip, mac)``
+    Static neighbour entry.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SocketError, WouldBlock
+from .host import Host
+from .packet import PacketError, flag_names, parse_frame
+from .wire import Wire
+
+__all__ = ["Result", "BLOCKED", "Backend", "ModelBackend", "Runner", "segment_entry",
+           "compare_traces", "write_pcap"]
+
+
+@dataclass(frozen=True)
+class Result:
+    value: Any = None
+    errno: str | None = None
+    blocked: bool = False
+
+    def __str__(self):
+        if self.blocked:
+            return "BLOCKED"
+        return f"-1 {self.errno}" if self.errno else repr(self.value)
+
+
+BLOCKED = Result(blocked=True)
+
+
+class Backend:
+    """The interface a scenario drives (see the module docstring)."""
+    ip: str
+    mac: bytes
+    now: int
+
+    def spawn(self) -> int:
+        raise NotImplementedError
+
+    def call(self, pid: int, op: str, *args) -> Result:
+        raise NotImplementedError
+
+    def receive_frame(self, frame: bytes):
+        raise NotImplementedError
+
+    def transmit(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def advance(self, ticks: int):
+        raise NotImplementedError
+
+    def next_deadline(self) -> int | None:
+        return self.now + 1
+
+    def add_neighbor(self, ip: str, mac):
+        raise NotImplementedError
+
+
+class ModelBackend(Backend):
+    """The golden model as a Backend: a `model.host.Host` and its processes by pid."""
+
+    def __init__(self, host: Host):
+        self.host = host
+        self.ip, self.mac = host.ip, host.mac
+
+    @property
+    def now(self) -> int:
+        return self.host.now
+
+    def spawn(self) -> int:
+        return self.host.spawn().pid
+
+    def call(self, pid: int, op: str, *args) -> Result:
+        proc = self.host.processes.get(pid)
+        if proc is None:
+            raise ValueError(f"No process with pid {pid!r}")
+        try:
+            if op == "fork":
+                return Result(proc.fork().pid)
+            if op == "send_fd":
+                fd, other = args
+                return Result(proc.send_fd(fd, self.host.processes[other]))
+            if op.startswith("_") or not callable(getattr(proc, op, None)):
+                raise ValueError(f"Unknown socket call {op!r}")
+            return Result(getattr(proc, op)(*args))
+        except SocketError as err:
+            return Result(errno=str(err.errno))
+        except WouldBlock:
+            return BLOCKED
+
+    def receive_frame(self, frame: bytes):
+        self.host.receive_frame(frame)
+
+    def transmit(self) -> list[bytes]:
+        return self.host.transmit()
+
+    def advance(self, ticks: int):
+        self.host.advance(ticks)
+
+    def next_deadline(self) -> int | None:
+        return self.host.next_deadline()
+
+    def add_neighbor(self, ip: str, mac):
+        self.host.add_neighbor(ip, mac)
+
+
+def segment_entry(time: int, side: str, frame: bytes) -> tuple:
+    """A trace entry for one transmitted frame: what the scoreboard compares."""
+    try:
+        parsed = parse_frame(frame)
+    except PacketError as err:
+        return ("tx", time, side, "unparsable", err.cause.value, frame.hex())
+    if parsed.tcp is not None:
+        t = parsed.tcp
+        return ("tx", time, side, "tcp", t.seq, t.ack, flag_names(t.flags), t.window, t.payload, t.checksum)
+    if parsed.udp is not None:
+        u = parsed.udp
+        return ("tx", time, side, "udp", u.src_port, u.dst_port, u.payload, u.checksum)
+    return ("tx", time, side, "arp", parsed.arp.op, parsed.arp.target_ip)
+
+
+class Runner:
+    """Run a scenario: `dut` and `peer` (Backends) joined by a seeded `Wire`.
+
+    ``call(pid, op, *args)`` runs a call on the dut (``side="peer"`` for the peer) and, while
+    it is blocked, moves the wire and the clock and retries it; ``run(ticks)`` lets time
+    pass. `trace` holds every call and result, every frame either side sent, and every frame
+    `inject` handed to the dut.
+    """
+
+    def __init__(self, dut: Backend, peer: Backend, **wire_options):
+        self.dut, self.peer = dut, peer
+        self.wire = Wire(dut, peer, **wire_options)
+        self.trace: list[tuple] = []
+        self._logged = 0
+
+    @property
+    def now(self) -> int:
+        return self.wire.now
+
+    def _sync_log(self):
+        self.wire.collect()
+        for event in self.wire.log[self._logged:]:
+            self.trace.append(segment_entry(event.time, "dut" if event.side == "a" else "peer", event.frame))
+        self._logged = len(self.wire.log)
+
+    def call(self, pid: int, op: str, *args, side: str = "dut", block: bool = True,
+             max_ticks: int = 100_000) -> Result:
+        backend = self.dut if side == "dut" else self.peer
+        start = self.now
+        result = backend.call(pid, op, *args)
+        while result.blocked and block and self.now - start < max_ticks:
+            self._sync_log()
+            if not self.wire.step(start + max_ticks):
+                break
+            result = backend.call(pid, op, *args)
+        self._sync_log()
+        self.trace.append(("call", self.now, side, pid, op, repr(args)[:200], str(result)[:200]))
+        return result
+
+    def inject(self, frame: bytes):
+        """Deliver a crafted `frame` to the dut now, as if from the wire (traced as "rx")."""
+        self._sync_log()
+        entry = segment_entry(self.now, "rx", frame)
+        self.trace.append(("rx",) + entry[1:])
+        self.dut.receive_frame(frame)
+        self._sync_log()
+
+    def run(self, ticks: int):
+        """Let `ticks` pass with the wire moving."""
+        self.wire.run(max_ticks=ticks)
+        self._sync_log()
+
+    def frames(self, side: str) -> list[bytes]:
+        return [e.frame for e in self.wire.log if (e.side == "a") == (side == "dut")]
+
+
+def compare_traces(expected: list[tuple], actual: list[tuple], width: int = 100) -> str | None:
+    """None when the traces are equal, else both side by side from the first difference."""
+    for i, (e, a) in enumerate(zip(expected, actual)):
+        if e != a:
+            break
+    else:
+        if len(expected) == len(actual):
+            return None
+        i = min(len(expected), len(actual))
+    lines = [f"traces differ at entry {i}:", f"{'expected':<{width}} | actual"]
+    for j in range(max(0, i - 3), min(max(len(expected), len(actual)), i + 8)):
+        e = str(expected[j]) if j < len(expected) else "<missing>"
+        a = str(actual[j]) if j < len(actual) else "<missing>"
+        mark = "!" if j >= i else " "
+        lines.append(f"{mark}{e[:width]:<{width}} | {a[:width]}")
+    return "\n".join(lines)
+
+
+def write_pcap(path: str, frames: list[bytes]):
+    """Write `frames` as a pcap (for Wireshark) using scapy."""
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    wrpcap(path, [Ether(f) for f in frames])
