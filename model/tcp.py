@@ -88,6 +88,7 @@ class Tcb:
     irs: int = 0
     rcv: StreamBuffer | None = None
     fin_received: bool = False
+    fin_seq: int | None = None            # sequence number of a FIN that arrived beyond a hole
     last_adv_wnd: int = 0                 # window field of the last segment we sent
     ack_needed: bool = False
     # timers (absolute ticks, None when stopped)
@@ -262,24 +263,32 @@ class Tcb:
         # seventh: segment text
         if payload and self.state in RECEIVING:
             if self.orphan and seq_lt(self.rcv_nxt, seq_add(seg.seq, len(payload))):
-                self.abort()                        # data for a closed socket: RST, like Linux
+                # data for a closed socket: RST in reply to the segment (RFC 9293 3.10.7.4,
+                # <SEQ=SEG.ACK><CTL=RST>), as Linux does, and the connection is gone
+                self.outbox.append(self._segment(seg.ack, TcpFlags.RST, with_ack=False))
+                self._enter_closed()
                 return
             self.rcv.write(self.rcv.tail + seq_diff(seg.seq, self.rcv_nxt), payload)
             self.ack_needed = True
-        # eighth: FIN, taken only when everything before it is in
+        # eighth: FIN, taken when everything before it is in; one beyond a hole is remembered
+        # by its sequence number and taken when the hole is filled (as Linux queues it)
         if fin and not self.fin_received and self.state in RECEIVING | {State.SYN_RECEIVED}:
             self.ack_needed = True
-            if seq_add(seg.seq, len(payload)) == self.rcv_nxt:
-                self.fin_received = True
-                if self.state == State.ESTABLISHED:
-                    self.state = State.CLOSE_WAIT
-                elif self.state == State.FIN_WAIT_1:
-                    if self.fin_acked:
-                        self._enter_time_wait(now)
-                    else:
-                        self.state = State.CLOSING
-                elif self.state == State.FIN_WAIT_2:
-                    self._enter_time_wait(now)
+            self.fin_seq = seq_add(seg.seq, len(payload))
+        if self.fin_seq is not None and not self.fin_received and self.fin_seq == self.rcv_nxt:
+            self._take_fin(now)
+
+    def _take_fin(self, now: int):
+        self.fin_received = True
+        if self.state in (State.ESTABLISHED, State.SYN_RECEIVED):
+            self.state = State.CLOSE_WAIT
+        elif self.state == State.FIN_WAIT_1:
+            if self.fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self.state = State.CLOSING
+        elif self.state == State.FIN_WAIT_2:
+            self._enter_time_wait(now)
 
     def _process_syn_sent(self, seg: TcpSegment, now: int):
         flags = seg.flags

@@ -35,12 +35,7 @@ MODEL_LENIENT = {
     "fin_with_data": "Linux delays the ACK of a FIN",
     "mss_respected": "Linux's PSH placement",
 }
-MODEL_BUGS = {
-    "data_after_close_rst": "RST for data to a closed socket carries ACK (R.); RFC 9293 and "
-                            "Linux send <SEQ=SEG.ACK><CTL=RST> without ACK when the segment has ACK",
-    "fin_out_of_order": "a FIN beyond a hole is forgotten: when the hole is filled the model "
-                        "ACKs the data only (ack 101, not 102), Linux queues the FIN with the data",
-}
+MODEL_BUGS: dict[str, str] = {}
 
 
 def _id(path):
