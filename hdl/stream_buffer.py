@@ -152,7 +152,7 @@ class StreamBuffer(wiring.Component):
         self._connections = connections
         self._ring_bytes = ring_bytes
         self._max_ooo_ranges = max_ooo_ranges
-        conn_bits = exact_log2(connections)
+        conn_bits = max(exact_log2(connections), 1)     # no zero-width ports
         count_bits = ring_bytes.bit_length()
         beat = FrameBeat(data_width)
         super().__init__({
@@ -195,7 +195,7 @@ class StreamBuffer(wiring.Component):
         L = W // 8
         lane_bits = exact_log2(L)
         word_bits = exact_log2(R // L)
-        conn_bits = exact_log2(self._connections)
+        conn_bits = max(exact_log2(self._connections), 1)
         count_bits = R.bit_length()
 
         m.submodules.data_mem = data_mem = Memory(
@@ -237,9 +237,10 @@ class StreamBuffer(wiring.Component):
         st = srp.data
 
         # Data path registers shared by reads and writes.
-        shift = Signal(lane_bits)                      # byte offset of the first byte in its word
-        word = Signal(word_bits)                       # next RAM word within the ring
-        addr = Cat(word, conn)
+        # (no zero-width signals, so the Verilog stays lint-clean at 8 bits and one connection)
+        shift = Signal(max(lane_bits, 1))              # byte offset of the first byte in its word
+        word = Signal(max(word_bits, 1))               # next RAM word within the ring
+        addr = Cat(word[:word_bits], conn[:exact_log2(self._connections)])
         left = Signal(range(max(2 ** WRITE_LENGTH_BITS, R + 1)))   # bytes still to move
         last_beat = left <= L
         prev = Signal(W)                               # residual word for realignment
@@ -247,6 +248,8 @@ class StreamBuffer(wiring.Component):
         def realign(lower, upper, starts):
             """The word of ``Cat(lower, upper)`` starting at byte ``starts[shift]``."""
             both = Cat(lower, upper)
+            if L == 1:
+                return both[8 * starts[0]:8 * starts[0] + W]
             return Array(both[8 * k:8 * k + W] for k in starts)[shift]
 
         # A write moves command byte ``j`` to lane ``(j + shift) % L``; a read takes lane
@@ -263,7 +266,8 @@ class StreamBuffer(wiring.Component):
         def lane_enables():
             return Cat((pos + i >= wr_lo) & (pos + i < wr_hi) for i in range(L))
 
-        m.d.comb += [dwp.addr.eq(addr), drp.addr.eq(addr)]
+        # Read ports enable by default: hold their data unless a state asks for a word.
+        m.d.comb += [dwp.addr.eq(addr), drp.addr.eq(addr), drp.en.eq(0), srp.en.eq(0)]
         with m.If(flush):
             m.d.comb += [dwp.data.eq(realign(prev, Const(0, W), write_starts)),
                          dwp.en.eq(lane_enables())]

@@ -106,12 +106,6 @@ def _network_order(value, nbytes):
     return Cat(*(value[8 * (nbytes - 1 - k):8 * (nbytes - k)] for k in range(nbytes)))
 
 
-def _is(value, const):
-    """``value == const`` as an AND of bits: Amaranth trims a constant's leading zeros, and an
-    ``==`` against a narrower constant is a WIDTHEXPAND warning for ``verilator -Wall``."""
-    return Cat(*(value[b] if const >> b & 1 else ~value[b] for b in range(len(value)))).all()
-
-
 def _ones_add(m, a, b, name):
     """One's-complement sum of two 16-bit values (two chained adders, end-around carry).
 
@@ -314,7 +308,7 @@ class TxFramer(wiring.Component):
             m.d.sync += sum_wait.eq(sum_wait - 1)
         with m.Switch(state):
             with m.Case(_Intake.WAIT_HEADER, _Intake.WAIT_SEND):
-                waiting_header = _is(state.as_value(), _Intake.WAIT_HEADER.value)
+                waiting_header = state == _Intake.WAIT_HEADER
                 with m.If(~waiting_header):
                     m.d.comb += ready.eq(~hdr_wait.any() & ~sum_wait.any())
                     with m.If(taken):
@@ -323,7 +317,7 @@ class TxFramer(wiring.Component):
                 m.d.comb += self.header.ready.eq(waiting_header | taken)
                 with m.If(self.header.valid & self.header.ready):
                     fields = self.header.payload
-                    is_udp = _is(fields.protocol.as_value(), L4Protocol.UDP.value)
+                    is_udp = fields.protocol == L4Protocol.UDP
                     m.d.sync += [
                         hdr.eq(fields),
                         udp.eq(is_udp),
