@@ -33,6 +33,8 @@ LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "
 BLOCKS = {
     "access_table": ("hdl.access_table", "AccessTable", {"connections": 64, "processes": 64}),
     "socket_table": ("hdl.socket_table", "SocketTable", {"entries": 1024}),
+    "stream_buffer": ("hdl.stream_buffer", "StreamBuffer",
+                      {"data_width": 64, "connections": 64, "ring_bytes": 2048}),
     "checksum": ("hdl.checksum", "Checksum", {"data_width": 64}),
     "classifier": ("hdl.classifier", "Classifier", {"data_width": 64}),
     "frame_slicer": ("hdl.frame_slicer", "FrameSlicer", {"data_width": 64}),

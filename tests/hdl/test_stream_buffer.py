@@ -1,0 +1,460 @@
+"""hdl.stream_buffer.StreamBuffer against model.bytestream.StreamBuffer, many connections at once.
+
+A program is a list of operations run on one reference buffer per connection; the driver
+issues them back to back (with idle cycles from `in_pauses`), monitors take the responses and
+read data (holding ready low on `out_pauses`) and everything is compared in order.
+"""
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from amaranth.sim import Simulator
+from hypothesis import given, settings, strategies as st
+
+from hdl.build import lint_component
+from hdl.stream_buffer import StreamBuffer
+from model.bytestream import StreamBuffer as RefBuffer
+from tb.amaranth_sim import send_frame
+
+MOD = 2 ** 32
+BUILD = Path(__file__).resolve().parents[2] / "build" / "test" / "stream_buffer"
+
+
+# Operations. Offsets are the model's unbounded stream offsets; the hardware sees them mod 2**32.
+def init(conn, offset):
+    return ("init", conn, offset)
+
+
+def write(conn, offset, data):
+    return ("write", conn, offset, bytes(data))
+
+
+def read(conn, length, peek=False):
+    return ("read", conn, length, peek)
+
+
+def query(conn):
+    return ("query", conn)
+
+
+@dataclass
+class Expected:
+    write_resps: list = field(default_factory=list)   # (advance, refused)
+    read_resps: list = field(default_factory=list)    # count
+    frames: list = field(default_factory=list)        # non-empty read data
+    queries: list = field(default_factory=list)       # (head, tail, free, ranges) per query op
+    marks: list = field(default_factory=list)         # output counts due before each query
+
+
+def ref_state(buf):
+    return (buf.head % MOD, buf.tail % MOD, buf.free,
+            sorted((lo % MOD, hi % MOD) for lo, hi in buf.ranges))
+
+
+def run_model(program, connections, ring_bytes, max_ooo_ranges):
+    """What the hardware must produce for `program`, and the final reference buffers."""
+    bufs = [RefBuffer(ring_bytes, max_ooo_ranges) for _ in range(connections)]
+    exp = Expected()
+    for op in program:
+        kind, conn = op[0], op[1]
+        if kind == "init":
+            bufs[conn] = RefBuffer(ring_bytes, max_ooo_ranges, head=op[2], tail=op[2])
+        elif kind == "write":
+            advance = bufs[conn].write(op[2], op[3])
+            exp.write_resps.append((0, 1) if advance < 0 else (advance, 0))
+        elif kind == "read":
+            out = bufs[conn].read(op[2], op[3])
+            exp.read_resps.append(len(out))
+            if out:
+                exp.frames.append(out)
+        elif kind == "query":
+            exp.queries.append(ref_state(bufs[conn]))
+            exp.marks.append((len(exp.write_resps), len(exp.read_resps), len(exp.frames)))
+    return exp, bufs
+
+
+def pause_iter(pattern):
+    return itertools.cycle(pattern) if pattern else itertools.repeat(False)
+
+
+async def send_cmd(ctx, port, payload, pauses):
+    while next(pauses):
+        ctx.set(port.valid, 0)
+        await ctx.tick()
+    ctx.set(port.valid, 1)
+    ctx.set(port.payload, payload)
+    await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
+
+
+def hw_state(q):
+    ranges = sorted((r.lo, r.hi) for r in q.ranges if r.valid)
+    return (q.head, q.tail, q.free, ranges)
+
+
+def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_ranges=1,
+             in_pauses=(), out_pauses=(), timeout=2_000):
+    """Run `program` on the hardware and compare everything with the model."""
+    exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
+    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges)
+    got_write, got_read, got_frames, got_queries, done = [], [], [], [], []
+    lanes = data_width // 8
+
+    def collector(port, out, pattern, convert):
+        async def run(ctx):
+            pauses = pause_iter(pattern)
+            beats = []
+            while True:
+                ready = not next(pauses)
+                ctx.set(port.ready, ready)
+                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+                if ready and valid:
+                    convert(out, payload, beats)
+        return run
+
+    def frame_beat(out, payload, beats):
+        keep = payload.keep
+        # every beat but the last is full, the last packed from lane 0
+        assert keep == (1 << lanes) - 1 or payload.last, f"partial beat before last: {keep:b}"
+        assert keep & (keep + 1) == 0 and keep, f"keep not packed from lane 0: {keep:b}"
+        word = payload.data.to_bytes(lanes, "little")
+        beats.extend(word[:keep.bit_length()])
+        if payload.last:
+            out.append(bytes(beats))
+            beats.clear()
+
+    async def driver(ctx):
+        pauses = pause_iter(in_pauses)
+        n_query = 0
+        for op in program:
+            kind, conn = op[0], op[1]
+            if kind == "init":
+                await send_cmd(ctx, dut.init, {"conn": conn, "offset": op[2] % MOD}, pauses)
+            elif kind == "write":
+                await send_cmd(ctx, dut.write_cmd, {"conn": conn, "offset": op[2] % MOD,
+                                                    "length": len(op[3])}, pauses)
+                if op[3]:
+                    await send_frame(ctx, dut.write_data, op[3], data_width, pauses)
+            elif kind == "read":
+                await send_cmd(ctx, dut.read_cmd, {"conn": conn, "length": op[2],
+                                                   "peek": op[3]}, pauses)
+            elif kind == "query":
+                mark = exp.marks[n_query]
+                n_query += 1
+                for _ in range(timeout):
+                    if all(a >= b for a, b in zip((len(got_write), len(got_read), len(got_frames)), mark)):
+                        break
+                    await ctx.tick()
+                await ctx.tick().repeat(2)       # the state write-back of the last command
+                ctx.set(dut.query_conn, conn)
+                await ctx.tick()
+                got_queries.append(hw_state(ctx.get(dut.query)))
+        want = (len(exp.write_resps), len(exp.read_resps), len(exp.frames))
+        for _ in range(timeout):
+            if (len(got_write), len(got_read), len(got_frames)) == want:
+                break
+            await ctx.tick()
+        await ctx.tick().repeat(8)                # nothing more may come out
+        final = []
+        for conn in range(connections):
+            ctx.set(dut.query_conn, conn)
+            await ctx.tick()
+            final.append(hw_state(ctx.get(dut.query)))
+        got_queries.append(final)
+        got_queries.append(ctx.get(dut.refused_count))
+        done.append(True)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(driver)
+    sim.add_testbench(collector(dut.write_resp, got_write, out_pauses,
+                                lambda out, p, _: out.append((p.advance, p.refused))),
+                      background=True)
+    sim.add_testbench(collector(dut.read_resp, got_read, out_pauses[1:] + out_pauses[:1],
+                                lambda out, p, _: out.append(p.count)), background=True)
+    sim.add_testbench(collector(dut.read_data, got_frames, out_pauses, frame_beat),
+                      background=True)
+    cycles = timeout + 50 * sum(len(op[3]) if op[0] == "write" else 1 for op in program)
+    for chunk in range(0, cycles, 500):             # stop as soon as the driver is done
+        if done:
+            break
+        sim.run_until((chunk + 500) * 1e-8)
+    assert done, (f"stuck: {len(got_write)}/{len(exp.write_resps)} write responses, "
+                  f"{len(got_read)}/{len(exp.read_resps)} read counts, "
+                  f"{len(got_frames)}/{len(exp.frames)} frames after {cycles} cycles")
+
+    refused = got_queries.pop()
+    final = got_queries.pop()
+    assert got_write == exp.write_resps, f"write responses: hardware {got_write} model {exp.write_resps}"
+    assert got_read == exp.read_resps, f"read counts: hardware {got_read} model {exp.read_resps}"
+    assert got_frames == exp.frames, f"read data: hardware {got_frames} model {exp.frames}"
+    assert got_queries == exp.queries, f"queries: hardware {got_queries} model {exp.queries}"
+    assert final == [ref_state(b) for b in bufs]
+    assert refused == sum(r for _, r in exp.write_resps)
+    return exp
+
+
+WIDTHS = pytest.mark.parametrize("data_width", [8, 64])
+
+
+# Constructor checks --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"data_width": 32}, "Data width must be 8 or 64, not 32"),
+    ({"connections": 3}, "Connection count must be a positive power of two, not 3"),
+    ({"connections": 0}, "Connection count must be a positive power of two, not 0"),
+    ({"ring_bytes": 48}, "Ring size must be a power of two from 8 to 2**30 bytes, not 48"),
+    ({"ring_bytes": 4}, "Ring size must be a power of two from 8 to 2**30 bytes, not 4"),
+    ({"max_ooo_ranges": -1}, "Out-of-order range count must be a non-negative integer, not -1"),
+])
+def test_constructor_checks(kwargs, error):
+    args = {"data_width": 64, "connections": 4, "ring_bytes": 64, **kwargs}
+    with pytest.raises(TypeError) as info:
+        StreamBuffer(**args)
+    assert str(info.value) == error
+
+
+def test_memory_bits():
+    dut = StreamBuffer(64, 256, 4096, max_ooo_ranges=1)
+    assert dut.memory_bits() == (256 * 4096 * 8, 256 * (64 + 65))
+
+
+# Directed programs ---------------------------------------------------------------------------
+
+SEED = b"a" + bytes(random.Random(101).randrange(256) for _ in range(100))
+
+
+@WIDTHS
+def test_seed_program(data_width):
+    """101 bytes arrive; one read takes exactly 'a'; a second takes exactly the other 100."""
+    exp = simulate([write(1, 0, SEED), read(1, 1), query(1), read(1, 100), read(1, 100),
+                    query(1)],
+                   data_width=data_width, ring_bytes=128)
+    assert exp.frames == [b"a", SEED[1:]]
+    assert exp.read_resps == [1, 100, 0]
+
+
+@WIDTHS
+def test_wrap_ring_and_offset_space(data_width):
+    rng = random.Random(1)
+    start = MOD - 37
+    program = [init(2, start), init(3, MOD - 1)]
+    pos = start
+    for n in (13, 29, 31, 7, 33, 40, 64, 1, 63):
+        chunk = bytes(rng.randrange(256) for _ in range(n))
+        program += [write(2, pos, chunk), read(2, 5, peek=True), read(2, max(n - 3, 0)), query(2),
+                    read(2, 3)]
+        pos += n
+    program += [write(3, MOD - 1, b"xyz"), query(3), read(3, 3)]
+    simulate(program, data_width=data_width, ring_bytes=64)
+
+
+@WIDTHS
+def test_out_of_order_fill(data_width):
+    data = bytes(range(60))
+    program = [write(0, 40, data[40:50]), write(0, 10, data[10:20]), query(0),
+               read(0, 60),                                 # nothing in order yet
+               write(0, 25, data[25:40]), query(0),         # touches [40, 50): merged
+               write(0, 20, data[20:25]),                   # joins [10, 20) and [25, 50)
+               write(0, 0, data[0:12]), query(0),           # in order, swallows everything
+               read(0, 64), write(0, 50, data[50:60]), read(0, 64)]
+    exp = simulate(program, data_width=data_width, max_ooo_ranges=2)
+    assert exp.write_resps == [(0, 0), (0, 0), (0, 0), (0, 0), (50, 0), (10, 0)]
+    assert exp.frames == [data[:50], data[50:]]
+
+
+@WIDTHS
+def test_refused_writes(data_width):
+    program = [write(0, 20, b"B" * 10), write(0, 5, b"A" * 5), query(0),  # refused: 2 ranges
+               write(0, 25, b"C" * 20), query(0),                          # merges, stored
+               write(0, 0, b"D" * 20), read(0, 64),
+               write(1, 3, b"x"), init(1, 100), write(1, 103, b"y"), write(1, 100, b"abc"),
+               read(1, 10)]
+    exp = simulate(program, data_width=data_width, max_ooo_ranges=1)
+    assert exp.write_resps[1] == (0, 1)
+    simulate(program, data_width=data_width, max_ooo_ranges=0)
+
+
+@WIDTHS
+def test_nothing_readable_beyond_tail(data_width):
+    program = [write(0, 0, b"hello"), write(0, 6, b"world"), read(0, 2 ** 32 - 1, peek=True),
+               read(0, 100), read(0, 1), write(0, 5, b" "), read(0, 100),
+               write(0, 11, bytes(80)),                       # clipped to the 64-byte window
+               query(0), read(0, 1000), read(0, 1000),
+               write(0, 0, b"old data"), write(0, 11 + 64 + 64, b"far"),  # both dropped
+               query(0), read(0, 1000)]
+    exp = simulate(program, data_width=data_width, ring_bytes=64)
+    assert exp.frames[:3] == [b"hello", b"hello", b" world"]
+
+
+@WIDTHS
+def test_back_to_back_with_pauses(data_width):
+    rng = random.Random(7)
+    program = [init(c, rng.randrange(MOD)) for c in range(4)]
+    tails = {c: program[c][2] for c in range(4)}
+    for _ in range(40):
+        c = rng.randrange(4)
+        n = rng.randrange(1, 40)
+        program.append(write(c, tails[c], bytes(rng.randrange(256) for _ in range(n))))
+        tails[c] += n
+        program.append(read(c, rng.randrange(1, 40), peek=rng.random() < 0.2))
+    for c in range(4):
+        program.append(read(c, 1000))
+    simulate(program, data_width=data_width, in_pauses=(0, 0, 1, 0, 1), out_pauses=(0, 1, 1, 0))
+
+
+# Sustained rate ------------------------------------------------------------------------------
+
+@WIDTHS
+def test_rate(data_width):
+    """Beats per clock once started, and the cycles each command costs."""
+    lanes = data_width // 8
+    dut = StreamBuffer(data_width, 2, 1024)
+    n = 20 * lanes + 3                     # 21 beats from an unaligned offset
+    payload = bytes(range(n))
+    cycles = {}
+
+    async def bench(ctx):
+        for port in (dut.read_data, dut.read_resp, dut.write_resp):
+            ctx.set(port.ready, 1)
+        ctx.set(dut.init.valid, 1)
+        ctx.set(dut.init.payload, {"conn": 1, "offset": 5})
+        await ctx.tick().until(dut.init.ready)
+        ctx.set(dut.init.valid, 0)
+        # two writes back to back, the first unaligned
+        for k, (off, data) in enumerate([(5, payload[:n - 5]), (n, payload[n - 5:] + payload)]):
+            ctx.set(dut.write_cmd.valid, 1)
+            ctx.set(dut.write_cmd.payload, {"conn": 1, "offset": off, "length": len(data)})
+            await ctx.tick().until(dut.write_cmd.ready)
+            ctx.set(dut.write_cmd.valid, 0)
+            ctx.set(dut.write_data.valid, 1)
+            beats = 0
+            count = 0
+            while count < 1000:
+                data_chunk = data[beats * lanes:(beats + 1) * lanes]
+                ctx.set(dut.write_data.payload, {
+                    "data": int.from_bytes(data_chunk, "little"),
+                    "keep": (1 << len(data_chunk)) - 1,
+                    "last": (beats + 1) * lanes >= len(data)})
+                count += 1
+                _, _, ready = await ctx.tick().sample(dut.write_data.ready)
+                if ready:
+                    beats += 1
+                    if beats * lanes >= len(data):
+                        break
+            ctx.set(dut.write_data.valid, 0)
+            cycles[f"write{k}"] = (beats, count)
+        # a read of everything, from offset 5
+        ctx.set(dut.read_cmd.valid, 1)
+        ctx.set(dut.read_cmd.payload, {"conn": 1, "length": 10_000, "peek": 0})
+        await ctx.tick().until(dut.read_cmd.ready)
+        ctx.set(dut.read_cmd.valid, 0)
+        got, t, first = bytearray(), 0, None
+        while t < 1000:
+            t += 1
+            _, _, valid, p = await ctx.tick().sample(dut.read_data.valid, dut.read_data.payload)
+            if valid:
+                first = first or t
+                got += p.data.to_bytes(lanes, "little")[:p.keep.bit_length()]
+                if p.last:
+                    break
+        cycles["read"] = (first, t)
+        assert bytes(got) == payload[:n - 5] + payload[n - 5:] + payload
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # Writes: every cycle after the decision cycle takes a beat.
+    for k in (0, 1):
+        beats, count = cycles[f"write{k}"]
+        assert count == beats + 1, cycles           # one decision cycle, then 1 beat/clock
+    beats = -(-(2 * n) // lanes)
+    first, t = cycles["read"]
+    assert first == 4 and t == first + beats - 1, cycles   # 4 cycles from command to first beat, then 1/clock
+
+
+# Random programs against the model -----------------------------------------------------------
+
+def programs(connections, ring_bytes, max_ops):
+    conn = st.one_of(st.just(0), st.integers(0, connections - 1))   # half on connection 0
+    edge = st.tuples(st.just("edge"), conn, st.integers(0, 3), st.integers(-2, 2),
+                     st.integers(1, 8), st.integers(0, 2 ** 16))  # next to a held range's edge
+    op = st.one_of(edge, edge,
+        st.tuples(st.just("write"), conn, st.integers(-8, ring_bytes + 8),
+                  st.integers(0, ring_bytes + 8), st.integers(0, 2 ** 16)),
+        st.tuples(st.just("write"), conn, st.just(0), st.integers(1, ring_bytes // 2),
+                  st.integers(0, 2 ** 16)),                                     # in order
+        st.tuples(st.just("write"), conn, st.integers(1, ring_bytes), st.integers(1, 6),
+                  st.integers(0, 2 ** 16)),                                     # small holes
+        st.tuples(st.just("read"), conn, st.integers(0, ring_bytes + 8), st.booleans()),
+        st.tuples(st.just("query"), conn),
+    )
+    inits = st.lists(st.tuples(conn, st.one_of(st.integers(0, MOD - 1),
+                                               st.integers(MOD - 3 * ring_bytes, MOD - 1))),
+                     max_size=connections)
+    return st.tuples(inits, st.lists(op, min_size=1, max_size=max_ops))
+
+
+def concrete(drawn, connections, ring_bytes, max_ooo_ranges):
+    """Resolve offsets drawn relative to the tail into absolute ones, through the model."""
+    inits, ops = drawn
+    bufs = [RefBuffer(ring_bytes, max_ooo_ranges) for _ in range(connections)]
+    program = []
+    for conn, offset in inits:
+        bufs[conn] = RefBuffer(ring_bytes, max_ooo_ranges, head=offset, tail=offset)
+        program.append(init(conn, offset))
+    for op in ops:
+        if op[0] in ("write", "edge"):
+            if op[0] == "write":
+                _, conn, rel, length, seed = op
+                offset = bufs[conn].tail + rel
+            else:                  # start or end just before, at or after a range's lo or hi
+                _, conn, edge, delta, length, seed = op
+                edges = [x for r in bufs[conn].ranges for x in r] or [bufs[conn].tail]
+                offset = edges[edge % len(edges)] + delta - (length if edge % 2 == 0 else 0)
+            rng = random.Random(seed)
+            op = write(conn, offset, bytes(rng.randrange(256) for _ in range(length)))
+            bufs[conn].write(op[2], op[3])
+        elif op[0] == "read":
+            bufs[op[1]].read(op[2], op[3])
+        program.append(op)
+    return program
+
+
+PAUSES = st.lists(st.booleans(), max_size=5).map(lambda p: p + [False])   # never stuck
+CONFIGS = [(8, 2), (64, 1), (64, 3)]
+
+
+def check_random(config, drawn, in_pauses, out_pauses, connections=8, ring_bytes=32):
+    data_width, max_ooo_ranges = config
+    program = concrete(drawn, connections, ring_bytes, max_ooo_ranges)
+    simulate(program, data_width=data_width, connections=connections, ring_bytes=ring_bytes,
+             max_ooo_ranges=max_ooo_ranges, in_pauses=tuple(in_pauses),
+             out_pauses=tuple(out_pauses))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@settings(max_examples=60)
+@given(drawn=programs(8, 32, 40), in_pauses=PAUSES, out_pauses=PAUSES)
+def test_random_against_model(config, drawn, in_pauses, out_pauses):
+    check_random(config, drawn, in_pauses, out_pauses)
+
+
+@pytest.mark.campaign
+@pytest.mark.parametrize("config", CONFIGS + [(8, 0), (64, 0), (8, 1)])
+@settings(max_examples=300)
+@given(drawn=programs(8, 32, 120), in_pauses=PAUSES, out_pauses=PAUSES)
+def test_random_campaign(config, drawn, in_pauses, out_pauses):
+    check_random(config, drawn, in_pauses, out_pauses)
+
+
+# Lint ----------------------------------------------------------------------------------------
+
+@WIDTHS
+def test_lint(data_width):
+    lint_component(StreamBuffer(data_width, 8, 256, max_ooo_ranges=2),
+                   f"stream_buffer_{data_width}", BUILD)
