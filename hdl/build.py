@@ -39,6 +39,7 @@ BLOCKS = {
     "classifier": ("hdl.classifier", "Classifier", {"data_width": 64}),
     "frame_slicer": ("hdl.frame_slicer", "FrameSlicer", {"data_width": 64}),
     "tx_framer": ("hdl.tx_framer", "TxFramer", {"data_width": 64}),
+    "frame_fifo": ("hdl.frame_fifo", "FrameFifo", {"data_width": 64, "depth": 1024}),
 }
 
 

@@ -17,9 +17,11 @@ __all__ = [
 ]
 
 # Writes carry one segment's payload, so 16 bits of length; reads take a host's request,
-# which may be any size, and return what is there.
+# which may be any size, and return what is there. A read's skip is an offset into the
+# readable bytes (a retransmission from within the send window), so 16 bits.
 WRITE_LENGTH_BITS = 16
 READ_LENGTH_BITS = 32
+SKIP_BITS = 16
 
 
 class OooRange(data.StructLayout):
@@ -49,7 +51,8 @@ class WriteResponse(data.StructLayout):
 
 class ReadCommand(data.StructLayout):
     def __init__(self, conn_bits):
-        super().__init__({"conn": conn_bits, "length": READ_LENGTH_BITS, "peek": 1})
+        super().__init__({"conn": conn_bits, "length": READ_LENGTH_BITS, "peek": 1,
+                          "skip": SKIP_BITS, "discard": 1})
 
 
 class ReadResponse(data.StructLayout):
@@ -84,7 +87,13 @@ class StreamBuffer(wiring.Component):
       pair of ranges, less one); ranges that overlap or touch are merged;
     - a write that would need more ranges is refused whole: nothing is stored, its bytes are
       consumed, ``write_resp.refused`` is set and ``refused_count`` counts it;
-    - in-order bytes move ``tail`` and swallow every range they reach.
+    - in-order bytes move ``tail`` and swallow every range they reach;
+    - a read returns ``count = min(length, max(0, readable - skip))`` bytes from
+      ``head + skip``, where ``readable = tail - head``; unless it peeks, ``head`` moves by
+      ``min(skip, readable) + count``, so the skipped bytes are consumed too (a ``skip`` of
+      ``readable`` or more moves ``head`` to ``tail`` and returns nothing). A send buffer
+      retransmits with ``peek`` and ``skip``, and releases acknowledged bytes with
+      ``discard`` and without ``peek``.
 
     Commands are served one at a time in arrival order, ``init`` before ``write_cmd``
     before ``read_cmd`` when several are offered in the same cycle. Per-connection
@@ -95,7 +104,9 @@ class StreamBuffer(wiring.Component):
     then one beat per clock; a write whose bytes end in one more RAM word than its beats
     spend one more cycle in the background, overlapped with the next command. A read takes
     4 cycles (command, decision, two RAM reads) before its first beat, then one beat per
-    clock while ``read_data.ready`` is high.
+    clock while ``read_data.ready`` is high, from any byte of the ring (``head + skip``
+    need not be word-aligned). A read with ``discard`` set, or whose ``count`` is 0, takes
+    2 cycles (command, decision) however far it moves ``head``.
 
     Parameters
     ----------
@@ -120,11 +131,13 @@ class StreamBuffer(wiring.Component):
         One per write, after its last beat: ``advance`` (how far ``tail`` moved) and
         ``refused``.
     read_cmd : In(stream.Signature(ReadCommand))
-        ``conn``, ``length`` (bytes wanted), ``peek`` (leave ``head`` where it is).
+        ``conn``, ``length`` (bytes wanted), ``peek`` (leave ``head`` where it is),
+        ``skip`` (start this many bytes past ``head``), ``discard`` (emit no data).
     read_resp : Out(stream.Signature(ReadResponse))
-        One per read, before its data: ``count = min(length, tail - head)``.
+        One per read, before its data: ``count = min(length, max(0, tail - head - skip))``.
     read_data : Out(stream.Signature(FrameBeat))
-        ``count`` bytes from ``head`` as one frame, none when ``count`` is 0.
+        ``count`` bytes from ``head + skip`` as one frame, none when ``count`` is 0 or the
+        read discards.
     init : In(stream.Signature(InitCommand))
         Install connection ``conn``: ``head = tail = offset``, no ranges held.
     query_conn : In(conn_bits)
@@ -232,8 +245,10 @@ class StreamBuffer(wiring.Component):
         conn = Signal(conn_bits)
         offset = Signal(32)
         w_length = Signal(WRITE_LENGTH_BITS)
-        r_length = Signal(READ_LENGTH_BITS)
+        r_skip = Signal(SKIP_BITS)
+        r_end = Signal(READ_LENGTH_BITS + 1)           # length + skip, from the command
         peek = Signal()
+        discard = Signal()
         st = srp.data
 
         # Data path registers shared by reads and writes.
@@ -322,10 +337,18 @@ class StreamBuffer(wiring.Component):
             new_tail = Mux(reached[i] & (hi_rel[i] > new_tail), hi_rel[i], new_tail)
         in_order_ranges = [Mux(reached[i], 0, st.ranges[i].as_value()) for i in range(N)]
 
-        # The read decision.
+        # The read decision: head moves by min(skip + length, readable), of which the first
+        # min(skip, readable) bytes are skipped and the rest are read.
+        r_skipped = Signal(count_bits)
+        r_advance = Signal(count_bits)
         r_count = Signal(count_bits)
         readable = rel(st.tail, st.head)
-        m.d.comb += r_count.eq(Mux(r_length < readable, r_length, readable))
+        m.d.comb += [
+            r_skipped.eq(Mux(r_skip < readable, r_skip, readable)),
+            r_advance.eq(Mux(r_end < readable, r_end, readable)),
+            r_count.eq(r_advance - r_skipped),
+        ]
+        r_start = (st.head + r_skipped)[:32]
 
         with m.FSM(name="fsm"):
             with m.State("WAIT_CMD"):
@@ -347,8 +370,11 @@ class StreamBuffer(wiring.Component):
                     m.d.comb += [self.read_cmd.ready.eq(1),
                                  srp.addr.eq(self.read_cmd.payload.conn)]
                     m.d.sync += [conn.eq(self.read_cmd.payload.conn),
-                                 r_length.eq(self.read_cmd.payload.length),
-                                 peek.eq(self.read_cmd.payload.peek)]
+                                 r_skip.eq(self.read_cmd.payload.skip),
+                                 r_end.eq(self.read_cmd.payload.length
+                                          + self.read_cmd.payload.skip),
+                                 peek.eq(self.read_cmd.payload.peek),
+                                 discard.eq(self.read_cmd.payload.discard)]
                     m.next = "READ_STATE"
 
             with m.State("WRITE_STATE"):
@@ -407,14 +433,14 @@ class StreamBuffer(wiring.Component):
                     m.d.sync += [
                         self.read_resp.valid.eq(1),
                         self.read_resp.payload.count.eq(r_count),
-                        shift.eq(st.head[:lane_bits]),
-                        word.eq(st.head[lane_bits:lane_bits + word_bits]),
+                        shift.eq(r_start[:lane_bits]),
+                        word.eq(r_start[lane_bits:lane_bits + word_bits]),
                         left.eq(r_count),
                     ]
-                    with m.If(~peek & (r_count != 0)):
+                    with m.If(~peek & (r_advance != 0)):
                         m.d.sync += [state_we.eq(1), state_conn.eq(conn), state_next.eq(st),
-                                     state_next.head.eq(st.head + r_count)]
-                    with m.If(r_count != 0):
+                                     state_next.head.eq(st.head + r_advance)]
+                    with m.If(~discard & (r_count != 0)):
                         m.next = "READ_FIRST_WORD"
                     with m.Else():
                         m.next = "WAIT_CMD"

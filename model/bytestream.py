@@ -13,6 +13,9 @@ policy for what is kept is written here once:
   that is refused whole (nothing stored) and counted; the sender retransmits it later.
 - When in-order data reaches a held range, the range joins the in-order data.
 - Overlapping bytes overwrite what is held (a retransmission carries the same bytes).
+- A read may start ``skip`` bytes past ``head`` (a send buffer retransmits from an offset);
+  unless it peeks, it consumes the skipped bytes too. A read whose bytes the caller ignores
+  releases them without looking (acknowledged send data).
 """
 
 from dataclasses import dataclass, field
@@ -81,10 +84,20 @@ class StreamBuffer:
         self.ranges = [(lo, hi) for lo, hi in self.ranges if hi > self.tail]
         return self.tail - old_tail
 
-    def read(self, n: int, peek: bool = False) -> bytes:
-        """Up to `n` in-order bytes from the head; consumed unless `peek`."""
-        n = max(0, min(n, self.readable))
-        data = bytes(self._ring[(self.head + i) % self.capacity] for i in range(n))
+    def read(self, n: int, peek: bool = False, skip: int = 0) -> bytes:
+        """Up to `n` in-order bytes from ``head + skip``; consumed unless `peek`.
+
+        The bytes returned are ``[head + skip, head + skip + count)`` with
+        ``count = min(n, max(0, readable - skip))``. Unless `peek`, ``head`` moves past the
+        skipped bytes and the returned ones, ``min(skip, readable) + count`` in all: a `skip`
+        of ``readable`` or more moves ``head`` to ``tail`` and returns nothing.
+        """
+        if skip < 0:
+            raise ValueError(f"Skip must be non-negative, not {skip!r}")
+        skipped = min(skip, self.readable)
+        start = self.head + skipped
+        n = max(0, min(n, self.tail - start))
+        data = bytes(self._ring[(start + i) % self.capacity] for i in range(n))
         if not peek:
-            self.head += n
+            self.head = start + n
         return data

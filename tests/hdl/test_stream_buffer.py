@@ -32,8 +32,9 @@ def write(conn, offset, data):
     return ("write", conn, offset, bytes(data))
 
 
-def read(conn, length, peek=False):
-    return ("read", conn, length, peek)
+def read(conn, length, peek=False, skip=0, discard=False):
+    """Read from ``head + skip``; a `discard` read returns its count and no data."""
+    return ("read", conn, length, peek, skip, discard)
 
 
 def query(conn):
@@ -44,7 +45,7 @@ def query(conn):
 class Expected:
     write_resps: list = field(default_factory=list)   # (advance, refused)
     read_resps: list = field(default_factory=list)    # count
-    frames: list = field(default_factory=list)        # non-empty read data
+    frames: list = field(default_factory=list)        # non-empty read data, not discarded
     queries: list = field(default_factory=list)       # (head, tail, free, ranges) per query op
     marks: list = field(default_factory=list)         # output counts due before each query
 
@@ -66,9 +67,10 @@ def run_model(program, connections, ring_bytes, max_ooo_ranges):
             advance = bufs[conn].write(op[2], op[3])
             exp.write_resps.append((0, 1) if advance < 0 else (advance, 0))
         elif kind == "read":
-            out = bufs[conn].read(op[2], op[3])
+            _, _, length, peek, skip, discard = op
+            out = bufs[conn].read(length, peek, skip)
             exp.read_resps.append(len(out))
-            if out:
+            if out and not discard:
                 exp.frames.append(out)
         elif kind == "query":
             exp.queries.append(ref_state(bufs[conn]))
@@ -139,8 +141,8 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
                 if op[3]:
                     await send_frame(ctx, dut.write_data, op[3], data_width, pauses)
             elif kind == "read":
-                await send_cmd(ctx, dut.read_cmd, {"conn": conn, "length": op[2],
-                                                   "peek": op[3]}, pauses)
+                await send_cmd(ctx, dut.read_cmd, {"conn": conn, "length": op[2], "peek": op[3],
+                                                   "skip": op[4], "discard": op[5]}, pauses)
             elif kind == "query":
                 mark = exp.marks[n_query]
                 n_query += 1
@@ -301,9 +303,69 @@ def test_back_to_back_with_pauses(data_width):
         program.append(write(c, tails[c], bytes(rng.randrange(256) for _ in range(n))))
         tails[c] += n
         program.append(read(c, rng.randrange(1, 40), peek=rng.random() < 0.2))
+        if rng.random() < 0.5:                  # from an offset, maybe beyond the tail
+            program.append(read(c, rng.randrange(1, 40), peek=rng.random() < 0.7,
+                                skip=rng.randrange(50), discard=rng.random() < 0.3))
     for c in range(4):
         program.append(read(c, 1000))
     simulate(program, data_width=data_width, in_pauses=(0, 0, 1, 0, 1), out_pauses=(0, 1, 1, 0))
+
+
+@WIDTHS
+def test_retransmit_peeks_and_release(data_width):
+    """The send buffer's use: peeks at every offset, acknowledged bytes freed by discard reads.
+
+    Checked against the stream itself as well as against the model: a peek at ``skip``
+    returns ``stream[una + skip:nxt][:length]``; a release returns its count and no data.
+    The ring (64 bytes) wraps six times and the 32-bit offsets wrap once.
+    """
+    rng = random.Random(5)
+    ring = 64
+    start = MOD - 50
+    stream = bytes(rng.randrange(256) for _ in range(400))
+    una = nxt = 0                        # acknowledged and written, relative to start
+    program, counts, frames = [init(1, start)], [], []
+
+    def expect(got):
+        counts.append(len(got))
+        if got:
+            frames.append(got)
+
+    while nxt < len(stream):
+        n = min(rng.randrange(1, ring), ring - (nxt - una), len(stream) - nxt)
+        program.append(write(1, start + nxt, stream[nxt:nxt + n]))
+        nxt += n
+        for skip in range(nxt - una + 2):                      # every offset, and beyond
+            length = rng.choice([1, 7, 8, 9, ring])
+            program.append(read(1, length, peek=True, skip=skip))
+            expect(stream[una + skip:nxt][:length])
+        acked = rng.randrange(nxt - una + 1)
+        program += [read(1, acked, discard=True), query(1)]       # release acked bytes
+        expect(b"")
+        counts[-1] = acked
+        una += acked
+    # the largest length and skip: length + skip needs 33 bits
+    program += [read(1, MOD - 1, peek=True, skip=2), read(1, MOD - 1, peek=True, skip=2 ** 16 - 1)]
+    expect(stream[una + 2:nxt])
+    expect(b"")
+    # a peeking discard moves nothing; a read with skip consumes the skipped bytes too
+    program += [read(1, ring, peek=True, discard=True), query(1),
+                read(1, 5, skip=3), query(1)]
+    counts.append(nxt - una)
+    expect(stream[una + 3:nxt][:5])
+    una = min(una + 3 + 5, nxt)
+    # a skip beyond the tail returns nothing; without peek it moves head to tail
+    program.append(write(1, start + nxt, b"tail"))
+    nxt += 4
+    beyond = nxt - una + 1
+    program += [read(1, 10, peek=True, skip=beyond), query(1), read(1, 10, skip=beyond),
+                query(1), read(1, 10)]
+    counts += [0, 0, 0]
+    exp = simulate(program, data_width=data_width, connections=2, ring_bytes=ring,
+                   timeout=20_000)
+    assert (exp.read_resps, exp.frames) == (counts, frames)
+    assert exp.queries[-2][:3] == ((start + una) % MOD, (start + nxt) % MOD, ring - (nxt - una))
+    assert exp.queries[-1][:3] == ((start + nxt) % MOD, (start + nxt) % MOD, ring)
 
 
 # Sustained rate ------------------------------------------------------------------------------
@@ -347,22 +409,52 @@ def test_rate(data_width):
                         break
             ctx.set(dut.write_data.valid, 0)
             cycles[f"write{k}"] = (beats, count)
-        # a read of everything, from offset 5
+        stream = payload[:n - 5] + payload[n - 5:] + payload      # from offset 5
+
+        async def read_frame(length, peek=0, skip=0):
+            """Issue a read; (cycle of its first beat, of its last beat) and its bytes."""
+            ctx.set(dut.read_cmd.valid, 1)
+            ctx.set(dut.read_cmd.payload, {"conn": 1, "length": length, "peek": peek,
+                                           "skip": skip, "discard": 0})
+            await ctx.tick().until(dut.read_cmd.ready)
+            ctx.set(dut.read_cmd.valid, 0)
+            got, t, first = bytearray(), 0, None
+            while t < 1000:
+                t += 1
+                _, _, valid, p = await ctx.tick().sample(dut.read_data.valid,
+                                                         dut.read_data.payload)
+                if valid:
+                    first = first or t
+                    got += p.data.to_bytes(lanes, "little")[:p.keep.bit_length()]
+                    if p.last:
+                        break
+            return (first, t), bytes(got)
+
+        # a peek from an unaligned offset past the head
+        skip, length = 2 * lanes + 6, 5 * lanes + 1
+        cycles["peek"], got = await read_frame(length, peek=1, skip=skip)
+        assert got == stream[skip:skip + length]
+        # discard reads back to back: a peek of everything, a release of lanes + 1 bytes
+        # (the head stays unaligned) and a peek beyond the tail; no data comes out
         ctx.set(dut.read_cmd.valid, 1)
-        ctx.set(dut.read_cmd.payload, {"conn": 1, "length": 10_000, "peek": 0})
-        await ctx.tick().until(dut.read_cmd.ready)
-        ctx.set(dut.read_cmd.valid, 0)
-        got, t, first = bytearray(), 0, None
-        while t < 1000:
-            t += 1
-            _, _, valid, p = await ctx.tick().sample(dut.read_data.valid, dut.read_data.payload)
-            if valid:
-                first = first or t
-                got += p.data.to_bytes(lanes, "little")[:p.keep.bit_length()]
-                if p.last:
+        accepted, t = [], 0
+        for cmd in ({"length": 10_000, "peek": 1, "skip": 0},
+                    {"length": lanes + 1, "peek": 0, "skip": 0},
+                    {"length": 10_000, "peek": 1, "skip": 2 * n}):
+            ctx.set(dut.read_cmd.payload, {"conn": 1, "discard": 1, **cmd})
+            while t < 100:
+                t += 1
+                _, _, ready, valid = await ctx.tick().sample(dut.read_cmd.ready,
+                                                             dut.read_data.valid)
+                assert not valid, "a discard read sent data"
+                if ready:
+                    accepted.append(t)
                     break
-        cycles["read"] = (first, t)
-        assert bytes(got) == payload[:n - 5] + payload[n - 5:] + payload
+        ctx.set(dut.read_cmd.valid, 0)
+        cycles["discard"] = accepted
+        # a read of everything left, from offset 6 + lanes
+        cycles["read"], got = await read_frame(10_000)
+        assert got == stream[lanes + 1:]
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -372,15 +464,26 @@ def test_rate(data_width):
     for k in (0, 1):
         beats, count = cycles[f"write{k}"]
         assert count == beats + 1, cycles           # one decision cycle, then 1 beat/clock
-    beats = -(-(2 * n) // lanes)
+    # Reads: 4 cycles from command to first beat, then 1/clock, from any byte.
+    first, t = cycles["peek"]
+    assert first == 4 and t == first + 6 - 1, cycles
+    beats = -(-(2 * n - lanes - 1) // lanes)
     first, t = cycles["read"]
-    assert first == 4 and t == first + beats - 1, cycles   # 4 cycles from command to first beat, then 1/clock
+    assert first == 4 and t == first + beats - 1, cycles
+    # Discard reads: 2 cycles each (command, decision), however many bytes they cover.
+    assert cycles["discard"] == [1, 3, 5], cycles
 
 
 # Random programs against the model -----------------------------------------------------------
 
 def programs(connections, ring_bytes, max_ops):
     conn = st.one_of(st.just(0), st.integers(0, connections - 1))   # half on connection 0
+    # a read's skip: 0, within the readable bytes, next to the tail, or anywhere
+    skips = st.one_of(st.just(0), st.tuples(st.just("quarters"), st.integers(0, 3)),
+                      st.tuples(st.just("readable"), st.integers(-3, 2)),
+                      st.integers(0, ring_bytes + 8), st.integers(0, 2 ** 16 - 1))
+    reads = (st.integers(0, ring_bytes + 8), st.booleans(), skips,
+             st.sampled_from([False, False, True]))                       # length .. discard
     edge = st.tuples(st.just("edge"), conn, st.integers(0, 3), st.integers(-2, 2),
                      st.integers(1, 8), st.integers(0, 2 ** 16))  # next to a held range's edge
     op = st.one_of(edge, edge,
@@ -390,7 +493,9 @@ def programs(connections, ring_bytes, max_ops):
                   st.integers(0, 2 ** 16)),                                     # in order
         st.tuples(st.just("write"), conn, st.integers(1, ring_bytes), st.integers(1, 6),
                   st.integers(0, 2 ** 16)),                                     # small holes
-        st.tuples(st.just("read"), conn, st.integers(0, ring_bytes + 8), st.booleans()),
+        st.tuples(st.just("read"), conn, *reads),
+        st.tuples(st.just("fill_read"), conn, st.integers(1, ring_bytes),
+                  st.integers(0, 2 ** 16), *reads),          # in-order bytes, then a read
         st.tuples(st.just("query"), conn),
     )
     inits = st.lists(st.tuples(conn, st.one_of(st.integers(0, MOD - 1),
@@ -419,8 +524,21 @@ def concrete(drawn, connections, ring_bytes, max_ooo_ranges):
             rng = random.Random(seed)
             op = write(conn, offset, bytes(rng.randrange(256) for _ in range(length)))
             bufs[conn].write(op[2], op[3])
-        elif op[0] == "read":
-            bufs[op[1]].read(op[2], op[3])
+        elif op[0] in ("read", "fill_read"):
+            if op[0] == "fill_read":
+                _, conn, n, seed, *op = op
+                rng = random.Random(seed)
+                fill = write(conn, bufs[conn].tail, bytes(rng.randrange(256) for _ in range(n)))
+                bufs[conn].write(fill[2], fill[3])
+                program.append(fill)
+                op = ("read", conn, *op)
+            _, conn, length, peek, skip, discard = op
+            if isinstance(skip, tuple):        # relative to the bytes readable now
+                readable = bufs[conn].readable
+                skip = (readable * skip[1] // 4 if skip[0] == "quarters"
+                        else max(0, readable + skip[1]))
+            op = read(conn, length, peek, skip, discard)
+            bufs[conn].read(length, peek, skip)
         program.append(op)
     return program
 

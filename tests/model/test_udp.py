@@ -48,7 +48,7 @@ def test_connected_udp_and_filtering():
 
 
 def test_unbound_port_queue_limit_and_shared_socket():
-    small = dataclasses.replace(P, udp_rcv_buffer=3000)
+    small = dataclasses.replace(P, udp_rcv_buffer=3100)    # 3 records of 8 + 1000 bytes
     pair, ua, ub = udp_pair(policy=small)
     pair.pa.sendto(ua, b"lost", (B_IP, 3333))
     for i in range(4):

@@ -1,0 +1,252 @@
+"""The NIC: receive path, socket table, TCP/UDP engine, transmit path, host and control ports.
+
+``python -m hdl.build nic`` writes ``build/verilog/nic.v`` (top module ``nic``).
+"""
+
+from amaranth import *
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from model.policy import Policy
+
+from .classifier import Classifier, DropCause, Verdict
+from .control_port import ControlPort
+from .frame_fifo import FrameFifo
+from .frame_slicer import FrameSlicer
+from .layouts import FrameBeat, check_data_width
+from .ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostResponse
+from .rx_dispatch import RxDispatch
+from .socket_table import SocketTable
+from .tcp_engine import TcpEngine
+from .tx_arbiter import TxArbiter
+from .tx_framer import TxFramer
+
+__all__ = ["COUNTERS", "NIC"]
+
+# What READ_COUNTER(index) reads, by index.
+COUNTERS = (
+    ("rx_fast", "frames the classifier sent to the fast path"),
+    ("rx_slow", "frames the classifier sent to the slow path"),
+    ("rx_drop", "frames the classifier dropped (the next ten by cause)"),
+    *((f"drop_{cause.name.lower()}", f"dropped: {cause.name}") for cause in DropCause
+      if cause != DropCause.NONE),
+    ("rx_fifo_full", "frames dropped whole: no room in the receive frame FIFO"),
+    ("slow_fifo_full", "frames dropped whole: no room in the slow-path queue"),
+    ("to_engine", "frames matched by the socket table"),
+    ("to_slow", "frames sent to host software (slow verdict, unknown flow, closed connection)"),
+    ("udp_no_socket", "datagrams from other than a connected UDP socket's peer"),
+    ("udp_queue_full", "datagrams dropped for lack of ring space"),
+    ("ooo_refused", "segments refused whole: they would need another out-of-order range"),
+    ("slice_truncated", "frames shorter than their payload (never for a checked frame)"),
+    ("tx_frames", "frames sent"),
+)
+
+
+class NIC(wiring.Component):
+    """A TCP/UDP offload NIC that keeps UNIX socket semantics on its data path.
+
+    Receive: frames go into a frame FIFO and, at the same time, through the
+    :class:`~hdl.classifier.Classifier`; the :class:`~hdl.rx_dispatch.RxDispatch` pairs
+    each stored frame with its verdict, finds its socket in the
+    :class:`~hdl.socket_table.SocketTable` and hands it to the
+    :class:`~hdl.tcp_engine.TcpEngine`, whose payload goes through the
+    :class:`~hdl.frame_slicer.FrameSlicer` into the connection's receive ring. Everything
+    the fast path does not take goes whole to the slow-path queue (counted when it is full).
+
+    Transmit: the engine's segments (data, ACKs, retransmissions, probes, RSTs) and UDP
+    datagrams are built by the :class:`~hdl.tx_framer.TxFramer`; the
+    :class:`~hdl.tx_arbiter.TxArbiter` merges them with raw frames from host software.
+
+    Parameters
+    ----------
+    data_width : int
+        8 or 64.
+    connections : int
+        Connection slots (TCP connections and UDP sockets), a power of two.
+    processes : int
+        Doorbell pages, a power of two.
+    policy : model.policy.Policy
+        The wire-visible policy, shared with the golden model; ``rcv_buffer`` and
+        ``snd_buffer`` are the per-connection ring sizes.
+    socket_entries : int
+        Socket table capacity (power of two, at least 16).
+    rx_fifo_beats, slow_fifo_beats : int
+        Frame FIFO depths in beats.
+    tick_cycles : int
+        Clock cycles per tick of the timers' clock; 0: ticks come only from the ``tick``
+        input (a testbench, or a timebase elsewhere).
+    neighbors : int
+        Neighbour table entries (UDP destinations).
+
+    Members
+    -------
+    rx : In(stream.Signature(FrameBeat)), tx : Out(stream.Signature(FrameBeat))
+        The wire, frames without FCS.
+    host_cmd, host_wdata, host_rsp, host_rdata
+        The processes' doorbell port (``hdl.ports``).
+    ctl_cmd, ctl_rsp
+        The OS's privileged port (``hdl.ports.ControlCommand``).
+    slow_rx : Out(stream.Signature(FrameBeat)), slow_tx : In(stream.Signature(FrameBeat))
+        Frames for host software, and raw frames from it.
+    events : Out(stream.Signature(ConnEvent))
+        Connections that completed their handshake or reached CLOSED.
+    tick : In(1)
+        One pulse per timer tick (besides the internal prescaler, if any).
+    idle : Out(1)
+        Nothing is waiting or in progress anywhere in the NIC: no frame received and not yet
+        handled, no command or segment in the works, nothing queued for host software.
+    """
+
+    def __init__(self, *, data_width=64, connections=64, processes=64, policy=None,
+                 socket_entries=None, rx_fifo_beats=None, slow_fifo_beats=None, tick_cycles=0,
+                 neighbors=8):
+        check_data_width(data_width)
+        if policy is None:
+            policy = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
+        if not isinstance(tick_cycles, int) or tick_cycles < 0:
+            raise TypeError(f"Tick length must be a non-negative number of cycles, not {tick_cycles!r}")
+        self._data_width = data_width
+        self._connections = connections
+        self._processes = processes
+        self._policy = policy
+        self._socket_entries = socket_entries or max(16, 2 * connections)
+        lanes = data_width // 8
+        # room for two maximum frames (1518 bytes) by default
+        self._rx_fifo_beats = rx_fifo_beats or 1 << (2 * 1518 // lanes).bit_length()
+        self._slow_fifo_beats = slow_fifo_beats or self._rx_fifo_beats
+        self._tick_cycles = tick_cycles
+        self._neighbors = neighbors
+        self.engine = TcpEngine(data_width=data_width, connections=connections,
+                                processes=processes, policy=policy, neighbors=neighbors)
+        conn_bits = exact_log2(connections)
+        pid_bits = exact_log2(processes)
+        beat = FrameBeat(data_width)
+        super().__init__({
+            "rx": In(stream.Signature(beat)),
+            "tx": Out(stream.Signature(beat)),
+            "host_cmd": In(stream.Signature(HostCommand(conn_bits, pid_bits))),
+            "host_wdata": In(stream.Signature(beat)),
+            "host_rsp": Out(stream.Signature(HostResponse())),
+            "host_rdata": Out(stream.Signature(beat)),
+            "ctl_cmd": In(stream.Signature(ControlCommand(conn_bits, pid_bits))),
+            "ctl_rsp": Out(stream.Signature(ControlResponse())),
+            "slow_rx": Out(stream.Signature(beat)),
+            "slow_tx": In(stream.Signature(beat)),
+            "events": Out(stream.Signature(ConnEvent(conn_bits))),
+            "tick": In(1),
+            "idle": Out(1),
+        })
+
+    @property
+    def policy(self):
+        return self._policy
+
+    @property
+    def data_width(self):
+        return self._data_width
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self._data_width
+        conn_bits = exact_log2(self._connections)
+        pid_bits = exact_log2(self._processes)
+
+        m.submodules.rx_fifo = rx_fifo = FrameFifo(W, self._rx_fifo_beats)
+        m.submodules.classifier = classifier = Classifier(W)
+        m.submodules.dispatch = dispatch = RxDispatch(W, conn_bits, rx_fifo.status.payload.shape())
+        m.submodules.socket_table = socket_table = SocketTable(self._socket_entries, id_width=conn_bits)
+        m.submodules.slicer = slicer = FrameSlicer(W)
+        m.submodules.slow_fifo = slow_fifo = FrameFifo(W, self._slow_fifo_beats)
+        m.submodules.engine = engine = self.engine
+        m.submodules.framer = framer = TxFramer(W)
+        m.submodules.arbiter = arbiter = TxArbiter(W, 2)
+        m.submodules.control = control = ControlPort(conn_bits, pid_bits, len(COUNTERS))
+        m.submodules.events = events = fifo.SyncFIFOBuffered(
+            width=len(self.events.payload.as_value()), depth=16)
+
+        # receive: every beat goes to the frame FIFO and the classifier together
+        m.d.comb += [
+            rx_fifo.i.payload.eq(self.rx.payload), classifier.i.payload.eq(self.rx.payload),
+            rx_fifo.i.valid.eq(self.rx.valid & classifier.i.ready),
+            classifier.i.valid.eq(self.rx.valid & rx_fifo.i.ready),
+            self.rx.ready.eq(rx_fifo.i.ready & classifier.i.ready),
+            classifier.our_mac.eq(control.our_mac), classifier.our_ip.eq(control.our_ip),
+        ]
+        wiring.connect(m, classifier.verdict, dispatch.verdict)
+        wiring.connect(m, rx_fifo.status, dispatch.status)
+        wiring.connect(m, rx_fifo.o, dispatch.frames)
+        wiring.connect(m, dispatch.lookup, socket_table.lookup)
+        wiring.connect(m, socket_table.result, dispatch.result)
+        wiring.connect(m, dispatch.event, engine.rx_event)
+        wiring.connect(m, engine.rx_action, dispatch.action)
+        wiring.connect(m, dispatch.slice_cmd, slicer.cmd)
+        wiring.connect(m, dispatch.slice_data, slicer.i)
+        wiring.connect(m, slicer.o, engine.rx_payload)
+        wiring.connect(m, dispatch.slow, slow_fifo.i)
+        wiring.connect(m, slow_fifo.o, wiring.flipped(self.slow_rx))
+        m.d.comb += slow_fifo.status.ready.eq(1)
+
+        # host and control ports
+        wiring.connect(m, wiring.flipped(self.host_cmd), engine.host_cmd)
+        wiring.connect(m, wiring.flipped(self.host_wdata), engine.host_wdata)
+        wiring.connect(m, engine.host_rsp, wiring.flipped(self.host_rsp))
+        wiring.connect(m, engine.host_rdata, wiring.flipped(self.host_rdata))
+        wiring.connect(m, wiring.flipped(self.ctl_cmd), control.cmd)
+        wiring.connect(m, control.rsp, wiring.flipped(self.ctl_rsp))
+        wiring.connect(m, control.socket_cmd, socket_table.cmd)
+        wiring.connect(m, socket_table.rsp, control.socket_rsp)
+        wiring.connect(m, control.access_control, engine.access_control)
+        wiring.connect(m, control.engine_cmd, engine.ctl_cmd)
+        wiring.connect(m, engine.ctl_rsp, control.engine_rsp)
+        m.d.comb += [control.access_done.eq(engine.access_done),
+                     engine.our_mac.eq(control.our_mac), engine.our_ip.eq(control.our_ip)]
+
+        # connection events, queued for the OS
+        m.d.comb += [events.w_data.eq(engine.events.payload), events.w_en.eq(engine.events.valid),
+                     engine.events.ready.eq(events.w_rdy),
+                     self.events.payload.eq(events.r_data), self.events.valid.eq(events.r_rdy),
+                     events.r_en.eq(self.events.ready)]
+
+        # transmit
+        wiring.connect(m, engine.tx_header, framer.header)
+        wiring.connect(m, engine.tx_payload, framer.payload)
+        wiring.connect(m, framer.o, arbiter.i0)
+        wiring.connect(m, wiring.flipped(self.slow_tx), arbiter.i1)
+        wiring.connect(m, arbiter.o, wiring.flipped(self.tx))
+
+        # frames accepted by the framer and not yet on the wire
+        tx_frames = Signal(32)
+        framer_open = Signal(8)
+        header_in = framer.header.valid & framer.header.ready
+        frame_out = framer.o.valid & framer.o.ready & framer.o.payload.last
+        m.d.sync += framer_open.eq(framer_open + header_in - frame_out)
+        with m.If(self.tx.valid & self.tx.ready & self.tx.payload.last):
+            m.d.sync += tx_frames.eq(tx_frames + 1)
+
+        # the timers' clock
+        tick = Signal()
+        if self._tick_cycles:
+            prescaler = Signal(range(self._tick_cycles))
+            m.d.sync += prescaler.eq(Mux(prescaler == self._tick_cycles - 1, 0, prescaler + 1))
+            m.d.comb += tick.eq(self.tick | (prescaler == self._tick_cycles - 1))
+        else:
+            m.d.comb += tick.eq(self.tick)
+        m.d.comb += engine.tick.eq(tick)
+
+        counters = [
+            classifier.verdict_counts[Verdict.FAST], classifier.verdict_counts[Verdict.SLOW],
+            classifier.verdict_counts[Verdict.DROP],
+            *(classifier.drop_counts[cause] for cause in DropCause if cause != DropCause.NONE),
+            rx_fifo.dropped, slow_fifo.dropped, dispatch.engine_frames, dispatch.slow_frames,
+            engine.udp_no_socket, engine.udp_queue_full, engine.rx_refused,
+            slicer.truncated_frames, tx_frames,
+        ]
+        assert len(counters) == len(COUNTERS)
+        for i, value in enumerate(counters):
+            m.d.comb += control.counters[i].eq(value)
+
+        m.d.comb += self.idle.eq(engine.idle & dispatch.idle & control.idle & rx_fifo.empty & ~self.rx.valid
+                                 & (framer_open == 0) & ~arbiter.busy & ~framer.o.valid
+                                 & slow_fifo.empty & ~slow_fifo.status.valid & ~events.r_rdy)
+        return m

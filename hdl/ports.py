@@ -1,0 +1,165 @@
+"""The NIC's command ports: what host processes, the OS and the receive path say to the engine.
+
+Three parties talk to the NIC, each on its own port:
+
+- a **process**, through its doorbell page: :class:`HostCommand` in, :class:`HostResponse`
+  out, data on frame streams. The ``pid`` field is not the process's to choose: in silicon
+  it is the index of the doorbell page the command was written to, and the OS maps each
+  process exactly one page. The engine checks ``(conn, pid)`` against the access table
+  before it looks at anything else.
+- the **OS**, through the privileged control port: :class:`ControlCommand` in,
+  :class:`ControlResponse` out; it installs connections and UDP bindings (hash table and
+  connection record), grants and revokes access, reads counters, and handles the slow path
+  (frames the classifier sends up, raw frames it sends down, the handshake's SYNs).
+- the **receive path** (``hdl/rx_dispatch.py``): one :class:`RxEvent` per frame that the
+  socket table matched, answered with one :class:`RxAction` saying what to do with its bytes.
+"""
+
+from amaranth.lib import data, enum
+
+from .socket_table import KeyLayout
+from .tcb import Errno, TcpState, ConnKind
+from .tx_framer import TcpFlags
+
+__all__ = ["HostOp", "HostCommand", "HostResponse", "CtlOp", "ControlCommand",
+           "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxAction", "RxRoute",
+           "POLLIN", "POLLOUT", "POLLERR", "POLLHUP", "UDP_RECORD_BYTES", "UDP_MAX_PAYLOAD"]
+
+# poll(2) bits, Linux's values (model/constants.py)
+POLLIN, POLLOUT, POLLERR, POLLHUP = 0x001, 0x004, 0x008, 0x010
+
+# A received UDP datagram is kept in its socket's ring as an 8-byte record header
+# (payload length, source IPv4 address, source port; big-endian) followed by its payload.
+UDP_RECORD_BYTES = 8
+UDP_MAX_PAYLOAD = 1500 - 20 - 8
+
+
+class HostOp(enum.Enum, shape=3):
+    """Data-path socket calls a process issues on its doorbell page."""
+    READ = 0       #: recv(): TCP bytes, or one UDP datagram (truncated to ``length``)
+    WRITE = 1      #: send(): ``length`` bytes follow on ``host_wdata``; UDP: one datagram
+    POLL = 2       #: the socket's poll(2) mask
+    SHUTDOWN = 3   #: shutdown(``how``)
+    CLOSE = 4      #: the last descriptor of the socket was closed (``abort``: always RST)
+    GETERR = 5     #: getsockopt(SO_ERROR): the pending error, consumed
+
+
+class HostCommand(data.StructLayout):
+    """One socket call. ``nonblock`` is O_NONBLOCK or MSG_DONTWAIT: with it clear, an EAGAIN
+    answer means "would block" and the caller retries when something has changed."""
+
+    def __init__(self, conn_bits, pid_bits):
+        super().__init__({
+            "pid": pid_bits,            # from the doorbell page, never from the process
+            "conn": conn_bits,
+            "op": HostOp,
+            "length": 32,               # READ: bytes wanted; WRITE: bytes that follow
+            "peek": 1,                  # MSG_PEEK
+            "waitall": 1,               # MSG_WAITALL
+            "nonblock": 1,
+            "how": 2,                   # SHUTDOWN: SHUT_RD 0, SHUT_WR 1, SHUT_RDWR 2
+            "abort": 1,                 # CLOSE: reset even without unread data
+            "dest_valid": 1,            # UDP WRITE: sendto() destination (else the peer)
+            "dest_ip": 32,
+            "dest_port": 16,
+        })
+
+
+class HostResponse(data.StructLayout):
+    """The answer to one :class:`HostCommand`, before any data of a READ.
+
+    ``count``: bytes read (0 is end of file) or taken by a WRITE. ``revents``: POLL mask.
+    ``src_ip``/``src_port``: a UDP datagram's source. ``error``: GETERR's answer.
+    """
+
+    def __init__(self):
+        super().__init__({"status": Errno, "count": 32, "revents": 8, "src_ip": 32,
+                          "src_port": 16, "error": Errno})
+
+
+class CtlOp(enum.Enum, shape=4):
+    """Privileged operations on the control port."""
+    SET_ADDRESS = 0     #: our MAC and IP
+    SET_NEIGHBOR = 1    #: neighbour table entry ``index``: ``ip`` -> ``mac`` (``flag``: valid)
+    SOCKET_INSERT = 2   #: socket table: ``key`` -> ``conn``
+    SOCKET_DELETE = 3   #: socket table: remove ``key``
+    GRANT = 4           #: access table: ``pid`` may use ``conn``
+    REVOKE = 5
+    CLEAR_ACCESS = 6    #: no process may use ``conn``
+    INSTALL_TCP = 7     #: a connection record in SYN-SENT or SYN-RECEIVED (see ControlCommand)
+    INSTALL_UDP = 8     #: a bound UDP socket on ``local_port``
+    UDP_CONNECT = 9     #: a UDP socket's peer: ``ip``, ``port``, ``mac``
+    INJECT = 10         #: a segment the slow path handled (SYN, SYN-ACK): process it
+    READ_STATE = 11     #: state and pending error (``flag``: consume the error; ``mark``:
+                        #: the socket has seen its connect() complete)
+    FREE = 12           #: the slot is unused again
+    READ_COUNTER = 13   #: counter ``index``
+
+
+class ControlCommand(data.StructLayout):
+    """One control operation; each op reads only the fields it names."""
+
+    def __init__(self, conn_bits, pid_bits):
+        super().__init__({
+            "op": CtlOp,
+            "conn": conn_bits,
+            "pid": pid_bits,
+            "index": 8,
+            "flag": 1,
+            "mark": 1,
+            "key": KeyLayout(),
+            "mac": 48,
+            "ip": 32,
+            "port": 16,
+            # INSTALL_TCP: the connection as host software has set it up
+            "state": TcpState,          # SYN_SENT (connect) or SYN_RECEIVED (a listener's SYN)
+            "passive": 1,
+            "iss": 32,
+            "irs": 32,                  # SYN_RECEIVED: the SYN's sequence number
+            "local_port": 16,           # remote side: ``ip``, ``port``, ``mac``
+            "window": 16,               # SYN_RECEIVED: the SYN's window
+            "mss": 16,                  # SYN_RECEIVED: the SYN's MSS option (0: none)
+            # INJECT: the segment's header; ``mss`` as above
+            "seq": 32,
+            "ack": 32,
+            "flags": TcpFlags(),
+        })
+
+
+class ControlResponse(data.StructLayout):
+    """``status``: OK or the reason (EINVAL for a full socket table or a missing key).
+    ``value``: READ_COUNTER's counter; socket-table ops return its status code there."""
+
+    def __init__(self):
+        super().__init__({"status": Errno, "state": TcpState, "kind": ConnKind,
+                          "error": Errno, "value": 32})
+
+
+class EventKind(enum.Enum, shape=1):
+    SYNCHRONIZED = 0    #: the handshake completed (accept() may return it; connect() is done)
+    CLOSED = 1          #: the connection reached CLOSED (remove its socket-table key)
+
+
+class ConnEvent(data.StructLayout):
+    def __init__(self, conn_bits):
+        super().__init__({"conn": conn_bits, "kind": EventKind})
+
+
+class RxEvent(data.StructLayout):
+    """A received TCP segment or UDP datagram for connection ``conn`` (the frame waits)."""
+
+    def __init__(self, conn_bits):
+        super().__init__({"conn": conn_bits, "udp": 1, "src_ip": 32, "src_port": 16,
+                          "seq": 32, "ack": 32, "flags": TcpFlags(), "window": 16,
+                          "payload_offset": 16, "payload_length": 16})
+
+
+class RxRoute(enum.Enum, shape=2):
+    DISCARD = 0     #: nothing of the frame is kept
+    SLOW = 1        #: the whole frame goes to host software
+    STORE = 2       #: the payload goes to the connection's receive ring
+
+
+class RxAction(data.StructLayout):
+    def __init__(self):
+        super().__init__({"route": RxRoute})

@@ -1,0 +1,166 @@
+"""Receive dispatcher: each stored frame, with its verdict, to the engine, the slow path or nowhere."""
+
+from amaranth import *
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .classifier import Verdict, VerdictRecord
+from .frame_slicer import SliceCommand
+from .layouts import FrameBeat, check_data_width
+from .ports import RxAction, RxEvent, RxRoute
+from .socket_table import KeyLayout, ResultLayout
+
+__all__ = ["RxDispatch"]
+
+PROTO_TCP, PROTO_UDP = 6, 17
+
+
+class _Step(enum.Enum, shape=3):
+    WAIT_FRAME = 0          # a verdict and the frame's FIFO status
+    WAIT_LOOKUP = 1         # the socket key going to the table
+    WAIT_RESULT = 2
+    WAIT_ENGINE = 3         # the event going to the engine
+    WAIT_ACTION = 4         # the engine's answer
+    STREAM = 5              # the frame leaving the FIFO to where it goes
+
+
+class RxDispatch(wiring.Component):
+    """Route every received frame by its classifier verdict and its socket.
+
+    Frames wait in a frame FIFO (:class:`~hdl.frame_fifo.FrameFifo`) while the
+    :class:`~hdl.classifier.Classifier` decides on them; both report one entry per frame in
+    the same order, so the dispatcher pairs them. A frame the FIFO dropped is only counted
+    there. DROP frames are read out and discarded; SLOW frames go whole to the slow path;
+    FAST frames are looked up in the :class:`~hdl.socket_table.SocketTable` (TCP by its
+    4-tuple, UDP by its local address and port) and a miss goes to the slow path too (an
+    unknown flow is host software's business). A hit becomes an :class:`RxEvent` for the
+    engine, whose :class:`RxAction` says whether the payload is stored (it then goes
+    through the :class:`~hdl.frame_slicer.FrameSlicer` to the connection's ring), the
+    frame goes to the slow path (the connection is closed) or nothing is kept.
+
+    Frames are handled one at a time, in order.
+
+    Members
+    -------
+    verdict : In(stream.Signature(VerdictRecord()))
+    status : In(stream.Signature(StructLayout({"stored": 1, ...})))
+        The frame FIFO's per-frame report: was the frame stored?
+    frames : In(stream.Signature(FrameBeat(data_width)))
+        The frame FIFO's output.
+    lookup, result
+        The socket table's lookup port.
+    event : Out(stream.Signature(RxEvent)), action : In(stream.Signature(RxAction))
+        To and from the engine.
+    slice_cmd, slice_data
+        To the frame slicer: its command and the frame.
+    slow : Out(stream.Signature(FrameBeat(data_width)))
+        Whole frames for host software.
+    slow_frames, engine_frames : Out(32)
+        Frames sent to the slow path, and to the engine.
+    idle : Out(1)
+        Waiting for a frame, none announced.
+    """
+
+    def __init__(self, data_width, conn_bits, status_layout):
+        check_data_width(data_width)
+        self._data_width = data_width
+        beat = FrameBeat(data_width)
+        super().__init__({
+            "verdict": In(stream.Signature(VerdictRecord())),
+            "status": In(stream.Signature(status_layout)),
+            "frames": In(stream.Signature(beat)),
+            "lookup": Out(stream.Signature(KeyLayout())),
+            "result": In(stream.Signature(ResultLayout(conn_bits))),
+            "event": Out(stream.Signature(RxEvent(conn_bits))),
+            "action": In(stream.Signature(RxAction())),
+            "slice_cmd": Out(stream.Signature(SliceCommand())),
+            "slice_data": Out(stream.Signature(beat)),
+            "slow": Out(stream.Signature(beat)),
+            "slow_frames": Out(32),
+            "engine_frames": Out(32),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        step = Signal(_Step)
+        fields = Signal.like(self.verdict.payload.fields)
+        route = Signal(RxRoute)
+        conn = Signal.like(self.result.payload.id)
+        cmd_sent = Signal()
+        udp = fields.protocol == PROTO_UDP
+
+        m.d.comb += self.idle.eq((step == _Step.WAIT_FRAME) & ~self.verdict.valid & ~self.status.valid)
+
+        with m.Switch(step):
+            with m.Case(_Step.WAIT_FRAME):
+                with m.If(self.verdict.valid & self.status.valid):
+                    m.d.comb += [self.verdict.ready.eq(1), self.status.ready.eq(1)]
+                    v = self.verdict.payload
+                    m.d.sync += [fields.eq(v.fields), cmd_sent.eq(0)]
+                    with m.If(~self.status.payload.stored):
+                        pass                                    # counted by the FIFO
+                    with m.Elif(v.verdict == Verdict.FAST):
+                        m.d.sync += step.eq(_Step.WAIT_LOOKUP)
+                    with m.Else():
+                        m.d.sync += [route.eq(Mux(v.verdict == Verdict.SLOW, RxRoute.SLOW,
+                                                  RxRoute.DISCARD)),
+                                     step.eq(_Step.STREAM)]
+
+            with m.Case(_Step.WAIT_LOOKUP):
+                key = self.lookup.payload
+                m.d.comb += [self.lookup.valid.eq(1), key.protocol.eq(fields.protocol),
+                             key.local_ip.eq(fields.dst_ip), key.local_port.eq(fields.dst_port),
+                             key.remote_ip.eq(Mux(udp, 0, fields.src_ip)),
+                             key.remote_port.eq(Mux(udp, 0, fields.src_port))]
+                with m.If(self.lookup.ready):
+                    m.d.sync += step.eq(_Step.WAIT_RESULT)
+
+            with m.Case(_Step.WAIT_RESULT):
+                m.d.comb += self.result.ready.eq(1)
+                with m.If(self.result.valid):
+                    m.d.sync += conn.eq(self.result.payload.id)
+                    with m.If(self.result.payload.hit):
+                        m.d.sync += step.eq(_Step.WAIT_ENGINE)
+                    with m.Else():
+                        m.d.sync += [route.eq(RxRoute.SLOW), step.eq(_Step.STREAM)]
+
+            with m.Case(_Step.WAIT_ENGINE):
+                e = self.event.payload
+                m.d.comb += [self.event.valid.eq(1), e.conn.eq(conn), e.udp.eq(udp),
+                             e.src_ip.eq(fields.src_ip), e.src_port.eq(fields.src_port),
+                             e.seq.eq(fields.seq), e.ack.eq(fields.ack),
+                             e.flags.eq(fields.flags[:len(e.flags.as_value())]),
+                             e.window.eq(fields.window),
+                             e.payload_offset.eq(fields.payload_offset),
+                             e.payload_length.eq(fields.payload_length)]
+                with m.If(self.event.ready):
+                    m.d.sync += [step.eq(_Step.WAIT_ACTION),
+                                 self.engine_frames.eq(self.engine_frames + 1)]
+
+            with m.Case(_Step.WAIT_ACTION):
+                m.d.comb += self.action.ready.eq(1)
+                with m.If(self.action.valid):
+                    m.d.sync += [route.eq(self.action.payload.route), step.eq(_Step.STREAM)]
+
+            with m.Case(_Step.STREAM):
+                beat_done = self.frames.valid & self.frames.ready & self.frames.payload.last
+                with m.Switch(route):
+                    with m.Case(RxRoute.DISCARD):
+                        m.d.comb += self.frames.ready.eq(1)
+                    with m.Case(RxRoute.SLOW):
+                        wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slow))
+                    with m.Case(RxRoute.STORE):
+                        # the slicer takes its command with the frame's last beat
+                        m.d.comb += [self.slice_cmd.valid.eq(~cmd_sent),
+                                     self.slice_cmd.payload.skip.eq(fields.payload_offset),
+                                     self.slice_cmd.payload.length.eq(fields.payload_length)]
+                        with m.If(self.slice_cmd.ready):
+                            m.d.sync += cmd_sent.eq(1)
+                        wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slice_data))
+                with m.If(beat_done):
+                    m.d.sync += step.eq(_Step.WAIT_FRAME)
+                    with m.If(route == RxRoute.SLOW):
+                        m.d.sync += self.slow_frames.eq(self.slow_frames + 1)
+
+        return m

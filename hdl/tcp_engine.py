@@ -1,0 +1,1482 @@
+"""The TCP/UDP engine: every connection's state machine, its rings, and the access check.
+
+This is the hardware twin of ``model/tcp.py`` (``Tcb.process``, ``Tcb.dispatch``,
+``Tcb.on_timer``) and of the data-path half of ``model/host.py`` (``recv``, ``send``,
+``poll``, ``shutdown``, the last ``close``), for many connections at once.
+"""
+
+from amaranth import *
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from model.policy import Policy
+
+from .access_table import AccessOp, AccessTable
+from .layouts import FrameBeat, check_data_width
+from .ports import (POLLERR, POLLHUP, POLLIN, POLLOUT, UDP_MAX_PAYLOAD, UDP_RECORD_BYTES,
+                    ConnEvent, CtlOp, EventKind, HostCommand, HostOp, HostResponse, RxAction,
+                    RxEvent, RxRoute)
+from .stream_buffer import StreamBuffer
+from .tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
+from .tx_framer import L4Protocol, TcpFlags, TxHeader
+
+__all__ = ["EngineCommand", "EngineResponse", "TcpEngine"]
+
+
+class EngineCommand(data.StructLayout):
+    """The control operations the engine carries out (the rest go to the socket table and
+    the access table): SET_NEIGHBOR, INSTALL_TCP, INSTALL_UDP, UDP_CONNECT, INJECT,
+    READ_STATE, FREE. Fields as ``hdl.ports.ControlCommand``."""
+
+    def __init__(self, conn_bits):
+        super().__init__({
+            "op": CtlOp, "conn": conn_bits, "index": 8, "flag": 1, "mark": 1,
+            "mac": 48, "ip": 32, "port": 16,
+            "state": TcpState, "passive": 1, "iss": 32, "irs": 32, "local_port": 16,
+            "window": 16, "mss": 16, "seq": 32, "ack": 32, "flags": TcpFlags(),
+        })
+
+
+class EngineResponse(data.StructLayout):
+    def __init__(self):
+        super().__init__({"status": Errno, "state": TcpState, "kind": ConnKind,
+                          "error": Errno})
+
+
+class _Step(enum.Enum, shape=7):
+    """What the engine waits for or does next: one register, switched with ``m.Switch``,
+    so a misspelt step is an AttributeError at elaboration."""
+    IDLE = 0
+    LOAD = 1                # connection record and ring states being read
+    LATCH = 2
+    WRITE_BACK = 3
+    PUSH_SYNC_EVENT = 4
+    PUSH_CLOSED_EVENT = 5
+    REQUERY_1 = 6           # ring states settling after a ring command
+    REQUERY_2 = 7
+    REQUERY_3 = 8
+    EMIT = 9                # a segment's header (and payload read) going to the framer
+    TCP_START = 10          # receive: TCP (model.tcp.Tcb.process)
+    TCP_SYN_SENT = 11
+    TCP_SYN_SENT_INIT = 12
+    TCP_ACCEPT = 13
+    TCP_RST = 14
+    TCP_ACK = 15
+    TCP_ACK_RELEASE = 16
+    TCP_ACK_RESULT = 17
+    TCP_ACK_TRANSITIONS = 18
+    TCP_DATA = 19
+    TCP_DATA_WRITE = 20
+    TCP_DATA_WAIT = 21
+    TCP_FIN = 22
+    TCP_TAKE_FIN = 23
+    CLEAR_SEND_RING = 24
+    ACTION = 25             # tell the receive path what to do with the frame; answer an INJECT
+    UDP_START = 26          # receive: UDP datagram into its socket's ring
+    UDP_HEADER_CMD = 27
+    UDP_HEADER_WAIT = 28
+    UDP_PAYLOAD_CMD = 29
+    UDP_PAYLOAD_WAIT = 30
+    DISPATCH = 31           # what to send (model.tcp.Tcb.dispatch)
+    DISPATCH_OUTBOX = 32
+    DISPATCH_SYN = 33
+    DISPATCH_SEGMENT = 34
+    DISPATCH_ACK = 35
+    DISPATCH_PERSIST = 36
+    TICK_START = 37         # timers (model.tcp.Tcb.on_timer), every connection once per tick
+    TICK_NEXT = 38
+    TIMER = 39
+    TIMER_RTO = 40
+    TIMER_PERSIST = 41
+    HOST_ACCESS = 42        # host commands (model.host.Process)
+    HOST_ACCESS_WAIT = 43
+    HOST_DECODE = 44
+    HOST_RESPOND = 45
+    HOST_DRAIN = 46
+    HOST_READ = 47
+    HOST_READ_DATA = 48
+    HOST_WINDOW_UPDATE = 49
+    HOST_WRITE = 50
+    HOST_WRITE_CMD = 51
+    HOST_WRITE_WAIT = 52
+    HOST_WRITE_DONE = 53
+    UDP_READ = 54
+    UDP_READ_HEADER = 55
+    UDP_READ_CAPTURE = 56
+    UDP_READ_DATA = 57
+    UDP_READ_RELEASE = 58
+    UDP_SEND = 59
+    UDP_SEND_PAYLOAD = 60
+    CTL_DECODE = 61         # control commands
+    CTL_LOADED = 62
+    CTL_INIT_RINGS = 63
+    CTL_RESPOND = 64
+
+
+class _Event(enum.Enum, shape=2):
+    RX = 0
+    HOST = 1
+    CONTROL = 2
+    TICK = 3
+
+
+class _Outbox(enum.Enum, shape=3):
+    """A segment queued by processing or a timer, sent first by dispatch (``Tcb.outbox``)."""
+    NONE = 0
+    RST_REPLY = 1   # <SEQ=ob_seq><CTL=RST>, no ACK: reply to an unacceptable ACK
+    ABORT = 2       # <SEQ=SND.MAX><CTL=RST,ACK>: close() with unread data
+    PROBE = 3       # <SEQ=SND.UNA-1><CTL=ACK>: zero-window probe
+    FAST = 4        # fast retransmit of the first segment at SND.UNA
+
+
+def _one_of(view, *members):
+    """The enum-typed `view` holds one of `members`."""
+    return Cat(view == member for member in members).any()
+
+
+def _seq_lt(a, b):
+    """``a < b`` in 32-bit sequence space."""
+    return (a - b)[31]
+
+
+def _seq_le(a, b):
+    return _seq_lt(a, b) | (a[:32] == b[:32])
+
+
+class TcpEngine(wiring.Component):
+    """Connection records, receive and send rings, and one engine that serves them all.
+
+    The engine takes one event at a time (a control command, a received segment or
+    datagram, a host command, a timer tick), reads the connection's record from block RAM
+    and its two rings' state, carries out exactly what ``model/tcp.py`` does for that
+    event, sends what ``Tcb.dispatch`` would send at that moment, and writes the record
+    back. Policies (window, ACK timing, segment sizing, RTO, backoff, persist, TIME-WAIT)
+    are read from the model's :class:`~model.policy.Policy` at elaboration, so there is one
+    written policy for both.
+
+    Each connection owns a receive ring and a send ring in two
+    :class:`~hdl.stream_buffer.StreamBuffer` instances. Ring offsets are sequence numbers:
+    the receive ring's tail is RCV.NXT (less a received FIN), its free space the window;
+    the send ring holds [SND.UNA, SND.UNA + queued) and segments are read from it at
+    ``seq - head``, so a retransmission reads the same bytes again. A UDP socket's receive
+    ring holds datagram records (``hdl.ports.UDP_RECORD_BYTES`` of length and source, then
+    the payload), so datagram boundaries are kept and a short read discards the rest.
+
+    Host commands are checked against an :class:`~hdl.access_table.AccessTable` first: a
+    process without access gets EBADF, its WRITE data is drained, and nothing else happens.
+
+    Parameters
+    ----------
+    data_width : int
+        Width of every data stream, 8 or 64.
+    connections : int
+        Connection slots, a power of two (at least 2).
+    processes : int
+        Doorbell pages (process ids), a power of two (at least 2).
+    policy : model.policy.Policy
+        ``rcv_buffer`` and ``snd_buffer`` are the ring sizes (powers of two, at most 32768;
+        a UDP socket's ring is ``rcv_buffer`` and must equal ``udp_rcv_buffer``).
+    neighbors : int
+        Entries of the neighbour table used for UDP destinations.
+
+    Members
+    -------
+    rx_event : In(stream.Signature(RxEvent))
+        A segment or datagram the socket table matched; its frame waits in the receive
+        path until :attr:`rx_action` says what to do with it.
+    rx_action : Out(stream.Signature(RxAction))
+        One per ``rx_event``: DISCARD, SLOW (the connection is closed: host software
+        answers) or STORE (the payload follows on :attr:`rx_payload`).
+    rx_payload : In(stream.Signature(FrameBeat))
+        The payload of a STORE frame, packed from lane 0.
+    host_cmd, host_wdata, host_rsp, host_rdata
+        The processes' port (``hdl.ports.HostCommand``): one response per command, then
+        ``count`` bytes of a READ on ``host_rdata`` as one frame.
+    ctl_cmd, ctl_rsp : EngineCommand in, EngineResponse out
+        The privileged operations that concern connection records.
+    access_control : In(stream.Signature(...)), access_done : Out(1)
+        The access table's control port (GRANT, REVOKE, CLEAR), for the control port.
+    events : Out(stream.Signature(ConnEvent))
+        A connection became synchronized, or reached CLOSED.
+    tx_header, tx_payload
+        To the :class:`~hdl.tx_framer.TxFramer`: one header per frame, its payload.
+    tick : In(1)
+        One pulse per tick of the virtual clock; timers count ticks.
+    our_mac, our_ip : In(48), In(32)
+    now : Out(32)
+        Ticks so far.
+    idle : Out(1)
+        No event in progress or waiting to start (ticks included).
+    udp_no_socket, udp_queue_full : Out(32)
+        Datagrams dropped: from a source other than a connected socket's peer, or for lack
+        of ring space.
+    """
+
+    def __init__(self, *, data_width, connections, processes, policy=Policy(), neighbors=8):
+        check_data_width(data_width)
+        if not isinstance(connections, int) or connections < 2 or connections & (connections - 1):
+            raise TypeError(f"Connection count must be a power of two of at least 2, not {connections!r}")
+        if not isinstance(processes, int) or processes < 2 or processes & (processes - 1):
+            raise TypeError(f"Process count must be a power of two of at least 2, not {processes!r}")
+        if not isinstance(policy, Policy):
+            raise TypeError(f"Policy must be a model.policy.Policy, not {policy!r}")
+        for name in ("rcv_buffer", "snd_buffer"):
+            size = getattr(policy, name)
+            if size & (size - 1) or not 64 <= size <= 32768:
+                raise TypeError(f"Policy {name} must be a power of two from 64 to 32768 for the "
+                                f"hardware rings, not {size!r}")
+        if policy.udp_rcv_buffer != policy.rcv_buffer:
+            raise TypeError(f"Policy udp_rcv_buffer must equal rcv_buffer (one ring size), "
+                            f"not {policy.udp_rcv_buffer!r} and {policy.rcv_buffer!r}")
+        if policy.max_retries > 14 or policy.rto_max > 0xFFFF or policy.persist_max > 0xFFFF:
+            raise TypeError("Policy max_retries must be at most 14 and timer values at most 65535 ticks")
+        if policy.dupack_threshold not in (1, 2, 3):
+            raise TypeError(f"Policy dupack_threshold must be 1 to 3, not {policy.dupack_threshold!r}")
+        if not isinstance(neighbors, int) or neighbors < 1:
+            raise TypeError(f"Neighbour count must be a positive integer, not {neighbors!r}")
+        self._data_width = data_width
+        self._connections = connections
+        self._processes = processes
+        self._policy = policy
+        self._neighbors = neighbors
+        conn_bits = exact_log2(connections)
+        pid_bits = exact_log2(processes)
+        beat = FrameBeat(data_width)
+        pair = data.StructLayout({"op": AccessOp, "conn": conn_bits, "pid": pid_bits})
+        super().__init__({
+            "rx_event": In(stream.Signature(RxEvent(conn_bits))),
+            "rx_action": Out(stream.Signature(RxAction())),
+            "rx_payload": In(stream.Signature(beat)),
+            "host_cmd": In(stream.Signature(HostCommand(conn_bits, pid_bits))),
+            "host_wdata": In(stream.Signature(beat)),
+            "host_rsp": Out(stream.Signature(HostResponse())),
+            "host_rdata": Out(stream.Signature(beat)),
+            "ctl_cmd": In(stream.Signature(EngineCommand(conn_bits))),
+            "ctl_rsp": Out(stream.Signature(EngineResponse())),
+            "access_control": In(stream.Signature(pair)),
+            "access_done": Out(1),
+            "events": Out(stream.Signature(ConnEvent(conn_bits))),
+            "tx_header": Out(stream.Signature(TxHeader())),
+            "tx_payload": Out(stream.Signature(beat)),
+            "tick": In(1),
+            "our_mac": In(48),
+            "our_ip": In(32),
+            "now": Out(32),
+            "idle": Out(1),
+            "udp_no_socket": Out(32),
+            "udp_queue_full": Out(32),
+            "rx_refused": Out(32),
+        })
+
+    @property
+    def policy(self):
+        return self._policy
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self._policy
+        W = self._data_width
+        L = W // 8
+        N = self._connections
+        conn_bits = exact_log2(N)
+        R, S = P.rcv_buffer, P.snd_buffer
+        record_beats = UDP_RECORD_BYTES // L
+
+        # ----- storage -------------------------------------------------------------------
+        m.submodules.rx_ring = rx_ring = StreamBuffer(W, N, R, P.max_ooo_ranges)
+        m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0)
+        m.submodules.access = access = AccessTable(connections=N, processes=self._processes)
+        wiring.connect(m, wiring.flipped(self.access_control), access.control)
+        m.d.comb += [self.access_done.eq(access.done), self.rx_refused.eq(rx_ring.refused_count)]
+
+        m.submodules.records = records = Memory(shape=ConnRecord(), depth=N, init=[])
+        rec_wr = records.write_port()
+        rec_rd = records.read_port(transparent_for=(rec_wr,))
+
+        # ----- registers -----------------------------------------------------------------
+        step = Signal(_Step)
+        ret = Signal(_Step)                 # where EMIT and REQUERY return to
+        after_action = Signal(_Step)        # where ACTION returns to for a STORE
+        then = Signal(_Step)                # where HOST_RESPOND and CTL_RESPOND go next
+        ev = Signal(_Event)
+        ctl_owed = Signal()                 # a control command waits for its response
+        conn = Signal(conn_bits)
+        t = Signal(ConnRecord())            # the record being worked on
+        state0 = Signal(TcpState)           # its state and kind when loaded
+        kind0 = Signal(ConnKind)
+        rxq = Signal.like(rx_ring.query)    # ring states, latched
+        txq = Signal.like(tx_ring.query)
+        now = Signal(32)
+        ticks_pending = Signal(8)
+        scan = Signal(conn_bits)
+        armed = Signal(N)                   # connections with a timer running
+
+        # the segment being processed (model: seg)
+        seg_seq = Signal(32)
+        seg_ack = Signal(32)
+        seg_flags = Signal(TcpFlags())
+        seg_wnd = Signal(16)
+        seg_plen = Signal(16)               # payload length as received
+        seg_mss = Signal(16)                # MSS option of an injected SYN (0: none)
+        seg_src_ip = Signal(32)
+        seg_src_port = Signal(16)
+        seg_udp = Signal()
+        from_wire = Signal()                # the receive path waits for an rx_action
+        payload_kept = Signal()             # model: payload, after the zero-window rule
+        fin_kept = Signal()                 # model: fin, after the zero-window rule
+        route = Signal(RxRoute)
+
+        ob = Signal(_Outbox)
+        ob_seq = Signal(32)
+
+        # the segment being emitted
+        e_seq = Signal(32)
+        e_ack = Signal(32)
+        e_flags = Signal(TcpFlags())
+        e_wnd = Signal(16)
+        e_len = Signal(16)
+        e_skip = Signal(16)
+        e_syn_option = Signal()
+        e_udp = Signal()
+        e_dst_mac = Signal(48)
+        e_dst_ip = Signal(32)
+        e_dst_port = Signal(16)
+        hdr_sent = Signal()
+        read_sent = Signal()
+
+        # host and control commands
+        hc = Signal.like(self.host_cmd.payload)
+        cc = Signal.like(self.ctl_cmd.payload)
+        rsp = Signal(HostResponse())
+        crsp = Signal(EngineResponse())
+        drain_after = Signal()              # HOST_RESPOND then drains the WRITE data
+
+        # data routing, changed only between transfers
+        wdata_to_ring = Signal()            # host_wdata -> send ring
+        wdata_to_framer = Signal()          # host_wdata -> framer payload (UDP send)
+        wdata_drain = Signal()              # host_wdata consumed and dropped
+        rdata_to_engine = Signal()          # receive ring read data -> UDP record capture
+        ring_hdr = Signal()                 # receive ring write data <- UDP record header
+        framer_reads = Signal(8)            # send-ring reads whose data is still on its way
+        host_reads = Signal(8)              # receive-ring reads whose data is still on its way
+
+        # UDP record header (length, source), written or captured a beat at a time
+        rec_len = Signal(16)
+        rec_beat = Signal(range(max(record_beats, 2)))
+        rec_bytes = Signal(8 * UDP_RECORD_BYTES)
+
+        neighbor_valid = Signal(self._neighbors)
+        neighbor_ip = Array(Signal(32, name=f"neighbor_ip_{i}") for i in range(self._neighbors))
+        neighbor_mac = Array(Signal(48, name=f"neighbor_mac_{i}") for i in range(self._neighbors))
+
+        udp_no_socket = Signal(32)
+        udp_queue_full = Signal(32)
+        m.d.comb += [self.udp_no_socket.eq(udp_no_socket), self.udp_queue_full.eq(udp_queue_full),
+                     self.now.eq(now)]
+
+        def goto(target):
+            m.d.sync += step.eq(target)
+
+        def call(target, back):
+            m.d.sync += [step.eq(target), ret.eq(back)]
+
+        def requery(back):
+            call(_Step.REQUERY_1, back)
+
+        def respond(next_step):
+            """Answer the host command with `rsp`, then continue at `next_step`."""
+            m.d.sync += [step.eq(_Step.HOST_RESPOND), then.eq(next_step)]
+
+        def finish():
+            """Send what the connection has to send, tell the receive path, write back."""
+            goto(_Step.DISPATCH)
+
+        # ----- derived quantities (model.tcp.Tcb properties) -------------------------------
+        rcv_nxt = Signal(32)
+        rcv_wnd = Signal(16)
+        queued = Signal(range(S + 1))       # len(send_queue)
+        readable = Signal(range(R + 1))
+        syn_acked = Signal()
+        offset = Signal(32)                 # SND.NXT - SND.UNA
+        unsent = Signal(signed(34))
+        eff_mss = t.eff_mss
+        state = t.state
+        m.d.comb += [
+            rcv_nxt.eq(rxq.tail + t.fin_received),
+            rcv_wnd.eq(rxq.free),
+            queued.eq(txq.tail - txq.head),
+            readable.eq(rxq.tail - rxq.head),
+            syn_acked.eq(_seq_lt(t.iss, t.snd_una)),
+            offset.eq(t.snd_nxt - t.snd_una),
+            unsent.eq(queued - offset),
+        ]
+        in_synchronized = _one_of(state, *SYNCHRONIZED)
+        in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
+
+        rto_table = Array(Const(P.rto_after(k), 16) for k in range(16))
+        persist_table = Array(Const(P.persist_after(k), 16) for k in range(16))
+
+        def enter_closed():
+            """``Tcb._enter_closed``; the caller then empties the send ring (CLEAR_SEND_RING)."""
+            m.d.sync += [t.state.eq(TcpState.CLOSED), t.rto_armed.eq(0), t.persist_armed.eq(0),
+                         t.close_armed.eq(0), t.ack_needed.eq(0)]
+
+        def enter_reset(error):
+            m.d.sync += [t.error.eq(error), t.reset.eq(1)]
+            enter_closed()
+
+        def enter_time_wait():
+            m.d.sync += [t.state.eq(TcpState.TIME_WAIT), t.rto_armed.eq(0), t.persist_armed.eq(0),
+                         t.close_armed.eq(1), t.close_deadline.eq(now + P.time_wait)]
+
+        def close_send():
+            """``Tcb.close_send``: shutdown(SHUT_WR) or close() queues our FIN after the data."""
+            with m.If(state == TcpState.SYN_SENT):
+                enter_closed()
+            with m.Elif(state == TcpState.SYN_RECEIVED):
+                m.d.sync += t.fin_queued.eq(1)
+            with m.Elif(state == TcpState.ESTABLISHED):
+                m.d.sync += [t.fin_queued.eq(1), t.state.eq(TcpState.FIN_WAIT_1)]
+            with m.Elif(state == TcpState.CLOSE_WAIT):
+                m.d.sync += [t.fin_queued.eq(1), t.state.eq(TcpState.LAST_ACK)]
+
+        def flags(**bits):
+            return Cat(*(bits.get(name, Const(0, 1)) for name in ("fin", "syn", "rst", "psh", "ack", "urg")))
+
+        def emit(back, *, seq, ack, flags, window, length=0, skip=0, syn_option=0):
+            """Send one TCP segment and continue at `back` (``Tcb._segment``'s fields)."""
+            m.d.sync += [e_seq.eq(seq), e_ack.eq(ack), e_flags.eq(flags), e_wnd.eq(window),
+                         e_len.eq(length), e_skip.eq(skip), e_syn_option.eq(syn_option),
+                         e_udp.eq(0), e_dst_mac.eq(t.template.remote_mac),
+                         e_dst_ip.eq(t.template.remote_ip), e_dst_port.eq(t.template.remote_port),
+                         hdr_sent.eq(0), read_sent.eq(length == 0)]
+            call(_Step.EMIT, back)
+
+        def sent(seq, seg_len, window):
+            """``Tcb._sent``: bookkeeping for a segment that dispatch hands out."""
+            end = Signal(32, name="sent_end")
+            m.d.comb += end.eq(seq + seg_len)
+            m.d.sync += [t.last_adv_wnd.eq(window), t.ack_needed.eq(0)]
+            with m.If(seg_len != 0):
+                with m.If(_seq_lt(t.snd_max, end)):
+                    m.d.sync += t.snd_max.eq(end)
+                with m.If(~t.rto_armed):
+                    m.d.sync += [t.rto_armed.eq(1), t.rto_deadline.eq(now + rto_table[t.retries])]
+
+        # ----- ticks: counted, each served by one scan of every connection -----------------
+        tick_taken = Signal()
+        with m.If(self.tick & ~tick_taken & (ticks_pending != 0xFF)):
+            m.d.sync += ticks_pending.eq(ticks_pending + 1)
+        with m.Elif(~self.tick & tick_taken):
+            m.d.sync += ticks_pending.eq(ticks_pending - 1)
+
+        # ----- port defaults ---------------------------------------------------------------
+        rec_rd_en = Signal()
+        m.d.comb += [rec_rd.addr.eq(conn), rec_rd.en.eq(rec_rd_en),
+                     rec_wr.addr.eq(conn), rec_wr.data.eq(t),
+                     rx_ring.query_conn.eq(conn), tx_ring.query_conn.eq(conn)]
+        for ring in (rx_ring, tx_ring):
+            m.d.comb += [ring.write_cmd.payload.conn.eq(conn), ring.read_cmd.payload.conn.eq(conn),
+                         ring.init.payload.conn.eq(conn), ring.read_resp.ready.eq(1)]
+
+        # receive ring write data: the receive path's payload, or a UDP record header
+        hdr_beat = Signal(W)
+        if record_beats == 1:
+            m.d.comb += hdr_beat.eq(rec_bytes)
+        else:
+            m.d.comb += hdr_beat.eq(rec_bytes.word_select(rec_beat, W))
+        with m.If(ring_hdr):
+            m.d.comb += [rx_ring.write_data.valid.eq(1),
+                         rx_ring.write_data.payload.data.eq(hdr_beat),
+                         rx_ring.write_data.payload.keep.eq((1 << L) - 1),
+                         rx_ring.write_data.payload.last.eq(rec_beat == record_beats - 1)]
+            with m.If(rx_ring.write_data.ready):
+                m.d.sync += rec_beat.eq(rec_beat + 1)
+                with m.If(rec_beat == record_beats - 1):
+                    m.d.sync += [ring_hdr.eq(0), rec_beat.eq(0)]
+        with m.Else():
+            wiring.connect(m, wiring.flipped(self.rx_payload), rx_ring.write_data)
+
+        # receive ring read data: to the host, or captured as a UDP record header
+        with m.If(rdata_to_engine):
+            m.d.comb += rx_ring.read_data.ready.eq(1)
+            with m.If(rx_ring.read_data.valid):
+                if record_beats == 1:
+                    m.d.sync += rec_bytes.eq(rx_ring.read_data.payload.data)
+                else:
+                    m.d.sync += rec_bytes.word_select(rec_beat, W).eq(rx_ring.read_data.payload.data)
+                m.d.sync += rec_beat.eq(rec_beat + 1)
+                with m.If(rx_ring.read_data.payload.last):
+                    m.d.sync += [rdata_to_engine.eq(0), rec_beat.eq(0)]
+        with m.Else():
+            wiring.connect(m, rx_ring.read_data, wiring.flipped(self.host_rdata))
+        host_read_ends = self.host_rdata.valid & self.host_rdata.ready & self.host_rdata.payload.last
+
+        # host write data: to the send ring, to the framer (UDP), or drained
+        with m.If(wdata_to_ring):
+            wiring.connect(m, wiring.flipped(self.host_wdata), tx_ring.write_data)
+        with m.Elif(wdata_drain):
+            m.d.comb += self.host_wdata.ready.eq(1)
+            with m.If(self.host_wdata.valid & self.host_wdata.payload.last):
+                m.d.sync += wdata_drain.eq(0)
+        # framer payload: send-ring reads, or the host's UDP datagram
+        with m.If(wdata_to_framer):
+            wiring.connect(m, wiring.flipped(self.host_wdata), wiring.flipped(self.tx_payload))
+            with m.If(self.host_wdata.valid & self.host_wdata.ready & self.host_wdata.payload.last):
+                m.d.sync += wdata_to_framer.eq(0)
+        with m.Else():
+            wiring.connect(m, tx_ring.read_data, wiring.flipped(self.tx_payload))
+        framer_read_ends = (~wdata_to_framer & tx_ring.read_data.valid & tx_ring.read_data.ready
+                            & tx_ring.read_data.payload.last)
+
+        framer_read_starts = Signal()
+        host_read_starts = Signal()
+        m.d.sync += [framer_reads.eq(framer_reads + framer_read_starts - framer_read_ends),
+                     host_reads.eq(host_reads + host_read_starts - host_read_ends)]
+
+        # the framer header, from the emit registers and the template
+        hdr = self.tx_header.payload
+        m.d.comb += [
+            hdr.dst_mac.eq(e_dst_mac), hdr.src_mac.eq(self.our_mac),
+            hdr.src_ip.eq(self.our_ip), hdr.dst_ip.eq(e_dst_ip),
+            hdr.protocol.eq(Mux(e_udp, L4Protocol.UDP, L4Protocol.TCP)),
+            hdr.src_port.eq(t.template.local_port), hdr.dst_port.eq(e_dst_port),
+            hdr.seq.eq(e_seq), hdr.ack.eq(e_ack), hdr.flags.eq(e_flags), hdr.window.eq(e_wnd),
+            hdr.mss.eq(P.mss), hdr.mss_option.eq(e_syn_option), hdr.length.eq(e_len),
+        ]
+
+        m.d.comb += self.idle.eq((step == _Step.IDLE) & (ticks_pending == 0) & ~self.tick
+                                 & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
+                                 & (framer_reads == 0) & (host_reads == 0) & ~wdata_drain)
+
+        # ----- the engine ----------------------------------------------------------------
+        with m.Switch(step):
+            with m.Case(_Step.IDLE):
+                # one event at a time: control, received frames, host commands, then a
+                # timer tick (its scan starts only when nothing else waits)
+                m.d.sync += [ob.eq(_Outbox.NONE), from_wire.eq(0), ctl_owed.eq(0),
+                             route.eq(RxRoute.DISCARD), rsp.eq(0), crsp.eq(0), drain_after.eq(0)]
+                with m.If(self.ctl_cmd.valid):
+                    m.d.comb += self.ctl_cmd.ready.eq(1)
+                    m.d.sync += [cc.eq(self.ctl_cmd.payload), conn.eq(self.ctl_cmd.payload.conn),
+                                 ev.eq(_Event.CONTROL), ctl_owed.eq(1)]
+                    goto(_Step.CTL_DECODE)
+                with m.Elif(self.rx_event.valid):
+                    p = self.rx_event.payload
+                    m.d.comb += self.rx_event.ready.eq(1)
+                    m.d.sync += [conn.eq(p.conn), ev.eq(_Event.RX), from_wire.eq(1),
+                                 seg_udp.eq(p.udp), seg_seq.eq(p.seq), seg_ack.eq(p.ack),
+                                 seg_flags.eq(p.flags), seg_wnd.eq(p.window),
+                                 seg_plen.eq(p.payload_length), seg_mss.eq(0),
+                                 seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
+                    goto(_Step.LOAD)
+                with m.Elif(self.host_cmd.valid):
+                    m.d.comb += self.host_cmd.ready.eq(1)
+                    m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
+                                 ev.eq(_Event.HOST)]
+                    goto(_Step.HOST_ACCESS)
+                with m.Elif(ticks_pending != 0):
+                    m.d.comb += tick_taken.eq(1)
+                    m.d.sync += [now.eq(now + 1), scan.eq(0), ev.eq(_Event.TICK)]
+                    goto(_Step.TICK_START)
+
+            # ----- loading and writing back a connection ---------------------------------
+            with m.Case(_Step.LOAD):
+                m.d.comb += rec_rd_en.eq(1)
+                goto(_Step.LATCH)
+
+            with m.Case(_Step.LATCH):
+                m.d.sync += [t.eq(rec_rd.data), state0.eq(rec_rd.data.state),
+                             kind0.eq(rec_rd.data.kind),
+                             rxq.eq(rx_ring.query), txq.eq(tx_ring.query)]
+                with m.Switch(ev):
+                    with m.Case(_Event.RX):
+                        goto(Mux(seg_udp, _Step.UDP_START, _Step.TCP_START))
+                    with m.Case(_Event.HOST):
+                        goto(_Step.HOST_DECODE)
+                    with m.Case(_Event.CONTROL):
+                        goto(_Step.CTL_LOADED)
+                    with m.Case(_Event.TICK):
+                        goto(_Step.TIMER)
+
+            with m.Case(_Step.REQUERY_1):
+                goto(_Step.REQUERY_2)
+            with m.Case(_Step.REQUERY_2):
+                goto(_Step.REQUERY_3)
+            with m.Case(_Step.REQUERY_3):
+                m.d.sync += [rxq.eq(rx_ring.query), txq.eq(tx_ring.query), step.eq(ret)]
+
+            with m.Case(_Step.WRITE_BACK):
+                # the record goes back; host software hears of a completed handshake and of
+                # a connection that reached CLOSED
+                m.d.comb += rec_wr.en.eq(1)
+                m.d.sync += armed.bit_select(conn, 1).eq(
+                    (t.kind == ConnKind.TCP) & (t.rto_armed | t.persist_armed | t.close_armed))
+                tcp0 = (kind0 == ConnKind.TCP)
+                with m.If(tcp0 & _one_of(state0, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
+                          & in_synchronized):
+                    goto(_Step.PUSH_SYNC_EVENT)
+                with m.Elif(tcp0 & (state0 != TcpState.CLOSED) & (state == TcpState.CLOSED)):
+                    goto(_Step.PUSH_CLOSED_EVENT)
+                with m.Else():
+                    goto(Mux(ev == _Event.TICK, _Step.TICK_NEXT, _Step.IDLE))
+
+            with m.Case(_Step.PUSH_SYNC_EVENT):
+                m.d.comb += [self.events.valid.eq(1), self.events.payload.conn.eq(conn),
+                             self.events.payload.kind.eq(EventKind.SYNCHRONIZED)]
+                with m.If(self.events.ready):
+                    goto(Mux(ev == _Event.TICK, _Step.TICK_NEXT, _Step.IDLE))
+
+            with m.Case(_Step.PUSH_CLOSED_EVENT):
+                m.d.comb += [self.events.valid.eq(1), self.events.payload.conn.eq(conn),
+                             self.events.payload.kind.eq(EventKind.CLOSED)]
+                with m.If(self.events.ready):
+                    goto(Mux(ev == _Event.TICK, _Step.TICK_NEXT, _Step.IDLE))
+
+            # ----- emitting one segment ----------------------------------------------------
+            with m.Case(_Step.EMIT):
+                m.d.comb += [self.tx_header.valid.eq(~hdr_sent),
+                             tx_ring.read_cmd.valid.eq(~read_sent),
+                             tx_ring.read_cmd.payload.length.eq(e_len),
+                             tx_ring.read_cmd.payload.skip.eq(e_skip),
+                             tx_ring.read_cmd.payload.peek.eq(1)]
+                hdr_now = ~hdr_sent & self.tx_header.ready
+                read_now = ~read_sent & tx_ring.read_cmd.ready
+                m.d.comb += framer_read_starts.eq(read_now)
+                with m.If(hdr_now):
+                    m.d.sync += hdr_sent.eq(1)
+                with m.If(read_now):
+                    m.d.sync += read_sent.eq(1)
+                with m.If((hdr_sent | hdr_now) & (read_sent | read_now)):
+                    m.d.sync += step.eq(ret)
+
+            # ----- receive: TCP (Tcb.process) ---------------------------------------------
+            with m.Case(_Step.TCP_START):
+                m.d.sync += [payload_kept.eq(seg_plen != 0), fin_kept.eq(seg_flags.fin)]
+                with m.If((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
+                    # no connection (the model has deleted its TCB): host software answers
+                    m.d.sync += route.eq(RxRoute.SLOW)
+                    goto(_Step.ACTION)
+                with m.Elif(state == TcpState.SYN_SENT):
+                    goto(_Step.TCP_SYN_SENT)
+                with m.Elif((state == TcpState.SYN_RECEIVED) & seg_flags.syn & ~seg_flags.ack
+                            & (seg_seq == t.irs)):
+                    # a retransmitted SYN: our SYN-ACK was lost; send it again
+                    m.d.sync += t.snd_nxt.eq(t.iss)
+                    finish()
+                with m.Elif((state == TcpState.SYN_RECEIVED) & seg_flags.syn & seg_flags.ack
+                            & (seg_seq == t.irs) & ~seg_flags.rst):
+                    # after a simultaneous open: the peer's SYN-ACK completes the handshake
+                    with m.If(_seq_lt(t.snd_una, seg_ack) & _seq_le(seg_ack, t.snd_max)):
+                        m.d.sync += [t.state.eq(Mux(t.fin_queued, TcpState.FIN_WAIT_1,
+                                                    TcpState.ESTABLISHED)),
+                                     t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0),
+                                     t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
+                                     t.snd_wl2.eq(seg_ack), t.ack_needed.eq(1)]
+                    finish()
+                with m.Else():
+                    goto(_Step.TCP_ACCEPT)
+
+            with m.Case(_Step.TCP_SYN_SENT):
+                # Tcb._process_syn_sent
+                ack_bad = _seq_le(seg_ack, t.iss) | _seq_lt(t.snd_max, seg_ack)
+                peer_mss = Mux(seg_mss != 0, seg_mss, P.default_mss)
+                with m.If(seg_flags.ack & ack_bad):
+                    with m.If(~seg_flags.rst):
+                        m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
+                    finish()
+                with m.Elif(seg_flags.rst):
+                    with m.If(seg_flags.ack):
+                        enter_reset(Errno.ECONNREFUSED)
+                        goto(_Step.CLEAR_SEND_RING)
+                    with m.Else():
+                        finish()
+                with m.Elif(~seg_flags.syn):
+                    finish()
+                with m.Else():
+                    m.d.sync += [t.irs.eq(seg_seq), t.ack_needed.eq(1),
+                                 t.eff_mss.eq(Mux(peer_mss < P.mss, peer_mss, P.mss)),
+                                 t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq)]
+                    with m.If(seg_flags.ack):
+                        m.d.sync += [t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0),
+                                     t.state.eq(TcpState.ESTABLISHED), t.snd_wl2.eq(seg_ack)]
+                    with m.Else():                  # simultaneous open: answer SYN-ACK
+                        m.d.sync += [t.state.eq(TcpState.SYN_RECEIVED), t.snd_nxt.eq(t.iss),
+                                     t.snd_wl2.eq(t.iss)]
+                    goto(_Step.TCP_SYN_SENT_INIT)
+
+            with m.Case(_Step.TCP_SYN_SENT_INIT):
+                # the receive ring starts at IRS + 1
+                m.d.comb += [rx_ring.init.valid.eq(1), rx_ring.init.payload.offset.eq(t.irs + 1)]
+                with m.If(rx_ring.init.ready):
+                    requery(_Step.DISPATCH)
+
+            with m.Case(_Step.TCP_ACCEPT):
+                # first: sequence number check (RFC 9293 3.10.7.4)
+                seg_len = Signal(18)
+                start = Signal(signed(34))
+                end = Signal(signed(34))
+                m.d.comb += [seg_len.eq(seg_plen + seg_flags.syn + seg_flags.fin),
+                             start.eq((seg_seq - rcv_nxt)[:32].as_signed()),
+                             end.eq(start + seg_len - 1)]
+                start_in = (start >= 0) & (start < rcv_wnd)
+                end_in = (end >= 0) & (end < rcv_wnd)
+                acceptable = Mux(seg_len == 0,
+                                 Mux(rcv_wnd == 0, start == 0, start_in),
+                                 (rcv_wnd != 0) & (start_in | end_in))
+                with m.If(acceptable):
+                    goto(_Step.TCP_RST)
+                with m.Elif((rcv_wnd == 0) & (seg_seq == rcv_nxt) & ~seg_flags.rst & ~seg_flags.syn):
+                    # RFC 9293: still take ACKs at a zero window
+                    m.d.sync += [payload_kept.eq(0), fin_kept.eq(0), t.ack_needed.eq(1)]
+                    goto(_Step.TCP_RST)
+                with m.Else():
+                    with m.If(~seg_flags.rst):
+                        m.d.sync += t.ack_needed.eq(1)
+                        with m.If((state == TcpState.TIME_WAIT) & seg_flags.fin):
+                            m.d.sync += [t.close_armed.eq(1), t.close_deadline.eq(now + P.time_wait)]
+                    finish()
+
+            with m.Case(_Step.TCP_RST):
+                with m.If(seg_flags.rst):
+                    # second: RST (RFC 5961 3.2)
+                    with m.If(seg_seq != rcv_nxt):
+                        m.d.sync += t.ack_needed.eq(1)             # challenge ACK
+                        finish()
+                    with m.Else():
+                        with m.If(state == TcpState.SYN_RECEIVED):
+                            enter_reset(Mux(t.passive, Errno.OK, Errno.ECONNREFUSED))
+                        with m.Elif(_one_of(state, TcpState.CLOSING, TcpState.LAST_ACK,
+                                                  TcpState.TIME_WAIT)):
+                            enter_closed()
+                        with m.Else():
+                            enter_reset(Errno.ECONNRESET)
+                        goto(_Step.CLEAR_SEND_RING)
+                with m.Elif(seg_flags.syn):
+                    # fourth: SYN in a synchronized state (RFC 5961 4.2): challenge ACK
+                    m.d.sync += t.ack_needed.eq(1)
+                    finish()
+                with m.Elif(~seg_flags.ack):
+                    finish()
+                with m.Elif(state == TcpState.SYN_RECEIVED):
+                    with m.If(_seq_lt(t.snd_una, seg_ack) & _seq_le(seg_ack, t.snd_max)):
+                        m.d.sync += [t.state.eq(Mux(t.fin_queued, TcpState.FIN_WAIT_1,
+                                                    TcpState.ESTABLISHED)),
+                                     t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
+                                     t.snd_wl2.eq(seg_ack)]
+                        goto(_Step.TCP_ACK)
+                    with m.Else():
+                        m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
+                        finish()
+                with m.Else():
+                    goto(_Step.TCP_ACK)
+
+            with m.Case(_Step.TCP_ACK):
+                # fifth: ACK (Tcb._process_ack)
+                advance = Signal(signed(32))
+                acked = Signal(signed(33))
+                taken = Signal(16)
+                m.d.comb += [advance.eq((seg_ack - t.snd_una)[:32].as_signed()),
+                             acked.eq(advance - ~syn_acked),
+                             taken.eq(Mux(acked < queued, acked, queued))]
+                carries_data = (seg_plen != 0) | seg_flags.fin
+                with m.If(_seq_lt(t.snd_max, seg_ack)):
+                    m.d.sync += t.ack_needed.eq(1)         # acknowledges what we never sent
+                    finish()
+                with m.Elif(advance > 0):
+                    m.d.sync += [e_len.eq(taken), t.fin_acked.eq(t.fin_acked | (acked > queued)),
+                                 t.snd_una.eq(seg_ack), t.retries.eq(0), t.dupacks.eq(0),
+                                 t.rto_armed.eq(seg_ack != t.snd_max),
+                                 t.rto_deadline.eq(now + P.rto_initial)]
+                    with m.If(_seq_lt(t.snd_nxt, seg_ack)):
+                        m.d.sync += t.snd_nxt.eq(seg_ack)
+                    goto(_Step.TCP_ACK_RELEASE)
+                with m.Else():
+                    with m.If((advance == 0) & ~carries_data & (seg_wnd == t.snd_wnd)
+                              & (t.snd_wnd != 0) & (t.snd_una != t.snd_max)):
+                        with m.If(t.dupacks != 4):
+                            m.d.sync += t.dupacks.eq(t.dupacks + 1)
+                        with m.If(t.dupacks == P.dupack_threshold - 1):
+                            m.d.sync += ob.eq(_Outbox.FAST)
+                    goto(_Step.TCP_ACK_RESULT)
+
+            with m.Case(_Step.TCP_ACK_RELEASE):
+                # the acknowledged bytes leave the send ring
+                with m.If(e_len == 0):
+                    goto(_Step.TCP_ACK_RESULT)
+                with m.Else():
+                    m.d.comb += [tx_ring.read_cmd.valid.eq(1),
+                                 tx_ring.read_cmd.payload.length.eq(e_len),
+                                 tx_ring.read_cmd.payload.discard.eq(1)]
+                    with m.If(tx_ring.read_cmd.ready):
+                        requery(_Step.TCP_ACK_RESULT)
+
+            with m.Case(_Step.TCP_ACK_RESULT):
+                # the send window (SND.WL1/WL2)
+                with m.If(_seq_lt(t.snd_wl1, seg_seq)
+                          | ((t.snd_wl1 == seg_seq) & _seq_le(t.snd_wl2, seg_ack))):
+                    m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq), t.snd_wl2.eq(seg_ack)]
+                    with m.If(seg_wnd != 0):
+                        m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
+                goto(_Step.TCP_ACK_TRANSITIONS)
+
+            with m.Case(_Step.TCP_ACK_TRANSITIONS):
+                # what an acknowledged FIN means in each state
+                goto(_Step.TCP_DATA)
+                with m.If(t.fin_acked):
+                    with m.If(state == TcpState.FIN_WAIT_1):
+                        m.d.sync += t.state.eq(TcpState.FIN_WAIT_2)
+                        with m.If(t.orphan):
+                            m.d.sync += [t.close_armed.eq(1),
+                                         t.close_deadline.eq(now + P.fin_wait_2_timeout)]
+                    with m.Elif(state == TcpState.CLOSING):
+                        enter_time_wait()
+                    with m.Elif(state == TcpState.LAST_ACK):
+                        enter_closed()
+                        goto(_Step.CLEAR_SEND_RING)
+
+            with m.Case(_Step.TCP_DATA):
+                # seventh: segment text
+                with m.If(payload_kept & _one_of(state, *RECEIVING)):
+                    with m.If(t.orphan & _seq_lt(rcv_nxt, seg_seq + seg_plen)):
+                        # data for a closed socket: RST in reply, and the connection is gone
+                        m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
+                        enter_closed()
+                        goto(_Step.CLEAR_SEND_RING)
+                    with m.Else():
+                        m.d.sync += t.ack_needed.eq(1)
+                        goto(_Step.TCP_DATA_WRITE)
+                with m.Else():
+                    goto(_Step.TCP_FIN)
+
+            with m.Case(_Step.TCP_DATA_WRITE):
+                # the ring clips the write to its window and merges out-of-order ranges
+                m.d.comb += [rx_ring.write_cmd.valid.eq(1),
+                             rx_ring.write_cmd.payload.offset.eq(seg_seq),
+                             rx_ring.write_cmd.payload.length.eq(seg_plen)]
+                with m.If(rx_ring.write_cmd.ready):
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(_Step.TCP_DATA_WAIT)]
+                    goto(_Step.ACTION)
+
+            with m.Case(_Step.TCP_DATA_WAIT):
+                m.d.comb += rx_ring.write_resp.ready.eq(1)
+                with m.If(rx_ring.write_resp.valid):
+                    requery(_Step.TCP_FIN)
+
+            with m.Case(_Step.TCP_FIN):
+                # eighth: FIN, taken when everything before it is in; one beyond a hole is
+                # remembered by its sequence number
+                new_fin = fin_kept & ~t.fin_received & _one_of(state, *RECEIVING)
+                fin_seq = Signal(32)
+                m.d.comb += fin_seq.eq(Mux(new_fin, seg_seq + seg_plen, t.fin_seq))
+                with m.If(new_fin):
+                    m.d.sync += [t.ack_needed.eq(1), t.fin_seq.eq(fin_seq), t.fin_seq_valid.eq(1)]
+                with m.If((new_fin | t.fin_seq_valid) & ~t.fin_received & (fin_seq == rcv_nxt)):
+                    goto(_Step.TCP_TAKE_FIN)
+                with m.Else():
+                    finish()
+
+            with m.Case(_Step.TCP_TAKE_FIN):
+                m.d.sync += t.fin_received.eq(1)
+                with m.If(_one_of(state, TcpState.ESTABLISHED, TcpState.SYN_RECEIVED)):
+                    m.d.sync += t.state.eq(TcpState.CLOSE_WAIT)
+                with m.Elif(state == TcpState.FIN_WAIT_1):
+                    with m.If(t.fin_acked):
+                        enter_time_wait()
+                    with m.Else():
+                        m.d.sync += t.state.eq(TcpState.CLOSING)
+                with m.Elif(state == TcpState.FIN_WAIT_2):
+                    enter_time_wait()
+                finish()
+
+            with m.Case(_Step.CLEAR_SEND_RING):
+                # Tcb._enter_closed: the send queue is dropped
+                m.d.comb += [tx_ring.init.valid.eq(1), tx_ring.init.payload.offset.eq(txq.tail)]
+                with m.If(tx_ring.init.ready):
+                    requery(_Step.DISPATCH)
+
+            with m.Case(_Step.ACTION):
+                # the end of every event: the receive path learns what to do with the frame
+                # (a STORE before its payload is written: the payload completes the write),
+                # an INJECT or INSTALL is answered, the record is written back
+                with m.If(from_wire):
+                    m.d.comb += [self.rx_action.valid.eq(1), self.rx_action.payload.route.eq(route)]
+                    with m.If(self.rx_action.ready):
+                        m.d.sync += from_wire.eq(0)
+                        with m.If(route == RxRoute.STORE):
+                            m.d.sync += step.eq(after_action)
+                        with m.Elif(route == RxRoute.SLOW):
+                            goto(_Step.IDLE)             # nothing was changed
+                        with m.Else():
+                            goto(_Step.WRITE_BACK)
+                with m.Elif(ctl_owed):
+                    m.d.sync += then.eq(_Step.WRITE_BACK)
+                    goto(_Step.CTL_RESPOND)
+                with m.Else():
+                    goto(_Step.WRITE_BACK)
+
+            # ----- receive: UDP -------------------------------------------------------------
+            with m.Case(_Step.UDP_START):
+                tpl = t.template
+                with m.If(t.kind != ConnKind.UDP):
+                    m.d.sync += route.eq(RxRoute.SLOW)
+                    goto(_Step.ACTION)
+                with m.Elif(tpl.peer_valid & ((seg_src_ip != tpl.remote_ip)
+                                              | (seg_src_port != tpl.remote_port))):
+                    m.d.sync += udp_no_socket.eq(udp_no_socket + 1)
+                    goto(_Step.ACTION)
+                with m.Elif(rxq.free < seg_plen + UDP_RECORD_BYTES):
+                    m.d.sync += udp_queue_full.eq(udp_queue_full + 1)
+                    goto(_Step.ACTION)
+                with m.Else():
+                    m.d.sync += [rec_bytes.eq(Cat(seg_plen[8:16], seg_plen[0:8],
+                                                  seg_src_ip[24:32], seg_src_ip[16:24],
+                                                  seg_src_ip[8:16], seg_src_ip[0:8],
+                                                  seg_src_port[8:16], seg_src_port[0:8])),
+                                 rec_beat.eq(0)]
+                    goto(_Step.UDP_HEADER_CMD)
+
+            with m.Case(_Step.UDP_HEADER_CMD):
+                m.d.comb += [rx_ring.write_cmd.valid.eq(1),
+                             rx_ring.write_cmd.payload.offset.eq(rxq.tail),
+                             rx_ring.write_cmd.payload.length.eq(UDP_RECORD_BYTES)]
+                with m.If(rx_ring.write_cmd.ready):
+                    m.d.sync += ring_hdr.eq(1)
+                    goto(_Step.UDP_HEADER_WAIT)
+
+            with m.Case(_Step.UDP_HEADER_WAIT):
+                m.d.comb += rx_ring.write_resp.ready.eq(1)
+                with m.If(rx_ring.write_resp.valid):
+                    goto(_Step.UDP_PAYLOAD_CMD)
+
+            with m.Case(_Step.UDP_PAYLOAD_CMD):
+                m.d.comb += [rx_ring.write_cmd.valid.eq(1),
+                             rx_ring.write_cmd.payload.offset.eq(rxq.tail + UDP_RECORD_BYTES),
+                             rx_ring.write_cmd.payload.length.eq(seg_plen)]
+                with m.If(rx_ring.write_cmd.ready):
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(_Step.UDP_PAYLOAD_WAIT)]
+                    goto(_Step.ACTION)
+
+            with m.Case(_Step.UDP_PAYLOAD_WAIT):
+                m.d.comb += rx_ring.write_resp.ready.eq(1)
+                with m.If(rx_ring.write_resp.valid):
+                    goto(_Step.WRITE_BACK)
+
+            # ----- what to send (Tcb.dispatch) ----------------------------------------------
+            with m.Case(_Step.DISPATCH):
+                m.d.sync += ob.eq(_Outbox.NONE)
+                with m.If(t.kind != ConnKind.TCP):
+                    goto(_Step.ACTION)
+                with m.Else():
+                    # queued earlier: carries today's ACK and window
+                    with m.Switch(ob):
+                        with m.Case(_Outbox.NONE):
+                            goto(_Step.DISPATCH_OUTBOX)
+                        with m.Case(_Outbox.RST_REPLY):
+                            emit(_Step.DISPATCH_OUTBOX, seq=ob_seq, ack=0, flags=flags(rst=1),
+                                 window=0)
+                        with m.Case(_Outbox.ABORT):
+                            m.d.sync += t.ack_needed.eq(0)
+                            emit(_Step.DISPATCH_OUTBOX, seq=ob_seq, ack=rcv_nxt,
+                                 flags=flags(rst=1, ack=1), window=0)
+                        with m.Case(_Outbox.PROBE):
+                            m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(rcv_wnd)]
+                            emit(_Step.DISPATCH_OUTBOX, seq=t.snd_una - 1, ack=rcv_nxt,
+                                 flags=flags(ack=1), window=rcv_wnd)
+                        with m.Case(_Outbox.FAST):
+                            n = Signal(16)
+                            m.d.comb += n.eq(Mux(eff_mss < queued, eff_mss, queued))
+                            fin = t.fin_queued & (n == queued) & ((t.snd_max - t.snd_una)[:32] > n)
+                            m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(rcv_wnd)]
+                            emit(_Step.DISPATCH_OUTBOX, seq=t.snd_una, ack=rcv_nxt,
+                                 flags=flags(ack=1, psh=n != 0, fin=fin), window=rcv_wnd,
+                                 length=n, skip=t.snd_una - txq.head)
+
+            with m.Case(_Step.DISPATCH_OUTBOX):
+                with m.If(in_syn_states):
+                    goto(_Step.DISPATCH_SYN)
+                with m.Elif(in_synchronized):
+                    goto(_Step.DISPATCH_SEGMENT)
+                with m.Else():
+                    goto(_Step.ACTION)
+
+            with m.Case(_Step.DISPATCH_SYN):
+                with m.If(t.snd_nxt == t.iss):
+                    is_rcvd = state == TcpState.SYN_RECEIVED
+                    m.d.sync += t.snd_nxt.eq(t.iss + 1)
+                    sent(t.iss, 1, rcv_wnd)
+                    emit(_Step.ACTION, seq=t.iss, ack=Mux(is_rcvd, rcv_nxt, 0),
+                         flags=flags(syn=1, ack=is_rcvd), window=rcv_wnd, syn_option=1)
+                with m.Elif(t.ack_needed & (state == TcpState.SYN_RECEIVED)):
+                    m.d.sync += t.snd_nxt.eq(t.iss)         # answer with the SYN-ACK again
+                with m.Else():
+                    goto(_Step.ACTION)
+
+            with m.Case(_Step.DISPATCH_SEGMENT):
+                # Tcb._next_segment, one segment per visit
+                usable = Signal(signed(34))
+                left = Signal(signed(34))
+                n = Signal(16)
+                m.d.comb += [usable.eq((t.snd_una + t.snd_wnd - t.snd_nxt)[:32].as_signed()),
+                             left.eq(queued - offset)]
+                m.d.comb += n.eq(Mux((usable <= 0) | (left <= 0), 0,
+                                     Mux((eff_mss <= usable) & (eff_mss <= left), eff_mss,
+                                         Mux(usable <= left, usable, left))))
+                fin = t.fin_queued & ~t.fin_acked & (left == n)
+                with m.If((offset > queued) | ((n == 0) & ~fin)):
+                    goto(_Step.DISPATCH_ACK)
+                with m.Else():
+                    m.d.sync += t.snd_nxt.eq(t.snd_nxt + n + fin)
+                    sent(t.snd_nxt, n + fin, rcv_wnd)
+                    emit(_Step.DISPATCH_SEGMENT, seq=t.snd_nxt, ack=rcv_nxt,
+                         flags=flags(ack=1, psh=n != 0, fin=fin), window=rcv_wnd,
+                         length=n, skip=t.snd_nxt - txq.head)
+
+            with m.Case(_Step.DISPATCH_ACK):
+                with m.If(t.ack_needed):
+                    sent(t.snd_nxt, 0, rcv_wnd)
+                    emit(_Step.DISPATCH_PERSIST, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
+                         window=rcv_wnd)
+                with m.Else():
+                    goto(_Step.DISPATCH_PERSIST)
+
+            with m.Case(_Step.DISPATCH_PERSIST):
+                with m.If((unsent > 0) & (t.snd_wnd == 0) & ~t.rto_armed & ~t.persist_armed):
+                    m.d.sync += [t.persist_armed.eq(1),
+                                 t.persist_deadline.eq(now + persist_table[t.persist_probes])]
+                goto(_Step.ACTION)
+
+            # ----- timers (Tcb.on_timer) ------------------------------------------------------
+            with m.Case(_Step.TICK_START):
+                # the next connection from `scan` on with a timer running, if any
+                waiting = Signal(N)
+                m.d.comb += waiting.eq(armed & ~((Const(1, N + 1) << scan) - 1)[:N])
+                with m.If(waiting == 0):
+                    goto(_Step.IDLE)
+                with m.Else():
+                    for i in reversed(range(N)):
+                        with m.If(waiting[i]):
+                            m.d.sync += conn.eq(i)
+                    goto(_Step.LOAD)
+
+            with m.Case(_Step.TICK_NEXT):
+                m.d.sync += [scan.eq(conn + 1), ob.eq(_Outbox.NONE)]
+                goto(Mux(conn == N - 1, _Step.IDLE, _Step.TICK_START))
+
+            with m.Case(_Step.TIMER):
+                def due(deadline):
+                    return ~_seq_lt(now, deadline)
+                with m.If((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
+                    goto(_Step.TICK_NEXT)
+                with m.Elif(t.close_armed & due(t.close_deadline)):
+                    enter_closed()
+                    goto(_Step.CLEAR_SEND_RING)
+                with m.Elif(t.rto_armed & due(t.rto_deadline) & in_synchronized
+                            & (t.snd_wnd == 0) & (queued != 0)):
+                    # the peer's window is closed: probe instead, without counting a retry
+                    m.d.sync += [t.rto_armed.eq(0), t.retries.eq(0), t.snd_nxt.eq(t.snd_una),
+                                 t.persist_armed.eq(1),
+                                 t.persist_deadline.eq(now + persist_table[t.persist_probes])]
+                    goto(_Step.TIMER_PERSIST)
+                with m.Elif(t.rto_armed & due(t.rto_deadline)):
+                    goto(_Step.TIMER_RTO)
+                with m.Elif(t.persist_armed & due(t.persist_deadline)):
+                    goto(_Step.TIMER_PERSIST)
+                with m.Else():
+                    goto(_Step.TICK_NEXT)
+
+            with m.Case(_Step.TIMER_RTO):
+                m.d.sync += t.retries.eq(t.retries + 1)
+                with m.If(t.retries == P.max_retries):
+                    enter_reset(Errno.ETIMEDOUT)
+                    goto(_Step.CLEAR_SEND_RING)
+                with m.Else():
+                    m.d.sync += [t.rto_deadline.eq(now + rto_table[t.retries + 1]),
+                                 t.snd_nxt.eq(t.snd_una), t.dupacks.eq(0)]
+                    goto(_Step.TIMER_PERSIST)
+
+            with m.Case(_Step.TIMER_PERSIST):
+                with m.If(t.persist_armed & ~_seq_lt(now, t.persist_deadline)):
+                    probes = Mux(t.persist_probes == 15, 15, t.persist_probes + 1)
+                    m.d.sync += [ob.eq(_Outbox.PROBE), t.persist_probes.eq(probes),
+                                 t.persist_deadline.eq(now + persist_table[probes])]
+                goto(_Step.DISPATCH)
+
+            # ----- host commands ------------------------------------------------------------
+            with m.Case(_Step.HOST_ACCESS):
+                m.d.comb += [access.check.valid.eq(1), access.check.payload.conn.eq(hc.conn),
+                             access.check.payload.pid.eq(hc.pid)]
+                with m.If(access.check.ready):
+                    goto(_Step.HOST_ACCESS_WAIT)
+
+            with m.Case(_Step.HOST_ACCESS_WAIT):
+                m.d.comb += access.result.ready.eq(1)
+                with m.If(access.result.valid):
+                    with m.If(access.result.payload.allowed):
+                        goto(_Step.LOAD)
+                    with m.Else():
+                        # no access: EBADF; the process learns nothing and disturbs nothing
+                        m.d.sync += [rsp.status.eq(Errno.EBADF),
+                                     drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
+                        respond(_Step.IDLE)
+
+            with m.Case(_Step.HOST_RESPOND):
+                m.d.comb += [self.host_rsp.valid.eq(1), self.host_rsp.payload.eq(rsp)]
+                with m.If(self.host_rsp.ready):
+                    with m.If(drain_after):
+                        m.d.sync += wdata_drain.eq(1)
+                        goto(_Step.HOST_DRAIN)
+                    with m.Else():
+                        m.d.sync += step.eq(then)
+
+            with m.Case(_Step.HOST_DRAIN):
+                with m.If(~wdata_drain):
+                    m.d.sync += step.eq(then)
+
+            with m.Case(_Step.HOST_DECODE):
+                is_tcp = t.kind == ConnKind.TCP
+                is_udp = t.kind == ConnKind.UDP
+                with m.If(~is_tcp & ~is_udp):
+                    m.d.sync += [rsp.status.eq(Errno.EBADF),
+                                 drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
+                    respond(_Step.IDLE)
+                with m.Else():
+                    with m.Switch(hc.op):
+                        with m.Case(HostOp.READ):
+                            goto(Mux(is_udp, _Step.UDP_READ, _Step.HOST_READ))
+                        with m.Case(HostOp.WRITE):
+                            goto(Mux(is_udp, _Step.UDP_SEND, _Step.HOST_WRITE))
+                        with m.Case(HostOp.POLL):
+                            # Process._poll_mask
+                            rcv_shut = t.shut_rd | t.fin_received | t.reset
+                            tcp_mask = (Mux(t.error != Errno.OK, POLLERR, 0)
+                                        | Mux((rcv_shut & t.shut_wr) | (state == TcpState.CLOSED),
+                                              POLLHUP, 0)
+                                        | Mux(rcv_shut, POLLIN, 0)
+                                        | Mux(~in_syn_states & (readable != 0), POLLIN, 0)
+                                        | Mux(~in_syn_states & (t.shut_wr | (txq.free != 0)),
+                                              POLLOUT, 0))
+                            udp_mask = POLLOUT | Mux(readable != 0, POLLIN, 0)
+                            m.d.sync += rsp.revents.eq(Mux(is_udp, udp_mask, tcp_mask))
+                            respond(_Step.IDLE)
+                        with m.Case(HostOp.SHUTDOWN):
+                            # Process._shutdown
+                            shut_rd = hc.how != 1
+                            shut_wr = hc.how != 0
+                            with m.If(hc.how == 3):
+                                m.d.sync += rsp.status.eq(Errno.EINVAL)
+                                respond(_Step.IDLE)
+                            with m.Elif(is_udp):
+                                with m.If(~t.template.peer_valid):
+                                    m.d.sync += rsp.status.eq(Errno.ENOTCONN)
+                                with m.Else():
+                                    m.d.sync += [t.shut_rd.eq(t.shut_rd | shut_rd),
+                                                 t.shut_wr.eq(t.shut_wr | shut_wr)]
+                                respond(_Step.WRITE_BACK)
+                            with m.Elif(state == TcpState.CLOSED):
+                                m.d.sync += rsp.status.eq(Errno.ENOTCONN)
+                                respond(_Step.IDLE)
+                            with m.Elif(state == TcpState.SYN_SENT):
+                                enter_closed()              # abandons the connection attempt
+                                respond(_Step.CLEAR_SEND_RING)
+                            with m.Else():
+                                m.d.sync += t.shut_rd.eq(t.shut_rd | shut_rd)
+                                with m.If(shut_wr & ~t.shut_wr):
+                                    m.d.sync += t.shut_wr.eq(1)
+                                    close_send()
+                                respond(_Step.DISPATCH)
+                        with m.Case(HostOp.CLOSE):
+                            # Host._release: the socket's last descriptor is gone
+                            with m.If(is_udp):
+                                m.d.sync += t.kind.eq(ConnKind.FREE)
+                                respond(_Step.WRITE_BACK)
+                            with m.Elif(hc.abort | ((readable != 0) & (state != TcpState.CLOSED))):
+                                # Tcb.abort: unread data (or a listener's pending connection)
+                                with m.If(_one_of(state, *SYNCHRONIZED, TcpState.SYN_RECEIVED)
+                                          & (state != TcpState.TIME_WAIT)):
+                                    m.d.sync += [ob.eq(_Outbox.ABORT), ob_seq.eq(t.snd_max)]
+                                enter_closed()
+                                m.d.sync += t.orphan.eq(1)
+                                respond(_Step.CLEAR_SEND_RING)
+                            with m.Else():
+                                # Tcb.close_send, then Tcb.orphaned
+                                close_send()
+                                m.d.sync += t.orphan.eq(1)
+                                with m.If(state == TcpState.FIN_WAIT_2):
+                                    m.d.sync += [t.close_armed.eq(1),
+                                                 t.close_deadline.eq(now + P.fin_wait_2_timeout)]
+                                respond(Mux(state == TcpState.SYN_SENT, _Step.CLEAR_SEND_RING,
+                                            _Step.DISPATCH))
+                        with m.Case(HostOp.GETERR):
+                            m.d.sync += [rsp.error.eq(t.error), t.error.eq(Errno.OK)]
+                            respond(_Step.WRITE_BACK)
+                        with m.Default():
+                            m.d.sync += rsp.status.eq(Errno.EINVAL)
+                            respond(_Step.IDLE)
+
+            with m.Case(_Step.HOST_READ):
+                # Process._recv for TCP
+                at_end = t.fin_received | t.shut_rd | (state == TcpState.CLOSED) | (t.error != Errno.OK)
+                wanted = Mux(hc.length < R, hc.length, R)
+                count = Mux(hc.length < readable, hc.length, readable)
+                with m.If((readable != 0) & hc.waitall & ~hc.nonblock & ~at_end & (readable < wanted)):
+                    m.d.sync += rsp.status.eq(Errno.EAGAIN)
+                    respond(_Step.IDLE)
+                with m.Elif((readable != 0) | (hc.length == 0)):
+                    m.d.sync += [rsp.count.eq(count), e_len.eq(count)]
+                    respond(_Step.HOST_READ_DATA)
+                with m.Elif((t.error != Errno.OK) & (state == TcpState.CLOSED)):
+                    m.d.sync += [rsp.status.eq(t.error), t.error.eq(Errno.OK)]
+                    respond(_Step.WRITE_BACK)
+                with m.Elif((state == TcpState.CLOSED) & ~t.was_connected & ~t.fin_received):
+                    m.d.sync += rsp.status.eq(Errno.ENOTCONN)
+                    respond(_Step.IDLE)
+                with m.Elif(at_end):
+                    respond(_Step.IDLE)                     # end of file: count 0
+                with m.Else():
+                    m.d.sync += rsp.status.eq(Errno.EAGAIN)
+                    respond(_Step.IDLE)
+
+            with m.Case(_Step.HOST_READ_DATA):
+                # the bytes go out on host_rdata; the ring moves its head unless peeking
+                with m.If(e_len == 0):
+                    goto(_Step.IDLE)
+                with m.Else():
+                    m.d.comb += [rx_ring.read_cmd.valid.eq(1),
+                                 rx_ring.read_cmd.payload.length.eq(e_len),
+                                 rx_ring.read_cmd.payload.peek.eq(hc.peek)]
+                    with m.If(rx_ring.read_cmd.ready):
+                        m.d.comb += host_read_starts.eq(1)
+                        with m.If(hc.peek):
+                            goto(_Step.IDLE)
+                        with m.Else():
+                            requery(_Step.HOST_WINDOW_UPDATE)
+
+            with m.Case(_Step.HOST_WINDOW_UPDATE):
+                # Tcb.receive: a window update when the window grew by enough
+                grown = Signal(signed(18))
+                m.d.comb += grown.eq(rcv_wnd - t.last_adv_wnd)
+                limit = Mux(eff_mss < R // 2, eff_mss, R // 2)
+                with m.If(in_synchronized & ~t.fin_received & (grown >= limit)):
+                    m.d.sync += t.ack_needed.eq(1)
+                    goto(_Step.DISPATCH)
+                with m.Else():
+                    goto(_Step.IDLE)
+
+            with m.Case(_Step.HOST_WRITE):
+                # Process._send for TCP
+                with m.If(t.error != Errno.OK):
+                    m.d.sync += [rsp.status.eq(t.error), t.error.eq(Errno.OK),
+                                 drain_after.eq(hc.length != 0)]
+                    respond(_Step.WRITE_BACK)
+                with m.Elif(t.shut_wr | ~_one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED,
+                                                       TcpState.ESTABLISHED, TcpState.CLOSE_WAIT)):
+                    m.d.sync += [rsp.status.eq(Errno.EPIPE), drain_after.eq(hc.length != 0)]
+                    respond(_Step.IDLE)
+                with m.Elif(hc.length == 0):
+                    respond(_Step.IDLE)
+                with m.Elif(in_syn_states | (txq.free == 0)
+                            | (~hc.nonblock & (txq.free < hc.length) & (hc.length <= S))):
+                    m.d.sync += [rsp.status.eq(Errno.EAGAIN), drain_after.eq(1)]
+                    respond(_Step.IDLE)
+                with m.Else():
+                    goto(_Step.HOST_WRITE_CMD)
+
+            with m.Case(_Step.HOST_WRITE_CMD):
+                # append at the tail: the ring keeps min(length, free) bytes, contiguous
+                m.d.comb += [tx_ring.write_cmd.valid.eq(1),
+                             tx_ring.write_cmd.payload.offset.eq(txq.tail),
+                             tx_ring.write_cmd.payload.length.eq(hc.length)]
+                with m.If(tx_ring.write_cmd.ready):
+                    m.d.sync += wdata_to_ring.eq(1)
+                    goto(_Step.HOST_WRITE_WAIT)
+
+            with m.Case(_Step.HOST_WRITE_WAIT):
+                m.d.comb += tx_ring.write_resp.ready.eq(1)
+                with m.If(tx_ring.write_resp.valid):
+                    m.d.sync += [wdata_to_ring.eq(0), rsp.count.eq(tx_ring.write_resp.payload.advance)]
+                    respond(_Step.HOST_WRITE_DONE)
+
+            with m.Case(_Step.HOST_WRITE_DONE):
+                requery(_Step.DISPATCH)
+
+            with m.Case(_Step.UDP_READ):
+                with m.If(readable == 0):
+                    with m.If(~t.shut_rd):
+                        m.d.sync += rsp.status.eq(Errno.EAGAIN)
+                    respond(_Step.IDLE)
+                with m.Else():
+                    goto(_Step.UDP_READ_HEADER)
+
+            with m.Case(_Step.UDP_READ_HEADER):
+                # the record header is peeked into the engine once earlier reads are out
+                with m.If(host_reads == 0):
+                    m.d.comb += [rx_ring.read_cmd.valid.eq(1),
+                                 rx_ring.read_cmd.payload.length.eq(UDP_RECORD_BYTES),
+                                 rx_ring.read_cmd.payload.peek.eq(1)]
+                    with m.If(rx_ring.read_cmd.ready):
+                        m.d.sync += [rdata_to_engine.eq(1), rec_beat.eq(0)]
+                        goto(_Step.UDP_READ_CAPTURE)
+
+            with m.Case(_Step.UDP_READ_CAPTURE):
+                with m.If(~rdata_to_engine):
+                    b = rec_bytes
+                    length = Cat(b[8:16], b[0:8])
+                    count = Mux(hc.length < length, hc.length, length)
+                    m.d.sync += [rec_len.eq(length),
+                                 rsp.src_ip.eq(Cat(b[40:48], b[32:40], b[24:32], b[16:24])),
+                                 rsp.src_port.eq(Cat(b[56:64], b[48:56])),
+                                 rsp.count.eq(count), e_len.eq(count)]
+                    respond(_Step.UDP_READ_DATA)
+
+            with m.Case(_Step.UDP_READ_DATA):
+                with m.If(e_len == 0):
+                    goto(_Step.UDP_READ_RELEASE)
+                with m.Else():
+                    m.d.comb += [rx_ring.read_cmd.valid.eq(1),
+                                 rx_ring.read_cmd.payload.length.eq(e_len),
+                                 rx_ring.read_cmd.payload.skip.eq(UDP_RECORD_BYTES),
+                                 rx_ring.read_cmd.payload.peek.eq(1)]
+                    with m.If(rx_ring.read_cmd.ready):
+                        m.d.comb += host_read_starts.eq(1)
+                        goto(_Step.UDP_READ_RELEASE)
+
+            with m.Case(_Step.UDP_READ_RELEASE):
+                # the whole record leaves the ring: a truncated datagram's rest is discarded
+                with m.If(hc.peek):
+                    goto(_Step.IDLE)
+                with m.Else():
+                    m.d.comb += [rx_ring.read_cmd.valid.eq(1),
+                                 rx_ring.read_cmd.payload.length.eq(rec_len + UDP_RECORD_BYTES),
+                                 rx_ring.read_cmd.payload.discard.eq(1)]
+                    with m.If(rx_ring.read_cmd.ready):
+                        goto(_Step.IDLE)
+
+            with m.Case(_Step.UDP_SEND):
+                # Process._send_udp: the destination, its size, its neighbour entry
+                dest_ip = Mux(hc.dest_valid, hc.dest_ip, t.template.remote_ip)
+                dest_port = Mux(hc.dest_valid, hc.dest_port, t.template.remote_port)
+                hits = Signal(self._neighbors)
+                mac = Signal(48)
+                m.d.comb += hits.eq(Cat(neighbor_valid[i] & (neighbor_ip[i] == dest_ip)
+                                        for i in range(self._neighbors)))
+                for i in reversed(range(self._neighbors)):
+                    with m.If(hits[i]):
+                        m.d.comb += mac.eq(neighbor_mac[i])
+                with m.If(~hc.dest_valid & ~t.template.peer_valid):
+                    m.d.sync += [rsp.status.eq(Errno.EDESTADDRREQ), drain_after.eq(hc.length != 0)]
+                    respond(_Step.IDLE)
+                with m.Elif(hc.length > UDP_MAX_PAYLOAD):
+                    m.d.sync += [rsp.status.eq(Errno.EMSGSIZE), drain_after.eq(1)]
+                    respond(_Step.IDLE)
+                with m.Elif(hits == 0):
+                    m.d.sync += [rsp.status.eq(Errno.EHOSTUNREACH), drain_after.eq(hc.length != 0)]
+                    respond(_Step.IDLE)
+                with m.Else():
+                    m.d.sync += [e_udp.eq(1), e_dst_mac.eq(mac), e_dst_ip.eq(dest_ip),
+                                 e_dst_port.eq(dest_port), e_len.eq(hc.length),
+                                 hdr_sent.eq(0), rsp.count.eq(hc.length)]
+                    goto(_Step.UDP_SEND_PAYLOAD)
+
+            with m.Case(_Step.UDP_SEND_PAYLOAD):
+                # the header goes to the framer once earlier send-ring reads are out; then the
+                # host's bytes flow straight into the framer's payload buffer
+                with m.If(~hdr_sent):
+                    with m.If(framer_reads == 0):
+                        m.d.comb += self.tx_header.valid.eq(1)
+                        with m.If(self.tx_header.ready):
+                            m.d.sync += [hdr_sent.eq(1), wdata_to_framer.eq(e_len != 0)]
+                with m.Elif(~wdata_to_framer):
+                    respond(_Step.IDLE)
+
+            # ----- control commands -----------------------------------------------------------
+            with m.Case(_Step.CTL_DECODE):
+                m.d.sync += then.eq(_Step.IDLE)
+                with m.Switch(cc.op):
+                    with m.Case(CtlOp.SET_NEIGHBOR):
+                        for i in range(self._neighbors):
+                            with m.If(cc.index == i):
+                                m.d.sync += [neighbor_valid[i].eq(cc.flag), neighbor_ip[i].eq(cc.ip),
+                                             neighbor_mac[i].eq(cc.mac)]
+                        goto(_Step.CTL_RESPOND)
+                    with m.Case(CtlOp.INSTALL_TCP):
+                        # a fresh record: Tcb.__post_init__, then open_active or open_passive
+                        passive = cc.state == TcpState.SYN_RECEIVED
+                        peer_mss = Mux(passive & (cc.mss != 0), cc.mss, P.default_mss)
+                        m.d.sync += [
+                            t.eq(0), t.kind.eq(ConnKind.TCP),
+                            t.state.eq(Mux(passive, TcpState.SYN_RECEIVED, TcpState.SYN_SENT)),
+                            t.passive.eq(passive), t.was_connected.eq(passive),
+                            t.iss.eq(cc.iss), t.snd_una.eq(cc.iss), t.snd_nxt.eq(cc.iss),
+                            t.snd_max.eq(cc.iss),
+                            t.irs.eq(Mux(passive, cc.irs, 0)),
+                            t.snd_wnd.eq(Mux(passive, cc.window, 0)),
+                            t.snd_wl1.eq(Mux(passive, cc.irs, 0)),
+                            t.snd_wl2.eq(Mux(passive, cc.iss, 0)),
+                            t.eff_mss.eq(Mux(peer_mss < P.mss, peer_mss, P.mss)),
+                            t.template.remote_mac.eq(cc.mac), t.template.remote_ip.eq(cc.ip),
+                            t.template.remote_port.eq(cc.port),
+                            t.template.local_port.eq(cc.local_port),
+                            state0.eq(TcpState.CLOSED), kind0.eq(ConnKind.FREE),
+                            e_seq.eq(Mux(passive, cc.irs + 1, 0)), e_ack.eq(cc.iss + 1),
+                            hdr_sent.eq(0), read_sent.eq(0),
+                        ]
+                        goto(_Step.CTL_INIT_RINGS)
+                    with m.Case(CtlOp.INSTALL_UDP):
+                        m.d.sync += [t.eq(0), t.kind.eq(ConnKind.UDP),
+                                     t.template.local_port.eq(cc.local_port),
+                                     state0.eq(TcpState.CLOSED), kind0.eq(ConnKind.FREE),
+                                     e_seq.eq(0), e_ack.eq(0), hdr_sent.eq(0), read_sent.eq(0)]
+                        goto(_Step.CTL_INIT_RINGS)
+                    with m.Case(CtlOp.FREE):
+                        m.d.sync += [t.eq(0), state0.eq(TcpState.CLOSED), kind0.eq(ConnKind.FREE),
+                                     then.eq(_Step.WRITE_BACK)]
+                        goto(_Step.CTL_RESPOND)
+                    with m.Case(CtlOp.UDP_CONNECT, CtlOp.INJECT, CtlOp.READ_STATE):
+                        goto(_Step.LOAD)
+                    with m.Default():
+                        m.d.sync += crsp.status.eq(Errno.EINVAL)
+                        goto(_Step.CTL_RESPOND)
+
+            with m.Case(_Step.CTL_LOADED):
+                with m.Switch(cc.op):
+                    with m.Case(CtlOp.UDP_CONNECT):
+                        m.d.sync += [t.template.remote_ip.eq(cc.ip), t.template.remote_port.eq(cc.port),
+                                     t.template.remote_mac.eq(cc.mac), t.template.peer_valid.eq(1),
+                                     then.eq(_Step.WRITE_BACK)]
+                        goto(_Step.CTL_RESPOND)
+                    with m.Case(CtlOp.READ_STATE):
+                        m.d.sync += [crsp.state.eq(state), crsp.kind.eq(t.kind), crsp.error.eq(t.error),
+                                     then.eq(_Step.WRITE_BACK)]
+                        with m.If(cc.flag):
+                            m.d.sync += t.error.eq(Errno.OK)
+                        with m.If(cc.mark):
+                            m.d.sync += t.was_connected.eq(1)
+                        goto(_Step.CTL_RESPOND)
+                    with m.Default():               # INJECT: a segment from the slow path
+                        m.d.sync += [seg_seq.eq(cc.seq), seg_ack.eq(cc.ack), seg_flags.eq(cc.flags),
+                                     seg_wnd.eq(cc.window), seg_plen.eq(0), seg_mss.eq(cc.mss),
+                                     seg_udp.eq(0), from_wire.eq(0)]
+                        goto(_Step.TCP_START)
+
+            with m.Case(_Step.CTL_INIT_RINGS):
+                # both rings start empty at their first sequence numbers (e_seq, e_ack)
+                rx_init_now = ~hdr_sent & rx_ring.init.ready
+                tx_init_now = ~read_sent & tx_ring.init.ready
+                m.d.comb += [rx_ring.init.valid.eq(~hdr_sent), rx_ring.init.payload.offset.eq(e_seq),
+                             tx_ring.init.valid.eq(~read_sent), tx_ring.init.payload.offset.eq(e_ack)]
+                with m.If(rx_init_now):
+                    m.d.sync += hdr_sent.eq(1)
+                with m.If(tx_init_now):
+                    m.d.sync += read_sent.eq(1)
+                with m.If((hdr_sent | rx_init_now) & (read_sent | tx_init_now)):
+                    requery(_Step.DISPATCH)
+
+            with m.Case(_Step.CTL_RESPOND):
+                m.d.comb += [self.ctl_rsp.valid.eq(1), self.ctl_rsp.payload.eq(crsp)]
+                with m.If(self.ctl_rsp.ready):
+                    m.d.sync += [ctl_owed.eq(0), step.eq(then)]
+
+        return m

@@ -1,0 +1,251 @@
+"""The cocotb testbench of the NIC: clock, reset, every port, and a blocking facade for the OS.
+
+:class:`NicBench` owns the simulation: one loop drives every source and samples every sink
+once per clock (values settle in ReadOnly, transfers happen at the rising edge), so the
+bench costs one pass of Python per cycle whatever the traffic. Sinks are always ready;
+sources are queues. Its coroutines are the primitives: send a frame, run a host command,
+run a control command, pulse a tick, run until the NIC is idle.
+
+:class:`NicPort` is the same as blocking calls (``cocotb.task.resume``), so the OS driver
+(``tb/nic_os.py``) and the scenarios stay plain synchronous Python running in a
+``cocotb.task.bridge`` thread, exactly as they run against the golden model.
+"""
+
+import collections
+import os
+from dataclasses import dataclass, field
+
+from amaranth.lib import data
+
+from cocotb.clock import Clock
+from cocotb.task import resume
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostOp, HostResponse
+from tb.amaranth_sim import frame_to_beats
+
+__all__ = ["NicBench", "NicPort"]
+
+DEBUG = bool(os.environ.get("NIC_DEBUG"))
+# cycles the NIC must stay idle before a step counts as finished
+IDLE_CYCLES = 3
+
+
+def _pack(layout, fields: dict) -> int:
+    return layout.const(fields).as_value().value
+
+
+@dataclass
+class _Source:
+    """A queue of payloads (ints) driven onto a valid/ready port."""
+    valid: object
+    payload: object
+    queue: collections.deque = field(default_factory=collections.deque)
+    sent: int = 0
+
+    def drive(self):
+        if self.queue:
+            self.valid.value = 1
+            self.payload.value = self.queue[0]
+        else:
+            self.valid.value = 0
+
+
+@dataclass
+class _Sink:
+    valid: object
+    payload: object
+    ready: object
+    items: list = field(default_factory=list)
+
+
+class _FrameSink(_Sink):
+    """Collects frames from a FrameBeat stream (bytes per frame)."""
+
+    def __init__(self, valid, payload, ready, data_width):
+        super().__init__(valid, payload, ready)
+        self.lanes = data_width // 8
+        self.partial = bytearray()
+
+    def take(self, value: int):
+        lanes = self.lanes
+        data_bits = 8 * lanes
+        word = value & ((1 << data_bits) - 1)
+        keep = (value >> data_bits) & ((1 << lanes) - 1)
+        last = (value >> (data_bits + lanes)) & 1
+        raw = word.to_bytes(lanes, "little")
+        self.partial += bytes(raw[i] for i in range(lanes) if keep >> i & 1)
+        if last:
+            self.items.append(bytes(self.partial))
+            self.partial.clear()
+
+
+class NicBench:
+    """Drives the ``nic`` top module (``hdl.nic.NIC``) under cocotb."""
+
+    def __init__(self, dut, *, data_width, connections, processes, clock_ns=10):
+        self.dut = dut
+        self.data_width = data_width
+        self.conn_bits = (connections - 1).bit_length()
+        self.pid_bits = (processes - 1).bit_length()
+        self.host_layout = HostCommand(self.conn_bits, self.pid_bits)
+        self.ctl_layout = ControlCommand(self.conn_bits, self.pid_bits)
+        self.event_layout = ConnEvent(self.conn_bits)
+        self.clock_ns = clock_ns
+        self.cycles = 0
+        d = dut
+        self.rx = _Source(d.rx__valid, d.rx__payload)
+        self.slow_tx = _Source(d.slow_tx__valid, d.slow_tx__payload)
+        self.host_cmd = _Source(d.host_cmd__valid, d.host_cmd__payload)
+        self.host_wdata = _Source(d.host_wdata__valid, d.host_wdata__payload)
+        self.ctl_cmd = _Source(d.ctl_cmd__valid, d.ctl_cmd__payload)
+        self.sources = [(self.rx, d.rx__ready), (self.slow_tx, d.slow_tx__ready),
+                        (self.host_cmd, d.host_cmd__ready), (self.host_wdata, d.host_wdata__ready),
+                        (self.ctl_cmd, d.ctl_cmd__ready)]
+        self.tx = _FrameSink(d.tx__valid, d.tx__payload, d.tx__ready, data_width)
+        self.slow_rx = _FrameSink(d.slow_rx__valid, d.slow_rx__payload, d.slow_rx__ready, data_width)
+        self.host_rdata = _FrameSink(d.host_rdata__valid, d.host_rdata__payload, d.host_rdata__ready,
+                                     data_width)
+        self.host_rsp = _Sink(d.host_rsp__valid, d.host_rsp__payload, d.host_rsp__ready)
+        self.ctl_rsp = _Sink(d.ctl_rsp__valid, d.ctl_rsp__payload, d.ctl_rsp__ready)
+        self.events = _Sink(d.events__valid, d.events__payload, d.events__ready)
+        self.sinks = [self.tx, self.slow_rx, self.host_rdata, self.host_rsp, self.ctl_rsp, self.events]
+        self.idle_run = 0
+
+    async def start(self):
+        """Start the clock and reset the NIC."""
+        d = self.dut
+        Clock(d.clk, self.clock_ns, unit="ns").start()
+        for source, _ in self.sources:
+            source.valid.value = 0
+            source.payload.value = 0
+        for sink in self.sinks:
+            sink.ready.value = 1
+        d.tick.value = 0
+        d.rst.value = 1
+        for _ in range(4):
+            await RisingEdge(d.clk)
+        d.rst.value = 0
+        await RisingEdge(d.clk)
+
+    async def cycle(self):
+        """One clock: sample every port once settled, then let the edge transfer."""
+        await ReadOnly()
+        try:
+            fired = [(source, int(ready.value) and source.queue) for source, ready in self.sources]
+        except ValueError:
+            raise AssertionError("ready is X: " + ", ".join(f"{r._name}={r.value}" for _, r in self.sources)) from None
+        taken = []
+        for sink in self.sinks:
+            if int(sink.valid.value):
+                taken.append((sink, int(sink.payload.value)))
+        idle = int(self.dut.idle.value)
+        await RisingEdge(self.dut.clk)
+        self.cycles += 1
+        for source, did in fired:
+            if did:
+                source.queue.popleft()
+                source.sent += 1
+            source.drive()
+        for sink, value in taken:
+            if isinstance(sink, _FrameSink):
+                sink.take(value)
+            else:
+                sink.items.append(value)
+        busy = any(source.queue for source, _ in self.sources)
+        self.idle_run = self.idle_run + 1 if idle and not busy else 0
+
+    def _beats(self, frame: bytes):
+        lanes = self.data_width // 8
+        return [data | keep << (8 * lanes) | last << (9 * lanes)
+                for data, keep, last in frame_to_beats(frame, self.data_width)]
+
+    async def settle(self, limit: int = 1_000_000):
+        """Run until every queue is empty and the NIC has been idle for a few cycles."""
+        for source, _ in self.sources:
+            source.drive()
+        self.idle_run = 0
+        for _ in range(limit):
+            await self.cycle()
+            if self.idle_run >= IDLE_CYCLES:
+                return
+        raise TimeoutError(f"NIC not idle after {limit} cycles")
+
+    async def send_frame(self, frame: bytes):
+        self.rx.queue.extend(self._beats(frame))
+        await self.settle()
+
+    async def raw_tx(self, frame: bytes):
+        self.slow_tx.queue.extend(self._beats(frame))
+        await self.settle()
+
+    async def tick(self):
+        self.dut.tick.value = 1
+        await self.cycle()
+        self.dut.tick.value = 0
+        await self.settle()
+
+    async def host(self, fields: dict, wdata: bytes = b""):
+        """One host command; returns (HostResponse as a data.Const, read data)."""
+        self.host_cmd.queue.append(_pack(self.host_layout, fields))
+        if wdata:
+            self.host_wdata.queue.extend(self._beats(wdata))
+        before_rsp = len(self.host_rsp.items)
+        before_data = len(self.host_rdata.items)
+        await self.settle()
+        if len(self.host_rsp.items) != before_rsp + 1:
+            raise AssertionError(f"host command {fields} got {len(self.host_rsp.items) - before_rsp} responses")
+        rsp = data.Const(HostResponse(), self.host_rsp.items.pop())
+        frames = self.host_rdata.items[before_data:]
+        del self.host_rdata.items[before_data:]
+        read = b"".join(frames)
+        if fields.get("op") == HostOp.READ and rsp.status.name == "OK" and len(read) != rsp.count:
+            raise AssertionError(f"READ answered count {rsp.count} but {len(read)} bytes came")
+        return rsp, read
+
+    async def control(self, fields: dict):
+        self.ctl_cmd.queue.append(_pack(self.ctl_layout, fields))
+        before = len(self.ctl_rsp.items)
+        await self.settle()
+        if len(self.ctl_rsp.items) != before + 1:
+            raise AssertionError(f"control command {fields} got {len(self.ctl_rsp.items) - before} responses")
+        rsp = data.Const(ControlResponse(), self.ctl_rsp.items.pop())
+        if DEBUG:
+            self.dut._log.info(f"control {fields} -> {rsp}")
+        return rsp
+
+    def take_events(self):
+        events = [data.Const(self.event_layout, v) for v in self.events.items]
+        self.events.items.clear()
+        return events
+
+    def take(self, sink) -> list[bytes]:
+        frames, sink.items = sink.items, []
+        return frames
+
+
+class NicPort:
+    """Blocking calls into a :class:`NicBench`, for code running in a ``bridge`` thread."""
+
+    def __init__(self, bench: NicBench):
+        self.bench = bench
+        self.data_width = bench.data_width
+        self.send_frame = resume(bench.send_frame)
+        self.raw_tx = resume(bench.raw_tx)
+        self.tick = resume(bench.tick)
+        self.host = resume(bench.host)
+        self.control = resume(bench.control)
+        self.settle = resume(bench.settle)
+
+    def take_tx(self) -> list[bytes]:
+        return self.bench.take(self.bench.tx)
+
+    def take_slow(self) -> list[bytes]:
+        return self.bench.take(self.bench.slow_rx)
+
+    def take_events(self):
+        return self.bench.take_events()
+
+    @property
+    def cycles(self) -> int:
+        return self.bench.cycles

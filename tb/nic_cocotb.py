@@ -1,0 +1,60 @@
+"""cocotb test module: one scenario on the RTL NIC, compared with the same scenario on the model.
+
+Run by ``tests/test_nic_rtl.py`` (and ``make sim``) through ``cocotb_tools.runner``. The
+scenario, the NIC's parameters and the output folder come from the environment:
+``NIC_SCENARIO``, ``NIC_WIDTH``, ``NIC_CONNECTIONS``, ``NIC_PROCESSES``, ``NIC_OUT``.
+On a mismatch both traces are printed side by side and a pcap of each wire is written.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import cocotb
+from cocotb.task import bridge
+
+from model.scenario import Runner, compare_traces, write_pcap
+from tb.nic_bench import NicBench, NicPort
+from tb.nic_os import NicHost
+from tb.scenarios import DUT_IP, DUT_MAC, NIC_POLICY, SCENARIOS, model_runner, peer_host
+
+
+def _run(port, name, connections, out: Path):
+    fn, wire = SCENARIOS[name]
+    dut = NicHost(port, DUT_MAC, DUT_IP, policy=NIC_POLICY, connections=connections, name="dut")
+    rtl = Runner(dut, peer_host(), **wire)
+    started, cycles0 = time.monotonic(), port.cycles
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        fn(rtl)
+    finally:
+        (out / f"{name}.trace").write_text("\n".join(map(str, rtl.trace)) + "\n")
+        write_pcap(str(out / f"{name}.rtl.pcap"), [e.frame for e in rtl.wire.log])
+    wall, cycles = time.monotonic() - started, port.cycles - cycles0
+    model = model_runner(name)
+    fn(model)
+    report = compare_traces(model.trace, rtl.trace)
+    summary = {"scenario": name, "cycles": cycles, "wall_s": round(wall, 3),
+               "ticks": rtl.now, "trace_entries": len(rtl.trace), "equal": report is None,
+               "segments": sum(1 for e in rtl.trace if e[0] == "tx" and e[2] == "dut")}
+    (out / f"{name}.json").write_text(json.dumps(summary) + "\n")
+    if report is not None:
+        write_pcap(str(out / f"{name}.model.pcap"), [e.frame for e in model.wire.log])
+        raise AssertionError(f"scenario {name}: RTL differs from the model (pcaps and trace in "
+                             f"{out})\n{report}")
+    return summary
+
+
+@cocotb.test()
+async def scenario(dut):
+    """Run NIC_SCENARIO on the RTL and on the model; their traces must be equal."""
+    width = int(os.environ["NIC_WIDTH"])
+    connections = int(os.environ["NIC_CONNECTIONS"])
+    processes = int(os.environ["NIC_PROCESSES"])
+    name = os.environ["NIC_SCENARIO"]
+    out = Path(os.environ["NIC_OUT"])
+    bench = NicBench(dut, data_width=width, connections=connections, processes=processes)
+    await bench.start()
+    summary = await bridge(_run)(NicPort(bench), name, connections, out)
+    dut._log.info("%s", summary)

@@ -1,0 +1,754 @@
+"""The OS and the socket library for the RTL NIC: a scenario Backend, like model.scenario.ModelBackend.
+
+This is the thin host driver that plays the OS for the hardware (DESIGN.md, "One scenario, two
+backends"). It keeps exactly what a kernel keeps and the hardware does not: processes and their
+fd tables, sockets as open file descriptions (shared by fork, dup and fd passing), listeners
+and their accept queues, port numbers, ISS choice, connection slots. It does, on the control
+port, what only the privileged party may do: install connections and UDP bindings (socket
+table and connection record), grant and revoke each process's access, and answer what the
+slow path brings up (SYNs and the handshake, ARP, segments for no connection).
+
+Every data-path call (recv, send, poll, shutdown, the last close, SO_ERROR) is one host
+command on the doorbell page of the calling process: the hardware checks its access and
+does the work. The library below never touches connection state; it only turns the answer
+into what the model's API returns (an EAGAIN from a blocking call becomes "would block").
+
+A call on an fd the process does not hold is sent anyway when some process holds that fd
+number, with that socket's connection: the forged doorbell write a misbehaving process could
+make. The hardware must answer EBADF and change nothing.
+
+Structure follows ``model/host.py`` so the two can be read side by side.
+"""
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+import ipaddress
+
+from hdl.ports import CtlOp, EventKind, HostOp
+from hdl.socket_table import Status as TableStatus
+from hdl.tcb import ConnKind, Errno as HwErrno, TcpState
+from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLERR, POLLHUP, POLLIN,
+                             POLLNVAL, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM)
+from model.errors import Errno, SocketError, WouldBlock
+from model.host import BROADCAST, FIRST_FD, UDP_MAX_PAYLOAD, _addr
+from model.packet import (Arp, DropCause, PacketError, TcpFlags, TcpSegment, build_arp_frame,
+                          build_tcp_frame, mac_bytes, parse_frame)
+from model.policy import DEFAULT_POLICY, Policy
+from model.scenario import BLOCKED, Backend, Result
+from model.tcp import seq_add
+
+__all__ = ["NicHost"]
+
+OS_PID = 0          # the kernel's own doorbell page: it may use every connection
+PROTO_TCP, PROTO_UDP = 6, 17
+
+
+def _ip(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+def _ip_str(value: int) -> str:
+    return str(ipaddress.IPv4Address(value))
+
+
+def _mac(mac: bytes) -> int:
+    return int.from_bytes(mac_bytes(mac), "big")
+
+
+@dataclass(eq=False)
+class Socket:
+    """An open socket (open file description); the connection itself lives in the NIC."""
+    kind: int
+    nonblock: bool = False
+    refs: int = 0
+    holders: Counter = field(default_factory=Counter)     # pid -> fds of this socket it holds
+    local: tuple[str, int] | None = None
+    conn: int | None = None                 # NIC connection slot
+    remote: tuple[str, int] | None = None
+    connecting: bool = False
+    was_connected: bool = False
+    listening: bool = False
+    backlog: int = 0
+    pending: list[int] = field(default_factory=list)       # conns in the handshake
+    accept_queue: list[int] = field(default_factory=list)  # conns established, not accepted
+    peer: tuple[str, int] | None = None                    # UDP connect()
+
+
+@dataclass(eq=False)
+class Conn:
+    """What the OS remembers of a NIC connection slot."""
+    kind: int
+    key: dict
+    local: tuple[str, int]
+    remote: tuple[str, int] | None
+    socket: Socket | None = None            # None while pending on a listener, or released
+    listener: Socket | None = None
+    closed: bool = False                    # the NIC reported CLOSED (its key is removed)
+    released: bool = False                  # no socket refers to it any more
+
+
+class NicHost(Backend):
+    """A host whose network stack is the RTL NIC behind `port` (a ``tb.nic_bench.NicPort``).
+
+    Parameters
+    ----------
+    port : NicPort
+    mac, ip : our addresses
+    policy : the policy the NIC was built with (``hdl.nic.NIC.policy``)
+    connections, neighbors : the NIC's slot and neighbour-table sizes
+    """
+
+    def __init__(self, port, mac, ip: str, *, policy: Policy = DEFAULT_POLICY, connections: int,
+                 neighbors: int = 8, iss_base: int | None = None, name: str = ""):
+        self.port = port
+        self.mac, self.ip, self.policy = mac_bytes(mac), ip, policy
+        self.name = name or ip
+        self.iss_base = policy.iss_base if iss_base is None else iss_base
+        self.now = 0
+        self.neighbors: dict[str, bytes] = {}
+        self.neighbor_slots: dict[str, int] = {}
+        self.max_neighbors = neighbors
+        self.conns: dict[int, Conn] = {}
+        self.flows: dict[tuple, int] = {}   # ((local ip, port), (remote ip, port)) -> conn
+        self.listeners: dict[int, Socket] = {}
+        self.udp_ports: dict[int, Socket] = {}
+        self.sockets: list[Socket] = []
+        self.processes: dict[int, "Process"] = {}
+        self.drops: Counter = Counter()
+        self.connections = connections
+        self._next_conn = 0
+        self._tx: list[bytes] = []
+        self._connections = 0
+        self._next_pid = 1
+        self._next_port = policy.ephemeral_first
+        self._ctl(CtlOp.SET_ADDRESS, mac=_mac(self.mac), ip=_ip(ip))
+
+    # ----- the NIC's ports ------------------------------------------------------------
+
+    def _ctl(self, op, **fields):
+        rsp = self.port.control({"op": op, **fields})
+        self._pump()
+        return rsp
+
+    def _host(self, pid, conn, op, wdata=b"", **fields):
+        rsp, data = self.port.host({"pid": pid, "conn": conn, "op": op,
+                                    "length": len(wdata), **fields}, wdata)
+        self._pump()
+        return rsp, data
+
+    def _pump(self):
+        """Take what the NIC has for the OS (events, then slow-path frames) until it is quiet."""
+        while True:
+            self._tx += self.port.take_tx()
+            events = self.port.take_events()
+            frames = self.port.take_slow()
+            if not events and not frames:
+                return
+            for event in events:
+                self._on_event(int(event.conn), event.kind)
+            for frame in frames:
+                self._slow_input(frame)
+
+    def _on_event(self, conn_id, kind):
+        conn = self.conns[conn_id]
+        if kind == EventKind.SYNCHRONIZED:
+            listener = conn.listener
+            if listener is not None and conn_id in listener.pending:
+                listener.pending.remove(conn_id)
+                listener.accept_queue.append(conn_id)
+            return
+        # CLOSED: the model forgets the TCB; a later segment is for no connection
+        conn.closed = True
+        self.port.control({"op": CtlOp.SOCKET_DELETE, "key": conn.key})
+        self.flows.pop((conn.local, conn.remote), None)
+        if conn.listener is not None and conn_id in conn.listener.pending:
+            conn.listener.pending.remove(conn_id)
+            conn.released = True
+        if conn.released:
+            self._free(conn_id)
+
+    def _free(self, conn_id):
+        self.port.control({"op": CtlOp.CLEAR_ACCESS, "conn": conn_id})
+        self.port.control({"op": CtlOp.FREE, "conn": conn_id})
+        del self.conns[conn_id]
+
+    def _alloc_conn(self) -> int | None:
+        """The next free slot after the last one given out (so slots go in creation order)."""
+        for i in range(self.connections):
+            conn = (self._next_conn + i) % self.connections
+            if conn not in self.conns:
+                self._next_conn = conn + 1
+                return conn
+        return None
+
+    def _install_key(self, conn_id, key):
+        rsp = self.port.control({"op": CtlOp.SOCKET_INSERT, "conn": conn_id, "key": key})
+        if rsp.value != TableStatus.OK.value:
+            raise RuntimeError(f"socket table refused {key}: status {rsp.value}")
+        self.port.control({"op": CtlOp.CLEAR_ACCESS, "conn": conn_id})
+        self.port.control({"op": CtlOp.GRANT, "conn": conn_id, "pid": OS_PID})
+
+    def _grant_holders(self, sock: Socket):
+        for pid in sock.holders:
+            self.port.control({"op": CtlOp.GRANT, "conn": sock.conn, "pid": pid})
+
+    # ----- the wire side (Backend) -----------------------------------------------------
+
+    def add_neighbor(self, ip: str, mac):
+        self.neighbors[ip] = mac_bytes(mac)
+        slot = self.neighbor_slots.get(ip, len(self.neighbor_slots))
+        if slot < self.max_neighbors:
+            self.neighbor_slots[ip] = slot
+            self._ctl(CtlOp.SET_NEIGHBOR, index=slot, flag=1, ip=_ip(ip), mac=_mac(mac))
+
+    def transmit(self) -> list[bytes]:
+        self._tx += self.port.take_tx()
+        frames, self._tx = self._tx, []
+        return frames
+
+    def receive_frame(self, frame: bytes):
+        self.port.send_frame(frame)
+        self._pump()
+
+    def advance(self, ticks: int):
+        for _ in range(ticks):
+            self.port.tick()
+            self.now += 1
+            self._pump()
+
+    def next_deadline(self):
+        return self.now + 1
+
+    def spawn(self) -> int:
+        proc = Process(self, self._next_pid)
+        self.processes[proc.pid] = proc
+        self._next_pid += 1
+        return proc.pid
+
+    def call(self, pid: int, op: str, *args) -> Result:
+        proc = self.processes.get(pid)
+        if proc is None:
+            raise ValueError(f"No process with pid {pid!r}")
+        try:
+            if op == "fork":
+                return Result(proc.fork().pid)
+            if op == "send_fd":
+                fd, other = args
+                return Result(proc.send_fd(fd, self.processes[other]))
+            if op.startswith("_") or not callable(getattr(proc, op, None)):
+                raise ValueError(f"Unknown socket call {op!r}")
+            return Result(getattr(proc, op)(*args))
+        except SocketError as err:
+            return Result(errno=str(err.errno))
+        except WouldBlock:
+            return BLOCKED
+
+    # ----- the slow path (model.host.Host.receive_frame for what the NIC sends up) ------
+
+    def _slow_input(self, frame: bytes):
+        try:
+            parsed = parse_frame(frame)
+        except PacketError as err:
+            self.drops[err.cause] += 1
+            return
+        if parsed.dst_mac not in (self.mac, BROADCAST):
+            self.drops[DropCause.NOT_FOR_US] += 1
+        elif parsed.arp is not None:
+            self._arp_input(parsed.arp)
+        elif parsed.dst_ip != self.ip:
+            self.drops[DropCause.NOT_FOR_US] += 1
+        elif parsed.tcp is not None:
+            self._tcp_input(parsed.src_ip, parsed.tcp)
+        else:
+            self.drops[DropCause.NO_SOCKET] += 1         # the NIC had no socket for it
+
+    def _arp_input(self, arp: Arp):
+        if arp.target_ip != self.ip:
+            return
+        self.add_neighbor(arp.sender_ip, arp.sender_mac)
+        if arp.op == 1:
+            reply = Arp(2, self.mac, self.ip, arp.sender_mac, arp.sender_ip)
+            self.port.raw_tx(build_arp_frame(self.mac, arp.sender_mac, reply))
+
+    def _tcp_input(self, src_ip: str, seg: TcpSegment):
+        local, remote = (self.ip, seg.dst_port), (src_ip, seg.src_port)
+        conn_id = self.flows.get((local, remote))
+        if conn_id is not None:
+            # a SYN for a live connection: the NIC's engine processes it (SYN-ACK in
+            # SYN-SENT, a retransmitted SYN, a SYN in a synchronized state)
+            flags = {name: int(bool(seg.flags & getattr(TcpFlags, name.upper())))
+                     for name in ("fin", "syn", "rst", "psh", "ack", "urg")}
+            self._ctl(CtlOp.INJECT, conn=conn_id, seq=seg.seq, ack=seg.ack, flags=flags,
+                      window=seg.window, mss=seg.mss or 0)
+            return
+        listener = self.listeners.get(seg.dst_port)
+        if listener is None or seg.flags & TcpFlags.RST:
+            if not seg.flags & TcpFlags.RST:
+                self._reply_rst(src_ip, seg)
+            return
+        if seg.flags & TcpFlags.ACK:
+            self._reply_rst(src_ip, seg)
+        elif seg.flags & TcpFlags.SYN:
+            if len(listener.pending) + len(listener.accept_queue) > listener.backlog:
+                self.drops[DropCause.QUEUE_FULL] += 1
+                return
+            conn_id = self._alloc_conn()
+            mac = self.neighbors.get(src_ip)
+            if conn_id is None or mac is None:
+                self.drops[DropCause.QUEUE_FULL if mac else DropCause.NO_NEIGHBOR] += 1
+                return
+            key = {"protocol": PROTO_TCP, "local_ip": _ip(self.ip), "local_port": seg.dst_port,
+                   "remote_ip": _ip(src_ip), "remote_port": seg.src_port}
+            self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, listener=listener)
+            self.flows[(local, remote)] = conn_id
+            self._install_key(conn_id, key)
+            listener.pending.append(conn_id)
+            self._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_RECEIVED,
+                      iss=self._next_iss(), irs=seg.seq, window=seg.window, mss=seg.mss or 0,
+                      local_port=seg.dst_port, ip=_ip(src_ip), port=seg.src_port, mac=_mac(mac))
+
+    def _reply_rst(self, src_ip: str, seg: TcpSegment):
+        """RFC 9293 3.10.7.1: the answer to a segment for no connection (host software)."""
+        if seg.flags & TcpFlags.ACK:
+            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, TcpFlags.RST, 0)
+        else:
+            rst = TcpSegment(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, seg.seg_len),
+                             TcpFlags.RST | TcpFlags.ACK, 0)
+        mac = self.neighbors.get(src_ip)
+        if mac is None:
+            self.drops[DropCause.NO_NEIGHBOR] += 1
+            return
+        self.port.raw_tx(build_tcp_frame(self.mac, mac, self.ip, src_ip, rst, self.policy.ip_ttl))
+
+    # ----- ports, ISS, binding (model.host.Host) ----------------------------------------
+
+    def _next_iss(self) -> int:
+        iss = (self.iss_base + self.policy.iss_step * self._connections) & 0xFFFF_FFFF
+        self._connections += 1
+        return iss
+
+    def _ports_in_use(self, kind: int) -> set[int]:
+        ports = {s.local[1] for s in self.sockets if s.kind == kind and s.local is not None}
+        if kind == SOCK_STREAM:
+            ports |= {c.local[1] for c in self.conns.values() if c.kind == SOCK_STREAM and not c.closed}
+        return ports
+
+    def _ephemeral_port(self, kind: int) -> int:
+        used = self._ports_in_use(kind)
+        span = self.policy.ephemeral_last - self.policy.ephemeral_first + 1
+        for _ in range(span):
+            port = self._next_port
+            self._next_port = self.policy.ephemeral_first + (port + 1 - self.policy.ephemeral_first) % span
+            if port not in used:
+                return port
+        raise SocketError(Errno.EADDRNOTAVAIL, "no ephemeral port left")
+
+    def _bind(self, sock: Socket, ip: str, port: int):
+        if port == 0:
+            port = self._ephemeral_port(sock.kind)
+        elif port in self._ports_in_use(sock.kind):
+            raise SocketError(Errno.EADDRINUSE)
+        sock.local = (ip, port)
+        if sock.kind == SOCK_DGRAM:
+            self.udp_ports[port] = sock
+            conn_id = self._alloc_conn()
+            if conn_id is None:
+                raise SocketError(Errno.EMFILE, "no NIC connection slot left")
+            key = {"protocol": PROTO_UDP, "local_ip": _ip(self.ip), "local_port": port,
+                   "remote_ip": 0, "remote_port": 0}
+            self.conns[conn_id] = Conn(SOCK_DGRAM, key, (self.ip, port), None, socket=sock)
+            self._install_key(conn_id, key)
+            self._ctl(CtlOp.INSTALL_UDP, conn=conn_id, local_port=port)
+            sock.conn = conn_id
+            self._grant_holders(sock)
+
+    def _unbind_udp(self, sock: Socket):
+        conn = self.conns[sock.conn]
+        self._host(OS_PID, sock.conn, HostOp.CLOSE)
+        self.port.control({"op": CtlOp.SOCKET_DELETE, "key": conn.key})
+        self._free(sock.conn)
+        del self.udp_ports[sock.local[1]]
+        sock.conn, sock.local = None, None
+
+    def _release(self, sock: Socket):
+        """The last fd of `sock` was closed (model.host.Host._release)."""
+        if sock in self.sockets:
+            self.sockets.remove(sock)
+        if sock.kind == SOCK_DGRAM:
+            if sock.conn is not None:
+                self._unbind_udp(sock)
+            return
+        if sock.listening:
+            del self.listeners[sock.local[1]]
+            for conn_id in sock.pending + sock.accept_queue:
+                self.conns[conn_id].released = True
+                self._host(OS_PID, conn_id, HostOp.CLOSE, abort=1)
+                if conn_id in self.conns and self.conns[conn_id].closed:
+                    self._free(conn_id)
+            sock.pending, sock.accept_queue = [], []
+            return
+        if sock.conn is None:
+            return
+        conn = self.conns[sock.conn]
+        conn.socket, conn.released = None, True
+        self._host(OS_PID, sock.conn, HostOp.CLOSE)
+        if sock.conn in self.conns and conn.closed:
+            self._free(sock.conn)
+
+
+class Process:
+    """A process: a pid and an fd table. Data-path calls go to its doorbell page on the NIC."""
+
+    def __init__(self, host: NicHost, pid: int, fds: dict[int, Socket] | None = None):
+        self.host, self.pid = host, pid
+        self.fds: dict[int, Socket] = {}
+        for fd, sock in (fds or {}).items():
+            self._hold(fd, sock)
+
+    def __repr__(self):
+        return f"Process(pid={self.pid}, fds={sorted(self.fds)})"
+
+    # ----- fd table (kernel) ------------------------------------------------------------
+
+    def _hold(self, fd: int, sock: Socket):
+        self.fds[fd] = sock
+        sock.refs += 1
+        sock.holders[self.pid] += 1
+        if sock.conn is not None and sock.holders[self.pid] == 1:
+            self.host.port.control({"op": CtlOp.GRANT, "conn": sock.conn, "pid": self.pid})
+
+    def _sock(self, fd) -> Socket:
+        sock = self.fds.get(fd) if isinstance(fd, int) else None
+        if sock is None:
+            raise SocketError(Errno.EBADF)
+        return sock
+
+    def _install(self, sock: Socket) -> int:
+        fd = FIRST_FD
+        while fd in self.fds:
+            fd += 1
+        self._hold(fd, sock)
+        return fd
+
+    def _data_sock(self, fd, op, wdata=b"", **fields) -> Socket:
+        """The socket of `fd` for a data-path call, or EBADF.
+
+        A process may write any connection number into its doorbell page, and the NIC must
+        refuse it. So when this process does not hold `fd` but another process does, the
+        command goes out anyway with that socket's connection (a forged doorbell write), and
+        anything but EBADF from the NIC is a protection failure.
+        """
+        sock = self.fds.get(fd) if isinstance(fd, int) else None
+        if sock is not None:
+            return sock
+        for other in self.host.processes.values():
+            stolen = other.fds.get(fd) if isinstance(fd, int) else None
+            if other is not self and stolen is not None and stolen.conn is not None:
+                rsp, data = self.host._host(self.pid, stolen.conn, op, wdata, **fields)
+                if rsp.status != HwErrno.EBADF or data:
+                    raise RuntimeError(f"access control failed: pid {self.pid} used connection "
+                                       f"{stolen.conn} ({op.name}) and got {rsp.status.name} "
+                                       f"with {len(data)} bytes")
+                break
+        raise SocketError(Errno.EBADF)
+
+    def _nic(self, sock: Socket, op, wdata=b"", **fields):
+        """One host command for `sock`'s connection; errno answers become SocketError."""
+        rsp, data = self.host._host(self.pid, sock.conn, op, wdata, **fields)
+        status = rsp.status
+        if status == HwErrno.OK:
+            return rsp, data
+        if status == HwErrno.EAGAIN:
+            raise _Again()
+        raise SocketError(Errno(status.name))
+
+    # ----- process calls ------------------------------------------------------------------
+
+    def fork(self) -> "Process":
+        child = Process(self.host, self.host._next_pid, self.fds)
+        self.host.processes[child.pid] = child
+        self.host._next_pid += 1
+        return child
+
+    def dup(self, fd: int) -> int:
+        return self._install(self._sock(fd))
+
+    def send_fd(self, fd: int, other: "Process") -> int:
+        sock = self._sock(fd)
+        if not isinstance(other, Process) or other.host is not self.host:
+            raise SocketError(Errno.EINVAL, "can only pass an fd to a process on the same host")
+        return other._install(sock)
+
+    def close(self, fd: int):
+        sock = self._sock(fd)
+        del self.fds[fd]
+        sock.refs -= 1
+        sock.holders[self.pid] -= 1
+        if sock.holders[self.pid] == 0:
+            del sock.holders[self.pid]
+            if sock.conn is not None:
+                self.host.port.control({"op": CtlOp.REVOKE, "conn": sock.conn, "pid": self.pid})
+        if sock.refs == 0:
+            self.host._release(sock)
+        self.host._pump()
+
+    def exit(self):
+        for fd in sorted(self.fds):
+            self.close(fd)
+        self.host.processes.pop(self.pid, None)
+
+    def fcntl_nonblock(self, fd: int, on: bool = True):
+        self._sock(fd).nonblock = bool(on)
+
+    # ----- socket calls (kernel: control path) ---------------------------------------------
+
+    def socket(self, kind) -> int:
+        kinds = {SOCK_STREAM: SOCK_STREAM, "tcp": SOCK_STREAM, "stream": SOCK_STREAM,
+                 SOCK_DGRAM: SOCK_DGRAM, "udp": SOCK_DGRAM, "dgram": SOCK_DGRAM}
+        if kind not in kinds:
+            raise SocketError(Errno.EINVAL, f"unknown socket kind {kind!r}")
+        sock = Socket(kinds[kind])
+        self.host.sockets.append(sock)
+        return self._install(sock)
+
+    def bind(self, fd: int, addr):
+        sock = self._sock(fd)
+        ip, port = _addr(addr)
+        if sock.local is not None or sock.conn is not None:
+            raise SocketError(Errno.EINVAL, "already bound")
+        if ip not in ("0.0.0.0", self.host.ip):
+            raise SocketError(Errno.EADDRNOTAVAIL)
+        if not 0 <= port <= 65535:
+            raise SocketError(Errno.EINVAL)
+        self.host._bind(sock, ip, port)
+
+    def listen(self, fd: int, backlog: int = 16):
+        sock = self._sock(fd)
+        if sock.kind != SOCK_STREAM:
+            raise SocketError(Errno.EOPNOTSUPP)
+        if sock.conn is not None:
+            raise SocketError(Errno.EINVAL)
+        if sock.local is None:
+            self.host._bind(sock, "0.0.0.0", 0)
+        sock.listening, sock.backlog = True, max(0, backlog)
+        self.host.listeners[sock.local[1]] = sock
+
+    def accept(self, fd: int):
+        sock = self._sock(fd)
+        if sock.kind != SOCK_STREAM:
+            raise SocketError(Errno.EOPNOTSUPP)
+        if not sock.listening:
+            raise SocketError(Errno.EINVAL)
+        if not sock.accept_queue:
+            if sock.nonblock:
+                raise SocketError(Errno.EAGAIN)
+            raise WouldBlock()
+        conn_id = sock.accept_queue.pop(0)
+        conn = self.host.conns[conn_id]
+        new = Socket(SOCK_STREAM, local=conn.local, conn=conn_id, remote=conn.remote,
+                     was_connected=True)
+        conn.socket, conn.listener = new, None
+        self.host.sockets.append(new)
+        return self._install(new), conn.remote
+
+    def connect(self, fd: int, addr):
+        try:
+            return self._connect(fd, addr)
+        finally:
+            self.host._pump()
+
+    def _connect(self, fd, addr):
+        sock = self._sock(fd)
+        ip, port = _addr(addr)
+        host = self.host
+        if sock.kind == SOCK_DGRAM:
+            if sock.local is None:
+                host._bind(sock, "0.0.0.0", 0)
+            sock.peer = (ip, port)
+            host._ctl(CtlOp.UDP_CONNECT, conn=sock.conn, ip=_ip(ip), port=port,
+                      mac=_mac(host.neighbors.get(ip, bytes(6))))
+            return None
+        if sock.listening:
+            raise SocketError(Errno.EISCONN)
+        if sock.connecting:
+            state = host._ctl(CtlOp.READ_STATE, conn=sock.conn)
+            if state.error != HwErrno.OK:
+                sock.connecting = False
+                host._ctl(CtlOp.READ_STATE, conn=sock.conn, flag=1)
+                raise SocketError(Errno(state.error.name))
+            if state.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED):
+                if sock.nonblock:
+                    raise SocketError(Errno.EALREADY)
+                raise WouldBlock()
+            host._ctl(CtlOp.READ_STATE, conn=sock.conn, mark=1)
+            sock.connecting, sock.was_connected = False, True
+            return None
+        if sock.was_connected:
+            raise SocketError(Errno.EISCONN)
+        if ip not in host.neighbors:
+            raise SocketError(Errno.EHOSTUNREACH)
+        if sock.local is None:
+            host._bind(sock, "0.0.0.0", 0)
+        local, remote = (host.ip, sock.local[1]), (ip, port)
+        if (local, remote) in host.flows:
+            raise SocketError(Errno.EADDRNOTAVAIL)
+        conn_id = host._alloc_conn()
+        if conn_id is None:
+            raise SocketError(Errno.EAGAIN, "no NIC connection slot left")
+        key = {"protocol": PROTO_TCP, "local_ip": _ip(host.ip), "local_port": local[1],
+               "remote_ip": _ip(ip), "remote_port": port}
+        host.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, socket=sock)
+        host.flows[(local, remote)] = conn_id
+        sock.conn, sock.remote, sock.connecting = conn_id, remote, True
+        host._install_key(conn_id, key)
+        host._grant_holders(sock)
+        host._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_SENT, iss=host._next_iss(),
+                  local_port=local[1], ip=_ip(ip), port=port, mac=_mac(host.neighbors[ip]))
+        if sock.nonblock:
+            raise SocketError(Errno.EINPROGRESS)
+        raise WouldBlock()
+
+    # ----- socket calls (library: data path, one host command each) -------------------------
+
+    def send(self, fd: int, data: bytes, flags: int = 0) -> int:
+        return self._send(fd, bytes(data), flags, None)
+
+    def write(self, fd: int, data: bytes) -> int:
+        return self.send(fd, data)
+
+    def sendto(self, fd: int, data: bytes, addr, flags: int = 0) -> int:
+        return self._send(fd, bytes(data), flags, _addr(addr))
+
+    def _send(self, fd, data, flags, addr):
+        sock = self._data_sock(fd, HostOp.WRITE, data)
+        nonblock = sock.nonblock or bool(flags & MSG_DONTWAIT)
+        if sock.kind == SOCK_DGRAM:
+            return self._send_udp(sock, data, addr)
+        if sock.conn is None or sock.listening:
+            raise SocketError(Errno.EPIPE)
+        try:
+            rsp, _ = self._nic(sock, HostOp.WRITE, data, nonblock=nonblock)
+        except _Again:
+            if nonblock:
+                raise SocketError(Errno.EAGAIN) from None
+            raise WouldBlock() from None
+        except SocketError:
+            sock.connecting = False
+            raise
+        return int(rsp.count)
+
+    def _send_udp(self, sock: Socket, data: bytes, addr):
+        dest = addr or sock.peer
+        if dest is None:
+            raise SocketError(Errno.EDESTADDRREQ)
+        if len(data) > UDP_MAX_PAYLOAD:
+            raise SocketError(Errno.EMSGSIZE)
+        if dest[0] not in self.host.neighbors:
+            raise SocketError(Errno.EHOSTUNREACH)
+        if sock.local is None:
+            self.host._bind(sock, "0.0.0.0", 0)
+        fields = {"dest_valid": 1, "dest_ip": _ip(dest[0]), "dest_port": dest[1]} if addr else {}
+        rsp, _ = self._nic(sock, HostOp.WRITE, data, **fields)
+        return int(rsp.count)
+
+    def recv(self, fd: int, n: int, flags: int = 0) -> bytes:
+        return self._recv(fd, n, flags)[0]
+
+    def read(self, fd: int, n: int) -> bytes:
+        return self.recv(fd, n)
+
+    def recvfrom(self, fd: int, n: int, flags: int = 0):
+        return self._recv(fd, n, flags)
+
+    def _recv(self, fd, n, flags):
+        sock = self._data_sock(fd, HostOp.READ, length=min(n, 0xFFFF_FFFF) if isinstance(n, int) and n >= 0 else 0)
+        if not isinstance(n, int) or n < 0:
+            raise SocketError(Errno.EINVAL)
+        nonblock = sock.nonblock or bool(flags & MSG_DONTWAIT)
+        fields = {"length": min(n, 0xFFFF_FFFF), "peek": int(bool(flags & MSG_PEEK)),
+                  "waitall": int(bool(flags & MSG_WAITALL)), "nonblock": int(nonblock)}
+        if sock.kind == SOCK_DGRAM and sock.conn is None:
+            if nonblock:
+                raise SocketError(Errno.EAGAIN)
+            raise WouldBlock()
+        if sock.kind == SOCK_STREAM and (sock.conn is None or sock.listening):
+            raise SocketError(Errno.ENOTCONN)
+        rsp, data = self.host._host(self.pid, sock.conn, HostOp.READ, b"", **fields)
+        status = rsp.status
+        if status == HwErrno.EAGAIN:
+            if nonblock:
+                raise SocketError(Errno.EAGAIN)
+            raise WouldBlock()
+        if status != HwErrno.OK:
+            sock.connecting = False
+            raise SocketError(Errno(status.name))
+        if sock.kind == SOCK_DGRAM:
+            if not data and not rsp.count and rsp.src_port == 0 and rsp.src_ip == 0:
+                return b"", None
+            return data, (_ip_str(int(rsp.src_ip)), int(rsp.src_port))
+        return data, sock.remote
+
+    def shutdown(self, fd: int, how: int):
+        sock = self._data_sock(fd, HostOp.SHUTDOWN, how=how if how in (0, 1, 2) else 0)
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise SocketError(Errno.EINVAL)
+        if sock.kind == SOCK_DGRAM:
+            if sock.peer is None:
+                raise SocketError(Errno.ENOTCONN)
+            self._nic(sock, HostOp.SHUTDOWN, how=how)
+            return None
+        if sock.listening:
+            if how != SHUT_WR:
+                raise SocketError(Errno.EINVAL, "shutting down a listener is not modelled")
+            return None
+        if sock.conn is None:
+            raise SocketError(Errno.ENOTCONN)
+        self._nic(sock, HostOp.SHUTDOWN, how=how)
+        return None
+
+    def poll(self, fds, timeout: int | None = 0):
+        items = list(fds.items()) if isinstance(fds, dict) else [tuple(x) for x in fds]
+        ready = []
+        for fd, events in items:
+            sock = self.fds.get(fd)
+            revents = POLLNVAL if sock is None else self._poll_mask(sock) & (events | POLLERR | POLLHUP)
+            if revents:
+                ready.append((fd, revents))
+        if not ready and timeout != 0:
+            raise WouldBlock()
+        return ready
+
+    def _poll_mask(self, sock: Socket) -> int:
+        if sock.kind == SOCK_DGRAM and sock.conn is None:
+            return POLLOUT
+        if sock.listening:
+            return POLLIN if sock.accept_queue else 0
+        if sock.conn is None:
+            return POLLOUT | POLLHUP
+        rsp, _ = self._nic(sock, HostOp.POLL)
+        return int(rsp.revents)
+
+    def getsockopt_error(self, fd: int):
+        sock = self._sock(fd)
+        if sock.conn is None or sock.kind != SOCK_STREAM:
+            return None
+        rsp, _ = self._nic(sock, HostOp.GETERR)
+        return None if rsp.error == HwErrno.OK else Errno(rsp.error.name)
+
+    def getsockname(self, fd: int):
+        sock = self._sock(fd)
+        if sock.conn is not None and sock.kind == SOCK_STREAM:
+            return self.host.conns[sock.conn].local
+        return sock.local or ("0.0.0.0", 0)
+
+    def getpeername(self, fd: int):
+        sock = self._sock(fd)
+        if sock.kind == SOCK_STREAM and sock.remote is not None and (sock.was_connected or not sock.connecting):
+            return sock.remote
+        if sock.kind == SOCK_DGRAM and sock.peer is not None:
+            return sock.peer
+        raise SocketError(Errno.ENOTCONN)
+
+
+class _Again(Exception):
+    """The NIC answered EAGAIN: nonblocking callers see EAGAIN, blocking ones wait."""
