@@ -132,6 +132,7 @@ class ControlPort(wiring.Component):
                         e = self.engine_rsp.payload
                         m.d.sync += [rsp.status.eq(e.status), rsp.state.eq(e.state),
                                      rsp.kind.eq(e.kind), rsp.error.eq(e.error),
+                                     rsp.value.eq(e.value), rsp.flag.eq(e.flag),
                                      step.eq(_Step.WAIT_RESPONSE_TAKEN)]
 
             with m.Case(_Step.WAIT_RESPONSE_TAKEN):

@@ -94,6 +94,9 @@ class CtlOp(enum.Enum, shape=4):
                         #: the socket has seen its connect() complete)
     FREE = 12           #: the slot is unused again
     READ_COUNTER = 13   #: counter ``index``
+    NEXT_DEADLINE = 14  #: ticks until the earliest running timer (``flag`` in the answer: any)
+    ADVANCE = 15        #: the clock jumps ``seq`` - 1 ticks; the next tick runs the timers.
+                        #: Exact when no timer falls due in between (NEXT_DEADLINE says)
 
 
 class ControlCommand(data.StructLayout):
@@ -128,11 +131,12 @@ class ControlCommand(data.StructLayout):
 
 class ControlResponse(data.StructLayout):
     """``status``: OK or the reason (EINVAL for a full socket table or a missing key).
-    ``value``: READ_COUNTER's counter; socket-table ops return its status code there."""
+    ``value``: READ_COUNTER's counter, NEXT_DEADLINE's ticks (``flag``: a timer runs);
+    socket-table ops return the table's status code there."""
 
     def __init__(self):
         super().__init__({"status": Errno, "state": TcpState, "kind": ConnKind,
-                          "error": Errno, "value": 32})
+                          "error": Errno, "value": 32, "flag": 1})
 
 
 class EventKind(enum.Enum, shape=1):

@@ -42,7 +42,7 @@ class EngineCommand(data.StructLayout):
 class EngineResponse(data.StructLayout):
     def __init__(self):
         super().__init__({"status": Errno, "state": TcpState, "kind": ConnKind,
-                          "error": Errno})
+                          "error": Errno, "value": 32, "flag": 1})
 
 
 class _Step(enum.Enum, shape=7):
@@ -113,6 +113,7 @@ class _Step(enum.Enum, shape=7):
     CTL_LOADED = 62
     CTL_INIT_RINGS = 63
     CTL_RESPOND = 64
+    DEADLINE_NEXT = 65      # NEXT_DEADLINE: the next connection with a timer running
 
 
 class _Event(enum.Enum, shape=2):
@@ -414,6 +415,14 @@ class TcpEngine(wiring.Component):
         ]
         in_synchronized = _one_of(state, *SYNCHRONIZED)
         in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
+
+        # the next connection from `scan` on with a timer running
+        armed_waiting = Signal(N)
+        next_armed = Signal(conn_bits)
+        m.d.comb += armed_waiting.eq(armed & ~((Const(1, N + 1) << scan) - 1)[:N])
+        for i in reversed(range(N)):
+            with m.If(armed_waiting[i]):
+                m.d.comb += next_armed.eq(i)
 
         rto_table = Array(Const(P.rto_after(k), 16) for k in range(16))
         persist_table = Array(Const(P.persist_after(k), 16) for k in range(16))
@@ -1050,15 +1059,10 @@ class TcpEngine(wiring.Component):
 
             # ----- timers (Tcb.on_timer) ------------------------------------------------------
             with m.Case(_Step.TICK_START):
-                # the next connection from `scan` on with a timer running, if any
-                waiting = Signal(N)
-                m.d.comb += waiting.eq(armed & ~((Const(1, N + 1) << scan) - 1)[:N])
-                with m.If(waiting == 0):
+                with m.If(armed_waiting == 0):
                     goto(_Step.IDLE)
                 with m.Else():
-                    for i in reversed(range(N)):
-                        with m.If(waiting[i]):
-                            m.d.sync += conn.eq(i)
+                    m.d.sync += conn.eq(next_armed)
                     goto(_Step.LOAD)
 
             with m.Case(_Step.TICK_NEXT):
@@ -1436,6 +1440,12 @@ class TcpEngine(wiring.Component):
                         goto(_Step.CTL_RESPOND)
                     with m.Case(CtlOp.UDP_CONNECT, CtlOp.INJECT, CtlOp.READ_STATE):
                         goto(_Step.LOAD)
+                    with m.Case(CtlOp.NEXT_DEADLINE):
+                        m.d.sync += [scan.eq(0), crsp.value.eq(0x7FFF_FFFF), crsp.flag.eq(0)]
+                        goto(_Step.DEADLINE_NEXT)
+                    with m.Case(CtlOp.ADVANCE):
+                        m.d.sync += now.eq(now + cc.seq - 1)
+                        goto(_Step.CTL_RESPOND)
                     with m.Default():
                         m.d.sync += crsp.status.eq(Errno.EINVAL)
                         goto(_Step.CTL_RESPOND)
@@ -1455,6 +1465,18 @@ class TcpEngine(wiring.Component):
                         with m.If(cc.mark):
                             m.d.sync += t.was_connected.eq(1)
                         goto(_Step.CTL_RESPOND)
+                    with m.Case(CtlOp.NEXT_DEADLINE):
+                        # the earliest of this connection's running timers, relative to now
+                        best = crsp.value.as_signed()
+                        for armed_bit, deadline in ((t.rto_armed, t.rto_deadline),
+                                                    (t.persist_armed, t.persist_deadline),
+                                                    (t.close_armed, t.close_deadline)):
+                            left = (deadline - now)[:32].as_signed()
+                            best = Mux(armed_bit & (left < best), left, best)
+                        m.d.sync += [crsp.value.eq(best), scan.eq(conn + 1),
+                                     crsp.flag.eq(crsp.flag | t.rto_armed | t.persist_armed
+                                                  | t.close_armed)]
+                        goto(Mux(conn == N - 1, _Step.CTL_RESPOND, _Step.DEADLINE_NEXT))
                     with m.Default():               # INJECT: a segment from the slow path
                         m.d.sync += [seg_seq.eq(cc.seq), seg_ack.eq(cc.ack), seg_flags.eq(cc.flags),
                                      seg_wnd.eq(cc.window), seg_plen.eq(0), seg_mss.eq(cc.mss),
@@ -1473,6 +1495,13 @@ class TcpEngine(wiring.Component):
                     m.d.sync += read_sent.eq(1)
                 with m.If((hdr_sent | rx_init_now) & (read_sent | tx_init_now)):
                     requery(_Step.DISPATCH)
+
+            with m.Case(_Step.DEADLINE_NEXT):
+                with m.If(armed_waiting == 0):
+                    goto(_Step.CTL_RESPOND)
+                with m.Else():
+                    m.d.sync += conn.eq(next_armed)
+                    goto(_Step.LOAD)
 
             with m.Case(_Step.CTL_RESPOND):
                 m.d.comb += [self.ctl_rsp.valid.eq(1), self.ctl_rsp.payload.eq(crsp)]
