@@ -14,16 +14,17 @@ from pathlib import Path
 import cocotb
 from cocotb.task import bridge
 
-from model.scenario import Runner, compare_traces, write_pcap
+from model.scenario import compare_traces, write_pcap
 from tb.nic_bench import NicBench, NicPort
 from tb.nic_os import NicHost
-from tb.scenarios import DUT_IP, DUT_MAC, NIC_POLICY, SCENARIOS, model_runner, peer_host
+from tb.scenarios import DUT_IP, DUT_MAC, NIC_POLICY, SCENARIOS, model_runner
 
 
 def _run(port, name, connections, out: Path):
-    fn, wire = SCENARIOS[name]
+    spec = SCENARIOS[name]
+    fn = spec.fn
     dut = NicHost(port, DUT_MAC, DUT_IP, policy=NIC_POLICY, connections=connections, name="dut")
-    rtl = Runner(dut, peer_host(), **wire)
+    rtl = spec.runner(dut)
     started, cycles0 = time.monotonic(), port.cycles
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -28,22 +28,34 @@ PORT = 80
 SCENARIOS = {}
 
 
-def scenario(**wire):
+def scenario(*, connections=8, peer_policy=None, **wire):
+    """Register a scenario: it needs a NIC of at least `connections` slots; the peer uses
+    `peer_policy` (default: the model's default); `wire` are Wire options (seeded faults)."""
     def register(fn):
-        SCENARIOS[fn.__name__] = (fn, wire)
+        SCENARIOS[fn.__name__] = Scenario(fn, wire, connections, peer_policy)
         return fn
     return register
 
 
-def peer_host():
-    return ModelBackend(Host(PEER_MAC, PEER_IP, name="peer", iss_base=7))
+class Scenario:
+    def __init__(self, fn, wire, connections, peer_policy):
+        self.fn, self.wire, self.connections, self.peer_policy = fn, wire, connections, peer_policy
+        self.doc = (fn.__doc__ or "").strip()
+
+    def __iter__(self):                        # (fn, wire), as a tuple
+        return iter((self.fn, self.wire))
+
+    def runner(self, dut):
+        return Runner(dut, peer_host(self.peer_policy), **self.wire)
+
+
+def peer_host(policy=None):
+    return ModelBackend(Host(PEER_MAC, PEER_IP, policy or Policy(), name="peer", iss_base=7))
 
 
 def model_runner(name, policy=NIC_POLICY):
     """The scenario's runner with the golden model as the dut."""
-    _, wire = SCENARIOS[name]
-    dut = ModelBackend(Host(DUT_MAC, DUT_IP, policy, name="dut"))
-    return Runner(dut, peer_host(), **wire)
+    return SCENARIOS[name].runner(ModelBackend(Host(DUT_MAC, DUT_IP, policy, name="dut")))
 
 
 def _peer_listener(r, port=PORT, backlog=4):
@@ -59,8 +71,8 @@ def _connected(r, port=PORT):
     server, lfd = _peer_listener(r, port)
     p1 = r.dut.spawn()
     fd = r.call(p1, "socket", "tcp").value
-    r.call(p1, "connect", fd, (PEER_IP, port), max_ticks=50)
-    conn, _ = r.call(server, "accept", lfd, side="peer", max_ticks=50).value
+    r.call(p1, "connect", fd, (PEER_IP, port), max_ticks=5000)
+    conn, _ = r.call(server, "accept", lfd, side="peer", max_ticks=5000).value
     return p1, fd, server, conn
 
 
@@ -125,3 +137,304 @@ def handshake(r):
     r.call(p1, "close", fd)
     r.call(server, "close", conn, side="peer")
     r.run(1100)
+
+
+@scenario()
+def n_to_m(r):
+    """Three writers share one connection (fork): each write arrives contiguous, in call
+    order; two readers (parent and child) alternate and together get the exact stream."""
+    p1, fd, server, conn = _connected(r)
+    writers = [p1, r.call(p1, "fork").value, r.call(p1, "fork").value]
+    sizes = [700, 17, 1460, 2048, 1, 999, 333, 1500, 64]
+    for i, size in enumerate(sizes):
+        r.call(writers[i % 3], "send", fd, bytes([0x41 + i]) * size)
+        r.call(server, "recv", conn, 4096, side="peer")
+    r.call(server, "send", conn, bytes(range(256)) * 8, side="peer")
+    readers = [p1, writers[1]]
+    for i, n in enumerate([1, 700, 13, 300, 1000, 34]):
+        r.call(readers[i % 2], "recv", fd, n)
+    r.call(p1, "recv", fd, 10, MSG_DONTWAIT)
+    for w in writers:
+        r.call(w, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1100)
+
+
+@scenario()
+def access_denied(r):
+    """A process that was never given the fd gets EBADF for every call on it, even when it
+    writes that connection's number into its own doorbell page, and changes nothing."""
+    p1, fd, server, conn = _connected(r)
+    r.call(server, "send", conn, b"secret data", side="peer")
+    r.run(3)
+    stranger = r.dut.spawn()
+    r.call(stranger, "recv", fd, 100)
+    r.call(stranger, "recv", fd, 100, MSG_PEEK)
+    r.call(stranger, "send", fd, b"injected")
+    r.call(stranger, "shutdown", fd, SHUT_WR)
+    r.call(stranger, "close", fd)
+    r.call(stranger, "poll", [(fd, 1)])
+    r.run(3)
+    r.call(p1, "recv", fd, 100)
+    r.call(p1, "send", fd, b"mine")
+    r.call(server, "recv", conn, 100, side="peer")
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1100)
+
+
+@scenario()
+def eof_and_reset(r):
+    """FIN gives EOF after all data; RST gives ECONNRESET; close() with unread data sends
+    RST; shutdown(SHUT_WR) sends FIN and the socket still reads."""
+    # FIN: the data, then end of file (twice)
+    p1, fd, server, conn = _connected(r, 81)
+    r.call(server, "send", conn, b"last words", side="peer")
+    r.call(server, "close", conn, side="peer")
+    r.call(p1, "recv", fd, 4)
+    r.call(p1, "recv", fd, 100)
+    r.call(p1, "recv", fd, 100)
+    r.call(p1, "recv", fd, 100)
+    r.call(p1, "poll", [(fd, 5)])
+    r.call(p1, "send", fd, b"too late?")
+    r.call(p1, "close", fd)
+    # close() with unread data: RST
+    p2, fd2, server2, conn2 = _connected(r, 82)
+    r.call(server2, "send", conn2, b"unread", side="peer")
+    r.run(3)
+    r.call(p2, "close", fd2)
+    r.call(server2, "recv", conn2, 100, side="peer")
+    r.call(server2, "close", conn2, side="peer")
+    # the peer aborts: ECONNRESET, then the error is gone
+    p3, fd3, server3, conn3 = _connected(r, 83)
+    r.call(p3, "send", fd3, b"you will not read this")
+    r.run(3)
+    r.call(server3, "close", conn3, side="peer")
+    r.call(p3, "poll", [(fd3, 5)])
+    r.call(p3, "getsockopt_error", fd3)
+    r.call(p3, "recv", fd3, 100)
+    r.call(p3, "send", fd3, b"x")
+    r.call(p3, "close", fd3)
+    # shutdown(SHUT_WR): FIN out, still reading
+    p4, fd4, server4, conn4 = _connected(r, 84)
+    r.call(p4, "shutdown", fd4, SHUT_WR)
+    r.call(server4, "recv", conn4, 100, side="peer")
+    r.call(p4, "send", fd4, b"no")
+    r.call(server4, "send", conn4, b"but I can still talk", side="peer")
+    r.call(p4, "recv", fd4, 100)
+    r.call(server4, "close", conn4, side="peer")
+    r.call(p4, "recv", fd4, 100)
+    r.call(p4, "close", fd4)
+    r.run(1100)
+
+
+def _transfer(r, p1, fd, server, conn, size, chunk=1000):
+    """`size` bytes each way, in sends of at most `chunk`, read as they come."""
+    out = bytes((i * 7 + 3) & 0xFF for i in range(size))
+    back = bytes((i * 13 + 1) & 0xFF for i in range(size))
+    for start in range(0, size, chunk):
+        n = min(chunk, size - start)
+        r.call(p1, "send", fd, out[start:start + n])
+        r.call(server, "send", conn, back[start:start + n], side="peer")
+        r.call(server, "recv", conn, n, MSG_WAITALL, side="peer")
+        r.call(p1, "recv", fd, n, MSG_WAITALL)
+
+
+@scenario(seed=5, reorder=0.3, reorder_extra=4)
+def out_of_order(r):
+    """Segments arrive out of order both ways: the receiver keeps an out-of-order range
+    and delivers it once the hole is filled; a segment needing a second range is refused
+    and retransmitted."""
+    p1, fd, server, conn = _connected(r)
+    _transfer(r, p1, fd, server, conn, 12000, chunk=1800)
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1100)
+
+
+@scenario(seed=1, drop=0.1, duplicate=0.1, reorder=0.1, corrupt=0.01)
+def lossy_wire(r):
+    """10% loss, duplication and reordering and 1% corruption both ways: retransmission
+    on timeout with backoff, fast retransmit, and the stream arrives exact."""
+    p1, fd, server, conn = _connected(r)
+    _transfer(r, p1, fd, server, conn, 16000)
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(3000)
+
+
+@scenario()
+def rto_backoff(r):
+    """The peer goes silent: the NIC retransmits from SND.UNA on its own at 200, 400, 800...
+    ticks; when the peer is back, the stream completes."""
+    p1, fd, server, conn = _connected(r)
+    r.wire.block = lambda side, frame: side == "b"           # the peer's frames are lost
+    r.call(p1, "send", fd, b"hello? " * 100)
+    r.run(3500)
+    r.wire.block = None
+    r.call(server, "recv", conn, 700, MSG_WAITALL, side="peer")
+    r.run(10)
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1100)
+
+
+@scenario(peer_policy=Policy(rcv_buffer=3000))
+def zero_window(r):
+    """A reader that stops makes the window 0 (both directions); persist probes follow;
+    reading again opens the window and the transfer resumes."""
+    p1, fd, server, conn = _connected(r)
+    # the dut's receive window closes: the peer probes
+    r.call(server, "send", conn, bytes(range(256)) * 12, MSG_DONTWAIT, side="peer")
+    r.run(700)
+    r.call(p1, "recv", fd, 1000)
+    r.call(p1, "recv", fd, 4000)
+    r.run(10)
+    r.call(p1, "recv", fd, 4000)
+    # the peer's window closes: the NIC probes
+    for i in range(3):
+        r.call(p1, "send", fd, bytes([0x61 + i]) * 2048, MSG_DONTWAIT)
+        r.run(5)
+    r.run(900)
+    r.call(server, "recv", conn, 5000, side="peer")
+    r.run(300)
+    r.call(server, "recv", conn, 5000, MSG_DONTWAIT, side="peer")
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1100)
+
+
+@scenario()
+def udp(r):
+    """Datagram boundaries kept; a short read truncates its datagram (the rest is gone);
+    MSG_PEEK; a connected socket takes only its peer's datagrams; sendto."""
+    p1 = r.dut.spawn()
+    ufd = r.call(p1, "socket", "udp").value
+    r.call(p1, "bind", ufd, ("0.0.0.0", 5353))
+    peer = r.peer.spawn()
+    pfd = r.call(peer, "socket", "udp", side="peer").value
+    r.call(peer, "bind", pfd, ("0.0.0.0", 1111), side="peer")
+    for payload in (b"first datagram", b"", b"x" * 1472, b"short"):
+        r.call(peer, "sendto", pfd, payload, (DUT_IP, 5353), side="peer")
+    r.run(3)
+    r.call(p1, "recvfrom", ufd, 5)
+    r.call(p1, "recvfrom", ufd, 100, MSG_PEEK)
+    r.call(p1, "recvfrom", ufd, 100)
+    r.call(p1, "recvfrom", ufd, 2000)
+    child = r.call(p1, "fork").value
+    r.call(child, "recvfrom", ufd, 100)
+    r.call(child, "recvfrom", ufd, 100, MSG_DONTWAIT)
+    r.call(p1, "sendto", ufd, b"reply", (PEER_IP, 1111))
+    r.call(p1, "sendto", ufd, b"x" * 1473, (PEER_IP, 1111))
+    r.call(p1, "sendto", ufd, b"lost", ("192.0.2.99", 1111))
+    r.call(peer, "recvfrom", pfd, 100, side="peer")
+    # a full ring drops whole datagrams
+    for i in range(4):
+        r.call(peer, "sendto", pfd, bytes([i]) * 700, (DUT_IP, 5353), side="peer")
+    r.run(3)
+    for _ in range(4):
+        r.call(p1, "recvfrom", ufd, 1000, MSG_DONTWAIT)
+    # connected: only the peer's datagrams
+    r.call(p1, "connect", ufd, (PEER_IP, 2222))
+    r.call(peer, "sendto", pfd, b"not from 2222", (DUT_IP, 5353), side="peer")
+    other = r.call(peer, "socket", "udp", side="peer").value
+    r.call(peer, "bind", other, ("0.0.0.0", 2222), side="peer")
+    r.call(peer, "sendto", other, b"from 2222", (DUT_IP, 5353), side="peer")
+    r.run(3)
+    r.call(p1, "recvfrom", ufd, 100, MSG_DONTWAIT)
+    r.call(p1, "recvfrom", ufd, 100, MSG_DONTWAIT)
+    r.call(p1, "send", ufd, b"to my peer")
+    r.call(peer, "recvfrom", other, 100, side="peer")
+    r.call(p1, "close", ufd)
+    r.call(child, "close", ufd)
+    r.call(peer, "sendto", pfd, b"nobody home", (DUT_IP, 5353), side="peer")
+    r.run(3)
+
+
+@scenario(connections=64)
+def many_connections(r):
+    """64 connections live at once (63 accepted from the peer and one opened by the dut),
+    with interleaved traffic on all of them."""
+    p1 = r.dut.spawn()
+    lfd = r.call(p1, "socket", "tcp").value
+    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
+    r.call(p1, "listen", lfd, 64)
+    client = r.peer.spawn()
+    pairs = []
+    for _ in range(63):
+        cfd = r.call(client, "socket", "tcp", side="peer").value
+        r.call(client, "connect", cfd, (DUT_IP, PORT), side="peer")
+        fd, _ = r.call(p1, "accept", lfd).value
+        pairs.append((fd, cfd))
+    server, slfd = _peer_listener(r, 9000)
+    ofd = r.call(p1, "socket", "tcp").value
+    r.call(p1, "connect", ofd, (PEER_IP, 9000))
+    oconn, _ = r.call(server, "accept", slfd, side="peer").value
+    for round_ in range(2):
+        for i, (fd, cfd) in enumerate(pairs):
+            r.call(client, "send", cfd, bytes([i]) * (i + round_ + 1), side="peer")
+        r.call(p1, "send", ofd, b"also busy")
+        r.run(2)
+        for i, (fd, cfd) in enumerate(reversed(pairs)):
+            r.call(p1, "recv", fd, 100)
+            r.call(p1, "send", fd, bytes([0xFF - i]) * 3)
+        r.call(server, "recv", oconn, 100, side="peer")
+        r.run(2)
+    for fd, cfd in pairs:
+        r.call(client, "recv", cfd, 100, MSG_DONTWAIT, side="peer")
+        r.call(p1, "close", fd)
+        r.call(client, "close", cfd, side="peer")
+    r.call(p1, "close", ofd)
+    r.call(server, "close", oconn, side="peer")
+    r.run(1100)
+
+
+def _random_ops(r, seed, steps):
+    """A seeded random program over two connections and two processes."""
+    rng = random.Random(seed)
+    p1, fd, server, conn = _connected(r, 90)
+    p2 = r.call(p1, "fork").value
+    q1, fd2, server2, conn2 = _connected(r, 91)
+    procs = [p1, p2]
+    socks = [(fd, server, conn), (fd2, server2, conn2)]
+    for _ in range(steps):
+        which = rng.randrange(2)
+        dfd, srv, sconn = socks[which]
+        pid = procs[rng.randrange(2)] if which == 0 else q1
+        op = rng.choice(["send", "recv", "peek", "peer_send", "peer_recv", "run", "poll"])
+        n = rng.choice([1, 2, 100, 536, 1460, 2047, 3000])
+        if op == "send":
+            r.call(pid, "send", dfd, bytes(rng.randrange(256) for _ in range(min(n, 2048))),
+                   MSG_DONTWAIT)
+        elif op == "recv":
+            r.call(pid, "recv", dfd, n, MSG_DONTWAIT)
+        elif op == "peek":
+            r.call(pid, "recv", dfd, n, MSG_DONTWAIT | MSG_PEEK)
+        elif op == "peer_send":
+            r.call(srv, "send", sconn, bytes(rng.randrange(256) for _ in range(n)), MSG_DONTWAIT,
+                   side="peer")
+        elif op == "peer_recv":
+            r.call(srv, "recv", sconn, n, MSG_DONTWAIT, side="peer")
+        elif op == "poll":
+            r.call(pid, "poll", [(dfd, 5)])
+        else:
+            r.run(rng.choice([1, 3, 50]))
+    for dfd, srv, sconn in socks:
+        r.call(srv, "close", sconn, side="peer")
+    r.run(5)
+    for pid, dfd in ((p1, fd), (p2, fd), (q1, fd2)):
+        r.call(pid, "recv", dfd, 10000, MSG_DONTWAIT)
+        r.call(pid, "close", dfd)
+    r.run(1100)
+
+
+@scenario(seed=7, drop=0.05, reorder=0.05)
+def random_1(r):
+    """Seeded random calls on two connections over a slightly lossy wire."""
+    _random_ops(r, 1, 120)
+
+
+@scenario()
+def random_2(r):
+    """Seeded random calls on two connections."""
+    _random_ops(r, 2, 120)
