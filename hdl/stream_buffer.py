@@ -31,12 +31,16 @@ class OooRange(data.StructLayout):
         super().__init__({"valid": 1, "lo": 32, "hi": 32})
 
 
+def _ranges(max_ooo_ranges):
+    """The ``ranges`` field, absent when none are kept (no zero-width signals in the Verilog)."""
+    return {"ranges": data.ArrayLayout(OooRange(), max_ooo_ranges)} if max_ooo_ranges else {}
+
+
 class ConnState(data.StructLayout):
     """What the state RAM keeps per connection: 65 bits per range plus 64."""
 
     def __init__(self, max_ooo_ranges):
-        super().__init__({"head": 32, "tail": 32,
-                          "ranges": data.ArrayLayout(OooRange(), max_ooo_ranges)})
+        super().__init__({"head": 32, "tail": 32, **_ranges(max_ooo_ranges)})
 
 
 class WriteCommand(data.StructLayout):
@@ -67,8 +71,7 @@ class InitCommand(data.StructLayout):
 
 class StateQuery(data.StructLayout):
     def __init__(self, count_bits, max_ooo_ranges):
-        super().__init__({"head": 32, "tail": 32, "free": count_bits,
-                          "ranges": data.ArrayLayout(OooRange(), max_ooo_ranges)})
+        super().__init__({"head": 32, "tail": 32, "free": count_bits, **_ranges(max_ooo_ranges)})
 
 
 class StreamBuffer(wiring.Component):
@@ -144,7 +147,12 @@ class StreamBuffer(wiring.Component):
         Connection whose state ``query`` shows on the next cycle.
     query : Out(StateQuery)
         ``head``, ``tail``, ``free = ring_bytes - (tail - head)`` (the window to
-        advertise) and the held ranges, in slot order (not sorted), ``valid`` per slot.
+        advertise) and the held ranges, in slot order (not sorted), ``valid`` per slot
+        (no ``ranges`` field when ``max_ooo_ranges`` is 0). It shows the state as of the
+        previous cycle: a command's effect is there one cycle after ``state_pending`` is low.
+    state_pending : Out(1)
+        A command has been accepted and its new state is not yet in the state RAM (its
+        decision or write-back cycle); data may still be moving after that.
     refused_count : Out(32)
         Writes refused for want of a range slot, all connections together.
     """
@@ -178,6 +186,7 @@ class StreamBuffer(wiring.Component):
             "init": In(stream.Signature(InitCommand(conn_bits))),
             "query_conn": In(conn_bits),
             "query": Out(StateQuery(count_bits, max_ooo_ranges)),
+            "state_pending": Out(1),
             "refused_count": Out(32),
         })
 
@@ -219,7 +228,10 @@ class StreamBuffer(wiring.Component):
             shape=ConnState(N), depth=self._connections, init=[])
         swp = state_mem.write_port()
         srp = state_mem.read_port(transparent_for=(swp,))
-        qrp = state_mem.read_port(transparent_for=(swp,))
+        # Not transparent: Icarus Verilog does not re-evaluate the continuous assignment that
+        # a free-running transparent port becomes (`assign data = mem[addr_q]`) when the word
+        # is written. `state_pending` says when the query is up to date instead.
+        qrp = state_mem.read_port()
 
         def rel(pos, base):
             """``pos - base`` in sequence space, for positions known to lie in the ring."""
@@ -231,8 +243,9 @@ class StreamBuffer(wiring.Component):
             self.query.head.eq(qrp.data.head),
             self.query.tail.eq(qrp.data.tail),
             self.query.free.eq(R - rel(qrp.data.tail, qrp.data.head)),
-            self.query.ranges.eq(qrp.data.ranges),
         ]
+        if N:
+            m.d.comb += self.query.ranges.eq(qrp.data.ranges)
 
         # State write-back, one cycle after the decision that computed it.
         state_we = Signal()
@@ -350,7 +363,7 @@ class StreamBuffer(wiring.Component):
         ]
         r_start = (st.head + r_skipped)[:32]
 
-        with m.FSM(name="fsm"):
+        with m.FSM(name="fsm") as fsm:
             with m.State("WAIT_CMD"):
                 m.d.comb += srp.en.eq(1)
                 with m.If(self.init.valid):
@@ -469,4 +482,6 @@ class StreamBuffer(wiring.Component):
                         m.d.sync += left.eq(0)
                         m.next = "WAIT_CMD"
 
+        m.d.comb += self.state_pending.eq(fsm.ongoing("WRITE_STATE") | fsm.ongoing("READ_STATE")
+                                          | state_we)
         return m

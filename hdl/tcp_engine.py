@@ -56,64 +56,63 @@ class _Step(enum.Enum, shape=7):
     PUSH_CLOSED_EVENT = 5
     REQUERY_1 = 6           # ring states settling after a ring command
     REQUERY_2 = 7
-    REQUERY_3 = 8
-    EMIT = 9                # a segment's header (and payload read) going to the framer
-    TCP_START = 10          # receive: TCP (model.tcp.Tcb.process)
-    TCP_SYN_SENT = 11
-    TCP_SYN_SENT_INIT = 12
-    TCP_ACCEPT = 13
-    TCP_RST = 14
-    TCP_ACK = 15
-    TCP_ACK_RELEASE = 16
-    TCP_ACK_RESULT = 17
-    TCP_ACK_TRANSITIONS = 18
-    TCP_DATA = 19
-    TCP_DATA_WRITE = 20
-    TCP_DATA_WAIT = 21
-    TCP_FIN = 22
-    TCP_TAKE_FIN = 23
-    CLEAR_SEND_RING = 24
-    ACTION = 25             # tell the receive path what to do with the frame; answer an INJECT
-    UDP_START = 26          # receive: UDP datagram into its socket's ring
-    UDP_HEADER_CMD = 27
-    UDP_HEADER_WAIT = 28
-    UDP_PAYLOAD_CMD = 29
-    UDP_PAYLOAD_WAIT = 30
-    DISPATCH = 31           # what to send (model.tcp.Tcb.dispatch)
-    DISPATCH_OUTBOX = 32
-    DISPATCH_SYN = 33
-    DISPATCH_SEGMENT = 34
-    DISPATCH_ACK = 35
-    DISPATCH_PERSIST = 36
-    TICK_START = 37         # timers (model.tcp.Tcb.on_timer), every connection once per tick
-    TICK_NEXT = 38
-    TIMER = 39
-    TIMER_RTO = 40
-    TIMER_PERSIST = 41
-    HOST_ACCESS = 42        # host commands (model.host.Process)
-    HOST_ACCESS_WAIT = 43
-    HOST_DECODE = 44
-    HOST_RESPOND = 45
-    HOST_DRAIN = 46
-    HOST_READ = 47
-    HOST_READ_DATA = 48
-    HOST_WINDOW_UPDATE = 49
-    HOST_WRITE = 50
-    HOST_WRITE_CMD = 51
-    HOST_WRITE_WAIT = 52
-    HOST_WRITE_DONE = 53
-    UDP_READ = 54
-    UDP_READ_HEADER = 55
-    UDP_READ_CAPTURE = 56
-    UDP_READ_DATA = 57
-    UDP_READ_RELEASE = 58
-    UDP_SEND = 59
-    UDP_SEND_PAYLOAD = 60
-    CTL_DECODE = 61         # control commands
-    CTL_LOADED = 62
-    CTL_INIT_RINGS = 63
-    CTL_RESPOND = 64
-    DEADLINE_NEXT = 65      # NEXT_DEADLINE: the next connection with a timer running
+    EMIT = 8                # a segment's header (and payload read) going to the framer
+    TCP_START = 9          # receive: TCP (model.tcp.Tcb.process)
+    TCP_SYN_SENT = 10
+    TCP_SYN_SENT_INIT = 11
+    TCP_ACCEPT = 12
+    TCP_RST = 13
+    TCP_ACK = 14
+    TCP_ACK_RELEASE = 15
+    TCP_ACK_RESULT = 16
+    TCP_ACK_TRANSITIONS = 17
+    TCP_DATA = 18
+    TCP_DATA_WRITE = 19
+    TCP_DATA_WAIT = 20
+    TCP_FIN = 21
+    TCP_TAKE_FIN = 22
+    CLEAR_SEND_RING = 23
+    ACTION = 24             # tell the receive path what to do with the frame; answer an INJECT
+    UDP_START = 25          # receive: UDP datagram into its socket's ring
+    UDP_HEADER_CMD = 26
+    UDP_HEADER_WAIT = 27
+    UDP_PAYLOAD_CMD = 28
+    UDP_PAYLOAD_WAIT = 29
+    DISPATCH = 30           # what to send (model.tcp.Tcb.dispatch)
+    DISPATCH_OUTBOX = 31
+    DISPATCH_SYN = 32
+    DISPATCH_SEGMENT = 33
+    DISPATCH_ACK = 34
+    DISPATCH_PERSIST = 35
+    TICK_START = 36         # timers (model.tcp.Tcb.on_timer), every connection once per tick
+    TICK_NEXT = 37
+    TIMER = 38
+    TIMER_RTO = 39
+    TIMER_PERSIST = 40
+    HOST_ACCESS = 41        # host commands (model.host.Process)
+    HOST_ACCESS_WAIT = 42
+    HOST_DECODE = 43
+    HOST_RESPOND = 44
+    HOST_DRAIN = 45
+    HOST_READ = 46
+    HOST_READ_DATA = 47
+    HOST_WINDOW_UPDATE = 48
+    HOST_WRITE = 49
+    HOST_WRITE_CMD = 50
+    HOST_WRITE_WAIT = 51
+    HOST_WRITE_DONE = 52
+    UDP_READ = 53
+    UDP_READ_HEADER = 54
+    UDP_READ_CAPTURE = 55
+    UDP_READ_DATA = 56
+    UDP_READ_RELEASE = 57
+    UDP_SEND = 58
+    UDP_SEND_PAYLOAD = 59
+    CTL_DECODE = 60         # control commands
+    CTL_LOADED = 61
+    CTL_INIT_RINGS = 62
+    CTL_RESPOND = 63
+    DEADLINE_NEXT = 64      # NEXT_DEADLINE: the next connection with a timer running
 
 
 class _Event(enum.Enum, shape=2):
@@ -481,6 +480,8 @@ class TcpEngine(wiring.Component):
         with m.Elif(~self.tick & tick_taken):
             m.d.sync += ticks_pending.eq(ticks_pending - 1)
 
+        rings_pending = rx_ring.state_pending | tx_ring.state_pending
+
         # ----- port defaults ---------------------------------------------------------------
         rec_rd_en = Signal()
         m.d.comb += [rec_rd.addr.eq(conn), rec_rd.en.eq(rec_rd_en),
@@ -594,7 +595,8 @@ class TcpEngine(wiring.Component):
             # ----- loading and writing back a connection ---------------------------------
             with m.Case(_Step.LOAD):
                 m.d.comb += rec_rd_en.eq(1)
-                goto(_Step.LATCH)
+                with m.If(~rings_pending):
+                    goto(_Step.LATCH)
 
             with m.Case(_Step.LATCH):
                 m.d.sync += [t.eq(rec_rd.data), state0.eq(rec_rd.data.state),
@@ -611,10 +613,10 @@ class TcpEngine(wiring.Component):
                         goto(_Step.TIMER)
 
             with m.Case(_Step.REQUERY_1):
-                goto(_Step.REQUERY_2)
+                # the rings' states are in their RAMs; the query shows them a cycle later
+                with m.If(~rings_pending):
+                    goto(_Step.REQUERY_2)
             with m.Case(_Step.REQUERY_2):
-                goto(_Step.REQUERY_3)
-            with m.Case(_Step.REQUERY_3):
                 m.d.sync += [rxq.eq(rx_ring.query), txq.eq(tx_ring.query), step.eq(ret)]
 
             with m.Case(_Step.WRITE_BACK):

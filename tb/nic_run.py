@@ -8,7 +8,7 @@ with empty memories); it is rebuilt when the Verilog changes.
 
 import hashlib
 import json
-import re
+from xml.etree import ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,18 +19,46 @@ from tb.tools import BUILD, REPO, install_simulator_env
 
 __all__ = ["NicConfig", "build", "run_scenario", "for_icarus"]
 
-# Yosys makes every `always @*` block run at time zero through a dummy register declared with
-# an initialiser (`reg \$auto$...dump_module$N = 0;`). Icarus Verilog 11 applies declaration
-# initialisers before any process starts, so that event is never seen and a combinational
-# output that depends only on registers that keep their initial value stays X. An `initial`
-# assignment is an event at time zero, as Yosys intends.
-_TIME_ZERO_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$",
-                                re.MULTILINE)
+# Yosys writes combinational logic as `always @*` blocks; in Icarus Verilog 11 such a block
+# runs only when one of its inputs changes. Yosys adds a time-zero trigger (a dummy register
+# with an initialiser) to the multi-line blocks, but Icarus applies initialisers before any
+# process waits, and the one-line blocks that drive part of a vector have no trigger at all.
+# A block whose inputs keep their initial values then never runs and its output stays X
+# (seen: a ring command's connection number for connection 0). So the Icarus build gives
+# every module a register that changes at time zero, after `#0` (when every block waits),
+# and makes every `always @*` block read it. (`always_comb` would do the same, but Icarus
+# widens its sensitivity to whole vectors and the NIC's part-select assignments then loop.)
+_TRIGGER = "icarus_time_zero"
 
 
 def for_icarus(verilog: str) -> str:
-    """`verilog` with Yosys's time-zero triggers as `initial` assignments (see above)."""
-    return _TIME_ZERO_TRIGGER.sub(r"\1reg \2;\n\1initial \2 = 1'b0;", verilog)
+    """`verilog` with every `always @*` block run once at time zero (see above)."""
+    out = []
+    lines = verilog.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        stripped = line.strip()
+        if stripped.startswith("module "):
+            while not lines[i].rstrip().endswith(");"):        # the port list
+                i += 1
+                out.append(lines[i])
+            out.append(f"  reg {_TRIGGER};")
+            out.append(f"  initial #0 {_TRIGGER} = 1'b0;")
+        elif stripped == "always @* begin":
+            out.append(f"    if ({_TRIGGER}) begin end")
+        elif stripped == "always @*":
+            statement = lines[i + 1]
+            if not statement.rstrip().endswith(";"):
+                raise ValueError(f"unexpected always block at line {i + 1}: {statement!r}")
+            out[-1] = line.replace("always @*", "always @* begin")
+            out.append(f"    if ({_TRIGGER}) begin end")
+            out.append(statement)
+            out.append("  end")
+            i += 1
+        i += 1
+    return "\n".join(out) + "\n"
 
 
 @dataclass(frozen=True)
@@ -50,11 +78,15 @@ class NicConfig:
                    processes=self.processes, policy=NIC_POLICY)
 
 
-def build(sim: str, config: NicConfig, waves: bool = False) -> Path:
-    """Generate ``nic.v`` for `config` and build it for `sim`; returns the build folder."""
+def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -> Path:
+    """Generate ``nic.v`` for `config` and build it for `sim`; returns the build folder.
+
+    `variant` names a modified design (a test's mutation) so that it gets builds of its own.
+    """
     install_simulator_env()
-    folder = BUILD / "cocotb" / config.name / (sim + ("_waves" if waves else ""))
-    verilog = BUILD / "verilog" / f"{config.name}{'_icarus' if sim == 'icarus' else ''}.v"
+    name = config.name + (f"_{variant}" if variant else "")
+    folder = BUILD / "cocotb" / name / (sim + ("_waves" if waves else ""))
+    verilog = BUILD / "verilog" / f"{name}{'_icarus' if sim == 'icarus' else ''}.v"
     text = to_verilog(config.component(), "nic")
     if sim == "icarus":
         text = for_icarus(text)
@@ -78,10 +110,12 @@ def build(sim: str, config: NicConfig, waves: bool = False) -> Path:
     return folder
 
 
-def run_scenario(sim: str, config: NicConfig, scenario: str, waves: bool = False) -> dict:
-    """Run one scenario on the RTL (and the model); returns its summary, raises on a mismatch."""
-    folder = build(sim, config, waves)
-    out = BUILD / "sim" / config.name / sim
+def run_scenario(sim: str, config: NicConfig, scenario: str, waves: bool = False,
+                 variant: str = "") -> dict:
+    """Run one scenario on the RTL (and the model); returns its summary, raises on a mismatch
+    with the scoreboard's report."""
+    folder = build(sim, config, waves, variant)
+    out = BUILD / "sim" / (config.name + (f"_{variant}" if variant else "")) / sim
     runner = get_runner(sim)
     results = runner.test(hdl_toplevel="nic", hdl_toplevel_lang="verilog",
                           test_module="tb.nic_cocotb", build_dir=folder,
@@ -96,6 +130,7 @@ def run_scenario(sim: str, config: NicConfig, scenario: str, waves: bool = False
     summary_file = out / f"{scenario}.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     if total == 0 or failed:
-        raise AssertionError(f"scenario {scenario} failed on {sim} at {config.data_width} bits: "
-                             f"see the log above, {results} and {out}")
+        messages = [f.get("message", "") for f in ElementTree.parse(results).iter("failure")]
+        raise AssertionError(f"scenario {scenario} failed on {sim} at {config.data_width} bits "
+                             f"(log: {results}, traces and pcaps: {out}):\n" + "\n".join(messages))
     return summary

@@ -93,7 +93,7 @@ async def send_cmd(ctx, port, payload, pauses):
 
 
 def hw_state(q):
-    ranges = sorted((r.lo, r.hi) for r in q.ranges if r.valid)
+    ranges = sorted((r.lo, r.hi) for r in getattr(q, "ranges", ()) if r.valid)   # none kept: no field
     return (q.head, q.tail, q.free, ranges)
 
 
