@@ -1,7 +1,8 @@
 """Verilog generation and lint for every block and the NIC top.
 
 ``python -m hdl.build --out build/verilog [--lint]`` writes one ``<name>.v`` per entry of
-``BLOCKS`` and, with ``--lint``, runs ``verilator --lint-only -Wall`` on each.
+``BLOCKS`` (the NIC top is ``nic.v``, top module ``nic``) and, with ``--lint``, runs
+``verilator --lint-only -Wall`` on each.
 """
 
 import argparse
@@ -40,6 +41,11 @@ BLOCKS = {
     "frame_slicer": ("hdl.frame_slicer", "FrameSlicer", {"data_width": 64}),
     "tx_framer": ("hdl.tx_framer", "TxFramer", {"data_width": 64}),
     "frame_fifo": ("hdl.frame_fifo", "FrameFifo", {"data_width": 64, "depth": 1024}),
+    "tx_arbiter": ("hdl.tx_arbiter", "TxArbiter", {"data_width": 64}),
+    "tcp_engine": ("hdl.tcp_engine", "TcpEngine",
+                   {"data_width": 64, "connections": 64, "processes": 16}),
+    # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each
+    "nic": ("hdl.nic", "NIC", {"data_width": 64, "connections": 64, "processes": 16}),
 }
 
 

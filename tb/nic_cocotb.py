@@ -27,11 +27,13 @@ def _run(port, name, connections, out: Path):
     rtl = spec.runner(dut)
     started, cycles0 = time.monotonic(), port.cycles
     out.mkdir(parents=True, exist_ok=True)
+    stopped = None
     try:
         fn(rtl)
-    finally:
-        (out / f"{name}.trace").write_text("\n".join(map(str, rtl.trace)) + "\n")
-        write_pcap(str(out / f"{name}.rtl.pcap"), [e.frame for e in rtl.wire.log])
+    except Exception as err:                # the trace up to here is still compared
+        stopped = err
+    (out / f"{name}.trace").write_text("\n".join(map(str, rtl.trace)) + "\n")
+    write_pcap(str(out / f"{name}.rtl.pcap"), [e.frame for e in rtl.wire.log])
     wall, cycles = time.monotonic() - started, port.cycles - cycles0
     model = model_runner(name)
     fn(model)
@@ -43,7 +45,10 @@ def _run(port, name, connections, out: Path):
     if report is not None:
         write_pcap(str(out / f"{name}.model.pcap"), [e.frame for e in model.wire.log])
         raise AssertionError(f"scenario {name}: RTL differs from the model (pcaps and trace in "
-                             f"{out})\n{report}")
+                             f"{out})"
+                             f"{f'; the RTL run stopped with {stopped!r}' if stopped else ''}\n{report}")
+    if stopped is not None:
+        raise stopped
     return summary
 
 

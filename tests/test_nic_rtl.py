@@ -7,6 +7,7 @@ fresh simulator process. A mutated engine (ACK numbers off by one) must make the
 fail: that shows the comparison can fail at all.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from tb.cocotb_run import SIMULATORS
 from tb.nic_run import NicConfig, run_scenario
 from tb.scenarios import SCENARIOS
+from tb.tools import BUILD
 
 WIDTHS = (64, 8)
 CONFIGS = {width: NicConfig(data_width=width, connections=64, processes=16) for width in WIDTHS}
@@ -31,10 +33,10 @@ def test_scenarios_equal_the_model(sim, width):
             summaries.append(run_scenario(sim, CONFIGS[width], name))
         except AssertionError as err:
             failures.append(f"{name}: {err}")
-    for s in summaries:
-        print(f"{sim} {width:2} bit {s['scenario']:17} {s['cycles']:7} cycles "
-              f"{s['ticks']:5} ticks {s['segments']:4} segments {s['wall_s']:6.2f} s")
+    report = BUILD / "sim" / f"scenarios_{sim}_{width}.json"
+    report.write_text(json.dumps(summaries, indent=1) + "\n")
     assert not failures, "\n".join(failures)
+    assert len(summaries) == len(SCENARIOS) and all(s["equal"] for s in summaries)
 
 
 def test_a_broken_ack_number_is_caught(monkeypatch):

