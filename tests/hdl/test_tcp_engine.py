@@ -10,6 +10,7 @@ The whole NIC is compared with the model scenario by scenario in tests/test_nic_
 import pytest
 from amaranth.sim import Simulator
 
+from hdl.access_table import AccessOp
 from hdl.build import lint_component
 from hdl.ports import CtlOp, EventKind, HostOp, RxRoute
 from hdl.tcb import Errno, TcpState
@@ -17,7 +18,7 @@ from hdl.tcp_engine import TcpEngine
 from model.packet import TcpFlags, TcpSegment
 from model.policy import Policy
 from model.tcp import State, Tcb
-from tb.amaranth_sim import beats_to_frame, send_frame
+from tb.amaranth_sim import beats_to_frame, frame_to_beats, send_frame
 from tb.tools import BUILD
 
 POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
@@ -89,26 +90,47 @@ class EngineBench:
         await self.settle()
         return rsp
 
+    async def grant(self, conn, pid):
+        ctx, dut = self.ctx, self.dut
+        ctx.set(dut.access_control.payload, {"op": AccessOp.GRANT, "conn": conn, "pid": pid})
+        ctx.set(dut.access_control.valid, 1)
+        await ctx.tick().until(dut.access_control.ready)
+        ctx.set(dut.access_control.valid, 0)
+        await ctx.tick().until(dut.access_done)
+
     async def host(self, data=b"", **fields):
+        """One host command and its data; the answer may come before the data is taken (an
+        EBADF is answered, then the data drained), so both are driven in one loop."""
         ctx, dut = self.ctx, self.dut
         ctx.set(dut.host_cmd.payload, {"length": len(data), **fields})
         ctx.set(dut.host_cmd.valid, 1)
         await ctx.tick().until(dut.host_cmd.ready)
         ctx.set(dut.host_cmd.valid, 0)
-        if data:
-            await send_frame(ctx, dut.host_wdata, data, self.width)
-        while not ctx.get(dut.host_rsp.valid):
-            await self.cycle()
-        rsp = ctx.get(dut.host_rsp.payload)
-        beats = []
-        for _ in range(10_000):
-            if fields["op"] != HostOp.READ or rsp.status != Errno.OK or len(beats_to_frame(beats, self.width)) == rsp.count:
+        beats = frame_to_beats(data, self.width) if data else []
+        rsp, read = None, []
+        for _ in range(20_000):
+            if beats:
+                d, k, last = beats[0]
+                ctx.set(dut.host_wdata.valid, 1)
+                ctx.set(dut.host_wdata.payload, {"data": d, "keep": k, "last": last})
+            else:
+                ctx.set(dut.host_wdata.valid, 0)
+            _, _, w_ready, r_valid, r_payload, d_valid, d_payload = await ctx.tick().sample(
+                dut.host_wdata.ready, dut.host_rsp.valid, dut.host_rsp.payload,
+                dut.host_rdata.valid, dut.host_rdata.payload)
+            if beats and w_ready:
+                beats.pop(0)
+            if r_valid:
+                rsp = r_payload
+            if d_valid:
+                read.append((d_payload.data, d_payload.keep))
+            done_reading = (rsp is not None and (fields["op"] != HostOp.READ or rsp.status != Errno.OK
+                                                 or len(beats_to_frame(read, self.width)) == rsp.count))
+            if rsp is not None and not beats and done_reading:
                 break
-            _, _, valid, payload = await ctx.tick().sample(dut.host_rdata.valid, dut.host_rdata.payload)
-            if valid:
-                beats.append((payload.data, payload.keep))
+        ctx.set(dut.host_wdata.valid, 0)
         await self.settle()
-        return rsp, beats_to_frame(beats, self.width) if beats else b""
+        return rsp, beats_to_frame(read, self.width) if read else b""
 
     async def receive(self, seg: TcpSegment):
         """A segment from the receive path: the event, the engine's action, then the payload."""
@@ -123,7 +145,7 @@ class EngineBench:
         while not ctx.get(dut.rx_action.valid):
             await self.cycle()
         route = ctx.get(dut.rx_action.payload.route)
-        await self.cycle()
+        await self.cycle()                          # the action is taken
         if route == RxRoute.STORE and seg.payload:
             await send_frame(ctx, dut.rx_payload, seg.payload, self.width)
         await self.settle()
@@ -156,6 +178,7 @@ def test_engine_follows_the_model(data_width):
         ctx.set(dut.ctl_rsp.ready, 1)
         ctx.set(dut.host_rsp.ready, 1)
         ctx.set(dut.host_rdata.ready, 1)
+        ctx.set(dut.rx_action.ready, 1)
         b = EngineBench(ctx, dut, data_width)
         # connect(): SYN with our MSS
         await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
@@ -174,7 +197,7 @@ def test_engine_follows_the_model(data_width):
         # a process without access learns nothing; one with access writes
         rsp, _ = await b.host(b"denied", pid=2, conn=1, op=HostOp.WRITE)
         assert rsp.status == Errno.EBADF and b.take() == []
-        await b.control(op=CtlOp.GRANT, conn=1, pid=1)
+        await b.grant(conn=1, pid=1)
         data = bytes(range(256)) * 10
         rsp, _ = await b.host(data, pid=1, conn=1, op=HostOp.WRITE, nonblock=1)
         assert rsp.status == Errno.OK and rsp.count == tcb.send(data) == 2048
