@@ -54,5 +54,13 @@ synth: $(SYNTH_STAMP)
 sim: deps
 	$(PY) -m tb.sim --sim $(SIM) --width $(WIDTH) --scenario $(SCENARIO)
 
+# Receive and transmit rates, latencies, simulation speed and the model's throughput, into
+# build/bench/bench.json and bench.md (tb/bench_run.py); Verilator unless SIM is given,
+# QUICK=1 for the smoke plan. `python -m tb.readme_tables` puts the table in the README.
+BENCH_SIM := $(if $(filter file,$(origin SIM)),verilator,$(SIM))
+bench: deps
+	$(PY) -m tb.bench_run --sim $(BENCH_SIM) --width $(WIDTH) $(if $(QUICK),--quick) \
+	  --command "make bench$(if $(filter-out file,$(origin SIM)), SIM=$(SIM))$(if $(filter-out file,$(origin WIDTH)), WIDTH=$(WIDTH))$(if $(QUICK), QUICK=1)"
+
 clean:
 	rm -rf build

@@ -1,7 +1,7 @@
 """Receive dispatcher: each stored frame, with its verdict, to the engine, the slow path or nowhere."""
 
 from amaranth import *
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .classifier import Verdict, VerdictRecord

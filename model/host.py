@@ -323,14 +323,18 @@ class Host:
 
 
 class Process:
-    """A process on a `Host`: a pid and an fd table. Socket calls are its methods."""
+    """A process on a `Host`: a pid and an fd table. Socket calls are its methods.
+
+    The fd table (fork, dup, fd passing, close) is also the RTL host driver's
+    (``tb.nic_os.Process`` subclasses this class): `_hold` and `_drop` are where an fd starts
+    and stops referring to a socket, `_new_socket` makes a socket.
+    """
 
     def __init__(self, host: Host, pid: int, fds: dict[int, Socket] | None = None):
         self.host, self.pid = host, pid
         self.fds: dict[int, Socket] = {}
         for fd, sock in (fds or {}).items():
-            self.fds[fd] = sock
-            sock.refs += 1
+            self._hold(fd, sock)
 
     def __repr__(self):
         return f"Process(pid={self.pid}, fds={sorted(self.fds)})"
@@ -343,12 +347,24 @@ class Process:
             raise SocketError(Errno.EBADF)
         return sock
 
+    def _hold(self, fd: int, sock: Socket):
+        """`fd` now refers to `sock`."""
+        self.fds[fd] = sock
+        sock.refs += 1
+
+    def _drop(self, fd: int, sock: Socket):
+        """`fd` no longer refers to `sock`."""
+        del self.fds[fd]
+        sock.refs -= 1
+
+    def _new_socket(self, kind: int) -> Socket:
+        return Socket(kind)
+
     def _install(self, sock: Socket) -> int:
         fd = FIRST_FD
         while fd in self.fds:
             fd += 1
-        self.fds[fd] = sock
-        sock.refs += 1
+        self._hold(fd, sock)
         return fd
 
     def _call(self, method, *args):
@@ -365,7 +381,7 @@ class Process:
     # ----- process calls ----------------------------------------------------------
 
     def fork(self) -> "Process":
-        child = Process(self.host, self.host._next_pid, self.fds)
+        child = type(self)(self.host, self.host._next_pid, self.fds)
         self.host.processes[child.pid] = child
         self.host._next_pid += 1
         return child
@@ -385,8 +401,7 @@ class Process:
 
     def _close(self, fd):
         sock = self._sock(fd)
-        del self.fds[fd]
-        sock.refs -= 1
+        self._drop(fd, sock)
         if sock.refs == 0:
             self.host._release(sock)
 
@@ -405,7 +420,7 @@ class Process:
                  SOCK_DGRAM: SOCK_DGRAM, "udp": SOCK_DGRAM, "dgram": SOCK_DGRAM}
         if kind not in kinds:
             raise SocketError(Errno.EINVAL, f"unknown socket kind {kind!r}")
-        sock = Socket(kinds[kind])
+        sock = self._new_socket(kinds[kind])
         self.host.sockets.append(sock)
         return self._install(sock)
 

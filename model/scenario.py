@@ -43,7 +43,7 @@ from .host import Host
 from .packet import PacketError, flag_names, parse_frame
 from .wire import Wire
 
-__all__ = ["Result", "BLOCKED", "Backend", "ModelBackend", "Runner", "segment_entry",
+__all__ = ["Result", "BLOCKED", "Backend", "ModelBackend", "run_call", "Runner", "segment_entry",
            "compare_traces", "write_pcap"]
 
 
@@ -90,6 +90,27 @@ class Backend:
         raise NotImplementedError
 
 
+def run_call(processes: dict, pid: int, op: str, args: tuple) -> Result:
+    """Run socket call `op` as process `pid` of `processes` (``model.host.Process`` objects, or
+    the RTL driver's, which share its API) and turn what it raises into a Result."""
+    proc = processes.get(pid)
+    if proc is None:
+        raise ValueError(f"No process with pid {pid!r}")
+    try:
+        if op == "fork":
+            return Result(proc.fork().pid)
+        if op == "send_fd":
+            fd, other = args
+            return Result(proc.send_fd(fd, processes[other]))
+        if op.startswith("_") or not callable(getattr(proc, op, None)):
+            raise ValueError(f"Unknown socket call {op!r}")
+        return Result(getattr(proc, op)(*args))
+    except SocketError as err:
+        return Result(errno=str(err.errno))
+    except WouldBlock:
+        return BLOCKED
+
+
 class ModelBackend(Backend):
     """The golden model as a Backend: a `model.host.Host` and its processes by pid."""
 
@@ -105,22 +126,7 @@ class ModelBackend(Backend):
         return self.host.spawn().pid
 
     def call(self, pid: int, op: str, *args) -> Result:
-        proc = self.host.processes.get(pid)
-        if proc is None:
-            raise ValueError(f"No process with pid {pid!r}")
-        try:
-            if op == "fork":
-                return Result(proc.fork().pid)
-            if op == "send_fd":
-                fd, other = args
-                return Result(proc.send_fd(fd, self.host.processes[other]))
-            if op.startswith("_") or not callable(getattr(proc, op, None)):
-                raise ValueError(f"Unknown socket call {op!r}")
-            return Result(getattr(proc, op)(*args))
-        except SocketError as err:
-            return Result(errno=str(err.errno))
-        except WouldBlock:
-            return BLOCKED
+        return run_call(self.host.processes, pid, op, args)
 
     def receive_frame(self, frame: bytes):
         self.host.receive_frame(frame)

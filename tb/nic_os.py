@@ -20,21 +20,22 @@ make. The hardware must answer EBADF and change nothing.
 Structure follows ``model/host.py`` so the two can be read side by side.
 """
 
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 import ipaddress
 
 from hdl.ports import CtlOp, EventKind, HostOp
 from hdl.socket_table import Status as TableStatus
-from hdl.tcb import ConnKind, Errno as HwErrno, TcpState
-from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLERR, POLLHUP, POLLIN,
-                             POLLNVAL, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM)
+from hdl.tcb import Errno as HwErrno, TcpState
+from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLHUP, POLLIN, POLLOUT,
+                             SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM)
 from model.errors import Errno, SocketError, WouldBlock
-from model.host import BROADCAST, FIRST_FD, UDP_MAX_PAYLOAD, _addr
+from model import host as model_host
+from model.host import BROADCAST, UDP_MAX_PAYLOAD, _addr
 from model.packet import (Arp, DropCause, PacketError, TcpFlags, TcpSegment, build_arp_frame,
                           build_tcp_frame, mac_bytes, parse_frame)
 from model.policy import DEFAULT_POLICY, Policy
-from model.scenario import BLOCKED, Backend, Result
+from model.scenario import Backend, Result, run_call
 from model.tcp import seq_add
 
 __all__ = ["NicHost"]
@@ -56,22 +57,12 @@ def _mac(mac: bytes) -> int:
 
 
 @dataclass(eq=False)
-class Socket:
-    """An open socket (open file description); the connection itself lives in the NIC."""
-    kind: int
-    nonblock: bool = False
-    refs: int = 0
+class Socket(model_host.Socket):
+    """An open socket (open file description) as the model has it, less the connection: that
+    lives in the NIC (``tcb`` stays None; ``pending`` and ``accept_queue`` hold slots)."""
     holders: Counter = field(default_factory=Counter)     # pid -> fds of this socket it holds
-    local: tuple[str, int] | None = None
     conn: int | None = None                 # NIC connection slot
     remote: tuple[str, int] | None = None
-    connecting: bool = False
-    was_connected: bool = False
-    listening: bool = False
-    backlog: int = 0
-    pending: list[int] = field(default_factory=list)       # conns in the handshake
-    accept_queue: list[int] = field(default_factory=list)  # conns established, not accepted
-    peer: tuple[str, int] | None = None                    # UDP connect()
 
 
 @dataclass(eq=False)
@@ -135,6 +126,10 @@ class NicHost(Backend):
                                     "length": len(wdata), **fields}, wdata)
         self._pump()
         return rsp, data
+
+    def _flush(self):
+        """What model.host.Process calls after every call: here, take what the NIC has."""
+        self._pump()
 
     def _pump(self):
         """Take what the NIC has for the OS (events, then slow-path frames) until it is quiet."""
@@ -236,22 +231,7 @@ class NicHost(Backend):
         return proc.pid
 
     def call(self, pid: int, op: str, *args) -> Result:
-        proc = self.processes.get(pid)
-        if proc is None:
-            raise ValueError(f"No process with pid {pid!r}")
-        try:
-            if op == "fork":
-                return Result(proc.fork().pid)
-            if op == "send_fd":
-                fd, other = args
-                return Result(proc.send_fd(fd, self.processes[other]))
-            if op.startswith("_") or not callable(getattr(proc, op, None)):
-                raise ValueError(f"Unknown socket call {op!r}")
-            return Result(getattr(proc, op)(*args))
-        except SocketError as err:
-            return Result(errno=str(err.errno))
-        except WouldBlock:
-            return BLOCKED
+        return run_call(self.processes, pid, op, args)
 
     # ----- the slow path (model.host.Host.receive_frame for what the NIC sends up) ------
 
@@ -406,39 +386,26 @@ class NicHost(Backend):
             self._free(sock.conn)
 
 
-class Process:
-    """A process: a pid and an fd table. Data-path calls go to its doorbell page on the NIC."""
-
-    def __init__(self, host: NicHost, pid: int, fds: dict[int, Socket] | None = None):
-        self.host, self.pid = host, pid
-        self.fds: dict[int, Socket] = {}
-        for fd, sock in (fds or {}).items():
-            self._hold(fd, sock)
-
-    def __repr__(self):
-        return f"Process(pid={self.pid}, fds={sorted(self.fds)})"
-
-    # ----- fd table (kernel) ------------------------------------------------------------
+class Process(model_host.Process):
+    """A process: the model's fd table (fork, dup, fd passing, close), whose changes the OS
+    mirrors into the NIC's access table; data-path calls go to its doorbell page on the NIC."""
 
     def _hold(self, fd: int, sock: Socket):
-        self.fds[fd] = sock
-        sock.refs += 1
+        super()._hold(fd, sock)
         sock.holders[self.pid] += 1
         if sock.conn is not None and sock.holders[self.pid] == 1:
             self.host.port.control({"op": CtlOp.GRANT, "conn": sock.conn, "pid": self.pid})
 
-    def _sock(self, fd) -> Socket:
-        sock = self.fds.get(fd) if isinstance(fd, int) else None
-        if sock is None:
-            raise SocketError(Errno.EBADF)
-        return sock
+    def _drop(self, fd: int, sock: Socket):
+        super()._drop(fd, sock)
+        sock.holders[self.pid] -= 1
+        if sock.holders[self.pid] == 0:
+            del sock.holders[self.pid]
+            if sock.conn is not None:
+                self.host.port.control({"op": CtlOp.REVOKE, "conn": sock.conn, "pid": self.pid})
 
-    def _install(self, sock: Socket) -> int:
-        fd = FIRST_FD
-        while fd in self.fds:
-            fd += 1
-        self._hold(fd, sock)
-        return fd
+    def _new_socket(self, kind: int) -> Socket:
+        return Socket(kind)
 
     def _data_sock(self, fd, op, wdata=b"", **fields) -> Socket:
         """The socket of `fd` for a data-path call, or EBADF.
@@ -472,65 +439,7 @@ class Process:
             raise _Again()
         raise SocketError(Errno(status.name))
 
-    # ----- process calls ------------------------------------------------------------------
-
-    def fork(self) -> "Process":
-        child = Process(self.host, self.host._next_pid, self.fds)
-        self.host.processes[child.pid] = child
-        self.host._next_pid += 1
-        return child
-
-    def dup(self, fd: int) -> int:
-        return self._install(self._sock(fd))
-
-    def send_fd(self, fd: int, other: "Process") -> int:
-        sock = self._sock(fd)
-        if not isinstance(other, Process) or other.host is not self.host:
-            raise SocketError(Errno.EINVAL, "can only pass an fd to a process on the same host")
-        return other._install(sock)
-
-    def close(self, fd: int):
-        sock = self._sock(fd)
-        del self.fds[fd]
-        sock.refs -= 1
-        sock.holders[self.pid] -= 1
-        if sock.holders[self.pid] == 0:
-            del sock.holders[self.pid]
-            if sock.conn is not None:
-                self.host.port.control({"op": CtlOp.REVOKE, "conn": sock.conn, "pid": self.pid})
-        if sock.refs == 0:
-            self.host._release(sock)
-        self.host._pump()
-
-    def exit(self):
-        for fd in sorted(self.fds):
-            self.close(fd)
-        self.host.processes.pop(self.pid, None)
-
-    def fcntl_nonblock(self, fd: int, on: bool = True):
-        self._sock(fd).nonblock = bool(on)
-
     # ----- socket calls (kernel: control path) ---------------------------------------------
-
-    def socket(self, kind) -> int:
-        kinds = {SOCK_STREAM: SOCK_STREAM, "tcp": SOCK_STREAM, "stream": SOCK_STREAM,
-                 SOCK_DGRAM: SOCK_DGRAM, "udp": SOCK_DGRAM, "dgram": SOCK_DGRAM}
-        if kind not in kinds:
-            raise SocketError(Errno.EINVAL, f"unknown socket kind {kind!r}")
-        sock = Socket(kinds[kind])
-        self.host.sockets.append(sock)
-        return self._install(sock)
-
-    def bind(self, fd: int, addr):
-        sock = self._sock(fd)
-        ip, port = _addr(addr)
-        if sock.local is not None or sock.conn is not None:
-            raise SocketError(Errno.EINVAL, "already bound")
-        if ip not in ("0.0.0.0", self.host.ip):
-            raise SocketError(Errno.EADDRNOTAVAIL)
-        if not 0 <= port <= 65535:
-            raise SocketError(Errno.EINVAL)
-        self.host._bind(sock, ip, port)
 
     def listen(self, fd: int, backlog: int = 16):
         sock = self._sock(fd)
@@ -562,10 +471,7 @@ class Process:
         return self._install(new), conn.remote
 
     def connect(self, fd: int, addr):
-        try:
-            return self._connect(fd, addr)
-        finally:
-            self.host._pump()
+        return self._call(self._connect, fd, addr)
 
     def _connect(self, fd, addr):
         sock = self._sock(fd)
@@ -715,18 +621,6 @@ class Process:
             raise SocketError(Errno.ENOTCONN)
         self._nic(sock, HostOp.SHUTDOWN, how=how)
         return None
-
-    def poll(self, fds, timeout: int | None = 0):
-        items = list(fds.items()) if isinstance(fds, dict) else [tuple(x) for x in fds]
-        ready = []
-        for fd, events in items:
-            sock = self.fds.get(fd)
-            revents = POLLNVAL if sock is None else self._poll_mask(sock) & (events | POLLERR | POLLHUP)
-            if revents:
-                ready.append((fd, revents))
-        if not ready and timeout != 0:
-            raise WouldBlock()
-        return ready
 
     def _poll_mask(self, sock: Socket) -> int:
         if sock.kind == SOCK_DGRAM and sock.conn is None:

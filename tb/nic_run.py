@@ -17,7 +17,9 @@ from cocotb_tools.runner import get_results, get_runner
 from hdl.build import to_verilog
 from tb.tools import BUILD, REPO, install_simulator_env
 
-__all__ = ["NicConfig", "build", "run_scenario", "for_icarus"]
+__all__ = ["SIMULATORS", "NicConfig", "build", "run_scenario", "for_icarus"]
+
+SIMULATORS = ("icarus", "verilator")
 
 # Yosys writes combinational logic as `always @*` blocks; in Icarus Verilog 11 such a block
 # runs only when one of its inputs changes. Yosys adds a time-zero trigger (a dummy register

@@ -26,9 +26,17 @@ def synth_table(report):
     return f"{report_table(report)}\n{provenance(report)}\n"
 
 
+def bench_table(report):
+    """``make bench``'s tables (receive, transmit, latency, speed), its shortfalls, and the
+    line that says when, on which simulator and by which command."""
+    from tb.bench_run import report_tables
+    return report_tables(report)
+
+
 # name -> (report, relative to the repository; function from the parsed report to markdown)
 SECTIONS = {
     "synth-table": (Path("build/synth/report.json"), synth_table),
+    "bench-table": (Path("build/bench/bench.json"), bench_table),
 }
 
 

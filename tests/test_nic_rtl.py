@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tb.cocotb_run import SIMULATORS
-from tb.nic_run import NicConfig, run_scenario
+from tb.nic_run import SIMULATORS, NicConfig, run_scenario
 from tb.scenarios import SCENARIOS
 from tb.tools import BUILD
 

@@ -1,0 +1,586 @@
+"""cocotb benchmarks of the NIC: receive and transmit rates and latencies, in clocks.
+
+Run by ``tb/bench_run.py`` (``make bench``) through ``cocotb_tools.runner``; the plan comes in
+``BENCH_PLAN`` (a :class:`Plan` as JSON) and the figures go to the JSON file ``BENCH_OUT``.
+
+The NIC's OS is ``tb.nic_os.NicHost``; the peer is this bench, which crafts its frames with
+``model.packet.build_tcp_frame``. Every connection is opened by the normal passive handshake
+(the peer's SYN, with the MSS option the bench chooses, goes to host software, which installs
+the connection; the hardware sends the SYN-ACK and takes the peer's ACK). Then, for the
+measured part, the bench drives raw frames and host commands straight into the
+:class:`~tb.nic_bench.NicBench` queues (all beats of a burst queued back to back: line rate
+in) while a :class:`Probe` samples the ports and the engine's step once per clock.
+
+- **Receive**: bursts of in-order data segments of one frame size, on one connection or
+  round robin over all of them. Each burst fits the receive windows (every ring is read empty
+  between bursts, outside the measurement), so no frame is cut by the window. Measured from
+  the first beat accepted on ``rx`` to the last payload beat written into a receive ring; the
+  bytes counted are those readable in order when the burst is over (read back and compared).
+  A frame the receive FIFO dropped is sent again after the burst (not measured) so that the
+  stream stays whole for the next one.
+- **Transmit**: large host WRITEs on a connection whose MSS (the peer's SYN option) gives the
+  frame size; the peer's window is 65535 and the peer ACKs each write once its last byte is on
+  the wire. Measured from the first WRITE accepted to the last beat of the last data segment.
+- **Latency** (an idle NIC, one connection): last beat of a data segment in -> the response of
+  the first READ that returns its data (a READ is always waiting), last beat in -> first beat
+  of the ACK out, and WRITE accepted -> first beat of its segment out.
+
+Frame sizes are Ethernet sizes with the 4-byte FCS, as usual; the NIC's ports carry frames
+without it, so a 64-byte frame is 60 bytes on the port (6 bytes of TCP payload) and a 1518-byte
+frame 1514 (1460). Bytes per clock count port bytes; the physical limit is ``width / 8``.
+"""
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cocotb
+from amaranth.lib import data
+from cocotb.task import bridge, resume
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from hdl.nic import COUNTERS
+from hdl.ports import CtlOp, HostOp, HostResponse
+from hdl.rx_dispatch import _Step as DispatchStep
+from hdl.tcb import Errno
+from hdl.tcp_engine import _Step as EngineStep
+from model.constants import MSG_DONTWAIT
+from model.errors import SocketError
+from model.packet import TcpFlags, TcpSegment, build_tcp_frame, parse_frame
+from model.policy import Policy
+from tb.amaranth_sim import frame_to_beats
+from tb.nic_bench import NicBench, NicPort
+from tb.nic_os import NicHost
+from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
+
+__all__ = ["Plan", "FCS_BYTES", "TCP_HEADERS", "Probe", "Bench"]
+
+FCS_BYTES = 4
+TCP_HEADERS = 14 + 20 + 20            # Ethernet, IPv4 and TCP headers without options
+PORT = 80                             # the dut's listener
+PEER_PORTS = 20000                    # the peer's port for connection i is PEER_PORTS + i
+PEER_ISS = 0x4000_0000
+PEER_WINDOW = 65535
+LATENCY_MSS = 1460
+
+
+@dataclass
+class Plan:
+    """What to measure, and on which NIC."""
+    width: int = 64
+    connections: int = 64
+    processes: int = 16
+    ring_bytes: int = 32768                       # receive and send ring per connection
+    sizes: tuple = (64, 128, 256, 512, 1024, 1518)
+    rx_frames: int = 128                          # frames offered per receive configuration
+    tx_segments: int = 128                        # data segments per transmit configuration
+    latency_sizes: tuple = (64, 128, 256, 512, 1024, 1518)
+
+    def policy(self) -> Policy:
+        ring = self.ring_bytes
+        return Policy(rcv_buffer=ring, snd_buffer=ring, udp_rcv_buffer=ring)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        fields = json.loads(text)
+        for name in ("sizes", "latency_sizes"):
+            fields[name] = tuple(fields[name])
+        return cls(**fields)
+
+
+def payload_of(size: int) -> int:
+    """TCP payload bytes of a frame of `size` bytes (FCS included)."""
+    return size - FCS_BYTES - TCP_HEADERS
+
+
+def _step_name(enum, value: int) -> str:
+    try:
+        return enum(value).name
+    except ValueError:
+        return f"step {value}"
+
+
+def steps_per(counter: Counter, enum, events: int) -> dict:
+    """Cycles per event in each step (`counter`: cycles per step value), the largest first."""
+    return {_step_name(enum, k): round(v / events, 2) for k, v in counter.most_common()}
+
+
+class Probe:
+    """Samples the NIC once per clock, in the read-only phase, while a measurement runs.
+
+    It runs beside :class:`~tb.nic_bench.NicBench`'s own loop and time-stamps with its cycle
+    count, so its records and the bench's queues speak of the same clocks. Records:
+    ``rx`` (cycles of accepted receive beats), ``rx_stalls`` (beats offered, not accepted),
+    ``ring`` (payload beats written into a receive ring), ``tx_frames`` ((first, last) beat
+    of every transmitted frame), ``host_cmds`` and ``host_rsps`` (cycles of accepted host
+    commands and of responses), ``busy`` (last cycle the NIC was not idle), and per engine
+    step (``tcp_engine``) and dispatcher step (``rx_dispatch``) the cycles spent there.
+    """
+
+    def __init__(self, bench: NicBench):
+        self.bench = bench
+        d = bench.dut
+        self.last_bit = bench.data_width + bench.data_width // 8
+        self._rx = (d.rx__valid, d.rx__ready)
+        self._ring = (d.engine.rx_payload__valid, d.engine.rx_payload__ready)
+        self._tx = (d.tx__valid, d.tx__payload)
+        self._cmd = (d.host_cmd__valid, d.host_cmd__ready)
+        self._rsp = d.host_rsp__valid
+        self._engine_step = d.engine.step
+        self._dispatch_step = d.dispatch.step
+        self._idle = d.idle
+        self.rx, self.ring, self.host_cmds, self.host_rsps = [], [], [], []
+        self.rx_stalls = 0
+        self.tx_frames = []
+        self._tx_first = None
+        self.busy = None
+        self.engine_steps = Counter()
+        self.dispatch_steps = Counter()
+        self.running = False
+
+    def start(self) -> "Probe":
+        self.running = True
+        cocotb.start_soon(self._run())
+        return self
+
+    def stop(self):
+        self.running = False
+
+    async def _run(self):
+        clk = self.bench.dut.clk
+        while True:
+            await ReadOnly()
+            if not self.running:
+                return
+            self._sample(self.bench.cycles)
+            await RisingEdge(clk)
+
+    def _sample(self, now: int):
+        valid, ready = self._rx
+        if int(valid.value):
+            if int(ready.value):
+                self.rx.append(now)
+            else:
+                self.rx_stalls += 1
+        valid, ready = self._ring
+        if int(valid.value) and int(ready.value):
+            self.ring.append(now)
+        valid, payload = self._tx
+        if int(valid.value):                     # the bench's tx sink is always ready
+            if self._tx_first is None:
+                self._tx_first = now
+            if int(payload.value) >> self.last_bit & 1:
+                self.tx_frames.append((self._tx_first, now))
+                self._tx_first = None
+        valid, ready = self._cmd
+        if int(valid.value) and int(ready.value):
+            self.host_cmds.append(now)
+        if int(self._rsp.value):
+            self.host_rsps.append(now)
+        step = int(self._engine_step.value)
+        if step:
+            self.engine_steps[step] += 1
+        step = int(self._dispatch_step.value)
+        if step:
+            self.dispatch_steps[step] += 1
+        if not int(self._idle.value):
+            self.busy = now
+
+
+@dataclass(eq=False)
+class Conn:
+    """One connection, as the peer (this bench) keeps it."""
+    index: int
+    slot: int               # the NIC's connection number
+    fd: int                 # the dut process's descriptor
+    port: int               # the peer's port
+    mss: int                # the MSS option the peer sent
+    peer_seq: int           # the peer's next sequence number
+    nic_seq: int            # the NIC's next sequence number (what the peer acknowledges)
+    sent: int = 0           # payload bytes the peer has sent
+    read: int = 0           # payload bytes the application has read
+    unsent: list = field(default_factory=list)
+
+
+# the stream of connection i is the byte (offset + 13 i) mod 251, cut from one long buffer
+_PATTERN = bytes(k % 251 for k in range(251 + 65536))
+
+
+def stream_bytes(index: int, offset: int, n: int) -> bytes:
+    start = (offset + 13 * index) % 251
+    return _PATTERN[start:start + n]
+
+
+class Bench:
+    """The benchmarks: a NIC under :class:`~tb.nic_os.NicHost`, with this bench as its peer.
+
+    The measured parts are coroutines (``_rx_burst``, ``_transmit``, ``_latency``) run from the
+    bridge thread through ``cocotb.task.resume``; everything between them (the handshakes,
+    reading the rings empty, the peer's recoveries) goes through the OS as a scenario would.
+    """
+
+    def __init__(self, nic: NicBench, plan: Plan, log=print):
+        self.nic = nic
+        self.plan = plan
+        self.log = log
+        self.port = NicPort(nic)
+        self.lanes = plan.width // 8
+        self.host = NicHost(self.port, DUT_MAC, DUT_IP, policy=plan.policy(),
+                            connections=plan.connections, name="dut")
+        self.host.add_neighbor(PEER_IP, PEER_MAC)
+        self.proc = self.host.processes[self.host.spawn()]
+        self.listener = self.proc.socket("tcp")
+        self.proc.bind(self.listener, ("0.0.0.0", PORT))
+        self.proc.listen(self.listener, plan.connections)
+        self.conns: list[Conn] = []
+
+    # ----- frames and commands ------------------------------------------------------------
+
+    def beats(self, frame: bytes) -> list[int]:
+        lanes = self.lanes
+        return [word | keep << (8 * lanes) | last << (9 * lanes)
+                for word, keep, last in frame_to_beats(frame, self.plan.width)]
+
+    def frame(self, conn: Conn, flags, payload: bytes = b"", mss=None, seq=None) -> bytes:
+        seg = TcpSegment(conn.port, PORT, (conn.peer_seq if seq is None else seq) & 0xFFFF_FFFF,
+                         conn.nic_seq & 0xFFFF_FFFF, flags, PEER_WINDOW, payload, mss)
+        return build_tcp_frame(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP, seg)
+
+    def data_frame(self, conn: Conn, n: int) -> bytes:
+        """The peer's next `n` bytes on `conn` as one segment (the peer's state moves on)."""
+        frame = self.frame(conn, TcpFlags.ACK | TcpFlags.PSH, stream_bytes(conn.index, conn.sent, n))
+        conn.peer_seq += n
+        conn.sent += n
+        return frame
+
+    def host_command(self, conn: Conn, op, **fields) -> int:
+        return self.nic.host_layout.const({"pid": self.proc.pid, "conn": conn.slot, "op": op,
+                                           **fields}).as_value().value
+
+    def counters(self) -> dict:
+        return {name: int(self.port.control({"op": CtlOp.READ_COUNTER, "index": i}).value)
+                for i, (name, _) in enumerate(COUNTERS)}
+
+    # ----- set-up: the normal passive handshake, with the peer's MSS option --------------------
+
+    def open(self, mss: int) -> Conn:
+        index = len(self.conns)
+        conn = Conn(index, -1, -1, PEER_PORTS + index, mss, PEER_ISS + index * 0x100_0000, 0)
+        self.host.transmit()
+        self.host.receive_frame(self.frame(conn, TcpFlags.SYN, mss=mss))
+        replies = [parse_frame(f).tcp for f in self.host.transmit()]
+        synack = [s for s in replies if s is not None and s.flags & TcpFlags.SYN]
+        if len(synack) != 1 or synack[0].ack != (conn.peer_seq + 1) & 0xFFFF_FFFF:
+            raise AssertionError(f"connection {index}: no SYN-ACK for the peer's SYN: {replies}")
+        conn.peer_seq += 1
+        conn.nic_seq = synack[0].seq + 1
+        self.host.receive_frame(self.frame(conn, TcpFlags.ACK))
+        conn.fd, _ = self.proc.accept(self.listener)
+        conn.slot = self.proc.fds[conn.fd].conn
+        self.conns.append(conn)
+        return conn
+
+    def drain(self, conn: Conn) -> int:
+        """Read everything readable on `conn` (checked against what the peer sent)."""
+        got = 0
+        while True:
+            try:
+                chunk = self.proc.recv(conn.fd, self.plan.ring_bytes, MSG_DONTWAIT)
+            except SocketError as err:
+                if err.errno != "EAGAIN":
+                    raise
+                break
+            expected = stream_bytes(conn.index, conn.read, len(chunk))
+            if chunk != expected:
+                raise AssertionError(f"connection {conn.index}: bytes {conn.read}.. read back wrong")
+            conn.read += len(chunk)
+            got += len(chunk)
+        self.host.transmit()                            # the NIC's ACKs and window updates
+        return got
+
+    # ----- receive -------------------------------------------------------------------------------
+
+    async def _rx_burst(self, frames: list[bytes]) -> Probe:
+        probe = Probe(self.nic).start()
+        for frame in frames:
+            self.nic.rx.queue.extend(self.beats(frame))
+        await self.nic.settle()
+        probe.stop()
+        return probe
+
+    def receive(self, size: int, connections: int) -> dict:
+        """Bursts of `size`-byte data frames round robin over the first `connections`."""
+        n = payload_of(size)
+        conns = self.conns[:connections]
+        per_burst = min(self.plan.rx_frames, connections * (self.plan.ring_bytes // n))
+        offered = 0
+        totals = Counter()
+        engine_steps, dispatch_steps = Counter(), Counter()
+        before = self.counters()
+        while offered < self.plan.rx_frames:
+            count = min(per_burst, self.plan.rx_frames - offered)
+            starts = {c.index: c.sent for c in conns}
+            placed, frames = [], []                 # (connection, its offset) per frame
+            for k in range(count):
+                conn = conns[k % connections]
+                placed.append((conn, conn.sent - starts[conn.index]))
+                frames.append(self.data_frame(conn, n))
+            dropped = self.counters()["rx_fifo_full"]
+            probe = resume(self._rx_burst)(frames)
+            dropped = self.counters()["rx_fifo_full"] - dropped
+            offered += count
+            # in order and readable when the burst is over: read back and checked
+            delivered = {c.index: self.drain(c) for c in conns}
+            in_order = [delivered[conn.index] >= offset + n for conn, offset in placed]
+            ring_end = probe.ring[-1] if probe.ring else probe.rx[-1]
+            totals.update(
+                cycles=ring_end - probe.rx[0] + 1, cycles_to_idle=probe.busy - probe.rx[0] + 1,
+                rx_cycles=probe.rx[-1] - probe.rx[0] + 1, stalls=probe.rx_stalls,
+                frames_in_order=sum(in_order), payload_delivered=sum(delivered.values()),
+                port_bytes=sum(len(f) for f in frames), beats=len(probe.rx),
+                segments=count - dropped)
+            engine_steps.update(probe.engine_steps)
+            dispatch_steps.update(probe.dispatch_steps)
+            # the peer sends again, one at a time, what was not delivered (not measured)
+            for (conn, _), frame, ok in zip(placed, frames, in_order):
+                if not ok:
+                    self.host.receive_frame(frame)
+            for conn in conns:
+                if conn.read != conn.sent:
+                    self.drain(conn)
+                if conn.read != conn.sent:
+                    raise AssertionError(f"connection {conn.index}: {conn.sent - conn.read} "
+                                         f"bytes missing after the peer sent them again")
+        diff = {k: v - before[k] for k, v in self.counters().items()}
+        port = size - FCS_BYTES
+        cycles, segments = totals["cycles"], max(totals["segments"], 1)
+        return {
+            "frame_bytes": size, "port_bytes": port, "payload_bytes": n,
+            "connections": connections, "frames_offered": offered,
+            "frames_per_burst": per_burst, "bursts": -(-offered // per_burst),
+            "frames_dropped": diff["rx_fifo_full"], "frames_stored": offered - diff["rx_fifo_full"],
+            "segments_refused": diff["ooo_refused"], "frames_in_order": totals["frames_in_order"],
+            "backpressure_cycles": totals["stalls"],
+            "payload_bytes_delivered": totals["payload_delivered"],
+            "cycles": cycles, "cycles_to_idle": totals["cycles_to_idle"],
+            "payload_bytes_per_clock": totals["payload_delivered"] / cycles,
+            "frame_bytes_per_clock": totals["frames_in_order"] * port / cycles,
+            "line_rate_ratio": totals["frames_in_order"] * port / cycles / self.lanes,
+            "accepted_bytes_per_clock": totals["port_bytes"] / totals["rx_cycles"],
+            "beats_per_frame": totals["beats"] / offered,
+            "engine_cycles_per_segment": sum(engine_steps.values()) / segments,
+            "engine_steps": steps_per(engine_steps, EngineStep, segments),
+            "dispatch_steps": steps_per(dispatch_steps, DispatchStep, segments),
+        }
+
+    # ----- transmit ------------------------------------------------------------------------------
+
+    async def _transmit(self, conn: Conn, writes: list[bytes]) -> dict:
+        """WRITE each of `writes` (the next as soon as the last is answered, again after an
+        EAGAIN); the peer ACKs a write when its last byte is on the wire."""
+        nic = self.nic
+        probe = Probe(nic).start()
+        base = conn.nic_seq
+        ends, total = [], 0
+        for chunk in writes:
+            total += len(chunk)
+            ends.append(base + total)
+        queue = list(writes)
+        acked = retries = 0
+        segments = []                   # (end of its data, payload bytes, port bytes)
+
+        def issue(chunk):
+            nic.host_cmd.queue.append(self.host_command(conn, HostOp.WRITE, length=len(chunk)))
+            nic.host_wdata.queue.extend(self.beats(chunk))
+
+        issue(queue[0])
+        for source, _ in nic.sources:
+            source.drive()
+        while acked < len(ends):
+            await nic.cycle()
+            for value in nic.host_rsp.items:
+                rsp = data.Const(HostResponse(), value)
+                if rsp.status == Errno.EAGAIN:
+                    retries += 1
+                    issue(queue[0])
+                elif rsp.status != Errno.OK or int(rsp.count) != len(queue[0]):
+                    raise AssertionError(f"WRITE of {len(queue[0])} bytes answered {rsp}")
+                else:
+                    queue.pop(0)
+                    if queue:
+                        issue(queue[0])
+            nic.host_rsp.items.clear()
+            for frame in nic.take(nic.tx):
+                seg = parse_frame(frame).tcp
+                if seg is None or seg.dst_port != conn.port or not seg.payload:
+                    raise AssertionError(f"unexpected frame while transmitting: {seg}")
+                end = base + ((seg.seq + len(seg.payload) - base) & 0xFFFF_FFFF)
+                segments.append((end, len(seg.payload), len(frame)))
+            while acked < len(ends) and segments and segments[-1][0] >= ends[acked]:
+                conn.nic_seq = ends[acked]
+                nic.rx.queue.extend(self.beats(self.frame(conn, TcpFlags.ACK)))
+                acked += 1
+        await nic.settle()
+        probe.stop()
+        return {"probe": probe, "segments": segments, "retries": retries, "ends": ends}
+
+    def transmit(self, conn: Conn, size: int) -> dict:
+        """Host WRITEs on `conn`, whose MSS makes `size`-byte frames."""
+        mss = conn.mss
+        per_write = max(1, min(self.plan.tx_segments, (self.plan.ring_bytes // 2) // mss))
+        count = -(-self.plan.tx_segments // per_write)
+        writes = [stream_bytes(conn.index, k * per_write * mss, per_write * mss)
+                  for k in range(count)]
+        result = resume(self._transmit)(conn, writes)
+        probe, segments = result["probe"], result["segments"]
+        frames = probe.tx_frames
+        if len(frames) != len(segments):
+            raise AssertionError(f"{len(frames)} frames seen on tx, {len(segments)} parsed")
+        cycles = frames[-1][1] - probe.host_cmds[0] + 1
+        payload = sum(n for _, n, _ in segments)
+        port = sum(f for _, _, f in segments)
+        # the wire while a write's segments flow: first beat of its first to last of its last
+        burst_cycles, first = 0, 0
+        for boundary in result["ends"]:
+            last = first
+            while segments[last][0] < boundary:
+                last += 1
+            burst_cycles += frames[last][1] - frames[first][0] + 1
+            first = last + 1
+        gaps = [b[0] - a[1] - 1 for a, b in zip(frames, frames[1:])]
+        return {
+            "frame_bytes": size, "port_bytes": size - FCS_BYTES, "mss": mss,
+            "writes": count, "write_bytes": per_write * mss, "segments": len(segments),
+            "write_retries": result["retries"], "payload_bytes_sent": payload, "cycles": cycles,
+            "payload_bytes_per_clock": payload / cycles,
+            "frame_bytes_per_clock": port / cycles,
+            "line_rate_ratio": port / cycles / self.lanes,
+            "burst_frame_bytes_per_clock": port / burst_cycles,
+            "burst_line_rate_ratio": port / burst_cycles / self.lanes,
+            "min_gap_cycles": min(gaps) if gaps else 0,
+            "engine_cycles_per_segment": sum(probe.engine_steps.values()) / len(segments),
+            "engine_steps": steps_per(probe.engine_steps, EngineStep, len(segments)),
+        }
+
+    # ----- latency -----------------------------------------------------------------------------
+
+    async def _latency(self, beats: list[int], command: int | None = None, wdata=(),
+                       poll: int | None = None) -> dict:
+        """Queue `beats` on rx and/or one host `command` (with `wdata`) on an idle NIC. With
+        `poll` (a READ command), keep one READ waiting until one returns data."""
+        nic = self.nic
+        probe = Probe(nic).start()
+        nic.rx.queue.extend(beats)
+        if command is not None:
+            nic.host_cmd.queue.append(command)
+            nic.host_wdata.queue.extend(wdata)
+        responses = []
+        if poll is not None:
+            nic.host_cmd.queue.append(poll)
+            for source, _ in nic.sources:
+                source.drive()
+            while True:
+                await nic.cycle()
+                for value in nic.host_rsp.items:
+                    responses.append(data.Const(HostResponse(), value))
+                nic.host_rsp.items.clear()
+                if responses and responses[-1].count:
+                    break
+                if not nic.host_cmd.queue and len(responses) == len(probe.host_cmds):
+                    nic.host_cmd.queue.append(poll)
+        await nic.settle()
+        probe.stop()
+        return {"probe": probe, "responses": responses}
+
+    def latency(self, conn: Conn, size: int) -> dict:
+        n = payload_of(size)
+        # last byte in -> readable by a READ (one READ always waiting)
+        self.host.transmit()
+        poll = self.host_command(conn, HostOp.READ, length=n, nonblock=1)
+        result = resume(self._latency)(self.beats(self.data_frame(conn, n)), poll=poll)
+        probe, responses = result["probe"], result["responses"]
+        data_read = b"".join(self.nic.take(self.nic.host_rdata))
+        if responses[-1].count != n or data_read != stream_bytes(conn.index, conn.read, n):
+            raise AssertionError(f"the polling READ got {responses[-1].count} of {n} bytes")
+        conn.read += n
+        last_in = probe.rx[-1]
+        readable = probe.host_rsps[len(responses) - 1] - last_in
+        in_ring = probe.ring[-1] - last_in
+        polls = len(responses)
+        self.host.transmit()
+        # last byte in -> first byte of the ACK out
+        result = resume(self._latency)(self.beats(self.data_frame(conn, n)))
+        probe = result["probe"]
+        acks = [parse_frame(f).tcp for f in self.host.transmit()]
+        if not acks or acks[0].ack != conn.peer_seq & 0xFFFF_FFFF or acks[0].payload:
+            raise AssertionError(f"no ACK for the segment: {acks}")
+        ack_out = probe.tx_frames[0][0] - probe.rx[-1]
+        self.drain(conn)
+        # WRITE accepted -> first byte of its segment out
+        chunk = stream_bytes(conn.index, 0, n)
+        command = self.host_command(conn, HostOp.WRITE, length=n)
+        result = resume(self._latency)([], command, self.beats(chunk))
+        probe = result["probe"]
+        segs = [parse_frame(f).tcp for f in self.host.transmit()]
+        if len(segs) != 1 or segs[0].payload != chunk:
+            raise AssertionError(f"a WRITE of {n} bytes sent {segs}")
+        write_out = probe.tx_frames[0][0] - probe.host_cmds[0]
+        conn.nic_seq += n
+        self.host.receive_frame(self.frame(conn, TcpFlags.ACK))
+        self.host.transmit()
+        return {"frame_bytes": size, "payload_bytes": n,
+                "rx_to_readable": readable, "rx_to_ring": in_ring, "polls": polls,
+                "rx_to_ack_out": ack_out, "write_to_wire": write_out}
+
+
+def run(bench: Bench, log=print) -> dict:
+    """Every benchmark of the plan; returns the figures (``BENCH_OUT``'s content)."""
+    plan = bench.plan
+    if plan.connections <= len(plan.sizes):
+        raise ValueError("the plan needs a connection per transmit size and one for latency")
+    started, cycles0 = time.monotonic(), bench.port.cycles
+    for size in plan.sizes:
+        bench.open(payload_of(size))                  # transmit: this MSS gives `size` frames
+    while len(bench.conns) < plan.connections:
+        bench.open(LATENCY_MSS)
+    log(f"{len(bench.conns)} connections open after {bench.port.cycles} clocks")
+    figures = {"receive": [], "transmit": [], "latency": []}
+    for size in plan.sizes:
+        for connections in sorted({1, plan.connections}):
+            row = bench.receive(size, connections)
+            figures["receive"].append(row)
+            log(f"receive {size} B x {connections}: {row['frame_bytes_per_clock']:.2f} B/clk, "
+                f"{row['engine_cycles_per_segment']:.1f} engine clocks/segment, "
+                f"{row['frames_dropped']} dropped")
+    for size, conn in zip(plan.sizes, bench.conns):
+        row = bench.transmit(conn, size)
+        figures["transmit"].append(row)
+        log(f"transmit {size} B: {row['frame_bytes_per_clock']:.2f} B/clk")
+    for size in plan.latency_sizes:
+        row = bench.latency(bench.conns[-1], size)
+        figures["latency"].append(row)
+        log(f"latency {size} B: {row}")
+    figures["sim"] = {"cycles": bench.port.cycles - cycles0,
+                      "wall_s": round(time.monotonic() - started, 3)}
+    return figures
+
+
+@cocotb.test()
+async def benchmarks(dut):
+    """Every benchmark of BENCH_PLAN; the figures go to BENCH_OUT."""
+    plan = Plan.from_json(os.environ["BENCH_PLAN"])
+    out = Path(os.environ["BENCH_OUT"])
+    nic = NicBench(dut, data_width=plan.width, connections=plan.connections,
+                   processes=plan.processes)
+    await nic.start()
+
+    def body():
+        return run(Bench(nic, plan, log=dut._log.info), log=dut._log.info)
+
+    figures = await bridge(body)()
+    figures["plan"] = asdict(plan)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=1) + "\n")

@@ -1,0 +1,363 @@
+"""``make bench``: the NIC's benchmarks on the RTL, into ``build/bench/bench.json`` and ``bench.md``.
+
+    python -m tb.bench_run [--sim verilator|icarus] [--width 64|8] [--quick] [--no-speed]
+
+1. The benchmarks of ``tb/bench.py`` (receive and transmit rates, latencies) on a NIC with
+   the reference's 64 connections and 16 processes but 32 KiB rings (the hardware's largest),
+   so that a burst of full-size frames fits the receive window; Verilator by default.
+2. Simulation speed: the ``lossy_wire`` scenario (``tb/nic_cocotb.py``, the NIC of the test
+   suite) on Icarus and on Verilator, clocks per wall second.
+3. The golden model's throughput: 1 MiB from one model host to another on a clean wire.
+
+Every build lives in ``build/bench/`` and is made again only when its Verilog changes.
+``python -m tb.readme_tables bench-table`` puts :func:`report_tables` in the README.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from xml.etree import ElementTree
+
+from cocotb_tools.runner import get_results, get_runner
+
+from hdl.build import to_verilog
+from tb.bench import Plan
+from tb.nic_run import SIMULATORS, NicConfig, for_icarus
+from tb.tools import BUILD, REPO, install_simulator_env, simulator_env
+
+__all__ = ["FULL", "QUICK", "build", "run_benchmarks", "sim_speed", "model_throughput",
+           "shortfalls", "report_tables", "report_markdown", "main"]
+
+BENCH = BUILD / "bench"
+FULL = Plan()
+# one frame size, a few frames and four connections: a smoke test of the whole flow
+QUICK = Plan(connections=4, processes=4, ring_bytes=4096, sizes=(256,), rx_frames=8,
+             tx_segments=8, latency_sizes=(256,))
+SPEED_SCENARIO = "lossy_wire"
+MODEL_BYTES = 1 << 20
+
+
+def _nic(plan: Plan):
+    from hdl.nic import NIC
+    return NIC(data_width=plan.width, connections=plan.connections, processes=plan.processes,
+               policy=plan.policy())
+
+
+def _plan_name(plan: Plan) -> str:
+    return f"nic_w{plan.width}_c{plan.connections}_p{plan.processes}_r{plan.ring_bytes}"
+
+
+def build(sim: str, component, name: str) -> Path:
+    """Verilog of `component` (top ``nic``) built for `sim` in ``build/bench/name/sim``."""
+    install_simulator_env()
+    folder = BENCH / name / sim
+    text = to_verilog(component, "nic")
+    if sim == "icarus":
+        text = for_icarus(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    stamp, verilog = folder / "verilog.sha256", folder / "nic.v"
+    if stamp.exists() and stamp.read_text() == digest and verilog.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    verilog.write_text(text)
+    build_args = []
+    if sim == "verilator":              # as tb/nic_run.py: the simulation model only
+        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "unique",
+                      "--x-initial", "unique", "-O3"]
+    get_runner(sim).build(sources=[verilog], hdl_toplevel="nic", build_dir=folder,
+                          timescale=("1ns", "1ps"), build_args=build_args, always=True)
+    stamp.write_text(digest)
+    return folder
+
+
+def _run(sim: str, folder: Path, module: str, env: dict, what: str):
+    """Run the cocotb `module` on the build in `folder`; raise with its failures."""
+    results = folder / f"results_{what}.xml"
+    results.unlink(missing_ok=True)
+    try:
+        get_runner(sim).test(hdl_toplevel="nic", hdl_toplevel_lang="verilog", test_module=module,
+                             build_dir=folder, test_dir=folder, timescale=("1ns", "1ps"),
+                             extra_env={"PYTHONPATH": str(REPO), **env}, results_xml=str(results))
+    except SystemExit:
+        pass                    # the runner exits under pytest when a test failed: see results
+    total, failed = get_results(results) if results.exists() else (0, 0)
+    if total == 0 or failed:
+        messages = ([f.get("message", "") for f in ElementTree.parse(results).iter("failure")]
+                    if results.exists() else ["the simulator wrote no results"])
+        raise AssertionError(f"{what} failed on {sim} (log: {results}):\n" + "\n".join(messages))
+
+
+def run_benchmarks(sim: str, plan: Plan) -> dict:
+    """``tb/bench.py`` on `sim`: the figures, with the build and run times."""
+    started = time.monotonic()
+    name = _plan_name(plan)
+    folder = build(sim, _nic(plan), name)
+    built = time.monotonic()
+    out = BENCH / name / f"{sim}.json"
+    out.unlink(missing_ok=True)
+    _run(sim, folder, "tb.bench", {"BENCH_PLAN": json.dumps(asdict(plan)), "BENCH_OUT": str(out)},
+         "bench")
+    figures = json.loads(out.read_text())
+    figures["build_s"] = round(built - started, 1)
+    figures["run_s"] = round(time.monotonic() - built, 1)
+    return figures
+
+
+def sim_speed(sims=SIMULATORS, scenario: str = SPEED_SCENARIO) -> list[dict]:
+    """`scenario` (compared with the model as in the test suite) on each simulator."""
+    config = NicConfig(data_width=64, connections=64, processes=16)
+    rows = []
+    for sim in sims:
+        folder = build(sim, config.component(), config.name)
+        out = BENCH / "speed" / sim
+        _run(sim, folder, "tb.nic_cocotb",
+             {"NIC_SCENARIO": scenario, "NIC_WIDTH": str(config.data_width),
+              "NIC_CONNECTIONS": str(config.connections), "NIC_PROCESSES": str(config.processes),
+              "NIC_OUT": str(out)}, scenario)
+        summary = json.loads((out / f"{scenario}.json").read_text())
+        rows.append({"simulator": sim, "scenario": scenario, "nic": config.name,
+                     "cycles": summary["cycles"], "wall_s": summary["wall_s"],
+                     "cycles_per_s": round(summary["cycles"] / summary["wall_s"])})
+    return rows
+
+
+def model_throughput(nbytes: int = MODEL_BYTES) -> dict:
+    """`nbytes` from one model host to another on a clean wire (default policy), timed."""
+    from model.constants import MSG_DONTWAIT
+    from model.errors import SocketError, WouldBlock
+    from model.host import Host
+    from model.wire import Wire
+    from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
+
+    a = Host(DUT_MAC, DUT_IP, name="a")
+    b = Host(PEER_MAC, PEER_IP, name="b", iss_base=0x2000_0000)
+    wire = Wire(a, b)
+    pa, pb = a.spawn(), b.spawn()
+    lfd = pb.socket("tcp")
+    pb.bind(lfd, ("0.0.0.0", 5000))
+    pb.listen(lfd, 1)
+    cfd = pa.socket("tcp")
+
+    def blocking(fn, *args):
+        while True:
+            try:
+                return fn(*args)
+            except WouldBlock:
+                if not wire.step():
+                    raise AssertionError(f"{fn.__name__} blocked for good") from None
+
+    blocking(pa.connect, cfd, (PEER_IP, 5000))
+    sfd, _ = blocking(pb.accept, lfd)
+    payload = bytes(k % 251 for k in range(nbytes))
+    sent, got = 0, bytearray()
+
+    def pump():
+        nonlocal sent
+        while sent < nbytes:
+            try:
+                sent += pa.send(cfd, payload[sent:sent + 65536], MSG_DONTWAIT)
+            except SocketError:
+                break
+        while True:
+            try:
+                got.extend(pb.recv(sfd, 65536, MSG_DONTWAIT))
+            except SocketError:
+                break
+        return len(got) == nbytes
+
+    ticks0, started = wire.now, time.perf_counter()
+    done = wire.run(pump)
+    wall = time.perf_counter() - started
+    if not done or bytes(got) != payload:
+        raise AssertionError("the model transfer did not complete byte-exact")
+    return {"bytes": nbytes, "wall_s": round(wall, 3), "bytes_per_s": round(nbytes / wall),
+            "ticks": wire.now - ticks0, "frames": len(wire.log)}
+
+
+def _tool_versions(sims) -> dict:
+    env = simulator_env()
+    versions = {}
+    for sim, args in (("verilator", ["verilator", "--version"]), ("icarus", ["iverilog", "-V"])):
+        if sim in sims:
+            try:
+                out = subprocess.run(args, capture_output=True, text=True, env=env).stdout
+                versions[sim] = out.splitlines()[0].replace("()", "").strip() if out else "unknown"
+            except OSError:
+                versions[sim] = "unknown"
+    return versions
+
+
+# ----- what the figures say --------------------------------------------------------------
+
+def _steps(steps: dict, count: int = 4, skip=()) -> str:
+    items = [(k, v) for k, v in steps.items() if k not in skip][:count]
+    return ", ".join(f"{k} {v:g}" for k, v in items)
+
+
+def shortfalls(report) -> list[str]:
+    """One line per measured shortfall: where the clocks go, by block and engine step."""
+    lanes = report["data_width"] // 8
+    lines = []
+    by_size = {}
+    for row in report["receive"]:
+        by_size.setdefault(row["frame_bytes"], []).append(row)
+    for size, rows in by_size.items():
+        worst = min(rows, key=lambda r: r["line_rate_ratio"])
+        if worst["line_rate_ratio"] >= 0.95:
+            continue
+        ratios = ", ".join(f"{r['line_rate_ratio']:.0%} on {r['connections']}" for r in rows)
+        beats = -(-worst["payload_bytes"] // lanes)
+        line = (f"receive, {size}-byte frames ({ratios} connection(s)): `tcp_engine` serves one "
+                f"segment at a time, {worst['engine_cycles_per_segment']:.0f} clocks each against "
+                f"{worst['beats_per_frame']:.0f} beats on the wire ({beats} of them payload "
+                f"written in TCP_DATA_WAIT); the rest: {_steps(worst['engine_steps'], 5, ('TCP_DATA_WAIT',))}")
+        dropped = sum(r["frames_dropped"] for r in rows)
+        stalls = sum(r["backpressure_cycles"] for r in rows)
+        if dropped:
+            line += (f"; the receive `frame_fifo` fills and drops {dropped} of "
+                     f"{sum(r['frames_offered'] for r in rows)} frames whole")
+        if stalls:
+            line += (f"; its status queue fills and holds `rx.ready` low for {stalls} clocks "
+                     f"(backpressure, nothing lost)")
+        lines.append(line + ".")
+    for row in report["transmit"]:
+        if row["line_rate_ratio"] >= 0.95:
+            continue
+        line = (f"transmit, {row['frame_bytes']}-byte frames (MSS {row['mss']}): "
+                f"{row['line_rate_ratio']:.0%} of line rate overall, "
+                f"{row['burst_line_rate_ratio']:.0%} while a write's segments flow; `tcp_engine` "
+                f"{row['engine_cycles_per_segment']:.0f} clocks per segment "
+                f"({_steps(row['engine_steps'], 5)})")
+        write_wait = row["engine_steps"].get("HOST_WRITE_WAIT", 0)
+        if write_wait:
+            line += (f"; a WRITE's bytes all enter the send ring before its first segment is "
+                     f"dispatched, and the engine takes no other event meanwhile "
+                     f"(HOST_WRITE_WAIT {write_wait:g} per segment)")
+        if row["min_gap_cycles"]:
+            line += f"; at least {row['min_gap_cycles']} idle clocks between frames"
+        lines.append(line + ".")
+    return lines
+
+
+def _ratio(x):
+    return f"{x:.2f}"
+
+
+def report_tables(report) -> str:
+    """The tables (receive, transmit, latency, speed), the shortfalls and the provenance."""
+    lanes = report["data_width"] // 8
+    plan = report["plan"]
+    out = [f"Measured {report['date'][:10]} on {report['simulator']} "
+           f"({report['tools'].get(report['simulator'], '')}) by `{report['command']}`: "
+           f"{report['data_width']}-bit path ({lanes} bytes per clock on each port), "
+           f"{plan['connections']} connections, {plan['ring_bytes'] // 1024} KiB receive and send "
+           f"rings each. Frame sizes include the FCS; the ports carry frames without it (64 -> 60 "
+           f"bytes), and bytes per clock count port bytes.", ""]
+    out += ["**Receive**: in-order data, frames back to back on `rx`, one connection or round "
+            "robin over all; from the first beat accepted to the last payload beat written into "
+            "a receive ring; each burst fits the windows (rings read empty between bursts, not "
+            "measured).", "",
+            "| frame | conns | frames stored / offered | `rx.ready` low, clk | in order | "
+            "payload B/clk | frame B/clk | of line rate | engine clk/segment |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["receive"]:
+        out.append(f"| {r['frame_bytes']} | {r['connections']} | "
+                   f"{r['frames_stored']} / {r['frames_offered']} | {r['backpressure_cycles']} | "
+                   f"{r['frames_in_order']} | "
+                   f"{_ratio(r['payload_bytes_per_clock'])} | {_ratio(r['frame_bytes_per_clock'])} | "
+                   f"{r['line_rate_ratio']:.0%} | {r['engine_cycles_per_segment']:.1f} |")
+    out += ["", "**Transmit**: host WRITEs of up to half the send ring on a connection whose MSS "
+            "(the peer's SYN option) gives the frame size; peer window 65535, one ACK per write "
+            "once it is on the wire; from the first WRITE accepted to the last beat out "
+            "(\"while sending\": from each write's first segment to its last).", "",
+            "| frame | MSS | segments | payload B/clk | frame B/clk | of line rate | while sending "
+            "| engine clk/segment |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in report["transmit"]:
+        out.append(f"| {r['frame_bytes']} | {r['mss']} | {r['segments']} | "
+                   f"{_ratio(r['payload_bytes_per_clock'])} | {_ratio(r['frame_bytes_per_clock'])} | "
+                   f"{r['line_rate_ratio']:.0%} | {r['burst_line_rate_ratio']:.0%} | "
+                   f"{r['engine_cycles_per_segment']:.1f} |")
+    out += ["", "**Latency** in clocks, on an idle NIC: a segment's last beat accepted -> the "
+            "response of the first READ that returns its data (a READ always waiting), -> its "
+            "last payload beat in the ring, -> the first beat of its ACK out; a WRITE accepted "
+            "-> the first beat of its segment out.", "",
+            "| frame | in -> readable by READ | in -> in the ring | in -> ACK out | WRITE -> wire |",
+            "|---|---|---|---|---|"]
+    for r in report["latency"]:
+        out.append(f"| {r['frame_bytes']} | {r['rx_to_readable']} | {r['rx_to_ring']} | "
+                   f"{r['rx_to_ack_out']} | {r['write_to_wire']} |")
+    out += ["", "**Simulation speed** (cocotb, one Python pass per clock) and the golden model:", "",
+            "| run | simulator | clocks | wall s | clocks/s |", "|---|---|---|---|---|"]
+    for r in report["sim_speed"]:
+        out.append(f"| `{r['scenario']}` ({r['nic']}) | {r['simulator']} | {r['cycles']:,} | "
+                   f"{r['wall_s']:g} | {r['cycles_per_s']:,} |")
+    sim = report["bench_sim"]
+    out.append(f"| these benchmarks | {report['simulator']} | {sim['cycles']:,} | "
+               f"{sim['wall_s']:g} | {sim['cycles_per_s']:,} |")
+    model = report["model"]
+    out += ["", f"Golden model: {model['bytes'] // 1024} KiB from one model host to another on a "
+            f"clean wire in {model['wall_s']:g} s of wall time ({model['bytes_per_s'] / 1e6:.2f} MB/s, "
+            f"{model['frames']:,} frames, {model['ticks']:,} ticks)."]
+    if report["shortfalls"]:
+        out += ["", "**Shortfalls** (where the clocks go):", ""]
+        out += [f"- {line}" for line in report["shortfalls"]]
+    return "\n".join(out) + "\n"
+
+
+def report_markdown(report) -> str:
+    return (f"# NIC benchmarks\n\n{report_tables(report)}\n"
+            f"`make bench` took {report['wall_s']:.0f} s (NIC build {report['build_s']:g} s, "
+            f"benchmarks {report['run_s']:g} s).\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sim", default="verilator", choices=SIMULATORS)
+    parser.add_argument("--width", type=int, default=64, choices=(8, 64))
+    parser.add_argument("--quick", action="store_true",
+                        help="the smoke plan: one frame size, a few frames, four connections")
+    parser.add_argument("--no-speed", action="store_true",
+                        help="skip the lossy_wire speed runs (the bench's own speed is kept)")
+    parser.add_argument("--out", type=Path, default=BENCH)
+    parser.add_argument("--command", default=None, help="the command recorded in the report")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    plan = QUICK if args.quick else FULL
+    plan = Plan(**{**asdict(plan), "width": args.width})
+    command = args.command or shlex.join(["python", "-m", "tb.bench_run", *(argv or sys.argv[1:])])
+    print(f"benchmarks on {args.sim}: {_plan_name(plan)}", flush=True)
+    figures = run_benchmarks(args.sim, plan)
+    sims = (args.sim,) if args.quick else SIMULATORS
+    speed = [] if args.no_speed else sim_speed(sims)
+    model = model_throughput(64 * 1024 if args.quick else MODEL_BYTES)
+    sim = figures.pop("sim")
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "simulator": args.sim, "tools": _tool_versions({args.sim, *sims}),
+        "data_width": plan.width, "plan": figures.pop("plan"),
+        "receive": figures["receive"], "transmit": figures["transmit"],
+        "latency": figures["latency"],
+        "bench_sim": {**sim, "cycles_per_s": round(sim["cycles"] / sim["wall_s"])},
+        "sim_speed": speed, "model": model,
+        "build_s": figures["build_s"], "run_s": figures["run_s"],
+    }
+    report["shortfalls"] = shortfalls(report)
+    report["wall_s"] = round(time.monotonic() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / "bench.md").write_text(report_markdown(report))
+    print(report_markdown(report))
+    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
