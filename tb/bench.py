@@ -34,7 +34,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cocotb
@@ -69,15 +69,17 @@ LATENCY_MSS = 1460
 
 @dataclass
 class Plan:
-    """What to measure, and on which NIC."""
+    """What to measure, and on which NIC (one simulator run)."""
     width: int = 64
     connections: int = 64
     processes: int = 16
-    ring_bytes: int = 32768                       # receive and send ring per connection
-    sizes: tuple = (64, 128, 256, 512, 1024, 1518)
+    ring_bytes: int = 2048                        # receive and send ring per connection
+    rx_sizes: tuple = ()                          # receive: frame sizes
+    rx_connections: tuple = ()                    # receive: spread over this many connections
     rx_frames: int = 128                          # frames offered per receive configuration
+    tx_sizes: tuple = ()                          # transmit: frame sizes (a connection each)
     tx_segments: int = 128                        # data segments per transmit configuration
-    latency_sizes: tuple = (64, 128, 256, 512, 1024, 1518)
+    latency_sizes: tuple = ()
 
     def policy(self) -> Policy:
         ring = self.ring_bytes
@@ -86,7 +88,7 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> "Plan":
         fields = json.loads(text)
-        for name in ("sizes", "latency_sizes"):
+        for name in ("rx_sizes", "rx_connections", "tx_sizes", "latency_sizes"):
             fields[name] = tuple(fields[name])
         return cls(**fields)
 
@@ -111,8 +113,8 @@ def steps_per(counter: Counter, enum, events: int) -> dict:
 class Probe:
     """Samples the NIC once per clock, in the read-only phase, while a measurement runs.
 
-    It runs beside :class:`~tb.nic_bench.NicBench`'s own loop and time-stamps with its cycle
-    count, so its records and the bench's queues speak of the same clocks. Records:
+    It runs beside :class:`~tb.nic_bench.NicBench`'s own loop and time-stamps with the
+    bench's cycle count, so its records and the bench's queues speak of the same clocks. Records:
     ``rx`` (cycles of accepted receive beats), ``rx_stalls`` (beats offered, not accepted),
     ``ring`` (payload beats written into a receive ring), ``tx_frames`` ((first, last) beat
     of every transmitted frame), ``host_cmds`` and ``host_rsps`` (cycles of accepted host
@@ -202,7 +204,6 @@ class Conn:
     nic_seq: int            # the NIC's next sequence number (what the peer acknowledges)
     sent: int = 0           # payload bytes the peer has sent
     read: int = 0           # payload bytes the application has read
-    unsent: list = field(default_factory=list)
 
 
 # the stream of connection i is the byte (offset + 13 i) mod 251, cut from one long buffer
@@ -244,9 +245,10 @@ class Bench:
         return [word | keep << (8 * lanes) | last << (9 * lanes)
                 for word, keep, last in frame_to_beats(frame, self.plan.width)]
 
-    def frame(self, conn: Conn, flags, payload: bytes = b"", mss=None, seq=None) -> bytes:
-        seg = TcpSegment(conn.port, PORT, (conn.peer_seq if seq is None else seq) & 0xFFFF_FFFF,
-                         conn.nic_seq & 0xFFFF_FFFF, flags, PEER_WINDOW, payload, mss)
+    def frame(self, conn: Conn, flags, payload: bytes = b"", mss=None) -> bytes:
+        """A segment from the peer on `conn` at its next sequence number, ACKing the NIC's."""
+        seg = TcpSegment(conn.port, PORT, conn.peer_seq & 0xFFFF_FFFF, conn.nic_seq & 0xFFFF_FFFF,
+                         flags, PEER_WINDOW, payload, mss)
         return build_tcp_frame(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP, seg)
 
     def data_frame(self, conn: Conn, n: int) -> bytes:
@@ -268,7 +270,8 @@ class Bench:
 
     def open(self, mss: int) -> Conn:
         index = len(self.conns)
-        conn = Conn(index, -1, -1, PEER_PORTS + index, mss, PEER_ISS + index * 0x100_0000, 0)
+        conn = Conn(index, slot=-1, fd=-1, port=PEER_PORTS + index, mss=mss,
+                    peer_seq=PEER_ISS + index * 0x100_0000, nic_seq=0)
         self.host.transmit()
         self.host.receive_frame(self.frame(conn, TcpFlags.SYN, mss=mss))
         replies = [parse_frame(f).tcp for f in self.host.transmit()]
@@ -293,6 +296,8 @@ class Bench:
                 if err.errno != "EAGAIN":
                     raise
                 break
+            if not chunk:
+                raise AssertionError(f"connection {conn.index}: end of file")
             expected = stream_bytes(conn.index, conn.read, len(chunk))
             if chunk != expected:
                 raise AssertionError(f"connection {conn.index}: bytes {conn.read}.. read back wrong")
@@ -472,6 +477,8 @@ class Bench:
         """Queue `beats` on rx and/or one host `command` (with `wdata`) on an idle NIC. With
         `poll` (a READ command), keep one READ waiting until one returns data."""
         nic = self.nic
+        if nic.host_rsp.items or nic.host_rdata.items or nic.tx.items:
+            raise AssertionError("a latency measurement must start on an idle NIC, all taken")
         probe = Probe(nic).start()
         nic.rx.queue.extend(beats)
         if command is not None:
@@ -524,7 +531,10 @@ class Bench:
         command = self.host_command(conn, HostOp.WRITE, length=n)
         result = resume(self._latency)([], command, self.beats(chunk))
         probe = result["probe"]
+        rsp = [data.Const(HostResponse(), v) for v in self.nic.take(self.nic.host_rsp)]
         segs = [parse_frame(f).tcp for f in self.host.transmit()]
+        if len(rsp) != 1 or rsp[0].status != Errno.OK or int(rsp[0].count) != n:
+            raise AssertionError(f"a WRITE of {n} bytes answered {rsp}")
         if len(segs) != 1 or segs[0].payload != chunk:
             raise AssertionError(f"a WRITE of {n} bytes sent {segs}")
         write_out = probe.tx_frames[0][0] - probe.host_cmds[0]
@@ -539,28 +549,30 @@ class Bench:
 def run(bench: Bench, log=print) -> dict:
     """Every benchmark of the plan; returns the figures (``BENCH_OUT``'s content)."""
     plan = bench.plan
-    if plan.connections <= len(plan.sizes):
-        raise ValueError("the plan needs a connection per transmit size and one for latency")
+    wanted = max((*plan.rx_connections, len(plan.tx_sizes) + bool(plan.latency_sizes)), default=0)
+    if wanted > plan.connections:
+        raise ValueError(f"the plan needs {wanted} connections, the NIC has {plan.connections}")
     started, cycles0 = time.monotonic(), bench.port.cycles
-    for size in plan.sizes:
+    for size in plan.tx_sizes:
         bench.open(payload_of(size))                  # transmit: this MSS gives `size` frames
-    while len(bench.conns) < plan.connections:
+    while len(bench.conns) < wanted:
         bench.open(LATENCY_MSS)
     log(f"{len(bench.conns)} connections open after {bench.port.cycles} clocks")
     figures = {"receive": [], "transmit": [], "latency": []}
-    for size in plan.sizes:
-        for connections in sorted({1, plan.connections}):
-            row = bench.receive(size, connections)
+    nic = {"nic_connections": plan.connections, "ring_bytes": plan.ring_bytes}
+    for size in plan.rx_sizes:
+        for connections in plan.rx_connections:
+            row = {**bench.receive(size, connections), **nic}
             figures["receive"].append(row)
             log(f"receive {size} B x {connections}: {row['frame_bytes_per_clock']:.2f} B/clk, "
                 f"{row['engine_cycles_per_segment']:.1f} engine clocks/segment, "
                 f"{row['frames_dropped']} dropped")
-    for size, conn in zip(plan.sizes, bench.conns):
-        row = bench.transmit(conn, size)
+    for size, conn in zip(plan.tx_sizes, bench.conns):
+        row = {**bench.transmit(conn, size), **nic}
         figures["transmit"].append(row)
         log(f"transmit {size} B: {row['frame_bytes_per_clock']:.2f} B/clk")
     for size in plan.latency_sizes:
-        row = bench.latency(bench.conns[-1], size)
+        row = {**bench.latency(bench.conns[-1], size), **nic}
         figures["latency"].append(row)
         log(f"latency {size} B: {row}")
     figures["sim"] = {"cycles": bench.port.cycles - cycles0,

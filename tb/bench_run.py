@@ -30,16 +30,28 @@ from cocotb_tools.runner import get_results, get_runner
 from hdl.build import to_verilog
 from tb.bench import Plan
 from tb.nic_run import SIMULATORS, NicConfig, for_icarus
+from tb.scenarios import NIC_POLICY
 from tb.tools import BUILD, REPO, install_simulator_env, simulator_env
 
 __all__ = ["FULL", "QUICK", "build", "run_benchmarks", "sim_speed", "model_throughput",
            "shortfalls", "report_tables", "report_markdown", "main"]
 
 BENCH = BUILD / "bench"
-FULL = Plan()
+SIZES = (64, 128, 256, 512, 1024, 1518)
+# The reference NIC (64 connections, 2 KiB rings, as `make synth` and the test suite build it):
+# receive spread over its 64 connections, and the latencies.
+REFERENCE = Plan(connections=64, processes=16, ring_bytes=2048, rx_sizes=SIZES,
+                 rx_connections=(64,), latency_sizes=SIZES)
+# Eight connections with 32 KiB rings (the hardware's largest): one connection's window holds
+# a burst of 22 full-size frames, and a host write up to 16 KiB. Receive on one connection and
+# transmit. (64 connections with 32 KiB rings cost minutes of Verilog generation per run and a
+# multi-gigabyte Verilator build, for the same engine.)
+DEEP = Plan(connections=8, processes=16, ring_bytes=32768, rx_sizes=SIZES, rx_connections=(1,),
+            tx_sizes=SIZES)
+FULL = (REFERENCE, DEEP)
 # one frame size, a few frames and four connections: a smoke test of the whole flow
-QUICK = Plan(connections=4, processes=4, ring_bytes=4096, sizes=(256,), rx_frames=8,
-             tx_segments=8, latency_sizes=(256,))
+QUICK = (Plan(connections=4, processes=4, ring_bytes=4096, rx_sizes=(256,), rx_connections=(1, 4),
+              rx_frames=8, tx_sizes=(256,), tx_segments=8, latency_sizes=(256,)),)
 SPEED_SCENARIO = "lossy_wire"
 MODEL_BYTES = 1 << 20
 
@@ -95,7 +107,7 @@ def _run(sim: str, folder: Path, module: str, env: dict, what: str):
 
 
 def run_benchmarks(sim: str, plan: Plan) -> dict:
-    """``tb/bench.py`` on `sim`: the figures, with the build and run times."""
+    """``tb/bench.py`` with `plan` on `sim`: the figures, with the build and run times."""
     started = time.monotonic()
     name = _plan_name(plan)
     folder = build(sim, _nic(plan), name)
@@ -111,18 +123,22 @@ def run_benchmarks(sim: str, plan: Plan) -> dict:
 
 
 def sim_speed(sims=SIMULATORS, scenario: str = SPEED_SCENARIO) -> list[dict]:
-    """`scenario` (compared with the model as in the test suite) on each simulator."""
+    """`scenario` on the reference NIC (compared with the model, as in the test suite), on
+    each simulator."""
     config = NicConfig(data_width=64, connections=64, processes=16)
+    if (config.connections, config.processes, NIC_POLICY) != (
+            REFERENCE.connections, REFERENCE.processes, REFERENCE.policy()):
+        raise AssertionError("the scenarios' NIC is no longer the reference plan's")
     rows = []
     for sim in sims:
-        folder = build(sim, config.component(), config.name)
+        folder = build(sim, _nic(REFERENCE), _plan_name(REFERENCE))
         out = BENCH / "speed" / sim
         _run(sim, folder, "tb.nic_cocotb",
              {"NIC_SCENARIO": scenario, "NIC_WIDTH": str(config.data_width),
               "NIC_CONNECTIONS": str(config.connections), "NIC_PROCESSES": str(config.processes),
               "NIC_OUT": str(out)}, scenario)
         summary = json.loads((out / f"{scenario}.json").read_text())
-        rows.append({"simulator": sim, "scenario": scenario, "nic": config.name,
+        rows.append({"simulator": sim, "scenario": scenario, "nic": _plan_name(REFERENCE),
                      "cycles": summary["cycles"], "wall_s": summary["wall_s"],
                      "cycles_per_s": round(summary["cycles"] / summary["wall_s"])})
     return rows
@@ -246,66 +262,69 @@ def shortfalls(report) -> list[str]:
     return lines
 
 
-def _ratio(x):
-    return f"{x:.2f}"
+def _nic_label(row) -> str:
+    ring = row["ring_bytes"]
+    return f"{row['nic_connections']} x {ring // 1024 if ring >= 1024 else ring} {'KiB' if ring >= 1024 else 'B'}"
 
 
 def report_tables(report) -> str:
     """The tables (receive, transmit, latency, speed), the shortfalls and the provenance."""
     lanes = report["data_width"] // 8
-    plan = report["plan"]
     out = [f"Measured {report['date'][:10]} on {report['simulator']} "
-           f"({report['tools'].get(report['simulator'], '')}) by `{report['command']}`: "
-           f"{report['data_width']}-bit path ({lanes} bytes per clock on each port), "
-           f"{plan['connections']} connections, {plan['ring_bytes'] // 1024} KiB receive and send "
-           f"rings each. Frame sizes include the FCS; the ports carry frames without it (64 -> 60 "
-           f"bytes), and bytes per clock count port bytes.", ""]
-    out += ["**Receive**: in-order data, frames back to back on `rx`, one connection or round "
-            "robin over all; from the first beat accepted to the last payload beat written into "
-            "a receive ring; each burst fits the windows (rings read empty between bursts, not "
-            "measured).", "",
-            "| frame | conns | frames stored / offered | `rx.ready` low, clk | in order | "
+           f"({report['tools'].get(report['simulator'], 'version unknown')}) by "
+           f"`{report['command']}`, {report['data_width']}-bit path: the physical limit is "
+           f"{lanes} bytes per clock on each port. Frame sizes include the FCS; the ports carry "
+           f"frames without it (64 -> 60 bytes) and bytes per clock count port bytes. *NIC* is "
+           f"connections x ring bytes (receive and send, each); 64 x 2 KiB is the reference "
+           f"configuration.", ""]
+    out += ["**Receive**: in-order data, frames back to back on `rx` (no idle beats), on one "
+            "connection or round robin over 64; from the first beat accepted to the last payload "
+            "beat written into a receive ring. Each burst fits the receive windows: the rings are "
+            "read empty between bursts (not measured). *in order*: frames readable when their "
+            "burst is over; a dropped frame is sent again after its burst (not measured).", "",
+            "| frame | NIC | conns | stored / offered | `rx.ready` low | in order | "
             "payload B/clk | frame B/clk | of line rate | engine clk/segment |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["receive"]:
-        out.append(f"| {r['frame_bytes']} | {r['connections']} | "
-                   f"{r['frames_stored']} / {r['frames_offered']} | {r['backpressure_cycles']} | "
-                   f"{r['frames_in_order']} | "
-                   f"{_ratio(r['payload_bytes_per_clock'])} | {_ratio(r['frame_bytes_per_clock'])} | "
-                   f"{r['line_rate_ratio']:.0%} | {r['engine_cycles_per_segment']:.1f} |")
+        out.append(f"| {r['frame_bytes']} | {_nic_label(r)} | {r['connections']} | "
+                   f"{r['frames_stored']} / {r['frames_offered']} | {r['backpressure_cycles']} clk | "
+                   f"{r['frames_in_order']} | {r['payload_bytes_per_clock']:.2f} | "
+                   f"{r['frame_bytes_per_clock']:.2f} | {r['line_rate_ratio']:.0%} | "
+                   f"{r['engine_cycles_per_segment']:.1f} |")
     out += ["", "**Transmit**: host WRITEs of up to half the send ring on a connection whose MSS "
-            "(the peer's SYN option) gives the frame size; peer window 65535, one ACK per write "
-            "once it is on the wire; from the first WRITE accepted to the last beat out "
-            "(\"while sending\": from each write's first segment to its last).", "",
-            "| frame | MSS | segments | payload B/clk | frame B/clk | of line rate | while sending "
-            "| engine clk/segment |",
-            "|---|---|---|---|---|---|---|---|"]
+            "(the peer's SYN option) gives the frame size; the peer's window is 65535 and it ACKs "
+            "each write once the write is on the wire. From the first WRITE accepted to the last "
+            "beat out; *while sending*: from each write's first segment out to its last.", "",
+            "| frame | NIC | MSS | segments | payload B/clk | frame B/clk | of line rate | "
+            "while sending | engine clk/segment |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in report["transmit"]:
-        out.append(f"| {r['frame_bytes']} | {r['mss']} | {r['segments']} | "
-                   f"{_ratio(r['payload_bytes_per_clock'])} | {_ratio(r['frame_bytes_per_clock'])} | "
+        out.append(f"| {r['frame_bytes']} | {_nic_label(r)} | {r['mss']} | {r['segments']} | "
+                   f"{r['payload_bytes_per_clock']:.2f} | {r['frame_bytes_per_clock']:.2f} | "
                    f"{r['line_rate_ratio']:.0%} | {r['burst_line_rate_ratio']:.0%} | "
                    f"{r['engine_cycles_per_segment']:.1f} |")
-    out += ["", "**Latency** in clocks, on an idle NIC: a segment's last beat accepted -> the "
-            "response of the first READ that returns its data (a READ always waiting), -> its "
-            "last payload beat in the ring, -> the first beat of its ACK out; a WRITE accepted "
-            "-> the first beat of its segment out.", "",
-            "| frame | in -> readable by READ | in -> in the ring | in -> ACK out | WRITE -> wire |",
-            "|---|---|---|---|---|"]
+    out += ["", "**Latency** in clocks, idle NIC: from a data segment's last beat accepted to the "
+            "response of the first READ that returns its data (a READ is always waiting), to its "
+            "last payload beat in the ring, and to the first beat of its ACK out; from a WRITE "
+            "accepted to the first beat of its segment out.", "",
+            "| frame | NIC | in -> readable | in -> ring | in -> ACK out | WRITE -> wire |",
+            "|---|---|---|---|---|---|"]
     for r in report["latency"]:
-        out.append(f"| {r['frame_bytes']} | {r['rx_to_readable']} | {r['rx_to_ring']} | "
-                   f"{r['rx_to_ack_out']} | {r['write_to_wire']} |")
+        out.append(f"| {r['frame_bytes']} | {_nic_label(r)} | {r['rx_to_readable']} | "
+                   f"{r['rx_to_ring']} | {r['rx_to_ack_out']} | {r['write_to_wire']} |")
     out += ["", "**Simulation speed** (cocotb, one Python pass per clock) and the golden model:", "",
-            "| run | simulator | clocks | wall s | clocks/s |", "|---|---|---|---|---|"]
+            "| run | NIC | simulator | clocks | wall s | clocks/s |", "|---|---|---|---|---|---|"]
     for r in report["sim_speed"]:
-        out.append(f"| `{r['scenario']}` ({r['nic']}) | {r['simulator']} | {r['cycles']:,} | "
+        out.append(f"| scenario `{r['scenario']}` | {r['nic']} | {r['simulator']} | "
+                   f"{r['cycles']:,} | {r['wall_s']:g} | {r['cycles_per_s']:,} |")
+    for r in report["bench_sim"]:
+        out.append(f"| these benchmarks | {r['nic']} | {report['simulator']} | {r['cycles']:,} | "
                    f"{r['wall_s']:g} | {r['cycles_per_s']:,} |")
-    sim = report["bench_sim"]
-    out.append(f"| these benchmarks | {report['simulator']} | {sim['cycles']:,} | "
-               f"{sim['wall_s']:g} | {sim['cycles_per_s']:,} |")
     model = report["model"]
-    out += ["", f"Golden model: {model['bytes'] // 1024} KiB from one model host to another on a "
-            f"clean wire in {model['wall_s']:g} s of wall time ({model['bytes_per_s'] / 1e6:.2f} MB/s, "
-            f"{model['frames']:,} frames, {model['ticks']:,} ticks)."]
+    out += ["", f"Golden model (`model/`, pure Python): {model['bytes'] // 1024} KiB from one "
+            f"host to another over a clean `model.wire.Wire` in {model['wall_s']:g} s "
+            f"({model['bytes_per_s'] / 1e6:.2f} MB/s; {model['frames']:,} frames, "
+            f"{model['ticks']:,} ticks of virtual time)."]
     if report["shortfalls"]:
         out += ["", "**Shortfalls** (where the clocks go):", ""]
         out += [f"- {line}" for line in report["shortfalls"]]
@@ -330,25 +349,29 @@ def main(argv=None):
     parser.add_argument("--command", default=None, help="the command recorded in the report")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    plan = QUICK if args.quick else FULL
-    plan = Plan(**{**asdict(plan), "width": args.width})
+    plans = [Plan(**{**asdict(plan), "width": args.width}) for plan in (QUICK if args.quick else FULL)]
     command = args.command or shlex.join(["python", "-m", "tb.bench_run", *(argv or sys.argv[1:])])
-    print(f"benchmarks on {args.sim}: {_plan_name(plan)}", flush=True)
-    figures = run_benchmarks(args.sim, plan)
-    sims = (args.sim,) if args.quick else SIMULATORS
-    speed = [] if args.no_speed else sim_speed(sims)
-    model = model_throughput(64 * 1024 if args.quick else MODEL_BYTES)
-    sim = figures.pop("sim")
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command, "simulator": args.sim, "tools": _tool_versions({args.sim, *sims}),
-        "data_width": plan.width, "plan": figures.pop("plan"),
-        "receive": figures["receive"], "transmit": figures["transmit"],
-        "latency": figures["latency"],
-        "bench_sim": {**sim, "cycles_per_s": round(sim["cycles"] / sim["wall_s"])},
-        "sim_speed": speed, "model": model,
-        "build_s": figures["build_s"], "run_s": figures["run_s"],
+        "command": command, "simulator": args.sim, "data_width": args.width,
+        "plans": [asdict(plan) for plan in plans],
+        "receive": [], "transmit": [], "latency": [], "bench_sim": [],
+        "build_s": 0.0, "run_s": 0.0,
     }
+    for plan in plans:
+        print(f"benchmarks on {args.sim}: {_plan_name(plan)}", flush=True)
+        figures = run_benchmarks(args.sim, plan)
+        for part in ("receive", "transmit", "latency"):
+            report[part] += figures[part]
+        sim = figures["sim"]
+        report["bench_sim"].append({"nic": _plan_name(plan), **sim,
+                                    "cycles_per_s": round(sim["cycles"] / sim["wall_s"])})
+        report["build_s"] += figures["build_s"]
+        report["run_s"] += figures["run_s"]
+    sims = (args.sim,) if args.quick else SIMULATORS
+    report["sim_speed"] = [] if args.no_speed else sim_speed(sims)
+    report["tools"] = _tool_versions({args.sim, *sims})
+    report["model"] = model_throughput(64 * 1024 if args.quick else MODEL_BYTES)
     report["shortfalls"] = shortfalls(report)
     report["wall_s"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)

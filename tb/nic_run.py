@@ -6,6 +6,7 @@ scenario (each scenario runs in a fresh simulator process, so every run starts f
 with empty memories); it is rebuilt when the Verilog changes.
 """
 
+import functools
 import hashlib
 import json
 from xml.etree import ElementTree
@@ -80,6 +81,13 @@ class NicConfig:
                    processes=self.processes, policy=NIC_POLICY)
 
 
+@functools.lru_cache(maxsize=None)
+def _verilog(config: NicConfig, variant: str) -> str:
+    """The NIC's Verilog, generated once per process (it takes seconds); `variant` keys a
+    modified design, which the caller has put in place before the first call."""
+    return to_verilog(config.component(), "nic")
+
+
 def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -> Path:
     """Generate ``nic.v`` for `config` and build it for `sim`; returns the build folder.
 
@@ -89,7 +97,7 @@ def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -
     name = config.name + (f"_{variant}" if variant else "")
     folder = BUILD / "cocotb" / name / (sim + ("_waves" if waves else ""))
     verilog = BUILD / "verilog" / f"{name}{'_icarus' if sim == 'icarus' else ''}.v"
-    text = to_verilog(config.component(), "nic")
+    text = _verilog(config, variant)
     if sim == "icarus":
         text = for_icarus(text)
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -112,31 +120,39 @@ def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -
     return folder
 
 
-def run_scenario(sim: str, config: NicConfig, scenario: str, waves: bool = False,
-                 variant: str = "") -> dict:
-    """Run one scenario on the RTL (and the model); returns its summary, raises on a mismatch
-    with the scoreboard's report."""
+def run_cocotb(sim: str, config: NicConfig, test_module: str, name: str, env: dict,
+               waves: bool = False, variant: str = "") -> None:
+    """Run cocotb module `test_module` on a fresh simulator process of `config`'s build;
+    raises with the failures' messages when a test failed. `name` names the results file."""
     folder = build(sim, config, waves, variant)
-    out = BUILD / "sim" / (config.name + (f"_{variant}" if variant else "")) / sim
     runner = get_runner(sim)
-    results = folder / f"results_{scenario}.xml"
+    results = folder / f"results_{name}.xml"
     results.unlink(missing_ok=True)
     try:
-        runner.test(hdl_toplevel="nic", hdl_toplevel_lang="verilog", test_module="tb.nic_cocotb",
+        runner.test(hdl_toplevel="nic", hdl_toplevel_lang="verilog", test_module=test_module,
                     build_dir=folder, test_dir=folder, waves=waves, timescale=("1ns", "1ps"),
-                    extra_env={"PYTHONPATH": str(REPO), "NIC_SCENARIO": scenario,
-                               "NIC_WIDTH": str(config.data_width),
+                    extra_env={"PYTHONPATH": str(REPO), "NIC_WIDTH": str(config.data_width),
                                "NIC_CONNECTIONS": str(config.connections),
-                               "NIC_PROCESSES": str(config.processes), "NIC_OUT": str(out)},
+                               "NIC_PROCESSES": str(config.processes), **env},
                     results_xml=str(results))
     except SystemExit:
         pass                    # the runner exits under pytest when a test failed: see results
     total, failed = get_results(results) if results.exists() else (0, 0)
-    summary_file = out / f"{scenario}.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     if total == 0 or failed:
         messages = ([f.get("message", "") for f in ElementTree.parse(results).iter("failure")]
                     if results.exists() else ["the simulator wrote no results"])
-        raise AssertionError(f"scenario {scenario} failed on {sim} at {config.data_width} bits "
-                             f"(log: {results}, traces and pcaps: {out}):\n" + "\n".join(messages))
-    return summary
+        raise AssertionError(f"{name} failed on {sim} at {config.data_width} bits (log: {results}):\n"
+                             + "\n".join(messages))
+
+
+def run_scenario(sim: str, config: NicConfig, scenario: str, waves: bool = False,
+                 variant: str = "") -> dict:
+    """Run one scenario on the RTL (and the model); returns its summary, raises on a mismatch
+    with the scoreboard's report."""
+    out = BUILD / "sim" / (config.name + (f"_{variant}" if variant else "")) / sim
+    try:
+        run_cocotb(sim, config, "tb.nic_cocotb", scenario,
+                   {"NIC_SCENARIO": scenario, "NIC_OUT": str(out)}, waves, variant)
+    except AssertionError as err:
+        raise AssertionError(f"scenario {err} (traces and pcaps: {out})") from None
+    return json.loads((out / f"{scenario}.json").read_text())

@@ -2,7 +2,8 @@
 
 grammar.py parses a script into events, runner.py runs them against a backend
 (backends/linux.py: the Linux kernel in a private namespace; backends/model.py: the golden
-model) and judges every packet and syscall; packets.py is the packet codec.
+model; backends/rtl.py: the RTL NIC in a cocotb simulation, run through rtl.py) and judges
+every packet and syscall; packets.py is the packet codec.
 """
 
 from .grammar import ScriptError, parse, parse_file
@@ -12,14 +13,17 @@ __all__ = ["ScriptError", "parse", "parse_file", "Config", "Result", "Runner", "
            "run_script"]
 
 
-def run_script(path, backend: str, config: Config | None = None) -> Result:
-    """Parse and run one script on a fresh backend; raise ScriptError or BackendUnavailable."""
+def run_script(path, backend, config: Config | None = None) -> Result:
+    """Parse and run one script on a fresh backend; raise ScriptError or BackendUnavailable.
+
+    `backend` is a backend's name, or a function of the Config that makes the backend (the
+    RTL backend is made inside its simulator: see rtl.py)."""
     from .backends import make_backend
     config = config or Config()
     script = parse_file(path)
     if "mss" in script.options:
         config.mss = int(script.options["mss"])
-    stack = make_backend(backend, config)
+    stack = backend(config) if callable(backend) else make_backend(backend, config)
     try:
         return Runner(script, stack, config).run()
     finally:

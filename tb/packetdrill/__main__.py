@@ -27,8 +27,21 @@ def main(argv=None) -> int:
     parser.add_argument("--local-ip", default="192.0.2.1")
     parser.add_argument("--remote-ip", default="192.0.2.2")
     parser.add_argument("--pcap-dir", type=Path, default=PCAP_DIR)
+    parser.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
+                        help="simulator for the rtl backend")
     args = parser.parse_args(argv)
     passed = failed = 0
+    if args.backend == "rtl":
+        from .rtl import run_on_rtl
+        config = Config(local_ip=args.local_ip, remote_ip=args.remote_ip, mss=args.mss,
+                        tolerance_usecs=args.tolerance_usecs, lenient=args.lenient,
+                        pcap_dir=args.pcap_dir)
+        for result in run_on_rtl(args.scripts, config, args.sim):
+            print(result.report(), flush=True)
+            passed += result.passed
+            failed += not result.passed
+        print(f"{passed} passed, {failed} failed")
+        return 1 if failed else 0
     for path in args.scripts:
         config = Config(local_ip=args.local_ip, remote_ip=args.remote_ip, mss=args.mss,
                         tolerance_usecs=args.tolerance_usecs, lenient=args.lenient,

@@ -1,4 +1,4 @@
-"""Stacks a packetdrill script can run against: ``linux``, ``model`` (and later ``rtl``)."""
+"""Stacks a packetdrill script can run against: ``linux``, ``model`` and ``rtl``."""
 
 __all__ = ["BackendUnavailable", "make_backend", "BACKENDS"]
 
@@ -21,6 +21,6 @@ def make_backend(name: str, config):
         from .model import ModelBackend
         return ModelBackend(config)
     if name == "rtl":
-        raise BackendUnavailable("the rtl backend is not available yet: the integrated NIC "
-                                 "(hdl/nic.py) is not built")
+        raise BackendUnavailable("the rtl backend runs inside a simulator: use "
+                                 "tb.packetdrill.rtl.run_on_rtl (python -m tb.packetdrill does)")
     raise BackendUnavailable(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
