@@ -408,6 +408,7 @@ class Bench:
             await nic.cycle()
             for value in nic.host_rsp.items:
                 rsp = data.Const(HostResponse(), value)
+                if retries < 5: self.log(f"DEBUG {nic.cycles} rsp {rsp.status} {int(rsp.count)} queue {len(queue)} acked {acked} seg {len(segments)}")
                 if rsp.status == Errno.EAGAIN:
                     retries += 1
                     issue(queue[0])
@@ -426,6 +427,7 @@ class Bench:
                 segments.append((end, len(seg.payload), len(frame)))
             while acked < len(ends) and segments and segments[-1][0] >= ends[acked]:
                 conn.nic_seq = ends[acked]
+                self.log(f"DEBUG {nic.cycles} ack {acked}")
                 nic.rx.queue.extend(self.beats(self.frame(conn, TcpFlags.ACK)))
                 acked += 1
         await nic.settle()

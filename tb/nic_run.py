@@ -6,6 +6,7 @@ scenario (each scenario runs in a fresh simulator process, so every run starts f
 with empty memories); it is rebuilt when the Verilog changes.
 """
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -102,21 +103,24 @@ def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -
         text = for_icarus(text)
     digest = hashlib.sha256(text.encode()).hexdigest()
     stamp = folder / "verilog.sha256"
-    if stamp.exists() and stamp.read_text() == digest and verilog.exists():
-        return folder
-    verilog.parent.mkdir(parents=True, exist_ok=True)
-    verilog.write_text(text)
-    build_args = []
-    if sim == "verilator":
-        # lint is `make lint`'s job; here only the simulation model is built
-        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "unique",
-                      "--x-initial", "unique", "-O3"]
-        if waves:
-            build_args += ["--trace-fst", "--trace-structs"]
-    runner = get_runner(sim)
-    runner.build(sources=[verilog], hdl_toplevel="nic", build_dir=folder,
-                 timescale=("1ns", "1ps"), build_args=build_args, always=True, waves=waves)
-    stamp.write_text(digest)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)            # another test process may be building it
+        if stamp.exists() and stamp.read_text() == digest and verilog.exists():
+            return folder
+        verilog.parent.mkdir(parents=True, exist_ok=True)
+        verilog.write_text(text)
+        build_args = []
+        if sim == "verilator":
+            # lint is `make lint`'s job; here only the simulation model is built
+            build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "unique",
+                          "--x-initial", "unique", "-O3"]
+            if waves:
+                build_args += ["--trace-fst", "--trace-structs"]
+        runner = get_runner(sim)
+        runner.build(sources=[verilog], hdl_toplevel="nic", build_dir=folder,
+                     timescale=("1ns", "1ps"), build_args=build_args, always=True, waves=waves)
+        stamp.write_text(digest)
     return folder
 
 
