@@ -1,0 +1,124 @@
+"""RxDispatch: each stored frame goes where its verdict, its socket and the engine say, whole."""
+
+import pytest
+from amaranth.sim import Simulator
+
+from hdl.build import lint_component
+from hdl.classifier import DropCause, Verdict
+from hdl.frame_fifo import FrameStatus
+from hdl.ports import RxRoute
+from hdl.rx_dispatch import RxDispatch
+from model.classify import classify
+from model.packet import TcpFlags, TcpSegment, build_tcp_frame
+from tb.amaranth_sim import recv_frame, send_frame
+from tb.tools import BUILD
+
+OUR_MAC, OUR_IP = "02:00:00:00:00:01", "192.0.2.1"
+PEER_MAC, PEER_IP = "02:00:00:00:00:02", "192.0.2.2"
+
+
+def segment(dst_port, payload=b""):
+    seg = TcpSegment(4242, dst_port, 100, 200, TcpFlags.ACK | TcpFlags.PSH, 512, payload)
+    return build_tcp_frame(PEER_MAC, OUR_MAC, PEER_IP, OUR_IP, seg)
+
+
+def record(frame, verdict=None):
+    ref = classify(frame, int.from_bytes(bytes.fromhex(OUR_MAC.replace(":", "")), "big"),
+                   int.from_bytes(bytes([192, 0, 2, 1]), "big"))
+    return {"verdict": verdict if verdict is not None else Verdict(ref.verdict),
+            "cause": DropCause(ref.cause), "fields": ref.fields.as_dict()}
+
+
+@pytest.mark.parametrize("data_width", [64, 8])
+def test_routes(data_width):
+    # (frame, stored by the FIFO, verdict override, socket hit, engine route)
+    cases = [
+        (segment(80, b"payload one"), 1, None, True, RxRoute.STORE),    # to the ring
+        (segment(81, b"x" * 40), 1, None, False, None),                # unknown flow: slow
+        (segment(80, b"dropped"), 1, Verdict.DROP, None, None),        # classifier drop
+        (segment(80, b"not stored"), 0, None, None, None),             # FIFO had no room
+        (segment(80, b"arp-ish"), 1, Verdict.SLOW, None, None),        # slow verdict
+        (segment(80, b"closed"), 1, None, True, RxRoute.SLOW),         # engine: closed conn
+        (segment(80, b"stale"), 1, None, True, RxRoute.DISCARD),       # engine: keep nothing
+        (segment(80, b"payload two, longer than one beat"), 1, None, True, RxRoute.STORE),
+    ]
+    status_layout = FrameStatus(1024)
+    dut = RxDispatch(data_width, 3, status_layout)
+    slow, sliced, commands, events, keys = [], [], [], [], []
+    routes = iter(c[4] for c in cases if c[3])
+    hits = iter(c[3] for c in cases if c[1] and (c[2] is None))
+
+    async def frames_in(ctx):
+        for frame, stored, *_ in cases:
+            if stored:
+                await send_frame(ctx, dut.frames, frame, data_width)
+
+    async def verdicts_in(ctx):
+        for frame, stored, verdict, *_ in cases:
+            ctx.set(dut.verdict.payload, record(frame, verdict))
+            ctx.set(dut.status.payload, {"stored": stored, "beats": 0})
+            ctx.set(dut.verdict.valid, 1)
+            ctx.set(dut.status.valid, 1)
+            await ctx.tick().until(dut.verdict.ready)
+        ctx.set(dut.verdict.valid, 0)
+        ctx.set(dut.status.valid, 0)
+
+    async def table_and_engine(ctx):
+        ctx.set(dut.lookup.ready, 1)
+        ctx.set(dut.event.ready, 1)
+        while True:
+            await ctx.tick()
+            if ctx.get(dut.lookup.valid):
+                keys.append(ctx.get(dut.lookup.payload))
+                ctx.set(dut.result.payload, {"hit": next(hits), "id": 5})
+                ctx.set(dut.result.valid, 1)
+                await ctx.tick().until(dut.result.ready)
+                ctx.set(dut.result.valid, 0)
+            if ctx.get(dut.event.valid):
+                events.append(ctx.get(dut.event.payload))
+                await ctx.tick()
+                ctx.set(dut.action.payload, {"route": next(routes)})
+                ctx.set(dut.action.valid, 1)
+                await ctx.tick().until(dut.action.ready)
+                ctx.set(dut.action.valid, 0)
+
+    async def slicer(ctx):
+        ctx.set(dut.slice_cmd.ready, 1)
+        while True:
+            _, _, valid, payload = await ctx.tick().sample(dut.slice_cmd.valid, dut.slice_cmd.payload)
+            if valid:
+                commands.append((payload.skip, payload.length))
+
+    def sink(port, out, count):
+        async def bench(ctx):
+            while len(out) < count:
+                out.append(await recv_frame(ctx, port, data_width, timeout=5000))
+        return bench
+
+    want_slow = sum(1 for c in cases if c[1] and (c[2] == Verdict.SLOW or c[3] is False
+                                                  or c[4] == RxRoute.SLOW))
+    want_sliced = sum(1 for c in cases if c[4] == RxRoute.STORE)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(frames_in)
+    sim.add_testbench(verdicts_in)
+    sim.add_testbench(table_and_engine, background=True)
+    sim.add_process(slicer)
+    sim.add_testbench(sink(dut.slow, slow, want_slow))
+    sim.add_testbench(sink(dut.slice_data, sliced, want_sliced))
+    sim.run()
+
+    assert [k.local_port for k in keys] == [80, 81, 80, 80, 80]          # FAST frames only
+    assert all(k.remote_port == 4242 and k.protocol == 6 for k in keys)
+    assert [e.payload_length for e in events] == [11, 6, 5, 33]          # FAST frames with a socket
+    assert all(e.seq == 100 and e.ack == 200 and e.conn == 5 and e.payload_offset == 54 for e in events)
+    assert slow == [cases[1][0], cases[4][0], cases[5][0]]                 # whole frames, in order
+    assert sliced == [cases[0][0], cases[7][0]]                            # the frames, to slice
+    assert commands == [(54, 11), (54, 33)]
+
+
+@pytest.mark.parametrize("data_width", [8, 64])
+def test_lint(data_width):
+    lint_component(RxDispatch(data_width, 6, FrameStatus(1024)), f"rx_dispatch_{data_width}",
+                   BUILD / "test" / "rx_dispatch")
