@@ -41,9 +41,11 @@ lint: deps verilog
 
 # The NIC's reference configuration, small iCE40 build and ECP5 sweep (QUICK=1: the first two),
 # into build/synth/report.json and report.md; `python -m tb.readme_tables` puts the table in
-# the README. Configurations already synthesised from the same design are not run again.
+# the README. Configurations already synthesised from the same design are not run again;
+# SYNTH_JOBS (default 2) run at once.
+SYNTH_JOBS ?= 2
 synth: $(STAMP)
-	$(PY) -m hdl.synth nic $(if $(QUICK),--quick)
+	$(PY) -m hdl.synth nic --jobs $(SYNTH_JOBS) $(if $(QUICK),--quick)
 
 sim: deps
 	$(PY) -m tb.sim --sim $(SIM) --width $(WIDTH) --scenario $(SCENARIO)

@@ -17,6 +17,7 @@ not run again (``--force`` runs it anyway).
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import hashlib
 import importlib
@@ -27,6 +28,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -447,10 +449,12 @@ def synthesise_nic(config, out_dir, clock_mhz=200.0, *, force=False, timeout=Non
     return row
 
 
-def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=None, log=print):
-    """Synthesise every (role, config) of `plan`; write ``report.json`` and ``report.md`` in
-    `out_dir` after each; return the report. A configuration that needs at least what one
-    that did not fit (or timed out) needs is skipped."""
+def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=None, jobs=1,
+             log=print):
+    """Synthesise every (role, config) of `plan`, `jobs` at a time; write ``report.json`` and
+    ``report.md`` in `out_dir` after each (rows not reached yet say "not run"); return the
+    report. A configuration that needs at least what one that did not fit (or timed out)
+    needs is skipped."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {
@@ -459,30 +463,58 @@ def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=No
         "clock_constraint_mhz": clock_mhz,
         "tools": tool_versions(),
         "packages": _package_versions(),
-        "rows": [],
+        # Every row is there from the start, so a run stopped part way says what it left.
+        "rows": [{"role": role, **asdict(config), "status": "not run",
+                  "reason": "the run stopped before it", "memory_formula": config.memory_formula(),
+                  "part": TARGETS[config.target]["part"]} for role, config in plan],
     }
+    lock = threading.Lock()
     failed = []
-    for index, (role, config) in enumerate(plan, 1):
-        head = f"[{index}/{len(plan)}] {config.name} ({role}): {config.describe()}"
-        blocker = next((f for f in failed if f.dominates(config)), None)
+    stopping = threading.Event()    # a run raised (Ctrl-C included): start no other
+
+    def save():
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out_dir / "report.md").write_text(report_markdown(report))
+
+    def run(index, role, config):
+        if stopping.is_set():
+            return
+        try:
+            finish(index, role, config)
+        except BaseException:
+            stopping.set()
+            raise
+
+    def finish(index, role, config):
+        head = f"[{index}/{len(plan)}] {config.name} ({role})"
+        with lock:
+            blocker = next((f for f in failed if f.dominates(config)), None)
         if blocker is not None:
             row = {**asdict(config), "status": "skipped",
                    "reason": f"needs at least what {blocker.name} needs, which did not fit"}
-            log(f"{head}: skipped ({row['reason']})")
+            log(f"{head}: {config.describe()}: skipped ({row['reason']})")
         else:
             started = time.monotonic()
-            log(f"{head} ...")
+            log(f"{head}: {config.describe()} ...")
             row = synthesise_nic(config, out_dir, clock_mhz, force=force, timeout=timeout,
-                                 progress=lambda step: log(f"    {step} ..."))
-            log(f"    {_summary(row, config)}" + (" (cached)" if row.get("cached")
-                                                  else f" in {time.monotonic() - started:.0f} s"))
-            if row["status"] != "ok":
-                failed.append(config)
+                                 progress=lambda step: log(f"    {head}: {step} ..."))
+            log(f"    {head}: {_summary(row, config)}" + (
+                " (cached)" if row.get("cached") else f" in {time.monotonic() - started:.0f} s"))
         row.setdefault("memory_formula", config.memory_formula())
         row.setdefault("part", TARGETS[config.target]["part"])
-        report["rows"].append({"role": role, **row})
-        (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        (out_dir / "report.md").write_text(report_markdown(report))
+        with lock:
+            if row["status"] not in ("ok", "skipped"):
+                failed.append(config)
+            report["rows"][index - 1] = {"role": role, **row}
+            save()
+
+    save()
+    # The tools are subprocesses: threads are enough to keep `jobs` of them busy.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run, index, role, config)
+                   for index, (role, config) in enumerate(plan, 1)]
+        for future in futures:
+            future.result()
     return report
 
 
@@ -585,6 +617,7 @@ def main(argv=None):
                         help="nic: the reference configuration and the small build only")
     parser.add_argument("--force", action="store_true", help="nic: run cached configurations again")
     parser.add_argument("--timeout", type=float, help="nic: seconds per tool run before giving up")
+    parser.add_argument("--jobs", type=int, default=1, help="nic: configurations synthesised at once")
     args = parser.parse_args(argv)
     blocks = [name for name in args.names if name != "nic"]
     for name in blocks or ([] if "nic" in args.names else BLOCKS):
@@ -597,7 +630,7 @@ def main(argv=None):
     if "nic" in args.names:
         command = shlex.join(["python", "-m", "hdl.synth", *argv])
         report = run_plan(nic_plan(args.quick), args.out, command, args.freq, force=args.force,
-                          timeout=args.timeout, log=lambda text: print(text, flush=True))
+                          timeout=args.timeout, jobs=args.jobs, log=lambda text: print(text, flush=True))
         print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
         return 0 if all(row["status"] != "timed out" for row in report["rows"]) else 1
     return 0

@@ -111,6 +111,26 @@ def test_plan_skips_what_a_failure_dominates(tmp_path, monkeypatch):
     assert status[(4, 8192)] == status[(256, 512)] == "ok"
 
 
+
+def test_stopped_run_says_what_it_left(tmp_path, monkeypatch):
+    import hdl.synth as synth
+    plan = [("sweep", c) for c in synth.sweep()[:3]]
+
+    def fake(config, out_dir, clock_mhz, **kwargs):
+        if config == plan[1][1]:
+            raise KeyboardInterrupt
+        return {**asdict(config), "name": config.name, "status": "ok", "reason": None,
+                "luts": 1, "flip_flops": 1, "harness_flip_flops": 1, "block_rams": 1,
+                "fmax_mhz": 1.0, "seconds": {}}
+
+    monkeypatch.setattr(synth, "synthesise_nic", fake)
+    monkeypatch.setattr(synth, "tool_versions", lambda: {})
+    with pytest.raises(KeyboardInterrupt):
+        synth.run_plan(plan, tmp_path, "x", log=lambda line: None)
+    rows = json.loads((tmp_path / "report.json").read_text())["rows"]
+    assert [row["status"] for row in rows] == ["ok", "not run", "not run"]
+    assert "not run: the run stopped before it" in (tmp_path / "report.md").read_text()
+
 # ----- the README generator -----------------------------------------------------------------
 
 def test_readme_has_the_markers():
