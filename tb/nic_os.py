@@ -470,9 +470,6 @@ class Process(model_host.Process):
         self.host.sockets.append(new)
         return self._install(new), conn.remote
 
-    def connect(self, fd: int, addr):
-        return self._call(self._connect, fd, addr)
-
     def _connect(self, fd, addr):
         sock = self._sock(fd)
         ip, port = _addr(addr)
@@ -526,15 +523,6 @@ class Process(model_host.Process):
 
     # ----- socket calls (library: data path, one host command each) -------------------------
 
-    def send(self, fd: int, data: bytes, flags: int = 0) -> int:
-        return self._send(fd, bytes(data), flags, None)
-
-    def write(self, fd: int, data: bytes) -> int:
-        return self.send(fd, data)
-
-    def sendto(self, fd: int, data: bytes, addr, flags: int = 0) -> int:
-        return self._send(fd, bytes(data), flags, _addr(addr))
-
     def _send(self, fd, data, flags, addr):
         sock = self._data_sock(fd, HostOp.WRITE, data)
         nonblock = sock.nonblock or bool(flags & MSG_DONTWAIT)
@@ -567,15 +555,6 @@ class Process(model_host.Process):
         rsp, _ = self._nic(sock, HostOp.WRITE, data, **fields)
         return int(rsp.count)
 
-    def recv(self, fd: int, n: int, flags: int = 0) -> bytes:
-        return self._recv(fd, n, flags)[0]
-
-    def read(self, fd: int, n: int) -> bytes:
-        return self.recv(fd, n)
-
-    def recvfrom(self, fd: int, n: int, flags: int = 0):
-        return self._recv(fd, n, flags)
-
     def _recv(self, fd, n, flags):
         sock = self._data_sock(fd, HostOp.READ, length=min(n, 0xFFFF_FFFF) if isinstance(n, int) and n >= 0 else 0)
         if not isinstance(n, int) or n < 0:
@@ -604,7 +583,7 @@ class Process(model_host.Process):
             return data, (_ip_str(int(rsp.src_ip)), int(rsp.src_port))
         return data, sock.remote
 
-    def shutdown(self, fd: int, how: int):
+    def _shutdown(self, fd, how):
         sock = self._data_sock(fd, HostOp.SHUTDOWN, how=how if how in (0, 1, 2) else 0)
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
             raise SocketError(Errno.EINVAL)
