@@ -178,6 +178,7 @@ def _package_versions():
 
 # ----- reading what the tools wrote ---------------------------------------------------------
 
+_FMAX = re.compile(r"^Info: Max frequency for clock '[^']*clk[^']*': ([\d.]+) MHz", re.M)
 _UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 _MEMORY_MAP = re.compile(r"^mapping memory (\S+) via \$__(\w+?)_?$", re.M)
 _MEMORY_FF = re.compile(r"^using FF mapping for memory (\S+)$", re.M)
@@ -308,6 +309,10 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
             result.update(status="does not fit",
                           reason="; ".join(over + errors[:1]) or str(error))
         result["utilization"] = {cell: v for cell, v in _utilisation(log).items() if v[0]}
+        # nextpnr estimates Fmax once the design is placed, before routing: a bound, kept
+        # apart from the routed figure.
+        placed = _FMAX.findall(log)
+        result["placed_fmax_mhz"] = float(placed[0]) if placed else None
         report = {}
     else:
         report = json.loads((work / "report.json").read_text())
@@ -317,7 +322,7 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
 
     def figure(cell_name):
         bel = _BEL_OF.get(cell_name, cell_name)
-        if report and bel in result["utilization"]:
+        if bel in result["utilization"]:
             return result["utilization"][bel][0]
         if cell_name.rstrip("*") in cells or cell_name.endswith("*"):
             return _count(cells, cell_name)
@@ -551,7 +556,12 @@ def report_table(report):
                 if row.get("block_rams") is not None else "—")
         if row["status"] != "ok" and row.get("block_rams") is not None:
             bram += " (yosys)"
-        fmax = f"{row['fmax_mhz']:.1f} MHz" if row.get("fmax_mhz") else "—"
+        if row.get("fmax_mhz"):
+            fmax = f"{row['fmax_mhz']:.1f} MHz"
+        elif row.get("placed_fmax_mhz"):
+            fmax = f"({row['placed_fmax_mhz']:.1f} MHz placed, not routed)"
+        else:
+            fmax = "—"
         note = "" if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
         if row.get("fifo_beats"):
             note = f"{row['fifo_beats']}-beat frame FIFOs" + (f"; {note}" if note else "")

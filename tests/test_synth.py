@@ -192,3 +192,16 @@ def test_readme_markers_must_be_there_once():
     twice = "<!-- synth-table:begin -->\n<!-- synth-table:end -->\n" * 2
     with pytest.raises(ValueError, match="exactly one"):
         readme_tables.replace_section(twice, "synth-table", "x")
+
+
+def test_placement_estimate_is_read_from_the_log():
+    import hdl.synth as synth
+    log = ("Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 40.07 MHz (FAIL at 200.00 MHz)\n"
+           "Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 38.50 MHz (FAIL at 200.00 MHz)\n")
+    assert synth._FMAX.findall(log) == ["40.07", "38.50"]
+    row = {"role": "reference", "name": "x", "target": "ecp5", "data_width": 64, "connections": 64,
+           "window": 2048, "processes": 16, "status": "timed out", "reason": "nextpnr: did not finish",
+           "luts": 20000, "flip_flops": 13000, "block_rams": 163, "fmax_mhz": None,
+           "placed_fmax_mhz": 40.07, "memory_formula": REFERENCE.memory_formula()}
+    assert "| (40.1 MHz placed, not routed) |" in report_markdown(
+        {"date": "2026-01-01", "command": "c", "clock_constraint_mhz": 200, "tools": {}, "rows": [row]})
