@@ -409,8 +409,11 @@ SWEEP_WINDOWS = (512, 2048, 8192)
 
 
 def sweep():
-    """The ECP5 sweep, row by row (connections), each row by growing window."""
-    return [NicConfig("ecp5", 64, c, w, 16) for c in SWEEP_CONNECTIONS for w in SWEEP_WINDOWS]
+    """The ECP5 sweep, largest memory first: the configurations that do not fit fail within
+    minutes, so even a run cut short shows where on-chip memory ends. (The report's table
+    lists the rows by connections and window.)"""
+    configs = [NicConfig("ecp5", 64, c, w, 16) for c in SWEEP_CONNECTIONS for w in SWEEP_WINDOWS]
+    return sorted(configs, key=lambda c: (-c.memory_bytes, -c.connections))
 
 
 def nic_plan(quick=False):
@@ -546,7 +549,10 @@ def report_table(report):
         "| configuration | part | LUT | FF | block RAM | Fmax | 2 x C x W | bits | BRAMs for the bits | note |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in report["rows"]:
+    roles = ["reference", "small", "sweep"]
+    for row in sorted(report["rows"], key=lambda r: (roles.index(r["role"]) if r["role"] in roles
+                                                     else len(roles), r["target"],
+                                                     r["connections"], r["window"])):
         formula = row["memory_formula"]
         config = (f"{row['data_width']}-bit, {row['connections']} x {_size(row['window'])}"
                   + (f", {row['processes']} proc" if row["processes"] != 16 else ""))

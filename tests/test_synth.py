@@ -103,7 +103,8 @@ def test_plan_skips_what_a_failure_dominates(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synth, "synthesise_nic", fake)
     monkeypatch.setattr(synth, "tool_versions", lambda: {})
-    report = synth.run_plan([("sweep", c) for c in synth.sweep()], tmp_path, "x", log=lambda line: None)
+    growing = sorted(synth.sweep(), key=lambda c: (c.connections, c.window))
+    report = synth.run_plan([("sweep", c) for c in growing], tmp_path, "x", log=lambda line: None)
     status = {(r["connections"], r["window"]): r["status"] for r in report["rows"]}
     assert status[(64, 8192)] == "does not fit" and status[(256, 2048)] == "does not fit"
     assert status[(256, 8192)] == "skipped" and (256, 8192) not in [
