@@ -42,10 +42,12 @@ lint: deps verilog
 # The NIC's reference configuration, small iCE40 build and ECP5 sweep (QUICK=1: the first two),
 # into build/synth/report.json and report.md; `python -m tb.readme_tables` puts the table in
 # the README. Configurations already synthesised from the same design are not run again;
-# SYNTH_JOBS (default 2) run at once.
+# SYNTH_JOBS (default 2) run at once, each tool run stopped after SYNTH_TIMEOUT seconds
+# (a row "timed out" keeps what the tool had measured: nextpnr's packing and placement).
 SYNTH_JOBS ?= 2
+SYNTH_TIMEOUT ?= 3600
 synth: $(STAMP)
-	$(PY) -m hdl.synth nic --jobs $(SYNTH_JOBS) $(if $(QUICK),--quick)
+	$(PY) -m hdl.synth nic --jobs $(SYNTH_JOBS) --timeout $(SYNTH_TIMEOUT) $(if $(QUICK),--quick)
 
 sim: deps
 	$(PY) -m tb.sim --sim $(SIM) --width $(WIDTH) --scenario $(SCENARIO)

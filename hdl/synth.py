@@ -496,10 +496,11 @@ def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=No
     def finish(index, role, config):
         head = f"[{index}/{len(plan)}] {config.name} ({role})"
         with lock:
-            blocker = next((f for f in failed if f.dominates(config)), None)
+            blocker = next(((f, status) for f, status in failed if f.dominates(config)), None)
         if blocker is not None:
             row = {**asdict(config), "status": "skipped",
-                   "reason": f"needs at least what {blocker.name} needs, which did not fit"}
+                   "reason": f"needs at least what {blocker[0].name} needs, which "
+                             f"{'did not fit' if blocker[1] == 'does not fit' else blocker[1]}"}
             log(f"{head}: {config.describe()}: skipped ({row['reason']})")
         else:
             started = time.monotonic()
@@ -512,7 +513,7 @@ def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=No
         row.setdefault("part", TARGETS[config.target]["part"])
         with lock:
             if row["status"] not in ("ok", "skipped"):
-                failed.append(config)
+                failed.append((config, row["status"]))
             report["rows"][index - 1] = {"role": role, **row}
             save()
 
