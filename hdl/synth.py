@@ -285,7 +285,8 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
         else:
             # e.g. "wasm trap: call stack exhausted": yosys in WebAssembly has a fixed stack
             lines = (work / "tools.log").read_text().strip().splitlines()
-            result.update(status="yosys failed", reason=f"{error}: {lines[-1] if lines else ''}")
+            result.update(status="yosys failed",
+                          reason=lines[-1].strip() if lines else str(error))
         result["seconds"]["yosys"] = round(time.monotonic() - started, 1)
         return result
     result["seconds"]["yosys"] = round(time.monotonic() - started, 1)

