@@ -311,7 +311,7 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
             result.update(status="timed out", reason=str(error))
         else:
             result.update(status="does not fit",
-                          reason="; ".join(over + errors[:1]) or str(error))
+                          reason="; ".join(over) or (errors[0] if errors else str(error)))
         result["utilization"] = {cell: v for cell, v in _utilisation(log).items() if v[0]}
         # nextpnr estimates Fmax once the design is placed, before routing: a bound, kept
         # apart from the routed figure.
@@ -567,8 +567,6 @@ def report_table(report):
             config = f"**{config}** (reference)"
         bram = (f"{row['block_rams']} {formula['block_ram']}"
                 if row.get("block_rams") is not None else "—")
-        if row["status"] != "ok" and row.get("block_rams") is not None:
-            bram += " (yosys)"
         if row.get("fmax_mhz"):
             fmax = f"{row['fmax_mhz']:.1f} MHz"
         elif row.get("placed_fmax_mhz"):
@@ -654,8 +652,11 @@ def main(argv=None):
         command = shlex.join(["python", "-m", "hdl.synth", *argv])
         report = run_plan(nic_plan(args.quick), args.out, command, args.freq, force=args.force,
                           timeout=args.timeout, jobs=args.jobs, log=lambda text: print(text, flush=True))
-        print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
-        return 0 if all(row["status"] != "timed out" for row in report["rows"]) else 1
+        statuses = {}
+        for row in report["rows"]:
+            statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+        print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}: "
+              + ", ".join(f"{n} {status}" for status, n in statuses.items()))
     return 0
 
 

@@ -2,9 +2,11 @@
 
     python -m tb.bench_run [--sim verilator|icarus] [--width 64|8] [--quick] [--no-speed]
 
-1. The benchmarks of ``tb/bench.py`` (receive and transmit rates, latencies) on a NIC with
-   the reference's 64 connections and 16 processes but 32 KiB rings (the hardware's largest),
-   so that a burst of full-size frames fits the receive window; Verilator by default.
+1. The benchmarks of ``tb/bench.py`` (receive and transmit rates, latencies) on two NICs
+   (:data:`FULL`): the reference (64 connections, 2 KiB rings) for receive over 64
+   connections and the latencies, and 8 connections with 32 KiB rings (the hardware's
+   largest) for receive on one connection and transmit, so that a burst of full-size frames
+   fits one window; Verilator by default.
 2. Simulation speed: the ``lossy_wire`` scenario (``tb/nic_cocotb.py``, the NIC of the test
    suite) on Icarus and on Verilator, clocks per wall second.
 3. The golden model's throughput: 1 MiB from one model host to another on a clean wire.
