@@ -5,8 +5,8 @@ The whole NIC is too big for a CI test: its smallest configuration (8-bit, 2 con
 a quarter of an hour. So the synthesis test runs the very code path of ``make synth``
 (``run_plan`` -> ``synthesise_nic`` -> ``synthesise``, the harness, both tools, the report
 files) on a configuration whose ``build`` gives a small block, and checks separately that the
-smallest NIC elaborates into the harness. It needs the ``synth`` packages (in the ``dev``
-extra too) and takes about 15 s, plus about a minute the first time yowasp compiles its tools.
+smallest NIC elaborates into the harness. It needs the yowasp packages (in the ``dev``
+extra) and takes about 15 s, plus about a minute the first time yowasp compiles its tools.
 """
 
 import json
@@ -112,7 +112,6 @@ def test_plan_skips_what_a_failure_dominates(tmp_path, monkeypatch):
     assert status[(4, 8192)] == status[(256, 512)] == "ok"
 
 
-
 def test_stopped_run_says_what_it_left(tmp_path, monkeypatch):
     import hdl.synth as synth
     plan = [("sweep", c) for c in synth.sweep()[:3]]
@@ -131,6 +130,7 @@ def test_stopped_run_says_what_it_left(tmp_path, monkeypatch):
     rows = json.loads((tmp_path / "report.json").read_text())["rows"]
     assert [row["status"] for row in rows] == ["ok", "not run", "not run"]
     assert "not run: the run stopped before it" in (tmp_path / "report.md").read_text()
+
 
 # ----- the README generator -----------------------------------------------------------------
 
