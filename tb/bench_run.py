@@ -17,7 +17,6 @@ Every build lives in ``build/bench/`` and is made again only when its Verilog ch
 
 import argparse
 import datetime
-import hashlib
 import json
 import shlex
 import subprocess
@@ -25,15 +24,12 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from xml.etree import ElementTree
-
-from cocotb_tools.runner import get_results, get_runner
 
 from hdl.build import to_verilog
 from tb.bench import Plan
-from tb.nic_run import SIMULATORS, NicConfig, for_icarus
+from tb.nic_run import SIMULATORS, NicConfig, build_verilog, run_module
 from tb.scenarios import NIC_POLICY
-from tb.tools import BUILD, REPO, install_simulator_env, simulator_env
+from tb.tools import BUILD, simulator_env
 
 __all__ = ["FULL", "QUICK", "build", "run_benchmarks", "sim_speed", "model_throughput",
            "shortfalls", "report_tables", "report_markdown", "main"]
@@ -70,42 +66,13 @@ def _plan_name(plan: Plan) -> str:
 
 def build(sim: str, component, name: str) -> Path:
     """Verilog of `component` (top ``nic``) built for `sim` in ``build/bench/name/sim``."""
-    install_simulator_env()
     folder = BENCH / name / sim
-    text = to_verilog(component, "nic")
-    if sim == "icarus":
-        text = for_icarus(text)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    stamp, verilog = folder / "verilog.sha256", folder / "nic.v"
-    if stamp.exists() and stamp.read_text() == digest and verilog.exists():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    verilog.write_text(text)
-    build_args = []
-    if sim == "verilator":              # as tb/nic_run.py: the simulation model only
-        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "unique",
-                      "--x-initial", "unique", "-O3"]
-    get_runner(sim).build(sources=[verilog], hdl_toplevel="nic", build_dir=folder,
-                          timescale=("1ns", "1ps"), build_args=build_args, always=True)
-    stamp.write_text(digest)
-    return folder
+    return build_verilog(sim, to_verilog(component, "nic"), folder, folder / "nic.v")
 
 
 def _run(sim: str, folder: Path, module: str, env: dict, what: str):
     """Run the cocotb `module` on the build in `folder`; raise with its failures."""
-    results = folder / f"results_{what}.xml"
-    results.unlink(missing_ok=True)
-    try:
-        get_runner(sim).test(hdl_toplevel="nic", hdl_toplevel_lang="verilog", test_module=module,
-                             build_dir=folder, test_dir=folder, timescale=("1ns", "1ps"),
-                             extra_env={"PYTHONPATH": str(REPO), **env}, results_xml=str(results))
-    except SystemExit:
-        pass                    # the runner exits under pytest when a test failed: see results
-    total, failed = get_results(results) if results.exists() else (0, 0)
-    if total == 0 or failed:
-        messages = ([f.get("message", "") for f in ElementTree.parse(results).iter("failure")]
-                    if results.exists() else ["the simulator wrote no results"])
-        raise AssertionError(f"{what} failed on {sim} (log: {results}):\n" + "\n".join(messages))
+    run_module(sim, folder, module, what, env, f"{what} failed on {sim}")
 
 
 def run_benchmarks(sim: str, plan: Plan) -> dict:

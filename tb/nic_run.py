@@ -19,7 +19,8 @@ from cocotb_tools.runner import get_results, get_runner
 from hdl.build import to_verilog
 from tb.tools import BUILD, REPO, install_simulator_env
 
-__all__ = ["SIMULATORS", "NicConfig", "build", "run_scenario", "for_icarus"]
+__all__ = ["SIMULATORS", "NicConfig", "build", "build_verilog", "run_module", "run_cocotb",
+           "run_scenario", "for_icarus"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -94,11 +95,17 @@ def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -
 
     `variant` names a modified design (a test's mutation) so that it gets builds of its own.
     """
-    install_simulator_env()
     name = config.name + (f"_{variant}" if variant else "")
     folder = BUILD / "cocotb" / name / (sim + ("_waves" if waves else ""))
     verilog = BUILD / "verilog" / f"{name}{'_icarus' if sim == 'icarus' else ''}.v"
-    text = _verilog(config, variant)
+    return build_verilog(sim, _verilog(config, variant), folder, verilog, waves)
+
+
+def build_verilog(sim: str, text: str, folder: Path, verilog: Path, waves: bool = False) -> Path:
+    """Build the Verilog `text` (top ``nic``) for `sim` in `folder`, writing it to `verilog`;
+    returns `folder`. Made again only when the Verilog changes; test processes that build
+    the same folder at once wait for each other."""
+    install_simulator_env()
     if sim == "icarus":
         text = for_icarus(text)
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -124,29 +131,36 @@ def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -
     return folder
 
 
-def run_cocotb(sim: str, config: NicConfig, test_module: str, name: str, env: dict,
-               waves: bool = False, variant: str = "") -> None:
-    """Run cocotb module `test_module` on a fresh simulator process of `config`'s build;
-    raises with the failures' messages when a test failed. `name` names the results file."""
-    folder = build(sim, config, waves, variant)
-    runner = get_runner(sim)
+def run_module(sim: str, folder: Path, test_module: str, name: str, env: dict, what: str,
+               waves: bool = False) -> None:
+    """Run cocotb module `test_module` in a fresh simulator process of the build in `folder`;
+    raises "`what` (log: ...)" with the failures' messages when a test failed. `name` names
+    the results file."""
     results = folder / f"results_{name}.xml"
     results.unlink(missing_ok=True)
     try:
-        runner.test(hdl_toplevel="nic", hdl_toplevel_lang="verilog", test_module=test_module,
-                    build_dir=folder, test_dir=folder, waves=waves, timescale=("1ns", "1ps"),
-                    extra_env={"PYTHONPATH": str(REPO), "NIC_WIDTH": str(config.data_width),
-                               "NIC_CONNECTIONS": str(config.connections),
-                               "NIC_PROCESSES": str(config.processes), **env},
-                    results_xml=str(results))
+        get_runner(sim).test(hdl_toplevel="nic", hdl_toplevel_lang="verilog",
+                             test_module=test_module, build_dir=folder, test_dir=folder,
+                             waves=waves, timescale=("1ns", "1ps"),
+                             extra_env={"PYTHONPATH": str(REPO), **env}, results_xml=str(results))
     except SystemExit:
         pass                    # the runner exits under pytest when a test failed: see results
     total, failed = get_results(results) if results.exists() else (0, 0)
     if total == 0 or failed:
         messages = ([f.get("message", "") for f in ElementTree.parse(results).iter("failure")]
                     if results.exists() else ["the simulator wrote no results"])
-        raise AssertionError(f"{name} failed on {sim} at {config.data_width} bits (log: {results}):\n"
-                             + "\n".join(messages))
+        raise AssertionError(f"{what} (log: {results}):\n" + "\n".join(messages))
+
+
+def run_cocotb(sim: str, config: NicConfig, test_module: str, name: str, env: dict,
+               waves: bool = False, variant: str = "") -> None:
+    """Run cocotb module `test_module` on a fresh simulator process of `config`'s build;
+    raises with the failures' messages when a test failed. `name` names the results file."""
+    folder = build(sim, config, waves, variant)
+    run_module(sim, folder, test_module, name,
+               {"NIC_WIDTH": str(config.data_width), "NIC_CONNECTIONS": str(config.connections),
+                "NIC_PROCESSES": str(config.processes), **env},
+               f"{name} failed on {sim} at {config.data_width} bits", waves)
 
 
 def run_scenario(sim: str, config: NicConfig, scenario: str, waves: bool = False,
