@@ -51,7 +51,6 @@ from model.constants import MSG_DONTWAIT
 from model.errors import SocketError
 from model.packet import TcpFlags, TcpSegment, build_tcp_frame, parse_frame
 from model.policy import Policy
-from tb.amaranth_sim import frame_to_beats
 from tb.nic_bench import NicBench, NicPort
 from tb.nic_os import NicHost
 from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
@@ -248,11 +247,6 @@ class Bench:
 
     # ----- frames and commands ------------------------------------------------------------
 
-    def beats(self, frame: bytes) -> list[int]:
-        lanes = self.lanes
-        return [word | keep << (8 * lanes) | last << (9 * lanes)
-                for word, keep, last in frame_to_beats(frame, self.plan.width)]
-
     def frame(self, conn: Conn, flags, payload: bytes = b"", mss=None) -> bytes:
         """A segment from the peer on `conn` at its next sequence number, ACKing the NIC's."""
         seg = TcpSegment(conn.port, PORT, conn.peer_seq & 0xFFFF_FFFF, conn.nic_seq & 0xFFFF_FFFF,
@@ -319,7 +313,7 @@ class Bench:
     async def _rx_burst(self, frames: list[bytes]) -> Probe:
         probe = Probe(self.nic).start()
         for frame in frames:
-            self.nic.rx.queue.extend(self.beats(frame))
+            self.nic.rx.queue.extend(self.nic.beats(frame))
         await self.nic.settle()
         probe.stop()
         return probe
@@ -407,7 +401,7 @@ class Bench:
 
         def issue(chunk):
             push(nic.host_cmd, [self.host_command(conn, HostOp.WRITE, length=len(chunk))])
-            push(nic.host_wdata, self.beats(chunk))
+            push(nic.host_wdata, nic.beats(chunk))
 
         issue(queue[0])
         while acked < len(ends):
@@ -432,7 +426,7 @@ class Bench:
                 segments.append((end, len(seg.payload), len(frame)))
             while acked < len(ends) and segments and segments[-1][0] >= ends[acked]:
                 conn.nic_seq = ends[acked]
-                push(nic.rx, self.beats(self.frame(conn, TcpFlags.ACK)))
+                push(nic.rx, nic.beats(self.frame(conn, TcpFlags.ACK)))
                 acked += 1
         await nic.settle()
         probe.stop()
@@ -513,7 +507,7 @@ class Bench:
         # last byte in -> readable by a READ (one READ always waiting)
         self.host.transmit()
         poll = self.host_command(conn, HostOp.READ, length=n, nonblock=1)
-        result = resume(self._latency)(self.beats(self.data_frame(conn, n)), poll=poll)
+        result = resume(self._latency)(self.nic.beats(self.data_frame(conn, n)), poll=poll)
         probe, responses = result["probe"], result["responses"]
         data_read = b"".join(self.nic.take(self.nic.host_rdata))
         if responses[-1].count != n or data_read != stream_bytes(conn.index, conn.read, n):
@@ -525,7 +519,7 @@ class Bench:
         polls = len(responses)
         self.host.transmit()
         # last byte in -> first byte of the ACK out
-        result = resume(self._latency)(self.beats(self.data_frame(conn, n)))
+        result = resume(self._latency)(self.nic.beats(self.data_frame(conn, n)))
         probe = result["probe"]
         acks = [parse_frame(f).tcp for f in self.host.transmit()]
         if not acks or acks[0].ack != conn.peer_seq & 0xFFFF_FFFF or acks[0].payload:
@@ -535,7 +529,7 @@ class Bench:
         # WRITE accepted -> first byte of its segment out
         chunk = stream_bytes(conn.index, 0, n)
         command = self.host_command(conn, HostOp.WRITE, length=n)
-        result = resume(self._latency)([], command, self.beats(chunk))
+        result = resume(self._latency)([], command, self.nic.beats(chunk))
         probe = result["probe"]
         rsp = [data.Const(HostResponse(), v) for v in self.nic.take(self.nic.host_rsp)]
         segs = [parse_frame(f).tcp for f in self.host.transmit()]

@@ -155,7 +155,8 @@ class NicBench:
         busy = any(source.queue for source, _ in self.sources)
         self.idle_run = self.idle_run + 1 if idle and not busy else 0
 
-    def _beats(self, frame: bytes):
+    def beats(self, frame: bytes) -> list[int]:
+        """`frame` as the beats of a frame port (data, keep and last packed in one integer)."""
         lanes = self.data_width // 8
         return [data | keep << (8 * lanes) | last << (9 * lanes)
                 for data, keep, last in frame_to_beats(frame, self.data_width)]
@@ -172,11 +173,11 @@ class NicBench:
         raise TimeoutError(f"NIC not idle after {limit} cycles")
 
     async def send_frame(self, frame: bytes):
-        self.rx.queue.extend(self._beats(frame))
+        self.rx.queue.extend(self.beats(frame))
         await self.settle()
 
     async def raw_tx(self, frame: bytes):
-        self.slow_tx.queue.extend(self._beats(frame))
+        self.slow_tx.queue.extend(self.beats(frame))
         await self.settle()
 
     async def tick(self):
@@ -189,7 +190,7 @@ class NicBench:
         """One host command; returns (HostResponse as a data.Const, read data)."""
         self.host_cmd.queue.append(_pack(self.host_layout, fields))
         if wdata:
-            self.host_wdata.queue.extend(self._beats(wdata))
+            self.host_wdata.queue.extend(self.beats(wdata))
         before_rsp = len(self.host_rsp.items)
         before_data = len(self.host_rdata.items)
         await self.settle()
