@@ -107,13 +107,17 @@ def test_model_lenient_scripts_fail_strictly(name):
 
 # --- the command line -------------------------------------------------------------------
 
+def _cli_scripts(tmp_path, bad_tail=""):
+    """Two UDP scripts: one that passes, and one whose read expects a byte too many."""
+    head = "0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n+0 bind(3, ..., ...) = 0\n+0 < udp (10)\n"
+    good, bad = tmp_path / "good.pkt", tmp_path / "bad.pkt"
+    good.write_text(head + "+0 read(3, ..., 100) = 10\n")
+    bad.write_text(head + "+0 read(3, ..., 100) = 11\n" + bad_tail)
+    return good, bad
+
+
 def test_cli_summary_and_exit_code(capsys, tmp_path):
-    good = tmp_path / "good.pkt"
-    good.write_text("0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n+0 bind(3, ..., ...) = 0\n"
-                    "+0 < udp (10)\n+0 read(3, ..., 100) = 10\n")
-    bad = tmp_path / "bad.pkt"
-    bad.write_text("0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n+0 bind(3, ..., ...) = 0\n"
-                   "+0 < udp (10)\n+0 read(3, ..., 100) = 11\n`echo hi`\n")
+    good, bad = _cli_scripts(tmp_path, "`echo hi`\n")
     code = main([str(good), str(bad), "--backend", "model", "--pcap-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1
@@ -126,12 +130,7 @@ def test_cli_summary_and_exit_code(capsys, tmp_path):
 @pytest.mark.cocotb
 def test_cli_rtl(capsys, tmp_path):
     """The rtl backend through the command line: each script in its own simulation."""
-    good = tmp_path / "good.pkt"
-    good.write_text("0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n+0 bind(3, ..., ...) = 0\n"
-                    "+0 < udp (10)\n+0 read(3, ..., 100) = 10\n")
-    bad = tmp_path / "bad.pkt"
-    bad.write_text("0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n+0 bind(3, ..., ...) = 0\n"
-                   "+0 < udp (10)\n+0 read(3, ..., 100) = 11\n")
+    good, bad = _cli_scripts(tmp_path)
     code = main([str(good), str(bad), "--backend", "rtl", "--pcap-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1 and "1 passed, 1 failed" in out.splitlines()[-1]
