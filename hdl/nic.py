@@ -125,7 +125,7 @@ class NIC(wiring.Component):
         super().__init__({
             "rx": In(stream.Signature(beat)),
             "tx": Out(stream.Signature(beat)),
-            "host_cmd": In(stream.Signature(HostCommand(conn_bits, pid_bits))),
+            "host_cmd": In(stream.Signature(HostCommand(pid_bits))),
             "host_wdata": In(stream.Signature(beat)),
             "host_rsp": Out(stream.Signature(HostResponse())),
             "host_rdata": Out(stream.Signature(beat)),

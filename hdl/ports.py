@@ -23,7 +23,8 @@ from .tx_framer import TcpFlags
 
 __all__ = ["HostOp", "HostCommand", "HostResponse", "CtlOp", "ControlCommand",
            "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxAction", "RxRoute",
-           "POLLIN", "POLLOUT", "POLLERR", "POLLHUP", "UDP_RECORD_BYTES", "UDP_MAX_PAYLOAD"]
+           "POLLIN", "POLLOUT", "POLLERR", "POLLHUP", "UDP_RECORD_BYTES", "UDP_MAX_PAYLOAD",
+           "HOST_CONN_BITS"]
 
 # poll(2) bits, Linux's values (model/constants.py)
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x001, 0x004, 0x008, 0x010
@@ -44,14 +45,24 @@ class HostOp(enum.Enum, shape=3):
     GETERR = 5     #: getsockopt(SO_ERROR): the pending error, consumed
 
 
+# A process writes any connection number it likes into its doorbell page: the field is as wide
+# as the register, not as the NIC's slot count, so the hardware sees a number past its last
+# slot and answers EBADF instead of using its low bits.
+HOST_CONN_BITS = 16
+
+
 class HostCommand(data.StructLayout):
     """One socket call. ``nonblock`` is O_NONBLOCK or MSG_DONTWAIT: with it clear, an EAGAIN
-    answer means "would block" and the caller retries when something has changed."""
+    answer means "would block" and the caller retries when something has changed.
 
-    def __init__(self, conn_bits, pid_bits):
+    ``length`` is any 32-bit value: a WRITE's ``length`` bytes follow on the write-data stream
+    (the doorbell's DMA fetches exactly that many from the process), whatever part of them
+    the send ring takes."""
+
+    def __init__(self, pid_bits):
         super().__init__({
             "pid": pid_bits,            # from the doorbell page, never from the process
-            "conn": conn_bits,
+            "conn": HOST_CONN_BITS,     # any value: the engine checks it against its slots
             "op": HostOp,
             "length": 32,               # READ: bytes wanted; WRITE: bytes that follow
             "peek": 1,                  # MSG_PEEK

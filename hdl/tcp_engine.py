@@ -15,9 +15,9 @@ from model.policy import Policy
 
 from .access_table import AccessOp, AccessTable
 from .layouts import FrameBeat, check_data_width
-from .ports import (POLLERR, POLLHUP, POLLIN, POLLOUT, UDP_MAX_PAYLOAD, UDP_RECORD_BYTES,
-                    ConnEvent, CtlOp, EventKind, HostCommand, HostOp, HostResponse, RxAction,
-                    RxEvent, RxRoute)
+from .ports import (HOST_CONN_BITS, POLLERR, POLLHUP, POLLIN, POLLOUT, UDP_MAX_PAYLOAD,
+                    UDP_RECORD_BYTES, ConnEvent, CtlOp, EventKind, HostCommand, HostOp,
+                    HostResponse, RxAction, RxEvent, RxRoute)
 from .stream_buffer import StreamBuffer
 from .tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
 from .tx_framer import L4Protocol, TcpFlags, TxHeader
@@ -234,6 +234,9 @@ class TcpEngine(wiring.Component):
             raise TypeError("Policy max_retries must be at most 14 and timer values at most 65535 ticks")
         if policy.dupack_threshold not in (1, 2, 3):
             raise TypeError(f"Policy dupack_threshold must be 1 to 3, not {policy.dupack_threshold!r}")
+        if connections > 2 ** HOST_CONN_BITS:
+            raise TypeError(f"Connection count must be at most {2 ** HOST_CONN_BITS} (the host "
+                            f"command's connection field), not {connections!r}")
         if not isinstance(neighbors, int) or neighbors < 1:
             raise TypeError(f"Neighbour count must be a positive integer, not {neighbors!r}")
         self._data_width = data_width
@@ -249,7 +252,7 @@ class TcpEngine(wiring.Component):
             "rx_event": In(stream.Signature(RxEvent(conn_bits))),
             "rx_action": Out(stream.Signature(RxAction())),
             "rx_payload": In(stream.Signature(beat)),
-            "host_cmd": In(stream.Signature(HostCommand(conn_bits, pid_bits))),
+            "host_cmd": In(stream.Signature(HostCommand(pid_bits))),
             "host_wdata": In(stream.Signature(beat)),
             "host_rsp": Out(stream.Signature(HostResponse())),
             "host_rdata": Out(stream.Signature(beat)),
@@ -1112,10 +1115,17 @@ class TcpEngine(wiring.Component):
 
             # ----- host commands ------------------------------------------------------------
             with m.Case(_Step.HOST_ACCESS):
-                m.d.comb += [access.check.valid.eq(1), access.check.payload.conn.eq(hc.conn),
-                             access.check.payload.pid.eq(hc.pid)]
-                with m.If(access.check.ready):
-                    goto(_Step.HOST_ACCESS_WAIT)
+                with m.If(hc.conn >= N):
+                    # a connection number past the last slot: no such socket (its low bits
+                    # name another process's connection, so they are never used)
+                    m.d.sync += [rsp.status.eq(Errno.EBADF),
+                                 drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
+                    respond(_Step.IDLE)
+                with m.Else():
+                    m.d.comb += [access.check.valid.eq(1), access.check.payload.conn.eq(conn),
+                                 access.check.payload.pid.eq(hc.pid)]
+                    with m.If(access.check.ready):
+                        goto(_Step.HOST_ACCESS_WAIT)
 
             with m.Case(_Step.HOST_ACCESS_WAIT):
                 m.d.comb += access.result.ready.eq(1)
@@ -1291,12 +1301,19 @@ class TcpEngine(wiring.Component):
                     goto(_Step.HOST_WRITE_CMD)
 
             with m.Case(_Step.HOST_WRITE_CMD):
-                # append at the tail: the ring keeps min(length, free) bytes, contiguous
+                # append at the tail: the ring takes min(length, free) bytes, contiguous (free
+                # is at most the ring size, so it fits the ring's write length whatever the
+                # 32-bit length); the beats after the ring's last are drained (HOST_RESPOND)
+                lanes = self._data_width // 8
+                taken = Signal(range(S + 1))
+                m.d.comb += taken.eq(Mux(hc.length < txq.free, hc.length, txq.free))
+                beats_sent = (hc.length + (lanes - 1)) >> exact_log2(lanes)     # 33 bits
+                beats_taken = (taken + (lanes - 1)) >> exact_log2(lanes)
                 m.d.comb += [tx_ring.write_cmd.valid.eq(1),
                              tx_ring.write_cmd.payload.offset.eq(txq.tail),
-                             tx_ring.write_cmd.payload.length.eq(hc.length)]
+                             tx_ring.write_cmd.payload.length.eq(taken)]
                 with m.If(tx_ring.write_cmd.ready):
-                    m.d.sync += wdata_to_ring.eq(1)
+                    m.d.sync += [wdata_to_ring.eq(1), drain_after.eq(beats_sent != beats_taken)]
                     goto(_Step.HOST_WRITE_WAIT)
 
             with m.Case(_Step.HOST_WRITE_WAIT):

@@ -60,12 +60,28 @@ from .packet import (Arp, DropCause, PacketError, TcpFlags, TcpSegment,
 from .policy import DEFAULT_POLICY, Policy
 from .tcp import SYNCHRONIZED, State, Tcb, seq_add
 
-__all__ = ["Host", "Process", "Socket"]
+__all__ = ["Host", "Process", "Socket", "new_pid"]
 
 BROADCAST = b"\xff" * 6
 UDP_MAX_PAYLOAD = 1500 - 20 - 8
 UDP_RECORD_BYTES = 8      # a queued datagram's length and source, counted against udp_rcv_buffer
 FIRST_FD = 3
+
+
+def new_pid(host) -> int:
+    """The next free pid of `host` (``processes``, ``_next_pid``, ``max_pid``: a Host, or the
+    RTL driver's host), which it then moves past; EAGAIN when every pid is taken."""
+    limit = host.max_pid
+    if limit is None:
+        pid = host._next_pid
+    else:
+        candidates = [p for p in range(host._next_pid, limit + 1) if p not in host.processes]
+        candidates += [p for p in range(1, host._next_pid) if p not in host.processes]
+        if not candidates:
+            raise SocketError(Errno.EAGAIN, f"all {limit} pids are in use")
+        pid = candidates[0]
+    host._next_pid = pid + 1 if limit is None or pid < limit else 1
+    return pid
 
 
 def _addr(addr) -> tuple[str, int]:
@@ -109,10 +125,14 @@ class Host:
     policy : every wire-visible policy (model/policy.py).
     iss_base : first ISS of this host (default ``policy.iss_base``).
     name : a label for traces.
+    max_pid : the highest pid (None: no limit). Pids are given out in rising order,
+        wrapping past ``max_pid`` to the lowest free one, as Linux does up to ``pid_max``;
+        with every pid taken, spawn and fork fail with EAGAIN (fork(2)). A NIC has one
+        doorbell page per process, so its host has as many pids as pages, less the OS's.
     """
 
     def __init__(self, mac: bytes | str, ip: str, policy: Policy = DEFAULT_POLICY,
-                 iss_base: int | None = None, name: str = ""):
+                 iss_base: int | None = None, name: str = "", max_pid: int | None = None):
         self.mac, self.ip, self.policy = mac_bytes(mac), ip, policy
         self.name = name or ip
         self.iss_base = policy.iss_base if iss_base is None else iss_base
@@ -127,6 +147,7 @@ class Host:
         self._tx: list[bytes] = []
         self._connections = 0
         self._next_pid = 1
+        self.max_pid = max_pid
         self._next_port = policy.ephemeral_first
 
     # ----- the wire side ------------------------------------------------------------
@@ -178,9 +199,8 @@ class Host:
         return min(times) if times else None
 
     def spawn(self) -> "Process":
-        proc = Process(self, self._next_pid)
+        proc = Process(self, new_pid(self))
         self.processes[proc.pid] = proc
-        self._next_pid += 1
         return proc
 
     # ----- input ------------------------------------------------------------------
@@ -381,9 +401,8 @@ class Process:
     # ----- process calls ----------------------------------------------------------
 
     def fork(self) -> "Process":
-        child = type(self)(self.host, self.host._next_pid, self.fds)
+        child = type(self)(self.host, new_pid(self.host), self.fds)
         self.host.processes[child.pid] = child
-        self.host._next_pid += 1
         return child
 
     def dup(self, fd: int) -> int:

@@ -34,6 +34,7 @@ Backend contract
     Static neighbour entry.
 """
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -195,7 +196,7 @@ class Runner:
                 break
             result = backend.call(pid, op, *args)
         self._sync_log()
-        self.trace.append(("call", self.now, side, pid, op, repr(args)[:200], str(result)[:200]))
+        self.trace.append(("call", self.now, side, pid, op, _brief(repr(args)), _brief(str(result))))
         return result
 
     def inject(self, frame: bytes):
@@ -213,6 +214,15 @@ class Runner:
 
     def frames(self, side: str) -> list[bytes]:
         return [e.frame for e in self.wire.log if (e.side == "a") == (side == "dut")]
+
+
+def _brief(text: str, limit: int = 200) -> str:
+    """`text` for a trace entry: whole when short, else its head with its length and digest
+    (so two results that differ past the head still differ in the trace)."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"{text[:limit - 48]}... [{len(text)} chars, sha256 {digest}]"
 
 
 def compare_traces(expected: list[tuple], actual: list[tuple], width: int = 100) -> str | None:

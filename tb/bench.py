@@ -51,7 +51,7 @@ from model.constants import MSG_DONTWAIT
 from model.errors import SocketError
 from model.packet import TcpFlags, TcpSegment, build_tcp_frame, parse_frame
 from model.policy import Policy
-from tb.nic_bench import NicBench, NicPort
+from tb.nic_bench import NicBench, NicPort, pack
 from tb.nic_os import NicHost
 from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
 
@@ -261,8 +261,8 @@ class Bench:
         return frame
 
     def host_command(self, conn: Conn, op, **fields) -> int:
-        return self.nic.host_layout.const({"pid": self.proc.pid, "conn": conn.slot, "op": op,
-                                           **fields}).as_value().value
+        return pack(self.nic.host_layout, {"pid": self.proc.pid, "conn": conn.slot, "op": op,
+                                           **fields})
 
     def counters(self) -> dict:
         return {name: int(self.port.control({"op": CtlOp.READ_COUNTER, "index": i}).value)

@@ -15,7 +15,9 @@ import collections
 import os
 from dataclasses import dataclass, field
 
+from amaranth.hdl import Shape
 from amaranth.lib import data
+from amaranth.lib.enum import EnumType
 
 from cocotb.clock import Clock
 from cocotb.task import resume
@@ -24,14 +26,41 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostOp, HostResponse
 from tb.amaranth_sim import frame_to_beats
 
-__all__ = ["NicBench", "NicPort"]
+__all__ = ["NicBench", "NicPort", "pack", "check_fields"]
 
 DEBUG = bool(os.environ.get("NIC_DEBUG"))
 # cycles the NIC must stay idle before a step counts as finished
 IDLE_CYCLES = 3
 
 
-def _pack(layout, fields: dict) -> int:
+def check_fields(layout: data.Layout, fields: dict, where: str = ""):
+    """Raise ValueError unless every value in `fields` fits its field of `layout`: a packer
+    that truncated a pid, a connection number or a length would put a command on another
+    process's page or connection."""
+    for name, value in fields.items():
+        try:
+            shape = layout[name].shape
+        except KeyError:
+            raise ValueError(f"{where}{name}: no such field in {layout!r}") from None
+        if isinstance(shape, data.Layout):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}{name}: expected a dict of fields, not {value!r}")
+            check_fields(shape, value, f"{where}{name}.")
+        elif isinstance(shape, EnumType):
+            if not isinstance(value, shape) and value not in {m.value for m in shape}:
+                raise ValueError(f"{where}{name}: {value!r} is not a {shape.__name__}")
+        else:
+            shape = Shape.cast(shape)
+            low, high = ((-(1 << shape.width - 1), 1 << shape.width - 1) if shape.signed
+                         else (0, 1 << shape.width))
+            if not isinstance(value, int) or not low <= value < high:
+                raise ValueError(f"{where}{name}: {value!r} does not fit {shape.width} bits"
+                                 f"{' signed' if shape.signed else ''}")
+
+
+def pack(layout: data.Layout, fields: dict) -> int:
+    """`fields` packed as `layout`'s bits; every value range-checked (`check_fields`)."""
+    check_fields(layout, fields)
     return layout.const(fields).as_value().value
 
 
@@ -87,8 +116,9 @@ class NicBench:
         self.dut = dut
         self.data_width = data_width
         self.conn_bits = (connections - 1).bit_length()
+        self.processes = processes
         self.pid_bits = (processes - 1).bit_length()
-        self.host_layout = HostCommand(self.conn_bits, self.pid_bits)
+        self.host_layout = HostCommand(self.pid_bits)
         self.ctl_layout = ControlCommand(self.conn_bits, self.pid_bits)
         self.event_layout = ConnEvent(self.conn_bits)
         self.clock_ns = clock_ns
@@ -188,7 +218,7 @@ class NicBench:
 
     async def host(self, fields: dict, wdata: bytes = b""):
         """One host command; returns (HostResponse as a data.Const, read data)."""
-        self.host_cmd.queue.append(_pack(self.host_layout, fields))
+        self.host_cmd.queue.append(pack(self.host_layout, fields))
         if wdata:
             self.host_wdata.queue.extend(self.beats(wdata))
         before_rsp = len(self.host_rsp.items)
@@ -205,7 +235,7 @@ class NicBench:
         return rsp, read
 
     async def control(self, fields: dict):
-        self.ctl_cmd.queue.append(_pack(self.ctl_layout, fields))
+        self.ctl_cmd.queue.append(pack(self.ctl_layout, fields))
         before = len(self.ctl_rsp.items)
         await self.settle()
         if len(self.ctl_rsp.items) != before + 1:
@@ -250,3 +280,8 @@ class NicPort:
     @property
     def cycles(self) -> int:
         return self.bench.cycles
+
+    @property
+    def processes(self) -> int:
+        """Doorbell pages of the NIC: page 0 is the OS's, one page per process."""
+        return self.bench.processes

@@ -35,7 +35,7 @@ def _run(port, name, connections, out: Path):
     (out / f"{name}.trace").write_text("\n".join(map(str, rtl.trace)) + "\n")
     write_pcap(str(out / f"{name}.rtl.pcap"), [e.frame for e in rtl.wire.log])
     wall, cycles = time.monotonic() - started, port.cycles - cycles0
-    model = model_runner(name)
+    model = model_runner(name, port.processes)
     fn(model)
     report = compare_traces(model.trace, rtl.trace)
     summary = {"scenario": name, "cycles": cycles, "wall_s": round(wall, 3),

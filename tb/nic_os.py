@@ -31,7 +31,7 @@ from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLHUP, POLLI
                              SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM)
 from model.errors import Errno, SocketError, WouldBlock
 from model import host as model_host
-from model.host import BROADCAST, UDP_MAX_PAYLOAD, _addr
+from model.host import BROADCAST, UDP_MAX_PAYLOAD, _addr, new_pid
 from model.packet import (Arp, DropCause, PacketError, TcpFlags, TcpSegment, build_arp_frame,
                           build_tcp_frame, mac_bytes, parse_frame)
 from model.policy import DEFAULT_POLICY, Policy
@@ -111,6 +111,7 @@ class NicHost(Backend):
         self._tx: list[bytes] = []
         self._connections = 0
         self._next_pid = 1
+        self.max_pid = port.processes - 1     # one doorbell page each; page 0 is the OS's
         self._next_port = policy.ephemeral_first
         self._ctl(CtlOp.SET_ADDRESS, mac=_mac(self.mac), ip=_ip(ip))
 
@@ -225,9 +226,9 @@ class NicHost(Backend):
         return self.now + max(1, rsp.value - (rsp.value >> 31 << 32))
 
     def spawn(self) -> int:
-        proc = Process(self, self._next_pid)
+        """A new process on a free doorbell page (EAGAIN when every page is taken)."""
+        proc = Process(self, new_pid(self))
         self.processes[proc.pid] = proc
-        self._next_pid += 1
         return proc.pid
 
     def call(self, pid: int, op: str, *args) -> Result:

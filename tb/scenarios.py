@@ -53,9 +53,11 @@ def peer_host(policy=None):
     return ModelBackend(Host(PEER_MAC, PEER_IP, policy or Policy(), name="peer", iss_base=7))
 
 
-def model_runner(name, policy=NIC_POLICY):
-    """The scenario's runner with the golden model as the dut."""
-    return SCENARIOS[name].runner(ModelBackend(Host(DUT_MAC, DUT_IP, policy, name="dut")))
+def model_runner(name, processes, policy=NIC_POLICY):
+    """The scenario's runner with the golden model as the dut, with the pids of a NIC of
+    `processes` doorbell pages (page 0 is the OS's)."""
+    return SCENARIOS[name].runner(ModelBackend(Host(DUT_MAC, DUT_IP, policy, name="dut",
+                                                    max_pid=processes - 1)))
 
 
 def _peer_listener(r, port=PORT, backlog=4):
@@ -225,6 +227,36 @@ def eof_and_reset(r):
     r.call(server4, "close", conn4, side="peer")
     r.call(p4, "recv", fd4, 100)
     r.call(p4, "close", fd4)
+    r.run(1100)
+
+
+@scenario()
+def host_limits(r):
+    """Every length a write can carry is taken as the model takes it: writes of 65,536 bytes
+    and more (the send ring's 16-bit write length once wrapped them) take what the ring has
+    room for, their other bytes are discarded, and the next process's write on another
+    connection reaches only its own peer. Pids run out at the NIC's last doorbell page:
+    fork() gets EAGAIN, and a pid is given out again once its process has exited."""
+    p1, fd, server, conn = _connected(r, 85)
+    q1, fd2, server2, conn2 = _connected(r, 86)
+    for size in (65536, 65546):
+        r.call(p1, "send", fd, bytes([0x41 + size % 7]) * size)
+        r.call(q1, "send", fd2, b"hello")
+        r.call(server2, "recv", conn2, 100, side="peer")
+        r.call(server, "recv", conn, 2048, MSG_WAITALL, side="peer")
+    r.run(3)
+    r.call(p1, "send", fd, b"B" * 3000, MSG_DONTWAIT)
+    r.call(server, "recv", conn, 2048, MSG_WAITALL, side="peer")
+    children = [r.call(q1, "fork").value for _ in range(13)]   # pids 3 to 15
+    r.call(q1, "fork")                          # every page taken: EAGAIN
+    r.call(children[3], "exit")
+    child = r.call(q1, "fork").value            # the freed pid again
+    r.call(child, "send", fd2, b"from a recycled pid")
+    r.call(server2, "recv", conn2, 100, side="peer")
+    for pid in [p1, q1, child] + children[:3] + children[4:]:
+        r.call(pid, "exit")
+    r.call(server, "close", conn, side="peer")
+    r.call(server2, "close", conn2, side="peer")
     r.run(1100)
 
 

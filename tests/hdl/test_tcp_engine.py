@@ -108,7 +108,7 @@ class EngineBench:
         ctx.set(dut.host_cmd.valid, 0)
         beats = frame_to_beats(data, self.width) if data else []
         rsp, read = None, []
-        for _ in range(20_000):
+        for _ in range(20_000 + 2 * len(beats)):
             if beats:
                 d, k, last = beats[0]
                 ctx.set(dut.host_wdata.valid, 1)
@@ -245,3 +245,65 @@ def test_rejects_bad_parameters():
 def test_lint(data_width):
     engine = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
     lint_component(engine, f"tcp_engine_{data_width}", BUILD / "test" / "tcp_engine")
+
+
+@pytest.mark.parametrize("data_width", [64])       # 8 bits: the RTL scenario host_limits
+def test_host_command_ranges(data_width):
+    """Every value a doorbell can carry is handled: a connection number past the last slot
+    gets EBADF (its low bits name another connection, which stays untouched), and a WRITE of
+    any 32-bit length takes what the send ring has room for, its other bytes drained, so the
+    next command's data is its own. (Once, a 65,536-byte write wrapped the ring's 16-bit
+    length: it took nothing, and its bytes landed on the next writer's connection.)"""
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
+
+    async def bench(ctx):
+        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
+                     dut.host_rdata, dut.rx_action):
+            ctx.set(port.ready, 1)
+        b = EngineBench(ctx, dut, data_width)
+        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
+                        local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
+        tcb.open_active()
+        tcb.dispatch(0)
+        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlags.SYN | TcpFlags.ACK, 0, mss=1000)
+        await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
+                        flags=flags_dict(synack.flags), window=0, mss=1000)
+        tcb.process(synack, 0)
+        tcb.dispatch(0)
+        b.take()
+        for pid in (1, 2):
+            await b.grant(conn=1, pid=pid)
+        # connection numbers 5, 1 + 2**k and the largest: EBADF, the data drained, nothing sent
+        for conn in (4, 5, 1 + 4 * 16, 0xFFFF):
+            rsp, _ = await b.host(b"forged", pid=1, conn=conn, op=HostOp.WRITE)
+            assert rsp.status == Errno.EBADF, conn
+            rsp, got = await b.host(pid=1, conn=conn, op=HostOp.READ, length=10)
+            assert rsp.status == Errno.EBADF and got == b"", conn
+        rsp = await b.control(op=CtlOp.READ_STATE, conn=1)
+        assert rsp.state == TcpState.ESTABLISHED and b.take() == []
+        # writes of 2**16 and more (the peer's window is 0: nothing goes out, the ring fills)
+        for size, want in ((2 ** 16, 2048), (2 ** 16 + 10, 0), (1, 0)):
+            data = bytes([size % 251]) * size
+            rsp, _ = await b.host(data, pid=1, conn=1, op=HostOp.WRITE, nonblock=1)
+            model = tcb.send(data) if want else 0
+            assert (rsp.status, rsp.count) == ((Errno.OK, want) if want else (Errno.EAGAIN, 0)), size
+            assert rsp.count == model
+        # a length the host cannot back with data (2**32 - 1) on a full ring: EAGAIN, and the
+        # beats it did send (up to `last`) are drained
+        rsp, _ = await b.host(b"x" * 9, pid=2, conn=1, op=HostOp.WRITE, nonblock=1,
+                              length=2 ** 32 - 1)
+        assert rsp.status == Errno.EAGAIN
+        # the stream holds exactly the first write's first 2048 bytes: the peer opens its window
+        # and the engine sends them, as the model does
+        ack = TcpSegment(80, LOCAL[1], 5001, 1001, TcpFlags.ACK, 3000)
+        await b.receive(ack)
+        tcb.process(ack, 0)
+        sent = b.take()
+        assert sent == [model_view(s) for s in tcb.dispatch(0)]
+        assert b"".join(s[4] for s in sent) == bytes([2 ** 16 % 251]) * 2048
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
