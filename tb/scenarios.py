@@ -350,6 +350,7 @@ def udp(r):
     r.call(child, "close", ufd)
     r.call(peer, "sendto", pfd, b"nobody home", (DUT_IP, 5353), side="peer")
     r.run(3)
+    r.trace.append(("drops", r.now, r.dut.drop_counts()))
 
 
 def _held_data(r):
