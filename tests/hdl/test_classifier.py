@@ -42,8 +42,8 @@ class Run:
     latencies: list = field(default_factory=list)  # last beat to verdict, per frame
 
 
-def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000):
-    dut = Classifier(width)
+def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000, mtu=1500):
+    dut = Classifier(width, mtu=mtu)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     run = Run()
@@ -98,8 +98,8 @@ def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000
     return run
 
 
-def check_against_model(run, frames, names=None):
-    expected = [classify(frame, OUR_MAC, OUR_IP) for frame in frames]
+def check_against_model(run, frames, names=None, mtu=1500):
+    expected = [classify(frame, OUR_MAC, OUR_IP, mtu) for frame in frames]
     assert len(run.results) == len(frames)
     for n, (frame, want, got) in enumerate(zip(frames, expected, run.results)):
         label = names[n] if names else f"frame {n}"
@@ -373,6 +373,23 @@ def test_data_width_message():
 def test_counter_width_message(bad):
     with pytest.raises(TypeError, match=rf"^Counter width must be a positive integer, not {bad!r}$"):
         Classifier(8, counter_width=bad)
+
+
+@pytest.mark.parametrize("bad", [67, 9001, 1500.0, True])
+def test_mtu_message(bad):
+    with pytest.raises(TypeError, match=rf"^MTU must be an integer from 68 to 9000, not {bad!r}$"):
+        Classifier(8, mtu=bad)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_mtu(width):
+    """The frame limit follows the MTU (Policy.mtu): MTU + 14 bytes, MTU + 18 when tagged."""
+    frames = [bytes(eth(vlan=vlan) / ip() / udp() / Raw(bytes(n)))
+              for vlan in (False, True) for n in (1000 - 29, 1000 - 28, 1000 - 27)]
+    assert [len(f) for f in frames] == [1013, 1014, 1015, 1017, 1018, 1019]
+    run = run_classifier(width, frames, mtu=1000)
+    check_against_model(run, frames, mtu=1000)
+    assert [r.cause == DropCause.OVERSIZE for r in run.results] == [False, False, True] * 2
 
 
 def test_counters_saturate():

@@ -4,8 +4,9 @@ The model's host sees a frame as the NIC does: the classifier (model/classify.py
 then the parser (model/packet.py); the two agree with each other and with Linux.
 """
 
-import dataclasses
 import random
+
+import pytest
 
 from conftest import A_IP, A_MAC, B_IP, B_MAC, make_pair
 
@@ -74,6 +75,8 @@ def test_mtu_is_a_policy():
     assert dict(pair.b.drops) == {DropCause.OVERSIZE: 1}
     assert classify(bytes(1014), B_MAC, B_IP, mtu=1000).cause != DropCause.OVERSIZE
     assert classify(bytes(1015), B_MAC, B_IP, mtu=1000).cause == DropCause.OVERSIZE
+    with pytest.raises(ValueError, match=r"^MTU must be MSS \+ 40 \(1500\)\.\.9000, not 1499$"):
+        Policy(mtu=1499)
 
 
 def test_bad_tcp_options_keep_the_segment():
