@@ -40,10 +40,10 @@ Decisions worth stating:
 - Every 802.1Q-tagged frame goes to the slow path: the socket table has no VLAN in its key, so
   a tagged frame must never reach the untagged connection with the same 4-tuple. Host
   software decides (the model's host, which has no VLAN interface, drops it as
-  ``UNKNOWN_ETHERTYPE``, as Linux does without a VLAN device).
+  ``UNKNOWN_ETHERTYPE``, as Linux drops a VID it has no VLAN device for; Linux would take a
+  priority-tagged frame, VID 0, as untagged: this model does not).
 - TCP options are not parsed here. A bad option (length 0 or 1, or running past the header)
   does not drop the segment: Linux (``tcp_parse_options``) stops parsing and keeps it.
-
 - Bytes after the IP packet (Ethernet padding of frames under 60 bytes, or any other trailing
   bytes) are ignored, as Linux does: the IP total length defines the L4 length, and the
   payload length excludes them.
