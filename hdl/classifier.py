@@ -4,7 +4,8 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.classify import DropCause, Verdict
+from model.classify import MTU, DropCause, Verdict, max_frame
+from model.drops import CLASSIFIER_CAUSES
 from .checksum import Checksum
 from .layouts import FrameBeat, check_data_width
 
@@ -16,11 +17,8 @@ def _bytes(n):
 
 
 class EthernetHeader(data.StructLayout):
-    """Ethernet header followed by the two bytes after it (the 802.1Q TCI when tagged)."""
-
     def __init__(self):
-        super().__init__({"dst": _bytes(6), "src": _bytes(6), "ethertype": _bytes(2),
-                          "tci": _bytes(2), "inner_ethertype": _bytes(2)})
+        super().__init__({"dst": _bytes(6), "src": _bytes(6), "ethertype": _bytes(2)})
 
 
 class IPv4Header(data.StructLayout):
@@ -109,6 +107,9 @@ class Classifier(wiring.Component):
         Width of the frame stream in bits, 8 or 64.
     counter_width : int
         Width of each statistics counter. Counters saturate at their maximum.
+    mtu : int
+        The port's IP MTU (``Policy.mtu``): frames longer than ``mtu + 14`` bytes
+        (``mtu + 18`` with an 802.1Q tag) are dropped as OVERSIZE.
 
     Members
     -------
@@ -126,13 +127,15 @@ class Classifier(wiring.Component):
         queue is empty.
     verdict_counts : ``Out(data.ArrayLayout(counter_width, len(Verdict)))``
         Frames given each verdict, indexed by :class:`Verdict`; they add up to frames seen.
-    drop_counts : ``Out(data.ArrayLayout(counter_width, len(DropCause)))``
-        Frames dropped for each cause, indexed by :class:`DropCause` (entry ``NONE`` is 0);
-        they add up to ``verdict_counts[Verdict.DROP]``.
+    drop_counts : ``Out(data.ArrayLayout(counter_width, len(CLASSIFIER_CAUSES) + 1))``
+        Frames dropped for each of the classifier's causes (``model.drops.CLASSIFIER_CAUSES``),
+        indexed by :class:`DropCause` (entry ``NONE`` is 0); they add up to
+        ``verdict_counts[Verdict.DROP]``.
     """
 
-    #: Frame bytes captured for parsing: Ethernet, 802.1Q tag, IPv4 and TCP headers without options.
-    HEADER_BYTES = 14 + 4 + 20 + 20
+    #: Frame bytes captured for parsing: Ethernet, IPv4 and TCP headers without options (a
+    #: frame with an 802.1Q tag goes to the slow path, so nothing after the tag is parsed).
+    HEADER_BYTES = 14 + 20 + 20
     #: Cycles from the cycle accepting a frame's last beat to the cycle its verdict is written
     #: into the queue: beats delayed 2 for the checksum units, their latency, then the checksum
     #: verdicts and the record are registered.
@@ -143,18 +146,21 @@ class Classifier(wiring.Component):
     #: (the queue adds 2).
     LATENCY = _WRITE_DELAY + 2
 
-    def __init__(self, data_width, counter_width=32):
+    def __init__(self, data_width, counter_width=32, mtu=MTU):
         self._data_width = check_data_width(data_width)
         if not isinstance(counter_width, int) or isinstance(counter_width, bool) or counter_width < 1:
             raise TypeError(f"Counter width must be a positive integer, not {counter_width!r}")
+        if not isinstance(mtu, int) or isinstance(mtu, bool) or not 68 <= mtu <= 9000:
+            raise TypeError(f"MTU must be an integer from 68 to 9000, not {mtu!r}")
         self._counter_width = counter_width
+        self._mtu = mtu
         super().__init__({
             "i": In(stream.Signature(FrameBeat(data_width))),
             "our_mac": In(48),
             "our_ip": In(32),
             "verdict": Out(stream.Signature(VerdictRecord())),
             "verdict_counts": Out(data.ArrayLayout(counter_width, len(Verdict))),
-            "drop_counts": Out(data.ArrayLayout(counter_width, len(DropCause))),
+            "drop_counts": Out(data.ArrayLayout(counter_width, len(CLASSIFIER_CAUSES) + 1)),
         })
 
     @property
@@ -202,11 +208,11 @@ class Classifier(wiring.Component):
 
         # -- Header views: valid for the bytes the frame has; the whole header is there in the
         # cycle after its last beat, and only then (the next frame may start overwriting it).
-        eth = data.View(EthernetHeader(), header[:8 * 18])
+        eth = data.View(EthernetHeader(), header[:8 * 14])
         vlan = Signal()
         m.d.comb += vlan.eq(_be(eth.ethertype) == 0x8100)
-        ip = data.View(IPv4Header(), Mux(vlan, header[8 * 18:8 * 38], header[8 * 14:8 * 34]))
-        l4_bytes = Mux(vlan, header[8 * 38:8 * 58], header[8 * 34:8 * 54])
+        ip = data.View(IPv4Header(), header[8 * 14:8 * 34])
+        l4_bytes = header[8 * 34:8 * 54]
         total_length = _be(ip.total_length)
 
         # -- Checksum units: byte ranges registered, beats delayed two cycles -----------------
@@ -224,10 +230,10 @@ class Classifier(wiring.Component):
         l4_start = Signal(16)
         l4_end = Signal(16)
         m.d.sync += [
-            l3_start.eq(Mux(vlan, 18, 14)),
-            # l3_start + IHL * 4, with l3_start = 4 * (3 or 4) + 2
-            l4_start.eq(Cat(C(2, 2), ip.ihl + Mux(vlan, 4, 3))),
-            l4_end.eq(Mux(vlan, 18, 14) + total_length),
+            l3_start.eq(14),
+            # l3_start + IHL * 4, with l3_start = 4 * 3 + 2
+            l4_start.eq(Cat(C(2, 2), ip.ihl + 3)),
+            l4_end.eq(14 + total_length),
         ]
         for unit in (ip_checksum, l4_checksum):
             m.d.comb += [
@@ -262,13 +268,10 @@ class Classifier(wiring.Component):
             a_vlan.eq(vlan),
             a_broadcast.eq(dst_mac.all()),
             a_mac_ok.eq(dst_mac == self.our_mac),
-            a_ipv4.eq(Mux(vlan, _be(eth.inner_ethertype) == 0x0800, _be(eth.ethertype) == 0x0800)),
-            # (compared at both places and then chosen, so the VLAN test is not in series)
-            a_dst_ok.eq(Mux(vlan,
-                            _be(data.View(IPv4Header(), header[8 * 18:8 * 38]).dst) == self.our_ip,
-                            _be(data.View(IPv4Header(), header[8 * 14:8 * 34]).dst) == self.our_ip)),
+            a_ipv4.eq(_be(eth.ethertype) == 0x0800),     # so a tagged frame is not IPv4 here
+            a_dst_ok.eq(_be(ip.dst) == self.our_ip),
             a_frame_length.eq(frame_length),
-            a_ip_available.eq(frame_length - Mux(vlan, 18, 14)),
+            a_ip_available.eq(frame_length - 14),
             a_l4_length.eq(total_length - 20),
             a_ip.eq(ip),
             a_l4.eq(l4_bytes),
@@ -294,11 +297,12 @@ class Classifier(wiring.Component):
         m.d.sync += [
             b_valid.eq(a_valid),
             rules["runt"].eq(fl < 14),                                                  # 1
-            rules["oversize"].eq(Mux(a_vlan, fl >= 1523, fl >= 1519)),                  # 2
+            rules["oversize"].eq(Mux(a_vlan, fl > max_frame(self._mtu, True),
+                                     fl > max_frame(self._mtu))),                       # 2
             rules["wrong_mac"].eq(~a_broadcast & ~a_mac_ok),                             # 3
             rules["vlan_runt"].eq(a_vlan & (fl < 18)),                                  # 4
             rules["not_ip"].eq(a_broadcast | ~a_ipv4),                                  # 5, 6
-            rules["ip_runt"].eq(Mux(a_vlan, fl < 38, fl < 34)),                         # 7
+            rules["ip_runt"].eq(fl < 34),                                               # 7
             rules["bad_version"].eq(ip_a.version != 4),                                 # 8
             rules["bad_ihl"].eq(ip_a.ihl < 5),                                          # 9
             rules["bad_ip_length"].eq((a_total_length < Cat(C(0, 2), ip_a.ihl)) |
@@ -318,7 +322,7 @@ class Classifier(wiring.Component):
             b_fields.dst_ip.eq(_be(ip_a.dst)),
             b_fields.src_port.eq(_be(tcp.src_port)),
             b_fields.dst_port.eq(_be(tcp.dst_port)),
-            b_fields.payload_offset.eq(Mux(a_vlan, 38, 34) + Mux(is_tcp, data_offset_bytes, 8)),
+            b_fields.payload_offset.eq(34 + Mux(is_tcp, data_offset_bytes, 8)),
             b_fields.payload_length.eq(a_l4_length - Mux(is_tcp, data_offset_bytes, 8)),
             b_fields.seq.eq(Mux(is_tcp, _be(tcp.seq), 0)),
             b_fields.ack.eq(Mux(is_tcp, _be(tcp.ack), 0)),
@@ -439,9 +443,7 @@ class Classifier(wiring.Component):
                 counter = self.verdict_counts[verdict.value]
                 with m.If((record.verdict == verdict.value) & ~counter.all()):
                     m.d.sync += counter.eq(counter + 1)
-            for cause in DropCause:
-                if cause is DropCause.NONE:
-                    continue
+            for cause in CLASSIFIER_CAUSES:
                 counter = self.drop_counts[cause.value]
                 with m.If((record.cause == cause.value) & ~counter.all()):
                     m.d.sync += counter.eq(counter + 1)

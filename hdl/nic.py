@@ -8,9 +8,11 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from model.classify import max_frame
+from model.drops import CLASSIFIER_CAUSES, DropCause
 from model.policy import Policy
 
-from .classifier import Classifier, DropCause, Verdict
+from .classifier import Classifier, Verdict
 from .control_port import ControlPort
 from .frame_fifo import FrameFifo
 from .frame_slicer import FrameSlicer
@@ -22,25 +24,36 @@ from .tcp_engine import TcpEngine
 from .tx_arbiter import TxArbiter
 from .tx_framer import TxFramer
 
-__all__ = ["COUNTERS", "NIC"]
+__all__ = ["COUNTERS", "DROP_COUNTERS", "NIC"]
+
+#: The drop causes the NIC counts (model/drops.py), each frame under one of them only.
+NIC_DROP_CAUSES = (*CLASSIFIER_CAUSES, DropCause.RX_FIFO_FULL, DropCause.SLOW_FIFO_FULL,
+                   DropCause.NO_SOCKET, DropCause.QUEUE_FULL)
+_DROP_TEXT = {
+    DropCause.RX_FIFO_FULL: "no room in the receive frame FIFO (not counted if the classifier dropped it)",
+    DropCause.SLOW_FIFO_FULL: "no room in the slow-path queue",
+    DropCause.NO_SOCKET: "UDP datagrams from other than a connected socket's peer",
+    DropCause.QUEUE_FULL: "UDP datagrams dropped for lack of ring space",
+}
 
 # What READ_COUNTER(index) reads, by index.
 COUNTERS = (
     ("rx_fast", "frames the classifier sent to the fast path"),
     ("rx_slow", "frames the classifier sent to the slow path"),
-    ("rx_drop", "frames the classifier dropped (the next ten by cause)"),
-    *((f"drop_{cause.name.lower()}", f"dropped: {cause.name}") for cause in DropCause
-      if cause != DropCause.NONE),
-    ("rx_fifo_full", "frames dropped whole: no room in the receive frame FIFO"),
-    ("slow_fifo_full", "frames dropped whole: no room in the slow-path queue"),
+    ("rx_drop", "frames the classifier dropped (by cause in the drop_ counters)"),
+    *((f"drop_{cause.name.lower()}", f"dropped: {_DROP_TEXT.get(cause, 'classifier: ' + cause.name)}")
+      for cause in NIC_DROP_CAUSES),
     ("to_engine", "frames matched by the socket table"),
     ("to_slow", "frames sent to host software (slow verdict, unknown flow, closed connection)"),
-    ("udp_no_socket", "datagrams from other than a connected UDP socket's peer"),
-    ("udp_queue_full", "datagrams dropped for lack of ring space"),
     ("ooo_refused", "segments refused whole: they would need another out-of-order range"),
     ("slice_truncated", "frames shorter than their payload (never for a checked frame)"),
     ("tx_frames", "frames sent"),
 )
+
+#: READ_COUNTER's index of each cause's drop counter: every frame the NIC drops is counted
+#: in exactly one of them.
+DROP_COUNTERS = {cause: [name for name, _ in COUNTERS].index(f"drop_{cause.name.lower()}")
+                 for cause in NIC_DROP_CAUSES}
 
 
 class NIC(wiring.Component):
@@ -112,8 +125,8 @@ class NIC(wiring.Component):
         self._policy = policy
         self._socket_entries = socket_entries or max(16, 2 * connections)
         lanes = data_width // 8
-        # room for two maximum frames (1518 bytes) by default
-        self._rx_fifo_beats = rx_fifo_beats or 1 << (2 * 1518 // lanes).bit_length()
+        # room for two maximum frames (1518 bytes at the default MTU) by default
+        self._rx_fifo_beats = rx_fifo_beats or 1 << (2 * max_frame(policy.mtu, True) // lanes).bit_length()
         self._slow_fifo_beats = slow_fifo_beats or self._rx_fifo_beats
         self._tick_cycles = tick_cycles
         self._neighbors = neighbors
@@ -153,7 +166,7 @@ class NIC(wiring.Component):
         pid_bits = exact_log2(self._processes)
 
         m.submodules.rx_fifo = rx_fifo = FrameFifo(W, self._rx_fifo_beats)
-        m.submodules.classifier = classifier = Classifier(W)
+        m.submodules.classifier = classifier = Classifier(W, mtu=self._policy.mtu)
         m.submodules.dispatch = dispatch = RxDispatch(W, conn_bits, rx_fifo.status.payload.shape())
         m.submodules.socket_table = socket_table = SocketTable(self._socket_entries, id_width=conn_bits)
         m.submodules.slicer = slicer = FrameSlicer(W)
@@ -237,9 +250,9 @@ class NIC(wiring.Component):
         counters = [
             classifier.verdict_counts[Verdict.FAST], classifier.verdict_counts[Verdict.SLOW],
             classifier.verdict_counts[Verdict.DROP],
-            *(classifier.drop_counts[cause] for cause in DropCause if cause != DropCause.NONE),
-            rx_fifo.dropped, slow_fifo.dropped, dispatch.engine_frames, dispatch.slow_frames,
-            engine.udp_no_socket, engine.udp_queue_full, engine.rx_refused,
+            *(classifier.drop_counts[cause] for cause in CLASSIFIER_CAUSES),
+            dispatch.fifo_full, slow_fifo.dropped, engine.udp_no_socket, engine.udp_queue_full,
+            dispatch.engine_frames, dispatch.slow_frames, engine.rx_refused,
             slicer.truncated_frames, tx_frames,
         ]
         assert len(counters) == len(COUNTERS)

@@ -29,8 +29,9 @@ class RxDispatch(wiring.Component):
 
     Frames wait in a frame FIFO (:class:`~hdl.frame_fifo.FrameFifo`) while the
     :class:`~hdl.classifier.Classifier` decides on them; both report one entry per frame in
-    the same order, so the dispatcher pairs them. A frame the FIFO dropped is only counted
-    there. DROP frames are read out and discarded; SLOW frames go whole to the slow path;
+    the same order, so the dispatcher pairs them. A frame the FIFO dropped is counted in
+    :attr:`fifo_full` unless the classifier dropped it too (a frame longer than the FIFO is
+    OVERSIZE): one frame, one drop cause. DROP frames are read out and discarded; SLOW frames go whole to the slow path;
     FAST frames are looked up in the :class:`~hdl.socket_table.SocketTable` (TCP by its
     4-tuple, UDP by its local address and port) and a miss goes to the slow path too (an
     unknown flow is host software's business). A hit becomes an :class:`RxEvent` for the
@@ -57,6 +58,8 @@ class RxDispatch(wiring.Component):
         Whole frames for host software.
     slow_frames, engine_frames : Out(32)
         Frames sent to the slow path, and to the engine.
+    fifo_full : Out(32)
+        Frames the FIFO did not store although the classifier did not drop them.
     idle : Out(1)
         Waiting for a frame, none announced.
     """
@@ -78,6 +81,7 @@ class RxDispatch(wiring.Component):
             "slow": Out(stream.Signature(beat)),
             "slow_frames": Out(32),
             "engine_frames": Out(32),
+            "fifo_full": Out(32),
             "idle": Out(1),
         })
 
@@ -99,7 +103,8 @@ class RxDispatch(wiring.Component):
                     v = self.verdict.payload
                     m.d.sync += [fields.eq(v.fields), cmd_sent.eq(0)]
                     with m.If(~self.status.payload.stored):
-                        pass                                    # counted by the FIFO
+                        with m.If(v.verdict != Verdict.DROP):   # else counted by its cause
+                            m.d.sync += self.fifo_full.eq(self.fifo_full + 1)
                     with m.Elif(v.verdict == Verdict.FAST):
                         m.d.sync += step.eq(_Step.WAIT_LOOKUP)
                     with m.Else():

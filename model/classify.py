@@ -10,11 +10,11 @@ The rules are checked in this order; the first that matches decides.
  #    rule                                                                    verdict
 ====  ======================================================================  ==================
  1    frame shorter than the Ethernet header (14 bytes)                       DROP RUNT
- 2    frame longer than 1518 bytes (1522 with an 802.1Q tag)                  DROP OVERSIZE
+ 2    frame longer than MTU + 14 bytes (MTU + 18 with an 802.1Q tag)          DROP OVERSIZE
  3    destination MAC neither ours nor broadcast (multicast included)         DROP WRONG_MAC
  4    802.1Q tag (TPID 0x8100) but frame shorter than 18 bytes                DROP RUNT
  5    destination MAC is broadcast                                            SLOW
- 6    (inner) ethertype is not IPv4 (ARP, IPv6, a second tag, ...)            SLOW
+ 6    ethertype is not IPv4 (ARP, IPv6, any 802.1Q tag, ...)                  SLOW
  7    frame shorter than its Ethernet header plus 20 bytes                    DROP RUNT
  8    IP version is not 4                                                     DROP BAD_VERSION
  9    IHL < 5                                                                 DROP BAD_IHL
@@ -35,6 +35,15 @@ The rules are checked in this order; the first that matches decides.
 
 Decisions worth stating:
 
+- The MTU is ``Policy.mtu`` (1500 by default): a frame (without FCS) may be MTU + 14 bytes,
+  MTU + 18 with an 802.1Q tag, since tagged frames are host software's to take or drop.
+- Every 802.1Q-tagged frame goes to the slow path: the socket table has no VLAN in its key, so
+  a tagged frame must never reach the untagged connection with the same 4-tuple. Host
+  software decides (the model's host, which has no VLAN interface, drops it as
+  ``UNKNOWN_ETHERTYPE``, as Linux drops a VID it has no VLAN device for; Linux would take a
+  priority-tagged frame, VID 0, as untagged: this model does not).
+- TCP options are not parsed here. A bad option (length 0 or 1, or running past the header)
+  does not drop the segment: Linux (``tcp_parse_options``) stops parsing and keeps it.
 - Bytes after the IP packet (Ethernet padding of frames under 60 bytes, or any other trailing
   bytes) are ignored, as Linux does: the IP total length defines the L4 length, and the
   payload length excludes them.
@@ -55,14 +64,14 @@ import ipaddress
 from dataclasses import dataclass, field, fields
 
 from .checksum import ones_complement_sum, pseudo_header_sum
+from .drops import DropCause
 
 __all__ = ["Verdict", "DropCause", "ParsedFields", "Classification", "classify",
-           "ETH_HEADER", "VLAN_TAG", "MAX_FRAME", "MAX_FRAME_VLAN", "BROADCAST"]
+           "ETH_HEADER", "VLAN_TAG", "MTU", "max_frame", "BROADCAST"]
 
 ETH_HEADER = 14
 VLAN_TAG = 4
-MAX_FRAME = 1518
-MAX_FRAME_VLAN = 1522
+MTU = 1500               # Policy.mtu's default
 BROADCAST = 0xFFFF_FFFF_FFFF
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_VLAN = 0x8100
@@ -76,21 +85,6 @@ class Verdict(enum.IntEnum):
     FAST = 0   #: TCP/UDP to our IP: the fast path takes it, with the parsed fields
     SLOW = 1   #: the whole frame goes to the host's exception queue
     DROP = 2   #: discarded and counted under its DropCause
-
-
-class DropCause(enum.IntEnum):
-    """Why a frame was dropped (NONE for FAST and SLOW)."""
-    NONE = 0
-    RUNT = 1             #: shorter than the headers it announces
-    OVERSIZE = 2         #: longer than 1518 bytes (1522 with an 802.1Q tag)
-    WRONG_MAC = 3        #: destination MAC neither ours nor broadcast
-    BAD_VERSION = 4      #: IP version is not 4
-    BAD_IHL = 5          #: IP header length below 5 words
-    BAD_IP_LENGTH = 6    #: IP total length below the header, or beyond the frame
-    BAD_IP_CHECKSUM = 7  #: IP header checksum wrong
-    BAD_TCP_OFFSET = 8   #: TCP data offset below 5 or beyond the segment
-    BAD_UDP_LENGTH = 9   #: UDP length differs from the IP payload length
-    BAD_L4_CHECKSUM = 10  #: TCP or UDP checksum wrong
 
 
 @dataclass(frozen=True)
@@ -146,8 +140,14 @@ def _as_int(address, size):
     return int(ipaddress.IPv4Address(address))
 
 
-def classify(frame: bytes, our_mac, our_ip) -> Classification:
-    """Classify one frame received for `our_mac` / `our_ip` (ints, bytes or text)."""
+def max_frame(mtu: int = MTU, tagged: bool = False) -> int:
+    """The longest frame (without FCS) accepted for an IP MTU of `mtu` bytes."""
+    return mtu + ETH_HEADER + (VLAN_TAG if tagged else 0)
+
+
+def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
+    """Classify one frame received for `our_mac` / `our_ip` (ints, bytes or text) on a port
+    whose IP MTU is `mtu` (``Policy.mtu``)."""
     our_mac = _as_int(our_mac, 6)
     our_ip = _as_int(our_ip, 4)
     length = len(frame)
@@ -155,18 +155,18 @@ def classify(frame: bytes, our_mac, our_ip) -> Classification:
     if length < ETH_HEADER:                                               # 1
         return _drop(DropCause.RUNT)
     vlan = _be(frame, 12, 2) == ETHERTYPE_VLAN
-    if length > (MAX_FRAME_VLAN if vlan else MAX_FRAME):                  # 2
+    if length > max_frame(mtu, vlan):                                     # 2
         return _drop(DropCause.OVERSIZE)
     dst_mac = _be(frame, 0, 6)
     if dst_mac not in (our_mac, BROADCAST):                               # 3
         return _drop(DropCause.WRONG_MAC)
-    l3 = ETH_HEADER + (VLAN_TAG if vlan else 0)
-    if length < l3:                                                       # 4
+    if vlan and length < ETH_HEADER + VLAN_TAG:                           # 4
         return _drop(DropCause.RUNT)
     if dst_mac == BROADCAST:                                              # 5
         return _SLOW
-    if _be(frame, l3 - 2, 2) != ETHERTYPE_IPV4:                           # 6
+    if _be(frame, 12, 2) != ETHERTYPE_IPV4:                               # 6
         return _SLOW
+    l3 = ETH_HEADER
 
     if length < l3 + 20:                                                  # 7
         return _drop(DropCause.RUNT)

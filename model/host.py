@@ -51,10 +51,12 @@ neighbour entry fails at once with EHOSTUNREACH.
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from .classify import Verdict, classify
 from .constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLERR, POLLHUP, POLLIN, POLLNVAL,
                         POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM)
 from .errors import Errno, SocketError, WouldBlock
-from .packet import (Arp, DropCause, PacketError, TcpFlags, TcpSegment,
+from .drops import DropCause
+from .packet import (Arp, PacketError, TcpFlags, TcpSegment,
                      UdpDatagram, build_arp_frame, build_tcp_frame, build_udp_frame, mac_bytes,
                      parse_frame)
 from .policy import DEFAULT_POLICY, Policy
@@ -143,7 +145,7 @@ class Host:
         self.udp_ports: dict[int, Socket] = {}
         self.sockets: list[Socket] = []           # live sockets, for port accounting
         self.processes: dict[int, "Process"] = {}
-        self.drops: Counter = Counter()
+        self.drops: Counter = Counter()          # DropCause -> frames dropped
         self._tx: list[bytes] = []
         self._connections = 0
         self._next_pid = 1
@@ -161,14 +163,20 @@ class Host:
         return frames
 
     def receive_frame(self, frame: bytes):
-        """One Ethernet frame (without FCS) arrives from the wire."""
+        """One Ethernet frame (without FCS) arrives from the wire.
+
+        The NIC's classifier (model/classify.py) looks at it first and drops what it drops;
+        the rest is parsed and goes to its connection, its UDP port or host software. Each
+        dropped frame is counted once in `drops`, by its ``DropCause``.
+        """
+        verdict = classify(frame, self.mac, self.ip, self.policy.mtu)
+        if verdict.verdict == Verdict.DROP:
+            self.drops[verdict.cause] += 1
+            return
         try:
             parsed = parse_frame(frame)
         except PacketError as err:
             self.drops[err.cause] += 1
-            return
-        if parsed.dst_mac not in (self.mac, BROADCAST):
-            self.drops[DropCause.NOT_FOR_US] += 1
             return
         if parsed.arp is not None:
             self._arp_input(parsed.arp)

@@ -2,7 +2,10 @@
 
 Building fills every checksum (model/checksum.py); parsing verifies the IPv4 header checksum
 and the TCP or UDP checksum (UDP checksum 0 means "none") and raises `PacketError` with a
-`DropCause` for anything the model does not accept. Parsing never raises anything else.
+`DropCause` (model/drops.py) for anything the model does not accept, the same cause the
+receive classifier (model/classify.py) gives where both check. Parsing never raises anything
+else. TCP options are read as Linux's ``tcp_parse_options`` does: an option with a length
+below 2 or running past the header ends the parsing and the segment is kept.
 """
 
 import enum
@@ -11,16 +14,18 @@ import struct
 from dataclasses import dataclass
 
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
+from .drops import DropCause
 
 __all__ = [
     "ETHERTYPE_IPV4", "ETHERTYPE_ARP", "PROTO_TCP", "PROTO_UDP", "ETH_MIN_FRAME",
     "TcpFlags", "flag_names", "DropCause", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
     "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
-    "parse_frame",
+    "build_raw_tcp_frame", "parse_frame",
 ]
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806
+ETHERTYPE_VLAN = 0x8100
 PROTO_TCP = 6
 PROTO_UDP = 17
 ETH_HEADER = 14
@@ -45,26 +50,10 @@ def flag_names(flags: int) -> str:
     return "|".join(f.name for f in TcpFlags if flags & f) or "none"
 
 
-class DropCause(enum.Enum):
-    """Why a received frame was not accepted (one counter each on the host)."""
-    RUNT = "runt"                       # shorter than its headers say
-    NOT_FOR_US = "not_for_us"           # destination MAC or IP is not ours
-    UNKNOWN_ETHERTYPE = "unknown_ethertype"
-    BAD_IP_HEADER = "bad_ip_header"     # version != 4, IHL < 5, total length wrong
-    BAD_IP_CHECKSUM = "bad_ip_checksum"
-    IP_FRAGMENT = "ip_fragment"         # MF set or offset != 0: the model does not reassemble
-    UNKNOWN_PROTOCOL = "unknown_protocol"
-    BAD_L4_HEADER = "bad_l4_header"     # TCP data offset or UDP length wrong
-    BAD_L4_CHECKSUM = "bad_l4_checksum"
-    NO_SOCKET = "no_socket"             # UDP to a port nobody bound
-    QUEUE_FULL = "queue_full"           # UDP receive queue or accept backlog full
-    NO_NEIGHBOR = "no_neighbor"         # transmit: destination IP not in the neighbour table
-
-
 class PacketError(Exception):
     def __init__(self, cause: DropCause):
         self.cause = cause
-        super().__init__(cause.value)
+        super().__init__(cause.name)
 
 
 def mac_bytes(mac: bytes | str) -> bytes:
@@ -126,7 +115,7 @@ class TcpSegment:
         src_port, dst_port, seq, ack, off, flags, window, checksum, urgent = struct.unpack("!HHIIBBHHH", raw[:20])
         offset = (off >> 4) * 4
         if offset < 20 or offset > len(raw):
-            raise PacketError(DropCause.BAD_L4_HEADER)
+            raise PacketError(DropCause.BAD_TCP_OFFSET)
         if ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, len(raw))) != 0xFFFF:
             raise PacketError(DropCause.BAD_L4_CHECKSUM)
         mss, i, options = None, 0, raw[20:offset]
@@ -138,7 +127,7 @@ class TcpSegment:
                 i += 1
                 continue
             if i + 1 >= len(options) or options[i + 1] < 2 or i + options[i + 1] > len(options):
-                raise PacketError(DropCause.BAD_L4_HEADER)
+                break                   # Linux: stop parsing, keep the segment
             if kind == 2 and options[i + 1] == 4:
                 mss = int.from_bytes(options[i + 2:i + 4], "big")
             i += options[i + 1]
@@ -166,7 +155,7 @@ class UdpDatagram:
             raise PacketError(DropCause.RUNT)
         src_port, dst_port, length, checksum = struct.unpack("!HHHH", raw[:8])
         if length != len(raw):
-            raise PacketError(DropCause.BAD_L4_HEADER)
+            raise PacketError(DropCause.BAD_UDP_LENGTH)
         if checksum and ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, PROTO_UDP, length)) != 0xFFFF:
             raise PacketError(DropCause.BAD_L4_CHECKSUM)
         return cls(src_port, dst_port, bytes(raw[8:]), checksum)
@@ -217,6 +206,24 @@ def build_udp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, dgram: UdpDatagr
     return _ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, _ipv4(src_ip, dst_ip, PROTO_UDP, dgram.to_bytes(src_ip, dst_ip), ttl))
 
 
+def build_raw_tcp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, seg: TcpSegment, *,
+                        options: bytes = b"", vlan: int | None = None, ttl: int = 64) -> bytes:
+    """A TCP frame the model never sends, for tests: `options` are the raw option bytes
+    (zero-padded to a multiple of 4; ``seg.mss`` is ignored) and `vlan`, if not None, the VID
+    of an 802.1Q tag. Checksums are right; sets ``seg.checksum``."""
+    options = bytes(options) + bytes(-len(options) % 4)
+    header = struct.pack("!HHIIBBHHH", seg.src_port, seg.dst_port, seg.seq & 0xFFFFFFFF,
+                         seg.ack & 0xFFFFFFFF, (20 + len(options)) // 4 << 4, int(seg.flags),
+                         seg.window, 0, seg.urgent) + options
+    body = header + seg.payload
+    seg.checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, len(body)))
+    packet = _ipv4(src_ip, dst_ip, PROTO_TCP, body[:16] + seg.checksum.to_bytes(2, "big") + body[18:], ttl)
+    if vlan is None:
+        return _ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, packet)
+    tag = (vlan & 0xFFF).to_bytes(2, "big") + ETHERTYPE_IPV4.to_bytes(2, "big")
+    return _ethernet(dst_mac, src_mac, ETHERTYPE_VLAN, tag + packet)
+
+
 def build_arp_frame(src_mac, dst_mac, arp: Arp) -> bytes:
     body = struct.pack("!HHBBH6s4s6s4s", 1, ETHERTYPE_IPV4, 6, 4, arp.op, mac_bytes(arp.sender_mac),
                        _ip_bytes(arp.sender_ip), mac_bytes(arp.target_mac), _ip_bytes(arp.target_ip))
@@ -244,10 +251,12 @@ def parse_frame(raw: bytes) -> Frame:
         raise PacketError(DropCause.RUNT)
     ver_ihl, _, total, _, frag, _, protocol, checksum, src, dst = struct.unpack("!BBHHHBBH4s4s", body[:20])
     ihl = (ver_ihl & 0x0F) * 4
-    if ver_ihl >> 4 != 4 or ihl < 20 or total < ihl:
-        raise PacketError(DropCause.BAD_IP_HEADER)
-    if total > len(body):
-        raise PacketError(DropCause.RUNT)
+    if ver_ihl >> 4 != 4:
+        raise PacketError(DropCause.BAD_VERSION)
+    if ihl < 20:
+        raise PacketError(DropCause.BAD_IHL)
+    if total < ihl or total > len(body):
+        raise PacketError(DropCause.BAD_IP_LENGTH)
     if ones_complement_sum(body[:ihl]) != 0xFFFF:
         raise PacketError(DropCause.BAD_IP_CHECKSUM)
     if frag & (IP_FLAG_MF | 0x1FFF):

@@ -44,6 +44,9 @@ Policies that are code, not numbers (kept here so they are in one place):
   Out-of-order data beyond `max_ooo_ranges` ranges is dropped whole (StreamBuffer).
 - Listen: a SYN is dropped (no answer) while the listener's handshakes in progress plus
   established-but-unaccepted connections exceed the backlog (Linux keeps backlog + 1).
+- MTU: `mtu` bytes of IP packet; a received frame (without FCS) longer than ``mtu + 14``
+  (``mtu + 18`` with an 802.1Q tag) is dropped as OVERSIZE, by the model's host and the NIC's
+  classifier alike (model/classify.py), and `mss` must fit in it.
 - IPv4: no options, TTL `ip_ttl`, DF set, identification 0 (RFC 6864 allows any value
   when DF is set; a constant needs no counter). Ethernet frames are padded to 60 bytes.
 """
@@ -56,6 +59,7 @@ __all__ = ["Policy", "DEFAULT_POLICY"]
 @dataclass(frozen=True)
 class Policy:
     # segment sizing
+    mtu: int = 1500                  # IP MTU of the port: frames of up to mtu + 14 bytes (no FCS)
     mss: int = 1460                  # 1500-byte Ethernet MTU less 40 bytes of IP and TCP header
     default_mss: int = 536           # RFC 9293 3.7.1: what to assume when the peer sends no MSS
     # buffers (bytes per connection)
@@ -91,6 +95,8 @@ class Policy:
             raise ValueError(f"Send buffer must be positive, not {self.snd_buffer!r}")
         if not 64 <= self.mss <= 1460:
             raise ValueError(f"MSS must be 64..1460, not {self.mss!r}")
+        if not self.mss + 40 <= self.mtu <= 9000:
+            raise ValueError(f"MTU must be MSS + 40 ({self.mss + 40})..9000, not {self.mtu!r}")
 
     def rto_after(self, expiries: int) -> int:
         """The RTO in force after `expiries` consecutive expiries without progress."""

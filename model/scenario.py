@@ -32,6 +32,10 @@ Backend contract
     The earliest pending timer (None: none). A backend that cannot tell returns ``now + 1``.
 ``add_neighbor(ip, mac)``
     Static neighbour entry.
+``drop_counts() -> dict[str, int]``
+    Frames dropped so far by cause: ``model.drops.DropCause`` name -> count, zero entries
+    omitted. Every dropped frame is counted once, under one cause, whether the NIC or host
+    software dropped it (the RTL's NIC counters are read over the control port).
 """
 
 import hashlib
@@ -90,6 +94,9 @@ class Backend:
     def add_neighbor(self, ip: str, mac):
         raise NotImplementedError
 
+    def drop_counts(self) -> dict[str, int]:
+        raise NotImplementedError
+
 
 def run_call(processes: dict, pid: int, op: str, args: tuple) -> Result:
     """Run socket call `op` as process `pid` of `processes` (``model.host.Process`` objects, or
@@ -144,13 +151,16 @@ class ModelBackend(Backend):
     def add_neighbor(self, ip: str, mac):
         self.host.add_neighbor(ip, mac)
 
+    def drop_counts(self) -> dict[str, int]:
+        return {cause.name: n for cause, n in sorted(self.host.drops.items()) if n}
+
 
 def segment_entry(time: int, side: str, frame: bytes) -> tuple:
     """A trace entry for one transmitted frame: what the scoreboard compares."""
     try:
         parsed = parse_frame(frame)
     except PacketError as err:
-        return ("tx", time, side, "unparsable", err.cause.value, frame.hex())
+        return ("tx", time, side, "unparsable", err.cause.name, frame.hex())
     if parsed.tcp is not None:
         t = parsed.tcp
         return ("tx", time, side, "tcp", t.seq, t.ack, flag_names(t.flags), t.window, t.payload, t.checksum)

@@ -335,9 +335,9 @@ class Bench:
                 conn = conns[k % connections]
                 placed.append((conn, conn.sent - starts[conn.index]))
                 frames.append(self.data_frame(conn, n))
-            dropped = self.counters()["rx_fifo_full"]
+            dropped = self.counters()["drop_rx_fifo_full"]
             probe = resume(self._rx_burst)(frames)
-            dropped = self.counters()["rx_fifo_full"] - dropped
+            dropped = self.counters()["drop_rx_fifo_full"] - dropped
             offered += count
             # in order and readable when the burst is over: read back and checked
             delivered = {c.index: self.drain(c) for c in conns}
@@ -368,7 +368,7 @@ class Bench:
             "frame_bytes": size, "port_bytes": port, "payload_bytes": n,
             "connections": connections, "frames_offered": offered,
             "frames_per_burst": per_burst, "bursts": -(-offered // per_burst),
-            "frames_dropped": diff["rx_fifo_full"], "frames_stored": offered - diff["rx_fifo_full"],
+            "frames_dropped": diff["drop_rx_fifo_full"], "frames_stored": offered - diff["drop_rx_fifo_full"],
             "segments_refused": diff["ooo_refused"], "frames_in_order": totals["frames_in_order"],
             "backpressure_cycles": totals["stalls"],
             "payload_bytes_delivered": totals["payload_delivered"],

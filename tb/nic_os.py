@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 import ipaddress
 
+from hdl.nic import DROP_COUNTERS
 from hdl.ports import CtlOp, EventKind, HostOp
 from hdl.socket_table import Status as TableStatus
 from hdl.tcb import Errno as HwErrno, TcpState
@@ -32,7 +33,8 @@ from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLHUP, POLLI
 from model.errors import Errno, SocketError, WouldBlock
 from model import host as model_host
 from model.host import BROADCAST, UDP_MAX_PAYLOAD, _addr, new_pid
-from model.packet import (Arp, DropCause, PacketError, TcpFlags, TcpSegment, build_arp_frame,
+from model.drops import DropCause
+from model.packet import (Arp, PacketError, TcpFlags, TcpSegment, build_arp_frame,
                           build_tcp_frame, mac_bytes, parse_frame)
 from model.policy import DEFAULT_POLICY, Policy
 from model.scenario import Backend, Result, run_call
@@ -233,6 +235,13 @@ class NicHost(Backend):
 
     def call(self, pid: int, op: str, *args) -> Result:
         return run_call(self.processes, pid, op, args)
+
+    def drop_counts(self) -> dict[str, int]:
+        """The NIC's drop counters (READ_COUNTER) plus what host software dropped, by cause."""
+        counts = Counter(self.drops)
+        for cause, index in DROP_COUNTERS.items():
+            counts[cause] += int(self.port.control({"op": CtlOp.READ_COUNTER, "index": index}).value)
+        return {cause.name: n for cause, n in sorted(counts.items()) if n}
 
     # ----- the slow path (model.host.Host.receive_frame for what the NIC sends up) ------
 

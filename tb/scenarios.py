@@ -13,6 +13,7 @@ import random
 
 from model.constants import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, SHUT_WR
 from model.host import Host
+from model.packet import build_raw_tcp_frame, parse_frame
 from model.policy import Policy
 from model.scenario import ModelBackend, Runner
 
@@ -381,6 +382,57 @@ def udp(r):
     r.call(child, "close", ufd)
     r.call(peer, "sendto", pfd, b"nobody home", (DUT_IP, 5353), side="peer")
     r.run(3)
+    r.trace.append(("drops", r.now, r.dut.drop_counts()))
+
+
+def _held_data(r):
+    """Hold the peer's data segments back (``r.wire.block``); returns the list they go to."""
+    held = []
+
+    def hold(side, frame):
+        tcp = parse_frame(frame).tcp
+        if side == "b" and tcp is not None and tcp.payload:
+            held.append(frame)
+            return True
+        return False
+    r.wire.block = hold
+    return held
+
+
+def _crafted(frame, payload=None, **craft):
+    """The peer's TCP `frame` rebuilt with another `payload`, raw `options` or a `vlan` tag."""
+    parsed = parse_frame(frame)
+    seg = parsed.tcp
+    if payload is not None:
+        seg.payload = payload
+    return build_raw_tcp_frame(parsed.src_mac, parsed.dst_mac, parsed.src_ip, parsed.dst_ip, seg, **craft)
+
+
+@scenario()
+def bad_frames(r):
+    """Frames carrying the connection's next bytes that the receive path must drop, each
+    counted once under one cause: from VLAN 5 (host software's; it has no VLAN 5), 9000 and
+    1515 bytes long (OVERSIZE, MTU 1500). And segments it must keep and acknowledge, as Linux
+    does: a TCP option of length 0, an option running past the header, and a frame of exactly
+    1514 bytes. The drop counts are in the trace."""
+    p1, fd, server, conn = _connected(r)
+    held = _held_data(r)
+    r.call(server, "send", conn, b"first", side="peer")
+    r.inject(_crafted(held[0], vlan=5))
+    r.inject(_crafted(held[0], payload=b"J" * (9000 - 54)))
+    r.inject(_crafted(held[0], payload=b"L" * (1515 - 54)))
+    r.inject(_crafted(held[0], options=b"\x08\x00"))
+    r.call(server, "send", conn, b"second", side="peer")
+    r.inject(_crafted(held[1], options=b"\x01\x08\x0a\x00"))
+    r.wire.block = None
+    r.call(p1, "recv", fd, 100)
+    r.call(server, "send", conn, b"M" * 1460, side="peer")
+    r.call(p1, "recv", fd, 1460, MSG_WAITALL)
+    r.trace.append(("drops", r.now, r.dut.drop_counts()))
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1100)
+    r.trace.append(("drops", r.now, r.dut.drop_counts()))
 
 
 @scenario(connections=64)

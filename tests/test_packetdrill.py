@@ -186,6 +186,13 @@ def test_parse_packets():
     assert (udp.proto, udp.length) == ("udp", 12)
 
 
+def test_raw_option_is_sent_as_given():
+    """``raw HEX``: a malformed option a script sends (tests/packetdrill/bad_tcp_option.pkt)."""
+    from tb.packetdrill.packets import encode_options
+    (data,) = parse("+0 < P. 1:11(10) ack 1 win 32792 <nop,raw 080A00>\n").events
+    assert encode_options(data.options) == b"\x01\x08\x0a\x00"
+
+
 def test_parse_syscalls():
     script = parse("+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n"
                    "+0 fcntl(3, F_GETFL) = 0x802 (flags O_RDWR|O_NONBLOCK)\n"

@@ -68,7 +68,9 @@ class Time:
 
 @dataclass(frozen=True)
 class Option:
-    """One TCP option: `kind` is "nop", "eol", "mss", "wscale", "sackOK", "sack" or "TS"."""
+    """One TCP option: `kind` is "nop", "eol", "mss", "wscale", "sackOK", "sack", "TS" or "raw"
+    (not packetdrill's: ``raw 0800`` sends the bytes given in hex as they are, so a script can
+    send a malformed option)."""
     kind: str
     values: tuple = ()
 
@@ -279,6 +281,8 @@ def _parse_options(text: str) -> list[Option] | None:
                 options.append(Option(kind))
             elif kind in ("mss", "wscale") and len(words) == 2:
                 options.append(Option(kind, (int(words[1], 0),)))
+            elif kind == "raw" and len(words) == 2 and bytes.fromhex(words[1]):
+                options.append(Option("raw", (words[1].lower(),)))
             elif kind == "TS" and len(words) == 5 and words[1] == "val" and words[3] == "ecr":
                 options.append(Option("TS", (int(words[2]), int(words[4]))))
             elif kind == "sack" and len(words) >= 2:

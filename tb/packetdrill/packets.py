@@ -62,6 +62,8 @@ def encode_options(options: list[Option]) -> bytes:
         elif opt.kind == "sack":
             out += struct.pack("!BB", 5, 2 + 8 * len(opt.values))
             out += b"".join(struct.pack("!II", a & 0xFFFFFFFF, b & 0xFFFFFFFF) for a, b in opt.values)
+        elif opt.kind == "raw":
+            out += bytes.fromhex(opt.values[0])
         elif opt.kind == "TS":
             out += struct.pack("!BBII", 8, 10, opt.values[0] & 0xFFFFFFFF, opt.values[1] & 0xFFFFFFFF)
         else:

@@ -20,7 +20,7 @@ def test_lint(data_width):
 
 def test_counters_are_named_once():
     names = [name for name, _ in COUNTERS]
-    assert len(names) == len(set(names)) and "rx_fifo_full" in names and "drop_bad_l4_checksum" in names
+    assert len(names) == len(set(names)) and "drop_rx_fifo_full" in names and "drop_bad_l4_checksum" in names
 
 
 def test_rejects_bad_parameters():

@@ -37,6 +37,7 @@ def test_routes(data_width):
         (segment(81, b"x" * 40), 1, None, False, None),                # unknown flow: slow
         (segment(80, b"dropped"), 1, Verdict.DROP, None, None),        # classifier drop
         (segment(80, b"not stored"), 0, None, None, None),             # FIFO had no room
+        (segment(80, b"x" * 60), 0, Verdict.DROP, None, None),         # both: the classifier's
         (segment(80, b"arp-ish"), 1, Verdict.SLOW, None, None),        # slow verdict
         (segment(80, b"closed"), 1, None, True, RxRoute.SLOW),         # engine: closed conn
         (segment(80, b"stale"), 1, None, True, RxRoute.DISCARD),       # engine: keep nothing
@@ -107,15 +108,24 @@ def test_routes(data_width):
     sim.add_process(slicer)
     sim.add_testbench(sink(dut.slow, slow, want_slow))
     sim.add_testbench(sink(dut.slice_data, sliced, want_sliced))
+    sim_counts = {}
+
+    async def counts(ctx):
+        await ctx.tick().repeat(3000)
+        sim_counts.update({name: ctx.get(getattr(dut, name))
+                           for name in ("fifo_full", "slow_frames", "engine_frames")})
+
+    sim.add_testbench(counts)
     sim.run()
 
     assert [k.local_port for k in keys] == [80, 81, 80, 80, 80]          # FAST frames only
     assert all(k.remote_port == 4242 and k.protocol == 6 for k in keys)
     assert [e.payload_length for e in events] == [11, 6, 5, 33]          # FAST frames with a socket
     assert all(e.seq == 100 and e.ack == 200 and e.conn == 5 and e.payload_offset == 54 for e in events)
-    assert slow == [cases[1][0], cases[4][0], cases[5][0]]                 # whole frames, in order
-    assert sliced == [cases[0][0], cases[7][0]]                            # the frames, to slice
+    assert slow == [cases[1][0], cases[5][0], cases[6][0]]                 # whole frames, in order
+    assert sliced == [cases[0][0], cases[8][0]]                            # the frames, to slice
     assert commands == [(54, 11), (54, 33)]
+    assert sim_counts == {"fifo_full": 1, "slow_frames": 3, "engine_frames": 4}
 
 
 @pytest.mark.parametrize("data_width", [8, 64])

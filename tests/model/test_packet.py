@@ -91,7 +91,7 @@ def test_parser_drop_causes():
     cases = {
         DropCause.RUNT: good[:20],
         DropCause.UNKNOWN_ETHERTYPE: good[:12] + b"\x86\xdd" + good[14:],
-        DropCause.BAD_IP_HEADER: good[:14] + b"\x65" + good[15:],
+        DropCause.BAD_VERSION: good[:14] + b"\x65" + good[15:],
     }
     frag = bytearray(good)
     frag[20] |= 0x20                                   # MF
