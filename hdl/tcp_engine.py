@@ -690,6 +690,22 @@ class TcpEngine(wiring.Component):
                                      t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
                                      t.snd_wl2.eq(seg_ack), t.ack_needed.eq(1)]
                     finish()
+                with m.Elif(state == TcpState.TIME_WAIT):
+                    # Tcb._process_time_wait (Linux's tcp_timewait_state_process)
+                    at_rcv_nxt = seg_seq == rcv_nxt
+                    bare = at_rcv_nxt & (seg_plen == 0) & ~seg_flags.syn & ~seg_flags.fin
+                    with m.If(seg_flags.rst):
+                        with m.If(at_rcv_nxt):
+                            enter_closed()
+                            goto(_Step.CLEAR_SEND_RING)
+                        with m.Else():
+                            finish()
+                    with m.Else():
+                        with m.If(bare | seg_flags.ack):
+                            m.d.sync += [t.close_armed.eq(1), t.close_deadline.eq(now + P.time_wait)]
+                        with m.If(~bare):
+                            m.d.sync += t.ack_needed.eq(1)
+                        finish()
                 with m.Else():
                     goto(_Step.TCP_ACCEPT)
 
@@ -749,8 +765,6 @@ class TcpEngine(wiring.Component):
                 with m.Else():
                     with m.If(~seg_flags.rst):
                         m.d.sync += t.ack_needed.eq(1)
-                        with m.If((state == TcpState.TIME_WAIT) & seg_flags.fin):
-                            m.d.sync += [t.close_armed.eq(1), t.close_deadline.eq(now + P.time_wait)]
                     finish()
 
             with m.Case(_Step.TCP_RST):
@@ -762,8 +776,7 @@ class TcpEngine(wiring.Component):
                     with m.Else():
                         with m.If(state == TcpState.SYN_RECEIVED):
                             enter_reset(Mux(t.passive, Errno.OK, Errno.ECONNREFUSED))
-                        with m.Elif(_one_of(state, TcpState.CLOSING, TcpState.LAST_ACK,
-                                                  TcpState.TIME_WAIT)):
+                        with m.Elif(_one_of(state, TcpState.CLOSING, TcpState.LAST_ACK)):
                             enter_closed()
                         with m.Else():
                             enter_reset(Errno.ECONNRESET)
@@ -1024,7 +1037,11 @@ class TcpEngine(wiring.Component):
                     emit(_Step.ACTION, seq=t.iss, ack=Mux(is_rcvd, rcv_nxt, 0),
                          flags=flags(syn=1, ack=is_rcvd), window=rcv_wnd, syn_option=1)
                 with m.Elif(t.ack_needed & (state == TcpState.SYN_RECEIVED)):
-                    m.d.sync += t.snd_nxt.eq(t.iss)         # answer with the SYN-ACK again
+                    # a challenge ACK or the answer to an unacceptable segment: a pure ACK
+                    # (a retransmitted SYN rewound SND.NXT to ISS: the SYN-ACK again)
+                    sent(t.snd_nxt, 0, rcv_wnd)
+                    emit(_Step.ACTION, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
+                         window=rcv_wnd)
                 with m.Else():
                     goto(_Step.ACTION)
 
@@ -1209,9 +1226,9 @@ class TcpEngine(wiring.Component):
                                 m.d.sync += t.kind.eq(ConnKind.FREE)
                                 respond(_Step.WRITE_BACK)
                             with m.Elif(hc.abort | ((readable != 0) & (state != TcpState.CLOSED))):
-                                # Tcb.abort: unread data (or a listener's pending connection)
-                                with m.If(_one_of(state, *SYNCHRONIZED, TcpState.SYN_RECEIVED)
-                                          & (state != TcpState.TIME_WAIT)):
+                                # Tcb.abort: unread data (or a listener's pending connection;
+                                # none in SYN-RECEIVED)
+                                with m.If(in_synchronized & (state != TcpState.TIME_WAIT)):
                                     m.d.sync += [ob.eq(_Outbox.ABORT), ob_seq.eq(t.snd_max)]
                                 enter_closed()
                                 m.d.sync += t.orphan.eq(1)

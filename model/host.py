@@ -234,7 +234,7 @@ class Host:
             return
         if seg.flags & TcpFlags.ACK:
             self._reply_rst(src_ip, seg)
-        elif seg.flags & TcpFlags.SYN:
+        elif seg.flags & TcpFlags.SYN and not seg.flags & TcpFlags.FIN:   # SYN+FIN: dropped, as Linux
             if len(listener.pending) + len(listener.accept_queue) > listener.backlog:
                 self.drops[DropCause.QUEUE_FULL] += 1
                 return
@@ -337,7 +337,7 @@ class Host:
         if sock.listening:
             del self.listeners[sock.local[1]]
             for tcb in sock.pending + sock.accept_queue:
-                tcb.abort()
+                tcb.abort()                        # RST, but none in SYN-RECEIVED (as Linux)
                 tcb.orphaned(self.now)
             return
         tcb = sock.tcb

@@ -35,7 +35,14 @@ Policies that are code, not numbers (kept here so they are in one place):
   `iss_base` is per host and settable, so a test can start near 2**32.
 - RST: RFC 5961. A RST is honoured only when SEQ == RCV.NXT; inside the window but not
   exact gets a challenge ACK; outside the window it is ignored. A SYN in a synchronized
-  state gets a challenge ACK. A segment for no connection gets a RST per RFC 9293.
+  state gets a challenge ACK. A segment for no connection gets a RST per RFC 9293. In
+  SYN-RECEIVED a challenge ACK (or the ACK of an unacceptable segment) is a pure ACK
+  <SEQ=SND.NXT><ACK=RCV.NXT>, as Linux sends; only a retransmitted SYN gets the SYN-ACK again.
+- TIME-WAIT (Linux's tcp_timewait_state_process, without timestamps and without its 500 ms
+  rate limit on ACKs of empty segments): a RST with SEQ = RCV.NXT ends TIME-WAIT, any other
+  RST is ignored (no challenge ACK); an empty segment at RCV.NXT restarts the 2 MSL timer and
+  is not answered; every other segment (data in the window or not, a retransmitted FIN, a
+  SYN) is ACKed and, if it has ACK, restarts the 2 MSL timer (RFC 9293 3.10.7.4).
 - close() with unread received data sends RST|ACK with SEQ = the highest sequence number
   sent (SND.MAX) and window 0 (like Linux); data arriving for a connection whose socket has
   been closed gets the same RST (like Linux).
@@ -44,6 +51,8 @@ Policies that are code, not numbers (kept here so they are in one place):
   Out-of-order data beyond `max_ooo_ranges` ranges is dropped whole (StreamBuffer).
 - Listen: a SYN is dropped (no answer) while the listener's handshakes in progress plus
   established-but-unaccepted connections exceed the backlog (Linux keeps backlog + 1).
+  A SYN with FIN is dropped (Linux). Closing a listener resets its unaccepted connections but
+  drops its handshakes in progress silently (Linux); the peer's later ACK gets a RST.
 - MTU: `mtu` bytes of IP packet; a received frame (without FCS) longer than ``mtu + 14``
   (``mtu + 18`` with an 802.1Q tag) is dropped as OVERSIZE, by the model's host and the NIC's
   classifier alike (model/classify.py), and `mss` must fit in it.

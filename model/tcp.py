@@ -190,8 +190,11 @@ class Tcb:
             self.close_deadline = now + self.policy.fin_wait_2_timeout
 
     def abort(self):
-        """close() with unread data, or a listener dropping a pending connection: send RST."""
-        if self.state in SYNCHRONIZED - {State.TIME_WAIT} or self.state == State.SYN_RECEIVED:
+        """close() with unread data, or a listener dropping a pending connection: send RST.
+
+        In SYN-RECEIVED (a closed listener's handshake in progress) nothing is sent: Linux
+        drops the request silently, and the peer's later ACK, for no connection, gets a RST."""
+        if self.state in SYNCHRONIZED - {State.TIME_WAIT}:
             self.outbox.append(self._segment(self.snd_max, TcpFlags.RST | TcpFlags.ACK))
         self._enter_closed()
 
@@ -202,6 +205,9 @@ class Tcb:
             self._process_syn_sent(seg, now)
             return
         if self.state in (State.CLOSED, State.LISTEN):
+            return
+        if self.state == State.TIME_WAIT:
+            self._process_time_wait(seg, now)
             return
         flags = seg.flags
         # SYN-RECEIVED: a retransmitted SYN means our SYN-ACK was lost; send it again
@@ -228,8 +234,6 @@ class Tcb:
             else:
                 if not flags & TcpFlags.RST:
                     self.ack_needed = True
-                    if self.state == State.TIME_WAIT and fin:
-                        self.close_deadline = now + self.policy.time_wait
                 return
         # second: RST (RFC 5961 3.2)
         if flags & TcpFlags.RST:
@@ -237,7 +241,7 @@ class Tcb:
                 self._challenge_ack()
             elif self.state == State.SYN_RECEIVED:
                 self._enter_reset(None if self.passive else Errno.ECONNREFUSED)
-            elif self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+            elif self.state in (State.CLOSING, State.LAST_ACK):
                 self._enter_closed()
             else:
                 self._enter_reset(Errno.ECONNRESET)
@@ -289,6 +293,26 @@ class Tcb:
                 self.state = State.CLOSING
         elif self.state == State.FIN_WAIT_2:
             self._enter_time_wait(now)
+
+    def _process_time_wait(self, seg: TcpSegment, now: int):
+        """TIME-WAIT as Linux's tcp_timewait_state_process (no timestamps, no rate limit).
+
+        A RST with SEQ = RCV.NXT ends TIME-WAIT (Linux's default, tcp_rfc1337 = 0); any other
+        RST is ignored. An empty segment at RCV.NXT (a bare ACK) restarts the 2 MSL timer and
+        gets no answer. Every other segment (data, in the window or not, a retransmitted FIN,
+        a SYN) is acknowledged <SEQ=SND.NXT><ACK=RCV.NXT>, and restarts the timer if it has
+        ACK (RFC 9293 3.10.7.4 restarts it for a FIN; a FIN always carries ACK).
+        """
+        flags = seg.flags
+        if flags & TcpFlags.RST:
+            if seg.seq == self.rcv_nxt:
+                self._enter_closed()
+            return
+        bare = seg.seq == self.rcv_nxt and seg.seg_len == 0
+        if bare or flags & TcpFlags.ACK:
+            self.close_deadline = now + self.policy.time_wait
+        if not bare:
+            self.ack_needed = True
 
     def _process_syn_sent(self, seg: TcpSegment, now: int):
         flags = seg.flags
@@ -418,8 +442,12 @@ class Tcb:
                 self._sent(seg, now)
                 out.append(seg)
             elif self.ack_needed and self.state == State.SYN_RECEIVED:
-                self.snd_nxt = self.iss             # answer with the SYN-ACK again
-                return out + self.dispatch(now)
+                # a challenge ACK or the answer to an unacceptable segment: a pure ACK
+                # <SEQ=SND.NXT><ACK=RCV.NXT> (RFC 5961 3.2, Linux); only a retransmitted
+                # SYN gets the SYN-ACK again (process() rewinds SND.NXT for it)
+                seg = self._segment(self.snd_nxt, TcpFlags.ACK)
+                self._sent(seg, now)
+                out.append(seg)
         elif self.state in SYNCHRONIZED:
             while (seg := self._next_segment()) is not None:
                 self._sent(seg, now)

@@ -288,7 +288,7 @@ class NicHost(Backend):
             return
         if seg.flags & TcpFlags.ACK:
             self._reply_rst(src_ip, seg)
-        elif seg.flags & TcpFlags.SYN:
+        elif seg.flags & TcpFlags.SYN and not seg.flags & TcpFlags.FIN:   # SYN+FIN: dropped, as Linux
             if len(listener.pending) + len(listener.accept_queue) > listener.backlog:
                 self.drops[DropCause.QUEUE_FULL] += 1
                 return
@@ -382,7 +382,7 @@ class NicHost(Backend):
             del self.listeners[sock.local[1]]
             for conn_id in sock.pending + sock.accept_queue:
                 self.conns[conn_id].released = True
-                self._host(OS_PID, conn_id, HostOp.CLOSE, abort=1)
+                self._host(OS_PID, conn_id, HostOp.CLOSE, abort=1)   # no RST in SYN-RECEIVED
                 if conn_id in self.conns and self.conns[conn_id].closed:
                     self._free(conn_id)
             sock.pending, sock.accept_queue = [], []

@@ -13,9 +13,10 @@ import random
 
 from model.constants import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, SHUT_WR
 from model.host import Host
-from model.packet import build_raw_tcp_frame, parse_frame
+from model.packet import TcpFlags, TcpSegment, build_raw_tcp_frame, build_tcp_frame, parse_frame
 from model.policy import Policy
 from model.scenario import ModelBackend, Runner
+from model.tcp import seq_add
 
 __all__ = ["SCENARIOS", "DUT_MAC", "DUT_IP", "PEER_MAC", "PEER_IP", "NIC_POLICY", "model_runner",
            "peer_host"]
@@ -225,10 +226,21 @@ def eof_and_reset(r):
     r.call(p4, "send", fd4, b"no")
     r.call(server4, "send", conn4, b"but I can still talk", side="peer")
     r.call(p4, "recv", fd4, 100)
+    peer = next(t for t in r.peer.host.tcbs.values() if t.local[1] == 84)
+    late = TcpSegment(84, peer.remote[1], seq_add(peer.snd_nxt, 1), peer.rcv_nxt,
+                      TcpFlags.ACK | TcpFlags.PSH, 1000, b"late")
     r.call(server4, "close", conn4, side="peer")
     r.call(p4, "recv", fd4, 100)
     r.call(p4, "close", fd4)
+    # TIME-WAIT, as Linux: data is ACKed and restarts 2 MSL, so data after the first 2 MSL
+    # is still ACKed (the ACKs are lost: the peer, closed, would answer them with a RST)
+    r.wire.block = lambda side, frame: side == "a"
+    frame = build_tcp_frame(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP, late)
+    for _ in range(2):
+        r.run(600)
+        r.inject(frame)
     r.run(1100)
+    r.wire.block = None
 
 
 @scenario()

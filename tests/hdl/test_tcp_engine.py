@@ -307,3 +307,100 @@ def test_host_command_ranges(data_width):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("data_width", [64, 8])
+def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
+    """Issue 14, items 5 to 7: SYN-RECEIVED answers with a pure ACK (a retransmitted SYN with
+    the SYN-ACK), TIME-WAIT ACKs data and FINs and restarts 2 MSL as Linux does, and a
+    listener's pending connection is closed without a RST."""
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    tcb = Tcb(LOCAL, REMOTE, 1000, POLICY, passive=True)
+    now = 0
+    checked = []
+
+    def same(hw, model_segments, what):
+        want = [model_view(s) for s in model_segments]
+        assert hw == want, f"{what}:\n hardware {hw}\n model    {want}"
+        checked.append(what)
+
+    def seg(seq, ack, flags, payload=b""):
+        return TcpSegment(80, LOCAL[1], seq, ack, flags, 3000, payload)
+
+    async def bench(ctx):
+        nonlocal now
+        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
+                     dut.host_rdata, dut.rx_action):
+            ctx.set(port.ready, 1)
+        b = EngineBench(ctx, dut, data_width)
+
+        async def step(segment, what, inject=False):
+            if inject:
+                await b.control(op=CtlOp.INJECT, conn=1, seq=segment.seq, ack=segment.ack,
+                                flags=flags_dict(segment.flags), window=segment.window, mss=0)
+            else:
+                await b.receive(segment)
+            tcb.process(segment, now)
+            same(b.take(), tcb.dispatch(now), what)
+
+        async def advance(ticks):
+            nonlocal now
+            await b.control(op=CtlOp.ADVANCE, seq=ticks)
+            await b.tick()
+            now += ticks
+            tcb.on_timer(now)
+            same(b.take(), tcb.dispatch(now), f"tick {now}")
+
+        async def deadline_is_the_models():
+            rsp = await b.control(op=CtlOp.NEXT_DEADLINE)
+            assert rsp.flag and now + rsp.value == tcb.next_deadline()
+
+        # a listener's SYN: SYN-RECEIVED
+        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_RECEIVED, iss=1000,
+                        irs=5000, window=3000, mss=0, local_port=LOCAL[1], ip=0xC0000202,
+                        port=REMOTE[1], mac=2)
+        tcb.open_passive(seg(5000, 0, TcpFlags.SYN))
+        same(b.take(), tcb.dispatch(now), "SYN-ACK")
+        await step(seg(5010, 0, TcpFlags.RST), "challenge ACK in SYN-RECEIVED")
+        await step(seg(5001 + 3000, 1001, TcpFlags.ACK), "ACK of an unacceptable segment")
+        await step(seg(5000, 0, TcpFlags.SYN), "SYN-ACK for a retransmitted SYN", inject=True)
+        await step(seg(5001, 1001, TcpFlags.ACK), "the handshake completes")
+        assert tcb.state == State.ESTABLISHED
+        # we close first, the peer's FIN follows: TIME-WAIT
+        await b.grant(conn=1, pid=0)
+        rsp, _ = await b.host(pid=0, conn=1, op=HostOp.SHUTDOWN, how=1)
+        assert rsp.status == Errno.OK
+        tcb.close_send()
+        same(b.take(), tcb.dispatch(now), "our FIN")
+        await step(seg(5001, 1002, TcpFlags.ACK | TcpFlags.FIN), "the peer's FIN")
+        assert tcb.state == State.TIME_WAIT
+        await advance(100)
+        await step(seg(5002, 1002, TcpFlags.ACK | TcpFlags.PSH, b"late"), "in-window data")
+        await deadline_is_the_models()
+        await advance(100)
+        await step(seg(5001, 1002, TcpFlags.ACK | TcpFlags.FIN), "a retransmitted FIN")
+        await deadline_is_the_models()
+        await advance(100)
+        await step(seg(5002, 1002, TcpFlags.ACK), "a bare ACK")
+        await deadline_is_the_models()
+        await step(seg(5012, 0, TcpFlags.RST), "an inexact RST")
+        await step(seg(5002, 0, TcpFlags.RST), "an exact RST")
+        state = await b.control(op=CtlOp.READ_STATE, conn=1)
+        assert state.state == TcpState.CLOSED and tcb.state == State.CLOSED
+        # a closed listener's pending connection: closed, nothing sent
+        await b.control(op=CtlOp.INSTALL_TCP, conn=2, state=TcpState.SYN_RECEIVED, iss=9000,
+                        irs=7000, window=3000, mss=0, local_port=LOCAL[1], ip=0xC0000202,
+                        port=REMOTE[1] + 1, mac=2)
+        assert len(b.take()) == 1
+        await b.grant(conn=2, pid=0)
+        rsp, _ = await b.host(pid=0, conn=2, op=HostOp.CLOSE, abort=1)
+        assert rsp.status == Errno.OK
+        assert b.take() == []
+        state = await b.control(op=CtlOp.READ_STATE, conn=2)
+        assert state.state == TcpState.CLOSED
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert "an exact RST" in checked

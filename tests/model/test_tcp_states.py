@@ -228,3 +228,72 @@ def test_listener_close_resets_unaccepted_connections():
     pair.pa.send(pair.ca, b"first connection unaffected")
     pair.settle(5)
     assert pair.pb.recv(pair.sb, 100) == b"first connection unaffected"
+
+
+def test_time_wait_acks_segments_and_restarts_2msl():
+    """TIME-WAIT as Linux's tcp_timewait_state_process (issue 14, item 5): data or a FIN is
+    ACKed and restarts 2 MSL; a bare ACK at RCV.NXT restarts it without an answer; an inexact
+    RST is ignored, an exact one ends TIME-WAIT."""
+    pair = make_pair()
+    tb, port = pair.tcb_b(), pair.pa.getsockname(pair.ca)[1]
+    pair.pb.shutdown(pair.sb, SHUT_WR)                 # b closes first: b ends in TIME-WAIT
+    pair.settle(3)
+    pair.pa.close(pair.ca)
+    pair.settle(3)
+    assert tb.state == State.TIME_WAIT
+    seg = lambda seq, flags, data=b"": TcpSegment(port, PORT, seq, tb.snd_nxt, flags, 65535, data)
+    ack = (TcpFlags.ACK, tb.snd_nxt, tb.rcv_nxt)
+    for s in (seg(tb.rcv_nxt, TcpFlags.ACK | TcpFlags.PSH, b"late"),      # in-window data
+              seg(seq_add(tb.rcv_nxt, -1), TcpFlags.ACK | TcpFlags.FIN),   # retransmitted FIN
+              seg(tb.rcv_nxt, TcpFlags.ACK | TcpFlags.FIN)):               # a FIN at RCV.NXT
+        pair.wire.advance_to(pair.wire.now + 100)
+        assert [(r.flags, r.seq, r.ack) for r in inject(pair, s)] == [ack]
+        assert tb.close_deadline == pair.wire.now + P.time_wait
+    pair.wire.advance_to(pair.wire.now + 100)
+    assert inject(pair, seg(tb.rcv_nxt, TcpFlags.ACK)) == []
+    assert tb.close_deadline == pair.wire.now + P.time_wait
+    rst = lambda seq: TcpSegment(port, PORT, seq, 0, TcpFlags.RST, 0)
+    assert inject(pair, rst(seq_add(tb.rcv_nxt, 10))) == [] and tb.state == State.TIME_WAIT
+    assert inject(pair, rst(tb.rcv_nxt)) == [] and tb.state == State.CLOSED
+
+
+def _listener(pair):
+    lfd = pair.pb.socket("tcp")
+    pair.pb.bind(lfd, ("0.0.0.0", PORT))
+    pair.pb.listen(lfd)
+    return lfd
+
+
+def test_syn_received_answers_with_a_pure_ack_except_to_a_retransmitted_syn():
+    """Issue 14, item 6: in SYN-RECEIVED a challenge ACK (RFC 5961 3.2) and the ACK of an
+    unacceptable segment are <SEQ=SND.NXT><ACK=RCV.NXT>, as Linux sends; a retransmitted
+    SYN gets the SYN-ACK again."""
+    pair = make_pair(connect=False)
+    _listener(pair)
+    syn = TcpSegment(4000, PORT, 1000, 0, TcpFlags.SYN, 65535)
+    [synack] = inject(pair, syn)
+    assert synack.flags == TcpFlags.SYN | TcpFlags.ACK
+    [again] = inject(pair, syn)
+    assert (again.flags, again.seq, again.ack) == (synack.flags, synack.seq, 1001)
+    ack = (TcpFlags.ACK, seq_add(synack.seq, 1), 1001)
+    replies = inject(pair, TcpSegment(4000, PORT, 1010, 0, TcpFlags.RST, 0))    # RST in window
+    assert [(r.flags, r.seq, r.ack) for r in replies] == [ack]
+    replies = inject(pair, TcpSegment(4000, PORT, 1001 + 70000, seq_add(synack.seq, 1),
+                                      TcpFlags.ACK, 65535))                        # outside
+    assert [(r.flags, r.seq, r.ack) for r in replies] == [ack]
+    assert inject(pair, TcpSegment(4000, PORT, 1001, seq_add(synack.seq, 1), TcpFlags.ACK, 65535)) == []
+    assert next(iter(pair.b.tcbs.values())).state == State.ESTABLISHED
+
+
+def test_listener_close_drops_handshakes_silently_and_syn_fin_is_dropped():
+    """Issue 14, item 7, as Linux: closing a listener sends nothing for a handshake in
+    progress (the peer's later ACK gets a RST); a SYN with FIN to a listener is dropped."""
+    pair = make_pair(connect=False)
+    lfd = _listener(pair)
+    assert inject(pair, TcpSegment(4000, PORT, 1000, 0, TcpFlags.SYN | TcpFlags.FIN, 65535)) == []
+    assert not pair.b.tcbs
+    [synack] = inject(pair, TcpSegment(4000, PORT, 1000, 0, TcpFlags.SYN, 65535))
+    pair.pb.close(lfd)
+    assert pair.b.transmit() == [] and not pair.b.tcbs
+    replies = inject(pair, TcpSegment(4000, PORT, 1001, seq_add(synack.seq, 1), TcpFlags.ACK, 65535))
+    assert [(r.flags, r.seq) for r in replies] == [(TcpFlags.RST, seq_add(synack.seq, 1))]
