@@ -37,6 +37,7 @@ from model.packet import (Arp, DropCause, PacketError, TcpFlags, TcpSegment, bui
 from model.policy import DEFAULT_POLICY, Policy
 from model.scenario import Backend, Result, run_call
 from model.tcp import seq_add
+from tb.nic_batch import run_batch
 
 __all__ = ["NicHost"]
 
@@ -205,6 +206,11 @@ class NicHost(Backend):
         self.port.send_frame(frame)
         self._pump()
 
+    def receive_frames(self, frames: list[bytes]):
+        """`frames` back to back on the receive port, then one settle."""
+        self.port.send_frames(frames)
+        self._pump()
+
     def advance(self, ticks: int):
         """Let `ticks` pass: idle stretches in one jump, every tick with a timer due pulsed."""
         target = self.now + ticks
@@ -232,6 +238,10 @@ class NicHost(Backend):
 
     def call(self, pid: int, op: str, *args) -> Result:
         return run_call(self.processes, pid, op, args)
+
+    def calls(self, batch: list[tuple]) -> list[Result]:
+        """Every call's host command queued back to back, one settle (``tb/nic_batch.py``)."""
+        return run_batch(self, batch)
 
     # ----- the slow path (model.host.Host.receive_frame for what the NIC sends up) ------
 
