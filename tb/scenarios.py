@@ -25,6 +25,7 @@ PEER_MAC, PEER_IP = "02:00:00:00:00:02", "192.0.2.2"
 # the policy the NIC is built with by default: 2 KiB rings (hdl.nic.NIC)
 NIC_POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
 PORT = 80
+MSS, RING = NIC_POLICY.mss, NIC_POLICY.snd_buffer
 PEER_ISS = 7            # the peer's first ISS, unless a scenario chooses another
 
 SCENARIOS = {}
@@ -412,18 +413,18 @@ def concurrent_writes(r):
     q1, fd2, server2, conn2 = _connected(r, 86)
     big = bytes([0xA5]) * 65536
     r.calls([(p1, "send", fd, big, MSG_DONTWAIT), (q1, "send", fd2, b"hello", MSG_DONTWAIT)])
-    r.call(server2, "recv", conn2, 4096, side="peer")
-    r.call(server, "recv", conn, 4096, MSG_WAITALL, side="peer", max_ticks=500)
+    r.call(server2, "recv", conn2, 100, side="peer")
+    r.call(server, "recv", conn, RING, MSG_WAITALL, side="peer")
+    r.run(2)                                # the peer's ACKs free the send ring
     r.calls([(q1, "send", fd2, b"world", MSG_DONTWAIT), (p1, "send", fd, big, MSG_DONTWAIT)])
-    r.call(server2, "recv", conn2, 4096, side="peer")
-    r.call(server, "recv", conn, 4096, MSG_WAITALL, side="peer", max_ticks=500)
+    r.call(server2, "recv", conn2, 100, side="peer")
+    r.call(server, "recv", conn, RING, MSG_WAITALL, side="peer")
     r.calls([(p1, "close", fd), (q1, "close", fd2)])
     r.call(server, "close", conn, side="peer")
     r.call(server2, "close", conn2, side="peer")
     r.run(1100)
 
 
-MSS, RING = NIC_POLICY.mss, NIC_POLICY.snd_buffer
 # The lengths a random program draws for a send's bytes and a recv's n: nothing, one byte,
 # the edges of the MSS and of the NIC's 2 KiB rings, the 16-bit boundary, a megabyte.
 LENGTHS = (0, 1, 2, 100, MSS - 1, MSS, MSS + 1, RING - 1, RING, RING + 1, 3000, 65535, 65536,
