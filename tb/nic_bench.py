@@ -4,7 +4,9 @@
 once per clock (values settle in ReadOnly, transfers happen at the rising edge), so the
 bench costs one pass of Python per cycle whatever the traffic. Sinks are always ready;
 sources are queues. Its coroutines are the primitives: send a frame, run a host command,
-run a control command, pulse a tick, run until the NIC is idle.
+run a control command, pulse a tick, run until the NIC is idle. Frames back to back
+(``send_frames``) and host commands back to back (``queue_host`` then ``take_host``) are
+queued whole before the clock runs, then the bench settles once.
 
 :class:`NicPort` is the same as blocking calls (``cocotb.task.resume``), so the OS driver
 (``tb/nic_os.py``) and the scenarios stay plain synchronous Python running in a

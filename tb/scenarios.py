@@ -6,7 +6,11 @@ model host; :data:`SCENARIOS` maps names to ``(function, wire options)``. A scen
 issues calls and lets time pass: what it shows is in the trace, which the scoreboard
 compares entry by entry (every call's result, every segment's seq, ack, flags, window,
 payload and checksum) between the model and the RTL. The few facts each scenario exists
-to show are stated in its ``checks`` and verified on the model's trace.
+to show are stated in its docstring (and, for some, checked on the model in
+``tests/test_scenarios.py``).
+
+Besides the registered scenarios, ``random:SEED`` names a seeded random scenario
+(:func:`random_scenario`, for campaigns): ``get_scenario`` resolves both kinds of name.
 """
 
 import random
@@ -402,6 +406,22 @@ def many_connections(r):
         r.call(client, "close", cfd, side="peer")
     r.call(p1, "close", ofd)
     r.call(server, "close", oconn, side="peer")
+    r.run(1100)
+
+
+@scenario()
+def runts(r):
+    """Frames of 0, 1 and 13 bytes (shorter than an Ethernet header), alone and back to back
+    with a good segment: each is dropped (RUNT) and nothing else changes."""
+    p1, fd, server, conn = _connected(r)
+    r.inject(b"")
+    r.inject(b"\x01")
+    r.call(server, "send", conn, b"still", side="peer")
+    good = r.frames("peer")[-1]
+    r.inject_burst([b"", good, b"\x01", bytes(13), b""])
+    r.call(p1, "recv", fd, 100)
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
     r.run(1100)
 
 
