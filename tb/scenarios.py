@@ -596,14 +596,14 @@ def _random_ops(r, seed, steps, lengths=CI_LENGTHS):
 @scenario(seed=7, drop=0.05, reorder=0.05)
 def random_1(r):
     """Seeded random calls on two connections and a UDP pair over a slightly lossy wire."""
-    _random_ops(r, 1, 120)
+    _random_ops(r, 1, 60)
 
 
 @scenario(seed=3, duplicate=0.05, corrupt=0.02, peer_iss=2**32 - 3000)
 def random_2(r):
     """Seeded random calls on two connections and a UDP pair; the wire duplicates and
     corrupts, and the peer's sequence numbers wrap."""
-    _random_ops(r, 2, 120)
+    _random_ops(r, 2, 60)
 
 
 def random_scenario(seed: int) -> Scenario:
