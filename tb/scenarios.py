@@ -66,9 +66,13 @@ def peer_host(policy=None, iss_base=PEER_ISS):
 
 
 def get_scenario(name: str) -> Scenario:
-    """A registered scenario, or ``random:SEED``: the seeded random scenario (`random_scenario`)."""
+    """A registered scenario, or ``random:SEED``: the seeded random scenario (`random_scenario`);
+    ``random:SEED:all`` draws the `PENDING_LENGTHS` too."""
     if name.startswith("random:"):
-        return random_scenario(int(name.split(":", 1)[1]))
+        seed, *every = name.split(":")[1:]
+        if every not in ([], ["all"]):
+            raise KeyError(f"Random scenarios are named random:SEED or random:SEED:all, not {name!r}")
+        return random_scenario(int(seed), pending=bool(every))
     return SCENARIOS[name]
 
 
@@ -606,10 +610,11 @@ def random_2(r):
     _random_ops(r, 2, 60)
 
 
-def random_scenario(seed: int) -> Scenario:
+def random_scenario(seed: int, pending: bool = False) -> Scenario:
     """The seeded random scenario ``random:SEED`` (for campaigns): the wire's faults, both
     ends' ISS (some near 2**32, so sequence numbers wrap) and the program are drawn from
-    `seed`; every length class but `PENDING_LENGTHS` is drawn."""
+    `seed`; every length class but `PENDING_LENGTHS` is drawn (with `pending`, named
+    ``random:SEED:all``, those too)."""
     rng = random.Random(f"random:{seed}")
     wire = {"seed": seed}
     for fault, top in (("drop", 0.1), ("duplicate", 0.1), ("reorder", 0.1), ("corrupt", 0.02)):
@@ -618,11 +623,12 @@ def random_scenario(seed: int) -> Scenario:
     near_wrap = lambda: 2**32 - rng.randrange(1, 70_000)
     peer_iss = rng.choice([PEER_ISS, near_wrap(), rng.randrange(2**32)])
     dut_iss = rng.choice([None, near_wrap(), rng.randrange(2**32)])
-    lengths = tuple(n for n in LENGTHS if n not in PENDING_LENGTHS)
+    lengths = tuple(n for n in LENGTHS if pending or n not in PENDING_LENGTHS)
     steps = rng.randint(60, 160)
 
     def program(r):
         _random_ops(r, seed, steps, lengths)
     program.__doc__ = (f"Seeded random program {seed}: {steps} steps, wire {wire}, peer ISS "
                        f"{peer_iss}, dut ISS {dut_iss}.")
-    return Scenario(program, wire, 8, None, peer_iss, dut_iss, name=f"random:{seed}")
+    return Scenario(program, wire, 8, None, peer_iss, dut_iss,
+                    name=f"random:{seed}{':all' if pending else ''}")
