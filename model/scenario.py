@@ -24,8 +24,21 @@ Backend contract
     by pid: "fork" returns the child's pid, and ``"send_fd", fd, other_pid`` returns the fd
     in `other_pid`. The result is a value, an errno name, or "blocked" (a blocking call that
     must be retried, unchanged, after the wire or the clock has moved).
+``calls(batch) -> list[Result]``
+    Several calls outstanding at once: `batch` is a list of ``(pid, op, *args)``. All of them
+    are issued before the host settles; their results come back in list order. The host
+    command port is one stream, so the NIC serves the batch's data-path commands back to back
+    in list order; the model runs the calls one after the other in list order. The two agree
+    when the calls use different connections, or are data-path calls (send, recv, poll,
+    shutdown, SO_ERROR) whose order on one connection is the list order. A call that changes
+    the fd table (close, fork, dup, send_fd) of a connection another call of the batch uses
+    has no defined order. The default runs ``call`` for each in turn.
 ``receive_frame(frame: bytes)``, ``transmit() -> list[bytes]``
-    Frames in from the wire; frames sent since the last `transmit`.
+    Frames in from the wire; frames sent since the last `transmit`. A frame may be 0 or 1
+    bytes long (a runt: dropped and counted, never a crash).
+``receive_frames(frames: list[bytes])``
+    Frames arriving back to back, with no time to settle in between (the default hands them
+    to `receive_frame` in order).
 ``advance(ticks: int)``
     Move the clock, firing every timer at its deadline.
 ``next_deadline() -> int | None``
@@ -38,8 +51,8 @@ Backend contract
     software dropped it (the RTL's NIC counters are read over the control port).
 """
 
-import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +62,7 @@ from .packet import PacketError, flag_names, parse_frame
 from .wire import Wire
 
 __all__ = ["Result", "BLOCKED", "Backend", "ModelBackend", "run_call", "Runner", "segment_entry",
-           "compare_traces", "write_pcap"]
+           "brief", "compare_traces", "write_pcap"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +92,15 @@ class Backend:
     def call(self, pid: int, op: str, *args) -> Result:
         raise NotImplementedError
 
+    def calls(self, batch: list[tuple]) -> list[Result]:
+        return [self.call(pid, op, *args) for pid, op, *args in batch]
+
     def receive_frame(self, frame: bytes):
         raise NotImplementedError
+
+    def receive_frames(self, frames: list[bytes]):
+        for frame in frames:
+            self.receive_frame(frame)
 
     def transmit(self) -> list[bytes]:
         raise NotImplementedError
@@ -170,12 +190,45 @@ def segment_entry(time: int, side: str, frame: bytes) -> tuple:
     return ("tx", time, side, "arp", parsed.arp.op, parsed.arp.target_ip)
 
 
+def brief(value, limit: int = 64) -> str:
+    """`value` as repr gives it, but bytes longer than `limit` as ``<N bytes crc32 X>``:
+    short enough for a trace line, and still different when any byte differs."""
+    if isinstance(value, (bytes, bytearray)) and len(value) > limit:
+        return f"<{len(value)} bytes crc32 {zlib.crc32(value):08x}>"
+    if isinstance(value, tuple):
+        inner = ", ".join(brief(v, limit) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(brief(v, limit) for v in value) + "]"
+    return repr(value)
+
+
+def _brief_result(result: Result) -> str:
+    if result.blocked or result.errno:
+        return str(result)
+    return brief(result.value)
+
+
+def _flow(frame: bytes) -> tuple:
+    """The sort key of a frame's flow: (protocol, ports, addresses); () for ARP and the rest."""
+    try:
+        parsed = parse_frame(frame)
+    except PacketError:
+        return ()
+    segment = parsed.tcp or parsed.udp
+    if segment is None:
+        return ()
+    return ("tcp" if parsed.tcp else "udp", segment.src_port, segment.dst_port, parsed.src_ip,
+            parsed.dst_ip)
+
+
 class Runner:
     """Run a scenario: `dut` and `peer` (Backends) joined by a seeded `Wire`.
 
     ``call(pid, op, *args)`` runs a call on the dut (``side="peer"`` for the peer) and, while
-    it is blocked, moves the wire and the clock and retries it; ``run(ticks)`` lets time
-    pass. `trace` holds every call and result, every frame either side sent, and every frame
+    it is blocked, moves the wire and the clock and retries it; ``calls(batch)`` does the same
+    for several calls outstanding at once; ``inject(frame)`` and ``inject_burst(frames)`` hand
+    crafted frames to the dut; ``run(ticks)`` lets time pass. `trace` holds every call and result, every frame either side sent, and every frame
     `inject` handed to the dut.
     """
 
@@ -206,8 +259,48 @@ class Runner:
                 break
             result = backend.call(pid, op, *args)
         self._sync_log()
-        self.trace.append(("call", self.now, side, pid, op, _brief(repr(args)), _brief(str(result))))
+        self.trace.append(("call", self.now, side, pid, op, brief(args), _brief_result(result)))
         return result
+
+    def calls(self, batch: list[tuple], side: str = "dut", block: bool = True,
+              max_ticks: int = 100_000) -> list[Result]:
+        """Several calls outstanding at once: `batch` is a list of ``(pid, op, *args)``.
+
+        All the calls are issued before the host settles (see ``Backend.calls``: on the NIC
+        their host commands go back to back on the one host command port and are served in
+        list order; on the model they run in list order). Blocked calls are retried, as a
+        batch again, while the wire and the clock move, as `call` does. Each call's result
+        goes into the trace, in list order, once all of them are done. What the host sends
+        meanwhile is put on the wire in flow order (see `_put_in_flow_order`).
+        """
+        backend = self.dut if side == "dut" else self.peer
+        batch = [tuple(call) for call in batch]
+        start = self.now
+        self._sync_log()
+        results = backend.calls(batch)
+        done = [self.now] * len(batch)
+        self._put_in_flow_order(backend)
+        while block and any(r.blocked for r in results) and self.now - start < max_ticks:
+            self._sync_log()
+            if not self.wire.step(start + max_ticks):
+                break
+            waiting = [i for i, r in enumerate(results) if r.blocked]
+            for i, result in zip(waiting, backend.calls([batch[i] for i in waiting])):
+                results[i], done[i] = result, self.now
+            self._put_in_flow_order(backend)
+        self._sync_log()
+        for (pid, op, *args), result, time in zip(batch, results, done):
+            self.trace.append(("call", time, side, pid, op, brief(tuple(args)), _brief_result(result)))
+        return results
+
+    def _put_in_flow_order(self, backend: Backend):
+        """Put what `backend` sent on the wire, grouped by flow (stable, so each flow keeps its
+        own order). Several flows served at once (a batch of calls, a burst of frames) may
+        interleave their segments in any order on the NIC's transmit port; the order within
+        one flow is what both backends define, and what the scoreboard compares."""
+        frames = backend.transmit()
+        self.wire.put("a" if backend is self.dut else "b", sorted(frames, key=_flow))
+        self._sync_log()
 
     def inject(self, frame: bytes):
         """Deliver a crafted `frame` to the dut now, as if from the wire (traced as "rx")."""
@@ -217,6 +310,15 @@ class Runner:
         self.dut.receive_frame(frame)
         self._sync_log()
 
+    def inject_burst(self, frames: list[bytes]):
+        """Deliver crafted `frames` to the dut back to back, with no time to settle between
+        them (each traced as "rx"); the dut's answers go on the wire in flow order."""
+        self._sync_log()
+        for frame in frames:
+            self.trace.append(("rx",) + segment_entry(self.now, "rx", frame)[1:])
+        self.dut.receive_frames(list(frames))
+        self._put_in_flow_order(self.dut)
+
     def run(self, ticks: int):
         """Let `ticks` pass with the wire moving."""
         self.wire.run(max_ticks=ticks)
@@ -224,15 +326,6 @@ class Runner:
 
     def frames(self, side: str) -> list[bytes]:
         return [e.frame for e in self.wire.log if (e.side == "a") == (side == "dut")]
-
-
-def _brief(text: str, limit: int = 200) -> str:
-    """`text` for a trace entry: whole when short, else its head with its length and digest
-    (so two results that differ past the head still differ in the trace)."""
-    if len(text) <= limit:
-        return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return f"{text[:limit - 48]}... [{len(text)} chars, sha256 {digest}]"
 
 
 def compare_traces(expected: list[tuple], actual: list[tuple], width: int = 100) -> str | None:

@@ -68,30 +68,34 @@ class Wire:
 
     def collect(self) -> int:
         """Take what both ends transmitted and put it on the wire; return how many frames."""
+        return self.put("a", self.a.transmit()) + self.put("b", self.b.transmit())
+
+    def put(self, side: str, frames: list[bytes]) -> int:
+        """Put `frames`, transmitted by `side` ("a" or "b"), on the wire; return how many."""
+        to = "b" if side == "a" else "a"
         count = 0
-        for side, end, to in (("a", self.a, "b"), ("b", self.b, "a")):
-            for sent in end.transmit():
-                count += 1
-                frame = sent
-                fate = "ok"
-                due = self.now + self.latency
-                if self.block is not None and self.block(side, frame):
-                    fate = "blocked"
-                elif self.rng.random() < self.drop:
-                    fate = "drop"
-                else:
-                    if self.rng.random() < self.corrupt:
-                        fate = "corrupt"
-                        i = self.rng.randrange(len(frame))
-                        frame = frame[:i] + bytes([frame[i] ^ (1 << self.rng.randrange(8))]) + frame[i + 1:]
-                    if self.rng.random() < self.reorder:
-                        fate = "reorder"
-                        due += self.rng.randint(1, self.reorder_extra)
-                    if self.rng.random() < self.duplicate:
-                        fate = "dup"
-                        self._put(due + self.rng.randint(0, self.reorder_extra), to, frame)
-                    self._put(due, to, frame)
-                self.log.append(WireEvent(self.now, side, sent, fate))
+        for sent in frames:
+            count += 1
+            frame = sent
+            fate = "ok"
+            due = self.now + self.latency
+            if self.block is not None and self.block(side, frame):
+                fate = "blocked"
+            elif self.rng.random() < self.drop:
+                fate = "drop"
+            else:
+                if self.rng.random() < self.corrupt:
+                    fate = "corrupt"
+                    i = self.rng.randrange(len(frame))
+                    frame = frame[:i] + bytes([frame[i] ^ (1 << self.rng.randrange(8))]) + frame[i + 1:]
+                if self.rng.random() < self.reorder:
+                    fate = "reorder"
+                    due += self.rng.randint(1, self.reorder_extra)
+                if self.rng.random() < self.duplicate:
+                    fate = "dup"
+                    self._put(due + self.rng.randint(0, self.reorder_extra), to, frame)
+                self._put(due, to, frame)
+            self.log.append(WireEvent(self.now, side, sent, fate))
         return count
 
     def deliver_due(self) -> int:

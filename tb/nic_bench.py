@@ -4,7 +4,9 @@
 once per clock (values settle in ReadOnly, transfers happen at the rising edge), so the
 bench costs one pass of Python per cycle whatever the traffic. Sinks are always ready;
 sources are queues. Its coroutines are the primitives: send a frame, run a host command,
-run a control command, pulse a tick, run until the NIC is idle.
+run a control command, pulse a tick, run until the NIC is idle. Frames back to back
+(``send_frames``) and host commands back to back (``queue_host`` then ``take_host``) are
+queued whole before the clock runs, then the bench settles once.
 
 :class:`NicPort` is the same as blocking calls (``cocotb.task.resume``), so the OS driver
 (``tb/nic_os.py``) and the scenarios stay plain synchronous Python running in a
@@ -141,6 +143,8 @@ class NicBench:
         self.events = _Sink(d.events__valid, d.events__payload, d.events__ready)
         self.sinks = [self.tx, self.slow_rx, self.host_rdata, self.host_rsp, self.ctl_rsp, self.events]
         self.idle_run = 0
+        self.host_queued: list[dict] = []       # host commands queued by queue_host
+        self.host_mark = (0, 0)
 
     async def start(self):
         """Start the clock and reset the NIC."""
@@ -186,8 +190,11 @@ class NicBench:
         self.idle_run = self.idle_run + 1 if idle and not busy else 0
 
     def beats(self, frame: bytes) -> list[int]:
-        """`frame` as the beats of a frame port (data, keep and last packed in one integer)."""
+        """`frame` as the beats of a frame port (data, keep and last packed in one integer).
+        An empty frame is one beat with no byte kept (a MAC's 0-byte runt)."""
         lanes = self.data_width // 8
+        if not frame:
+            return [1 << (9 * lanes)]
         return [data | keep << (8 * lanes) | last << (9 * lanes)
                 for data, keep, last in frame_to_beats(frame, self.data_width)]
 
@@ -204,6 +211,12 @@ class NicBench:
 
     async def send_frame(self, frame: bytes):
         self.rx.queue.extend(self.beats(frame))
+        await self.settle()
+
+    async def send_frames(self, frames: list[bytes]):
+        """`frames` back to back on the receive port (every beat queued at once), one settle."""
+        for frame in frames:
+            self.rx.queue.extend(self.beats(frame))
         await self.settle()
 
     async def raw_tx(self, frame: bytes):
@@ -234,6 +247,39 @@ class NicBench:
             raise AssertionError(f"READ answered count {rsp.count} but {len(read)} bytes came")
         return rsp, read
 
+    def queue_host(self, fields: dict, wdata: bytes = b""):
+        """Queue one host command (and its write data) without running the clock: commands
+        queued one after the other go to the NIC back to back. `take_host` collects the
+        answers."""
+        if not self.host_queued:
+            self.host_mark = (len(self.host_rsp.items), len(self.host_rdata.items))
+        self.host_cmd.queue.append(_pack(self.host_layout, fields))
+        if wdata:
+            self.host_wdata.queue.extend(self.beats(wdata))
+        self.host_queued.append(fields)
+
+    async def take_host(self):
+        """Settle, then return the answers to the queued host commands, in queue order:
+        a list of (HostResponse as a data.Const, read data)."""
+        await self.settle()
+        queued, self.host_queued = self.host_queued, []
+        before_rsp, before_data = self.host_mark
+        responses = self.host_rsp.items[before_rsp:]
+        del self.host_rsp.items[before_rsp:]
+        if len(responses) != len(queued):
+            raise AssertionError(f"{len(queued)} queued host commands got {len(responses)} responses")
+        read = b"".join(self.host_rdata.items[before_data:])
+        del self.host_rdata.items[before_data:]
+        answers, offset = [], 0
+        for fields, value in zip(queued, responses):
+            rsp = data.Const(HostResponse(), value)
+            count = int(rsp.count) if fields.get("op") == HostOp.READ and rsp.status.name == "OK" else 0
+            answers.append((rsp, read[offset:offset + count]))
+            offset += count
+        if offset != len(read):
+            raise AssertionError(f"queued READs answered {offset} bytes but {len(read)} came")
+        return answers
+
     async def control(self, fields: dict):
         self.ctl_cmd.queue.append(pack(self.ctl_layout, fields))
         before = len(self.ctl_rsp.items)
@@ -262,6 +308,9 @@ class NicPort:
         self.bench = bench
         self.data_width = bench.data_width
         self.send_frame = resume(bench.send_frame)
+        self.send_frames = resume(bench.send_frames)
+        self.queue_host = bench.queue_host
+        self.take_host = resume(bench.take_host)
         self.raw_tx = resume(bench.raw_tx)
         self.tick = resume(bench.tick)
         self.host = resume(bench.host)

@@ -2,7 +2,7 @@
 
 Run by ``tests/test_nic_rtl.py`` (and ``make sim``) through ``cocotb_tools.runner``. The
 scenario, the NIC's parameters and the output folder come from the environment:
-``NIC_SCENARIO``, ``NIC_WIDTH``, ``NIC_CONNECTIONS``, ``NIC_PROCESSES``, ``NIC_OUT``.
+``NIC_SCENARIO`` (a name in ``tb.scenarios.SCENARIOS``, or ``random:SEED``), ``NIC_WIDTH``, ``NIC_CONNECTIONS``, ``NIC_PROCESSES``, ``NIC_OUT``.
 On a mismatch both traces are printed side by side and a pcap of each wire is written.
 """
 
@@ -17,13 +17,14 @@ from cocotb.task import bridge
 from model.scenario import compare_traces, write_pcap
 from tb.nic_bench import NicBench, NicPort
 from tb.nic_os import NicHost
-from tb.scenarios import DUT_IP, DUT_MAC, NIC_POLICY, SCENARIOS, model_runner
+from tb.scenarios import DUT_IP, DUT_MAC, NIC_POLICY, get_scenario, model_runner
 
 
 def _run(port, name, connections, out: Path):
-    spec = SCENARIOS[name]
+    spec = get_scenario(name)
     fn = spec.fn
-    dut = NicHost(port, DUT_MAC, DUT_IP, policy=NIC_POLICY, connections=connections, name="dut")
+    dut = NicHost(port, DUT_MAC, DUT_IP, policy=NIC_POLICY, connections=connections,
+                  iss_base=spec.dut_iss, name="dut")
     rtl = spec.runner(dut)
     started, cycles0 = time.monotonic(), port.cycles
     out.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ from model.packet import (Arp, PacketError, TcpFlags, TcpSegment, build_arp_fram
 from model.policy import DEFAULT_POLICY, Policy
 from model.scenario import Backend, Result, run_call
 from model.tcp import seq_add
+from tb.nic_batch import run_batch
 
 __all__ = ["NicHost"]
 
@@ -208,6 +209,11 @@ class NicHost(Backend):
         self.port.send_frame(frame)
         self._pump()
 
+    def receive_frames(self, frames: list[bytes]):
+        """`frames` back to back on the receive port, then one settle."""
+        self.port.send_frames(frames)
+        self._pump()
+
     def advance(self, ticks: int):
         """Let `ticks` pass: idle stretches in one jump, every tick with a timer due pulsed."""
         target = self.now + ticks
@@ -242,6 +248,10 @@ class NicHost(Backend):
         for cause, index in DROP_COUNTERS.items():
             counts[cause] += int(self.port.control({"op": CtlOp.READ_COUNTER, "index": index}).value)
         return {cause.name: n for cause, n in sorted(counts.items()) if n}
+
+    def calls(self, batch: list[tuple]) -> list[Result]:
+        """Every call's host command queued back to back, one settle (``tb/nic_batch.py``)."""
+        return run_batch(self, batch)
 
     # ----- the slow path (model.host.Host.receive_frame for what the NIC sends up) ------
 

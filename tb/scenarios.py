@@ -6,60 +6,83 @@ model host; :data:`SCENARIOS` maps names to ``(function, wire options)``. A scen
 issues calls and lets time pass: what it shows is in the trace, which the scoreboard
 compares entry by entry (every call's result, every segment's seq, ack, flags, window,
 payload and checksum) between the model and the RTL. The few facts each scenario exists
-to show are stated in its ``checks`` and verified on the model's trace.
+to show are stated in its docstring (and, for some, checked on the model in
+``tests/test_scenarios.py``).
+
+Besides the registered scenarios, ``random:SEED`` names a seeded random scenario
+(:func:`random_scenario`, for campaigns): ``get_scenario`` resolves both kinds of name.
 """
 
 import random
 
 from model.constants import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, SHUT_WR
 from model.host import Host
-from model.packet import TcpFlags, TcpSegment, build_raw_tcp_frame, build_tcp_frame, parse_frame
+from model.packet import (TcpFlags, TcpSegment, UdpDatagram, build_raw_tcp_frame, build_tcp_frame,
+                          build_udp_frame, parse_frame)
 from model.policy import Policy
 from model.scenario import ModelBackend, Runner
 from model.tcp import seq_add
 
 __all__ = ["SCENARIOS", "DUT_MAC", "DUT_IP", "PEER_MAC", "PEER_IP", "NIC_POLICY", "model_runner",
-           "peer_host"]
+           "peer_host", "get_scenario", "random_scenario", "LENGTHS"]
 
 DUT_MAC, DUT_IP = "02:00:00:00:00:01", "192.0.2.1"
 PEER_MAC, PEER_IP = "02:00:00:00:00:02", "192.0.2.2"
 # the policy the NIC is built with by default: 2 KiB rings (hdl.nic.NIC)
 NIC_POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
 PORT = 80
+MSS, RING = NIC_POLICY.mss, NIC_POLICY.snd_buffer
+PEER_ISS = 7            # the peer's first ISS, unless a scenario chooses another
 
 SCENARIOS = {}
 
 
-def scenario(*, connections=8, peer_policy=None, **wire):
+def scenario(*, connections=8, peer_policy=None, peer_iss=PEER_ISS, dut_iss=None, **wire):
     """Register a scenario: it needs a NIC of at least `connections` slots; the peer uses
-    `peer_policy` (default: the model's default); `wire` are Wire options (seeded faults)."""
+    `peer_policy` (default: the model's default) and starts its sequence numbers at
+    `peer_iss`; the dut at `dut_iss` (default: the policy's); `wire` are Wire options
+    (seeded faults)."""
     def register(fn):
-        SCENARIOS[fn.__name__] = Scenario(fn, wire, connections, peer_policy)
+        SCENARIOS[fn.__name__] = Scenario(fn, wire, connections, peer_policy, peer_iss, dut_iss)
         return fn
     return register
 
 
 class Scenario:
-    def __init__(self, fn, wire, connections, peer_policy):
+    def __init__(self, fn, wire, connections, peer_policy, peer_iss=PEER_ISS, dut_iss=None,
+                 name=None):
         self.fn, self.wire, self.connections, self.peer_policy = fn, wire, connections, peer_policy
+        self.peer_iss, self.dut_iss = peer_iss, dut_iss
+        self.name = name or fn.__name__
         self.doc = (fn.__doc__ or "").strip()
 
     def __iter__(self):                        # (fn, wire), as a tuple
         return iter((self.fn, self.wire))
 
     def runner(self, dut):
-        return Runner(dut, peer_host(self.peer_policy), **self.wire)
+        return Runner(dut, peer_host(self.peer_policy, self.peer_iss), **self.wire)
 
 
-def peer_host(policy=None):
-    return ModelBackend(Host(PEER_MAC, PEER_IP, policy or Policy(), name="peer", iss_base=7))
+def peer_host(policy=None, iss_base=PEER_ISS):
+    return ModelBackend(Host(PEER_MAC, PEER_IP, policy or Policy(), name="peer", iss_base=iss_base))
+
+
+def get_scenario(name: str) -> Scenario:
+    """A registered scenario, or ``random:SEED``: the seeded random scenario (`random_scenario`)."""
+    if name.startswith("random:"):
+        seed = name.split(":", 1)[1]
+        if not seed.isdigit():
+            raise KeyError(f"Random scenarios are named random:SEED, not {name!r}")
+        return random_scenario(int(seed))
+    return SCENARIOS[name]
 
 
 def model_runner(name, processes, policy=NIC_POLICY):
     """The scenario's runner with the golden model as the dut, with the pids of a NIC of
     `processes` doorbell pages (page 0 is the OS's)."""
-    return SCENARIOS[name].runner(ModelBackend(Host(DUT_MAC, DUT_IP, policy, name="dut",
-                                                    max_pid=processes - 1)))
+    spec = get_scenario(name)
+    return spec.runner(ModelBackend(Host(DUT_MAC, DUT_IP, policy, name="dut", iss_base=spec.dut_iss,
+                                         max_pid=processes - 1)))
 
 
 def _peer_listener(r, port=PORT, backlog=4):
@@ -485,52 +508,216 @@ def many_connections(r):
     r.run(1100)
 
 
-def _random_ops(r, seed, steps):
-    """A seeded random program over two connections and two processes."""
+@scenario()
+def runts(r):
+    """Frames of 0, 1 and 13 bytes (shorter than an Ethernet header), alone and back to back
+    with a good segment: each is dropped (RUNT) and nothing else changes."""
+    p1, fd, server, conn = _connected(r)
+    r.inject(b"")
+    r.inject(b"\x01")
+    r.call(server, "send", conn, b"still", side="peer")
+    good = r.frames("peer")[-1]
+    r.inject_burst([b"", good, b"\x01", bytes(13), b""])
+    r.call(p1, "recv", fd, 100)
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1100)
+
+
+@scenario()
+def concurrent_writes(r):
+    """Issue 14: two processes write on two connections in the same cycle, one 64 KiB
+    send() and one "hello": each peer gets exactly its own process's bytes."""
+    p1, fd, server, conn = _connected(r, 85)
+    q1, fd2, server2, conn2 = _connected(r, 86)
+    big = bytes([0xA5]) * 65536
+    r.calls([(p1, "send", fd, big, MSG_DONTWAIT), (q1, "send", fd2, b"hello", MSG_DONTWAIT)])
+    r.call(server2, "recv", conn2, 100, side="peer")
+    r.call(server, "recv", conn, RING, MSG_WAITALL, side="peer")
+    r.run(2)                                # the peer's ACKs free the send ring
+    r.calls([(q1, "send", fd2, b"world", MSG_DONTWAIT), (p1, "send", fd, big, MSG_DONTWAIT)])
+    r.call(server2, "recv", conn2, 100, side="peer")
+    r.call(server, "recv", conn, RING, MSG_WAITALL, side="peer")
+    r.calls([(p1, "close", fd), (q1, "close", fd2)])
+    r.call(server, "close", conn, side="peer")
+    r.call(server2, "close", conn2, side="peer")
+    r.run(1100)
+
+
+# The lengths a random program draws for a send's bytes and a recv's n: nothing, one byte,
+# the edges of the MSS and of the NIC's 2 KiB rings, the 16-bit boundary, a megabyte.
+LENGTHS = (0, 1, 2, 100, MSS - 1, MSS, MSS + 1, RING - 1, RING, RING + 1, 3000, 65535, 65536,
+           2**20)
+# what random_1 and random_2 (run on every simulator and width in CI) draw: the cheap ones
+CI_LENGTHS = tuple(n for n in LENGTHS if n <= 3000)
+_PATTERN = bytes(range(251))                # a prime length: no alignment with segments
+_UDP_PORT, _PEER_UDP_PORT = 5353, 1111
+_MAX_PIDS = 12                              # the NIC is built for 16 processes (pid 0: the OS)
+
+
+def _data(rng, n):
+    """`n` bytes, cheaply (one slice of a repeated pattern, whatever `n`)."""
+    start = rng.randrange(len(_PATTERN))
+    return (_PATTERN * (n // len(_PATTERN) + 2))[start:start + n]
+
+
+def _length(rng, lengths):
+    """Mostly the lengths up to 3000; the large ones one time in eight."""
+    small = [n for n in lengths if n <= 3000]
+    large = [n for n in lengths if n > 3000]
+    return rng.choice(large if large and rng.random() < 0.125 else small)
+
+
+class _Endpoint:
+    """A connection (or the UDP pair) the random program uses: the dut's (pid, fd) users and
+    the peer's (pid, fd)."""
+
+    def __init__(self, kind, users, peer):
+        self.kind, self.users, self.peer = kind, users, peer
+
+
+def _random_ops(r, seed, steps, lengths=CI_LENGTHS):
+    """A seeded random program: two TCP connections (one opened by the dut, one by the peer)
+    and a UDP socket pair, processes that fork, dup and pass fds, and `steps` random steps:
+    sends and recvs of boundary lengths (MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, blocking),
+    the peer's sends and recvs, poll, shutdown, calls of several processes outstanding at
+    once, and bursts of frames back to back (runts of 0 and 1 byte, datagrams, replays and
+    corrupted copies of the peer's segments)."""
     rng = random.Random(seed)
     p1, fd, server, conn = _connected(r, 90)
     p2 = r.call(p1, "fork").value
-    q1, fd2, server2, conn2 = _connected(r, 91)
-    procs = [p1, p2]
-    socks = [(fd, server, conn), (fd2, server2, conn2)]
+    q1, fd2, client, cfd = _accepted(r, 91)
+    u1 = r.dut.spawn()
+    ufd = r.call(u1, "socket", "udp").value
+    r.call(u1, "bind", ufd, ("0.0.0.0", _UDP_PORT))
+    pu = r.peer.spawn()
+    pufd = r.call(pu, "socket", "udp", side="peer").value
+    r.call(pu, "bind", pufd, ("0.0.0.0", _PEER_UDP_PORT), side="peer")
+    ends = [_Endpoint("tcp", [(p1, fd), (p2, fd)], (server, conn)),
+            _Endpoint("tcp", [(q1, fd2)], (client, cfd)),
+            _Endpoint("udp", [(u1, ufd)], (pu, pufd))]
+    pids = {p1, p2, q1, u1}
+    shut = set()
+
+    def dut_call(end, user, kind):
+        """A random data-path call of `user` on `end`: (pid, op, *args), max_ticks."""
+        pid, dfd = user
+        n = _length(rng, lengths)
+        if kind == "send":
+            if end.kind == "udp":
+                return (pid, "sendto", dfd, _data(rng, n), (PEER_IP, _PEER_UDP_PORT)), 0
+            flags = rng.choice([MSG_DONTWAIT, MSG_DONTWAIT, 0])
+            return (pid, "send", dfd, _data(rng, n), flags), 300
+        flags = rng.choice([MSG_DONTWAIT, MSG_DONTWAIT | MSG_PEEK, MSG_WAITALL, 0])
+        return (pid, "recvfrom" if end.kind == "udp" else "recv", dfd, n, flags), 300
+
     for _ in range(steps):
-        which = rng.randrange(2)
-        dfd, srv, sconn = socks[which]
-        pid = procs[rng.randrange(2)] if which == 0 else q1
-        op = rng.choice(["send", "recv", "peek", "peer_send", "peer_recv", "run", "poll"])
-        n = rng.choice([1, 2, 100, 536, 1460, 2047, 3000])
-        if op == "send":
-            r.call(pid, "send", dfd, bytes(rng.randrange(256) for _ in range(min(n, 2048))),
-                   MSG_DONTWAIT)
-        elif op == "recv":
-            r.call(pid, "recv", dfd, n, MSG_DONTWAIT)
-        elif op == "peek":
-            r.call(pid, "recv", dfd, n, MSG_DONTWAIT | MSG_PEEK)
+        end = rng.choice(ends)
+        user = rng.choice(end.users)
+        op = rng.choices(["send", "recv", "peer_send", "peer_recv", "run", "poll", "batch", "burst",
+                          "fork", "dup", "pass", "shutdown"],
+                         [10, 10, 8, 6, 5, 2, 5, 2, 1, 1, 1, 0.3])[0]
+        if op in ("send", "recv"):
+            call, ticks = dut_call(end, user, op)
+            r.call(*call, max_ticks=ticks)
         elif op == "peer_send":
-            r.call(srv, "send", sconn, bytes(rng.randrange(256) for _ in range(n)), MSG_DONTWAIT,
-                   side="peer")
+            ppid, pfd = end.peer
+            data = _data(rng, _length(rng, lengths))
+            if end.kind == "udp":
+                r.call(ppid, "sendto", pfd, data[:1472], (DUT_IP, _UDP_PORT), side="peer")
+            else:
+                r.call(ppid, "send", pfd, data, MSG_DONTWAIT, side="peer")
         elif op == "peer_recv":
-            r.call(srv, "recv", sconn, n, MSG_DONTWAIT, side="peer")
+            ppid, pfd = end.peer
+            r.call(ppid, "recvfrom" if end.kind == "udp" else "recv", pfd,
+                   _length(rng, lengths), MSG_DONTWAIT, side="peer")
+        elif op == "run":
+            r.run(rng.choice([1, 3, 50, 300]))
         elif op == "poll":
-            r.call(pid, "poll", [(dfd, 5)])
-        else:
-            r.run(rng.choice([1, 3, 50]))
-    for dfd, srv, sconn in socks:
-        r.call(srv, "close", sconn, side="peer")
+            r.call(user[0], "poll", [(user[1], 5)])
+        elif op == "batch":
+            # calls of several processes at once: on different connections, or on one
+            # connection by several of its users (served in list order)
+            chosen = rng.sample(ends, rng.randint(2, 3)) if rng.random() < 0.7 else [end] * 2
+            batch = []
+            for e in chosen:
+                call, _ = dut_call(e, rng.choice(e.users), rng.choice(["send", "recv"]))
+                batch.append(call)
+            r.calls(batch, max_ticks=300)
+        elif op == "burst":
+            frames = []
+            replays = [e.frame for e in r.wire.log[-20:] if e.side == "b"]
+            for _ in range(rng.randint(2, 5)):
+                what = rng.choice(["runt", "udp", "replay", "corrupt"])
+                if what == "runt":
+                    frames.append(rng.choice([b"", b"\x01"]))
+                elif what == "udp":
+                    dgram = UdpDatagram(_PEER_UDP_PORT, _UDP_PORT, _data(rng, rng.choice([0, 1, 100, 1472])))
+                    frames.append(build_udp_frame(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP, dgram))
+                elif replays:
+                    frame = rng.choice(replays)
+                    if what == "corrupt":
+                        i = rng.randrange(len(frame))
+                        frame = frame[:i] + bytes([frame[i] ^ 0x10]) + frame[i + 1:]
+                    frames.append(frame)
+            r.inject_burst(frames)
+        elif op == "fork" and len(pids) < _MAX_PIDS and end.kind == "tcp":
+            child = r.call(user[0], "fork").value
+            pids.add(child)
+            for e in ends:          # the child holds every fd its parent holds
+                e.users += [(child, f) for pid, f in list(e.users) if pid == user[0]]
+        elif op == "dup":
+            new = r.call(user[0], "dup", user[1]).value
+            if isinstance(new, int):
+                end.users.append((user[0], new))
+        elif op == "pass" and len(pids) < _MAX_PIDS:
+            other = r.dut.spawn()
+            pids.add(other)
+            new = r.call(user[0], "send_fd", user[1], other).value
+            if isinstance(new, int):
+                end.users.append((other, new))
+        elif op == "shutdown" and end.kind == "tcp" and id(end) not in shut:
+            shut.add(id(end))
+            r.call(user[0], "shutdown", user[1], SHUT_WR)
+    for end in ends[:2]:
+        r.call(end.peer[0], "close", end.peer[1], side="peer")
     r.run(5)
-    for pid, dfd in ((p1, fd), (p2, fd), (q1, fd2)):
-        r.call(pid, "recv", dfd, 10000, MSG_DONTWAIT)
-        r.call(pid, "close", dfd)
+    for end in ends:
+        for pid, dfd in end.users:
+            r.call(pid, "recvfrom" if end.kind == "udp" else "recv", dfd, 10000, MSG_DONTWAIT)
+            r.call(pid, "close", dfd)
     r.run(1100)
 
 
 @scenario(seed=7, drop=0.05, reorder=0.05)
 def random_1(r):
-    """Seeded random calls on two connections over a slightly lossy wire."""
-    _random_ops(r, 1, 120)
+    """Seeded random calls on two connections and a UDP pair over a slightly lossy wire."""
+    _random_ops(r, 1, 60)
 
 
-@scenario()
+@scenario(seed=3, duplicate=0.05, corrupt=0.02, peer_iss=2**32 - 3000)
 def random_2(r):
-    """Seeded random calls on two connections."""
-    _random_ops(r, 2, 120)
+    """Seeded random calls on two connections and a UDP pair; the wire duplicates and
+    corrupts, and the peer's sequence numbers wrap."""
+    _random_ops(r, 2, 60)
+
+
+def random_scenario(seed: int) -> Scenario:
+    """The seeded random scenario ``random:SEED`` (for campaigns): the wire's faults, both
+    ends' ISS (some near 2**32, so sequence numbers wrap) and the program, over every length
+    class of `LENGTHS`, are drawn from `seed`."""
+    rng = random.Random(f"random:{seed}")
+    wire = {"seed": seed}
+    for fault, top in (("drop", 0.1), ("duplicate", 0.1), ("reorder", 0.1), ("corrupt", 0.02)):
+        if rng.random() < 0.4:
+            wire[fault] = round(rng.uniform(0, top), 3)
+    near_wrap = lambda: 2**32 - rng.randrange(1, 70_000)
+    peer_iss = rng.choice([PEER_ISS, near_wrap(), rng.randrange(2**32)])
+    dut_iss = rng.choice([None, near_wrap(), rng.randrange(2**32)])
+    steps = rng.randint(60, 160)
+
+    def program(r):
+        _random_ops(r, seed, steps, LENGTHS)
+    program.__doc__ = (f"Seeded random program {seed}: {steps} steps, wire {wire}, peer ISS "
+                       f"{peer_iss}, dut ISS {dut_iss}.")
+    return Scenario(program, wire, 8, None, peer_iss, dut_iss, name=f"random:{seed}")

@@ -6,7 +6,7 @@ playing the host, and the same scenario runs on the golden model; the two traces
 equal. Prints every call and every segment on the wire, writes a pcap of the wire and a
 waveform to ``build/sim/``.
 
-    python -m tb.sim [--sim icarus|verilator] [--width 64|8] [--scenario NAME] [--list]
+    python -m tb.sim [--sim icarus|verilator] [--width 64|8] [--scenario NAME|random:SEED] [--list]
 """
 
 import argparse
@@ -15,7 +15,7 @@ import shutil
 import sys
 
 from tb.nic_run import NicConfig, build, run_scenario
-from tb.scenarios import SCENARIOS
+from tb.scenarios import SCENARIOS, get_scenario
 from tb.tools import BUILD
 
 
@@ -42,7 +42,7 @@ def main(argv=None):
     parser.add_argument("--scenario", default="seed")
     parser.add_argument("--list", action="store_true", help="list the scenarios")
     args = parser.parse_args(argv)
-    if args.list or args.scenario not in SCENARIOS:
+    if args.list or not (args.scenario in SCENARIOS or args.scenario.startswith("random:")):
         if not args.list:
             print(f"unknown scenario {args.scenario!r}; the scenarios are:")
         for name, spec in SCENARIOS.items():
@@ -59,7 +59,7 @@ def main(argv=None):
     out = BUILD / "sim" / config.name / args.sim
     trace_file = out / f"{args.scenario}.trace"
     if trace_file.exists():
-        print(f"\n{args.scenario}: {SCENARIOS[args.scenario].doc}\n")
+        print(f"\n{args.scenario}: {get_scenario(args.scenario).doc}\n")
         print("  tick  side  call or segment")
         for line in trace_file.read_text().splitlines():
             print(describe(ast.literal_eval(line)))
