@@ -57,6 +57,9 @@ BLOCKS = {
     # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each
     "nic": ("hdl.nic", "NIC", {"data_width": 64, "connections": 64, "processes": 16,
                                "policy": REFERENCE_POLICY}),
+    # the same NIC with AXI4-Stream ports towards the MAC (hdl/nic_axis.py)
+    "nic_axis": ("hdl.nic_axis", "NicAxis", {"data_width": 64, "connections": 64, "processes": 16,
+                                             "policy": REFERENCE_POLICY}),
 }
 
 
