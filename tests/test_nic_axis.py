@@ -42,3 +42,12 @@ def test_frames_through_axi_stream(sim):
     build_verilog(sim, to_verilog(nic_axis(), "nic_axis"), folder, verilog, toplevel="nic_axis")
     run_module(sim, folder, "tb.nic_axis_cocotb", "nic_axis", {"NIC_WIDTH": str(WIDTH)},
                f"nic_axis failed on {sim}", toplevel="nic_axis")
+
+
+def test_readme_port_map_is_current():
+    from hdl.port_map import port_map
+    from tb.tools import REPO
+    readme = (REPO / "README.md").read_text()
+    begin = readme.index("<!-- port-map:begin -->\n") + len("<!-- port-map:begin -->\n")
+    assert readme[begin:readme.index("<!-- port-map:end -->")] == port_map(), \
+        "README.md's port map is stale: run `python -m hdl.port_map --readme`"
