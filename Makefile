@@ -21,7 +21,7 @@ help:
 	@echo '  make test       the whole test suite, pytest -n 2 (what CI runs, with the checks of .ci/run)'
 	@echo '                  PYTEST_ARGS=...  extra pytest arguments, e.g. --campaign or -k NAME'
 	@echo '  make sim        one scenario on the RTL and on the model, traces compared and printed;'
-	@echo '                  writes the waveform (FST) and the wire's pcapng into build/sim/'
+	@echo '                  writes the waveform (FST) and a pcapng of the wire into build/sim/'
 	@echo '                  SIM=icarus|verilator (default icarus)  WIDTH=64|8 (default 64)'
 	@echo '                  SCENARIO=NAME (default seed; `$(PY) -m tb.sim --list` lists them)'
 	@echo '  make verilog    Verilog of every block and of the NIC top into build/verilog/'
