@@ -136,7 +136,7 @@ def run_benchmarks(sim: str, plan: Plan, progress: Progress | None = None) -> di
     progress = progress or Progress()
     started = time.monotonic()
     name = _plan_name(plan)
-    with progress.phase(f"build {name} for {sim}"):
+    with progress.phase(f"Verilog and {sim} build of {name}"):
         folder = build_plan(sim, plan)
     built = time.monotonic()
     out = BENCH / name / f"{sim}.json"
@@ -161,7 +161,7 @@ def sim_speed(sims=SIMULATORS, scenario: str = SPEED_SCENARIO,
         raise AssertionError("the scenarios' NIC is no longer the reference plan's")
     rows = []
     for sim in sims:
-        with progress.phase(f"build {config.name} for {sim} (the test suite's)"):
+        with progress.phase(f"Verilog and {sim} build of {config.name} (the test suite's)"):
             folder = nic_run.build(sim, config)
         out = BENCH / "speed" / sim
         with progress.phase(f"scenario {scenario} on {sim}"):

@@ -86,7 +86,7 @@ def test_quick_benchmarks(tmp_path):
         assert row["frame_gbps"] == pytest.approx(row["frame_bytes_per_clock"] * 1.25, abs=1e-3)
     assert report["clock_hz"] == 156.25e6
     phases = report["phases"]
-    assert any(name.startswith("build nic_w64_c4_p4_r4096") for name in phases)
+    assert any(name.startswith("Verilog and icarus build of nic_w64_c4_p4_r4096") for name in phases)
     assert any(name.startswith("benchmarks on nic_w64_c4_p4_r4096") for name in phases)
     assert {"golden model throughput", "plot"} <= set(phases)
     assert -0.5 <= report["wall_s"] - sum(phases.values()) < 0.2 * report["wall_s"] + 5   # rounding
