@@ -656,6 +656,7 @@ def main(argv=None):
         print(json.dumps(result), flush=True)
     if "nic" in args.names:
         command = shlex.join(["python", "-m", "hdl.synth", *argv])
+        log("reading the tools' versions (a first YoWASP run compiles its WebAssembly) ...")
         report = run_plan(nic_plan(args.quick), args.out, command, args.freq, force=args.force,
                           timeout=args.timeout, jobs=args.jobs, log=log)
         statuses = {}
