@@ -27,7 +27,7 @@ help:
 	@echo '  make verilog    Verilog of every block and of the NIC top into build/verilog/'
 	@echo '  make lint       make verilog, then verilator --lint-only -Wall on every file'
 	@echo '  make synth      Yosys + nextpnr (YoWASP) builds of the NIC into build/synth/'
-	@echo '                  QUICK=1 (reference and iCE40 builds only)  SYNTH_JOBS=2  SYNTH_TIMEOUT=3600'
+	@echo '                  QUICK=1 (reference and the small iCE40 builds only)  SYNTH_JOBS=2  SYNTH_TIMEOUT=3600'
 	@echo '  make bench      rates, latencies, simulation speed into build/bench/'
 	@echo '                  SIM=verilator|icarus (default verilator)  WIDTH=64|8  QUICK=1 (smoke plan)'
 	@echo '  make deps       only the set-up: .venv and the Debian packages'
@@ -69,7 +69,8 @@ verilog: $(STAMP)
 lint: deps verilog
 	$(PY) -m hdl.build --out build/verilog --lint
 
-# The NIC's reference configuration, small iCE40 build and ECP5 sweep (QUICK=1: the first two),
+# The NIC's reference configuration, small iCE40 builds (UP5K, HX8K) and ECP5 sweep (QUICK=1: all
+# but the sweep),
 # into build/synth/report.json and report.md; `python -m tb.readme_tables` puts the table in
 # the README. Configurations already synthesised from the same design are not run again;
 # SYNTH_JOBS (default 2) run at once, each tool run stopped after SYNTH_TIMEOUT seconds
