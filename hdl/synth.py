@@ -640,18 +640,25 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, help="nic: seconds per tool run before giving up")
     parser.add_argument("--jobs", type=int, default=1, help="nic: configurations synthesised at once")
     args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    def log(text):
+        """A progress line with the elapsed time, printed at once."""
+        print(f"[synth {time.monotonic() - started:7.1f} s] {text}", flush=True)
+
     blocks = [name for name in args.names if name != "nic"]
     for name in blocks or ([] if "nic" in args.names else BLOCKS):
         module, cls, kwargs = BLOCKS[name]
         block = getattr(importlib.import_module(module), cls)(**kwargs)
-        print(f"synthesising {name} for {args.target} ...", flush=True)
+        log(f"synthesising {name} for {args.target} ...")
         result = synthesise(block, name, args.target, args.out / "blocks" / f"{name}.{args.target}",
                             args.freq)
         print(json.dumps(result), flush=True)
     if "nic" in args.names:
         command = shlex.join(["python", "-m", "hdl.synth", *argv])
+        log("reading the tools' versions (a first YoWASP run compiles its WebAssembly) ...")
         report = run_plan(nic_plan(args.quick), args.out, command, args.freq, force=args.force,
-                          timeout=args.timeout, jobs=args.jobs, log=lambda text: print(text, flush=True))
+                          timeout=args.timeout, jobs=args.jobs, log=log)
         statuses = {}
         for row in report["rows"]:
             statuses[row["status"]] = statuses.get(row["status"], 0) + 1

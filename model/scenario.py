@@ -7,7 +7,7 @@ playing the OS) implements the same methods. `Runner` joins the host under test 
 a peer (any Backend, normally a model Host) through a seeded `Wire` and records a `trace`:
 every call with its result, and every transmitted TCP/UDP segment (seq, ack, flags, window,
 payload, checksum). The scoreboard compares two traces with `compare_traces`; on a mismatch
-it writes a pcap of each side with `write_pcap`.
+it writes a pcapng of each side with `write_pcap` (simulation timestamps, each frame's fate).
 
 Backend contract
 ----------------
@@ -54,12 +54,13 @@ Backend contract
 import os
 import zlib
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from .errors import SocketError, WouldBlock
 from .host import Host
 from .packet import PacketError, flag_names, parse_frame
-from .wire import Wire
+from .wire import Wire, WireEvent
 
 __all__ = ["Result", "BLOCKED", "Backend", "ModelBackend", "run_call", "Runner", "segment_entry",
            "brief", "compare_traces", "write_pcap"]
@@ -346,9 +347,36 @@ def compare_traces(expected: list[tuple], actual: list[tuple], width: int = 100)
     return "\n".join(lines)
 
 
-def write_pcap(path: str, frames: list[bytes]):
-    """Write `frames` as a pcap (for Wireshark) using scapy."""
+# A tick of the virtual clock is 1 ms of pcap time (model/policy.py: 1 tick = 1 ms when the
+# clock is mapped to wall time).
+PCAP_SECONDS_PER_TICK = Decimal("0.001")
+
+
+def write_pcap(path: str, frames: list, names: dict | None = None):
+    """Write `frames` as a pcapng file (for Wireshark) using scapy.
+
+    `frames` are `model.wire.WireEvent`s (a wire's log) or plain bytes. An event is written
+    at its simulation time (tick x 1 ms from the epoch) with a packet comment that says its
+    fate on the wire and its ticks (`WireEvent.describe`, sides named by `names`, default
+    "a": "dut", "b": "peer"); a corrupted frame is written as it was delivered, so Wireshark
+    flags its checksum. Plain bytes are written at time 0 without a comment.
+    """
     from scapy.layers.l2 import Ether
-    from scapy.utils import wrpcap
+    from scapy.utils import PcapNgWriter
+    names = names or {"a": "dut", "b": "peer"}
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    wrpcap(path, [Ether(f) for f in frames])
+    writer = PcapNgWriter(path)
+    try:
+        for frame in frames:
+            if isinstance(frame, WireEvent):
+                packet = Ether(frame.received if frame.received is not None else frame.frame)
+                # scapy's writer truncates float(time) x 10**6 to whole microseconds; half a
+                # microsecond more makes every tick land on its exact microsecond
+                packet.time = frame.time * PCAP_SECONDS_PER_TICK + Decimal("0.0000005")
+                packet.comments = [frame.describe(names).encode()]
+            else:
+                packet = Ether(frame)
+                packet.time = Decimal(0)
+            writer.write(packet)
+    finally:
+        writer.close()

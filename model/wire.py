@@ -21,11 +21,40 @@ __all__ = ["Wire", "WireEvent"]
 
 @dataclass
 class WireEvent:
-    """One frame as the wire saw it: when it was sent, from which side, and its fate."""
+    """One frame as the wire saw it: when it was sent, from which side, and its fate.
+
+    `fate` is the last random fate drawn (a frame both corrupted and reordered says
+    "reorder"); `fates` lists all of them, `delivered` the ticks at which its copies reach
+    the other side (none when dropped or blocked, two when duplicated), and `received` the
+    bytes delivered when they differ from `frame` (corrupted: byte `flipped[0]`, bit
+    `flipped[1]`).
+    """
     time: int
     side: str                 # "a" (sent by a) or "b"
     frame: bytes              # as the sender transmitted it (before any corruption)
     fate: str                 # "ok", "drop", "dup", "reorder", "corrupt", "blocked"
+    fates: tuple[str, ...] = ()
+    delivered: tuple[int, ...] = ()
+    received: bytes | None = None
+    flipped: tuple[int, int] | None = None
+
+    def describe(self, names: dict | None = None) -> str:
+        """The frame's fate in words, with its ticks: a pcapng packet comment. `names` maps
+        the sides "a" and "b" to what the reader calls them (e.g. "dut", "peer")."""
+        sent = f"sent tick {self.time} by {(names or {}).get(self.side, self.side)}"
+        if self.fate == "blocked":
+            return f"blocked (never delivered), {sent}"
+        if self.fate == "drop":
+            return f"dropped by the wire, {sent}"
+        words = []
+        if "corrupt" in self.fates and self.flipped is not None:
+            words.append(f"corrupted (byte {self.flipped[0]} bit {self.flipped[1]} flipped)")
+        if "reorder" in self.fates:
+            words.append("reordered")
+        if "dup" in self.fates:
+            words.append("duplicated")
+        ticks = " and ".join(str(t) for t in self.delivered)
+        return f"{', '.join(words) + ': ' if words else ''}delivered tick {ticks}, {sent}"
 
 
 @dataclass
@@ -78,6 +107,7 @@ class Wire:
             count += 1
             frame = sent
             fate = "ok"
+            fates, delivered, flipped = [], [], None
             due = self.now + self.latency
             if self.block is not None and self.block(side, frame):
                 fate = "blocked"
@@ -87,15 +117,25 @@ class Wire:
                 if self.rng.random() < self.corrupt:
                     fate = "corrupt"
                     i = self.rng.randrange(len(frame))
-                    frame = frame[:i] + bytes([frame[i] ^ (1 << self.rng.randrange(8))]) + frame[i + 1:]
+                    bit = self.rng.randrange(8)
+                    frame = frame[:i] + bytes([frame[i] ^ (1 << bit)]) + frame[i + 1:]
+                    fates.append(fate)
+                    flipped = (i, bit)
                 if self.rng.random() < self.reorder:
                     fate = "reorder"
                     due += self.rng.randint(1, self.reorder_extra)
+                    fates.append(fate)
                 if self.rng.random() < self.duplicate:
                     fate = "dup"
-                    self._put(due + self.rng.randint(0, self.reorder_extra), to, frame)
+                    fates.append(fate)
+                    extra = due + self.rng.randint(0, self.reorder_extra)
+                    self._put(extra, to, frame)
+                    delivered.append(extra)
                 self._put(due, to, frame)
-            self.log.append(WireEvent(self.now, side, sent, fate))
+                delivered.append(due)
+            self.log.append(WireEvent(self.now, side, sent, fate, tuple(fates),
+                                      tuple(sorted(delivered)),
+                                      frame if frame != sent else None, flipped))
         return count
 
     def deliver_due(self) -> int:

@@ -11,13 +11,22 @@
    suite) on Icarus and on Verilator, clocks per wall second.
 3. The golden model's throughput: 1 MiB from one model host to another on a clean wire.
 
-Every build lives in ``build/bench/`` and is made again only when its Verilog changes.
-``python -m tb.readme_tables bench-table`` puts :func:`report_tables` in the README.
+The reference NIC's simulator build is the test suite's (``build/cocotb/``, the same Verilog
+and stamp, see ``tb/nic_run.py``), so after ``make test`` it is not built again; every other
+build lives in ``build/bench/``; each is made again only when its Verilog changes. Each phase
+prints a progress line with the elapsed time and is counted in the report's ``phases``;
+``host`` records the machine (CPU, cores, load). Rates are also given in Gb/s at the 156.25
+MHz target clock. ``bench.png`` (matplotlib) plots line rate and latency against frame size.
+``python -m tb.readme_tables bench-table`` puts :func:`report_tables` in the README and the
+plot in ``docs/bench.png``.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
+import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -27,12 +36,44 @@ from pathlib import Path
 
 from hdl.build import to_verilog
 from tb.bench import Plan
+from tb import nic_run
 from tb.nic_run import SIMULATORS, NicConfig, build_verilog, run_module
 from tb.scenarios import NIC_POLICY
 from tb.tools import BUILD, simulator_env
 
-__all__ = ["FULL", "QUICK", "build", "run_benchmarks", "sim_speed", "model_throughput",
-           "shortfalls", "report_tables", "report_markdown", "main"]
+__all__ = ["FULL", "QUICK", "CLOCK_HZ", "gbps", "build", "run_benchmarks", "sim_speed",
+           "model_throughput", "host_facts", "shortfalls", "report_tables", "report_markdown",
+           "plot", "main"]
+
+# The clock the design targets (10GBASE-R's 156.25 MHz): rates in Gb/s are bytes per clock
+# at this clock.
+CLOCK_HZ = 156.25e6
+
+
+def gbps(bytes_per_clock: float) -> float:
+    """`bytes_per_clock` in Gb/s at :data:`CLOCK_HZ`."""
+    return bytes_per_clock * 8 * CLOCK_HZ / 1e9
+
+
+class Progress:
+    """Progress lines with the elapsed time, and the seconds each phase took (``phases``)."""
+
+    def __init__(self, what: str = "bench"):
+        self.what, self.started, self.phases = what, time.monotonic(), {}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        print(f"[{self.what} {self.elapsed():7.1f} s] {name} ...", flush=True)
+        begun = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - begun
+            self.phases[name] = round(self.phases.get(name, 0) + took, 1)
+            print(f"[{self.what} {self.elapsed():7.1f} s] {name}: {took:.1f} s", flush=True)
 
 BENCH = BUILD / "bench"
 SIZES = (64, 128, 256, 512, 1024, 1518)
@@ -70,42 +111,64 @@ def build(sim: str, component, name: str) -> Path:
     return build_verilog(sim, to_verilog(component, "nic"), folder, folder / "nic.v")
 
 
+def _suite_config(plan: Plan) -> NicConfig | None:
+    """The test suite's NicConfig when `plan`'s NIC is the one the suite builds, else None."""
+    config = NicConfig(data_width=plan.width, connections=plan.connections, processes=plan.processes)
+    return config if plan.policy() == NIC_POLICY else None
+
+
+def build_plan(sim: str, plan: Plan) -> Path:
+    """The simulator build for `plan`'s NIC: the test suite's own when it is the same NIC
+    (same Verilog, same stamp: not built again after ``make test``), else one of its own."""
+    config = _suite_config(plan)
+    if config is not None:
+        return nic_run.build(sim, config)
+    return build(sim, _nic(plan), _plan_name(plan))
+
+
 def _run(sim: str, folder: Path, module: str, env: dict, what: str):
     """Run the cocotb `module` on the build in `folder`; raise with its failures."""
     run_module(sim, folder, module, what, env, f"{what} failed on {sim}")
 
 
-def run_benchmarks(sim: str, plan: Plan) -> dict:
+def run_benchmarks(sim: str, plan: Plan, progress: Progress | None = None) -> dict:
     """``tb/bench.py`` with `plan` on `sim`: the figures, with the build and run times."""
+    progress = progress or Progress()
     started = time.monotonic()
     name = _plan_name(plan)
-    folder = build(sim, _nic(plan), name)
+    with progress.phase(f"Verilog and {sim} build of {name}"):
+        folder = build_plan(sim, plan)
     built = time.monotonic()
     out = BENCH / name / f"{sim}.json"
     out.unlink(missing_ok=True)
-    _run(sim, folder, "tb.bench", {"BENCH_PLAN": json.dumps(asdict(plan)), "BENCH_OUT": str(out)},
-         "bench")
+    with progress.phase(f"benchmarks on {name} ({sim})"):
+        _run(sim, folder, "tb.bench", {"BENCH_PLAN": json.dumps(asdict(plan)), "BENCH_OUT": str(out)},
+             "bench")
     figures = json.loads(out.read_text())
     figures["build_s"] = round(built - started, 1)
     figures["run_s"] = round(time.monotonic() - built, 1)
     return figures
 
 
-def sim_speed(sims=SIMULATORS, scenario: str = SPEED_SCENARIO) -> list[dict]:
+def sim_speed(sims=SIMULATORS, scenario: str = SPEED_SCENARIO,
+              progress: Progress | None = None) -> list[dict]:
     """`scenario` on the reference NIC (compared with the model, as in the test suite), on
-    each simulator."""
+    each simulator, in the test suite's own build of it."""
+    progress = progress or Progress()
     config = NicConfig(data_width=64, connections=64, processes=16)
     if (config.connections, config.processes, NIC_POLICY) != (
             REFERENCE.connections, REFERENCE.processes, REFERENCE.policy()):
         raise AssertionError("the scenarios' NIC is no longer the reference plan's")
     rows = []
     for sim in sims:
-        folder = build(sim, _nic(REFERENCE), _plan_name(REFERENCE))
+        with progress.phase(f"Verilog and {sim} build of {config.name} (the test suite's)"):
+            folder = nic_run.build(sim, config)
         out = BENCH / "speed" / sim
-        _run(sim, folder, "tb.nic_cocotb",
-             {"NIC_SCENARIO": scenario, "NIC_WIDTH": str(config.data_width),
-              "NIC_CONNECTIONS": str(config.connections), "NIC_PROCESSES": str(config.processes),
-              "NIC_OUT": str(out)}, scenario)
+        with progress.phase(f"scenario {scenario} on {sim}"):
+            _run(sim, folder, "tb.nic_cocotb",
+                 {"NIC_SCENARIO": scenario, "NIC_WIDTH": str(config.data_width),
+                  "NIC_CONNECTIONS": str(config.connections), "NIC_PROCESSES": str(config.processes),
+                  "NIC_OUT": str(out)}, scenario)
         summary = json.loads((out / f"{scenario}.json").read_text())
         rows.append({"simulator": sim, "scenario": scenario, "nic": _plan_name(REFERENCE),
                      "cycles": summary["cycles"], "wall_s": summary["wall_s"],
@@ -164,6 +227,20 @@ def model_throughput(nbytes: int = MODEL_BYTES) -> dict:
         raise AssertionError("the model transfer did not complete byte-exact")
     return {"bytes": nbytes, "wall_s": round(wall, 3), "bytes_per_s": round(nbytes / wall),
             "ticks": wire.now - ticks0, "frames": len(wire.log)}
+
+
+def host_facts() -> dict:
+    """The machine the figures were measured on: CPU model, cores, load average."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "system": platform.platform(), "load_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _tool_versions(sims) -> dict:
@@ -245,31 +322,36 @@ def report_tables(report) -> str:
            f"{lanes} bytes per clock on each port. Frame sizes include the FCS; the ports carry "
            f"frames without it (64 -> 60 bytes) and bytes per clock count port bytes. *NIC* is "
            f"connections x ring bytes (receive and send, each); 64 x 2 KiB is the reference "
-           f"configuration.", ""]
-    out += ["**Receive**: in-order data, frames back to back on `rx` (no idle beats), on one "
-            "connection or round robin over 64; from the first beat accepted to the last payload "
+           f"configuration. *Gb/s* is frame bytes per clock at the {CLOCK_HZ / 1e6:g} MHz target "
+           f"clock (the limit: {gbps(lanes):g} Gb/s).", ""]
+    conns = sorted({r["connections"] for r in report["receive"]})
+    spread = " or ".join("one connection" if c == 1 else f"round robin over {c}" for c in conns)
+    out += [f"**Receive**: in-order data, frames back to back on `rx` (no idle beats), on "
+            f"{spread or 'one connection'}; from the first beat accepted to the last payload "
             "beat written into a receive ring. Each burst fits the receive windows: the rings are "
             "read empty between bursts (not measured). *in order*: frames readable when their "
             "burst is over; a dropped frame is sent again after its burst (not measured).", "",
             "| frame | NIC | conns | stored / offered | `rx.ready` low | in order | "
-            "payload B/clk | frame B/clk | of line rate | engine clk/segment |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "payload B/clk | frame B/clk | Gb/s | of line rate | engine clk/segment |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["receive"]:
         out.append(f"| {r['frame_bytes']} | {_nic_label(r)} | {r['connections']} | "
                    f"{r['frames_stored']} / {r['frames_offered']} | {r['backpressure_cycles']} clk | "
                    f"{r['frames_in_order']} | {r['payload_bytes_per_clock']:.2f} | "
-                   f"{r['frame_bytes_per_clock']:.2f} | {r['line_rate_ratio']:.0%} | "
+                   f"{r['frame_bytes_per_clock']:.2f} | {gbps(r['frame_bytes_per_clock']):.2f} | "
+                   f"{r['line_rate_ratio']:.0%} | "
                    f"{r['engine_cycles_per_segment']:.1f} |")
     out += ["", "**Transmit**: host WRITEs of up to half the send ring on a connection whose MSS "
             "(the peer's SYN option) gives the frame size; the peer's window is 65535 and it ACKs "
             "each write once the write is on the wire. From the first WRITE accepted to the last "
             "beat out; *while sending*: from each write's first segment out to its last.", "",
-            "| frame | NIC | MSS | segments | payload B/clk | frame B/clk | of line rate | "
+            "| frame | NIC | MSS | segments | payload B/clk | frame B/clk | Gb/s | of line rate | "
             "while sending | engine clk/segment |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["transmit"]:
         out.append(f"| {r['frame_bytes']} | {_nic_label(r)} | {r['mss']} | {r['segments']} | "
                    f"{r['payload_bytes_per_clock']:.2f} | {r['frame_bytes_per_clock']:.2f} | "
+                   f"{gbps(r['frame_bytes_per_clock']):.2f} | "
                    f"{r['line_rate_ratio']:.0%} | {r['burst_line_rate_ratio']:.0%} | "
                    f"{r['engine_cycles_per_segment']:.1f} |")
     out += ["", "**Latency** in clocks, idle NIC: from a data segment's last beat accepted to the "
@@ -301,9 +383,68 @@ def report_tables(report) -> str:
 
 
 def report_markdown(report) -> str:
-    return (f"# NIC benchmarks\n\n{report_tables(report)}\n"
-            f"`make bench` took {report['wall_s']:.0f} s (NIC build {report['build_s']:g} s, "
-            f"benchmarks {report['run_s']:g} s).\n")
+    phases = report.get("phases", {})
+    counted = sum(phases.values())
+    lines = [f"# NIC benchmarks\n\n{report_tables(report)}",
+             f"![line rate and latency against frame size](bench.png)\n",
+             f"`{report['command']}` took {report['wall_s']:.1f} s:\n"]
+    lines += [f"- {name}: {secs:g} s" for name, secs in phases.items()]
+    lines.append(f"- the rest (start-up, writing the reports): {max(0.0, report['wall_s'] - counted):.1f} s")
+    host = report.get("host")
+    if host:
+        lines.append(f"\nOn {host['cpu']} ({host['cpus']} CPUs), load average "
+                     f"{' / '.join(map(str, host['load_1_5_15']))} at the start and "
+                     f"{' / '.join(map(str, host.get('load_after', [])))} at the end "
+                     f"(1 / 5 / 15 min); Python {host['python']}, {host['system']}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report, path: Path) -> Path:
+    """Line rate against frame size (receive, transmit) and latency against frame size, as a
+    PNG at `path` (matplotlib)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (rate_ax, lat_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    series = {}
+    for r in report["receive"]:
+        series.setdefault(f"receive, {_nic_label(r)}, {r['connections']} conn.", []).append(
+            (r["frame_bytes"], r["line_rate_ratio"]))
+    for r in report["transmit"]:
+        series.setdefault(f"transmit, {_nic_label(r)}", []).append(
+            (r["frame_bytes"], r["line_rate_ratio"]))
+        series.setdefault(f"transmit while sending, {_nic_label(r)}", []).append(
+            (r["frame_bytes"], r["burst_line_rate_ratio"]))
+    for label, points in series.items():
+        xs, ys = zip(*sorted(points))
+        rate_ax.plot(xs, [100 * y for y in ys], marker="o",
+                     linestyle="--" if "while" in label else "-", label=label)
+    rate_ax.axhline(100, color="grey", linewidth=0.8)
+    rate_ax.set(xscale="log", xlabel="frame bytes (with FCS)", ylabel="% of line rate",
+                title=f"line rate ({report['data_width']}-bit path, "
+                      f"100% = {gbps(report['data_width'] // 8):g} Gb/s at {CLOCK_HZ / 1e6:g} MHz)",
+                ylim=(0, 105))
+    for key, label in (("rx_to_readable", "segment in -> readable"), ("rx_to_ring", "segment in -> ring"),
+                       ("rx_to_ack_out", "segment in -> ACK out"), ("write_to_wire", "WRITE -> wire")):
+        points = sorted((r["frame_bytes"], r[key]) for r in report["latency"])
+        if points:
+            xs, ys = zip(*points)
+            lat_ax.plot(xs, ys, marker="o", label=label)
+    lat_ax.set(xscale="log", xlabel="frame bytes (with FCS)", ylabel="clocks",
+               title=f"latency (idle NIC; 1 clock = {1e9 / CLOCK_HZ:g} ns)")
+    for ax in (rate_ax, lat_ax):
+        ax.set_xticks(sorted({r["frame_bytes"] for r in report["receive"] + report["transmit"]
+                              + report["latency"]}) or [64])
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"tcpnic on {report['simulator']}, {report['date'][:10]}, `{report['command']}`",
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv=None):
@@ -317,7 +458,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=BENCH)
     parser.add_argument("--command", default=None, help="the command recorded in the report")
     args = parser.parse_args(argv)
-    started = time.monotonic()
+    progress = Progress()
+    started = progress.started
     plans = [Plan(**{**asdict(plan), "width": args.width}) for plan in (QUICK if args.quick else FULL)]
     command = args.command or shlex.join(["python", "-m", "tb.bench_run", *(argv or sys.argv[1:])])
     report = {
@@ -325,11 +467,10 @@ def main(argv=None):
         "command": command, "simulator": args.sim, "data_width": args.width,
         "plans": [asdict(plan) for plan in plans],
         "receive": [], "transmit": [], "latency": [], "bench_sim": [],
-        "build_s": 0.0, "run_s": 0.0,
+        "build_s": 0.0, "run_s": 0.0, "host": host_facts(),
     }
     for plan in plans:
-        print(f"benchmarks on {args.sim}: {_plan_name(plan)}", flush=True)
-        figures = run_benchmarks(args.sim, plan)
+        figures = run_benchmarks(args.sim, plan, progress)
         for part in ("receive", "transmit", "latency"):
             report[part] += figures[part]
         sim = figures["sim"]
@@ -338,16 +479,26 @@ def main(argv=None):
         report["build_s"] += figures["build_s"]
         report["run_s"] += figures["run_s"]
     sims = (args.sim,) if args.quick else SIMULATORS
-    report["sim_speed"] = [] if args.no_speed else sim_speed(sims)
-    report["tools"] = _tool_versions({args.sim, *sims})
-    report["model"] = model_throughput(64 * 1024 if args.quick else MODEL_BYTES)
+    report["sim_speed"] = [] if args.no_speed else sim_speed(sims, progress=progress)
+    with progress.phase("simulator versions"):
+        report["tools"] = _tool_versions({args.sim, *sims})
+    with progress.phase("golden model throughput"):
+        report["model"] = model_throughput(64 * 1024 if args.quick else MODEL_BYTES)
+    for row in report["receive"] + report["transmit"]:
+        row["frame_gbps"] = round(gbps(row["frame_bytes_per_clock"]), 3)
+        row["payload_gbps"] = round(gbps(row["payload_bytes_per_clock"]), 3)
+    report["clock_hz"] = CLOCK_HZ
     report["shortfalls"] = shortfalls(report)
-    report["wall_s"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
+    with progress.phase("plot"):
+        plot(report, args.out / "bench.png")
+    report["phases"] = progress.phases
+    report["host"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    report["wall_s"] = round(time.monotonic() - started, 1)
     (args.out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.out / "bench.md").write_text(report_markdown(report))
     print(report_markdown(report))
-    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
+    print(f"wrote {args.out / 'bench.json'}, {args.out / 'bench.md'} and {args.out / 'bench.png'}")
     return 0
 
 

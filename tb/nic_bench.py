@@ -253,7 +253,7 @@ class NicBench:
         answers."""
         if not self.host_queued:
             self.host_mark = (len(self.host_rsp.items), len(self.host_rdata.items))
-        self.host_cmd.queue.append(_pack(self.host_layout, fields))
+        self.host_cmd.queue.append(pack(self.host_layout, fields))
         if wdata:
             self.host_wdata.queue.extend(self.beats(wdata))
         self.host_queued.append(fields)

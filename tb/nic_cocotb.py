@@ -34,7 +34,7 @@ def _run(port, name, connections, out: Path):
     except Exception as err:                # the trace up to here is still compared
         stopped = err
     (out / f"{name}.trace").write_text("\n".join(map(str, rtl.trace)) + "\n")
-    write_pcap(str(out / f"{name}.rtl.pcap"), [e.frame for e in rtl.wire.log])
+    write_pcap(str(out / f"{name}.rtl.pcapng"), rtl.wire.log)
     wall, cycles = time.monotonic() - started, port.cycles - cycles0
     model = model_runner(name, port.processes)
     fn(model)
@@ -44,8 +44,8 @@ def _run(port, name, connections, out: Path):
                "segments": sum(1 for e in rtl.trace if e[0] == "tx" and e[2] == "dut")}
     (out / f"{name}.json").write_text(json.dumps(summary) + "\n")
     if report is not None:
-        write_pcap(str(out / f"{name}.model.pcap"), [e.frame for e in model.wire.log])
-        raise AssertionError(f"scenario {name}: RTL differs from the model (pcaps and trace in "
+        write_pcap(str(out / f"{name}.model.pcapng"), model.wire.log)
+        raise AssertionError(f"scenario {name}: RTL differs from the model (pcapngs and trace in "
                              f"{out})"
                              f"{f'; the RTL run stopped with {stopped!r}' if stopped else ''}\n{report}")
     if stopped is not None:

@@ -101,8 +101,9 @@ def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -
     return build_verilog(sim, _verilog(config, variant), folder, verilog, waves)
 
 
-def build_verilog(sim: str, text: str, folder: Path, verilog: Path, waves: bool = False) -> Path:
-    """Build the Verilog `text` (top ``nic``) for `sim` in `folder`, writing it to `verilog`;
+def build_verilog(sim: str, text: str, folder: Path, verilog: Path, waves: bool = False,
+                  toplevel: str = "nic") -> Path:
+    """Build the Verilog `text` (top module `toplevel`) for `sim` in `folder`, writing it to `verilog`;
     returns `folder`. Made again only when the Verilog changes; test processes that build
     the same folder at once wait for each other."""
     install_simulator_env()
@@ -125,21 +126,21 @@ def build_verilog(sim: str, text: str, folder: Path, verilog: Path, waves: bool 
             if waves:
                 build_args += ["--trace-fst", "--trace-structs"]
         runner = get_runner(sim)
-        runner.build(sources=[verilog], hdl_toplevel="nic", build_dir=folder,
+        runner.build(sources=[verilog], hdl_toplevel=toplevel, build_dir=folder,
                      timescale=("1ns", "1ps"), build_args=build_args, always=True, waves=waves)
         stamp.write_text(digest)
     return folder
 
 
 def run_module(sim: str, folder: Path, test_module: str, name: str, env: dict, what: str,
-               waves: bool = False) -> None:
+               waves: bool = False, toplevel: str = "nic") -> None:
     """Run cocotb module `test_module` in a fresh simulator process of the build in `folder`;
     raises "`what` (log: ...)" with the failures' messages when a test failed. `name` names
     the results file."""
     results = folder / f"results_{name}.xml"
     results.unlink(missing_ok=True)
     try:
-        get_runner(sim).test(hdl_toplevel="nic", hdl_toplevel_lang="verilog",
+        get_runner(sim).test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                              test_module=test_module, build_dir=folder, test_dir=folder,
                              waves=waves, timescale=("1ns", "1ps"),
                              extra_env={"PYTHONPATH": str(REPO), **env}, results_xml=str(results))

@@ -5,6 +5,9 @@
 report; the markers and everything outside them are kept as they are. A section whose report
 is missing is left alone (an error if it was asked for by name).
 
+Regenerating the bench table also copies ``build/bench/bench.png`` (the plot ``make bench``
+writes beside bench.json) to ``docs/bench.png``, which the README shows.
+
 To add a section: write a function from the report (parsed JSON) to markdown, add it to
 :data:`SECTIONS` with the report's path, and put its two markers in the README.
 """
@@ -12,6 +15,7 @@ To add a section: write a function from the report (parsed JSON) to markdown, ad
 import argparse
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -90,6 +94,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     text = args.readme.read_text()
     new = regenerate(text, names=args.names)
+    plot = REPO / "build" / "bench" / "bench.png"
+    if "bench-table" in (args.names or SECTIONS) and plot.exists():
+        (REPO / "docs").mkdir(exist_ok=True)
+        shutil.copy(plot, REPO / "docs" / "bench.png")
+        print(f"copied {plot} to docs/bench.png")
     if new != text:
         args.readme.write_text(new)
         print(f"updated {args.readme}")

@@ -68,7 +68,7 @@ def main(argv=None):
         target = out / f"{args.scenario}{waves[-1].suffix}"
         shutil.copy(waves[-1], target)
         print(f"\nwaveform: {target}")
-    print(f"pcap of the wire: {out / (args.scenario + '.rtl.pcap')}")
+    print(f"pcapng of the wire (simulation time, each frame's fate): {out / (args.scenario + '.rtl.pcapng')}")
     if failure is not None:
         print(f"\nFAILED: {failure}")
         return 1

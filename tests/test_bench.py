@@ -81,10 +81,23 @@ def test_quick_benchmarks(tmp_path):
     assert report["sim_speed"] == []
     assert report["model"]["bytes_per_s"] > 0 and report["model"]["bytes"] == 64 * 1024
 
+    # rates in Gb/s at 156.25 MHz, every phase counted, the host, the plot
+    for row in report["receive"] + report["transmit"]:
+        assert row["frame_gbps"] == pytest.approx(row["frame_bytes_per_clock"] * 1.25, abs=1e-3)
+    assert report["clock_hz"] == 156.25e6
+    phases = report["phases"]
+    assert any(name.startswith("Verilog and icarus build of nic_w64_c4_p4_r4096") for name in phases)
+    assert any(name.startswith("benchmarks on nic_w64_c4_p4_r4096") for name in phases)
+    assert {"golden model throughput", "plot"} <= set(phases)
+    assert -0.5 <= report["wall_s"] - sum(phases.values()) < 0.2 * report["wall_s"] + 5   # rounding
+    assert report["host"]["cpus"] >= 1 and report["host"]["cpu"] and len(report["host"]["load_after"]) == 3
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     # bench.md and the README section come from the same report
     assert (tmp_path / "bench.md").read_text() == report_markdown(report)
     tables = report_tables(report)
     assert "| 256 | 4 x 4 KiB | 4 | 8 / 8 |" in tables
+    assert "on one connection or round robin over 4;" in tables and "over 64" not in tables
     assert "`pytest tests/test_bench.py`" in tables
     readme = "intro\n<!-- bench-table:begin -->\nold\n<!-- bench-table:end -->\nrest\n"
     (tmp_path / "build" / "bench").mkdir(parents=True)

@@ -1,6 +1,6 @@
 """Helpers for the model tests: two model hosts on a wire, and ways to drive them.
 
-When a test fails, every wire it built is written as a pcap to build/model/<test>-<n>.pcap
+When a test fails, every wire it built is written as a pcapng to build/model/<test>-<n>.pcapng
 (open it in Wireshark) and the path is added to the report.
 """
 
@@ -106,8 +106,8 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.when == "call" and report.failed and _WIRES:
         for i, wire in enumerate(_WIRES):
-            path = os.path.normpath(os.path.join(PCAP_DIR, f"{item.name}-{i}.pcap"))
-            write_pcap(path, [event.frame for event in wire.log])
+            path = os.path.normpath(os.path.join(PCAP_DIR, f"{item.name}-{i}.pcapng"))
+            write_pcap(path, wire.log, {"a": "a", "b": "b"})
             report.sections.append(("pcap", f"wire {i} (seed {wire.seed}): {path}"))
     return report
 

@@ -53,7 +53,7 @@ def test_one_mib_each_way_over_a_lossy_wire():
         assert bytes(got["b"]) == data["a"]
         assert bytes(got["a"]) == data["b"]
     except AssertionError:
-        write_pcap("build/model/lossy_transfer.pcap", [e.frame for e in pair.wire.log])
+        write_pcap("build/model/lossy_transfer.pcapng", pair.wire.log, {"a": "a", "b": "b"})
         raise
     ticks = pair.wire.now - start
     fates = {}
