@@ -34,6 +34,16 @@ def model_view(seg: TcpSegment):
     return (seg.seq, seg.ack, int(seg.flags), seg.window, seg.payload, seg.mss is not None)
 
 
+class Checked(list):
+    """The names of the comparisons that passed, in order."""
+
+    def same(self, hw, model_segments, what):
+        """The engine's segments `hw` must equal the model's `model_segments`."""
+        want = [model_view(s) for s in model_segments]
+        assert hw == want, f"{what}:\n hardware {hw}\n model    {want}"
+        self.append(what)
+
+
 class EngineBench:
     """Drives one TcpEngine: every call runs until the engine is idle again."""
 
@@ -163,12 +173,8 @@ def test_engine_follows_the_model(data_width):
     dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
     now = 0
-    checked = []
-
-    def same(hw, model_segments, what):
-        want = [model_view(s) for s in model_segments]
-        assert hw == want, f"{what}:\n hardware {hw}\n model    {want}"
-        checked.append(what)
+    checked = Checked()
+    same = checked.same
 
     async def bench(ctx):
         nonlocal now
@@ -317,12 +323,8 @@ def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
     dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY, passive=True)
     now = 0
-    checked = []
-
-    def same(hw, model_segments, what):
-        want = [model_view(s) for s in model_segments]
-        assert hw == want, f"{what}:\n hardware {hw}\n model    {want}"
-        checked.append(what)
+    checked = Checked()
+    same = checked.same
 
     def seg(seq, ack, flags, payload=b""):
         return TcpSegment(80, LOCAL[1], seq, ack, flags, 3000, payload)
