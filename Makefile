@@ -9,7 +9,7 @@ WIDTH   ?= 64
 SCENARIO ?= seed
 PYTEST_ARGS ?=
 
-.PHONY: help test sim verilog lint synth bench clean deps sysdeps
+.PHONY: help test campaign sim verilog lint synth bench clean deps sysdeps
 .DEFAULT_GOAL := help
 
 help:
@@ -20,6 +20,9 @@ help:
 	@echo '  make help       this list (also what a bare `make` prints)'
 	@echo '  make test       the whole test suite, pytest -n 2 (what CI runs, with the checks of .ci/run)'
 	@echo '                  PYTEST_ARGS=...  extra pytest arguments, e.g. --campaign or -k NAME'
+	@echo '  make campaign   seeded random scenarios random:SEED, model vs RTL on Verilator at 64 bits,'
+	@echo '                  a test per seed over both cores; a failing seed prints its replay command'
+	@echo '                  N=500 (seeds)  SEED=0 (the first)'
 	@echo '  make sim        one scenario on the RTL and on the model, traces compared and printed;'
 	@echo '                  writes the waveform (FST) and a pcapng of the wire into build/sim/'
 	@echo '                  SIM=icarus|verilator (default icarus)  WIDTH=64|8 (default 64)'
@@ -79,6 +82,14 @@ SYNTH_JOBS ?= 2
 SYNTH_TIMEOUT ?= 3600
 synth: $(STAMP)
 	$(PY) -m hdl.synth nic --jobs $(SYNTH_JOBS) --timeout $(SYNTH_TIMEOUT) $(if $(QUICK),--quick)
+
+# Seeded random differential scenarios (tests/test_campaign.py), one pytest item per seed so
+# that -n 2 shards them; the simulator is built once and shared.
+N ?= 500
+SEED ?= 0
+campaign: deps
+	NIC_CAMPAIGN_SEEDS=$(N) NIC_CAMPAIGN_FIRST=$(SEED) $(PY) -m pytest -n 2 --campaign -q \
+	  -p no:cacheprovider tests/test_campaign.py
 
 sim: deps
 	$(PY) -m tb.sim --sim $(SIM) --width $(WIDTH) --scenario $(SCENARIO)
