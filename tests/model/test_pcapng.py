@@ -18,7 +18,7 @@ def lossy_runner(corrupt):
     """The ``lossy_wire`` scenario run on the model, as `make sim` runs it (corrupt=None),
     or with `corrupt` of the frames corrupted instead of 1% (its 88 frames have none)."""
     if corrupt is None:
-        runner = model_runner("lossy_wire")
+        runner = model_runner("lossy_wire", 16)
     else:
         runner = Runner(ModelBackend(Host(DUT_MAC, DUT_IP, NIC_POLICY, name="dut")), peer_host(),
                         seed=1, drop=0.1, duplicate=0.1, reorder=0.1, corrupt=corrupt)
