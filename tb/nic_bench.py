@@ -210,8 +210,7 @@ class NicBench:
         raise TimeoutError(f"NIC not idle after {limit} cycles")
 
     async def send_frame(self, frame: bytes):
-        self.rx.queue.extend(self.beats(frame))
-        await self.settle()
+        await self.send_frames([frame])
 
     async def send_frames(self, frames: list[bytes]):
         """`frames` back to back on the receive port (every beat queued at once), one settle."""
