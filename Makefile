@@ -66,11 +66,11 @@ test: deps
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 verilog: $(STAMP)
-	$(PY) -m hdl.build --out build/verilog
+	$(PY) -m flow.build --out build/verilog
 
 # `make lint` after `make verilog` (or after the suite) lints the files already written.
 lint: deps verilog
-	$(PY) -m hdl.build --out build/verilog --lint
+	$(PY) -m flow.build --out build/verilog --lint
 
 # The NIC's reference configuration, small iCE40 builds (UP5K, HX8K) and ECP5 sweep (QUICK=1: all
 # but the sweep),
@@ -81,7 +81,7 @@ lint: deps verilog
 SYNTH_JOBS ?= 2
 SYNTH_TIMEOUT ?= 3600
 synth: $(STAMP)
-	$(PY) -m hdl.synth nic --jobs $(SYNTH_JOBS) --timeout $(SYNTH_TIMEOUT) $(if $(QUICK),--quick)
+	$(PY) -m flow.synth nic --jobs $(SYNTH_JOBS) --timeout $(SYNTH_TIMEOUT) $(if $(QUICK),--quick)
 
 # Seeded random differential scenarios (tests/test_campaign.py), one pytest item per seed so
 # that -n 2 shards them; the simulator is built once and shared.

@@ -4,11 +4,11 @@ from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .access_table import AccessOp
-from .ports import ControlCommand, ControlResponse, CtlOp
-from .socket_table import CommandLayout, Op, ResponseLayout, Status
-from .tcb import Errno
-from .tcp_engine import EngineCommand, EngineResponse
+from hdl.tables.access_table import AccessOp
+from hdl.ports import ControlCommand, ControlResponse, CtlOp
+from hdl.tables.socket_table import CommandLayout, Op, ResponseLayout, Status
+from hdl.engine.tcb import Errno
+from hdl.engine.tcp_engine import EngineCommand, EngineResponse
 
 __all__ = ["ControlPort"]
 

@@ -1,6 +1,6 @@
 """The NIC: receive path, socket table, TCP/UDP engine, transmit path, host and control ports.
 
-``python -m hdl.build nic`` writes ``build/verilog/nic.v`` (top module ``nic``).
+``python -m flow.build nic`` writes ``build/verilog/nic.v`` (top module ``nic``).
 """
 
 from amaranth import *
@@ -12,17 +12,17 @@ from model.classify import max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
 from model.policy import Policy
 
-from .classifier import Classifier, Verdict
-from .control_port import ControlPort
-from .frame_fifo import FrameFifo
-from .frame_slicer import FrameSlicer
-from .layouts import FrameBeat, check_data_width
-from .ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostResponse
-from .rx_dispatch import RxDispatch
-from .socket_table import SocketTable
-from .tcp_engine import TcpEngine
-from .tx_arbiter import TxArbiter
-from .tx_framer import TxFramer
+from hdl.rx.classifier import Classifier, Verdict
+from hdl.control_port import ControlPort
+from hdl.rx.frame_fifo import FrameFifo
+from hdl.rx.frame_slicer import FrameSlicer
+from hdl.layouts import FrameBeat, check_data_width
+from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostResponse
+from hdl.rx.dispatch import RxDispatch
+from hdl.tables.socket_table import SocketTable
+from hdl.engine.tcp_engine import TcpEngine
+from hdl.tx.arbiter import TxArbiter
+from hdl.tx.framer import TxFramer
 
 __all__ = ["COUNTERS", "DROP_COUNTERS", "NIC"]
 
@@ -60,16 +60,16 @@ class NIC(wiring.Component):
     """A TCP/UDP offload NIC that keeps UNIX socket semantics on its data path.
 
     Receive: frames go into a frame FIFO and, at the same time, through the
-    :class:`~hdl.classifier.Classifier`; the :class:`~hdl.rx_dispatch.RxDispatch` pairs
+    :class:`~hdl.rx.classifier.Classifier`; the :class:`~hdl.rx.dispatch.RxDispatch` pairs
     each stored frame with its verdict, finds its socket in the
-    :class:`~hdl.socket_table.SocketTable` and hands it to the
-    :class:`~hdl.tcp_engine.TcpEngine`, whose payload goes through the
-    :class:`~hdl.frame_slicer.FrameSlicer` into the connection's receive ring. Everything
+    :class:`~hdl.tables.socket_table.SocketTable` and hands it to the
+    :class:`~hdl.engine.tcp_engine.TcpEngine`, whose payload goes through the
+    :class:`~hdl.rx.frame_slicer.FrameSlicer` into the connection's receive ring. Everything
     the fast path does not take goes whole to the slow-path queue (counted when it is full).
 
     Transmit: the engine's segments (data, ACKs, retransmissions, probes, RSTs) and UDP
-    datagrams are built by the :class:`~hdl.tx_framer.TxFramer`; the
-    :class:`~hdl.tx_arbiter.TxArbiter` merges them with raw frames from host software.
+    datagrams are built by the :class:`~hdl.tx.framer.TxFramer`; the
+    :class:`~hdl.tx.arbiter.TxArbiter` merges them with raw frames from host software.
 
     Parameters
     ----------

@@ -11,9 +11,9 @@ from amaranth import *
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from .frame_fifo import FrameFifo
-from .layouts import check_data_width
-from .nic import NIC
+from hdl.rx.frame_fifo import FrameFifo
+from hdl.layouts import check_data_width
+from hdl.nic import NIC
 
 __all__ = ["NicAxis", "AXIS_PORTS"]
 

@@ -11,15 +11,15 @@ Three parties talk to the NIC, each on its own port:
   :class:`ControlResponse` out; it installs connections and UDP bindings (hash table and
   connection record), grants and revokes access, reads counters, and handles the slow path
   (frames the classifier sends up, raw frames it sends down, the handshake's SYNs).
-- the **receive path** (``hdl/rx_dispatch.py``): one :class:`RxEvent` per frame that the
+- the **receive path** (``hdl/rx/dispatch.py``): one :class:`RxEvent` per frame that the
   socket table matched, answered with one :class:`RxAction` saying what to do with its bytes.
 """
 
 from amaranth.lib import data, enum
 
-from .socket_table import KeyLayout
-from .tcb import Errno, TcpState, ConnKind
-from .tx_framer import TcpFlags
+from hdl.tables.socket_table import KeyLayout
+from hdl.engine.tcb import Errno, TcpState, ConnKind
+from hdl.tx.framer import TcpFlags
 
 __all__ = ["HostOp", "HostCommand", "HostResponse", "CtlOp", "ControlCommand",
            "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxAction", "RxRoute",

@@ -1,6 +1,6 @@
 """A connection's receive buffer: a ring of bytes with out-of-order ranges.
 
-This is the reference for ``hdl/stream_buffer.py`` and the buffer the TCP model uses, so the
+This is the reference for ``hdl/buffers/stream_buffer.py`` and the buffer the TCP model uses, so the
 policy for what is kept is written here once:
 
 - Offsets are absolute stream offsets (unbounded ints); TCP maps sequence numbers onto them.

@@ -1,4 +1,4 @@
-"""Reference receive classifier: one verdict per Ethernet frame (the golden model of hdl/classifier.py).
+"""Reference receive classifier: one verdict per Ethernet frame (the golden model of hdl/rx/classifier.py).
 
 A frame is the bytes the MAC delivers (destination MAC first, no FCS). :func:`classify` gives it
 exactly one :class:`Verdict`, a :class:`DropCause` when the verdict is DROP, and, when the
@@ -55,7 +55,7 @@ Decisions worth stating:
 - An IP packet of exactly 20 bytes of TCP header is FAST with an empty payload (a pure ACK).
 - UDP is FAST whatever its ports: the socket lookup that follows decides whether it is bound.
 
-Counters (hdl/classifier.py): one per verdict and one per drop cause, saturating at their
+Counters (hdl/rx/classifier.py): one per verdict and one per drop cause, saturating at their
 maximum rather than wrapping, so a large count never reads as a small one.
 """
 

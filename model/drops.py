@@ -7,7 +7,7 @@ it; the RTL testbench's OS counts what host software drops by it too, so the two
 ``drop_counts()`` (model/scenario.py) can be compared name for name.
 
 The causes up to :data:`CLASSIFIER_CAUSES`'s last are the receive classifier's
-(model/classify.py, hdl/classifier.py), checked in that order; the rest are decided later, by
+(model/classify.py, hdl/rx/classifier.py), checked in that order; the rest are decided later, by
 the NIC's queues and engine or by host software, for frames the classifier let through.
 """
 
@@ -19,7 +19,7 @@ __all__ = ["DropCause", "CLASSIFIER_CAUSES"]
 class DropCause(enum.IntEnum):
     """Why a frame was dropped (NONE: it was not)."""
     NONE = 0
-    # the receive classifier (model/classify.py; one counter each in hdl/classifier.py)
+    # the receive classifier (model/classify.py; one counter each in hdl/rx/classifier.py)
     RUNT = 1             #: shorter than the headers it announces
     OVERSIZE = 2         #: longer than the MTU allows (Policy.mtu + 14, + 4 with an 802.1Q tag)
     WRONG_MAC = 3        #: destination MAC neither ours nor broadcast

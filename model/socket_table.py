@@ -1,4 +1,4 @@
-"""Socket hash table: the bit-exact reference for ``hdl/socket_table.py``.
+"""Socket hash table: the bit-exact reference for ``hdl/tables/socket_table.py``.
 
 The table maps a socket key (protocol, local address/port, remote address/port; for a bound
 UDP socket the remote side is zero) to a connection id chosen by the control port. It is a

@@ -44,9 +44,9 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from hdl.nic import COUNTERS
 from hdl.ports import CtlOp, HostOp, HostResponse
-from hdl.rx_dispatch import _Step as DispatchStep
-from hdl.tcb import Errno
-from hdl.tcp_engine import _Step as EngineStep
+from hdl.rx.dispatch import _Step as DispatchStep
+from hdl.engine.tcb import Errno
+from hdl.engine.tcp_engine import _Step as EngineStep
 from model.constants import MSG_DONTWAIT
 from model.errors import SocketError
 from model.packet import TcpFlags, TcpSegment, build_tcp_frame, parse_frame

@@ -34,12 +34,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from hdl.build import to_verilog
+from flow.build import to_verilog
 from tb.bench import Plan
 from tb import nic_run
 from tb.nic_run import SIMULATORS, NicConfig, build_verilog, run_module
 from tb.scenarios import NIC_POLICY
-from tb.tools import BUILD, simulator_env
+from flow.tools import BUILD, simulator_env
 
 __all__ = ["FULL", "QUICK", "CLOCK_HZ", "gbps", "build", "run_benchmarks", "sim_speed",
            "model_throughput", "host_facts", "shortfalls", "report_tables", "report_markdown",

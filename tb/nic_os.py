@@ -26,8 +26,8 @@ import ipaddress
 
 from hdl.nic import DROP_COUNTERS
 from hdl.ports import CtlOp, EventKind, HostOp
-from hdl.socket_table import Status as TableStatus
-from hdl.tcb import Errno as HwErrno, TcpState
+from hdl.tables.socket_table import Status as TableStatus
+from hdl.engine.tcb import Errno as HwErrno, TcpState
 from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLHUP, POLLIN, POLLOUT,
                              SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM)
 from model.errors import Errno, SocketError, WouldBlock

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cocotb_tools.runner import get_results, get_runner
 
-from hdl.build import to_verilog
-from tb.tools import BUILD, REPO, install_simulator_env
+from flow.build import to_verilog
+from flow.tools import BUILD, REPO, install_simulator_env
 
 __all__ = ["SIMULATORS", "NicConfig", "build", "build_verilog", "run_module", "run_cocotb",
            "run_scenario", "for_icarus"]

@@ -19,8 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from hdl.synth import provenance, report_table
-from tb.tools import REPO
+from flow.synth import provenance, report_table
+from flow.tools import REPO
 
 __all__ = ["SECTIONS", "synth_table", "replace_section", "section_body", "regenerate"]
 

@@ -16,7 +16,7 @@ import sys
 
 from tb.nic_run import NicConfig, build, run_scenario
 from tb.scenarios import SCENARIOS, get_scenario
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 
 def describe(entry: tuple) -> str:

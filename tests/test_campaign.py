@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tb.nic_run import NicConfig, run_scenario
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 pytestmark = [pytest.mark.campaign, pytest.mark.cocotb]
 

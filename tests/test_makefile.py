@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from tb.tools import REPO
+from flow.tools import REPO
 
 
 def test_bare_make_prints_help_naming_every_target():

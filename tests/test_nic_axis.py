@@ -9,11 +9,11 @@ import re
 
 import pytest
 
-from hdl.build import to_verilog
+from flow.build import to_verilog
 from hdl.nic_axis import NicAxis
 from model.policy import Policy
 from tb.nic_run import SIMULATORS, build_verilog, run_module
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 WIDTH = 64
 NAME = f"nic_axis_w{WIDTH}_c4_p4"
@@ -45,9 +45,9 @@ def test_frames_through_axi_stream(sim):
 
 
 def test_readme_port_map_is_current():
-    from hdl.port_map import port_map
-    from tb.tools import REPO
+    from flow.port_map import port_map
+    from flow.tools import REPO
     readme = (REPO / "README.md").read_text()
     begin = readme.index("<!-- port-map:begin -->\n") + len("<!-- port-map:begin -->\n")
     assert readme[begin:readme.index("<!-- port-map:end -->")] == port_map(), \
-        "README.md's port map is stale: run `python -m hdl.port_map --readme`"
+        "README.md's port map is stale: run `python -m flow.port_map --readme`"

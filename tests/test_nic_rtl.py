@@ -15,7 +15,7 @@ import pytest
 
 from tb.nic_run import SIMULATORS, NicConfig, run_scenario
 from tb.scenarios import SCENARIOS
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 WIDTHS = (64, 8)
 CONFIGS = {width: NicConfig(data_width=width, connections=64, processes=16) for width in WIDTHS}
@@ -41,11 +41,11 @@ def test_scenarios_equal_the_model(sim, width):
 def test_a_broken_ack_number_is_caught(monkeypatch):
     """The scoreboard is not a rubber stamp: ACK numbers off by one must fail the comparison."""
     import hdl.nic
-    import hdl.tcp_engine as engine_module
+    import hdl.engine.tcp_engine as engine_module
     source = Path(engine_module.__file__).read_text()
     mutated, count = re.subn(r"hdr\.ack\.eq\(e_ack\)", "hdr.ack.eq(e_ack + 1)", source)
     assert count == 1, "the mutation no longer applies: update this test"
-    namespace = {"__name__": "hdl.tcp_engine_mutant", "__package__": "hdl"}
+    namespace = {"__name__": "hdl.engine.tcp_engine_mutant", "__package__": "hdl.engine"}
     exec(compile(mutated, "tcp_engine_mutant.py", "exec"), namespace)
     monkeypatch.setattr(hdl.nic, "TcpEngine", namespace["TcpEngine"])
     config = NicConfig(data_width=64, connections=8, processes=8)

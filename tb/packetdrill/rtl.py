@@ -23,7 +23,7 @@ def _nic_config():
 
 def run_on_rtl(paths, config: Config, sim: str = "verilator") -> list[Result]:
     from tb.nic_run import run_cocotb
-    from tb.tools import BUILD
+    from flow.tools import BUILD
     out = BUILD / "packetdrill" / "rtl"
     out.mkdir(parents=True, exist_ok=True)
     results = []

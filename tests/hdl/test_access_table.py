@@ -5,9 +5,9 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.access_table import AccessOp, AccessTable
-from hdl.build import lint_component
-from tb.tools import BUILD
+from hdl.tables.access_table import AccessOp, AccessTable
+from flow.build import lint_component
+from flow.tools import BUILD
 
 
 def reference_results(operations):

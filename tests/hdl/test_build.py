@@ -1,4 +1,4 @@
-"""`make verilog` and `make lint`: every entry of hdl.build.BLOCKS converts and is lint-clean.
+"""`make verilog` and `make lint`: every entry of flow.build.BLOCKS converts and is lint-clean.
 
 The files go where `make verilog` writes them (build/verilog/), stamped with the digest of
 their sources, so a `make verilog` or `make lint` after the suite finds them up to date.
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hdl.build import BLOCKS, LINT_WAIVERS, build
-from tb.tools import BUILD, REPO
+from flow.build import BLOCKS, LINT_WAIVERS, build
+from flow.tools import BUILD, REPO
 
 
 @pytest.mark.parametrize("name", list(BLOCKS))

@@ -10,11 +10,11 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from hdl.build import lint_component
+from flow.build import lint_component
 from hdl.checksum import Checksum
 from model.checksum import ones_complement_sum, pseudo_header_sum
 from tb.amaranth_sim import send_frame
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 WIDTHS = (8, 64)
 MAX_FRAME = 1518

@@ -1,4 +1,4 @@
-"""hdl/classifier.py against model/classify.py, on crafted (scapy) and fuzzed frames, at both widths."""
+"""hdl/rx/classifier.py against model/classify.py, on crafted (scapy) and fuzzed frames, at both widths."""
 
 import itertools
 import random
@@ -12,13 +12,13 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
-from hdl.build import lint_component
-from hdl.classifier import Classifier
+from flow.build import lint_component
+from hdl.rx.classifier import Classifier
 from model.checksum import ones_complement_sum, pseudo_header_sum
 from model.classify import Classification, DropCause, ParsedFields, Verdict, classify
 from model.drops import CLASSIFIER_CAUSES
 from tb.amaranth_sim import send_frame
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 WIDTHS = (8, 64)
 OUR_MAC = 0x02_00_00_00_00_01

@@ -3,13 +3,13 @@
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.access_table import AccessOp
-from hdl.build import lint_component
+from hdl.tables.access_table import AccessOp
+from flow.build import lint_component
 from hdl.control_port import ControlPort
 from hdl.ports import CtlOp
-from hdl.socket_table import Op, Status
-from hdl.tcb import Errno, TcpState
-from tb.tools import BUILD
+from hdl.tables.socket_table import Op, Status
+from hdl.engine.tcb import Errno, TcpState
+from flow.tools import BUILD
 
 KEY = {"protocol": 6, "local_ip": 0xC0000201, "local_port": 80, "remote_ip": 0xC0000202,
        "remote_port": 4242}

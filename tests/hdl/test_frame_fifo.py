@@ -1,4 +1,4 @@
-"""hdl/frame_fifo.py: whole frames through, whole frames dropped, at both data path widths."""
+"""hdl/rx/frame_fifo.py: whole frames through, whole frames dropped, at both data path widths."""
 
 import itertools
 import random
@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.build import lint_component
-from hdl.frame_fifo import FrameFifo
+from flow.build import lint_component
+from hdl.rx.frame_fifo import FrameFifo
 from tb.amaranth_sim import beats_to_frame, send_frame
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 WIDTHS = (8, 64)
 

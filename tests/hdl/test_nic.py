@@ -6,10 +6,10 @@ here is what can be checked without a simulator run.
 
 import pytest
 
-from hdl.build import lint_component
+from flow.build import lint_component
 from hdl.nic import COUNTERS, NIC
 from model.policy import Policy
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 
 @pytest.mark.parametrize("data_width", [64, 8])

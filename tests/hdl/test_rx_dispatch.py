@@ -3,15 +3,15 @@
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.build import lint_component
-from hdl.classifier import DropCause, Verdict
-from hdl.frame_fifo import FrameStatus
+from flow.build import lint_component
+from hdl.rx.classifier import DropCause, Verdict
+from hdl.rx.frame_fifo import FrameStatus
 from hdl.ports import RxRoute
-from hdl.rx_dispatch import RxDispatch
+from hdl.rx.dispatch import RxDispatch
 from model.classify import classify
 from model.packet import TcpFlags, TcpSegment, build_tcp_frame
 from tb.amaranth_sim import recv_frame, send_frame
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 OUR_MAC, OUR_IP = "02:00:00:00:00:01", "192.0.2.1"
 PEER_MAC, PEER_IP = "02:00:00:00:00:02", "192.0.2.2"

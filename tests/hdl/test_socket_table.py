@@ -8,11 +8,11 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.build import lint_component
-from hdl.socket_table import (LOOKUP_LATENCY, Op, SocketTable, Status, EntryLayout)
+from flow.build import lint_component
+from hdl.tables.socket_table import (LOOKUP_LATENCY, Op, SocketTable, Status, EntryLayout)
 from model import socket_table as ref
 from model.socket_table import SocketKey
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 TCP, UDP = 6, 17
 

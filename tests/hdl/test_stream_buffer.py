@@ -1,4 +1,4 @@
-"""hdl.stream_buffer.StreamBuffer against model.bytestream.StreamBuffer, many connections at once.
+"""hdl.buffers.stream_buffer.StreamBuffer against model.bytestream.StreamBuffer, many connections at once.
 
 A program is a list of operations run on one reference buffer per connection; the driver
 issues them back to back (with idle cycles from `in_pauses`), monitors take the responses and
@@ -14,8 +14,8 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
-from hdl.build import lint_component
-from hdl.stream_buffer import StreamBuffer
+from flow.build import lint_component
+from hdl.buffers.stream_buffer import StreamBuffer
 from model.bytestream import StreamBuffer as RefBuffer
 from tb.amaranth_sim import send_frame
 

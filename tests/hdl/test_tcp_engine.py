@@ -10,16 +10,16 @@ The whole NIC is compared with the model scenario by scenario in tests/test_nic_
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.access_table import AccessOp
-from hdl.build import lint_component
+from hdl.tables.access_table import AccessOp
+from flow.build import lint_component
 from hdl.ports import CtlOp, EventKind, HostOp, RxRoute
-from hdl.tcb import Errno, TcpState
-from hdl.tcp_engine import TcpEngine
+from hdl.engine.tcb import Errno, TcpState
+from hdl.engine.tcp_engine import TcpEngine
 from model.packet import TcpFlags, TcpSegment
 from model.policy import Policy
 from model.tcp import State, Tcb
 from tb.amaranth_sim import beats_to_frame, frame_to_beats, send_frame
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
 FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg")

@@ -6,10 +6,10 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.build import lint_component
-from hdl.tx_arbiter import TxArbiter
+from flow.build import lint_component
+from hdl.tx.arbiter import TxArbiter
 from tb.amaranth_sim import recv_frame, send_frame
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 WIDTHS = pytest.mark.parametrize("data_width", [8, 64])
 

@@ -1,4 +1,4 @@
-"""hdl/tx_framer.py against model/packet.py's frame builder and scapy, at both widths."""
+"""hdl/tx/framer.py against model/packet.py's frame builder and scapy, at both widths."""
 
 import ipaddress
 import itertools
@@ -10,11 +10,11 @@ from amaranth.sim import Simulator
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from hdl.build import lint_component
-from hdl.tx_framer import L4Protocol, TxFramer
+from flow.build import lint_component
+from hdl.tx.framer import L4Protocol, TxFramer
 from model.packet import TcpFlags, TcpSegment, UdpDatagram, build_tcp_frame, build_udp_frame
 from tb.amaranth_sim import beats_to_frame, frame_to_beats
-from tb.tools import BUILD
+from flow.tools import BUILD
 
 WIDTHS = (8, 64)
 FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg")

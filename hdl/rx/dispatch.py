@@ -4,11 +4,11 @@ from amaranth import *
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .classifier import Verdict, VerdictRecord
-from .frame_slicer import SliceCommand
-from .layouts import FrameBeat, check_data_width
-from .ports import RxAction, RxEvent, RxRoute
-from .socket_table import KeyLayout, ResultLayout
+from hdl.rx.classifier import Verdict, VerdictRecord
+from hdl.rx.frame_slicer import SliceCommand
+from hdl.layouts import FrameBeat, check_data_width
+from hdl.ports import RxAction, RxEvent, RxRoute
+from hdl.tables.socket_table import KeyLayout, ResultLayout
 
 __all__ = ["RxDispatch"]
 
@@ -27,16 +27,16 @@ class _Step(enum.Enum, shape=3):
 class RxDispatch(wiring.Component):
     """Route every received frame by its classifier verdict and its socket.
 
-    Frames wait in a frame FIFO (:class:`~hdl.frame_fifo.FrameFifo`) while the
-    :class:`~hdl.classifier.Classifier` decides on them; both report one entry per frame in
+    Frames wait in a frame FIFO (:class:`~hdl.rx.frame_fifo.FrameFifo`) while the
+    :class:`~hdl.rx.classifier.Classifier` decides on them; both report one entry per frame in
     the same order, so the dispatcher pairs them. A frame the FIFO dropped is counted in
     :attr:`fifo_full` unless the classifier dropped it too (a frame longer than the FIFO is
     OVERSIZE): one frame, one drop cause. DROP frames are read out and discarded; SLOW frames go whole to the slow path;
-    FAST frames are looked up in the :class:`~hdl.socket_table.SocketTable` (TCP by its
+    FAST frames are looked up in the :class:`~hdl.tables.socket_table.SocketTable` (TCP by its
     4-tuple, UDP by its local address and port) and a miss goes to the slow path too (an
     unknown flow is host software's business). A hit becomes an :class:`RxEvent` for the
     engine, whose :class:`RxAction` says whether the payload is stored (it then goes
-    through the :class:`~hdl.frame_slicer.FrameSlicer` to the connection's ring), the
+    through the :class:`~hdl.rx.frame_slicer.FrameSlicer` to the connection's ring), the
     frame goes to the slow path (the connection is closed) or nothing is kept.
 
     Frames are handled one at a time, in order.

@@ -1,6 +1,6 @@
 """Verilog generation and lint for every block and the NIC top.
 
-``python -m hdl.build --out build/verilog [--lint]`` writes one ``<name>.v`` per entry of
+``python -m flow.build --out build/verilog [--lint]`` writes one ``<name>.v`` per entry of
 ``BLOCKS`` (the NIC top is ``nic.v``, top module ``nic``) and, with ``--lint``, runs
 ``verilator --lint-only -Wall`` on each. A file whose sources (hdl/, model/) have not changed
 since it was written is kept, so ``make verilog`` then ``make lint`` converts once.
@@ -41,17 +41,17 @@ REFERENCE_POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
 
 # name -> (module, class, constructor keyword arguments): what `make verilog` emits.
 BLOCKS = {
-    "access_table": ("hdl.access_table", "AccessTable", {"connections": 64, "processes": 64}),
-    "socket_table": ("hdl.socket_table", "SocketTable", {"entries": 1024}),
-    "stream_buffer": ("hdl.stream_buffer", "StreamBuffer",
+    "access_table": ("hdl.tables.access_table", "AccessTable", {"connections": 64, "processes": 64}),
+    "socket_table": ("hdl.tables.socket_table", "SocketTable", {"entries": 1024}),
+    "stream_buffer": ("hdl.buffers.stream_buffer", "StreamBuffer",
                       {"data_width": 64, "connections": 64, "ring_bytes": 2048}),
     "checksum": ("hdl.checksum", "Checksum", {"data_width": 64}),
-    "classifier": ("hdl.classifier", "Classifier", {"data_width": 64}),
-    "frame_slicer": ("hdl.frame_slicer", "FrameSlicer", {"data_width": 64}),
-    "tx_framer": ("hdl.tx_framer", "TxFramer", {"data_width": 64}),
-    "frame_fifo": ("hdl.frame_fifo", "FrameFifo", {"data_width": 64, "depth": 1024}),
-    "tx_arbiter": ("hdl.tx_arbiter", "TxArbiter", {"data_width": 64}),
-    "tcp_engine": ("hdl.tcp_engine", "TcpEngine",
+    "classifier": ("hdl.rx.classifier", "Classifier", {"data_width": 64}),
+    "frame_slicer": ("hdl.rx.frame_slicer", "FrameSlicer", {"data_width": 64}),
+    "tx_framer": ("hdl.tx.framer", "TxFramer", {"data_width": 64}),
+    "frame_fifo": ("hdl.rx.frame_fifo", "FrameFifo", {"data_width": 64, "depth": 1024}),
+    "tx_arbiter": ("hdl.tx.arbiter", "TxArbiter", {"data_width": 64}),
+    "tcp_engine": ("hdl.engine.tcp_engine", "TcpEngine",
                    {"data_width": 64, "connections": 64, "processes": 16,
                     "policy": REFERENCE_POLICY}),
     # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each
@@ -75,7 +75,7 @@ def to_verilog(component, name: str, path: Path | None = None) -> str:
 
 def lint(path: Path) -> str:
     """Run ``verilator --lint-only -Wall`` with LINT_WAIVERS; raise with its output on failure."""
-    from tb.tools import simulator_env
+    from flow.tools import simulator_env
     args = ["verilator", "--lint-only", "-Wall", *(f"-Wno-{w}" for w in LINT_WAIVERS), str(path)]
     result = subprocess.run(args, capture_output=True, text=True, env=simulator_env())
     output = result.stdout + result.stderr

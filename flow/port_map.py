@@ -1,10 +1,10 @@
 """The stream map of ``nic_axis``'s host and control ports, as the README shows it.
 
-``python -m hdl.port_map`` prints, for the reference configuration (64-bit path, 64
+``python -m flow.port_map`` prints, for the reference configuration (64-bit path, 64
 connections, 16 doorbell pages), every port of the Verilog top ``nic_axis`` with its
 direction, and the bit fields of each stream's payload (``<port>__payload[hi:lo]``), then the
 values of the enumerations those fields carry. The README's map is this output
-(``python -m hdl.port_map --readme`` rewrites it there).
+(``python -m flow.port_map --readme`` rewrites it there).
 """
 
 import argparse
@@ -58,7 +58,7 @@ def _enum_name(shape):
 def port_map(component=None) -> str:
     """The markdown map of `component`'s ports (default: the reference ``nic_axis``)."""
     if component is None:
-        from hdl.build import BLOCKS
+        from flow.build import BLOCKS
         import importlib
         module, cls, kwargs = BLOCKS["nic_axis"]
         component = getattr(importlib.import_module(module), cls)(**kwargs)

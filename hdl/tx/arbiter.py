@@ -4,7 +4,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import FrameBeat, check_data_width
+from hdl.layouts import FrameBeat, check_data_width
 
 __all__ = ["TxArbiter"]
 

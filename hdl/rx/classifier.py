@@ -6,8 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from model.classify import MTU, DropCause, Verdict, max_frame
 from model.drops import CLASSIFIER_CAUSES
-from .checksum import Checksum
-from .layouts import FrameBeat, check_data_width
+from hdl.checksum import Checksum
+from hdl.layouts import FrameBeat, check_data_width
 
 __all__ = ["Verdict", "DropCause", "ParsedFields", "VerdictRecord", "Classifier"]
 

@@ -7,9 +7,9 @@ Nothing can be optimised away, every path into and out of the block starts and e
 flip-flop (so Fmax is the block's own), and the harness's flip-flops are counted and reported
 apart from the block's.
 
-``python -m hdl.synth NAME --target ecp5|ice40`` synthesises an entry of ``hdl.build.BLOCKS``.
+``python -m flow.synth NAME --target ecp5|ice40`` synthesises an entry of ``flow.build.BLOCKS``.
 
-``python -m hdl.synth nic [--quick]`` synthesises the whole NIC (:data:`REFERENCE`,
+``python -m flow.synth nic [--quick]`` synthesises the whole NIC (:data:`REFERENCE`,
 :data:`SMALL` and the :func:`sweep` of connections x window) and writes
 ``build/synth/report.json`` and ``build/synth/report.md``. Each configuration's files are in
 ``build/synth/nic/NAME/``; a configuration whose Verilog, scripts and tools are unchanged is
@@ -38,7 +38,7 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.build import BLOCKS
+from flow.build import BLOCKS
 
 __all__ = ["TARGETS", "SerialHarness", "synthesise", "NicConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
            "sweep", "nic_plan", "synthesise_nic", "run_plan", "report_table", "report_markdown",
@@ -655,7 +655,7 @@ def main(argv=None):
                             args.freq)
         print(json.dumps(result), flush=True)
     if "nic" in args.names:
-        command = shlex.join(["python", "-m", "hdl.synth", *argv])
+        command = shlex.join(["python", "-m", "flow.synth", *argv])
         log("reading the tools' versions (a first YoWASP run compiles its WebAssembly) ...")
         report = run_plan(nic_plan(args.quick), args.out, command, args.freq, force=args.force,
                           timeout=args.timeout, jobs=args.jobs, log=log)

@@ -11,8 +11,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from .checksum import Checksum
-from .layouts import FrameBeat, check_data_width
+from hdl.checksum import Checksum
+from hdl.layouts import FrameBeat, check_data_width
 
 __all__ = [
     "L4Protocol", "TcpFlags", "TxHeader", "EthernetHeader", "Ipv4Header", "TcpHeader",

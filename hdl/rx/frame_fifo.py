@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from .layouts import FrameBeat, check_data_width
+from hdl.layouts import FrameBeat, check_data_width
 
 __all__ = ["FrameStatus", "FrameFifo"]
 

@@ -13,14 +13,14 @@ from amaranth.utils import exact_log2
 
 from model.policy import Policy
 
-from .access_table import AccessOp, AccessTable
-from .layouts import FrameBeat, check_data_width
-from .ports import (HOST_CONN_BITS, POLLERR, POLLHUP, POLLIN, POLLOUT, UDP_MAX_PAYLOAD,
+from hdl.tables.access_table import AccessOp, AccessTable
+from hdl.layouts import FrameBeat, check_data_width
+from hdl.ports import (HOST_CONN_BITS, POLLERR, POLLHUP, POLLIN, POLLOUT, UDP_MAX_PAYLOAD,
                     UDP_RECORD_BYTES, ConnEvent, CtlOp, EventKind, HostCommand, HostOp,
                     HostResponse, RxAction, RxEvent, RxRoute)
-from .stream_buffer import StreamBuffer
-from .tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
-from .tx_framer import L4Protocol, TcpFlags, TxHeader
+from hdl.buffers.stream_buffer import StreamBuffer
+from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
+from hdl.tx.framer import L4Protocol, TcpFlags, TxHeader
 
 __all__ = ["EngineCommand", "EngineResponse", "TcpEngine"]
 
@@ -157,14 +157,14 @@ class TcpEngine(wiring.Component):
     written policy for both.
 
     Each connection owns a receive ring and a send ring in two
-    :class:`~hdl.stream_buffer.StreamBuffer` instances. Ring offsets are sequence numbers:
+    :class:`~hdl.buffers.stream_buffer.StreamBuffer` instances. Ring offsets are sequence numbers:
     the receive ring's tail is RCV.NXT (less a received FIN), its free space the window;
     the send ring holds [SND.UNA, SND.UNA + queued) and segments are read from it at
     ``seq - head``, so a retransmission reads the same bytes again. A UDP socket's receive
     ring holds datagram records (``hdl.ports.UDP_RECORD_BYTES`` of length and source, then
     the payload), so datagram boundaries are kept and a short read discards the rest.
 
-    Host commands are checked against an :class:`~hdl.access_table.AccessTable` first: a
+    Host commands are checked against an :class:`~hdl.tables.access_table.AccessTable` first: a
     process without access gets EBADF, its WRITE data is drained, and nothing else happens.
 
     Parameters
@@ -201,7 +201,7 @@ class TcpEngine(wiring.Component):
     events : Out(stream.Signature(ConnEvent))
         A connection became synchronized, or reached CLOSED.
     tx_header, tx_payload
-        To the :class:`~hdl.tx_framer.TxFramer`: one header per frame, its payload.
+        To the :class:`~hdl.tx.framer.TxFramer`: one header per frame, its payload.
     tick : In(1)
         One pulse per tick of the virtual clock; timers count ticks.
     our_mac, our_ip : In(48), In(32)
