@@ -1,0 +1,1 @@
+"""Per-connection byte rings (the receive and send stream buffers)."""

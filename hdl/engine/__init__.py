@@ -1,0 +1,1 @@
+"""The TCP/UDP engine and the connection record it keeps per slot."""

@@ -1,0 +1,1 @@
+"""Transmit path: the framer (headers and checksums) and the arbiter onto the wire."""
