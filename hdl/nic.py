@@ -18,13 +18,13 @@ from hdl.rx.frame_fifo import FrameFifo
 from hdl.rx.frame_slicer import FrameSlicer
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostResponse
-from hdl.rx.dispatch import RxDispatch
+from hdl.rx.dispatch import DispatchStep, RxDispatch
 from hdl.tables.socket_table import SocketTable
-from hdl.engine.tcp_engine import TcpEngine
+from hdl.engine.tcp_engine import EngineStep, TcpEngine
 from hdl.tx.arbiter import TxArbiter
 from hdl.tx.framer import TxFramer
 
-__all__ = ["COUNTERS", "DROP_COUNTERS", "NIC"]
+__all__ = ["COUNTERS", "DROP_COUNTERS", "DebugSignature", "DispatchStep", "EngineStep", "NIC"]
 
 #: The drop causes the NIC counts (model/drops.py), each frame under one of them only.
 NIC_DROP_CAUSES = (*CLASSIFIER_CAUSES, DropCause.RX_FIFO_FULL, DropCause.SLOW_FIFO_FULL,
@@ -54,6 +54,24 @@ COUNTERS = (
 #: in exactly one of them.
 DROP_COUNTERS = {cause: [name for name, _ in COUNTERS].index(f"drop_{cause.name.lower()}")
                  for cause in NIC_DROP_CAUSES}
+
+
+class DebugSignature(wiring.Signature):
+    """The NIC's ``debug`` port: what the testbench's profiles sample once per clock.
+
+    Members
+    -------
+    engine_step : Out(EngineStep)
+        The TCP/UDP engine's step (``hdl.engine.tcp_engine.EngineStep``).
+    dispatch_step : Out(DispatchStep)
+        The receive dispatcher's step (``hdl.rx.dispatch.DispatchStep``).
+    ring_beat : Out(1)
+        A payload beat goes into a connection's receive ring this clock.
+    """
+
+    def __init__(self):
+        super().__init__({"engine_step": Out(EngineStep), "dispatch_step": Out(DispatchStep),
+                          "ring_beat": Out(1)})
 
 
 class NIC(wiring.Component):
@@ -91,6 +109,8 @@ class NIC(wiring.Component):
         input (a testbench, or a timebase elsewhere).
     neighbors : int
         Neighbour table entries (UDP destinations).
+    debug : bool
+        Add the ``debug`` port (for testbenches; off in the synthesised NIC).
 
     Members
     -------
@@ -109,11 +129,14 @@ class NIC(wiring.Component):
     idle : Out(1)
         Nothing is waiting or in progress anywhere in the NIC: no frame received and not yet
         handled, no command or segment in the works, nothing queued for host software.
+    debug : Out(DebugSignature())
+        Only with ``debug=True``: the engine's and the dispatcher's steps and the receive
+        rings' write beats, once per clock (``tb/bench.py`` profiles with them).
     """
 
     def __init__(self, *, data_width=64, connections=64, processes=64, policy=None,
                  socket_entries=None, rx_fifo_beats=None, slow_fifo_beats=None, tick_cycles=0,
-                 neighbors=8):
+                 neighbors=8, debug=False):
         check_data_width(data_width)
         if policy is None:
             policy = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
@@ -135,7 +158,7 @@ class NIC(wiring.Component):
         conn_bits = exact_log2(connections)
         pid_bits = exact_log2(processes)
         beat = FrameBeat(data_width)
-        super().__init__({
+        members = {
             "rx": In(stream.Signature(beat)),
             "tx": Out(stream.Signature(beat)),
             "host_cmd": In(stream.Signature(HostCommand(pid_bits))),
@@ -149,7 +172,10 @@ class NIC(wiring.Component):
             "events": Out(stream.Signature(ConnEvent(conn_bits))),
             "tick": In(1),
             "idle": Out(1),
-        })
+        }
+        if debug:
+            members["debug"] = Out(DebugSignature())
+        super().__init__(members)
 
     @property
     def policy(self):
@@ -262,4 +288,8 @@ class NIC(wiring.Component):
         m.d.comb += self.idle.eq(engine.idle & dispatch.idle & control.idle & rx_fifo.empty & ~self.rx.valid
                                  & (framer_open == 0) & ~arbiter.busy & ~framer.o.valid
                                  & slow_fifo.empty & ~slow_fifo.status.valid & ~events.r_rdy)
+        if "debug" in self.signature.members:
+            m.d.comb += [self.debug.engine_step.eq(engine.step),
+                         self.debug.dispatch_step.eq(dispatch.step),
+                         self.debug.ring_beat.eq(slicer.o.valid & slicer.o.ready)]
         return m

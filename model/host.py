@@ -117,9 +117,21 @@ class Socket:
     queued_bytes: int = 0
     released: bool = False
 
+    @property
+    def handle(self):
+        """The connection this socket refers to, or None: the model's `Tcb` here, a NIC
+        connection slot in the RTL driver (``tb/nic_os.py``)."""
+        return self.tcb
+
 
 class Host:
     """A network endpoint with its NIC, OS, processes and virtual clock.
+
+    The OS half (ports, ISS, listeners, the slow path's answers) is also the RTL driver's
+    (``tb.nic_os.NicHost`` subclasses this class). Where a connection lives is behind a small
+    interface, the *connection handle* (``Socket.handle``: a `Tcb` here, a NIC slot there):
+    `_send_frame`, `_flow_input`, `_has_flow`, `_open_passive`, `_open_active`,
+    `_handshake`, `_connected`, `_udp_connect`, `_accepted` and `_connection_ports`.
 
     Parameters
     ----------
@@ -173,20 +185,8 @@ class Host:
         if verdict.verdict == Verdict.DROP:
             self.drops[verdict.cause] += 1
             return
-        try:
-            parsed = parse_frame(frame)
-        except PacketError as err:
-            self.drops[err.cause] += 1
-            return
-        if parsed.arp is not None:
-            self._arp_input(parsed.arp)
-        elif parsed.dst_ip != self.ip:
-            self.drops[DropCause.NOT_FOR_US] += 1
-        elif parsed.tcp is not None:
-            self._tcp_input(parsed.src_ip, parsed.tcp)
-        else:
-            self._udp_input(parsed.src_ip, parsed.udp)
-        self._flush()
+        if self._frame_input(frame):
+            self._flush()
 
     def advance(self, ticks: int):
         """Move the clock `ticks` forward, firing every timer at its own deadline."""
@@ -213,19 +213,36 @@ class Host:
 
     # ----- input ------------------------------------------------------------------
 
+    def _frame_input(self, frame: bytes) -> bool:
+        """A frame the classifier let through, to ARP, TCP or UDP; False if it does not parse."""
+        try:
+            parsed = parse_frame(frame)
+        except PacketError as err:
+            self.drops[err.cause] += 1
+            return False
+        if parsed.dst_mac not in (self.mac, BROADCAST):
+            self.drops[DropCause.NOT_FOR_US] += 1
+        elif parsed.arp is not None:
+            self._arp_input(parsed.arp)
+        elif parsed.dst_ip != self.ip:
+            self.drops[DropCause.NOT_FOR_US] += 1
+        elif parsed.tcp is not None:
+            self._tcp_input(parsed.src_ip, parsed.tcp)
+        else:
+            self._udp_input(parsed.src_ip, parsed.udp)
+        return True
+
     def _arp_input(self, arp: Arp):
         if arp.target_ip != self.ip:
             return
-        self.neighbors[arp.sender_ip] = arp.sender_mac
+        self.add_neighbor(arp.sender_ip, arp.sender_mac)
         if arp.op == 1:
             reply = Arp(2, self.mac, self.ip, arp.sender_mac, arp.sender_ip)
-            self._tx.append(build_arp_frame(self.mac, arp.sender_mac, reply))
+            self._send_frame(build_arp_frame(self.mac, arp.sender_mac, reply))
 
     def _tcp_input(self, src_ip: str, seg: TcpSegment):
         local, remote = (self.ip, seg.dst_port), (src_ip, seg.src_port)
-        tcb = self.tcbs.get((local, remote))
-        if tcb is not None:
-            tcb.process(seg, self.now)
+        if self._flow_input(local, remote, seg):
             return
         listener = self.listeners.get(seg.dst_port)
         if listener is None or seg.flags & TcpFlags.RST:
@@ -238,10 +255,7 @@ class Host:
             if len(listener.pending) + len(listener.accept_queue) > listener.backlog:
                 self.drops[DropCause.QUEUE_FULL] += 1
                 return
-            tcb = Tcb(local, remote, self._next_iss(), self.policy, passive=True)
-            tcb.open_passive(seg)
-            self.tcbs[(local, remote)] = tcb
-            listener.pending.append(tcb)
+            self._open_passive(listener, local, remote, seg)
 
     def _reply_rst(self, src_ip: str, seg: TcpSegment):
         """RFC 9293 3.10.7.1: the answer to a segment for no connection."""
@@ -266,19 +280,72 @@ class Host:
 
     # ----- output -----------------------------------------------------------------
 
+    def _send_frame(self, frame: bytes):
+        """A frame from host software to the wire."""
+        self._tx.append(frame)
+
     def _send_tcp(self, dst_ip: str, seg: TcpSegment):
         mac = self.neighbors.get(dst_ip)
         if mac is None:
             self.drops[DropCause.NO_NEIGHBOR] += 1
             return
-        self._tx.append(build_tcp_frame(self.mac, mac, self.ip, dst_ip, seg, self.policy.ip_ttl))
+        self._send_frame(build_tcp_frame(self.mac, mac, self.ip, dst_ip, seg, self.policy.ip_ttl))
 
     def _send_udp(self, dst_ip: str, dgram: UdpDatagram):
         mac = self.neighbors.get(dst_ip)
         if mac is None:
             self.drops[DropCause.NO_NEIGHBOR] += 1
             return
-        self._tx.append(build_udp_frame(self.mac, mac, self.ip, dst_ip, dgram, self.policy.ip_ttl))
+        self._send_frame(build_udp_frame(self.mac, mac, self.ip, dst_ip, dgram, self.policy.ip_ttl))
+
+    # ----- connections: where they live (the connection handle) -----------------------
+
+    def _flow_input(self, local, remote, seg: TcpSegment) -> bool:
+        """`seg` to the connection of (`local`, `remote`); False if there is none."""
+        tcb = self.tcbs.get((local, remote))
+        if tcb is None:
+            return False
+        tcb.process(seg, self.now)
+        return True
+
+    def _has_flow(self, local, remote) -> bool:
+        return (local, remote) in self.tcbs
+
+    def _open_passive(self, listener: Socket, local, remote, seg: TcpSegment):
+        """A SYN for `listener`: a new connection, pending on it."""
+        tcb = Tcb(local, remote, self._next_iss(), self.policy, passive=True)
+        tcb.open_passive(seg)
+        self.tcbs[(local, remote)] = tcb
+        listener.pending.append(tcb)
+
+    def _open_active(self, sock: Socket, local, remote):
+        """connect(): a new connection for `sock`, its SYN on the way."""
+        tcb = Tcb(local, remote, self._next_iss(), self.policy)
+        tcb.open_active()
+        self.tcbs[(local, remote)] = tcb
+        sock.tcb = tcb
+
+    def _handshake(self, sock: Socket):
+        """(error, in progress) of `sock`'s connect(): the error is taken (reported once)."""
+        tcb = sock.tcb
+        if tcb.error is not None:
+            error, tcb.error = tcb.error, None
+            return error, False
+        return None, tcb.state in (State.SYN_SENT, State.SYN_RECEIVED)
+
+    def _connected(self, sock: Socket):
+        """connect() reported `sock`'s connection established."""
+
+    def _udp_connect(self, sock: Socket):
+        """`sock` (UDP) now has its ``peer``."""
+
+    def _accepted(self, handle) -> tuple[Socket, tuple[str, int]]:
+        """accept(): a new socket for the established connection `handle`, and its peer."""
+        return Socket(SOCK_STREAM, local=handle.local, tcb=handle, was_connected=True), handle.remote
+
+    def _connection_ports(self) -> set[int]:
+        """Local ports of the TCP connections that exist."""
+        return {local[1] for local, _ in self.tcbs}
 
     def _flush(self):
         """Send what every connection has to send; retire closed connections."""
@@ -303,7 +370,7 @@ class Host:
     def _ports_in_use(self, kind: int) -> set[int]:
         ports = {s.local[1] for s in self.sockets if s.kind == kind and s.local is not None}
         if kind == SOCK_STREAM:
-            ports |= {local[1] for local, _ in self.tcbs}
+            ports |= self._connection_ports()
         return ports
 
     def _ephemeral_port(self, kind: int) -> int:
@@ -466,7 +533,7 @@ class Process:
         sock = self._sock(fd)
         if sock.kind != SOCK_STREAM:
             raise SocketError(Errno.EOPNOTSUPP)
-        if sock.tcb is not None:
+        if sock.handle is not None:
             raise SocketError(Errno.EINVAL)
         if sock.local is None:
             self.host._bind(sock, "0.0.0.0", 0)
@@ -483,10 +550,9 @@ class Process:
             if sock.nonblock:
                 raise SocketError(Errno.EAGAIN)
             raise WouldBlock()
-        tcb = sock.accept_queue.pop(0)
-        conn = Socket(SOCK_STREAM, local=tcb.local, tcb=tcb, was_connected=True)
+        conn, remote = self.host._accepted(sock.accept_queue.pop(0))
         self.host.sockets.append(conn)
-        return self._install(conn), tcb.remote
+        return self._install(conn), remote
 
     def connect(self, fd: int, addr):
         return self._call(self._connect, fd, addr)
@@ -499,19 +565,20 @@ class Process:
             if sock.local is None:
                 host._bind(sock, "0.0.0.0", 0)
             sock.peer = (ip, port)
+            host._udp_connect(sock)
             return None
         if sock.listening:
             raise SocketError(Errno.EISCONN)
-        tcb = sock.tcb
         if sock.connecting:
-            if tcb.error is not None:
+            error, in_progress = host._handshake(sock)
+            if error is not None:
                 sock.connecting = False
-                error, tcb.error = tcb.error, None
                 raise SocketError(error)
-            if tcb.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            if in_progress:
                 if sock.nonblock:
                     raise SocketError(Errno.EALREADY)
                 raise WouldBlock()
+            host._connected(sock)
             sock.connecting, sock.was_connected = False, True
             return None
         if sock.was_connected:
@@ -521,12 +588,10 @@ class Process:
         if sock.local is None:
             host._bind(sock, "0.0.0.0", 0)
         local, remote = (host.ip, sock.local[1]), (ip, port)
-        if (local, remote) in host.tcbs:
+        if host._has_flow(local, remote):
             raise SocketError(Errno.EADDRNOTAVAIL)
-        tcb = Tcb(local, remote, host._next_iss(), host.policy)
-        tcb.open_active()
-        host.tcbs[(local, remote)] = tcb
-        sock.tcb, sock.connecting = tcb, True
+        host._open_active(sock, local, remote)
+        sock.connecting = True
         if sock.nonblock:
             raise SocketError(Errno.EINPROGRESS)
         raise WouldBlock()
@@ -575,6 +640,10 @@ class Process:
             raise SocketError(Errno.EHOSTUNREACH)
         if sock.local is None:
             self.host._bind(sock, "0.0.0.0", 0)
+        return self._udp_write(sock, data, dest, addr)
+
+    def _udp_write(self, sock: Socket, data: bytes, dest, addr) -> int:
+        """Send the datagram `data` from `sock` to `dest` (`addr`: given by sendto)."""
         self.host._send_udp(dest[0], UdpDatagram(sock.local[1], dest[1], data))
         return len(data)
 
@@ -631,21 +700,31 @@ class Process:
         return self._call(self._shutdown, fd, how)
 
     def _shutdown(self, fd, how):
-        sock = self._sock(fd)
+        return self._shutdown_socket(self._sock(fd), how)
+
+    def _shutdown_socket(self, sock: Socket, how):
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
             raise SocketError(Errno.EINVAL)
         if sock.kind == SOCK_DGRAM:
             if sock.peer is None:
                 raise SocketError(Errno.ENOTCONN)
-            sock.shut_rd |= how != SHUT_WR
-            sock.shut_wr |= how != SHUT_RD
-            return None
+            return self._shutdown_connection(sock, how)
         if sock.listening:
             if how != SHUT_WR:
                 raise SocketError(Errno.EINVAL, "shutting down a listener is not modelled")
             return None
+        if sock.handle is None:
+            raise SocketError(Errno.ENOTCONN)
+        return self._shutdown_connection(sock, how)
+
+    def _shutdown_connection(self, sock: Socket, how):
+        """shutdown() of a connected UDP socket, or of a TCP socket with a connection."""
+        if sock.kind == SOCK_DGRAM:
+            sock.shut_rd |= how != SHUT_WR
+            sock.shut_wr |= how != SHUT_RD
+            return None
         tcb = sock.tcb
-        if tcb is None or tcb.state == State.CLOSED:
+        if tcb.state == State.CLOSED:
             raise SocketError(Errno.ENOTCONN)
         if tcb.state == State.SYN_SENT:
             tcb.close_send()                          # abandons the connection attempt

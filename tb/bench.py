@@ -9,7 +9,8 @@ The NIC's OS is ``tb.nic_os.NicHost``; the peer is this bench, which crafts its 
 the connection; the hardware sends the SYN-ACK and takes the peer's ACK). Then, for the
 measured part, the bench drives raw frames and host commands straight into the
 :class:`~tb.nic_bench.NicBench` queues (all beats of a burst queued back to back: line rate
-in) while a :class:`Probe` samples the ports and the engine's step once per clock.
+in) while a :class:`Probe` samples the ports, the ``debug`` port included (the engine's and
+the dispatcher's steps, ``hdl.nic.DebugSignature``), once per clock.
 
 - **Receive**: bursts of in-order data segments of one frame size, on one connection or
   round robin over all of them. Each burst fits the receive windows (every ring is read empty
@@ -42,11 +43,10 @@ from amaranth.lib import data
 from cocotb.task import bridge, resume
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from hdl.nic import COUNTERS
+from hdl.layouts import FrameBeat
+from hdl.nic import COUNTERS, DispatchStep, EngineStep
 from hdl.ports import CtlOp, HostOp, HostResponse
-from hdl.rx.dispatch import _Step as DispatchStep
 from hdl.engine.tcb import Errno
-from hdl.engine.tcp_engine import _Step as EngineStep
 from model.constants import MSG_DONTWAIT
 from model.errors import SocketError
 from model.packet import TcpFlags, TcpSegment, build_tcp_frame, parse_frame
@@ -110,7 +110,7 @@ def steps_per(counter: Counter, enum, events: int) -> dict:
 
 
 class Probe:
-    """Samples the NIC once per clock, in the read-only phase, while a measurement runs.
+    """Samples the NIC's ports once per clock, in the read-only phase, while a measurement runs.
 
     It runs beside :class:`~tb.nic_bench.NicBench`'s own loop and time-stamps with the
     bench's cycle count, so its records and the bench's queues speak of the same clocks. Records:
@@ -124,14 +124,14 @@ class Probe:
     def __init__(self, bench: NicBench):
         self.bench = bench
         d = bench.dut
-        self.last_bit = bench.data_width + bench.data_width // 8
+        self.beat = FrameBeat(bench.data_width)
         self._rx = (d.rx__valid, d.rx__ready)
-        self._ring = (d.engine.rx_payload__valid, d.engine.rx_payload__ready)
+        self._ring = d.debug__ring_beat
         self._tx = (d.tx__valid, d.tx__payload)
         self._cmd = (d.host_cmd__valid, d.host_cmd__ready)
         self._rsp = d.host_rsp__valid
-        self._engine_step = d.engine.step
-        self._dispatch_step = d.dispatch.step
+        self._engine_step = d.debug__engine_step
+        self._dispatch_step = d.debug__dispatch_step
         self._idle = d.idle
         self.rx, self.ring, self.host_cmds, self.host_rsps = [], [], [], []
         self.rx_stalls = 0
@@ -166,14 +166,13 @@ class Probe:
                 self.rx.append(now)
             else:
                 self.rx_stalls += 1
-        valid, ready = self._ring
-        if int(valid.value) and int(ready.value):
+        if int(self._ring.value):
             self.ring.append(now)
         valid, payload = self._tx
         if int(valid.value):                     # the bench's tx sink is always ready
             if self._tx_first is None:
                 self._tx_first = now
-            if int(payload.value) >> self.last_bit & 1:
+            if data.Const(self.beat, int(payload.value)).last:
                 self.tx_frames.append((self._tx_first, now))
                 self._tx_first = None
         valid, ready = self._cmd

@@ -98,7 +98,7 @@ MODEL_BYTES = 1 << 20
 def _nic(plan: Plan):
     from hdl.nic import NIC
     return NIC(data_width=plan.width, connections=plan.connections, processes=plan.processes,
-               policy=plan.policy())
+               policy=plan.policy(), debug=True)
 
 
 def _plan_name(plan: Plan) -> str:

@@ -25,6 +25,7 @@ from cocotb.clock import Clock
 from cocotb.task import resume
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from hdl.layouts import FrameBeat
 from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostOp, HostResponse
 from tb.amaranth_sim import frame_to_beats
 
@@ -96,17 +97,14 @@ class _FrameSink(_Sink):
     def __init__(self, valid, payload, ready, data_width):
         super().__init__(valid, payload, ready)
         self.lanes = data_width // 8
+        self.layout = FrameBeat(data_width)
         self.partial = bytearray()
 
     def take(self, value: int):
-        lanes = self.lanes
-        data_bits = 8 * lanes
-        word = value & ((1 << data_bits) - 1)
-        keep = (value >> data_bits) & ((1 << lanes) - 1)
-        last = (value >> (data_bits + lanes)) & 1
-        raw = word.to_bytes(lanes, "little")
-        self.partial += bytes(raw[i] for i in range(lanes) if keep >> i & 1)
-        if last:
+        beat = data.Const(self.layout, value)
+        raw = beat.data.to_bytes(self.lanes, "little")
+        self.partial += bytes(raw[i] for i in range(self.lanes) if beat.keep >> i & 1)
+        if beat.last:
             self.items.append(bytes(self.partial))
             self.partial.clear()
 
@@ -120,6 +118,7 @@ class NicBench:
         self.conn_bits = (connections - 1).bit_length()
         self.processes = processes
         self.pid_bits = (processes - 1).bit_length()
+        self.beat_layout = FrameBeat(data_width)
         self.host_layout = HostCommand(self.pid_bits)
         self.ctl_layout = ControlCommand(self.conn_bits, self.pid_bits)
         self.event_layout = ConnEvent(self.conn_bits)
@@ -190,12 +189,11 @@ class NicBench:
         self.idle_run = self.idle_run + 1 if idle and not busy else 0
 
     def beats(self, frame: bytes) -> list[int]:
-        """`frame` as the beats of a frame port (data, keep and last packed in one integer).
+        """`frame` as the beats of a frame port (``FrameBeat`` values, packed by `pack`).
         An empty frame is one beat with no byte kept (a MAC's 0-byte runt)."""
-        lanes = self.data_width // 8
         if not frame:
-            return [1 << (9 * lanes)]
-        return [data | keep << (8 * lanes) | last << (9 * lanes)
+            return [pack(self.beat_layout, {"data": 0, "keep": 0, "last": 1})]
+        return [pack(self.beat_layout, {"data": data, "keep": keep, "last": last})
                 for data, keep, last in frame_to_beats(frame, self.data_width)]
 
     async def settle(self, limit: int = 1_000_000):

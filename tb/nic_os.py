@@ -17,7 +17,13 @@ A call on an fd the process does not hold is sent anyway when some process holds
 number, with that socket's connection: the forged doorbell write a misbehaving process could
 make. The hardware must answer EBADF and change nothing.
 
-Structure follows ``model/host.py`` so the two can be read side by side.
+The OS half is ``model/host.py``'s own: ``NicHost`` subclasses ``model.host.Host`` and
+``Process`` subclasses ``model.host.Process``, so listen, accept, connect, bind and the slow
+path's answers (argument checks, errno choices, the socket object's state) are written once,
+there. What differs is where a connection lives (the *connection handle*): a NIC slot here,
+a ``Tcb`` in the model; this file implements that interface (``_flow_input``, ``_has_flow``,
+``_open_passive``, ``_open_active``, ``_handshake``, ``_connected``, ``_udp_connect``,
+``_accepted``, ``_connection_ports``, ``_send_frame``) on the control port.
 """
 
 from collections import Counter
@@ -29,16 +35,14 @@ from hdl.ports import CtlOp, EventKind, HostOp
 from hdl.tables.socket_table import Status as TableStatus
 from hdl.engine.tcb import Errno as HwErrno, TcpState
 from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLHUP, POLLIN, POLLOUT,
-                             SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM)
+                             SOCK_DGRAM, SOCK_STREAM)
 from model.errors import Errno, SocketError, WouldBlock
 from model import host as model_host
-from model.host import BROADCAST, UDP_MAX_PAYLOAD, _addr, new_pid
+from model.host import new_pid
 from model.drops import DropCause
-from model.packet import (Arp, PacketError, TcpFlags, TcpSegment, build_arp_frame,
-                          build_tcp_frame, mac_bytes, parse_frame)
+from model.packet import TcpFlags, TcpSegment, mac_bytes
 from model.policy import DEFAULT_POLICY, Policy
 from model.scenario import Backend, Result, run_call
-from model.tcp import seq_add
 from tb.nic_batch import run_batch
 
 __all__ = ["NicHost"]
@@ -67,6 +71,10 @@ class Socket(model_host.Socket):
     conn: int | None = None                 # NIC connection slot
     remote: tuple[str, int] | None = None
 
+    @property
+    def handle(self):
+        return self.conn
+
 
 @dataclass(eq=False)
 class Conn:
@@ -81,7 +89,7 @@ class Conn:
     released: bool = False                  # no socket refers to it any more
 
 
-class NicHost(Backend):
+class NicHost(model_host.Host, Backend):
     """A host whose network stack is the RTL NIC behind `port` (a ``tb.nic_bench.NicPort``).
 
     Parameters
@@ -94,28 +102,15 @@ class NicHost(Backend):
 
     def __init__(self, port, mac, ip: str, *, policy: Policy = DEFAULT_POLICY, connections: int,
                  neighbors: int = 8, iss_base: int | None = None, name: str = ""):
+        # one doorbell page per process; page 0 is the OS's
+        super().__init__(mac, ip, policy, iss_base, name, max_pid=port.processes - 1)
         self.port = port
-        self.mac, self.ip, self.policy = mac_bytes(mac), ip, policy
-        self.name = name or ip
-        self.iss_base = policy.iss_base if iss_base is None else iss_base
-        self.now = 0
-        self.neighbors: dict[str, bytes] = {}
         self.neighbor_slots: dict[str, int] = {}
         self.max_neighbors = neighbors
         self.conns: dict[int, Conn] = {}
         self.flows: dict[tuple, int] = {}   # ((local ip, port), (remote ip, port)) -> conn
-        self.listeners: dict[int, Socket] = {}
-        self.udp_ports: dict[int, Socket] = {}
-        self.sockets: list[Socket] = []
-        self.processes: dict[int, "Process"] = {}
-        self.drops: Counter = Counter()
         self.connections = connections
         self._next_conn = 0
-        self._tx: list[bytes] = []
-        self._connections = 0
-        self._next_pid = 1
-        self.max_pid = port.processes - 1     # one doorbell page each; page 0 is the OS's
-        self._next_port = policy.ephemeral_first
         self._ctl(CtlOp.SET_ADDRESS, mac=_mac(self.mac), ip=_ip(ip))
 
     # ----- the NIC's ports ------------------------------------------------------------
@@ -146,7 +141,7 @@ class NicHost(Backend):
             for event in events:
                 self._on_event(int(event.conn), event.kind)
             for frame in frames:
-                self._slow_input(frame)
+                self._frame_input(frame)
 
     def _on_event(self, conn_id, kind):
         conn = self.conns[conn_id]
@@ -255,120 +250,98 @@ class NicHost(Backend):
 
     # ----- the slow path (model.host.Host.receive_frame for what the NIC sends up) ------
 
-    def _slow_input(self, frame: bytes):
-        try:
-            parsed = parse_frame(frame)
-        except PacketError as err:
-            self.drops[err.cause] += 1
-            return
-        if parsed.dst_mac not in (self.mac, BROADCAST):
-            self.drops[DropCause.NOT_FOR_US] += 1
-        elif parsed.arp is not None:
-            self._arp_input(parsed.arp)
-        elif parsed.dst_ip != self.ip:
-            self.drops[DropCause.NOT_FOR_US] += 1
-        elif parsed.tcp is not None:
-            self._tcp_input(parsed.src_ip, parsed.tcp)
-        else:
-            self.drops[DropCause.NO_SOCKET] += 1         # the NIC had no socket for it
+    def _udp_input(self, src_ip: str, dgram):
+        self.drops[DropCause.NO_SOCKET] += 1         # the NIC had no socket for it
 
-    def _arp_input(self, arp: Arp):
-        if arp.target_ip != self.ip:
-            return
-        self.add_neighbor(arp.sender_ip, arp.sender_mac)
-        if arp.op == 1:
-            reply = Arp(2, self.mac, self.ip, arp.sender_mac, arp.sender_ip)
-            self.port.raw_tx(build_arp_frame(self.mac, arp.sender_mac, reply))
+    def _send_frame(self, frame: bytes):
+        self.port.raw_tx(frame)
 
-    def _tcp_input(self, src_ip: str, seg: TcpSegment):
-        local, remote = (self.ip, seg.dst_port), (src_ip, seg.src_port)
+    # ----- connections: NIC slots (the connection handle of model.host.Host) ------------
+
+    def _flow_input(self, local, remote, seg: TcpSegment) -> bool:
         conn_id = self.flows.get((local, remote))
-        if conn_id is not None:
-            # a SYN for a live connection: the NIC's engine processes it (SYN-ACK in
-            # SYN-SENT, a retransmitted SYN, a SYN in a synchronized state)
-            flags = {name: int(bool(seg.flags & getattr(TcpFlags, name.upper())))
-                     for name in ("fin", "syn", "rst", "psh", "ack", "urg")}
-            self._ctl(CtlOp.INJECT, conn=conn_id, seq=seg.seq, ack=seg.ack, flags=flags,
-                      window=seg.window, mss=seg.mss or 0)
+        if conn_id is None:
+            return False
+        # a SYN for a live connection: the NIC's engine processes it (SYN-ACK in
+        # SYN-SENT, a retransmitted SYN, a SYN in a synchronized state)
+        flags = {name: int(bool(seg.flags & getattr(TcpFlags, name.upper())))
+                 for name in ("fin", "syn", "rst", "psh", "ack", "urg")}
+        self._ctl(CtlOp.INJECT, conn=conn_id, seq=seg.seq, ack=seg.ack, flags=flags,
+                  window=seg.window, mss=seg.mss or 0)
+        return True
+
+    def _has_flow(self, local, remote) -> bool:
+        return (local, remote) in self.flows
+
+    def _tcp_key(self, local, remote) -> dict:
+        return {"protocol": PROTO_TCP, "local_ip": _ip(local[0]), "local_port": local[1],
+                "remote_ip": _ip(remote[0]), "remote_port": remote[1]}
+
+    def _open_passive(self, listener: Socket, local, remote, seg: TcpSegment):
+        conn_id = self._alloc_conn()
+        mac = self.neighbors.get(remote[0])
+        if conn_id is None or mac is None:
+            self.drops[DropCause.QUEUE_FULL if mac else DropCause.NO_NEIGHBOR] += 1
             return
-        listener = self.listeners.get(seg.dst_port)
-        if listener is None or seg.flags & TcpFlags.RST:
-            if not seg.flags & TcpFlags.RST:
-                self._reply_rst(src_ip, seg)
-            return
-        if seg.flags & TcpFlags.ACK:
-            self._reply_rst(src_ip, seg)
-        elif seg.flags & TcpFlags.SYN and not seg.flags & TcpFlags.FIN:   # SYN+FIN: dropped, as Linux
-            if len(listener.pending) + len(listener.accept_queue) > listener.backlog:
-                self.drops[DropCause.QUEUE_FULL] += 1
-                return
-            conn_id = self._alloc_conn()
-            mac = self.neighbors.get(src_ip)
-            if conn_id is None or mac is None:
-                self.drops[DropCause.QUEUE_FULL if mac else DropCause.NO_NEIGHBOR] += 1
-                return
-            key = {"protocol": PROTO_TCP, "local_ip": _ip(self.ip), "local_port": seg.dst_port,
-                   "remote_ip": _ip(src_ip), "remote_port": seg.src_port}
-            self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, listener=listener)
-            self.flows[(local, remote)] = conn_id
-            self._install_key(conn_id, key)
-            listener.pending.append(conn_id)
-            self._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_RECEIVED,
-                      iss=self._next_iss(), irs=seg.seq, window=seg.window, mss=seg.mss or 0,
-                      local_port=seg.dst_port, ip=_ip(src_ip), port=seg.src_port, mac=_mac(mac))
+        key = self._tcp_key(local, remote)
+        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, listener=listener)
+        self.flows[(local, remote)] = conn_id
+        self._install_key(conn_id, key)
+        listener.pending.append(conn_id)
+        self._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_RECEIVED,
+                  iss=self._next_iss(), irs=seg.seq, window=seg.window, mss=seg.mss or 0,
+                  local_port=local[1], ip=_ip(remote[0]), port=remote[1], mac=_mac(mac))
 
-    def _reply_rst(self, src_ip: str, seg: TcpSegment):
-        """RFC 9293 3.10.7.1: the answer to a segment for no connection (host software)."""
-        if seg.flags & TcpFlags.ACK:
-            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, TcpFlags.RST, 0)
-        else:
-            rst = TcpSegment(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, seg.seg_len),
-                             TcpFlags.RST | TcpFlags.ACK, 0)
-        mac = self.neighbors.get(src_ip)
-        if mac is None:
-            self.drops[DropCause.NO_NEIGHBOR] += 1
-            return
-        self.port.raw_tx(build_tcp_frame(self.mac, mac, self.ip, src_ip, rst, self.policy.ip_ttl))
+    def _open_active(self, sock: Socket, local, remote):
+        conn_id = self._alloc_conn()
+        if conn_id is None:
+            raise SocketError(Errno.EAGAIN, "no NIC connection slot left")
+        key = self._tcp_key(local, remote)
+        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, socket=sock)
+        self.flows[(local, remote)] = conn_id
+        sock.conn, sock.remote, sock.connecting = conn_id, remote, True
+        self._install_key(conn_id, key)
+        self._grant_holders(sock)
+        self._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_SENT, iss=self._next_iss(),
+                  local_port=local[1], ip=_ip(remote[0]), port=remote[1],
+                  mac=_mac(self.neighbors[remote[0]]))
 
-    # ----- ports, ISS, binding (model.host.Host) ----------------------------------------
+    def _handshake(self, sock: Socket):
+        state = self._ctl(CtlOp.READ_STATE, conn=sock.conn)
+        if state.error != HwErrno.OK:
+            self._ctl(CtlOp.READ_STATE, conn=sock.conn, flag=1)      # taken: reported once
+            return Errno(state.error.name), False
+        return None, state.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
-    def _next_iss(self) -> int:
-        iss = (self.iss_base + self.policy.iss_step * self._connections) & 0xFFFF_FFFF
-        self._connections += 1
-        return iss
+    def _connected(self, sock: Socket):
+        self._ctl(CtlOp.READ_STATE, conn=sock.conn, mark=1)
 
-    def _ports_in_use(self, kind: int) -> set[int]:
-        ports = {s.local[1] for s in self.sockets if s.kind == kind and s.local is not None}
-        if kind == SOCK_STREAM:
-            ports |= {c.local[1] for c in self.conns.values() if c.kind == SOCK_STREAM and not c.closed}
-        return ports
+    def _udp_connect(self, sock: Socket):
+        ip, port = sock.peer
+        self._ctl(CtlOp.UDP_CONNECT, conn=sock.conn, ip=_ip(ip), port=port,
+                  mac=_mac(self.neighbors.get(ip, bytes(6))))
 
-    def _ephemeral_port(self, kind: int) -> int:
-        used = self._ports_in_use(kind)
-        span = self.policy.ephemeral_last - self.policy.ephemeral_first + 1
-        for _ in range(span):
-            port = self._next_port
-            self._next_port = self.policy.ephemeral_first + (port + 1 - self.policy.ephemeral_first) % span
-            if port not in used:
-                return port
-        raise SocketError(Errno.EADDRNOTAVAIL, "no ephemeral port left")
+    def _accepted(self, conn_id):
+        conn = self.conns[conn_id]
+        new = Socket(SOCK_STREAM, local=conn.local, conn=conn_id, remote=conn.remote,
+                     was_connected=True)
+        conn.socket, conn.listener = new, None
+        return new, conn.remote
+
+    def _connection_ports(self) -> set[int]:
+        return {c.local[1] for c in self.conns.values() if c.kind == SOCK_STREAM and not c.closed}
 
     def _bind(self, sock: Socket, ip: str, port: int):
-        if port == 0:
-            port = self._ephemeral_port(sock.kind)
-        elif port in self._ports_in_use(sock.kind):
-            raise SocketError(Errno.EADDRINUSE)
-        sock.local = (ip, port)
+        super()._bind(sock, ip, port)
         if sock.kind == SOCK_DGRAM:
-            self.udp_ports[port] = sock
             conn_id = self._alloc_conn()
             if conn_id is None:
                 raise SocketError(Errno.EMFILE, "no NIC connection slot left")
-            key = {"protocol": PROTO_UDP, "local_ip": _ip(self.ip), "local_port": port,
+            key = {"protocol": PROTO_UDP, "local_ip": _ip(self.ip), "local_port": sock.local[1],
                    "remote_ip": 0, "remote_port": 0}
-            self.conns[conn_id] = Conn(SOCK_DGRAM, key, (self.ip, port), None, socket=sock)
+            self.conns[conn_id] = Conn(SOCK_DGRAM, key, (self.ip, sock.local[1]), None, socket=sock)
             self._install_key(conn_id, key)
-            self._ctl(CtlOp.INSTALL_UDP, conn=conn_id, local_port=port)
+            self._ctl(CtlOp.INSTALL_UDP, conn=conn_id, local_port=sock.local[1])
             sock.conn = conn_id
             self._grant_holders(sock)
 
@@ -459,88 +432,6 @@ class Process(model_host.Process):
             raise _Again()
         raise SocketError(Errno(status.name))
 
-    # ----- socket calls (kernel: control path) ---------------------------------------------
-
-    def listen(self, fd: int, backlog: int = 16):
-        sock = self._sock(fd)
-        if sock.kind != SOCK_STREAM:
-            raise SocketError(Errno.EOPNOTSUPP)
-        if sock.conn is not None:
-            raise SocketError(Errno.EINVAL)
-        if sock.local is None:
-            self.host._bind(sock, "0.0.0.0", 0)
-        sock.listening, sock.backlog = True, max(0, backlog)
-        self.host.listeners[sock.local[1]] = sock
-
-    def accept(self, fd: int):
-        sock = self._sock(fd)
-        if sock.kind != SOCK_STREAM:
-            raise SocketError(Errno.EOPNOTSUPP)
-        if not sock.listening:
-            raise SocketError(Errno.EINVAL)
-        if not sock.accept_queue:
-            if sock.nonblock:
-                raise SocketError(Errno.EAGAIN)
-            raise WouldBlock()
-        conn_id = sock.accept_queue.pop(0)
-        conn = self.host.conns[conn_id]
-        new = Socket(SOCK_STREAM, local=conn.local, conn=conn_id, remote=conn.remote,
-                     was_connected=True)
-        conn.socket, conn.listener = new, None
-        self.host.sockets.append(new)
-        return self._install(new), conn.remote
-
-    def _connect(self, fd, addr):
-        sock = self._sock(fd)
-        ip, port = _addr(addr)
-        host = self.host
-        if sock.kind == SOCK_DGRAM:
-            if sock.local is None:
-                host._bind(sock, "0.0.0.0", 0)
-            sock.peer = (ip, port)
-            host._ctl(CtlOp.UDP_CONNECT, conn=sock.conn, ip=_ip(ip), port=port,
-                      mac=_mac(host.neighbors.get(ip, bytes(6))))
-            return None
-        if sock.listening:
-            raise SocketError(Errno.EISCONN)
-        if sock.connecting:
-            state = host._ctl(CtlOp.READ_STATE, conn=sock.conn)
-            if state.error != HwErrno.OK:
-                sock.connecting = False
-                host._ctl(CtlOp.READ_STATE, conn=sock.conn, flag=1)
-                raise SocketError(Errno(state.error.name))
-            if state.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED):
-                if sock.nonblock:
-                    raise SocketError(Errno.EALREADY)
-                raise WouldBlock()
-            host._ctl(CtlOp.READ_STATE, conn=sock.conn, mark=1)
-            sock.connecting, sock.was_connected = False, True
-            return None
-        if sock.was_connected:
-            raise SocketError(Errno.EISCONN)
-        if ip not in host.neighbors:
-            raise SocketError(Errno.EHOSTUNREACH)
-        if sock.local is None:
-            host._bind(sock, "0.0.0.0", 0)
-        local, remote = (host.ip, sock.local[1]), (ip, port)
-        if (local, remote) in host.flows:
-            raise SocketError(Errno.EADDRNOTAVAIL)
-        conn_id = host._alloc_conn()
-        if conn_id is None:
-            raise SocketError(Errno.EAGAIN, "no NIC connection slot left")
-        key = {"protocol": PROTO_TCP, "local_ip": _ip(host.ip), "local_port": local[1],
-               "remote_ip": _ip(ip), "remote_port": port}
-        host.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, socket=sock)
-        host.flows[(local, remote)] = conn_id
-        sock.conn, sock.remote, sock.connecting = conn_id, remote, True
-        host._install_key(conn_id, key)
-        host._grant_holders(sock)
-        host._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_SENT, iss=host._next_iss(),
-                  local_port=local[1], ip=_ip(ip), port=port, mac=_mac(host.neighbors[ip]))
-        if sock.nonblock:
-            raise SocketError(Errno.EINPROGRESS)
-        raise WouldBlock()
-
     # ----- socket calls (library: data path, one host command each) -------------------------
 
     def _send(self, fd, data, flags, addr):
@@ -561,16 +452,7 @@ class Process(model_host.Process):
             raise
         return int(rsp.count)
 
-    def _send_udp(self, sock: Socket, data: bytes, addr):
-        dest = addr or sock.peer
-        if dest is None:
-            raise SocketError(Errno.EDESTADDRREQ)
-        if len(data) > UDP_MAX_PAYLOAD:
-            raise SocketError(Errno.EMSGSIZE)
-        if dest[0] not in self.host.neighbors:
-            raise SocketError(Errno.EHOSTUNREACH)
-        if sock.local is None:
-            self.host._bind(sock, "0.0.0.0", 0)
+    def _udp_write(self, sock: Socket, data: bytes, dest, addr) -> int:
         fields = {"dest_valid": 1, "dest_ip": _ip(dest[0]), "dest_port": dest[1]} if addr else {}
         rsp, _ = self._nic(sock, HostOp.WRITE, data, **fields)
         return int(rsp.count)
@@ -605,19 +487,9 @@ class Process(model_host.Process):
 
     def _shutdown(self, fd, how):
         sock = self._data_sock(fd, HostOp.SHUTDOWN, how=how if how in (0, 1, 2) else 0)
-        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
-            raise SocketError(Errno.EINVAL)
-        if sock.kind == SOCK_DGRAM:
-            if sock.peer is None:
-                raise SocketError(Errno.ENOTCONN)
-            self._nic(sock, HostOp.SHUTDOWN, how=how)
-            return None
-        if sock.listening:
-            if how != SHUT_WR:
-                raise SocketError(Errno.EINVAL, "shutting down a listener is not modelled")
-            return None
-        if sock.conn is None:
-            raise SocketError(Errno.ENOTCONN)
+        return self._shutdown_socket(sock, how)
+
+    def _shutdown_connection(self, sock: Socket, how):
         self._nic(sock, HostOp.SHUTDOWN, how=how)
         return None
 

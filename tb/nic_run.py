@@ -80,7 +80,7 @@ class NicConfig:
         from hdl.nic import NIC
         from tb.scenarios import NIC_POLICY
         return NIC(data_width=self.data_width, connections=self.connections,
-                   processes=self.processes, policy=NIC_POLICY)
+                   processes=self.processes, policy=NIC_POLICY, debug=True)
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,7 +22,7 @@ from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
 from hdl.tx.framer import L4Protocol, TcpFlags, TxHeader
 
-__all__ = ["EngineCommand", "EngineResponse", "TcpEngine"]
+__all__ = ["EngineCommand", "EngineResponse", "EngineStep", "TcpEngine"]
 
 
 class EngineCommand(data.StructLayout):
@@ -45,9 +45,10 @@ class EngineResponse(data.StructLayout):
                           "error": Errno, "value": 32, "flag": 1})
 
 
-class _Step(enum.Enum, shape=7):
+class EngineStep(enum.Enum, shape=7):
     """What the engine waits for or does next: one register, switched with ``m.Switch``,
-    so a misspelt step is an AttributeError at elaboration."""
+    so a misspelt step is an AttributeError at elaboration. The engine shows it on its
+    ``step`` output (the NIC's ``debug`` port), for profiles of where the clocks go."""
     IDLE = 0
     LOAD = 1                # connection record and ring states being read
     LATCH = 2
@@ -113,6 +114,9 @@ class _Step(enum.Enum, shape=7):
     CTL_INIT_RINGS = 62
     CTL_RESPOND = 63
     DEADLINE_NEXT = 64      # NEXT_DEADLINE: the next connection with a timer running
+
+
+_Step = EngineStep          # the short name the engine's own code uses
 
 
 class _Event(enum.Enum, shape=2):
@@ -209,6 +213,8 @@ class TcpEngine(wiring.Component):
         Ticks so far.
     idle : Out(1)
         No event in progress or waiting to start (ticks included).
+    step : Out(EngineStep)
+        The step the engine is in (for debugging and profiling only).
     udp_no_socket, udp_queue_full : Out(32)
         Datagrams dropped: from a source other than a connected socket's peer, or for lack
         of ring space.
@@ -268,6 +274,7 @@ class TcpEngine(wiring.Component):
             "our_ip": In(32),
             "now": Out(32),
             "idle": Out(1),
+            "step": Out(EngineStep),
             "udp_no_socket": Out(32),
             "udp_queue_full": Out(32),
             "rx_refused": Out(32),
@@ -563,6 +570,7 @@ class TcpEngine(wiring.Component):
         m.d.comb += self.idle.eq((step == _Step.IDLE) & (ticks_pending == 0) & ~self.tick
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
                                  & (framer_reads == 0) & (host_reads == 0) & ~wdata_drain)
+        m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
         with m.Switch(step):

@@ -10,18 +10,22 @@ from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import RxAction, RxEvent, RxRoute
 from hdl.tables.socket_table import KeyLayout, ResultLayout
 
-__all__ = ["RxDispatch"]
+__all__ = ["DispatchStep", "RxDispatch"]
 
 PROTO_TCP, PROTO_UDP = 6, 17
 
 
-class _Step(enum.Enum, shape=3):
+class DispatchStep(enum.Enum, shape=3):
+    """What the dispatcher waits for; shown on its ``step`` output (the NIC's ``debug`` port)."""
     WAIT_FRAME = 0          # a verdict and the frame's FIFO status
     WAIT_LOOKUP = 1         # the socket key going to the table
     WAIT_RESULT = 2
     WAIT_ENGINE = 3         # the event going to the engine
     WAIT_ACTION = 4         # the engine's answer
     STREAM = 5              # the frame leaving the FIFO to where it goes
+
+
+_Step = DispatchStep        # the short name the dispatcher's own code uses
 
 
 class RxDispatch(wiring.Component):
@@ -62,6 +66,8 @@ class RxDispatch(wiring.Component):
         Frames the FIFO did not store although the classifier did not drop them.
     idle : Out(1)
         Waiting for a frame, none announced.
+    step : Out(DispatchStep)
+        The step the dispatcher is in (for debugging and profiling only).
     """
 
     def __init__(self, data_width, conn_bits, status_layout):
@@ -83,6 +89,7 @@ class RxDispatch(wiring.Component):
             "engine_frames": Out(32),
             "fifo_full": Out(32),
             "idle": Out(1),
+            "step": Out(DispatchStep),
         })
 
     def elaborate(self, platform):
@@ -95,6 +102,7 @@ class RxDispatch(wiring.Component):
         udp = fields.protocol == PROTO_UDP
 
         m.d.comb += self.idle.eq((step == _Step.WAIT_FRAME) & ~self.verdict.valid & ~self.status.valid)
+        m.d.comb += self.step.eq(step)
 
         with m.Switch(step):
             with m.Case(_Step.WAIT_FRAME):
