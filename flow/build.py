@@ -29,8 +29,8 @@ __all__ = ["LINT_WAIVERS", "REFERENCE_POLICY", "BLOCKS", "to_verilog", "lint"]
 #              after a default assignment, so the missing arms are intentional.
 # WIDTHTRUNC:  Amaranth lowers `bit_select`/`word_select` to a wide shift assigned to a narrow
 #              wire; Amaranth's own IR has exact widths and no implicit truncation.
-# WIDTHEXPAND: Amaranth compares an FSM's state register (and other values) with constants
-#              printed at their own minimal width (`fsm_state == 1'h1` for a 2-bit state).
+# WIDTHEXPAND: Amaranth compares values with constants printed at their own minimal width
+#              (`x > 1'h0` for a 13-bit `x`).
 # DECLFILENAME: Amaranth writes a design and all its submodules as modules of one file.
 LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "WIDTHEXPAND",
                 "DECLFILENAME")
