@@ -216,10 +216,8 @@ class NIC(wiring.Component):
                      engine.our_mac.eq(control.our_mac), engine.our_ip.eq(control.our_ip)]
 
         # connection events, queued for the OS
-        m.d.comb += [events.w_data.eq(engine.events.payload), events.w_en.eq(engine.events.valid),
-                     engine.events.ready.eq(events.w_rdy),
-                     self.events.payload.eq(events.r_data), self.events.valid.eq(events.r_rdy),
-                     events.r_en.eq(self.events.ready)]
+        wiring.connect(m, engine.events, events.w_stream)
+        wiring.connect(m, events.r_stream, wiring.flipped(self.events))
 
         # transmit
         wiring.connect(m, engine.tx_header, framer.header)

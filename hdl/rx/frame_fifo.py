@@ -143,11 +143,7 @@ class FrameFifo(wiring.Component):
                 with m.If(self.i.payload.last & ~self.dropped.all()):
                     m.d.sync += self.dropped.eq(self.dropped + 1)
 
-        m.d.comb += [
-            self.status.valid.eq(status_queue.r_rdy),
-            self.status.payload.eq(status_queue.r_data),
-            status_queue.r_en.eq(self.status.ready),
-        ]
+        wiring.connect(m, status_queue.r_stream, wiring.flipped(self.status))
 
         # -- Read side: read port, then output register, advancing together ------------------
         advance = Signal()
