@@ -10,8 +10,8 @@ from amaranth.utils import exact_log2
 
 from model.classify import max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
-from model.policy import Policy
 
+from hdl.config import NIC_POLICY
 from hdl.rx.classifier import Classifier, Verdict
 from hdl.control_port import ControlPort
 from hdl.rx.frame_fifo import FrameFifo
@@ -81,7 +81,8 @@ class NIC(wiring.Component):
         Doorbell pages, a power of two.
     policy : model.policy.Policy
         The wire-visible policy, shared with the golden model; ``rcv_buffer`` and
-        ``snd_buffer`` are the per-connection ring sizes.
+        ``snd_buffer`` are the per-connection ring sizes (default ``hdl.config.NIC_POLICY``,
+        2 KiB rings).
     socket_entries : int
         Socket table capacity (power of two, at least 16).
     rx_fifo_beats, slow_fifo_beats : int
@@ -116,7 +117,7 @@ class NIC(wiring.Component):
                  neighbors=8):
         check_data_width(data_width)
         if policy is None:
-            policy = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
+            policy = NIC_POLICY
         if not isinstance(tick_cycles, int) or tick_cycles < 0:
             raise TypeError(f"Tick length must be a non-negative number of cycles, not {tick_cycles!r}")
         self._data_width = data_width
