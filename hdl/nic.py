@@ -17,7 +17,7 @@ from hdl.control_port import ControlPort
 from hdl.rx.frame_fifo import FrameFifo
 from hdl.rx.frame_slicer import FrameSlicer
 from hdl.layouts import FrameBeat, check_data_width
-from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostResponse
+from hdl.ports import ConnEvent, control_ports, host_ports
 from hdl.rx.dispatch import RxDispatch
 from hdl.tables.socket_table import SocketTable
 from hdl.engine.tcp_engine import TcpEngine
@@ -139,12 +139,8 @@ class NIC(wiring.Component):
         super().__init__({
             "rx": In(stream.Signature(beat)),
             "tx": Out(stream.Signature(beat)),
-            "host_cmd": In(stream.Signature(HostCommand(pid_bits))),
-            "host_wdata": In(stream.Signature(beat)),
-            "host_rsp": Out(stream.Signature(HostResponse())),
-            "host_rdata": Out(stream.Signature(beat)),
-            "ctl_cmd": In(stream.Signature(ControlCommand(conn_bits, pid_bits))),
-            "ctl_rsp": Out(stream.Signature(ControlResponse())),
+            **host_ports(pid_bits, beat),
+            **control_ports(conn_bits, pid_bits),
             "slow_rx": Out(stream.Signature(beat)),
             "slow_tx": In(stream.Signature(beat)),
             "events": Out(stream.Signature(ConnEvent(conn_bits))),

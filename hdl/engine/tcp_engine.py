@@ -16,8 +16,8 @@ from model.policy import Policy
 from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, POLLERR, POLLHUP, POLLIN, POLLOUT, UDP_MAX_PAYLOAD,
-                    UDP_RECORD_BYTES, ConnEvent, ControlCommand, ControlResponse, CtlOp, EventKind,
-                    HostCommand, HostOp, HostResponse, RxAction, RxEvent, RxRoute)
+                    UDP_RECORD_BYTES, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
+                    HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
 from hdl.tx.framer import L4Protocol, TcpFlags, TxHeader
@@ -234,12 +234,8 @@ class TcpEngine(wiring.Component):
             "rx_event": In(stream.Signature(RxEvent(conn_bits))),
             "rx_action": Out(stream.Signature(RxAction())),
             "rx_payload": In(stream.Signature(beat)),
-            "host_cmd": In(stream.Signature(HostCommand(pid_bits))),
-            "host_wdata": In(stream.Signature(beat)),
-            "host_rsp": Out(stream.Signature(HostResponse())),
-            "host_rdata": Out(stream.Signature(beat)),
-            "ctl_cmd": In(stream.Signature(ControlCommand(conn_bits, pid_bits))),
-            "ctl_rsp": Out(stream.Signature(ControlResponse())),
+            **host_ports(pid_bits, beat),
+            **control_ports(conn_bits, pid_bits),
             "access_control": In(stream.Signature(AccessControl(conn_bits, pid_bits))),
             "access_done": Out(1),
             "events": Out(stream.Signature(ConnEvent(conn_bits))),
