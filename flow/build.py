@@ -16,9 +16,9 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from model.policy import Policy
+from hdl.config import NIC_POLICY
 
-__all__ = ["LINT_WAIVERS", "REFERENCE_POLICY", "BLOCKS", "to_verilog", "lint"]
+__all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
 
 # Warnings that Amaranth's generated Verilog always raises, waived by name and no others:
 # PROCASSINIT: Amaranth initialises registers with an `initial` block and also assigns them
@@ -29,15 +29,11 @@ __all__ = ["LINT_WAIVERS", "REFERENCE_POLICY", "BLOCKS", "to_verilog", "lint"]
 #              after a default assignment, so the missing arms are intentional.
 # WIDTHTRUNC:  Amaranth lowers `bit_select`/`word_select` to a wide shift assigned to a narrow
 #              wire; Amaranth's own IR has exact widths and no implicit truncation.
-# WIDTHEXPAND: Amaranth compares an FSM's state register (and other values) with constants
-#              printed at their own minimal width (`fsm_state == 1'h1` for a 2-bit state).
+# WIDTHEXPAND: Amaranth compares values with constants printed at their own minimal width
+#              (`x > 1'h0` for a 13-bit `x`).
 # DECLFILENAME: Amaranth writes a design and all its submodules as modules of one file.
 LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "WIDTHEXPAND",
                 "DECLFILENAME")
-
-# The reference configuration's rings: 2 KiB receive and send per connection (the hardware
-# rings are powers of two; the model's default 65535-byte window is not one).
-REFERENCE_POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
 
 # name -> (module, class, constructor keyword arguments): what `make verilog` emits.
 BLOCKS = {
@@ -53,13 +49,13 @@ BLOCKS = {
     "tx_arbiter": ("hdl.tx.arbiter", "TxArbiter", {"data_width": 64}),
     "tcp_engine": ("hdl.engine.tcp_engine", "TcpEngine",
                    {"data_width": 64, "connections": 64, "processes": 16,
-                    "policy": REFERENCE_POLICY}),
-    # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each
+                    "policy": NIC_POLICY}),
+    # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each (NIC_POLICY)
     "nic": ("hdl.nic", "NIC", {"data_width": 64, "connections": 64, "processes": 16,
-                               "policy": REFERENCE_POLICY}),
+                               "policy": NIC_POLICY}),
     # the same NIC with AXI4-Stream ports towards the MAC (hdl/nic_axis.py)
     "nic_axis": ("hdl.nic_axis", "NicAxis", {"data_width": 64, "connections": 64, "processes": 16,
-                                             "policy": REFERENCE_POLICY}),
+                                             "policy": NIC_POLICY}),
 }
 
 

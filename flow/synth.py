@@ -38,9 +38,10 @@ from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.config import NicConfig
 from flow.build import BLOCKS
 
-__all__ = ["TARGETS", "SerialHarness", "synthesise", "NicConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
+__all__ = ["TARGETS", "SerialHarness", "synthesise", "SynthConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
            "sweep", "nic_plan", "synthesise_nic", "run_plan", "report_table", "report_markdown",
            "provenance", "ROW_FIELDS"]
 
@@ -348,17 +349,10 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
 # ----- the NIC ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class NicConfig:
-    """One NIC build: ``NIC(data_width, connections, processes, policy=Policy(rcv_buffer=window,
-    snd_buffer=window, udp_rcv_buffer=window))`` for `target`; `fifo_beats` sets both frame
-    FIFOs' depth (None: the NIC's default, room for two maximum frames)."""
+class SynthConfig(NicConfig):
+    """One NIC build (:class:`hdl.config.NicConfig`: its fields by keyword) for `target`."""
 
     target: str
-    data_width: int
-    connections: int
-    window: int
-    processes: int = 16
-    fifo_beats: int | None = None
 
     @property
     def name(self):
@@ -383,14 +377,6 @@ class NicConfig:
         return (f"{TARGETS[self.target]['part']}, {self.data_width}-bit, {self.connections} "
                 f"connections x {_size(self.window)}, {self.processes} processes{fifo}")
 
-    def build(self):
-        from hdl.nic import NIC
-        from model.policy import Policy
-        policy = Policy(rcv_buffer=self.window, snd_buffer=self.window, udp_rcv_buffer=self.window)
-        return NIC(data_width=self.data_width, connections=self.connections,
-                   processes=self.processes, policy=policy,
-                   rx_fifo_beats=self.fifo_beats, slow_fifo_beats=self.fifo_beats)
-
     def dominates(self, other):
         """`other` needs at least what this configuration needs (same part and width)."""
         return (self.target == other.target and self.data_width == other.data_width
@@ -403,11 +389,11 @@ def _size(n):
 
 
 # The reference configuration of DESIGN.md ("What is measured").
-REFERENCE = NicConfig("ecp5", data_width=64, connections=64, window=2048, processes=16)
+REFERENCE = SynthConfig("ecp5", data_width=64, connections=64, window=2048, processes=16)
 # The small build of DESIGN.md: iCE40 UP5K, 8-bit path, 4 connections, 256-byte windows; and
 # the same on the largest iCE40 (HX8K), as the NIC's logic alone is several times either part.
-SMALL = NicConfig("ice40", data_width=8, connections=4, window=256, processes=4)
-SMALL_HX8K = NicConfig("ice40-hx8k", data_width=8, connections=4, window=256, processes=4)
+SMALL = SynthConfig("ice40", data_width=8, connections=4, window=256, processes=4)
+SMALL_HX8K = SynthConfig("ice40-hx8k", data_width=8, connections=4, window=256, processes=4)
 SWEEP_CONNECTIONS = (4, 16, 64, 256)
 SWEEP_WINDOWS = (512, 2048, 8192)
 
@@ -416,7 +402,8 @@ def sweep():
     """The ECP5 sweep, largest memory first: the configurations that do not fit fail within
     minutes, so even a run cut short shows where on-chip memory ends. (The report's table
     lists the rows by connections and window.)"""
-    configs = [NicConfig("ecp5", 64, c, w, 16) for c in SWEEP_CONNECTIONS for w in SWEEP_WINDOWS]
+    configs = [SynthConfig("ecp5", data_width=64, connections=c, window=w, processes=16)
+               for c in SWEEP_CONNECTIONS for w in SWEEP_WINDOWS]
     return sorted(configs, key=lambda c: (-c.memory_bytes, -c.connections))
 
 

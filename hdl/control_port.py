@@ -4,11 +4,10 @@ from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.tables.access_table import AccessOp
+from hdl.tables.access_table import AccessControl, AccessOp
 from hdl.ports import ControlCommand, ControlResponse, CtlOp
 from hdl.tables.socket_table import CommandLayout, Op, ResponseLayout, Status
 from hdl.engine.tcb import Errno
-from hdl.engine.tcp_engine import EngineCommand, EngineResponse
 
 __all__ = ["ControlPort"]
 
@@ -37,10 +36,11 @@ class ControlPort(wiring.Component):
     cmd : In(stream.Signature(ControlCommand)), rsp : Out(stream.Signature(ControlResponse))
     socket_cmd, socket_rsp
         The socket table's command port.
-    access_control : Out(stream.Signature(...)), access_done : In(1)
+    access_control : Out(stream.Signature(AccessControl)), access_done : In(1)
         The access table's control port (through the engine).
-    engine_cmd, engine_rsp
-        The engine's control operations.
+    engine_cmd : Out(stream.Signature(ControlCommand)), engine_rsp : In(stream.Signature(ControlResponse))
+        The engine's control operations: the command as it came, and the engine's answer
+        passed on as it is.
     counters : In(ArrayLayout(32, counters))
     our_mac, our_ip : Out(48), Out(32)
     idle : Out(1)
@@ -49,16 +49,15 @@ class ControlPort(wiring.Component):
 
     def __init__(self, conn_bits, pid_bits, counters):
         self._counters = counters
-        pair = data.StructLayout({"op": AccessOp, "conn": conn_bits, "pid": pid_bits})
         super().__init__({
             "cmd": In(stream.Signature(ControlCommand(conn_bits, pid_bits))),
             "rsp": Out(stream.Signature(ControlResponse())),
             "socket_cmd": Out(stream.Signature(CommandLayout(conn_bits))),
             "socket_rsp": In(stream.Signature(ResponseLayout(conn_bits))),
-            "access_control": Out(stream.Signature(pair)),
+            "access_control": Out(stream.Signature(AccessControl(conn_bits, pid_bits))),
             "access_done": In(1),
-            "engine_cmd": Out(stream.Signature(EngineCommand(conn_bits))),
-            "engine_rsp": In(stream.Signature(EngineResponse())),
+            "engine_cmd": Out(stream.Signature(ControlCommand(conn_bits, pid_bits))),
+            "engine_rsp": In(stream.Signature(ControlResponse())),
             "counters": In(data.ArrayLayout(32, counters)),
             "our_mac": Out(48),
             "our_ip": Out(32),
@@ -82,10 +81,8 @@ class ControlPort(wiring.Component):
                                                   Mux(op == CtlOp.REVOKE, AccessOp.REVOKE,
                                                       AccessOp.CLEAR))),
             self.access_control.payload.conn.eq(c.conn), self.access_control.payload.pid.eq(c.pid),
+            self.engine_cmd.payload.eq(c),
         ]
-        for name in ("op", "conn", "index", "flag", "mark", "mac", "ip", "port", "state",
-                     "passive", "iss", "irs", "local_port", "window", "mss", "seq", "ack", "flags"):
-            m.d.comb += getattr(self.engine_cmd.payload, name).eq(getattr(c, name))
 
         m.d.comb += self.idle.eq((step == _Step.WAIT_COMMAND) & ~self.cmd.valid)
 
@@ -129,10 +126,7 @@ class ControlPort(wiring.Component):
                 with m.Else():
                     m.d.comb += self.engine_rsp.ready.eq(1)
                     with m.If(self.engine_rsp.valid):
-                        e = self.engine_rsp.payload
-                        m.d.sync += [rsp.status.eq(e.status), rsp.state.eq(e.state),
-                                     rsp.kind.eq(e.kind), rsp.error.eq(e.error),
-                                     rsp.value.eq(e.value), rsp.flag.eq(e.flag),
+                        m.d.sync += [rsp.eq(self.engine_rsp.payload),
                                      step.eq(_Step.WAIT_RESPONSE_TAKEN)]
 
             with m.Case(_Step.WAIT_RESPONSE_TAKEN):

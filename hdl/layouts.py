@@ -2,7 +2,7 @@
 
 from amaranth.lib import data
 
-__all__ = ["DATA_WIDTHS", "check_data_width", "FrameBeat"]
+__all__ = ["DATA_WIDTHS", "check_data_width", "check_power_of_two", "FrameBeat"]
 
 DATA_WIDTHS = (8, 64)
 
@@ -12,6 +12,13 @@ def check_data_width(data_width):
     if data_width not in DATA_WIDTHS:
         raise TypeError(f"Data width must be 8 or 64, not {data_width!r}")
     return data_width
+
+
+def check_power_of_two(what, value, least=2):
+    """`value` if it is a power of two of at least `least` (a RAM depth, a slot count)."""
+    if not isinstance(value, int) or value < least or value & (value - 1):
+        raise TypeError(f"{what} must be a power of two and at least {least}, not {value!r}")
+    return value
 
 
 class FrameBeat(data.StructLayout):

@@ -10,14 +10,14 @@ from amaranth.utils import exact_log2
 
 from model.classify import max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
-from model.policy import Policy
 
+from hdl.config import NIC_POLICY
 from hdl.rx.classifier import Classifier, Verdict
 from hdl.control_port import ControlPort
 from hdl.rx.frame_fifo import FrameFifo
 from hdl.rx.frame_slicer import FrameSlicer
 from hdl.layouts import FrameBeat, check_data_width
-from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostResponse
+from hdl.ports import ConnEvent, control_ports, host_ports
 from hdl.rx.dispatch import DispatchStep, RxDispatch
 from hdl.tables.socket_table import SocketTable
 from hdl.engine.tcp_engine import EngineStep, TcpEngine
@@ -99,7 +99,8 @@ class NIC(wiring.Component):
         Doorbell pages, a power of two.
     policy : model.policy.Policy
         The wire-visible policy, shared with the golden model; ``rcv_buffer`` and
-        ``snd_buffer`` are the per-connection ring sizes.
+        ``snd_buffer`` are the per-connection ring sizes (default ``hdl.config.NIC_POLICY``,
+        2 KiB rings).
     socket_entries : int
         Socket table capacity (power of two, at least 16).
     rx_fifo_beats, slow_fifo_beats : int
@@ -139,7 +140,7 @@ class NIC(wiring.Component):
                  neighbors=8, debug=False):
         check_data_width(data_width)
         if policy is None:
-            policy = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
+            policy = NIC_POLICY
         if not isinstance(tick_cycles, int) or tick_cycles < 0:
             raise TypeError(f"Tick length must be a non-negative number of cycles, not {tick_cycles!r}")
         self._data_width = data_width
@@ -161,12 +162,8 @@ class NIC(wiring.Component):
         members = {
             "rx": In(stream.Signature(beat)),
             "tx": Out(stream.Signature(beat)),
-            "host_cmd": In(stream.Signature(HostCommand(pid_bits))),
-            "host_wdata": In(stream.Signature(beat)),
-            "host_rsp": Out(stream.Signature(HostResponse())),
-            "host_rdata": Out(stream.Signature(beat)),
-            "ctl_cmd": In(stream.Signature(ControlCommand(conn_bits, pid_bits))),
-            "ctl_rsp": Out(stream.Signature(ControlResponse())),
+            **host_ports(pid_bits, beat),
+            **control_ports(conn_bits, pid_bits),
             "slow_rx": Out(stream.Signature(beat)),
             "slow_tx": In(stream.Signature(beat)),
             "events": Out(stream.Signature(ConnEvent(conn_bits))),
@@ -242,10 +239,8 @@ class NIC(wiring.Component):
                      engine.our_mac.eq(control.our_mac), engine.our_ip.eq(control.our_ip)]
 
         # connection events, queued for the OS
-        m.d.comb += [events.w_data.eq(engine.events.payload), events.w_en.eq(engine.events.valid),
-                     engine.events.ready.eq(events.w_rdy),
-                     self.events.payload.eq(events.r_data), self.events.valid.eq(events.r_rdy),
-                     events.r_en.eq(self.events.ready)]
+        wiring.connect(m, engine.events, events.w_stream)
+        wiring.connect(m, events.r_stream, wiring.flipped(self.events))
 
         # transmit
         wiring.connect(m, engine.tx_header, framer.header)

@@ -15,7 +15,8 @@ Three parties talk to the NIC, each on its own port:
   socket table matched, answered with one :class:`RxAction` saying what to do with its bytes.
 """
 
-from amaranth.lib import data, enum
+from amaranth.lib import data, enum, stream
+from amaranth.lib.wiring import In, Out
 
 from hdl.tables.socket_table import KeyLayout
 from hdl.engine.tcb import Errno, TcpState, ConnKind
@@ -24,7 +25,7 @@ from hdl.tx.framer import TcpFlags
 __all__ = ["HostOp", "HostCommand", "HostResponse", "CtlOp", "ControlCommand",
            "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxAction", "RxRoute",
            "POLLIN", "POLLOUT", "POLLERR", "POLLHUP", "UDP_RECORD_BYTES", "UDP_MAX_PAYLOAD",
-           "HOST_CONN_BITS"]
+           "HOST_CONN_BITS", "host_ports", "control_ports"]
 
 # poll(2) bits, Linux's values (model/constants.py)
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x001, 0x004, 0x008, 0x010
@@ -178,3 +179,22 @@ class RxRoute(enum.Enum, shape=2):
 class RxAction(data.StructLayout):
     def __init__(self):
         super().__init__({"route": RxRoute})
+
+
+def host_ports(pid_bits, beat):
+    """The processes' port as the NIC and the engine have it (``beat``: the frame beat layout):
+    ``host_cmd`` and ``host_wdata`` in, ``host_rsp`` and ``host_rdata`` out."""
+    return {
+        "host_cmd": In(stream.Signature(HostCommand(pid_bits))),
+        "host_wdata": In(stream.Signature(beat)),
+        "host_rsp": Out(stream.Signature(HostResponse())),
+        "host_rdata": Out(stream.Signature(beat)),
+    }
+
+
+def control_ports(conn_bits, pid_bits):
+    """The OS's control port as the NIC and the engine have it: ``ctl_cmd`` in, ``ctl_rsp`` out."""
+    return {
+        "ctl_cmd": In(stream.Signature(ControlCommand(conn_bits, pid_bits))),
+        "ctl_rsp": Out(stream.Signature(ControlResponse())),
+    }

@@ -11,11 +11,11 @@ import functools
 import hashlib
 import json
 from xml.etree import ElementTree
-from dataclasses import dataclass
 from pathlib import Path
 
 from cocotb_tools.runner import get_results, get_runner
 
+from hdl.config import NicConfig
 from flow.build import to_verilog
 from flow.tools import BUILD, REPO, install_simulator_env
 
@@ -66,28 +66,11 @@ def for_icarus(verilog: str) -> str:
     return "\n".join(out) + "\n"
 
 
-@dataclass(frozen=True)
-class NicConfig:
-    data_width: int = 64
-    connections: int = 64
-    processes: int = 16
-
-    @property
-    def name(self):
-        return f"nic_w{self.data_width}_c{self.connections}_p{self.processes}"
-
-    def component(self):
-        from hdl.nic import NIC
-        from tb.scenarios import NIC_POLICY
-        return NIC(data_width=self.data_width, connections=self.connections,
-                   processes=self.processes, policy=NIC_POLICY, debug=True)
-
-
 @functools.lru_cache(maxsize=None)
 def _verilog(config: NicConfig, variant: str) -> str:
     """The NIC's Verilog, generated once per process (it takes seconds); `variant` keys a
     modified design, which the caller has put in place before the first call."""
-    return to_verilog(config.component(), "nic")
+    return to_verilog(config.build(debug=True), "nic")
 
 
 def build(sim: str, config: NicConfig, waves: bool = False, variant: str = "") -> Path:

@@ -23,13 +23,13 @@ from model.policy import Policy
 from model.scenario import ModelBackend, Runner
 from model.tcp import seq_add
 
+from hdl.config import NIC_POLICY       # the policy the NIC is built with: 2 KiB rings
+
 __all__ = ["SCENARIOS", "DUT_MAC", "DUT_IP", "PEER_MAC", "PEER_IP", "NIC_POLICY", "model_runner",
            "peer_host", "get_scenario", "random_scenario", "LENGTHS"]
 
 DUT_MAC, DUT_IP = "02:00:00:00:00:01", "192.0.2.1"
 PEER_MAC, PEER_IP = "02:00:00:00:00:02", "192.0.2.2"
-# the policy the NIC is built with by default: 2 KiB rings (hdl.nic.NIC)
-NIC_POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
 PORT = 80
 MSS, RING = NIC_POLICY.mss, NIC_POLICY.snd_buffer
 PEER_ISS = 7            # the peer's first ISS, unless a scenario chooses another

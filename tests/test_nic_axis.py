@@ -11,7 +11,7 @@ import pytest
 
 from flow.build import to_verilog
 from hdl.nic_axis import NicAxis
-from model.policy import Policy
+from hdl.config import NIC_POLICY
 from tb.nic_run import SIMULATORS, build_verilog, run_module
 from flow.tools import BUILD
 
@@ -21,7 +21,7 @@ NAME = f"nic_axis_w{WIDTH}_c4_p4"
 
 def nic_axis():
     return NicAxis(data_width=WIDTH, connections=4, processes=4,
-                   policy=Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048))
+                   policy=NIC_POLICY)
 
 
 def test_ports_are_axi_stream():

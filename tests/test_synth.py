@@ -15,17 +15,17 @@ from dataclasses import asdict, dataclass
 import pytest
 
 from hdl.tables.access_table import AccessTable
-from flow.synth import (REFERENCE, ROW_FIELDS, TARGETS, NicConfig, SerialHarness, report_markdown,
+from flow.synth import (REFERENCE, ROW_FIELDS, TARGETS, SerialHarness, SynthConfig, report_markdown,
                        run_plan)
 from tb import readme_tables
 from flow.tools import REPO
 
 # The least NIC there is: 8-bit path, 2 connections, 64-byte rings, 2 processes, 16-beat FIFOs.
-TINY = NicConfig("ecp5", data_width=8, connections=2, window=64, processes=2, fifo_beats=16)
+TINY = SynthConfig("ecp5", data_width=8, connections=2, window=64, processes=2, fifo_beats=16)
 
 
 @dataclass(frozen=True)
-class AccessTableConfig(NicConfig):
+class AccessTableConfig(SynthConfig):
     """A plan entry that builds the access table (one block RAM) instead of the NIC."""
 
     @property

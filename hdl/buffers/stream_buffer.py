@@ -74,6 +74,18 @@ class StateQuery(data.StructLayout):
         super().__init__({"head": 32, "tail": 32, "free": count_bits, **_ranges(max_ooo_ranges)})
 
 
+class _Step(enum.Enum, shape=3):
+    """What the command side does or waits for (an enum register switched with ``m.Switch``,
+    as in :mod:`hdl.tables.socket_table`: a misspelt step is an AttributeError at elaboration)."""
+    WAIT_CMD = 0            # a command on `init`, `write_cmd` or `read_cmd`
+    WRITE_STATE = 1         # the connection's state read: decide the write
+    WRITE_DATA = 2          # the write's beats
+    READ_STATE = 3          # the connection's state read: decide the read, answer it
+    READ_FIRST_WORD = 4     # the first RAM word read
+    READ_SECOND_WORD = 5    # the second RAM word read
+    READ_DATA = 6           # the read's beats taken
+
+
 class StreamBuffer(wiring.Component):
     """Receive (or send) buffers of ``connections`` byte streams in one RAM.
 
@@ -363,8 +375,9 @@ class StreamBuffer(wiring.Component):
         ]
         r_start = (st.head + r_skipped)[:32]
 
-        with m.FSM(name="fsm") as fsm:
-            with m.State("WAIT_CMD"):
+        step = Signal(_Step)
+        with m.Switch(step):
+            with m.Case(_Step.WAIT_CMD):
                 m.d.comb += srp.en.eq(1)
                 with m.If(self.init.valid):
                     m.d.comb += self.init.ready.eq(1)
@@ -378,7 +391,7 @@ class StreamBuffer(wiring.Component):
                     m.d.sync += [conn.eq(self.write_cmd.payload.conn),
                                  offset.eq(self.write_cmd.payload.offset),
                                  w_length.eq(self.write_cmd.payload.length)]
-                    m.next = "WRITE_STATE"
+                    m.d.sync += step.eq(_Step.WRITE_STATE)
                 with m.Elif(self.read_cmd.valid):
                     m.d.comb += [self.read_cmd.ready.eq(1),
                                  srp.addr.eq(self.read_cmd.payload.conn)]
@@ -388,9 +401,9 @@ class StreamBuffer(wiring.Component):
                                           + self.read_cmd.payload.skip),
                                  peek.eq(self.read_cmd.payload.peek),
                                  discard.eq(self.read_cmd.payload.discard)]
-                    m.next = "READ_STATE"
+                    m.d.sync += step.eq(_Step.READ_STATE)
 
-            with m.State("WRITE_STATE"):
+            with m.Case(_Step.WRITE_STATE):
                 # The connection's state is on srp.data: decide and commit the new state.
                 store = w_nonempty & ~w_refuse
                 m.d.sync += [
@@ -416,15 +429,15 @@ class StreamBuffer(wiring.Component):
                             m.d.sync += state_next.ranges[i].eq(ooo_ranges[i])
                 with m.If(w_nonempty & w_refuse):
                     m.d.sync += self.refused_count.eq(self.refused_count + 1)
-                m.next = "WRITE_DATA"
+                m.d.sync += step.eq(_Step.WRITE_DATA)
 
-            with m.State("WRITE_DATA"):
+            with m.Case(_Step.WRITE_DATA):
                 with m.If(left == 0):
                     with m.If(write_resp_free):
                         m.d.sync += [self.write_resp.valid.eq(1),
                                      self.write_resp.payload.advance.eq(advance),
                                      self.write_resp.payload.refused.eq(refused)]
-                        m.next = "WAIT_CMD"
+                        m.d.sync += step.eq(_Step.WAIT_CMD)
                 with m.Else():
                     m.d.comb += self.write_data.ready.eq(~last_beat | write_resp_free)
                     with m.If(self.write_data.valid & self.write_data.ready):
@@ -439,9 +452,9 @@ class StreamBuffer(wiring.Component):
                                          self.write_resp.payload.advance.eq(advance),
                                          self.write_resp.payload.refused.eq(refused),
                                          flush.eq(shift + left > L), left.eq(0)]
-                            m.next = "WAIT_CMD"
+                            m.d.sync += step.eq(_Step.WAIT_CMD)
 
-            with m.State("READ_STATE"):
+            with m.Case(_Step.READ_STATE):
                 with m.If(read_resp_free):
                     m.d.sync += [
                         self.read_resp.valid.eq(1),
@@ -454,21 +467,21 @@ class StreamBuffer(wiring.Component):
                         m.d.sync += [state_we.eq(1), state_conn.eq(conn), state_next.eq(st),
                                      state_next.head.eq(st.head + r_advance)]
                     with m.If(~discard & (r_count != 0)):
-                        m.next = "READ_FIRST_WORD"
+                        m.d.sync += step.eq(_Step.READ_FIRST_WORD)
                     with m.Else():
-                        m.next = "WAIT_CMD"
+                        m.d.sync += step.eq(_Step.WAIT_CMD)
 
-            with m.State("READ_FIRST_WORD"):
+            with m.Case(_Step.READ_FIRST_WORD):
                 m.d.comb += drp.en.eq(1)
                 m.d.sync += word.eq(word + 1)
-                m.next = "READ_SECOND_WORD"
+                m.d.sync += step.eq(_Step.READ_SECOND_WORD)
 
-            with m.State("READ_SECOND_WORD"):
+            with m.Case(_Step.READ_SECOND_WORD):
                 m.d.comb += drp.en.eq(1)
                 m.d.sync += [word.eq(word + 1), prev.eq(drp.data)]
-                m.next = "READ_DATA"
+                m.d.sync += step.eq(_Step.READ_DATA)
 
-            with m.State("READ_DATA"):
+            with m.Case(_Step.READ_DATA):
                 m.d.comb += [
                     self.read_data.valid.eq(1),
                     self.read_data.payload.data.eq(realign(prev, drp.data, read_starts)),
@@ -480,8 +493,8 @@ class StreamBuffer(wiring.Component):
                     m.d.sync += [word.eq(word + 1), prev.eq(drp.data), left.eq(left - L)]
                     with m.If(last_beat):
                         m.d.sync += left.eq(0)
-                        m.next = "WAIT_CMD"
+                        m.d.sync += step.eq(_Step.WAIT_CMD)
 
-        m.d.comb += self.state_pending.eq(fsm.ongoing("WRITE_STATE") | fsm.ongoing("READ_STATE")
+        m.d.comb += self.state_pending.eq((step == _Step.WRITE_STATE) | (step == _Step.READ_STATE)
                                           | state_we)
         return m

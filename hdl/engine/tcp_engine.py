@@ -6,43 +6,23 @@ This is the hardware twin of ``model/tcp.py`` (``Tcb.process``, ``Tcb.dispatch``
 """
 
 from amaranth import *
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from model.policy import Policy
 
-from hdl.tables.access_table import AccessOp, AccessTable
+from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, POLLERR, POLLHUP, POLLIN, POLLOUT, UDP_MAX_PAYLOAD,
-                    UDP_RECORD_BYTES, ConnEvent, CtlOp, EventKind, HostCommand, HostOp,
-                    HostResponse, RxAction, RxEvent, RxRoute)
+                    UDP_RECORD_BYTES, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
+                    HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
 from hdl.tx.framer import L4Protocol, TcpFlags, TxHeader
 
-__all__ = ["EngineCommand", "EngineResponse", "EngineStep", "TcpEngine"]
-
-
-class EngineCommand(data.StructLayout):
-    """The control operations the engine carries out (the rest go to the socket table and
-    the access table): SET_NEIGHBOR, INSTALL_TCP, INSTALL_UDP, UDP_CONNECT, INJECT,
-    READ_STATE, FREE. Fields as ``hdl.ports.ControlCommand``."""
-
-    def __init__(self, conn_bits):
-        super().__init__({
-            "op": CtlOp, "conn": conn_bits, "index": 8, "flag": 1, "mark": 1,
-            "mac": 48, "ip": 32, "port": 16,
-            "state": TcpState, "passive": 1, "iss": 32, "irs": 32, "local_port": 16,
-            "window": 16, "mss": 16, "seq": 32, "ack": 32, "flags": TcpFlags(),
-        })
-
-
-class EngineResponse(data.StructLayout):
-    def __init__(self):
-        super().__init__({"status": Errno, "state": TcpState, "kind": ConnKind,
-                          "error": Errno, "value": 32, "flag": 1})
+__all__ = ["EngineStep", "TcpEngine"]
 
 
 class EngineStep(enum.Enum, shape=7):
@@ -198,9 +178,12 @@ class TcpEngine(wiring.Component):
     host_cmd, host_wdata, host_rsp, host_rdata
         The processes' port (``hdl.ports.HostCommand``): one response per command, then
         ``count`` bytes of a READ on ``host_rdata`` as one frame.
-    ctl_cmd, ctl_rsp : EngineCommand in, EngineResponse out
-        The privileged operations that concern connection records.
-    access_control : In(stream.Signature(...)), access_done : Out(1)
+    ctl_cmd, ctl_rsp : ControlCommand in, ControlResponse out (``hdl.ports``)
+        The privileged operations that concern connection records, passed on by the control
+        port: SET_NEIGHBOR, INSTALL_TCP, INSTALL_UDP, UDP_CONNECT, INJECT, READ_STATE, FREE,
+        NEXT_DEADLINE, ADVANCE (the socket table's and the access table's go there; ``pid``
+        and ``key`` are not read here).
+    access_control : In(stream.Signature(AccessControl)), access_done : Out(1)
         The access table's control port (GRANT, REVOKE, CLEAR), for the control port.
     events : Out(stream.Signature(ConnEvent))
         A connection became synchronized, or reached CLOSED.
@@ -253,18 +236,13 @@ class TcpEngine(wiring.Component):
         conn_bits = exact_log2(connections)
         pid_bits = exact_log2(processes)
         beat = FrameBeat(data_width)
-        pair = data.StructLayout({"op": AccessOp, "conn": conn_bits, "pid": pid_bits})
         super().__init__({
             "rx_event": In(stream.Signature(RxEvent(conn_bits))),
             "rx_action": Out(stream.Signature(RxAction())),
             "rx_payload": In(stream.Signature(beat)),
-            "host_cmd": In(stream.Signature(HostCommand(pid_bits))),
-            "host_wdata": In(stream.Signature(beat)),
-            "host_rsp": Out(stream.Signature(HostResponse())),
-            "host_rdata": Out(stream.Signature(beat)),
-            "ctl_cmd": In(stream.Signature(EngineCommand(conn_bits))),
-            "ctl_rsp": Out(stream.Signature(EngineResponse())),
-            "access_control": In(stream.Signature(pair)),
+            **host_ports(pid_bits, beat),
+            **control_ports(conn_bits, pid_bits),
+            "access_control": In(stream.Signature(AccessControl(conn_bits, pid_bits))),
             "access_done": Out(1),
             "events": Out(stream.Signature(ConnEvent(conn_bits))),
             "tx_header": Out(stream.Signature(TxHeader())),
@@ -360,7 +338,7 @@ class TcpEngine(wiring.Component):
         hc = Signal.like(self.host_cmd.payload)
         cc = Signal.like(self.ctl_cmd.payload)
         rsp = Signal(HostResponse())
-        crsp = Signal(EngineResponse())
+        crsp = Signal(ControlResponse())
         drain_after = Signal()              # HOST_RESPOND then drains the WRITE data
 
         # data routing, changed only between transfers
@@ -398,6 +376,12 @@ class TcpEngine(wiring.Component):
         def respond(next_step):
             """Answer the host command with `rsp`, then continue at `next_step`."""
             m.d.sync += [step.eq(_Step.HOST_RESPOND), then.eq(next_step)]
+
+        def answer_ebadf():
+            """Answer the host command EBADF and drain its WRITE data; nothing else happens."""
+            m.d.sync += [rsp.status.eq(Errno.EBADF),
+                         drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
+            respond(_Step.IDLE)
 
         def finish():
             """Send what the connection has to send, tell the receive path, write back."""
@@ -1143,9 +1127,7 @@ class TcpEngine(wiring.Component):
                 with m.If(hc.conn >= N):
                     # a connection number past the last slot: no such socket (its low bits
                     # name another process's connection, so they are never used)
-                    m.d.sync += [rsp.status.eq(Errno.EBADF),
-                                 drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
-                    respond(_Step.IDLE)
+                    answer_ebadf()
                 with m.Else():
                     m.d.comb += [access.check.valid.eq(1), access.check.payload.conn.eq(conn),
                                  access.check.payload.pid.eq(hc.pid)]
@@ -1159,9 +1141,7 @@ class TcpEngine(wiring.Component):
                         goto(_Step.LOAD)
                     with m.Else():
                         # no access: EBADF; the process learns nothing and disturbs nothing
-                        m.d.sync += [rsp.status.eq(Errno.EBADF),
-                                     drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
-                        respond(_Step.IDLE)
+                        answer_ebadf()
 
             with m.Case(_Step.HOST_RESPOND):
                 m.d.comb += [self.host_rsp.valid.eq(1), self.host_rsp.payload.eq(rsp)]
@@ -1180,9 +1160,7 @@ class TcpEngine(wiring.Component):
                 is_tcp = t.kind == ConnKind.TCP
                 is_udp = t.kind == ConnKind.UDP
                 with m.If(~is_tcp & ~is_udp):
-                    m.d.sync += [rsp.status.eq(Errno.EBADF),
-                                 drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
-                    respond(_Step.IDLE)
+                    answer_ebadf()
                 with m.Else():
                     with m.Switch(hc.op):
                         with m.Case(HostOp.READ):

@@ -433,10 +433,8 @@ class Classifier(wiring.Component):
             queue.w_en.eq(record_valid),
             queue.w_data.eq(record),
             self.i.ready.eq(queue.level < self.QUEUE_DEPTH - in_flight + 1),
-            self.verdict.valid.eq(queue.r_rdy),
-            self.verdict.payload.eq(queue.r_data),
-            queue.r_en.eq(self.verdict.ready),
         ]
+        wiring.connect(m, queue.r_stream, wiring.flipped(self.verdict))
 
         with m.If(record_valid):
             for verdict in Verdict:

@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from hdl.layouts import FrameBeat, check_data_width
+from hdl.layouts import FrameBeat, check_data_width, check_power_of_two
 
 __all__ = ["FrameStatus", "FrameFifo"]
 
@@ -23,12 +23,6 @@ class FrameStatus(data.StructLayout):
 
     def __init__(self, depth):
         super().__init__({"stored": 1, "beats": range(depth + 1)})
-
-
-def _check_power_of_two(what, value, least):
-    if not isinstance(value, int) or value < least or value & (value - 1):
-        raise TypeError(f"{what} must be a power of two and at least {least}, not {value!r}")
-    return value
 
 
 class FrameFifo(wiring.Component):
@@ -75,8 +69,8 @@ class FrameFifo(wiring.Component):
 
     def __init__(self, data_width, depth, status_depth=16):
         self._data_width = check_data_width(data_width)
-        self._depth = _check_power_of_two("Depth", depth, 16)
-        self._status_depth = _check_power_of_two("Status queue depth", status_depth, 2)
+        self._depth = check_power_of_two("Depth", depth, 16)
+        self._status_depth = check_power_of_two("Status queue depth", status_depth, 2)
         super().__init__({
             "i": In(stream.Signature(FrameBeat(data_width))),
             "o": Out(stream.Signature(FrameBeat(data_width))),
@@ -149,11 +143,7 @@ class FrameFifo(wiring.Component):
                 with m.If(self.i.payload.last & ~self.dropped.all()):
                     m.d.sync += self.dropped.eq(self.dropped + 1)
 
-        m.d.comb += [
-            self.status.valid.eq(status_queue.r_rdy),
-            self.status.payload.eq(status_queue.r_data),
-            status_queue.r_en.eq(self.status.ready),
-        ]
+        wiring.connect(m, status_queue.r_stream, wiring.flipped(self.status))
 
         # -- Read side: read port, then output register, advancing together ------------------
         advance = Signal()

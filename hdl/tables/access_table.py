@@ -10,7 +10,9 @@ from amaranth.utils import exact_log2
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AccessOp", "AccessTable"]
+from hdl.layouts import check_power_of_two
+
+__all__ = ["AccessOp", "AccessCheck", "AccessResult", "AccessControl", "AccessTable"]
 
 
 class AccessOp(enum.Enum, shape=2):
@@ -20,10 +22,32 @@ class AccessOp(enum.Enum, shape=2):
     CLEAR = 2   #: no process may use `conn` (done when a connection is installed or removed)
 
 
-def _check_power_of_two(what, value):
-    if not isinstance(value, int) or value < 2 or value & (value - 1):
-        raise TypeError(f"{what} must be a power of two and at least 2, not {value!r}")
-    return value
+class AccessCheck(data.StructLayout):
+    """A (connection, process) pair to check."""
+
+    def __init__(self, conn_bits, pid_bits):
+        super().__init__({"conn": conn_bits, "pid": pid_bits})
+
+
+class AccessResult(data.StructLayout):
+    """The pair checked and whether the process may use the connection."""
+
+    def __init__(self, conn_bits, pid_bits):
+        super().__init__({"conn": conn_bits, "pid": pid_bits, "allowed": 1})
+
+
+class AccessControl(data.StructLayout):
+    """A privileged change to one connection's row (the control port's, through the engine)."""
+
+    def __init__(self, conn_bits, pid_bits):
+        super().__init__({"op": AccessOp, "conn": conn_bits, "pid": pid_bits})
+
+
+class _Control(enum.Enum, shape=1):
+    """What the control side waits for (an enum register switched with ``m.Switch``, as in
+    :mod:`hdl.tables.socket_table`: a misspelt state is an AttributeError at elaboration)."""
+    WAIT_OPERATION = 0      # an operation on `control`
+    WAIT_ROW_CLEARED = 1    # CLEAR: the connection's bits written one per cycle
 
 
 class AccessTable(wiring.Component):
@@ -44,27 +68,24 @@ class AccessTable(wiring.Component):
 
     Members
     -------
-    check : In(stream.Signature(StructLayout({"conn", "pid"})))
+    check : In(stream.Signature(AccessCheck))
         A (connection, process) pair to check.
-    result : Out(stream.Signature(StructLayout({"conn", "pid", "allowed"})))
+    result : Out(stream.Signature(AccessResult))
         The pair and whether the process may use the connection; in order, one per check.
-    control : In(stream.Signature(StructLayout({"op": AccessOp, "conn", "pid"})))
+    control : In(stream.Signature(AccessControl))
         Privileged changes to the table.
     done : Out(1)
         Pulses for one cycle when a control operation has been carried out.
     """
 
     def __init__(self, *, connections, processes):
-        self.connections = _check_power_of_two("Connection count", connections)
-        self.processes = _check_power_of_two("Process count", processes)
+        self.connections = check_power_of_two("Connection count", connections)
+        self.processes = check_power_of_two("Process count", processes)
         conn_bits, pid_bits = exact_log2(connections), exact_log2(processes)
-        pair = data.StructLayout({"conn": conn_bits, "pid": pid_bits})
         super().__init__({
-            "check": In(stream.Signature(pair)),
-            "result": Out(stream.Signature(data.StructLayout({
-                "conn": conn_bits, "pid": pid_bits, "allowed": 1}))),
-            "control": In(stream.Signature(data.StructLayout({
-                "op": AccessOp, "conn": conn_bits, "pid": pid_bits}))),
+            "check": In(stream.Signature(AccessCheck(conn_bits, pid_bits))),
+            "result": Out(stream.Signature(AccessResult(conn_bits, pid_bits))),
+            "control": In(stream.Signature(AccessControl(conn_bits, pid_bits))),
             "done": Out(1),
         })
 
@@ -100,8 +121,9 @@ class AccessTable(wiring.Component):
         pid = Signal.like(self.control.payload.pid)
         m.d.comb += bit_write.addr.eq(Cat(pid, conn))
         m.d.sync += self.done.eq(0)
-        with m.FSM():
-            with m.State("wait for operation"):
+        step = Signal(_Control)
+        with m.Switch(step):
+            with m.Case(_Control.WAIT_OPERATION):
                 m.d.comb += [
                     self.control.ready.eq(1),
                     bit_write.addr.eq(Cat(self.control.payload.pid, self.control.payload.conn)),
@@ -109,15 +131,14 @@ class AccessTable(wiring.Component):
                 ]
                 with m.If(self.control.valid):
                     with m.If(self.control.payload.op == AccessOp.CLEAR):
-                        m.d.sync += [conn.eq(self.control.payload.conn), pid.eq(0)]
-                        m.next = "clear row"
+                        m.d.sync += [conn.eq(self.control.payload.conn), pid.eq(0),
+                                     step.eq(_Control.WAIT_ROW_CLEARED)]
                     with m.Else():
                         m.d.comb += bit_write.en.eq(1)
                         m.d.sync += self.done.eq(1)
-            with m.State("clear row"):
+            with m.Case(_Control.WAIT_ROW_CLEARED):
                 m.d.comb += [busy.eq(1), bit_write.en.eq(1), bit_write.data.eq(0)]
                 m.d.sync += pid.eq(pid + 1)
                 with m.If(pid == self.processes - 1):
-                    m.d.sync += self.done.eq(1)
-                    m.next = "wait for operation"
+                    m.d.sync += [self.done.eq(1), step.eq(_Control.WAIT_OPERATION)]
         return m

@@ -137,8 +137,8 @@ def _ones_sum_tree(m, words, name):
 
 
 class _Intake(enum.Enum, shape=2):
-    """What the intake side waits for (an enum register, not ``m.FSM``: Amaranth 0.5 compares
-    an FSM's state with minimal-width constants, a WIDTHEXPAND warning for ``verilator -Wall``)."""
+    """What the intake side waits for (an enum register switched with ``m.Switch``, as in
+    :mod:`hdl.tables.socket_table`: a misspelt state is an AttributeError at elaboration)."""
     WAIT_HEADER = 0     # a header entry
     WAIT_SUM = 1        # the payload's sum (its payload fully in the FIFO)
     WAIT_SEND = 2       # the sums to settle, then the output side to take the frame

@@ -11,6 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hdl.tables.access_table import AccessOp
+from hdl.config import NIC_POLICY
 from flow.build import lint_component
 from hdl.ports import CtlOp, EventKind, HostOp, RxRoute
 from hdl.engine.tcb import Errno, TcpState
@@ -21,7 +22,7 @@ from model.tcp import State, Tcb
 from tb.amaranth_sim import beats_to_frame, frame_to_beats, send_frame
 from flow.tools import BUILD
 
-POLICY = Policy(rcv_buffer=2048, snd_buffer=2048, udp_rcv_buffer=2048)
+POLICY = NIC_POLICY
 FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg")
 LOCAL, REMOTE = ("192.0.2.1", 49152), ("192.0.2.2", 80)
 

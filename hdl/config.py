@@ -1,0 +1,56 @@
+"""The NIC's build parameters, one definition for the RTL, the tool flow and the testbench.
+
+Importable without Amaranth (the cocotb testbench reads :data:`NIC_POLICY` inside the
+simulator); :meth:`NicConfig.build` imports the NIC only when it is called.
+"""
+
+from dataclasses import dataclass
+
+from model.policy import Policy
+
+__all__ = ["ring_policy", "NIC_WINDOW", "NIC_POLICY", "NicConfig"]
+
+
+def ring_policy(ring_bytes):
+    """The model's policy with ``ring_bytes`` receive and send rings per connection (the
+    hardware rings are powers of two; the model's default 65535-byte window is not one)."""
+    return Policy(rcv_buffer=ring_bytes, snd_buffer=ring_bytes, udp_rcv_buffer=ring_bytes)
+
+
+#: The reference configuration's rings: 2 KiB receive and send per connection.
+NIC_WINDOW = 2048
+#: The NIC's default policy: what ``NIC()``, ``make verilog``, the scenarios and the
+#: engine's tests use.
+NIC_POLICY = ring_policy(NIC_WINDOW)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NicConfig:
+    """One NIC build: ``NIC(data_width, connections, processes, policy=ring_policy(window),
+    rx_fifo_beats=fifo_beats, slow_fifo_beats=fifo_beats)``; ``fifo_beats`` None is the NIC's
+    default (room for two maximum frames)."""
+
+    data_width: int = 64
+    connections: int = 64
+    processes: int = 16
+    window: int = NIC_WINDOW
+    fifo_beats: int | None = None
+
+    @property
+    def name(self):
+        """The build's name (build folders); the default window and FIFOs are left out."""
+        window = f"_b{self.window}" if self.window != NIC_WINDOW else ""
+        fifo = f"_f{self.fifo_beats}" if self.fifo_beats else ""
+        return f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}"
+
+    @property
+    def policy(self):
+        return ring_policy(self.window)
+
+    def build(self, debug=False):
+        """The NIC; ``debug`` adds its ``debug`` port (simulation builds: the bench profiles
+        the engine's steps through it)."""
+        from hdl.nic import NIC
+        return NIC(data_width=self.data_width, connections=self.connections,
+                   processes=self.processes, policy=self.policy,
+                   rx_fifo_beats=self.fifo_beats, slow_fifo_beats=self.fifo_beats, debug=debug)
