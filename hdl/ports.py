@@ -24,16 +24,7 @@ from hdl.tx.framer import TcpFlags
 
 __all__ = ["HostOp", "HostCommand", "HostResponse", "CtlOp", "ControlCommand",
            "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxAction", "RxRoute",
-           "POLLIN", "POLLOUT", "POLLERR", "POLLHUP", "UDP_RECORD_BYTES", "UDP_MAX_PAYLOAD",
            "HOST_CONN_BITS", "host_ports", "control_ports"]
-
-# poll(2) bits, Linux's values (model/constants.py)
-POLLIN, POLLOUT, POLLERR, POLLHUP = 0x001, 0x004, 0x008, 0x010
-
-# A received UDP datagram is kept in its socket's ring as an 8-byte record header
-# (payload length, source IPv4 address, source port; big-endian) followed by its payload.
-UDP_RECORD_BYTES = 8
-UDP_MAX_PAYLOAD = 1500 - 20 - 8
 
 
 class HostOp(enum.Enum, shape=3):
@@ -69,7 +60,7 @@ class HostCommand(data.StructLayout):
             "peek": 1,                  # MSG_PEEK
             "waitall": 1,               # MSG_WAITALL
             "nonblock": 1,
-            "how": 2,                   # SHUTDOWN: SHUT_RD 0, SHUT_WR 1, SHUT_RDWR 2
+            "how": 2,                   # SHUTDOWN: SHUT_RD, SHUT_WR or SHUT_RDWR (model.constants)
             "abort": 1,                 # CLOSE: reset even without unread data
             "dest_valid": 1,            # UDP WRITE: sendto() destination (else the peer)
             "dest_ip": 32,

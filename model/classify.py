@@ -66,7 +66,7 @@ from dataclasses import dataclass, field, fields
 from .checksum import ones_complement_sum, pseudo_header_sum
 from .drops import DropCause
 
-__all__ = ["Verdict", "DropCause", "ParsedFields", "Classification", "classify",
+__all__ = ["Verdict", "ParsedFields", "Classification", "classify",
            "ETH_HEADER", "VLAN_TAG", "MTU", "max_frame", "BROADCAST"]
 
 ETH_HEADER = 14

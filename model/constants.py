@@ -4,7 +4,7 @@ __all__ = [
     "SOCK_STREAM", "SOCK_DGRAM", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
     "MSG_PEEK", "MSG_DONTWAIT", "MSG_WAITALL",
     "POLLIN", "POLLPRI", "POLLOUT", "POLLERR", "POLLHUP", "POLLNVAL",
-    "INADDR_ANY",
+    "INADDR_ANY", "UDP_MAX_PAYLOAD", "UDP_RECORD_BYTES",
 ]
 
 SOCK_STREAM = 1
@@ -26,3 +26,10 @@ POLLHUP = 0x010
 POLLNVAL = 0x020
 
 INADDR_ANY = "0.0.0.0"
+
+# the largest UDP payload one unfragmented 1500-byte IPv4 packet carries (larger: EMSGSIZE)
+UDP_MAX_PAYLOAD = 1500 - 20 - 8
+# A received UDP datagram is queued as an 8-byte record header (payload length, source IPv4
+# address, source port; big-endian in the NIC's ring) followed by its payload; the header
+# counts against the socket's receive buffer.
+UDP_RECORD_BYTES = 8

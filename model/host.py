@@ -53,7 +53,8 @@ from dataclasses import dataclass, field
 
 from .classify import Verdict, classify
 from .constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLERR, POLLHUP, POLLIN, POLLNVAL,
-                        POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM)
+                        POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM,
+                        UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
 from .errors import Errno, SocketError, WouldBlock
 from .drops import DropCause
 from .packet import (Arp, PacketError, TcpFlags, TcpSegment,
@@ -65,8 +66,6 @@ from .tcp import SYNCHRONIZED, State, Tcb, seq_add
 __all__ = ["Host", "Process", "Socket", "new_pid"]
 
 BROADCAST = b"\xff" * 6
-UDP_MAX_PAYLOAD = 1500 - 20 - 8
-UDP_RECORD_BYTES = 8      # a queued datagram's length and source, counted against udp_rcv_buffer
 FIRST_FD = 3
 
 

@@ -18,7 +18,7 @@ from .drops import DropCause
 
 __all__ = [
     "ETHERTYPE_IPV4", "ETHERTYPE_ARP", "PROTO_TCP", "PROTO_UDP", "ETH_MIN_FRAME",
-    "TcpFlags", "flag_names", "DropCause", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
+    "TcpFlags", "flag_names", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
     "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
     "build_raw_tcp_frame", "parse_frame",
 ]

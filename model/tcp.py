@@ -19,7 +19,7 @@ from .errors import Errno
 from .packet import TcpFlags, TcpSegment
 from .policy import Policy
 
-__all__ = ["State", "Tcb", "seq_add", "seq_diff", "seq_lt", "seq_le"]
+__all__ = ["State", "SYNCHRONIZED", "RECEIVING", "Tcb", "seq_add", "seq_diff", "seq_lt", "seq_le"]
 
 MASK = 0xFFFF_FFFF
 
@@ -43,25 +43,37 @@ def seq_le(a: int, b: int) -> bool:
 
 
 class State(enum.Enum):
-    CLOSED = "CLOSED"
-    LISTEN = "LISTEN"
-    SYN_SENT = "SYN-SENT"
-    SYN_RECEIVED = "SYN-RECEIVED"
-    ESTABLISHED = "ESTABLISHED"
-    FIN_WAIT_1 = "FIN-WAIT-1"
-    FIN_WAIT_2 = "FIN-WAIT-2"
-    CLOSE_WAIT = "CLOSE-WAIT"
-    CLOSING = "CLOSING"
-    LAST_ACK = "LAST-ACK"
-    TIME_WAIT = "TIME-WAIT"
+    """RFC 9293's connection states: the value is the RFC's name, `number` the NIC's code.
+
+    The numbers are what the NIC's connection record and control port carry
+    (``hdl.engine.tcb.TcpState`` is built from this list). LISTEN has none: listeners live in
+    host software, never in the NIC.
+    """
+    number: int | None
+
+    def __new__(cls, name: str, number: int | None):
+        member = object.__new__(cls)
+        member._value_ = name
+        member.number = number
+        return member
+
+    CLOSED = "CLOSED", 0
+    LISTEN = "LISTEN", None
+    SYN_SENT = "SYN-SENT", 1
+    SYN_RECEIVED = "SYN-RECEIVED", 2
+    ESTABLISHED = "ESTABLISHED", 3
+    FIN_WAIT_1 = "FIN-WAIT-1", 4
+    FIN_WAIT_2 = "FIN-WAIT-2", 5
+    CLOSE_WAIT = "CLOSE-WAIT", 6
+    CLOSING = "CLOSING", 7
+    LAST_ACK = "LAST-ACK", 8
+    TIME_WAIT = "TIME-WAIT", 9
 
 
 SYNCHRONIZED = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT,
                           State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
 # states in which received data is accepted (RFC 9293 3.10.7.4, seventh step)
 RECEIVING = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
-# states in which our FIN has been queued
-FIN_STATES = frozenset({State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
 
 
 @dataclass

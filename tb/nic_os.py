@@ -310,7 +310,7 @@ class NicHost(model_host.Host, Backend):
         state = self._ctl(CtlOp.READ_STATE, conn=sock.conn)
         if state.error != HwErrno.OK:
             self._ctl(CtlOp.READ_STATE, conn=sock.conn, flag=1)      # taken: reported once
-            return Errno(state.error.name), False
+            return Errno.from_number(state.error.value), False
         return None, state.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
     def _connected(self, sock: Socket):
@@ -430,7 +430,7 @@ class Process(model_host.Process):
             return rsp, data
         if status == HwErrno.EAGAIN:
             raise _Again()
-        raise SocketError(Errno(status.name))
+        raise SocketError(Errno.from_number(status.value))
 
     # ----- socket calls (library: data path, one host command each) -------------------------
 
@@ -478,7 +478,7 @@ class Process(model_host.Process):
             raise WouldBlock()
         if status != HwErrno.OK:
             sock.connecting = False
-            raise SocketError(Errno(status.name))
+            raise SocketError(Errno.from_number(status.value))
         if sock.kind == SOCK_DGRAM:
             if not data and not rsp.count and rsp.src_port == 0 and rsp.src_ip == 0:
                 return b"", None
@@ -508,7 +508,7 @@ class Process(model_host.Process):
         if sock.conn is None or sock.kind != SOCK_STREAM:
             return None
         rsp, _ = self._nic(sock, HostOp.GETERR)
-        return None if rsp.error == HwErrno.OK else Errno(rsp.error.name)
+        return None if rsp.error == HwErrno.OK else Errno.from_number(rsp.error.value)
 
     def getsockname(self, fd: int):
         sock = self._sock(fd)

@@ -5,37 +5,45 @@ RFC 9293's variables for one connection plus its header template, one word of a 
 per connection. Its fields are named as ``model/tcp.py`` names them (``snd_una``, ``rcv``
 state lives in the receive stream buffer, so RCV.NXT is derived there as in the model).
 
-The enums are shared with the host driver (``tb/nic_os.py``) so the Verilog, the driver and
-the model speak one list: :class:`TcpState` mirrors ``model.tcp.State``, :class:`Errno`
-the errno names the model returns.
+The enums the ports speak are built from the model's, so the numbers and names are written
+once: :class:`TcpState` from ``model.tcp.State`` (its ``number``s), :class:`Errno` from
+``model.errors.Errno`` (Linux's errno numbers, plus OK = 0), and the state sets the engine
+tests (:data:`SYNCHRONIZED`, :data:`RECEIVING`) from ``model.tcp``'s.
 """
+
+import types
 
 from amaranth.lib import data, enum
 
-__all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord",
-           "SYNCHRONIZED", "RECEIVING", "FIN_STATES"]
+from model import errors, tcp
+
+__all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING"]
 
 
-class TcpState(enum.Enum, shape=4):
-    """Connection states (RFC 9293), as ``model.tcp.State``; LISTEN lives in host software."""
-    CLOSED = 0
-    SYN_SENT = 1
-    SYN_RECEIVED = 2
-    ESTABLISHED = 3
-    FIN_WAIT_1 = 4
-    FIN_WAIT_2 = 5
-    CLOSE_WAIT = 6
-    CLOSING = 7
-    LAST_ACK = 8
-    TIME_WAIT = 9
+def _enum_of(name, shape, members, doc):
+    """An Amaranth enum `name` of `shape` with `members` ({name: value}, in that order)."""
+    def body(namespace):
+        namespace["__module__"] = __name__
+        namespace["__doc__"] = doc
+        for member, value in members.items():
+            namespace[member] = value
+    return types.new_class(name, (enum.Enum,), {"shape": shape}, body)
 
 
-SYNCHRONIZED = (TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
-                TcpState.CLOSE_WAIT, TcpState.CLOSING, TcpState.LAST_ACK, TcpState.TIME_WAIT)
+TcpState = _enum_of(
+    "TcpState", 4,
+    {state.name: state.number for state in tcp.State if state.number is not None},
+    "Connection states (RFC 9293): ``model.tcp.State`` numbered; LISTEN lives in host software.")
+
+# the model's state sets, in TcpState's order
+SYNCHRONIZED = tuple(s for s in TcpState if tcp.State[s.name] in tcp.SYNCHRONIZED)
 # states in which received data is accepted (RFC 9293 3.10.7.4, seventh step)
-RECEIVING = (TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2)
-FIN_STATES = (TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2, TcpState.CLOSING, TcpState.LAST_ACK,
-              TcpState.TIME_WAIT)
+RECEIVING = tuple(s for s in TcpState if tcp.State[s.name] in tcp.RECEIVING)
+
+Errno = _enum_of(
+    "Errno", 7, {"OK": 0} | {errno.name: errno.number for errno in errors.Errno},
+    "Status of a host or control command: OK or an errno, numbered as Linux numbers it "
+    "(``model.errors.Errno``; ``Errno.from_number`` turns it back into the model's).")
 
 
 class ConnKind(enum.Enum, shape=2):
@@ -43,23 +51,6 @@ class ConnKind(enum.Enum, shape=2):
     FREE = 0
     TCP = 1
     UDP = 2
-
-
-class Errno(enum.Enum, shape=5):
-    """Status of a host or control command: OK or the errno name Linux (and the model) gives."""
-    OK = 0
-    EAGAIN = 1          # nonblocking: nothing to do now; blocking: the caller waits and retries
-    EBADF = 2           # the process has no access to the connection
-    EPIPE = 3
-    ENOTCONN = 4
-    ECONNRESET = 5
-    ECONNREFUSED = 6
-    ETIMEDOUT = 7
-    EINVAL = 8
-    EMSGSIZE = 9
-    EDESTADDRREQ = 10
-    EHOSTUNREACH = 11
-    EOPNOTSUPP = 12
 
 
 class Template(data.StructLayout):
@@ -109,7 +100,6 @@ class ConnRecord(data.StructLayout):
             "fin_seq": 32,
             "last_adv_wnd": 16,
             "ack_needed": 1,
-            "rto": 16,              # ticks
             "retries": 4,
             "rto_armed": 1,
             "rto_deadline": 32,

@@ -11,12 +11,13 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from model.constants import (POLLERR, POLLHUP, POLLIN, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR,
+                             UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
 from model.policy import Policy
 
 from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
-from hdl.ports import (HOST_CONN_BITS, POLLERR, POLLHUP, POLLIN, POLLOUT, UDP_MAX_PAYLOAD,
-                    UDP_RECORD_BYTES, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
+from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
@@ -145,7 +146,7 @@ class TcpEngine(wiring.Component):
     the receive ring's tail is RCV.NXT (less a received FIN), its free space the window;
     the send ring holds [SND.UNA, SND.UNA + queued) and segments are read from it at
     ``seq - head``, so a retransmission reads the same bytes again. A UDP socket's receive
-    ring holds datagram records (``hdl.ports.UDP_RECORD_BYTES`` of length and source, then
+    ring holds datagram records (``model.constants.UDP_RECORD_BYTES`` of length and source, then
     the payload), so datagram boundaries are kept and a short read discards the rest.
 
     Host commands are checked against an :class:`~hdl.tables.access_table.AccessTable` first: a
@@ -1182,9 +1183,9 @@ class TcpEngine(wiring.Component):
                             respond(_Step.IDLE)
                         with m.Case(HostOp.SHUTDOWN):
                             # Process._shutdown
-                            shut_rd = hc.how != 1
-                            shut_wr = hc.how != 0
-                            with m.If(hc.how == 3):
+                            shut_rd = hc.how != SHUT_WR
+                            shut_wr = hc.how != SHUT_RD
+                            with m.If(hc.how > SHUT_RDWR):
                                 m.d.sync += rsp.status.eq(Errno.EINVAL)
                                 respond(_Step.IDLE)
                             with m.Elif(is_udp):

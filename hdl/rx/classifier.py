@@ -4,8 +4,8 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.classify import MTU, DropCause, Verdict, max_frame
-from model.drops import CLASSIFIER_CAUSES
+from model.classify import MTU, Verdict, max_frame
+from model.drops import CLASSIFIER_CAUSES, DropCause
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
 

@@ -35,6 +35,8 @@ import time as time_mod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model import constants as C
+
 from .grammar import Flags, Option, Packet, Script, Skipped, Struct, Symbol, Syscall
 from .packets import Wire, build_tcp, build_udp, parse_ipv4
 
@@ -59,16 +61,20 @@ LENIENT_FIELDS = {
             "so only the order of packets and results is compared, not when they happen",
 }
 
-# Linux's values (x86-64), so scripts read as strace output.
+# Linux's values (x86-64), so scripts read as strace output; shutdown, poll and message flags
+# are model.constants' (C).
 CONSTANTS = {
     "AF_INET": 2, "PF_INET": 2, "SOCK_STREAM": 1, "SOCK_DGRAM": 2, "IPPROTO_TCP": 6,
     "IPPROTO_UDP": 17, "IPPROTO_IP": 0, "SOL_SOCKET": 1, "SOL_TCP": 6, "SO_REUSEADDR": 2,
     "SO_ERROR": 4, "SO_SNDBUF": 7, "SO_RCVBUF": 8, "SO_KEEPALIVE": 9, "SO_LINGER": 13,
     "SO_REUSEPORT": 15, "TCP_NODELAY": 1, "F_GETFL": 3, "F_SETFL": 4, "O_RDONLY": 0,
-    "O_WRONLY": 1, "O_RDWR": 2, "O_NONBLOCK": 0x800, "SHUT_RD": 0, "SHUT_WR": 1, "SHUT_RDWR": 2,
-    "POLLIN": 0x1, "POLLPRI": 0x2, "POLLOUT": 0x4, "POLLERR": 0x8, "POLLHUP": 0x10,
-    "POLLNVAL": 0x20, "POLLRDNORM": 0x40, "POLLWRNORM": 0x100, "POLLRDHUP": 0x2000,
-    "MSG_PEEK": 0x2, "MSG_DONTWAIT": 0x40, "MSG_WAITALL": 0x100, "MSG_NOSIGNAL": 0x4000,
+    "O_WRONLY": 1, "O_RDWR": 2, "O_NONBLOCK": 0x800,
+    "SHUT_RD": C.SHUT_RD, "SHUT_WR": C.SHUT_WR, "SHUT_RDWR": C.SHUT_RDWR,
+    "POLLIN": C.POLLIN, "POLLPRI": C.POLLPRI, "POLLOUT": C.POLLOUT, "POLLERR": C.POLLERR,
+    "POLLHUP": C.POLLHUP, "POLLNVAL": C.POLLNVAL, "POLLRDNORM": 0x40, "POLLWRNORM": 0x100,
+    "POLLRDHUP": 0x2000,
+    "MSG_PEEK": C.MSG_PEEK, "MSG_DONTWAIT": C.MSG_DONTWAIT, "MSG_WAITALL": C.MSG_WAITALL,
+    "MSG_NOSIGNAL": 0x4000,
 }
 
 SYSCALLS = ("socket", "bind", "listen", "accept", "connect", "read", "write", "recv", "send",

@@ -15,8 +15,8 @@ from scapy.packet import Raw
 from flow.build import lint_component
 from hdl.rx.classifier import Classifier
 from model.checksum import ones_complement_sum, pseudo_header_sum
-from model.classify import Classification, DropCause, ParsedFields, Verdict, classify
-from model.drops import CLASSIFIER_CAUSES
+from model.classify import Classification, ParsedFields, Verdict, classify
+from model.drops import CLASSIFIER_CAUSES, DropCause
 from tb.amaranth_sim import send_frame
 from flow.tools import BUILD
 

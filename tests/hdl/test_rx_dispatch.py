@@ -4,11 +4,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from flow.build import lint_component
-from hdl.rx.classifier import DropCause, Verdict
+from hdl.rx.classifier import Verdict
 from hdl.rx.frame_fifo import FrameStatus
 from hdl.ports import RxRoute
 from hdl.rx.dispatch import RxDispatch
 from model.classify import classify
+from model.drops import DropCause
 from model.packet import TcpFlags, TcpSegment, build_tcp_frame
 from tb.amaranth_sim import recv_frame, send_frame
 from flow.tools import BUILD

@@ -8,7 +8,8 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from model.checksum import internet_checksum, ones_complement_sum
-from model.packet import (Arp, DropCause, PacketError, TcpFlags, TcpSegment, UdpDatagram,
+from model.drops import DropCause
+from model.packet import (Arp, PacketError, TcpFlags, TcpSegment, UdpDatagram,
                           build_arp_frame, build_tcp_frame, build_udp_frame, mac_str, parse_frame)
 
 

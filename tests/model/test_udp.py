@@ -5,7 +5,7 @@ import dataclasses
 from conftest import A_IP, B_IP, blocking, errno_of, make_pair
 
 from model.constants import MSG_DONTWAIT, MSG_PEEK, POLLIN, POLLOUT
-from model.packet import DropCause
+from model.drops import DropCause
 from model.policy import DEFAULT_POLICY as P
 
 

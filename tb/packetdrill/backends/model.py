@@ -10,7 +10,7 @@ injected packet and every timer, and its return time is the tick it completed on
 """
 
 from model.constants import SOCK_DGRAM, SOCK_STREAM
-from model.errors import SocketError, WouldBlock
+from model.errors import Errno, SocketError, WouldBlock
 from model.host import Host
 from model.policy import DEFAULT_POLICY, Policy
 
@@ -19,9 +19,6 @@ from ..runner import CONSTANTS, CallHandle, Config, _const
 __all__ = ["ModelBackend"]
 
 LOCAL_MAC, REMOTE_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
-ERRNO_NUMBERS = {"EPERM": 1, "EBADF": 9, "EAGAIN": 11, "EINVAL": 22, "EPIPE": 32,
-                 "ECONNRESET": 104, "ENOTCONN": 107, "ETIMEDOUT": 110, "ECONNREFUSED": 111,
-                 "ECONNABORTED": 103, "EHOSTUNREACH": 113}
 O_RDWR, O_NONBLOCK = CONSTANTS["O_RDWR"], CONSTANTS["O_NONBLOCK"]
 # socket options the model accepts and ignores, each because the model has no such knob:
 # SO_REUSEADDR (ports are reusable as soon as the socket is released), TCP_NODELAY (no
@@ -167,7 +164,7 @@ class ModelBackend:
             if (args[1], args[2]) != (CONSTANTS["SOL_SOCKET"], CONSTANTS["SO_ERROR"]):
                 raise SocketError("EOPNOTSUPP", f"socket option {args[1]}/{args[2]}")
             error = proc.getsockopt_error(fd)
-            handle.outputs["optval"] = ERRNO_NUMBERS.get(error, 0) if error else 0
+            handle.outputs["optval"] = Errno(error).number if error else 0
         elif name == "poll":
             return self._poll(handle)
         return 0
