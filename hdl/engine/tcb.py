@@ -21,7 +21,9 @@ __all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONI
 
 
 def _enum_of(name, shape, members, doc):
-    """An Amaranth enum `name` of `shape` with `members` ({name: value}, in that order)."""
+    """An Amaranth enum `name` of `shape` bits with `members` ({name: value}, in that order)."""
+    if not all(0 <= value < 2 ** shape for value in members.values()):
+        raise ValueError(f"{name}'s values must fit in {shape} bits, not {members!r}")
     def body(namespace):
         namespace["__module__"] = __name__
         namespace["__doc__"] = doc
