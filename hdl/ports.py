@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.tables.socket_table import KeyLayout
 from hdl.engine.tcb import Errno, TcpState, ConnKind
-from hdl.tx.framer import TcpFlags
+from hdl.wire import TcpFlags
 
 __all__ = ["HostOp", "HostCommand", "HostResponse", "CtlOp", "ControlCommand",
            "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxAction", "RxRoute",

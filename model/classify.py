@@ -65,19 +65,14 @@ from dataclasses import dataclass, field, fields
 
 from .checksum import ones_complement_sum, pseudo_header_sum
 from .drops import DropCause
+from .protocol import (ETH_HEADER, IPV4_FRAGMENT_OFFSET, IPV4_HEADER, IPV4_MF, IPV4_VERSION,
+                       MAC_BYTES, TCP_HEADER, UDP_HEADER, VLAN_TAG, EtherType, IpProto, TcpFlag)
 
 __all__ = ["Verdict", "ParsedFields", "Classification", "classify",
-           "ETH_HEADER", "VLAN_TAG", "MTU", "max_frame", "BROADCAST"]
+           "MTU", "max_frame", "BROADCAST"]
 
-ETH_HEADER = 14
-VLAN_TAG = 4
 MTU = 1500               # Policy.mtu's default
 BROADCAST = 0xFFFF_FFFF_FFFF
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_VLAN = 0x8100
-PROTO_TCP = 6
-PROTO_UDP = 17
-TCP_SYN = 0x02
 
 
 class Verdict(enum.IntEnum):
@@ -135,7 +130,7 @@ def _as_int(address, size):
         return address
     if isinstance(address, bytes):
         return int.from_bytes(address, "big")
-    if size == 6:
+    if size == MAC_BYTES:
         return int(address.replace(":", "").replace("-", ""), 16)
     return int(ipaddress.IPv4Address(address))
 
@@ -148,30 +143,30 @@ def max_frame(mtu: int = MTU, tagged: bool = False) -> int:
 def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
     """Classify one frame received for `our_mac` / `our_ip` (ints, bytes or text) on a port
     whose IP MTU is `mtu` (``Policy.mtu``)."""
-    our_mac = _as_int(our_mac, 6)
+    our_mac = _as_int(our_mac, MAC_BYTES)
     our_ip = _as_int(our_ip, 4)
     length = len(frame)
 
     if length < ETH_HEADER:                                               # 1
         return _drop(DropCause.RUNT)
-    vlan = _be(frame, 12, 2) == ETHERTYPE_VLAN
+    vlan = _be(frame, 12, 2) == EtherType.VLAN
     if length > max_frame(mtu, vlan):                                     # 2
         return _drop(DropCause.OVERSIZE)
-    dst_mac = _be(frame, 0, 6)
+    dst_mac = _be(frame, 0, MAC_BYTES)
     if dst_mac not in (our_mac, BROADCAST):                               # 3
         return _drop(DropCause.WRONG_MAC)
     if vlan and length < ETH_HEADER + VLAN_TAG:                           # 4
         return _drop(DropCause.RUNT)
     if dst_mac == BROADCAST:                                              # 5
         return _SLOW
-    if _be(frame, 12, 2) != ETHERTYPE_IPV4:                               # 6
+    if _be(frame, 12, 2) != EtherType.IPV4:                               # 6
         return _SLOW
     l3 = ETH_HEADER
 
-    if length < l3 + 20:                                                  # 7
+    if length < l3 + IPV4_HEADER:                                         # 7
         return _drop(DropCause.RUNT)
     version, ihl = frame[l3] >> 4, frame[l3] & 0xF
-    if version != 4:                                                      # 8
+    if version != IPV4_VERSION:                                           # 8
         return _drop(DropCause.BAD_VERSION)
     if ihl < 5:                                                           # 9
         return _drop(DropCause.BAD_IHL)
@@ -181,7 +176,7 @@ def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
     if ones_complement_sum(frame[l3:l3 + ihl * 4]) != 0xFFFF:             # 11
         return _drop(DropCause.BAD_IP_CHECKSUM)
     flags_fragment = _be(frame, l3 + 6, 2)
-    if flags_fragment & 0x2000 or flags_fragment & 0x1FFF:                # 12
+    if flags_fragment & (IPV4_MF | IPV4_FRAGMENT_OFFSET):                 # 12
         return _SLOW
     if ihl > 5:                                                           # 13
         return _SLOW
@@ -189,21 +184,21 @@ def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
     src_ip, dst_ip = _be(frame, l3 + 12, 4), _be(frame, l3 + 16, 4)
     if dst_ip != our_ip:                                                  # 14
         return _SLOW
-    if protocol not in (PROTO_TCP, PROTO_UDP):                            # 15
+    if protocol not in (IpProto.TCP, IpProto.UDP):                        # 15
         return _SLOW
 
-    l4 = l3 + 20
-    l4_length = total_length - 20
+    l4 = l3 + IPV4_HEADER
+    l4_length = total_length - IPV4_HEADER
     segment = frame[l4:l4 + l4_length]
-    if protocol == PROTO_TCP:
-        if l4_length < 20:                                                # 16
+    if protocol == IpProto.TCP:
+        if l4_length < TCP_HEADER:                                        # 16
             return _drop(DropCause.RUNT)
         data_offset = segment[12] >> 4
-        if data_offset < 5 or data_offset * 4 > l4_length:                # 17
+        if data_offset * 4 < TCP_HEADER or data_offset * 4 > l4_length:   # 17
             return _drop(DropCause.BAD_TCP_OFFSET)
         checked = True
     else:
-        if l4_length < 8:                                                 # 18
+        if l4_length < UDP_HEADER:                                        # 18
             return _drop(DropCause.RUNT)
         if _be(segment, 4, 2) != l4_length:                               # 19
             return _drop(DropCause.BAD_UDP_LENGTH)
@@ -214,14 +209,15 @@ def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
 
     ports = dict(protocol=protocol, src_ip=src_ip, dst_ip=dst_ip,
                  src_port=_be(segment, 0, 2), dst_port=_be(segment, 2, 2))
-    if protocol == PROTO_TCP:
+    if protocol == IpProto.TCP:
         flags = segment[13]
-        if flags & TCP_SYN:                                               # 21
+        if flags & TcpFlag.SYN:                                           # 21
             return _SLOW
         parsed = ParsedFields(**ports, seq=_be(segment, 4, 4), ack=_be(segment, 8, 4),
                               flags=flags, window=_be(segment, 14, 2), data_offset=data_offset,
                               payload_offset=l4 + data_offset * 4,
                               payload_length=l4_length - data_offset * 4)
     else:
-        parsed = ParsedFields(**ports, payload_offset=l4 + 8, payload_length=l4_length - 8)
-    return Classification(Verdict.FAST, DropCause.NONE, parsed)                # 22
+        parsed = ParsedFields(**ports, payload_offset=l4 + UDP_HEADER,
+                              payload_length=l4_length - UDP_HEADER)
+    return Classification(Verdict.FAST, DropCause.NONE, parsed)           # 22

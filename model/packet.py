@@ -8,41 +8,25 @@ else. TCP options are read as Linux's ``tcp_parse_options`` does: an option with
 below 2 or running past the header ends the parsing and the segment is kept.
 """
 
-import enum
 import ipaddress
 import struct
 from dataclasses import dataclass
 
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
 from .drops import DropCause
+from .protocol import (ARP_BODY, ARP_HTYPE_ETHERNET, ETH_HEADER, ETH_MIN_FRAME, IPV4_DF,
+                       IPV4_FRAGMENT_OFFSET, IPV4_HEADER, IPV4_MF, IPV4_VERSION, MAC_BYTES,
+                       MSS_OPTION_LENGTH, TCP_HEADER, UDP_HEADER, EtherType, IpProto, TcpFlag,
+                       TcpOption)
 
 __all__ = [
-    "ETHERTYPE_IPV4", "ETHERTYPE_ARP", "PROTO_TCP", "PROTO_UDP", "ETH_MIN_FRAME",
     "TcpFlags", "flag_names", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
     "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
     "build_raw_tcp_frame", "parse_frame",
 ]
 
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_ARP = 0x0806
-ETHERTYPE_VLAN = 0x8100
-PROTO_TCP = 6
-PROTO_UDP = 17
-ETH_HEADER = 14
-ETH_MIN_FRAME = 60        # without FCS; shorter frames are padded with zeros
-IP_FLAG_DF = 0x4000
-IP_FLAG_MF = 0x2000
-
-
-class TcpFlags(enum.IntFlag):
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
-    URG = 0x20
-    ECE = 0x40
-    CWR = 0x80
+#: The codec's name for ``model.protocol.TcpFlag`` (a segment's ``flags``).
+TcpFlags = TcpFlag
 
 
 def flag_names(flags: int) -> str:
@@ -58,11 +42,11 @@ class PacketError(Exception):
 
 def mac_bytes(mac: bytes | str) -> bytes:
     if isinstance(mac, bytes):
-        if len(mac) != 6:
+        if len(mac) != MAC_BYTES:
             raise ValueError(f"MAC must be 6 bytes, not {mac!r}")
         return mac
     parts = mac.replace("-", ":").split(":")
-    if len(parts) != 6:
+    if len(parts) != MAC_BYTES:
         raise ValueError(f"MAC must look like 02:00:00:00:00:01, not {mac!r}")
     return bytes(int(p, 16) for p in parts)
 
@@ -99,36 +83,37 @@ class TcpSegment:
         return len(self.payload) + bool(self.flags & TcpFlags.SYN) + bool(self.flags & TcpFlags.FIN)
 
     def to_bytes(self, src_ip: str, dst_ip: str) -> bytes:
-        options = struct.pack("!BBH", 2, 4, self.mss) if self.mss is not None else b""
-        offset = (20 + len(options)) // 4
+        options = (struct.pack("!BBH", TcpOption.MSS, MSS_OPTION_LENGTH, self.mss)
+                   if self.mss is not None else b"")
+        offset = (TCP_HEADER + len(options)) // 4
         header = struct.pack("!HHIIBBHHH", self.src_port, self.dst_port, self.seq & 0xFFFFFFFF,
                              self.ack & 0xFFFFFFFF, offset << 4, int(self.flags), self.window, 0,
                              self.urgent) + options
         body = header + self.payload
-        self.checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, len(body)))
+        self.checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, IpProto.TCP, len(body)))
         return body[:16] + self.checksum.to_bytes(2, "big") + body[18:]
 
     @classmethod
     def from_bytes(cls, raw: bytes, src_ip: str, dst_ip: str) -> "TcpSegment":
-        if len(raw) < 20:
+        if len(raw) < TCP_HEADER:
             raise PacketError(DropCause.RUNT)
-        src_port, dst_port, seq, ack, off, flags, window, checksum, urgent = struct.unpack("!HHIIBBHHH", raw[:20])
+        src_port, dst_port, seq, ack, off, flags, window, checksum, urgent = struct.unpack("!HHIIBBHHH", raw[:TCP_HEADER])
         offset = (off >> 4) * 4
-        if offset < 20 or offset > len(raw):
+        if offset < TCP_HEADER or offset > len(raw):
             raise PacketError(DropCause.BAD_TCP_OFFSET)
-        if ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, len(raw))) != 0xFFFF:
+        if ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, IpProto.TCP, len(raw))) != 0xFFFF:
             raise PacketError(DropCause.BAD_L4_CHECKSUM)
-        mss, i, options = None, 0, raw[20:offset]
+        mss, i, options = None, 0, raw[TCP_HEADER:offset]
         while i < len(options):
             kind = options[i]
-            if kind == 0:
+            if kind == TcpOption.EOL:
                 break
-            if kind == 1:
+            if kind == TcpOption.NOP:
                 i += 1
                 continue
             if i + 1 >= len(options) or options[i + 1] < 2 or i + options[i + 1] > len(options):
                 break                   # Linux: stop parsing, keep the segment
-            if kind == 2 and options[i + 1] == 4:
+            if kind == TcpOption.MSS and options[i + 1] == MSS_OPTION_LENGTH:
                 mss = int.from_bytes(options[i + 2:i + 4], "big")
             i += options[i + 1]
         return cls(src_port, dst_port, seq, ack, TcpFlags(flags), window, bytes(raw[offset:]),
@@ -143,27 +128,27 @@ class UdpDatagram:
     checksum: int = 0
 
     def to_bytes(self, src_ip: str, dst_ip: str) -> bytes:
-        length = 8 + len(self.payload)
+        length = UDP_HEADER + len(self.payload)
         body = struct.pack("!HHHH", self.src_port, self.dst_port, length, 0) + self.payload
-        checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, PROTO_UDP, length))
+        checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, IpProto.UDP, length))
         self.checksum = checksum or 0xFFFF        # RFC 768: a computed 0 is sent as all ones
         return body[:6] + self.checksum.to_bytes(2, "big") + body[8:]
 
     @classmethod
     def from_bytes(cls, raw: bytes, src_ip: str, dst_ip: str) -> "UdpDatagram":
-        if len(raw) < 8:
+        if len(raw) < UDP_HEADER:
             raise PacketError(DropCause.RUNT)
-        src_port, dst_port, length, checksum = struct.unpack("!HHHH", raw[:8])
+        src_port, dst_port, length, checksum = struct.unpack("!HHHH", raw[:UDP_HEADER])
         if length != len(raw):
             raise PacketError(DropCause.BAD_UDP_LENGTH)
-        if checksum and ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, PROTO_UDP, length)) != 0xFFFF:
+        if checksum and ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, IpProto.UDP, length)) != 0xFFFF:
             raise PacketError(DropCause.BAD_L4_CHECKSUM)
-        return cls(src_port, dst_port, bytes(raw[8:]), checksum)
+        return cls(src_port, dst_port, bytes(raw[UDP_HEADER:]), checksum)
 
 
 @dataclass
 class Arp:
-    op: int                 # 1 request, 2 reply
+    op: int                 # ArpOp: 1 request, 2 reply
     sender_mac: bytes
     sender_ip: str
     target_mac: bytes
@@ -190,7 +175,8 @@ def _ethernet(dst_mac: bytes, src_mac: bytes, ethertype: int, body: bytes) -> by
 
 
 def _ipv4(src_ip: str, dst_ip: str, protocol: int, payload: bytes, ttl: int) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, IP_FLAG_DF, ttl,
+    header = struct.pack("!BBHHHBBH4s4s", IPV4_VERSION << 4 | IPV4_HEADER // 4, 0,
+                         IPV4_HEADER + len(payload), 0, IPV4_DF, ttl,
                          protocol, 0, _ip_bytes(src_ip), _ip_bytes(dst_ip))
     checksum = internet_checksum(header)
     return header[:10] + checksum.to_bytes(2, "big") + header[12:] + payload
@@ -198,12 +184,12 @@ def _ipv4(src_ip: str, dst_ip: str, protocol: int, payload: bytes, ttl: int) -> 
 
 def build_tcp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, seg: TcpSegment, ttl: int = 64) -> bytes:
     """Ethernet/IPv4/TCP bytes for `seg`; sets ``seg.checksum``."""
-    return _ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, _ipv4(src_ip, dst_ip, PROTO_TCP, seg.to_bytes(src_ip, dst_ip), ttl))
+    return _ethernet(dst_mac, src_mac, EtherType.IPV4, _ipv4(src_ip, dst_ip, IpProto.TCP, seg.to_bytes(src_ip, dst_ip), ttl))
 
 
 def build_udp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, dgram: UdpDatagram, ttl: int = 64) -> bytes:
     """Ethernet/IPv4/UDP bytes for `dgram`; sets ``dgram.checksum``."""
-    return _ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, _ipv4(src_ip, dst_ip, PROTO_UDP, dgram.to_bytes(src_ip, dst_ip), ttl))
+    return _ethernet(dst_mac, src_mac, EtherType.IPV4, _ipv4(src_ip, dst_ip, IpProto.UDP, dgram.to_bytes(src_ip, dst_ip), ttl))
 
 
 def build_raw_tcp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, seg: TcpSegment, *,
@@ -213,21 +199,21 @@ def build_raw_tcp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, seg: TcpSegm
     of an 802.1Q tag. Checksums are right; sets ``seg.checksum``."""
     options = bytes(options) + bytes(-len(options) % 4)
     header = struct.pack("!HHIIBBHHH", seg.src_port, seg.dst_port, seg.seq & 0xFFFFFFFF,
-                         seg.ack & 0xFFFFFFFF, (20 + len(options)) // 4 << 4, int(seg.flags),
+                         seg.ack & 0xFFFFFFFF, (TCP_HEADER + len(options)) // 4 << 4, int(seg.flags),
                          seg.window, 0, seg.urgent) + options
     body = header + seg.payload
-    seg.checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, PROTO_TCP, len(body)))
-    packet = _ipv4(src_ip, dst_ip, PROTO_TCP, body[:16] + seg.checksum.to_bytes(2, "big") + body[18:], ttl)
+    seg.checksum = internet_checksum(body, pseudo_header_sum(src_ip, dst_ip, IpProto.TCP, len(body)))
+    packet = _ipv4(src_ip, dst_ip, IpProto.TCP, body[:16] + seg.checksum.to_bytes(2, "big") + body[18:], ttl)
     if vlan is None:
-        return _ethernet(dst_mac, src_mac, ETHERTYPE_IPV4, packet)
-    tag = (vlan & 0xFFF).to_bytes(2, "big") + ETHERTYPE_IPV4.to_bytes(2, "big")
-    return _ethernet(dst_mac, src_mac, ETHERTYPE_VLAN, tag + packet)
+        return _ethernet(dst_mac, src_mac, EtherType.IPV4, packet)
+    tag = (vlan & 0xFFF).to_bytes(2, "big") + EtherType.IPV4.to_bytes(2, "big")
+    return _ethernet(dst_mac, src_mac, EtherType.VLAN, tag + packet)
 
 
 def build_arp_frame(src_mac, dst_mac, arp: Arp) -> bytes:
-    body = struct.pack("!HHBBH6s4s6s4s", 1, ETHERTYPE_IPV4, 6, 4, arp.op, mac_bytes(arp.sender_mac),
+    body = struct.pack("!HHBBH6s4s6s4s", ARP_HTYPE_ETHERNET, EtherType.IPV4, MAC_BYTES, 4, arp.op, mac_bytes(arp.sender_mac),
                        _ip_bytes(arp.sender_ip), mac_bytes(arp.target_mac), _ip_bytes(arp.target_ip))
-    return _ethernet(dst_mac, src_mac, ETHERTYPE_ARP, body)
+    return _ethernet(dst_mac, src_mac, EtherType.ARP, body)
 
 
 def parse_frame(raw: bytes) -> Frame:
@@ -237,35 +223,35 @@ def parse_frame(raw: bytes) -> Frame:
         raise PacketError(DropCause.RUNT)
     frame = Frame(raw[0:6], raw[6:12], int.from_bytes(raw[12:14], "big"))
     body = raw[ETH_HEADER:]
-    if frame.ethertype == ETHERTYPE_ARP:
-        if len(body) < 28:
+    if frame.ethertype == EtherType.ARP:
+        if len(body) < ARP_BODY:
             raise PacketError(DropCause.RUNT)
-        _, ptype, hlen, plen, op, smac, sip, tmac, tip = struct.unpack("!HHBBH6s4s6s4s", body[:28])
-        if ptype != ETHERTYPE_IPV4 or hlen != 6 or plen != 4:
+        _, ptype, hlen, plen, op, smac, sip, tmac, tip = struct.unpack("!HHBBH6s4s6s4s", body[:ARP_BODY])
+        if ptype != EtherType.IPV4 or hlen != MAC_BYTES or plen != 4:
             raise PacketError(DropCause.UNKNOWN_PROTOCOL)
         frame.arp = Arp(op, smac, _ip_str(sip), tmac, _ip_str(tip))
         return frame
-    if frame.ethertype != ETHERTYPE_IPV4:
+    if frame.ethertype != EtherType.IPV4:
         raise PacketError(DropCause.UNKNOWN_ETHERTYPE)
-    if len(body) < 20:
+    if len(body) < IPV4_HEADER:
         raise PacketError(DropCause.RUNT)
-    ver_ihl, _, total, _, frag, _, protocol, checksum, src, dst = struct.unpack("!BBHHHBBH4s4s", body[:20])
+    ver_ihl, _, total, _, frag, _, protocol, checksum, src, dst = struct.unpack("!BBHHHBBH4s4s", body[:IPV4_HEADER])
     ihl = (ver_ihl & 0x0F) * 4
-    if ver_ihl >> 4 != 4:
+    if ver_ihl >> 4 != IPV4_VERSION:
         raise PacketError(DropCause.BAD_VERSION)
-    if ihl < 20:
+    if ihl < IPV4_HEADER:
         raise PacketError(DropCause.BAD_IHL)
     if total < ihl or total > len(body):
         raise PacketError(DropCause.BAD_IP_LENGTH)
     if ones_complement_sum(body[:ihl]) != 0xFFFF:
         raise PacketError(DropCause.BAD_IP_CHECKSUM)
-    if frag & (IP_FLAG_MF | 0x1FFF):
+    if frag & (IPV4_MF | IPV4_FRAGMENT_OFFSET):
         raise PacketError(DropCause.IP_FRAGMENT)
     frame.src_ip, frame.dst_ip, frame.ip_checksum = _ip_str(src), _ip_str(dst), checksum
     payload = body[ihl:total]        # drops Ethernet padding
-    if protocol == PROTO_TCP:
+    if protocol == IpProto.TCP:
         frame.tcp = TcpSegment.from_bytes(payload, frame.src_ip, frame.dst_ip)
-    elif protocol == PROTO_UDP:
+    elif protocol == IpProto.UDP:
         frame.udp = UdpDatagram.from_bytes(payload, frame.src_ip, frame.dst_ip)
     else:
         raise PacketError(DropCause.UNKNOWN_PROTOCOL)

@@ -51,6 +51,7 @@ from model.constants import MSG_DONTWAIT
 from model.errors import SocketError
 from model.packet import TcpFlags, TcpSegment, build_tcp_frame, parse_frame
 from model.policy import Policy
+from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER
 from tb.nic_bench import NicBench, NicPort, pack
 from tb.nic_os import NicHost
 from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
@@ -58,7 +59,7 @@ from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
 __all__ = ["Plan", "FCS_BYTES", "TCP_HEADERS", "Probe", "Bench"]
 
 FCS_BYTES = 4
-TCP_HEADERS = 14 + 20 + 20            # Ethernet, IPv4 and TCP headers without options
+TCP_HEADERS = ETH_HEADER + IPV4_HEADER + TCP_HEADER   # without options
 PORT = 80                             # the dut's listener
 PEER_PORTS = 20000                    # the peer's port for connection i is PEER_PORTS + i
 PEER_ISS = 0x4000_0000

@@ -34,21 +34,22 @@ from hdl.nic import DROP_COUNTERS
 from hdl.ports import CtlOp, EventKind, HostOp
 from hdl.tables.socket_table import Status as TableStatus
 from hdl.engine.tcb import Errno as HwErrno, TcpState
+from hdl.wire import TcpFlags as HwTcpFlags
 from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLHUP, POLLIN, POLLOUT,
                              SOCK_DGRAM, SOCK_STREAM)
 from model.errors import Errno, SocketError, WouldBlock
 from model import host as model_host
 from model.host import new_pid
 from model.drops import DropCause
-from model.packet import TcpFlags, TcpSegment, mac_bytes
+from model.packet import TcpSegment, mac_bytes
 from model.policy import DEFAULT_POLICY, Policy
+from model.protocol import IpProto
 from model.scenario import Backend, Result, run_call
 from tb.nic_batch import run_batch
 
 __all__ = ["NicHost"]
 
 OS_PID = 0          # the kernel's own doorbell page: it may use every connection
-PROTO_TCP, PROTO_UDP = 6, 17
 
 
 def _ip(ip: str) -> int:
@@ -264,17 +265,15 @@ class NicHost(model_host.Host, Backend):
             return False
         # a SYN for a live connection: the NIC's engine processes it (SYN-ACK in
         # SYN-SENT, a retransmitted SYN, a SYN in a synchronized state)
-        flags = {name: int(bool(seg.flags & getattr(TcpFlags, name.upper())))
-                 for name in ("fin", "syn", "rst", "psh", "ack", "urg")}
-        self._ctl(CtlOp.INJECT, conn=conn_id, seq=seg.seq, ack=seg.ack, flags=flags,
-                  window=seg.window, mss=seg.mss or 0)
+        self._ctl(CtlOp.INJECT, conn=conn_id, seq=seg.seq, ack=seg.ack,
+                  flags=HwTcpFlags.fields(seg.flags), window=seg.window, mss=seg.mss or 0)
         return True
 
     def _has_flow(self, local, remote) -> bool:
         return (local, remote) in self.flows
 
     def _tcp_key(self, local, remote) -> dict:
-        return {"protocol": PROTO_TCP, "local_ip": _ip(local[0]), "local_port": local[1],
+        return {"protocol": IpProto.TCP, "local_ip": _ip(local[0]), "local_port": local[1],
                 "remote_ip": _ip(remote[0]), "remote_port": remote[1]}
 
     def _open_passive(self, listener: Socket, local, remote, seg: TcpSegment):
@@ -337,7 +336,7 @@ class NicHost(model_host.Host, Backend):
             conn_id = self._alloc_conn()
             if conn_id is None:
                 raise SocketError(Errno.EMFILE, "no NIC connection slot left")
-            key = {"protocol": PROTO_UDP, "local_ip": _ip(self.ip), "local_port": sock.local[1],
+            key = {"protocol": IpProto.UDP, "local_ip": _ip(self.ip), "local_port": sock.local[1],
                    "remote_ip": 0, "remote_port": 0}
             self.conns[conn_id] = Conn(SOCK_DGRAM, key, (self.ip, sock.local[1]), None, socket=sock)
             self._install_key(conn_id, key)

@@ -20,6 +20,7 @@ from model.host import Host
 from model.packet import (TcpFlags, TcpSegment, UdpDatagram, build_raw_tcp_frame, build_tcp_frame,
                           build_udp_frame, parse_frame)
 from model.policy import Policy
+from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER, TcpOption
 from model.scenario import ModelBackend, Runner
 from model.tcp import seq_add
 
@@ -454,11 +455,12 @@ def bad_frames(r):
     held = _held_data(r)
     r.call(server, "send", conn, b"first", side="peer")
     r.inject(_crafted(held[0], vlan=5))
-    r.inject(_crafted(held[0], payload=b"J" * (9000 - 54)))
-    r.inject(_crafted(held[0], payload=b"L" * (1515 - 54)))
-    r.inject(_crafted(held[0], options=b"\x08\x00"))
+    headers = ETH_HEADER + IPV4_HEADER + TCP_HEADER
+    r.inject(_crafted(held[0], payload=b"J" * (9000 - headers)))
+    r.inject(_crafted(held[0], payload=b"L" * (1515 - headers)))
+    r.inject(_crafted(held[0], options=bytes([TcpOption.TIMESTAMP, 0])))
     r.call(server, "send", conn, b"second", side="peer")
-    r.inject(_crafted(held[1], options=b"\x01\x08\x0a\x00"))
+    r.inject(_crafted(held[1], options=bytes([TcpOption.NOP, TcpOption.TIMESTAMP, 10, 0])))
     r.wire.block = None
     r.call(p1, "recv", fd, 100)
     r.call(server, "send", conn, b"M" * 1460, side="peer")

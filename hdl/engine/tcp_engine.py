@@ -21,7 +21,8 @@ from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventK
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
-from hdl.tx.framer import L4Protocol, TcpFlags, TxHeader
+from hdl.tx.framer import TxHeader
+from hdl.wire import L4Protocol, TcpFlags
 
 __all__ = ["EngineStep", "TcpEngine"]
 
@@ -446,7 +447,7 @@ class TcpEngine(wiring.Component):
                 m.d.sync += [t.fin_queued.eq(1), t.state.eq(TcpState.LAST_ACK)]
 
         def flags(**bits):
-            return Cat(*(bits.get(name, Const(0, 1)) for name in ("fin", "syn", "rst", "psh", "ack", "urg")))
+            return Cat(*(bits.get(name, Const(0, 1)) for name, _ in TcpFlags()))
 
         def emit(back, *, seq, ack, flags, window, length=0, skip=0, syn_option=0):
             """Send one TCP segment and continue at `back` (``Tcb._segment``'s fields)."""

@@ -6,43 +6,13 @@ from amaranth.lib.wiring import In, Out
 
 from model.classify import MTU, Verdict, max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
+from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, TCP_HEADER, UDP_HEADER, VLAN_TAG,
+                            EtherType, IpProto)
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
+from hdl.wire import EthernetHeader, Ipv4Header, TcpHeader, UdpHeader, from_wire
 
 __all__ = ["Verdict", "DropCause", "ParsedFields", "VerdictRecord", "Classifier"]
-
-
-def _bytes(n):
-    return data.ArrayLayout(8, n)
-
-
-class EthernetHeader(data.StructLayout):
-    def __init__(self):
-        super().__init__({"dst": _bytes(6), "src": _bytes(6), "ethertype": _bytes(2)})
-
-
-class IPv4Header(data.StructLayout):
-    def __init__(self):
-        super().__init__({
-            "ihl": 4, "version": 4, "tos": 8, "total_length": _bytes(2), "id": _bytes(2),
-            "fragment_high": 5, "mf": 1, "df": 1, "reserved": 1, "fragment_low": 8,
-            "ttl": 8, "protocol": 8, "checksum": _bytes(2), "src": _bytes(4), "dst": _bytes(4),
-        })
-
-
-class TCPHeader(data.StructLayout):
-    def __init__(self):
-        super().__init__({
-            "src_port": _bytes(2), "dst_port": _bytes(2), "seq": _bytes(4), "ack": _bytes(4),
-            "reserved": 4, "data_offset": 4, "flags": 8, "window": _bytes(2),
-            "checksum": _bytes(2), "urgent": _bytes(2),
-        })
-
-
-class UDPHeader(data.StructLayout):
-    def __init__(self):
-        super().__init__({"src_port": _bytes(2), "dst_port": _bytes(2), "length": _bytes(2),
-                          "checksum": _bytes(2)})
 
 
 class ParsedFields(data.StructLayout):
@@ -76,11 +46,6 @@ class _Pending(data.StructLayout):
             "middle_hit": 1, "middle_verdict": Verdict, "middle_cause": DropCause,
             "check_l4": 1, "late_verdict": Verdict, "fields": ParsedFields(),
         })
-
-
-def _be(view):
-    """A big-endian (network order) byte array as an integer value."""
-    return Cat(*reversed([view[k] for k in range(len(view))]))
 
 
 class Classifier(wiring.Component):
@@ -135,7 +100,7 @@ class Classifier(wiring.Component):
 
     #: Frame bytes captured for parsing: Ethernet, IPv4 and TCP headers without options (a
     #: frame with an 802.1Q tag goes to the slow path, so nothing after the tag is parsed).
-    HEADER_BYTES = 14 + 20 + 20
+    HEADER_BYTES = ETH_HEADER + IPV4_HEADER + TCP_HEADER
     #: Cycles from the cycle accepting a frame's last beat to the cycle its verdict is written
     #: into the queue: beats delayed 2 for the checksum units, their latency, then the checksum
     #: verdicts and the record are registered.
@@ -208,12 +173,14 @@ class Classifier(wiring.Component):
 
         # -- Header views: valid for the bytes the frame has; the whole header is there in the
         # cycle after its last beat, and only then (the next frame may start overwriting it).
-        eth = data.View(EthernetHeader(), header[:8 * 14])
+        l3 = ETH_HEADER
+        l4 = l3 + IPV4_HEADER
+        eth = from_wire(EthernetHeader(), header[:8 * l3])
         vlan = Signal()
-        m.d.comb += vlan.eq(_be(eth.ethertype) == 0x8100)
-        ip = data.View(IPv4Header(), header[8 * 14:8 * 34])
-        l4_bytes = header[8 * 34:8 * 54]
-        total_length = _be(ip.total_length)
+        m.d.comb += vlan.eq(eth.ethertype == EtherType.VLAN)
+        ip = from_wire(Ipv4Header(), header[8 * l3:8 * l4])
+        l4_bytes = header[8 * l4:8 * self.HEADER_BYTES]
+        total_length = ip.total_length
 
         # -- Checksum units: byte ranges registered, beats delayed two cycles -----------------
         # A range computed from the header bytes up to beat n is registered and meets beat n,
@@ -229,11 +196,12 @@ class Classifier(wiring.Component):
         l3_start = Signal(16)
         l4_start = Signal(16)
         l4_end = Signal(16)
+        assert l3 == 4 * 3 + 2
         m.d.sync += [
-            l3_start.eq(14),
+            l3_start.eq(l3),
             # l3_start + IHL * 4, with l3_start = 4 * 3 + 2
             l4_start.eq(Cat(C(2, 2), ip.ihl + 3)),
-            l4_end.eq(14 + total_length),
+            l4_end.eq(l3 + total_length),
         ]
         for unit in (ip_checksum, l4_checksum):
             m.d.comb += [
@@ -260,28 +228,28 @@ class Classifier(wiring.Component):
         a_frame_length = Signal(16)
         a_ip_available = Signal(16)      # bytes of the frame from the IP header on
         a_l4_length = Signal(16)
-        a_ip = Signal(IPv4Header())
+        a_ip = Signal(Ipv4Header())
         a_l4 = Signal(len(l4_bytes))
-        dst_mac = _be(eth.dst)
+        dst_mac = eth.dst
         m.d.sync += [
             a_valid.eq(delayed[0][0] & delayed[0][1].last),
             a_vlan.eq(vlan),
             a_broadcast.eq(dst_mac.all()),
             a_mac_ok.eq(dst_mac == self.our_mac),
-            a_ipv4.eq(_be(eth.ethertype) == 0x0800),     # so a tagged frame is not IPv4 here
-            a_dst_ok.eq(_be(ip.dst) == self.our_ip),
+            a_ipv4.eq(eth.ethertype == EtherType.IPV4),     # so a tagged frame is not IPv4 here
+            a_dst_ok.eq(ip.dst == self.our_ip),
             a_frame_length.eq(frame_length),
-            a_ip_available.eq(frame_length - 14),
-            a_l4_length.eq(total_length - 20),
+            a_ip_available.eq(frame_length - l3),
+            a_l4_length.eq(total_length - IPV4_HEADER),
             a_ip.eq(ip),
             a_l4.eq(l4_bytes),
         ]
         ip_a = a_ip
-        tcp = data.View(TCPHeader(), a_l4)
-        udp = data.View(UDPHeader(), a_l4[:64])
-        is_tcp = (ip_a.protocol == 6)
-        is_udp = (ip_a.protocol == 17)
-        a_total_length = _be(ip_a.total_length)
+        tcp = from_wire(TcpHeader(), a_l4)
+        udp = from_wire(UdpHeader(), a_l4[:8 * UDP_HEADER])
+        is_tcp = (ip_a.protocol == IpProto.TCP)
+        is_udp = (ip_a.protocol == IpProto.UDP)
+        a_total_length = ip_a.total_length
         data_offset_bytes = Cat(C(0, 2), tcp.data_offset)
 
         # Stage B: each rule's condition, and the parsed fields.
@@ -296,38 +264,38 @@ class Classifier(wiring.Component):
         fl = a_frame_length
         m.d.sync += [
             b_valid.eq(a_valid),
-            rules["runt"].eq(fl < 14),                                                  # 1
+            rules["runt"].eq(fl < l3),                                                  # 1
             rules["oversize"].eq(Mux(a_vlan, fl > max_frame(self._mtu, True),
                                      fl > max_frame(self._mtu))),                       # 2
             rules["wrong_mac"].eq(~a_broadcast & ~a_mac_ok),                             # 3
-            rules["vlan_runt"].eq(a_vlan & (fl < 18)),                                  # 4
+            rules["vlan_runt"].eq(a_vlan & (fl < l3 + VLAN_TAG)),                       # 4
             rules["not_ip"].eq(a_broadcast | ~a_ipv4),                                  # 5, 6
-            rules["ip_runt"].eq(fl < 34),                                               # 7
-            rules["bad_version"].eq(ip_a.version != 4),                                 # 8
-            rules["bad_ihl"].eq(ip_a.ihl < 5),                                          # 9
+            rules["ip_runt"].eq(fl < l4),                                               # 7
+            rules["bad_version"].eq(ip_a.version != IPV4_VERSION),                      # 8
+            rules["bad_ihl"].eq(ip_a.ihl < IPV4_HEADER // 4),                           # 9
             rules["bad_ip_length"].eq((a_total_length < Cat(C(0, 2), ip_a.ihl)) |
                                       (a_total_length > a_ip_available)),               # 10
-            rules["not_fast_ip"].eq(ip_a.mf | ip_a.fragment_high.any() |                # 12
-                                    ip_a.fragment_low.any() | (ip_a.ihl != 5) |         # 13
+            rules["not_fast_ip"].eq(ip_a.mf | ip_a.fragment_offset.any() |              # 12
+                                    (ip_a.ihl != IPV4_HEADER // 4) |                    # 13
                                     ~a_dst_ok | ~(is_tcp | is_udp)),                    # 14, 15
-            rules["tcp_runt"].eq(is_tcp & (a_l4_length < 20)),                          # 16
-            rules["bad_tcp_offset"].eq(is_tcp & ((tcp.data_offset < 5) |
+            rules["tcp_runt"].eq(is_tcp & (a_l4_length < TCP_HEADER)),                  # 16
+            rules["bad_tcp_offset"].eq(is_tcp & ((tcp.data_offset < TCP_HEADER // 4) |
                                                  (a_l4_length < data_offset_bytes))),   # 17
-            rules["udp_runt"].eq(is_udp & (a_l4_length < 8)),                           # 18
-            rules["bad_udp_length"].eq(is_udp & (_be(udp.length) != a_l4_length)),      # 19
-            b_check_l4.eq(is_tcp | _be(udp.checksum).any()),                            # 20
-            b_late_verdict.eq(Mux(is_tcp & tcp.flags[1], Verdict.SLOW, Verdict.FAST)),  # 21, 22
+            rules["udp_runt"].eq(is_udp & (a_l4_length < UDP_HEADER)),                  # 18
+            rules["bad_udp_length"].eq(is_udp & (udp.length != a_l4_length)),           # 19
+            b_check_l4.eq(is_tcp | udp.checksum.any()),                                 # 20
+            b_late_verdict.eq(Mux(is_tcp & tcp.flags.syn, Verdict.SLOW, Verdict.FAST)), # 21, 22
             b_fields.protocol.eq(ip_a.protocol),
-            b_fields.src_ip.eq(_be(ip_a.src)),
-            b_fields.dst_ip.eq(_be(ip_a.dst)),
-            b_fields.src_port.eq(_be(tcp.src_port)),
-            b_fields.dst_port.eq(_be(tcp.dst_port)),
-            b_fields.payload_offset.eq(34 + Mux(is_tcp, data_offset_bytes, 8)),
-            b_fields.payload_length.eq(a_l4_length - Mux(is_tcp, data_offset_bytes, 8)),
-            b_fields.seq.eq(Mux(is_tcp, _be(tcp.seq), 0)),
-            b_fields.ack.eq(Mux(is_tcp, _be(tcp.ack), 0)),
+            b_fields.src_ip.eq(ip_a.src),
+            b_fields.dst_ip.eq(ip_a.dst),
+            b_fields.src_port.eq(tcp.src_port),
+            b_fields.dst_port.eq(tcp.dst_port),
+            b_fields.payload_offset.eq(l4 + Mux(is_tcp, data_offset_bytes, UDP_HEADER)),
+            b_fields.payload_length.eq(a_l4_length - Mux(is_tcp, data_offset_bytes, UDP_HEADER)),
+            b_fields.seq.eq(Mux(is_tcp, tcp.seq, 0)),
+            b_fields.ack.eq(Mux(is_tcp, tcp.ack, 0)),
             b_fields.flags.eq(Mux(is_tcp, tcp.flags, 0)),
-            b_fields.window.eq(Mux(is_tcp, _be(tcp.window), 0)),
+            b_fields.window.eq(Mux(is_tcp, tcp.window, 0)),
             b_fields.data_offset.eq(Mux(is_tcp, tcp.data_offset, 0)),
         ]
 
@@ -373,9 +341,9 @@ class Classifier(wiring.Component):
         # partial sums, then the end-around carry folded twice.
         pseudo_pairs = [Signal(17, name=f"pseudo_pair{k}") for k in range(3)]
         m.d.sync += [
-            pseudo_pairs[0].eq(_be(ip_a.src)[16:] + _be(ip_a.src)[:16]),
-            pseudo_pairs[1].eq(_be(ip_a.dst)[16:] + _be(ip_a.dst)[:16]),
-            pseudo_pairs[2].eq(Mux(is_tcp, 6, 17) + a_l4_length),
+            pseudo_pairs[0].eq(ip_a.src[16:] + ip_a.src[:16]),
+            pseudo_pairs[1].eq(ip_a.dst[16:] + ip_a.dst[:16]),
+            pseudo_pairs[2].eq(Mux(is_tcp, IpProto.TCP, IpProto.UDP) + a_l4_length),
         ]
         pseudo_two = Signal(18)
         pseudo_last = Signal(17)

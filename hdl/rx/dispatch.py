@@ -9,10 +9,9 @@ from hdl.rx.frame_slicer import SliceCommand
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import RxAction, RxEvent, RxRoute
 from hdl.tables.socket_table import KeyLayout, ResultLayout
+from hdl.wire import L4Protocol
 
 __all__ = ["DispatchStep", "RxDispatch"]
-
-PROTO_TCP, PROTO_UDP = 6, 17
 
 
 class DispatchStep(enum.Enum, shape=3):
@@ -99,7 +98,7 @@ class RxDispatch(wiring.Component):
         route = Signal(RxRoute)
         conn = Signal.like(self.result.payload.id)
         cmd_sent = Signal()
-        udp = fields.protocol == PROTO_UDP
+        udp = fields.protocol == L4Protocol.UDP
 
         m.d.comb += self.idle.eq((step == _Step.WAIT_FRAME) & ~self.verdict.valid & ~self.status.valid)
         m.d.comb += self.step.eq(step)
@@ -143,7 +142,7 @@ class RxDispatch(wiring.Component):
                 m.d.comb += [self.event.valid.eq(1), e.conn.eq(conn), e.udp.eq(udp),
                              e.src_ip.eq(fields.src_ip), e.src_port.eq(fields.src_port),
                              e.seq.eq(fields.seq), e.ack.eq(fields.ack),
-                             e.flags.eq(fields.flags[:len(e.flags.as_value())]),
+                             e.flags.eq(fields.flags),
                              e.window.eq(fields.window),
                              e.payload_offset.eq(fields.payload_offset),
                              e.payload_length.eq(fields.payload_length)]

@@ -11,30 +11,17 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from model.protocol import (ETH_HEADER, ETH_MIN_FRAME, IPV4_HEADER, IPV4_VERSION,
+                            MSS_OPTION_LENGTH, TCP_HEADER, EtherType, TcpOption)
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
+from hdl.wire import (EthernetHeader, Ipv4Header, L4Protocol, MssOption, TcpFlags, TcpHeader,
+                      UdpHeader, to_wire)
 
-__all__ = [
-    "L4Protocol", "TcpFlags", "TxHeader", "EthernetHeader", "Ipv4Header", "TcpHeader",
-    "MssOption", "UdpHeader", "TxFramer",
-]
+__all__ = ["TxHeader", "TxFramer"]
 
-ETH_MIN_FRAME = 60
 TTL = 64
 MIN_BUFFER_BYTES = 1472        # the largest UDP payload in a 1500-byte IP packet
-
-
-class L4Protocol(enum.Enum, shape=8):
-    """The transport protocol of a frame, as its IPv4 protocol number."""
-    TCP = 6
-    UDP = 17
-
-
-class TcpFlags(data.StructLayout):
-    """TCP control bits in wire order: bit 0 of the flags byte is FIN."""
-
-    def __init__(self):
-        super().__init__({"fin": 1, "syn": 1, "rst": 1, "psh": 1, "ack": 1, "urg": 1})
 
 
 class TxHeader(data.StructLayout):
@@ -56,54 +43,28 @@ class TxHeader(data.StructLayout):
         })
 
 
-# Wire layouts, first byte in the lowest bits. Multi-byte fields hold their bytes in network
-# order (the field's first byte in its lowest bits): fill them through `_network_order`.
-
-class EthernetHeader(data.StructLayout):
-    def __init__(self):
-        super().__init__({"dst": 48, "src": 48, "ethertype": 16})
-
-
-class Ipv4Header(data.StructLayout):
-    def __init__(self):
-        super().__init__({
-            "version_ihl": 8, "tos": 8, "total_length": 16, "identification": 16,
-            "flags_fragment": 16, "ttl": 8, "protocol": 8, "checksum": 16, "src": 32, "dst": 32,
-        })
-
-
-class TcpHeader(data.StructLayout):
-    def __init__(self):
-        super().__init__({
-            "src_port": 16, "dst_port": 16, "seq": 32, "ack": 32, "data_offset": 8, "flags": 8,
-            "window": 16, "checksum": 16, "urgent": 16,
-        })
-
-
-class MssOption(data.StructLayout):
-    def __init__(self):
-        super().__init__({"kind": 8, "length": 8, "mss": 16})
-
-
-class UdpHeader(data.StructLayout):
-    def __init__(self):
-        super().__init__({"src_port": 16, "dst_port": 16, "length": 16, "checksum": 16})
-
-
-ETH_BYTES = EthernetHeader().size // 8
-IP_BYTES = Ipv4Header().size // 8
-#: Header bytes before the payload, per kind of frame.
-HEADER_BYTES = {
-    "udp": ETH_BYTES + IP_BYTES + UdpHeader().size // 8,                            # 42
-    "tcp": ETH_BYTES + IP_BYTES + TcpHeader().size // 8,                            # 54
-    "tcp_mss": ETH_BYTES + IP_BYTES + (TcpHeader().size + MssOption().size) // 8,   # 58
+#: Header fields that are the same in every frame of a kind.
+TCP_FIXED = {"data_offset": TCP_HEADER // 4}
+TCP_MSS_FIXED = {"data_offset": (TCP_HEADER + MSS_OPTION_LENGTH) // 4}
+MSS_FIXED = {"kind": TcpOption.MSS.value, "length": MSS_OPTION_LENGTH}
+#: The L4 headers of each kind of frame, with their fixed fields.
+L4_HEADERS = {
+    "udp": [(UdpHeader(), {})],
+    "tcp": [(TcpHeader(), TCP_FIXED)],
+    "tcp_mss": [(TcpHeader(), TCP_MSS_FIXED), (MssOption(), MSS_FIXED)],
 }
+#: The IPv4 header's fields that are the same in every frame (DF set, identification 0).
+IP_FIXED = {"version": IPV4_VERSION, "ihl": IPV4_HEADER // 4, "df": 1, "ttl": TTL}
+#: Header bytes before the payload, per kind of frame: 42, 54, 58.
+HEADER_BYTES = {kind: ETH_HEADER + IPV4_HEADER + sum(layout.size // 8 for layout, _ in headers)
+                for kind, headers in L4_HEADERS.items()}
 IMAGE_BYTES = max(HEADER_BYTES.values())
 
 
-def _network_order(value, nbytes):
-    """`value` with its `nbytes` bytes reversed: the most significant byte first on the wire."""
-    return Cat(*(value[8 * (nbytes - 1 - k):8 * (nbytes - k)] for k in range(nbytes)))
+def _word_sum(layout, fields):
+    """The sum of the 16-bit words of a header (`layout`) holding `fields` and zeros."""
+    value = layout.const(fields).as_value().value
+    return sum((value >> 16 * k) & 0xFFFF for k in range(layout.size // 16))
 
 
 def _ones_add(m, a, b, name):
@@ -263,24 +224,28 @@ class TxFramer(wiring.Component):
         header_rest = Signal(range(IMAGE_BYTES // lanes))   # beats of header bytes only, minus 2
         tail_lanes = Signal(range(max(lanes, 2)), name="tail_lanes")   # header bytes after those
 
-        def kind_constants(kind, protocol, l4_bytes, fixed_words):
+        def kind_constants(kind, protocol):
             total = HEADER_BYTES[kind]
-            ip_words = 0x4500 + 0x4000 + (TTL << 8) + protocol + (total - ETH_BYTES)
+            l4_bytes = total - ETH_HEADER - IPV4_HEADER
+            ip_words = _word_sum(Ipv4Header(), {**IP_FIXED, "protocol": protocol.value,
+                                                "total_length": total - ETH_HEADER})
+            # the pseudo-header's protocol and L4 header length, the L4 headers' fixed words
+            # (the UDP length field holds the UDP header length too)
+            l4_words = protocol.value + l4_bytes + sum(_word_sum(layout, fields)
+                                                       for layout, fields in L4_HEADERS[kind])
+            if kind == "udp":
+                l4_words += l4_bytes
+            assert ip_words < 1 << 16 and l4_words < 1 << 16, (kind, ip_words, l4_words)
             return [
-                kind_l4_sum.eq(protocol + fixed_words),
+                kind_l4_sum.eq(l4_words),
                 kind_ip_sum.eq(ip_words),
                 l4_header_bytes.eq(l4_bytes),
-                ip_header_bytes.eq(total - ETH_BYTES),
+                ip_header_bytes.eq(total - ETH_HEADER),
                 frame_header_last.eq(total - 1),
                 pad_below.eq(max(0, ETH_MIN_FRAME - total)),
                 header_rest.eq(total // lanes - 2),
                 tail_lanes.eq(total % lanes),
             ]
-
-        # L4 header bytes are counted in the pseudo-header's length (and UDP's length field).
-        udp_bytes = HEADER_BYTES["udp"] - ETH_BYTES - IP_BYTES
-        tcp_bytes = HEADER_BYTES["tcp"] - ETH_BYTES - IP_BYTES
-        mss_bytes = HEADER_BYTES["tcp_mss"] - ETH_BYTES - IP_BYTES
 
         state = Signal(_Intake)
         hdr_wait = Signal(range(8))   # cycles until the header sums follow `hdr`
@@ -327,14 +292,11 @@ class TxFramer(wiring.Component):
                         sum_wait.eq(0),
                     ]
                     with m.If(is_udp):
-                        m.d.sync += kind_constants("udp", L4Protocol.UDP.value, udp_bytes,
-                                                   2 * udp_bytes)
+                        m.d.sync += kind_constants("udp", L4Protocol.UDP)
                     with m.Elif(fields.mss_option):
-                        m.d.sync += kind_constants("tcp_mss", L4Protocol.TCP.value, mss_bytes,
-                                                   mss_bytes + (6 << 12) + 0x0204)
+                        m.d.sync += kind_constants("tcp_mss", L4Protocol.TCP)
                     with m.Else():
-                        m.d.sync += kind_constants("tcp", L4Protocol.TCP.value, tcp_bytes,
-                                                   tcp_bytes + (5 << 12))
+                        m.d.sync += kind_constants("tcp", L4Protocol.TCP)
                     with m.If(fields.length.any()):
                         m.d.sync += state.eq(_Intake.WAIT_SUM)
                     with m.Else():
@@ -390,7 +352,7 @@ class TxFramer(wiring.Component):
             hdr.src_port, hdr.dst_port,
             tcp_word(hdr.seq[16:]), tcp_word(hdr.seq[:16]),
             tcp_word(hdr.ack[16:]), tcp_word(hdr.ack[:16]),
-            tcp_word(Cat(hdr.flags.as_value(), C(0, 10))), tcp_word(hdr.window),
+            tcp_word(hdr.flags.as_value()), tcp_word(hdr.window),
             Mux(mss, hdr.mss, zero), hdr.length, Mux(udp, hdr.length, zero), kind_l4_sum,
         ]
         l4_header_sum, l4_depth = _ones_sum_tree(m, l4_words, "l4_sum")
@@ -415,41 +377,42 @@ class TxFramer(wiring.Component):
         tcp_header = Signal(TcpHeader())
         mss_option = Signal(MssOption())
         udp_header = Signal(UdpHeader())
+        fixed = lambda header, fields: [getattr(header, name).eq(value)
+                                        for name, value in fields.items()]
         m.d.comb += [
-            eth.dst.eq(_network_order(hdr.dst_mac, 6)),
-            eth.src.eq(_network_order(hdr.src_mac, 6)),
-            eth.ethertype.eq(_network_order(C(0x0800, 16), 2)),
-            ip.version_ihl.eq(0x45),
-            ip.total_length.eq(_network_order(ip_length, 2)),
-            ip.flags_fragment.eq(_network_order(C(0x4000, 16), 2)),
-            ip.ttl.eq(TTL),
-            ip.protocol.eq(Mux(udp, L4Protocol.UDP.value, L4Protocol.TCP.value)),
-            ip.checksum.eq(_network_order(ip_checksum, 2)),
-            ip.src.eq(_network_order(hdr.src_ip, 4)),
-            ip.dst.eq(_network_order(hdr.dst_ip, 4)),
-            tcp_header.src_port.eq(_network_order(hdr.src_port, 2)),
-            tcp_header.dst_port.eq(_network_order(hdr.dst_port, 2)),
-            tcp_header.seq.eq(_network_order(hdr.seq, 4)),
-            tcp_header.ack.eq(_network_order(hdr.ack, 4)),
-            tcp_header.data_offset.eq(Mux(mss, 6 << 4, 5 << 4)),
-            tcp_header.flags.eq(hdr.flags.as_value()),
-            tcp_header.window.eq(_network_order(hdr.window, 2)),
-            tcp_header.checksum.eq(_network_order(l4_checksum, 2)),
-            mss_option.kind.eq(2),
-            mss_option.length.eq(4),
-            mss_option.mss.eq(_network_order(hdr.mss, 2)),
-            udp_header.src_port.eq(_network_order(hdr.src_port, 2)),
-            udp_header.dst_port.eq(_network_order(hdr.dst_port, 2)),
-            udp_header.length.eq(_network_order(l4_length, 2)),
-            udp_header.checksum.eq(_network_order(l4_checksum, 2)),
+            eth.dst.eq(hdr.dst_mac),
+            eth.src.eq(hdr.src_mac),
+            eth.ethertype.eq(EtherType.IPV4),
+            *fixed(ip, IP_FIXED),
+            ip.total_length.eq(ip_length),
+            ip.protocol.eq(Mux(udp, L4Protocol.UDP, L4Protocol.TCP)),
+            ip.checksum.eq(ip_checksum),
+            ip.src.eq(hdr.src_ip),
+            ip.dst.eq(hdr.dst_ip),
+            tcp_header.src_port.eq(hdr.src_port),
+            tcp_header.dst_port.eq(hdr.dst_port),
+            tcp_header.seq.eq(hdr.seq),
+            tcp_header.ack.eq(hdr.ack),
+            tcp_header.data_offset.eq(Mux(mss, TCP_MSS_FIXED["data_offset"],
+                                          TCP_FIXED["data_offset"])),
+            tcp_header.flags.eq(hdr.flags),
+            tcp_header.window.eq(hdr.window),
+            tcp_header.checksum.eq(l4_checksum),
+            *fixed(mss_option, MSS_FIXED),
+            mss_option.mss.eq(hdr.mss),
+            udp_header.src_port.eq(hdr.src_port),
+            udp_header.dst_port.eq(hdr.dst_port),
+            udp_header.length.eq(l4_length),
+            udp_header.checksum.eq(l4_checksum),
         ]
         image = Signal(8 * IMAGE_BYTES)
         with m.If(udp):
-            m.d.comb += image.eq(Cat(eth, ip, udp_header))
+            m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(udp_header)))
         with m.Elif(mss):
-            m.d.comb += image.eq(Cat(eth, ip, tcp_header, mss_option))
+            m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(tcp_header),
+                                     to_wire(mss_option)))
         with m.Else():
-            m.d.comb += image.eq(Cat(eth, ip, tcp_header))
+            m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(tcp_header)))
 
         # -- output: header beats from a shift register, then the realigned payload ----------
 

@@ -10,13 +10,16 @@ import struct
 from dataclasses import dataclass, field
 
 from model.checksum import internet_checksum, pseudo_header_sum
+from model.protocol import (IPV4_DF, IPV4_HEADER, IPV4_VERSION, MSS_OPTION_LENGTH, TCP_HEADER,
+                            UDP_HEADER, IpProto, TcpFlag, TcpOption)
 
 from .grammar import Option
 
 __all__ = ["Wire", "build_tcp", "build_udp", "parse_ipv4", "encode_options", "FLAG_BITS"]
 
-PROTO_TCP, PROTO_UDP = 6, 17
-FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, ".": 0x10, "U": 0x20, "E": 0x40, "W": 0x80}
+#: packetdrill's flag letters ("." is ACK, "W" is CWR)
+FLAG_BITS = {"F": TcpFlag.FIN, "S": TcpFlag.SYN, "R": TcpFlag.RST, "P": TcpFlag.PSH,
+             ".": TcpFlag.ACK, "U": TcpFlag.URG, "E": TcpFlag.ECE, "W": TcpFlag.CWR}
 _FLAG_ORDER = "SFRPUEW."       # how packetdrill prints flags: "S.", "F.", "P.", "R."
 
 
@@ -50,22 +53,22 @@ def encode_options(options: list[Option]) -> bytes:
     out = b""
     for opt in options:
         if opt.kind == "nop":
-            out += b"\x01"
+            out += bytes([TcpOption.NOP])
         elif opt.kind == "eol":
-            out += b"\x00"
+            out += bytes([TcpOption.EOL])
         elif opt.kind == "mss":
-            out += struct.pack("!BBH", 2, 4, opt.values[0])
+            out += struct.pack("!BBH", TcpOption.MSS, MSS_OPTION_LENGTH, opt.values[0])
         elif opt.kind == "wscale":
-            out += struct.pack("!BBB", 3, 3, opt.values[0])
+            out += struct.pack("!BBB", TcpOption.WSCALE, 3, opt.values[0])
         elif opt.kind == "sackOK":
-            out += b"\x04\x02"
+            out += struct.pack("!BB", TcpOption.SACK_PERMITTED, 2)
         elif opt.kind == "sack":
-            out += struct.pack("!BB", 5, 2 + 8 * len(opt.values))
+            out += struct.pack("!BB", TcpOption.SACK, 2 + 8 * len(opt.values))
             out += b"".join(struct.pack("!II", a & 0xFFFFFFFF, b & 0xFFFFFFFF) for a, b in opt.values)
         elif opt.kind == "raw":
             out += bytes.fromhex(opt.values[0])
         elif opt.kind == "TS":
-            out += struct.pack("!BBII", 8, 10, opt.values[0] & 0xFFFFFFFF, opt.values[1] & 0xFFFFFFFF)
+            out += struct.pack("!BBII", TcpOption.TIMESTAMP, 10, opt.values[0] & 0xFFFFFFFF, opt.values[1] & 0xFFFFFFFF)
         else:
             raise ValueError(f"cannot encode option {opt}")
     if len(out) > 40:
@@ -77,11 +80,11 @@ def _decode_options(raw: bytes) -> list[Option]:
     options, i = [], 0
     while i < len(raw):
         kind = raw[i]
-        if kind == 0:
+        if kind == TcpOption.EOL:
             if any(raw[i:]):
                 options.append(Option("eol"))
             break
-        if kind == 1:
+        if kind == TcpOption.NOP:
             options.append(Option("nop"))
             i += 1
             continue
@@ -90,16 +93,16 @@ def _decode_options(raw: bytes) -> list[Option]:
             options.append(Option(f"bad-kind-{kind}"))
             break
         body = raw[i + 2:i + size]
-        if kind == 2 and size == 4:
+        if kind == TcpOption.MSS and size == MSS_OPTION_LENGTH:
             options.append(Option("mss", (int.from_bytes(body, "big"),)))
-        elif kind == 3 and size == 3:
+        elif kind == TcpOption.WSCALE and size == 3:
             options.append(Option("wscale", (body[0],)))
-        elif kind == 4 and size == 2:
+        elif kind == TcpOption.SACK_PERMITTED and size == 2:
             options.append(Option("sackOK"))
-        elif kind == 5:
+        elif kind == TcpOption.SACK:
             blocks = tuple(struct.unpack("!II", body[j:j + 8]) for j in range(0, len(body) - 7, 8))
             options.append(Option("sack", blocks))
-        elif kind == 8 and size == 10:
+        elif kind == TcpOption.TIMESTAMP and size == 10:
             options.append(Option("TS", struct.unpack("!II", body)))
         else:
             options.append(Option(f"kind-{kind}", (body.hex(),)))
@@ -108,7 +111,8 @@ def _decode_options(raw: bytes) -> list[Option]:
 
 
 def _ipv4(src: str, dst: str, proto: int, body: bytes) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0x4000, 64, proto, 0,
+    header = struct.pack("!BBHHHBBH4s4s", IPV4_VERSION << 4 | IPV4_HEADER // 4, 0,
+                         IPV4_HEADER + len(body), 0, IPV4_DF, 64, proto, 0,
                          ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
     checksum = internet_checksum(header)
     return header[:10] + checksum.to_bytes(2, "big") + header[12:] + body
@@ -119,34 +123,34 @@ def build_tcp(src: str, dst: str, sport: int, dport: int, flags: str, seq: int, 
     opts = encode_options(options)
     bits = sum(FLAG_BITS[f] for f in set(flags))
     header = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                         ((20 + len(opts)) // 4) << 4, bits, win, 0, urg) + opts
+                         ((TCP_HEADER + len(opts)) // 4) << 4, bits, win, 0, urg) + opts
     body = header + payload
-    checksum = internet_checksum(body, pseudo_header_sum(src, dst, PROTO_TCP, len(body)))
-    return _ipv4(src, dst, PROTO_TCP, body[:16] + checksum.to_bytes(2, "big") + body[18:])
+    checksum = internet_checksum(body, pseudo_header_sum(src, dst, IpProto.TCP, len(body)))
+    return _ipv4(src, dst, IpProto.TCP, body[:16] + checksum.to_bytes(2, "big") + body[18:])
 
 
 def build_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    length = 8 + len(payload)
+    length = UDP_HEADER + len(payload)
     body = struct.pack("!HHHH", sport, dport, length, 0) + payload
-    checksum = internet_checksum(body, pseudo_header_sum(src, dst, PROTO_UDP, length)) or 0xFFFF
-    return _ipv4(src, dst, PROTO_UDP, body[:6] + checksum.to_bytes(2, "big") + body[8:])
+    checksum = internet_checksum(body, pseudo_header_sum(src, dst, IpProto.UDP, length)) or 0xFFFF
+    return _ipv4(src, dst, IpProto.UDP, body[:6] + checksum.to_bytes(2, "big") + body[8:])
 
 
 def parse_ipv4(raw: bytes) -> Wire | None:
     """A TCP or UDP packet in IPv4, or None for anything else (ICMP, IPv6, runts)."""
-    if len(raw) < 20 or raw[0] >> 4 != 4:
+    if len(raw) < IPV4_HEADER or raw[0] >> 4 != IPV4_VERSION:
         return None
     ihl = (raw[0] & 0x0F) * 4
     total = int.from_bytes(raw[2:4], "big")
     proto = raw[9]
     src, dst = str(ipaddress.IPv4Address(raw[12:16])), str(ipaddress.IPv4Address(raw[16:20]))
     body = raw[ihl:total]
-    if proto == PROTO_TCP and len(body) >= 20:
-        sport, dport, seq, ack, off, bits, win, _, urg = struct.unpack("!HHIIBBHHH", body[:20])
+    if proto == IpProto.TCP and len(body) >= TCP_HEADER:
+        sport, dport, seq, ack, off, bits, win, _, urg = struct.unpack("!HHIIBBHHH", body[:TCP_HEADER])
         offset = (off >> 4) * 4
         return Wire("tcp", src, dst, sport, dport, flags_text(bits), seq, ack, win, urg,
-                    _decode_options(body[20:offset]), bytes(body[offset:]), bytes(raw[:total]))
-    if proto == PROTO_UDP and len(body) >= 8:
+                    _decode_options(body[TCP_HEADER:offset]), bytes(body[offset:]), bytes(raw[:total]))
+    if proto == IpProto.UDP and len(body) >= UDP_HEADER:
         sport, dport = struct.unpack("!HH", body[:4])
-        return Wire("udp", src, dst, sport, dport, payload=bytes(body[8:]), raw=bytes(raw[:total]))
+        return Wire("udp", src, dst, sport, dport, payload=bytes(body[UDP_HEADER:]), raw=bytes(raw[:total]))
     return None

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model import constants as C
+from model.protocol import IpProto
 
 from .grammar import Flags, Option, Packet, Script, Skipped, Struct, Symbol, Syscall
 from .packets import Wire, build_tcp, build_udp, parse_ipv4
@@ -62,10 +63,11 @@ LENIENT_FIELDS = {
 }
 
 # Linux's values (x86-64), so scripts read as strace output; shutdown, poll and message flags
-# are model.constants' (C).
+# are model.constants' (C), protocol numbers model.protocol's.
 CONSTANTS = {
-    "AF_INET": 2, "PF_INET": 2, "SOCK_STREAM": 1, "SOCK_DGRAM": 2, "IPPROTO_TCP": 6,
-    "IPPROTO_UDP": 17, "IPPROTO_IP": 0, "SOL_SOCKET": 1, "SOL_TCP": 6, "SO_REUSEADDR": 2,
+    "AF_INET": 2, "PF_INET": 2, "SOCK_STREAM": 1, "SOCK_DGRAM": 2,
+    "IPPROTO_TCP": IpProto.TCP.value, "IPPROTO_UDP": IpProto.UDP.value, "IPPROTO_IP": 0,
+    "SOL_SOCKET": 1, "SOL_TCP": IpProto.TCP.value, "SO_REUSEADDR": 2,
     "SO_ERROR": 4, "SO_SNDBUF": 7, "SO_RCVBUF": 8, "SO_KEEPALIVE": 9, "SO_LINGER": 13,
     "SO_REUSEPORT": 15, "TCP_NODELAY": 1, "F_GETFL": 3, "F_SETFL": 4, "O_RDONLY": 0,
     "O_WRONLY": 1, "O_RDWR": 2, "O_NONBLOCK": 0x800,

@@ -17,6 +17,7 @@ from hdl.rx.classifier import Classifier
 from model.checksum import ones_complement_sum, pseudo_header_sum
 from model.classify import Classification, ParsedFields, Verdict, classify
 from model.drops import CLASSIFIER_CAUSES, DropCause
+from model.protocol import IpProto, TcpFlag
 from tb.amaranth_sim import send_frame
 from flow.tools import BUILD
 
@@ -219,8 +220,8 @@ def test_crafted_frames_model():
     # Parsed fields of a FAST frame.
     frame = bytes(eth() / ip() / tcp(options=[("NOP", None)] * 4) / Raw(b"abc"))
     got = classify(frame, OUR_MAC, OUR_IP)
-    assert got.fields == ParsedFields(protocol=6, src_ip=0x0A000002, dst_ip=OUR_IP, src_port=40000,
-                                      dst_port=80, seq=0x12345678, ack=0x9ABCDEF0, flags=0x10,
+    assert got.fields == ParsedFields(protocol=IpProto.TCP, src_ip=0x0A000002, dst_ip=OUR_IP, src_port=40000,
+                                      dst_port=80, seq=0x12345678, ack=0x9ABCDEF0, flags=TcpFlag.ACK,
                                       window=0x4321, data_offset=6, payload_offset=14 + 20 + 24,
                                       payload_length=3)
     assert frame[got.fields.payload_offset:] == b"abc"

@@ -9,9 +9,10 @@ from hdl.control_port import ControlPort
 from hdl.ports import CtlOp
 from hdl.tables.socket_table import Op, Status
 from hdl.engine.tcb import Errno, TcpState
+from model.protocol import IpProto
 from flow.tools import BUILD
 
-KEY = {"protocol": 6, "local_ip": 0xC0000201, "local_port": 80, "remote_ip": 0xC0000202,
+KEY = {"protocol": IpProto.TCP, "local_ip": 0xC0000201, "local_port": 80, "remote_ip": 0xC0000202,
        "remote_port": 4242}
 
 

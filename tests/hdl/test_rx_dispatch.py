@@ -11,6 +11,7 @@ from hdl.rx.dispatch import RxDispatch
 from model.classify import classify
 from model.drops import DropCause
 from model.packet import TcpFlags, TcpSegment, build_tcp_frame
+from model.protocol import IpProto
 from tb.amaranth_sim import recv_frame, send_frame
 from flow.tools import BUILD
 
@@ -120,7 +121,7 @@ def test_routes(data_width):
     sim.run()
 
     assert [k.local_port for k in keys] == [80, 81, 80, 80, 80]          # FAST frames only
-    assert all(k.remote_port == 4242 and k.protocol == 6 for k in keys)
+    assert all(k.remote_port == 4242 and k.protocol == IpProto.TCP for k in keys)
     assert [e.payload_length for e in events] == [11, 6, 5, 33]          # FAST frames with a socket
     assert all(e.seq == 100 and e.ack == 200 and e.conn == 5 and e.payload_offset == 54 for e in events)
     assert slow == [cases[1][0], cases[5][0], cases[6][0]]                 # whole frames, in order

@@ -11,10 +11,11 @@ from amaranth.sim import Simulator
 from flow.build import lint_component
 from hdl.tables.socket_table import (LOOKUP_LATENCY, Op, SocketTable, Status, EntryLayout)
 from model import socket_table as ref
+from model.protocol import IpProto
 from model.socket_table import SocketKey
 from flow.tools import BUILD
 
-TCP, UDP = 6, 17
+TCP, UDP = IpProto.TCP, IpProto.UDP
 
 
 def random_key(rng, udp_share=0.1):

@@ -23,12 +23,7 @@ from tb.amaranth_sim import beats_to_frame, frame_to_beats, send_frame
 from flow.tools import BUILD
 
 POLICY = NIC_POLICY
-FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg")
 LOCAL, REMOTE = ("192.0.2.1", 49152), ("192.0.2.2", 80)
-
-
-def flags_dict(flags: TcpFlags) -> dict:
-    return {name: int(bool(flags & getattr(TcpFlags, name.upper()))) for name in FLAG_NAMES}
 
 
 def model_view(seg: TcpSegment):
@@ -61,8 +56,7 @@ class EngineBench:
             dut.events.valid, dut.events.payload)
         if hv:
             h = hp
-            flags = sum(getattr(h.flags, n) << i for i, n in enumerate(FLAG_NAMES))
-            self.segments.append([h.seq, h.ack, flags, h.window, h.length, bool(h.mss_option)])
+            self.segments.append([h.seq, h.ack, h.flags.as_value().value, h.window, h.length, bool(h.mss_option)])
         if pv:
             self._payload.append((pp.data, pp.keep))
             if pp.last:
@@ -147,7 +141,7 @@ class EngineBench:
         """A segment from the receive path: the event, the engine's action, then the payload."""
         ctx, dut = self.ctx, self.dut
         ctx.set(dut.rx_event.payload, {"conn": 1, "seq": seg.seq, "ack": seg.ack,
-                                       "flags": flags_dict(seg.flags), "window": seg.window,
+                                       "flags": seg.flags, "window": seg.window,
                                        "payload_offset": 54, "payload_length": len(seg.payload),
                                        "src_ip": 0xC0000202, "src_port": REMOTE[1]})
         ctx.set(dut.rx_event.valid, 1)
@@ -195,7 +189,7 @@ def test_engine_follows_the_model(data_width):
         # the SYN-ACK (from the slow path) completes the handshake
         synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlags.SYN | TcpFlags.ACK, 3000, mss=1000)
         await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
-                        flags=flags_dict(synack.flags), window=3000, mss=1000)
+                        flags=synack.flags, window=3000, mss=1000)
         tcb.process(synack, now)
         same(b.take(), tcb.dispatch(now), "ACK of the SYN-ACK")
         state = await b.control(op=CtlOp.READ_STATE, conn=1)
@@ -275,7 +269,7 @@ def test_host_command_ranges(data_width):
         tcb.dispatch(0)
         synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlags.SYN | TcpFlags.ACK, 0, mss=1000)
         await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
-                        flags=flags_dict(synack.flags), window=0, mss=1000)
+                        flags=synack.flags, window=0, mss=1000)
         tcb.process(synack, 0)
         tcb.dispatch(0)
         b.take()
@@ -340,7 +334,7 @@ def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
         async def step(segment, what, inject=False):
             if inject:
                 await b.control(op=CtlOp.INJECT, conn=1, seq=segment.seq, ack=segment.ack,
-                                flags=flags_dict(segment.flags), window=segment.window, mss=0)
+                                flags=segment.flags, window=segment.window, mss=0)
             else:
                 await b.receive(segment)
             tcb.process(segment, now)

@@ -11,13 +11,13 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from flow.build import lint_component
-from hdl.tx.framer import L4Protocol, TxFramer
+from hdl.tx.framer import TxFramer
+from hdl.wire import L4Protocol
 from model.packet import TcpFlags, TcpSegment, UdpDatagram, build_tcp_frame, build_udp_frame
 from tb.amaranth_sim import beats_to_frame, frame_to_beats
 from flow.tools import BUILD
 
 WIDTHS = (8, 64)
-FLAG_NAMES = ("fin", "syn", "rst", "psh", "ack", "urg")
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Job:
             "protocol": L4Protocol.UDP if self.udp else L4Protocol.TCP,
             "src_port": self.src_port, "dst_port": self.dst_port,
             "seq": self.seq, "ack": self.ack,
-            "flags": {name: self.flags >> bit & 1 for bit, name in enumerate(FLAG_NAMES)},
+            "flags": self.flags,
             "window": self.window, "mss": self.mss or 0, "mss_option": self.mss is not None,
             "length": len(self.payload),
         }
