@@ -60,6 +60,7 @@ from .drops import DropCause
 from .packet import (Arp, PacketError, TcpFlags, TcpSegment,
                      UdpDatagram, build_arp_frame, build_tcp_frame, build_udp_frame, mac_bytes,
                      parse_frame)
+from .protocol import ArpOp
 from .policy import DEFAULT_POLICY, Policy
 from .tcp import SYNCHRONIZED, State, Tcb, seq_add
 
@@ -235,8 +236,8 @@ class Host:
         if arp.target_ip != self.ip:
             return
         self.add_neighbor(arp.sender_ip, arp.sender_mac)
-        if arp.op == 1:
-            reply = Arp(2, self.mac, self.ip, arp.sender_mac, arp.sender_ip)
+        if arp.op == ArpOp.REQUEST:
+            reply = Arp(ArpOp.REPLY, self.mac, self.ip, arp.sender_mac, arp.sender_ip)
             self._send_frame(build_arp_frame(self.mac, arp.sender_mac, reply))
 
     def _tcp_input(self, src_ip: str, seg: TcpSegment):

@@ -211,8 +211,9 @@ def build_raw_tcp_frame(src_mac, dst_mac, src_ip: str, dst_ip: str, seg: TcpSegm
 
 
 def build_arp_frame(src_mac, dst_mac, arp: Arp) -> bytes:
-    body = struct.pack("!HHBBH6s4s6s4s", ARP_HTYPE_ETHERNET, EtherType.IPV4, MAC_BYTES, 4, arp.op, mac_bytes(arp.sender_mac),
-                       _ip_bytes(arp.sender_ip), mac_bytes(arp.target_mac), _ip_bytes(arp.target_ip))
+    body = struct.pack("!HHBBH6s4s6s4s", ARP_HTYPE_ETHERNET, EtherType.IPV4, MAC_BYTES, 4, arp.op,
+                       mac_bytes(arp.sender_mac), _ip_bytes(arp.sender_ip), mac_bytes(arp.target_mac),
+                       _ip_bytes(arp.target_ip))
     return _ethernet(dst_mac, src_mac, EtherType.ARP, body)
 
 

@@ -56,7 +56,8 @@ class EngineBench:
             dut.events.valid, dut.events.payload)
         if hv:
             h = hp
-            self.segments.append([h.seq, h.ack, h.flags.as_value().value, h.window, h.length, bool(h.mss_option)])
+            self.segments.append([h.seq, h.ack, h.flags.as_value().value, h.window, h.length,
+                                  bool(h.mss_option)])
         if pv:
             self._payload.append((pp.data, pp.keep))
             if pp.last:
