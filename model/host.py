@@ -57,10 +57,10 @@ from .constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLERR, POLLHUP, P
                         UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
 from .errors import Errno, SocketError, WouldBlock
 from .drops import DropCause
-from .packet import (Arp, PacketError, TcpFlags, TcpSegment,
+from .protocol import ArpOp, TcpFlag
+from .packet import (Arp, PacketError, TcpSegment,
                      UdpDatagram, build_arp_frame, build_tcp_frame, build_udp_frame, mac_bytes,
                      parse_frame)
-from .protocol import ArpOp
 from .policy import DEFAULT_POLICY, Policy
 from .tcp import SYNCHRONIZED, State, Tcb, seq_add
 
@@ -245,13 +245,13 @@ class Host:
         if self._flow_input(local, remote, seg):
             return
         listener = self.listeners.get(seg.dst_port)
-        if listener is None or seg.flags & TcpFlags.RST:
-            if not seg.flags & TcpFlags.RST:
+        if listener is None or seg.flags & TcpFlag.RST:
+            if not seg.flags & TcpFlag.RST:
                 self._reply_rst(src_ip, seg)
             return
-        if seg.flags & TcpFlags.ACK:
+        if seg.flags & TcpFlag.ACK:
             self._reply_rst(src_ip, seg)
-        elif seg.flags & TcpFlags.SYN and not seg.flags & TcpFlags.FIN:   # SYN+FIN: dropped, as Linux
+        elif seg.flags & TcpFlag.SYN and not seg.flags & TcpFlag.FIN:   # SYN+FIN: dropped, as Linux
             if len(listener.pending) + len(listener.accept_queue) > listener.backlog:
                 self.drops[DropCause.QUEUE_FULL] += 1
                 return
@@ -259,11 +259,11 @@ class Host:
 
     def _reply_rst(self, src_ip: str, seg: TcpSegment):
         """RFC 9293 3.10.7.1: the answer to a segment for no connection."""
-        if seg.flags & TcpFlags.ACK:
-            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, TcpFlags.RST, 0)
+        if seg.flags & TcpFlag.ACK:
+            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, TcpFlag.RST, 0)
         else:
             rst = TcpSegment(seg.dst_port, seg.src_port, 0, seq_add(seg.seq, seg.seg_len),
-                             TcpFlags.RST | TcpFlags.ACK, 0)
+                             TcpFlag.RST | TcpFlag.ACK, 0)
         self._send_tcp(src_ip, rst)
 
     def _udp_input(self, src_ip: str, dgram: UdpDatagram):

@@ -20,18 +20,15 @@ from .protocol import (ARP_BODY, ARP_HTYPE_ETHERNET, ETH_HEADER, ETH_MIN_FRAME, 
                        TcpOption)
 
 __all__ = [
-    "TcpFlags", "flag_names", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
+    "flag_names", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
     "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
     "build_raw_tcp_frame", "parse_frame",
 ]
 
-#: The codec's name for ``model.protocol.TcpFlag`` (a segment's ``flags``).
-TcpFlags = TcpFlag
-
 
 def flag_names(flags: int) -> str:
     """``"SYN|ACK"``: the flags by name, in header bit order (stable across Python versions)."""
-    return "|".join(f.name for f in TcpFlags if flags & f) or "none"
+    return "|".join(f.name for f in TcpFlag if flags & f) or "none"
 
 
 class PacketError(Exception):
@@ -70,7 +67,7 @@ class TcpSegment:
     dst_port: int
     seq: int
     ack: int
-    flags: TcpFlags
+    flags: TcpFlag
     window: int
     payload: bytes = b""
     mss: int | None = None    # the MSS option, the only option the model sends or reads
@@ -80,7 +77,7 @@ class TcpSegment:
     @property
     def seg_len(self) -> int:
         """SEG.LEN: payload plus one for SYN and one for FIN."""
-        return len(self.payload) + bool(self.flags & TcpFlags.SYN) + bool(self.flags & TcpFlags.FIN)
+        return len(self.payload) + bool(self.flags & TcpFlag.SYN) + bool(self.flags & TcpFlag.FIN)
 
     def to_bytes(self, src_ip: str, dst_ip: str) -> bytes:
         options = (struct.pack("!BBH", TcpOption.MSS, MSS_OPTION_LENGTH, self.mss)
@@ -116,7 +113,7 @@ class TcpSegment:
             if kind == TcpOption.MSS and options[i + 1] == MSS_OPTION_LENGTH:
                 mss = int.from_bytes(options[i + 2:i + 4], "big")
             i += options[i + 1]
-        return cls(src_port, dst_port, seq, ack, TcpFlags(flags), window, bytes(raw[offset:]),
+        return cls(src_port, dst_port, seq, ack, TcpFlag(flags), window, bytes(raw[offset:]),
                    mss, urgent, checksum)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from .bytestream import StreamBuffer
 from .errors import Errno
-from .packet import TcpFlags, TcpSegment
+from .protocol import TcpFlag
+from .packet import TcpSegment
 from .policy import Policy
 
 __all__ = ["State", "SYNCHRONIZED", "RECEIVING", "Tcb", "seq_add", "seq_diff", "seq_lt", "seq_le"]
@@ -207,7 +208,7 @@ class Tcb:
         In SYN-RECEIVED (a closed listener's handshake in progress) nothing is sent: Linux
         drops the request silently, and the peer's later ACK, for no connection, gets a RST."""
         if self.state in SYNCHRONIZED - {State.TIME_WAIT}:
-            self.outbox.append(self._segment(self.snd_max, TcpFlags.RST | TcpFlags.ACK))
+            self.outbox.append(self._segment(self.snd_max, TcpFlag.RST | TcpFlag.ACK))
         self._enter_closed()
 
     # ----- segment arrival (RFC 9293 3.10.7) --------------------------------------------
@@ -223,13 +224,13 @@ class Tcb:
             return
         flags = seg.flags
         # SYN-RECEIVED: a retransmitted SYN means our SYN-ACK was lost; send it again
-        if self.state == State.SYN_RECEIVED and flags & TcpFlags.SYN and not flags & TcpFlags.ACK \
+        if self.state == State.SYN_RECEIVED and flags & TcpFlag.SYN and not flags & TcpFlag.ACK \
                 and seg.seq == self.irs:
             self.snd_nxt = self.iss
             return
         # SYN-RECEIVED after a simultaneous open: the peer's SYN-ACK completes the handshake
-        if self.state == State.SYN_RECEIVED and flags & TcpFlags.SYN and flags & TcpFlags.ACK \
-                and seg.seq == self.irs and not flags & TcpFlags.RST:
+        if self.state == State.SYN_RECEIVED and flags & TcpFlag.SYN and flags & TcpFlag.ACK \
+                and seg.seq == self.irs and not flags & TcpFlag.RST:
             if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
                 self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
                 self.snd_una = seg.ack
@@ -238,17 +239,17 @@ class Tcb:
                 self.ack_needed = True
             return
         # first: sequence number check
-        payload, fin = seg.payload, bool(flags & TcpFlags.FIN)
+        payload, fin = seg.payload, bool(flags & TcpFlag.FIN)
         if not self._acceptable(seg):
-            if self.rcv_wnd == 0 and seg.seq == self.rcv_nxt and not flags & (TcpFlags.RST | TcpFlags.SYN):
+            if self.rcv_wnd == 0 and seg.seq == self.rcv_nxt and not flags & (TcpFlag.RST | TcpFlag.SYN):
                 payload, fin = b"", False          # RFC 9293: still take ACKs at a zero window
                 self.ack_needed = True
             else:
-                if not flags & TcpFlags.RST:
+                if not flags & TcpFlag.RST:
                     self.ack_needed = True
                 return
         # second: RST (RFC 5961 3.2)
-        if flags & TcpFlags.RST:
+        if flags & TcpFlag.RST:
             if seg.seq != self.rcv_nxt:
                 self._challenge_ack()
             elif self.state == State.SYN_RECEIVED:
@@ -259,20 +260,20 @@ class Tcb:
                 self._enter_reset(Errno.ECONNRESET)
             return
         # fourth: SYN in a synchronized state (RFC 5961 4.2)
-        if flags & TcpFlags.SYN:
+        if flags & TcpFlag.SYN:
             self._challenge_ack()
             return
         # fifth: ACK
-        if not flags & TcpFlags.ACK:
+        if not flags & TcpFlag.ACK:
             return
         if self.state == State.SYN_RECEIVED:
             if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
                 self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
                 self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
             else:
-                self.outbox.append(self._segment(seg.ack, TcpFlags.RST, with_ack=False))
+                self.outbox.append(self._segment(seg.ack, TcpFlag.RST, with_ack=False))
                 return
-        if not self._process_ack(seg, bool(seg.payload) or bool(flags & TcpFlags.FIN), now):
+        if not self._process_ack(seg, bool(seg.payload) or bool(flags & TcpFlag.FIN), now):
             return
         if self.state == State.CLOSED:
             return
@@ -281,7 +282,7 @@ class Tcb:
             if self.orphan and seq_lt(self.rcv_nxt, seq_add(seg.seq, len(payload))):
                 # data for a closed socket: RST in reply to the segment (RFC 9293 3.10.7.4,
                 # <SEQ=SEG.ACK><CTL=RST>), as Linux does, and the connection is gone
-                self.outbox.append(self._segment(seg.ack, TcpFlags.RST, with_ack=False))
+                self.outbox.append(self._segment(seg.ack, TcpFlag.RST, with_ack=False))
                 self._enter_closed()
                 return
             self.rcv.write(self.rcv.tail + seq_diff(seg.seq, self.rcv_nxt), payload)
@@ -316,12 +317,12 @@ class Tcb:
         ACK (RFC 9293 3.10.7.4 restarts it for a FIN; a FIN always carries ACK).
         """
         flags = seg.flags
-        if flags & TcpFlags.RST:
+        if flags & TcpFlag.RST:
             if seg.seq == self.rcv_nxt:
                 self._enter_closed()
             return
         bare = seg.seq == self.rcv_nxt and seg.seg_len == 0
-        if bare or flags & TcpFlags.ACK:
+        if bare or flags & TcpFlag.ACK:
             self.close_deadline = now + self.policy.time_wait
         if not bare:
             self.ack_needed = True
@@ -329,17 +330,17 @@ class Tcb:
     def _process_syn_sent(self, seg: TcpSegment, now: int):
         flags = seg.flags
         ack_ok = False
-        if flags & TcpFlags.ACK:
+        if flags & TcpFlag.ACK:
             if seq_le(seg.ack, self.iss) or seq_lt(self.snd_max, seg.ack):
-                if not flags & TcpFlags.RST:
-                    self.outbox.append(self._segment(seg.ack, TcpFlags.RST, with_ack=False))
+                if not flags & TcpFlag.RST:
+                    self.outbox.append(self._segment(seg.ack, TcpFlag.RST, with_ack=False))
                 return
             ack_ok = True
-        if flags & TcpFlags.RST:
+        if flags & TcpFlag.RST:
             if ack_ok:
                 self._enter_reset(Errno.ECONNREFUSED)
             return
-        if not flags & TcpFlags.SYN:
+        if not flags & TcpFlag.SYN:
             return
         self.irs = seg.seq
         self.peer_mss = seg.mss if seg.mss is not None else self.policy.default_mss
@@ -431,7 +432,7 @@ class Tcb:
             self.dupacks = 0
         if self.persist_deadline is not None and now >= self.persist_deadline:
             self.events.append((now, "probe", seq_add(self.snd_una, -1)))
-            self.outbox.append(self._segment(seq_add(self.snd_una, -1), TcpFlags.ACK))
+            self.outbox.append(self._segment(seq_add(self.snd_una, -1), TcpFlag.ACK))
             self.persist_probes += 1
             self.persist_deadline = now + self.policy.persist_after(self.persist_probes)
 
@@ -441,13 +442,13 @@ class Tcb:
         """Segments to transmit now, in order; starts the RTO and persist timers as needed."""
         out, self.outbox = self.outbox, []
         for seg in out:                             # queued earlier: carry today's ACK and window
-            if seg.flags & TcpFlags.ACK:
+            if seg.flags & TcpFlag.ACK:
                 seg.ack, self.ack_needed = self.rcv_nxt, False
-                if not seg.flags & TcpFlags.RST:
+                if not seg.flags & TcpFlag.RST:
                     seg.window = self.last_adv_wnd = self.rcv_wnd
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
             if self.snd_nxt == self.iss:
-                flags = TcpFlags.SYN | (TcpFlags.ACK if self.state == State.SYN_RECEIVED else 0)
+                flags = TcpFlag.SYN | (TcpFlag.ACK if self.state == State.SYN_RECEIVED else 0)
                 seg = self._segment(self.iss, flags, with_ack=self.state == State.SYN_RECEIVED)
                 seg.mss = self.policy.mss
                 self.snd_nxt = seq_add(self.iss, 1)
@@ -457,7 +458,7 @@ class Tcb:
                 # a challenge ACK or the answer to an unacceptable segment: a pure ACK
                 # <SEQ=SND.NXT><ACK=RCV.NXT> (RFC 5961 3.2, Linux); only a retransmitted
                 # SYN gets the SYN-ACK again (process() rewinds SND.NXT for it)
-                seg = self._segment(self.snd_nxt, TcpFlags.ACK)
+                seg = self._segment(self.snd_nxt, TcpFlag.ACK)
                 self._sent(seg, now)
                 out.append(seg)
         elif self.state in SYNCHRONIZED:
@@ -465,7 +466,7 @@ class Tcb:
                 self._sent(seg, now)
                 out.append(seg)
             if self.ack_needed:
-                seg = self._segment(self.snd_nxt, TcpFlags.ACK)
+                seg = self._segment(self.snd_nxt, TcpFlag.ACK)
                 self._sent(seg, now)
                 out.append(seg)
             if self.unsent > 0 and self.snd_wnd == 0 and self.rto_deadline is None \
@@ -484,7 +485,7 @@ class Tcb:
         fin = self.fin_queued and not self.fin_acked and offset + n == queued
         if n == 0 and not fin:
             return None
-        flags = TcpFlags.ACK | (TcpFlags.PSH if n else 0) | (TcpFlags.FIN if fin else 0)
+        flags = TcpFlag.ACK | (TcpFlag.PSH if n else 0) | (TcpFlag.FIN if fin else 0)
         seg = self._segment(self.snd_nxt, flags, bytes(self.send_queue[offset:offset + n]))
         self.snd_nxt = seq_add(self.snd_nxt, seg.seg_len)
         return seg
@@ -492,15 +493,15 @@ class Tcb:
     def _fast_retransmit(self, now: int):
         n = min(self.eff_mss, len(self.send_queue))
         fin = self.fin_queued and n == len(self.send_queue) and seq_diff(self.snd_max, self.snd_una) > n
-        flags = TcpFlags.ACK | (TcpFlags.PSH if n else 0) | (TcpFlags.FIN if fin else 0)
+        flags = TcpFlag.ACK | (TcpFlag.PSH if n else 0) | (TcpFlag.FIN if fin else 0)
         self.events.append((now, "fast", self.snd_una))
         self.outbox.append(self._segment(self.snd_una, flags, bytes(self.send_queue[:n])))
 
     def _segment(self, seq: int, flags, payload: bytes = b"", with_ack: bool = True) -> TcpSegment:
         if with_ack:
-            flags |= TcpFlags.ACK
+            flags |= TcpFlag.ACK
         return TcpSegment(self.local[1], self.remote[1], seq, self.rcv_nxt if with_ack else 0,
-                          TcpFlags(flags), self.rcv_wnd if not flags & TcpFlags.RST else 0, payload)
+                          TcpFlag(flags), self.rcv_wnd if not flags & TcpFlag.RST else 0, payload)
 
     def _sent(self, seg: TcpSegment, now: int):
         """Bookkeeping for a segment that dispatch() hands out."""

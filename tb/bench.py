@@ -49,9 +49,9 @@ from hdl.ports import CtlOp, HostOp, HostResponse
 from hdl.engine.tcb import Errno
 from model.constants import MSG_DONTWAIT
 from model.errors import SocketError
-from model.packet import TcpFlags, TcpSegment, build_tcp_frame, parse_frame
+from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER, TcpFlag
+from model.packet import TcpSegment, build_tcp_frame, parse_frame
 from model.policy import Policy
-from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER
 from tb.nic_bench import NicBench, NicPort, pack
 from tb.nic_os import NicHost
 from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
@@ -255,7 +255,7 @@ class Bench:
 
     def data_frame(self, conn: Conn, n: int) -> bytes:
         """The peer's next `n` bytes on `conn` as one segment (the peer's state moves on)."""
-        frame = self.frame(conn, TcpFlags.ACK | TcpFlags.PSH, stream_bytes(conn.index, conn.sent, n))
+        frame = self.frame(conn, TcpFlag.ACK | TcpFlag.PSH, stream_bytes(conn.index, conn.sent, n))
         conn.peer_seq += n
         conn.sent += n
         return frame
@@ -275,14 +275,14 @@ class Bench:
         conn = Conn(index, slot=-1, fd=-1, port=PEER_PORTS + index, mss=mss,
                     peer_seq=PEER_ISS + index * 0x100_0000, nic_seq=0)
         self.host.transmit()
-        self.host.receive_frame(self.frame(conn, TcpFlags.SYN, mss=mss))
+        self.host.receive_frame(self.frame(conn, TcpFlag.SYN, mss=mss))
         replies = [parse_frame(f).tcp for f in self.host.transmit()]
-        synack = [s for s in replies if s is not None and s.flags & TcpFlags.SYN]
+        synack = [s for s in replies if s is not None and s.flags & TcpFlag.SYN]
         if len(synack) != 1 or synack[0].ack != (conn.peer_seq + 1) & 0xFFFF_FFFF:
             raise AssertionError(f"connection {index}: no SYN-ACK for the peer's SYN: {replies}")
         conn.peer_seq += 1
         conn.nic_seq = synack[0].seq + 1
-        self.host.receive_frame(self.frame(conn, TcpFlags.ACK))
+        self.host.receive_frame(self.frame(conn, TcpFlag.ACK))
         conn.fd, _ = self.proc.accept(self.listener)
         conn.slot = self.proc.fds[conn.fd].conn
         self.conns.append(conn)
@@ -426,7 +426,7 @@ class Bench:
                 segments.append((end, len(seg.payload), len(frame)))
             while acked < len(ends) and segments and segments[-1][0] >= ends[acked]:
                 conn.nic_seq = ends[acked]
-                push(nic.rx, nic.beats(self.frame(conn, TcpFlags.ACK)))
+                push(nic.rx, nic.beats(self.frame(conn, TcpFlag.ACK)))
                 acked += 1
         await nic.settle()
         probe.stop()
@@ -539,7 +539,7 @@ class Bench:
             raise AssertionError(f"a WRITE of {n} bytes sent {segs}")
         write_out = probe.tx_frames[0][0] - probe.host_cmds[0]
         conn.nic_seq += n
-        self.host.receive_frame(self.frame(conn, TcpFlags.ACK))
+        self.host.receive_frame(self.frame(conn, TcpFlag.ACK))
         self.host.transmit()
         return {"frame_bytes": size, "payload_bytes": n,
                 "rx_to_readable": readable, "rx_to_ring": in_ring, "polls": polls,

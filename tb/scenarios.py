@@ -17,10 +17,10 @@ import random
 
 from model.constants import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, SHUT_WR
 from model.host import Host
-from model.packet import (TcpFlags, TcpSegment, UdpDatagram, build_raw_tcp_frame, build_tcp_frame,
+from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER, TcpFlag, TcpOption
+from model.packet import (TcpSegment, UdpDatagram, build_raw_tcp_frame, build_tcp_frame,
                           build_udp_frame, parse_frame)
 from model.policy import Policy
-from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER, TcpOption
 from model.scenario import ModelBackend, Runner
 from model.tcp import seq_add
 
@@ -252,7 +252,7 @@ def eof_and_reset(r):
     r.call(p4, "recv", fd4, 100)
     peer = next(t for t in r.peer.host.tcbs.values() if t.local[1] == 84)
     late = TcpSegment(84, peer.remote[1], seq_add(peer.snd_nxt, 1), peer.rcv_nxt,
-                      TcpFlags.ACK | TcpFlags.PSH, 1000, b"late")
+                      TcpFlag.ACK | TcpFlag.PSH, 1000, b"late")
     r.call(server4, "close", conn4, side="peer")
     r.call(p4, "recv", fd4, 100)
     r.call(p4, "close", fd4)

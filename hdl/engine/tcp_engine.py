@@ -98,7 +98,6 @@ class EngineStep(enum.Enum, shape=7):
     DEADLINE_NEXT = 64      # NEXT_DEADLINE: the next connection with a timer running
 
 
-_Step = EngineStep          # the short name the engine's own code uses
 
 
 class _Event(enum.Enum, shape=2):
@@ -286,10 +285,10 @@ class TcpEngine(wiring.Component):
         rec_rd = records.read_port(transparent_for=(rec_wr,))
 
         # ----- registers -----------------------------------------------------------------
-        step = Signal(_Step)
-        ret = Signal(_Step)                 # where EMIT and REQUERY return to
-        after_action = Signal(_Step)        # where ACTION returns to for a STORE
-        then = Signal(_Step)                # where HOST_RESPOND and CTL_RESPOND go next
+        step = Signal(EngineStep)
+        ret = Signal(EngineStep)                 # where EMIT and REQUERY return to
+        after_action = Signal(EngineStep)        # where ACTION returns to for a STORE
+        then = Signal(EngineStep)                # where HOST_RESPOND and CTL_RESPOND go next
         ev = Signal(_Event)
         ctl_owed = Signal()                 # a control command waits for its response
         conn = Signal(conn_bits)
@@ -373,21 +372,21 @@ class TcpEngine(wiring.Component):
             m.d.sync += [step.eq(target), ret.eq(back)]
 
         def requery(back):
-            call(_Step.REQUERY_1, back)
+            call(EngineStep.REQUERY_1, back)
 
         def respond(next_step):
             """Answer the host command with `rsp`, then continue at `next_step`."""
-            m.d.sync += [step.eq(_Step.HOST_RESPOND), then.eq(next_step)]
+            m.d.sync += [step.eq(EngineStep.HOST_RESPOND), then.eq(next_step)]
 
         def answer_ebadf():
             """Answer the host command EBADF and drain its WRITE data; nothing else happens."""
             m.d.sync += [rsp.status.eq(Errno.EBADF),
                          drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
-            respond(_Step.IDLE)
+            respond(EngineStep.IDLE)
 
         def finish():
             """Send what the connection has to send, tell the receive path, write back."""
-            goto(_Step.DISPATCH)
+            goto(EngineStep.DISPATCH)
 
         # ----- derived quantities (model.tcp.Tcb properties) -------------------------------
         rcv_nxt = Signal(32)
@@ -456,7 +455,7 @@ class TcpEngine(wiring.Component):
                          e_udp.eq(0), e_dst_mac.eq(t.template.remote_mac),
                          e_dst_ip.eq(t.template.remote_ip), e_dst_port.eq(t.template.remote_port),
                          hdr_sent.eq(0), read_sent.eq(length == 0)]
-            call(_Step.EMIT, back)
+            call(EngineStep.EMIT, back)
 
         def sent(seq, seg_len, window):
             """``Tcb._sent``: bookkeeping for a segment that dispatch hands out."""
@@ -553,14 +552,14 @@ class TcpEngine(wiring.Component):
             hdr.mss.eq(P.mss), hdr.mss_option.eq(e_syn_option), hdr.length.eq(e_len),
         ]
 
-        m.d.comb += self.idle.eq((step == _Step.IDLE) & (ticks_pending == 0) & ~self.tick
+        m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
                                  & (framer_reads == 0) & (host_reads == 0) & ~wdata_drain)
         m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
         with m.Switch(step):
-            with m.Case(_Step.IDLE):
+            with m.Case(EngineStep.IDLE):
                 # one event at a time: control, received frames, host commands, then a
                 # timer tick (its scan starts only when nothing else waits)
                 m.d.sync += [ob.eq(_Outbox.NONE), from_wire.eq(0), ctl_owed.eq(0),
@@ -569,7 +568,7 @@ class TcpEngine(wiring.Component):
                     m.d.comb += self.ctl_cmd.ready.eq(1)
                     m.d.sync += [cc.eq(self.ctl_cmd.payload), conn.eq(self.ctl_cmd.payload.conn),
                                  ev.eq(_Event.CONTROL), ctl_owed.eq(1)]
-                    goto(_Step.CTL_DECODE)
+                    goto(EngineStep.CTL_DECODE)
                 with m.Elif(self.rx_event.valid):
                     p = self.rx_event.payload
                     m.d.comb += self.rx_event.ready.eq(1)
@@ -578,45 +577,45 @@ class TcpEngine(wiring.Component):
                                  seg_flags.eq(p.flags), seg_wnd.eq(p.window),
                                  seg_plen.eq(p.payload_length), seg_mss.eq(0),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
-                    goto(_Step.LOAD)
+                    goto(EngineStep.LOAD)
                 with m.Elif(self.host_cmd.valid):
                     m.d.comb += self.host_cmd.ready.eq(1)
                     m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
                                  ev.eq(_Event.HOST)]
-                    goto(_Step.HOST_ACCESS)
+                    goto(EngineStep.HOST_ACCESS)
                 with m.Elif(ticks_pending != 0):
                     m.d.comb += tick_taken.eq(1)
                     m.d.sync += [now.eq(now + 1), scan.eq(0), ev.eq(_Event.TICK)]
-                    goto(_Step.TICK_START)
+                    goto(EngineStep.TICK_START)
 
             # ----- loading and writing back a connection ---------------------------------
-            with m.Case(_Step.LOAD):
+            with m.Case(EngineStep.LOAD):
                 m.d.comb += rec_rd_en.eq(1)
                 with m.If(~rings_pending):
-                    goto(_Step.LATCH)
+                    goto(EngineStep.LATCH)
 
-            with m.Case(_Step.LATCH):
+            with m.Case(EngineStep.LATCH):
                 m.d.sync += [t.eq(rec_rd.data), state0.eq(rec_rd.data.state),
                              kind0.eq(rec_rd.data.kind),
                              rxq.eq(rx_ring.query), txq.eq(tx_ring.query)]
                 with m.Switch(ev):
                     with m.Case(_Event.RX):
-                        goto(Mux(seg_udp, _Step.UDP_START, _Step.TCP_START))
+                        goto(Mux(seg_udp, EngineStep.UDP_START, EngineStep.TCP_START))
                     with m.Case(_Event.HOST):
-                        goto(_Step.HOST_DECODE)
+                        goto(EngineStep.HOST_DECODE)
                     with m.Case(_Event.CONTROL):
-                        goto(_Step.CTL_LOADED)
+                        goto(EngineStep.CTL_LOADED)
                     with m.Case(_Event.TICK):
-                        goto(_Step.TIMER)
+                        goto(EngineStep.TIMER)
 
-            with m.Case(_Step.REQUERY_1):
+            with m.Case(EngineStep.REQUERY_1):
                 # the rings' states are in their RAMs; the query shows them a cycle later
                 with m.If(~rings_pending):
-                    goto(_Step.REQUERY_2)
-            with m.Case(_Step.REQUERY_2):
+                    goto(EngineStep.REQUERY_2)
+            with m.Case(EngineStep.REQUERY_2):
                 m.d.sync += [rxq.eq(rx_ring.query), txq.eq(tx_ring.query), step.eq(ret)]
 
-            with m.Case(_Step.WRITE_BACK):
+            with m.Case(EngineStep.WRITE_BACK):
                 # the record goes back; host software hears of a completed handshake and of
                 # a connection that reached CLOSED
                 m.d.comb += rec_wr.en.eq(1)
@@ -625,26 +624,26 @@ class TcpEngine(wiring.Component):
                 tcp0 = (kind0 == ConnKind.TCP)
                 with m.If(tcp0 & _one_of(state0, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
                           & in_synchronized):
-                    goto(_Step.PUSH_SYNC_EVENT)
+                    goto(EngineStep.PUSH_SYNC_EVENT)
                 with m.Elif(tcp0 & (state0 != TcpState.CLOSED) & (state == TcpState.CLOSED)):
-                    goto(_Step.PUSH_CLOSED_EVENT)
+                    goto(EngineStep.PUSH_CLOSED_EVENT)
                 with m.Else():
-                    goto(Mux(ev == _Event.TICK, _Step.TICK_NEXT, _Step.IDLE))
+                    goto(Mux(ev == _Event.TICK, EngineStep.TICK_NEXT, EngineStep.IDLE))
 
-            with m.Case(_Step.PUSH_SYNC_EVENT):
+            with m.Case(EngineStep.PUSH_SYNC_EVENT):
                 m.d.comb += [self.events.valid.eq(1), self.events.payload.conn.eq(conn),
                              self.events.payload.kind.eq(EventKind.SYNCHRONIZED)]
                 with m.If(self.events.ready):
-                    goto(Mux(ev == _Event.TICK, _Step.TICK_NEXT, _Step.IDLE))
+                    goto(Mux(ev == _Event.TICK, EngineStep.TICK_NEXT, EngineStep.IDLE))
 
-            with m.Case(_Step.PUSH_CLOSED_EVENT):
+            with m.Case(EngineStep.PUSH_CLOSED_EVENT):
                 m.d.comb += [self.events.valid.eq(1), self.events.payload.conn.eq(conn),
                              self.events.payload.kind.eq(EventKind.CLOSED)]
                 with m.If(self.events.ready):
-                    goto(Mux(ev == _Event.TICK, _Step.TICK_NEXT, _Step.IDLE))
+                    goto(Mux(ev == _Event.TICK, EngineStep.TICK_NEXT, EngineStep.IDLE))
 
             # ----- emitting one segment ----------------------------------------------------
-            with m.Case(_Step.EMIT):
+            with m.Case(EngineStep.EMIT):
                 m.d.comb += [self.tx_header.valid.eq(~hdr_sent),
                              tx_ring.read_cmd.valid.eq(~read_sent),
                              tx_ring.read_cmd.payload.length.eq(e_len),
@@ -661,14 +660,14 @@ class TcpEngine(wiring.Component):
                     m.d.sync += step.eq(ret)
 
             # ----- receive: TCP (Tcb.process) ---------------------------------------------
-            with m.Case(_Step.TCP_START):
+            with m.Case(EngineStep.TCP_START):
                 m.d.sync += [payload_kept.eq(seg_plen != 0), fin_kept.eq(seg_flags.fin)]
                 with m.If((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
                     # no connection (the model has deleted its TCB): host software answers
                     m.d.sync += route.eq(RxRoute.SLOW)
-                    goto(_Step.ACTION)
+                    goto(EngineStep.ACTION)
                 with m.Elif(state == TcpState.SYN_SENT):
-                    goto(_Step.TCP_SYN_SENT)
+                    goto(EngineStep.TCP_SYN_SENT)
                 with m.Elif((state == TcpState.SYN_RECEIVED) & seg_flags.syn & ~seg_flags.ack
                             & (seg_seq == t.irs)):
                     # a retransmitted SYN: our SYN-ACK was lost; send it again
@@ -691,7 +690,7 @@ class TcpEngine(wiring.Component):
                     with m.If(seg_flags.rst):
                         with m.If(at_rcv_nxt):
                             enter_closed()
-                            goto(_Step.CLEAR_SEND_RING)
+                            goto(EngineStep.CLEAR_SEND_RING)
                         with m.Else():
                             finish()
                     with m.Else():
@@ -701,9 +700,9 @@ class TcpEngine(wiring.Component):
                             m.d.sync += t.ack_needed.eq(1)
                         finish()
                 with m.Else():
-                    goto(_Step.TCP_ACCEPT)
+                    goto(EngineStep.TCP_ACCEPT)
 
-            with m.Case(_Step.TCP_SYN_SENT):
+            with m.Case(EngineStep.TCP_SYN_SENT):
                 # Tcb._process_syn_sent
                 ack_bad = _seq_le(seg_ack, t.iss) | _seq_lt(t.snd_max, seg_ack)
                 peer_mss = Mux(seg_mss != 0, seg_mss, P.default_mss)
@@ -714,7 +713,7 @@ class TcpEngine(wiring.Component):
                 with m.Elif(seg_flags.rst):
                     with m.If(seg_flags.ack):
                         enter_reset(Errno.ECONNREFUSED)
-                        goto(_Step.CLEAR_SEND_RING)
+                        goto(EngineStep.CLEAR_SEND_RING)
                     with m.Else():
                         finish()
                 with m.Elif(~seg_flags.syn):
@@ -729,15 +728,15 @@ class TcpEngine(wiring.Component):
                     with m.Else():                  # simultaneous open: answer SYN-ACK
                         m.d.sync += [t.state.eq(TcpState.SYN_RECEIVED), t.snd_nxt.eq(t.iss),
                                      t.snd_wl2.eq(t.iss)]
-                    goto(_Step.TCP_SYN_SENT_INIT)
+                    goto(EngineStep.TCP_SYN_SENT_INIT)
 
-            with m.Case(_Step.TCP_SYN_SENT_INIT):
+            with m.Case(EngineStep.TCP_SYN_SENT_INIT):
                 # the receive ring starts at IRS + 1
                 m.d.comb += [rx_ring.init.valid.eq(1), rx_ring.init.payload.offset.eq(t.irs + 1)]
                 with m.If(rx_ring.init.ready):
-                    requery(_Step.DISPATCH)
+                    requery(EngineStep.DISPATCH)
 
-            with m.Case(_Step.TCP_ACCEPT):
+            with m.Case(EngineStep.TCP_ACCEPT):
                 # first: sequence number check (RFC 9293 3.10.7.4)
                 seg_len = Signal(18)
                 start = Signal(signed(34))
@@ -751,17 +750,17 @@ class TcpEngine(wiring.Component):
                                  Mux(rcv_wnd == 0, start == 0, start_in),
                                  (rcv_wnd != 0) & (start_in | end_in))
                 with m.If(acceptable):
-                    goto(_Step.TCP_RST)
+                    goto(EngineStep.TCP_RST)
                 with m.Elif((rcv_wnd == 0) & (seg_seq == rcv_nxt) & ~seg_flags.rst & ~seg_flags.syn):
                     # RFC 9293: still take ACKs at a zero window
                     m.d.sync += [payload_kept.eq(0), fin_kept.eq(0), t.ack_needed.eq(1)]
-                    goto(_Step.TCP_RST)
+                    goto(EngineStep.TCP_RST)
                 with m.Else():
                     with m.If(~seg_flags.rst):
                         m.d.sync += t.ack_needed.eq(1)
                     finish()
 
-            with m.Case(_Step.TCP_RST):
+            with m.Case(EngineStep.TCP_RST):
                 with m.If(seg_flags.rst):
                     # second: RST (RFC 5961 3.2)
                     with m.If(seg_seq != rcv_nxt):
@@ -774,7 +773,7 @@ class TcpEngine(wiring.Component):
                             enter_closed()
                         with m.Else():
                             enter_reset(Errno.ECONNRESET)
-                        goto(_Step.CLEAR_SEND_RING)
+                        goto(EngineStep.CLEAR_SEND_RING)
                 with m.Elif(seg_flags.syn):
                     # fourth: SYN in a synchronized state (RFC 5961 4.2): challenge ACK
                     m.d.sync += t.ack_needed.eq(1)
@@ -787,14 +786,14 @@ class TcpEngine(wiring.Component):
                                                     TcpState.ESTABLISHED)),
                                      t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
                                      t.snd_wl2.eq(seg_ack)]
-                        goto(_Step.TCP_ACK)
+                        goto(EngineStep.TCP_ACK)
                     with m.Else():
                         m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
                         finish()
                 with m.Else():
-                    goto(_Step.TCP_ACK)
+                    goto(EngineStep.TCP_ACK)
 
-            with m.Case(_Step.TCP_ACK):
+            with m.Case(EngineStep.TCP_ACK):
                 # fifth: ACK (Tcb._process_ack)
                 advance = Signal(signed(32))
                 acked = Signal(signed(33))
@@ -813,7 +812,7 @@ class TcpEngine(wiring.Component):
                                  t.rto_deadline.eq(now + P.rto_initial)]
                     with m.If(_seq_lt(t.snd_nxt, seg_ack)):
                         m.d.sync += t.snd_nxt.eq(seg_ack)
-                    goto(_Step.TCP_ACK_RELEASE)
+                    goto(EngineStep.TCP_ACK_RELEASE)
                 with m.Else():
                     with m.If((advance == 0) & ~carries_data & (seg_wnd == t.snd_wnd)
                               & (t.snd_wnd != 0) & (t.snd_una != t.snd_max)):
@@ -821,31 +820,31 @@ class TcpEngine(wiring.Component):
                             m.d.sync += t.dupacks.eq(t.dupacks + 1)
                         with m.If(t.dupacks == P.dupack_threshold - 1):
                             m.d.sync += ob.eq(_Outbox.FAST)
-                    goto(_Step.TCP_ACK_RESULT)
+                    goto(EngineStep.TCP_ACK_RESULT)
 
-            with m.Case(_Step.TCP_ACK_RELEASE):
+            with m.Case(EngineStep.TCP_ACK_RELEASE):
                 # the acknowledged bytes leave the send ring
                 with m.If(e_len == 0):
-                    goto(_Step.TCP_ACK_RESULT)
+                    goto(EngineStep.TCP_ACK_RESULT)
                 with m.Else():
                     m.d.comb += [tx_ring.read_cmd.valid.eq(1),
                                  tx_ring.read_cmd.payload.length.eq(e_len),
                                  tx_ring.read_cmd.payload.discard.eq(1)]
                     with m.If(tx_ring.read_cmd.ready):
-                        requery(_Step.TCP_ACK_RESULT)
+                        requery(EngineStep.TCP_ACK_RESULT)
 
-            with m.Case(_Step.TCP_ACK_RESULT):
+            with m.Case(EngineStep.TCP_ACK_RESULT):
                 # the send window (SND.WL1/WL2)
                 with m.If(_seq_lt(t.snd_wl1, seg_seq)
                           | ((t.snd_wl1 == seg_seq) & _seq_le(t.snd_wl2, seg_ack))):
                     m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq), t.snd_wl2.eq(seg_ack)]
                     with m.If(seg_wnd != 0):
                         m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
-                goto(_Step.TCP_ACK_TRANSITIONS)
+                goto(EngineStep.TCP_ACK_TRANSITIONS)
 
-            with m.Case(_Step.TCP_ACK_TRANSITIONS):
+            with m.Case(EngineStep.TCP_ACK_TRANSITIONS):
                 # what an acknowledged FIN means in each state
-                goto(_Step.TCP_DATA)
+                goto(EngineStep.TCP_DATA)
                 with m.If(t.fin_acked):
                     with m.If(state == TcpState.FIN_WAIT_1):
                         m.d.sync += t.state.eq(TcpState.FIN_WAIT_2)
@@ -856,37 +855,37 @@ class TcpEngine(wiring.Component):
                         enter_time_wait()
                     with m.Elif(state == TcpState.LAST_ACK):
                         enter_closed()
-                        goto(_Step.CLEAR_SEND_RING)
+                        goto(EngineStep.CLEAR_SEND_RING)
 
-            with m.Case(_Step.TCP_DATA):
+            with m.Case(EngineStep.TCP_DATA):
                 # seventh: segment text
                 with m.If(payload_kept & _one_of(state, *RECEIVING)):
                     with m.If(t.orphan & _seq_lt(rcv_nxt, seg_seq + seg_plen)):
                         # data for a closed socket: RST in reply, and the connection is gone
                         m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
                         enter_closed()
-                        goto(_Step.CLEAR_SEND_RING)
+                        goto(EngineStep.CLEAR_SEND_RING)
                     with m.Else():
                         m.d.sync += t.ack_needed.eq(1)
-                        goto(_Step.TCP_DATA_WRITE)
+                        goto(EngineStep.TCP_DATA_WRITE)
                 with m.Else():
-                    goto(_Step.TCP_FIN)
+                    goto(EngineStep.TCP_FIN)
 
-            with m.Case(_Step.TCP_DATA_WRITE):
+            with m.Case(EngineStep.TCP_DATA_WRITE):
                 # the ring clips the write to its window and merges out-of-order ranges
                 m.d.comb += [rx_ring.write_cmd.valid.eq(1),
                              rx_ring.write_cmd.payload.offset.eq(seg_seq),
                              rx_ring.write_cmd.payload.length.eq(seg_plen)]
                 with m.If(rx_ring.write_cmd.ready):
-                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(_Step.TCP_DATA_WAIT)]
-                    goto(_Step.ACTION)
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.TCP_DATA_WAIT)]
+                    goto(EngineStep.ACTION)
 
-            with m.Case(_Step.TCP_DATA_WAIT):
+            with m.Case(EngineStep.TCP_DATA_WAIT):
                 m.d.comb += rx_ring.write_resp.ready.eq(1)
                 with m.If(rx_ring.write_resp.valid):
-                    requery(_Step.TCP_FIN)
+                    requery(EngineStep.TCP_FIN)
 
-            with m.Case(_Step.TCP_FIN):
+            with m.Case(EngineStep.TCP_FIN):
                 # eighth: FIN, taken when everything before it is in; one beyond a hole is
                 # remembered by its sequence number
                 new_fin = fin_kept & ~t.fin_received & _one_of(state, *RECEIVING)
@@ -895,11 +894,11 @@ class TcpEngine(wiring.Component):
                 with m.If(new_fin):
                     m.d.sync += [t.ack_needed.eq(1), t.fin_seq.eq(fin_seq), t.fin_seq_valid.eq(1)]
                 with m.If((new_fin | t.fin_seq_valid) & ~t.fin_received & (fin_seq == rcv_nxt)):
-                    goto(_Step.TCP_TAKE_FIN)
+                    goto(EngineStep.TCP_TAKE_FIN)
                 with m.Else():
                     finish()
 
-            with m.Case(_Step.TCP_TAKE_FIN):
+            with m.Case(EngineStep.TCP_TAKE_FIN):
                 m.d.sync += t.fin_received.eq(1)
                 with m.If(_one_of(state, TcpState.ESTABLISHED, TcpState.SYN_RECEIVED)):
                     m.d.sync += t.state.eq(TcpState.CLOSE_WAIT)
@@ -912,13 +911,13 @@ class TcpEngine(wiring.Component):
                     enter_time_wait()
                 finish()
 
-            with m.Case(_Step.CLEAR_SEND_RING):
+            with m.Case(EngineStep.CLEAR_SEND_RING):
                 # Tcb._enter_closed: the send queue is dropped
                 m.d.comb += [tx_ring.init.valid.eq(1), tx_ring.init.payload.offset.eq(txq.tail)]
                 with m.If(tx_ring.init.ready):
-                    requery(_Step.DISPATCH)
+                    requery(EngineStep.DISPATCH)
 
-            with m.Case(_Step.ACTION):
+            with m.Case(EngineStep.ACTION):
                 # the end of every event: the receive path learns what to do with the frame
                 # (a STORE before its payload is written: the payload completes the write),
                 # an INJECT or INSTALL is answered, the record is written back
@@ -929,117 +928,117 @@ class TcpEngine(wiring.Component):
                         with m.If(route == RxRoute.STORE):
                             m.d.sync += step.eq(after_action)
                         with m.Elif(route == RxRoute.SLOW):
-                            goto(_Step.IDLE)             # nothing was changed
+                            goto(EngineStep.IDLE)             # nothing was changed
                         with m.Else():
-                            goto(_Step.WRITE_BACK)
+                            goto(EngineStep.WRITE_BACK)
                 with m.Elif(ctl_owed):
-                    m.d.sync += then.eq(_Step.WRITE_BACK)
-                    goto(_Step.CTL_RESPOND)
+                    m.d.sync += then.eq(EngineStep.WRITE_BACK)
+                    goto(EngineStep.CTL_RESPOND)
                 with m.Else():
-                    goto(_Step.WRITE_BACK)
+                    goto(EngineStep.WRITE_BACK)
 
             # ----- receive: UDP -------------------------------------------------------------
-            with m.Case(_Step.UDP_START):
+            with m.Case(EngineStep.UDP_START):
                 tpl = t.template
                 with m.If(t.kind != ConnKind.UDP):
                     m.d.sync += route.eq(RxRoute.SLOW)
-                    goto(_Step.ACTION)
+                    goto(EngineStep.ACTION)
                 with m.Elif(tpl.peer_valid & ((seg_src_ip != tpl.remote_ip)
                                               | (seg_src_port != tpl.remote_port))):
                     m.d.sync += udp_no_socket.eq(udp_no_socket + 1)
-                    goto(_Step.ACTION)
+                    goto(EngineStep.ACTION)
                 with m.Elif(rxq.free < seg_plen + UDP_RECORD_BYTES):
                     m.d.sync += udp_queue_full.eq(udp_queue_full + 1)
-                    goto(_Step.ACTION)
+                    goto(EngineStep.ACTION)
                 with m.Else():
                     m.d.sync += [rec_bytes.eq(Cat(seg_plen[8:16], seg_plen[0:8],
                                                   seg_src_ip[24:32], seg_src_ip[16:24],
                                                   seg_src_ip[8:16], seg_src_ip[0:8],
                                                   seg_src_port[8:16], seg_src_port[0:8])),
                                  rec_beat.eq(0)]
-                    goto(_Step.UDP_HEADER_CMD)
+                    goto(EngineStep.UDP_HEADER_CMD)
 
-            with m.Case(_Step.UDP_HEADER_CMD):
+            with m.Case(EngineStep.UDP_HEADER_CMD):
                 m.d.comb += [rx_ring.write_cmd.valid.eq(1),
                              rx_ring.write_cmd.payload.offset.eq(rxq.tail),
                              rx_ring.write_cmd.payload.length.eq(UDP_RECORD_BYTES)]
                 with m.If(rx_ring.write_cmd.ready):
                     m.d.sync += ring_hdr.eq(1)
-                    goto(_Step.UDP_HEADER_WAIT)
+                    goto(EngineStep.UDP_HEADER_WAIT)
 
-            with m.Case(_Step.UDP_HEADER_WAIT):
+            with m.Case(EngineStep.UDP_HEADER_WAIT):
                 m.d.comb += rx_ring.write_resp.ready.eq(1)
                 with m.If(rx_ring.write_resp.valid):
-                    goto(_Step.UDP_PAYLOAD_CMD)
+                    goto(EngineStep.UDP_PAYLOAD_CMD)
 
-            with m.Case(_Step.UDP_PAYLOAD_CMD):
+            with m.Case(EngineStep.UDP_PAYLOAD_CMD):
                 m.d.comb += [rx_ring.write_cmd.valid.eq(1),
                              rx_ring.write_cmd.payload.offset.eq(rxq.tail + UDP_RECORD_BYTES),
                              rx_ring.write_cmd.payload.length.eq(seg_plen)]
                 with m.If(rx_ring.write_cmd.ready):
-                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(_Step.UDP_PAYLOAD_WAIT)]
-                    goto(_Step.ACTION)
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.UDP_PAYLOAD_WAIT)]
+                    goto(EngineStep.ACTION)
 
-            with m.Case(_Step.UDP_PAYLOAD_WAIT):
+            with m.Case(EngineStep.UDP_PAYLOAD_WAIT):
                 m.d.comb += rx_ring.write_resp.ready.eq(1)
                 with m.If(rx_ring.write_resp.valid):
-                    goto(_Step.WRITE_BACK)
+                    goto(EngineStep.WRITE_BACK)
 
             # ----- what to send (Tcb.dispatch) ----------------------------------------------
-            with m.Case(_Step.DISPATCH):
+            with m.Case(EngineStep.DISPATCH):
                 m.d.sync += ob.eq(_Outbox.NONE)
                 with m.If(t.kind != ConnKind.TCP):
-                    goto(_Step.ACTION)
+                    goto(EngineStep.ACTION)
                 with m.Else():
                     # queued earlier: carries today's ACK and window
                     with m.Switch(ob):
                         with m.Case(_Outbox.NONE):
-                            goto(_Step.DISPATCH_OUTBOX)
+                            goto(EngineStep.DISPATCH_OUTBOX)
                         with m.Case(_Outbox.RST_REPLY):
-                            emit(_Step.DISPATCH_OUTBOX, seq=ob_seq, ack=0, flags=flags(rst=1),
+                            emit(EngineStep.DISPATCH_OUTBOX, seq=ob_seq, ack=0, flags=flags(rst=1),
                                  window=0)
                         with m.Case(_Outbox.ABORT):
                             m.d.sync += t.ack_needed.eq(0)
-                            emit(_Step.DISPATCH_OUTBOX, seq=ob_seq, ack=rcv_nxt,
+                            emit(EngineStep.DISPATCH_OUTBOX, seq=ob_seq, ack=rcv_nxt,
                                  flags=flags(rst=1, ack=1), window=0)
                         with m.Case(_Outbox.PROBE):
                             m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(rcv_wnd)]
-                            emit(_Step.DISPATCH_OUTBOX, seq=t.snd_una - 1, ack=rcv_nxt,
+                            emit(EngineStep.DISPATCH_OUTBOX, seq=t.snd_una - 1, ack=rcv_nxt,
                                  flags=flags(ack=1), window=rcv_wnd)
                         with m.Case(_Outbox.FAST):
                             n = Signal(16)
                             m.d.comb += n.eq(Mux(eff_mss < queued, eff_mss, queued))
                             fin = t.fin_queued & (n == queued) & ((t.snd_max - t.snd_una)[:32] > n)
                             m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(rcv_wnd)]
-                            emit(_Step.DISPATCH_OUTBOX, seq=t.snd_una, ack=rcv_nxt,
+                            emit(EngineStep.DISPATCH_OUTBOX, seq=t.snd_una, ack=rcv_nxt,
                                  flags=flags(ack=1, psh=n != 0, fin=fin), window=rcv_wnd,
                                  length=n, skip=t.snd_una - txq.head)
 
-            with m.Case(_Step.DISPATCH_OUTBOX):
+            with m.Case(EngineStep.DISPATCH_OUTBOX):
                 with m.If(in_syn_states):
-                    goto(_Step.DISPATCH_SYN)
+                    goto(EngineStep.DISPATCH_SYN)
                 with m.Elif(in_synchronized):
-                    goto(_Step.DISPATCH_SEGMENT)
+                    goto(EngineStep.DISPATCH_SEGMENT)
                 with m.Else():
-                    goto(_Step.ACTION)
+                    goto(EngineStep.ACTION)
 
-            with m.Case(_Step.DISPATCH_SYN):
+            with m.Case(EngineStep.DISPATCH_SYN):
                 with m.If(t.snd_nxt == t.iss):
                     is_rcvd = state == TcpState.SYN_RECEIVED
                     m.d.sync += t.snd_nxt.eq(t.iss + 1)
                     sent(t.iss, 1, rcv_wnd)
-                    emit(_Step.ACTION, seq=t.iss, ack=Mux(is_rcvd, rcv_nxt, 0),
+                    emit(EngineStep.ACTION, seq=t.iss, ack=Mux(is_rcvd, rcv_nxt, 0),
                          flags=flags(syn=1, ack=is_rcvd), window=rcv_wnd, syn_option=1)
                 with m.Elif(t.ack_needed & (state == TcpState.SYN_RECEIVED)):
                     # a challenge ACK or the answer to an unacceptable segment: a pure ACK
                     # (a retransmitted SYN rewound SND.NXT to ISS: the SYN-ACK again)
                     sent(t.snd_nxt, 0, rcv_wnd)
-                    emit(_Step.ACTION, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
+                    emit(EngineStep.ACTION, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
                          window=rcv_wnd)
                 with m.Else():
-                    goto(_Step.ACTION)
+                    goto(EngineStep.ACTION)
 
-            with m.Case(_Step.DISPATCH_SEGMENT):
+            with m.Case(EngineStep.DISPATCH_SEGMENT):
                 # Tcb._next_segment, one segment per visit
                 usable = Signal(signed(34))
                 left = Signal(signed(34))
@@ -1051,81 +1050,81 @@ class TcpEngine(wiring.Component):
                                          Mux(usable <= left, usable, left))))
                 fin = t.fin_queued & ~t.fin_acked & (left == n)
                 with m.If((offset > queued) | ((n == 0) & ~fin)):
-                    goto(_Step.DISPATCH_ACK)
+                    goto(EngineStep.DISPATCH_ACK)
                 with m.Else():
                     m.d.sync += t.snd_nxt.eq(t.snd_nxt + n + fin)
                     sent(t.snd_nxt, n + fin, rcv_wnd)
-                    emit(_Step.DISPATCH_SEGMENT, seq=t.snd_nxt, ack=rcv_nxt,
+                    emit(EngineStep.DISPATCH_SEGMENT, seq=t.snd_nxt, ack=rcv_nxt,
                          flags=flags(ack=1, psh=n != 0, fin=fin), window=rcv_wnd,
                          length=n, skip=t.snd_nxt - txq.head)
 
-            with m.Case(_Step.DISPATCH_ACK):
+            with m.Case(EngineStep.DISPATCH_ACK):
                 with m.If(t.ack_needed):
                     sent(t.snd_nxt, 0, rcv_wnd)
-                    emit(_Step.DISPATCH_PERSIST, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
+                    emit(EngineStep.DISPATCH_PERSIST, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
                          window=rcv_wnd)
                 with m.Else():
-                    goto(_Step.DISPATCH_PERSIST)
+                    goto(EngineStep.DISPATCH_PERSIST)
 
-            with m.Case(_Step.DISPATCH_PERSIST):
+            with m.Case(EngineStep.DISPATCH_PERSIST):
                 with m.If((unsent > 0) & (t.snd_wnd == 0) & ~t.rto_armed & ~t.persist_armed):
                     m.d.sync += [t.persist_armed.eq(1),
                                  t.persist_deadline.eq(now + persist_table[t.persist_probes])]
-                goto(_Step.ACTION)
+                goto(EngineStep.ACTION)
 
             # ----- timers (Tcb.on_timer) ------------------------------------------------------
-            with m.Case(_Step.TICK_START):
+            with m.Case(EngineStep.TICK_START):
                 with m.If(armed_waiting == 0):
-                    goto(_Step.IDLE)
+                    goto(EngineStep.IDLE)
                 with m.Else():
                     m.d.sync += conn.eq(next_armed)
-                    goto(_Step.LOAD)
+                    goto(EngineStep.LOAD)
 
-            with m.Case(_Step.TICK_NEXT):
+            with m.Case(EngineStep.TICK_NEXT):
                 m.d.sync += [scan.eq(conn + 1), ob.eq(_Outbox.NONE)]
-                goto(Mux(conn == N - 1, _Step.IDLE, _Step.TICK_START))
+                goto(Mux(conn == N - 1, EngineStep.IDLE, EngineStep.TICK_START))
 
-            with m.Case(_Step.TIMER):
+            with m.Case(EngineStep.TIMER):
                 def due(deadline):
                     return ~_seq_lt(now, deadline)
                 with m.If((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
-                    goto(_Step.TICK_NEXT)
+                    goto(EngineStep.TICK_NEXT)
                 with m.Elif(t.close_armed & due(t.close_deadline)):
                     enter_closed()
-                    goto(_Step.CLEAR_SEND_RING)
+                    goto(EngineStep.CLEAR_SEND_RING)
                 with m.Elif(t.rto_armed & due(t.rto_deadline) & in_synchronized
                             & (t.snd_wnd == 0) & (queued != 0)):
                     # the peer's window is closed: probe instead, without counting a retry
                     m.d.sync += [t.rto_armed.eq(0), t.retries.eq(0), t.snd_nxt.eq(t.snd_una),
                                  t.persist_armed.eq(1),
                                  t.persist_deadline.eq(now + persist_table[t.persist_probes])]
-                    goto(_Step.TIMER_PERSIST)
+                    goto(EngineStep.TIMER_PERSIST)
                 with m.Elif(t.rto_armed & due(t.rto_deadline)):
-                    goto(_Step.TIMER_RTO)
+                    goto(EngineStep.TIMER_RTO)
                 with m.Elif(t.persist_armed & due(t.persist_deadline)):
-                    goto(_Step.TIMER_PERSIST)
+                    goto(EngineStep.TIMER_PERSIST)
                 with m.Else():
-                    goto(_Step.TICK_NEXT)
+                    goto(EngineStep.TICK_NEXT)
 
-            with m.Case(_Step.TIMER_RTO):
+            with m.Case(EngineStep.TIMER_RTO):
                 m.d.sync += t.retries.eq(t.retries + 1)
                 with m.If(t.retries == P.max_retries):
                     enter_reset(Errno.ETIMEDOUT)
-                    goto(_Step.CLEAR_SEND_RING)
+                    goto(EngineStep.CLEAR_SEND_RING)
                 with m.Else():
                     m.d.sync += [t.rto_deadline.eq(now + rto_table[t.retries + 1]),
                                  t.snd_nxt.eq(t.snd_una), t.dupacks.eq(0)]
-                    goto(_Step.TIMER_PERSIST)
+                    goto(EngineStep.TIMER_PERSIST)
 
-            with m.Case(_Step.TIMER_PERSIST):
+            with m.Case(EngineStep.TIMER_PERSIST):
                 with m.If(t.persist_armed & ~_seq_lt(now, t.persist_deadline)):
                     probes = Mux(t.persist_probes == 15, 15, t.persist_probes + 1)
                     m.d.sync += [ob.eq(_Outbox.PROBE), t.persist_probes.eq(probes),
                                  t.persist_deadline.eq(now + persist_table[probes])]
-                goto(_Step.DISPATCH)
+                goto(EngineStep.DISPATCH)
 
             # ----- host commands ------------------------------------------------------------
-            with m.Case(_Step.HOST_ACCESS):
+            with m.Case(EngineStep.HOST_ACCESS):
                 with m.If(hc.conn >= N):
                     # a connection number past the last slot: no such socket (its low bits
                     # name another process's connection, so they are never used)
@@ -1134,31 +1133,31 @@ class TcpEngine(wiring.Component):
                     m.d.comb += [access.check.valid.eq(1), access.check.payload.conn.eq(conn),
                                  access.check.payload.pid.eq(hc.pid)]
                     with m.If(access.check.ready):
-                        goto(_Step.HOST_ACCESS_WAIT)
+                        goto(EngineStep.HOST_ACCESS_WAIT)
 
-            with m.Case(_Step.HOST_ACCESS_WAIT):
+            with m.Case(EngineStep.HOST_ACCESS_WAIT):
                 m.d.comb += access.result.ready.eq(1)
                 with m.If(access.result.valid):
                     with m.If(access.result.payload.allowed):
-                        goto(_Step.LOAD)
+                        goto(EngineStep.LOAD)
                     with m.Else():
                         # no access: EBADF; the process learns nothing and disturbs nothing
                         answer_ebadf()
 
-            with m.Case(_Step.HOST_RESPOND):
+            with m.Case(EngineStep.HOST_RESPOND):
                 m.d.comb += [self.host_rsp.valid.eq(1), self.host_rsp.payload.eq(rsp)]
                 with m.If(self.host_rsp.ready):
                     with m.If(drain_after):
                         m.d.sync += wdata_drain.eq(1)
-                        goto(_Step.HOST_DRAIN)
+                        goto(EngineStep.HOST_DRAIN)
                     with m.Else():
                         m.d.sync += step.eq(then)
 
-            with m.Case(_Step.HOST_DRAIN):
+            with m.Case(EngineStep.HOST_DRAIN):
                 with m.If(~wdata_drain):
                     m.d.sync += step.eq(then)
 
-            with m.Case(_Step.HOST_DECODE):
+            with m.Case(EngineStep.HOST_DECODE):
                 is_tcp = t.kind == ConnKind.TCP
                 is_udp = t.kind == ConnKind.UDP
                 with m.If(~is_tcp & ~is_udp):
@@ -1166,9 +1165,9 @@ class TcpEngine(wiring.Component):
                 with m.Else():
                     with m.Switch(hc.op):
                         with m.Case(HostOp.READ):
-                            goto(Mux(is_udp, _Step.UDP_READ, _Step.HOST_READ))
+                            goto(Mux(is_udp, EngineStep.UDP_READ, EngineStep.HOST_READ))
                         with m.Case(HostOp.WRITE):
-                            goto(Mux(is_udp, _Step.UDP_SEND, _Step.HOST_WRITE))
+                            goto(Mux(is_udp, EngineStep.UDP_SEND, EngineStep.HOST_WRITE))
                         with m.Case(HostOp.POLL):
                             # Process._poll_mask
                             rcv_shut = t.shut_rd | t.fin_received | t.reset
@@ -1181,38 +1180,38 @@ class TcpEngine(wiring.Component):
                                               POLLOUT, 0))
                             udp_mask = POLLOUT | Mux(readable != 0, POLLIN, 0)
                             m.d.sync += rsp.revents.eq(Mux(is_udp, udp_mask, tcp_mask))
-                            respond(_Step.IDLE)
+                            respond(EngineStep.IDLE)
                         with m.Case(HostOp.SHUTDOWN):
                             # Process._shutdown
                             shut_rd = hc.how != SHUT_WR
                             shut_wr = hc.how != SHUT_RD
                             with m.If(hc.how > SHUT_RDWR):
                                 m.d.sync += rsp.status.eq(Errno.EINVAL)
-                                respond(_Step.IDLE)
+                                respond(EngineStep.IDLE)
                             with m.Elif(is_udp):
                                 with m.If(~t.template.peer_valid):
                                     m.d.sync += rsp.status.eq(Errno.ENOTCONN)
                                 with m.Else():
                                     m.d.sync += [t.shut_rd.eq(t.shut_rd | shut_rd),
                                                  t.shut_wr.eq(t.shut_wr | shut_wr)]
-                                respond(_Step.WRITE_BACK)
+                                respond(EngineStep.WRITE_BACK)
                             with m.Elif(state == TcpState.CLOSED):
                                 m.d.sync += rsp.status.eq(Errno.ENOTCONN)
-                                respond(_Step.IDLE)
+                                respond(EngineStep.IDLE)
                             with m.Elif(state == TcpState.SYN_SENT):
                                 enter_closed()              # abandons the connection attempt
-                                respond(_Step.CLEAR_SEND_RING)
+                                respond(EngineStep.CLEAR_SEND_RING)
                             with m.Else():
                                 m.d.sync += t.shut_rd.eq(t.shut_rd | shut_rd)
                                 with m.If(shut_wr & ~t.shut_wr):
                                     m.d.sync += t.shut_wr.eq(1)
                                     close_send()
-                                respond(_Step.DISPATCH)
+                                respond(EngineStep.DISPATCH)
                         with m.Case(HostOp.CLOSE):
                             # Host._release: the socket's last descriptor is gone
                             with m.If(is_udp):
                                 m.d.sync += t.kind.eq(ConnKind.FREE)
-                                respond(_Step.WRITE_BACK)
+                                respond(EngineStep.WRITE_BACK)
                             with m.Elif(hc.abort | ((readable != 0) & (state != TcpState.CLOSED))):
                                 # Tcb.abort: unread data (or a listener's pending connection;
                                 # none in SYN-RECEIVED)
@@ -1220,7 +1219,7 @@ class TcpEngine(wiring.Component):
                                     m.d.sync += [ob.eq(_Outbox.ABORT), ob_seq.eq(t.snd_max)]
                                 enter_closed()
                                 m.d.sync += t.orphan.eq(1)
-                                respond(_Step.CLEAR_SEND_RING)
+                                respond(EngineStep.CLEAR_SEND_RING)
                             with m.Else():
                                 # Tcb.close_send, then Tcb.orphaned
                                 close_send()
@@ -1228,42 +1227,42 @@ class TcpEngine(wiring.Component):
                                 with m.If(state == TcpState.FIN_WAIT_2):
                                     m.d.sync += [t.close_armed.eq(1),
                                                  t.close_deadline.eq(now + P.fin_wait_2_timeout)]
-                                respond(Mux(state == TcpState.SYN_SENT, _Step.CLEAR_SEND_RING,
-                                            _Step.DISPATCH))
+                                respond(Mux(state == TcpState.SYN_SENT, EngineStep.CLEAR_SEND_RING,
+                                            EngineStep.DISPATCH))
                         with m.Case(HostOp.GETERR):
                             m.d.sync += [rsp.error.eq(t.error), t.error.eq(Errno.OK)]
-                            respond(_Step.WRITE_BACK)
+                            respond(EngineStep.WRITE_BACK)
                         with m.Default():
                             m.d.sync += rsp.status.eq(Errno.EINVAL)
-                            respond(_Step.IDLE)
+                            respond(EngineStep.IDLE)
 
-            with m.Case(_Step.HOST_READ):
+            with m.Case(EngineStep.HOST_READ):
                 # Process._recv for TCP
                 at_end = t.fin_received | t.shut_rd | (state == TcpState.CLOSED) | (t.error != Errno.OK)
                 wanted = Mux(hc.length < R, hc.length, R)
                 count = Mux(hc.length < readable, hc.length, readable)
                 with m.If((readable != 0) & hc.waitall & ~hc.nonblock & ~at_end & (readable < wanted)):
                     m.d.sync += rsp.status.eq(Errno.EAGAIN)
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Elif((readable != 0) | (hc.length == 0)):
                     m.d.sync += [rsp.count.eq(count), e_len.eq(count)]
-                    respond(_Step.HOST_READ_DATA)
+                    respond(EngineStep.HOST_READ_DATA)
                 with m.Elif((t.error != Errno.OK) & (state == TcpState.CLOSED)):
                     m.d.sync += [rsp.status.eq(t.error), t.error.eq(Errno.OK)]
-                    respond(_Step.WRITE_BACK)
+                    respond(EngineStep.WRITE_BACK)
                 with m.Elif((state == TcpState.CLOSED) & ~t.was_connected & ~t.fin_received):
                     m.d.sync += rsp.status.eq(Errno.ENOTCONN)
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Elif(at_end):
-                    respond(_Step.IDLE)                     # end of file: count 0
+                    respond(EngineStep.IDLE)                     # end of file: count 0
                 with m.Else():
                     m.d.sync += rsp.status.eq(Errno.EAGAIN)
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
 
-            with m.Case(_Step.HOST_READ_DATA):
+            with m.Case(EngineStep.HOST_READ_DATA):
                 # the bytes go out on host_rdata; the ring moves its head unless peeking
                 with m.If(e_len == 0):
-                    goto(_Step.IDLE)
+                    goto(EngineStep.IDLE)
                 with m.Else():
                     m.d.comb += [rx_ring.read_cmd.valid.eq(1),
                                  rx_ring.read_cmd.payload.length.eq(e_len),
@@ -1271,41 +1270,41 @@ class TcpEngine(wiring.Component):
                     with m.If(rx_ring.read_cmd.ready):
                         m.d.comb += host_read_starts.eq(1)
                         with m.If(hc.peek):
-                            goto(_Step.IDLE)
+                            goto(EngineStep.IDLE)
                         with m.Else():
-                            requery(_Step.HOST_WINDOW_UPDATE)
+                            requery(EngineStep.HOST_WINDOW_UPDATE)
 
-            with m.Case(_Step.HOST_WINDOW_UPDATE):
+            with m.Case(EngineStep.HOST_WINDOW_UPDATE):
                 # Tcb.receive: a window update when the window grew by enough
                 grown = Signal(signed(18))
                 m.d.comb += grown.eq(rcv_wnd - t.last_adv_wnd)
                 limit = Mux(eff_mss < R // 2, eff_mss, R // 2)
                 with m.If(in_synchronized & ~t.fin_received & (grown >= limit)):
                     m.d.sync += t.ack_needed.eq(1)
-                    goto(_Step.DISPATCH)
+                    goto(EngineStep.DISPATCH)
                 with m.Else():
-                    goto(_Step.IDLE)
+                    goto(EngineStep.IDLE)
 
-            with m.Case(_Step.HOST_WRITE):
+            with m.Case(EngineStep.HOST_WRITE):
                 # Process._send for TCP
                 with m.If(t.error != Errno.OK):
                     m.d.sync += [rsp.status.eq(t.error), t.error.eq(Errno.OK),
                                  drain_after.eq(hc.length != 0)]
-                    respond(_Step.WRITE_BACK)
+                    respond(EngineStep.WRITE_BACK)
                 with m.Elif(t.shut_wr | ~_one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED,
                                                        TcpState.ESTABLISHED, TcpState.CLOSE_WAIT)):
                     m.d.sync += [rsp.status.eq(Errno.EPIPE), drain_after.eq(hc.length != 0)]
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Elif(hc.length == 0):
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Elif(in_syn_states | (txq.free == 0)
                             | (~hc.nonblock & (txq.free < hc.length) & (hc.length <= S))):
                     m.d.sync += [rsp.status.eq(Errno.EAGAIN), drain_after.eq(1)]
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Else():
-                    goto(_Step.HOST_WRITE_CMD)
+                    goto(EngineStep.HOST_WRITE_CMD)
 
-            with m.Case(_Step.HOST_WRITE_CMD):
+            with m.Case(EngineStep.HOST_WRITE_CMD):
                 # append at the tail: the ring takes min(length, free) bytes, contiguous (free
                 # is at most the ring size, so it fits the ring's write length whatever the
                 # 32-bit length); the beats after the ring's last are drained (HOST_RESPOND)
@@ -1319,26 +1318,26 @@ class TcpEngine(wiring.Component):
                              tx_ring.write_cmd.payload.length.eq(taken)]
                 with m.If(tx_ring.write_cmd.ready):
                     m.d.sync += [wdata_to_ring.eq(1), drain_after.eq(beats_sent != beats_taken)]
-                    goto(_Step.HOST_WRITE_WAIT)
+                    goto(EngineStep.HOST_WRITE_WAIT)
 
-            with m.Case(_Step.HOST_WRITE_WAIT):
+            with m.Case(EngineStep.HOST_WRITE_WAIT):
                 m.d.comb += tx_ring.write_resp.ready.eq(1)
                 with m.If(tx_ring.write_resp.valid):
                     m.d.sync += [wdata_to_ring.eq(0), rsp.count.eq(tx_ring.write_resp.payload.advance)]
-                    respond(_Step.HOST_WRITE_DONE)
+                    respond(EngineStep.HOST_WRITE_DONE)
 
-            with m.Case(_Step.HOST_WRITE_DONE):
-                requery(_Step.DISPATCH)
+            with m.Case(EngineStep.HOST_WRITE_DONE):
+                requery(EngineStep.DISPATCH)
 
-            with m.Case(_Step.UDP_READ):
+            with m.Case(EngineStep.UDP_READ):
                 with m.If(readable == 0):
                     with m.If(~t.shut_rd):
                         m.d.sync += rsp.status.eq(Errno.EAGAIN)
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Else():
-                    goto(_Step.UDP_READ_HEADER)
+                    goto(EngineStep.UDP_READ_HEADER)
 
-            with m.Case(_Step.UDP_READ_HEADER):
+            with m.Case(EngineStep.UDP_READ_HEADER):
                 # the record header is peeked into the engine once earlier reads are out
                 with m.If(host_reads == 0):
                     m.d.comb += [rx_ring.read_cmd.valid.eq(1),
@@ -1346,9 +1345,9 @@ class TcpEngine(wiring.Component):
                                  rx_ring.read_cmd.payload.peek.eq(1)]
                     with m.If(rx_ring.read_cmd.ready):
                         m.d.sync += [rdata_to_engine.eq(1), rec_beat.eq(0)]
-                        goto(_Step.UDP_READ_CAPTURE)
+                        goto(EngineStep.UDP_READ_CAPTURE)
 
-            with m.Case(_Step.UDP_READ_CAPTURE):
+            with m.Case(EngineStep.UDP_READ_CAPTURE):
                 with m.If(~rdata_to_engine):
                     b = rec_bytes
                     length = Cat(b[8:16], b[0:8])
@@ -1357,11 +1356,11 @@ class TcpEngine(wiring.Component):
                                  rsp.src_ip.eq(Cat(b[40:48], b[32:40], b[24:32], b[16:24])),
                                  rsp.src_port.eq(Cat(b[56:64], b[48:56])),
                                  rsp.count.eq(count), e_len.eq(count)]
-                    respond(_Step.UDP_READ_DATA)
+                    respond(EngineStep.UDP_READ_DATA)
 
-            with m.Case(_Step.UDP_READ_DATA):
+            with m.Case(EngineStep.UDP_READ_DATA):
                 with m.If(e_len == 0):
-                    goto(_Step.UDP_READ_RELEASE)
+                    goto(EngineStep.UDP_READ_RELEASE)
                 with m.Else():
                     m.d.comb += [rx_ring.read_cmd.valid.eq(1),
                                  rx_ring.read_cmd.payload.length.eq(e_len),
@@ -1369,20 +1368,20 @@ class TcpEngine(wiring.Component):
                                  rx_ring.read_cmd.payload.peek.eq(1)]
                     with m.If(rx_ring.read_cmd.ready):
                         m.d.comb += host_read_starts.eq(1)
-                        goto(_Step.UDP_READ_RELEASE)
+                        goto(EngineStep.UDP_READ_RELEASE)
 
-            with m.Case(_Step.UDP_READ_RELEASE):
+            with m.Case(EngineStep.UDP_READ_RELEASE):
                 # the whole record leaves the ring: a truncated datagram's rest is discarded
                 with m.If(hc.peek):
-                    goto(_Step.IDLE)
+                    goto(EngineStep.IDLE)
                 with m.Else():
                     m.d.comb += [rx_ring.read_cmd.valid.eq(1),
                                  rx_ring.read_cmd.payload.length.eq(rec_len + UDP_RECORD_BYTES),
                                  rx_ring.read_cmd.payload.discard.eq(1)]
                     with m.If(rx_ring.read_cmd.ready):
-                        goto(_Step.IDLE)
+                        goto(EngineStep.IDLE)
 
-            with m.Case(_Step.UDP_SEND):
+            with m.Case(EngineStep.UDP_SEND):
                 # Process._send_udp: the destination, its size, its neighbour entry
                 dest_ip = Mux(hc.dest_valid, hc.dest_ip, t.template.remote_ip)
                 dest_port = Mux(hc.dest_valid, hc.dest_port, t.template.remote_port)
@@ -1395,20 +1394,20 @@ class TcpEngine(wiring.Component):
                         m.d.comb += mac.eq(neighbor_mac[i])
                 with m.If(~hc.dest_valid & ~t.template.peer_valid):
                     m.d.sync += [rsp.status.eq(Errno.EDESTADDRREQ), drain_after.eq(hc.length != 0)]
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Elif(hc.length > UDP_MAX_PAYLOAD):
                     m.d.sync += [rsp.status.eq(Errno.EMSGSIZE), drain_after.eq(1)]
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Elif(hits == 0):
                     m.d.sync += [rsp.status.eq(Errno.EHOSTUNREACH), drain_after.eq(hc.length != 0)]
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
                 with m.Else():
                     m.d.sync += [e_udp.eq(1), e_dst_mac.eq(mac), e_dst_ip.eq(dest_ip),
                                  e_dst_port.eq(dest_port), e_len.eq(hc.length),
                                  hdr_sent.eq(0), rsp.count.eq(hc.length)]
-                    goto(_Step.UDP_SEND_PAYLOAD)
+                    goto(EngineStep.UDP_SEND_PAYLOAD)
 
-            with m.Case(_Step.UDP_SEND_PAYLOAD):
+            with m.Case(EngineStep.UDP_SEND_PAYLOAD):
                 # the header goes to the framer once earlier send-ring reads are out; then the
                 # host's bytes flow straight into the framer's payload buffer
                 with m.If(~hdr_sent):
@@ -1417,18 +1416,18 @@ class TcpEngine(wiring.Component):
                         with m.If(self.tx_header.ready):
                             m.d.sync += [hdr_sent.eq(1), wdata_to_framer.eq(e_len != 0)]
                 with m.Elif(~wdata_to_framer):
-                    respond(_Step.IDLE)
+                    respond(EngineStep.IDLE)
 
             # ----- control commands -----------------------------------------------------------
-            with m.Case(_Step.CTL_DECODE):
-                m.d.sync += then.eq(_Step.IDLE)
+            with m.Case(EngineStep.CTL_DECODE):
+                m.d.sync += then.eq(EngineStep.IDLE)
                 with m.Switch(cc.op):
                     with m.Case(CtlOp.SET_NEIGHBOR):
                         for i in range(self._neighbors):
                             with m.If(cc.index == i):
                                 m.d.sync += [neighbor_valid[i].eq(cc.flag), neighbor_ip[i].eq(cc.ip),
                                              neighbor_mac[i].eq(cc.mac)]
-                        goto(_Step.CTL_RESPOND)
+                        goto(EngineStep.CTL_RESPOND)
                     with m.Case(CtlOp.INSTALL_TCP):
                         # a fresh record: Tcb.__post_init__, then open_active or open_passive
                         passive = cc.state == TcpState.SYN_RECEIVED
@@ -1451,44 +1450,44 @@ class TcpEngine(wiring.Component):
                             e_seq.eq(Mux(passive, cc.irs + 1, 0)), e_ack.eq(cc.iss + 1),
                             hdr_sent.eq(0), read_sent.eq(0),
                         ]
-                        goto(_Step.CTL_INIT_RINGS)
+                        goto(EngineStep.CTL_INIT_RINGS)
                     with m.Case(CtlOp.INSTALL_UDP):
                         m.d.sync += [t.eq(0), t.kind.eq(ConnKind.UDP),
                                      t.template.local_port.eq(cc.local_port),
                                      state0.eq(TcpState.CLOSED), kind0.eq(ConnKind.FREE),
                                      e_seq.eq(0), e_ack.eq(0), hdr_sent.eq(0), read_sent.eq(0)]
-                        goto(_Step.CTL_INIT_RINGS)
+                        goto(EngineStep.CTL_INIT_RINGS)
                     with m.Case(CtlOp.FREE):
                         m.d.sync += [t.eq(0), state0.eq(TcpState.CLOSED), kind0.eq(ConnKind.FREE),
-                                     then.eq(_Step.WRITE_BACK)]
-                        goto(_Step.CTL_RESPOND)
+                                     then.eq(EngineStep.WRITE_BACK)]
+                        goto(EngineStep.CTL_RESPOND)
                     with m.Case(CtlOp.UDP_CONNECT, CtlOp.INJECT, CtlOp.READ_STATE):
-                        goto(_Step.LOAD)
+                        goto(EngineStep.LOAD)
                     with m.Case(CtlOp.NEXT_DEADLINE):
                         m.d.sync += [scan.eq(0), crsp.value.eq(0x7FFF_FFFF), crsp.flag.eq(0)]
-                        goto(_Step.DEADLINE_NEXT)
+                        goto(EngineStep.DEADLINE_NEXT)
                     with m.Case(CtlOp.ADVANCE):
                         m.d.sync += now.eq(now + cc.seq - 1)
-                        goto(_Step.CTL_RESPOND)
+                        goto(EngineStep.CTL_RESPOND)
                     with m.Default():
                         m.d.sync += crsp.status.eq(Errno.EINVAL)
-                        goto(_Step.CTL_RESPOND)
+                        goto(EngineStep.CTL_RESPOND)
 
-            with m.Case(_Step.CTL_LOADED):
+            with m.Case(EngineStep.CTL_LOADED):
                 with m.Switch(cc.op):
                     with m.Case(CtlOp.UDP_CONNECT):
                         m.d.sync += [t.template.remote_ip.eq(cc.ip), t.template.remote_port.eq(cc.port),
                                      t.template.remote_mac.eq(cc.mac), t.template.peer_valid.eq(1),
-                                     then.eq(_Step.WRITE_BACK)]
-                        goto(_Step.CTL_RESPOND)
+                                     then.eq(EngineStep.WRITE_BACK)]
+                        goto(EngineStep.CTL_RESPOND)
                     with m.Case(CtlOp.READ_STATE):
                         m.d.sync += [crsp.state.eq(state), crsp.kind.eq(t.kind), crsp.error.eq(t.error),
-                                     then.eq(_Step.WRITE_BACK)]
+                                     then.eq(EngineStep.WRITE_BACK)]
                         with m.If(cc.flag):
                             m.d.sync += t.error.eq(Errno.OK)
                         with m.If(cc.mark):
                             m.d.sync += t.was_connected.eq(1)
-                        goto(_Step.CTL_RESPOND)
+                        goto(EngineStep.CTL_RESPOND)
                     with m.Case(CtlOp.NEXT_DEADLINE):
                         # the earliest of this connection's running timers, relative to now
                         best = crsp.value.as_signed()
@@ -1500,14 +1499,14 @@ class TcpEngine(wiring.Component):
                         m.d.sync += [crsp.value.eq(best), scan.eq(conn + 1),
                                      crsp.flag.eq(crsp.flag | t.rto_armed | t.persist_armed
                                                   | t.close_armed)]
-                        goto(Mux(conn == N - 1, _Step.CTL_RESPOND, _Step.DEADLINE_NEXT))
+                        goto(Mux(conn == N - 1, EngineStep.CTL_RESPOND, EngineStep.DEADLINE_NEXT))
                     with m.Default():               # INJECT: a segment from the slow path
                         m.d.sync += [seg_seq.eq(cc.seq), seg_ack.eq(cc.ack), seg_flags.eq(cc.flags),
                                      seg_wnd.eq(cc.window), seg_plen.eq(0), seg_mss.eq(cc.mss),
                                      seg_udp.eq(0), from_wire.eq(0)]
-                        goto(_Step.TCP_START)
+                        goto(EngineStep.TCP_START)
 
-            with m.Case(_Step.CTL_INIT_RINGS):
+            with m.Case(EngineStep.CTL_INIT_RINGS):
                 # both rings start empty at their first sequence numbers (e_seq, e_ack)
                 rx_init_now = ~hdr_sent & rx_ring.init.ready
                 tx_init_now = ~read_sent & tx_ring.init.ready
@@ -1518,16 +1517,16 @@ class TcpEngine(wiring.Component):
                 with m.If(tx_init_now):
                     m.d.sync += read_sent.eq(1)
                 with m.If((hdr_sent | rx_init_now) & (read_sent | tx_init_now)):
-                    requery(_Step.DISPATCH)
+                    requery(EngineStep.DISPATCH)
 
-            with m.Case(_Step.DEADLINE_NEXT):
+            with m.Case(EngineStep.DEADLINE_NEXT):
                 with m.If(armed_waiting == 0):
-                    goto(_Step.CTL_RESPOND)
+                    goto(EngineStep.CTL_RESPOND)
                 with m.Else():
                     m.d.sync += conn.eq(next_armed)
-                    goto(_Step.LOAD)
+                    goto(EngineStep.LOAD)
 
-            with m.Case(_Step.CTL_RESPOND):
+            with m.Case(EngineStep.CTL_RESPOND):
                 m.d.comb += [self.ctl_rsp.valid.eq(1), self.ctl_rsp.payload.eq(crsp)]
                 with m.If(self.ctl_rsp.ready):
                     m.d.sync += [ctl_owed.eq(0), step.eq(then)]

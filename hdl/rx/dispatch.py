@@ -24,7 +24,6 @@ class DispatchStep(enum.Enum, shape=3):
     STREAM = 5              # the frame leaving the FIFO to where it goes
 
 
-_Step = DispatchStep        # the short name the dispatcher's own code uses
 
 
 class RxDispatch(wiring.Component):
@@ -93,18 +92,18 @@ class RxDispatch(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        step = Signal(_Step)
+        step = Signal(DispatchStep)
         fields = Signal.like(self.verdict.payload.fields)
         route = Signal(RxRoute)
         conn = Signal.like(self.result.payload.id)
         cmd_sent = Signal()
         udp = fields.protocol == L4Protocol.UDP
 
-        m.d.comb += self.idle.eq((step == _Step.WAIT_FRAME) & ~self.verdict.valid & ~self.status.valid)
+        m.d.comb += self.idle.eq((step == DispatchStep.WAIT_FRAME) & ~self.verdict.valid & ~self.status.valid)
         m.d.comb += self.step.eq(step)
 
         with m.Switch(step):
-            with m.Case(_Step.WAIT_FRAME):
+            with m.Case(DispatchStep.WAIT_FRAME):
                 with m.If(self.verdict.valid & self.status.valid):
                     m.d.comb += [self.verdict.ready.eq(1), self.status.ready.eq(1)]
                     v = self.verdict.payload
@@ -113,31 +112,31 @@ class RxDispatch(wiring.Component):
                         with m.If(v.verdict != Verdict.DROP):   # else counted by its cause
                             m.d.sync += self.fifo_full.eq(self.fifo_full + 1)
                     with m.Elif(v.verdict == Verdict.FAST):
-                        m.d.sync += step.eq(_Step.WAIT_LOOKUP)
+                        m.d.sync += step.eq(DispatchStep.WAIT_LOOKUP)
                     with m.Else():
                         m.d.sync += [route.eq(Mux(v.verdict == Verdict.SLOW, RxRoute.SLOW,
                                                   RxRoute.DISCARD)),
-                                     step.eq(_Step.STREAM)]
+                                     step.eq(DispatchStep.STREAM)]
 
-            with m.Case(_Step.WAIT_LOOKUP):
+            with m.Case(DispatchStep.WAIT_LOOKUP):
                 key = self.lookup.payload
                 m.d.comb += [self.lookup.valid.eq(1), key.protocol.eq(fields.protocol),
                              key.local_ip.eq(fields.dst_ip), key.local_port.eq(fields.dst_port),
                              key.remote_ip.eq(Mux(udp, 0, fields.src_ip)),
                              key.remote_port.eq(Mux(udp, 0, fields.src_port))]
                 with m.If(self.lookup.ready):
-                    m.d.sync += step.eq(_Step.WAIT_RESULT)
+                    m.d.sync += step.eq(DispatchStep.WAIT_RESULT)
 
-            with m.Case(_Step.WAIT_RESULT):
+            with m.Case(DispatchStep.WAIT_RESULT):
                 m.d.comb += self.result.ready.eq(1)
                 with m.If(self.result.valid):
                     m.d.sync += conn.eq(self.result.payload.id)
                     with m.If(self.result.payload.hit):
-                        m.d.sync += step.eq(_Step.WAIT_ENGINE)
+                        m.d.sync += step.eq(DispatchStep.WAIT_ENGINE)
                     with m.Else():
-                        m.d.sync += [route.eq(RxRoute.SLOW), step.eq(_Step.STREAM)]
+                        m.d.sync += [route.eq(RxRoute.SLOW), step.eq(DispatchStep.STREAM)]
 
-            with m.Case(_Step.WAIT_ENGINE):
+            with m.Case(DispatchStep.WAIT_ENGINE):
                 e = self.event.payload
                 m.d.comb += [self.event.valid.eq(1), e.conn.eq(conn), e.udp.eq(udp),
                              e.src_ip.eq(fields.src_ip), e.src_port.eq(fields.src_port),
@@ -147,15 +146,15 @@ class RxDispatch(wiring.Component):
                              e.payload_offset.eq(fields.payload_offset),
                              e.payload_length.eq(fields.payload_length)]
                 with m.If(self.event.ready):
-                    m.d.sync += [step.eq(_Step.WAIT_ACTION),
+                    m.d.sync += [step.eq(DispatchStep.WAIT_ACTION),
                                  self.engine_frames.eq(self.engine_frames + 1)]
 
-            with m.Case(_Step.WAIT_ACTION):
+            with m.Case(DispatchStep.WAIT_ACTION):
                 m.d.comb += self.action.ready.eq(1)
                 with m.If(self.action.valid):
-                    m.d.sync += [route.eq(self.action.payload.route), step.eq(_Step.STREAM)]
+                    m.d.sync += [route.eq(self.action.payload.route), step.eq(DispatchStep.STREAM)]
 
-            with m.Case(_Step.STREAM):
+            with m.Case(DispatchStep.STREAM):
                 beat_done = self.frames.valid & self.frames.ready & self.frames.payload.last
                 with m.Switch(route):
                     with m.Case(RxRoute.DISCARD):
@@ -171,7 +170,7 @@ class RxDispatch(wiring.Component):
                             m.d.sync += cmd_sent.eq(1)
                         wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slice_data))
                 with m.If(beat_done):
-                    m.d.sync += step.eq(_Step.WAIT_FRAME)
+                    m.d.sync += step.eq(DispatchStep.WAIT_FRAME)
                     with m.If(route == RxRoute.SLOW):
                         m.d.sync += self.slow_frames.eq(self.slow_frames + 1)
 

@@ -10,8 +10,8 @@ from hdl.ports import RxRoute
 from hdl.rx.dispatch import RxDispatch
 from model.classify import classify
 from model.drops import DropCause
-from model.packet import TcpFlags, TcpSegment, build_tcp_frame
-from model.protocol import IpProto
+from model.protocol import IpProto, TcpFlag
+from model.packet import TcpSegment, build_tcp_frame
 from tb.amaranth_sim import recv_frame, send_frame
 from flow.tools import BUILD
 
@@ -20,7 +20,7 @@ PEER_MAC, PEER_IP = "02:00:00:00:00:02", "192.0.2.2"
 
 
 def segment(dst_port, payload=b""):
-    seg = TcpSegment(4242, dst_port, 100, 200, TcpFlags.ACK | TcpFlags.PSH, 512, payload)
+    seg = TcpSegment(4242, dst_port, 100, 200, TcpFlag.ACK | TcpFlag.PSH, 512, payload)
     return build_tcp_frame(PEER_MAC, OUR_MAC, PEER_IP, OUR_IP, seg)
 
 

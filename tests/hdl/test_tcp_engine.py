@@ -16,7 +16,8 @@ from flow.build import lint_component
 from hdl.ports import CtlOp, EventKind, HostOp, RxRoute
 from hdl.engine.tcb import Errno, TcpState
 from hdl.engine.tcp_engine import TcpEngine
-from model.packet import TcpFlags, TcpSegment
+from model.protocol import TcpFlag
+from model.packet import TcpSegment
 from model.policy import Policy
 from model.tcp import State, Tcb
 from tb.amaranth_sim import beats_to_frame, frame_to_beats, send_frame
@@ -188,7 +189,7 @@ def test_engine_follows_the_model(data_width):
         tcb.open_active()
         same(b.take(), tcb.dispatch(now), "SYN")
         # the SYN-ACK (from the slow path) completes the handshake
-        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlags.SYN | TcpFlags.ACK, 3000, mss=1000)
+        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 3000, mss=1000)
         await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
                         flags=synack.flags, window=3000, mss=1000)
         tcb.process(synack, now)
@@ -205,7 +206,7 @@ def test_engine_follows_the_model(data_width):
         assert rsp.status == Errno.OK and rsp.count == tcb.send(data) == 2048
         same(b.take(), tcb.dispatch(now), "data within the peer's window and the MSS")
         # the peer acknowledges 1000 bytes and sends 300
-        ack = TcpSegment(80, LOCAL[1], 5001, 2001, TcpFlags.ACK | TcpFlags.PSH, 3000,
+        ack = TcpSegment(80, LOCAL[1], 5001, 2001, TcpFlag.ACK | TcpFlag.PSH, 3000,
                          payload=bytes(range(100, 250)) * 2)
         assert await b.receive(ack) == RxRoute.STORE
         tcb.process(ack, now)
@@ -268,7 +269,7 @@ def test_host_command_ranges(data_width):
                         local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
         tcb.open_active()
         tcb.dispatch(0)
-        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlags.SYN | TcpFlags.ACK, 0, mss=1000)
+        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 0, mss=1000)
         await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
                         flags=synack.flags, window=0, mss=1000)
         tcb.process(synack, 0)
@@ -298,7 +299,7 @@ def test_host_command_ranges(data_width):
         assert rsp.status == Errno.EAGAIN
         # the stream holds exactly the first write's first 2048 bytes: the peer opens its window
         # and the engine sends them, as the model does
-        ack = TcpSegment(80, LOCAL[1], 5001, 1001, TcpFlags.ACK, 3000)
+        ack = TcpSegment(80, LOCAL[1], 5001, 1001, TcpFlag.ACK, 3000)
         await b.receive(ack)
         tcb.process(ack, 0)
         sent = b.take()
@@ -357,12 +358,12 @@ def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
         await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_RECEIVED, iss=1000,
                         irs=5000, window=3000, mss=0, local_port=LOCAL[1], ip=0xC0000202,
                         port=REMOTE[1], mac=2)
-        tcb.open_passive(seg(5000, 0, TcpFlags.SYN))
+        tcb.open_passive(seg(5000, 0, TcpFlag.SYN))
         same(b.take(), tcb.dispatch(now), "SYN-ACK")
-        await step(seg(5010, 0, TcpFlags.RST), "challenge ACK in SYN-RECEIVED")
-        await step(seg(5001 + 3000, 1001, TcpFlags.ACK), "ACK of an unacceptable segment")
-        await step(seg(5000, 0, TcpFlags.SYN), "SYN-ACK for a retransmitted SYN", inject=True)
-        await step(seg(5001, 1001, TcpFlags.ACK), "the handshake completes")
+        await step(seg(5010, 0, TcpFlag.RST), "challenge ACK in SYN-RECEIVED")
+        await step(seg(5001 + 3000, 1001, TcpFlag.ACK), "ACK of an unacceptable segment")
+        await step(seg(5000, 0, TcpFlag.SYN), "SYN-ACK for a retransmitted SYN", inject=True)
+        await step(seg(5001, 1001, TcpFlag.ACK), "the handshake completes")
         assert tcb.state == State.ESTABLISHED
         # we close first, the peer's FIN follows: TIME-WAIT
         await b.grant(conn=1, pid=0)
@@ -370,19 +371,19 @@ def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
         assert rsp.status == Errno.OK
         tcb.close_send()
         same(b.take(), tcb.dispatch(now), "our FIN")
-        await step(seg(5001, 1002, TcpFlags.ACK | TcpFlags.FIN), "the peer's FIN")
+        await step(seg(5001, 1002, TcpFlag.ACK | TcpFlag.FIN), "the peer's FIN")
         assert tcb.state == State.TIME_WAIT
         await advance(100)
-        await step(seg(5002, 1002, TcpFlags.ACK | TcpFlags.PSH, b"late"), "in-window data")
+        await step(seg(5002, 1002, TcpFlag.ACK | TcpFlag.PSH, b"late"), "in-window data")
         await deadline_is_the_models()
         await advance(100)
-        await step(seg(5001, 1002, TcpFlags.ACK | TcpFlags.FIN), "a retransmitted FIN")
+        await step(seg(5001, 1002, TcpFlag.ACK | TcpFlag.FIN), "a retransmitted FIN")
         await deadline_is_the_models()
         await advance(100)
-        await step(seg(5002, 1002, TcpFlags.ACK), "a bare ACK")
+        await step(seg(5002, 1002, TcpFlag.ACK), "a bare ACK")
         await deadline_is_the_models()
-        await step(seg(5012, 0, TcpFlags.RST), "an inexact RST")
-        await step(seg(5002, 0, TcpFlags.RST), "an exact RST")
+        await step(seg(5012, 0, TcpFlag.RST), "an inexact RST")
+        await step(seg(5002, 0, TcpFlag.RST), "an exact RST")
         state = await b.control(op=CtlOp.READ_STATE, conn=1)
         assert state.state == TcpState.CLOSED and tcb.state == State.CLOSED
         # a closed listener's pending connection: closed, nothing sent

@@ -13,7 +13,8 @@ from scapy.layers.l2 import Ether
 from flow.build import lint_component
 from hdl.tx.framer import TxFramer
 from hdl.wire import L4Protocol
-from model.packet import TcpFlags, TcpSegment, UdpDatagram, build_tcp_frame, build_udp_frame
+from model.protocol import TcpFlag
+from model.packet import TcpSegment, UdpDatagram, build_tcp_frame, build_udp_frame
 from tb.amaranth_sim import beats_to_frame, frame_to_beats
 from flow.tools import BUILD
 
@@ -42,7 +43,7 @@ class Job:
         if self.udp:
             return build_udp_frame(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
                                    UdpDatagram(self.src_port, self.dst_port, self.payload))
-        seg = TcpSegment(self.src_port, self.dst_port, self.seq, self.ack, TcpFlags(self.flags),
+        seg = TcpSegment(self.src_port, self.dst_port, self.seq, self.ack, TcpFlag(self.flags),
                          self.window, self.payload, self.mss)
         return build_tcp_frame(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip, seg)
 
@@ -71,7 +72,7 @@ def random_job(rng, length, udp=None):
         job.seq, job.ack, job.window = rng.getrandbits(32), rng.getrandbits(32), rng.getrandbits(16)
         job.flags = rng.getrandbits(6)
         if rng.random() < 0.3:
-            job.flags |= TcpFlags.SYN
+            job.flags |= TcpFlag.SYN
             job.mss = rng.getrandbits(16)
     return job
 

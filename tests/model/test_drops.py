@@ -13,7 +13,8 @@ from conftest import A_IP, A_MAC, B_IP, B_MAC, make_pair
 from model.classify import Verdict, classify
 from model.constants import MSG_DONTWAIT
 from model.drops import CLASSIFIER_CAUSES, DropCause
-from model.packet import PacketError, TcpFlags, TcpSegment, build_raw_tcp_frame, parse_frame
+from model.protocol import TcpFlag
+from model.packet import PacketError, TcpSegment, build_raw_tcp_frame, parse_frame
 from model.policy import DEFAULT_POLICY, Policy
 
 
@@ -21,7 +22,7 @@ def next_segment(pair, payload):
     """A segment a -> b carrying the connection's next bytes (those b expects next)."""
     tcb = pair.tcb_b()
     return TcpSegment(tcb.remote[1], tcb.local[1], tcb.rcv_nxt, tcb.snd_nxt,
-                      TcpFlags.ACK | TcpFlags.PSH, 8192, payload)
+                      TcpFlag.ACK | TcpFlag.PSH, 8192, payload)
 
 
 def frame_to_b(pair, payload, **craft):
@@ -103,7 +104,7 @@ def test_parsers_agree():
     """A frame the classifier sends to the fast path always parses, to the same fields; a frame
     both reject is rejected for the same cause."""
     rng = random.Random(14)
-    seg = TcpSegment(1000, 80, 5, 6, TcpFlags.ACK, 100, b"abc")
+    seg = TcpSegment(1000, 80, 5, 6, TcpFlag.ACK, 100, b"abc")
     for _ in range(3000):
         options = bytes(rng.choice([0, 1, 2, 8, 19, 254]) if rng.random() < 0.7 else rng.randrange(256)
                         for _ in range(rng.randrange(0, 12)))

@@ -9,7 +9,8 @@ from scapy.packet import Raw
 
 from model.checksum import internet_checksum, ones_complement_sum
 from model.drops import DropCause
-from model.packet import (Arp, PacketError, TcpFlags, TcpSegment, UdpDatagram,
+from model.protocol import TcpFlag
+from model.packet import (Arp, PacketError, TcpSegment, UdpDatagram,
                           build_arp_frame, build_tcp_frame, build_udp_frame, mac_str, parse_frame)
 
 
@@ -38,7 +39,7 @@ def test_1000_random_frames_match_scapy():
         if i % 2:
             flags = rng.randrange(256)
             mss = rng.randrange(65536) if rng.random() < 0.3 else None
-            seg = TcpSegment(sport, dport, rng.randrange(2**32), rng.randrange(2**32), TcpFlags(flags),
+            seg = TcpSegment(sport, dport, rng.randrange(2**32), rng.randrange(2**32), TcpFlag(flags),
                              rng.randrange(65536), payload, mss)
             ours = build_tcp_frame(smac, dmac, sip, dip, seg)
             l4 = TCP(sport=sport, dport=dport, seq=seg.seq, ack=seg.ack, flags=flags, window=seg.window,
@@ -87,7 +88,7 @@ def test_udp_zero_checksum_is_sent_as_ffff():
 
 
 def test_parser_drop_causes():
-    seg = TcpSegment(1, 2, 3, 4, TcpFlags.ACK, 100, b"x")
+    seg = TcpSegment(1, 2, 3, 4, TcpFlag.ACK, 100, b"x")
     good = build_tcp_frame(b"\2" * 6, b"\4" * 6, "10.0.0.1", "10.0.0.2", seg)
     cases = {
         DropCause.RUNT: good[:20],

@@ -67,9 +67,10 @@ def test_scoreboard_reports_a_difference_side_by_side(tmp_path):
 
 
 def test_injected_frames_are_traced_and_answered():
-    from model.packet import TcpFlags, TcpSegment, build_tcp_frame
+    from model.protocol import TcpFlag
+    from model.packet import TcpSegment, build_tcp_frame
     runner = make_runner()
-    syn = TcpSegment(4444, 9, 1000, 0, TcpFlags.SYN, 1000)
+    syn = TcpSegment(4444, 9, 1000, 0, TcpFlag.SYN, 1000)
     runner.inject(build_tcp_frame(runner.peer.mac, runner.dut.mac, runner.peer.ip, runner.dut.ip, syn))
     rx, tx = runner.trace[-2:]
     assert rx[0] == "rx" and rx[3:7] == ("tcp", 1000, 0, "SYN")

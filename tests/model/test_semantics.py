@@ -4,7 +4,7 @@ from conftest import blocking, errno_of, read_exactly
 
 from model.constants import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, SHUT_WR
 from model.errors import WouldBlock
-from model.packet import TcpFlags
+from model.protocol import TcpFlag
 
 
 def test_seed_program_fork(pair):
@@ -109,7 +109,7 @@ def test_econnreset_after_rst_then_eof_then_epipe(pair):
     pair.settle()
     pair.pb.close(pair.sb)                 # b has unread data: RST
     pair.settle()
-    assert [seg.flags & TcpFlags.RST for _, _, seg in pair.segments("b")][-1]
+    assert [seg.flags & TcpFlag.RST for _, _, seg in pair.segments("b")][-1]
     # a still gets the data that arrived before the RST, then the error once, then EOF
     assert pair.pa.recv(pair.ca, 100) == b"unread by a"
     assert errno_of(pair.pa.recv, pair.ca, 100) == "ECONNRESET"
@@ -135,7 +135,7 @@ def test_close_with_unread_data_sends_rst(pair):
     pair.pb.close(pair.sb)
     pair.wire.collect()
     new = pair.segments("b")[-(len(pair.wire.log) - n):]
-    assert [seg.flags for _, _, seg in new] == [TcpFlags.RST | TcpFlags.ACK]
+    assert [seg.flags for _, _, seg in new] == [TcpFlag.RST | TcpFlag.ACK]
     assert new[0][2].seq == tcb.snd_nxt
     pair.settle()
     assert errno_of(pair.pa.recv, pair.ca, 10) == "ECONNRESET"
@@ -145,14 +145,14 @@ def test_close_without_unread_data_sends_fin(pair):
     pair.pb.close(pair.sb)
     pair.settle()
     flags = [seg.flags for _, side, seg in pair.segments("b")]
-    assert flags[-1] == TcpFlags.FIN | TcpFlags.ACK
+    assert flags[-1] == TcpFlag.FIN | TcpFlag.ACK
     assert pair.pa.recv(pair.ca, 10) == b""
 
 
 def test_shutdown_wr_sends_fin_and_still_reads(pair):
     pair.pa.shutdown(pair.ca, SHUT_WR)
     pair.settle()
-    assert pair.segments("a")[-1][2].flags & TcpFlags.FIN
+    assert pair.segments("a")[-1][2].flags & TcpFlag.FIN
     assert pair.pb.recv(pair.sb, 10) == b""
     assert errno_of(pair.pa.send, pair.ca, b"no") == "EPIPE"
     pair.pb.send(pair.sb, b"reply after your FIN")

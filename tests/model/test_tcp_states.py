@@ -5,7 +5,8 @@ import dataclasses
 from conftest import A_IP, A_MAC, B_IP, B_MAC, PORT, blocking, errno_of, make_pair, read_exactly
 
 from model.constants import SHUT_WR
-from model.packet import TcpFlags, TcpSegment, build_tcp_frame, parse_frame
+from model.protocol import TcpFlag
+from model.packet import TcpSegment, build_tcp_frame, parse_frame
 from model.policy import DEFAULT_POLICY as P
 from model.tcp import State, seq_add, seq_diff, seq_lt
 
@@ -24,7 +25,7 @@ def test_handshake_both_ways():
     pair = make_pair()
     assert states(pair) == (State.ESTABLISHED, State.ESTABLISHED)
     syn, synack, ack = [seg for _, _, seg in pair.segments()[:3]]
-    assert syn.flags == TcpFlags.SYN and synack.flags == TcpFlags.SYN | TcpFlags.ACK and ack.flags == TcpFlags.ACK
+    assert syn.flags == TcpFlag.SYN and synack.flags == TcpFlag.SYN | TcpFlag.ACK and ack.flags == TcpFlag.ACK
     assert syn.mss == P.mss and synack.mss == P.mss and ack.mss is None
     assert synack.ack == syn.seq + 1 and ack.ack == synack.seq + 1
     assert syn.seq == P.iss_base and synack.seq == 0x2000_0000
@@ -162,8 +163,8 @@ def test_default_mss_when_option_absent():
     lfd = pair.pb.socket("tcp")
     pair.pb.bind(lfd, ("0.0.0.0", PORT))
     pair.pb.listen(lfd)
-    replies = inject(pair, TcpSegment(4000, PORT, 1000, 0, TcpFlags.SYN, 65535))
-    assert replies[0].flags == TcpFlags.SYN | TcpFlags.ACK and replies[0].ack == 1001
+    replies = inject(pair, TcpSegment(4000, PORT, 1000, 0, TcpFlag.SYN, 65535))
+    assert replies[0].flags == TcpFlag.SYN | TcpFlag.ACK and replies[0].ack == 1001
     tcb = next(iter(pair.b.tcbs.values()))
     assert tcb.eff_mss == P.default_mss
 
@@ -174,7 +175,7 @@ def test_out_of_order_reassembly_and_range_limit():
     base = tb.rcv_nxt
     peer_seq = pair.tcb_a().snd_nxt
     seg = lambda off, data: TcpSegment(pair.pa.getsockname(pair.ca)[1], PORT, seq_add(base, off),
-                                       pair.tcb_b().snd_nxt, TcpFlags.ACK, 65535, data)
+                                       pair.tcb_b().snd_nxt, TcpFlag.ACK, 65535, data)
     assert base == peer_seq
     replies = inject(pair, seg(100, b"B" * 100))       # a hole at [0, 100)
     assert tb.rcv.ranges == [(100, 200)] and replies[0].ack == base    # duplicate ACK at once
@@ -189,15 +190,15 @@ def test_rfc5961_rst_handling():
     pair = make_pair()
     tb = pair.tcb_b()
     port = pair.pa.getsockname(pair.ca)[1]
-    rst = lambda seq: TcpSegment(port, PORT, seq, 0, TcpFlags.RST, 0)
+    rst = lambda seq: TcpSegment(port, PORT, seq, 0, TcpFlag.RST, 0)
     assert inject(pair, rst(seq_add(tb.rcv_nxt, 60_000_000))) == []       # outside: ignored
     assert tb.state == State.ESTABLISHED
     replies = inject(pair, rst(seq_add(tb.rcv_nxt, 10)))                  # inside: challenge ACK
-    assert len(replies) == 1 and replies[0].flags == TcpFlags.ACK
+    assert len(replies) == 1 and replies[0].flags == TcpFlag.ACK
     assert (replies[0].seq, replies[0].ack) == (tb.snd_nxt, tb.rcv_nxt) and tb.state == State.ESTABLISHED
-    syn = TcpSegment(port, PORT, 12345, 0, TcpFlags.SYN, 65535)
+    syn = TcpSegment(port, PORT, 12345, 0, TcpFlag.SYN, 65535)
     replies = inject(pair, syn)                                           # SYN: challenge ACK
-    assert len(replies) == 1 and replies[0].flags == TcpFlags.ACK and tb.state == State.ESTABLISHED
+    assert len(replies) == 1 and replies[0].flags == TcpFlag.ACK and tb.state == State.ESTABLISHED
     assert inject(pair, rst(tb.rcv_nxt)) == []                            # exact: reset
     assert tb.state == State.CLOSED
     assert errno_of(pair.pb.recv, pair.sb, 10) == "ECONNRESET"
@@ -213,9 +214,9 @@ def test_connect_to_closed_port_is_refused_and_stray_segments_get_rst():
         r = err
     assert getattr(r, "errno", None) == "ECONNREFUSED"
     rst = pair.segments("b")[-1][2]
-    assert rst.flags == TcpFlags.RST | TcpFlags.ACK
-    replies = inject(pair, TcpSegment(4000, 9, 5, 777, TcpFlags.ACK, 100, b"x"))
-    assert [(r.flags, r.seq) for r in replies] == [(TcpFlags.RST, 777)]
+    assert rst.flags == TcpFlag.RST | TcpFlag.ACK
+    replies = inject(pair, TcpSegment(4000, 9, 5, 777, TcpFlag.ACK, 100, b"x"))
+    assert [(r.flags, r.seq) for r in replies] == [(TcpFlag.RST, 777)]
 
 
 def test_listener_close_resets_unaccepted_connections():
@@ -242,17 +243,17 @@ def test_time_wait_acks_segments_and_restarts_2msl():
     pair.settle(3)
     assert tb.state == State.TIME_WAIT
     seg = lambda seq, flags, data=b"": TcpSegment(port, PORT, seq, tb.snd_nxt, flags, 65535, data)
-    ack = (TcpFlags.ACK, tb.snd_nxt, tb.rcv_nxt)
-    for s in (seg(tb.rcv_nxt, TcpFlags.ACK | TcpFlags.PSH, b"late"),      # in-window data
-              seg(seq_add(tb.rcv_nxt, -1), TcpFlags.ACK | TcpFlags.FIN),   # retransmitted FIN
-              seg(tb.rcv_nxt, TcpFlags.ACK | TcpFlags.FIN)):               # a FIN at RCV.NXT
+    ack = (TcpFlag.ACK, tb.snd_nxt, tb.rcv_nxt)
+    for s in (seg(tb.rcv_nxt, TcpFlag.ACK | TcpFlag.PSH, b"late"),      # in-window data
+              seg(seq_add(tb.rcv_nxt, -1), TcpFlag.ACK | TcpFlag.FIN),   # retransmitted FIN
+              seg(tb.rcv_nxt, TcpFlag.ACK | TcpFlag.FIN)):               # a FIN at RCV.NXT
         pair.wire.advance_to(pair.wire.now + 100)
         assert [(r.flags, r.seq, r.ack) for r in inject(pair, s)] == [ack]
         assert tb.close_deadline == pair.wire.now + P.time_wait
     pair.wire.advance_to(pair.wire.now + 100)
-    assert inject(pair, seg(tb.rcv_nxt, TcpFlags.ACK)) == []
+    assert inject(pair, seg(tb.rcv_nxt, TcpFlag.ACK)) == []
     assert tb.close_deadline == pair.wire.now + P.time_wait
-    rst = lambda seq: TcpSegment(port, PORT, seq, 0, TcpFlags.RST, 0)
+    rst = lambda seq: TcpSegment(port, PORT, seq, 0, TcpFlag.RST, 0)
     assert inject(pair, rst(seq_add(tb.rcv_nxt, 10))) == [] and tb.state == State.TIME_WAIT
     assert inject(pair, rst(tb.rcv_nxt)) == [] and tb.state == State.CLOSED
 
@@ -270,18 +271,18 @@ def test_syn_received_answers_with_a_pure_ack_except_to_a_retransmitted_syn():
     SYN gets the SYN-ACK again."""
     pair = make_pair(connect=False)
     _listener(pair)
-    syn = TcpSegment(4000, PORT, 1000, 0, TcpFlags.SYN, 65535)
+    syn = TcpSegment(4000, PORT, 1000, 0, TcpFlag.SYN, 65535)
     [synack] = inject(pair, syn)
-    assert synack.flags == TcpFlags.SYN | TcpFlags.ACK
+    assert synack.flags == TcpFlag.SYN | TcpFlag.ACK
     [again] = inject(pair, syn)
     assert (again.flags, again.seq, again.ack) == (synack.flags, synack.seq, 1001)
-    ack = (TcpFlags.ACK, seq_add(synack.seq, 1), 1001)
-    replies = inject(pair, TcpSegment(4000, PORT, 1010, 0, TcpFlags.RST, 0))    # RST in window
+    ack = (TcpFlag.ACK, seq_add(synack.seq, 1), 1001)
+    replies = inject(pair, TcpSegment(4000, PORT, 1010, 0, TcpFlag.RST, 0))    # RST in window
     assert [(r.flags, r.seq, r.ack) for r in replies] == [ack]
     replies = inject(pair, TcpSegment(4000, PORT, 1001 + 70000, seq_add(synack.seq, 1),
-                                      TcpFlags.ACK, 65535))                        # outside
+                                      TcpFlag.ACK, 65535))                        # outside
     assert [(r.flags, r.seq, r.ack) for r in replies] == [ack]
-    assert inject(pair, TcpSegment(4000, PORT, 1001, seq_add(synack.seq, 1), TcpFlags.ACK, 65535)) == []
+    assert inject(pair, TcpSegment(4000, PORT, 1001, seq_add(synack.seq, 1), TcpFlag.ACK, 65535)) == []
     assert next(iter(pair.b.tcbs.values())).state == State.ESTABLISHED
 
 
@@ -290,10 +291,10 @@ def test_listener_close_drops_handshakes_silently_and_syn_fin_is_dropped():
     progress (the peer's later ACK gets a RST); a SYN with FIN to a listener is dropped."""
     pair = make_pair(connect=False)
     lfd = _listener(pair)
-    assert inject(pair, TcpSegment(4000, PORT, 1000, 0, TcpFlags.SYN | TcpFlags.FIN, 65535)) == []
+    assert inject(pair, TcpSegment(4000, PORT, 1000, 0, TcpFlag.SYN | TcpFlag.FIN, 65535)) == []
     assert not pair.b.tcbs
-    [synack] = inject(pair, TcpSegment(4000, PORT, 1000, 0, TcpFlags.SYN, 65535))
+    [synack] = inject(pair, TcpSegment(4000, PORT, 1000, 0, TcpFlag.SYN, 65535))
     pair.pb.close(lfd)
     assert pair.b.transmit() == [] and not pair.b.tcbs
-    replies = inject(pair, TcpSegment(4000, PORT, 1001, seq_add(synack.seq, 1), TcpFlags.ACK, 65535))
-    assert [(r.flags, r.seq) for r in replies] == [(TcpFlags.RST, seq_add(synack.seq, 1))]
+    replies = inject(pair, TcpSegment(4000, PORT, 1001, seq_add(synack.seq, 1), TcpFlag.ACK, 65535))
+    assert [(r.flags, r.seq) for r in replies] == [(TcpFlag.RST, seq_add(synack.seq, 1))]

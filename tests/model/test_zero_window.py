@@ -86,7 +86,8 @@ def test_lost_window_update_is_recovered_by_a_probe():
 
 def test_window_closing_with_data_in_flight_switches_to_persist():
     from conftest import A_IP, A_MAC, B_IP, B_MAC
-    from model.packet import TcpFlags, TcpSegment, build_tcp_frame
+    from model.packet import TcpSegment, build_tcp_frame
+    from model.protocol import TcpFlag
     pair = make_pair()
     ta, tb = pair.tcb_a(), pair.tcb_b()
     pair.wire.block = lambda side, frame: side == "a"          # the data in flight is lost
@@ -94,7 +95,7 @@ def test_window_closing_with_data_in_flight_switches_to_persist():
     pair.wire.collect()
     pair.wire.block = None
     # b (as far as a can tell) closes its window without acknowledging anything
-    closing = TcpSegment(5000, pair.pa.getsockname(pair.ca)[1], tb.snd_nxt, ta.snd_una, TcpFlags.ACK, 0)
+    closing = TcpSegment(5000, pair.pa.getsockname(pair.ca)[1], tb.snd_nxt, ta.snd_una, TcpFlag.ACK, 0)
     pair.a.receive_frame(build_tcp_frame(B_MAC, A_MAC, B_IP, A_IP, closing))
     assert ta.snd_wnd == 0 and ta.snd_una != ta.snd_max
     got = bytearray()
