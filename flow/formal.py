@@ -38,8 +38,9 @@ from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.tables.access_table import AccessOp, AccessTable
 from hdl.tables.socket_table import Op, SocketTable, Status
 
-__all__ = ["Proof", "PROOFS", "Outcome", "write", "run", "main",
-           "AccessTableHarness", "StreamBufferHarness", "SocketTableHarness"]
+__all__ = ["Proof", "PROOFS", "Outcome", "write", "run", "main", "AccessTableHarness",
+           "StreamBufferHarness", "SocketTableHarness", "BrokenAccessTable",
+           "CorruptStreamBuffer", "EagerSocketTable"]
 
 
 # ---- Shared pieces -----------------------------------------------------------------------
@@ -69,6 +70,14 @@ def stream_rules(m, port, name, check):
     new = Signal(name=f"{name}_new")
     m.d.comb += new.eq(port.valid & ~stalled)
     return new
+
+
+def _forward(m, outer, inner):
+    """Connect every port of `outer` to the same port of `inner` (a mutant's wrapper; its
+    later assignments override single fields)."""
+    for (_, member, o), (_, _, i) in zip(outer.signature.flatten(outer),
+                                         inner.signature.flatten(inner)):
+        m.d.comb += i.eq(o) if member.flow == In else o.eq(i)
 
 
 def _fire(port):
@@ -292,6 +301,26 @@ class StreamBufferHarness(Elaboratable):
         return m
 
 
+class CorruptStreamBuffer(wiring.Component):
+    """MUTANT: a :class:`StreamBuffer` whose reads flip bit 0 of their second byte (8-bit
+    path). The ``bytes`` proof must fail on it."""
+
+    def __init__(self, **kwargs):
+        self.inner = StreamBuffer(**kwargs)
+        self.data_width, self.ring_bytes = self.inner.data_width, self.inner.ring_bytes
+        super().__init__(dict(self.inner.signature.members))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = self.inner
+        _forward(m, self, inner)
+        second = Signal()       # the next beat is a read's second
+        with m.If(_fire(inner.read_data)):
+            m.d.sync += second.eq(~second & ~inner.read_data.payload.last)
+        m.d.comb += self.read_data.payload.data.eq(inner.read_data.payload.data ^ second)
+        return m
+
+
 # ---- Socket table ------------------------------------------------------------------------
 
 class SocketTableHarness(Elaboratable):
@@ -370,6 +399,21 @@ class SocketTableHarness(Elaboratable):
         return m
 
 
+class EagerSocketTable(wiring.Component):
+    """MUTANT: a :class:`SocketTable` whose every result hits. The ``hits`` proof must fail."""
+
+    def __init__(self, entries, **kwargs):
+        self.inner = SocketTable(entries, **kwargs)
+        super().__init__(dict(self.inner.signature.members))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = self.inner
+        _forward(m, self, inner)
+        m.d.comb += self.result.payload.hit.eq(1)
+        return m
+
+
 # ---- The proofs --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -390,13 +434,13 @@ def _access(props, flaw=None):
     return lambda: AccessTableHarness(AccessTable(connections=4, processes=4), props)
 
 
-def _buffer(props, **kwargs):
+def _buffer(props, cls=StreamBuffer, **kwargs):
     return lambda: StreamBufferHarness(
-        StreamBuffer(data_width=8, connections=2, ring_bytes=4, max_ooo_ranges=1), props, **kwargs)
+        cls(data_width=8, connections=2, ring_bytes=4, max_ooo_ranges=1), props, **kwargs)
 
 
-def _sockets(props):
-    return lambda: SocketTableHarness(SocketTable(16, max_kicks=2), props)
+def _sockets(props, cls=SocketTable):
+    return lambda: SocketTableHarness(cls(16, max_kicks=2), props)
 
 
 PROOFS = {p.name: p for p in [
@@ -415,6 +459,12 @@ PROOFS = {p.name: p for p in [
           "for installed keys", _sockets("hits"), "bmc", 9),
     Proof("mutant_access_table_leak", "MUTANT access table allowing one pair never granted: "
           "must FAIL", _access("grants", "leak"), "bmc", 20, quick=True, expect="FAIL"),
+    Proof("mutant_stream_buffer_corrupt", "MUTANT stream buffer flipping a bit of each "
+          "read's second byte: must FAIL", _buffer("bytes", CorruptStreamBuffer, max_length=6),
+          "bmc", 11, expect="FAIL"),
+    Proof("mutant_socket_table_eager", "MUTANT socket table hitting on every lookup: "
+          "must FAIL", _sockets("hits", EagerSocketTable), "bmc", 9, quick=True,
+          expect="FAIL"),
     Proof("mutant_access_table_unstable", "MUTANT access table whose result changes before "
           "ready: must FAIL", _access("handshake", "unstable"), "prove", 4, quick=True,
           expect="FAIL"),
