@@ -92,9 +92,29 @@ def _handshake_rules(m, dut):
             stream_rules(m, port, name, Assume if member.flow == In else Assert)
 
 
+class _Harness(Elaboratable):
+    """A block `dut` with free inputs, and one of its property sets: ``"handshake"`` (the
+    valid/ready rules of its streams), or the block's own set, stated by ``properties``."""
+    PROPS = ()
+
+    def __init__(self, dut, props):
+        assert props in ("handshake", *self.PROPS), props
+        self.dut, self.props = dut, props
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.dut
+        _free_inputs(m, self.dut)
+        if self.props == "handshake":
+            _handshake_rules(m, self.dut)
+        else:
+            self.properties(m, self.dut)
+        return m
+
+
 # ---- Access table ----------------------------------------------------------------------
 
-class AccessTableHarness(Elaboratable):
+class AccessTableHarness(_Harness):
     """Around an :class:`AccessTable` (or a broken variant with the same ports).
 
     ``props="handshake"``: the ``result`` port keeps the valid/ready rules (assuming them on
@@ -109,18 +129,9 @@ class AccessTableHarness(Elaboratable):
     longer. Assumed: the control port carries one of the three operations (op 3 is unused).
     """
 
-    def __init__(self, dut, props):
-        assert props in ("handshake", "grants")
-        self.dut, self.props = dut, props
+    PROPS = ("grants",)
 
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        _free_inputs(m, dut)
-        if self.props == "handshake":
-            _handshake_rules(m, dut)
-            return m
-
+    def properties(self, m, dut):
         m.d.comb += Assume(~dut.control.valid | (dut.control.payload.op.as_value() != 3))
         conn = Signal.like(dut.check.payload.conn)
         pid = Signal.like(dut.check.payload.pid)
@@ -153,7 +164,6 @@ class AccessTableHarness(Elaboratable):
             with m.If((res.conn == conn) & (res.pid == pid)):
                 m.d.comb += Assert(res.allowed == expect,
                                    "allowed differs from the grants given (grant/revoke/clear)")
-        return m
 
 
 class BrokenAccessTable(wiring.Component):
@@ -192,7 +202,7 @@ class BrokenAccessTable(wiring.Component):
 
 # ---- Stream buffer -----------------------------------------------------------------------
 
-class StreamBufferHarness(Elaboratable):
+class StreamBufferHarness(_Harness):
     """Around a :class:`StreamBuffer` (8-bit path: one byte per beat).
 
     ``props="handshake"``: ``write_resp``, ``read_resp`` and ``read_data`` keep the
@@ -218,19 +228,14 @@ class StreamBufferHarness(Elaboratable):
     ``head`` moves; the send buffer's retransmissions peek).
     """
 
+    PROPS = ("bytes",)
+
     def __init__(self, dut, props, max_length=None):
-        assert props in ("handshake", "bytes")
         assert dut.data_width == 8
-        self.dut, self.props, self.max_length = dut, props, max_length
+        super().__init__(dut, props)
+        self.max_length = max_length
 
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        _free_inputs(m, dut)
-        if self.props == "handshake":
-            _handshake_rules(m, dut)
-            return m
-
+    def properties(self, m, dut):
         R = dut.ring_bytes
         conn = Signal.like(dut.init.payload.conn)
         at = Signal(32)
@@ -298,7 +303,6 @@ class StreamBufferHarness(Elaboratable):
         # Last: an init is accepted after the responses that show in the same cycle.
         with m.If(_fire(dut.init) & (dut.init.payload.conn == conn)):
             m.d.sync += [head.eq(dut.init.payload.offset), tail.eq(dut.init.payload.offset)]
-        return m
 
 
 class CorruptStreamBuffer(wiring.Component):
@@ -323,7 +327,7 @@ class CorruptStreamBuffer(wiring.Component):
 
 # ---- Socket table ------------------------------------------------------------------------
 
-class SocketTableHarness(Elaboratable):
+class SocketTableHarness(_Harness):
     """Around a :class:`SocketTable` (16 entries: 2 rows x 4 ways x 2 sub-tables).
 
     ``props="handshake"``: ``result`` and ``rsp`` keep the valid/ready rules (assuming them on
@@ -338,18 +342,9 @@ class SocketTableHarness(Elaboratable):
     command on it in flight, for the whole of the lookup.
     """
 
-    def __init__(self, dut, props):
-        assert props in ("handshake", "hits")
-        self.dut, self.props = dut, props
+    PROPS = ("hits",)
 
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        _free_inputs(m, dut)
-        if self.props == "handshake":
-            _handshake_rules(m, dut)
-            return m
-
+    def properties(self, m, dut):
         key = Signal.like(dut.lookup.payload)
         m.d.comb += key.eq(AnyConst(len(Value.cast(key))))
         installed = Signal()
@@ -396,7 +391,6 @@ class SocketTableHarness(Elaboratable):
                 m.d.comb += Assert(q_maybe[0] | maybe, "a hit for a key never installed")
             with m.If(q_surely[0] & surely):
                 m.d.comb += Assert(dut.result.payload.hit, "a miss for an installed key")
-        return m
 
 
 class EagerSocketTable(wiring.Component):
