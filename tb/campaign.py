@@ -16,7 +16,7 @@ above) goes to ``build/sim/campaign/SIM_WIDTH/SEED.json`` and into the test's re
 ``record_property``, so it reaches the controller from xdist workers, local or remote);
 :func:`write_summary` (called by the terminal summary hook in ``tests/conftest.py`` once
 pytest is done) writes
-``build/sim/campaign/summary.md`` and ``summary.json``: seeds run, passed and failed,
+``build/sim/campaign/summary.md`` and ``summary.json`` (and a copy in ``SIM_WIDTH/``): seeds run, passed and failed,
 scenarios per hour (wall), clocks, segments and trace entries compared, and every failing
 seed's findings.
 
@@ -199,8 +199,6 @@ def write_summary(records: dict, wall_s: float, sim: str = SIM, width: int = WID
                                          "steps", "shrink_runs", "replay", "waveform") if k in r}
                      for r in failed],
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     seeds = sorted(records)
     span = f"seeds {seeds[0]} to {seeds[-1]}" if seeds else "no seeds"
     md = [f"# Campaign: {span} on {sim} at {width} bits", "",
@@ -217,5 +215,8 @@ def write_summary(records: dict, wall_s: float, sim: str = SIM, width: int = WID
     for r in failed:
         md += ["```", describe_failure(r) if "replay" in r else f"seed {r['seed']} failed", "```", ""]
     text = "\n".join(md)
-    (OUT / "summary.md").write_text(text)
+    for folder in (OUT, OUT / f"{sim}_{width}"):        # the last campaign, and the last per set-up
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        (folder / "summary.md").write_text(text)
     return text
