@@ -15,10 +15,9 @@ Each seed's summary (cycles, segments, trace entries, wall time, and for a faili
 above) goes to ``build/sim/campaign/SIM_WIDTH/SEED.json`` and into the test's report (a
 ``record_property``, so it reaches the controller from xdist workers, local or remote);
 :func:`write_summary` (called by the terminal summary hook in ``tests/conftest.py`` once
-pytest is done) writes
-``build/sim/campaign/summary.md`` and ``summary.json`` (and a copy in ``SIM_WIDTH/``): seeds run, passed and failed,
-scenarios per hour (wall), clocks, segments and trace entries compared, and every failing
-seed's findings.
+pytest is done) writes ``build/sim/campaign/summary.md`` and ``summary.json`` (and a copy in
+``SIM_WIDTH/``): seeds run, passed and failed, scenarios per hour (wall), clocks, segments
+and trace entries compared, and every failing seed's findings.
 
 The campaign's simulator and width come from ``NIC_CAMPAIGN_SIM`` (default verilator) and
 ``NIC_CAMPAIGN_WIDTH`` (default 64), its seeds from ``NIC_CAMPAIGN_SEEDS`` (how many, default

@@ -35,7 +35,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     records = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
-            seed = re.search(r"test_campaign\.py::test_random_seed\[(\d+)\]", getattr(report, "nodeid", "") or "")
+            nodeid = getattr(report, "nodeid", "") or ""
+            seed = re.search(r"test_campaign\.py::test_random_seed\[(\d+)\]", nodeid)
             if seed is None or not (getattr(report, "when", "") == "call"
                                     or getattr(report, "outcome", "") == "failed"):
                 continue
