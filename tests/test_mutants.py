@@ -16,9 +16,12 @@ the simulator and run on one short named scenario, which must FAIL with the scor
   so a write across the end of a ring puts its bytes one word too far. Caught by ``n_to_m``
   (its writes wrap the send ring).
 
-One mutant runs in CI (its own Verilator build, about a minute); the others, and the shrinker
-shown on a mutant (a campaign seed that fails on it shrinks to a prefix ``random:SEED:K``,
-K recorded in ``build/sim/campaign/mutant_shrink.json``), run with ``--campaign``.
+Measured 2026-12-02 on this 2-core machine, one core free: each mutant takes 92 to 98 s on
+Verilator, nearly all of it its own build. One runs in CI; the others, and the shrinker shown
+on a mutant, run with ``--campaign``: campaign seed 0 fails on ``length_one_bit_short`` (a
+send of 3000 bytes on an empty ring returns 0) and shrinks in 6 runs (25 s) from its 66
+random steps to a prefix of K = 28 (``random:0:28``), recorded in
+``build/sim/campaign/mutant_shrink.json``.
 """
 
 import importlib
@@ -79,7 +82,8 @@ def test_mutant_is_caught(monkeypatch, name):
     print(f"mutant {name} caught by {scenario}:\n{failure.value}")
 
 
-# a campaign seed that fails on the length mutant (a send of 2 KiB or more on an empty ring)
+# a campaign seed that fails on the length mutant (a send of 2 KiB or more on an empty ring);
+# seed 0 does, and shrinks from 66 random steps to 28
 SHRINK_SEED = 0
 
 
