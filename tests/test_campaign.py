@@ -45,6 +45,7 @@ def _fake_rtl(monkeypatch, tmp_path, fails_from):
                                  "entry 3:\nexpected | actual\n!a | b")
         return {"equal": True, "cycles": 10, "segments": 2, "trace_entries": 5}
     monkeypatch.setattr(tb.campaign, "run_scenario", run_scenario)
+    monkeypatch.setattr(tb.campaign, "build", lambda sim, config: tmp_path)
     monkeypatch.setattr(tb.campaign, "_waveform", lambda sim, config, name, variant, out:
                         str(out / f"{name}.fst"))
     monkeypatch.setattr(tb.campaign, "BUILD", tmp_path)
