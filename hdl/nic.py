@@ -69,9 +69,10 @@ class DebugSignature(wiring.Signature):
     ring_beat : Out(1)
         A payload beat goes into a connection's receive ring this clock.
     engine_event : Out(EngineObservation)
-        The event the engine takes (step ``LATCH``: connection, source, state before, the
-        received segment's kind, ring fill) and the timer that fires (step ``TIMER``), as
-        ``hdl.engine.observe`` describes them (``tb/coverage.py`` counts them).
+        The event the engine takes (step ``LATCH``: connection, source, state before, ring
+        fill), the kind of the TCP segment it processes (step ``TCP_START``) and the timer
+        that fires (step ``TIMER``), as ``hdl.engine.observe`` describes them
+        (``tb/coverage.py`` counts them).
     rx_waiting : Out(1), rx_waiting_conn : Out(conn_bits)
         The receive path offers the engine a segment or datagram for ``rx_waiting_conn``.
     """

@@ -105,18 +105,13 @@ class Coverage:
         else:
             self.unexpected[f"{group}: {name}"] += 1
 
-    def sample_event(self, *, source, state, segment, rx_used=0, rx_start=0, tx_used=0,
-                     tx_start=0, waiting=()):
+    def sample_event(self, *, source, state, rx_used=0, rx_start=0, tx_used=0, tx_start=0,
+                     waiting=()):
         """One event the engine takes (the ``debug`` port at step LATCH): `source`
-        (``EventSource``), the connection's `state` before it, the received `segment`'s kind,
-        the rings' fill, and what else waits for the same connection (``"RX"``, ``"HOST"``)."""
-        source, state, segment = _name(source), _name(state), _name(segment)
-        self._state = state
-        if segment != "NONE":
-            if state == "CLOSED":
-                self._hit("races", "TCP segment for a CLOSED connection")
-            else:
-                self._hit("state_segment", f"{state} x {segment}")
+        (``EventSource``), the connection's `state` before it, the rings' fill, and what else
+        waits for the same connection (``"RX"``, ``"HOST"``)."""
+        source = _name(source)
+        self._state = _name(state)
         for ring, used, start, size in (("rx", rx_used, rx_start, self.rcv_bytes),
                                         ("tx", tx_used, tx_start, self.snd_bytes)):
             if size is None:
@@ -129,6 +124,17 @@ class Coverage:
                 self._hit("ring", f"{ring} wrapped")
         for what in waiting:
             self._hit("concurrent", f"{source} taken, {what} waiting")
+
+    def sample_segment(self, state, segment):
+        """A TCP segment the engine processes (step TCP_START; from the wire or injected by
+        the slow path): the connection's `state` and the segment's kind."""
+        state, segment = _name(state), _name(segment)
+        if segment == "NONE":
+            return
+        if state == "CLOSED":
+            self._hit("races", "TCP segment for a CLOSED connection")
+        else:
+            self._hit("state_segment", f"{state} x {segment}")
 
     def sample_timer(self, kind):
         """A timer fires (the ``debug`` port at step TIMER) on the connection last loaded."""

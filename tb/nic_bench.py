@@ -164,10 +164,13 @@ class NicBench:
             if (self.host_cmd.queue
                     and data.Const(self.host_layout, self.host_cmd.queue[0]).conn == obs.conn):
                 waiting.append("HOST")
-            self.coverage.sample_event(source=obs.source, state=obs.state, segment=obs.segment,
+            self.coverage.sample_event(source=obs.source, state=obs.state,
                                        rx_used=obs.rx_used, rx_start=obs.rx_start,
                                        tx_used=obs.tx_used, tx_start=obs.tx_start,
                                        waiting=waiting)
+        elif step == EngineStep.TCP_START.value:
+            obs = data.Const(self.observation, int(d.debug__engine_event.value))
+            self.coverage.sample_segment(obs.state, obs.segment)
         elif step == EngineStep.TIMER.value:
             self.coverage.sample_timer(data.Const(self.observation, int(d.debug__engine_event.value)).timer)
 

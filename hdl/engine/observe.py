@@ -2,9 +2,10 @@
 
 The NIC's ``debug`` port carries one :class:`EngineObservation` (``hdl.nic.DebugSignature``):
 when the engine's step is ``LATCH`` it describes the event the engine has just taken (which
-connection, what kind of event, the connection's state before it, the kind of a received TCP
-segment, how full the connection's rings are); when the step is ``TIMER`` its ``timer`` field
-says which timer fires. ``tb/coverage.py`` turns these into functional coverage.
+connection, what kind of event, the connection's state before it, how full the connection's
+rings are); when the step is ``TCP_START``, the kind of the TCP segment it processes (from
+the wire, or injected by the slow path: a SYN, a SYN-ACK); when the step is ``TIMER``, which
+timer fires. ``tb/coverage.py`` turns these into functional coverage.
 
 The segment kinds are computed from what the engine itself tests (RFC 9293 3.10.7.4's
 acceptability test, RFC 5961's RST rules) on the connection record and receive-ring state it
@@ -61,11 +62,11 @@ class TimerKind(enum.Enum, shape=3):
 class EngineObservation(data.StructLayout):
     """The engine's event as the ``debug`` port shows it.
 
-    Valid when the engine's step is ``LATCH`` (``timer`` is NONE then): ``conn``, ``source``,
-    ``kind`` and ``state`` (the connection's before the event), ``segment`` (NONE unless a TCP
-    segment for a TCP connection), and each ring's ``*_used`` bytes (receive: in-order bytes
-    not yet read; send: bytes not yet acknowledged) and ``*_start`` (where they start in the
-    ring). Valid when the step is ``TIMER``: ``timer``.
+    ``conn``, ``source``, ``kind`` and ``state`` (the connection's before the event) are valid
+    when the engine's step is ``LATCH``, ``TCP_START`` or ``TIMER``. At ``LATCH``: each ring's
+    ``*_used`` bytes (receive: in-order bytes not yet read; send: bytes not yet acknowledged)
+    and ``*_start`` (where they start in the ring). At ``TCP_START``: ``segment`` (NONE if the
+    slot holds no TCP connection). At ``TIMER``: ``timer``. Otherwise both are NONE.
     """
 
     def __init__(self, conn_bits, rcv_bytes, snd_bytes):
@@ -128,15 +129,17 @@ def _timer_kind(t, now, queued, max_retries):
            Mux(t.persist_armed & due(t.persist_deadline), K.PERSIST, K.NONE)))))
 
 
-def observe(m, obs, *, latch, timer, source, conn, rec, rxq, txq, seg, t, now, queued,
-            max_retries, rcv_bytes, snd_bytes):
-    """Drive `obs` (an :class:`EngineObservation`) combinationally: `latch` and `timer` are
-    the engine's LATCH and TIMER steps, `rec` the record being read and `rxq`/`txq` the rings'
-    query ports (what LATCH latches), `t` the latched record, `seg` the segment registers."""
-    tcp_segment = latch & (source == EventSource.RX) & ~seg["udp"] & (rec.kind == ConnKind.TCP)
+def observe(m, obs, *, latch, tcp_start, timer, source, conn, rec, rxq, txq, t, t_rxq, seg,
+            now, queued, max_retries, rcv_bytes, snd_bytes):
+    """Drive `obs` (an :class:`EngineObservation`) combinationally: `latch`, `tcp_start` and
+    `timer` are the engine's LATCH, TCP_START and TIMER steps, `rec` the record being read and
+    `rxq`/`txq` the rings' query ports (what LATCH latches), `t` and `t_rxq` the latched record
+    and receive-ring state, `seg` the segment registers."""
+    tcp_segment = tcp_start & (t.kind == ConnKind.TCP)
     m.d.comb += [
-        obs.conn.eq(conn), obs.source.eq(source), obs.kind.eq(rec.kind), obs.state.eq(rec.state),
-        obs.segment.eq(Mux(tcp_segment, _segment_kind(rec, rxq, seg), SegmentKind.NONE)),
+        obs.conn.eq(conn), obs.source.eq(source),
+        obs.kind.eq(Mux(latch, rec.kind, t.kind)), obs.state.eq(Mux(latch, rec.state, t.state)),
+        obs.segment.eq(Mux(tcp_segment, _segment_kind(t, t_rxq, seg), SegmentKind.NONE)),
         obs.timer.eq(Mux(timer, _timer_kind(t, now, queued, max_retries), TimerKind.NONE)),
         obs.rx_used.eq(rxq.tail - rxq.head), obs.rx_start.eq(rxq.head[:exact_log2(rcv_bytes)]),
         obs.tx_used.eq(txq.tail - txq.head), obs.tx_start.eq(txq.head[:exact_log2(snd_bytes)]),

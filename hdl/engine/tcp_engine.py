@@ -1541,9 +1541,11 @@ class TcpEngine(wiring.Component):
 
         if "observe" in self.signature.members:
             assert [(e.name, e.value) for e in _Event] == [(e.name, e.value) for e in EventSource]
-            observe(m, self.observe, latch=step == EngineStep.LATCH, timer=step == EngineStep.TIMER,
+            observe(m, self.observe, latch=step == EngineStep.LATCH,
+                    tcp_start=step == EngineStep.TCP_START, timer=step == EngineStep.TIMER,
                     source=ev.as_value(), conn=conn, rec=rec_rd.data, rxq=rx_ring.query,
-                    txq=tx_ring.query, t=t, now=now, queued=queued, max_retries=P.max_retries,
-                    seg={"flags": seg_flags, "seq": seg_seq, "ack": seg_ack, "plen": seg_plen,
-                         "udp": seg_udp}, rcv_bytes=R, snd_bytes=S)
+                    txq=tx_ring.query, t=t, t_rxq=rxq, now=now, queued=queued,
+                    max_retries=P.max_retries, seg={"flags": seg_flags, "seq": seg_seq,
+                                                    "ack": seg_ack, "plen": seg_plen},
+                    rcv_bytes=R, snd_bytes=S)
         return m
