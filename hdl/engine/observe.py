@@ -40,8 +40,9 @@ class SegmentKind(enum.Enum, shape=4):
     SYN_ACK = 2
     ACK = 3                 #: no payload, no FIN, acceptable
     DATA_IN_WINDOW = 4      #: payload, acceptable (at least partly in the window)
-    DATA_OUT_OF_WINDOW = 5  #: unacceptable and not wholly old (beyond the window, or a closed one)
-    FIN = 6                 #: FIN (with or without payload), not wholly old
+    DATA_OUT_OF_WINDOW = 5  #: unacceptable and not wholly old (beyond the window, or a closed
+                            #: one), with or without payload or FIN
+    FIN = 6                 #: FIN (with or without payload), acceptable
     RST_EXACT = 7           #: RST at RCV.NXT
     RST_IN_WINDOW = 8       #: RST in the window but not at RCV.NXT (a challenge ACK)
     RST_OUTSIDE = 9         #: RST outside the window
@@ -107,8 +108,8 @@ def _segment_kind(rec, rxq, seg):
            Mux(flags.syn, Mux(flags.ack, K.SYN_ACK, K.SYN),
            Mux(in_syn_sent, Mux(bare, K.ACK, Mux(flags.fin, K.FIN, K.DATA_OUT_OF_WINDOW)),
            Mux(old, K.OLD_DUPLICATE,
-           Mux(flags.fin, K.FIN,
            Mux(~acceptable, K.DATA_OUT_OF_WINDOW,
+           Mux(flags.fin, K.FIN,
                Mux(bare, K.ACK, K.DATA_IN_WINDOW)))))))
 
 
