@@ -67,7 +67,7 @@ GROUPS = {
     "drop": [c.name for c in DropCause if c != DropCause.NONE],
     "host": [f"{op} -> {status}" for op, statuses in HOST_STATUS.items() for status in statuses],
     "pending_error": ["OK", *_PENDING],
-    "concurrent": [f"{s} taken, {w} waiting" for s in CONCURRENT_SOURCES for w in CONCURRENT_WAITING],
+    "concurrent": [f"{s} taken with {w} waiting" for s in CONCURRENT_SOURCES for w in CONCURRENT_WAITING],
 }
 
 _NO_WINDOW = ("in SYN-SENT there is no receive window yet (RCV.NXT comes with the peer's SYN): "
@@ -80,7 +80,7 @@ IMPOSSIBLE = {
        for k in ("DATA_IN_WINDOW", "RST_IN_WINDOW", "OLD_DUPLICATE")},
     ("host", "SHUTDOWN -> EINVAL"): ("the OS driver (tb/nic_os.py Process._shutdown) never "
                                      "sends a `how` above SHUT_RDWR: it answers EINVAL itself"),
-    **{("concurrent", f"{s} taken, {w} waiting"): _SERIAL
+    **{("concurrent", f"{s} taken with {w} waiting"): _SERIAL
        for s in ("CONTROL", "TICK") for w in CONCURRENT_WAITING},
 }
 for _group, _bin in IMPOSSIBLE:
@@ -123,7 +123,7 @@ class Coverage:
             if start + used > size:
                 self._hit("ring", f"{ring} wrapped")
         for what in waiting:
-            self._hit("concurrent", f"{source} taken, {what} waiting")
+            self._hit("concurrent", f"{source} taken with {what} waiting")
 
     def sample_segment(self, state, segment):
         """A TCP segment the engine processes (step TCP_START; from the wire or injected by
@@ -213,7 +213,15 @@ def report(cov: Coverage) -> str:
     s = summary(cov)
     lines = [f"functional coverage of {len(cov.runs)} run(s): {s['hit']}/{s['possible']} bins hit"]
     for group, (hit, possible, unhit) in s["groups"].items():
-        lines.append(f"  {group:14} {hit:4}/{possible:<4}" + (f"  unhit: {', '.join(unhit)}" if unhit else ""))
+        lines.append(f"  {group:14} {hit:4}/{possible:<4}" + ("  unhit:" if unhit else ""))
+        if unhit and all(" x " in b for b in unhit):        # a cross: one line per row
+            rows = {}
+            for b in unhit:
+                row, column = b.split(" x ")
+                rows.setdefault(row, []).append(column)
+            lines += [f"      {row} x {', '.join(columns)}" for row, columns in rows.items()]
+        elif unhit:
+            lines.append(f"      {', '.join(unhit)}")
     lines.append("impossible by construction (not counted):")
     reasons = {}
     for key, reason in IMPOSSIBLE.items():

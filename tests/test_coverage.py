@@ -40,7 +40,7 @@ def test_the_collector_counts_each_sample_in_its_bin():
     assert h["state_segment"] == {"ESTABLISHED x DATA_IN_WINDOW": 1}
     assert h["races"] == {"TCP segment for a CLOSED connection": 1}
     assert h["ring"] == {"rx full": 1, "rx wrapped": 1, "rx empty": 2, "tx empty": 3}
-    assert h["concurrent"] == {"RX taken, HOST waiting": 1}
+    assert h["concurrent"] == {"RX taken with HOST waiting": 1}
     assert h["timer"] == {"RTO": 1, "RTO in SYN_SENT": 1}
     assert h["host"] == {"READ -> EAGAIN": 1, "GETERR -> OK": 1}
     assert h["pending_error"] == {"ECONNRESET": 1}
