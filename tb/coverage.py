@@ -82,6 +82,9 @@ IMPOSSIBLE = {
                                      "sends a `how` above SHUT_RDWR: it answers EINVAL itself"),
     **{("concurrent", f"{s} taken with {w} waiting"): _SERIAL
        for s in ("CONTROL", "TICK") for w in CONCURRENT_WAITING},
+    ("concurrent", "RX taken with RX waiting"): (
+        "the receive dispatcher (hdl/rx/dispatch.py) offers its next segment only after the "
+        "engine has answered this one's rx_action, which comes after the event is taken"),
 }
 for _group, _bin in IMPOSSIBLE:
     assert _bin in GROUPS[_group], (_group, _bin)

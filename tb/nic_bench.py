@@ -63,6 +63,29 @@ def check_fields(layout: data.Layout, fields: dict, where: str = ""):
                                  f"{' signed' if shape.signed else ''}")
 
 
+def _unpacker(layout: data.StructLayout):
+    """A function from an int to {field: value} for `layout`'s fields (enum fields by member
+    name), much faster than ``data.Const`` (the coverage unpacks on many clocks)."""
+    fields = []
+    for name, field in layout:
+        names = ({m.value: m.name for m in field.shape} if isinstance(field.shape, EnumType)
+                 else None)
+        fields.append((name, field.offset, (1 << field.width) - 1, names))
+
+    def unpack(value: int) -> dict:
+        out = {}
+        for name, offset, mask, names in fields:
+            v = value >> offset & mask
+            out[name] = names.get(v, str(v)) if names else v
+        return out
+    return unpack
+
+
+_LATCH, _TCP_START, _TIMER = (EngineStep.LATCH.value, EngineStep.TCP_START.value,
+                              EngineStep.TIMER.value)
+_OBSERVED = frozenset((_LATCH, _TCP_START, _TIMER))
+
+
 def pack(layout: data.Layout, fields: dict) -> int:
     """`fields` packed as `layout`'s bits; every value range-checked (`check_fields`)."""
     check_fields(layout, fields)
@@ -151,28 +174,31 @@ class NicBench:
         if coverage is not None:
             self.observation = EngineObservation(self.conn_bits, coverage.rcv_bytes,
                                                  coverage.snd_bytes)
+            self._unpack = _unpacker(self.observation)
+            conn = self.host_layout["conn"]
+            self._host_conn = (conn.offset, (1 << conn.width) - 1)
 
-    def _observe(self):
-        """Feed the coverage collector the engine's event or timer of this clock."""
+    def _observe(self, step: int):
+        """Feed the coverage collector the engine's event, segment or timer of this clock
+        (`step`: the engine's step; fields unpacked by hand, data.Const is slow per clock)."""
         d = self.dut
-        step = int(d.debug__engine_step.value)
-        if step == EngineStep.LATCH.value:
-            obs = data.Const(self.observation, int(d.debug__engine_event.value))
+        if step == _LATCH:
+            obs = self._unpack(int(d.debug__engine_event.value))
             waiting = []
-            if int(d.debug__rx_waiting.value) and int(d.debug__rx_waiting_conn.value) == obs.conn:
+            if int(d.debug__rx_waiting.value) and int(d.debug__rx_waiting_conn.value) == obs["conn"]:
                 waiting.append("RX")
-            if (self.host_cmd.queue
-                    and data.Const(self.host_layout, self.host_cmd.queue[0]).conn == obs.conn):
+            if self.host_cmd.queue and (self.host_cmd.queue[0] >> self._host_conn[0]
+                                        & self._host_conn[1]) == obs["conn"]:
                 waiting.append("HOST")
-            self.coverage.sample_event(source=obs.source, state=obs.state,
-                                       rx_used=obs.rx_used, rx_start=obs.rx_start,
-                                       tx_used=obs.tx_used, tx_start=obs.tx_start,
+            self.coverage.sample_event(source=obs["source"], state=obs["state"],
+                                       rx_used=obs["rx_used"], rx_start=obs["rx_start"],
+                                       tx_used=obs["tx_used"], tx_start=obs["tx_start"],
                                        waiting=waiting)
-        elif step == EngineStep.TCP_START.value:
-            obs = data.Const(self.observation, int(d.debug__engine_event.value))
-            self.coverage.sample_segment(obs.state, obs.segment)
-        elif step == EngineStep.TIMER.value:
-            self.coverage.sample_timer(data.Const(self.observation, int(d.debug__engine_event.value)).timer)
+        elif step == _TCP_START:
+            obs = self._unpack(int(d.debug__engine_event.value))
+            self.coverage.sample_segment(obs["state"], obs["segment"])
+        elif step == _TIMER:
+            self.coverage.sample_timer(self._unpack(int(d.debug__engine_event.value))["timer"])
 
     def _host_answered(self, fields, rsp):
         if self.coverage is not None:
@@ -212,7 +238,9 @@ class NicBench:
                 taken.append((sink, int(sink.payload.value)))
         idle = int(self.dut.idle.value)
         if self.coverage is not None:
-            self._observe()
+            step = int(self.dut.debug__engine_step.value)
+            if step in _OBSERVED:
+                self._observe(step)
         await RisingEdge(self.dut.clk)
         self.cycles += 1
         for source, did in fired:

@@ -35,16 +35,16 @@ def _run(port, name, connections, out: Path):
         fn(rtl)
     except Exception as err:                # the trace up to here is still compared
         stopped = err
-    coverage = port.bench.coverage
+    (out / f"{name}.trace").write_text("\n".join(map(str, rtl.trace)) + "\n")
+    write_pcap(str(out / f"{name}.rtl.pcapng"), rtl.wire.log)
+    wall, cycles = time.monotonic() - started, port.cycles - cycles0
+    coverage = port.bench.coverage        # the drop counters read after the run's clocks
     if coverage is not None:
         try:
             coverage.sample_drops(dut.drop_counts())
         except Exception as err:            # the run's failure is reported below
             stopped = stopped or err
         coverage.write(Path(os.environ["NIC_COVERAGE"]) / f"{name}.json", name)
-    (out / f"{name}.trace").write_text("\n".join(map(str, rtl.trace)) + "\n")
-    write_pcap(str(out / f"{name}.rtl.pcapng"), rtl.wire.log)
-    wall, cycles = time.monotonic() - started, port.cycles - cycles0
     model = model_runner(name, port.processes)
     fn(model)
     report = compare_traces(model.trace, rtl.trace)
