@@ -82,6 +82,11 @@ IMPOSSIBLE = {
                                      "sends a `how` above SHUT_RDWR: it answers EINVAL itself"),
     **{("concurrent", f"{s} taken with {w} waiting"): _SERIAL
        for s in ("CONTROL", "TICK") for w in CONCURRENT_WAITING},
+    **{("host", f"WRITE -> {errno}"): (
+        "the socket library (model/host.py Process._send_udp, which the RTL's OS driver "
+        "inherits) answers it before a WRITE reaches the NIC; the engine's own check is for a "
+        "process that writes its doorbell page directly")
+       for errno in ("EDESTADDRREQ", "EMSGSIZE", "EHOSTUNREACH")},
     ("concurrent", "RX taken with RX waiting"): (
         "the receive dispatcher (hdl/rx/dispatch.py) offers its next segment only after the "
         "engine has answered this one's rx_action, which comes after the event is taken"),
