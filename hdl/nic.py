@@ -21,6 +21,7 @@ from hdl.ports import ConnEvent, control_ports, host_ports
 from hdl.rx.dispatch import DispatchStep, RxDispatch
 from hdl.tables.socket_table import SocketTable
 from hdl.engine.tcp_engine import EngineStep, TcpEngine
+from hdl.engine.observe import EngineObservation
 from hdl.tx.arbiter import TxArbiter
 from hdl.tx.framer import TxFramer
 
@@ -67,11 +68,20 @@ class DebugSignature(wiring.Signature):
         The receive dispatcher's step (``hdl.rx.dispatch.DispatchStep``).
     ring_beat : Out(1)
         A payload beat goes into a connection's receive ring this clock.
+    engine_event : Out(EngineObservation)
+        The event the engine takes (step ``LATCH``: connection, source, state before, ring
+        fill), the kind of the TCP segment it processes (step ``TCP_START``) and the timer
+        that fires (step ``TIMER``), as ``hdl.engine.observe`` describes them
+        (``tb/coverage.py`` counts them).
+    rx_waiting : Out(1), rx_waiting_conn : Out(conn_bits)
+        The receive path offers the engine a segment or datagram for ``rx_waiting_conn``.
     """
 
-    def __init__(self):
+    def __init__(self, conn_bits, rcv_bytes, snd_bytes):
         super().__init__({"engine_step": Out(EngineStep), "dispatch_step": Out(DispatchStep),
-                          "ring_beat": Out(1)})
+                          "ring_beat": Out(1),
+                          "engine_event": Out(EngineObservation(conn_bits, rcv_bytes, snd_bytes)),
+                          "rx_waiting": Out(1), "rx_waiting_conn": Out(conn_bits)})
 
 
 class NIC(wiring.Component):
@@ -131,8 +141,9 @@ class NIC(wiring.Component):
         Nothing is waiting or in progress anywhere in the NIC: no frame received and not yet
         handled, no command or segment in the works, nothing queued for host software.
     debug : Out(DebugSignature())
-        Only with ``debug=True``: the engine's and the dispatcher's steps and the receive
-        rings' write beats, once per clock (``tb/bench.py`` profiles with them).
+        Only with ``debug=True``: the engine's and the dispatcher's steps, the receive
+        rings' write beats, once per clock (``tb/bench.py`` profiles with them), and the
+        engine's events (``tb/coverage.py`` counts them).
     """
 
     def __init__(self, *, data_width=64, connections=64, processes=64, policy=None,
@@ -155,7 +166,8 @@ class NIC(wiring.Component):
         self._tick_cycles = tick_cycles
         self._neighbors = neighbors
         self.engine = TcpEngine(data_width=data_width, connections=connections,
-                                processes=processes, policy=policy, neighbors=neighbors)
+                                processes=processes, policy=policy, neighbors=neighbors,
+                                debug=debug)
         conn_bits = exact_log2(connections)
         pid_bits = exact_log2(processes)
         beat = FrameBeat(data_width)
@@ -171,7 +183,7 @@ class NIC(wiring.Component):
             "idle": Out(1),
         }
         if debug:
-            members["debug"] = Out(DebugSignature())
+            members["debug"] = Out(DebugSignature(conn_bits, policy.rcv_buffer, policy.snd_buffer))
         super().__init__(members)
 
     @property
@@ -286,5 +298,8 @@ class NIC(wiring.Component):
         if "debug" in self.signature.members:
             m.d.comb += [self.debug.engine_step.eq(engine.step),
                          self.debug.dispatch_step.eq(dispatch.step),
-                         self.debug.ring_beat.eq(slicer.o.valid & slicer.o.ready)]
+                         self.debug.ring_beat.eq(slicer.o.valid & slicer.o.ready),
+                         self.debug.engine_event.eq(engine.observe),
+                         self.debug.rx_waiting.eq(dispatch.event.valid),
+                         self.debug.rx_waiting_conn.eq(dispatch.event.payload.conn)]
         return m

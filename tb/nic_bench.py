@@ -25,6 +25,8 @@ from cocotb.clock import Clock
 from cocotb.task import resume
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from hdl.engine.observe import EngineObservation
+from hdl.engine.tcp_engine import EngineStep
 from hdl.layouts import FrameBeat
 from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostOp, HostResponse
 from tb.amaranth_sim import frame_to_beats
@@ -59,6 +61,29 @@ def check_fields(layout: data.Layout, fields: dict, where: str = ""):
             if not isinstance(value, int) or not low <= value < high:
                 raise ValueError(f"{where}{name}: {value!r} does not fit {shape.width} bits"
                                  f"{' signed' if shape.signed else ''}")
+
+
+def _unpacker(layout: data.StructLayout):
+    """A function from an int to {field: value} for `layout`'s fields (enum fields by member
+    name), much faster than ``data.Const`` (the coverage unpacks on many clocks)."""
+    fields = []
+    for name, field in layout:
+        names = ({m.value: m.name for m in field.shape} if isinstance(field.shape, EnumType)
+                 else None)
+        fields.append((name, field.offset, (1 << field.width) - 1, names))
+
+    def unpack(value: int) -> dict:
+        out = {}
+        for name, offset, mask, names in fields:
+            v = value >> offset & mask
+            out[name] = names.get(v, str(v)) if names else v
+        return out
+    return unpack
+
+
+_LATCH, _TCP_START, _TIMER = (EngineStep.LATCH.value, EngineStep.TCP_START.value,
+                              EngineStep.TIMER.value)
+_OBSERVED = frozenset((_LATCH, _TCP_START, _TIMER))
 
 
 def pack(layout: data.Layout, fields: dict) -> int:
@@ -112,7 +137,7 @@ class _FrameSink(_Sink):
 class NicBench:
     """Drives the ``nic`` top module (``hdl.nic.NIC``) under cocotb."""
 
-    def __init__(self, dut, *, data_width, connections, processes, clock_ns=10):
+    def __init__(self, dut, *, data_width, connections, processes, clock_ns=10, coverage=None):
         self.dut = dut
         self.data_width = data_width
         self.conn_bits = (connections - 1).bit_length()
@@ -144,6 +169,40 @@ class NicBench:
         self.idle_run = 0
         self.host_queued: list[dict] = []       # host commands queued by queue_host
         self.host_mark = (0, 0)
+        # functional coverage (tb/coverage.py) from the debug port and the host responses
+        self.coverage = coverage
+        if coverage is not None:
+            self.observation = EngineObservation(self.conn_bits, coverage.rcv_bytes,
+                                                 coverage.snd_bytes)
+            self._unpack = _unpacker(self.observation)
+            conn = self.host_layout["conn"]
+            self._host_conn = (conn.offset, (1 << conn.width) - 1)
+
+    def _observe(self, step: int):
+        """Feed the coverage collector the engine's event, segment or timer of this clock
+        (`step`: the engine's step; fields unpacked by hand, data.Const is slow per clock)."""
+        d = self.dut
+        if step == _LATCH:
+            obs = self._unpack(int(d.debug__engine_event.value))
+            waiting = []
+            if int(d.debug__rx_waiting.value) and int(d.debug__rx_waiting_conn.value) == obs["conn"]:
+                waiting.append("RX")
+            if self.host_cmd.queue and (self.host_cmd.queue[0] >> self._host_conn[0]
+                                        & self._host_conn[1]) == obs["conn"]:
+                waiting.append("HOST")
+            self.coverage.sample_event(source=obs["source"], state=obs["state"],
+                                       rx_used=obs["rx_used"], rx_start=obs["rx_start"],
+                                       tx_used=obs["tx_used"], tx_start=obs["tx_start"],
+                                       waiting=waiting)
+        elif step == _TCP_START:
+            obs = self._unpack(int(d.debug__engine_event.value))
+            self.coverage.sample_segment(obs["state"], obs["segment"])
+        elif step == _TIMER:
+            self.coverage.sample_timer(self._unpack(int(d.debug__engine_event.value))["timer"])
+
+    def _host_answered(self, fields, rsp):
+        if self.coverage is not None:
+            self.coverage.sample_host(HostOp(fields["op"]), rsp.status, rsp.error)
 
     async def start(self):
         """Start the clock and reset the NIC."""
@@ -160,6 +219,11 @@ class NicBench:
             await RisingEdge(d.clk)
         d.rst.value = 0
         await RisingEdge(d.clk)
+        if self.coverage is not None:
+            width = Shape.cast(self.observation).width
+            if len(d.debug__engine_event.value) != width:
+                raise ValueError(f"debug__engine_event has {len(d.debug__engine_event.value)} bits, "
+                                 f"not {width}: the coverage's ring sizes are not the build's")
 
     async def cycle(self):
         """One clock: sample every port once settled, then let the edge transfer."""
@@ -173,6 +237,10 @@ class NicBench:
             if int(sink.valid.value):
                 taken.append((sink, int(sink.payload.value)))
         idle = int(self.dut.idle.value)
+        if self.coverage is not None:
+            step = int(self.dut.debug__engine_step.value)
+            if step in _OBSERVED:
+                self._observe(step)
         await RisingEdge(self.dut.clk)
         self.cycles += 1
         for source, did in fired:
@@ -237,6 +305,7 @@ class NicBench:
         if len(self.host_rsp.items) != before_rsp + 1:
             raise AssertionError(f"host command {fields} got {len(self.host_rsp.items) - before_rsp} responses")
         rsp = data.Const(HostResponse(), self.host_rsp.items.pop())
+        self._host_answered(fields, rsp)
         frames = self.host_rdata.items[before_data:]
         del self.host_rdata.items[before_data:]
         read = b"".join(frames)
@@ -270,6 +339,7 @@ class NicBench:
         answers, offset = [], 0
         for fields, value in zip(queued, responses):
             rsp = data.Const(HostResponse(), value)
+            self._host_answered(fields, rsp)
             count = int(rsp.count) if fields.get("op") == HostOp.READ and rsp.status.name == "OK" else 0
             answers.append((rsp, read[offset:offset + count]))
             offset += count

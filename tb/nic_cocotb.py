@@ -4,6 +4,7 @@ Run by ``tests/test_nic_rtl.py`` (and ``make sim``) through ``cocotb_tools.runne
 scenario, the NIC's parameters and the output folder come from the environment:
 ``NIC_SCENARIO`` (a name in ``tb.scenarios.SCENARIOS``, or ``random:SEED``), ``NIC_WIDTH``, ``NIC_CONNECTIONS``, ``NIC_PROCESSES``, ``NIC_OUT``.
 On a mismatch both traces are printed side by side and a pcap of each wire is written.
+The run's functional coverage (``tb/coverage.py``) goes to ``NIC_COVERAGE``/<scenario>.json.
 """
 
 import json
@@ -15,6 +16,7 @@ import cocotb
 from cocotb.task import bridge
 
 from model.scenario import compare_traces, write_pcap
+from tb.coverage import Coverage
 from tb.nic_bench import NicBench, NicPort
 from tb.nic_os import NicHost
 from tb.scenarios import DUT_IP, DUT_MAC, NIC_POLICY, get_scenario, model_runner
@@ -36,6 +38,13 @@ def _run(port, name, connections, out: Path):
     (out / f"{name}.trace").write_text("\n".join(map(str, rtl.trace)) + "\n")
     write_pcap(str(out / f"{name}.rtl.pcapng"), rtl.wire.log)
     wall, cycles = time.monotonic() - started, port.cycles - cycles0
+    coverage = port.bench.coverage        # the drop counters read after the run's clocks
+    if coverage is not None:
+        try:
+            coverage.sample_drops(dut.drop_counts())
+        except Exception as err:            # the run's failure is reported below
+            stopped = stopped or err
+        coverage.write(Path(os.environ["NIC_COVERAGE"]) / f"{name}.json", name)
     model = model_runner(name, port.processes)
     fn(model)
     report = compare_traces(model.trace, rtl.trace)
@@ -61,7 +70,10 @@ async def scenario(dut):
     processes = int(os.environ["NIC_PROCESSES"])
     name = os.environ["NIC_SCENARIO"]
     out = Path(os.environ["NIC_OUT"])
-    bench = NicBench(dut, data_width=width, connections=connections, processes=processes)
+    coverage = (Coverage(rcv_bytes=NIC_POLICY.rcv_buffer, snd_bytes=NIC_POLICY.snd_buffer)
+                if os.environ.get("NIC_COVERAGE") else None)
+    bench = NicBench(dut, data_width=width, connections=connections, processes=processes,
+                     coverage=coverage)
     await bench.start()
     summary = await bridge(_run)(NicPort(bench), name, connections, out)
     dut._log.info("%s", summary)

@@ -21,6 +21,7 @@ from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventK
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
+from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
 
@@ -202,9 +203,13 @@ class TcpEngine(wiring.Component):
     udp_no_socket, udp_queue_full : Out(32)
         Datagrams dropped: from a source other than a connected socket's peer, or for lack
         of ring space.
+    observe : Out(EngineObservation)
+        Only with ``debug=True``: the event the engine takes and the timer that fires
+        (``hdl.engine.observe``; for the testbench's coverage).
     """
 
-    def __init__(self, *, data_width, connections, processes, policy=Policy(), neighbors=8):
+    def __init__(self, *, data_width, connections, processes, policy=Policy(), neighbors=8,
+                 debug=False):
         check_data_width(data_width)
         if not isinstance(connections, int) or connections < 2 or connections & (connections - 1):
             raise TypeError(f"Connection count must be a power of two of at least 2, not {connections!r}")
@@ -237,6 +242,8 @@ class TcpEngine(wiring.Component):
         conn_bits = exact_log2(connections)
         pid_bits = exact_log2(processes)
         beat = FrameBeat(data_width)
+        debug_members = ({"observe": Out(EngineObservation(conn_bits, policy.rcv_buffer,
+                                                           policy.snd_buffer))} if debug else {})
         super().__init__({
             "rx_event": In(stream.Signature(RxEvent(conn_bits))),
             "rx_action": Out(stream.Signature(RxAction())),
@@ -257,6 +264,7 @@ class TcpEngine(wiring.Component):
             "udp_no_socket": Out(32),
             "udp_queue_full": Out(32),
             "rx_refused": Out(32),
+            **debug_members,
         })
 
     @property
@@ -1531,4 +1539,13 @@ class TcpEngine(wiring.Component):
                 with m.If(self.ctl_rsp.ready):
                     m.d.sync += [ctl_owed.eq(0), step.eq(then)]
 
+        if "observe" in self.signature.members:
+            assert [(e.name, e.value) for e in _Event] == [(e.name, e.value) for e in EventSource]
+            observe(m, self.observe, latch=step == EngineStep.LATCH,
+                    tcp_start=step == EngineStep.TCP_START, timer=step == EngineStep.TIMER,
+                    source=ev.as_value(), conn=conn, rec=rec_rd.data, rxq=rx_ring.query,
+                    txq=tx_ring.query, t=t, t_rxq=rxq, now=now, queued=queued,
+                    max_retries=P.max_retries, seg={"flags": seg_flags, "seq": seg_seq,
+                                                    "ack": seg_ack, "plen": seg_plen},
+                    rcv_bytes=R, snd_bytes=S)
         return m
