@@ -68,7 +68,7 @@ sysdeps:
 	fi
 
 test: deps
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 verilog: $(STAMP)
 	$(PY) -m flow.build --out build/verilog
