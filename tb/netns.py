@@ -48,6 +48,11 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+# TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN: the offloads packetdrill sets, "like a
+# typical Ethernet device", so the kernel hands over TSO super-segments with partial checksums
+TUN_OFFLOADS = 0x1 | 0x2 | 0x4 | 0x8
 CLONE_NEWNET = 0x40000000
 
 MAX_FRAME = 65536
@@ -246,6 +251,9 @@ class TunTapDevice:
     mode : "tap" or "tun"
     ifname : str
         Interface name inside the namespace (it is alone there, so no collision).
+    offload : bool
+        TUN only: as packetdrill sets its TUN up (IFF_VNET_HDR and TUNSETOFFLOAD with checksum
+        and TSO offloads): every read and write starts with a 10-byte ``virtio_net_hdr``.
 
     Members
     -------
@@ -253,14 +261,17 @@ class TunTapDevice:
         Non-blocking descriptor: one ``read`` is one frame or packet, no packet-info header.
     """
 
-    def __init__(self, ns: NetNamespace, mode: str = "tap", ifname: str | None = None):
+    def __init__(self, ns: NetNamespace, mode: str = "tap", ifname: str | None = None,
+                 offload: bool = False):
         if mode not in ("tap", "tun"):
             raise ValueError(f"Mode must be 'tap' or 'tun', not {mode!r}")
+        if offload and mode != "tun":
+            raise ValueError("offload is for a TUN device only")
         self.ns, self.mode = ns, mode
         self.ifname = ifname or f"{mode}0"
         if len(self.ifname.encode()) > 15:
             raise ValueError(f"Interface name must be at most 15 bytes, not {self.ifname!r}")
-        flags = (IFF_TAP if mode == "tap" else IFF_TUN) | IFF_NO_PI
+        flags = (IFF_TAP if mode == "tap" else IFF_TUN) | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
         self.fd = ns.call_inside(self._create, self.ifname, flags)
 
     @staticmethod
@@ -268,6 +279,8 @@ class TunTapDevice:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", ifname.encode(), flags))
+            if flags & IFF_VNET_HDR:
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_OFFLOADS)
         except BaseException:
             os.close(fd)
             raise
@@ -315,6 +328,8 @@ class NamespacedDevice:
     mac : str
         Linux's MAC on the TAP (fixed, so traces are reproducible).
     mtu : int
+    offload : bool
+        TUN only: checksum and TSO offloads, as packetdrill (see TunTapDevice).
 
     Members
     -------
@@ -325,7 +340,8 @@ class NamespacedDevice:
 
     def __init__(self, mode: str = "tap", address: str = "192.0.2.1/24",
                  peer_ip: str = "192.0.2.2", peer_mac: str = "02:00:00:00:00:02",
-                 mac: str = "02:00:00:00:00:01", mtu: int = 1500, name: str | None = None):
+                 mac: str = "02:00:00:00:00:01", mtu: int = 1500, name: str | None = None,
+                 offload: bool = False):
         iface = ipaddress.IPv4Interface(address)
         if iface.network.is_global:
             raise ValueError(f"Address must be private or documentation-only, not {address!r}")
@@ -334,7 +350,7 @@ class NamespacedDevice:
         self.ns = NetNamespace(name)
         self.device = None
         try:
-            self.device = TunTapDevice(self.ns, mode)
+            self.device = TunTapDevice(self.ns, mode, offload=offload)
             ifname = self.device.ifname
             self.ns.sysctl(f"net.ipv6.conf.{ifname}.disable_ipv6", 1)
             if mode == "tap":

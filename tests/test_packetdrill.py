@@ -18,7 +18,7 @@ import pytest
 from tb.netns import unavailable_reason
 from tb.packetdrill import Config, ScriptError, parse, run_script
 from tb.packetdrill.__main__ import main
-from tb.packetdrill.grammar import Flags, Packet, Skipped, Struct, Symbol, Syscall
+from tb.packetdrill.grammar import Code, Flags, Packet, Shell, Struct, Symbol, Syscall
 
 SCRIPTS = sorted((Path(__file__).parent / "packetdrill").glob("*.pkt"))
 # The machine running the tests is shared; 20 ms absorbs scheduling delays (packetdrill's own
@@ -107,17 +107,17 @@ def test_model_lenient_scripts_fail_strictly(name):
 
 # --- the command line -------------------------------------------------------------------
 
-def _cli_scripts(tmp_path, bad_tail=""):
+def _cli_scripts(tmp_path, good_tail=""):
     """Two UDP scripts: one that passes, and one whose read expects a byte too many."""
     head = "0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n+0 bind(3, ..., ...) = 0\n+0 < udp (10)\n"
     good, bad = tmp_path / "good.pkt", tmp_path / "bad.pkt"
-    good.write_text(head + "+0 read(3, ..., 100) = 10\n")
-    bad.write_text(head + "+0 read(3, ..., 100) = 11\n" + bad_tail)
+    good.write_text(head + "+0 read(3, ..., 100) = 10\n" + good_tail)
+    bad.write_text(head + "+0 read(3, ..., 100) = 11\n")
     return good, bad
 
 
 def test_cli_summary_and_exit_code(capsys, tmp_path):
-    good, bad = _cli_scripts(tmp_path, "`echo hi`\n")
+    good, bad = _cli_scripts(tmp_path, "`echo hi`\n")     # the model runs no shell line
     code = main([str(good), str(bad), "--backend", "model", "--pcap-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1
@@ -217,8 +217,9 @@ def test_parse_comments_skipped_and_options():
                    "+0 close(3) = 0\n")
     assert script.options == {"tolerance_usecs": "10000"}
     kinds = [type(e) for e in script.events]
-    assert kinds == [Syscall, Skipped, Skipped, Syscall]
-    assert [s.kind for s in script.skipped] == ["shell", "python"]
+    assert kinds == [Syscall, Shell, Code, Syscall]
+    assert script.events[1].command == "sysctl -q net.ipv4.tcp_timestamps=0"
+    assert script.events[2].source == "print('hello')"
     assert script.events[0].line == 3 and script.events[3].line == 8
 
 

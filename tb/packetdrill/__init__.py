@@ -20,9 +20,13 @@ def run_script(path, backend, config: Config | None = None) -> Result:
     RTL backend is made inside its simulator: see rtl.py)."""
     from .backends import make_backend
     config = config or Config()
-    script = parse_file(path)
-    if "mss" in script.options:
-        config.mss = int(script.options["mss"])
+    script = parse_file(path, config.defines)
+    for key in ("mss", "mtu", "tolerance_usecs"):
+        if key in script.options:
+            try:
+                setattr(config, key, int(script.options[key]))
+            except ValueError:
+                raise ScriptError(str(path), 1, f"--{key} needs a number, not {script.options[key]!r}") from None
     stack = backend(config) if callable(backend) else make_backend(backend, config)
     try:
         return Runner(script, stack, config).run()

@@ -19,15 +19,25 @@ Packets (``<`` injected into the stack under test, ``>`` expected from it)::
     > P. 1:101(100) ack 1              no win: the window is not checked
     < udp (100)                        a UDP datagram with 100 payload bytes
 
-Flags are letters from ``S P F R U E W`` plus ``.`` for ACK. Options: ``nop``, ``eol``,
-``mss N``, ``wscale N``, ``sackOK``, ``sack A:B ...``, ``TS val N ecr N``.
+Flags are letters from ``S P F R U E W`` plus ``.`` for ACK, or ``-`` for none. Options:
+``nop``, ``eol``, ``mss N``, ``wscale N``, ``sackOK``, ``sack A:B ...``, ``TS val N ecr N``,
+``FO COOKIE`` / ``FO`` (TCP Fast Open, kind 34) and ``FOEXP COOKIE`` (the experimental kind 254
+with magic 0xF989). IP fields in parentheses after the direction: ``< (tos 0x2) S ...``,
+``> (ttl 64) ...`` (``tos``, ``ttl``, ``ecn``: checked on ``>``, set on ``<``). ICMP:
+``< icmp unreachable port_unreachable [SEQ:END(LEN)]`` sends an ICMP error quoting the
+connection's TCP header (types and codes as packetdrill names them).
 
 Syscalls: ``name(args) = RESULT [ERRNO (text)] [(note)]``, where an argument is ``...``, an
-integer, a symbolic constant, ``A|B``, ``[v, ...]``, ``{field=value, ...}`` or a string.
+integer, a symbolic constant, ``A|B``, ``[v, ...]``, ``{field=value, ...}`` (a field may be
+``name(N)=value`` as in ``msg_iov(1)=[...]``, or positional as in an iovec ``{..., 100}``),
+``NULL`` or a string. RESULT may be a constant or an errno name used as a value.
 
-Shell commands in backquotes and ``%{ ... }%`` Python blocks are kept as `Skipped` events:
-this runner does not execute them, and says so in its report. Lines ``--name=value`` before
-the first event set an option (``--tolerance_usecs``, ``--mss``). Comments: ``//``, ``/* */``.
+Shell commands in backquotes (`Shell`, optionally after a time) and ``%{ ... }%`` Python
+blocks (`Code`, optionally after a time) are events: the runner executes them (shell lines
+only on the linux backend). ``#ifdef NAME`` / ``#ifndef`` / ``#else`` / ``#endif`` keep or
+drop lines by the names defined with ``-D NAME[=VALUE]`` (`parse`'s `defines`). Lines
+``--name=value`` before the first event set an option (``--tolerance_usecs``, ``--mss``,
+``--mtu``). Comments: ``//``, ``/* */``.
 
 Anything else is an error naming the file and line (`ScriptError`).
 """
@@ -36,8 +46,8 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
-    "ScriptError", "Time", "Option", "Packet", "Syscall", "Skipped", "Script", "Symbol",
-    "Struct", "Flags", "parse", "parse_file",
+    "ScriptError", "Time", "Option", "Packet", "Syscall", "Skipped", "Shell", "Code", "Script",
+    "Symbol", "Struct", "Flags", "Null", "parse", "parse_file",
 ]
 
 
@@ -79,6 +89,8 @@ class Option:
             return f"TS val {self.values[0]} ecr {self.values[1]}"
         if self.kind == "sack":
             return "sack " + " ".join(f"{a}:{b}" for a, b in self.values)
+        if self.kind in ("FO", "FOEXP") and not self.values[0]:
+            return self.kind
         return " ".join([self.kind, *map(str, self.values)])
 
 
@@ -98,6 +110,8 @@ class Packet:
     urg: int | None = None
     options: list[Option] | None = field(default_factory=list)   # None: <...>, skip check
     text: str = ""
+    ip: dict = field(default_factory=dict)   # (tos N) (ttl N) (ecn X): "tos", "ttl", "ecn"
+    icmp: tuple | None = None        # proto "icmp": (type name, code name)
 
     @property
     def flag_set(self) -> frozenset:
@@ -144,12 +158,41 @@ class Syscall:
     text: str = ""
 
 
+class _NullType:
+    """``NULL`` as a syscall argument (a null pointer)."""
+    def __repr__(self):
+        return "NULL"
+
+    __str__ = __repr__
+
+
+Null = _NullType()
+
+
 @dataclass
 class Skipped:
-    """A line this runner does not execute (shell command, Python block)."""
+    """A line a backend did not execute (a shell command on the model), for the report."""
     line: int
     kind: str                       # "shell" or "python"
     text: str
+
+
+@dataclass
+class Shell:
+    """A backquoted shell command, run at its time inside the stack's namespace."""
+    line: int
+    time: Time
+    command: str
+    text: str = ""
+
+
+@dataclass
+class Code:
+    """A ``%{ ... }%`` Python block, run at its time with the socket's tcp_info fields."""
+    line: int
+    time: Time
+    source: str
+    text: str = ""
 
 
 @dataclass
@@ -157,10 +200,15 @@ class Script:
     path: str
     events: list
     options: dict = field(default_factory=dict)
+    defines: dict = field(default_factory=dict)
 
     @property
     def skipped(self) -> list[Skipped]:
         return [e for e in self.events if isinstance(e, Skipped)]
+
+    @property
+    def shell_lines(self) -> list[Shell]:
+        return [e for e in self.events if isinstance(e, Shell)]
 
 
 # --- lexical helpers ---------------------------------------------------------------
@@ -169,7 +217,7 @@ _NUM = r"(?:\d+\.\d*|\.\d+|\d+)"
 _TIME_RE = re.compile(
     rf"^(?P<time>\*|\+?{_NUM}(?:~\+?{_NUM})?)(?:\.\.\.(?P<end>\+?{_NUM}))?(?=\s|$|`)\s*(?P<rest>.*)$",
     re.S)
-_FLAGS_RE = re.compile(r"^[SPFRUEW.]+$")
+_FLAGS_RE = re.compile(r"^(?:[SPFRUEW.]+|-)$")
 _SEQ_RE = re.compile(r"^(\d+):(\d+)\((\d+)\)$")
 _ERRNO_RE = re.compile(r"^(E[A-Z0-9]+)(?:\s*\((.*)\))?\s*$", re.S)
 _TOKEN_RE = re.compile(r"""\s*(?:(?P<ell>\.\.\.)|(?P<num>-?0[xX][0-9a-fA-F]+|-?\d+)|
@@ -244,7 +292,7 @@ class _Tokens:
         if kind == "num":
             return int(text, 0)
         if kind == "name":
-            return Symbol(text)
+            return Null if text == "NULL" else Symbol(text)
         if kind == "str":
             return text[1:-1]
         if text == "[":
@@ -256,11 +304,21 @@ class _Tokens:
             self.take("]")
             return items
         if text == "{":
-            fields = {}
+            fields, position = {}, 0
             while self.peek()[1] != "}":
-                _, name = self.take()
-                self.take("=")
-                fields[name] = self.expression()
+                kind, name = self.peek()
+                after = self.items[self.i + 1][1] if self.i + 1 < len(self.items) else None
+                if kind == "name" and after in ("=", "("):
+                    self.take()
+                    if after == "(":            # msg_iov(1)=[...]: the count is the list's
+                        self.take("(")
+                        self.expression()
+                        self.take(")")
+                    self.take("=")
+                    fields[name] = self.expression()
+                else:                           # positional: an iovec {..., 100}
+                    fields[position] = self.expression()
+                position += 1
                 if self.peek()[1] == ",":
                     self.take(",")
             self.take("}")
@@ -285,6 +343,10 @@ def _parse_options(text: str) -> list[Option] | None:
                 options.append(Option("raw", (words[1].lower(),)))
             elif kind == "TS" and len(words) == 5 and words[1] == "val" and words[3] == "ecr":
                 options.append(Option("TS", (int(words[2]), int(words[4]))))
+            elif kind in ("FO", "FOEXP") and len(words) <= 2:
+                cookie = words[1].lower() if len(words) == 2 else ""
+                bytes.fromhex(cookie)
+                options.append(Option(kind, (cookie,)))
             elif kind == "sack" and len(words) >= 2:
                 blocks = []
                 for block in words[1:]:
@@ -298,8 +360,61 @@ def _parse_options(text: str) -> list[Option] | None:
     return options
 
 
+_ECN = {"noecn": 0, "ect1": 1, "ect0": 2, "ce": 3, "ect01": None}
+_IP_INFO_RE = re.compile(r"^(?:\((?P<paren>[^)]*)\)|\[(?P<bracket>[^\]]*)\])\s*")
+ICMP_TYPES = {"unreachable": 3, "source_quench": 4, "time_exceeded": 11}
+ICMP_CODES = {"net_unreachable": 0, "host_unreachable": 1, "protocol_unreachable": 2,
+              "port_unreachable": 3, "frag_needed": 4, "source_route_failed": 5,
+              "net_unknown": 6, "host_unknown": 7, "source_host_isolated": 8,
+              "net_prohibited": 9, "host_prohibited": 10, "net_unreachable_for_tos": 11,
+              "host_unreachable_for_tos": 12, "packet_filtered": 13}
+
+
+def _parse_ip_info(text: str) -> dict:
+    """``tos 0x2``, ``ttl 64``, ``ect0``...: packetdrill's (ip_info) or [ip_info]."""
+    info = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        words = item.split()
+        if len(words) == 2 and words[0] in ("tos", "ttl", "flowlabel"):
+            info[words[0]] = int(words[1], 0)
+        elif len(words) == 1 and words[0] in _ECN:
+            info["ecn"] = words[0]
+        else:
+            raise ValueError(f"unknown IP field {item!r} (tos N, ttl N, noecn, ect0, ect1, ect01, ce)")
+    return info
+
+
+def _parse_icmp(pkt: Packet, words: list[str]) -> Packet:
+    """``icmp TYPE [CODE] [mtu N]``, after an optional ``[SEQ:END(LEN)]`` (already taken)."""
+    if len(words) < 2 or words[1] not in ICMP_TYPES:
+        raise ValueError(f"an ICMP line is 'icmp TYPE [CODE] [mtu N]', TYPE one of {', '.join(ICMP_TYPES)}")
+    code = "net_unreachable"
+    rest = words[2:]
+    if rest and rest[0] != "mtu":
+        code = rest.pop(0)
+        if code not in ICMP_CODES:
+            raise ValueError(f"unknown ICMP code {code!r}")
+    if rest:
+        if len(rest) != 2 or rest[0] != "mtu":
+            raise ValueError(f"unexpected {' '.join(rest)!r} after the ICMP code")
+        pkt.win = int(rest[1])          # the next-hop MTU of frag_needed
+    pkt.proto, pkt.icmp, pkt.options = "icmp", (words[1], code), []
+    return pkt
+
+
 def _parse_packet(line: int, time: Time, direction: str, rest: str) -> Packet:
     pkt = Packet(line, time, direction, "tcp", text=f"{direction} {rest}")
+    while (info := _IP_INFO_RE.match(rest)) and not _SEQ_RE.match(f"{info['bracket']}".strip()):
+        pkt.ip.update(_parse_ip_info(info["paren"] if info["paren"] is not None else info["bracket"]))
+        rest = rest[info.end():]
+    echoed = re.match(r"^\[\s*(\d+):(\d+)\((\d+)\)\s*\]\s*(?=icmp\b)", rest)
+    if echoed:
+        pkt.seq, pkt.end_seq, pkt.length = (int(g) for g in echoed.groups())
+        rest = rest[echoed.end():]
+    if rest.split()[:1] == ["icmp"]:
+        if direction == ">":
+            raise ValueError("only inbound ('<') ICMP lines are supported")
+        return _parse_icmp(pkt, rest.split())
     opt_text = None
     if "<" in rest:
         head, _, tail = rest.partition("<")
@@ -318,7 +433,7 @@ def _parse_packet(line: int, time: Time, direction: str, rest: str) -> Packet:
         raise ValueError("a TCP packet needs flags and SEQ:END(LEN)")
     if not _FLAGS_RE.match(words[0]):
         raise ValueError(f"bad TCP flags {words[0]!r} (letters S P F R U E W and '.')")
-    pkt.flags = words[0]
+    pkt.flags = "" if words[0] == "-" else words[0]
     match = _SEQ_RE.match(words[1])
     if match is None:
         raise ValueError(f"bad sequence {words[1]!r}: expected START:END(LENGTH)")
@@ -390,10 +505,43 @@ def _parse_syscall(line: int, time: Time, end: float | None, rest: str) -> Sysca
     return Syscall(line, time, name, args, result, errno, end, rest.strip())
 
 
-def parse(text: str, path: str = "<script>") -> Script:
-    """Parse a whole script; raise `ScriptError` (with the line number) on the first bad line."""
-    text = _strip_comments(text)
-    script = Script(path, [])
+def _preprocess(text: str, path: str, defines: dict) -> str:
+    """Blank the lines that ``#ifdef``/``#ifndef``/``#else``/``#endif`` drop (line numbers hold)."""
+    out, stack = [], []            # stack: (keeping this branch, line of the #if)
+    for number, line in enumerate(text.split("\n"), 1):
+        words = line.split()
+        keep = all(k for k, _ in stack)
+        if words and words[0] in ("#ifdef", "#ifndef"):
+            if len(words) != 2:
+                raise ScriptError(path, number, f"{words[0]} needs one name")
+            stack.append(((words[1] in defines) == (words[0] == "#ifdef"), number))
+            line = ""
+        elif words and words[0] == "#else":
+            if not stack:
+                raise ScriptError(path, number, "#else without #ifdef")
+            stack[-1] = (not stack[-1][0], stack[-1][1])
+            line = ""
+        elif words and words[0] == "#endif":
+            if not stack:
+                raise ScriptError(path, number, "#endif without #ifdef")
+            stack.pop()
+            line = ""
+        elif not keep:
+            line = ""
+        out.append(line)
+    if stack:
+        raise ScriptError(path, stack[-1][1], "#ifdef without #endif")
+    return "\n".join(out)
+
+
+def parse(text: str, path: str = "<script>", defines: dict | None = None) -> Script:
+    """Parse a whole script; raise `ScriptError` (with the line number) on the first bad line.
+
+    `defines` are the ``-D NAME=VALUE`` names: ``#ifdef`` tests them, and a syscall argument
+    or result written as NAME takes VALUE."""
+    defines = dict(defines or {})
+    text = _strip_comments(_preprocess(text, path, defines))
+    script = Script(path, [], defines=defines)
     # split into logical lines: a %{ }% block or a backquoted command may span lines
     line, chunks = 1, []
     pattern = re.compile(r"%\{.*?\}%|`[^`]*`|[^\n`%]+|%|\n", re.S)
@@ -416,14 +564,10 @@ def parse(text: str, path: str = "<script>") -> Script:
             continue
         try:
             if chunk.startswith("%{"):
-                if not chunk.endswith("}%"):
-                    raise ValueError("unterminated %{ Python block")
-                script.events.append(Skipped(number, "python", chunk))
+                script.events.append(_code(number, Time("rel", 0.0), chunk))
                 continue
             if chunk.startswith("`"):
-                if not chunk.endswith("`"):
-                    raise ValueError("unterminated shell command")
-                script.events.append(Skipped(number, "shell", chunk))
+                script.events.append(_shell(number, Time("rel", 0.0), chunk))
                 continue
             if chunk.startswith("--"):
                 if seen_event:
@@ -446,10 +590,11 @@ def parse(text: str, path: str = "<script>") -> Script:
                 if end.startswith("+"):
                     raise ValueError("write a blocking call as +START...END or START...END")
                 end = float(end)
-            if rest.startswith("`"):
-                if end is not None or not rest.endswith("`"):
-                    raise ValueError("malformed shell command line")
-                script.events.append(Skipped(number, "shell", rest))
+            if rest.startswith("`") or rest.startswith("%{"):
+                if end is not None:
+                    raise ValueError("only a syscall can block ('...')")
+                make = _shell if rest.startswith("`") else _code
+                script.events.append(make(number, time, rest))
             elif rest[:1] in ("<", ">"):
                 if end is not None:
                     raise ValueError("only a syscall can block ('...')")
@@ -463,6 +608,24 @@ def parse(text: str, path: str = "<script>") -> Script:
     return script
 
 
-def parse_file(path) -> Script:
+def _shell(line: int, time: Time, text: str) -> Shell:
+    if not text.endswith("`") or len(text) < 2:
+        raise ValueError("unterminated shell command")
+    return Shell(line, time, text[1:-1].strip(), text)
+
+
+def _code(line: int, time: Time, text: str) -> Code:
+    if not text.endswith("}%"):
+        raise ValueError("unterminated %{ Python block")
+    import textwrap
+    source = textwrap.dedent(text[2:-2].strip("\n"))
+    try:
+        compile(source, f"line {line}", "exec")
+    except SyntaxError as err:
+        raise ValueError(f"Python block: {err.msg} (block line {err.lineno})") from None
+    return Code(line, time, source, text)
+
+
+def parse_file(path, defines: dict | None = None) -> Script:
     with open(path) as f:
-        return parse(f.read(), str(path))
+        return parse(f.read(), str(path), defines)

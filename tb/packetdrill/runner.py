@@ -30,6 +30,7 @@ the fields listed in `LENIENT_FIELDS`, each of which the model's written policy
 (model/policy.py) sets differently from Linux on purpose, and names them in the report.
 """
 
+import errno as errno_mod
 import os
 import time as time_mod
 from dataclasses import dataclass, field
@@ -38,8 +39,9 @@ from pathlib import Path
 from model import constants as C
 from model.protocol import IpProto
 
-from .grammar import Flags, Option, Packet, Script, Skipped, Struct, Symbol, Syscall
-from .packets import Wire, build_tcp, build_udp, parse_ipv4
+from .grammar import (ICMP_CODES, ICMP_TYPES, Code, Flags, Null, Option, Packet, Script, Shell,
+                      Skipped, Struct, Symbol, Syscall)
+from .packets import Wire, build_icmp_error, build_tcp, build_udp, parse_ipv4
 
 __all__ = ["Config", "Call", "CallHandle", "Result", "Runner", "LENIENT_FIELDS", "CONSTANTS",
            "PCAP_DIR"]
@@ -77,11 +79,49 @@ CONSTANTS = {
     "POLLRDHUP": 0x2000,
     "MSG_PEEK": C.MSG_PEEK, "MSG_DONTWAIT": C.MSG_DONTWAIT, "MSG_WAITALL": C.MSG_WAITALL,
     "MSG_NOSIGNAL": 0x4000,
+    # <netinet/tcp.h>
+    "TCP_MAXSEG": 2, "TCP_CORK": 3, "TCP_KEEPIDLE": 4, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 6,
+    "TCP_SYNCNT": 7, "TCP_LINGER2": 8, "TCP_DEFER_ACCEPT": 9, "TCP_WINDOW_CLAMP": 10,
+    "TCP_INFO": 11, "TCP_QUICKACK": 12, "TCP_CONGESTION": 13, "TCP_USER_TIMEOUT": 18,
+    "TCP_FASTOPEN": 23, "TCP_NOTSENT_LOWAT": 25, "TCP_FASTOPEN_CONNECT": 30,
+    "TCP_FASTOPEN_NO_COOKIE": 34, "TCP_INQ": 36, "TCP_CM_INQ": 36, "TCP_TX_DELAY": 37,
+    # <netinet/in.h>, IP_* at SOL_IP (= IPPROTO_IP)
+    "SOL_IP": 0, "IP_TOS": 1, "IP_TTL": 2, "IP_HDRINCL": 3, "IP_OPTIONS": 4, "IP_RECVOPTS": 6,
+    "IP_MTU_DISCOVER": 10, "IP_RECVERR": 11, "IP_RECVTTL": 12, "IP_RECVTOS": 13, "IP_MTU": 14,
+    "IP_FREEBIND": 15, "IP_TRANSPARENT": 19, "IP_BIND_ADDRESS_NO_PORT": 24,
+    "IP_PMTUDISC_DONT": 0, "IP_PMTUDISC_WANT": 1, "IP_PMTUDISC_DO": 2, "IP_PMTUDISC_PROBE": 3,
+    "INADDR_ANY": 0, "AF_UNSPEC": 0, "AF_INET6": 10, "PF_INET6": 10,
+    # <sys/socket.h>
+    "SO_DEBUG": 1, "SO_TYPE": 3, "SO_DONTROUTE": 5, "SO_BROADCAST": 6, "SO_OOBINLINE": 10,
+    "SO_PRIORITY": 12, "SO_RCVLOWAT": 18, "SO_SNDLOWAT": 19, "SO_RCVTIMEO": 20,
+    "SO_SNDTIMEO": 21, "SO_ACCEPTCONN": 30, "SO_SNDBUFFORCE": 32, "SO_RCVBUFFORCE": 33,
+    "SO_MARK": 36, "SO_TIMESTAMPING": 37, "SO_PROTOCOL": 38, "SO_DOMAIN": 39,
+    "SO_MAX_PACING_RATE": 47, "SO_INCOMING_CPU": 49, "SO_ZEROCOPY": 60,
+    "SOCK_NONBLOCK": 0x800, "SOCK_CLOEXEC": 0x80000, "SOCK_RAW": 3,
+    "MSG_OOB": 0x1, "MSG_DONTROUTE": 0x4, "MSG_CTRUNC": 0x8, "MSG_TRUNC": 0x20, "MSG_EOR": 0x80,
+    "MSG_ERRQUEUE": 0x2000, "MSG_MORE": 0x8000, "MSG_ZEROCOPY": 0x4000000,
+    "MSG_FASTOPEN": 0x20000000, "SCM_RIGHTS": 1, "SCM_TIMESTAMPING": 37,
+    # <sys/ioctl.h>, <linux/sockios.h>, <fcntl.h>
+    "SIOCINQ": 0x541B, "FIONREAD": 0x541B, "SIOCOUTQ": 0x5411, "TIOCOUTQ": 0x5411,
+    "SIOCOUTQNSD": 0x894B, "FIONBIO": 0x5421, "F_GETFD": 1, "F_SETFD": 2, "FD_CLOEXEC": 1,
+    "O_CLOEXEC": 0x80000,
+    # <sys/epoll.h>
+    "EPOLLIN": 0x1, "EPOLLPRI": 0x2, "EPOLLOUT": 0x4, "EPOLLERR": 0x8, "EPOLLHUP": 0x10,
+    "EPOLLRDNORM": 0x40, "EPOLLWRNORM": 0x100, "EPOLLRDHUP": 0x2000, "EPOLLEXCLUSIVE": 1 << 28,
+    "EPOLLONESHOT": 1 << 30, "EPOLLET": 1 << 31, "EPOLL_CTL_ADD": 1, "EPOLL_CTL_DEL": 2,
+    "EPOLL_CTL_MOD": 3, "EPOLL_CLOEXEC": 0x80000,
 }
+# errno names are values too (getsockopt(..., SO_ERROR, [ECONNREFUSED], [4]) = 0): Linux's
+CONSTANTS.update({name: number for number, name in errno_mod.errorcode.items()
+                  if name not in CONSTANTS})
 
 SYSCALLS = ("socket", "bind", "listen", "accept", "connect", "read", "write", "recv", "send",
-            "close", "shutdown", "fcntl", "setsockopt", "getsockopt", "poll")
-FD_RESULT = ("socket", "accept")
+            "close", "shutdown", "fcntl", "setsockopt", "getsockopt", "poll", "sendto",
+            "recvfrom", "sendmsg", "recvmsg", "writev", "readv", "ioctl", "epoll_create",
+            "epoll_create1", "epoll_ctl", "epoll_wait", "getsockname", "getpeername")
+FD_RESULT = ("socket", "accept", "epoll_create", "epoll_create1")
+# the argument positions that are fds (mapped from the script's numbers to the backend's)
+FD_ARGS = {"epoll_ctl": (0, 2)}
 NONBLOCKING_WAIT = 0.05     # seconds a call written without "..." may take on a busy machine
 
 
@@ -93,10 +133,18 @@ class Config:
     remote_port: int = 40123         # the script's port for connections it opens
     connect_port: int = 8080         # the script's port that connect() reaches
     tolerance_usecs: int = 4000
-    mss: int = 1460
+    mss: int | None = None           # packetdrill's --mss: the GSO segment size of injected
+                                     # TCP packets (a longer one reaches the stack as a
+                                     # super-segment of that many bytes per segment)
+    mtu: int = 1500                  # the path's MTU (the TUN's; the model's MSS is mtu - 40)
     lenient: bool = False
     pcap_dir: Path = PCAP_DIR
     any_time_limit: float = 5.0      # how long a "*" expectation waits
+    shell_timeout: float = 30.0      # how long a backquoted shell line may run
+    defines: dict = field(default_factory=dict)   # -D NAME[=VALUE]
+    outbound: str = "strict"         # "strict": an unscripted outbound packet fails the script
+                                     # at the next < line, syscall or the end; "packetdrill":
+                                     # only a > line that takes it can fail (packetdrill's rule)
 
 
 @dataclass
@@ -153,8 +201,18 @@ class Mismatch(Exception):
     pass
 
 
+# the script's -D NAME=VALUE definitions, read by _const (one script runs at a time per process)
+_DEFINES: dict = {}
+
+
 def _const(value):
     if isinstance(value, Symbol):
+        if value.name in _DEFINES:
+            text = _DEFINES[value.name]
+            try:
+                return int(text, 0)
+            except (TypeError, ValueError):
+                return CONSTANTS.get(text, text)
         if value.name not in CONSTANTS:
             raise Mismatch(f"unknown constant {value.name}")
         return CONSTANTS[value.name]
@@ -168,6 +226,25 @@ def _const(value):
 
 def _seq(value: int) -> int:
     return value & 0xFFFFFFFF
+
+
+def _split(wire: Wire, size: int) -> tuple[Wire, Wire]:
+    """A super-segment cut after `size` payload bytes (as TSO segments it)."""
+    import dataclasses
+    head = dataclasses.replace(wire, flags="".join(f for f in wire.flags if f not in "PF"),
+                               payload=wire.payload[:size], gso_size=wire.gso_size)
+    tail = dataclasses.replace(wire, flags="".join(f for f in wire.flags if f != "W"),
+                               seq=_seq(wire.seq + size), payload=wire.payload[size:],
+                               gso_size=wire.gso_size if wire.length - size > wire.gso_size else 0)
+    return head, tail
+
+
+def _join(first: Wire, second: Wire) -> Wire:
+    """Two contiguous segments as one super-segment (the flags of both: PSH, FIN of the last)."""
+    import dataclasses
+    flags = "".join(f for f in "SFRPUEW." if f in first.flags or f in second.flags)
+    return dataclasses.replace(first, flags=flags, payload=first.payload + second.payload,
+                               gso_size=first.gso_size or first.length)
 
 
 class Runner:
@@ -191,6 +268,14 @@ class Runner:
         self.pending: tuple[Syscall, CallHandle, float, float] | None = None
         self.last_out: Wire | None = None
         self.passed_over = 0                       # lenient: model window updates skipped
+        self.held: list[tuple[float, Wire]] = []   # the rest of a split super-segment, or a
+                                                   # segment read ahead while coalescing
+        self.socket_under_test: int | None = None  # the script fd %{ }% blocks read tcp_info of
+        self.code_env: dict = {}                   # %{ }% blocks share their variables
+        self.skipped: list[Skipped] = []
+        self.offload = getattr(backend, "offload", False)
+        _DEFINES.clear()
+        _DEFINES.update(script.defines)
 
     # ----- the script clock ----------------------------------------------------------
 
@@ -206,20 +291,22 @@ class Runner:
 
     def run(self) -> Result:
         result = Result(self.script.path, self.backend.name, False, self.cfg.lenient,
-                        skipped=self.script.skipped,
+                        skipped=self.skipped,
                         not_compared=sorted(LENIENT_FIELDS) if self.cfg.lenient else [])
         base = 0.0
         self.backend.start_clock()
         try:
             for ev in self.script.events:
                 if isinstance(ev, Skipped):
+                    self.skipped.append(ev)
                     continue
                 result.events += 1
                 try:
                     base = self._event(ev, base)
                 except Mismatch as err:
-                    kind = "packet" if isinstance(ev, Packet) else "syscall"
-                    raise Mismatch(f"line {ev.line}: {kind} {ev.text}\n{err}") from None
+                    kind = {Packet: "packet", Shell: "shell command", Code: "Python block"}.get(
+                        type(ev), "syscall")
+                    raise Mismatch(f"line {ev.line}: {kind} {ev.text.splitlines()[0]}\n{err}") from None
             self._finish_pending(final=True)
             self._no_unexpected("at the end of the script")
             result.passed = True
@@ -241,7 +328,51 @@ class Runner:
             self._no_unexpected(f"before line {ev.line}")
             self._inject(ev)
             return start
+        if isinstance(ev, Shell):
+            return self._shell(ev, start)
+        if isinstance(ev, Code):
+            return self._code(ev, start)
         return self._syscall(ev, start, base)
+
+    # ----- shell lines and Python blocks ----------------------------------------------
+
+    def _shell(self, ev: Shell, start: float) -> float:
+        """Run the command in the stack's namespace, from the script's folder; the next
+        relative time counts from when it ended (its own run time is not charged to it)."""
+        run = getattr(self.backend, "shell", None)
+        if run is None:
+            self.skipped.append(Skipped(ev.line, "shell", ev.text))
+            return start
+        cwd = str(Path(self.script.path).resolve().parent)
+        code, output = run(ev.command, cwd, self.cfg.shell_timeout)
+        if code != 0:
+            raise Mismatch(f"the command exited with status {code}" + (f":\n{output.rstrip()}" if output else ""))
+        return max(start, self.backend.now())
+
+    def _code(self, ev: Code, start: float) -> float:
+        """Run the block with the tcp_info fields of the socket under test (``tcpi_*``)."""
+        info_of = getattr(self.backend, "tcp_info", None)
+        fd = self.fds.get(self.socket_under_test) if self.socket_under_test is not None else None
+        info = info_of(fd) if info_of is not None and fd is not None else None
+        if info is None:
+            why = "no socket yet" if fd is None else f"tcp_info is not supported on {self.backend.name}"
+            self.skipped.append(Skipped(ev.line, "python", f"{ev.text} ({why})"))
+            return start
+        self.code_env.update(info)
+        try:
+            exec(compile(ev.source, f"<line {ev.line}>", "exec"), self.code_env)
+        except AssertionError as err:
+            import traceback
+            frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == f"<line {ev.line}>"]
+            where = frames[-1].lineno if frames else 1
+            statement = ev.source.splitlines()[where - 1].strip()
+            names = sorted(n for n in info if n in statement)
+            values = ", ".join(f"{n}={info[n]}" for n in names)
+            raise Mismatch(f"  assertion failed: {statement}" + (f"  ({err})" if str(err) else "")
+                           + (f"\n  with {values}" if values else "")) from None
+        except Exception as err:
+            raise Mismatch(f"  the block raised {err!r}") from None
+        return start
 
     def _wait(self, t: float):
         self.backend.wait_until(t)
@@ -250,6 +381,15 @@ class Runner:
 
     def _inject(self, ev: Packet):
         cfg = self.cfg
+        tos = ev.ip.get("tos", 0)
+        if ev.ip.get("ecn"):
+            tos = (tos & ~3) | {"noecn": 0, "ect1": 1, "ect0": 2, "ce": 3, "ect01": 2}[ev.ip["ecn"]]
+        ip = {"tos": tos, "ttl": ev.ip.get("ttl", 64)}
+        if ev.proto == "icmp":
+            raw = self._icmp(ev)
+            self.trace.append((self.backend.now(), "<", raw))
+            self.backend.inject(raw)
+            return
         if ev.proto == "udp":
             if self.udp_lport is None:
                 raise Mismatch("a UDP packet before any UDP socket was bound or connected")
@@ -272,22 +412,55 @@ class Runner:
                                                for a, b in opt.values))
                 options.append(opt)
             win = ev.win if ev.win is not None else 65535
+            mss = cfg.mss
+            if mss and ev.length > mss and not self.offload:
+                # no GSO on this backend: the segments the super-segment stands for, in order
+                for offset in range(0, ev.length, mss):
+                    size = min(mss, ev.length - offset)
+                    last = offset + size == ev.length
+                    flags = ev.flags if last else ev.flags.replace("P", "").replace("F", "")
+                    raw = build_tcp(cfg.remote_ip, cfg.local_ip, self.rport, self.lport, flags,
+                                    _seq(self.remote_isn + ev.seq + offset), ack, win, options,
+                                    bytes(size), ev.urg or 0, **ip)
+                    self.trace.append((self.backend.now(), "<", raw))
+                    self.backend.inject(raw)
+                return
             raw = build_tcp(cfg.remote_ip, cfg.local_ip, self.rport, self.lport, ev.flags,
                             _seq(self.remote_isn + ev.seq), ack, win, options,
-                            bytes(ev.length), ev.urg or 0)
+                            bytes(ev.length), ev.urg or 0, **ip)
+            if mss and ev.length > mss:
+                self.trace.append((self.backend.now(), "<", raw))
+                self.backend.inject(raw, gso_size=mss)
+                return
         self.trace.append((self.backend.now(), "<", raw))
         self.backend.inject(raw)
 
+    def _icmp(self, ev: Packet) -> bytes:
+        """An ICMP error about the connection's outbound segment ``[SEQ:END(LEN)]``."""
+        cfg = self.cfg
+        if self.lport is None:
+            raise Mismatch("an ICMP line before any TCP connection exists")
+        icmp_type, code = ICMP_TYPES[ev.icmp[0]], ICMP_CODES[ev.icmp[1]]
+        offending = build_tcp(cfg.local_ip, cfg.remote_ip, self.lport, self.rport, ".",
+                              _seq((self.local_isn or 0) + ev.seq), _seq(self.remote_isn + 1),
+                              0, [], bytes(ev.length))
+        return build_icmp_error(cfg.remote_ip, cfg.local_ip, icmp_type, code, offending[:28],
+                                ev.win or 0)
+
     def _next_wire(self, deadline: float, expected: Packet | None = None):
+        if self.held:
+            return self.held.pop(0)
         while True:
             got = self.backend.next_packet(deadline)
             if got is None:
                 return None
-            t, raw = got
+            t, raw, *gso = got
             self.trace.append((t, ">", raw))
             wire = parse_ipv4(raw)
             if wire is None:
                 continue
+            if gso and gso[0] and wire.length > gso[0]:
+                wire.gso_size = gso[0]
             last, self.last_out = self.last_out, wire
             if self.cfg.lenient and self._window_update(wire, last) and \
                     (expected is None or self._compare(expected, wire, None, t)):
@@ -304,7 +477,9 @@ class Runner:
                                      + ("F" in last.flags)))
 
     def _no_unexpected(self, where: str):
-        while self.backend.pending():
+        if self.cfg.outbound == "packetdrill":
+            return
+        while self.held or self.backend.pending():
             got = self._next_wire(self.backend.now())
             if got is None:
                 return
@@ -325,6 +500,8 @@ class Runner:
             raise Mismatch(f"expected packet not seen by {deadline:.6f}\n"
                            + self._table(ev, None, window, None))
         t, wire = got
+        if ev.proto == wire.proto == "tcp" and wire.length != ev.length and ev.length:
+            wire = self._resegment(ev, wire, deadline, t)
         if "S" in wire.flags and wire.proto == "tcp" and self.local_isn is None:
             self.local_isn = wire.seq
         if wire.proto == "tcp":
@@ -340,6 +517,32 @@ class Runner:
             raise Mismatch("packet differs in " + ", ".join(bad) + "\n"
                            + self._table(ev, wire, window, t, bad))
         return t
+
+    def _resegment(self, ev: Packet, wire: Wire, deadline: float, t: float) -> Wire:
+        """Make the segment the script expects from what the stack sent, as a wire would.
+
+        A TSO super-segment (linux) longer than the line is cut at a segment boundary, the
+        rest kept for the next ``>`` line (PSH and FIN only on the last piece, CWR only on
+        the first, as the NIC's segmentation does). On a backend without segmentation offload
+        (model, rtl), full segments that follow one another (contiguous, same ACK) are joined
+        into the super-segment the line expects."""
+        if wire.length > ev.length and wire.gso_size and ev.length % wire.gso_size == 0:
+            head, tail = _split(wire, ev.length)
+            self.held.insert(0, (t, tail))
+            return head
+        if wire.length < ev.length and not self.offload:
+            while wire.length < ev.length and not set("SFR") & set(wire.flags):
+                got = self._next_wire(deadline)
+                if got is None:
+                    break
+                t, more = got
+                if not (more.proto == "tcp" and (more.sport, more.dport) == (wire.sport, wire.dport)
+                        and more.seq == _seq(wire.seq + wire.length) and more.ack == wire.ack
+                        and more.length and not set("SR") & set(more.flags)):
+                    self.held.insert(0, got)
+                    break
+                wire = _join(wire, more)
+        return wire
 
     def _compare(self, ev: Packet, wire: Wire, window, t: float) -> list[str]:
         bad = []
@@ -372,6 +575,14 @@ class Runner:
             if ev.options is not None and not cfg.lenient and \
                     not self._options_match(ev.options, wire.options):
                 bad.append("options")
+        if "tos" in ev.ip and wire.tos >> 2 != ev.ip["tos"] >> 2:
+            bad.append("tos")
+        if "ttl" in ev.ip and wire.ttl != ev.ip["ttl"]:
+            bad.append("ttl")
+        ecn = ev.ip.get("ecn")
+        if ecn and not (wire.tos & 3 in (1, 2) if ecn == "ect01" else
+                        wire.tos & 3 == {"noecn": 0, "ect1": 1, "ect0": 2, "ce": 3}[ecn]):
+            bad.append("ecn")
         if window is not None and not cfg.lenient and \
                 not window[0] - self.tol <= t <= window[1] + self.tol:
             bad.append("time")
@@ -437,12 +648,30 @@ class Runner:
                            f"(supported: {', '.join(SYSCALLS)})")
         args = list(ev.args)
         call = Call(ev.name, args)
-        if ev.name != "socket" and ev.name != "poll":
+        no_fd = ("socket", "poll", "epoll_create", "epoll_create1")
+        if ev.name not in no_fd:
             if not args:
                 raise Mismatch(f"{ev.name}() needs an fd")
-            script_fd = _const(args[0])
-            call.fd = self.fds.get(script_fd, 10_000 + script_fd if isinstance(script_fd, int) else -1)
-        kind = self.kinds.get(_const(args[0])) if args and ev.name != "poll" else None
+            call.fd = self._backend_fd(args[0])
+        kind = self.kinds.get(_const(args[0])) if args and ev.name not in no_fd else None
+        if ev.name in ("sendmsg", "recvmsg"):
+            msg = args[1] if len(args) > 1 else None
+            if not isinstance(msg, Struct) or not isinstance(msg.fields.get("msg_iov"), list):
+                raise Mismatch(f"{ev.name}() needs a msghdr {{msg_name(...)=..., msg_iov(N)=[...], msg_flags=0}}")
+            call.args = [self._iov_lengths(msg.fields["msg_iov"]),
+                         _const(args[2]) if len(args) > 2 else 0, msg.fields.get("msg_control")]
+        elif ev.name in ("writev", "readv"):
+            if len(args) < 2 or not isinstance(args[1], list):
+                raise Mismatch(f"{ev.name}() needs a list of iovecs [{{..., LEN}}, ...]")
+            call.args = [self._iov_lengths(args[1])]
+        elif ev.name == "epoll_ctl":
+            if len(args) < 3:
+                raise Mismatch("epoll_ctl(EPFD, OP, FD, {events=..., fd=FD}) needs four arguments")
+            event = args[3] if len(args) > 3 else Null
+            mask, data = self._epoll_event(event) if isinstance(event, Struct) else (0, 0)
+            call.args = [_const(args[1]), self._backend_fd(args[2]), mask, data]
+        elif ev.name in ("sendto", "recvfrom"):
+            call.address = (self.cfg.remote_ip, self.udp_rport or self.cfg.connect_port)
         if ev.name == "bind":
             call.address = (self.cfg.local_ip, self.cfg.local_port)
             if kind == 2:
@@ -458,6 +687,32 @@ class Runner:
             call.args = [[(self.fds.get(_const(s.fields["fd"]), -1), _const(s.fields.get("events", 0)))
                           for s in args[0]], *args[1:]]
         return call
+
+    def _backend_fd(self, value) -> int:
+        script_fd = _const(value)
+        return self.fds.get(script_fd, 10_000 + script_fd if isinstance(script_fd, int) else -1)
+
+    @staticmethod
+    def _iov_lengths(iovecs: list) -> list[int]:
+        """An iovec is ``{..., LEN}`` or ``{iov_base=..., iov_len=LEN}``; its base is NULL or any."""
+        lengths = []
+        for iov in iovecs:
+            if not isinstance(iov, Struct):
+                raise Mismatch(f"an iovec is {{..., LEN}}, not {iov}")
+            length = iov.fields.get("iov_len", iov.fields.get(1))
+            base = iov.fields.get("iov_base", iov.fields.get(0, ...))
+            if not isinstance(_const(length), int):
+                raise Mismatch(f"an iovec needs a length: {iov}")
+            lengths.append(-1 - _const(length) if base is Null else _const(length))
+        return lengths
+
+    def _epoll_event(self, event: Struct) -> tuple[int, int]:
+        """``{events=MASK, fd=FD}`` (or ``u32=``/``u64=``/``ptr=``): the mask and the data word."""
+        mask = _const(event.fields.get("events", 0))
+        for key in ("fd", "u32", "u64", "ptr"):
+            if key in event.fields:
+                return mask, _const(event.fields[key])
+        return mask, 0
 
     def _syscall(self, ev: Syscall, start: float, base: float) -> float:
         self._finish_pending(final=False)
@@ -508,8 +763,10 @@ class Runner:
         want = f"-1 {ev.errno}" if ev.errno else str(expected)
         if ev.name in FD_RESULT and not handle.errno and not ev.errno:
             self.fds[expected] = handle.result
-            kind = 1 if ev.name == "accept" else _const(ev.args[1]) & 0xF
+            kind = 1 if ev.name == "accept" else _const(ev.args[1]) & 0xF if ev.name == "socket" else 0
             self.kinds[expected] = kind
+            if ev.name in ("socket", "accept"):
+                self.socket_under_test = expected
             return
         if ev.name == "fcntl" and not handle.errno and not ev.errno and \
                 _const(ev.args[1]) == CONSTANTS["F_GETFL"]:
@@ -524,10 +781,29 @@ class Runner:
             fd = _const(ev.args[0])
             self.fds.pop(fd, None)
             self.kinds.pop(fd, None)
-        if ev.name == "getsockopt" and not ev.errno and len(ev.args) > 3:
-            want_val = ev.args[3][0] if isinstance(ev.args[3], list) else ev.args[3]
-            if want_val is not ... and handle.outputs.get("optval") != _const(want_val):
-                raise Mismatch(f"  optval   expected {want_val}   actual {handle.outputs.get('optval')}")
+        if ev.name in ("getsockopt", "ioctl") and not ev.errno and len(ev.args) > (3 if ev.name == "getsockopt" else 2):
+            arg = ev.args[3] if ev.name == "getsockopt" else ev.args[2]
+            want_val = arg[0] if isinstance(arg, list) and arg else arg
+            got_val = handle.outputs.get("optval")
+            if isinstance(want_val, Struct):
+                for key, value in want_val.fields.items():
+                    if value is not ... and (got_val or {}).get(key) != _const(value):
+                        raise Mismatch(f"  optval   expected {want_val}   actual {got_val}")
+            elif want_val is not ... and got_val != _const(want_val):
+                raise Mismatch(f"  optval   expected {want_val}   actual {got_val}")
+        if ev.name == "recvmsg" and not ev.errno and isinstance(ev.args[1], Struct):
+            want_flags = ev.args[1].fields.get("msg_flags", ...)
+            if want_flags is not ... and handle.outputs.get("msg_flags", 0) != _const(want_flags):
+                raise Mismatch(f"  msg_flags  expected {want_flags}   actual {handle.outputs.get('msg_flags', 0):#x}")
+        if ev.name == "epoll_wait" and not ev.errno and len(ev.args) > 1:
+            wanted = ev.args[1] if isinstance(ev.args[1], list) else [ev.args[1]]
+            got = handle.outputs.get("events", [])
+            for struct, (mask, data) in zip(wanted, got):
+                if isinstance(struct, Struct):
+                    want_mask, want_data = self._epoll_event(struct)
+                    if (want_mask, want_data) != (mask, data):
+                        raise Mismatch(f"  event    expected {struct} ({want_mask:#x}, {want_data})   "
+                                       f"actual ({mask:#x}, {data})")
         if ev.name == "poll" and not ev.errno:
             revents = handle.outputs.get("revents", [])
             for struct, actual in zip(ev.args[0], revents):

@@ -35,7 +35,8 @@ class ModelBackend:
 
     def __init__(self, config: Config):
         self.cfg = config
-        policy = Policy(mss=config.mss) if config.mss != DEFAULT_POLICY.mss else DEFAULT_POLICY
+        mss = config.mtu - 40
+        policy = Policy(mss=mss) if mss != DEFAULT_POLICY.mss else DEFAULT_POLICY
         self.host = Host(LOCAL_MAC, config.local_ip, policy)
         self.host.add_neighbor(config.remote_ip, REMOTE_MAC)
         self.proc = self.host.spawn()

@@ -21,8 +21,8 @@ class RtlBackend(ModelBackend):
 
     def __init__(self, config: Config, port, policy: Policy, connections: int):
         from tb.nic_os import NicHost
-        if config.mss != policy.mss:
-            raise ValueError(f"the NIC was built with MSS {policy.mss}, the script asks for {config.mss}")
+        if config.mtu - 40 != policy.mss:
+            raise ValueError(f"the NIC was built with MSS {policy.mss}, the script asks for MTU {config.mtu}")
         self.cfg = config
         self.host = NicHost(port, LOCAL_MAC, config.local_ip, policy=policy,
                             connections=connections, name="rtl")
