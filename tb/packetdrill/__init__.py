@@ -27,6 +27,10 @@ def run_script(path, backend, config: Config | None = None) -> Result:
                 setattr(config, key, int(script.options[key]))
             except ValueError:
                 raise ScriptError(str(path), 1, f"--{key} needs a number, not {script.options[key]!r}") from None
+    if "outbound" in script.options:
+        if script.options["outbound"] not in ("strict", "packetdrill"):
+            raise ScriptError(str(path), 1, "--outbound is strict or packetdrill")
+        config.outbound = script.options["outbound"]
     stack = backend(config) if callable(backend) else make_backend(backend, config)
     try:
         return Runner(script, stack, config).run()

@@ -7,13 +7,20 @@ script times are rounded to the millisecond), and every timer fires at its own t
 
 A call that raises ``WouldBlock`` stays pending and is retried, in order, after every
 injected packet and every timer, and its return time is the tick it completed on.
+
+The calls beyond the model's API are made of it as the OS would: writev/sendmsg send the
+iovecs' bytes as one write, readv/recvmsg read into them, epoll is poll's readiness with the
+registered data word, SIOCINQ/SIOCOUTQ read the connection's queues, a NULL buffer is EFAULT
+(the syscall layer's check), and %{ }% blocks get tcp_info fields from the model's TCB.
 """
 
 from model.constants import SOCK_DGRAM, SOCK_STREAM
+from model.tcp import State, seq_diff
 from model.errors import Errno, SocketError, WouldBlock
 from model.host import Host
 from model.policy import DEFAULT_POLICY, Policy
 
+from ..grammar import Null
 from ..runner import CONSTANTS, CallHandle, Config, _const
 
 __all__ = ["ModelBackend"]
@@ -24,6 +31,22 @@ O_RDWR, O_NONBLOCK = CONSTANTS["O_RDWR"], CONSTANTS["O_NONBLOCK"]
 # SO_REUSEADDR (ports are reusable as soon as the socket is released), TCP_NODELAY (no
 # Nagle), SO_KEEPALIVE (no keepalive), SO_RCVBUF/SO_SNDBUF (buffers are fixed by the policy)
 IGNORED_OPTIONS = {(1, 2), (6, 1), (1, 9), (1, 8), (1, 7)}
+
+
+# Linux's tcp_info state numbers (include/net/tcp_states.h)
+LINUX_STATE = {State.ESTABLISHED: 1, State.SYN_SENT: 2, State.SYN_RECEIVED: 3, State.FIN_WAIT_1: 4,
+               State.FIN_WAIT_2: 5, State.TIME_WAIT: 6, State.CLOSED: 7, State.CLOSE_WAIT: 8,
+               State.LAST_ACK: 9, State.LISTEN: 10, State.CLOSING: 11}
+# socket options that read a number off the model's state (level, option)
+SIOCINQ, SIOCOUTQ = CONSTANTS["SIOCINQ"], CONSTANTS["SIOCOUTQ"]
+
+
+class CallError(Exception):
+    """A syscall's errno that the OS raises around the model (EFAULT, epoll's ENOENT...)."""
+
+    def __init__(self, errno: str, message: str = ""):
+        super().__init__(message)
+        self.errno = errno
 
 
 def _ms(t: float) -> int:
@@ -42,6 +65,8 @@ class ModelBackend:
         self.proc = self.host.spawn()
         self.queue: list[tuple[float, bytes]] = []
         self.blocked: list[CallHandle] = []
+        self.epolls: dict[int, dict] = {}       # epoll fd -> {fd: (events, data)}
+        self.next_epoll_fd = 1000
 
     # ----- clock and packets --------------------------------------------------------
 
@@ -115,6 +140,8 @@ class ModelBackend:
             return False
         except SocketError as err:
             handle.result, handle.errno = -1, str(err.errno)
+        except CallError as err:
+            handle.result, handle.errno = -1, err.errno
         handle.returned_at = self.now()
         handle.done = True
         self._collect()
@@ -122,8 +149,20 @@ class ModelBackend:
 
     def _do(self, handle: CallHandle) -> int:
         call, proc = handle.call, self.proc
-        args = [_const(a) for a in call.args] if call.name != "poll" else call.args
         name = call.name
+        plain = name not in ("poll", "sendmsg", "recvmsg", "writev", "readv", "epoll_ctl", "epoll_wait")
+        args = [_const(a) for a in call.args] if plain else call.args
+        if name in ("read", "recv", "recvfrom", "write", "send", "sendto") and args[1] is Null:
+            self.proc.socket_of(call.fd)
+            raise CallError("EFAULT", "NULL buffer")
+        if name in ("epoll_create", "epoll_create1"):
+            if name == "epoll_create" and args[0] <= 0:
+                raise SocketError("EINVAL", "epoll_create size must be positive")
+            self.next_epoll_fd += 1
+            self.epolls[self.next_epoll_fd] = {}
+            return self.next_epoll_fd
+        if name in ("epoll_ctl", "epoll_wait"):
+            return self._epoll(handle)
         if name == "socket":
             kind = {CONSTANTS["SOCK_STREAM"]: SOCK_STREAM, CONSTANTS["SOCK_DGRAM"]: SOCK_DGRAM}.get(args[1] & 0xF)
             if kind is None:
@@ -144,6 +183,24 @@ class ModelBackend:
         elif name in ("write", "send"):
             flags = args[3] if name == "send" and len(args) > 3 else 0
             return proc.send(fd, bytes(args[2]), flags)
+        elif name == "sendto":
+            return proc.sendto(fd, bytes(args[2]), call.address, args[3] if len(args) > 3 else 0) \
+                if proc.socket_of(fd).kind == SOCK_DGRAM and len(args) > 4 and args[4] is not ... \
+                else proc.send(fd, bytes(args[2]), args[3] if len(args) > 3 else 0)
+        elif name == "recvfrom":
+            return len(proc.recv(fd, args[2], args[3] if len(args) > 3 else 0))
+        elif name in ("writev", "sendmsg"):
+            lengths = args[0]
+            if any(n < 0 for n in lengths):
+                raise CallError("EFAULT", "NULL iov_base")
+            return proc.send(fd, bytes(sum(lengths)), args[1] if name == "sendmsg" else 0)
+        elif name in ("readv", "recvmsg"):
+            handle.outputs["msg_flags"] = 0
+            return len(proc.recv(fd, sum(max(n, 0) for n in args[0]), args[1] if name == "recvmsg" else 0))
+        elif name == "ioctl":
+            handle.outputs["optval"] = self._queue_bytes(fd, args[1])
+        elif name in ("getsockname", "getpeername"):
+            getattr(proc, name)(fd)
         elif name == "close":
             proc.close(fd)
         elif name == "shutdown":
@@ -179,6 +236,78 @@ class ModelBackend:
         revents = [ready.get(fd, CONSTANTS["POLLNVAL"] if fd < 0 else 0) for fd, _ in fds]
         handle.outputs["revents"] = revents
         return sum(1 for r in revents if r)
+
+    def _queue_bytes(self, fd: int, request: int) -> int:
+        """SIOCINQ: bytes ready to read; SIOCOUTQ: bytes sent and not yet acknowledged or unsent."""
+        sock = self.proc.socket_of(fd)
+        if request not in (SIOCINQ, SIOCOUTQ):
+            raise SocketError("EOPNOTSUPP", f"ioctl request {request:#x}")
+        if sock.kind == SOCK_DGRAM:
+            return (len(sock.datagrams[0][0]) if sock.datagrams else 0) if request == SIOCINQ else 0
+        if sock.listening:
+            raise SocketError("EINVAL", "a listening socket has no queues")
+        tcb = sock.tcb
+        if tcb is None:
+            return 0
+        return tcb.rcv.readable if request == SIOCINQ else len(tcb.send_queue)
+
+    def _epoll(self, handle: CallHandle) -> int:
+        call, args = handle.call, handle.call.args
+        interest = self.epolls.get(call.fd)
+        if interest is None:
+            raise SocketError("EBADF" if call.fd not in self.proc.fds else "EINVAL", "not an epoll fd")
+        if call.name == "epoll_ctl":
+            op, fd, events, data = args
+            self.proc.socket_of(fd)
+            if op == CONSTANTS["EPOLL_CTL_ADD"]:
+                if fd in interest:
+                    raise CallError("EEXIST", "already registered")
+                interest[fd] = (events, data)
+            elif op in (CONSTANTS["EPOLL_CTL_MOD"], CONSTANTS["EPOLL_CTL_DEL"]):
+                if fd not in interest:
+                    raise CallError("ENOENT", "not registered")
+                if op == CONSTANTS["EPOLL_CTL_DEL"]:
+                    del interest[fd]
+                else:
+                    interest[fd] = (events, data)
+            else:
+                raise SocketError("EINVAL", f"epoll_ctl op {op}")
+            return 0
+        maxevents, timeout = _const(args[2]), _const(args[3])
+        if maxevents <= 0:
+            raise SocketError("EINVAL", "maxevents must be positive")
+        # epoll reports EPOLLERR and EPOLLHUP whether asked or not, as poll does
+        polled = dict(self.proc.poll([(fd, events & 0xFFFF) for fd, (events, _) in interest.items()], 0))
+        ready = [(polled[fd], interest[fd][1]) for fd in interest if polled.get(fd)][:maxevents]
+        expired = timeout >= 0 and self.host.now >= handle.started + timeout
+        if not ready and not expired and timeout != 0:
+            raise WouldBlock()
+        handle.outputs["events"] = ready
+        return len(ready)
+
+    def tcp_info(self, fd: int) -> dict | None:
+        """The tcp_info fields the model has, from its TCB (times in microseconds)."""
+        try:
+            sock = self.proc.socket_of(fd)
+        except SocketError:
+            return None
+        if sock.kind != SOCK_STREAM:
+            return None
+        tcb = sock.tcb
+        if tcb is None:
+            return {"tcpi_state": LINUX_STATE[State.LISTEN if sock.listening else State.CLOSED]}
+        in_flight = seq_diff(tcb.snd_nxt, tcb.snd_una)
+        return {
+            "tcpi_state": LINUX_STATE[tcb.state],
+            "tcpi_snd_mss": tcb.eff_mss, "tcpi_rcv_mss": tcb.policy.mss, "tcpi_advmss": tcb.policy.mss,
+            "tcpi_rto": tcb.rto * 1000, "tcpi_retransmits": tcb.retries, "tcpi_backoff": tcb.retries,
+            "tcpi_total_retrans": sum(1 for _, kind, _ in tcb.events if kind in ("rto", "fast", "retx")),
+            "tcpi_unacked": -(-in_flight // tcb.eff_mss) if in_flight else 0,
+            "tcpi_notsent_bytes": tcb.unsent, "tcpi_snd_wnd": tcb.snd_wnd, "tcpi_rcv_wnd": tcb.rcv_wnd,
+            "tcpi_bytes_acked": max(0, seq_diff(tcb.snd_una, tcb.iss) - 1),
+            "tcpi_bytes_received": max(0, seq_diff(tcb.rcv_nxt, tcb.irs) - 1),
+            "tcpi_options": 0,            # no SACK, timestamps or window scale in the model
+        }
 
     def close(self):
         pass

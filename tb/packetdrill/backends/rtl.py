@@ -30,3 +30,10 @@ class RtlBackend(ModelBackend):
         self.proc = self.host.processes[self.host.spawn()]
         self.queue = []
         self.blocked = []
+        self.epolls = {}
+        self.next_epoll_fd = 1000
+
+    def tcp_info(self, fd: int):
+        """Not supported: the NIC's connection record is not read back (the block is reported
+        as skipped)."""
+        return None
