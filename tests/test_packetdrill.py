@@ -279,3 +279,122 @@ def test_every_script_parses():
     for path in SCRIPTS:
         script = parse(path.read_text(), str(path))
         assert any(isinstance(e, Packet) for e in script.events), path
+
+
+# --- upstream constructs (issue 17) ---------------------------------------------------------
+
+def test_parse_defines_select_lines():
+    text = ("#ifdef FAST\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n#else\n"
+            "0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n#endif\n+0 < udp (1)\n")
+    assert parse(text).events[0].args[1] == Symbol("SOCK_DGRAM")
+    fast = parse(text, defines={"FAST": ""})
+    assert fast.events[0].args[1] == Symbol("SOCK_STREAM") and fast.events[0].line == 2
+
+
+def test_defined_name_is_a_constant(tmp_path):
+    """``-D SIZE=10``: SIZE in a syscall line is 10 (here the read expects exactly that)."""
+    script = tmp_path / "d.pkt"
+    script.write_text("0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n+0 bind(3, ..., ...) = 0\n"
+                      "+0 < udp (10)\n+0 read(3, ..., 100) = SIZE\n")
+    assert run_script(script, "model", Config(defines={"SIZE": "10"})).passed
+    assert not run_script(script, "model", Config(defines={"SIZE": "11"})).passed
+
+
+def test_parse_upstream_packet_forms():
+    script = parse("+0 < (tos 0x2,ttl 3) - 1:1(0) win 10 <mss 1000,FO abcd12,nop,nop>\n"
+                   "+0 > [ect0] S. 0:0(0) ack 1 <FOEXP 00ff>\n"
+                   "+0 < [1:1001(1000)] icmp unreachable frag_needed mtu 1200\n")
+    noflags, synack, icmp = script.events
+    assert (noflags.flags, noflags.ip) == ("", {"tos": 2, "ttl": 3})
+    assert [str(o) for o in noflags.options] == ["mss 1000", "FO abcd12", "nop", "nop"]
+    assert synack.ip == {"ecn": "ect0"} and str(synack.options[0]) == "FOEXP 00ff"
+    assert (icmp.proto, icmp.icmp, icmp.seq, icmp.length, icmp.win) == \
+        ("icmp", ("unreachable", "frag_needed"), 1, 1000, 1200)
+
+
+def test_fast_open_options_round_trip():
+    from tb.packetdrill.packets import _decode_options, encode_options
+    (syn,) = parse("+0 < S 0:0(0) win 10 <FO,nop,nop,FO 0102030405060708,FOEXP aabb>\n").events
+    raw = encode_options(syn.options)
+    assert raw[:2] == b"\x22\x02" and b"\xfe\x06\xf9\x89\xaa\xbb" in raw
+    assert [str(o) for o in _decode_options(raw)] == ["FO", "nop", "nop", "FO 0102030405060708",
+                                                      "FOEXP aabb"]
+
+
+def test_parse_msghdr_iovec_null():
+    (sendmsg, read) = parse("+0 sendmsg(4, {msg_name(...)=..., msg_iov(2)=[{..., 3}, {..., 4}], "
+                            "msg_flags=0}, MSG_EOR) = 7\n+0 read(4, NULL, 1) = -1 EFAULT\n").events
+    iov = sendmsg.args[1].fields["msg_iov"]
+    assert [i.fields[1] for i in iov] == [3, 4] and sendmsg.args[2] == Symbol("MSG_EOR")
+    assert str(read.args[1]) == "NULL"
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("#ifdef A\n+0 < udp (1)\n", 1, "#ifdef without #endif"),
+    ("+0 < udp (1)\n#endif\n", 2, "#endif without #ifdef"),
+    ("+0 < (tos) S 0:0(0)\n", 1, "unknown IP field 'tos'"),
+    ("+0 < icmp bogus\n", 1, "an ICMP line is"),
+    ("+0 < icmp unreachable bogus_code\n", 1, "unknown ICMP code"),
+    ("+0 %{ assert ( }%\n", 1, "Python block"),
+    ("+0 < S 0:0(0) <FO xyz>\n", 1, "malformed TCP option 'FO xyz'"),
+])
+def test_parse_upstream_errors(text, line, message):
+    with pytest.raises(ScriptError) as info:
+        parse(text, "t.pkt")
+    assert info.value.line == line and message in str(info.value)
+
+
+def test_super_segment_split_and_join():
+    """A TSO super-segment cut as the NIC would (PSH and FIN on the last piece, CWR on the
+    first); two contiguous segments joined back into the same super-segment."""
+    from tb.packetdrill.packets import Wire
+    from tb.packetdrill.runner import _join, _split
+    wire = Wire("tcp", "192.0.2.1", "192.0.2.2", 1, 2, "FPW.", 100, 7, 10, payload=bytes(3000),
+                gso_size=1000)
+    head, tail = _split(wire, 1000)
+    assert (head.flags, head.seq, head.length) == ("W.", 100, 1000)
+    assert (tail.flags, tail.seq, tail.length, tail.gso_size) == ("FP.", 1100, 2000, 1000)
+    last, rest = _split(tail, 1000)
+    assert rest.gso_size == 0          # one segment left: an ordinary segment
+    joined = _join(head, tail)
+    assert (joined.flags, joined.seq, joined.length) == ("FPW.", 100, 3000)
+
+
+def test_model_joins_segments_only_where_contiguous(tmp_path):
+    """On the model (no TSO) a line expecting 3000 bytes takes three 1000-byte segments; a
+    line expecting more than was sent still fails, on its length."""
+    head = ("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n"
+            "+0 listen(3, 1) = 0\n+0 < S 0:0(0) win 32792 <mss 1000>\n"
+            "+0 > S. 0:0(0) ack 1 <mss 1460>\n+0 < . 1:1(0) ack 1 win 32792\n"
+            "+0 accept(3, ..., ...) = 4\n+0 write(4, ..., 3000) = 3000\n")
+    good, bad = tmp_path / "good.pkt", tmp_path / "bad.pkt"
+    good.write_text(head + "+0 > P. 1:3001(3000) ack 1\n")
+    bad.write_text(head + "+0 > P. 1:4001(4000) ack 1\n")
+    assert run_script(good, "model", Config(pcap_dir=tmp_path)).passed
+    result = run_script(bad, "model", Config(pcap_dir=tmp_path))
+    assert "packet differs in length" in result.failure and "3000" in result.failure
+
+
+def test_python_block_failure_names_the_statement(tmp_path):
+    script = tmp_path / "p.pkt"
+    script.write_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 bind(3, ..., ...) = 0\n"
+                      "+0 listen(3, 1) = 0\n+0 < S 0:0(0) win 32792 <mss 1000>\n"
+                      "+0 > S. 0:0(0) ack 1 <mss 1460>\n+0 < . 1:1(0) ack 1 win 32792\n"
+                      "+0 accept(3, ..., ...) = 4\n"
+                      "+0 %{\nstate = tcpi_state\nassert tcpi_snd_mss == 999\n}%\n")
+    result = run_script(script, "model", Config(pcap_dir=tmp_path))
+    assert "assertion failed: assert tcpi_snd_mss == 999" in result.failure
+    assert "with tcpi_snd_mss=1000" in result.failure and "line 8: Python block" in result.failure
+
+
+def test_shell_line_is_reported_on_the_model_and_keeps_its_time(tmp_path):
+    """The model runs no shell line: it is listed as skipped, and the clock still honours the
+    line's time (the write at +0 after it sends at 0.5 s, which the absolute line checks)."""
+    script = tmp_path / "s.pkt"
+    script.write_text("0 socket(..., SOCK_DGRAM, IPPROTO_UDP) = 3\n+0 connect(3, ..., ...) = 0\n"
+                      "0.5 `true`\n+0 write(3, ..., 10) = 10\n0.5 > udp (10)\n")
+    result = run_script(script, "model", Config(pcap_dir=tmp_path))
+    assert result.passed, result.report()
+    assert "line 3 (shell): `true`" in result.report()
+    script.write_text(script.read_text().replace("0.5 `true`", "0.4 `true`"))
+    assert "differs in time" in run_script(script, "model", Config(pcap_dir=tmp_path)).failure
