@@ -266,6 +266,13 @@ def test_parse_comments_skipped_and_options():
     ("0.1~+0.2 close(3) = 0\n", 1, "mixes absolute and relative"),
     ("+0 close(3) = 0\n--mss=1000\n", 2, "must come before the first event"),
     ("// nothing\n", 1, "no events"),
+    ("#ifdef A\n+0 < udp (1)\n", 1, "#ifdef without #endif"),
+    ("+0 < udp (1)\n#endif\n", 2, "#endif without #ifdef"),
+    ("+0 < (tos) S 0:0(0)\n", 1, "unknown IP field 'tos'"),
+    ("+0 < icmp bogus\n", 1, "an ICMP line is"),
+    ("+0 < icmp unreachable bogus_code\n", 1, "unknown ICMP code"),
+    ("+0 %{ assert ( }%\n", 1, "Python block"),
+    ("+0 < S 0:0(0) <FO xyz>\n", 1, "malformed TCP option 'FO xyz'"),
 ])
 def test_parse_errors_name_the_line(text, line, message):
     with pytest.raises(ScriptError) as info:
@@ -327,21 +334,6 @@ def test_parse_msghdr_iovec_null():
     iov = sendmsg.args[1].fields["msg_iov"]
     assert [i.fields[1] for i in iov] == [3, 4] and sendmsg.args[2] == Symbol("MSG_EOR")
     assert str(read.args[1]) == "NULL"
-
-
-@pytest.mark.parametrize("text, line, message", [
-    ("#ifdef A\n+0 < udp (1)\n", 1, "#ifdef without #endif"),
-    ("+0 < udp (1)\n#endif\n", 2, "#endif without #ifdef"),
-    ("+0 < (tos) S 0:0(0)\n", 1, "unknown IP field 'tos'"),
-    ("+0 < icmp bogus\n", 1, "an ICMP line is"),
-    ("+0 < icmp unreachable bogus_code\n", 1, "unknown ICMP code"),
-    ("+0 %{ assert ( }%\n", 1, "Python block"),
-    ("+0 < S 0:0(0) <FO xyz>\n", 1, "malformed TCP option 'FO xyz'"),
-])
-def test_parse_upstream_errors(text, line, message):
-    with pytest.raises(ScriptError) as info:
-        parse(text, "t.pkt")
-    assert info.value.line == line and message in str(info.value)
 
 
 def test_super_segment_split_and_join():
