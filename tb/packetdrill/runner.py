@@ -10,18 +10,24 @@ A backend (tb/packetdrill/backends/) provides the stack under test through a sma
 
     now() -> float                      seconds since the backend opened
     wait_until(t)                       let time pass until `t`, keeping what the stack sends
-    inject(raw)                         one IPv4 packet to the stack
-    next_packet(deadline) -> (t, raw) | None    the oldest packet the stack sent, waiting
-                                        at most until `deadline`
+    inject(raw[, gso_size])             one IPv4 packet to the stack (a GSO packet of
+                                        `gso_size`-byte segments: only with `offload`)
+    next_packet(deadline) -> (t, raw[, gso_size]) | None    the oldest packet the stack
+                                        sent (a TSO super-segment with its segment size),
+                                        waiting at most until `deadline`
     pending() -> bool                   whether packets are already waiting (no waiting)
     start_call(Call) -> CallHandle      start a syscall (it may block)
     wait_call(handle, deadline) -> bool whether it has returned by `deadline`
     close()
+    offload                             True: TSO/GSO as packetdrill's TUN (linux)
+    shell(command, cwd, timeout) -> (status, output)    optional: runs shell lines
+    tcp_info(fd) -> {"tcpi_...": value} | None           optional: for %{ }% blocks
 
 Packets are matched in order: each ``>`` line takes the next packet the stack sent. A packet
 the script did not expect fails the script when it is still unconsumed at the next ``<``
 line, the next syscall, or the end of the script (so an extra ACK cannot go unnoticed);
-packetdrill itself is laxer here. Inbound packets carry zero bytes as payload, ``win``
+packetdrill itself is laxer here, and ``--outbound packetdrill`` keeps its rule (only a
+``>`` line that takes an unscripted packet can fail). Inbound packets carry zero bytes as payload, ``win``
 65535 when the line gives none, and their TS ecr is the stack's latest TS val (as
 packetdrill does); the stack's own TS values are not compared, only the option's place.
 
