@@ -15,7 +15,7 @@ registered data word, SIOCINQ/SIOCOUTQ read the connection's queues, a NULL buff
 """
 
 from model.constants import SOCK_DGRAM, SOCK_STREAM
-from model.tcp import State, seq_diff
+from model.tcp import State, Tcb, seq_diff
 from model.errors import Errno, SocketError, WouldBlock
 from model.host import Host
 from model.policy import DEFAULT_POLICY, Policy
@@ -246,9 +246,11 @@ class ModelBackend:
             return (len(sock.datagrams[0][0]) if sock.datagrams else 0) if request == SIOCINQ else 0
         if sock.listening:
             raise SocketError("EINVAL", "a listening socket has no queues")
-        tcb = sock.tcb
+        tcb = sock.handle
         if tcb is None:
             return 0
+        if not isinstance(tcb, Tcb):     # the RTL's connection slot: its queues are not read back
+            raise SocketError("EOPNOTSUPP", f"ioctl request {request:#x} on {self.name}")
         return tcb.rcv.readable if request == SIOCINQ else len(tcb.send_queue)
 
     def _epoll(self, handle: CallHandle) -> int:
