@@ -8,7 +8,7 @@ bytes goes each way at the same time, both ends half-close, and both check every
 
 Nothing leaves the namespace: the addresses (TEST-NET-1) exist only there and the namespace
 and interface are removed when the test ends, passed or failed. On a failure the traffic is
-written to ``build/linux_peer/<test>.pcap`` and the assertion message names it.
+written to ``build/linux_peer/<test>.pcapng`` and the assertion message names it.
 
 Skipped only when not root or /dev/net/tun is absent, and never when ``CI`` is set.
 """
@@ -253,7 +253,7 @@ def evidence(request, tap, bridge_ref: list, linux: list):
             raise
         notes = []
         if bridge_ref:
-            path = PCAP_DIR / f"{request.node.name}-{os.getpid()}.pcap"
+            path = PCAP_DIR / f"{request.node.name}-{os.getpid()}.pcapng"
             bridge_ref[0].write_pcap(str(path))
             notes.append(f"pcap of the TAP traffic: {path}")
             notes.append(f"model drops: {dict(bridge_ref[0].host.drops)}")
@@ -291,7 +291,7 @@ def _check(stream: ModelStream, linux: subprocess.Popen, bridge):
     assert received == expected_by_model, (
         f"the model received {len(received)} bytes, first difference at "
         f"{_first_difference(received, expected_by_model)}")
-    resets = [(direction, i) for i, (_, direction, frame) in enumerate(bridge.trace)
+    resets = [(direction, i) for i, (_, direction, frame, _fate) in enumerate(bridge.trace)
               if TCP in (packet := Ether(frame)) and packet[TCP].flags.R]
     assert resets == [], f"the connection did not end cleanly: RST at (direction, frame) {resets}"
 
