@@ -32,7 +32,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter
 
-__all__ = ["LinuxBridge", "Impairment", "Crossing", "TO_HOST", "TO_LINUX"]
+__all__ = ["LinuxBridge", "Impairment", "Crossing", "retransmissions", "TO_HOST", "TO_LINUX"]
 
 TO_HOST, TO_LINUX = "to_host", "to_linux"
 _SYN, _FIN, _RST = 0x02, 0x01, 0x04
@@ -234,55 +234,61 @@ class LinuxBridge:
         return dict(Counter(crossing.fate for crossing in self.trace))
 
     def retransmissions(self) -> dict[str, dict[str, int]]:
-        """Each side's retransmitted segments, by cause: ``{"linux": {...}, "host": {...}}``.
+        """Each side's retransmitted segments, by cause (`retransmissions`)."""
+        return retransmissions(self.trace)
 
-        A segment is a retransmission when it carries sequence space (data, SYN or FIN) its
-        sender had already sent. Its cause, from the trace since the oldest segment then
-        unacknowledged was first sent:
 
-        - ``loss``: the bridge dropped a frame of that connection (a segment, or the ACK
-          that would have covered it; go-back-N resends what followed a lost segment too);
-        - ``reorder``: nothing dropped, but the bridge reordered or duplicated a frame of
-          that connection (duplicate ACKs, a fast retransmit);
-        - ``window_probe``: the original went into a zero window (a persist probe, resent);
-        - ``slow_simulator``: nothing was lost or reordered: the ACK came late, because the
-          simulator is slower than the wire it models.
-        """
-        counts = {"linux": Counter(), "host": Counter()}
-        sent: dict[tuple, list] = {}        # flow -> [(seq, end, index, window)]
-        high: dict[tuple, int] = {}         # flow -> highest end of sequence space sent
-        acked: dict[tuple, int] = {}        # flow -> highest ACK its receiver got through
-        window: dict[tuple, int] = {}       # flow -> last window its receiver advertised
-        faults: dict[frozenset, list] = {}  # connection -> [(index, fate)] not delivered once
-        for index, crossing in enumerate(self.trace):
-            segment = _tcp(crossing.frame)
-            if segment is None:
-                continue
-            src, dst, seq, flags, length, ack, win = segment
-            flow, reverse = (src, dst), (dst, src)
-            connection = frozenset(flow)
-            if flags & _SYN and not flags & 0x10:       # a new incarnation of the connection
-                for key in (flow, reverse):
-                    for table in (sent, high, acked, window):
-                        table.pop(key, None)
-                faults.pop(connection, None)
-            if crossing.fate != "delivered":
-                faults.setdefault(connection, []).append((index, crossing.fate))
-            if flags & 0x10 and crossing.fate != "dropped":
-                if reverse not in acked or _before(acked[reverse], ack):
-                    acked[reverse] = ack
-                window[reverse] = win
-            end = seq + length + bool(flags & _SYN) + bool(flags & _FIN)
-            if end == seq or flags & _RST:
-                continue
-            side = "linux" if crossing.direction == TO_HOST else "host"
-            if flow in high and _before(seq, high[flow]):
-                counts[side][_cause(sent.get(flow, []), acked.get(flow, seq), seq,
-                                    faults.get(connection, []))] += 1
-            sent.setdefault(flow, []).append((seq, end, index, window.get(flow)))
-            if flow not in high or _before(high[flow], end):
-                high[flow] = end
-        return {side: dict(c) for side, c in counts.items()}
+def retransmissions(trace: list) -> dict[str, dict[str, int]]:
+    """Each side's retransmitted segments in `trace` (Crossings), by cause:
+    ``{"linux": {...}, "host": {...}}``.
+
+    A segment is a retransmission when it carries sequence space (data, SYN or FIN) its
+    sender had already sent. Its cause, from the trace since the oldest segment then
+    unacknowledged was first sent:
+
+    - ``loss``: the bridge dropped a frame of that connection (a segment, or the ACK
+      that would have covered it; go-back-N resends what followed a lost segment too);
+    - ``reorder``: nothing dropped, but the bridge reordered or duplicated a frame of
+      that connection (duplicate ACKs, a fast retransmit);
+    - ``window_probe``: the original went into a zero window (a persist probe, resent);
+    - ``slow_simulator``: nothing was lost or reordered: the ACK came late, because the
+      simulator is slower than the wire it models.
+    """
+    counts = {"linux": Counter(), "host": Counter()}
+    sent: dict[tuple, list] = {}        # flow -> [(seq, end, index, window)]
+    high: dict[tuple, int] = {}         # flow -> highest end of sequence space sent
+    acked: dict[tuple, int] = {}        # flow -> highest ACK its receiver got through
+    window: dict[tuple, int] = {}       # flow -> last window its receiver advertised
+    faults: dict[frozenset, list] = {}  # connection -> [(index, fate)] not delivered once
+    for index, crossing in enumerate(trace):
+        segment = _tcp(crossing.frame)
+        if segment is None:
+            continue
+        src, dst, seq, flags, length, ack, win = segment
+        flow, reverse = (src, dst), (dst, src)
+        connection = frozenset(flow)
+        if flags & _SYN and not flags & 0x10:       # a new incarnation of the connection
+            for key in (flow, reverse):
+                for table in (sent, high, acked, window):
+                    table.pop(key, None)
+            faults.pop(connection, None)
+        if crossing.fate != "delivered":
+            faults.setdefault(connection, []).append((index, crossing.fate))
+        if flags & 0x10 and crossing.fate != "dropped":
+            if reverse not in acked or _before(acked[reverse], ack):
+                acked[reverse] = ack
+            window[reverse] = win
+        end = seq + length + bool(flags & _SYN) + bool(flags & _FIN)
+        if end == seq or flags & _RST:
+            continue
+        side = "linux" if crossing.direction == TO_HOST else "host"
+        if flow in high and _before(seq, high[flow]):
+            counts[side][_cause(sent.get(flow, []), acked.get(flow, seq), seq,
+                                faults.get(connection, []))] += 1
+        sent.setdefault(flow, []).append((seq, end, index, window.get(flow)))
+        if flow not in high or _before(high[flow], end):
+            high[flow] = end
+    return {side: dict(c) for side, c in counts.items()}
 
 
 def _before(a: int, b: int) -> bool:
