@@ -94,8 +94,8 @@ def _segment(direction, seq, ack=0, length=0, flags="A", window=2048, fate="deli
     from tb.linux_bridge import TO_HOST, Crossing
     ends = (("192.0.2.1", 5000), ("192.0.2.2", 7))
     src, dst = ends if direction == TO_HOST else ends[::-1]
-    frame = bytes(Ether() / IP(src=src[0], dst=dst[0]) /
-                  TCP(sport=src[1], dport=dst[1], seq=seq, ack=ack, flags=flags, window=window)
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") /
+                  IP(src=src[0], dst=dst[0]) / TCP(sport=src[1], dport=dst[1], seq=seq, ack=ack, flags=flags, window=window)
                   / (b"x" * length))
     return Crossing(0.0, direction, frame, fate)
 
