@@ -32,7 +32,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter
 
-__all__ = ["LinuxBridge", "Impairment", "Crossing", "retransmissions", "TO_HOST", "TO_LINUX"]
+__all__ = ["LinuxBridge", "Impairment", "Crossing", "retransmissions", "resets", "TO_HOST", "TO_LINUX"]
 
 TO_HOST, TO_LINUX = "to_host", "to_linux"
 _SYN, _FIN, _RST = 0x02, 0x01, 0x04
@@ -289,6 +289,16 @@ def retransmissions(trace: list) -> dict[str, dict[str, int]]:
         if flow not in high or _before(high[flow], end):
             high[flow] = end
     return {side: dict(c) for side, c in counts.items()}
+
+
+def resets(trace: list) -> dict[str, int]:
+    """How many RSTs each side sent in `trace`: ``{"linux": n, "host": n}``."""
+    counts = {"linux": 0, "host": 0}
+    for crossing in trace:
+        segment = _tcp(crossing.frame)
+        if segment is not None and segment[3] & _RST:
+            counts["linux" if crossing.direction == TO_HOST else "host"] += 1
+    return counts
 
 
 def _before(a: int, b: int) -> bool:

@@ -29,10 +29,10 @@ import time
 
 from model.constants import SHUT_WR, SOCK_STREAM
 from model.errors import Errno, SocketError, WouldBlock
-from tb.linux_bridge import TO_HOST, TO_LINUX, Impairment, LinuxBridge
+from tb.linux_bridge import Impairment, LinuxBridge, resets
 
 __all__ = ["LINUX_IP", "LINUX_MAC", "HOST_IP", "HOST_MAC", "SERVER_PORT", "Program", "PROGRAMS",
-           "payload", "run_program", "outcome", "expected_outcome"]
+           "payload", "try_call", "run_program", "outcome", "expected_outcome"]
 
 LINUX_IP, LINUX_MAC = "192.0.2.1", "02:00:00:00:00:01"
 HOST_IP, HOST_MAC = "192.0.2.2", "02:00:00:00:00:02"
@@ -198,8 +198,9 @@ print(json.dumps(reports), flush=True)
 # --- the host's side: cooperative tasks on the socket API -----------------------------------
 
 
-def _try(call):
-    """`call`'s result, or None while it would block (WouldBlock or EAGAIN)."""
+def try_call(call):
+    """`call`'s result (a host socket call), or None while it would block (WouldBlock or
+    EAGAIN)."""
     try:
         return call()
     except WouldBlock:
@@ -212,7 +213,7 @@ def _try(call):
 
 def _wait(call):
     """A blocking call as a task: retry `call` (yielding between tries) until it completes."""
-    while (result := _try(call)) is None:
+    while (result := try_call(call)) is None:
         yield
     return result
 
@@ -258,14 +259,14 @@ def _exchange(proc, fd, outgoing: bytes, results: dict, shut_after: bool):
     while not (eof and sent == len(outgoing) and shut):
         progressed = False
         if sent < len(outgoing):
-            n = _try(lambda: proc.send(fd, outgoing[sent:sent + CHUNK]))
+            n = try_call(lambda: proc.send(fd, outgoing[sent:sent + CHUNK]))
             if n:
                 sent, progressed = sent + n, True
         if sent == len(outgoing) and not shut:
             proc.shutdown(fd, SHUT_WR)
             shut = progressed = True
         if not eof:
-            chunk = _try(lambda: proc.recv(fd, CHUNK))
+            chunk = try_call(lambda: proc.recv(fd, CHUNK))
             if chunk is not None:
                 received += chunk
                 eof, progressed = not chunk, True
@@ -282,12 +283,12 @@ def _echo_child(proc, fd, results: dict):
     while not eof or pending:
         progressed = False
         if pending:
-            n = _try(lambda: proc.send(fd, bytes(pending[:CHUNK])))
+            n = try_call(lambda: proc.send(fd, bytes(pending[:CHUNK])))
             if n:
                 del pending[:n]
                 echoed, progressed = echoed + n, True
         if not eof and len(pending) < CHUNK:
-            chunk = _try(lambda: proc.recv(fd, CHUNK))
+            chunk = try_call(lambda: proc.recv(fd, CHUNK))
             if chunk is not None:
                 pending += chunk
                 eof, progressed = not chunk, True
@@ -381,16 +382,6 @@ def _read_line(proc, timeout: float) -> str:
     return proc.stdout.readline().strip()
 
 
-def _resets(bridge) -> dict:
-    counts = {"linux": 0, "host": 0}
-    from tb.linux_bridge import _tcp, _RST
-    for crossing in bridge.trace:
-        segment = _tcp(crossing.frame)
-        if segment is not None and segment[3] & _RST:
-            counts["linux" if crossing.direction == TO_HOST else "host"] += 1
-    return counts
-
-
 def run_program(program: Program, host, device, linger: float = 0.3) -> dict:
     """Run `program` between `host` and Linux behind `device` (a ``tb.netns.NamespacedDevice``
     whose peer is `host`); returns the report. The bridge is ``report["bridge"]`` (not
@@ -406,9 +397,9 @@ def run_program(program: Program, host, device, linger: float = 0.3) -> dict:
             raise RuntimeError(f"Linux's side did not start: {line!r} {linux.stderr.read()[-2000:]}")
         host_results = []
         tasks = Tasks()
-        resets = [c["size"] for group in program.linux for c in group if c["kind"] == "reset"]
+        reset_sizes = [c["size"] for group in program.linux for c in group if c["kind"] == "reset"]
         if program.server_connections:
-            tasks.add(_server(host, program.server_connections, resets, host_results))
+            tasks.add(_server(host, program.server_connections, reset_sizes, host_results))
         for port, size, seed in program.host_clients:
             tasks.add(_client(host, port, size, seed, host_results))
         cycles = getattr(getattr(host, "port", None), "cycles", None)
@@ -445,7 +436,7 @@ def run_program(program: Program, host, device, linger: float = 0.3) -> dict:
     moved += sum(size for _, size, _ in program.host_clients)
     return {"linux": linux_reports,
             "host": sorted((_jsonable(r) for r in host_results), key=json.dumps),
-            "resets": _resets(bridge), "retransmissions": bridge.retransmissions(),
+            "resets": resets(bridge.trace), "retransmissions": bridge.retransmissions(),
             "fates": bridge.fates(), "frames": len(bridge.trace), "bytes": moved,
             "wall_s": round(wall, 3), "waited_s": round(bridge.waited, 3),
             "ticks": host.now - ticks0, "clocks": cycles,

@@ -30,9 +30,9 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from model.constants import SHUT_WR, SOCK_STREAM
-from model.errors import SocketError, WouldBlock
 from model.host import Host
 from tb.linux_bridge import LinuxBridge
+from tb.linux_programs import try_call as _try
 from tb.netns import NamespacedDevice, unavailable_reason
 
 pytestmark = pytest.mark.netns
@@ -160,18 +160,6 @@ sender.join(timeout)
 s.close()
 print(json.dumps({"received": received, "sha256": digest.hexdigest(), "errors": errors}), flush=True)
 """
-
-
-def _try(call):
-    """A model call's result, or None while it would block (WouldBlock or EAGAIN)."""
-    try:
-        return call()
-    except WouldBlock:
-        return None
-    except SocketError as exc:
-        if exc.errno != "EAGAIN":
-            raise
-        return None
 
 
 class ModelStream:
