@@ -429,6 +429,12 @@ def run_program(program: Program, host, device, linger: float = 0.3) -> dict:
     except BaseException as exc:
         if linux.poll() is None:
             linux.kill()
+        try:
+            out, err = linux.communicate(timeout=5)
+            exc.add_note(f"Linux's side (exit {linux.returncode}): stdout {out.strip()[-1000:]!r}; "
+                         f"stderr {err.strip()[-2000:]!r}")
+        except Exception:               # the exception being raised matters more
+            pass
         exc.bridge = bridge
         raise
     moved = sum(c["size"] for group in program.linux for c in group)
