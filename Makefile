@@ -9,7 +9,7 @@ WIDTH   ?= 64
 SCENARIO ?= seed
 PYTEST_ARGS ?=
 
-.PHONY: help test campaign formal sim verilog lint synth bench clean deps sysdeps
+.PHONY: help test campaign formal sim verilog lint synth bench clean deps sysdeps linux
 .DEFAULT_GOAL := help
 
 help:
@@ -38,6 +38,12 @@ help:
 	@echo '                  QUICK=1 (reference and the small iCE40 builds only)  SYNTH_JOBS=2  SYNTH_TIMEOUT=3600'
 	@echo '  make bench      rates, latencies, simulation speed into build/bench/'
 	@echo '                  SIM=verilator|icarus (default verilator)  WIDTH=64|8  QUICK=1 (smoke plan)'
+	@echo '  make linux      the RTL NIC against the Linux kernel over a TAP in a private namespace (root):'
+	@echo '                  the kernel opens 3 connections at once (1 MiB echoed, a 256 KiB file, 64 KiB'
+	@echo '                  echoed), then the NIC connects to Linux; bytes checked by SHA-256; prints'
+	@echo '                  throughput (clocks, wall) and retransmissions per side by cause, then the'
+	@echo '                  same with the golden model; pcapngs of the wire in build/linux/'
+	@echo '                  SIM=verilator|icarus (default verilator)  PROGRAM=demo|echo_1mib|...'
 	@echo '  make deps       only the set-up: .venv and the Debian packages'
 	@echo '  make clean      remove build/'
 
@@ -115,6 +121,13 @@ BENCH_SIM := $(if $(filter file,$(origin SIM)),verilator,$(SIM))
 bench: deps
 	$(PY) -m tb.bench_run --sim $(BENCH_SIM) --width $(WIDTH) $(if $(QUICK),--quick) \
 	  --command "make bench$(if $(filter-out file,$(origin SIM)), SIM=$(SIM))$(if $(filter-out file,$(origin WIDTH)), WIDTH=$(WIDTH))$(if $(QUICK), QUICK=1)"
+
+# The RTL NIC (and then the model) against the Linux kernel over a TAP device in a network
+# namespace the run creates and removes (tb/linux_rtl.py, tb/linux_programs.py); needs root.
+LINUX_SIM := $(if $(filter file,$(origin SIM)),verilator,$(SIM))
+PROGRAM ?= demo
+linux: deps
+	$(PY) -m tb.linux_rtl --sim $(LINUX_SIM) --program $(PROGRAM) --model
 
 clean:
 	rm -rf build

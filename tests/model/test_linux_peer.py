@@ -8,7 +8,7 @@ bytes goes each way at the same time, both ends half-close, and both check every
 
 Nothing leaves the namespace: the addresses (TEST-NET-1) exist only there and the namespace
 and interface are removed when the test ends, passed or failed. On a failure the traffic is
-written to ``build/linux_peer/<test>.pcap`` and the assertion message names it.
+written to ``build/linux_peer/<test>.pcapng`` and the assertion message names it.
 
 Skipped only when not root or /dev/net/tun is absent, and never when ``CI`` is set.
 """
@@ -30,9 +30,9 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from model.constants import SHUT_WR, SOCK_STREAM
-from model.errors import SocketError, WouldBlock
 from model.host import Host
 from tb.linux_bridge import LinuxBridge
+from tb.linux_programs import try_call as _try
 from tb.netns import NamespacedDevice, unavailable_reason
 
 pytestmark = pytest.mark.netns
@@ -162,18 +162,6 @@ print(json.dumps({"received": received, "sha256": digest.hexdigest(), "errors": 
 """
 
 
-def _try(call):
-    """A model call's result, or None while it would block (WouldBlock or EAGAIN)."""
-    try:
-        return call()
-    except WouldBlock:
-        return None
-    except SocketError as exc:
-        if exc.errno != "EAGAIN":
-            raise
-        return None
-
-
 class ModelStream:
     """Both directions of one model connection at once, advanced by non-blocking calls.
 
@@ -253,7 +241,7 @@ def evidence(request, tap, bridge_ref: list, linux: list):
             raise
         notes = []
         if bridge_ref:
-            path = PCAP_DIR / f"{request.node.name}-{os.getpid()}.pcap"
+            path = PCAP_DIR / f"{request.node.name}-{os.getpid()}.pcapng"
             bridge_ref[0].write_pcap(str(path))
             notes.append(f"pcap of the TAP traffic: {path}")
             notes.append(f"model drops: {dict(bridge_ref[0].host.drops)}")
@@ -291,7 +279,7 @@ def _check(stream: ModelStream, linux: subprocess.Popen, bridge):
     assert received == expected_by_model, (
         f"the model received {len(received)} bytes, first difference at "
         f"{_first_difference(received, expected_by_model)}")
-    resets = [(direction, i) for i, (_, direction, frame) in enumerate(bridge.trace)
+    resets = [(direction, i) for i, (_, direction, frame, _fate) in enumerate(bridge.trace)
               if TCP in (packet := Ether(frame)) and packet[TCP].flags.R]
     assert resets == [], f"the connection did not end cleanly: RST at (direction, frame) {resets}"
 
