@@ -410,16 +410,37 @@ class Process(model_host.Process):
         sock = self.fds.get(fd) if isinstance(fd, int) else None
         if sock is not None:
             return sock
+        self._forge(fd, op, wdata, **fields)
+        raise SocketError(Errno.EBADF)
+
+    def _forge(self, fd, op, wdata=b"", **fields):
+        """The forged doorbell write of `_data_sock` for an fd this process does not hold:
+        `op` on the connection of another process's fd `fd`, if some process holds one (and
+        this process has no fd of its own on that connection); the NIC must answer EBADF."""
+        mine = {s.conn for s in self.fds.values()}
         for other in self.host.processes.values():
             stolen = other.fds.get(fd) if isinstance(fd, int) else None
             if other is not self and stolen is not None and stolen.conn is not None:
+                if stolen.conn in mine:
+                    return
                 rsp, data = self.host._host(self.pid, stolen.conn, op, wdata, **fields)
                 if rsp.status != HwErrno.EBADF or data:
                     raise RuntimeError(f"access control failed: pid {self.pid} used connection "
                                        f"{stolen.conn} ({op.name}) and got {rsp.status.name} "
                                        f"with {len(data)} bytes")
-                break
-        raise SocketError(Errno.EBADF)
+                return
+
+    def _close(self, fd):
+        if not (isinstance(fd, int) and fd in self.fds):
+            self._forge(fd, HostOp.CLOSE)               # then EBADF, as the model says
+        return super()._close(fd)
+
+    def poll(self, fds, timeout: int | None = 0):
+        items = list(fds.items()) if isinstance(fds, dict) else [tuple(x) for x in fds]
+        for fd, _ in items:
+            if not (isinstance(fd, int) and fd in self.fds):
+                self._forge(fd, HostOp.POLL)            # then POLLNVAL, as the model says
+        return super().poll(items, timeout)
 
     def _nic(self, sock: Socket, op, wdata=b"", **fields):
         """One host command for `sock`'s connection; errno answers become SocketError."""
@@ -503,6 +524,8 @@ class Process(model_host.Process):
         return int(rsp.revents)
 
     def getsockopt_error(self, fd: int):
+        if not (isinstance(fd, int) and fd in self.fds):
+            self._forge(fd, HostOp.GETERR)              # then EBADF
         sock = self._sock(fd)
         if sock.conn is None or sock.kind != SOCK_STREAM:
             return None

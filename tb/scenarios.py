@@ -742,3 +742,185 @@ def random_scenario(seed: int, limit: int | None = None) -> Scenario:
     spec = Scenario(program, wire, 8, None, peer_iss, dut_iss, name=name)
     spec.steps = steps
     return spec
+
+
+# ----- crafted peers: every state x every segment kind, timers, errors, drop causes ------------
+# (tb/crafted_peer.py: segments placed relative to what the dut last sent; the model peer
+# never sees these 4-tuples). They exist for the coverage bins the programs above never reach
+# (README, "Functional coverage"); each is also a differential check like every scenario.
+
+_SAFE_KINDS = ("ACK", "OLD_DUPLICATE", "DATA_OUT_OF_WINDOW", "RST_OUTSIDE", "RST_IN_WINDOW",
+               "DATA_IN_WINDOW")
+# a second FIN changes nothing once the first has been received
+_FIN_AGAIN = ("CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT")
+# states whose retransmission timer the walk lets fire (something of the dut's is unacknowledged)
+_RTO_WALK = ("SYN_SENT", "SYN_RECEIVED", "FIN_WAIT_1", "CLOSE_WAIT", "CLOSING", "LAST_ACK")
+
+
+def _crafted_peer(r, port, dut_port, ports, iss=1_000_000, window=4096):
+    from tb.crafted_peer import CraftedPeer
+    ports.add(port)
+    return CraftedPeer(r, PEER_MAC, PEER_IP, port, DUT_MAC, DUT_IP, dut_port, iss=iss + port,
+                       window=window)
+
+
+def _bring_up(r, state, port, listener, ports):
+    """A dut connection driven into `state` by a crafted peer on `port`: returns (pid, fd,
+    peer); fd is None in SYN-RECEIVED (the connection waits on `listener`'s queue)."""
+    p1, lfd = listener
+    if state == "SYN_SENT":
+        fd = r.call(p1, "socket", "tcp").value
+        r.call(p1, "fcntl_nonblock", fd, True)
+        r.call(p1, "bind", fd, ("0.0.0.0", port))          # the dut's port: known in advance
+        peer = _crafted_peer(r, port, port, ports)
+        r.call(p1, "connect", fd, (PEER_IP, port))          # EINPROGRESS
+        return p1, fd, peer
+    peer = _crafted_peer(r, port, PORT, ports)
+    peer.send("SYN")
+    if state == "SYN_RECEIVED":
+        return p1, None, peer
+    peer.ack_all()
+    peer.send("ACK")                                        # the handshake's last ACK
+    fd, _ = r.call(p1, "accept", lfd).value
+    if state in ("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "TIME_WAIT"):
+        r.call(p1, "shutdown", fd, SHUT_WR)
+        if state in ("FIN_WAIT_2", "TIME_WAIT"):
+            peer.ack_all()
+            peer.send("ACK")
+        if state in ("CLOSING", "TIME_WAIT"):
+            peer.send("FIN")                                # CLOSING: our FIN not yet acked
+    elif state in ("CLOSE_WAIT", "LAST_ACK"):
+        peer.send("FIN")
+        if state == "LAST_ACK":
+            r.call(p1, "shutdown", fd, SHUT_WR)
+    return p1, fd, peer
+
+
+def _walk(r, state, port, listener, ports):
+    """Bring a connection to `state`, send it every segment kind that leaves the state as it
+    is (and let its retransmission timer fire), then the ones that may end it."""
+    pid, fd, peer = _bring_up(r, state, port, listener, ports)
+    ack = state != "SYN_RECEIVED"           # there, segments without ACK are dropped unread
+    for kind in _SAFE_KINDS + (("FIN",) if state in _FIN_AGAIN else ()):
+        if state == "SYN_SENT" and kind in ("RST_IN_WINDOW", "DATA_IN_WINDOW", "OLD_DUPLICATE"):
+            continue                        # no window yet: these are the kinds above
+        peer.send(kind, ack=ack)
+    if state == "SYN_RECEIVED":
+        peer.send("FIN", ack=False)
+    if state == "CLOSE_WAIT":
+        r.call(pid, "send", fd, b"unacknowledged", MSG_DONTWAIT)
+    if state in _RTO_WALK:
+        r.run(NIC_POLICY.rto_initial + 1)
+    if state == "SYN_SENT":
+        peer.rst_for_syn()                  # ECONNREFUSED
+    else:
+        for kind in ("SYN_ACK", "SYN", "RST_EXACT"):
+            peer.send(kind)
+    if fd is not None:
+        r.call(pid, "recv", fd, 10000, MSG_DONTWAIT)
+        r.call(pid, "recv", fd, 10000, MSG_DONTWAIT)
+        r.call(pid, "close", fd)
+
+
+_WALKED = ("SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSING",
+           "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK")
+
+
+@scenario()
+def crafted_states(r):
+    """A crafted peer drives one connection into each TCP state (both opens, both close
+    orders, simultaneous close) and sends it every kind of segment there: an ACK, an old
+    duplicate, data in and beyond the window, RSTs outside, inside and at RCV.NXT, a FIN
+    again, a SYN and a SYN-ACK after the handshake (RFC 9293 3.10.7.4, RFC 5961's challenge
+    ACKs); the retransmission timer fires in each state that has something unacknowledged.
+    A simultaneous open (a SYN in SYN-SENT) is walked too."""
+    from tb.crafted_peer import CraftedPeer
+    ports = set()                           # grows as peers are made
+    CraftedPeer.block(r, ports)
+    p1 = r.dut.spawn()
+    lfd = r.call(p1, "socket", "tcp").value
+    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
+    r.call(p1, "listen", lfd, 8)
+    for i, state in enumerate(_WALKED):
+        _walk(r, state, 40001 + i, (p1, lfd), ports)
+    # simultaneous open: a SYN answers the dut's SYN; the dut's SYN-ACK is acknowledged
+    pid, fd, peer = _bring_up(r, "SYN_SENT", 40020, (p1, lfd), ports)
+    peer.send("SYN")
+    peer.ack_all()
+    peer.send("ACK")
+    r.call(pid, "connect", fd, (PEER_IP, 40020))
+    peer.send("DATA_IN_WINDOW")
+    r.call(pid, "recv", fd, 100)
+    peer.send("RST_EXACT")
+    r.call(pid, "close", fd)
+    r.call(p1, "close", lfd)
+    r.run(1100)
+
+
+@scenario()
+def crafted_errors(r):
+    """Timers and errors a well-behaved peer never causes, with crafted peers: connects
+    refused by an RST (READ, WRITE and SO_ERROR each take the pending ECONNREFUSED, then READ
+    says ENOTCONN); a peer that goes silent with data outstanding until the last
+    retransmission gives up (ETIMEDOUT, again by READ, WRITE and SO_ERROR); a window shrunk to
+    0 with data in flight (the RTO turns into persist probes); an orphan in FIN-WAIT-2 closed
+    by its timer; a stranger's forged doorbell writes of POLL, CLOSE and SO_ERROR (EBADF).
+    Then a frame for each receive-path drop cause a good peer never sends; the drop counts
+    are in the trace."""
+    from tb.crafted_peer import CraftedPeer, bad_frames
+    ports = set()
+    CraftedPeer.block(r, ports)
+    p1 = r.dut.spawn()
+    lfd = r.call(p1, "socket", "tcp").value
+    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
+    r.call(p1, "listen", lfd, 8)
+    listener = (p1, lfd)
+    # refused: the pending error goes to whichever call comes first
+    refused = [_bring_up(r, "SYN_SENT", 41001 + i, listener, ports) for i in range(3)]
+    for _, _, peer in refused:
+        peer.rst_for_syn()
+    (_, fd1, _), (_, fd2, _), (_, fd3, _) = refused
+    r.call(p1, "recv", fd1, 100)
+    r.call(p1, "recv", fd1, 100)
+    r.call(p1, "send", fd2, b"refused")
+    r.call(p1, "send", fd2, b"refused")
+    r.call(p1, "getsockopt_error", fd3)
+    r.call(p1, "getsockopt_error", fd3)
+    r.call(p1, "poll", [(fd3, 5)])
+    for fd in (fd1, fd2, fd3):
+        r.call(p1, "close", fd)
+    # silent peers: three connections with data outstanding, one whose window shrinks to 0
+    silent = [_bring_up(r, "ESTABLISHED", 41011 + i, listener, ports) for i in range(4)]
+    for _, fd, _ in silent:
+        r.call(p1, "send", fd, b"anyone there?" * 20, MSG_DONTWAIT)
+    shrunk = silent[3][2]
+    shrunk.send("ACK", window=0)
+    # an orphan in FIN-WAIT-2: closed, its FIN acknowledged, the peer's never comes
+    _, fd_orphan, orphan = _bring_up(r, "ESTABLISHED", 41021, listener, ports)
+    r.call(p1, "close", fd_orphan)
+    orphan.ack_all()
+    orphan.send("ACK")
+    stranger = r.dut.spawn()
+    victim = silent[0][1]
+    r.call(stranger, "poll", [(victim, 5)])
+    r.call(stranger, "getsockopt_error", victim)
+    r.call(stranger, "close", victim)
+    budget = sum(NIC_POLICY.rto_after(i) for i in range(NIC_POLICY.max_retries + 1))
+    r.run(budget + 10)
+    (_, fd1, _), (_, fd2, _), (_, fd3, _), (_, fd4, _) = silent
+    r.call(p1, "recv", fd1, 100)
+    r.call(p1, "send", fd2, b"late")
+    r.call(p1, "getsockopt_error", fd3)
+    r.call(p1, "poll", [(fd4, 5)])
+    shrunk.send("RST_EXACT")
+    for fd in (fd1, fd2, fd3, fd4):
+        r.call(p1, "recv", fd, 100, MSG_DONTWAIT)
+        r.call(p1, "close", fd)
+    # every drop cause a good peer never causes, each counted once
+    frames = bad_frames(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP, 1111, 5353, "192.0.2.99")
+    for frame in frames.values():
+        r.inject(frame)
+    r.inject_burst(list(frames.values()))
+    r.call(p1, "close", lfd)
+    r.run(5)
+    r.trace.append(("drops", r.now, r.dut.drop_counts()))
