@@ -39,6 +39,12 @@ Backend contract
 ``receive_frames(frames: list[bytes])``
     Frames arriving back to back, with no time to settle in between (the default hands them
     to `receive_frame` in order).
+``race(frames, batch) -> list[Result]``
+    Frames arriving and calls issued at the same instant: on the NIC the frames' beats and
+    the calls' host commands are queued together and the host settles once, so the engine may
+    take either first; the model (the default) takes the frames, then runs the calls. Only
+    for what both orders leave equal (calls that do not block, frames that change nothing the
+    calls see).
 ``advance(ticks: int)``
     Move the clock, firing every timer at its deadline.
 ``next_deadline() -> int | None``
@@ -105,6 +111,10 @@ class Backend:
 
     def transmit(self) -> list[bytes]:
         raise NotImplementedError
+
+    def race(self, frames: list[bytes], batch: list[tuple]) -> list[Result]:
+        self.receive_frames(frames)
+        return self.calls(batch)
 
     def advance(self, ticks: int):
         raise NotImplementedError
@@ -319,6 +329,20 @@ class Runner:
             self.trace.append(("rx",) + segment_entry(self.now, "rx", frame)[1:])
         self.dut.receive_frames(list(frames))
         self._put_in_flow_order(self.dut)
+
+    def race(self, frames: list[bytes], batch: list[tuple]) -> list[Result]:
+        """Crafted `frames` reach the dut at the instant the calls of `batch` (``(pid, op,
+        *args)``, none of which may block) are issued (``Backend.race``); the frames are
+        traced as "rx", then each call's result, in list order."""
+        self._sync_log()
+        for frame in frames:
+            self.trace.append(("rx",) + segment_entry(self.now, "rx", frame)[1:])
+        batch = [tuple(call) for call in batch]
+        results = self.dut.race(list(frames), batch)
+        self._put_in_flow_order(self.dut)
+        for (pid, op, *args), result in zip(batch, results):
+            self.trace.append(("call", self.now, "dut", pid, op, brief(tuple(args)), _brief_result(result)))
+        return results
 
     def run(self, ticks: int):
         """Let `ticks` pass with the wire moving."""

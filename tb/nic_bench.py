@@ -284,6 +284,12 @@ class NicBench:
             self.rx.queue.extend(self.beats(frame))
         await self.settle()
 
+    def queue_frames(self, frames: list[bytes]):
+        """Queue `frames` back to back on the receive port without running the clock: the
+        next settle (of a host command queued meanwhile, say) takes them with it."""
+        for frame in frames:
+            self.rx.queue.extend(self.beats(frame))
+
     async def raw_tx(self, frame: bytes):
         self.slow_tx.queue.extend(self.beats(frame))
         await self.settle()
@@ -377,6 +383,7 @@ class NicPort:
         self.send_frame = resume(bench.send_frame)
         self.send_frames = resume(bench.send_frames)
         self.queue_host = bench.queue_host
+        self.queue_frames = bench.queue_frames
         self.take_host = resume(bench.take_host)
         self.raw_tx = resume(bench.raw_tx)
         self.tick = resume(bench.tick)

@@ -249,6 +249,15 @@ class NicHost(model_host.Host, Backend):
         """Every call's host command queued back to back, one settle (``tb/nic_batch.py``)."""
         return run_batch(self, batch)
 
+    def race(self, frames: list[bytes], batch: list[tuple]) -> list[Result]:
+        """`frames` queued on the receive port, then the batch's host commands, one settle:
+        the engine meets both at once (``Backend.race``)."""
+        self.port.queue_frames(frames)
+        results = run_batch(self, batch)
+        self.port.settle()                  # the frames, if no call reached the NIC
+        self._pump()
+        return results
+
     # ----- the slow path (model.host.Host.receive_frame for what the NIC sends up) ------
 
     def _udp_input(self, src_ip: str, dgram):

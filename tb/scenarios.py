@@ -805,6 +805,8 @@ def _walk(r, state, port, listener, ports):
         if state == "SYN_SENT" and kind in ("RST_IN_WINDOW", "DATA_IN_WINDOW", "OLD_DUPLICATE"):
             continue                        # no window yet: these are the kinds above
         peer.send(kind, ack=ack)
+    if state == "SYN_SENT":
+        peer.send("FIN")
     if state == "SYN_RECEIVED":
         peer.send("FIN", ack=False)
     if state == "CLOSE_WAIT":
@@ -813,6 +815,12 @@ def _walk(r, state, port, listener, ports):
         r.run(NIC_POLICY.rto_initial + 1)
     if state == "SYN_SENT":
         peer.rst_for_syn()                  # ECONNREFUSED
+    elif state == "ESTABLISHED":
+        # the RST and a segment right behind it: the second finds the connection CLOSED
+        # before the OS has removed it from the socket table
+        peer.send("SYN_ACK")
+        peer.send("SYN")
+        r.inject_burst([peer.frame(peer.segment("RST_EXACT")), peer.frame(peer.segment("ACK"))])
     else:
         for kind in ("SYN_ACK", "SYN", "RST_EXACT"):
             peer.send(kind)
@@ -924,3 +932,41 @@ def crafted_errors(r):
     r.call(p1, "close", lfd)
     r.run(5)
     r.trace.append(("drops", r.now, r.dut.drop_counts()))
+
+
+@scenario()
+def crafted_races(r):
+    """Frames and host commands for one connection reach the NIC in the same clock
+    (``Runner.race``): ACKs that change nothing race polls, SO_ERROR and a nonblocking recv on
+    the same connection (every order gives the same answers). Then a 64 KiB write keeps the
+    engine busy while a burst of datagrams for no socket arrives behind an ACK for another
+    connection: the receive FIFO overflows, and each datagram is counted once, as NO_SOCKET
+    or (the RTL only: the model has no FIFO) RX_FIFO_FULL; the sum is in the trace."""
+    from tb.crafted_peer import CraftedPeer
+    ports = set()
+    CraftedPeer.block(r, ports)
+    p1 = r.dut.spawn()
+    lfd = r.call(p1, "socket", "tcp").value
+    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
+    r.call(p1, "listen", lfd, 8)
+    _, fd_x, x = _bring_up(r, "ESTABLISHED", 42001, (p1, lfd), ports)
+    _, fd_y, y = _bring_up(r, "ESTABLISHED", 42002, (p1, lfd), ports)
+    noop = x.frame(x.segment("ACK"))
+    for _ in range(2):
+        r.race([noop, noop], [(p1, "poll", [(fd_x, 5)]), (p1, "recv", fd_x, 100, MSG_DONTWAIT),
+                              (p1, "getsockopt_error", fd_x), (p1, "poll", [(fd_x, 5)]),
+                              (p1, "poll", [(fd_x, 5)])])
+    nowhere = build_udp_frame(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP,
+                              UdpDatagram(_PEER_UDP_PORT, 7, _data(random.Random(0), 1472)))
+    r.race([y.frame(y.segment("ACK"))] + [nowhere] * 6,
+           [(p1, "send", fd_x, bytes(65536), MSG_DONTWAIT)])
+    counts = r.dut.drop_counts()
+    r.trace.append(("datagrams dropped", r.now,
+                    counts.get("NO_SOCKET", 0) + counts.get("RX_FIFO_FULL", 0)))
+    x.ack_all()
+    x.send("ACK")
+    for peer, fd in ((x, fd_x), (y, fd_y)):
+        peer.send("RST_EXACT")
+        r.call(p1, "close", fd)
+    r.call(p1, "close", lfd)
+    r.run(5)
