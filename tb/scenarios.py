@@ -586,7 +586,13 @@ class _Endpoint:
         self.kind, self.users, self.peer = kind, users, peer
 
 
-def _random_ops(r, seed, steps, lengths=CI_LENGTHS):
+# what a steered program (random:SEED) also draws, by weight: crafted segments relative to
+# the dut's RCV.NXT on a live connection, malformed frames, a connect to a closed port, a peer
+# that goes silent for a while (random_1 and random_2 draw none of them: weights 0)
+STEERED = {"craft": 3, "bad_frame": 0.5, "refused": 0.3, "silence": 0.2}
+
+
+def _random_ops(r, seed, steps, lengths=CI_LENGTHS, steered=False):
     """A seeded random program: two TCP connections (one opened by the dut, one by the peer)
     and a UDP socket pair, processes that fork, dup and pass fds, and `steps` random steps:
     sends and recvs of boundary lengths (MSG_PEEK, MSG_WAITALL, MSG_DONTWAIT, blocking),
@@ -624,9 +630,11 @@ def _random_ops(r, seed, steps, lengths=CI_LENGTHS):
     for _ in range(steps):
         end = rng.choice(ends)
         user = rng.choice(end.users)
+        # (the steered ops come last with weight 0 unless `steered`: the other draws stay)
         op = rng.choices(["send", "recv", "peer_send", "peer_recv", "run", "poll", "batch", "burst",
-                          "fork", "dup", "pass", "shutdown"],
-                         [10, 10, 8, 6, 5, 2, 5, 2, 1, 1, 1, 0.3])[0]
+                          "fork", "dup", "pass", "shutdown", *STEERED],
+                         [10, 10, 8, 6, 5, 2, 5, 2, 1, 1, 1, 0.3,
+                          *(w if steered else 0 for w in STEERED.values())])[0]
         if op in ("send", "recv"):
             call, ticks = dut_call(end, user, op)
             r.call(*call, max_ticks=ticks)
@@ -686,6 +694,8 @@ def _random_ops(r, seed, steps, lengths=CI_LENGTHS):
             new = r.call(user[0], "send_fd", user[1], other).value
             if isinstance(new, int):
                 end.users.append((other, new))
+        elif op in STEERED:
+            _steered_op(r, rng, op, end, u1)
         elif op == "shutdown" and end.kind == "tcp" and id(end) not in shut:
             shut.add(id(end))
             r.call(user[0], "shutdown", user[1], SHUT_WR)
@@ -697,6 +707,52 @@ def _random_ops(r, seed, steps, lengths=CI_LENGTHS):
             r.call(pid, "recvfrom" if end.kind == "udp" else "recv", dfd, 10000, MSG_DONTWAIT)
             r.call(pid, "close", dfd)
     r.run(1100)
+
+
+# what a crafted segment may be on a connection whose real peer is still talking: not data or
+# a FIN the peer never sent. Those would move the dut's RCV.NXT past the peer's SND.NXT, and the
+# two ends would then answer each other's ACKs with ACKs forever, every tick (an ACK storm:
+# neither the model nor the NIC rate-limits ACKs to unacceptable segments as Linux's
+# tcp_invalid_ratelimit does), growing with every duplicate the wire makes
+_LIVE_KINDS = ("SYN", "SYN_ACK", "ACK", "DATA_OUT_OF_WINDOW", "RST_EXACT", "RST_IN_WINDOW",
+               "RST_OUTSIDE", "OLD_DUPLICATE")
+
+
+def _steered_op(r, rng, op, end, pid):
+    """One of the `STEERED` steps of a random program on endpoint `end` (`pid`: a dut process
+    for the calls a step makes of its own)."""
+    from tb.crafted_peer import CraftedPeer, bad_frames
+    if op == "craft" and end.kind == "tcp":
+        sock = r.peer.host.processes[end.peer[0]].fds.get(end.peer[1])
+        tcb = sock.tcb if sock is not None else None
+        if tcb is None:
+            return
+        peer = CraftedPeer(r, PEER_MAC, PEER_IP, tcb.local[1], DUT_MAC, DUT_IP, tcb.remote[1],
+                           iss=tcb.iss, window=min(tcb.rcv_wnd, 0xFFFF))
+        if peer.dut_segments():
+            peer.acked = tcb.rcv_nxt            # what the real peer has acknowledged
+            peer.send(rng.choice(_LIVE_KINDS), payload=_data(rng, rng.choice([1, 10, 100])))
+    elif op == "bad_frame":
+        frames = bad_frames(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP, _PEER_UDP_PORT, _UDP_PORT,
+                            "192.0.2.99")
+        r.inject(rng.choice(list(frames.values())))
+    elif op == "refused":
+        fd = r.call(pid, "socket", "tcp").value
+        if rng.random() < 0.5:
+            r.call(pid, "connect", fd, (PEER_IP, 9))          # nobody listens: RST
+        else:
+            r.call(pid, "fcntl_nonblock", fd, True)
+            r.call(pid, "connect", fd, (PEER_IP, 9))
+            r.run(3)
+            call = rng.choice([("recv", 10), ("send", b"x"), ("getsockopt_error",)])
+            r.call(pid, call[0], fd, *call[1:])
+        r.call(pid, "recv", fd, 10, MSG_DONTWAIT)
+        r.call(pid, "close", fd)
+    elif op == "silence":
+        before = r.wire.block
+        r.wire.block = lambda side, frame: side == "b" or (before is not None and before(side, frame))
+        r.run(rng.choice([500, 3000, 50_000]))
+        r.wire.block = before
 
 
 @scenario(seed=7, drop=0.05, reorder=0.05)
@@ -736,7 +792,7 @@ def random_scenario(seed: int, limit: int | None = None) -> Scenario:
         steps, name = limit, f"random:{seed}:{limit}"
 
     def program(r):
-        _random_ops(r, seed, steps, LENGTHS)
+        _random_ops(r, seed, steps, LENGTHS, steered=True)
     program.__doc__ = (f"Seeded random program {seed}: {steps} steps, wire {wire}, peer ISS "
                        f"{peer_iss}, dut ISS {dut_iss}.")
     spec = Scenario(program, wire, 8, None, peer_iss, dut_iss, name=name)
