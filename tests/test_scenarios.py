@@ -84,3 +84,100 @@ def test_a_campaign_failure_names_its_first_mismatch():
     assert first_mismatch("the simulator wrote no results") == "the simulator wrote no results"
     assert replay_command("verilator", 64, "random:3:7") == \
         "python -m tb.sim --sim verilator --width 64 --scenario random:3:7"
+
+
+def test_crafted_segments_sit_where_their_kind_says():
+    """The crafted peer places each kind against the dut's own RCV.NXT and window (the model
+    TCB's, not the wire log the peer reads them from)."""
+    from model.tcp import seq_diff
+    from tb.crafted_peer import KINDS, CraftedPeer
+    from tb.scenarios import _bring_up
+    runner = model_runner("crafted_states", 16)
+    ports = set()
+    CraftedPeer.block(runner, ports)
+    p1 = runner.dut.spawn()
+    lfd = runner.call(p1, "socket", "tcp").value
+    runner.call(p1, "bind", lfd, ("0.0.0.0", 80))
+    runner.call(p1, "listen", lfd, 8)
+    _, fd, peer = _bring_up(runner, "ESTABLISHED", 40100, (p1, lfd), ports)
+    runner.call(p1, "send", fd, b"outstanding")
+    tcb = runner.dut.host.processes[p1].fds[fd].tcb
+    for kind in KINDS:
+        seg = peer.segment(kind)
+        start, end = seq_diff(seg.seq, tcb.rcv_nxt), seq_diff(seg.seq, tcb.rcv_nxt) + seg.seg_len - 1
+        expected = {"RST_EXACT": start == 0, "RST_IN_WINDOW": 0 < start < tcb.rcv_wnd,
+                    "RST_OUTSIDE": start >= tcb.rcv_wnd, "OLD_DUPLICATE": end < 0,
+                    "DATA_OUT_OF_WINDOW": start >= tcb.rcv_wnd and seg.payload,
+                    "DATA_IN_WINDOW": start == 0 and seg.payload, "FIN": start == 0,
+                    "ACK": start == 0 and seg.seg_len == 0, "SYN": True, "SYN_ACK": True}[kind]
+        assert expected, (kind, seg, tcb.rcv_nxt, tcb.rcv_wnd)
+        assert (seg.ack == tcb.snd_una) == (kind not in ("SYN", "RST_EXACT", "RST_IN_WINDOW",
+                                                         "RST_OUTSIDE")), kind
+    # the crafted peer acknowledges only what it was told to: the data stays outstanding
+    assert seq_diff(tcb.snd_max, tcb.snd_una) == len(b"outstanding")
+    # nothing of these 4-tuples reached the real peer
+    assert not runner.peer.host.tcbs
+
+
+def test_crafted_states_visits_every_state_with_every_kind():
+    """crafted_states sends every segment kind in every TCP state (on the model: the state of
+    the dut's TCB when each crafted segment arrives), SYN-SENT's windowless kinds aside."""
+    from model.tcp import State
+    from tb import crafted_peer
+    seen = set()
+    send = crafted_peer.CraftedPeer.send
+
+    def record(peer, kind, **options):
+        for tcb in peer.r.dut.host.tcbs.values():
+            if tcb.local[1] == peer.dut_port and tcb.remote[1] == peer.port:
+                seen.add((tcb.state.name, kind))
+        return send(peer, kind, **options)
+    crafted_peer.CraftedPeer.send = record
+    try:
+        _run("crafted_states")
+    finally:
+        crafted_peer.CraftedPeer.send = send
+    states = [s.name for s in State if s not in (State.CLOSED, State.LISTEN)] \
+        if hasattr(State, "LISTEN") else [s.name for s in State if s != State.CLOSED]
+    windowless = {("SYN_SENT", k) for k in ("DATA_IN_WINDOW", "RST_IN_WINDOW", "OLD_DUPLICATE")}
+    # SYN-SENT's SYN-ACK, RST at RCV.NXT and a simultaneous open's SYN are sent as the
+    # handshake's own segments (rst_for_syn, the walk to SYN-RECEIVED)
+    handshake = {("SYN_SENT", "SYN_ACK"), ("SYN_SENT", "RST_EXACT")}
+    missing = {(s, k) for s in states for k in crafted_peer.KINDS} - seen - windowless - handshake
+    assert not missing, sorted(missing)
+
+
+def test_bad_frames_are_each_dropped_once_under_their_cause():
+    from model.drops import DropCause
+    from tb.crafted_peer import bad_frames
+    from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
+    frames = bad_frames(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP, 1111, 5353, "192.0.2.99")
+    for cause, frame in frames.items():
+        runner = model_runner("crafted_errors", 16)
+        runner.inject(frame)
+        assert runner.dut.drop_counts() == {cause.name: 1}, cause
+    assert set(frames) >= {DropCause.BAD_IHL, DropCause.BAD_IP_LENGTH, DropCause.BAD_UDP_LENGTH,
+                           DropCause.IP_FRAGMENT, DropCause.UNKNOWN_PROTOCOL,
+                           DropCause.NOT_FOR_US, DropCause.NO_NEIGHBOR}
+
+
+def test_crafted_errors_return_every_pending_error_once():
+    calls = [(e[4], e[6]) for e in _calls(_run("crafted_errors"), "dut")]
+    for op in ("recv", "send", "getsockopt_error"):
+        for errno in ("ECONNREFUSED", "ETIMEDOUT"):
+            assert any(o == op and errno in r for o, r in calls), (op, errno)
+    assert ("recv", "-1 ENOTCONN") in calls
+    assert calls.count(("getsockopt_error", "-1 EBADF")) == 1 and ("close", "-1 EBADF") in calls
+
+
+def test_steered_random_programs_draw_the_steered_steps():
+    """random:SEED draws crafted segments, malformed frames and refused connects; random_1
+    and random_2 (CI's) draw none: their programs are what they were."""
+    crafted = refused = 0
+    for seed in range(12):
+        runner = _run(f"random:{seed}")
+        crafted += sum(1 for e in runner.trace if e[0] == "rx")
+        refused += sum(1 for e in _calls(runner, "dut") if e[4] == "connect" and "', 9))" in e[5])
+    assert crafted > 12 and refused >= 2
+    for name in ("random_1", "random_2"):
+        assert not any(e[4] == "connect" and "', 9))" in e[5] for e in _calls(_run(name), "dut"))
