@@ -820,6 +820,19 @@ def _crafted_peer(r, port, dut_port, ports, iss=1_000_000, window=4096):
                        window=window)
 
 
+def _crafted_listener(r):
+    """The crafted peers' set-up: the set of their ports (kept off the wire; it grows as peers
+    are made) and a dut process `p1` listening on PORT with fd `lfd`."""
+    from tb.crafted_peer import CraftedPeer
+    ports = set()
+    CraftedPeer.block(r, ports)
+    p1 = r.dut.spawn()
+    lfd = r.call(p1, "socket", "tcp").value
+    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
+    r.call(p1, "listen", lfd, 8)
+    return ports, p1, lfd
+
+
 def _bring_up(r, state, port, listener, ports):
     """A dut connection driven into `state` by a crafted peer on `port`: returns (pid, fd,
     peer); fd is None in SYN-RECEIVED (the connection waits on `listener`'s queue)."""
@@ -898,13 +911,7 @@ def crafted_states(r):
     again, a SYN and a SYN-ACK after the handshake (RFC 9293 3.10.7.4, RFC 5961's challenge
     ACKs); the retransmission timer fires in each state that has something unacknowledged.
     A simultaneous open (a SYN in SYN-SENT) is walked too."""
-    from tb.crafted_peer import CraftedPeer
-    ports = set()                           # grows as peers are made
-    CraftedPeer.block(r, ports)
-    p1 = r.dut.spawn()
-    lfd = r.call(p1, "socket", "tcp").value
-    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
-    r.call(p1, "listen", lfd, 8)
+    ports, p1, lfd = _crafted_listener(r)
     for i, state in enumerate(_WALKED):
         _walk(r, state, 40001 + i, (p1, lfd), ports)
     # simultaneous open: a SYN answers the dut's SYN; the dut's SYN-ACK is acknowledged
@@ -931,13 +938,8 @@ def crafted_errors(r):
     by its timer; a stranger's forged doorbell writes of POLL, CLOSE and SO_ERROR (EBADF).
     Then a frame for each receive-path drop cause a good peer never sends; the drop counts
     are in the trace."""
-    from tb.crafted_peer import CraftedPeer, bad_frames
-    ports = set()
-    CraftedPeer.block(r, ports)
-    p1 = r.dut.spawn()
-    lfd = r.call(p1, "socket", "tcp").value
-    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
-    r.call(p1, "listen", lfd, 8)
+    from tb.crafted_peer import bad_frames
+    ports, p1, lfd = _crafted_listener(r)
     listener = (p1, lfd)
     # refused: the pending error goes to whichever call comes first
     refused = [_bring_up(r, "SYN_SENT", 41001 + i, listener, ports) for i in range(3)]
@@ -998,13 +1000,7 @@ def crafted_races(r):
     engine busy while a burst of datagrams for no socket arrives behind an ACK for another
     connection: the receive FIFO overflows, and each datagram is counted once, as NO_SOCKET
     or (the RTL only: the model has no FIFO) RX_FIFO_FULL; the sum is in the trace."""
-    from tb.crafted_peer import CraftedPeer
-    ports = set()
-    CraftedPeer.block(r, ports)
-    p1 = r.dut.spawn()
-    lfd = r.call(p1, "socket", "tcp").value
-    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
-    r.call(p1, "listen", lfd, 8)
+    ports, p1, lfd = _crafted_listener(r)
     _, fd_x, x = _bring_up(r, "ESTABLISHED", 42001, (p1, lfd), ports)
     _, fd_y, y = _bring_up(r, "ESTABLISHED", 42002, (p1, lfd), ports)
     noop = x.frame(x.segment("ACK"))

@@ -90,15 +90,10 @@ def test_crafted_segments_sit_where_their_kind_says():
     """The crafted peer places each kind against the dut's own RCV.NXT and window (the model
     TCB's, not the wire log the peer reads them from)."""
     from model.tcp import seq_diff
-    from tb.crafted_peer import KINDS, CraftedPeer
-    from tb.scenarios import _bring_up
+    from tb.crafted_peer import KINDS
+    from tb.scenarios import _bring_up, _crafted_listener
     runner = model_runner("crafted_states", 16)
-    ports = set()
-    CraftedPeer.block(runner, ports)
-    p1 = runner.dut.spawn()
-    lfd = runner.call(p1, "socket", "tcp").value
-    runner.call(p1, "bind", lfd, ("0.0.0.0", 80))
-    runner.call(p1, "listen", lfd, 8)
+    ports, p1, lfd = _crafted_listener(runner)
     _, fd, peer = _bring_up(runner, "ESTABLISHED", 40100, (p1, lfd), ports)
     runner.call(p1, "send", fd, b"outstanding")
     tcb = runner.dut.host.processes[p1].fds[fd].tcb
