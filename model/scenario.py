@@ -39,6 +39,10 @@ Backend contract
 ``receive_frames(frames: list[bytes])``
     Frames arriving back to back, with no time to settle in between (the default hands them
     to `receive_frame` in order).
+``receive_frames_busy(frames: list[bytes])``
+    Frames back to back while host software takes nothing from the slow path: on the NIC its
+    slow-path FIFO fills and drops what does not fit (SLOW_FIFO_FULL); the model (the
+    default: `receive_frames`) has no such queue.
 ``race(frames, batch) -> list[Result]``
     Frames arriving and calls issued at the same instant: on the NIC the frames' beats and
     the calls' host commands are queued together and the host settles once, so the engine may
@@ -111,6 +115,9 @@ class Backend:
 
     def transmit(self) -> list[bytes]:
         raise NotImplementedError
+
+    def receive_frames_busy(self, frames: list[bytes]):
+        self.receive_frames(frames)
 
     def race(self, frames: list[bytes], batch: list[tuple]) -> list[Result]:
         self.receive_frames(frames)
@@ -321,13 +328,15 @@ class Runner:
         self.dut.receive_frame(frame)
         self._sync_log()
 
-    def inject_burst(self, frames: list[bytes]):
+    def inject_burst(self, frames: list[bytes], os_busy: bool = False):
         """Deliver crafted `frames` to the dut back to back, with no time to settle between
-        them (each traced as "rx"); the dut's answers go on the wire in flow order."""
+        them (each traced as "rx"); the dut's answers go on the wire in flow order. With
+        `os_busy`, host software takes nothing from the slow path meanwhile
+        (``Backend.receive_frames_busy``)."""
         self._sync_log()
         for frame in frames:
             self.trace.append(("rx",) + segment_entry(self.now, "rx", frame)[1:])
-        self.dut.receive_frames(list(frames))
+        (self.dut.receive_frames_busy if os_busy else self.dut.receive_frames)(list(frames))
         self._put_in_flow_order(self.dut)
 
     def race(self, frames: list[bytes], batch: list[tuple]) -> list[Result]:

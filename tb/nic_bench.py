@@ -168,6 +168,8 @@ class NicBench:
         self.sinks = [self.tx, self.slow_rx, self.host_rdata, self.host_rsp, self.ctl_rsp, self.events]
         self.idle_run = 0
         self.host_queued: list[dict] = []       # host commands queued by queue_host
+        self.slow_stall = 0                     # cycles slow_rx.ready stays low (hold_slow)
+        self._slow_ready = True
         self.host_mark = (0, 0)
         # functional coverage (tb/coverage.py) from the debug port and the host responses
         self.coverage = coverage
@@ -234,7 +236,7 @@ class NicBench:
             raise AssertionError("ready is X: " + ", ".join(f"{r._name}={r.value}" for _, r in self.sources)) from None
         taken = []
         for sink in self.sinks:
-            if int(sink.valid.value):
+            if int(sink.valid.value) and (sink is not self.slow_rx or self._slow_ready):
                 taken.append((sink, int(sink.payload.value)))
         idle = int(self.dut.idle.value)
         if self.coverage is not None:
@@ -243,6 +245,9 @@ class NicBench:
                 self._observe(step)
         await RisingEdge(self.dut.clk)
         self.cycles += 1
+        if self.slow_stall:
+            self.slow_stall -= 1
+        self._drive_slow_ready()
         for source, did in fired:
             if did:
                 source.queue.popleft()
@@ -264,14 +269,27 @@ class NicBench:
         return [pack(self.beat_layout, {"data": data, "keep": keep, "last": last})
                 for data, keep, last in frame_to_beats(frame, self.data_width)]
 
+    def hold_slow(self, cycles: int):
+        """Keep the slow path's ready low for the next `cycles` clocks of the next settle
+        (host software busy: the NIC's slow-path FIFO fills and drops what does not fit)."""
+        self.slow_stall = cycles
+
+    def _drive_slow_ready(self):
+        ready = not self.slow_stall
+        if ready != self._slow_ready:
+            self.slow_rx.ready.value = int(ready)
+            self._slow_ready = ready
+
     async def settle(self, limit: int = 1_000_000):
-        """Run until every queue is empty and the NIC has been idle for a few cycles."""
+        """Run until every queue is empty and the NIC has been idle for a few cycles (and
+        any `hold_slow` is over)."""
+        self._drive_slow_ready()
         for source, _ in self.sources:
             source.drive()
         self.idle_run = 0
         for _ in range(limit):
             await self.cycle()
-            if self.idle_run >= IDLE_CYCLES:
+            if self.idle_run >= IDLE_CYCLES and not self.slow_stall:
                 return
         raise TimeoutError(f"NIC not idle after {limit} cycles")
 
@@ -384,6 +402,7 @@ class NicPort:
         self.send_frames = resume(bench.send_frames)
         self.queue_host = bench.queue_host
         self.queue_frames = bench.queue_frames
+        self.hold_slow = bench.hold_slow
         self.take_host = resume(bench.take_host)
         self.raw_tx = resume(bench.raw_tx)
         self.tick = resume(bench.tick)

@@ -249,6 +249,14 @@ class NicHost(model_host.Host, Backend):
         """Every call's host command queued back to back, one settle (``tb/nic_batch.py``)."""
         return run_batch(self, batch)
 
+    def receive_frames_busy(self, frames: list[bytes]):
+        """`frames` back to back while host software takes nothing from the slow path (its
+        ready held low until every beat is in): what does not fit the slow-path FIFO is
+        dropped and counted (SLOW_FIFO_FULL)."""
+        lanes = self.port.data_width // 8
+        self.port.hold_slow(sum(-(-len(f) // lanes) for f in frames) + 64)
+        self.receive_frames(frames)
+
     def race(self, frames: list[bytes], batch: list[tuple]) -> list[Result]:
         """`frames` queued on the receive port, then the batch's host commands, one settle:
         the engine meets both at once (``Backend.race``)."""

@@ -934,8 +934,8 @@ def crafted_errors(r):
     refused by an RST (READ, WRITE and SO_ERROR each take the pending ECONNREFUSED, then READ
     says ENOTCONN); a peer that goes silent with data outstanding until the last
     retransmission gives up (ETIMEDOUT, again by READ, WRITE and SO_ERROR); a window shrunk to
-    0 with data in flight (the RTO turns into persist probes); an orphan in FIN-WAIT-2 closed
-    by its timer; a stranger's forged doorbell writes of POLL, CLOSE and SO_ERROR (EBADF).
+    0 with data in flight (the RTO turns into persist probes), then reset (SO_ERROR takes the
+    ECONNRESET); an orphan in FIN-WAIT-2 closed by its timer; a stranger's forged doorbell writes of POLL, CLOSE and SO_ERROR (EBADF).
     Then a frame for each receive-path drop cause a good peer never sends; the drop counts
     are in the trace."""
     from tb.crafted_peer import bad_frames
@@ -979,6 +979,7 @@ def crafted_errors(r):
     r.call(p1, "getsockopt_error", fd3)
     r.call(p1, "poll", [(fd4, 5)])
     shrunk.send("RST_EXACT")
+    r.call(p1, "getsockopt_error", fd4)                  # ECONNRESET
     for fd in (fd1, fd2, fd3, fd4):
         r.call(p1, "recv", fd, 100, MSG_DONTWAIT)
         r.call(p1, "close", fd)
@@ -999,7 +1000,9 @@ def crafted_races(r):
     the same connection (every order gives the same answers). Then a 64 KiB write keeps the
     engine busy while a burst of datagrams for no socket arrives behind an ACK for another
     connection: the receive FIFO overflows, and each datagram is counted once, as NO_SOCKET
-    or (the RTL only: the model has no FIFO) RX_FIFO_FULL; the sum is in the trace."""
+    or (the RTL only: the model has no FIFO) RX_FIFO_FULL; the sum is in the trace. Last,
+    broadcasts arrive while host software takes nothing from the slow path: each is counted
+    once, as UNKNOWN_ETHERTYPE or (the RTL only) SLOW_FIFO_FULL."""
     ports, p1, lfd = _crafted_listener(r)
     _, fd_x, x = _bring_up(r, "ESTABLISHED", 42001, (p1, lfd), ports)
     _, fd_y, y = _bring_up(r, "ESTABLISHED", 42002, (p1, lfd), ports)
@@ -1015,6 +1018,13 @@ def crafted_races(r):
     counts = r.dut.drop_counts()
     r.trace.append(("datagrams dropped", r.now,
                     counts.get("NO_SOCKET", 0) + counts.get("RX_FIFO_FULL", 0)))
+    # broadcasts for host software while it is busy: the slow-path FIFO overflows
+    stray = bytes.fromhex("ffffffffffff") + bytes.fromhex(PEER_MAC.replace(":", "")) \
+        + bytes.fromhex("88b5") + bytes(1500)          # local experimental EtherType
+    r.inject_burst([stray] * 6, os_busy=True)
+    counts = r.dut.drop_counts()
+    r.trace.append(("broadcasts dropped", r.now,
+                    counts.get("UNKNOWN_ETHERTYPE", 0) + counts.get("SLOW_FIFO_FULL", 0)))
     x.ack_all()
     x.send("ACK")
     for peer, fd in ((x, fd_x), (y, fd_y)):
