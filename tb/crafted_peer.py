@@ -11,9 +11,10 @@ run's own wire log, so the same program runs on the model and on the RTL and the
 compares their answers segment by segment.
 
 :func:`bad_frames` builds a frame for each cause of ``model.drops.DropCause`` that a
-well-formed peer never produces (IHL below 5, an IP length past the frame, a UDP length that
-disagrees with IP's, a fragment, another protocol, another destination address, a segment
-from a host with no neighbour entry).
+well-formed peer never produces (IHL below 5, an IP length past the frame, a wrong IP header
+checksum, a TCP data offset below 5, a UDP length that disagrees with IP's, a fragment,
+another protocol, another destination address, a segment from a host with no neighbour
+entry).
 """
 
 import struct
@@ -172,7 +173,13 @@ def bad_frames(src_mac, dst_mac, src_ip, dst_ip, src_port, dst_port, stranger_ip
     udp_length = bytearray(good)
     struct.pack_into("!H", udp_length, ETH_HEADER + IPV4_HEADER + 4, 8 + 31)   # 30 bytes follow
     stray = TcpSegment(src_port, dst_port, 1000, 2000, TcpFlag.ACK, 1000)
+    ip_checksum = bytearray(good)
+    ip_checksum[ETH_HEADER + 10] ^= 0x01
+    tcp_offset = bytearray(build_tcp_frame(src_mac, dst_mac, src_ip, dst_ip, stray))
+    tcp_offset[ETH_HEADER + IPV4_HEADER + 12] = 4 << 4                          # 16 bytes < 20
     return {
+        DropCause.BAD_IP_CHECKSUM: bytes(ip_checksum),
+        DropCause.BAD_TCP_OFFSET: bytes(tcp_offset),
         DropCause.BAD_IHL: _with_ip_header(good, ver_ihl=0x44),
         DropCause.BAD_IP_LENGTH: _with_ip_header(good, total=total + 40),
         DropCause.BAD_UDP_LENGTH: bytes(udp_length),

@@ -935,7 +935,7 @@ def crafted_errors(r):
     says ENOTCONN); a peer that goes silent with data outstanding until the last
     retransmission gives up (ETIMEDOUT, again by READ, WRITE and SO_ERROR); a window shrunk to
     0 with data in flight (the RTO turns into persist probes), then reset (SO_ERROR takes the
-    ECONNRESET); an orphan in FIN-WAIT-2 closed by its timer; a stranger's forged doorbell writes of POLL, CLOSE and SO_ERROR (EBADF).
+    ECONNRESET; on another, a send takes it and shutdown says ENOTCONN); an orphan in FIN-WAIT-2 closed by its timer; a stranger's forged doorbell writes of POLL, CLOSE and SO_ERROR (EBADF).
     Then a frame for each receive-path drop cause a good peer never sends; the drop counts
     are in the trace."""
     from tb.crafted_peer import bad_frames
@@ -980,6 +980,11 @@ def crafted_errors(r):
     r.call(p1, "poll", [(fd4, 5)])
     shrunk.send("RST_EXACT")
     r.call(p1, "getsockopt_error", fd4)                  # ECONNRESET
+    _, fd5, reset = _bring_up(r, "ESTABLISHED", 41031, listener, ports)
+    reset.send("RST_EXACT")
+    r.call(p1, "send", fd5, b"too late")                # ECONNRESET
+    r.call(p1, "shutdown", fd5, SHUT_WR)                # ENOTCONN
+    r.call(p1, "close", fd5)
     for fd in (fd1, fd2, fd3, fd4):
         r.call(p1, "recv", fd, 100, MSG_DONTWAIT)
         r.call(p1, "close", fd)

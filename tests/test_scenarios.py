@@ -152,6 +152,7 @@ def test_bad_frames_are_each_dropped_once_under_their_cause():
         runner.inject(frame)
         assert runner.dut.drop_counts() == {cause.name: 1}, cause
     assert set(frames) >= {DropCause.BAD_IHL, DropCause.BAD_IP_LENGTH, DropCause.BAD_UDP_LENGTH,
+                           DropCause.BAD_IP_CHECKSUM, DropCause.BAD_TCP_OFFSET,
                            DropCause.IP_FRAGMENT, DropCause.UNKNOWN_PROTOCOL,
                            DropCause.NOT_FOR_US, DropCause.NO_NEIGHBOR}
 
@@ -161,7 +162,8 @@ def test_crafted_errors_return_every_pending_error_once():
     for op in ("recv", "send", "getsockopt_error"):
         for errno in ("ECONNREFUSED", "ETIMEDOUT"):
             assert any(o == op and errno in r for o, r in calls), (op, errno)
-    assert ("recv", "-1 ENOTCONN") in calls
+    assert ("recv", "-1 ENOTCONN") in calls and ("shutdown", "-1 ENOTCONN") in calls
+    assert ("send", "-1 ECONNRESET") in calls
     assert calls.count(("getsockopt_error", "-1 EBADF")) == 1 and ("close", "-1 EBADF") in calls
 
 
