@@ -21,9 +21,9 @@ import struct
 
 from model.checksum import internet_checksum
 from model.drops import DropCause
-from model.packet import TcpSegment, UdpDatagram, build_tcp_frame, build_udp_frame, parse_frame
+from model.packet import (PacketError, TcpSegment, UdpDatagram, build_tcp_frame, build_udp_frame,
+                          parse_frame)
 from model.protocol import ETH_HEADER, IPV4_HEADER, IPV4_MF, IpProto, TcpFlag
-from model.packet import PacketError
 from model.tcp import seq_add, seq_lt
 
 __all__ = ["CraftedPeer", "KINDS", "bad_frames"]

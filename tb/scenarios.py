@@ -805,6 +805,7 @@ def random_scenario(seed: int, limit: int | None = None) -> Scenario:
 # never sees these 4-tuples). They exist for the coverage bins the programs above never reach
 # (README, "Functional coverage"); each is also a differential check like every scenario.
 
+# the segment kinds that leave a connection in the state it is in
 _SAFE_KINDS = ("ACK", "OLD_DUPLICATE", "DATA_OUT_OF_WINDOW", "RST_OUTSIDE", "RST_IN_WINDOW",
                "DATA_IN_WINDOW")
 # a second FIN changes nothing once the first has been received
@@ -813,11 +814,11 @@ _FIN_AGAIN = ("CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT")
 _RTO_WALK = ("SYN_SENT", "SYN_RECEIVED", "FIN_WAIT_1", "CLOSE_WAIT", "CLOSING", "LAST_ACK")
 
 
-def _crafted_peer(r, port, dut_port, ports, iss=1_000_000, window=4096):
+def _crafted_peer(r, port, dut_port, ports):
+    """A crafted peer on `port` (added to `ports`, the 4-tuples kept off the wire)."""
     from tb.crafted_peer import CraftedPeer
     ports.add(port)
-    return CraftedPeer(r, PEER_MAC, PEER_IP, port, DUT_MAC, DUT_IP, dut_port, iss=iss + port,
-                       window=window)
+    return CraftedPeer(r, PEER_MAC, PEER_IP, port, DUT_MAC, DUT_IP, dut_port, iss=1_000_000 + port)
 
 
 def _crafted_listener(r):
