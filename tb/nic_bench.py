@@ -170,6 +170,8 @@ class NicBench:
         self.host_queued: list[dict] = []       # host commands queued by queue_host
         self.slow_stall = 0                     # cycles slow_rx.ready stays low (hold_slow)
         self._slow_ready = True
+        self._slow_held = False                 # a hold_slow in this settle: wait for its frames
+        self._slow_valid = False
         self.host_mark = (0, 0)
         # functional coverage (tb/coverage.py) from the debug port and the host responses
         self.coverage = coverage
@@ -235,6 +237,7 @@ class NicBench:
         except ValueError:
             raise AssertionError("ready is X: " + ", ".join(f"{r._name}={r.value}" for _, r in self.sources)) from None
         taken = []
+        self._slow_valid = bool(int(self.slow_rx.valid.value))
         for sink in self.sinks:
             if int(sink.valid.value) and (sink is not self.slow_rx or self._slow_ready):
                 taken.append((sink, int(sink.payload.value)))
@@ -271,8 +274,10 @@ class NicBench:
 
     def hold_slow(self, cycles: int):
         """Keep the slow path's ready low for the next `cycles` clocks of the next settle
-        (host software busy: the NIC's slow-path FIFO fills and drops what does not fit)."""
+        (host software busy: the NIC's slow-path FIFO fills and drops what does not fit); that
+        settle then also waits until the FIFO has handed over everything it kept."""
         self.slow_stall = cycles
+        self._slow_held = True
 
     def _drive_slow_ready(self):
         ready = not self.slow_stall
@@ -289,7 +294,9 @@ class NicBench:
         self.idle_run = 0
         for _ in range(limit):
             await self.cycle()
-            if self.idle_run >= IDLE_CYCLES and not self.slow_stall:
+            if self.idle_run >= IDLE_CYCLES and not self.slow_stall and not (
+                    self._slow_held and self._slow_valid):
+                self._slow_held = False     # (the NIC's idle does not cover the slow FIFO)
                 return
         raise TimeoutError(f"NIC not idle after {limit} cycles")
 
