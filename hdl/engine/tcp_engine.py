@@ -52,16 +52,13 @@ class EngineStep(enum.Enum, shape=7):
     TCP_ACK_TRANSITIONS = 17
     TCP_DATA = 18
     TCP_DATA_WRITE = 19
-    TCP_DATA_WAIT = 20
     TCP_FIN = 21
     TCP_TAKE_FIN = 22
     CLEAR_SEND_RING = 23
     ACTION = 24             # tell the receive path what to do with the frame; answer an INJECT
     UDP_START = 25          # receive: UDP datagram into its socket's ring
     UDP_HEADER_CMD = 26
-    UDP_HEADER_WAIT = 27
     UDP_PAYLOAD_CMD = 28
-    UDP_PAYLOAD_WAIT = 29
     DISPATCH = 30           # what to send (model.tcp.Tcb.dispatch)
     DISPATCH_OUTBOX = 31
     DISPATCH_SYN = 32
@@ -493,6 +490,12 @@ class TcpEngine(wiring.Component):
         for ring in (rx_ring, tx_ring):
             m.d.comb += [ring.write_cmd.payload.conn.eq(conn), ring.read_cmd.payload.conn.eq(conn),
                          ring.init.payload.conn.eq(conn), ring.read_resp.ready.eq(1)]
+        # the receive ring's decisions are read back from its state (`requery`), not from its
+        # write responses: they only count the writes whose bytes are still on their way
+        rx_writes = Signal(2)
+        m.d.comb += rx_ring.write_resp.ready.eq(1)
+        m.d.sync += rx_writes.eq(rx_writes + (rx_ring.write_cmd.valid & rx_ring.write_cmd.ready)
+                                 - rx_ring.write_resp.valid)
 
         # receive ring write data: the receive path's payload, or a UDP record header
         hdr_beat = Signal(W)
@@ -562,7 +565,8 @@ class TcpEngine(wiring.Component):
 
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
-                                 & (framer_reads == 0) & (host_reads == 0) & ~wdata_drain)
+                                 & (framer_reads == 0) & (host_reads == 0) & (rx_writes == 0)
+                                 & ~wdata_drain)
         m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
@@ -885,13 +889,12 @@ class TcpEngine(wiring.Component):
                              rx_ring.write_cmd.payload.offset.eq(seg_seq),
                              rx_ring.write_cmd.payload.length.eq(seg_plen)]
                 with m.If(rx_ring.write_cmd.ready):
-                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.TCP_DATA_WAIT)]
+                    # the ring's decision (its new tail) is in its state RAM two clocks on; the
+                    # payload follows on its own and the engine does not wait for it: later
+                    # ring commands are served after it, in order
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.REQUERY_1),
+                                 ret.eq(EngineStep.TCP_FIN)]
                     goto(EngineStep.ACTION)
-
-            with m.Case(EngineStep.TCP_DATA_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
-                    requery(EngineStep.TCP_FIN)
 
             with m.Case(EngineStep.TCP_FIN):
                 # eighth: FIN, taken when everything before it is in; one beyond a hole is
@@ -971,12 +974,8 @@ class TcpEngine(wiring.Component):
                              rx_ring.write_cmd.payload.offset.eq(rxq.tail),
                              rx_ring.write_cmd.payload.length.eq(UDP_RECORD_BYTES)]
                 with m.If(rx_ring.write_cmd.ready):
+                    # the ring takes the header's beats (`ring_hdr`) before its next command
                     m.d.sync += ring_hdr.eq(1)
-                    goto(EngineStep.UDP_HEADER_WAIT)
-
-            with m.Case(EngineStep.UDP_HEADER_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
                     goto(EngineStep.UDP_PAYLOAD_CMD)
 
             with m.Case(EngineStep.UDP_PAYLOAD_CMD):
@@ -984,13 +983,8 @@ class TcpEngine(wiring.Component):
                              rx_ring.write_cmd.payload.offset.eq(rxq.tail + UDP_RECORD_BYTES),
                              rx_ring.write_cmd.payload.length.eq(seg_plen)]
                 with m.If(rx_ring.write_cmd.ready):
-                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.UDP_PAYLOAD_WAIT)]
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.WRITE_BACK)]
                     goto(EngineStep.ACTION)
-
-            with m.Case(EngineStep.UDP_PAYLOAD_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
-                    goto(EngineStep.WRITE_BACK)
 
             # ----- what to send (Tcb.dispatch) ----------------------------------------------
             with m.Case(EngineStep.DISPATCH):

@@ -1,7 +1,8 @@
 """Receive dispatcher: each stored frame, with its verdict, to the engine, the slow path or nowhere."""
 
 from amaranth import *
-from amaranth.lib import enum, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from hdl.rx.classifier import Verdict, VerdictRecord
@@ -13,17 +14,25 @@ from hdl.wire import L4Protocol
 
 __all__ = ["DispatchStep", "RxDispatch"]
 
+# Frames whose route is decided while earlier frames still stream (lookup and engine run ahead).
+ROUTE_QUEUE_DEPTH = 4
+
 
 class DispatchStep(enum.Enum, shape=3):
-    """What the dispatcher waits for; shown on its ``step`` output (the NIC's ``debug`` port)."""
+    """What the deciding side waits for; shown on its ``step`` output (the NIC's ``debug`` port)."""
     WAIT_FRAME = 0          # a verdict and the frame's FIFO status
     WAIT_LOOKUP = 1         # the socket key going to the table
     WAIT_RESULT = 2
     WAIT_ENGINE = 3         # the event going to the engine
     WAIT_ACTION = 4         # the engine's answer
-    STREAM = 5              # the frame leaving the FIFO to where it goes
+    WAIT_STREAM = 5         # the route queue is full: the streaming side is behind
 
 
+class _Route(data.StructLayout):
+    """Where one stored frame goes, decided ahead of its streaming."""
+
+    def __init__(self):
+        super().__init__({"route": RxRoute, "skip": 16, "length": 16})
 
 
 class RxDispatch(wiring.Component):
@@ -41,7 +50,11 @@ class RxDispatch(wiring.Component):
     through the :class:`~hdl.rx.frame_slicer.FrameSlicer` to the connection's ring), the
     frame goes to the slow path (the connection is closed) or nothing is kept.
 
-    Frames are handled one at a time, in order.
+    Two sides run at once. The deciding side takes one frame at a time (verdict, lookup,
+    engine) and queues its route; the streaming side moves each frame whole, in order, where
+    its route says. So the lookup and the engine's decision on a frame overlap the streaming
+    of up to ``ROUTE_QUEUE_DEPTH`` frames before it (the engine's ring commands for it are
+    served after the earlier payloads, in order).
 
     Members
     -------
@@ -65,7 +78,7 @@ class RxDispatch(wiring.Component):
     idle : Out(1)
         Waiting for a frame, none announced.
     step : Out(DispatchStep)
-        The step the dispatcher is in (for debugging and profiling only).
+        The deciding side's step (for debugging and profiling only).
     """
 
     def __init__(self, data_width, conn_bits, status_layout):
@@ -92,31 +105,36 @@ class RxDispatch(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # The deciding side: verdict, lookup, engine; one route per stored frame into `routes`.
         step = Signal(DispatchStep)
         fields = Signal.like(self.verdict.payload.fields)
-        route = Signal(RxRoute)
         conn = Signal.like(self.result.payload.id)
-        cmd_sent = Signal()
+        decided = Signal(_Route())
         udp = fields.protocol == L4Protocol.UDP
+        m.submodules.routes = routes = SyncFIFOBuffered(width=_Route().size, depth=ROUTE_QUEUE_DEPTH)
 
-        m.d.comb += self.idle.eq((step == DispatchStep.WAIT_FRAME) & ~self.verdict.valid & ~self.status.valid)
-        m.d.comb += self.step.eq(step)
+        def decide(route):
+            """The frame's route is known: queue it for the streaming side."""
+            m.d.sync += [decided.route.eq(route), decided.skip.eq(fields.payload_offset),
+                         decided.length.eq(fields.payload_length), step.eq(DispatchStep.WAIT_STREAM)]
+
+        m.d.comb += [routes.w_data.eq(decided), routes.w_en.eq(step == DispatchStep.WAIT_STREAM)]
 
         with m.Switch(step):
             with m.Case(DispatchStep.WAIT_FRAME):
                 with m.If(self.verdict.valid & self.status.valid):
                     m.d.comb += [self.verdict.ready.eq(1), self.status.ready.eq(1)]
                     v = self.verdict.payload
-                    m.d.sync += [fields.eq(v.fields), cmd_sent.eq(0)]
+                    m.d.sync += fields.eq(v.fields)
                     with m.If(~self.status.payload.stored):
                         with m.If(v.verdict != Verdict.DROP):   # else counted by its cause
                             m.d.sync += self.fifo_full.eq(self.fifo_full + 1)
                     with m.Elif(v.verdict == Verdict.FAST):
                         m.d.sync += step.eq(DispatchStep.WAIT_LOOKUP)
                     with m.Else():
-                        m.d.sync += [route.eq(Mux(v.verdict == Verdict.SLOW, RxRoute.SLOW,
-                                                  RxRoute.DISCARD)),
-                                     step.eq(DispatchStep.STREAM)]
+                        m.d.sync += [decided.route.eq(Mux(v.verdict == Verdict.SLOW, RxRoute.SLOW,
+                                                          RxRoute.DISCARD)),
+                                     step.eq(DispatchStep.WAIT_STREAM)]
 
             with m.Case(DispatchStep.WAIT_LOOKUP):
                 key = self.lookup.payload
@@ -134,7 +152,7 @@ class RxDispatch(wiring.Component):
                     with m.If(self.result.payload.hit):
                         m.d.sync += step.eq(DispatchStep.WAIT_ENGINE)
                     with m.Else():
-                        m.d.sync += [route.eq(RxRoute.SLOW), step.eq(DispatchStep.STREAM)]
+                        decide(RxRoute.SLOW)
 
             with m.Case(DispatchStep.WAIT_ENGINE):
                 e = self.event.payload
@@ -152,26 +170,38 @@ class RxDispatch(wiring.Component):
             with m.Case(DispatchStep.WAIT_ACTION):
                 m.d.comb += self.action.ready.eq(1)
                 with m.If(self.action.valid):
-                    m.d.sync += [route.eq(self.action.payload.route), step.eq(DispatchStep.STREAM)]
+                    decide(self.action.payload.route)
 
-            with m.Case(DispatchStep.STREAM):
-                beat_done = self.frames.valid & self.frames.ready & self.frames.payload.last
-                with m.Switch(route):
-                    with m.Case(RxRoute.DISCARD):
-                        m.d.comb += self.frames.ready.eq(1)
-                    with m.Case(RxRoute.SLOW):
-                        wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slow))
-                    with m.Case(RxRoute.STORE):
-                        # the slicer takes its command with the frame's last beat
-                        m.d.comb += [self.slice_cmd.valid.eq(~cmd_sent),
-                                     self.slice_cmd.payload.skip.eq(fields.payload_offset),
-                                     self.slice_cmd.payload.length.eq(fields.payload_length)]
-                        with m.If(self.slice_cmd.ready):
-                            m.d.sync += cmd_sent.eq(1)
-                        wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slice_data))
-                with m.If(beat_done):
+            with m.Case(DispatchStep.WAIT_STREAM):
+                with m.If(routes.w_rdy):
                     m.d.sync += step.eq(DispatchStep.WAIT_FRAME)
-                    with m.If(route == RxRoute.SLOW):
-                        m.d.sync += self.slow_frames.eq(self.slow_frames + 1)
 
+        # The streaming side: each frame, in order, leaves the FIFO to where its route says.
+        head = Signal(_Route())
+        cmd_sent = Signal()
+        m.d.comb += head.eq(routes.r_data)
+        beat_done = self.frames.valid & self.frames.ready & self.frames.payload.last
+        with m.If(routes.r_rdy):
+            with m.Switch(head.route):
+                with m.Case(RxRoute.DISCARD):
+                    m.d.comb += self.frames.ready.eq(1)
+                with m.Case(RxRoute.SLOW):
+                    wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slow))
+                with m.Case(RxRoute.STORE):
+                    # the slicer takes its command with the frame's last beat
+                    m.d.comb += [self.slice_cmd.valid.eq(~cmd_sent),
+                                 self.slice_cmd.payload.skip.eq(head.skip),
+                                 self.slice_cmd.payload.length.eq(head.length)]
+                    with m.If(self.slice_cmd.ready):
+                        m.d.sync += cmd_sent.eq(1)
+                    wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slice_data))
+            with m.If(beat_done):
+                m.d.comb += routes.r_en.eq(1)
+                m.d.sync += cmd_sent.eq(0)
+                with m.If(head.route == RxRoute.SLOW):
+                    m.d.sync += self.slow_frames.eq(self.slow_frames + 1)
+
+        m.d.comb += [self.idle.eq((step == DispatchStep.WAIT_FRAME) & ~self.verdict.valid
+                                  & ~self.status.valid & ~routes.r_rdy),
+                     self.step.eq(step)]
         return m

@@ -154,7 +154,14 @@ class EngineBench:
         route = ctx.get(dut.rx_action.payload.route)
         await self.cycle()                          # the action is taken
         if route == RxRoute.STORE and seg.payload:
-            await send_frame(ctx, dut.rx_payload, seg.payload, self.width)
+            # the engine goes on while the payload moves: watch its outputs meanwhile
+            for data, keep, last in frame_to_beats(seg.payload, self.width):
+                ctx.set(dut.rx_payload.valid, 1)
+                ctx.set(dut.rx_payload.payload, {"data": data, "keep": keep, "last": last})
+                while not ctx.get(dut.rx_payload.ready):
+                    await self.cycle()
+                await self.cycle()
+            ctx.set(dut.rx_payload.valid, 0)
         await self.settle()
         return route
 
