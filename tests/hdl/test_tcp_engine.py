@@ -20,7 +20,7 @@ from model.protocol import TcpFlag
 from model.packet import TcpSegment
 from model.policy import Policy
 from model.tcp import State, Tcb
-from tb.amaranth_sim import beats_to_frame, frame_to_beats, send_frame
+from tb.amaranth_sim import beats_to_frame, frame_to_beats
 from flow.tools import BUILD
 
 POLICY = NIC_POLICY
