@@ -94,6 +94,8 @@ class EngineStep(enum.Enum, shape=7):
     CTL_INIT_RINGS = 62
     CTL_RESPOND = 63
     DEADLINE_NEXT = 64      # NEXT_DEADLINE: the next connection with a timer running
+    FAST_STORE = 65         # receive fast path: in-order data in ESTABLISHED, nothing to send
+    FAST_ACK = 66
 
 
 
@@ -412,6 +414,19 @@ class TcpEngine(wiring.Component):
             offset.eq(t.snd_nxt - t.snd_una),
             unsent.eq(queued - offset),
         ]
+        # the receive fast path (Beehive's split): an in-order segment of data in
+        # ESTABLISHED that fits the window and acknowledges nothing new, on a connection with
+        # nothing to send, no range held and no FIN pending; every other segment takes the
+        # steps of Tcb.process one by one
+        window_update = (_seq_lt(t.snd_wl1, seg_seq)
+                         | ((t.snd_wl1 == seg_seq) & _seq_le(t.snd_wl2, seg_ack)))
+        no_ranges = (Cat(r.valid for r in rxq.ranges) == 0) if P.max_ooo_ranges else Const(1)
+        fast_path = ((t.kind == ConnKind.TCP) & (state == TcpState.ESTABLISHED)
+                     & seg_flags.ack & ~seg_flags.syn & ~seg_flags.rst & ~seg_flags.fin
+                     & ~seg_flags.urg & (seg_seq == rcv_nxt) & (seg_plen != 0)
+                     & (seg_plen <= rcv_wnd) & (seg_ack == t.snd_una) & (unsent <= 0)
+                     & (offset <= queued) & ~t.fin_queued & ~t.fin_received
+                     & ~t.fin_seq_valid & ~t.orphan & no_ranges & (ob == _Outbox.NONE))
         in_synchronized = _one_of(state, *SYNCHRONIZED)
         in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
@@ -674,7 +689,9 @@ class TcpEngine(wiring.Component):
             # ----- receive: TCP (Tcb.process) ---------------------------------------------
             with m.Case(EngineStep.TCP_START):
                 m.d.sync += [payload_kept.eq(seg_plen != 0), fin_kept.eq(seg_flags.fin)]
-                with m.If((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
+                with m.If(fast_path):
+                    goto(EngineStep.FAST_STORE)
+                with m.Elif((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
                     # no connection (the model has deleted its TCB): host software answers
                     m.d.sync += route.eq(RxRoute.SLOW)
                     goto(EngineStep.ACTION)
@@ -713,6 +730,32 @@ class TcpEngine(wiring.Component):
                         finish()
                 with m.Else():
                     goto(EngineStep.TCP_ACCEPT)
+
+            # ----- receive fast path: what the steps below do for the commonest segment --
+            with m.Case(EngineStep.FAST_STORE):
+                # TCP_ACCEPT: acceptable; TCP_RST: no RST or SYN, ACK set; TCP_ACK: nothing
+                # newly acknowledged, no duplicate (it carries data); TCP_ACK_RESULT: the
+                # send window; TCP_DATA and TCP_DATA_WRITE: the payload goes in whole
+                m.d.comb += [rx_ring.write_cmd.valid.eq(1),
+                             rx_ring.write_cmd.payload.offset.eq(seg_seq),
+                             rx_ring.write_cmd.payload.length.eq(seg_plen)]
+                with m.If(rx_ring.write_cmd.ready):
+                    with m.If(window_update):
+                        m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
+                                     t.snd_wl2.eq(seg_ack)]
+                        with m.If(seg_wnd != 0):
+                            m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.FAST_ACK)]
+                    goto(EngineStep.ACTION)
+
+            with m.Case(EngineStep.FAST_ACK):
+                # TCP_FIN: none; DISPATCH: no outbox, nothing unsent, so DISPATCH_ACK's pure
+                # ACK of the new RCV.NXT (the tail moved by the whole payload: no range held)
+                fast_nxt = (rxq.tail + seg_plen)[:32]
+                fast_wnd = (rxq.free - seg_plen)[:16]
+                sent(t.snd_nxt, 0, fast_wnd)
+                emit(EngineStep.WRITE_BACK, seq=t.snd_nxt, ack=fast_nxt, flags=flags(ack=1),
+                     window=fast_wnd)
 
             with m.Case(EngineStep.TCP_SYN_SENT):
                 # Tcb._process_syn_sent
