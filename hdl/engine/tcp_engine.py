@@ -94,8 +94,7 @@ class EngineStep(enum.Enum, shape=7):
     CTL_INIT_RINGS = 62
     CTL_RESPOND = 63
     DEADLINE_NEXT = 64      # NEXT_DEADLINE: the next connection with a timer running
-    FAST_STORE = 65         # receive fast path: in-order data in ESTABLISHED, nothing to send
-    FAST_ACK = 66
+    FAST_STORE = 65         # receive fast path, waiting for the ring (TcpEngine: fast_store)
 
 
 
@@ -468,13 +467,17 @@ class TcpEngine(wiring.Component):
         def flags(**bits):
             return Cat(*(bits.get(name, Const(0, 1)) for name, _ in TcpFlags()))
 
-        def emit(back, *, seq, ack, flags, window, length=0, skip=0, syn_option=0):
-            """Send one TCP segment and continue at `back` (``Tcb._segment``'s fields)."""
+        def segment(*, seq, ack, flags, window, length=0, skip=0, syn_option=0):
+            """The TCP segment that the EMIT step sends (``Tcb._segment``'s fields)."""
             m.d.sync += [e_seq.eq(seq), e_ack.eq(ack), e_flags.eq(flags), e_wnd.eq(window),
                          e_len.eq(length), e_skip.eq(skip), e_syn_option.eq(syn_option),
                          e_udp.eq(0), e_dst_mac.eq(t.template.remote_mac),
                          e_dst_ip.eq(t.template.remote_ip), e_dst_port.eq(t.template.remote_port),
                          hdr_sent.eq(0), read_sent.eq(length == 0)]
+
+        def emit(back, **fields):
+            """Send one TCP segment and continue at `back`."""
+            segment(**fields)
             call(EngineStep.EMIT, back)
 
         def sent(seq, seg_len, window):
@@ -487,6 +490,32 @@ class TcpEngine(wiring.Component):
                     m.d.sync += t.snd_max.eq(end)
                 with m.If(~t.rto_armed):
                     m.d.sync += [t.rto_armed.eq(1), t.rto_deadline.eq(now + rto_table[t.retries])]
+
+        def fast_store():
+            """The receive fast path, all of Tcb.process and Tcb.dispatch for its segment:
+            TCP_ACCEPT: acceptable; TCP_RST: no RST or SYN, ACK set; TCP_ACK: nothing newly
+            acknowledged, no duplicate (it carries data); TCP_ACK_RESULT: the send window;
+            TCP_DATA and TCP_DATA_WRITE: the payload goes in whole, so the tail moves by its
+            length (no range held); TCP_FIN: none; DISPATCH: no outbox and nothing unsent, so
+            DISPATCH_ACK's pure ACK of the new RCV.NXT, sent after the receive path's action."""
+            m.d.comb += [rx_ring.write_cmd.valid.eq(1),
+                         rx_ring.write_cmd.payload.offset.eq(seg_seq),
+                         rx_ring.write_cmd.payload.length.eq(seg_plen)]
+            with m.If(rx_ring.write_cmd.ready):
+                with m.If(window_update):
+                    m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
+                                 t.snd_wl2.eq(seg_ack)]
+                    with m.If(seg_wnd != 0):
+                        m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
+                fast_wnd = (rxq.free - seg_plen)[:16]
+                sent(t.snd_nxt, 0, fast_wnd)
+                segment(seq=t.snd_nxt, ack=(rxq.tail + seg_plen)[:32], flags=flags(ack=1),
+                        window=fast_wnd)
+                m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.EMIT),
+                             ret.eq(EngineStep.WRITE_BACK)]
+                goto(EngineStep.ACTION)
+            with m.Else():
+                goto(EngineStep.FAST_STORE)
 
         # ----- ticks: counted, each served by one scan of every connection -----------------
         tick_taken = Signal()
@@ -604,7 +633,14 @@ class TcpEngine(wiring.Component):
                                  seg_flags.eq(p.flags), seg_wnd.eq(p.window),
                                  seg_plen.eq(p.payload_length), seg_mss.eq(0),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
-                    goto(EngineStep.LOAD)
+                    with m.If(rings_pending):
+                        goto(EngineStep.LOAD)
+                    with m.Else():
+                        # LOAD's reads, issued now: the record and ring states are there
+                        # on the next clock
+                        m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1),
+                                     rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
+                        goto(EngineStep.LATCH)
                 with m.Elif(self.host_cmd.valid):
                     m.d.comb += self.host_cmd.ready.eq(1)
                     m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
@@ -690,7 +726,7 @@ class TcpEngine(wiring.Component):
             with m.Case(EngineStep.TCP_START):
                 m.d.sync += [payload_kept.eq(seg_plen != 0), fin_kept.eq(seg_flags.fin)]
                 with m.If(fast_path):
-                    goto(EngineStep.FAST_STORE)
+                    fast_store()
                 with m.Elif((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
                     # no connection (the model has deleted its TCB): host software answers
                     m.d.sync += route.eq(RxRoute.SLOW)
@@ -731,31 +767,8 @@ class TcpEngine(wiring.Component):
                 with m.Else():
                     goto(EngineStep.TCP_ACCEPT)
 
-            # ----- receive fast path: what the steps below do for the commonest segment --
             with m.Case(EngineStep.FAST_STORE):
-                # TCP_ACCEPT: acceptable; TCP_RST: no RST or SYN, ACK set; TCP_ACK: nothing
-                # newly acknowledged, no duplicate (it carries data); TCP_ACK_RESULT: the
-                # send window; TCP_DATA and TCP_DATA_WRITE: the payload goes in whole
-                m.d.comb += [rx_ring.write_cmd.valid.eq(1),
-                             rx_ring.write_cmd.payload.offset.eq(seg_seq),
-                             rx_ring.write_cmd.payload.length.eq(seg_plen)]
-                with m.If(rx_ring.write_cmd.ready):
-                    with m.If(window_update):
-                        m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
-                                     t.snd_wl2.eq(seg_ack)]
-                        with m.If(seg_wnd != 0):
-                            m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
-                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.FAST_ACK)]
-                    goto(EngineStep.ACTION)
-
-            with m.Case(EngineStep.FAST_ACK):
-                # TCP_FIN: none; DISPATCH: no outbox, nothing unsent, so DISPATCH_ACK's pure
-                # ACK of the new RCV.NXT (the tail moved by the whole payload: no range held)
-                fast_nxt = (rxq.tail + seg_plen)[:32]
-                fast_wnd = (rxq.free - seg_plen)[:16]
-                sent(t.snd_nxt, 0, fast_wnd)
-                emit(EngineStep.WRITE_BACK, seq=t.snd_nxt, ack=fast_nxt, flags=flags(ack=1),
-                     window=fast_wnd)
+                fast_store()
 
             with m.Case(EngineStep.TCP_SYN_SENT):
                 # Tcb._process_syn_sent
