@@ -148,6 +148,16 @@ class TcpEngine(wiring.Component):
     ring holds datagram records (``model.constants.UDP_RECORD_BYTES`` of length and source, then
     the payload), so datagram boundaries are kept and a short read discards the rest.
 
+    A received payload is written into its ring while the engine goes on (the ring's state,
+    and so RCV.NXT, is decided from the command before the bytes move, and the ring serves
+    its later commands after them). The commonest segment, in-order data in ESTABLISHED that
+    fits the window and acknowledges nothing new, on a connection with nothing to send, no
+    out-of-order range and no FIN pending, takes a fast path (``fast_store``: the record and
+    ring states latched, the ring write and the ACK's fields in one step, the receive path's
+    action, the ACK, the write-back), as Beehive splits its receive pipe; everything else
+    takes the steps below one by one, which the fast path's effects equal by construction
+    and by the differential tests.
+
     Host commands are checked against an :class:`~hdl.tables.access_table.AccessTable` first: a
     process without access gets EBADF, its WRITE data is drained, and nothing else happens.
 
