@@ -359,7 +359,8 @@ class TcpEngine(wiring.Component):
         drain_after = Signal()              # HOST_RESPOND then drains the WRITE data
 
         # data routing, changed only between transfers
-        wdata_to_ring = Signal()            # host_wdata -> send ring
+        wdata_to_ring = Signal()            # host_wdata -> send ring, until its beats are in
+        wdata_beats = Signal(range(S // (W // 8) + 1))  # the beats the send ring still takes
         wdata_to_framer = Signal()          # host_wdata -> framer payload (UDP send)
         wdata_drain = Signal()              # host_wdata consumed and dropped
         rdata_to_engine = Signal()          # receive ring read data -> UDP record capture
@@ -587,6 +588,10 @@ class TcpEngine(wiring.Component):
         # host write data: to the send ring, to the framer (UDP), or drained
         with m.If(wdata_to_ring):
             wiring.connect(m, wiring.flipped(self.host_wdata), tx_ring.write_data)
+            with m.If(self.host_wdata.valid & self.host_wdata.ready):
+                m.d.sync += wdata_beats.eq(wdata_beats - 1)
+                with m.If(wdata_beats == 1):
+                    m.d.sync += wdata_to_ring.eq(0)
         with m.Elif(wdata_drain):
             m.d.comb += self.host_wdata.ready.eq(1)
             with m.If(self.host_wdata.valid & self.host_wdata.payload.last):
@@ -620,7 +625,7 @@ class TcpEngine(wiring.Component):
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
                                  & (framer_reads == 0) & (host_reads == 0) & (rx_writes == 0)
-                                 & ~wdata_drain)
+                                 & ~wdata_drain & ~wdata_to_ring)
         m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
@@ -651,7 +656,8 @@ class TcpEngine(wiring.Component):
                         m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1),
                                      rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
                         goto(EngineStep.LATCH)
-                with m.Elif(self.host_cmd.valid):
+                with m.Elif(self.host_cmd.valid & ~wdata_to_ring):
+                    # (a WRITE's bytes still moving into the send ring hold the next command)
                     m.d.comb += self.host_cmd.ready.eq(1)
                     m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
                                  ev.eq(_Event.HOST)]
@@ -1213,8 +1219,10 @@ class TcpEngine(wiring.Component):
                         answer_ebadf()
 
             with m.Case(EngineStep.HOST_RESPOND):
-                m.d.comb += [self.host_rsp.valid.eq(1), self.host_rsp.payload.eq(rsp)]
-                with m.If(self.host_rsp.ready):
+                # a WRITE whose surplus beats are drained answers once the ring has its own
+                may_answer = ~(drain_after & wdata_to_ring)
+                m.d.comb += [self.host_rsp.valid.eq(may_answer), self.host_rsp.payload.eq(rsp)]
+                with m.If(self.host_rsp.ready & may_answer):
                     with m.If(drain_after):
                         m.d.sync += wdata_drain.eq(1)
                         goto(EngineStep.HOST_DRAIN)
@@ -1385,13 +1393,15 @@ class TcpEngine(wiring.Component):
                              tx_ring.write_cmd.payload.offset.eq(txq.tail),
                              tx_ring.write_cmd.payload.length.eq(taken)]
                 with m.If(tx_ring.write_cmd.ready):
-                    m.d.sync += [wdata_to_ring.eq(1), drain_after.eq(beats_sent != beats_taken)]
+                    m.d.sync += [wdata_to_ring.eq(1), wdata_beats.eq(beats_taken),
+                                 drain_after.eq(beats_sent != beats_taken)]
                     goto(EngineStep.HOST_WRITE_WAIT)
 
             with m.Case(EngineStep.HOST_WRITE_WAIT):
                 m.d.comb += tx_ring.write_resp.ready.eq(1)
                 with m.If(tx_ring.write_resp.valid):
-                    m.d.sync += [wdata_to_ring.eq(0), rsp.count.eq(tx_ring.write_resp.payload.advance)]
+                    # the bytes may still be moving: the ring serves its reads after them
+                    m.d.sync += rsp.count.eq(tx_ring.write_resp.payload.advance)
                     respond(EngineStep.HOST_WRITE_DONE)
 
             with m.Case(EngineStep.HOST_WRITE_DONE):
