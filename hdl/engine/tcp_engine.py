@@ -484,6 +484,10 @@ class TcpEngine(wiring.Component):
             m.d.sync += ticks_pending.eq(ticks_pending - 1)
 
         rings_pending = rx_ring.state_pending | tx_ring.state_pending
+        # a ring answers a write at its decision; the engine takes the answer once the
+        # write's beats are in (it routes write_data until then)
+        rx_ring_written = ~rx_ring.write_busy
+        tx_ring_written = ~tx_ring.write_busy
 
         # ----- port defaults ---------------------------------------------------------------
         rec_rd_en = Signal()
@@ -889,8 +893,8 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.ACTION)
 
             with m.Case(EngineStep.TCP_DATA_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
+                m.d.comb += rx_ring.write_resp.ready.eq(rx_ring_written)
+                with m.If(rx_ring.write_resp.valid & rx_ring_written):
                     requery(EngineStep.TCP_FIN)
 
             with m.Case(EngineStep.TCP_FIN):
@@ -975,8 +979,8 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.UDP_HEADER_WAIT)
 
             with m.Case(EngineStep.UDP_HEADER_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
+                m.d.comb += rx_ring.write_resp.ready.eq(rx_ring_written)
+                with m.If(rx_ring.write_resp.valid & rx_ring_written):
                     goto(EngineStep.UDP_PAYLOAD_CMD)
 
             with m.Case(EngineStep.UDP_PAYLOAD_CMD):
@@ -988,8 +992,8 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.ACTION)
 
             with m.Case(EngineStep.UDP_PAYLOAD_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
+                m.d.comb += rx_ring.write_resp.ready.eq(rx_ring_written)
+                with m.If(rx_ring.write_resp.valid & rx_ring_written):
                     goto(EngineStep.WRITE_BACK)
 
             # ----- what to send (Tcb.dispatch) ----------------------------------------------
@@ -1329,8 +1333,8 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.HOST_WRITE_WAIT)
 
             with m.Case(EngineStep.HOST_WRITE_WAIT):
-                m.d.comb += tx_ring.write_resp.ready.eq(1)
-                with m.If(tx_ring.write_resp.valid):
+                m.d.comb += tx_ring.write_resp.ready.eq(tx_ring_written)
+                with m.If(tx_ring.write_resp.valid & tx_ring_written):
                     m.d.sync += [wdata_to_ring.eq(0), rsp.count.eq(tx_ring.write_resp.payload.advance)]
                     respond(EngineStep.HOST_WRITE_DONE)
 
