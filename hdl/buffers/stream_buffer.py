@@ -481,7 +481,9 @@ class StreamBuffer(wiring.Component):
         fills_read_slots = Signal()
         m.d.comb += fills_read_slots.eq((w_stored_hi - r_from)[:32] > R)
         w_hazard = r_streaming & ~r_peek & (r_conn == w_conn) & w_store & fills_read_slots
-        m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & ~w_hazard),
+        # (write_resp is free at a write's decision, as a write is taken only when it is free;
+        # the decision checks it anyway, so that a proof by induction need not know that)
+        m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
                      r_decides.eq((r_step == _ReadStep.DECIDE) & read_resp_free & ~r_hazard)]
 
         # ---- Init: both sides idle, it writes both state RAMs ----------------------------
