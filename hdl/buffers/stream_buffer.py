@@ -98,12 +98,6 @@ class _ReadStep(enum.Enum, shape=3):
     DATA = 4                # the read's beats taken
 
 
-def _after(x, y):
-    """``x`` lies after ``y`` in sequence space (32-bit positions less than 2**31 apart)."""
-    d = Signal(32)
-    return (d.eq((x - y)[:32]), (d != 0) & ~d[31])
-
-
 class StreamBuffer(wiring.Component):
     """Receive (or send) buffers of ``connections`` byte streams in one RAM.
 
@@ -467,19 +461,23 @@ class StreamBuffer(wiring.Component):
 
         # ---- The two waits ---------------------------------------------------------------
         # A read waits while the write side still has to put bytes of the read's range into
-        # the RAM: [r_start, r_start + r_count) meets [w_keep_lo, w_keep_hi) of the write's
-        # connection while its beats or its last word are pending.
+        # the RAM: the read's bytes [r_skipped, r_advance) past head meet [w_keep_lo,
+        # w_keep_hi) of the write's connection while its beats or its last word are pending.
+        # Both ends of the write's range lie within R of head (it was clipped to the window
+        # of an earlier head, and a skipping or discarding read may have moved head past
+        # it since), so signed offsets from head one bit wider than the ring's compare them.
         w_pending = (w_step == _WriteStep.DATA) | flush
-        ends_after_lo, ends_after = _after(r_start + r_count, w_keep_lo)
-        starts_before_hi, starts_before = _after(w_keep_hi, r_start)
-        m.d.comb += [ends_after_lo, starts_before_hi]
+        keep_lo = (w_keep_lo - r_head)[:count_bits + 1].as_signed()
+        keep_hi = (w_keep_hi - r_head)[:count_bits + 1].as_signed()
         r_hazard = (w_pending & (w_conn == r_conn) & ~r_discard & (r_count != 0)
-                    & (w_keep_lo != w_keep_hi) & ends_after & starts_before)
+                    & (keep_lo < keep_hi) & (keep_lo < r_advance) & (r_skipped < keep_hi))
         # A write waits while the read side streams a consuming read of its connection whose
-        # ring slots it would fill: the write stores up to w_stored_hi, and the slots of the
-        # read's bytes [r_from, head) come round again at [r_from + R, head + R).
+        # ring slots it would fill: the write stores up to tail + w_stop, and the slots of
+        # the read's bytes [r_from, head) come round again at [r_from + R, head + R).
+        # (tail - r_from and w_stop are both at most R)
         fills_read_slots = Signal()
-        m.d.comb += fills_read_slots.eq((w_stored_hi - r_from)[:32] > R)
+        m.d.comb += fills_read_slots.eq(
+            (st.tail - r_from)[:count_bits] + w_stop[:count_bits] > R)
         w_hazard = r_streaming & ~r_peek & (r_conn == w_conn) & w_store & fills_read_slots
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
