@@ -598,7 +598,7 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
 
     async def reader(ctx):
         pauses = pause_iter(stalls[2])
-        await ctx.tick().repeat(rng.randrange(8))
+        await ctx.tick().repeat(rng.randrange(1, 9))
         for conn, length, peek, skip, discard in reads:
             await send_cmd(ctx, dut.read_cmd, {"conn": conn, "length": length, "peek": peek,
                                                "skip": skip, "discard": discard}, pauses)
