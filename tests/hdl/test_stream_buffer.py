@@ -97,26 +97,22 @@ def hw_state(q):
     return (q.head, q.tail, q.free, ranges)
 
 
-def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_ranges=1,
-             in_pauses=(), out_pauses=(), timeout=2_000):
-    """Run `program` on the hardware and compare everything with the model."""
-    exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
-    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges)
-    got_write, got_read, got_frames, got_queries, done = [], [], [], [], []
-    lanes = data_width // 8
+def collector(port, out, pattern, convert):
+    """A testbench taking every item of stream `port` (ready low on `pattern`) into `out`."""
+    async def run(ctx):
+        pauses = pause_iter(pattern)
+        beats = []
+        while True:
+            ready = not next(pauses)
+            ctx.set(port.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+            if ready and valid:
+                convert(out, payload, beats)
+    return run
 
-    def collector(port, out, pattern, convert):
-        async def run(ctx):
-            pauses = pause_iter(pattern)
-            beats = []
-            while True:
-                ready = not next(pauses)
-                ctx.set(port.ready, ready)
-                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                if ready and valid:
-                    convert(out, payload, beats)
-        return run
 
+def frame_beat_checker(lanes):
+    """A `collector` conversion: beats into frames, checking how `keep` is packed."""
     def frame_beat(out, payload, beats):
         keep = payload.keep
         # every beat but the last is full, the last packed from lane 0
@@ -127,6 +123,18 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
         if payload.last:
             out.append(bytes(beats))
             beats.clear()
+    return frame_beat
+
+
+def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_ranges=1,
+             in_pauses=(), out_pauses=(), timeout=2_000):
+    """Run `program` on the hardware and compare everything with the model."""
+    exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
+    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges)
+    got_write, got_read, got_frames, got_queries, done = [], [], [], [], []
+    lanes = data_width // 8
+
+    frame_beat = frame_beat_checker(lanes)
 
     async def driver(ctx):
         pauses = pause_iter(in_pauses)
@@ -614,23 +622,7 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
             assert len(fired) <= 1, f"two commands accepted in one clock: {fired}"
             accepted.extend(fired)
 
-    def collector(port, out, pattern, convert):
-        async def run(ctx):
-            pauses = pause_iter(pattern)
-            beats = []
-            while True:
-                ready = not next(pauses)
-                ctx.set(port.ready, ready)
-                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                if ready and valid:
-                    convert(out, payload, beats)
-        return run
-
-    def frame_beat(out, payload, beats):
-        beats.extend(payload.data.to_bytes(lanes, "little")[:payload.keep.bit_length()])
-        if payload.last:
-            out.append(bytes(beats))
-            beats.clear()
+    frame_beat = frame_beat_checker(lanes)
 
     n_frames = sum(1 for r in reads if not r[4])      # an upper bound: empty reads send none
     clocks = []
