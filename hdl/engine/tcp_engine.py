@@ -546,11 +546,8 @@ class TcpEngine(wiring.Component):
             m.d.comb += [ring.write_cmd.payload.conn.eq(conn), ring.read_cmd.payload.conn.eq(conn),
                          ring.init.payload.conn.eq(conn), ring.read_resp.ready.eq(1)]
         # the receive ring's decisions are read back from its state (`requery`), not from its
-        # write responses: they only count the writes whose bytes are still on their way
-        rx_writes = Signal(2)
+        # write responses (given at the decision, before the bytes move)
         m.d.comb += rx_ring.write_resp.ready.eq(1)
-        m.d.sync += rx_writes.eq(rx_writes + (rx_ring.write_cmd.valid & rx_ring.write_cmd.ready)
-                                 - rx_ring.write_resp.valid)
 
         # receive ring write data: the receive path's payload, or a UDP record header
         hdr_beat = Signal(W)
@@ -624,7 +621,8 @@ class TcpEngine(wiring.Component):
 
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
-                                 & (framer_reads == 0) & (host_reads == 0) & (rx_writes == 0)
+                                 & (framer_reads == 0) & (host_reads == 0) & ~rx_ring.busy
+                                 & ~tx_ring.busy
                                  & ~wdata_drain & ~wdata_to_ring)
         m.d.comb += self.step.eq(step)
 

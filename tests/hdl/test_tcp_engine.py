@@ -51,11 +51,12 @@ class EngineBench:
         self.steps = set()                          # engine steps seen (``receive`` clears it)
         self._payload = []
 
-    async def cycle(self):
+    async def cycle(self, *extra):
+        """One clock, recording what the engine sends; returns `extra` signals as sampled."""
         ctx, dut = self.ctx, self.dut
-        _, _, hv, hp, pv, pp, ev, ep, step = await ctx.tick().sample(
+        _, _, hv, hp, pv, pp, ev, ep, step, *values = await ctx.tick().sample(
             dut.tx_header.valid, dut.tx_header.payload, dut.tx_payload.valid, dut.tx_payload.payload,
-            dut.events.valid, dut.events.payload, dut.step)
+            dut.events.valid, dut.events.payload, dut.step, *extra)
         self.steps.add(step)
         if hv:
             h = hp
@@ -70,6 +71,7 @@ class EngineBench:
                 pending[4] = payload
         if ev:
             self.events.append((ep.conn, ep.kind))
+        return values
 
     async def settle(self, limit=5_000):
         idle = 0
@@ -124,7 +126,8 @@ class EngineBench:
                 ctx.set(dut.host_wdata.payload, {"data": d, "keep": k, "last": last})
             else:
                 ctx.set(dut.host_wdata.valid, 0)
-            _, _, w_ready, r_valid, r_payload, d_valid, d_payload = await ctx.tick().sample(
+            # (the engine may send segments while the data still moves: record them)
+            w_ready, r_valid, r_payload, d_valid, d_payload = await self.cycle(
                 dut.host_wdata.ready, dut.host_rsp.valid, dut.host_rsp.payload,
                 dut.host_rdata.valid, dut.host_rdata.payload)
             if beats and w_ready:
