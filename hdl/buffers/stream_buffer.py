@@ -466,11 +466,19 @@ class StreamBuffer(wiring.Component):
         # Both ends of the write's range lie within R of head (it was clipped to the window
         # of an earlier head, and a skipping or discarding read may have moved head past
         # it since), so signed offsets from head one bit wider than the ring's compare them.
+        # Only the bytes not yet in the RAM count: those from the write's current word on
+        # (command byte `w_pos` and after; the words before it were written on earlier clocks),
+        # so a read of bytes the write has already put in goes ahead while the write goes on.
         w_pending = (w_step == _WriteStep.DATA) | flush
         keep_lo = (w_keep_lo - r_head)[:count_bits + 1].as_signed()
         keep_hi = (w_keep_hi - r_head)[:count_bits + 1].as_signed()
+        w_in_ram = Signal(count_bits)                  # stored bytes from w_keep_lo already in
+        progress = w_pos - wr_lo
+        m.d.comb += w_in_ram.eq(Mux(progress <= 0, 0,
+                                    Mux(progress >= keep_hi - keep_lo, keep_hi - keep_lo, progress)))
+        unwritten_lo = keep_lo + w_in_ram
         r_hazard = (w_pending & (w_conn == r_conn) & ~r_discard & (r_count != 0)
-                    & (keep_lo < keep_hi) & (keep_lo < r_advance) & (r_skipped < keep_hi))
+                    & (unwritten_lo < keep_hi) & (unwritten_lo < r_advance) & (r_skipped < keep_hi))
         # A write waits while the read side streams a consuming read of its connection whose
         # ring slots it would fill: the write stores up to tail + w_stop, and the slots of
         # the read's bytes [r_from, head) come round again at [r_from + R, head + R).
