@@ -299,11 +299,11 @@ def shortfalls(report) -> list[str]:
                 f"{row['burst_line_rate_ratio']:.0%} while a write's segments flow; `tcp_engine` "
                 f"{row['engine_cycles_per_segment']:.0f} clocks per segment "
                 f"({_steps(row['engine_steps'], 5)})")
-        write_wait = row["engine_steps"].get("HOST_WRITE_WAIT", 0)
-        if write_wait:
-            line += (f"; a WRITE's bytes all enter the send ring before its first segment is "
-                     f"dispatched, and the engine takes no other event meanwhile "
-                     f"(HOST_WRITE_WAIT {write_wait:g} per segment)")
+        emit = row["engine_steps"].get("EMIT", 0)
+        if emit:
+            line += (f"; the engine waits in EMIT {emit:g} clocks per segment for the send ring's "
+                     f"read side (one segment's payload at a time) and holds every other event "
+                     f"meanwhile")
         if row["min_gap_cycles"]:
             line += f"; at least {row['min_gap_cycles']} idle clocks between frames"
         lines.append(line + ".")
