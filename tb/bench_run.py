@@ -275,11 +275,13 @@ def shortfalls(report) -> list[str]:
         if worst["line_rate_ratio"] >= 0.95:
             continue
         ratios = ", ".join(f"{r['line_rate_ratio']:.0%} on {r['connections']}" for r in rows)
-        beats = -(-worst["payload_bytes"] // lanes)
-        line = (f"receive, {size}-byte frames ({ratios} connection(s)): `tcp_engine` serves one "
-                f"segment at a time, {worst['engine_cycles_per_segment']:.0f} clocks each against "
-                f"{worst['beats_per_frame']:.0f} beats on the wire ({beats} of them payload "
-                f"written in TCP_DATA_WAIT); the rest: {_steps(worst['engine_steps'], 5, ('TCP_DATA_WAIT',))}")
+        engine, beats = worst["engine_cycles_per_segment"], worst["beats_per_frame"]
+        bound = ("so the engine is the bottleneck" if engine > beats else
+                 "so the engine keeps up and the clocks are lost between the blocks")
+        line = (f"receive, {size}-byte frames ({ratios} connection(s)): `tcp_engine` is busy "
+                f"{engine:.0f} clocks per segment against {beats:.0f} beats on the wire, "
+                f"{bound} (one event at a time: {_steps(worst['engine_steps'], 6)}); the "
+                f"dispatcher waits for it: {_steps(worst['dispatch_steps'], 3)}")
         dropped = sum(r["frames_dropped"] for r in rows)
         stalls = sum(r["backpressure_cycles"] for r in rows)
         if dropped:
@@ -297,11 +299,11 @@ def shortfalls(report) -> list[str]:
                 f"{row['burst_line_rate_ratio']:.0%} while a write's segments flow; `tcp_engine` "
                 f"{row['engine_cycles_per_segment']:.0f} clocks per segment "
                 f"({_steps(row['engine_steps'], 5)})")
-        write_wait = row["engine_steps"].get("HOST_WRITE_WAIT", 0)
-        if write_wait:
-            line += (f"; a WRITE's bytes all enter the send ring before its first segment is "
-                     f"dispatched, and the engine takes no other event meanwhile "
-                     f"(HOST_WRITE_WAIT {write_wait:g} per segment)")
+        emit = row["engine_steps"].get("EMIT", 0)
+        if emit:
+            line += (f"; the engine waits in EMIT {emit:g} clocks per segment for the send ring's "
+                     f"read side (one segment's payload at a time) and holds every other event "
+                     f"meanwhile")
         if row["min_gap_cycles"]:
             line += f"; at least {row['min_gap_cycles']} idle clocks between frames"
         lines.append(line + ".")

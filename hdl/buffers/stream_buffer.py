@@ -74,16 +74,28 @@ class StateQuery(data.StructLayout):
         super().__init__({"head": 32, "tail": 32, "free": count_bits, **_ranges(max_ooo_ranges)})
 
 
-class _Step(enum.Enum, shape=3):
-    """What the command side does or waits for (an enum register switched with ``m.Switch``,
+class _TailState(data.StructLayout):
+    """The write side's part of a connection's state: ``tail`` and the held ranges."""
+
+    def __init__(self, max_ooo_ranges):
+        super().__init__({"tail": 32, **_ranges(max_ooo_ranges)})
+
+
+class _WriteStep(enum.Enum, shape=2):
+    """What the write side does or waits for (an enum register switched with ``m.Switch``,
     as in :mod:`hdl.tables.socket_table`: a misspelt step is an AttributeError at elaboration)."""
-    WAIT_CMD = 0            # a command on `init`, `write_cmd` or `read_cmd`
-    WRITE_STATE = 1         # the connection's state read: decide the write
-    WRITE_DATA = 2          # the write's beats
-    READ_STATE = 3          # the connection's state read: decide the read, answer it
-    READ_FIRST_WORD = 4     # the first RAM word read
-    READ_SECOND_WORD = 5    # the second RAM word read
-    READ_DATA = 6           # the read's beats taken
+    WAIT_CMD = 0            # a command on `write_cmd`
+    DECIDE = 1              # the connection's state read: decide the write, answer it
+    DATA = 2                # the write's beats
+
+
+class _ReadStep(enum.Enum, shape=3):
+    """What the read side does or waits for."""
+    WAIT_CMD = 0            # a command on `read_cmd`
+    DECIDE = 1              # the connection's state read: decide the read, answer it
+    FIRST_WORD = 2          # the first RAM word read
+    SECOND_WORD = 3         # the second RAM word read
+    DATA = 4                # the read's beats taken
 
 
 class StreamBuffer(wiring.Component):
@@ -110,18 +122,36 @@ class StreamBuffer(wiring.Component):
       retransmits with ``peek`` and ``skip``, and releases acknowledged bytes with
       ``discard`` and without ``peek``.
 
-    Commands are served one at a time in arrival order, ``init`` before ``write_cmd``
-    before ``read_cmd`` when several are offered in the same cycle. Per-connection
-    state (head, tail, ranges) lives in a second Memory (``ConnState``, one word per
-    connection), so many connections cost RAM rather than flip-flops.
+    Two units share the block: a **write side** (command, decision, beats into the RAM's
+    write port) and a **read side** (command, decision, two RAM reads, beats from the RAM's
+    read port), so a write's beats and a read's beats move in the same clocks (a simple
+    dual-port data RAM). Each piece of state has one writer: ``tail`` and the ranges live
+    in a state Memory written only by the write side, ``head`` in one written only by the
+    read side; each side reads the other's through its own port (``init`` writes both).
+
+    Sequential semantics are those of one command at a time: decisions are made one at a
+    time, in the order the commands are accepted, and each sees every earlier decision's
+    state. A command is accepted when its side is free and no earlier command still waits
+    for its decision; ``init`` before ``write_cmd`` before ``read_cmd`` when several are
+    offered, and an offered ``init`` or ``write_cmd`` holds back the commands after it in
+    that order (``init`` waits until both sides are idle). What concurrency could break is
+    kept out by two waits at the decision:
+
+    - a read of a connection waits while the write side still has to put bytes inside the
+      read's range into the RAM (a read never returns bytes before they are written);
+    - a write of a connection waits while the read side streams a consuming (not peeking)
+      read of it whose ring slots the write would fill (released bytes are not overwritten
+      while they go out). Peeks (the send ring's segment reads) never hold a write back.
 
     Timing: a write takes 2 cycles (command, decision) before its first beat is accepted,
-    then one beat per clock; a write whose bytes end in one more RAM word than its beats
-    spend one more cycle in the background, overlapped with the next command. A read takes
-    4 cycles (command, decision, two RAM reads) before its first beat, then one beat per
-    clock while ``read_data.ready`` is high, from any byte of the ring (``head + skip``
-    need not be word-aligned). A read with ``discard`` set, or whose ``count`` is 0, takes
-    2 cycles (command, decision) however far it moves ``head``.
+    then one beat per clock; ``write_resp`` shows the cycle after the decision, while the
+    beats still move. A write whose bytes end in one more RAM word than its beats spends one
+    more cycle in the background. A read takes 4 cycles (command, decision, two RAM reads)
+    before its first beat, then one beat per clock while ``read_data.ready`` is high, from
+    any byte of the ring (``head + skip`` need not be word-aligned). A read with
+    ``discard`` set, or whose ``count`` is 0, takes 2 cycles (command, decision) however
+    far it moves ``head``. The sides overlap: a write's beats and a read's beats move in the
+    same clocks, and either side takes its next command while the other moves data.
 
     Parameters
     ----------
@@ -138,13 +168,14 @@ class StreamBuffer(wiring.Component):
     -------
     write_cmd : In(stream.Signature(WriteCommand))
         ``conn``, ``offset`` (stream offset of the first byte), ``length`` (bytes that
-        follow on ``write_data``). The decision is made from the command alone.
+        follow on ``write_data``). The decision is made from the command alone. Accepted
+        only when the previous write's beats are in and its response taken.
     write_data : In(stream.Signature(FrameBeat))
         ``ceil(length / (data_width // 8))`` beats, packed from lane 0; ``length`` rules,
         ``keep`` and ``last`` are not checked.
     write_resp : Out(stream.Signature(WriteResponse))
-        One per write, after its last beat: ``advance`` (how far ``tail`` moved) and
-        ``refused``.
+        One per write, the cycle after its decision (before or while its beats move):
+        ``advance`` (how far ``tail`` moved) and ``refused``.
     read_cmd : In(stream.Signature(ReadCommand))
         ``conn``, ``length`` (bytes wanted), ``peek`` (leave ``head`` where it is),
         ``skip`` (start this many bytes past ``head``), ``discard`` (emit no data).
@@ -154,7 +185,8 @@ class StreamBuffer(wiring.Component):
         ``count`` bytes from ``head + skip`` as one frame, none when ``count`` is 0 or the
         read discards.
     init : In(stream.Signature(InitCommand))
-        Install connection ``conn``: ``head = tail = offset``, no ranges held.
+        Install connection ``conn``: ``head = tail = offset``, no ranges held. Accepted
+        only when both sides are idle and no decision is pending.
     query_conn : In(conn_bits)
         Connection whose state ``query`` shows on the next cycle.
     query : Out(StateQuery)
@@ -163,8 +195,14 @@ class StreamBuffer(wiring.Component):
         (no ``ranges`` field when ``max_ooo_ranges`` is 0). It shows the state as of the
         previous cycle: a command's effect is there one cycle after ``state_pending`` is low.
     state_pending : Out(1)
-        A command has been accepted and its new state is not yet in the state RAM (its
-        decision or write-back cycle); data may still be moving after that.
+        A command has been accepted and its decision is not yet in the state RAMs (it waits
+        for its decision, or is being decided); data may still be moving after that.
+    busy : Out(1)
+        A data phase is in progress on either side: a write's beats still to come or its
+        last word still to be written, or a read's words and beats still to go out.
+    write_busy : Out(1)
+        The write side still takes beats of an accepted write on ``write_data`` (its
+        response may already have been given).
     refused_count : Out(32)
         Writes refused for want of a range slot, all connections together.
     """
@@ -199,6 +237,8 @@ class StreamBuffer(wiring.Component):
             "query_conn": In(conn_bits),
             "query": Out(StateQuery(count_bits, max_ooo_ranges)),
             "state_pending": Out(1),
+            "busy": Out(1),
+            "write_busy": Out(1),
             "refused_count": Out(32),
         })
 
@@ -229,21 +269,32 @@ class StreamBuffer(wiring.Component):
         L = W // 8
         lane_bits = exact_log2(L)
         word_bits = exact_log2(R // L)
-        conn_bits = max(exact_log2(self._connections), 1)
+        conn_lsbs = exact_log2(self._connections)
+        conn_bits = max(conn_lsbs, 1)
         count_bits = R.bit_length()
 
+        # The data RAM: the write side owns the write port, the read side the read port.
         m.submodules.data_mem = data_mem = Memory(
             shape=W, depth=self._connections * R // L, init=[])
         dwp = data_mem.write_port(granularity=8)
         drp = data_mem.read_port()
-        m.submodules.state_mem = state_mem = Memory(
-            shape=ConnState(N), depth=self._connections, init=[])
-        swp = state_mem.write_port()
-        srp = state_mem.read_port(transparent_for=(swp,))
-        # Not transparent: Icarus Verilog does not re-evaluate the continuous assignment that
-        # a free-running transparent port becomes (`assign data = mem[addr_q]`) when the word
+        # The state, split by writer: tail and ranges (write side), head (read side). Each
+        # side reads both through its own transparent ports, so a command accepted in the
+        # cycle of another's decision sees that decision. The query ports are not
+        # transparent: Icarus Verilog does not re-evaluate the continuous assignment that a
+        # free-running transparent port becomes (`assign data = mem[addr_q]`) when the word
         # is written. `state_pending` says when the query is up to date instead.
-        qrp = state_mem.read_port()
+        m.submodules.tail_mem = tail_mem = Memory(
+            shape=_TailState(N), depth=self._connections, init=[])
+        m.submodules.head_mem = head_mem = Memory(shape=32, depth=self._connections, init=[])
+        tail_wp = tail_mem.write_port()
+        head_wp = head_mem.write_port()
+        w_tail_rp = tail_mem.read_port(transparent_for=(tail_wp,))
+        w_head_rp = head_mem.read_port(transparent_for=(head_wp,))
+        r_tail_rp = tail_mem.read_port(transparent_for=(tail_wp,))
+        r_head_rp = head_mem.read_port(transparent_for=(head_wp,))
+        q_tail_rp = tail_mem.read_port()
+        q_head_rp = head_mem.read_port()
 
         def rel(pos, base):
             """``pos - base`` in sequence space, for positions known to lie in the ring."""
@@ -251,41 +302,16 @@ class StreamBuffer(wiring.Component):
 
         # State query port.
         m.d.comb += [
-            qrp.addr.eq(self.query_conn),
-            self.query.head.eq(qrp.data.head),
-            self.query.tail.eq(qrp.data.tail),
-            self.query.free.eq(R - rel(qrp.data.tail, qrp.data.head)),
+            q_tail_rp.addr.eq(self.query_conn),
+            q_head_rp.addr.eq(self.query_conn),
+            self.query.head.eq(q_head_rp.data),
+            self.query.tail.eq(q_tail_rp.data.tail),
+            self.query.free.eq(R - rel(q_tail_rp.data.tail, q_head_rp.data)),
         ]
         if N:
-            m.d.comb += self.query.ranges.eq(qrp.data.ranges)
+            m.d.comb += self.query.ranges.eq(q_tail_rp.data.ranges)
 
-        # State write-back, one cycle after the decision that computed it.
-        state_we = Signal()
-        state_conn = Signal(conn_bits)
-        state_next = Signal(ConnState(N))
-        m.d.sync += state_we.eq(0)
-        m.d.comb += [swp.en.eq(state_we), swp.addr.eq(state_conn), swp.data.eq(state_next)]
-
-        # The command being served.
-        conn = Signal(conn_bits)
-        offset = Signal(32)
-        w_length = Signal(WRITE_LENGTH_BITS)
-        r_skip = Signal(SKIP_BITS)
-        r_end = Signal(READ_LENGTH_BITS + 1)           # length + skip, from the command
-        peek = Signal()
-        discard = Signal()
-        st = srp.data
-
-        # Data path registers shared by reads and writes.
-        # (no zero-width signals, so the Verilog stays lint-clean at 8 bits and one connection)
-        shift = Signal(max(lane_bits, 1))              # byte offset of the first byte in its word
-        word = Signal(max(word_bits, 1))               # next RAM word within the ring
-        addr = Cat(word[:word_bits], conn[:exact_log2(self._connections)])
-        left = Signal(range(max(2 ** WRITE_LENGTH_BITS, R + 1)))   # bytes still to move
-        last_beat = left <= L
-        prev = Signal(W)                               # residual word for realignment
-
-        def realign(lower, upper, starts):
+        def realign(shift, lower, upper, starts):
             """The word of ``Cat(lower, upper)`` starting at byte ``starts[shift]``."""
             both = Cat(lower, upper)
             if L == 1:
@@ -297,41 +323,51 @@ class StreamBuffer(wiring.Component):
         write_starts = [L - s for s in range(L)]
         read_starts = list(range(L))
 
-        # Write path: which bytes of the command are stored, relative to its offset.
-        wr_lo = Signal(WRITE_LENGTH_BITS + 1)
-        wr_hi = Signal(WRITE_LENGTH_BITS + 1)
-        pos = Signal(signed(WRITE_LENGTH_BITS + 2))    # command byte index of lane 0 of `word`
-        flush = Signal()                               # one more RAM word to write
-
-        def lane_enables():
-            return Cat((pos + i >= wr_lo) & (pos + i < wr_hi) for i in range(L))
-
-        # Read ports enable by default: hold their data unless a state asks for a word.
-        m.d.comb += [dwp.addr.eq(addr), drp.addr.eq(addr), drp.en.eq(0), srp.en.eq(0)]
-        with m.If(flush):
-            m.d.comb += [dwp.data.eq(realign(prev, Const(0, W), write_starts)),
-                         dwp.en.eq(lane_enables())]
-            m.d.sync += flush.eq(0)
-
+        # ---- Arbitration: one command accepted per cycle, decisions in that order --------
+        w_step = Signal(_WriteStep)
+        r_step = Signal(_ReadStep)
+        flush = Signal()                               # the write's last RAM word still to go
+        w_decides = Signal()
+        r_decides = Signal()
+        w_idle = w_step == _WriteStep.WAIT_CMD
+        r_idle = r_step == _ReadStep.WAIT_CMD
+        r_streaming = ((r_step == _ReadStep.FIRST_WORD) | (r_step == _ReadStep.SECOND_WORD)
+                       | (r_step == _ReadStep.DATA))
         write_resp_free = ~self.write_resp.valid | self.write_resp.ready
         read_resp_free = ~self.read_resp.valid | self.read_resp.ready
+        # A side waiting at its decision holds every later command back.
+        w_waits = (w_step == _WriteStep.DECIDE) & ~w_decides
+        r_waits = (r_step == _ReadStep.DECIDE) & ~r_decides
+        init_ok = w_idle & ~flush & r_idle
+        write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_waits
+        read_ok = ~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_waits
+        m.d.comb += [self.init.ready.eq(init_ok), self.write_cmd.ready.eq(write_ok),
+                     self.read_cmd.ready.eq(read_ok)]
         with m.If(self.write_resp.ready):
             m.d.sync += self.write_resp.valid.eq(0)
         with m.If(self.read_resp.ready):
             m.d.sync += self.read_resp.valid.eq(0)
-        advance = Signal(count_bits)
-        refused = Signal()
 
-        # The write decision, from the command and the connection's state.
+        # ---- Write side ------------------------------------------------------------------
+        w_conn = Signal(conn_bits)
+        w_offset = Signal(32)
+        w_length = Signal(WRITE_LENGTH_BITS)
+        m.d.comb += [w_tail_rp.addr.eq(self.write_cmd.payload.conn),
+                     w_head_rp.addr.eq(self.write_cmd.payload.conn),
+                     w_tail_rp.en.eq(w_idle), w_head_rp.en.eq(w_idle)]
+        st = w_tail_rp.data
+        w_head = w_head_rp.data
+
+        # The decision, from the command and the connection's state.
         w_rel = Signal(signed(32))
         w_end = Signal(signed(34))
         w_free = Signal(count_bits)
         w_start = Signal(signed(34))
         w_stop = Signal(signed(34))
         m.d.comb += [
-            w_rel.eq(offset - st.tail),
+            w_rel.eq(w_offset - st.tail),
             w_end.eq(w_rel + w_length),
-            w_free.eq(R - rel(st.tail, st.head)),
+            w_free.eq(R - rel(st.tail, w_head)),
             w_start.eq(Mux(w_rel < 0, 0, w_rel)),
             w_stop.eq(Mux(w_end < w_free, w_end, w_free)),
         ]
@@ -348,6 +384,7 @@ class StreamBuffer(wiring.Component):
             merged_hi = Mux(touch[i] & (hi_rel[i] > merged_hi), hi_rel[i], merged_hi)
         kept = sum((valid[i] & ~touch[i] for i in range(N)), Const(0, 1))
         w_refuse = ~w_in_order & (kept >= N)
+        w_store = w_nonempty & ~w_refuse
         ooo_ranges = []
         placed = Const(0, 1)
         for i in range(N):
@@ -361,140 +398,217 @@ class StreamBuffer(wiring.Component):
         for i in range(N):
             new_tail = Mux(reached[i] & (hi_rel[i] > new_tail), hi_rel[i], new_tail)
         in_order_ranges = [Mux(reached[i], 0, st.ranges[i].as_value()) for i in range(N)]
+        # Where the stored bytes go, as stream positions [w_stored_lo, w_stored_hi).
+        w_stored_lo = (st.tail + w_start)[:32]
+        w_stored_hi = (st.tail + w_stop)[:32]
 
-        # The read decision: head moves by min(skip + length, readable), of which the first
+        # The write side's data path.
+        # (no zero-width signals, so the Verilog stays lint-clean at 8 bits and one connection)
+        w_shift = Signal(max(lane_bits, 1))            # byte offset of the first byte in its word
+        w_word = Signal(max(word_bits, 1))             # next RAM word within the ring
+        w_left = Signal(WRITE_LENGTH_BITS)             # bytes still to take
+        w_prev = Signal(W)                             # residual word for realignment
+        wr_lo = Signal(WRITE_LENGTH_BITS + 1)          # stored bytes, relative to the offset
+        wr_hi = Signal(WRITE_LENGTH_BITS + 1)
+        w_pos = Signal(signed(WRITE_LENGTH_BITS + 2))  # command byte index of lane 0 of `w_word`
+        w_keep_lo = Signal(32)                         # stream positions the beats still store
+        w_keep_hi = Signal(32)
+        w_last_beat = w_left <= L
+
+        def lane_enables():
+            return Cat((w_pos + i >= wr_lo) & (w_pos + i < wr_hi) for i in range(L))
+
+        m.d.comb += dwp.addr.eq(Cat(w_word[:word_bits], w_conn[:conn_lsbs]))
+        with m.If(flush):
+            m.d.comb += [dwp.data.eq(realign(w_shift, w_prev, Const(0, W), write_starts)),
+                         dwp.en.eq(lane_enables())]
+            m.d.sync += flush.eq(0)
+
+        # ---- Read side -------------------------------------------------------------------
+        r_conn = Signal(conn_bits)
+        r_skip = Signal(SKIP_BITS)
+        r_end = Signal(READ_LENGTH_BITS + 1)           # length + skip, from the command
+        r_peek = Signal()
+        r_discard = Signal()
+        m.d.comb += [r_tail_rp.addr.eq(self.read_cmd.payload.conn),
+                     r_head_rp.addr.eq(self.read_cmd.payload.conn),
+                     r_tail_rp.en.eq(r_idle), r_head_rp.en.eq(r_idle)]
+        r_head = r_head_rp.data
+        r_tail = r_tail_rp.data.tail
+
+        # The decision: head moves by min(skip + length, readable), of which the first
         # min(skip, readable) bytes are skipped and the rest are read.
         r_skipped = Signal(count_bits)
         r_advance = Signal(count_bits)
         r_count = Signal(count_bits)
-        readable = rel(st.tail, st.head)
+        readable = rel(r_tail, r_head)
         m.d.comb += [
             r_skipped.eq(Mux(r_skip < readable, r_skip, readable)),
             r_advance.eq(Mux(r_end < readable, r_end, readable)),
             r_count.eq(r_advance - r_skipped),
         ]
-        r_start = (st.head + r_skipped)[:32]
+        r_start = Signal(32)
+        m.d.comb += r_start.eq(r_head + r_skipped)
 
-        step = Signal(_Step)
-        with m.Switch(step):
-            with m.Case(_Step.WAIT_CMD):
-                m.d.comb += srp.en.eq(1)
-                with m.If(self.init.valid):
-                    m.d.comb += self.init.ready.eq(1)
-                    m.d.sync += [state_we.eq(1), state_conn.eq(self.init.payload.conn),
-                                 state_next.eq(0),
-                                 state_next.head.eq(self.init.payload.offset),
-                                 state_next.tail.eq(self.init.payload.offset)]
-                with m.Elif(self.write_cmd.valid):
-                    m.d.comb += [self.write_cmd.ready.eq(1),
-                                 srp.addr.eq(self.write_cmd.payload.conn)]
-                    m.d.sync += [conn.eq(self.write_cmd.payload.conn),
-                                 offset.eq(self.write_cmd.payload.offset),
+        # The read side's data path.
+        r_shift = Signal(max(lane_bits, 1))
+        r_word = Signal(max(word_bits, 1))
+        r_left = Signal(count_bits)                    # bytes still to send
+        r_prev = Signal(W)
+        r_from = Signal(32)                            # stream position of the read's first byte
+        r_last_beat = r_left <= L
+        m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], r_conn[:conn_lsbs])), drp.en.eq(0)]
+
+        # ---- The two waits ---------------------------------------------------------------
+        # A read waits while the write side still has to put bytes of the read's range into
+        # the RAM: the read's bytes [r_skipped, r_advance) past head meet [w_keep_lo,
+        # w_keep_hi) of the write's connection while its beats or its last word are pending.
+        # Both ends of the write's range lie within R of head (it was clipped to the window
+        # of an earlier head, and a skipping or discarding read may have moved head past
+        # it since), so signed offsets from head one bit wider than the ring's compare them.
+        # Only the bytes not yet in the RAM count: those from the write's current word on
+        # (command byte `w_pos` and after; the words before it were written on earlier clocks),
+        # so a read of bytes the write has already put in goes ahead while the write goes on.
+        w_pending = (w_step == _WriteStep.DATA) | flush
+        keep_lo = (w_keep_lo - r_head)[:count_bits + 1].as_signed()
+        keep_hi = (w_keep_hi - r_head)[:count_bits + 1].as_signed()
+        w_in_ram = Signal(count_bits)                  # stored bytes from w_keep_lo already in
+        progress = w_pos - wr_lo
+        m.d.comb += w_in_ram.eq(Mux(progress <= 0, 0,
+                                    Mux(progress >= keep_hi - keep_lo, keep_hi - keep_lo, progress)))
+        unwritten_lo = keep_lo + w_in_ram
+        r_hazard = (w_pending & (w_conn == r_conn) & ~r_discard & (r_count != 0)
+                    & (unwritten_lo < keep_hi) & (unwritten_lo < r_advance) & (r_skipped < keep_hi))
+        # A write waits while the read side streams a consuming read of its connection whose
+        # ring slots it would fill: the write stores up to tail + w_stop, and the slots of
+        # the read's bytes [r_from, head) come round again at [r_from + R, head + R).
+        # (tail - r_from and w_stop are both at most R)
+        fills_read_slots = Signal()
+        m.d.comb += fills_read_slots.eq(
+            (st.tail - r_from)[:count_bits] + w_stop[:count_bits] > R)
+        w_hazard = r_streaming & ~r_peek & (r_conn == w_conn) & w_store & fills_read_slots
+        # (write_resp is free at a write's decision, as a write is taken only when it is free;
+        # the decision checks it anyway, so that a proof by induction need not know that)
+        m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
+                     r_decides.eq((r_step == _ReadStep.DECIDE) & read_resp_free & ~r_hazard)]
+
+        # ---- Init: both sides idle, it writes both state RAMs ----------------------------
+        with m.If(self.init.valid & init_ok):
+            m.d.comb += [tail_wp.en.eq(1), tail_wp.addr.eq(self.init.payload.conn),
+                         tail_wp.data.eq(0), tail_wp.data.tail.eq(self.init.payload.offset),
+                         head_wp.en.eq(1), head_wp.addr.eq(self.init.payload.conn),
+                         head_wp.data.eq(self.init.payload.offset)]
+
+        # ---- The write side's steps ------------------------------------------------------
+        with m.Switch(w_step):
+            with m.Case(_WriteStep.WAIT_CMD):
+                with m.If(self.write_cmd.valid & write_ok):
+                    m.d.sync += [w_conn.eq(self.write_cmd.payload.conn),
+                                 w_offset.eq(self.write_cmd.payload.offset),
                                  w_length.eq(self.write_cmd.payload.length)]
-                    m.d.sync += step.eq(_Step.WRITE_STATE)
-                with m.Elif(self.read_cmd.valid):
-                    m.d.comb += [self.read_cmd.ready.eq(1),
-                                 srp.addr.eq(self.read_cmd.payload.conn)]
-                    m.d.sync += [conn.eq(self.read_cmd.payload.conn),
+                    m.d.sync += w_step.eq(_WriteStep.DECIDE)
+
+            with m.Case(_WriteStep.DECIDE):
+                # The connection's state is on the read ports: decide, write the new state
+                # back in this cycle and answer.
+                with m.If(w_decides):
+                    m.d.sync += [
+                        w_shift.eq(w_offset[:lane_bits]),
+                        w_word.eq(w_offset[lane_bits:lane_bits + word_bits]),
+                        w_left.eq(w_length),
+                        w_pos.eq(-w_offset[:lane_bits]),
+                        wr_lo.eq(Mux(w_store, w_start - w_rel, 0)),
+                        wr_hi.eq(Mux(w_store, w_stop - w_rel, 0)),
+                        w_keep_lo.eq(w_stored_lo),
+                        w_keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
+                        self.write_resp.valid.eq(1),
+                        self.write_resp.payload.advance.eq(Mux(w_store & w_in_order, new_tail, 0)),
+                        self.write_resp.payload.refused.eq(w_nonempty & w_refuse),
+                    ]
+                    m.d.comb += [tail_wp.addr.eq(w_conn), tail_wp.data.eq(st)]
+                    with m.If(w_store):
+                        m.d.comb += tail_wp.en.eq(1)
+                        with m.If(w_in_order):
+                            m.d.comb += tail_wp.data.tail.eq(st.tail + new_tail)
+                            for i in range(N):
+                                m.d.comb += tail_wp.data.ranges[i].eq(in_order_ranges[i])
+                        with m.Else():
+                            for i in range(N):
+                                m.d.comb += tail_wp.data.ranges[i].eq(ooo_ranges[i])
+                    with m.If(w_nonempty & w_refuse):
+                        m.d.sync += self.refused_count.eq(self.refused_count + 1)
+                    m.d.sync += w_step.eq(Mux(w_length == 0, _WriteStep.WAIT_CMD, _WriteStep.DATA))
+
+            with m.Case(_WriteStep.DATA):
+                m.d.comb += self.write_data.ready.eq(1)
+                with m.If(self.write_data.valid):
+                    m.d.comb += [
+                        dwp.data.eq(realign(w_shift, w_prev, self.write_data.payload.data,
+                                            write_starts)),
+                        dwp.en.eq(lane_enables()),
+                    ]
+                    m.d.sync += [w_prev.eq(self.write_data.payload.data), w_word.eq(w_word + 1),
+                                 w_pos.eq(w_pos + L), w_left.eq(w_left - L)]
+                    with m.If(w_last_beat):
+                        m.d.sync += [flush.eq(w_shift + w_left > L), w_left.eq(0)]
+                        m.d.sync += w_step.eq(_WriteStep.WAIT_CMD)
+
+        # ---- The read side's steps -------------------------------------------------------
+        with m.Switch(r_step):
+            with m.Case(_ReadStep.WAIT_CMD):
+                with m.If(self.read_cmd.valid & read_ok):
+                    m.d.sync += [r_conn.eq(self.read_cmd.payload.conn),
                                  r_skip.eq(self.read_cmd.payload.skip),
                                  r_end.eq(self.read_cmd.payload.length
                                           + self.read_cmd.payload.skip),
-                                 peek.eq(self.read_cmd.payload.peek),
-                                 discard.eq(self.read_cmd.payload.discard)]
-                    m.d.sync += step.eq(_Step.READ_STATE)
+                                 r_peek.eq(self.read_cmd.payload.peek),
+                                 r_discard.eq(self.read_cmd.payload.discard)]
+                    m.d.sync += r_step.eq(_ReadStep.DECIDE)
 
-            with m.Case(_Step.WRITE_STATE):
-                # The connection's state is on srp.data: decide and commit the new state.
-                store = w_nonempty & ~w_refuse
-                m.d.sync += [
-                    shift.eq(offset[:lane_bits]),
-                    word.eq(offset[lane_bits:lane_bits + word_bits]),
-                    left.eq(w_length),
-                    pos.eq(-offset[:lane_bits]),
-                    wr_lo.eq(Mux(store, w_start - w_rel, 0)),
-                    wr_hi.eq(Mux(store, w_stop - w_rel, 0)),
-                    advance.eq(Mux(store & w_in_order, new_tail, 0)),
-                    refused.eq(w_nonempty & w_refuse),
-                    state_conn.eq(conn),
-                    state_next.eq(st),
-                ]
-                with m.If(store):
-                    m.d.sync += state_we.eq(1)
-                    with m.If(w_in_order):
-                        m.d.sync += state_next.tail.eq(st.tail + new_tail)
-                        for i in range(N):
-                            m.d.sync += state_next.ranges[i].eq(in_order_ranges[i])
-                    with m.Else():
-                        for i in range(N):
-                            m.d.sync += state_next.ranges[i].eq(ooo_ranges[i])
-                with m.If(w_nonempty & w_refuse):
-                    m.d.sync += self.refused_count.eq(self.refused_count + 1)
-                m.d.sync += step.eq(_Step.WRITE_DATA)
-
-            with m.Case(_Step.WRITE_DATA):
-                with m.If(left == 0):
-                    with m.If(write_resp_free):
-                        m.d.sync += [self.write_resp.valid.eq(1),
-                                     self.write_resp.payload.advance.eq(advance),
-                                     self.write_resp.payload.refused.eq(refused)]
-                        m.d.sync += step.eq(_Step.WAIT_CMD)
-                with m.Else():
-                    m.d.comb += self.write_data.ready.eq(~last_beat | write_resp_free)
-                    with m.If(self.write_data.valid & self.write_data.ready):
-                        m.d.comb += [
-                            dwp.data.eq(realign(prev, self.write_data.payload.data, write_starts)),
-                            dwp.en.eq(lane_enables()),
-                        ]
-                        m.d.sync += [prev.eq(self.write_data.payload.data), word.eq(word + 1),
-                                     pos.eq(pos + L), left.eq(left - L)]
-                        with m.If(last_beat):
-                            m.d.sync += [self.write_resp.valid.eq(1),
-                                         self.write_resp.payload.advance.eq(advance),
-                                         self.write_resp.payload.refused.eq(refused),
-                                         flush.eq(shift + left > L), left.eq(0)]
-                            m.d.sync += step.eq(_Step.WAIT_CMD)
-
-            with m.Case(_Step.READ_STATE):
-                with m.If(read_resp_free):
+            with m.Case(_ReadStep.DECIDE):
+                with m.If(r_decides):
                     m.d.sync += [
                         self.read_resp.valid.eq(1),
                         self.read_resp.payload.count.eq(r_count),
-                        shift.eq(r_start[:lane_bits]),
-                        word.eq(r_start[lane_bits:lane_bits + word_bits]),
-                        left.eq(r_count),
+                        r_shift.eq(r_start[:lane_bits]),
+                        r_word.eq(r_start[lane_bits:lane_bits + word_bits]),
+                        r_left.eq(r_count),
+                        r_from.eq(r_start),
                     ]
-                    with m.If(~peek & (r_advance != 0)):
-                        m.d.sync += [state_we.eq(1), state_conn.eq(conn), state_next.eq(st),
-                                     state_next.head.eq(st.head + r_advance)]
-                    with m.If(~discard & (r_count != 0)):
-                        m.d.sync += step.eq(_Step.READ_FIRST_WORD)
+                    m.d.comb += [head_wp.addr.eq(r_conn), head_wp.data.eq(r_head + r_advance),
+                                 head_wp.en.eq(~r_peek & (r_advance != 0))]
+                    with m.If(~r_discard & (r_count != 0)):
+                        m.d.sync += r_step.eq(_ReadStep.FIRST_WORD)
                     with m.Else():
-                        m.d.sync += step.eq(_Step.WAIT_CMD)
+                        m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
 
-            with m.Case(_Step.READ_FIRST_WORD):
+            with m.Case(_ReadStep.FIRST_WORD):
                 m.d.comb += drp.en.eq(1)
-                m.d.sync += word.eq(word + 1)
-                m.d.sync += step.eq(_Step.READ_SECOND_WORD)
+                m.d.sync += r_word.eq(r_word + 1)
+                m.d.sync += r_step.eq(_ReadStep.SECOND_WORD)
 
-            with m.Case(_Step.READ_SECOND_WORD):
+            with m.Case(_ReadStep.SECOND_WORD):
                 m.d.comb += drp.en.eq(1)
-                m.d.sync += [word.eq(word + 1), prev.eq(drp.data)]
-                m.d.sync += step.eq(_Step.READ_DATA)
+                m.d.sync += [r_word.eq(r_word + 1), r_prev.eq(drp.data)]
+                m.d.sync += r_step.eq(_ReadStep.DATA)
 
-            with m.Case(_Step.READ_DATA):
+            with m.Case(_ReadStep.DATA):
                 m.d.comb += [
                     self.read_data.valid.eq(1),
-                    self.read_data.payload.data.eq(realign(prev, drp.data, read_starts)),
-                    self.read_data.payload.keep.eq(Cat(left > i for i in range(L))),
-                    self.read_data.payload.last.eq(last_beat),
+                    self.read_data.payload.data.eq(realign(r_shift, r_prev, drp.data, read_starts)),
+                    self.read_data.payload.keep.eq(Cat(r_left > i for i in range(L))),
+                    self.read_data.payload.last.eq(r_last_beat),
                 ]
                 with m.If(self.read_data.ready):
                     m.d.comb += drp.en.eq(1)
-                    m.d.sync += [word.eq(word + 1), prev.eq(drp.data), left.eq(left - L)]
-                    with m.If(last_beat):
-                        m.d.sync += left.eq(0)
-                        m.d.sync += step.eq(_Step.WAIT_CMD)
+                    m.d.sync += [r_word.eq(r_word + 1), r_prev.eq(drp.data), r_left.eq(r_left - L)]
+                    with m.If(r_last_beat):
+                        m.d.sync += r_left.eq(0)
+                        m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
 
-        m.d.comb += self.state_pending.eq((step == _Step.WRITE_STATE) | (step == _Step.READ_STATE)
-                                          | state_we)
+        m.d.comb += [
+            self.state_pending.eq((w_step == _WriteStep.DECIDE) | (r_step == _ReadStep.DECIDE)),
+            self.busy.eq(w_pending | r_streaming),
+            self.write_busy.eq(w_step == _WriteStep.DATA),
+        ]
         return m

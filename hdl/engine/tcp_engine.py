@@ -52,16 +52,13 @@ class EngineStep(enum.Enum, shape=7):
     TCP_ACK_TRANSITIONS = 17
     TCP_DATA = 18
     TCP_DATA_WRITE = 19
-    TCP_DATA_WAIT = 20
     TCP_FIN = 21
     TCP_TAKE_FIN = 22
     CLEAR_SEND_RING = 23
     ACTION = 24             # tell the receive path what to do with the frame; answer an INJECT
     UDP_START = 25          # receive: UDP datagram into its socket's ring
     UDP_HEADER_CMD = 26
-    UDP_HEADER_WAIT = 27
     UDP_PAYLOAD_CMD = 28
-    UDP_PAYLOAD_WAIT = 29
     DISPATCH = 30           # what to send (model.tcp.Tcb.dispatch)
     DISPATCH_OUTBOX = 31
     DISPATCH_SYN = 32
@@ -97,6 +94,7 @@ class EngineStep(enum.Enum, shape=7):
     CTL_INIT_RINGS = 62
     CTL_RESPOND = 63
     DEADLINE_NEXT = 64      # NEXT_DEADLINE: the next connection with a timer running
+    FAST_STORE = 65         # receive fast path, waiting for the ring (TcpEngine: fast_store)
 
 
 
@@ -149,6 +147,16 @@ class TcpEngine(wiring.Component):
     ``seq - head``, so a retransmission reads the same bytes again. A UDP socket's receive
     ring holds datagram records (``model.constants.UDP_RECORD_BYTES`` of length and source, then
     the payload), so datagram boundaries are kept and a short read discards the rest.
+
+    A received payload is written into its ring while the engine goes on (the ring's state,
+    and so RCV.NXT, is decided from the command before the bytes move, and the ring serves
+    its later commands after them). The commonest segment, in-order data in ESTABLISHED that
+    fits the window and acknowledges nothing new, on a connection with nothing to send, no
+    out-of-order range and no FIN pending, takes a fast path (``fast_store``: the record and
+    ring states latched, the ring write and the ACK's fields in one step, the receive path's
+    action, the ACK, the write-back), as Beehive splits its receive pipe; everything else
+    takes the steps below one by one, which the fast path's effects equal by construction
+    and by the differential tests.
 
     Host commands are checked against an :class:`~hdl.tables.access_table.AccessTable` first: a
     process without access gets EBADF, its WRITE data is drained, and nothing else happens.
@@ -351,7 +359,8 @@ class TcpEngine(wiring.Component):
         drain_after = Signal()              # HOST_RESPOND then drains the WRITE data
 
         # data routing, changed only between transfers
-        wdata_to_ring = Signal()            # host_wdata -> send ring
+        wdata_to_ring = Signal()            # host_wdata -> send ring, until its beats are in
+        wdata_beats = Signal(range(S // (W // 8) + 1))  # the beats the send ring still takes
         wdata_to_framer = Signal()          # host_wdata -> framer payload (UDP send)
         wdata_drain = Signal()              # host_wdata consumed and dropped
         rdata_to_engine = Signal()          # receive ring read data -> UDP record capture
@@ -415,6 +424,19 @@ class TcpEngine(wiring.Component):
             offset.eq(t.snd_nxt - t.snd_una),
             unsent.eq(queued - offset),
         ]
+        # the receive fast path (Beehive's split): an in-order segment of data in
+        # ESTABLISHED that fits the window and acknowledges nothing new, on a connection with
+        # nothing to send, no range held and no FIN pending; every other segment takes the
+        # steps of Tcb.process one by one
+        window_update = (_seq_lt(t.snd_wl1, seg_seq)
+                         | ((t.snd_wl1 == seg_seq) & _seq_le(t.snd_wl2, seg_ack)))
+        no_ranges = (Cat(r.valid for r in rxq.ranges) == 0) if P.max_ooo_ranges else Const(1)
+        fast_path = ((t.kind == ConnKind.TCP) & (state == TcpState.ESTABLISHED)
+                     & seg_flags.ack & ~seg_flags.syn & ~seg_flags.rst & ~seg_flags.fin
+                     & ~seg_flags.urg & (seg_seq == rcv_nxt) & (seg_plen != 0)
+                     & (seg_plen <= rcv_wnd) & (seg_ack == t.snd_una) & (unsent <= 0)
+                     & (offset <= queued) & ~t.fin_queued & ~t.fin_received
+                     & ~t.fin_seq_valid & ~t.orphan & no_ranges & (ob == _Outbox.NONE))
         in_synchronized = _one_of(state, *SYNCHRONIZED)
         in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
@@ -456,13 +478,17 @@ class TcpEngine(wiring.Component):
         def flags(**bits):
             return Cat(*(bits.get(name, Const(0, 1)) for name, _ in TcpFlags()))
 
-        def emit(back, *, seq, ack, flags, window, length=0, skip=0, syn_option=0):
-            """Send one TCP segment and continue at `back` (``Tcb._segment``'s fields)."""
+        def segment(*, seq, ack, flags, window, length=0, skip=0, syn_option=0):
+            """The TCP segment that the EMIT step sends (``Tcb._segment``'s fields)."""
             m.d.sync += [e_seq.eq(seq), e_ack.eq(ack), e_flags.eq(flags), e_wnd.eq(window),
                          e_len.eq(length), e_skip.eq(skip), e_syn_option.eq(syn_option),
                          e_udp.eq(0), e_dst_mac.eq(t.template.remote_mac),
                          e_dst_ip.eq(t.template.remote_ip), e_dst_port.eq(t.template.remote_port),
                          hdr_sent.eq(0), read_sent.eq(length == 0)]
+
+        def emit(back, **fields):
+            """Send one TCP segment and continue at `back`."""
+            segment(**fields)
             call(EngineStep.EMIT, back)
 
         def sent(seq, seg_len, window):
@@ -475,6 +501,32 @@ class TcpEngine(wiring.Component):
                     m.d.sync += t.snd_max.eq(end)
                 with m.If(~t.rto_armed):
                     m.d.sync += [t.rto_armed.eq(1), t.rto_deadline.eq(now + rto_table[t.retries])]
+
+        def fast_store():
+            """The receive fast path, all of Tcb.process and Tcb.dispatch for its segment:
+            TCP_ACCEPT: acceptable; TCP_RST: no RST or SYN, ACK set; TCP_ACK: nothing newly
+            acknowledged, no duplicate (it carries data); TCP_ACK_RESULT: the send window;
+            TCP_DATA and TCP_DATA_WRITE: the payload goes in whole, so the tail moves by its
+            length (no range held); TCP_FIN: none; DISPATCH: no outbox and nothing unsent, so
+            DISPATCH_ACK's pure ACK of the new RCV.NXT, sent after the receive path's action."""
+            m.d.comb += [rx_ring.write_cmd.valid.eq(1),
+                         rx_ring.write_cmd.payload.offset.eq(seg_seq),
+                         rx_ring.write_cmd.payload.length.eq(seg_plen)]
+            with m.If(rx_ring.write_cmd.ready):
+                with m.If(window_update):
+                    m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
+                                 t.snd_wl2.eq(seg_ack)]
+                    with m.If(seg_wnd != 0):
+                        m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
+                fast_wnd = (rxq.free - seg_plen)[:16]
+                sent(t.snd_nxt, 0, fast_wnd)
+                segment(seq=t.snd_nxt, ack=(rxq.tail + seg_plen)[:32], flags=flags(ack=1),
+                        window=fast_wnd)
+                m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.EMIT),
+                             ret.eq(EngineStep.WRITE_BACK)]
+                goto(EngineStep.ACTION)
+            with m.Else():
+                goto(EngineStep.FAST_STORE)
 
         # ----- ticks: counted, each served by one scan of every connection -----------------
         tick_taken = Signal()
@@ -493,6 +545,9 @@ class TcpEngine(wiring.Component):
         for ring in (rx_ring, tx_ring):
             m.d.comb += [ring.write_cmd.payload.conn.eq(conn), ring.read_cmd.payload.conn.eq(conn),
                          ring.init.payload.conn.eq(conn), ring.read_resp.ready.eq(1)]
+        # the receive ring's decisions are read back from its state (`requery`), not from its
+        # write responses (given at the decision, before the bytes move)
+        m.d.comb += rx_ring.write_resp.ready.eq(1)
 
         # receive ring write data: the receive path's payload, or a UDP record header
         hdr_beat = Signal(W)
@@ -530,6 +585,10 @@ class TcpEngine(wiring.Component):
         # host write data: to the send ring, to the framer (UDP), or drained
         with m.If(wdata_to_ring):
             wiring.connect(m, wiring.flipped(self.host_wdata), tx_ring.write_data)
+            with m.If(self.host_wdata.valid & self.host_wdata.ready):
+                m.d.sync += wdata_beats.eq(wdata_beats - 1)
+                with m.If(wdata_beats == 1):
+                    m.d.sync += wdata_to_ring.eq(0)
         with m.Elif(wdata_drain):
             m.d.comb += self.host_wdata.ready.eq(1)
             with m.If(self.host_wdata.valid & self.host_wdata.payload.last):
@@ -562,7 +621,9 @@ class TcpEngine(wiring.Component):
 
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
-                                 & (framer_reads == 0) & (host_reads == 0) & ~wdata_drain)
+                                 & (framer_reads == 0) & (host_reads == 0) & ~rx_ring.busy
+                                 & ~tx_ring.busy
+                                 & ~wdata_drain & ~wdata_to_ring)
         m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
@@ -585,8 +646,16 @@ class TcpEngine(wiring.Component):
                                  seg_flags.eq(p.flags), seg_wnd.eq(p.window),
                                  seg_plen.eq(p.payload_length), seg_mss.eq(0),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
-                    goto(EngineStep.LOAD)
-                with m.Elif(self.host_cmd.valid):
+                    with m.If(rings_pending):
+                        goto(EngineStep.LOAD)
+                    with m.Else():
+                        # LOAD's reads, issued now: the record and ring states are there
+                        # on the next clock
+                        m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1),
+                                     rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
+                        goto(EngineStep.LATCH)
+                with m.Elif(self.host_cmd.valid & ~wdata_to_ring):
+                    # (a WRITE's bytes still moving into the send ring hold the next command)
                     m.d.comb += self.host_cmd.ready.eq(1)
                     m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
                                  ev.eq(_Event.HOST)]
@@ -670,7 +739,9 @@ class TcpEngine(wiring.Component):
             # ----- receive: TCP (Tcb.process) ---------------------------------------------
             with m.Case(EngineStep.TCP_START):
                 m.d.sync += [payload_kept.eq(seg_plen != 0), fin_kept.eq(seg_flags.fin)]
-                with m.If((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
+                with m.If(fast_path):
+                    fast_store()
+                with m.Elif((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
                     # no connection (the model has deleted its TCB): host software answers
                     m.d.sync += route.eq(RxRoute.SLOW)
                     goto(EngineStep.ACTION)
@@ -709,6 +780,9 @@ class TcpEngine(wiring.Component):
                         finish()
                 with m.Else():
                     goto(EngineStep.TCP_ACCEPT)
+
+            with m.Case(EngineStep.FAST_STORE):
+                fast_store()
 
             with m.Case(EngineStep.TCP_SYN_SENT):
                 # Tcb._process_syn_sent
@@ -885,13 +959,12 @@ class TcpEngine(wiring.Component):
                              rx_ring.write_cmd.payload.offset.eq(seg_seq),
                              rx_ring.write_cmd.payload.length.eq(seg_plen)]
                 with m.If(rx_ring.write_cmd.ready):
-                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.TCP_DATA_WAIT)]
+                    # the ring's decision (its new tail) is in its state RAM two clocks on; the
+                    # payload follows on its own and the engine does not wait for it: later
+                    # ring commands are served after it, in order
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.REQUERY_1),
+                                 ret.eq(EngineStep.TCP_FIN)]
                     goto(EngineStep.ACTION)
-
-            with m.Case(EngineStep.TCP_DATA_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
-                    requery(EngineStep.TCP_FIN)
 
             with m.Case(EngineStep.TCP_FIN):
                 # eighth: FIN, taken when everything before it is in; one beyond a hole is
@@ -971,12 +1044,8 @@ class TcpEngine(wiring.Component):
                              rx_ring.write_cmd.payload.offset.eq(rxq.tail),
                              rx_ring.write_cmd.payload.length.eq(UDP_RECORD_BYTES)]
                 with m.If(rx_ring.write_cmd.ready):
+                    # the ring takes the header's beats (`ring_hdr`) before its next command
                     m.d.sync += ring_hdr.eq(1)
-                    goto(EngineStep.UDP_HEADER_WAIT)
-
-            with m.Case(EngineStep.UDP_HEADER_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
                     goto(EngineStep.UDP_PAYLOAD_CMD)
 
             with m.Case(EngineStep.UDP_PAYLOAD_CMD):
@@ -984,13 +1053,8 @@ class TcpEngine(wiring.Component):
                              rx_ring.write_cmd.payload.offset.eq(rxq.tail + UDP_RECORD_BYTES),
                              rx_ring.write_cmd.payload.length.eq(seg_plen)]
                 with m.If(rx_ring.write_cmd.ready):
-                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.UDP_PAYLOAD_WAIT)]
+                    m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.WRITE_BACK)]
                     goto(EngineStep.ACTION)
-
-            with m.Case(EngineStep.UDP_PAYLOAD_WAIT):
-                m.d.comb += rx_ring.write_resp.ready.eq(1)
-                with m.If(rx_ring.write_resp.valid):
-                    goto(EngineStep.WRITE_BACK)
 
             # ----- what to send (Tcb.dispatch) ----------------------------------------------
             with m.Case(EngineStep.DISPATCH):
@@ -1153,8 +1217,10 @@ class TcpEngine(wiring.Component):
                         answer_ebadf()
 
             with m.Case(EngineStep.HOST_RESPOND):
-                m.d.comb += [self.host_rsp.valid.eq(1), self.host_rsp.payload.eq(rsp)]
-                with m.If(self.host_rsp.ready):
+                # a WRITE whose surplus beats are drained answers once the ring has its own
+                may_answer = ~(drain_after & wdata_to_ring)
+                m.d.comb += [self.host_rsp.valid.eq(may_answer), self.host_rsp.payload.eq(rsp)]
+                with m.If(self.host_rsp.ready & may_answer):
                     with m.If(drain_after):
                         m.d.sync += wdata_drain.eq(1)
                         goto(EngineStep.HOST_DRAIN)
@@ -1325,13 +1391,15 @@ class TcpEngine(wiring.Component):
                              tx_ring.write_cmd.payload.offset.eq(txq.tail),
                              tx_ring.write_cmd.payload.length.eq(taken)]
                 with m.If(tx_ring.write_cmd.ready):
-                    m.d.sync += [wdata_to_ring.eq(1), drain_after.eq(beats_sent != beats_taken)]
+                    m.d.sync += [wdata_to_ring.eq(1), wdata_beats.eq(beats_taken),
+                                 drain_after.eq(beats_sent != beats_taken)]
                     goto(EngineStep.HOST_WRITE_WAIT)
 
             with m.Case(EngineStep.HOST_WRITE_WAIT):
                 m.d.comb += tx_ring.write_resp.ready.eq(1)
                 with m.If(tx_ring.write_resp.valid):
-                    m.d.sync += [wdata_to_ring.eq(0), rsp.count.eq(tx_ring.write_resp.payload.advance)]
+                    # the bytes may still be moving: the ring serves its reads after them
+                    m.d.sync += rsp.count.eq(tx_ring.write_resp.payload.advance)
                     respond(EngineStep.HOST_WRITE_DONE)
 
             with m.Case(EngineStep.HOST_WRITE_DONE):

@@ -1,10 +1,11 @@
 """Receive dispatcher: each stored frame, with its verdict, to the engine, the slow path or nowhere."""
 
 from amaranth import *
-from amaranth.lib import enum, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from hdl.rx.classifier import Verdict, VerdictRecord
+from hdl.rx.classifier import ParsedFields, Verdict, VerdictRecord
 from hdl.rx.frame_slicer import SliceCommand
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import RxAction, RxEvent, RxRoute
@@ -13,17 +14,34 @@ from hdl.wire import L4Protocol
 
 __all__ = ["DispatchStep", "RxDispatch"]
 
+# Frames looked up while the engine decides on earlier ones (covers the table's latency), and
+# frames decided while earlier ones still stream.
+PENDING_DEPTH = 4
+ROUTE_QUEUE_DEPTH = 4
+
 
 class DispatchStep(enum.Enum, shape=3):
-    """What the dispatcher waits for; shown on its ``step`` output (the NIC's ``debug`` port)."""
-    WAIT_FRAME = 0          # a verdict and the frame's FIFO status
-    WAIT_LOOKUP = 1         # the socket key going to the table
-    WAIT_RESULT = 2
+    """What the deciding side waits for; shown on its ``step`` output (the NIC's ``debug`` port)."""
+    WAIT_FRAME = 0          # a frame looked up or routed by its verdict (the lookup side)
+    WAIT_RESULT = 2         # its socket table result
     WAIT_ENGINE = 3         # the event going to the engine
     WAIT_ACTION = 4         # the engine's answer
-    STREAM = 5              # the frame leaving the FIFO to where it goes
+    WAIT_STREAM = 5         # the route queue is full: the streaming side is behind
 
 
+class _Pending(data.StructLayout):
+    """A stored frame between the lookup side and the engine side: its fields, and its route
+    unless it was looked up."""
+
+    def __init__(self):
+        super().__init__({"fields": ParsedFields(), "looked_up": 1, "route": RxRoute})
+
+
+class _Route(data.StructLayout):
+    """Where one stored frame goes, decided ahead of its streaming."""
+
+    def __init__(self):
+        super().__init__({"route": RxRoute, "skip": 16, "length": 16})
 
 
 class RxDispatch(wiring.Component):
@@ -41,7 +59,11 @@ class RxDispatch(wiring.Component):
     through the :class:`~hdl.rx.frame_slicer.FrameSlicer` to the connection's ring), the
     frame goes to the slow path (the connection is closed) or nothing is kept.
 
-    Frames are handled one at a time, in order.
+    Two sides run at once. The deciding side takes one frame at a time (verdict, lookup,
+    engine) and queues its route; the streaming side moves each frame whole, in order, where
+    its route says. So the lookup and the engine's decision on a frame overlap the streaming
+    of up to ``ROUTE_QUEUE_DEPTH`` frames before it (the engine's ring commands for it are
+    served after the earlier payloads, in order).
 
     Members
     -------
@@ -65,7 +87,7 @@ class RxDispatch(wiring.Component):
     idle : Out(1)
         Waiting for a frame, none announced.
     step : Out(DispatchStep)
-        The step the dispatcher is in (for debugging and profiling only).
+        The deciding side's step (for debugging and profiling only).
     """
 
     def __init__(self, data_width, conn_bits, status_layout):
@@ -92,59 +114,78 @@ class RxDispatch(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        step = Signal(DispatchStep)
-        fields = Signal.like(self.verdict.payload.fields)
-        route = Signal(RxRoute)
-        conn = Signal.like(self.result.payload.id)
-        cmd_sent = Signal()
-        udp = fields.protocol == L4Protocol.UDP
+        udp_of = lambda fields: fields.protocol == L4Protocol.UDP
 
-        m.d.comb += self.idle.eq((step == DispatchStep.WAIT_FRAME) & ~self.verdict.valid & ~self.status.valid)
-        m.d.comb += self.step.eq(step)
+        # The lookup side: a FAST frame's key goes to the socket table as its verdict is taken
+        # (the table answers in order, a lookup per clock); every stored frame's entry queues
+        # for the engine side.
+        m.submodules.pending = pending = SyncFIFOBuffered(width=_Pending().size,
+                                                          depth=PENDING_DEPTH)
+        v = self.verdict.payload
+        entry = Signal(_Pending())
+        fast = v.verdict == Verdict.FAST
+        key = self.lookup.payload
+        m.d.comb += [entry.fields.eq(v.fields), entry.looked_up.eq(fast),
+                     entry.route.eq(Mux(v.verdict == Verdict.SLOW, RxRoute.SLOW, RxRoute.DISCARD)),
+                     pending.w_data.eq(entry),
+                     key.protocol.eq(v.fields.protocol),
+                     key.local_ip.eq(v.fields.dst_ip), key.local_port.eq(v.fields.dst_port),
+                     key.remote_ip.eq(Mux(udp_of(v.fields), 0, v.fields.src_ip)),
+                     key.remote_port.eq(Mux(udp_of(v.fields), 0, v.fields.src_port))]
+        offered = self.verdict.valid & self.status.valid
+        stored = self.status.payload.stored
+        # a frame the FIFO did not store has no entry; a FAST one waits for the lookup port
+        take = offered & (~stored | (pending.w_rdy & (~fast | self.lookup.ready)))
+        m.d.comb += [self.verdict.ready.eq(take), self.status.ready.eq(take),
+                     pending.w_en.eq(take & stored),
+                     self.lookup.valid.eq(offered & stored & fast & pending.w_rdy)]
+        with m.If(take & ~stored & (v.verdict != Verdict.DROP)):   # else counted by its cause
+            m.d.sync += self.fifo_full.eq(self.fifo_full + 1)
+
+        # The engine side: each entry in order; a looked-up frame's result, then its event and
+        # the engine's action; every frame's route into `routes` for the streaming side.
+        m.submodules.routes = routes = SyncFIFOBuffered(width=_Route().size, depth=ROUTE_QUEUE_DEPTH)
+        step = Signal(DispatchStep)
+        head = Signal(_Pending())
+        conn = Signal.like(self.result.payload.id)
+        decided = Signal(_Route())
+        held = Signal(RxRoute)              # the engine's answer while the route queue is full
+        m.d.comb += [head.eq(pending.r_data), routes.w_data.eq(decided),
+                     decided.skip.eq(head.fields.payload_offset),
+                     decided.length.eq(head.fields.payload_length)]
+
+        def route(to):
+            """The head frame goes `to`, if the route queue has room; its entry is done."""
+            m.d.comb += decided.route.eq(to)
+            with m.If(routes.w_rdy):
+                m.d.comb += [routes.w_en.eq(1), pending.r_en.eq(1)]
+                m.d.sync += step.eq(DispatchStep.WAIT_FRAME)
+            with m.Else():
+                m.d.sync += [held.eq(to), step.eq(DispatchStep.WAIT_STREAM)]
 
         with m.Switch(step):
-            with m.Case(DispatchStep.WAIT_FRAME):
-                with m.If(self.verdict.valid & self.status.valid):
-                    m.d.comb += [self.verdict.ready.eq(1), self.status.ready.eq(1)]
-                    v = self.verdict.payload
-                    m.d.sync += [fields.eq(v.fields), cmd_sent.eq(0)]
-                    with m.If(~self.status.payload.stored):
-                        with m.If(v.verdict != Verdict.DROP):   # else counted by its cause
-                            m.d.sync += self.fifo_full.eq(self.fifo_full + 1)
-                    with m.Elif(v.verdict == Verdict.FAST):
-                        m.d.sync += step.eq(DispatchStep.WAIT_LOOKUP)
+            with m.Case(DispatchStep.WAIT_FRAME, DispatchStep.WAIT_RESULT):
+                with m.If(pending.r_rdy & ~head.looked_up):
+                    route(head.route)
+                with m.Elif(pending.r_rdy):
+                    m.d.comb += self.result.ready.eq(1)
+                    with m.If(self.result.valid):
+                        m.d.sync += conn.eq(self.result.payload.id)
+                        with m.If(self.result.payload.hit):
+                            m.d.sync += step.eq(DispatchStep.WAIT_ENGINE)
+                        with m.Else():
+                            route(RxRoute.SLOW)
                     with m.Else():
-                        m.d.sync += [route.eq(Mux(v.verdict == Verdict.SLOW, RxRoute.SLOW,
-                                                  RxRoute.DISCARD)),
-                                     step.eq(DispatchStep.STREAM)]
-
-            with m.Case(DispatchStep.WAIT_LOOKUP):
-                key = self.lookup.payload
-                m.d.comb += [self.lookup.valid.eq(1), key.protocol.eq(fields.protocol),
-                             key.local_ip.eq(fields.dst_ip), key.local_port.eq(fields.dst_port),
-                             key.remote_ip.eq(Mux(udp, 0, fields.src_ip)),
-                             key.remote_port.eq(Mux(udp, 0, fields.src_port))]
-                with m.If(self.lookup.ready):
-                    m.d.sync += step.eq(DispatchStep.WAIT_RESULT)
-
-            with m.Case(DispatchStep.WAIT_RESULT):
-                m.d.comb += self.result.ready.eq(1)
-                with m.If(self.result.valid):
-                    m.d.sync += conn.eq(self.result.payload.id)
-                    with m.If(self.result.payload.hit):
-                        m.d.sync += step.eq(DispatchStep.WAIT_ENGINE)
-                    with m.Else():
-                        m.d.sync += [route.eq(RxRoute.SLOW), step.eq(DispatchStep.STREAM)]
+                        m.d.sync += step.eq(DispatchStep.WAIT_RESULT)
 
             with m.Case(DispatchStep.WAIT_ENGINE):
+                f = head.fields
                 e = self.event.payload
-                m.d.comb += [self.event.valid.eq(1), e.conn.eq(conn), e.udp.eq(udp),
-                             e.src_ip.eq(fields.src_ip), e.src_port.eq(fields.src_port),
-                             e.seq.eq(fields.seq), e.ack.eq(fields.ack),
-                             e.flags.eq(fields.flags),
-                             e.window.eq(fields.window),
-                             e.payload_offset.eq(fields.payload_offset),
-                             e.payload_length.eq(fields.payload_length)]
+                m.d.comb += [self.event.valid.eq(1), e.conn.eq(conn), e.udp.eq(udp_of(f)),
+                             e.src_ip.eq(f.src_ip), e.src_port.eq(f.src_port),
+                             e.seq.eq(f.seq), e.ack.eq(f.ack), e.flags.eq(f.flags),
+                             e.window.eq(f.window), e.payload_offset.eq(f.payload_offset),
+                             e.payload_length.eq(f.payload_length)]
                 with m.If(self.event.ready):
                     m.d.sync += [step.eq(DispatchStep.WAIT_ACTION),
                                  self.engine_frames.eq(self.engine_frames + 1)]
@@ -152,26 +193,37 @@ class RxDispatch(wiring.Component):
             with m.Case(DispatchStep.WAIT_ACTION):
                 m.d.comb += self.action.ready.eq(1)
                 with m.If(self.action.valid):
-                    m.d.sync += [route.eq(self.action.payload.route), step.eq(DispatchStep.STREAM)]
+                    route(self.action.payload.route)
 
-            with m.Case(DispatchStep.STREAM):
-                beat_done = self.frames.valid & self.frames.ready & self.frames.payload.last
-                with m.Switch(route):
-                    with m.Case(RxRoute.DISCARD):
-                        m.d.comb += self.frames.ready.eq(1)
-                    with m.Case(RxRoute.SLOW):
-                        wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slow))
-                    with m.Case(RxRoute.STORE):
-                        # the slicer takes its command with the frame's last beat
-                        m.d.comb += [self.slice_cmd.valid.eq(~cmd_sent),
-                                     self.slice_cmd.payload.skip.eq(fields.payload_offset),
-                                     self.slice_cmd.payload.length.eq(fields.payload_length)]
-                        with m.If(self.slice_cmd.ready):
-                            m.d.sync += cmd_sent.eq(1)
-                        wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slice_data))
-                with m.If(beat_done):
-                    m.d.sync += step.eq(DispatchStep.WAIT_FRAME)
-                    with m.If(route == RxRoute.SLOW):
-                        m.d.sync += self.slow_frames.eq(self.slow_frames + 1)
+            with m.Case(DispatchStep.WAIT_STREAM):
+                route(held)
 
+        # The streaming side: each frame, in order, leaves the FIFO to where its route says.
+        streaming = Signal(_Route())
+        cmd_sent = Signal()
+        m.d.comb += streaming.eq(routes.r_data)
+        beat_done = self.frames.valid & self.frames.ready & self.frames.payload.last
+        with m.If(routes.r_rdy):
+            with m.Switch(streaming.route):
+                with m.Case(RxRoute.DISCARD):
+                    m.d.comb += self.frames.ready.eq(1)
+                with m.Case(RxRoute.SLOW):
+                    wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slow))
+                with m.Case(RxRoute.STORE):
+                    # the slicer takes its command with the frame's last beat
+                    m.d.comb += [self.slice_cmd.valid.eq(~cmd_sent),
+                                 self.slice_cmd.payload.skip.eq(streaming.skip),
+                                 self.slice_cmd.payload.length.eq(streaming.length)]
+                    with m.If(self.slice_cmd.ready):
+                        m.d.sync += cmd_sent.eq(1)
+                    wiring.connect(m, wiring.flipped(self.frames), wiring.flipped(self.slice_data))
+            with m.If(beat_done):
+                m.d.comb += routes.r_en.eq(1)
+                m.d.sync += cmd_sent.eq(0)
+                with m.If(streaming.route == RxRoute.SLOW):
+                    m.d.sync += self.slow_frames.eq(self.slow_frames + 1)
+
+        m.d.comb += [self.idle.eq((step == DispatchStep.WAIT_FRAME) & ~self.verdict.valid
+                                  & ~self.status.valid & ~pending.r_rdy & ~routes.r_rdy),
+                     self.step.eq(step)]
         return m

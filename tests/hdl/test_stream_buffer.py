@@ -97,26 +97,22 @@ def hw_state(q):
     return (q.head, q.tail, q.free, ranges)
 
 
-def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_ranges=1,
-             in_pauses=(), out_pauses=(), timeout=2_000):
-    """Run `program` on the hardware and compare everything with the model."""
-    exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
-    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges)
-    got_write, got_read, got_frames, got_queries, done = [], [], [], [], []
-    lanes = data_width // 8
+def collector(port, out, pattern, convert):
+    """A testbench taking every item of stream `port` (ready low on `pattern`) into `out`."""
+    async def run(ctx):
+        pauses = pause_iter(pattern)
+        beats = []
+        while True:
+            ready = not next(pauses)
+            ctx.set(port.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+            if ready and valid:
+                convert(out, payload, beats)
+    return run
 
-    def collector(port, out, pattern, convert):
-        async def run(ctx):
-            pauses = pause_iter(pattern)
-            beats = []
-            while True:
-                ready = not next(pauses)
-                ctx.set(port.ready, ready)
-                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                if ready and valid:
-                    convert(out, payload, beats)
-        return run
 
+def frame_beat_checker(lanes):
+    """A `collector` conversion: beats into frames, checking how `keep` is packed."""
     def frame_beat(out, payload, beats):
         keep = payload.keep
         # every beat but the last is full, the last packed from lane 0
@@ -127,6 +123,18 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
         if payload.last:
             out.append(bytes(beats))
             beats.clear()
+    return frame_beat
+
+
+def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_ranges=1,
+             in_pauses=(), out_pauses=(), timeout=2_000):
+    """Run `program` on the hardware and compare everything with the model."""
+    exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
+    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges)
+    got_write, got_read, got_frames, got_queries, done = [], [], [], [], []
+    lanes = data_width // 8
+
+    frame_beat = frame_beat_checker(lanes)
 
     async def driver(ctx):
         pauses = pause_iter(in_pauses)
@@ -568,6 +576,222 @@ def test_random_against_model(config, drawn, in_pauses, out_pauses):
 @given(drawn=programs(8, 32, 120), in_pauses=PAUSES, out_pauses=PAUSES)
 def test_random_campaign(config, drawn, in_pauses, out_pauses):
     check_random(config, drawn, in_pauses, out_pauses)
+
+
+# Writes and reads at once -------------------------------------------------------------------
+
+def simulate_concurrent(inits, writes, reads, data_width, connections, ring_bytes,
+                        max_ooo_ranges=1, seed=0, timeout=20_000):
+    """Writes (with their beats) from one thread and reads from another, all at once, with
+    every valid and ready randomly stalled. The order in which the hardware accepted the
+    commands is the order the model replays; responses, read bytes and the final states must
+    be the model's. Returns the clocks the run took."""
+    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges)
+    rng = random.Random(seed)
+    stalls = [tuple(rng.random() < p for _ in range(rng.randrange(3, 9))) + (False,)
+              for p in (0.2, 0.3, 0.3, 0.3, 0.3, 0.2)]
+    accepted, got_write, got_read, got_frames, final, done = [], [], [], [], [], []
+    lanes = data_width // 8
+
+    async def writer(ctx):
+        pauses = pause_iter(stalls[0])
+        for conn, offset in inits:
+            await send_cmd(ctx, dut.init, {"conn": conn, "offset": offset % MOD}, pauses)
+        for conn, offset, data in writes:
+            await send_cmd(ctx, dut.write_cmd, {"conn": conn, "offset": offset % MOD,
+                                                "length": len(data)}, pauses)
+            if data:
+                await send_frame(ctx, dut.write_data, data, data_width, pause_iter(stalls[1]))
+        done.append("writer")
+
+    async def reader(ctx):
+        pauses = pause_iter(stalls[2])
+        await ctx.tick().repeat(rng.randrange(1, 9))
+        for conn, length, peek, skip, discard in reads:
+            await send_cmd(ctx, dut.read_cmd, {"conn": conn, "length": length, "peek": peek,
+                                               "skip": skip, "discard": discard}, pauses)
+        done.append("reader")
+
+    async def acceptances(ctx):
+        """The command order: what fired on init, write_cmd and read_cmd, clock by clock."""
+        ports = (dut.init, dut.write_cmd, dut.read_cmd)
+        while True:
+            sampled = await ctx.tick().sample(*(s for p in ports for s in (p.valid, p.ready, p.payload)))
+            fired = [(kind, sampled[2 + 3 * k + 2]) for k, kind in enumerate(("init", "write", "read"))
+                     if sampled[2 + 3 * k] and sampled[2 + 3 * k + 1]]
+            assert len(fired) <= 1, f"two commands accepted in one clock: {fired}"
+            accepted.extend(fired)
+
+    frame_beat = frame_beat_checker(lanes)
+
+    n_frames = sum(1 for r in reads if not r[4])      # an upper bound: empty reads send none
+    clocks = []
+
+    async def finish(ctx):
+        t = 0
+        while len(done) < 2 or len(got_write) < len(writes) or len(got_read) < len(reads):
+            await ctx.tick()
+            t += 1
+            assert t < timeout, (f"stuck after {t} clocks: {done}, {len(got_write)}/{len(writes)} "
+                                 f"write responses, {len(got_read)}/{len(reads)} read counts")
+        while ctx.get(dut.busy) or ctx.get(dut.state_pending):
+            await ctx.tick()
+            t += 1
+        clocks.append(t)
+        await ctx.tick().repeat(2)
+        for conn in range(connections):
+            ctx.set(dut.query_conn, conn)
+            await ctx.tick()
+            final.append(hw_state(ctx.get(dut.query)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(writer, background=True)
+    sim.add_testbench(reader, background=True)
+    sim.add_testbench(acceptances, background=True)
+    sim.add_testbench(collector(dut.write_resp, got_write, stalls[3],
+                                lambda out, p, _: out.append((p.advance, p.refused))),
+                      background=True)
+    sim.add_testbench(collector(dut.read_resp, got_read, stalls[4],
+                                lambda out, p, _: out.append(p.count)), background=True)
+    sim.add_testbench(collector(dut.read_data, got_frames, stalls[5], frame_beat),
+                      background=True)
+    sim.add_testbench(finish)
+    sim.run()
+
+    # The model, fed the commands in the order the hardware took them.
+    write_data = iter(writes)
+    program = []
+    for kind, p in accepted:
+        if kind == "init":
+            program.append(init(p.conn, p.offset))
+        elif kind == "write":
+            conn, offset, data = next(write_data)
+            assert (p.conn, p.offset, p.length) == (conn, offset % MOD, len(data))
+            program.append(write(conn, offset, data))
+        else:
+            program.append(read(p.conn, p.length, bool(p.peek), p.skip, bool(p.discard)))
+    assert len(program) == len(inits) + len(writes) + len(reads)
+    exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
+    assert got_write == exp.write_resps, f"write responses: hardware {got_write} model {exp.write_resps}"
+    assert got_read == exp.read_resps, f"read counts: hardware {got_read} model {exp.read_resps}"
+    assert got_frames == exp.frames, f"read data: hardware {got_frames} model {exp.frames}"
+    assert len(got_frames) <= n_frames
+    assert final == [ref_state(b) for b in bufs], f"states: hardware {final} model {bufs}"
+    return clocks[0]
+
+
+def concurrent_program(seed, connections, ring_bytes, n=60):
+    """Writes that carry each connection's one stream (in order, retransmitted from behind,
+    or ahead of a hole) and reads that consume, peek from any offset, or release."""
+    rng = random.Random(seed)
+    base = [rng.randrange(MOD) for _ in range(connections)]
+    streams = [bytes(rng.randrange(256) for _ in range(40 * ring_bytes)) for _ in range(connections)]
+    sent = [0] * connections
+    writes = []
+    for _ in range(n):
+        c = rng.randrange(connections)
+        start = max(0, sent[c] - rng.choice([0, 0, 0, rng.randrange(ring_bytes)])
+                    + rng.choice([0, 0, 0, rng.randrange(1, 9)]))
+        length = rng.choice([rng.randrange(1, 9), rng.randrange(1, ring_bytes), ring_bytes // 2])
+        writes.append((c, base[c] + start, streams[c][start:start + length]))
+        sent[c] = max(sent[c], start + length)
+    reads = []
+    for _ in range(n):
+        kind = rng.random()
+        reads.append((rng.randrange(connections), rng.randrange(1, ring_bytes + 1),
+                      kind < 0.3, rng.randrange(ring_bytes) if kind < 0.4 else 0,
+                      0.3 <= kind < 0.4))
+    return [(c, base[c]) for c in range(connections)], writes, reads
+
+
+@WIDTHS
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("connections", [1, 2])
+def test_concurrent_against_model(data_width, seed, connections):
+    """One thread writes while another reads (one or two connections: every hazard is on
+    the same connection), stalls everywhere; the acceptance order replayed on the model."""
+    inits, writes, reads = concurrent_program(seed, connections, 64)
+    simulate_concurrent(inits, writes, reads, data_width, connections, 64, seed=seed)
+
+
+@pytest.mark.campaign
+@WIDTHS
+@pytest.mark.parametrize("seed", range(4, 200))
+def test_concurrent_campaign(data_width, seed):
+    inits, writes, reads = concurrent_program(seed, 1 + seed % 3 // 2, 32, n=150)
+    simulate_concurrent(inits, writes, reads, data_width, 1 + seed % 3 // 2, 32,
+                        max_ooo_ranges=seed % 3, seed=seed)
+
+
+def overlap_clocks(data_width, same_conn, peek):
+    """Clocks from a write's command and a read's command, offered together, to both
+    finished: a write of 64 beats and a read of 64 beats."""
+    lanes = data_width // 8
+    n = 64 * lanes
+    ring = 4 * n
+    dut = StreamBuffer(data_width, 2, ring)
+    old = bytes(random.Random(3).randrange(256) for _ in range(n))
+    new = bytes(random.Random(4).randrange(256) for _ in range(n))
+    src = 0 if same_conn else 1
+    result = {}
+
+    async def bench(ctx):
+        for port in (dut.read_data, dut.read_resp, dut.write_resp):
+            ctx.set(port.ready, 1)
+        for conn in (0, 1):
+            await send_cmd(ctx, dut.init, {"conn": conn, "offset": 0}, pause_iter(()))
+        await send_cmd(ctx, dut.write_cmd, {"conn": src, "offset": 0, "length": n}, pause_iter(()))
+        await send_frame(ctx, dut.write_data, old, data_width)
+        while ctx.get(dut.busy) or ctx.get(dut.state_pending):
+            await ctx.tick()
+        # both commands offered in one clock: the write is taken first, the read a clock later
+        ctx.set(dut.write_cmd.valid, 1)
+        ctx.set(dut.write_cmd.payload, {"conn": 0, "offset": n if same_conn else 0, "length": n})
+        ctx.set(dut.read_cmd.payload, {"conn": src, "length": n, "peek": peek, "skip": 0,
+                                       "discard": 0})
+        ctx.set(dut.read_cmd.valid, 1)
+        ctx.set(dut.write_data.valid, 1)
+        beats_in, got, t = 0, bytearray(), 0
+        while t < 1000 and (beats_in < 64 or len(got) < n):
+            if beats_in < 64:
+                ctx.set(dut.write_data.payload, {
+                    "data": int.from_bytes(new[beats_in * lanes:(beats_in + 1) * lanes], "little"),
+                    "keep": (1 << lanes) - 1, "last": beats_in == 63})
+            t += 1
+            _, _, wc, rc, wd, rv, rp = await ctx.tick().sample(
+                dut.write_cmd.ready, dut.read_cmd.ready, dut.write_data.ready,
+                dut.read_data.valid, dut.read_data.payload)
+            if wc:
+                ctx.set(dut.write_cmd.valid, 0)
+            if rc and not ctx.get(dut.write_cmd.valid):
+                ctx.set(dut.read_cmd.valid, 0)
+            if wd and beats_in < 64:
+                beats_in += 1
+                if beats_in == 64:
+                    ctx.set(dut.write_data.valid, 0)
+            if rv:
+                got += rp.data.to_bytes(lanes, "little")[:rp.keep.bit_length()]
+        result["clocks"] = t
+        result["got"] = bytes(got)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert result["got"] == old
+    return result["clocks"]
+
+
+@WIDTHS
+@pytest.mark.parametrize("same_conn, peek", [(False, 0), (True, 1), (True, 0)])
+def test_write_and_read_overlap(data_width, same_conn, peek):
+    """A write of 64 beats and a read of 64 other beats, offered in the same clock, finish in
+    about 64 clocks, not 128: on two connections, and on one (a send ring's segment read
+    while the host writes behind it; a receive ring's host read while a segment lands)."""
+    clocks = overlap_clocks(data_width, same_conn, peek)
+    # the read is taken a clock after the write, then 4 clocks to its first beat, 64 beats
+    assert clocks == 1 + 4 + 64, clocks
 
 
 # Lint ----------------------------------------------------------------------------------------
