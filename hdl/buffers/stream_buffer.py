@@ -86,7 +86,18 @@ class _WriteStep(enum.Enum, shape=2):
     as in :mod:`hdl.tables.socket_table`: a misspelt step is an AttributeError at elaboration)."""
     WAIT_CMD = 0            # a command on `write_cmd`
     DECIDE = 1              # the connection's state read: decide the write, answer it
-    DATA = 2                # the write's beats
+
+
+class _WriteJob(data.StructLayout):
+    """A decided write whose beats are still to come: where they go and which are kept."""
+
+    def __init__(self, conn_bits, lane_bits, word_bits):
+        super().__init__({
+            "conn": conn_bits, "shift": max(lane_bits, 1), "word": max(word_bits, 1),
+            "left": WRITE_LENGTH_BITS, "pos": signed(WRITE_LENGTH_BITS + 2),
+            "lo": WRITE_LENGTH_BITS + 1, "hi": WRITE_LENGTH_BITS + 1,
+            "keep_lo": 32, "keep_hi": 32,
+        })
 
 
 class _ReadStep(enum.Enum, shape=3):
@@ -146,7 +157,10 @@ class StreamBuffer(wiring.Component):
     Timing: a write takes 2 cycles (command, decision) before its first beat is accepted,
     then one beat per clock; ``write_resp`` shows the cycle after the decision, while the
     beats still move. A write whose bytes end in one more RAM word than its beats spends one
-    more cycle in the background. A read takes 4 cycles (command, decision, two RAM reads)
+    more cycle in the background. The write side decides its next command while the beats
+    of the one before still come (one decided write waits; its beats follow the earlier
+    ones), so a receive ring takes the next segment's decision while this one's payload is
+    on its way. A read takes 4 cycles (command, decision, two RAM reads)
     before its first beat, then one beat per clock while ``read_data.ready`` is high, from
     any byte of the ring (``head + skip`` need not be word-aligned). A read with
     ``discard`` set, or whose ``count`` is 0, takes 2 cycles (command, decision) however
@@ -327,6 +341,8 @@ class StreamBuffer(wiring.Component):
         w_step = Signal(_WriteStep)
         r_step = Signal(_ReadStep)
         flush = Signal()                               # the write's last RAM word still to go
+        w_active = Signal()                            # a write's beats are being taken
+        q_valid = Signal()                             # a decided write waits for its beats
         w_decides = Signal()
         r_decides = Signal()
         w_idle = w_step == _WriteStep.WAIT_CMD
@@ -338,8 +354,9 @@ class StreamBuffer(wiring.Component):
         # A side waiting at its decision holds every later command back.
         w_waits = (w_step == _WriteStep.DECIDE) & ~w_decides
         r_waits = (r_step == _ReadStep.DECIDE) & ~r_decides
-        init_ok = w_idle & ~flush & r_idle
-        write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_waits
+        init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle
+        # the next write is decided while the beats of the one before still come (one waits)
+        write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_waits & ~q_valid
         read_ok = ~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_waits
         m.d.comb += [self.init.ready.eq(init_ok), self.write_cmd.ready.eq(write_ok),
                      self.read_cmd.ready.eq(read_ok)]
@@ -413,12 +430,22 @@ class StreamBuffer(wiring.Component):
         w_pos = Signal(signed(WRITE_LENGTH_BITS + 2))  # command byte index of lane 0 of `w_word`
         w_keep_lo = Signal(32)                         # stream positions the beats still store
         w_keep_hi = Signal(32)
+        d_conn = Signal(conn_bits)                     # the connection the beats go to
         w_last_beat = w_left <= L
+        queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits))
+        decided = Signal.like(queued)
+
+        def start(job):
+            """The data path takes `job`'s beats from now on."""
+            m.d.sync += [d_conn.eq(job.conn), w_shift.eq(job.shift), w_word.eq(job.word),
+                         w_left.eq(job.left), w_pos.eq(job.pos), wr_lo.eq(job.lo),
+                         wr_hi.eq(job.hi), w_keep_lo.eq(job.keep_lo), w_keep_hi.eq(job.keep_hi),
+                         w_active.eq(1)]
 
         def lane_enables():
             return Cat((w_pos + i >= wr_lo) & (w_pos + i < wr_hi) for i in range(L))
 
-        m.d.comb += dwp.addr.eq(Cat(w_word[:word_bits], w_conn[:conn_lsbs]))
+        m.d.comb += dwp.addr.eq(Cat(w_word[:word_bits], d_conn[:conn_lsbs]))
         with m.If(flush):
             m.d.comb += [dwp.data.eq(realign(w_shift, w_prev, Const(0, W), write_starts)),
                          dwp.en.eq(lane_enables())]
@@ -469,7 +496,7 @@ class StreamBuffer(wiring.Component):
         # Only the bytes not yet in the RAM count: those from the write's current word on
         # (command byte `w_pos` and after; the words before it were written on earlier clocks),
         # so a read of bytes the write has already put in goes ahead while the write goes on.
-        w_pending = (w_step == _WriteStep.DATA) | flush
+        w_pending = w_active | flush
         keep_lo = (w_keep_lo - r_head)[:count_bits + 1].as_signed()
         keep_hi = (w_keep_hi - r_head)[:count_bits + 1].as_signed()
         w_in_ram = Signal(count_bits)                  # stored bytes from w_keep_lo already in
@@ -477,8 +504,14 @@ class StreamBuffer(wiring.Component):
         m.d.comb += w_in_ram.eq(Mux(progress <= 0, 0,
                                     Mux(progress >= keep_hi - keep_lo, keep_hi - keep_lo, progress)))
         unwritten_lo = keep_lo + w_in_ram
-        r_hazard = (w_pending & (w_conn == r_conn) & ~r_discard & (r_count != 0)
-                    & (unwritten_lo < keep_hi) & (unwritten_lo < r_advance) & (r_skipped < keep_hi))
+        # a write decided ahead has put none of its bytes in yet
+        q_lo = (queued.keep_lo - r_head)[:count_bits + 1].as_signed()
+        q_hi = (queued.keep_hi - r_head)[:count_bits + 1].as_signed()
+        r_hazard = ~r_discard & (r_count != 0) & (
+            (w_pending & (d_conn == r_conn) & (unwritten_lo < keep_hi)
+             & (unwritten_lo < r_advance) & (r_skipped < keep_hi))
+            | (q_valid & (queued.conn == r_conn) & (q_lo < q_hi) & (q_lo < r_advance)
+               & (r_skipped < q_hi)))
         # A write waits while the read side streams a consuming read of its connection whose
         # ring slots it would fill: the write stores up to tail + w_stop, and the slots of
         # the read's bytes [r_from, head) come round again at [r_from + R, head + R).
@@ -511,16 +544,25 @@ class StreamBuffer(wiring.Component):
             with m.Case(_WriteStep.DECIDE):
                 # The connection's state is on the read ports: decide, write the new state
                 # back in this cycle and answer.
+                m.d.comb += [
+                    decided.conn.eq(w_conn),
+                    decided.shift.eq(w_offset[:lane_bits]),
+                    decided.word.eq(w_offset[lane_bits:lane_bits + word_bits]),
+                    decided.left.eq(w_length),
+                    decided.pos.eq(-w_offset[:lane_bits]),
+                    decided.lo.eq(Mux(w_store, w_start - w_rel, 0)),
+                    decided.hi.eq(Mux(w_store, w_stop - w_rel, 0)),
+                    decided.keep_lo.eq(w_stored_lo),
+                    decided.keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
+                ]
                 with m.If(w_decides):
+                    # its beats come next, or after those of the write before it
+                    with m.If(w_length != 0):
+                        with m.If(~w_active & ~flush):
+                            start(decided)
+                        with m.Else():
+                            m.d.sync += [queued.eq(decided), q_valid.eq(1)]
                     m.d.sync += [
-                        w_shift.eq(w_offset[:lane_bits]),
-                        w_word.eq(w_offset[lane_bits:lane_bits + word_bits]),
-                        w_left.eq(w_length),
-                        w_pos.eq(-w_offset[:lane_bits]),
-                        wr_lo.eq(Mux(w_store, w_start - w_rel, 0)),
-                        wr_hi.eq(Mux(w_store, w_stop - w_rel, 0)),
-                        w_keep_lo.eq(w_stored_lo),
-                        w_keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
                         self.write_resp.valid.eq(1),
                         self.write_resp.payload.advance.eq(Mux(w_store & w_in_order, new_tail, 0)),
                         self.write_resp.payload.refused.eq(w_nonempty & w_refuse),
@@ -537,21 +579,25 @@ class StreamBuffer(wiring.Component):
                                 m.d.comb += tail_wp.data.ranges[i].eq(ooo_ranges[i])
                     with m.If(w_nonempty & w_refuse):
                         m.d.sync += self.refused_count.eq(self.refused_count + 1)
-                    m.d.sync += w_step.eq(Mux(w_length == 0, _WriteStep.WAIT_CMD, _WriteStep.DATA))
+                    m.d.sync += w_step.eq(_WriteStep.WAIT_CMD)
 
-            with m.Case(_WriteStep.DATA):
-                m.d.comb += self.write_data.ready.eq(1)
-                with m.If(self.write_data.valid):
-                    m.d.comb += [
-                        dwp.data.eq(realign(w_shift, w_prev, self.write_data.payload.data,
-                                            write_starts)),
-                        dwp.en.eq(lane_enables()),
-                    ]
-                    m.d.sync += [w_prev.eq(self.write_data.payload.data), w_word.eq(w_word + 1),
-                                 w_pos.eq(w_pos + L), w_left.eq(w_left - L)]
-                    with m.If(w_last_beat):
-                        m.d.sync += [flush.eq(w_shift + w_left > L), w_left.eq(0)]
-                        m.d.sync += w_step.eq(_WriteStep.WAIT_CMD)
+        # ---- The write side's data path: one decided write's beats after another ---------
+        with m.If(w_active):
+            m.d.comb += self.write_data.ready.eq(1)
+            with m.If(self.write_data.valid):
+                m.d.comb += [
+                    dwp.data.eq(realign(w_shift, w_prev, self.write_data.payload.data,
+                                        write_starts)),
+                    dwp.en.eq(lane_enables()),
+                ]
+                m.d.sync += [w_prev.eq(self.write_data.payload.data), w_word.eq(w_word + 1),
+                             w_pos.eq(w_pos + L), w_left.eq(w_left - L)]
+                with m.If(w_last_beat):
+                    m.d.sync += [flush.eq(w_shift + w_left > L), w_left.eq(0), w_active.eq(0)]
+        with m.Elif(~flush & q_valid):
+            # (after the last word of the write before: the flush uses its registers)
+            start(queued)
+            m.d.sync += q_valid.eq(0)
 
         # ---- The read side's steps -------------------------------------------------------
         with m.Switch(r_step):
@@ -608,7 +654,7 @@ class StreamBuffer(wiring.Component):
 
         m.d.comb += [
             self.state_pending.eq((w_step == _WriteStep.DECIDE) | (r_step == _ReadStep.DECIDE)),
-            self.busy.eq(w_pending | r_streaming),
-            self.write_busy.eq(w_step == _WriteStep.DATA),
+            self.busy.eq(w_pending | q_valid | r_streaming),
+            self.write_busy.eq(w_active | q_valid),
         ]
         return m
