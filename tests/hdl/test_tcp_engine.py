@@ -178,6 +178,25 @@ class EngineBench:
         await self.settle()
 
 
+async def connected(ctx, dut, data_width, tcb, same, *, peer_window):
+    """Every port ready, and connection 1 opened actively as `tcb` (at tick 0): the SYN,
+    then the peer's SYN-ACK (from the slow path, as INJECT) with `peer_window` and MSS 1000."""
+    for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
+                 dut.host_rdata, dut.rx_action):
+        ctx.set(port.ready, 1)
+    b = EngineBench(ctx, dut, data_width)
+    await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
+                    local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
+    tcb.open_active()
+    same(b.take(), tcb.dispatch(0), "SYN")
+    synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, peer_window, mss=1000)
+    await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
+                    flags=synack.flags, window=peer_window, mss=1000)
+    tcb.process(synack, 0)
+    same(b.take(), tcb.dispatch(0), "ACK of the SYN-ACK")
+    return b
+
+
 @pytest.mark.parametrize("data_width", [64, 8])
 def test_engine_follows_the_model(data_width):
     dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
@@ -188,25 +207,7 @@ def test_engine_follows_the_model(data_width):
 
     async def bench(ctx):
         nonlocal now
-        ctx.set(dut.tx_header.ready, 1)
-        ctx.set(dut.tx_payload.ready, 1)
-        ctx.set(dut.events.ready, 1)
-        ctx.set(dut.ctl_rsp.ready, 1)
-        ctx.set(dut.host_rsp.ready, 1)
-        ctx.set(dut.host_rdata.ready, 1)
-        ctx.set(dut.rx_action.ready, 1)
-        b = EngineBench(ctx, dut, data_width)
-        # connect(): SYN with our MSS
-        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
-                        local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
-        tcb.open_active()
-        same(b.take(), tcb.dispatch(now), "SYN")
-        # the SYN-ACK (from the slow path) completes the handshake
-        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 3000, mss=1000)
-        await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
-                        flags=synack.flags, window=3000, mss=1000)
-        tcb.process(synack, now)
-        same(b.take(), tcb.dispatch(now), "ACK of the SYN-ACK")
+        b = await connected(ctx, dut, data_width, tcb, same, peer_window=3000)
         state = await b.control(op=CtlOp.READ_STATE, conn=1)
         assert state.state == TcpState.ESTABLISHED and tcb.state == State.ESTABLISHED
         assert b.events == [(1, EventKind.SYNCHRONIZED)]
@@ -262,19 +263,7 @@ def test_receive_fast_path_equals_the_slow_path(data_width):
     same = checked.same
 
     async def bench(ctx):
-        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
-                     dut.host_rdata, dut.rx_action):
-            ctx.set(port.ready, 1)
-        b = EngineBench(ctx, dut, data_width)
-        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
-                        local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
-        tcb.open_active()
-        same(b.take(), tcb.dispatch(now), "SYN")
-        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 600, mss=1000)
-        await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
-                        flags=synack.flags, window=600, mss=1000)
-        tcb.process(synack, now)
-        same(b.take(), tcb.dispatch(now), "ACK of the SYN-ACK")
+        b = await connected(ctx, dut, data_width, tcb, same, peer_window=600)
         await b.grant(conn=1, pid=1)
 
         async def segment(seq, ack, payload, window=600, fast=False, what=""):
