@@ -319,20 +319,7 @@ def test_host_command_ranges(data_width):
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
 
     async def bench(ctx):
-        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
-                     dut.host_rdata, dut.rx_action):
-            ctx.set(port.ready, 1)
-        b = EngineBench(ctx, dut, data_width)
-        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
-                        local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
-        tcb.open_active()
-        tcb.dispatch(0)
-        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 0, mss=1000)
-        await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
-                        flags=synack.flags, window=0, mss=1000)
-        tcb.process(synack, 0)
-        tcb.dispatch(0)
-        b.take()
+        b = await connected(ctx, dut, data_width, tcb, Checked().same, peer_window=0)
         for pid in (1, 2):
             await b.grant(conn=1, pid=pid)
         # connection numbers 5, 1 + 2**k and the largest: EBADF, the data drained, nothing sent
