@@ -247,17 +247,34 @@ class StreamBufferHarness(_Harness):
         m.d.comb += [readable.eq(tail - head),
                      Assert(readable <= R, "more bytes held than the ring has")]
 
-        # Writes: the command being written, and the offset of its next beat.
+        # Writes: the last command taken (its response moves `tail`), the command whose beats
+        # come now and the offset of its next beat, and a command taken while those beats
+        # still come (the buffer decides one write ahead; its beats follow).
         w_conn = Signal.like(conn)
         w_next = Signal(32)
         w_left = Signal(17)
-        with m.If(_fire(dut.write_cmd)):
-            m.d.sync += [w_conn.eq(dut.write_cmd.payload.conn), w_next.eq(dut.write_cmd.payload.offset),
-                         w_left.eq(dut.write_cmd.payload.length)]
+        b_conn = Signal.like(conn)
+        q_conn = Signal.like(conn)
+        q_offset = Signal(32)
+        q_left = Signal(17)
+        q_valid = Signal()
+        cmd = dut.write_cmd.payload
         with m.If(_fire(dut.write_data)):
             m.d.sync += [w_next.eq(w_next + 1), w_left.eq(w_left - 1)]
-            with m.If((w_conn == conn) & (w_next == at) & (w_left != 0)):
+            with m.If((b_conn == conn) & (w_next == at) & (w_left != 0)):
                 m.d.comb += Assume(dut.write_data.payload.data == byte)
+            with m.If((w_left == 1) & q_valid):
+                m.d.sync += [b_conn.eq(q_conn), w_next.eq(q_offset), w_left.eq(q_left),
+                             q_valid.eq(0)]
+        beats_done = (w_left == 0) | ((w_left == 1) & _fire(dut.write_data))
+        with m.If(_fire(dut.write_cmd)):
+            m.d.sync += w_conn.eq(cmd.conn)
+            with m.If(cmd.length != 0):
+                with m.If(beats_done & ~q_valid):
+                    m.d.sync += [b_conn.eq(cmd.conn), w_next.eq(cmd.offset), w_left.eq(cmd.length)]
+                with m.Else():
+                    m.d.sync += [q_conn.eq(cmd.conn), q_offset.eq(cmd.offset),
+                                 q_left.eq(cmd.length), q_valid.eq(1)]
         write_resp_new = Signal()
         read_resp_new = Signal()
         for port, new in ((dut.write_resp, write_resp_new), (dut.read_resp, read_resp_new)):

@@ -359,7 +359,9 @@ def report_tables(report) -> str:
     out += ["", "**Latency** in clocks, idle NIC: from a data segment's last beat accepted to the "
             "response of the first READ that returns its data (a READ is always waiting), to its "
             "last payload beat in the ring, and to the first beat of its ACK out; from a WRITE "
-            "accepted to the first beat of its segment out.", "",
+            "accepted to the first beat of its segment out. A READ is answered once the ring has "
+            "decided the segment's write, and its beats follow the bytes into the ring, so "
+            "*readable* may come before the last byte is *in* the ring.", "",
             "| frame | NIC | in -> readable | in -> ring | in -> ACK out | WRITE -> wire |",
             "|---|---|---|---|---|---|"]
     for r in report["latency"]:

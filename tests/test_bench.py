@@ -60,7 +60,7 @@ def test_quick_benchmarks(tmp_path):
         assert 0 < row["payload_bytes_per_clock"] < row["frame_bytes_per_clock"]
         assert 0 < row["accepted_bytes_per_clock"] <= lanes
         assert row["engine_cycles_per_segment"] > 0 and row["beats_per_frame"] > 0
-        assert "TCP_DATA_WRITE" in row["engine_steps"] and "WAIT_ACTION" in row["dispatch_steps"]
+        assert "TCP_START" in row["engine_steps"] and "WAIT_ACTION" in row["dispatch_steps"]
 
     # transmit: MSS 198 gives 256-byte frames
     (row,) = report["transmit"]
@@ -69,10 +69,11 @@ def test_quick_benchmarks(tmp_path):
     assert 0 < row["line_rate_ratio"] <= row["burst_line_rate_ratio"] <= 1
     assert row["engine_cycles_per_segment"] > 0 and "EMIT" in row["engine_steps"]
 
-    # latency: every path takes some clocks; the data is in the ring before a READ finds it
+    # latency: every path takes some clocks (a READ may be answered before the segment's last
+    # byte is in the ring: the ring decided the write, and the read's beats wait for the bytes)
     (row,) = report["latency"]
     assert LATENCY_FIELDS <= set(row), LATENCY_FIELDS - set(row)
-    assert 0 < row["rx_to_ring"] < row["rx_to_readable"]
+    assert row["rx_to_ring"] > 0 and row["rx_to_readable"] > 0
     assert row["rx_to_ack_out"] > 0 and row["write_to_wire"] > 0 and row["polls"] >= 1
 
     # simulation speed and the model

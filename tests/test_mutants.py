@@ -54,9 +54,9 @@ MUTANTS = {
         "with m.If(access.result.payload.allowed | (hc.op == HostOp.SHUTDOWN)):", "access_denied"),
     "ring_wraps_to_one": (
         "hdl.buffers.stream_buffer", "StreamBuffer", "hdl.engine.tcp_engine",
-        r"prev\.eq\(self\.write_data\.payload\.data\), word\.eq\(word \+ 1\)",
-        "prev.eq(self.write_data.payload.data), "
-        "word.eq(Mux(word == 2 ** word_bits - 1, 1, word + 1))", "n_to_m"),
+        r"w_prev\.eq\(self\.write_data\.payload\.data\), w_word\.eq\(w_word \+ 1\)",
+        "w_prev.eq(self.write_data.payload.data), "
+        "w_word.eq(Mux(w_word == 2 ** word_bits - 1, 1, w_word + 1))", "n_to_m"),
 }
 
 
