@@ -360,7 +360,6 @@ class TcpEngine(wiring.Component):
 
         # data routing, changed only between transfers
         wdata_to_ring = Signal()            # host_wdata -> send ring, until its beats are in
-        wdata_beats = Signal(range(S // (W // 8) + 1))  # the beats the send ring still takes
         wdata_to_framer = Signal()          # host_wdata -> framer payload (UDP send)
         wdata_drain = Signal()              # host_wdata consumed and dropped
         rdata_to_engine = Signal()          # receive ring read data -> UDP record capture
@@ -434,8 +433,8 @@ class TcpEngine(wiring.Component):
         fast_path = ((t.kind == ConnKind.TCP) & (state == TcpState.ESTABLISHED)
                      & seg_flags.ack & ~seg_flags.syn & ~seg_flags.rst & ~seg_flags.fin
                      & ~seg_flags.urg & (seg_seq == rcv_nxt) & (seg_plen != 0)
-                     & (seg_plen <= rcv_wnd) & (seg_ack == t.snd_una) & (unsent <= 0)
-                     & (offset <= queued) & ~t.fin_queued & ~t.fin_received
+                     & (seg_plen <= rcv_wnd) & (seg_ack == t.snd_una) & (unsent == 0)
+                     & ~t.fin_queued & ~t.fin_received
                      & ~t.fin_seq_valid & ~t.orphan & no_ranges & (ob == _Outbox.NONE))
         in_synchronized = _one_of(state, *SYNCHRONIZED)
         in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
@@ -582,13 +581,12 @@ class TcpEngine(wiring.Component):
             wiring.connect(m, rx_ring.read_data, wiring.flipped(self.host_rdata))
         host_read_ends = self.host_rdata.valid & self.host_rdata.ready & self.host_rdata.payload.last
 
-        # host write data: to the send ring, to the framer (UDP), or drained
+        # host write data: to the send ring, to the framer (UDP), or drained; a WRITE's beats
+        # go to the send ring from its command (the only writes the send ring takes) until the
+        # ring has them all
+        m.d.comb += wdata_to_ring.eq((step == EngineStep.HOST_WRITE_WAIT) | tx_ring.write_busy)
         with m.If(wdata_to_ring):
             wiring.connect(m, wiring.flipped(self.host_wdata), tx_ring.write_data)
-            with m.If(self.host_wdata.valid & self.host_wdata.ready):
-                m.d.sync += wdata_beats.eq(wdata_beats - 1)
-                with m.If(wdata_beats == 1):
-                    m.d.sync += wdata_to_ring.eq(0)
         with m.Elif(wdata_drain):
             m.d.comb += self.host_wdata.ready.eq(1)
             with m.If(self.host_wdata.valid & self.host_wdata.payload.last):
@@ -1391,8 +1389,7 @@ class TcpEngine(wiring.Component):
                              tx_ring.write_cmd.payload.offset.eq(txq.tail),
                              tx_ring.write_cmd.payload.length.eq(taken)]
                 with m.If(tx_ring.write_cmd.ready):
-                    m.d.sync += [wdata_to_ring.eq(1), wdata_beats.eq(beats_taken),
-                                 drain_after.eq(beats_sent != beats_taken)]
+                    m.d.sync += drain_after.eq(beats_sent != beats_taken)
                     goto(EngineStep.HOST_WRITE_WAIT)
 
             with m.Case(EngineStep.HOST_WRITE_WAIT):

@@ -59,11 +59,13 @@ class RxDispatch(wiring.Component):
     through the :class:`~hdl.rx.frame_slicer.FrameSlicer` to the connection's ring), the
     frame goes to the slow path (the connection is closed) or nothing is kept.
 
-    Two sides run at once. The deciding side takes one frame at a time (verdict, lookup,
-    engine) and queues its route; the streaming side moves each frame whole, in order, where
-    its route says. So the lookup and the engine's decision on a frame overlap the streaming
-    of up to ``ROUTE_QUEUE_DEPTH`` frames before it (the engine's ring commands for it are
-    served after the earlier payloads, in order).
+    Three sides run at once. The lookup side sends each FAST frame's key to the socket table
+    as its verdict is taken and queues every stored frame (up to ``PENDING_DEPTH``); the
+    engine side takes them in order, pairs each looked-up frame with its result, passes its
+    event to the engine and queues the route the engine answers; the streaming side moves
+    each frame whole, in order, where its route says. So a frame's lookup and the engine's
+    decision on it overlap the streaming of up to ``ROUTE_QUEUE_DEPTH`` frames before it (the
+    engine's ring commands for it are served after the earlier payloads, in order).
 
     Members
     -------
