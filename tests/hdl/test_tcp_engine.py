@@ -295,6 +295,39 @@ def test_receive_fast_path_equals_the_slow_path(data_width):
     assert "an acknowledgement of ours" in checked
 
 
+@pytest.mark.parametrize("data_width", [64, 8])
+def test_receive_fast_path_at_its_length_limits(data_width):
+    """Payloads of 0 bytes (a bare ACK: slow), 1 byte and exactly the window (fast), and one
+    byte into a closed window (slow): every answer as the model's."""
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
+    checked = Checked()
+
+    async def bench(ctx):
+        b = await connected(ctx, dut, data_width, tcb, checked.same, peer_window=600)
+
+        async def segment(payload, fast, what):
+            seg = TcpSegment(80, LOCAL[1], tcb.rcv_nxt, 1001, TcpFlag.ACK, 600, payload=payload)
+            route = await b.receive(seg)
+            tcb.process(seg, 0)
+            checked.same(b.take(), tcb.dispatch(0), what)
+            took_fast = "TCP_ACCEPT" not in {s.name for s in b.steps}
+            assert took_fast == fast, f"{what}: fast path {took_fast}, expected {fast} ({route})"
+
+        await segment(b"", False, "a bare ACK")
+        await segment(b"x", True, "one byte")
+        await segment(bytes(range(256)) * (tcb.rcv_wnd // 256) + bytes(tcb.rcv_wnd % 256), True,
+                      "exactly the window")
+        assert tcb.rcv_wnd == 0
+        await segment(b"y", False, "a byte into the closed window")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert "a byte into the closed window" in checked
+
+
 def test_rejects_bad_parameters():
     with pytest.raises(TypeError, match="Connection count must be a power of two of at least 2, not 3"):
         TcpEngine(data_width=64, connections=3, processes=4)
