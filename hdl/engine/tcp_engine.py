@@ -7,6 +7,7 @@ This is the hardware twin of ``model/tcp.py`` (``Tcb.process``, ``Tcb.dispatch``
 
 from amaranth import *
 from amaranth.lib import enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -25,7 +26,11 @@ from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
 
-__all__ = ["EngineStep", "TcpEngine"]
+__all__ = ["EngineStep", "TcpEngine", "TX_HEADER_QUEUE_DEPTH"]
+
+#: Segment headers the engine may emit ahead of the framer (each frame's header is taken as
+#: the frame before it starts out).
+TX_HEADER_QUEUE_DEPTH = 4
 
 
 class EngineStep(enum.Enum, shape=7):
@@ -198,7 +203,9 @@ class TcpEngine(wiring.Component):
     events : Out(stream.Signature(ConnEvent))
         A connection became synchronized, or reached CLOSED.
     tx_header, tx_payload
-        To the :class:`~hdl.tx.framer.TxFramer`: one header per frame, its payload.
+        To the :class:`~hdl.tx.framer.TxFramer`: one header per frame, its payload. Headers
+        leave through a queue of ``TX_HEADER_QUEUE_DEPTH``, so a segment is handed over in
+        a clock while the framer still sends the frames before it.
     tick : In(1)
         One pulse per tick of the virtual clock; timers count ticks.
     our_mac, our_ip : In(48), In(32)
@@ -295,6 +302,14 @@ class TcpEngine(wiring.Component):
         m.submodules.access = access = AccessTable(connections=N, processes=self._processes)
         wiring.connect(m, wiring.flipped(self.access_control), access.control)
         m.d.comb += [self.access_done.eq(access.done), self.rx_refused.eq(rx_ring.refused_count)]
+
+        # the headers of segments emitted and not yet taken by the framer, which takes the next
+        # one only as the frame before it starts out: EMIT hands its header over and goes on
+        m.submodules.tx_headers = tx_headers = SyncFIFO(width=TxHeader().size,
+                                                        depth=TX_HEADER_QUEUE_DEPTH)
+        m.d.comb += [self.tx_header.valid.eq(tx_headers.r_rdy),
+                     self.tx_header.payload.eq(tx_headers.r_data),
+                     tx_headers.r_en.eq(self.tx_header.ready)]
 
         m.submodules.records = records = Memory(shape=ConnRecord(), depth=N, init=[])
         rec_wr = records.write_port()
@@ -607,7 +622,8 @@ class TcpEngine(wiring.Component):
                      host_reads.eq(host_reads + host_read_starts - host_read_ends)]
 
         # the framer header, from the emit registers and the template
-        hdr = self.tx_header.payload
+        hdr = Signal(TxHeader())
+        m.d.comb += tx_headers.w_data.eq(hdr)
         m.d.comb += [
             hdr.dst_mac.eq(e_dst_mac), hdr.src_mac.eq(self.our_mac),
             hdr.src_ip.eq(self.our_ip), hdr.dst_ip.eq(e_dst_ip),
@@ -620,6 +636,7 @@ class TcpEngine(wiring.Component):
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
                                  & (framer_reads == 0) & (host_reads == 0) & ~rx_ring.busy
+                                 & (tx_headers.level == 0)
                                  & ~tx_ring.busy
                                  & ~wdata_drain & ~wdata_to_ring)
         m.d.comb += self.step.eq(step)
@@ -719,12 +736,12 @@ class TcpEngine(wiring.Component):
 
             # ----- emitting one segment ----------------------------------------------------
             with m.Case(EngineStep.EMIT):
-                m.d.comb += [self.tx_header.valid.eq(~hdr_sent),
+                m.d.comb += [tx_headers.w_en.eq(~hdr_sent),
                              tx_ring.read_cmd.valid.eq(~read_sent),
                              tx_ring.read_cmd.payload.length.eq(e_len),
                              tx_ring.read_cmd.payload.skip.eq(e_skip),
                              tx_ring.read_cmd.payload.peek.eq(1)]
-                hdr_now = ~hdr_sent & self.tx_header.ready
+                hdr_now = ~hdr_sent & tx_headers.w_rdy
                 read_now = ~read_sent & tx_ring.read_cmd.ready
                 m.d.comb += framer_read_starts.eq(read_now)
                 with m.If(hdr_now):
@@ -1485,8 +1502,8 @@ class TcpEngine(wiring.Component):
                 # host's bytes flow straight into the framer's payload buffer
                 with m.If(~hdr_sent):
                     with m.If(framer_reads == 0):
-                        m.d.comb += self.tx_header.valid.eq(1)
-                        with m.If(self.tx_header.ready):
+                        m.d.comb += tx_headers.w_en.eq(1)
+                        with m.If(tx_headers.w_rdy):
                             m.d.sync += [hdr_sent.eq(1), wdata_to_framer.eq(e_len != 0)]
                 with m.Elif(~wdata_to_framer):
                     respond(EngineStep.IDLE)

@@ -12,15 +12,18 @@ __all__ = ["TxArbiter"]
 class TxArbiter(wiring.Component):
     """Merge ``sources`` frame streams into :attr:`o` without interleaving frames.
 
-    When the wire is free the next source with a frame waiting (round robin from the one
-    after the last winner) is granted the wire until its frame's last beat.
+    At a frame boundary the next source with a frame waiting (round robin from the one after
+    the last winner) is connected to the wire in the same clock, so frames go out back to
+    back: the beat after a frame's last may be the next frame's first, from any source. Once
+    a first beat is offered, the choice holds until that frame's last beat is taken (a
+    stream's payload does not change while it waits for ``ready``).
 
     Members
     -------
     i : In(stream.Signature(FrameBeat)) x sources, as ``i[k]``
     o : Out(stream.Signature(FrameBeat))
     busy : Out(1)
-        A frame is part way through.
+        A frame is part way through (its first beat is offered or taken, its last not yet).
     """
 
     def __init__(self, data_width, sources=2):
@@ -42,22 +45,25 @@ class TxArbiter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self._sources
-        grant = Signal(range(n))
-        last_winner = Signal(range(n))
-        busy = self.busy
         sources = self.i
+        grant = Signal(range(n))        # the source of the frame in progress, or the last one
+        locked = Signal()               # a frame's beats are offered or moving: keep `grant`
 
-        with m.If(~busy):
-            # round robin: the first waiting source after the last winner
-            for offset in reversed(range(1, n + 1)):
-                k = Signal(range(n), name=f"candidate_{offset}")
-                m.d.comb += k.eq((last_winner + offset) % n if n > 1 else 0)
-                with m.If(Array(s.valid for s in sources)[k]):
-                    m.d.sync += [grant.eq(k), last_winner.eq(k), busy.eq(1)]
-        with m.Else():
-            for k, source in enumerate(sources):
-                with m.If(grant == k):
-                    wiring.connect(m, wiring.flipped(source), wiring.flipped(self.o))
-            with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-                m.d.sync += busy.eq(0)
+        # round robin at a boundary: the first waiting source after the last winner
+        choice = Signal(range(n))
+        m.d.comb += choice.eq(grant)
+        for offset in reversed(range(1, n + 1)):
+            k = (grant + offset) % n if n > 1 else Const(0)
+            with m.If(Array(s.valid for s in sources)[k]):
+                m.d.comb += choice.eq(k)
+        selected = Signal(range(n))
+        m.d.comb += selected.eq(Mux(locked, grant, choice))
+
+        for k, source in enumerate(sources):
+            with m.If(selected == k):
+                wiring.connect(m, wiring.flipped(source), wiring.flipped(self.o))
+        with m.If(self.o.valid):
+            m.d.sync += [grant.eq(selected),
+                         locked.eq(~(self.o.ready & self.o.payload.last))]
+        m.d.comb += self.busy.eq(locked | self.o.valid)
         return m
