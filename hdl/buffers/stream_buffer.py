@@ -100,13 +100,18 @@ class _WriteJob(data.StructLayout):
         })
 
 
-class _ReadStep(enum.Enum, shape=3):
-    """What the read side does or waits for."""
+class _ReadStep(enum.Enum, shape=1):
+    """What the read side's command part does or waits for."""
     WAIT_CMD = 0            # a command on `read_cmd`
     DECIDE = 1              # the connection's state read: decide the read, answer it
-    FIRST_WORD = 2          # the first RAM word read
-    SECOND_WORD = 3         # the second RAM word read
-    DATA = 4                # the read's beats taken
+
+
+class _ReadData(enum.Enum, shape=2):
+    """What the read side's data path does: a decided read's words and beats."""
+    IDLE = 0
+    FIRST_WORD = 1          # the first RAM word read
+    SECOND_WORD = 2         # the second RAM word read
+    DATA = 3                # the read's beats taken
 
 
 class StreamBuffer(wiring.Component):
@@ -150,9 +155,10 @@ class StreamBuffer(wiring.Component):
 
     - a read of a connection waits while the write side still has to put bytes inside the
       read's range into the RAM (a read never returns bytes before they are written);
-    - a write of a connection waits while the read side streams a consuming (not peeking)
-      read of it whose ring slots the write would fill (released bytes are not overwritten
-      while they go out). Peeks (the send ring's segment reads) never hold a write back.
+    - a write of a connection waits while the read side streams a read of it whose ring
+      slots the write would fill (released bytes are not overwritten while they go out: a
+      consuming read released its own, a discard decided while a peek streams may release
+      the peek's). A peek of bytes still held never holds a write back.
 
     Timing: a write takes 2 cycles (command, decision) before its first beat is accepted,
     then one beat per clock; ``write_resp`` shows the cycle after the decision, while the
@@ -164,8 +170,10 @@ class StreamBuffer(wiring.Component):
     before its first beat, then one beat per clock while ``read_data.ready`` is high, from
     any byte of the ring (``head + skip`` need not be word-aligned). A read with
     ``discard`` set, or whose ``count`` is 0, takes 2 cycles (command, decision) however
-    far it moves ``head``. The sides overlap: a write's beats and a read's beats move in the
-    same clocks, and either side takes its next command while the other moves data.
+    far it moves ``head``, and is taken and decided while the beats of a read before it still
+    go out (a send ring releases acknowledged bytes while it sends the next segment). The sides
+    overlap: a write's beats and a read's beats move in the same clocks, and either side takes
+    its next command while the other moves data.
 
     Parameters
     ----------
@@ -340,6 +348,7 @@ class StreamBuffer(wiring.Component):
         # ---- Arbitration: one command accepted per cycle, decisions in that order --------
         w_step = Signal(_WriteStep)
         r_step = Signal(_ReadStep)
+        r_data = Signal(_ReadData)
         flush = Signal()                               # the write's last RAM word still to go
         w_active = Signal()                            # a write's beats are being taken
         q_valid = Signal()                             # a decided write waits for its beats
@@ -347,17 +356,18 @@ class StreamBuffer(wiring.Component):
         r_decides = Signal()
         w_idle = w_step == _WriteStep.WAIT_CMD
         r_idle = r_step == _ReadStep.WAIT_CMD
-        r_streaming = ((r_step == _ReadStep.FIRST_WORD) | (r_step == _ReadStep.SECOND_WORD)
-                       | (r_step == _ReadStep.DATA))
+        r_streaming = r_data != _ReadData.IDLE
         write_resp_free = ~self.write_resp.valid | self.write_resp.ready
         read_resp_free = ~self.read_resp.valid | self.read_resp.ready
         # A side waiting at its decision holds every later command back.
         w_waits = (w_step == _WriteStep.DECIDE) & ~w_decides
         r_waits = (r_step == _ReadStep.DECIDE) & ~r_decides
-        init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle
+        init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle & ~r_streaming
         # the next write is decided while the beats of the one before still come (one waits)
         write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_waits & ~q_valid
-        read_ok = ~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_waits
+        # a read with data waits for the beats of the one before; a discard does not
+        read_ok = (~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_waits
+                   & (~r_streaming | self.read_cmd.payload.discard))
         m.d.comb += [self.init.ready.eq(init_ok), self.write_cmd.ready.eq(write_ok),
                      self.read_cmd.ready.eq(read_ok)]
         with m.If(self.write_resp.ready):
@@ -483,8 +493,9 @@ class StreamBuffer(wiring.Component):
         r_left = Signal(count_bits)                    # bytes still to send
         r_prev = Signal(W)
         r_from = Signal(32)                            # stream position of the read's first byte
+        s_conn = Signal(conn_bits)                     # the connection whose beats go out
         r_last_beat = r_left <= L
-        m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], r_conn[:conn_lsbs])), drp.en.eq(0)]
+        m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], s_conn[:conn_lsbs])), drp.en.eq(0)]
 
         # ---- The two waits ---------------------------------------------------------------
         # A read waits while the write side still has to put bytes of the read's range into
@@ -512,14 +523,15 @@ class StreamBuffer(wiring.Component):
              & (unwritten_lo < r_advance) & (r_skipped < keep_hi))
             | (q_valid & (queued.conn == r_conn) & (q_lo < q_hi) & (q_lo < r_advance)
                & (r_skipped < q_hi)))
-        # A write waits while the read side streams a consuming read of its connection whose
-        # ring slots it would fill: the write stores up to tail + w_stop, and the slots of
-        # the read's bytes [r_from, head) come round again at [r_from + R, head + R).
-        # (tail - r_from and w_stop are both at most R)
+        # A write waits while the read side streams a read of its connection whose ring slots
+        # it would fill: the write stores up to tail + w_stop, and the slots of the read's
+        # bytes from r_from on come round again at r_from + R. (tail - r_from and w_stop are
+        # both at most R. A peek of held bytes never fills: r_from >= head and w_stop <=
+        # R - (tail - head); once a discard has moved head past r_from, it may.)
         fills_read_slots = Signal()
         m.d.comb += fills_read_slots.eq(
             (st.tail - r_from)[:count_bits] + w_stop[:count_bits] > R)
-        w_hazard = r_streaming & ~r_peek & (r_conn == w_conn) & w_store & fills_read_slots
+        w_hazard = r_streaming & (s_conn == w_conn) & w_store & fills_read_slots
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
@@ -613,32 +625,31 @@ class StreamBuffer(wiring.Component):
 
             with m.Case(_ReadStep.DECIDE):
                 with m.If(r_decides):
-                    m.d.sync += [
-                        self.read_resp.valid.eq(1),
-                        self.read_resp.payload.count.eq(r_count),
-                        r_shift.eq(r_start[:lane_bits]),
-                        r_word.eq(r_start[lane_bits:lane_bits + word_bits]),
-                        r_left.eq(r_count),
-                        r_from.eq(r_start),
-                    ]
+                    m.d.sync += [self.read_resp.valid.eq(1),
+                                 self.read_resp.payload.count.eq(r_count)]
                     m.d.comb += [head_wp.addr.eq(r_conn), head_wp.data.eq(r_head + r_advance),
                                  head_wp.en.eq(~r_peek & (r_advance != 0))]
                     with m.If(~r_discard & (r_count != 0)):
-                        m.d.sync += r_step.eq(_ReadStep.FIRST_WORD)
-                    with m.Else():
-                        m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
+                        # (taken only with the data path idle: see read_ok)
+                        m.d.sync += [r_shift.eq(r_start[:lane_bits]),
+                                     r_word.eq(r_start[lane_bits:lane_bits + word_bits]),
+                                     r_left.eq(r_count), r_from.eq(r_start), s_conn.eq(r_conn),
+                                     r_data.eq(_ReadData.FIRST_WORD)]
+                    m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
 
-            with m.Case(_ReadStep.FIRST_WORD):
+        # ---- The read side's data path: the decided read's words, then its beats ---------
+        with m.Switch(r_data):
+            with m.Case(_ReadData.FIRST_WORD):
                 m.d.comb += drp.en.eq(1)
                 m.d.sync += r_word.eq(r_word + 1)
-                m.d.sync += r_step.eq(_ReadStep.SECOND_WORD)
+                m.d.sync += r_data.eq(_ReadData.SECOND_WORD)
 
-            with m.Case(_ReadStep.SECOND_WORD):
+            with m.Case(_ReadData.SECOND_WORD):
                 m.d.comb += drp.en.eq(1)
                 m.d.sync += [r_word.eq(r_word + 1), r_prev.eq(drp.data)]
-                m.d.sync += r_step.eq(_ReadStep.DATA)
+                m.d.sync += r_data.eq(_ReadData.DATA)
 
-            with m.Case(_ReadStep.DATA):
+            with m.Case(_ReadData.DATA):
                 m.d.comb += [
                     self.read_data.valid.eq(1),
                     self.read_data.payload.data.eq(realign(r_shift, r_prev, drp.data, read_starts)),
@@ -650,7 +661,7 @@ class StreamBuffer(wiring.Component):
                     m.d.sync += [r_word.eq(r_word + 1), r_prev.eq(drp.data), r_left.eq(r_left - L)]
                     with m.If(r_last_beat):
                         m.d.sync += r_left.eq(0)
-                        m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
+                        m.d.sync += r_data.eq(_ReadData.IDLE)
 
         m.d.comb += [
             self.state_pending.eq((w_step == _WriteStep.DECIDE) | (r_step == _ReadStep.DECIDE)),
