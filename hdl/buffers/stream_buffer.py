@@ -535,7 +535,8 @@ class StreamBuffer(wiring.Component):
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
-                     r_decides.eq((r_step == _ReadStep.DECIDE) & read_resp_free & ~r_hazard)]
+                     r_decides.eq((r_step == _ReadStep.DECIDE) & read_resp_free & ~r_hazard
+                                  & (r_discard | ~r_streaming))]
 
         # ---- Init: both sides idle, it writes both state RAMs ----------------------------
         with m.If(self.init.valid & init_ok):
@@ -630,7 +631,8 @@ class StreamBuffer(wiring.Component):
                     m.d.comb += [head_wp.addr.eq(r_conn), head_wp.data.eq(r_head + r_advance),
                                  head_wp.en.eq(~r_peek & (r_advance != 0))]
                     with m.If(~r_discard & (r_count != 0)):
-                        # (taken only with the data path idle: see read_ok)
+                        # (the data path is idle: see read_ok, and r_decides, which says
+                        # it again for a proof by induction)
                         m.d.sync += [r_shift.eq(r_start[:lane_bits]),
                                      r_word.eq(r_start[lane_bits:lane_bits + word_bits]),
                                      r_left.eq(r_count), r_from.eq(r_start), s_conn.eq(r_conn),
