@@ -743,7 +743,8 @@ class Bench:
         """`size`-byte data frames back to back round robin over `rx_conns` while one process
         per connection of `tx_conns` makes large WRITEs on it and READs its share of
         `rx_conns` (every len(tx_conns)-th from its own). The frames fit the receive windows
-        (rings read empty first); what is not read during the run is read after it."""
+        (rings read empty first); what is not read during the run is read after it. The
+        writes together fill as many clocks of the wire as the frames take on ``rx``."""
         n = payload_of(size)
         processes = len(tx_conns)
         for conn in rx_conns:
@@ -754,8 +755,10 @@ class Bench:
             for conn in rx_conns:
                 frame = self.data_frame(conn, n)
                 frames.append((conn, conn.sent, frame))
+        # the writes offered: what the wire carries at line rate while the frames come in
         mss = tx_conns[0].mss
-        share = max(mss, -(-len(frames) * n // processes))
+        in_clocks = sum(-(-len(frame) // self.lanes) for _, _, frame in frames)
+        share = max(mss, -(-in_clocks * self.lanes * mss // ((mss + TCP_HEADERS) * processes)))
         write_bytes = max(1, (self.plan.ring_bytes // 2) // mss) * mss
         actors = []
         for p, proc in enumerate(self.workers(processes)):

@@ -271,6 +271,15 @@ def _steps(steps: dict, count: int = 4, skip=()) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in items)
 
 
+def _ack_cost(steps: dict, segments: int, acks: int) -> str:
+    """What the peer's ACKs cost the engine, if it spends clocks releasing acknowledged data."""
+    release = steps.get("TCP_ACK_RELEASE", 0) * segments
+    if not acks or release < 8 * acks:
+        return ""
+    return (f"; each of the peer's {acks} ACKs holds the engine {release / acks:.0f} clocks in "
+            f"TCP_ACK_RELEASE (freeing send-ring space)")
+
+
 def shortfalls(report) -> list[str]:
     """One line per measured shortfall: where the clocks go, by block and engine step."""
     lanes = report["data_width"] // 8
@@ -319,11 +328,16 @@ def shortfalls(report) -> list[str]:
         target = TX_TARGET_64 if row["frame_bytes"] == 64 else TX_TARGET
         if row["line_rate_ratio"] >= target:
             continue
+        engine = row["engine_cycles_per_segment"]
+        beats = -(-(row["mean_frame_bytes"] - 4) // lanes)
+        bound = ("so the engine is the bottleneck" if engine > beats else
+                 "so the engine keeps up and the clocks are lost between the blocks")
         line = (f"transmit from {row['processes']} processes on {row['connections']} "
                 f"connection(s), {row['frame_bytes']}-byte frames (MSS {row['mss']}): "
                 f"{row['line_rate_ratio']:.0%} of line rate overall (target {target:.0%}); "
-                f"`tcp_engine` {row['engine_cycles_per_segment']:.0f} clocks per segment "
-                f"({_steps(row['engine_steps'], 5)})")
+                f"`tcp_engine` is busy {engine:.0f} clocks per segment against {beats:.0f} beats "
+                f"on the wire, {bound} ({_steps(row['engine_steps'], 5)})")
+        line += _ack_cost(row["engine_steps"], row["segments"], row["peer_acks"])
         if row["write_retries"] or row["partial_writes"]:
             line += (f"; {row['partial_writes']} of {row['writes']} writes taken in part and "
                      f"{row['write_retries']} answered EAGAIN (send ring full until the peer's ACK)")
@@ -334,13 +348,21 @@ def shortfalls(report) -> list[str]:
             line += f"; at least {row['min_gap_cycles']} idle clocks between frames"
         lines.append(line + ".")
     for row in report.get("mixed", []):
-        if row["rx_line_rate_ratio"] >= 0.95 and not row["rx_frames_dropped"]:
+        if (row["rx_line_rate_ratio"] >= 0.95 and row["tx_line_rate_ratio"] >= TX_TARGET
+                and not row["rx_frames_dropped"]):
             continue
         line = (f"mixed load, {row['frame_bytes']}-byte frames in on {row['rx_connections']} "
-                f"connections while {row['processes']} processes write and read: receive "
-                f"{row['rx_line_rate_ratio']:.0%} and transmit {row['tx_line_rate_ratio']:.0%} of "
-                f"line rate; the one engine takes both directions' events "
-                f"({_steps(row['engine_steps'], 5)} clocks per segment in or out)")
+                f"connections while {row['processes']} processes write (MSS {row['tx_mss']}) and "
+                f"read: receive {row['rx_line_rate_ratio']:.0%} and transmit "
+                f"{row['tx_line_rate_ratio']:.0%} of line rate (the writes offered would fill the "
+                f"wire for as long as the frames take to come in); one engine takes both "
+                f"directions' events ({_steps(row['engine_steps'], 5)} clocks per segment in or "
+                f"out)")
+        line += _ack_cost(row["engine_steps"], row["rx_frames_offered"] + row["tx_segments"],
+                          row["peer_acks"])
+        line += (f"; {row['tx_writes']} WRITEs and {row['reads']} READs got through the host port, "
+                 f"{row['bytes_read_during']} of {row['rx_payload_bytes_delivered']} bytes read "
+                 f"while the load ran")
         if row["rx_backpressure_cycles"]:
             line += f"; `rx.ready` low for {row['rx_backpressure_cycles']} clocks"
         if row["rx_frames_dropped"]:
