@@ -22,6 +22,18 @@ the dispatcher's steps, ``hdl.nic.DebugSignature``), once per clock.
 - **Transmit**: large host WRITEs on a connection whose MSS (the peer's SYN option) gives the
   frame size; the peer's window is 65535 and the peer ACKs each write once its last byte is on
   the wire. Measured from the first WRITE accepted to the last beat of the last data segment.
+- **Transmit from several processes** (``Plan.tx_loads``): processes forked from the bench's
+  (each granted every connection) keep one large WRITE in flight each, on one shared
+  connection or each on its share of several; the NIC takes a write whole, in part or not
+  at all (EAGAIN: the process tries again ``EAGAIN_BACKOFF`` clocks later, counted). The bytes
+  on the wire are checked to be the accepted writes in the order the NIC answered them; the
+  peer ACKs each write once its last byte is on the wire. Measured from the first WRITE
+  accepted to the last beat of the last data segment.
+- **Mixed load** (``Plan.mixed_sizes``): data frames back to back round robin over every
+  connection but the writers' (the burst fits the windows) while each process writes on its
+  own connection and READs its share of the receiving ones; the peer's ACKs go in on ``rx``
+  between data frames. Each direction is measured from the first frame or command to its
+  last beat (into a ring; out on the wire).
 - **Latency** (an idle NIC, one connection): last beat of a data segment in -> the response of
   the first READ that returns its data (a READ is always waiting), last beat in -> first beat
   of the ACK out, and WRITE accepted -> first beat of its segment out.
@@ -34,8 +46,8 @@ frame 1514 (1460). Bytes per clock count port bytes; the physical limit is ``wid
 import json
 import os
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cocotb
@@ -56,7 +68,8 @@ from tb.nic_bench import NicBench, NicPort, pack
 from tb.nic_os import NicHost
 from tb.scenarios import DUT_IP, DUT_MAC, PEER_IP, PEER_MAC
 
-__all__ = ["Plan", "FCS_BYTES", "TCP_HEADERS", "Probe", "Bench"]
+__all__ = ["Plan", "FCS_BYTES", "TCP_HEADERS", "EAGAIN_BACKOFF", "Probe", "Writer", "Actor", "TxLink",
+           "Bench"]
 
 FCS_BYTES = 4
 TCP_HEADERS = ETH_HEADER + IPV4_HEADER + TCP_HEADER   # without options
@@ -65,6 +78,9 @@ PEER_PORTS = 20000                    # the peer's port for connection i is PEER
 PEER_ISS = 0x4000_0000
 PEER_WINDOW = 65535
 LATENCY_MSS = 1460
+MIXED_MSS = 1460                      # the writing processes' MSS in the mixed load
+EAGAIN_BACKOFF = 32                   # clocks a process waits after an EAGAIN before it tries again
+WRITER_STREAMS = 1000                 # the byte pattern of writer k is stream WRITER_STREAMS + k
 
 
 @dataclass
@@ -80,6 +96,11 @@ class Plan:
     tx_sizes: tuple = ()                          # transmit: frame sizes (a connection each)
     tx_segments: int = 128                        # data segments per transmit configuration
     latency_sizes: tuple = ()
+    tx_loads: tuple = ()                          # (frame size, processes, connections) per row
+    tx_load_segments: int = 512                   # data segments per such row (about)
+    mixed_sizes: tuple = ()                       # mixed load: receive frame sizes
+    mixed_processes: int = 4                      # mixed load: processes, a connection each
+    mixed_frames: int = 480                       # mixed load: receive frames (window permitting)
 
     def policy(self) -> Policy:
         ring = self.ring_bytes
@@ -88,8 +109,9 @@ class Plan:
     @classmethod
     def from_json(cls, text: str) -> "Plan":
         fields = json.loads(text)
-        for name in ("rx_sizes", "rx_connections", "tx_sizes", "latency_sizes"):
+        for name in ("rx_sizes", "rx_connections", "tx_sizes", "latency_sizes", "mixed_sizes"):
             fields[name] = tuple(fields[name])
+        fields["tx_loads"] = tuple(tuple(row) for row in fields["tx_loads"])
         return cls(**fields)
 
 
@@ -205,6 +227,46 @@ class Conn:
     read: int = 0           # payload bytes the application has read
 
 
+@dataclass(eq=False)
+class Writer:
+    """A process's large WRITEs on one connection: `total` bytes, `write_bytes` at a time."""
+    conn: Conn
+    stream: int             # the byte pattern it writes (``stream_bytes``)
+    total: int
+    write_bytes: int
+    done: int = 0           # bytes the NIC took
+    retry_at: int = 0       # after an EAGAIN: the clock of its next try
+
+    def chunk(self) -> bytes:
+        return stream_bytes(self.stream, self.done, min(self.write_bytes, self.total - self.done))
+
+
+@dataclass(eq=False)
+class Actor:
+    """A process with at most one host command in flight: WRITEs for its writers and READs
+    of its receive connections (``Conn``), taken round robin."""
+    proc: object
+    items: list = field(default_factory=list)       # Writer or Conn (a connection it reads)
+    turn: int = 0
+    busy: bool = False
+    retry_at: dict = field(default_factory=dict)    # connection read -> clock of its next READ
+
+    @property
+    def writers(self) -> list:
+        return [item for item in self.items if isinstance(item, Writer)]
+
+
+@dataclass(eq=False)
+class TxLink:
+    """One writing connection as the peer sees it: the writes in the order the NIC accepted
+    them (the stream it must send), what came on the wire, the write ends not yet ACKed."""
+    conn: Conn
+    base: int                                       # the NIC's sequence number at the start
+    expected: bytearray = field(default_factory=bytearray)
+    wire: bytearray = field(default_factory=bytearray)
+    ends: deque = field(default_factory=deque)
+
+
 def push(source, items):
     """Queue `items` on a :class:`~tb.nic_bench.NicBench` source and drive it at once: the
     bench drives its sources right after each clock edge, and takes a source's first item at
@@ -244,6 +306,7 @@ class Bench:
         self.proc.bind(self.listener, ("0.0.0.0", PORT))
         self.proc.listen(self.listener, plan.connections)
         self.conns: list[Conn] = []
+        self._workers = []
 
     # ----- frames and commands ------------------------------------------------------------
 
@@ -470,6 +533,293 @@ class Bench:
             "engine_steps": steps_per(probe.engine_steps, EngineStep, len(segments)),
         }
 
+    # ----- transmit from several processes, and mixed load ---------------------------------------
+
+    def workers(self, count: int) -> list:
+        """`count` processes forked from the bench's own (each holds, and is granted, every
+        connection); made once, shared by every load measurement."""
+        while len(self._workers) < count:
+            self._workers.append(self.proc.fork())
+        return self._workers[:count]
+
+    async def _load(self, actors: list["Actor"], frames=()) -> dict:
+        """Run `actors` (processes with one host command in flight each) while `frames`
+        ((connection, its stream offset after the frame, frame) each) go in on rx back to back; the peer ACKs each write once its last byte is on the wire (its
+        ACK goes in on rx at the next frame boundary). Returns the probe and the bookkeeping."""
+        nic = self.nic
+        probe = Probe(nic).start()
+        now = 0
+        links = {}                                  # connection index -> TxLink
+        for actor in actors:
+            for writer in actor.writers:
+                links.setdefault(writer.conn.index, TxLink(writer.conn, writer.conn.nic_seq))
+        by_port = {link.conn.port: link for link in links.values()}
+        pending_frames, acks = deque(frames), deque()
+        fed = Counter()                             # receive connection -> payload bytes queued
+        inflight = deque()                          # (actor, item, op, bytes) in command order
+        rdata, reads = bytearray(), deque()         # read data not yet checked; (conn, count)
+        frames_out = []                             # (kind, port bytes) per frame on tx
+        stats = Counter()
+
+        def feed():
+            if len(nic.rx.queue) > 1:
+                return
+            if acks:
+                push(nic.rx, nic.beats(acks.popleft()))
+                stats["peer_acks"] += 1
+            elif pending_frames:
+                conn, end, frame = pending_frames.popleft()
+                push(nic.rx, nic.beats(frame))
+                fed[conn.index] = end
+
+        def issue(actor):
+            for k in range(len(actor.items)):
+                item = actor.items[(actor.turn + k) % len(actor.items)]
+                if isinstance(item, Writer):
+                    if item.done >= item.total or now < item.retry_at:
+                        continue
+                    chunk = item.chunk()
+                    push(nic.host_cmd, [self.host_command(item.conn, HostOp.WRITE, pid=actor.proc.pid,
+                                                          length=len(chunk))])
+                    push(nic.host_wdata, nic.beats(chunk))
+                    inflight.append((actor, item, HostOp.WRITE, chunk))
+                else:
+                    conn = item
+                    if fed[conn.index] <= conn.read or now < actor.retry_at.get(conn.index, 0):
+                        continue
+                    push(nic.host_cmd, [self.host_command(conn, HostOp.READ, pid=actor.proc.pid,
+                                                          length=self.plan.ring_bytes, nonblock=1)])
+                    inflight.append((actor, conn, HostOp.READ, None))
+                actor.turn = (actor.turn + k + 1) % len(actor.items)
+                actor.busy = True
+                return
+
+        def answered(actor, item, op, chunk, rsp):
+            actor.busy = False
+            status, count = rsp.status, int(rsp.count)
+            if op == HostOp.WRITE:
+                if status == Errno.EAGAIN or (status == Errno.OK and count == 0):
+                    stats["write_retries"] += 1
+                    item.retry_at = now + EAGAIN_BACKOFF
+                    return
+                if status != Errno.OK or count > len(chunk):
+                    raise AssertionError(f"WRITE of {len(chunk)} bytes answered {rsp}")
+                link = links[item.conn.index]
+                link.expected += chunk[:count]
+                link.ends.append(link.base + len(link.expected))
+                item.done += count
+                stats["writes"] += 1
+                stats["partial_writes"] += count < len(chunk)
+                return
+            if status == Errno.EAGAIN:
+                stats["read_eagain"] += 1
+                actor.retry_at[item.index] = now + EAGAIN_BACKOFF
+                return
+            if status != Errno.OK or count == 0:
+                raise AssertionError(f"READ on connection {item.index} answered {rsp}")
+            reads.append((item, count))
+            stats["reads"] += 1
+
+        def check_reads():
+            while reads and len(rdata) >= reads[0][1]:
+                conn, count = reads.popleft()
+                got = bytes(rdata[:count])
+                del rdata[:count]
+                if got != stream_bytes(conn.index, conn.read, count):
+                    raise AssertionError(f"connection {conn.index}: bytes {conn.read}.. read back wrong")
+                conn.read += count
+                stats["read_bytes"] += count
+
+        def on_tx(frame):
+            seg = parse_frame(frame).tcp
+            if seg is None:
+                raise AssertionError(f"unexpected frame on tx: {frame.hex()}")
+            link = by_port.get(seg.dst_port)
+            if not seg.payload:
+                if seg.flags & (TcpFlag.SYN | TcpFlag.FIN | TcpFlag.RST):
+                    raise AssertionError(f"unexpected segment on tx: {seg}")
+                frames_out.append(("ack", len(frame)))
+                return
+            if link is None:
+                raise AssertionError(f"data on a connection that does not write: {seg}")
+            offset = (seg.seq - link.base) & 0xFFFF_FFFF
+            if offset != len(link.wire):
+                raise AssertionError(f"connection {link.conn.index}: a segment at {offset}, "
+                                     f"expected {len(link.wire)} (sent again?)")
+            link.wire += seg.payload
+            if link.wire != link.expected[:len(link.wire)]:
+                raise AssertionError(f"connection {link.conn.index}: bytes {offset}.. on the wire "
+                                     f"are not the writes in the order they were accepted")
+            frames_out.append(("data", len(frame)))
+            acked = None
+            while link.ends and link.ends[0] <= link.base + len(link.wire):
+                acked = link.ends.popleft()
+            if acked is not None:
+                link.conn.nic_seq = acked
+                acks.append(self.frame(link.conn, TcpFlag.ACK))
+
+        def finished():
+            return (all(w.done >= w.total for a in actors for w in a.writers)
+                    and all(not link.ends for link in links.values())
+                    and not pending_frames and not acks and not nic.rx.queue)
+
+        while True:
+            done = finished()
+            if done and not inflight:
+                break
+            feed()
+            if not done:
+                for actor in actors:
+                    if not actor.busy:
+                        issue(actor)
+            await nic.cycle()
+            now += 1
+            for value in nic.host_rsp.items:
+                actor, item, op, chunk = inflight.popleft()
+                answered(actor, item, op, chunk, data.Const(HostResponse(), value))
+            nic.host_rsp.items.clear()
+            for chunk in nic.take(nic.host_rdata):
+                rdata += chunk
+            check_reads()
+            for frame in nic.take(nic.tx):
+                on_tx(frame)
+        await nic.settle()
+        for frame in nic.take(nic.tx):
+            on_tx(frame)
+        for chunk in nic.take(nic.host_rdata):
+            rdata += chunk
+        check_reads()
+        probe.stop()
+        if reads or rdata:
+            raise AssertionError(f"READ data missing or left over: {len(rdata)} bytes, {len(reads)} reads")
+        for link in links.values():
+            if link.wire != link.expected:
+                raise AssertionError(f"connection {link.conn.index}: {len(link.expected)} bytes "
+                                     f"written, {len(link.wire)} on the wire")
+        if len(probe.tx_frames) != len(frames_out):
+            raise AssertionError(f"{len(probe.tx_frames)} frames seen on tx, {len(frames_out)} parsed")
+        return {"probe": probe, "frames_out": frames_out, "stats": stats, "links": links}
+
+    def transmit_load(self, conns: list[Conn], size: int, processes: int) -> dict:
+        """Large WRITEs from `processes` processes over `conns` (whose MSS makes `size`-byte
+        frames): with one connection every process writes on it, else process p writes on
+        every `processes`-th connection from the p-th. Each process has one WRITE in flight."""
+        mss = conns[0].mss
+        procs = self.workers(processes)
+        pairs = [(p, c) for p, proc in enumerate(procs)
+                 for c in (conns if len(conns) < processes else conns[p::processes])]
+        share = -(-self.plan.tx_load_segments * mss // len(pairs))
+        write_bytes = max(1, min(-(-share // mss), (self.plan.ring_bytes // 2) // mss)) * mss
+        actors = [Actor(proc) for proc in procs]
+        for k, (p, conn) in enumerate(pairs):
+            actors[p].items.append(Writer(conn, stream=WRITER_STREAMS + k, total=share,
+                                          write_bytes=write_bytes))
+        result = resume(self._load)(actors)
+        probe, frames_out, stats = result["probe"], result["frames_out"], result["stats"]
+        if any(kind != "data" for kind, _ in frames_out):
+            raise AssertionError(f"frames other than data on tx: {frames_out}")
+        frames = probe.tx_frames
+        cycles = frames[-1][1] - probe.host_cmds[0] + 1
+        port = sum(n for _, n in frames_out)
+        payload = sum(len(link.wire) for link in result["links"].values())
+        segments = len(frames_out)
+        gaps = [b[0] - a[1] - 1 for a, b in zip(frames, frames[1:])]
+        return {
+            "frame_bytes": size, "port_bytes": size - FCS_BYTES, "mss": mss,
+            "processes": processes, "connections": len(conns), "writers": len(pairs),
+            "write_bytes": write_bytes, "payload_bytes_written": len(pairs) * share,
+            "writes": stats["writes"], "partial_writes": stats["partial_writes"],
+            "write_retries": stats["write_retries"], "peer_acks": stats["peer_acks"],
+            "segments": segments, "payload_bytes_sent": payload,
+            "mean_frame_bytes": port / segments + FCS_BYTES, "cycles": cycles,
+            "payload_bytes_per_clock": payload / cycles, "frame_bytes_per_clock": port / cycles,
+            "line_rate_ratio": port / cycles / self.lanes,
+            "min_gap_cycles": min(gaps) if gaps else 0,
+            "engine_cycles_per_segment": sum(probe.engine_steps.values()) / segments,
+            "engine_steps": steps_per(probe.engine_steps, EngineStep, segments),
+        }
+
+    def mixed(self, size: int, tx_conns: list[Conn], rx_conns: list[Conn]) -> dict:
+        """`size`-byte data frames back to back round robin over `rx_conns` while one process
+        per connection of `tx_conns` makes large WRITEs on it and READs its share of
+        `rx_conns` (every len(tx_conns)-th from its own). The frames fit the receive windows
+        (rings read empty first); what is not read during the run is read after it. The
+        writes together fill as many clocks of the wire as the frames take on ``rx``."""
+        n = payload_of(size)
+        processes = len(tx_conns)
+        for conn in rx_conns:
+            self.drain(conn)
+        per_conn = min(self.plan.ring_bytes // n, -(-self.plan.mixed_frames // len(rx_conns)))
+        frames = []
+        for _ in range(per_conn):
+            for conn in rx_conns:
+                frame = self.data_frame(conn, n)
+                frames.append((conn, conn.sent, frame))
+        # the writes offered: what the wire carries at line rate while the frames come in
+        mss = tx_conns[0].mss
+        in_clocks = sum(-(-len(frame) // self.lanes) for _, _, frame in frames)
+        share = max(mss, -(-in_clocks * self.lanes * mss // ((mss + TCP_HEADERS) * processes)))
+        write_bytes = max(1, (self.plan.ring_bytes // 2) // mss) * mss
+        actors = []
+        for p, proc in enumerate(self.workers(processes)):
+            actor = Actor(proc, [Writer(tx_conns[p], stream=WRITER_STREAMS + p, total=share,
+                                        write_bytes=write_bytes)])
+            actor.items += rx_conns[p::processes]
+            actors.append(actor)
+        before = self.counters()
+        result = resume(self._load)(actors, frames)
+        diff = {k: v - before[k] for k, v in self.counters().items()}
+        probe, frames_out, stats = result["probe"], result["frames_out"], result["stats"]
+        read_during = stats["read_bytes"]
+        for conn in rx_conns:
+            self.drain(conn)
+        in_order = [conn.read >= end for conn, end, _ in frames]
+        for (conn, _, frame), ok in zip(frames, in_order):   # sent again, not measured
+            if not ok:
+                self.host.receive_frame(frame)
+        for conn in rx_conns:
+            if conn.read != conn.sent:
+                self.drain(conn)
+            if conn.read != conn.sent:
+                raise AssertionError(f"connection {conn.index}: {conn.sent - conn.read} bytes "
+                                     f"missing after the peer sent them again")
+        start = min(probe.rx[0], probe.host_cmds[0])
+        rx_end = probe.ring[-1]
+        data_ends = [f[1] for f, (kind, _) in zip(probe.tx_frames, frames_out) if kind == "data"]
+        tx_end = data_ends[-1]
+        rx_cycles, tx_cycles = rx_end - start + 1, tx_end - start + 1
+        cycles = max(rx_end, tx_end) - start + 1
+        port = size - FCS_BYTES
+        rx_bytes = sum(in_order) * port
+        tx_bytes = sum(b for kind, b in frames_out if kind == "data")
+        acks_out = [b for kind, b in frames_out if kind == "ack"]
+        tx_payload = sum(len(link.wire) for link in result["links"].values())
+        return {
+            "frame_bytes": size, "port_bytes": port, "payload_bytes": n,
+            "rx_connections": len(rx_conns), "tx_connections": processes, "processes": processes,
+            "tx_mss": mss, "cycles": cycles,
+            "rx_frames_offered": len(frames), "rx_frames_dropped": diff["drop_rx_fifo_full"],
+            "rx_segments_refused": diff["ooo_refused"], "rx_frames_in_order": sum(in_order),
+            "rx_backpressure_cycles": probe.rx_stalls, "rx_cycles": rx_cycles,
+            "rx_payload_bytes_delivered": sum(in_order) * n,
+            "rx_frame_bytes_per_clock": rx_bytes / rx_cycles,
+            "rx_line_rate_ratio": rx_bytes / rx_cycles / self.lanes,
+            "peer_acks": stats["peer_acks"],
+            "reads": stats["reads"], "read_eagain": stats["read_eagain"],
+            "bytes_read_during": read_during,
+            "tx_write_bytes": write_bytes, "tx_payload_bytes_written": processes * share,
+            "tx_writes": stats["writes"], "tx_partial_writes": stats["partial_writes"],
+            "tx_write_retries": stats["write_retries"],
+            "tx_segments": len(data_ends), "tx_payload_bytes_sent": tx_payload,
+            "tx_mean_frame_bytes": tx_bytes / max(len(data_ends), 1) + FCS_BYTES,
+            "tx_cycles": tx_cycles, "tx_frame_bytes_per_clock": tx_bytes / tx_cycles,
+            "tx_line_rate_ratio": tx_bytes / tx_cycles / self.lanes,
+            "tx_ack_frames": len(acks_out),
+            "tx_port_bytes_per_clock": (tx_bytes + sum(acks_out)) / cycles,
+            "line_rate_ratio": (rx_bytes + tx_bytes) / cycles / (2 * self.lanes),
+            "engine_steps": steps_per(probe.engine_steps, EngineStep, len(frames) + len(data_ends)),
+        }
+
     # ----- latency -----------------------------------------------------------------------------
 
     async def _latency(self, beats: list[int], command: int | None = None, wdata=(),
@@ -549,16 +899,27 @@ class Bench:
 def run(bench: Bench, log=print) -> dict:
     """Every benchmark of the plan; returns the figures (``BENCH_OUT``'s content)."""
     plan = bench.plan
-    wanted = max((*plan.rx_connections, len(plan.tx_sizes) + bool(plan.latency_sizes)), default=0)
-    if wanted > plan.connections:
-        raise ValueError(f"the plan needs {wanted} connections, the NIC has {plan.connections}")
+    wanted = max((*plan.rx_connections, len(plan.tx_sizes) + bool(plan.latency_sizes),
+                  plan.mixed_processes + 1 if plan.mixed_sizes else 0), default=0)
     started, cycles0 = time.monotonic(), bench.port.cycles
     for size in plan.tx_sizes:
         bench.open(payload_of(size))                  # transmit: this MSS gives `size` frames
+
+    def with_mss(mss: int) -> list[Conn]:
+        return [c for c in bench.conns if c.mss == mss]
+
+    for size, _, connections in plan.tx_loads:       # reuses the connections of that MSS
+        missing = connections - len(with_mss(payload_of(size)))
+        if len(bench.conns) + max(missing, 0) > plan.connections:
+            raise ValueError(f"the plan needs more than the NIC's {plan.connections} connections")
+        for _ in range(missing):
+            bench.open(payload_of(size))
+    if max(wanted, len(bench.conns)) > plan.connections:
+        raise ValueError(f"the plan needs {wanted} connections, the NIC has {plan.connections}")
     while len(bench.conns) < wanted:
         bench.open(LATENCY_MSS)
     log(f"{len(bench.conns)} connections open after {bench.port.cycles} clocks")
-    figures = {"receive": [], "transmit": [], "latency": []}
+    figures = {"receive": [], "transmit": [], "latency": [], "transmit_load": [], "mixed": []}
     nic = {"nic_connections": plan.connections, "ring_bytes": plan.ring_bytes}
     for size in plan.rx_sizes:
         for connections in plan.rx_connections:
@@ -571,10 +932,28 @@ def run(bench: Bench, log=print) -> dict:
         row = {**bench.transmit(conn, size), **nic}
         figures["transmit"].append(row)
         log(f"transmit {size} B: {row['frame_bytes_per_clock']:.2f} B/clk")
+    if plan.latency_sizes and bench.conns[-1].mss != LATENCY_MSS:
+        raise ValueError(f"the latency connection must have MSS {LATENCY_MSS}")
     for size in plan.latency_sizes:
         row = {**bench.latency(bench.conns[-1], size), **nic}
         figures["latency"].append(row)
         log(f"latency {size} B: {row}")
+    for size, processes, connections in plan.tx_loads:
+        conns = with_mss(payload_of(size))[:connections]
+        row = {**bench.transmit_load(conns, size, processes), **nic}
+        figures["transmit_load"].append(row)
+        log(f"transmit {size} B, {processes} processes on {connections} connection(s): "
+            f"{row['frame_bytes_per_clock']:.2f} B/clk, {row['write_retries']} EAGAIN")
+    for size in plan.mixed_sizes:
+        writers = with_mss(MIXED_MSS)[-plan.mixed_processes:]
+        if len(writers) < plan.mixed_processes:
+            raise ValueError(f"the mixed load needs {plan.mixed_processes} connections of MSS "
+                             f"{MIXED_MSS}")
+        readers = [c for c in bench.conns if c not in writers]
+        row = {**bench.mixed(size, writers, readers), **nic}
+        figures["mixed"].append(row)
+        log(f"mixed {size} B: receive {row['rx_frame_bytes_per_clock']:.2f} B/clk, transmit "
+            f"{row['tx_frame_bytes_per_clock']:.2f} B/clk, {row['rx_frames_dropped']} dropped")
     figures["sim"] = {"cycles": bench.port.cycles - cycles0,
                       "wall_s": round(time.monotonic() - started, 3)}
     return figures

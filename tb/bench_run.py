@@ -35,7 +35,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from flow.build import to_verilog
-from tb.bench import Plan
+from tb.bench import EAGAIN_BACKOFF, Plan
 from tb import nic_run
 from tb.nic_run import SIMULATORS, NicConfig, build_verilog, run_module
 from tb.scenarios import NIC_POLICY
@@ -79,18 +79,26 @@ BENCH = BUILD / "bench"
 SIZES = (64, 128, 256, 512, 1024, 1518)
 # The reference NIC (64 connections, 2 KiB rings, as `make synth` and the test suite build it):
 # receive spread over its 64 connections, and the latencies.
+# Then transmit from 4 processes over 16 connections (one WRITE in flight per process), and
+# the mixed load: receive round robin over 60 connections while 4 processes write on the
+# other 4 (one each) and read the 60.
 REFERENCE = Plan(connections=64, processes=16, ring_bytes=2048, rx_sizes=SIZES,
-                 rx_connections=(64,), latency_sizes=SIZES)
+                 rx_connections=(64,), latency_sizes=SIZES, tx_loads=((64, 4, 16), (1518, 4, 16)),
+                 mixed_sizes=(64, 1518))
 # Eight connections with 32 KiB rings (the hardware's largest): one connection's window holds
 # a burst of 22 full-size frames, and a host write up to 16 KiB. Receive on one connection and
-# transmit. (64 connections with 32 KiB rings cost minutes of Verilog generation per run and a
+# transmit, from one process and from 4 processes on one connection. (64 connections with 32 KiB rings cost minutes of Verilog generation per run and a
 # multi-gigabyte Verilator build, for the same engine.)
 DEEP = Plan(connections=8, processes=16, ring_bytes=32768, rx_sizes=SIZES, rx_connections=(1,),
-            tx_sizes=SIZES)
+            tx_sizes=SIZES, tx_loads=((64, 4, 1), (1518, 4, 1)))
 FULL = (REFERENCE, DEEP)
 # one frame size, a few frames and four connections: a smoke test of the whole flow
-QUICK = (Plan(connections=4, processes=4, ring_bytes=4096, rx_sizes=(256,), rx_connections=(1, 4),
-              rx_frames=8, tx_sizes=(256,), tx_segments=8, latency_sizes=(256,)),)
+QUICK = (Plan(connections=4, processes=8, ring_bytes=4096, rx_sizes=(256,), rx_connections=(1, 4),
+              rx_frames=8, tx_sizes=(256,), tx_segments=8, latency_sizes=(256,),
+              tx_loads=((256, 4, 1), (256, 2, 2)), tx_load_segments=16, mixed_sizes=(256,),
+              mixed_processes=2, mixed_frames=16),)
+# issue 9's transmit targets: of line rate overall at MSS 1460, and at 64-byte frames
+TX_TARGET, TX_TARGET_64 = 0.95, 0.90
 SPEED_SCENARIO = "lossy_wire"
 MODEL_BYTES = 1 << 20
 
@@ -263,6 +271,15 @@ def _steps(steps: dict, count: int = 4, skip=()) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in items)
 
 
+def _ack_cost(steps: dict, segments: int, acks: int) -> str:
+    """What the peer's ACKs cost the engine, if it spends clocks releasing acknowledged data."""
+    release = steps.get("TCP_ACK_RELEASE", 0) * segments
+    if not acks or release < 8 * acks:
+        return ""
+    return (f"; each of the peer's {acks} ACKs holds the engine {release / acks:.0f} clocks in "
+            f"TCP_ACK_RELEASE (freeing send-ring space)")
+
+
 def shortfalls(report) -> list[str]:
     """One line per measured shortfall: where the clocks go, by block and engine step."""
     lanes = report["data_width"] // 8
@@ -307,6 +324,50 @@ def shortfalls(report) -> list[str]:
         if row["min_gap_cycles"]:
             line += f"; at least {row['min_gap_cycles']} idle clocks between frames"
         lines.append(line + ".")
+    for row in report.get("transmit_load", []):
+        target = TX_TARGET_64 if row["frame_bytes"] == 64 else TX_TARGET
+        if row["line_rate_ratio"] >= target:
+            continue
+        engine = row["engine_cycles_per_segment"]
+        beats = -(-(row["mean_frame_bytes"] - 4) // lanes)
+        bound = ("so the engine is the bottleneck" if engine > beats else
+                 "so the engine keeps up and the clocks are lost between the blocks")
+        line = (f"transmit from {row['processes']} processes on {row['connections']} "
+                f"connection(s), {row['frame_bytes']}-byte frames (MSS {row['mss']}): "
+                f"{row['line_rate_ratio']:.0%} of line rate overall (target {target:.0%}); "
+                f"`tcp_engine` is busy {engine:.0f} clocks per segment against {beats:.0f} beats "
+                f"on the wire, {bound} ({_steps(row['engine_steps'], 5)})")
+        line += _ack_cost(row["engine_steps"], row["segments"], row["peer_acks"])
+        if row["write_retries"] or row["partial_writes"]:
+            line += (f"; {row['partial_writes']} of {row['writes']} writes taken in part and "
+                     f"{row['write_retries']} answered EAGAIN (send ring full until the peer's ACK)")
+        if row["mean_frame_bytes"] < row["frame_bytes"] - 0.5:
+            line += (f"; the frames average {row['mean_frame_bytes']:.0f} bytes (a write's tail "
+                     f"goes out short)")
+        if row["min_gap_cycles"]:
+            line += f"; at least {row['min_gap_cycles']} idle clocks between frames"
+        lines.append(line + ".")
+    for row in report.get("mixed", []):
+        if (row["rx_line_rate_ratio"] >= 0.95 and row["tx_line_rate_ratio"] >= TX_TARGET
+                and not row["rx_frames_dropped"]):
+            continue
+        line = (f"mixed load, {row['frame_bytes']}-byte frames in on {row['rx_connections']} "
+                f"connections while {row['processes']} processes write (MSS {row['tx_mss']}) and "
+                f"read: receive {row['rx_line_rate_ratio']:.0%} and transmit "
+                f"{row['tx_line_rate_ratio']:.0%} of line rate (the writes offered would fill the "
+                f"wire for as long as the frames take to come in); one engine takes both "
+                f"directions' events ({_steps(row['engine_steps'], 5)} clocks per segment in or "
+                f"out)")
+        line += _ack_cost(row["engine_steps"], row["rx_frames_offered"] + row["tx_segments"],
+                          row["peer_acks"])
+        line += (f"; {row['tx_writes']} WRITEs and {row['reads']} READs got through the host port, "
+                 f"{row['bytes_read_during']} of {row['rx_payload_bytes_delivered']} bytes read "
+                 f"while the load ran")
+        if row["rx_backpressure_cycles"]:
+            line += f"; `rx.ready` low for {row['rx_backpressure_cycles']} clocks"
+        if row["rx_frames_dropped"]:
+            line += f"; {row['rx_frames_dropped']} of {row['rx_frames_offered']} frames dropped"
+        lines.append(line + ".")
     return lines
 
 
@@ -316,7 +377,8 @@ def _nic_label(row) -> str:
 
 
 def report_tables(report) -> str:
-    """The tables (receive, transmit, latency, speed), the shortfalls and the provenance."""
+    """The tables (receive, transmit, transmit from several processes, mixed load, latency,
+    speed), the shortfalls and the provenance."""
     lanes = report["data_width"] // 8
     out = [f"Measured {report['date'][:10]} on {report['simulator']} "
            f"({report['tools'].get(report['simulator'], 'version unknown')}) by "
@@ -356,6 +418,46 @@ def report_tables(report) -> str:
                    f"{gbps(r['frame_bytes_per_clock']):.2f} | "
                    f"{r['line_rate_ratio']:.0%} | {r['burst_line_rate_ratio']:.0%} | "
                    f"{r['engine_cycles_per_segment']:.1f} |")
+    if report.get("transmit_load"):
+        out += ["", "**Transmit from several processes**: each process keeps one large WRITE in "
+                "flight (half the send ring, whole segments); with one connection every process "
+                "writes on it (the NIC orders the writes: the bytes on the wire are checked to be "
+                "the writes in the order it accepted them), else each writes on its own share of "
+                "the connections. A write is ACKed by the peer once its last byte is on the wire; "
+                f"a process answered EAGAIN tries again {EAGAIN_BACKOFF} clocks later. From the "
+                "first WRITE accepted to the last beat out. *writes*: accepted (taken in part); "
+                "*frame*: the MSS's size / the mean sent.", "",
+                "| frame | NIC | MSS | processes | conns | writes (part) | EAGAIN | segments | "
+                "payload B/clk | frame B/clk | Gb/s | of line rate | engine clk/segment |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in report["transmit_load"]:
+            out.append(f"| {r['frame_bytes']} / {r['mean_frame_bytes']:.0f} | {_nic_label(r)} | "
+                       f"{r['mss']} | {r['processes']} | {r['connections']} | {r['writes']} "
+                       f"({r['partial_writes']}) | {r['write_retries']} | {r['segments']} | "
+                       f"{r['payload_bytes_per_clock']:.2f} | {r['frame_bytes_per_clock']:.2f} | "
+                       f"{gbps(r['frame_bytes_per_clock']):.2f} | {r['line_rate_ratio']:.0%} | "
+                       f"{r['engine_cycles_per_segment']:.1f} |")
+    if report.get("mixed"):
+        out += ["", "**Mixed load**: in-order data frames back to back round robin over the *in* "
+                "connections (the burst fits their windows) while each process writes on its own "
+                f"*out* connection (MSS {report['mixed'][0]['tx_mss']}, large WRITEs as above) and "
+                "reads its share of the *in* connections (a READ only where data has been sent); "
+                "the peer's ACKs go in on `rx` between data frames. Each direction from the first "
+                "frame or command to its last beat (into a ring; out on the wire); *both ports*: "
+                "all frame bytes over both ports' capacity for the whole run.", "",
+                "| frame in | NIC | in conns | stored / offered | `rx.ready` low | in B/clk | in, of "
+                "line rate | out conns | segments out (mean frame) | EAGAIN | out B/clk | out, of "
+                "line rate | ACKs out | READs (EAGAIN) | both ports |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in report["mixed"]:
+            stored = r["rx_frames_offered"] - r["rx_frames_dropped"]
+            out.append(f"| {r['frame_bytes']} | {_nic_label(r)} | {r['rx_connections']} | "
+                       f"{stored} / {r['rx_frames_offered']} | {r['rx_backpressure_cycles']} clk | "
+                       f"{r['rx_frame_bytes_per_clock']:.2f} | {r['rx_line_rate_ratio']:.0%} | "
+                       f"{r['tx_connections']} | {r['tx_segments']} ({r['tx_mean_frame_bytes']:.0f}) | "
+                       f"{r['tx_write_retries']} | {r['tx_frame_bytes_per_clock']:.2f} | "
+                       f"{r['tx_line_rate_ratio']:.0%} | {r['tx_ack_frames']} | {r['reads']} "
+                       f"({r['read_eagain']}) | {r['line_rate_ratio']:.0%} |")
     out += ["", "**Latency** in clocks, idle NIC: from a data segment's last beat accepted to the "
             "response of the first READ that returns its data (a READ is always waiting), to its "
             "last payload beat in the ring, and to the first beat of its ACK out; from a WRITE "
@@ -419,6 +521,14 @@ def plot(report, path: Path) -> Path:
             (r["frame_bytes"], r["line_rate_ratio"]))
         series.setdefault(f"transmit while sending, {_nic_label(r)}", []).append(
             (r["frame_bytes"], r["burst_line_rate_ratio"]))
+    for r in report.get("transmit_load", []):
+        series.setdefault(f"transmit, {r['processes']} proc. on {r['connections']} conn., "
+                          f"{_nic_label(r)}", []).append((r["frame_bytes"], r["line_rate_ratio"]))
+    for r in report.get("mixed", []):
+        series.setdefault(f"mixed: receive on {r['rx_connections']}, {_nic_label(r)}", []).append(
+            (r["frame_bytes"], r["rx_line_rate_ratio"]))
+        series.setdefault(f"mixed: transmit (MSS {r['tx_mss']}) against the frame in", []).append(
+            (r["frame_bytes"], r["tx_line_rate_ratio"]))
     for label, points in series.items():
         xs, ys = zip(*sorted(points))
         rate_ax.plot(xs, [100 * y for y in ys], marker="o",
@@ -438,7 +548,8 @@ def plot(report, path: Path) -> Path:
                title=f"latency (idle NIC; 1 clock = {1e9 / CLOCK_HZ:g} ns)")
     for ax in (rate_ax, lat_ax):
         ax.set_xticks(sorted({r["frame_bytes"] for r in report["receive"] + report["transmit"]
-                              + report["latency"]}) or [64])
+                              + report["latency"] + report.get("transmit_load", [])
+                              + report.get("mixed", [])}) or [64])
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -470,12 +581,13 @@ def main(argv=None):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "simulator": args.sim, "data_width": args.width,
         "plans": [asdict(plan) for plan in plans],
-        "receive": [], "transmit": [], "latency": [], "bench_sim": [],
+        "receive": [], "transmit": [], "latency": [], "transmit_load": [], "mixed": [],
+        "bench_sim": [],
         "build_s": 0.0, "run_s": 0.0, "host": host_facts(),
     }
     for plan in plans:
         figures = run_benchmarks(args.sim, plan, progress)
-        for part in ("receive", "transmit", "latency"):
+        for part in ("receive", "transmit", "latency", "transmit_load", "mixed"):
             report[part] += figures[part]
         sim = figures["sim"]
         report["bench_sim"].append({"nic": _plan_name(plan), **sim,
@@ -488,9 +600,12 @@ def main(argv=None):
         report["tools"] = _tool_versions({args.sim, *sims})
     with progress.phase("golden model throughput"):
         report["model"] = model_throughput(64 * 1024 if args.quick else MODEL_BYTES)
-    for row in report["receive"] + report["transmit"]:
+    for row in report["receive"] + report["transmit"] + report["transmit_load"]:
         row["frame_gbps"] = round(gbps(row["frame_bytes_per_clock"]), 3)
         row["payload_gbps"] = round(gbps(row["payload_bytes_per_clock"]), 3)
+    for row in report["mixed"]:
+        row["rx_frame_gbps"] = round(gbps(row["rx_frame_bytes_per_clock"]), 3)
+        row["tx_frame_gbps"] = round(gbps(row["tx_frame_bytes_per_clock"]), 3)
     report["clock_hz"] = CLOCK_HZ
     report["shortfalls"] = shortfalls(report)
     args.out.mkdir(parents=True, exist_ok=True)
