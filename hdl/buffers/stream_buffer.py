@@ -100,6 +100,13 @@ class _WriteJob(data.StructLayout):
         })
 
 
+class _ReadJob(data.StructLayout):
+    """A decided read whose words are still to be fetched: where its bytes are."""
+
+    def __init__(self, conn_bits, count_bits):
+        super().__init__({"conn": conn_bits, "start": 32, "count": count_bits})
+
+
 class _ReadStep(enum.Enum, shape=1):
     """What the read side's command part does or waits for."""
     WAIT_CMD = 0            # a command on `read_cmd`
@@ -171,7 +178,11 @@ class StreamBuffer(wiring.Component):
     any byte of the ring (``head + skip`` need not be word-aligned). A read with
     ``discard`` set, or whose ``count`` is 0, takes 2 cycles (command, decision) however
     far it moves ``head``, and is taken and decided while the beats of a read before it still
-    go out (a send ring releases acknowledged bytes while it sends the next segment). The sides
+    go out (a send ring releases acknowledged bytes while it sends the next segment). The read
+    side, too, decides its next read while the beats of the one before still go out (one
+    decided read waits; its words are fetched after the last beat of the one before, so two
+    reads' beats are 2 cycles apart): a send ring takes the next segment's read, a receive ring
+    the next host read, while this one streams. The sides
     overlap: a write's beats and a read's beats move in the same clocks, and either side takes
     its next command while the other moves data.
 
@@ -354,6 +365,7 @@ class StreamBuffer(wiring.Component):
         q_valid = Signal()                             # a decided write waits for its beats
         w_decides = Signal()
         r_decides = Signal()
+        rq_valid = Signal()                            # a decided read waits for its words
         w_idle = w_step == _WriteStep.WAIT_CMD
         r_idle = r_step == _ReadStep.WAIT_CMD
         r_streaming = r_data != _ReadData.IDLE
@@ -362,12 +374,12 @@ class StreamBuffer(wiring.Component):
         # A side waiting at its decision holds every later command back.
         w_waits = (w_step == _WriteStep.DECIDE) & ~w_decides
         r_waits = (r_step == _ReadStep.DECIDE) & ~r_decides
-        init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle & ~r_streaming
+        init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle & ~r_streaming & ~rq_valid
         # the next write is decided while the beats of the one before still come (one waits)
         write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_waits & ~q_valid
-        # a read with data waits for the beats of the one before; a discard does not
+        # one decided read may wait for the beats of the one before; a discard never waits
         read_ok = (~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_waits
-                   & (~r_streaming | self.read_cmd.payload.discard))
+                   & (~rq_valid | self.read_cmd.payload.discard))
         m.d.comb += [self.init.ready.eq(init_ok), self.write_cmd.ready.eq(write_ok),
                      self.read_cmd.ready.eq(read_ok)]
         with m.If(self.write_resp.ready):
@@ -495,6 +507,15 @@ class StreamBuffer(wiring.Component):
         r_from = Signal(32)                            # stream position of the read's first byte
         s_conn = Signal(conn_bits)                     # the connection whose beats go out
         r_last_beat = r_left <= L
+        r_queued = Signal(_ReadJob(conn_bits, count_bits))
+        r_decided = Signal.like(r_queued)
+
+        def start_read(job):
+            """The data path fetches `job`'s words from now on."""
+            m.d.sync += [r_shift.eq(job.start[:lane_bits]),
+                         r_word.eq(job.start[lane_bits:lane_bits + word_bits]),
+                         r_left.eq(job.count), r_from.eq(job.start), s_conn.eq(job.conn),
+                         r_data.eq(_ReadData.FIRST_WORD)]
         m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], s_conn[:conn_lsbs])), drp.en.eq(0)]
 
         # ---- The two waits ---------------------------------------------------------------
@@ -523,20 +544,23 @@ class StreamBuffer(wiring.Component):
              & (unwritten_lo < r_advance) & (r_skipped < keep_hi))
             | (q_valid & (queued.conn == r_conn) & (q_lo < q_hi) & (q_lo < r_advance)
                & (r_skipped < q_hi)))
-        # A write waits while the read side streams a read of its connection whose ring slots
-        # it would fill: the write stores up to tail + w_stop, and the slots of the read's
-        # bytes from r_from on come round again at r_from + R. (tail - r_from and w_stop are
-        # both at most R. A peek of held bytes never fills: r_from >= head and w_stop <=
-        # R - (tail - head); once a discard has moved head past r_from, it may.)
-        fills_read_slots = Signal()
-        m.d.comb += fills_read_slots.eq(
-            (st.tail - r_from)[:count_bits] + w_stop[:count_bits] > R)
-        w_hazard = r_streaming & (s_conn == w_conn) & w_store & fills_read_slots
+        # A write waits while the read side streams, or has decided, a read of its connection
+        # whose ring slots it would fill: the write stores up to tail + w_stop, and the slots
+        # of the read's bytes from its first on come round again R later. (tail - first and
+        # w_stop are both at most R. A peek of held bytes never fills: first >= head and
+        # w_stop <= R - (tail - head); a consuming read, or a discard that has moved head
+        # past a peek's first byte, may.)
+        def fills_slots_from(first):
+            return (st.tail - first)[:count_bits] + w_stop[:count_bits] > R
+
+        w_hazard = w_store & (
+            (r_streaming & (s_conn == w_conn) & fills_slots_from(r_from))
+            | (rq_valid & (r_queued.conn == w_conn) & fills_slots_from(r_queued.start)))
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
                      r_decides.eq((r_step == _ReadStep.DECIDE) & read_resp_free & ~r_hazard
-                                  & (r_discard | ~r_streaming))]
+                                  & (r_discard | ~rq_valid))]
 
         # ---- Init: both sides idle, it writes both state RAMs ----------------------------
         with m.If(self.init.valid & init_ok):
@@ -631,12 +655,15 @@ class StreamBuffer(wiring.Component):
                     m.d.comb += [head_wp.addr.eq(r_conn), head_wp.data.eq(r_head + r_advance),
                                  head_wp.en.eq(~r_peek & (r_advance != 0))]
                     with m.If(~r_discard & (r_count != 0)):
-                        # (the data path is idle: see read_ok, and r_decides, which says
+                        # its words are fetched next, or after the beats of the read before
+                        # (no other read waits then: see read_ok, and r_decides, which says
                         # it again for a proof by induction)
-                        m.d.sync += [r_shift.eq(r_start[:lane_bits]),
-                                     r_word.eq(r_start[lane_bits:lane_bits + word_bits]),
-                                     r_left.eq(r_count), r_from.eq(r_start), s_conn.eq(r_conn),
-                                     r_data.eq(_ReadData.FIRST_WORD)]
+                        m.d.comb += [r_decided.conn.eq(r_conn), r_decided.start.eq(r_start),
+                                     r_decided.count.eq(r_count)]
+                        with m.If(~r_streaming):
+                            start_read(r_decided)
+                        with m.Else():
+                            m.d.sync += [r_queued.eq(r_decided), rq_valid.eq(1)]
                     m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
 
         # ---- The read side's data path: the decided read's words, then its beats ---------
@@ -664,10 +691,14 @@ class StreamBuffer(wiring.Component):
                     with m.If(r_last_beat):
                         m.d.sync += r_left.eq(0)
                         m.d.sync += r_data.eq(_ReadData.IDLE)
+            with m.Case(_ReadData.IDLE):
+                with m.If(rq_valid):
+                    start_read(r_queued)
+                    m.d.sync += rq_valid.eq(0)
 
         m.d.comb += [
             self.state_pending.eq((w_step == _WriteStep.DECIDE) | (r_step == _ReadStep.DECIDE)),
-            self.busy.eq(w_pending | q_valid | r_streaming),
+            self.busy.eq(w_pending | q_valid | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),
         ]
         return m
