@@ -44,8 +44,9 @@ MODEL_DIFFERENCES = {
                         "*ack      3001 (abs 3001)                 1001"),
     "tcp_cork": ("the model has no TCP_CORK (it sends what it can at once)",
                  "TCP_CORK, [1], 4) = 0\n    result   expected 0   actual -1 EOPNOTSUPP"),
-    "socket_options": ("the model has none of these options (MSS, timeouts and buffers are its "
-                       "policy's)", "TCP_MAXSEG, [536], 4) = 0\n    result   expected 0   actual -1 EOPNOTSUPP"),
+    "socket_options": ("the model has TCP_MAXSEG (sockopt_*.pkt) but not TCP_USER_TIMEOUT (its "
+                       "timeouts are its policy's)",
+                       "TCP_USER_TIMEOUT, [3000], 4) = 0\n    result   expected 0   actual -1 EOPNOTSUPP"),
     "ip_tos_ttl": ("the model sends TOS 0 and TTL 64 and has no IP_TOS/IP_TTL",
                    "IP_TOS, [0x20], 4) = 0\n    result   expected 0   actual -1 EOPNOTSUPP"),
     "icmp_frag_needed": ("the model ignores ICMP (no path-MTU discovery)",
