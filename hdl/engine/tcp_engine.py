@@ -1395,7 +1395,8 @@ class TcpEngine(wiring.Component):
                 beats_taken = (taken + (lanes - 1)) >> exact_log2(lanes)
                 m.d.comb += [tx_ring.write_cmd.valid.eq(1),
                              tx_ring.write_cmd.payload.offset.eq(txq.tail),
-                             tx_ring.write_cmd.payload.length.eq(taken)]
+                             tx_ring.write_cmd.payload.length.eq(taken),
+                             tx_ring.write_cmd.payload.reserve.eq(t.snd_reserve)]
                 with m.If(tx_ring.write_cmd.ready):
                     m.d.sync += drain_after.eq(beats_sent != beats_taken)
                     goto(EngineStep.HOST_WRITE_WAIT)
