@@ -6,7 +6,7 @@ from conftest import B_IP, PORT, blocking, errno_of, make_pair
 
 from model.constants import (SO_ERROR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF,
                              SOCK_MIN_BUFFER, SOL_SOCKET, SOL_TCP, TCP_MAXSEG, TCP_NODELAY)
-from model.errors import SocketError, WouldBlock
+from model.errors import WouldBlock
 from model.packet import parse_frame
 from model.policy import DEFAULT_POLICY as P
 from model.protocol import TcpFlag
