@@ -125,6 +125,13 @@ class ControlCommand(data.StructLayout):
             "local_port": 16,           # remote side: ``ip``, ``port``, ``mac``
             "window": 16,               # SYN_RECEIVED: the SYN's window
             "mss": 16,                  # SYN_RECEIVED: the SYN's MSS option (0: none)
+            # the socket's options (model.host.Host.shaping), each 0 for the default: the
+            # receive buffer cap (SO_RCVBUF, at most the ring), the send buffer cap
+            # (SO_SNDBUF, at most the ring) and our MSS (TCP_MAXSEG, at most the policy's);
+            # a value past its bound is EINVAL
+            "rcv_cap": 16,
+            "snd_cap": 16,
+            "adv_mss": 16,
             # INJECT: the segment's header; ``mss`` as above
             "seq": 32,
             "ack": 32,

@@ -34,6 +34,8 @@ Calls and what they return::
     poll([(fd, events), ...], timeout=0) -> [(fd, revents), ...]   only fds with revents
     fcntl_nonblock(fd, on)        -> None     O_NONBLOCK on the shared Socket
     getsockopt_error(fd)          -> errno name or None            SO_ERROR (consumes it)
+    setsockopt(fd, level, name, value) -> None                     see "Socket options"
+    getsockopt(fd, level, name)   -> int, or (l_onoff, l_linger) for SO_LINGER
     getsockname(fd) / getpeername(fd) -> (ip, port)
     fork()                        -> Process  same fds, same Sockets
     dup(fd)                       -> fd       lowest free fd
@@ -46,6 +48,17 @@ a larger one queues what fits and returns the short count. MSG_WAITALL waits for
 receive buffer's worth. poll() with a nonzero timeout blocks (WouldBlock) until something is
 ready: timeouts are the scenario runner's business. connect() to an address with no
 neighbour entry fails at once with EHOSTUNREACH.
+
+Socket options (levels and names as Linux numbers them, model.constants; the choices are
+model/policy.py's "Socket options"): SO_RCVBUF/SO_SNDBUF cap the receive buffer (so the
+window) and the send buffer of the connections the socket makes or accepts, and read back
+doubled, as Linux reports them; TCP_MAXSEG caps the MSS; TCP_NODELAY is stored (there is no
+Nagle); SO_KEEPALIVE is off and cannot be turned on (EOPNOTSUPP); SO_LINGER {1, 0} makes
+close() abort with RST (a nonzero linger time: EOPNOTSUPP); SO_ERROR reads and consumes the
+pending error; SO_REUSEADDR is stored (ports are free as soon as their socket is). The shaping
+options (buffers, MSS) are fixed when the connection is made: setting them on a socket that has
+one is EISCONN. A listener's options are inherited by the sockets accept() returns. Any other
+option is EOPNOTSUPP.
 """
 
 from collections import Counter, deque
@@ -53,8 +66,10 @@ from dataclasses import dataclass, field
 
 from .classify import Verdict, classify
 from .constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, POLLERR, POLLHUP, POLLIN, POLLNVAL,
-                        POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_STREAM,
-                        UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
+                        POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR, SO_ERROR, SO_KEEPALIVE, SO_LINGER,
+                        SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF, SOCK_DGRAM, SOCK_MIN_BUFFER,
+                        SOCK_STREAM, SOL_SOCKET, SOL_TCP, TCP_MAX_MSS, TCP_MAXSEG, TCP_MIN_MSS,
+                        TCP_MSS_DEFAULT, TCP_NODELAY, UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
 from .errors import Errno, SocketError, WouldBlock
 from .drops import DropCause
 from .protocol import ArpOp, TcpFlag
@@ -116,6 +131,15 @@ class Socket:
     datagrams: deque = field(default_factory=deque)          # (payload, (ip, port))
     queued_bytes: int = 0
     released: bool = False
+    # socket options (0: not set); inherited by the sockets a listener's accept() returns
+    rcvbuf: int = 0                           # SO_RCVBUF cap, bytes held (0: the ring)
+    sndbuf: int = 0                           # SO_SNDBUF cap
+    user_mss: int = 0                         # TCP_MAXSEG
+    nodelay: bool = False                     # TCP_NODELAY
+    linger_abort: bool = False                # SO_LINGER {1, 0}: close() sends RST
+    reuseaddr: bool = False                   # SO_REUSEADDR
+
+    INHERITED = ("rcvbuf", "sndbuf", "user_mss", "nodelay", "linger_abort", "reuseaddr")
 
     @property
     def handle(self):
@@ -311,16 +335,28 @@ class Host:
     def _has_flow(self, local, remote) -> bool:
         return (local, remote) in self.tcbs
 
+    def shaping(self, sock: Socket) -> dict:
+        """The values `sock`'s options give a connection it makes: the receive cap (the
+        window's bound), the send cap and the MSS we advertise (Tcb's rcv_cap, snd_cap, adv_mss)."""
+        return {"rcv_cap": sock.rcvbuf or self.policy.rcv_buffer,
+                "snd_cap": sock.sndbuf or self.policy.snd_buffer,
+                "adv_mss": min(sock.user_mss or self.policy.mss, self.policy.mss)}
+
+    def _effective_mss(self, sock: Socket) -> int:
+        """The send MSS of `sock`'s connection (getsockopt TCP_MAXSEG once it has one)."""
+        return sock.tcb.eff_mss
+
     def _open_passive(self, listener: Socket, local, remote, seg: TcpSegment):
         """A SYN for `listener`: a new connection, pending on it."""
-        tcb = Tcb(local, remote, self._next_iss(), self.policy, passive=True)
+        tcb = Tcb(local, remote, self._next_iss(), self.policy, passive=True,
+                  **self.shaping(listener))
         tcb.open_passive(seg)
         self.tcbs[(local, remote)] = tcb
         listener.pending.append(tcb)
 
     def _open_active(self, sock: Socket, local, remote):
         """connect(): a new connection for `sock`, its SYN on the way."""
-        tcb = Tcb(local, remote, self._next_iss(), self.policy)
+        tcb = Tcb(local, remote, self._next_iss(), self.policy, **self.shaping(sock))
         tcb.open_active()
         self.tcbs[(local, remote)] = tcb
         sock.tcb = tcb
@@ -410,8 +446,8 @@ class Host:
         tcb = sock.tcb
         if tcb is None:
             return
-        if tcb.rcv.readable and tcb.state != State.CLOSED:
-            tcb.abort()                            # unread data: RST, like Linux
+        if (tcb.rcv.readable or sock.linger_abort) and tcb.state != State.CLOSED:
+            tcb.abort()                            # unread data or SO_LINGER {1, 0}: RST, like Linux
         else:
             tcb.close_send()
         tcb.orphaned(self.now)
@@ -551,6 +587,8 @@ class Process:
                 raise SocketError(Errno.EAGAIN)
             raise WouldBlock()
         conn, remote = self.host._accepted(sock.accept_queue.pop(0))
+        for name in Socket.INHERITED:
+            setattr(conn, name, getattr(sock, name))
         self.host.sockets.append(conn)
         return self._install(conn), remote
 
@@ -624,7 +662,7 @@ class Process:
             return 0
         space = tcb.send_space
         waiting = tcb.state in (State.SYN_SENT, State.SYN_RECEIVED)
-        if waiting or space == 0 or (not nonblock and space < len(data) <= self.host.policy.snd_buffer):
+        if waiting or space == 0 or (not nonblock and space < len(data) <= tcb.snd_cap):
             if nonblock:
                 raise SocketError(Errno.EAGAIN)
             raise WouldBlock()
@@ -775,6 +813,73 @@ class Process:
             return None
         error, sock.tcb.error = sock.tcb.error, None
         return error
+
+    def setsockopt(self, fd: int, level: int, name: int, value):
+        """setsockopt(2); `value` is an int, or (l_onoff, l_linger) for SO_LINGER."""
+        sock = self._sock(fd)
+        option = (level, name)
+        if option == (SOL_SOCKET, SO_LINGER):
+            try:
+                onoff, seconds = (int(v) for v in value)
+            except (TypeError, ValueError):
+                raise SocketError(Errno.EINVAL, f"SO_LINGER takes (l_onoff, l_linger), not {value!r}") from None
+            if onoff and seconds:
+                raise SocketError(Errno.EOPNOTSUPP, "a lingering close is not implemented (only {1, 0}: abort)")
+            sock.linger_abort = bool(onoff)
+            return
+        if not isinstance(value, int):
+            raise SocketError(Errno.EINVAL, f"option {level}/{name} takes an int, not {value!r}")
+        if option == (SOL_SOCKET, SO_REUSEADDR):
+            sock.reuseaddr = bool(value)
+        elif option == (SOL_TCP, TCP_NODELAY) and sock.kind == SOCK_STREAM:
+            sock.nodelay = bool(value)                 # no Nagle: data goes at once either way
+        elif option == (SOL_SOCKET, SO_KEEPALIVE):
+            if value:
+                raise SocketError(Errno.EOPNOTSUPP, "keepalive is not implemented")
+        elif option == (SOL_SOCKET, SO_ERROR):
+            raise SocketError(Errno.ENOPROTOOPT, "SO_ERROR is read-only")
+        elif option in ((SOL_SOCKET, SO_RCVBUF), (SOL_SOCKET, SO_SNDBUF), (SOL_TCP, TCP_MAXSEG)):
+            if sock.kind != SOCK_STREAM:
+                raise SocketError(Errno.EOPNOTSUPP, "a UDP socket's queue is its ring")
+            if sock.handle is not None and not sock.listening:
+                raise SocketError(Errno.EISCONN, "buffers and MSS are fixed when the connection is made")
+            if name == TCP_MAXSEG:
+                if value and not TCP_MIN_MSS <= value <= TCP_MAX_MSS:
+                    raise SocketError(Errno.EINVAL, f"TCP_MAXSEG must be 0 or {TCP_MIN_MSS}..{TCP_MAX_MSS}")
+                sock.user_mss = value
+            else:
+                ring = self.host.policy.rcv_buffer if name == SO_RCVBUF else self.host.policy.snd_buffer
+                cap = ring if value < 0 else min(max(value, SOCK_MIN_BUFFER), ring)   # Linux: u32
+                setattr(sock, "rcvbuf" if name == SO_RCVBUF else "sndbuf", cap)
+        else:
+            raise SocketError(Errno.EOPNOTSUPP, f"socket option {level}/{name}")
+
+    def getsockopt(self, fd: int, level: int, name: int):
+        """getsockopt(2): an int, or (l_onoff, l_linger) for SO_LINGER."""
+        sock = self._sock(fd)
+        option = (level, name)
+        if option == (SOL_SOCKET, SO_ERROR):
+            error = self.getsockopt_error(fd)
+            return Errno(error).number if error else 0
+        if option == (SOL_SOCKET, SO_LINGER):
+            return (int(sock.linger_abort), 0)
+        if option == (SOL_SOCKET, SO_REUSEADDR):
+            return int(sock.reuseaddr)
+        if option == (SOL_SOCKET, SO_KEEPALIVE):
+            return 0
+        if option == (SOL_TCP, TCP_NODELAY) and sock.kind == SOCK_STREAM:
+            return int(sock.nodelay)
+        if option in ((SOL_SOCKET, SO_RCVBUF), (SOL_SOCKET, SO_SNDBUF)):
+            policy = self.host.policy
+            if sock.kind == SOCK_DGRAM:
+                return 2 * policy.udp_rcv_buffer if name == SO_RCVBUF else 2 * UDP_MAX_PAYLOAD
+            shaping = self.host.shaping(sock)
+            return 2 * shaping["rcv_cap" if name == SO_RCVBUF else "snd_cap"]   # Linux doubles
+        if option == (SOL_TCP, TCP_MAXSEG) and sock.kind == SOCK_STREAM:
+            if sock.handle is None or sock.listening:
+                return sock.user_mss or TCP_MSS_DEFAULT
+            return self.host._effective_mss(sock)
+        raise SocketError(Errno.EOPNOTSUPP, f"socket option {level}/{name}")
 
     def getsockname(self, fd: int):
         sock = self._sock(fd)

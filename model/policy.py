@@ -56,6 +56,32 @@ Policies that are code, not numbers (kept here so they are in one place):
 - MTU: `mtu` bytes of IP packet; a received frame (without FCS) longer than ``mtu + 14``
   (``mtu + 18`` with an 802.1Q tag) is dropped as OVERSIZE, by the model's host and the NIC's
   classifier alike (model/classify.py), and `mss` must fit in it.
+- Socket options (model/host.py's setsockopt/getsockopt, levels and names as Linux's):
+  SO_RCVBUF caps the receive buffer of the connections a socket makes or accepts: the buffer
+  holds ``cap`` bytes, so the advertised window is ``min(ring free, cap - readable)`` (never
+  more than `rcv_buffer`, the ring), data beyond ``head + cap`` is clipped as beyond any
+  window, and the window-update threshold is ``min(effective MSS, cap // 2)``. SO_SNDBUF caps
+  the send queue: send() takes at most ``cap - queued`` and a blocking send of at most ``cap``
+  bytes waits to go whole. A set value v gives ``cap = clamp(v, SOCK_MIN_BUFFER, ring)`` (a
+  negative v, a huge u32 to Linux, gives the ring) and getsockopt reports ``2 * cap``, as
+  Linux doubles the value it keeps and reports the doubled one; never set, it reports twice
+  the ring. On UDP, SO_RCVBUF reads twice the datagram queue (`udp_rcv_buffer`) and SO_SNDBUF
+  twice one datagram (UDP sends go at once); setting either is EOPNOTSUPP.
+  TCP_MAXSEG (0, or 88..32767 as Linux, else EINVAL) caps our MSS: the SYN/SYN-ACK offers
+  ``min(value, mss)`` and the effective MSS is ``min(that, peer's)``; getsockopt reports the
+  set value (536, Linux's TCP_MSS_DEFAULT, if none) before a connection, the effective MSS
+  once there is one. These three shaping options are fixed when the connection is made (they
+  reach the NIC in the INSTALL_TCP command): setting them on a socket with a connection is
+  EISCONN (Linux accepts it; changing a live connection's buffers would need another control
+  command). A listener's options are inherited by the sockets accept() returns (as Linux).
+  TCP_NODELAY: stored and reported (0/1); there is no Nagle either way. SO_KEEPALIVE: 0;
+  setting 1 is EOPNOTSUPP (keepalive probes are not implemented, and saying so beats a
+  connection that silently never probes). SO_LINGER {1, 0}: close() aborts with RST|ACK
+  (SEQ = SND.MAX, window 0) instead of FIN, as Linux's tcp_disconnect; {0, x} is the normal
+  close and reads back {0, 0}; {1, t > 0} (a blocking lingering close) is EOPNOTSUPP.
+  SO_ERROR reads and consumes the pending error (setting it: ENOPROTOOPT, as Linux);
+  SO_REUSEADDR is stored (a port is free as soon as its socket is released). Every other
+  option is EOPNOTSUPP.
 - IPv4: no options, TTL `ip_ttl`, DF set, identification 0 (RFC 6864 allows any value
   when DF is set; a constant needs no counter). Ethernet frames are padded to 60 bytes.
 """

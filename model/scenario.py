@@ -20,7 +20,7 @@ Backend contract
 ``call(pid, op, *args) -> Result``
     Run socket call `op` (a `model.host.Process` method name: "socket", "bind", "listen",
     "accept", "connect", "recv", "recvfrom", "send", "sendto", "shutdown", "close", "poll",
-    "fcntl_nonblock", "getsockopt_error", "dup") as process `pid`. Two ops name processes
+    "fcntl_nonblock", "getsockopt_error", "setsockopt", "getsockopt", "dup") as process `pid`. Two ops name processes
     by pid: "fork" returns the child's pid, and ``"send_fd", fd, other_pid`` returns the fd
     in `other_pid`. The result is a value, an errno name, or "blocked" (a blocking call that
     must be retried, unchanged, after the wire or the clock has moved).

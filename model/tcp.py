@@ -85,6 +85,11 @@ class Tcb:
     iss: int
     policy: Policy
     passive: bool = False                 # created by a listener (else by connect())
+    # socket options that shape the connection (SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG), fixed when
+    # it is created; 0: the policy's rcv_buffer, snd_buffer and mss
+    rcv_cap: int = 0                      # bytes the receive buffer holds: the window's bound
+    snd_cap: int = 0                      # bytes the send queue holds
+    adv_mss: int = 0                      # the MSS we advertise and never exceed when sending
     state: State = State.CLOSED
     # send sequence space: send_queue[0] is at SND.UNA once the SYN is acknowledged
     snd_una: int = 0
@@ -125,7 +130,16 @@ class Tcb:
         self.snd_una = self.snd_nxt = self.snd_max = self.iss
         self.rto = self.policy.rto_initial
         self.peer_mss = self.policy.default_mss
-        self.rcv = StreamBuffer(self.policy.rcv_buffer, self.policy.max_ooo_ranges)
+        self.rcv_cap = self.rcv_cap or self.policy.rcv_buffer
+        self.snd_cap = self.snd_cap or self.policy.snd_buffer
+        self.adv_mss = self.adv_mss or self.policy.mss
+        if not 0 < self.rcv_cap <= self.policy.rcv_buffer:
+            raise ValueError(f"Receive cap must be 1..{self.policy.rcv_buffer}, not {self.rcv_cap!r}")
+        if not 0 < self.snd_cap <= self.policy.snd_buffer:
+            raise ValueError(f"Send cap must be 1..{self.policy.snd_buffer}, not {self.snd_cap!r}")
+        if not 0 < self.adv_mss <= self.policy.mss:
+            raise ValueError(f"MSS must be 1..{self.policy.mss}, not {self.adv_mss!r}")
+        self.rcv = StreamBuffer(self.rcv_cap, self.policy.max_ooo_ranges)
 
     # ----- derived quantities ---------------------------------------------------------
 
@@ -139,7 +153,7 @@ class Tcb:
 
     @property
     def eff_mss(self) -> int:
-        return min(self.policy.mss, self.peer_mss)
+        return min(self.adv_mss, self.peer_mss)
 
     @property
     def syn_acked(self) -> bool:
@@ -147,7 +161,7 @@ class Tcb:
 
     @property
     def send_space(self) -> int:
-        return self.policy.snd_buffer - len(self.send_queue)
+        return self.snd_cap - len(self.send_queue)
 
     @property
     def unsent(self) -> int:
@@ -450,7 +464,7 @@ class Tcb:
             if self.snd_nxt == self.iss:
                 flags = TcpFlag.SYN | (TcpFlag.ACK if self.state == State.SYN_RECEIVED else 0)
                 seg = self._segment(self.iss, flags, with_ack=self.state == State.SYN_RECEIVED)
-                seg.mss = self.policy.mss
+                seg.mss = self.adv_mss
                 self.snd_nxt = seq_add(self.iss, 1)
                 self._sent(seg, now)
                 out.append(seg)

@@ -43,7 +43,7 @@ from model.host import new_pid
 from model.drops import DropCause
 from model.packet import TcpSegment, mac_bytes
 from model.policy import DEFAULT_POLICY, Policy
-from model.protocol import IpProto
+from model.protocol import IpProto, TcpFlag
 from model.scenario import Backend, Result, run_call
 from tb.nic_batch import run_batch
 
@@ -88,6 +88,9 @@ class Conn:
     listener: Socket | None = None
     closed: bool = False                    # the NIC reported CLOSED (its key is removed)
     released: bool = False                  # no socket refers to it any more
+    adv_mss: int = 0                        # our MSS (TCP_MAXSEG), as installed
+    eff_mss: int = 0                        # the send MSS the engine uses (getsockopt TCP_MAXSEG)
+    mss_learnt: bool = False                # the peer's SYN (its MSS option) has been seen
 
 
 class NicHost(model_host.Host, Backend):
@@ -282,6 +285,10 @@ class NicHost(model_host.Host, Backend):
             return False
         # a SYN for a live connection: the NIC's engine processes it (SYN-ACK in
         # SYN-SENT, a retransmitted SYN, a SYN in a synchronized state)
+        conn = self.conns[conn_id]
+        if seg.flags & TcpFlag.SYN and not conn.mss_learnt:     # the engine's eff_mss, too
+            conn.eff_mss = min(conn.adv_mss, seg.mss or self.policy.default_mss)
+            conn.mss_learnt = True
         self._ctl(CtlOp.INJECT, conn=conn_id, seq=seg.seq, ack=seg.ack,
                   flags=HwTcpFlags.fields(seg.flags), window=seg.window, mss=seg.mss or 0)
         return True
@@ -300,27 +307,34 @@ class NicHost(model_host.Host, Backend):
             self.drops[DropCause.QUEUE_FULL if mac else DropCause.NO_NEIGHBOR] += 1
             return
         key = self._tcp_key(local, remote)
-        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, listener=listener)
+        shaping = self.shaping(listener)
+        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, listener=listener,
+                                   adv_mss=shaping["adv_mss"], mss_learnt=True,
+                                   eff_mss=min(shaping["adv_mss"], seg.mss or self.policy.default_mss))
         self.flows[(local, remote)] = conn_id
         self._install_key(conn_id, key)
         listener.pending.append(conn_id)
         self._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_RECEIVED,
                   iss=self._next_iss(), irs=seg.seq, window=seg.window, mss=seg.mss or 0,
-                  local_port=local[1], ip=_ip(remote[0]), port=remote[1], mac=_mac(mac))
+                  local_port=local[1], ip=_ip(remote[0]), port=remote[1], mac=_mac(mac),
+                  **shaping)
 
     def _open_active(self, sock: Socket, local, remote):
         conn_id = self._alloc_conn()
         if conn_id is None:
             raise SocketError(Errno.EAGAIN, "no NIC connection slot left")
         key = self._tcp_key(local, remote)
-        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, socket=sock)
+        shaping = self.shaping(sock)
+        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, socket=sock,
+                                   adv_mss=shaping["adv_mss"],
+                                   eff_mss=min(shaping["adv_mss"], self.policy.default_mss))
         self.flows[(local, remote)] = conn_id
         sock.conn, sock.remote, sock.connecting = conn_id, remote, True
         self._install_key(conn_id, key)
         self._grant_holders(sock)
         self._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_SENT, iss=self._next_iss(),
                   local_port=local[1], ip=_ip(remote[0]), port=remote[1],
-                  mac=_mac(self.neighbors[remote[0]]))
+                  mac=_mac(self.neighbors[remote[0]]), **shaping)
 
     def _handshake(self, sock: Socket):
         state = self._ctl(CtlOp.READ_STATE, conn=sock.conn)
@@ -343,6 +357,9 @@ class NicHost(model_host.Host, Backend):
                      was_connected=True)
         conn.socket, conn.listener = new, None
         return new, conn.remote
+
+    def _effective_mss(self, sock: Socket) -> int:
+        return self.conns[sock.conn].eff_mss
 
     def _connection_ports(self) -> set[int]:
         return {c.local[1] for c in self.conns.values() if c.kind == SOCK_STREAM and not c.closed}
@@ -390,7 +407,7 @@ class NicHost(model_host.Host, Backend):
             return
         conn = self.conns[sock.conn]
         conn.socket, conn.released = None, True
-        self._host(OS_PID, sock.conn, HostOp.CLOSE)
+        self._host(OS_PID, sock.conn, HostOp.CLOSE, abort=int(sock.linger_abort))  # SO_LINGER {1, 0}
         if sock.conn in self.conns and conn.closed:
             self._free(sock.conn)
 

@@ -15,7 +15,8 @@ Besides the registered scenarios, ``random:SEED`` names a seeded random scenario
 
 import random
 
-from model.constants import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, SHUT_WR
+from model.constants import (MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, SHUT_WR, SO_KEEPALIVE, SO_LINGER,
+                             SO_RCVBUF, SO_SNDBUF, SOL_SOCKET, SOL_TCP, TCP_MAXSEG, TCP_NODELAY)
 from model.host import Host
 from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER, TcpFlag, TcpOption
 from model.packet import (TcpSegment, UdpDatagram, build_raw_tcp_frame, build_tcp_frame,
@@ -167,6 +168,67 @@ def handshake(r):
     r.call(p1, "close", fd)
     r.call(server, "close", conn, side="peer")
     r.run(1100)
+
+
+@scenario()
+def socket_options(r):
+    """Socket options that shape a connection reach the NIC when it is installed: a dut
+    listener with SO_RCVBUF 1000 and TCP_MAXSEG 600 advertises a window of at most 1000
+    (the 2 KiB ring less the cap) and offers MSS 600 to a peer that writes 3000 bytes and
+    reads 1500 back in 600-byte segments; an active socket with SO_SNDBUF 700 takes at most
+    700 bytes at a time; once connected the caps are fixed (EISCONN); SO_LINGER {1, 0} makes
+    its close() a RST. Every value reads back as the model reports it (Linux's doubling)."""
+    p1 = r.dut.spawn()
+    lfd = r.call(p1, "socket", "tcp").value
+    r.call(p1, "getsockopt", lfd, SOL_SOCKET, SO_RCVBUF)
+    r.call(p1, "setsockopt", lfd, SOL_SOCKET, SO_RCVBUF, 1000)
+    r.call(p1, "setsockopt", lfd, SOL_TCP, TCP_MAXSEG, 600)
+    r.call(p1, "setsockopt", lfd, SOL_TCP, TCP_MAXSEG, 50)          # EINVAL
+    r.call(p1, "getsockopt", lfd, SOL_SOCKET, SO_RCVBUF)
+    r.call(p1, "getsockopt", lfd, SOL_TCP, TCP_MAXSEG)
+    r.call(p1, "bind", lfd, ("0.0.0.0", PORT))
+    r.call(p1, "listen", lfd, 8)
+    client = r.peer.spawn()
+    cfd = r.call(client, "socket", "tcp", side="peer").value
+    r.call(client, "connect", cfd, (DUT_IP, PORT), side="peer")
+    fd, _ = r.call(p1, "accept", lfd).value
+    r.call(p1, "getsockopt", fd, SOL_SOCKET, SO_RCVBUF)
+    r.call(p1, "getsockopt", fd, SOL_TCP, TCP_MAXSEG)
+    r.call(p1, "setsockopt", fd, SOL_SOCKET, SO_RCVBUF, 1500)       # EISCONN
+    r.call(client, "send", cfd, bytes(range(250)) * 12, side="peer")
+    r.run(300)                                                      # the window closes at 1000
+    for _ in range(3):
+        r.call(p1, "recv", fd, 1000)
+        r.run(50)
+    r.call(p1, "send", fd, b"y" * 1500)
+    r.call(client, "recv", cfd, 1500, MSG_WAITALL, side="peer")
+    r.call(client, "close", cfd, side="peer")
+    r.call(p1, "recv", fd, 10)
+    r.call(p1, "close", fd)
+    r.call(p1, "close", lfd)
+    # an active open with a send cap, no Nagle and an abortive close
+    server, slfd = _peer_listener(r, PORT + 1)
+    afd = r.call(p1, "socket", "tcp").value
+    r.call(p1, "setsockopt", afd, SOL_SOCKET, SO_SNDBUF, 700)
+    r.call(p1, "setsockopt", afd, SOL_TCP, TCP_NODELAY, 1)
+    r.call(p1, "setsockopt", afd, SOL_SOCKET, SO_KEEPALIVE, 1)     # EOPNOTSUPP
+    r.call(p1, "setsockopt", afd, SOL_SOCKET, SO_LINGER, (1, 0))
+    r.call(p1, "connect", afd, (PEER_IP, PORT + 1), max_ticks=5000)
+    sfd, _ = r.call(server, "accept", slfd, side="peer", max_ticks=5000).value
+    for name in (SO_SNDBUF, SO_KEEPALIVE, SO_LINGER):
+        r.call(p1, "getsockopt", afd, SOL_SOCKET, name)
+    r.call(p1, "getsockopt", afd, SOL_TCP, TCP_NODELAY)
+    r.call(p1, "getsockopt", afd, SOL_TCP, TCP_MAXSEG)
+    r.call(p1, "send", afd, b"z" * 2000, MSG_DONTWAIT)              # 700
+    r.call(p1, "send", afd, b"z", MSG_DONTWAIT)                     # EAGAIN
+    r.call(server, "recv", sfd, 2000, side="peer")
+    r.run(20)
+    r.call(p1, "send", afd, b"w" * 500)
+    r.call(server, "recv", sfd, 2000, side="peer")
+    r.call(p1, "close", afd)
+    r.call(server, "recv", sfd, 10, side="peer")                    # ECONNRESET
+    r.call(server, "close", sfd, side="peer")
+    r.run(1200)
 
 
 @scenario()

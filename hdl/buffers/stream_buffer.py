@@ -44,8 +44,12 @@ class ConnState(data.StructLayout):
 
 
 class WriteCommand(data.StructLayout):
+    """``reserve``: ring bytes this write may not use (a socket's receive buffer smaller than
+    the ring, SO_RCVBUF): the window it is clipped to is ``ring - reserve - (tail - head)``."""
+
     def __init__(self, conn_bits):
-        super().__init__({"conn": conn_bits, "offset": 32, "length": WRITE_LENGTH_BITS})
+        super().__init__({"conn": conn_bits, "offset": 32, "length": WRITE_LENGTH_BITS,
+                          "reserve": WRITE_LENGTH_BITS})
 
 
 class WriteResponse(data.StructLayout):
@@ -201,7 +205,8 @@ class StreamBuffer(wiring.Component):
     -------
     write_cmd : In(stream.Signature(WriteCommand))
         ``conn``, ``offset`` (stream offset of the first byte), ``length`` (bytes that
-        follow on ``write_data``). The decision is made from the command alone. Accepted
+        follow on ``write_data``), ``reserve`` (ring bytes withheld from the window; 0: none).
+        The decision is made from the command alone. Accepted
         only when the previous write's beats are in and its response taken.
     write_data : In(stream.Signature(FrameBeat))
         ``ceil(length / (data_width // 8))`` beats, packed from lane 0; ``length`` rules,
@@ -391,6 +396,7 @@ class StreamBuffer(wiring.Component):
         w_conn = Signal(conn_bits)
         w_offset = Signal(32)
         w_length = Signal(WRITE_LENGTH_BITS)
+        w_reserve = Signal(WRITE_LENGTH_BITS)
         m.d.comb += [w_tail_rp.addr.eq(self.write_cmd.payload.conn),
                      w_head_rp.addr.eq(self.write_cmd.payload.conn),
                      w_tail_rp.en.eq(w_idle), w_head_rp.en.eq(w_idle)]
@@ -401,12 +407,14 @@ class StreamBuffer(wiring.Component):
         w_rel = Signal(signed(32))
         w_end = Signal(signed(34))
         w_free = Signal(count_bits)
+        w_unreserved = Signal(signed(max(count_bits, WRITE_LENGTH_BITS) + 2))
         w_start = Signal(signed(34))
         w_stop = Signal(signed(34))
         m.d.comb += [
             w_rel.eq(w_offset - st.tail),
             w_end.eq(w_rel + w_length),
-            w_free.eq(R - rel(st.tail, w_head)),
+            w_unreserved.eq(Const(R, w_unreserved.shape()) - rel(st.tail, w_head) - w_reserve),
+            w_free.eq(Mux(w_unreserved < 0, 0, w_unreserved)),
             w_start.eq(Mux(w_rel < 0, 0, w_rel)),
             w_stop.eq(Mux(w_end < w_free, w_end, w_free)),
         ]
@@ -575,7 +583,8 @@ class StreamBuffer(wiring.Component):
                 with m.If(self.write_cmd.valid & write_ok):
                     m.d.sync += [w_conn.eq(self.write_cmd.payload.conn),
                                  w_offset.eq(self.write_cmd.payload.offset),
-                                 w_length.eq(self.write_cmd.payload.length)]
+                                 w_length.eq(self.write_cmd.payload.length),
+                                 w_reserve.eq(self.write_cmd.payload.reserve)]
                     m.d.sync += w_step.eq(_WriteStep.DECIDE)
 
             with m.Case(_WriteStep.DECIDE):

@@ -88,7 +88,7 @@ def _segment_kind(rec, rxq, seg):
     for the connection record `rec` with receive-ring state `rxq`, as loaded."""
     flags = seg["flags"]
     rcv_nxt = rxq.tail + rec.fin_received
-    rcv_wnd = rxq.free
+    rcv_wnd = Mux(rxq.free > rec.rcv_reserve, rxq.free - rec.rcv_reserve, 0)   # within SO_RCVBUF
     seg_len = seg["plen"] + flags.syn + flags.fin
     start = (seg["seq"] - rcv_nxt)[:32].as_signed()
     end = start + seg_len - 1

@@ -97,6 +97,12 @@ class ConnRecord(data.StructLayout):
             "fin_queued": 1,
             "fin_acked": 1,
             "eff_mss": 16,
+            # socket options, fixed at install (INSTALL_TCP): ring bytes withheld from the
+            # receive window (ring - SO_RCVBUF cap) and from the send queue (ring - SO_SNDBUF
+            # cap), and the MSS we offer and never exceed (TCP_MAXSEG)
+            "rcv_reserve": 16,
+            "snd_reserve": 16,
+            "adv_mss": 16,
             "fin_received": 1,
             "fin_seq_valid": 1,     # a FIN that arrived beyond a hole, kept by sequence number
             "fin_seq": 32,

@@ -422,6 +422,7 @@ class TcpEngine(wiring.Component):
         # ----- derived quantities (model.tcp.Tcb properties) -------------------------------
         rcv_nxt = Signal(32)
         rcv_wnd = Signal(16)
+        snd_space = Signal(range(S + 1))    # send_space: the ring's free bytes within the cap
         queued = Signal(range(S + 1))       # len(send_queue)
         readable = Signal(range(R + 1))
         syn_acked = Signal()
@@ -431,7 +432,9 @@ class TcpEngine(wiring.Component):
         state = t.state
         m.d.comb += [
             rcv_nxt.eq(rxq.tail + t.fin_received),
-            rcv_wnd.eq(rxq.free),
+            # the rings' free bytes within the socket's caps (SO_RCVBUF, SO_SNDBUF)
+            rcv_wnd.eq(Mux(rxq.free > t.rcv_reserve, rxq.free - t.rcv_reserve, 0)),
+            snd_space.eq(Mux(txq.free > t.snd_reserve, txq.free - t.snd_reserve, 0)),
             queued.eq(txq.tail - txq.head),
             readable.eq(rxq.tail - rxq.head),
             syn_acked.eq(_seq_lt(t.iss, t.snd_una)),
@@ -525,14 +528,15 @@ class TcpEngine(wiring.Component):
             DISPATCH_ACK's pure ACK of the new RCV.NXT, sent after the receive path's action."""
             m.d.comb += [rx_ring.write_cmd.valid.eq(1),
                          rx_ring.write_cmd.payload.offset.eq(seg_seq),
-                         rx_ring.write_cmd.payload.length.eq(seg_plen)]
+                         rx_ring.write_cmd.payload.length.eq(seg_plen),
+                         rx_ring.write_cmd.payload.reserve.eq(t.rcv_reserve)]
             with m.If(rx_ring.write_cmd.ready):
                 with m.If(window_update):
                     m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
                                  t.snd_wl2.eq(seg_ack)]
                     with m.If(seg_wnd != 0):
                         m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
-                fast_wnd = (rxq.free - seg_plen)[:16]
+                fast_wnd = (rcv_wnd - seg_plen)[:16]
                 sent(t.snd_nxt, 0, fast_wnd)
                 segment(seq=t.snd_nxt, ack=(rxq.tail + seg_plen)[:32], flags=flags(ack=1),
                         window=fast_wnd)
@@ -630,7 +634,7 @@ class TcpEngine(wiring.Component):
             hdr.protocol.eq(Mux(e_udp, L4Protocol.UDP, L4Protocol.TCP)),
             hdr.src_port.eq(t.template.local_port), hdr.dst_port.eq(e_dst_port),
             hdr.seq.eq(e_seq), hdr.ack.eq(e_ack), hdr.flags.eq(e_flags), hdr.window.eq(e_wnd),
-            hdr.mss.eq(P.mss), hdr.mss_option.eq(e_syn_option), hdr.length.eq(e_len),
+            hdr.mss.eq(t.adv_mss), hdr.mss_option.eq(e_syn_option), hdr.length.eq(e_len),
         ]
 
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
@@ -817,7 +821,7 @@ class TcpEngine(wiring.Component):
                     finish()
                 with m.Else():
                     m.d.sync += [t.irs.eq(seg_seq), t.ack_needed.eq(1),
-                                 t.eff_mss.eq(Mux(peer_mss < P.mss, peer_mss, P.mss)),
+                                 t.eff_mss.eq(Mux(peer_mss < t.adv_mss, peer_mss, t.adv_mss)),
                                  t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq)]
                     with m.If(seg_flags.ack):
                         m.d.sync += [t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0),
@@ -969,10 +973,12 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.TCP_FIN)
 
             with m.Case(EngineStep.TCP_DATA_WRITE):
-                # the ring clips the write to its window and merges out-of-order ranges
+                # the ring clips the write to its window (within the cap) and merges
+                # out-of-order ranges
                 m.d.comb += [rx_ring.write_cmd.valid.eq(1),
                              rx_ring.write_cmd.payload.offset.eq(seg_seq),
-                             rx_ring.write_cmd.payload.length.eq(seg_plen)]
+                             rx_ring.write_cmd.payload.length.eq(seg_plen),
+                             rx_ring.write_cmd.payload.reserve.eq(t.rcv_reserve)]
                 with m.If(rx_ring.write_cmd.ready):
                     # the ring's decision (its new tail) is in its state RAM two clocks on; the
                     # payload follows on its own and the engine does not wait for it: later
@@ -1265,7 +1271,7 @@ class TcpEngine(wiring.Component):
                                               POLLHUP, 0)
                                         | Mux(rcv_shut, POLLIN, 0)
                                         | Mux(~in_syn_states & (readable != 0), POLLIN, 0)
-                                        | Mux(~in_syn_states & (t.shut_wr | (txq.free != 0)),
+                                        | Mux(~in_syn_states & (t.shut_wr | (snd_space != 0)),
                                               POLLOUT, 0))
                             udp_mask = POLLOUT | Mux(readable != 0, POLLIN, 0)
                             m.d.sync += rsp.revents.eq(Mux(is_udp, udp_mask, tcp_mask))
@@ -1367,7 +1373,8 @@ class TcpEngine(wiring.Component):
                 # Tcb.receive: a window update when the window grew by enough
                 grown = Signal(signed(18))
                 m.d.comb += grown.eq(rcv_wnd - t.last_adv_wnd)
-                limit = Mux(eff_mss < R // 2, eff_mss, R // 2)
+                half_cap = (R - t.rcv_reserve) >> 1     # Tcb.rcv.capacity // 2
+                limit = Mux(eff_mss < half_cap, eff_mss, half_cap)
                 with m.If(in_synchronized & ~t.fin_received & (grown >= limit)):
                     m.d.sync += t.ack_needed.eq(1)
                     goto(EngineStep.DISPATCH)
@@ -1386,8 +1393,9 @@ class TcpEngine(wiring.Component):
                     respond(EngineStep.IDLE)
                 with m.Elif(hc.length == 0):
                     respond(EngineStep.IDLE)
-                with m.Elif(in_syn_states | (txq.free == 0)
-                            | (~hc.nonblock & (txq.free < hc.length) & (hc.length <= S))):
+                with m.Elif(in_syn_states | (snd_space == 0)
+                            | (~hc.nonblock & (snd_space < hc.length)
+                               & (hc.length <= S - t.snd_reserve))):
                     m.d.sync += [rsp.status.eq(Errno.EAGAIN), drain_after.eq(1)]
                     respond(EngineStep.IDLE)
                 with m.Else():
@@ -1399,12 +1407,13 @@ class TcpEngine(wiring.Component):
                 # 32-bit length); the beats after the ring's last are drained (HOST_RESPOND)
                 lanes = self._data_width // 8
                 taken = Signal(range(S + 1))
-                m.d.comb += taken.eq(Mux(hc.length < txq.free, hc.length, txq.free))
+                m.d.comb += taken.eq(Mux(hc.length < snd_space, hc.length, snd_space))
                 beats_sent = (hc.length + (lanes - 1)) >> exact_log2(lanes)     # 33 bits
                 beats_taken = (taken + (lanes - 1)) >> exact_log2(lanes)
                 m.d.comb += [tx_ring.write_cmd.valid.eq(1),
                              tx_ring.write_cmd.payload.offset.eq(txq.tail),
-                             tx_ring.write_cmd.payload.length.eq(taken)]
+                             tx_ring.write_cmd.payload.length.eq(taken),
+                             tx_ring.write_cmd.payload.reserve.eq(t.snd_reserve)]
                 with m.If(tx_ring.write_cmd.ready):
                     m.d.sync += drain_after.eq(beats_sent != beats_taken)
                     goto(EngineStep.HOST_WRITE_WAIT)
@@ -1522,6 +1531,10 @@ class TcpEngine(wiring.Component):
                         # a fresh record: Tcb.__post_init__, then open_active or open_passive
                         passive = cc.state == TcpState.SYN_RECEIVED
                         peer_mss = Mux(passive & (cc.mss != 0), cc.mss, P.default_mss)
+                        # the socket's options (0: the default): the caps and our MSS
+                        adv_mss = Mux(cc.adv_mss == 0, P.mss, cc.adv_mss)
+                        rcv_cap = Mux(cc.rcv_cap == 0, R, cc.rcv_cap)
+                        snd_cap = Mux(cc.snd_cap == 0, S, cc.snd_cap)
                         m.d.sync += [
                             t.eq(0), t.kind.eq(ConnKind.TCP),
                             t.state.eq(Mux(passive, TcpState.SYN_RECEIVED, TcpState.SYN_SENT)),
@@ -1532,7 +1545,9 @@ class TcpEngine(wiring.Component):
                             t.snd_wnd.eq(Mux(passive, cc.window, 0)),
                             t.snd_wl1.eq(Mux(passive, cc.irs, 0)),
                             t.snd_wl2.eq(Mux(passive, cc.iss, 0)),
-                            t.eff_mss.eq(Mux(peer_mss < P.mss, peer_mss, P.mss)),
+                            t.eff_mss.eq(Mux(peer_mss < adv_mss, peer_mss, adv_mss)),
+                            t.rcv_reserve.eq(R - rcv_cap), t.snd_reserve.eq(S - snd_cap),
+                            t.adv_mss.eq(adv_mss),
                             t.template.remote_mac.eq(cc.mac), t.template.remote_ip.eq(cc.ip),
                             t.template.remote_port.eq(cc.port),
                             t.template.local_port.eq(cc.local_port),
@@ -1541,6 +1556,9 @@ class TcpEngine(wiring.Component):
                             hdr_sent.eq(0), read_sent.eq(0),
                         ]
                         goto(EngineStep.CTL_INIT_RINGS)
+                        with m.If((cc.rcv_cap > R) | (cc.snd_cap > S) | (cc.adv_mss > P.mss)):
+                            m.d.sync += crsp.status.eq(Errno.EINVAL)      # the record is not written
+                            goto(EngineStep.CTL_RESPOND)
                     with m.Case(CtlOp.INSTALL_UDP):
                         m.d.sync += [t.eq(0), t.kind.eq(ConnKind.UDP),
                                      t.template.local_port.eq(cc.local_port),

@@ -28,8 +28,9 @@ def init(conn, offset):
     return ("init", conn, offset)
 
 
-def write(conn, offset, data):
-    return ("write", conn, offset, bytes(data))
+def write(conn, offset, data, reserve=0):
+    """`reserve`: ring bytes withheld from the write's window (a receive buffer cap)."""
+    return ("write", conn, offset, bytes(data), reserve)
 
 
 def read(conn, length, peek=False, skip=0, discard=False):
@@ -64,7 +65,9 @@ def run_model(program, connections, ring_bytes, max_ooo_ranges):
         if kind == "init":
             bufs[conn] = RefBuffer(ring_bytes, max_ooo_ranges, head=op[2], tail=op[2])
         elif kind == "write":
-            advance = bufs[conn].write(op[2], op[3])
+            # a reserve clips the write to head + ring - reserve, like a smaller window
+            data = op[3][:max(0, bufs[conn].head + ring_bytes - op[4] - op[2])]
+            advance = bufs[conn].write(op[2], data)
             exp.write_resps.append((0, 1) if advance < 0 else (advance, 0))
         elif kind == "read":
             _, _, length, peek, skip, discard = op
@@ -145,7 +148,7 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
                 await send_cmd(ctx, dut.init, {"conn": conn, "offset": op[2] % MOD}, pauses)
             elif kind == "write":
                 await send_cmd(ctx, dut.write_cmd, {"conn": conn, "offset": op[2] % MOD,
-                                                    "length": len(op[3])}, pauses)
+                                                    "length": len(op[3]), "reserve": op[4]}, pauses)
                 if op[3]:
                     await send_frame(ctx, dut.write_data, op[3], data_width, pauses)
             elif kind == "read":
@@ -298,6 +301,22 @@ def test_nothing_readable_beyond_tail(data_width):
                query(0), read(0, 1000)]
     exp = simulate(program, data_width=data_width, ring_bytes=64)
     assert exp.frames[:3] == [b"hello", b"hello", b" world"]
+
+
+@WIDTHS
+def test_reserve_clips_the_window(data_width):
+    """A write's reserve withholds ring bytes from its window: in order, out of order, and
+    a reserve larger than the free space (nothing stored); without one the whole ring."""
+    data = bytes(range(100))
+    program = [write(0, 0, data[:60], reserve=24), query(0),      # 40 of the 64 bytes
+               read(0, 10), write(0, 40, data[40:70], reserve=24),  # up to head + 40 = 50
+               write(0, 55, data[55:60], reserve=24), query(0),     # beyond it: dropped
+               write(0, 50, data[50:58], reserve=60), query(0),     # reserve > free: none
+               write(0, 50, data[50:80], reserve=0), query(0),      # the whole ring: to 74
+               read(0, 100)]
+    exp = simulate(program, data_width=data_width, ring_bytes=64)
+    assert [a for a, _ in exp.write_resps] == [40, 10, 0, 0, 24]
+    assert exp.frames == [data[:10], data[10:74]]
 
 
 @WIDTHS

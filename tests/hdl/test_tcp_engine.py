@@ -14,7 +14,7 @@ from hdl.tables.access_table import AccessOp
 from hdl.config import NIC_POLICY
 from flow.build import lint_component
 from hdl.ports import CtlOp, EventKind, HostOp, RxRoute
-from hdl.engine.tcb import Errno, TcpState
+from hdl.engine.tcb import ConnKind, Errno, TcpState
 from hdl.engine.tcp_engine import TcpEngine
 from model.protocol import TcpFlag
 from model.packet import TcpSegment
@@ -481,3 +481,59 @@ def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
     sim.add_testbench(bench)
     sim.run()
     assert "an exact RST" in checked
+
+
+@pytest.mark.parametrize("data_width", [64, 8])
+def test_engine_socket_option_caps_follow_the_model(data_width):
+    """INSTALL_TCP's SO_RCVBUF/SO_SNDBUF caps and TCP_MAXSEG: the SYN-ACK offers the window
+    cap, data beyond it is clipped (in order and out of order), reading opens the window only
+    up to the cap, a write takes at most the send cap, and the MSS caps the segments; a cap
+    past the ring (or an MSS past the policy's) is EINVAL and installs nothing."""
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    tcb = Tcb(LOCAL, REMOTE, 1000, POLICY, passive=True, rcv_cap=700, snd_cap=900, adv_mss=400)
+    checked = Checked()
+    same = checked.same
+
+    def seg(seq, flags, payload=b""):
+        return TcpSegment(80, LOCAL[1], seq, 1001, flags, 3000, payload)
+
+    async def bench(ctx):
+        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
+                     dut.host_rdata, dut.rx_action):
+            ctx.set(port.ready, 1)
+        b = EngineBench(ctx, dut, data_width)
+        fields = dict(op=CtlOp.INSTALL_TCP, state=TcpState.SYN_RECEIVED, iss=1000, irs=5000,
+                      window=3000, mss=1460, local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
+        for bad in ({"rcv_cap": POLICY.rcv_buffer + 1}, {"snd_cap": POLICY.snd_buffer + 1},
+                    {"adv_mss": POLICY.mss + 1}):
+            rsp = await b.control(conn=2, **fields, **bad)
+            assert rsp.status == Errno.EINVAL, bad
+            assert b.take() == [], bad
+            assert (await b.control(op=CtlOp.READ_STATE, conn=2)).kind == ConnKind.FREE
+        await b.control(conn=1, rcv_cap=700, snd_cap=900, adv_mss=400, **fields)
+        tcb.open_passive(TcpSegment(80, LOCAL[1], 5000, 0, TcpFlag.SYN, 3000, mss=1460))
+        same(b.take(), tcb.dispatch(0), "SYN-ACK with the window cap")
+
+        async def step(segment, what):
+            await b.receive(segment)
+            tcb.process(segment, 0)
+            same(b.take(), tcb.dispatch(0), what)
+
+        await step(seg(5001, TcpFlag.ACK), "the handshake completes")
+        assert tcb.eff_mss == 400
+        await step(seg(5001 + 500, TcpFlag.ACK, bytes(range(250)) * 2), "out of order, clipped")
+        await step(seg(5001, TcpFlag.ACK, bytes(500)), "in order to the cap")
+        assert tcb.rcv_wnd == 0 and tcb.rcv.readable == 700
+        await b.grant(conn=1, pid=0)
+        rsp, data = await b.host(pid=0, conn=1, op=HostOp.READ, length=600)
+        assert data == tcb.receive(600)
+        same(b.take(), tcb.dispatch(0), "a window update, up to the cap")
+        rsp, _ = await b.host(bytes(2000), pid=0, conn=1, op=HostOp.WRITE, nonblock=1)
+        assert rsp.status == Errno.OK and rsp.count == tcb.send(bytes(2000)) == 900
+        same(b.take(), tcb.dispatch(0), "MSS-capped segments")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert "MSS-capped segments" in checked

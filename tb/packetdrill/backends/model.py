@@ -16,21 +16,17 @@ registered data word, SIOCINQ/SIOCOUTQ read the connection's queues, a NULL buff
 
 from model.constants import SOCK_DGRAM, SOCK_STREAM
 from model.tcp import State, Tcb, seq_diff
-from model.errors import Errno, SocketError, WouldBlock
+from model.errors import SocketError, WouldBlock
 from model.host import Host
 from model.policy import DEFAULT_POLICY, Policy
 
-from ..grammar import Null
+from ..grammar import Null, Struct
 from ..runner import CONSTANTS, CallHandle, Config, _const
 
 __all__ = ["ModelBackend"]
 
 LOCAL_MAC, REMOTE_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 O_RDWR, O_NONBLOCK = CONSTANTS["O_RDWR"], CONSTANTS["O_NONBLOCK"]
-# socket options the model accepts and ignores, each because the model has no such knob:
-# SO_REUSEADDR (ports are reusable as soon as the socket is released), TCP_NODELAY (no
-# Nagle), SO_KEEPALIVE (no keepalive), SO_RCVBUF/SO_SNDBUF (buffers are fixed by the policy)
-IGNORED_OPTIONS = {(1, 2), (6, 1), (1, 9), (1, 8), (1, 7)}
 
 
 # Linux's tcp_info state numbers (include/net/tcp_states.h)
@@ -214,15 +210,15 @@ class ModelBackend:
                 return 0
             raise SocketError("EINVAL", f"fcntl command {args[1]}")
         elif name == "setsockopt":
-            proc.socket_of(fd)
-            if (args[1], args[2]) not in IGNORED_OPTIONS:
-                raise SocketError("EOPNOTSUPP", f"socket option {args[1]}/{args[2]}")
+            value = call.args[3][0] if isinstance(call.args[3], list) and call.args[3] else call.args[3]
+            value = _const(value)
+            if isinstance(value, Struct):                 # SO_LINGER's {l_onoff, l_linger}
+                value = tuple(_const(v) for v in value.fields.values())
+            proc.setsockopt(fd, args[1], args[2], value)
         elif name == "getsockopt":
-            proc.socket_of(fd)
-            if (args[1], args[2]) != (CONSTANTS["SOL_SOCKET"], CONSTANTS["SO_ERROR"]):
-                raise SocketError("EOPNOTSUPP", f"socket option {args[1]}/{args[2]}")
-            error = proc.getsockopt_error(fd)
-            handle.outputs["optval"] = Errno(error).number if error else 0
+            value = proc.getsockopt(fd, args[1], args[2])
+            handle.outputs["optval"] = dict(zip(("l_onoff", "l_linger"), value)) \
+                if isinstance(value, tuple) else value
         elif name == "poll":
             return self._poll(handle)
         return 0
@@ -301,7 +297,7 @@ class ModelBackend:
         in_flight = seq_diff(tcb.snd_nxt, tcb.snd_una)
         return {
             "tcpi_state": LINUX_STATE[tcb.state],
-            "tcpi_snd_mss": tcb.eff_mss, "tcpi_rcv_mss": tcb.policy.mss, "tcpi_advmss": tcb.policy.mss,
+            "tcpi_snd_mss": tcb.eff_mss, "tcpi_rcv_mss": tcb.adv_mss, "tcpi_advmss": tcb.adv_mss,
             "tcpi_rto": tcb.rto * 1000, "tcpi_retransmits": tcb.retries, "tcpi_backoff": tcb.retries,
             "tcpi_total_retrans": sum(1 for _, kind, _ in tcb.events if kind in ("rto", "fast", "retx")),
             "tcpi_unacked": -(-in_flight // tcb.eff_mss) if in_flight else 0,
