@@ -158,11 +158,13 @@ class StreamBuffer(wiring.Component):
 
     Sequential semantics are those of one command at a time: decisions are made one at a
     time, in the order the commands are accepted, and each sees every earlier decision's
-    state. A command is accepted when its side is free and no earlier command still waits
-    for its decision; ``init`` before ``write_cmd`` before ``read_cmd`` when several are
-    offered, and an offered ``init`` or ``write_cmd`` holds back the commands after it in
-    that order (``init`` waits until both sides are idle). What concurrency could break is
-    kept out by two waits at the decision:
+    state, per connection: a write of another connection may be accepted and decided while a
+    read waits at its decision (commands of different connections touch different state).
+    A command is accepted when its side is free and no earlier command still waits for its
+    decision (a waiting read holds back only the writes of its connection); ``init`` before
+    ``write_cmd`` before ``read_cmd`` when several are offered, and an offered ``init`` or
+    ``write_cmd`` holds back the commands after it in that order (``init`` waits until both
+    sides are idle). What concurrency could break is kept out by two waits at the decision:
 
     - a read of a connection waits while the write side still has to put bytes inside the
       read's range into the RAM (a read never returns bytes before they are written);
@@ -233,8 +235,9 @@ class StreamBuffer(wiring.Component):
         (no ``ranges`` field when ``max_ooo_ranges`` is 0). It shows the state as of the
         previous cycle: a command's effect is there one cycle after ``state_pending`` is low.
     state_pending : Out(1)
-        A command has been accepted and its decision is not yet in the state RAMs (it waits
-        for its decision, or is being decided); data may still be moving after that.
+        A command that may change the state has been accepted and its decision is not yet in
+        the state RAMs (it waits for its decision, or is being decided); data may still be
+        moving after that. A peek changes no state and does not count.
     busy : Out(1)
         A data phase is in progress on either side: a write's beats still to come or its
         last word still to be written, or a read's words and beats still to go out.
@@ -376,12 +379,17 @@ class StreamBuffer(wiring.Component):
         r_streaming = r_data != _ReadData.IDLE
         write_resp_free = ~self.write_resp.valid | self.write_resp.ready
         read_resp_free = ~self.read_resp.valid | self.read_resp.ready
-        # A side waiting at its decision holds every later command back.
+        # A write waiting at its decision holds every later command back; a read waiting at
+        # its decision (for bytes still to be written) holds back the writes of its own
+        # connection, which could change what it reads; a write of another connection goes
+        # on (it may be the very write whose turn comes before those bytes').
         w_waits = (w_step == _WriteStep.DECIDE) & ~w_decides
         r_waits = (r_step == _ReadStep.DECIDE) & ~r_decides
+        r_conn = Signal(conn_bits)
+        r_holds_write = r_waits & (r_conn == self.write_cmd.payload.conn)
         init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle & ~r_streaming & ~rq_valid
         # the next write is decided while the beats of the one before still come (one waits)
-        write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_waits & ~q_valid
+        write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_holds_write & ~q_valid
         # one decided read may wait for the beats of the one before; a discard never waits
         read_ok = (~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_waits
                    & (~rq_valid | self.read_cmd.payload.discard))
@@ -482,7 +490,6 @@ class StreamBuffer(wiring.Component):
             m.d.sync += flush.eq(0)
 
         # ---- Read side -------------------------------------------------------------------
-        r_conn = Signal(conn_bits)
         r_skip = Signal(SKIP_BITS)
         r_end = Signal(READ_LENGTH_BITS + 1)           # length + skip, from the command
         r_peek = Signal()
@@ -706,7 +713,9 @@ class StreamBuffer(wiring.Component):
                     m.d.sync += rq_valid.eq(0)
 
         m.d.comb += [
-            self.state_pending.eq((w_step == _WriteStep.DECIDE) | (r_step == _ReadStep.DECIDE)),
+            # (a peek changes no state: one waiting for its bytes does not hold the query back)
+            self.state_pending.eq((w_step == _WriteStep.DECIDE)
+                                  | ((r_step == _ReadStep.DECIDE) & ~r_peek)),
             self.busy.eq(w_pending | q_valid | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),
         ]
