@@ -319,8 +319,8 @@ def shortfalls(report) -> list[str]:
         emit = row["engine_steps"].get("EMIT", 0)
         if emit:
             line += (f"; the engine waits in EMIT {emit:g} clocks per segment for the send ring's "
-                     f"read side (one segment's payload at a time) and holds every other event "
-                     f"meanwhile")
+                     f"read side (one segment's read streaming, one decided ahead) or the "
+                     f"framer's header queue, and holds every other event meanwhile")
         if row["min_gap_cycles"]:
             line += f"; at least {row['min_gap_cycles']} idle clocks between frames"
         lines.append(line + ".")
