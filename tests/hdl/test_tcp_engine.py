@@ -391,6 +391,74 @@ def test_host_command_ranges(data_width):
 
 
 @pytest.mark.parametrize("data_width", [64, 8])
+def test_host_commands_overlap_write_data(data_width):
+    """The next host command is taken while a WRITE's bytes still move into the send ring:
+    a POLL is answered meanwhile, a second WRITE's bytes follow the first's into the ring, a
+    WRITE to a slot past the last has its bytes drained after them, a READ finds nothing; and
+    the segments carry both writes' bytes in order, as the model sends them. The host feeds
+    its data one beat every other clock, behind the commands."""
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
+    first, second, forged = bytes(range(200)), bytes(range(100, 220)), b"forged!!"
+    commands = [(dict(op=HostOp.WRITE, conn=1), first),
+                (dict(op=HostOp.POLL, conn=1), b""),
+                (dict(op=HostOp.WRITE, conn=1), second),
+                (dict(op=HostOp.WRITE, conn=5), forged),
+                (dict(op=HostOp.READ, conn=1, length=10), b"")]
+
+    async def bench(ctx):
+        b = await connected(ctx, dut, data_width, tcb, Checked().same, peer_window=0)
+        await b.grant(conn=1, pid=1)
+        beats = [beat for _, data in commands if data for beat in frame_to_beats(data, data_width)]
+        first_beats = len(frame_to_beats(first, data_width))
+        taken, answers, beats_taken, poll_taken_at = 0, [], 0, None
+        clock = 0
+        while len(answers) < len(commands) or beats_taken < len(beats):
+            if taken < len(commands):
+                fields, data = commands[taken]
+                ctx.set(dut.host_cmd.payload, {"pid": 1, "nonblock": 1, "length": len(data),
+                                               **fields})
+            ctx.set(dut.host_cmd.valid, taken < len(commands))
+            offer = beats_taken < len(beats) and clock % 2 == 0
+            if offer:
+                d, k, last = beats[beats_taken]
+                ctx.set(dut.host_wdata.payload, {"data": d, "keep": k, "last": last})
+            ctx.set(dut.host_wdata.valid, offer)
+            c_ready, w_ready, r_valid, r_payload = await b.cycle(
+                dut.host_cmd.ready, dut.host_wdata.ready, dut.host_rsp.valid, dut.host_rsp.payload)
+            if c_ready and taken < len(commands):
+                if commands[taken][0]["op"] == HostOp.POLL:
+                    poll_taken_at = beats_taken
+                taken += 1
+            if offer and w_ready:
+                beats_taken += 1
+            if r_valid:
+                answers.append((Errno(r_payload.status), r_payload.count))
+            clock += 1
+            assert clock < 20_000, "host commands not answered"
+        ctx.set(dut.host_cmd.valid, 0)
+        ctx.set(dut.host_wdata.valid, 0)
+        await b.settle()
+        assert poll_taken_at is not None and poll_taken_at < first_beats, \
+            "the POLL waited for the first WRITE's bytes"
+        assert [a[0] for a in answers] == [Errno.OK, Errno.OK, Errno.OK, Errno.EBADF,
+                                           Errno.EAGAIN]
+        assert (answers[0][1], answers[2][1]) == (tcb.send(first), tcb.send(second))
+        # the peer opens its window: both writes' bytes go out, as the model sends them
+        ack = TcpSegment(80, LOCAL[1], 5001, 1001, TcpFlag.ACK, 3000)
+        await b.receive(ack)
+        tcb.process(ack, 0)
+        sent = b.take()
+        assert sent == [model_view(s) for s in tcb.dispatch(0)]
+        assert b"".join(s[4] for s in sent) == first + second
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("data_width", [64, 8])
 def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
     """Issue 14, items 5 to 7: SYN-RECEIVED answers with a pure ACK (a retransmitted SYN with
     the SYN-ACK), TIME-WAIT ACKs data and FINs and restarts 2 MSL as Linux does, and a
