@@ -673,10 +673,10 @@ class TcpEngine(wiring.Component):
                         m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1),
                                      rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
                         goto(EngineStep.LATCH)
-                with m.Elif(self.host_cmd.valid):
-                    # (taken while a WRITE's bytes still move into the send ring: a READ or
-                    # POLL needs none of them; another WRITE's bytes follow them into the
-                    # ring, or are drained or go to the framer only once they are in)
+                with m.Elif(self.host_cmd.valid
+                            & (~wdata_to_ring | (self.host_cmd.payload.op != HostOp.WRITE))):
+                    # (a WRITE's bytes still moving into the send ring hold the next WRITE,
+                    # whose bytes come after them, but not a command without data)
                     m.d.comb += self.host_cmd.ready.eq(1)
                     m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
                                  ev.eq(_Event.HOST)]
@@ -1509,11 +1509,10 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.UDP_SEND_PAYLOAD)
 
             with m.Case(EngineStep.UDP_SEND_PAYLOAD):
-                # the header goes to the framer once earlier send-ring reads are out and an
-                # earlier WRITE's bytes are in the send ring; then the host's bytes flow
-                # straight into the framer's payload buffer
+                # the header goes to the framer once earlier send-ring reads are out; then the
+                # host's bytes flow straight into the framer's payload buffer
                 with m.If(~hdr_sent):
-                    with m.If((framer_reads == 0) & ~wdata_to_ring):
+                    with m.If(framer_reads == 0):
                         m.d.comb += tx_headers.w_en.eq(1)
                         with m.If(tx_headers.w_rdy):
                             m.d.sync += [hdr_sent.eq(1), wdata_to_framer.eq(e_len != 0)]

@@ -392,11 +392,11 @@ def test_host_command_ranges(data_width):
 
 @pytest.mark.parametrize("data_width", [64, 8])
 def test_host_commands_overlap_write_data(data_width):
-    """The next host command is taken while a WRITE's bytes still move into the send ring:
-    a POLL is answered meanwhile, a second WRITE's bytes follow the first's into the ring, a
-    WRITE to a slot past the last has its bytes drained after them, a READ finds nothing; and
-    the segments carry both writes' bytes in order, as the model sends them. The host feeds
-    its data one beat every other clock, behind the commands."""
+    """A command without data is taken while a WRITE's bytes still move into the send ring
+    (a POLL is answered meanwhile); a second WRITE's bytes follow the first's into the ring,
+    a WRITE to a slot past the last has its bytes drained after them, a READ finds nothing;
+    and the segments carry both writes' bytes in order, as the model sends them. The host
+    feeds its data one beat every other clock, behind the commands."""
     dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
     first, second, forged = bytes(range(200)), bytes(range(100, 220)), b"forged!!"
