@@ -351,6 +351,18 @@ class Bench:
         self.conns.append(conn)
         return conn
 
+    def send_again(self, frames: list[bytes], conns: list[Conn]):
+        """The peer sends `frames` (not delivered in order) again, one at a time, and every
+        connection of `conns` is read to what the peer sent (not measured)."""
+        for frame in frames:
+            self.host.receive_frame(frame)
+        for conn in conns:
+            if conn.read != conn.sent:
+                self.drain(conn)
+            if conn.read != conn.sent:
+                raise AssertionError(f"connection {conn.index}: {conn.sent - conn.read} bytes "
+                                     f"missing after the peer sent them again")
+
     def drain(self, conn: Conn) -> int:
         """Read everything readable on `conn` (checked against what the peer sent)."""
         got = 0
@@ -414,16 +426,7 @@ class Bench:
                 segments=count - dropped)
             engine_steps.update(probe.engine_steps)
             dispatch_steps.update(probe.dispatch_steps)
-            # the peer sends again, one at a time, what was not delivered (not measured)
-            for (conn, _), frame, ok in zip(placed, frames, in_order):
-                if not ok:
-                    self.host.receive_frame(frame)
-            for conn in conns:
-                if conn.read != conn.sent:
-                    self.drain(conn)
-                if conn.read != conn.sent:
-                    raise AssertionError(f"connection {conn.index}: {conn.sent - conn.read} "
-                                         f"bytes missing after the peer sent them again")
+            self.send_again([f for f, ok in zip(frames, in_order) if not ok], conns)
         diff = {k: v - before[k] for k, v in self.counters().items()}
         port = size - FCS_BYTES
         cycles, segments = totals["cycles"], max(totals["segments"], 1)
@@ -774,15 +777,7 @@ class Bench:
         for conn in rx_conns:
             self.drain(conn)
         in_order = [conn.read >= end for conn, end, _ in frames]
-        for (conn, _, frame), ok in zip(frames, in_order):   # sent again, not measured
-            if not ok:
-                self.host.receive_frame(frame)
-        for conn in rx_conns:
-            if conn.read != conn.sent:
-                self.drain(conn)
-            if conn.read != conn.sent:
-                raise AssertionError(f"connection {conn.index}: {conn.sent - conn.read} bytes "
-                                     f"missing after the peer sent them again")
+        self.send_again([frame for (_, _, frame), ok in zip(frames, in_order) if not ok], rx_conns)
         start = min(probe.rx[0], probe.host_cmds[0])
         rx_end = probe.ring[-1]
         data_ends = [f[1] for f, (kind, _) in zip(probe.tx_frames, frames_out) if kind == "data"]
