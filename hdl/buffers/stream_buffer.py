@@ -188,9 +188,9 @@ class StreamBuffer(wiring.Component):
     side, too, decides its next read while the beats of the one before still go out (one
     decided read waits; its words are fetched after the last beat of the one before, so two
     reads' beats are 2 cycles apart): a send ring takes the next segment's read, a receive ring
-    the next host read, while this one streams. The sides
-    overlap: a write's beats and a read's beats move in the same clocks, and either side takes
-    its next command while the other moves data.
+    the next host read, while this one streams. The sides overlap: a write's beats and a
+    read's beats move in the same clocks, and either side takes its next command while the
+    other moves data.
 
     Parameters
     ----------
@@ -208,8 +208,9 @@ class StreamBuffer(wiring.Component):
     write_cmd : In(stream.Signature(WriteCommand))
         ``conn``, ``offset`` (stream offset of the first byte), ``length`` (bytes that
         follow on ``write_data``), ``reserve`` (ring bytes withheld from the window; 0: none).
-        The decision is made from the command alone. Accepted
-        only when the previous write's beats are in and its response taken.
+        The decision is made from the command alone. Accepted when the previous write's
+        response is taken and no decided write still waits for its beats (one write is
+        decided while the beats of the one before still come).
     write_data : In(stream.Signature(FrameBeat))
         ``ceil(length / (data_width // 8))`` beats, packed from lane 0; ``length`` rules,
         ``keep`` and ``last`` are not checked.
