@@ -31,7 +31,7 @@ from typing import Callable
 from amaranth.asserts import AnyConst, AnySeq
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, ResetSignal, Signal, Value
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In
 
 from hdl.buffers.stream_buffer import StreamBuffer
@@ -300,30 +300,41 @@ class StreamBufferHarness(_Harness):
         beats_left = Signal(32)      # beats the read still owes
         next_at = Signal(32)         # stream offset of its next beat
         tracked = Signal()           # the read is of `conn`
-        # a read answered while those beats still go out (the buffer decides one read ahead;
-        # its beats follow)
-        rq_left = Signal(32)
-        rq_at = Signal(32)
-        rq_tracked = Signal()
-        rq_valid = Signal()
+        # the reads answered while those beats still go out, oldest first (the buffer decides
+        # up to `read_queue` reads ahead; their beats follow in order)
+        depth = dut.read_queue
+        waiting = data.StructLayout({"left": 32, "at": 32, "tracked": 1})
+        rq = [Signal(waiting, name=f"rq{i}") for i in range(depth)]
+        rq_count = Signal(range(depth + 1))
         count = dut.read_resp.payload.count
+        rq_pop = _fire(dut.read_data) & (beats_left == 1) & (rq_count != 0)
         with m.If(_fire(dut.read_data)):
             m.d.sync += [beats_left.eq(beats_left - 1), next_at.eq(next_at + 1)]
-            with m.If((beats_left == 1) & rq_valid):
-                m.d.sync += [beats_left.eq(rq_left), next_at.eq(rq_at), tracked.eq(rq_tracked),
-                             rq_valid.eq(0)]
+            with m.If(rq_pop):
+                m.d.sync += [beats_left.eq(rq[0].left), next_at.eq(rq[0].at),
+                             tracked.eq(rq[0].tracked)]
         reads_done = (beats_left == 0) | ((beats_left == 1) & _fire(dut.read_data))
+        rq_push = Signal()
         with m.If(read_resp_new):
             # a discard sends nothing; a read with data sends its beats after those of the
-            # reads answered before it, and at most one waits for them
+            # reads answered before it, and at most `read_queue` wait for them
             with m.If(~r_cmd.discard & (count != 0)):
-                with m.If(reads_done & ~rq_valid):
+                with m.If(reads_done & (rq_count == 0)):
                     m.d.sync += [beats_left.eq(count), next_at.eq(head + r_cmd.skip),
                                  tracked.eq(r_cmd.conn == conn)]
                 with m.Else():
-                    m.d.comb += Assert(~rq_valid, "a read answered while two reads' data waits")
-                    m.d.sync += [rq_left.eq(count), rq_at.eq(head + r_cmd.skip),
-                                 rq_tracked.eq(r_cmd.conn == conn), rq_valid.eq(1)]
+                    m.d.comb += [rq_push.eq(1),
+                                 Assert(rq_count - rq_pop < depth,
+                                        "a read answered while read_queue reads' data waits")]
+        fill = rq_count - rq_pop
+        for i, entry in enumerate(rq):
+            with m.If(rq_push & (fill == i)):
+                m.d.sync += [entry.left.eq(count), entry.at.eq(head + r_cmd.skip),
+                             entry.tracked.eq(r_cmd.conn == conn)]
+            with m.Elif(rq_pop & (i + 1 < depth)):
+                m.d.sync += entry.eq(rq[min(i + 1, depth - 1)])
+        m.d.sync += rq_count.eq(rq_count + rq_push - rq_pop)
+        with m.If(read_resp_new):
             with m.If(r_cmd.conn == conn):
                 m.d.comb += Assert(count == expect, "read count is not min(length, readable - skip)")
                 with m.If(~r_cmd.peek):
@@ -347,6 +358,7 @@ class CorruptStreamBuffer(wiring.Component):
     def __init__(self, **kwargs):
         self.inner = StreamBuffer(**kwargs)
         self.data_width, self.ring_bytes = self.inner.data_width, self.inner.ring_bytes
+        self.read_queue = self.inner.read_queue
         super().__init__(dict(self.inner.signature.members))
 
     def elaborate(self, platform):
@@ -465,7 +477,8 @@ def _access(props, flaw=None):
 
 def _buffer(props, cls=StreamBuffer, **kwargs):
     return lambda: StreamBufferHarness(
-        cls(data_width=8, connections=2, ring_bytes=4, max_ooo_ranges=1), props, **kwargs)
+        cls(data_width=8, connections=2, ring_bytes=4, max_ooo_ranges=1, read_queue=2), props,
+        **kwargs)
 
 
 def _sockets(props, cls=SocketTable):
@@ -477,9 +490,10 @@ PROOFS = {p.name: p for p in [
           _access("handshake"), "prove", 4, quick=True),
     Proof("access_table_grants", "access table (4 x 4): allowed exactly for granted pairs, "
           "results in order, one per check", _access("grants"), "bmc", 30, quick=True),
-    Proof("stream_buffer_handshake", "stream buffer (8 bit, 2 conn, 4-byte rings): "
+    Proof("stream_buffer_handshake", "stream buffer (8 bit, 2 conn, 4-byte rings, 2 reads queued): "
           "write_resp, read_resp, read_data keep valid/ready", _buffer("handshake"), "prove", 4, quick=True),
-    Proof("stream_buffer_bytes", "stream buffer (8 bit, 2 conn, 4-byte rings, 1 range): "
+    Proof("stream_buffer_bytes", "stream buffer (8 bit, 2 conn, 4-byte rings, 1 range, "
+          "2 reads queued): "
           "bytes in order, never more than in, unread never overwritten",
           _buffer("bytes", max_length=6), "bmc", 11),
     Proof("socket_table_handshake", "socket table (16 entries): result, rsp keep valid/ready",

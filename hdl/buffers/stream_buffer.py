@@ -185,10 +185,11 @@ class StreamBuffer(wiring.Component):
     ``discard`` set, or whose ``count`` is 0, takes 2 cycles (command, decision) however
     far it moves ``head``, and is taken and decided while the beats of a read before it still
     go out (a send ring releases acknowledged bytes while it sends the next segment). The read
-    side, too, decides its next read while the beats of the one before still go out (one
-    decided read waits; its words are fetched after the last beat of the one before, so two
-    reads' beats are 2 cycles apart): a send ring takes the next segment's read, a receive ring
-    the next host read, while this one streams. The sides overlap: a write's beats and a
+    side, too, decides its next reads while the beats of the one before still go out (up to
+    ``read_queue`` decided reads wait, in order; each one's words are fetched after the last
+    beat of the one before, so two reads' beats are 2 cycles apart): a send ring takes the
+    next segments' reads, a receive ring the next host reads, while this one streams, and
+    whoever issues them need not wait for the data port. The sides overlap: a write's beats and a
     read's beats move in the same clocks, and either side takes its next command while the
     other moves data.
 
@@ -202,6 +203,10 @@ class StreamBuffer(wiring.Component):
         Bytes of ring per connection, a power of two, at least ``data_width // 8``.
     max_ooo_ranges : int
         Out-of-order ranges held per connection (0 refuses every write beyond ``tail``).
+    read_queue : int
+        Decided reads that may wait for the beats of those before them (at least 1). Each
+        is a register the write side checks (a write waits while it would fill a waiting
+        read's slots), so it costs a comparator per entry.
 
     Members
     -------
@@ -245,11 +250,14 @@ class StreamBuffer(wiring.Component):
     write_busy : Out(1)
         The write side still takes beats of an accepted write on ``write_data`` (its
         response may already have been given).
+    write_queued : Out(1)
+        A decided write waits for the beats of the one before: no write command is taken
+        until they have come (until then one is taken within two cycles).
     refused_count : Out(32)
         Writes refused for want of a range slot, all connections together.
     """
 
-    def __init__(self, data_width, connections, ring_bytes, max_ooo_ranges=1):
+    def __init__(self, data_width, connections, ring_bytes, max_ooo_ranges=1, read_queue=1):
         check_data_width(data_width)
         if not isinstance(connections, int) or connections < 1 or connections & (connections - 1):
             raise TypeError(f"Connection count must be a positive power of two, not {connections!r}")
@@ -261,10 +269,13 @@ class StreamBuffer(wiring.Component):
         if not isinstance(max_ooo_ranges, int) or max_ooo_ranges < 0:
             raise TypeError(f"Out-of-order range count must be a non-negative integer, "
                             f"not {max_ooo_ranges!r}")
+        if not isinstance(read_queue, int) or read_queue < 1:
+            raise TypeError(f"Read queue depth must be a positive integer, not {read_queue!r}")
         self._data_width = data_width
         self._connections = connections
         self._ring_bytes = ring_bytes
         self._max_ooo_ranges = max_ooo_ranges
+        self._read_queue = read_queue
         conn_bits = max(exact_log2(connections), 1)     # no zero-width ports
         count_bits = ring_bytes.bit_length()
         beat = FrameBeat(data_width)
@@ -281,6 +292,7 @@ class StreamBuffer(wiring.Component):
             "state_pending": Out(1),
             "busy": Out(1),
             "write_busy": Out(1),
+            "write_queued": Out(1),
             "refused_count": Out(32),
         })
 
@@ -299,6 +311,10 @@ class StreamBuffer(wiring.Component):
     @property
     def max_ooo_ranges(self):
         return self._max_ooo_ranges
+
+    @property
+    def read_queue(self):
+        return self._read_queue
 
     def memory_bits(self):
         """(data RAM bits, state RAM bits)."""
@@ -374,7 +390,9 @@ class StreamBuffer(wiring.Component):
         q_valid = Signal()                             # a decided write waits for its beats
         w_decides = Signal()
         r_decides = Signal()
-        rq_valid = Signal()                            # a decided read waits for its words
+        rq_count = Signal(range(self._read_queue + 1))  # decided reads waiting for their words
+        rq_valid = rq_count != 0
+        rq_full = rq_count == self._read_queue
         w_idle = w_step == _WriteStep.WAIT_CMD
         r_idle = r_step == _ReadStep.WAIT_CMD
         r_streaming = r_data != _ReadData.IDLE
@@ -391,9 +409,10 @@ class StreamBuffer(wiring.Component):
         init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle & ~r_streaming & ~rq_valid
         # the next write is decided while the beats of the one before still come (one waits)
         write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_holds_write & ~q_valid
-        # one decided read may wait for the beats of the one before; a discard never waits
+        # `read_queue` decided reads may wait for the beats of those before; a discard never
+        # waits
         read_ok = (~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_waits
-                   & (~rq_valid | self.read_cmd.payload.discard))
+                   & (~rq_full | self.read_cmd.payload.discard))
         m.d.comb += [self.init.ready.eq(init_ok), self.write_cmd.ready.eq(write_ok),
                      self.read_cmd.ready.eq(read_ok)]
         with m.If(self.write_resp.ready):
@@ -523,8 +542,11 @@ class StreamBuffer(wiring.Component):
         r_from = Signal(32)                            # stream position of the read's first byte
         s_conn = Signal(conn_bits)                     # the connection whose beats go out
         r_last_beat = r_left <= L
-        r_queued = Signal(_ReadJob(conn_bits, count_bits))
-        r_decided = Signal.like(r_queued)
+        r_decided = Signal(_ReadJob(conn_bits, count_bits))
+        # the decided reads waiting, oldest first (registers: the write side checks each)
+        r_queued = [Signal.like(r_decided, name=f"r_queued{i}") for i in range(self._read_queue)]
+        rq_push = Signal()
+        rq_pop = Signal()
 
         def start_read(job):
             """The data path fetches `job`'s words from now on."""
@@ -535,31 +557,37 @@ class StreamBuffer(wiring.Component):
         m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], s_conn[:conn_lsbs])), drp.en.eq(0)]
 
         # ---- The two waits ---------------------------------------------------------------
-        # A read waits while the write side still has to put bytes of the read's range into
-        # the RAM: the read's bytes [r_skipped, r_advance) past head meet [w_keep_lo,
-        # w_keep_hi) of the write's connection while its beats or its last word are pending.
-        # Both ends of the write's range lie within R of head (it was clipped to the window
-        # of an earlier head, and a skipping or discarding read may have moved head past
-        # it since), so signed offsets from head one bit wider than the ring's compare them.
-        # Only the bytes not yet in the RAM count: those from the write's current word on
-        # (command byte `w_pos` and after; the words before it were written on earlier clocks),
-        # so a read of bytes the write has already put in goes ahead while the write goes on.
+        # A decided read's words are not fetched while the write side still has to put bytes
+        # of its range into the RAM: its bytes [start, start + count) meet [w_keep_lo,
+        # w_keep_hi) of the write's connection while its beats or its last word are pending,
+        # or those of the write decided ahead. (The read is decided, and answered, at once:
+        # its count is the bytes decided, in the RAM or not.) Both ends of a pending write's
+        # range lie within R of the read's first byte (a write decided before the read was
+        # clipped to the window of a head at or before it; one decided after it starts at a
+        # tail at or after the read's last byte and, by the other wait, ends within R of its
+        # first), so signed offsets from it one bit wider than the ring's compare them. Only
+        # the bytes not yet in the RAM count: those from the write's current word on (command
+        # byte `w_pos` and after; the words before it were written on earlier clocks), so a
+        # read of bytes the write has already put in goes ahead while the write goes on.
         w_pending = w_active | flush
-        keep_lo = (w_keep_lo - r_head)[:count_bits + 1].as_signed()
-        keep_hi = (w_keep_hi - r_head)[:count_bits + 1].as_signed()
         w_in_ram = Signal(count_bits)                  # stored bytes from w_keep_lo already in
+        stored = (w_keep_hi - w_keep_lo)[:count_bits]
         progress = w_pos - wr_lo
-        m.d.comb += w_in_ram.eq(Mux(progress <= 0, 0,
-                                    Mux(progress >= keep_hi - keep_lo, keep_hi - keep_lo, progress)))
-        unwritten_lo = keep_lo + w_in_ram
-        # a write decided ahead has put none of its bytes in yet
-        q_lo = (queued.keep_lo - r_head)[:count_bits + 1].as_signed()
-        q_hi = (queued.keep_hi - r_head)[:count_bits + 1].as_signed()
-        r_hazard = ~r_discard & (r_count != 0) & (
-            (w_pending & (d_conn == r_conn) & (unwritten_lo < keep_hi)
-             & (unwritten_lo < r_advance) & (r_skipped < keep_hi))
-            | (q_valid & (queued.conn == r_conn) & (q_lo < q_hi) & (q_lo < r_advance)
-               & (r_skipped < q_hi)))
+        m.d.comb += w_in_ram.eq(Mux(progress <= 0, 0, Mux(progress >= stored, stored, progress)))
+
+        def awaits_write(job):
+            """Bytes of decided read `job` are still to be put into the RAM."""
+            def offset(pos):
+                return (pos - job.start)[:count_bits + 1].as_signed()
+
+            def meets(lo, hi):
+                return (lo < hi) & (lo < job.count) & (hi > 0)
+
+            unwritten_lo = offset(w_keep_lo) + w_in_ram
+            # (a write decided ahead has put none of its bytes in yet)
+            return ((w_pending & (d_conn == job.conn) & meets(unwritten_lo, offset(w_keep_hi)))
+                    | (q_valid & (queued.conn == job.conn)
+                       & meets(offset(queued.keep_lo), offset(queued.keep_hi))))
         # A write waits while the read side streams, or has decided, a read of its connection
         # whose ring slots it would fill: the write stores up to tail + w_stop, and the slots
         # of the read's bytes from its first on come round again R later. (tail - first and
@@ -571,12 +599,13 @@ class StreamBuffer(wiring.Component):
 
         w_hazard = w_store & (
             (r_streaming & (s_conn == w_conn) & fills_slots_from(r_from))
-            | (rq_valid & (r_queued.conn == w_conn) & fills_slots_from(r_queued.start)))
+            | Cat((rq_count > i) & (job.conn == w_conn) & fills_slots_from(job.start)
+                  for i, job in enumerate(r_queued)).any())
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
-                     r_decides.eq((r_step == _ReadStep.DECIDE) & read_resp_free & ~r_hazard
-                                  & (r_discard | ~rq_valid))]
+                     r_decides.eq((r_step == _ReadStep.DECIDE) & read_resp_free
+                                  & (r_discard | ~rq_full))]
 
         # ---- Init: both sides idle, it writes both state RAMs ----------------------------
         with m.If(self.init.valid & init_ok):
@@ -672,15 +701,15 @@ class StreamBuffer(wiring.Component):
                     m.d.comb += [head_wp.addr.eq(r_conn), head_wp.data.eq(r_head + r_advance),
                                  head_wp.en.eq(~r_peek & (r_advance != 0))]
                     with m.If(~r_discard & (r_count != 0)):
-                        # its words are fetched next, or after the beats of the read before
-                        # (no other read waits then: see read_ok, and r_decides, which says
-                        # it again for a proof by induction)
+                        # its words are fetched next, or after the beats of the reads before
+                        # (the queue has room: see read_ok, and r_decides, which says it
+                        # again for a proof by induction)
                         m.d.comb += [r_decided.conn.eq(r_conn), r_decided.start.eq(r_start),
                                      r_decided.count.eq(r_count)]
-                        with m.If(~r_streaming):
+                        with m.If(~r_streaming & ~rq_valid & ~awaits_write(r_decided)):
                             start_read(r_decided)
                         with m.Else():
-                            m.d.sync += [r_queued.eq(r_decided), rq_valid.eq(1)]
+                            m.d.comb += rq_push.eq(1)
                     m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
 
         # ---- The read side's data path: the decided read's words, then its beats ---------
@@ -709,9 +738,18 @@ class StreamBuffer(wiring.Component):
                         m.d.sync += r_left.eq(0)
                         m.d.sync += r_data.eq(_ReadData.IDLE)
             with m.Case(_ReadData.IDLE):
-                with m.If(rq_valid):
-                    start_read(r_queued)
-                    m.d.sync += rq_valid.eq(0)
+                with m.If(rq_valid & ~awaits_write(r_queued[0])):
+                    start_read(r_queued[0])
+                    m.d.comb += rq_pop.eq(1)
+
+        # The queue shifts on a pop and takes a newly decided read at its end on a push.
+        rq_fill = rq_count - rq_pop
+        for i, job in enumerate(r_queued):
+            with m.If(rq_push & (rq_fill == i)):
+                m.d.sync += job.eq(r_decided)
+            with m.Elif(rq_pop & (i + 1 < len(r_queued))):
+                m.d.sync += job.eq(r_queued[min(i + 1, len(r_queued) - 1)])
+        m.d.sync += rq_count.eq(rq_count + rq_push - rq_pop)
 
         m.d.comb += [
             # (a peek changes no state: one waiting for its bytes does not hold the query back)
@@ -719,5 +757,6 @@ class StreamBuffer(wiring.Component):
                                   | ((r_step == _ReadStep.DECIDE) & ~r_peek)),
             self.busy.eq(w_pending | q_valid | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),
+            self.write_queued.eq(q_valid),
         ]
         return m

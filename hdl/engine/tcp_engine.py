@@ -26,11 +26,15 @@ from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
 
-__all__ = ["EngineStep", "TcpEngine", "TX_HEADER_QUEUE_DEPTH"]
+__all__ = ["EngineStep", "TcpEngine", "TX_HEADER_QUEUE_DEPTH", "RING_READ_QUEUE_DEPTH"]
 
 #: Segment headers the engine may emit ahead of the framer (each frame's header is taken as
 #: the frame before it starts out).
 TX_HEADER_QUEUE_DEPTH = 4
+#: Decided reads each ring holds behind the one whose beats go out
+#: (:attr:`StreamBuffer.read_queue`): a host READ, or a segment's payload, is handed over
+#: without waiting for the data port to finish the reads before it.
+RING_READ_QUEUE_DEPTH = 4
 
 
 class EngineStep(enum.Enum, shape=7):
@@ -297,8 +301,9 @@ class TcpEngine(wiring.Component):
         record_beats = UDP_RECORD_BYTES // L
 
         # ----- storage -------------------------------------------------------------------
-        m.submodules.rx_ring = rx_ring = StreamBuffer(W, N, R, P.max_ooo_ranges)
-        m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0)
+        m.submodules.rx_ring = rx_ring = StreamBuffer(W, N, R, P.max_ooo_ranges,
+                                                      read_queue=RING_READ_QUEUE_DEPTH)
+        m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0, read_queue=RING_READ_QUEUE_DEPTH)
         m.submodules.access = access = AccessTable(connections=N, processes=self._processes)
         wiring.connect(m, wiring.flipped(self.access_control), access.control)
         m.d.comb += [self.access_done.eq(access.done), self.rx_refused.eq(rx_ring.refused_count)]
@@ -1509,10 +1514,11 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.UDP_SEND_PAYLOAD)
 
             with m.Case(EngineStep.UDP_SEND_PAYLOAD):
-                # the header goes to the framer once earlier send-ring reads are out; then the
-                # host's bytes flow straight into the framer's payload buffer
+                # the header goes to the framer once earlier send-ring reads are out (and the
+                # bytes of an earlier WRITE are in the send ring); then the host's bytes flow
+                # straight into the framer's payload buffer
                 with m.If(~hdr_sent):
-                    with m.If(framer_reads == 0):
+                    with m.If((framer_reads == 0) & ~wdata_to_ring):
                         m.d.comb += tx_headers.w_en.eq(1)
                         with m.If(tx_headers.w_rdy):
                             m.d.sync += [hdr_sent.eq(1), wdata_to_framer.eq(e_len != 0)]

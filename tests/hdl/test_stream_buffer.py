@@ -130,10 +130,10 @@ def frame_beat_checker(lanes):
 
 
 def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_ranges=1,
-             in_pauses=(), out_pauses=(), timeout=2_000):
+             in_pauses=(), out_pauses=(), timeout=2_000, read_queue=1):
     """Run `program` on the hardware and compare everything with the model."""
     exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
-    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges)
+    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges, read_queue)
     got_write, got_read, got_frames, got_queries, done = [], [], [], [], []
     lanes = data_width // 8
 
@@ -222,6 +222,7 @@ WIDTHS = pytest.mark.parametrize("data_width", [8, 64])
     ({"ring_bytes": 48}, "Ring size must be a power of two from 8 to 2**30 bytes, not 48"),
     ({"ring_bytes": 4}, "Ring size must be a power of two from 8 to 2**30 bytes, not 4"),
     ({"max_ooo_ranges": -1}, "Out-of-order range count must be a non-negative integer, not -1"),
+    ({"read_queue": 0}, "Read queue depth must be a positive integer, not 0"),
 ])
 def test_constructor_checks(kwargs, error):
     args = {"data_width": 64, "connections": 4, "ring_bytes": 64, **kwargs}
@@ -571,15 +572,15 @@ def concrete(drawn, connections, ring_bytes, max_ooo_ranges):
 
 
 PAUSES = st.lists(st.booleans(), max_size=5).map(lambda p: p + [False])   # never stuck
-CONFIGS = [(8, 2), (64, 1), (64, 3)]
+CONFIGS = [(8, 2, 3), (64, 1, 1), (64, 3, 4)]      # width, ranges, read queue
 
 
 def check_random(config, drawn, in_pauses, out_pauses, connections=8, ring_bytes=32):
-    data_width, max_ooo_ranges = config
+    data_width, max_ooo_ranges, read_queue = config
     program = concrete(drawn, connections, ring_bytes, max_ooo_ranges)
     simulate(program, data_width=data_width, connections=connections, ring_bytes=ring_bytes,
              max_ooo_ranges=max_ooo_ranges, in_pauses=tuple(in_pauses),
-             out_pauses=tuple(out_pauses))
+             out_pauses=tuple(out_pauses), read_queue=read_queue)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -590,7 +591,7 @@ def test_random_against_model(config, drawn, in_pauses, out_pauses):
 
 
 @pytest.mark.campaign
-@pytest.mark.parametrize("config", CONFIGS + [(8, 0), (64, 0), (8, 1)])
+@pytest.mark.parametrize("config", CONFIGS + [(8, 0, 1), (64, 0, 2), (8, 1, 1)])
 @settings(max_examples=300)
 @given(drawn=programs(8, 32, 120), in_pauses=PAUSES, out_pauses=PAUSES)
 def test_random_campaign(config, drawn, in_pauses, out_pauses):
@@ -600,12 +601,12 @@ def test_random_campaign(config, drawn, in_pauses, out_pauses):
 # Writes and reads at once -------------------------------------------------------------------
 
 def simulate_concurrent(inits, writes, reads, data_width, connections, ring_bytes,
-                        max_ooo_ranges=1, seed=0, timeout=20_000):
+                        max_ooo_ranges=1, seed=0, timeout=20_000, read_queue=1):
     """Writes (with their beats) from one thread and reads from another, all at once, with
     every valid and ready randomly stalled. The order in which the hardware accepted the
     commands is the order the model replays; responses, read bytes and the final states must
     be the model's. Returns the clocks the run took."""
-    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges)
+    dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges, read_queue)
     rng = random.Random(seed)
     stalls = [tuple(rng.random() < p for _ in range(rng.randrange(3, 9))) + (False,)
               for p in (0.2, 0.3, 0.3, 0.3, 0.3, 0.2)]
@@ -729,9 +730,11 @@ def concurrent_program(seed, connections, ring_bytes, n=60):
 @pytest.mark.parametrize("connections", [1, 2])
 def test_concurrent_against_model(data_width, seed, connections):
     """One thread writes while another reads (one or two connections: every hazard is on
-    the same connection), stalls everywhere; the acceptance order replayed on the model."""
+    the same connection), stalls everywhere; the acceptance order replayed on the model.
+    Odd seeds let three decided reads wait behind the one streaming."""
     inits, writes, reads = concurrent_program(seed, connections, 64)
-    simulate_concurrent(inits, writes, reads, data_width, connections, 64, seed=seed)
+    simulate_concurrent(inits, writes, reads, data_width, connections, 64, seed=seed,
+                        read_queue=1 + 2 * (seed % 2))
 
 
 @pytest.mark.campaign
@@ -740,7 +743,7 @@ def test_concurrent_against_model(data_width, seed, connections):
 def test_concurrent_campaign(data_width, seed):
     inits, writes, reads = concurrent_program(seed, 1 + seed % 3 // 2, 32, n=150)
     simulate_concurrent(inits, writes, reads, data_width, 1 + seed % 3 // 2, 32,
-                        max_ooo_ranges=seed % 3, seed=seed)
+                        max_ooo_ranges=seed % 3, seed=seed, read_queue=1 + seed % 4)
 
 
 def overlap_clocks(data_width, same_conn, peek):
@@ -811,6 +814,108 @@ def test_write_and_read_overlap(data_width, same_conn, peek):
     clocks = overlap_clocks(data_width, same_conn, peek)
     # the read is taken a clock after the write, then 4 clocks to its first beat, 64 beats
     assert clocks == 1 + 4 + 64, clocks
+
+
+@WIDTHS
+@pytest.mark.parametrize("read_queue", [1, 3])
+def test_reads_decided_while_data_port_stalls(data_width, read_queue):
+    """With nobody taking `read_data`, one read streams (stalled) and `read_queue` decided
+    reads wait behind it: that many more commands are taken and answered at once, the next
+    waits for the data port (the host's READ does not wait for the beats before it); then the
+    beats come out in command order."""
+    lanes = data_width // 8
+    chunk = 4 * lanes
+    reads = read_queue + 2
+    dut = StreamBuffer(data_width, 1, 64 * lanes, read_queue=read_queue)
+    data = bytes(random.Random(5).randrange(256) for _ in range(reads * chunk))
+    result = {}
+
+    async def bench(ctx):
+        ctx.set(dut.read_resp.ready, 1)
+        ctx.set(dut.write_resp.ready, 1)
+        await send_cmd(ctx, dut.init, {"conn": 0, "offset": 0}, pause_iter(()))
+        await send_cmd(ctx, dut.write_cmd, {"conn": 0, "offset": 0, "length": len(data)},
+                       pause_iter(()))
+        await send_frame(ctx, dut.write_data, data, data_width)
+        while ctx.get(dut.busy) or ctx.get(dut.state_pending):
+            await ctx.tick()
+        answered = 0
+        for _ in range(reads):
+            ctx.set(dut.read_cmd.valid, 1)
+            ctx.set(dut.read_cmd.payload, {"conn": 0, "length": chunk})
+            for _ in range(20):
+                _, _, ready, resp = await ctx.tick().sample(dut.read_cmd.ready, dut.read_resp.valid)
+                answered += resp
+                if ready:
+                    break
+            else:
+                break
+            ctx.set(dut.read_cmd.valid, 0)
+            for _ in range(3):
+                _, _, resp = await ctx.tick().sample(dut.read_resp.valid)
+                answered += resp
+        ctx.set(dut.read_cmd.valid, 0)
+        result["answered"] = answered
+        ctx.set(dut.read_data.ready, 1)
+        got = bytearray()
+        while len(got) < answered * chunk:
+            _, _, valid, payload = await ctx.tick().sample(dut.read_data.valid, dut.read_data.payload)
+            if valid:
+                got += payload.data.to_bytes(lanes, "little")[:payload.keep.bit_length()]
+        result["got"] = bytes(got)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # one streaming, `read_queue` waiting; the next is not taken while the data port stalls
+    assert result["answered"] == 1 + read_queue
+    assert result["got"] == data[:(1 + read_queue) * chunk]
+
+
+@WIDTHS
+def test_read_answered_before_its_bytes_land(data_width):
+    """A read of bytes whose write is decided but whose beats have not come is decided and
+    answered at once (`state_pending` low: the engine goes on); its beats follow the write's
+    and carry the written bytes."""
+    lanes = data_width // 8
+    n = 8 * lanes
+    dut = StreamBuffer(data_width, 2, 64 * lanes, read_queue=2)
+    data = bytes(random.Random(6).randrange(256) for _ in range(n))
+    result, frames = {}, []
+
+    async def bench(ctx):
+        for port in (dut.read_resp, dut.write_resp):
+            ctx.set(port.ready, 1)
+        await send_cmd(ctx, dut.init, {"conn": 1, "offset": 0}, pause_iter(()))
+        await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": 0, "length": n}, pause_iter(()))
+        # one beat in, the rest held back
+        await send_frame(ctx, dut.write_data, data[:lanes], data_width)
+        await send_cmd(ctx, dut.read_cmd, {"conn": 1, "length": n}, pause_iter(()))
+        clocks = 0
+        while True:
+            _, _, answered = await ctx.tick().sample(dut.read_resp.valid)
+            clocks += 1
+            if answered:
+                result["count"] = ctx.get(dut.read_resp.payload.count)
+                break
+            assert clocks < 10, "the read waited at its decision for the write's beats"
+        await ctx.tick().repeat(2)
+        result["pending"] = ctx.get(dut.state_pending)
+        result["early"] = list(frames)
+        await send_frame(ctx, dut.write_data, data[lanes:], data_width)
+        await ctx.tick().until(~dut.busy)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(collector(dut.read_data, frames, (), frame_beat_checker(lanes)),
+                      background=True)
+    sim.run()
+    assert result["count"] == n
+    assert not result["pending"]
+    assert result["early"] == []                    # no beat before its bytes were written
+    assert frames == [data]
 
 
 # Lint ----------------------------------------------------------------------------------------
