@@ -40,6 +40,7 @@ from tb import nic_run
 from tb.nic_run import SIMULATORS, NicConfig, build_verilog, run_module
 from tb.scenarios import NIC_POLICY
 from flow.tools import BUILD, simulator_env
+from hdl.engine.tcp_engine import RING_READ_QUEUE_DEPTH
 
 __all__ = ["FULL", "QUICK", "CLOCK_HZ", "gbps", "build", "run_benchmarks", "sim_speed",
            "model_throughput", "host_facts", "shortfalls", "report_tables", "report_markdown",
@@ -319,7 +320,7 @@ def shortfalls(report) -> list[str]:
         emit = row["engine_steps"].get("EMIT", 0)
         if emit:
             line += (f"; the engine waits in EMIT {emit:g} clocks per segment for the send ring's "
-                     f"read side (one segment's read streaming, one decided ahead) or the "
+                     f"read side (one segment's read streaming, {RING_READ_QUEUE_DEPTH} decided ahead) or the "
                      f"framer's header queue, and holds every other event meanwhile")
         if row["min_gap_cycles"]:
             line += f"; at least {row['min_gap_cycles']} idle clocks between frames"

@@ -164,14 +164,16 @@ class StreamBuffer(wiring.Component):
     decision (a waiting read holds back only the writes of its connection); ``init`` before
     ``write_cmd`` before ``read_cmd`` when several are offered, and an offered ``init`` or
     ``write_cmd`` holds back the commands after it in that order (``init`` waits until both
-    sides are idle). What concurrency could break is kept out by two waits at the decision:
+    sides are idle). What concurrency could break is kept out by two waits:
 
-    - a read of a connection waits while the write side still has to put bytes inside the
-      read's range into the RAM (a read never returns bytes before they are written);
-    - a write of a connection waits while the read side streams a read of it whose ring
-      slots the write would fill (released bytes are not overwritten while they go out: a
-      consuming read released its own, a discard decided while a peek streams may release
-      the peek's). A peek of bytes still held never holds a write back.
+    - a decided read's words are not fetched while the write side still has to put bytes
+      inside the read's range into the RAM (a read never returns bytes before they are
+      written; it is decided and answered at once, its count the bytes decided so far);
+    - a write of a connection waits at its decision while the read side streams, or holds
+      decided, a read of it whose ring slots the write would fill (released bytes are not
+      overwritten while they go out: a consuming read released its own, a discard decided
+      while a peek streams may release the peek's). A peek of bytes still held never holds
+      a write back.
 
     Timing: a write takes 2 cycles (command, decision) before its first beat is accepted,
     then one beat per clock; ``write_resp`` shows the cycle after the decision, while the
@@ -250,9 +252,6 @@ class StreamBuffer(wiring.Component):
     write_busy : Out(1)
         The write side still takes beats of an accepted write on ``write_data`` (its
         response may already have been given).
-    write_queued : Out(1)
-        A decided write waits for the beats of the one before: no write command is taken
-        until they have come (until then one is taken within two cycles).
     refused_count : Out(32)
         Writes refused for want of a range slot, all connections together.
     """
@@ -292,7 +291,6 @@ class StreamBuffer(wiring.Component):
             "state_pending": Out(1),
             "busy": Out(1),
             "write_busy": Out(1),
-            "write_queued": Out(1),
             "refused_count": Out(32),
         })
 
@@ -757,6 +755,5 @@ class StreamBuffer(wiring.Component):
                                   | ((r_step == _ReadStep.DECIDE) & ~r_peek)),
             self.busy.eq(w_pending | q_valid | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),
-            self.write_queued.eq(q_valid),
         ]
         return m

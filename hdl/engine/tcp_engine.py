@@ -83,7 +83,6 @@ class EngineStep(enum.Enum, shape=7):
     HOST_ACCESS_WAIT = 42
     HOST_DECODE = 43
     HOST_RESPOND = 44
-    HOST_DRAIN = 45
     HOST_READ = 46
     HOST_READ_DATA = 47
     HOST_WINDOW_UPDATE = 48
@@ -679,9 +678,13 @@ class TcpEngine(wiring.Component):
                                      rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
                         goto(EngineStep.LATCH)
                 with m.Elif(self.host_cmd.valid
-                            & (~wdata_to_ring | (self.host_cmd.payload.op != HostOp.WRITE))):
-                    # (a WRITE's bytes still moving into the send ring hold the next WRITE,
-                    # whose bytes come after them, but not a command without data)
+                            & ((~wdata_to_ring & ~wdata_drain)
+                               | (self.host_cmd.payload.op != HostOp.WRITE))):
+                    # (a WRITE's beats still moving into the send ring, or being drained, hold
+                    # the next WRITE, whose beats come after them, but not a command without
+                    # data. Taken at once, a WRITE would have the engine emit segments whose
+                    # bytes are still to come from the host: the framer would wait for them,
+                    # and the frames behind, the ACKs among them, with it.)
                     m.d.comb += self.host_cmd.ready.eq(1)
                     m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
                                  ev.eq(_Event.HOST)]
@@ -1245,19 +1248,13 @@ class TcpEngine(wiring.Component):
                         answer_ebadf()
 
             with m.Case(EngineStep.HOST_RESPOND):
-                # a WRITE whose surplus beats are drained answers once the ring has its own
-                may_answer = ~(drain_after & wdata_to_ring)
-                m.d.comb += [self.host_rsp.valid.eq(may_answer), self.host_rsp.payload.eq(rsp)]
-                with m.If(self.host_rsp.ready & may_answer):
+                # a WRITE's beats that no ring takes are drained in the background, after
+                # those the send ring still takes (see `wdata_to_ring`)
+                m.d.comb += [self.host_rsp.valid.eq(1), self.host_rsp.payload.eq(rsp)]
+                with m.If(self.host_rsp.ready):
+                    m.d.sync += step.eq(then)
                     with m.If(drain_after):
                         m.d.sync += wdata_drain.eq(1)
-                        goto(EngineStep.HOST_DRAIN)
-                    with m.Else():
-                        m.d.sync += step.eq(then)
-
-            with m.Case(EngineStep.HOST_DRAIN):
-                with m.If(~wdata_drain):
-                    m.d.sync += step.eq(then)
 
             with m.Case(EngineStep.HOST_DECODE):
                 is_tcp = t.kind == ConnKind.TCP
@@ -1515,10 +1512,10 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.UDP_SEND_PAYLOAD):
                 # the header goes to the framer once earlier send-ring reads are out (and the
-                # bytes of an earlier WRITE are in the send ring); then the host's bytes flow
+                # beats of an earlier WRITE are taken); then the host's bytes flow
                 # straight into the framer's payload buffer
                 with m.If(~hdr_sent):
-                    with m.If((framer_reads == 0) & ~wdata_to_ring):
+                    with m.If((framer_reads == 0) & ~wdata_to_ring & ~wdata_drain):
                         m.d.comb += tx_headers.w_en.eq(1)
                         with m.If(tx_headers.w_rdy):
                             m.d.sync += [hdr_sent.eq(1), wdata_to_framer.eq(e_len != 0)]
