@@ -17,6 +17,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from hdl.config import NIC_POLICY
+from hdl.engine.tcp_engine import RING_READ_QUEUE_DEPTH
 
 __all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
 
@@ -39,8 +40,10 @@ LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "
 BLOCKS = {
     "access_table": ("hdl.tables.access_table", "AccessTable", {"connections": 64, "processes": 64}),
     "socket_table": ("hdl.tables.socket_table", "SocketTable", {"entries": 1024}),
+    # as the reference NIC's receive ring
     "stream_buffer": ("hdl.buffers.stream_buffer", "StreamBuffer",
-                      {"data_width": 64, "connections": 64, "ring_bytes": 2048}),
+                      {"data_width": 64, "connections": 64, "ring_bytes": 2048,
+                       "read_queue": RING_READ_QUEUE_DEPTH}),
     "checksum": ("hdl.checksum", "Checksum", {"data_width": 64}),
     "classifier": ("hdl.rx.classifier", "Classifier", {"data_width": 64}),
     "frame_slicer": ("hdl.rx.frame_slicer", "FrameSlicer", {"data_width": 64}),

@@ -397,9 +397,9 @@ class StreamBuffer(wiring.Component):
         write_resp_free = ~self.write_resp.valid | self.write_resp.ready
         read_resp_free = ~self.read_resp.valid | self.read_resp.ready
         # A write waiting at its decision holds every later command back; a read waiting at
-        # its decision (for bytes still to be written) holds back the writes of its own
+        # its decision (for its answer to be taken) holds back the writes of its own
         # connection, which could change what it reads; a write of another connection goes
-        # on (it may be the very write whose turn comes before those bytes').
+        # on.
         w_waits = (w_step == _WriteStep.DECIDE) & ~w_decides
         r_waits = (r_step == _ReadStep.DECIDE) & ~r_decides
         r_conn = Signal(conn_bits)
@@ -750,7 +750,7 @@ class StreamBuffer(wiring.Component):
         m.d.sync += rq_count.eq(rq_count + rq_push - rq_pop)
 
         m.d.comb += [
-            # (a peek changes no state: one waiting for its bytes does not hold the query back)
+            # (a peek changes no state: one waiting at its decision does not hold the query back)
             self.state_pending.eq((w_step == _WriteStep.DECIDE)
                                   | ((r_step == _ReadStep.DECIDE) & ~r_peek)),
             self.busy.eq(w_pending | q_valid | r_streaming | rq_valid),

@@ -30,7 +30,7 @@ __all__ = ["EngineStep", "TcpEngine", "TX_HEADER_QUEUE_DEPTH", "RING_READ_QUEUE_
 
 #: Segment headers the engine may emit ahead of the framer (each frame's header is taken as
 #: the frame before it starts out).
-TX_HEADER_QUEUE_DEPTH = 4
+TX_HEADER_QUEUE_DEPTH = 8
 #: Decided reads each ring holds behind the one whose beats go out
 #: (:attr:`StreamBuffer.read_queue`): a host READ, or a segment's payload, is handed over
 #: without waiting for the data port to finish the reads before it.
