@@ -25,6 +25,8 @@ help:
 	@echo '                  shortest failing prefix random:SEED:K with the command that replays it;'
 	@echo '                  a summary (scenarios/hour) in build/sim/campaign/summary.md'
 	@echo '                  N=500 (seeds)  SEED=0 (the first)  SIM=verilator|icarus  WIDTH=64|8'
+	@echo '                  HOSTS="2*ssh=HOST//python=DIR/.venv/bin/python//chdir=DIR ..." more'
+	@echo '                  machines, each with a clone at this commit in DIR (see README)'
 	@echo '  make formal     SymbiYosys proofs (Boolector) of the access table, stream buffer and socket'
 	@echo '                  table, and the mutants that must fail; a summary table in build/formal/'
 	@echo '                  QUICK=1 (only the quick proofs, those the suite runs)'
@@ -98,12 +100,23 @@ synth: $(STAMP)
 # item per seed so that -n 2 shards them; the simulator is built once and shared. Verilator
 # unless SIM is given. A failing seed gets its first mismatch, pcapngs, a waveform and its
 # shortest failing prefix; the summary goes to build/sim/campaign/summary.md and .json.
+# More machines: HOSTS lists pytest-xdist gateways (--tx specs), each a machine with a clone
+# of this commit on which `make deps` has run; its workers share the seeds with the two local
+# ones. A remote worker inherits no environment, so the campaign's settings go with each
+# spec (//env:); it writes a failing seed's files into its own clone's build/sim/campaign/.
 N ?= 500
 SEED ?= 0
+HOSTS ?=
 CAMPAIGN_SIM := $(if $(filter file,$(origin SIM)),verilator,$(SIM))
+CAMPAIGN_ENV := NIC_CAMPAIGN_SEEDS=$(N) NIC_CAMPAIGN_FIRST=$(SEED) \
+  NIC_CAMPAIGN_SIM=$(CAMPAIGN_SIM) NIC_CAMPAIGN_WIDTH=$(WIDTH)
+NOTHING :=
+SPACE := $(NOTHING) $(NOTHING)
+CAMPAIGN_ENV_SPEC := $(subst $(SPACE),,$(foreach v,$(CAMPAIGN_ENV),//env:$(v)))
+CAMPAIGN_WORKERS := $(if $(strip $(HOSTS)),--dist load --tx 2*popen \
+  $(foreach h,$(HOSTS),--tx $(h)$(CAMPAIGN_ENV_SPEC)),-n 2)
 campaign: deps
-	NIC_CAMPAIGN_SEEDS=$(N) NIC_CAMPAIGN_FIRST=$(SEED) NIC_CAMPAIGN_SIM=$(CAMPAIGN_SIM) \
-	  NIC_CAMPAIGN_WIDTH=$(WIDTH) $(PY) -m pytest -n 2 --campaign -q -p no:cacheprovider \
+	$(CAMPAIGN_ENV) $(PY) -m pytest $(CAMPAIGN_WORKERS) --campaign -q -p no:cacheprovider \
 	  tests/test_campaign.py
 
 # Formal proofs (flow/formal.py): harnesses in Amaranth, proved with yowasp-sby and
