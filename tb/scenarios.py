@@ -440,7 +440,8 @@ def zero_window(r):
 @scenario()
 def udp(r):
     """Datagram boundaries kept; a short read truncates its datagram (the rest is gone);
-    MSG_PEEK; a connected socket takes only its peer's datagrams; sendto."""
+    MSG_PEEK; datagrams back to back; a connected socket takes only its peer's datagrams;
+    sendto."""
     p1 = r.dut.spawn()
     ufd = r.call(p1, "socket", "udp").value
     r.call(p1, "bind", ufd, ("0.0.0.0", 5353))
@@ -467,6 +468,14 @@ def udp(r):
     r.run(3)
     for _ in range(4):
         r.call(p1, "recvfrom", ufd, 1000, MSG_DONTWAIT)
+    # back to back on the wire: each record's header goes into the ring after the payload of
+    # the datagram before it, which may still be on its way from the slicer
+    r.inject_burst([build_udp_frame(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP,
+                                    UdpDatagram(1111, 5353, bytes([0x30 + i]) * n))
+                    for i, n in enumerate((1, 1, 9, 1))])
+    r.run(3)
+    for _ in range(4):
+        r.call(p1, "recvfrom", ufd, 100, MSG_DONTWAIT)
     # connected: only the peer's datagrams
     r.call(p1, "connect", ufd, (PEER_IP, 2222))
     r.call(peer, "sendto", pfd, b"not from 2222", (DUT_IP, 5353), side="peer")

@@ -1071,13 +1071,19 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.UDP_HEADER_CMD)
 
             with m.Case(EngineStep.UDP_HEADER_CMD):
-                m.d.comb += [rx_ring.write_cmd.valid.eq(1),
-                             rx_ring.write_cmd.payload.offset.eq(rxq.tail),
-                             rx_ring.write_cmd.payload.length.eq(UDP_RECORD_BYTES)]
-                with m.If(rx_ring.write_cmd.ready):
-                    # the ring takes the header's beats (`ring_hdr`) before its next command
-                    m.d.sync += ring_hdr.eq(1)
-                    goto(EngineStep.UDP_PAYLOAD_CMD)
+                # The header's beats come from the engine (`ring_hdr`), not from `rx_payload`:
+                # they may go only once the ring has taken the beats of the writes before
+                # (the ring decides a write while those of the one before still come, and
+                # takes whatever beats are offered in order: an earlier frame's payload on its
+                # way from the slicer would otherwise get this header's beats)
+                with m.If(~rx_ring.write_busy):
+                    m.d.comb += [rx_ring.write_cmd.valid.eq(1),
+                                 rx_ring.write_cmd.payload.offset.eq(rxq.tail),
+                                 rx_ring.write_cmd.payload.length.eq(UDP_RECORD_BYTES)]
+                    with m.If(rx_ring.write_cmd.ready):
+                        # the ring takes the header's beats before its next command's
+                        m.d.sync += ring_hdr.eq(1)
+                        goto(EngineStep.UDP_PAYLOAD_CMD)
 
             with m.Case(EngineStep.UDP_PAYLOAD_CMD):
                 m.d.comb += [rx_ring.write_cmd.valid.eq(1),
