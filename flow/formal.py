@@ -331,8 +331,9 @@ class StreamBufferHarness(_Harness):
             with m.If(rq_push & (fill == i)):
                 m.d.sync += [entry.left.eq(count), entry.at.eq(head + r_cmd.skip),
                              entry.tracked.eq(r_cmd.conn == conn)]
-            with m.Elif(rq_pop & (i + 1 < depth)):
-                m.d.sync += entry.eq(rq[min(i + 1, depth - 1)])
+            if i + 1 < depth:
+                with m.Elif(rq_pop):
+                    m.d.sync += entry.eq(rq[i + 1])
         m.d.sync += rq_count.eq(rq_count + rq_push - rq_pop)
         with m.If(read_resp_new):
             with m.If(r_cmd.conn == conn):

@@ -745,8 +745,9 @@ class StreamBuffer(wiring.Component):
         for i, job in enumerate(r_queued):
             with m.If(rq_push & (rq_fill == i)):
                 m.d.sync += job.eq(r_decided)
-            with m.Elif(rq_pop & (i + 1 < len(r_queued))):
-                m.d.sync += job.eq(r_queued[min(i + 1, len(r_queued) - 1)])
+            if i + 1 < len(r_queued):
+                with m.Elif(rq_pop):
+                    m.d.sync += job.eq(r_queued[i + 1])
         m.d.sync += rq_count.eq(rq_count + rq_push - rq_pop)
 
         m.d.comb += [

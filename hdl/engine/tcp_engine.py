@@ -1517,11 +1517,11 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.UDP_SEND_PAYLOAD)
 
             with m.Case(EngineStep.UDP_SEND_PAYLOAD):
-                # the header goes to the framer once earlier send-ring reads are out (and the
-                # beats of an earlier WRITE are taken); then the host's bytes flow
-                # straight into the framer's payload buffer
+                # the header goes to the framer once earlier send-ring reads are out (IDLE took
+                # this WRITE only once the beats of the one before were taken); then the
+                # host's bytes flow straight into the framer's payload buffer
                 with m.If(~hdr_sent):
-                    with m.If((framer_reads == 0) & ~wdata_to_ring & ~wdata_drain):
+                    with m.If(framer_reads == 0):
                         m.d.comb += tx_headers.w_en.eq(1)
                         with m.If(tx_headers.w_rdy):
                             m.d.sync += [hdr_sent.eq(1), wdata_to_framer.eq(e_len != 0)]
