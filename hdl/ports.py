@@ -92,9 +92,11 @@ class CtlOp(enum.Enum, shape=4):
     INSTALL_TCP = 7     #: a connection record in SYN-SENT or SYN-RECEIVED (see ControlCommand)
     INSTALL_UDP = 8     #: a bound UDP socket on ``local_port``
     UDP_CONNECT = 9     #: a UDP socket's peer: ``ip``, ``port``, ``mac``
-    INJECT = 10         #: a segment the slow path handled (SYN, SYN-ACK): process it
-    READ_STATE = 11     #: state and pending error (``flag``: consume the error; ``mark``:
-                        #: the socket has seen its connect() complete)
+    INJECT = 10         #: a segment the slow path handled (a SYN whose options the
+                        #: classifier did not walk to the end): process it
+    READ_STATE = 11     #: state, pending error and the send MSS in ``value`` (``flag``:
+                        #: consume the error; ``mark``: the socket has seen its connect()
+                        #: complete)
     FREE = 12           #: the slot is unused again
     READ_COUNTER = 13   #: counter ``index``
     NEXT_DEADLINE = 14  #: ticks until the earliest running timer (``flag`` in the answer: any)
@@ -141,7 +143,8 @@ class ControlCommand(data.StructLayout):
 
 class ControlResponse(data.StructLayout):
     """``status``: OK or the reason (EINVAL for a full socket table or a missing key).
-    ``value``: READ_COUNTER's counter, NEXT_DEADLINE's ticks (``flag``: a timer runs);
+    ``value``: READ_COUNTER's counter, NEXT_DEADLINE's ticks (``flag``: a timer runs),
+    READ_STATE's send MSS (getsockopt TCP_MAXSEG);
     socket-table ops return the table's status code there."""
 
     def __init__(self):
@@ -160,12 +163,13 @@ class ConnEvent(data.StructLayout):
 
 
 class RxEvent(data.StructLayout):
-    """A received TCP segment or UDP datagram for connection ``conn`` (the frame waits)."""
+    """A received TCP segment or UDP datagram for connection ``conn`` (the frame waits);
+    ``mss``: a SYN's MSS option (0: none, or not a SYN)."""
 
     def __init__(self, conn_bits):
         super().__init__({"conn": conn_bits, "udp": 1, "src_ip": 32, "src_port": 16,
                           "seq": 32, "ack": 32, "flags": TcpFlags(), "window": 16,
-                          "payload_offset": 16, "payload_length": 16})
+                          "payload_offset": 16, "payload_length": 16, "mss": 16})
 
 
 class RxRoute(enum.Enum, shape=2):

@@ -29,7 +29,7 @@ The rules are checked in this order; the first that matches decides.
 18    UDP: datagram shorter than 8 bytes                                      DROP RUNT
 19    UDP: UDP length field != IP total length - 20                           DROP BAD_UDP_LENGTH
 20    TCP checksum wrong; UDP checksum wrong unless the field is 0 (none)     DROP BAD_L4_CHECKSUM
-21    TCP with SYN set (handshake in host software; options on a SYN too)     SLOW
+21    TCP with SYN set, its options not parsed in 7 options (see below)       SLOW
 22    otherwise: TCP or UDP to our MAC and IP                                 FAST
 ====  ======================================================================  ==================
 
@@ -42,15 +42,24 @@ Decisions worth stating:
   software decides (the model's host, which has no VLAN interface, drops it as
   ``UNKNOWN_ETHERTYPE``, as Linux drops a VID it has no VLAN device for; Linux would take a
   priority-tagged frame, VID 0, as untagged: this model does not).
-- TCP options are not parsed here. A bad option (length 0 or 1, or running past the header)
-  does not drop the segment: Linux (``tcp_parse_options``) stops parsing and keeps it.
+- A SYN's options are walked for its MSS option (``mss``; 0: none), as Linux's
+  ``tcp_parse_options`` reads them (``model.packet.parse_mss_option``), but at most
+  :data:`SYN_OPTIONS_WALKED` options (a NOP counts as one): the hardware visits one option per
+  clock between the frame's last beat and its verdict. Every real stack's SYN fits (Linux: MSS,
+  SACK-permitted, timestamps, NOP, window scale); a SYN whose options go on longer goes to
+  host software (rule 21), which parses them all and hands the segment to the engine. So a
+  SYN for a live connection (a SYN-ACK in SYN-SENT, a retransmitted SYN, a SYN in a
+  synchronized state) reaches the engine in order with the frames around it; a SYN for a
+  listener has no connection yet, and the socket lookup sends it to host software.
+- Options on other segments are not parsed. A bad option (length 0 or 1, or running past the
+  header) does not drop the segment: Linux (``tcp_parse_options``) stops parsing and keeps it.
 - Bytes after the IP packet (Ethernet padding of frames under 60 bytes, or any other trailing
   bytes) are ignored, as Linux does: the IP total length defines the L4 length, and the
   payload length excludes them.
 - TTL is not checked: a packet addressed to us is delivered whatever its TTL (TTL matters
   only when forwarding, which this NIC does not do). The IP flags' reserved bit is ignored.
-- TCP options on a segment without SYN (e.g. timestamps) are allowed on the fast path: the
-  payload starts after them (``payload_offset`` uses the data offset).
+- TCP options (e.g. timestamps) are allowed on the fast path: the payload starts after them
+  (``payload_offset`` uses the data offset).
 - RST, FIN and segments without ACK are FAST: the fast path owns the connection state.
 - An IP packet of exactly 20 bytes of TCP header is FAST with an empty payload (a pure ACK).
 - UDP is FAST whatever its ports: the socket lookup that follows decides whether it is bound.
@@ -65,14 +74,18 @@ from dataclasses import dataclass, field, fields
 
 from .checksum import ones_complement_sum, pseudo_header_sum
 from .drops import DropCause
+from .packet import parse_mss_option
 from .protocol import (ETH_HEADER, IPV4_FRAGMENT_OFFSET, IPV4_HEADER, IPV4_MF, IPV4_VERSION,
                        MAC_BYTES, TCP_HEADER, UDP_HEADER, VLAN_TAG, EtherType, IpProto, TcpFlag)
 
 __all__ = ["Verdict", "ParsedFields", "Classification", "classify",
-           "MTU", "max_frame", "BROADCAST"]
+           "MTU", "max_frame", "BROADCAST", "SYN_OPTIONS_WALKED"]
 
 MTU = 1500               # Policy.mtu's default
 BROADCAST = 0xFFFF_FFFF_FFFF
+#: Options of a SYN walked for its MSS option (rule 21): one a clock in the hardware, in the
+#: clocks between a frame's last beat and its verdict.
+SYN_OPTIONS_WALKED = 7
 
 
 class Verdict(enum.IntEnum):
@@ -88,7 +101,8 @@ class ParsedFields:
 
     Addresses, ports and numbers are integers in their natural (network-order) value.
     ``payload_offset`` is the frame offset of the first payload byte and ``payload_length``
-    the payload's length, Ethernet padding excluded.
+    the payload's length, Ethernet padding excluded. ``mss`` is a SYN's MSS option (0: none,
+    or not a SYN).
     """
     protocol: int = 0
     src_ip: int = 0
@@ -102,6 +116,7 @@ class ParsedFields:
     data_offset: int = 0
     payload_offset: int = 0
     payload_length: int = 0
+    mss: int = 0
 
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -211,12 +226,14 @@ def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
                  src_port=_be(segment, 0, 2), dst_port=_be(segment, 2, 2))
     if protocol == IpProto.TCP:
         flags = segment[13]
-        if flags & TcpFlag.SYN:                                           # 21
+        mss, complete = parse_mss_option(segment[TCP_HEADER:data_offset * 4], SYN_OPTIONS_WALKED)
+        if flags & TcpFlag.SYN and not complete:                          # 21
             return _SLOW
         parsed = ParsedFields(**ports, seq=_be(segment, 4, 4), ack=_be(segment, 8, 4),
                               flags=flags, window=_be(segment, 14, 2), data_offset=data_offset,
                               payload_offset=l4 + data_offset * 4,
-                              payload_length=l4_length - data_offset * 4)
+                              payload_length=l4_length - data_offset * 4,
+                              mss=(mss or 0) if flags & TcpFlag.SYN else 0)
     else:
         parsed = ParsedFields(**ports, payload_offset=l4 + UDP_HEADER,
                               payload_length=l4_length - UDP_HEADER)

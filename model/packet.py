@@ -22,8 +22,37 @@ from .protocol import (ARP_BODY, ARP_HTYPE_ETHERNET, ETH_HEADER, ETH_MIN_FRAME, 
 __all__ = [
     "flag_names", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
     "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
-    "build_raw_tcp_frame", "parse_frame",
+    "build_raw_tcp_frame", "parse_frame", "parse_mss_option",
 ]
+
+
+def parse_mss_option(options: bytes, max_options: int | None = None) -> tuple[int | None, bool]:
+    """The MSS option of a TCP header's `options`, read as Linux's ``tcp_parse_options``:
+    an option with a length below 2 or running past the header ends the parsing (the segment
+    is kept), an MSS of 0 is ignored, and a later MSS option replaces an earlier one.
+
+    Returns ``(mss, complete)``: ``mss`` is None without a (non-zero) MSS option. With
+    `max_options`, at most that many options (a NOP counts as one) are visited, as the
+    receive classifier's option walker does (model/classify.py rule 21), and ``complete``
+    says whether the parsing ended within them; without it, ``complete`` is always True.
+    """
+    mss, i, visited = None, 0, 0
+    while i < len(options):
+        if max_options is not None and visited == max_options:
+            return mss, False
+        visited += 1
+        kind = options[i]
+        if kind == TcpOption.EOL:
+            break
+        if kind == TcpOption.NOP:
+            i += 1
+            continue
+        if i + 1 >= len(options) or options[i + 1] < 2 or i + options[i + 1] > len(options):
+            break                   # Linux: stop parsing, keep the segment
+        if kind == TcpOption.MSS and options[i + 1] == MSS_OPTION_LENGTH:
+            mss = int.from_bytes(options[i + 2:i + 4], "big") or mss
+        i += options[i + 1]
+    return mss, True
 
 
 def flag_names(flags: int) -> str:
@@ -100,19 +129,7 @@ class TcpSegment:
             raise PacketError(DropCause.BAD_TCP_OFFSET)
         if ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, IpProto.TCP, len(raw))) != 0xFFFF:
             raise PacketError(DropCause.BAD_L4_CHECKSUM)
-        mss, i, options = None, 0, raw[TCP_HEADER:offset]
-        while i < len(options):
-            kind = options[i]
-            if kind == TcpOption.EOL:
-                break
-            if kind == TcpOption.NOP:
-                i += 1
-                continue
-            if i + 1 >= len(options) or options[i + 1] < 2 or i + options[i + 1] > len(options):
-                break                   # Linux: stop parsing, keep the segment
-            if kind == TcpOption.MSS and options[i + 1] == MSS_OPTION_LENGTH:
-                mss = int.from_bytes(options[i + 2:i + 4], "big")
-            i += options[i + 1]
+        mss, _ = parse_mss_option(raw[TCP_HEADER:offset])
         return cls(src_port, dst_port, seq, ack, TcpFlag(flags), window, bytes(raw[offset:]),
                    mss, urgent, checksum)
 

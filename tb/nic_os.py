@@ -43,7 +43,7 @@ from model.host import new_pid
 from model.drops import DropCause
 from model.packet import TcpSegment, mac_bytes
 from model.policy import DEFAULT_POLICY, Policy
-from model.protocol import IpProto, TcpFlag
+from model.protocol import IpProto
 from model.scenario import Backend, Result, run_call
 from tb.nic_batch import run_batch
 
@@ -88,9 +88,6 @@ class Conn:
     listener: Socket | None = None
     closed: bool = False                    # the NIC reported CLOSED (its key is removed)
     released: bool = False                  # no socket refers to it any more
-    adv_mss: int = 0                        # our MSS (TCP_MAXSEG), as installed
-    eff_mss: int = 0                        # the send MSS the engine uses (getsockopt TCP_MAXSEG)
-    mss_learnt: bool = False                # the peer's SYN (its MSS option) has been seen
 
 
 class NicHost(model_host.Host, Backend):
@@ -283,12 +280,9 @@ class NicHost(model_host.Host, Backend):
         conn_id = self.flows.get((local, remote))
         if conn_id is None:
             return False
-        # a SYN for a live connection: the NIC's engine processes it (SYN-ACK in
-        # SYN-SENT, a retransmitted SYN, a SYN in a synchronized state)
-        conn = self.conns[conn_id]
-        if seg.flags & TcpFlag.SYN and not conn.mss_learnt:     # the engine's eff_mss, too
-            conn.eff_mss = min(conn.adv_mss, seg.mss or self.policy.default_mss)
-            conn.mss_learnt = True
+        # a SYN for a live connection whose options the classifier did not walk to the end:
+        # the NIC's engine processes it (SYN-ACK in SYN-SENT, a retransmitted SYN, a SYN in
+        # a synchronized state) with the MSS option read here
         self._ctl(CtlOp.INJECT, conn=conn_id, seq=seg.seq, ack=seg.ack,
                   flags=HwTcpFlags.fields(seg.flags), window=seg.window, mss=seg.mss or 0)
         return True
@@ -308,9 +302,7 @@ class NicHost(model_host.Host, Backend):
             return
         key = self._tcp_key(local, remote)
         shaping = self.shaping(listener)
-        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, listener=listener,
-                                   adv_mss=shaping["adv_mss"], mss_learnt=True,
-                                   eff_mss=min(shaping["adv_mss"], seg.mss or self.policy.default_mss))
+        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, listener=listener)
         self.flows[(local, remote)] = conn_id
         self._install_key(conn_id, key)
         listener.pending.append(conn_id)
@@ -325,9 +317,7 @@ class NicHost(model_host.Host, Backend):
             raise SocketError(Errno.EAGAIN, "no NIC connection slot left")
         key = self._tcp_key(local, remote)
         shaping = self.shaping(sock)
-        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, socket=sock,
-                                   adv_mss=shaping["adv_mss"],
-                                   eff_mss=min(shaping["adv_mss"], self.policy.default_mss))
+        self.conns[conn_id] = Conn(SOCK_STREAM, key, local, remote, socket=sock)
         self.flows[(local, remote)] = conn_id
         sock.conn, sock.remote, sock.connecting = conn_id, remote, True
         self._install_key(conn_id, key)
@@ -359,7 +349,7 @@ class NicHost(model_host.Host, Backend):
         return new, conn.remote
 
     def _effective_mss(self, sock: Socket) -> int:
-        return self.conns[sock.conn].eff_mss
+        return int(self._ctl(CtlOp.READ_STATE, conn=sock.conn).value)      # the engine's
 
     def _connection_ports(self) -> set[int]:
         return {c.local[1] for c in self.conns.values() if c.kind == SOCK_STREAM and not c.closed}

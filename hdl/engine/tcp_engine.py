@@ -343,7 +343,7 @@ class TcpEngine(wiring.Component):
         seg_flags = Signal(TcpFlags())
         seg_wnd = Signal(16)
         seg_plen = Signal(16)               # payload length as received
-        seg_mss = Signal(16)                # MSS option of an injected SYN (0: none)
+        seg_mss = Signal(16)                # a SYN's MSS option (0: none)
         seg_src_ip = Signal(32)
         seg_src_port = Signal(16)
         seg_udp = Signal()
@@ -667,7 +667,7 @@ class TcpEngine(wiring.Component):
                     m.d.sync += [conn.eq(p.conn), ev.eq(_Event.RX), from_wire.eq(1),
                                  seg_udp.eq(p.udp), seg_seq.eq(p.seq), seg_ack.eq(p.ack),
                                  seg_flags.eq(p.flags), seg_wnd.eq(p.window),
-                                 seg_plen.eq(p.payload_length), seg_mss.eq(0),
+                                 seg_plen.eq(p.payload_length), seg_mss.eq(p.mss),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
                     with m.If(rings_pending):
                         goto(EngineStep.LOAD)
@@ -1601,7 +1601,7 @@ class TcpEngine(wiring.Component):
                         goto(EngineStep.CTL_RESPOND)
                     with m.Case(CtlOp.READ_STATE):
                         m.d.sync += [crsp.state.eq(state), crsp.kind.eq(t.kind), crsp.error.eq(t.error),
-                                     then.eq(EngineStep.WRITE_BACK)]
+                                     crsp.value.eq(t.eff_mss), then.eq(EngineStep.WRITE_BACK)]
                         with m.If(cc.flag):
                             m.d.sync += t.error.eq(Errno.OK)
                         with m.If(cc.mark):

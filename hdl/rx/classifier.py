@@ -4,10 +4,10 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.classify import MTU, Verdict, max_frame
+from model.classify import MTU, SYN_OPTIONS_WALKED, Verdict, max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
-from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, TCP_HEADER, UDP_HEADER, VLAN_TAG,
-                            EtherType, IpProto)
+from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MSS_OPTION_LENGTH, TCP_HEADER,
+                            UDP_HEADER, VLAN_TAG, EtherType, IpProto, TcpFlag, TcpOption)
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import EthernetHeader, Ipv4Header, TcpHeader, UdpHeader, from_wire
@@ -22,7 +22,7 @@ class ParsedFields(data.StructLayout):
         super().__init__({
             "protocol": 8, "src_ip": 32, "dst_ip": 32, "src_port": 16, "dst_port": 16,
             "seq": 32, "ack": 32, "flags": 8, "window": 16, "data_offset": 4,
-            "payload_offset": 16, "payload_length": 16,
+            "payload_offset": 16, "payload_length": 16, "mss": 16,
         })
 
 
@@ -37,7 +37,8 @@ class _Pending(data.StructLayout):
     """A frame's verdict while its checksums are computed.
 
     ``early`` is decided before the IP checksum matters (rules 1-10), ``middle`` between the
-    IP and the L4 checksum (rules 12-19), ``late`` after both (21-22).
+    IP and the L4 checksum (rules 12-19), ``late`` after both and after a SYN's option walk
+    (21-22).
     """
 
     def __init__(self):
@@ -101,6 +102,8 @@ class Classifier(wiring.Component):
     #: Frame bytes captured for parsing: Ethernet, IPv4 and TCP headers without options (a
     #: frame with an 802.1Q tag goes to the slow path, so nothing after the tag is parsed).
     HEADER_BYTES = ETH_HEADER + IPV4_HEADER + TCP_HEADER
+    #: TCP option bytes captured after the header, for a SYN's MSS option (rule 21).
+    OPTION_BYTES = 60 - TCP_HEADER
     #: Cycles from the cycle accepting a frame's last beat to the cycle its verdict is written
     #: into the queue: beats delayed 2 for the checksum units, their latency, then the checksum
     #: verdicts and the record are registered.
@@ -140,9 +143,12 @@ class Classifier(wiring.Component):
         accept = self.i.valid & self.i.ready
 
         # -- Capture: header bytes and frame length -------------------------------------------
-        header = Signal(8 * self.HEADER_BYTES)
-        header_beats = -(-self.HEADER_BYTES // lanes)
-        slot = Signal(header_beats, init=1)        # one-hot: which header beat comes next
+        captured_bytes = self.HEADER_BYTES + self.OPTION_BYTES
+        captured = Signal(8 * captured_bytes)
+        header = captured[:8 * self.HEADER_BYTES]
+        options = captured[8 * self.HEADER_BYTES:]
+        header_beats = -(-captured_bytes // lanes)
+        slot = Signal(header_beats, init=1)        # one-hot: which captured beat comes next
         beats = Signal(16 - lane_bits)             # beats of the frame so far; stops at 32 KiB
         frame_length = Signal(16)                  # length of the frame whose last beat passed
 
@@ -153,10 +159,10 @@ class Classifier(wiring.Component):
 
         with m.If(accept):
             for index in range(header_beats):
-                for lane in range(min(lanes, self.HEADER_BYTES - index * lanes)):
+                for lane in range(min(lanes, captured_bytes - index * lanes)):
                     byte = index * lanes + lane
                     with m.If(slot[index] & beat.keep[lane]):
-                        m.d.sync += header[8 * byte:8 * byte + 8].eq(beat.data[8 * lane:8 * lane + 8])
+                        m.d.sync += captured[8 * byte:8 * byte + 8].eq(beat.data[8 * lane:8 * lane + 8])
             with m.If(beat.last):
                 m.d.sync += [slot.eq(1), beats.eq(0)]
                 if lanes == 1:
@@ -217,6 +223,60 @@ class Classifier(wiring.Component):
             l4_checksum.end.eq(l4_end),
         ]
 
+        # -- A SYN's MSS option: its options walked, one a clock -------------------------------
+        # As model.packet.parse_mss_option with SYN_OPTIONS_WALKED options. The walk starts in
+        # the cycle after a frame's last beat (the whole header is there) and takes exactly
+        # SYN_OPTIONS_WALKED clocks; its result waits in `walk_mss` / `walk_complete` for the
+        # cycle the frame's pending record is checked (_WRITE_DELAY - 2 clocks after the last
+        # beat), and stays there until the next walk ends. Walks start only after frames as
+        # long as a whole TCP header (every frame that can be a FAST SYN has one), so the next
+        # walk starts HEADER_BYTES / lanes clocks later at the earliest, and the next frame's
+        # option bytes (from byte HEADER_BYTES on) come after this walk's last clock.
+        assert SYN_OPTIONS_WALKED <= self.HEADER_BYTES // 8 + 1
+        assert 1 + SYN_OPTIONS_WALKED <= self._WRITE_DELAY - 2
+        walk_start = Signal()
+        m.d.comb += walk_start.eq(delayed[0][0] & delayed[0][1].last & (frame_length >= self.HEADER_BYTES))
+        option_bytes = Signal(8 * (self.OPTION_BYTES + MSS_OPTION_LENGTH))      # zero past the end
+        m.d.comb += option_bytes.eq(options)
+        pos = Signal(range(self.OPTION_BYTES + 1))
+        end = Signal(range(self.OPTION_BYTES + 1))
+        stopped = Signal()
+        mss = Signal(16)
+        walked = Signal(range(SYN_OPTIONS_WALKED + 1))
+        walk_mss = Signal(16)
+        walk_complete = Signal()
+        # this clock's option: the walk's registers, or a new walk from the header
+        doff = header[8 * (ETH_HEADER + IPV4_HEADER + 12) + 4:8 * (ETH_HEADER + IPV4_HEADER + 12) + 8]
+        now_pos = Mux(walk_start, 0, pos)
+        now_end = Signal.like(end)
+        m.d.comb += now_end.eq(Mux(walk_start, Mux(doff > TCP_HEADER // 4, (doff - TCP_HEADER // 4) * 4, 0),
+                                   end))
+        now_stopped = ~walk_start & stopped
+        now_mss = Mux(walk_start, 0, mss)
+        window = option_bytes.bit_select(now_pos * 8, 8 * MSS_OPTION_LENGTH)
+        kind, length, value = window[:8], window[8:16], Cat(window[24:32], window[16:24])
+        next_pos = Signal(range(self.OPTION_BYTES + 1))
+        next_stopped = Signal()
+        next_mss = Signal(16)
+        m.d.comb += [next_pos.eq(now_pos), next_stopped.eq(now_stopped), next_mss.eq(now_mss)]
+        with m.If(~now_stopped & (now_pos < now_end)):
+            with m.If(kind == TcpOption.EOL):
+                m.d.comb += next_stopped.eq(1)
+            with m.Elif(kind == TcpOption.NOP):
+                m.d.comb += next_pos.eq(now_pos + 1)
+            with m.Elif((now_pos + 1 >= now_end) | (length < 2) | (now_pos + length > now_end)):
+                m.d.comb += next_stopped.eq(1)                  # Linux: stop, keep the segment
+            with m.Else():
+                with m.If((kind == TcpOption.MSS) & (length == MSS_OPTION_LENGTH) & value.any()):
+                    m.d.comb += next_mss.eq(value)
+                m.d.comb += next_pos.eq(now_pos + length)
+        with m.If(walk_start | ((walked != 0) & (walked != SYN_OPTIONS_WALKED))):
+            m.d.sync += [pos.eq(next_pos), end.eq(now_end), stopped.eq(next_stopped),
+                         mss.eq(next_mss), walked.eq(Mux(walk_start, 1, walked + 1))]
+            with m.If(~walk_start & (walked == SYN_OPTIONS_WALKED - 1)):
+                m.d.sync += [walk_mss.eq(next_mss),
+                             walk_complete.eq(next_stopped | (next_pos >= now_end))]
+
         # -- Decision, in registered stages from the header of the frame that just ended ------
         # Stage A: the header bytes aligned past the VLAN tag, and the wide comparisons.
         a_valid = Signal()
@@ -259,7 +319,6 @@ class Classifier(wiring.Component):
             "bad_udp_length")}
         b_valid = Signal()
         b_check_l4 = Signal()
-        b_late_verdict = Signal(Verdict)
         b_fields = Signal(ParsedFields())
         fl = a_frame_length
         m.d.sync += [
@@ -284,7 +343,6 @@ class Classifier(wiring.Component):
             rules["udp_runt"].eq(is_udp & (a_l4_length < UDP_HEADER)),                  # 18
             rules["bad_udp_length"].eq(is_udp & (udp.length != a_l4_length)),           # 19
             b_check_l4.eq(is_tcp | udp.checksum.any()),                                 # 20
-            b_late_verdict.eq(Mux(is_tcp & tcp.flags.syn, Verdict.SLOW, Verdict.FAST)), # 21, 22
             b_fields.protocol.eq(ip_a.protocol),
             b_fields.src_ip.eq(ip_a.src),
             b_fields.dst_ip.eq(ip_a.dst),
@@ -308,7 +366,7 @@ class Classifier(wiring.Component):
             pending.middle_hit.eq(1),
             pending.middle_cause.eq(DropCause.NONE),
             pending.check_l4.eq(b_check_l4),
-            pending.late_verdict.eq(b_late_verdict),
+            pending.late_verdict.eq(Verdict.FAST),                                      # 22
             pending.fields.eq(b_fields),
         ]
         early = [("runt", Verdict.DROP, DropCause.RUNT),
@@ -369,8 +427,11 @@ class Classifier(wiring.Component):
         ip_ok = Signal()
         l4_ok = Signal()
         l4_sum = l4_checksum.o.payload.sum
+        m.d.sync += checked.eq(waiting)
+        with m.If((waiting.fields.flags & TcpFlag.SYN).any()):                        # 21
+            m.d.sync += [checked.late_verdict.eq(Mux(walk_complete, Verdict.FAST, Verdict.SLOW)),
+                         checked.fields.mss.eq(walk_mss)]
         m.d.sync += [
-            checked.eq(waiting),
             ip_ok.eq(ip_checksum.o.payload.ok),
             l4_ok.eq((l4_sum == ~pseudo_waiting) | (l4_sum.all() & pseudo_waiting.all())),
         ]

@@ -149,6 +149,42 @@ def refix_ip_checksum(frame, l3=14):
     return header[:l3 + 10] + value.to_bytes(2, "big") + header[l3 + 12:]
 
 
+def syn_frame(options, flags="S", payload=b""):
+    """A SYN with `options` (raw bytes, EOL-padded to a multiple of 4), unpadded."""
+    options = options + bytes(-len(options) % 4)
+    return bytes(eth() / ip() / tcp(flags=flags, dataofs=5 + len(options) // 4) / Raw(options + payload))
+
+
+MSS = lambda value: bytes([2, 4]) + value.to_bytes(2, "big")
+NOP, EOL = b"\x01", b"\x00"
+LINUX_SYN_OPTIONS = MSS(1460) + b"\x04\x02" + b"\x08\x0a" + bytes(8) + NOP + b"\x03\x03\x07"
+
+
+def syn_cases():
+    """SYNs: FAST with their MSS option while the walk of SYN_OPTIONS_WALKED options ends,
+    SLOW when it does not (rule 21)."""
+    fast, slow, none = Verdict.FAST, Verdict.SLOW, DropCause.NONE
+    return [
+        ("syn", pad(bytes(eth() / ip() / tcp(flags="S"))), fast, none),
+        ("syn of 54 bytes", bytes(eth() / ip() / tcp(flags="S")), fast, none),
+        ("syn with mss option", pad(bytes(eth() / ip() / tcp(flags="S", options=[("MSS", 1460)]))), fast, none),
+        ("syn, linux's options", syn_frame(LINUX_SYN_OPTIONS), fast, none),
+        ("syn-ack, linux's options and data", syn_frame(LINUX_SYN_OPTIONS, "SA", b"early"), fast, none),
+        ("syn, mss 65535", syn_frame(MSS(65535)), fast, none),
+        ("syn, mss option 0 is ignored", syn_frame(MSS(1000) + MSS(0)), fast, none),
+        ("syn, the last mss option counts", syn_frame(MSS(1000) + MSS(1200)), fast, none),
+        ("syn, mss option of length 3 is skipped", syn_frame(b"\x02\x03\x05" + MSS(900)), fast, none),
+        ("syn, a bad option ends the walk", syn_frame(b"\x08\x00" + MSS(900)), fast, none),
+        ("syn, an option past the header ends it", syn_frame(MSS(900) + b"\x08\x0a"), fast, none),
+        ("syn, eol ends it", syn_frame(EOL + MSS(900)), fast, none),
+        ("syn, 7 options to the end", syn_frame(NOP * 5 + b"\x03\x03\x07" + MSS(1400)), fast, none),
+        ("syn, 8 options", syn_frame(NOP * 6 + b"\x04\x02" + MSS(1400)), slow, none),
+        ("syn, mss then 6 nops and eol padding", syn_frame(MSS(1400) + NOP * 6), slow, none),
+        ("syn, 40 bytes of nops", syn_frame(NOP * 40), slow, none),
+        ("ack with an mss option: not read", pad(syn_frame(MSS(700), "A")), fast, none),
+    ]
+
+
 def crafted_frames():
     """(name, frame, expected verdict, expected cause): every verdict and every drop cause."""
     payload = Raw(b"hello, fast path!")
@@ -176,8 +212,7 @@ def crafted_frames():
         ("fragment, offset", pad(bytes(eth() / ip(frag=100) / Raw(bytes(30)))), slow, none),
         ("other destination ip", pad(bytes(eth() / ip(dst="10.0.0.9") / tcp())), slow, none),
         ("icmp", pad(bytes(eth() / ip() / ICMP())), slow, none),
-        ("syn", pad(bytes(eth() / ip() / tcp(flags="S"))), slow, none),
-        ("syn with mss option", pad(bytes(eth() / ip() / tcp(flags="S", options=[("MSS", 1460)]))), slow, none),
+        *syn_cases(),
         # a tagged frame is host software's, whatever it holds: the socket table has no VLAN
         ("tcp in vlan 5", pad(bytes(eth(vlan=True) / ip() / tcp() / payload)), slow, none),
         ("udp in vlan, 1518 bytes", bytes(eth(vlan=True) / ip() / udp() / Raw(bytes(1472))), slow, none),
@@ -225,6 +260,21 @@ def test_crafted_frames_model():
                                       window=0x4321, data_offset=6, payload_offset=14 + 20 + 24,
                                       payload_length=3)
     assert frame[got.fields.payload_offset:] == b"abc"
+
+
+def test_syn_mss_model():
+    """The MSS each SYN case carries on the fast path (0: none), as Linux reads it."""
+    want = {"syn": 0, "syn of 54 bytes": 0, "syn with mss option": 1460, "syn, linux's options": 1460,
+            "syn-ack, linux's options and data": 1460, "syn, mss 65535": 65535,
+            "syn, mss option 0 is ignored": 1000, "syn, the last mss option counts": 1200,
+            "syn, mss option of length 3 is skipped": 900, "syn, a bad option ends the walk": 0,
+            "syn, an option past the header ends it": 900, "syn, eol ends it": 0,
+            "syn, 7 options to the end": 1400, "ack with an mss option: not read": 0}
+    got = {name: classify(frame, OUR_MAC, OUR_IP).fields.mss for name, frame, verdict, _ in syn_cases()
+           if verdict == Verdict.FAST}
+    assert got == want
+    payload = classify(syn_frame(LINUX_SYN_OPTIONS, "SA", b"early"), OUR_MAC, OUR_IP).fields
+    assert payload.payload_length == 5 and payload.data_offset == 10
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -278,11 +328,17 @@ def fuzz_frames(draw):
     vlan = draw(st.booleans())
     proto = draw(st.sampled_from(["tcp", "udp", "tcp", "udp", "icmp"]))
     payload = Raw(draw(st.binary(max_size=48)))
+    options = draw(st.lists(st.sampled_from([NOP, EOL, MSS(1460), MSS(536), MSS(0), b"\x04\x02",
+                                             b"\x03\x03\x07", b"\x08\x0a" + bytes(8), b"\x02\x03\x05",
+                                             b"\x05\x01", b"\x1e\x2a"]), max_size=9))
     head = eth(vlan=vlan,
                dst=draw(st.sampled_from([OUR_MAC_TEXT, OUR_MAC_TEXT, OUR_MAC_TEXT, "ff:ff:ff:ff:ff:ff",
                                          "02:00:00:00:00:07"])))
     dst = draw(st.sampled_from([OUR_IP_TEXT, OUR_IP_TEXT, "10.0.0.3"]))
-    l4 = {"tcp": lambda: tcp(flags=draw(st.sampled_from(["A", "PA", "S", "SA", "F", "R", ""]))),
+    options = b"".join(options)[:40]
+    options += bytes(-len(options) % 4)
+    l4 = {"tcp": lambda: tcp(flags=draw(st.sampled_from(["A", "PA", "S", "SA", "S", "SA", "F", "R", ""])),
+                             dataofs=5 + len(options) // 4) / Raw(options),
           "udp": udp, "icmp": ICMP}[proto]()
     frame = pad(bytes(head / ip(dst=dst) / l4 / payload))
     l3 = 18 if vlan else 14
@@ -350,6 +406,23 @@ def test_back_to_back_line_rate(width):
     assert set(run.latencies) == {Classifier.LATENCY}
     print(f"\nclassifier width {width}: {len(frames)} frames, {run.beats} beats in {run.cycles} cycles "
           f"({run.beats / run.cycles:.3f} beats/clock), verdict {Classifier.LATENCY} cycles after last beat")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_syn_options_back_to_back(width):
+    """SYNs with options right behind each other and behind or before runts, unpadded, at
+    line rate: each SYN's option walk ends before the next frame's option bytes overwrite its
+    own and before the next walk starts (the shortest SYN is as many beats as the walk)."""
+    rng = random.Random(7 + width)
+    syns = [frame for _, frame, *_ in syn_cases()]
+    frames = []
+    for _ in range(60 if width == 64 else 20):
+        frames.append(rng.choice(syns))
+        if rng.random() < 0.3:
+            frames.append(rng.randbytes(rng.randrange(1, 9)))
+    run = run_classifier(width, frames)
+    check_against_model(run, frames)
+    assert run.stalls == 0 and run.cycles == run.beats
 
 
 @pytest.mark.parametrize("width", WIDTHS)
