@@ -99,7 +99,7 @@ class Classifier(wiring.Component):
         ``verdict_counts[Verdict.DROP]``.
     """
 
-    #: Frame bytes captured for parsing: Ethernet, IPv4 and TCP headers without options (a
+    #: Frame bytes parsed for the rules: Ethernet, IPv4 and TCP headers without options (a
     #: frame with an 802.1Q tag goes to the slow path, so nothing after the tag is parsed).
     HEADER_BYTES = ETH_HEADER + IPV4_HEADER + TCP_HEADER
     #: TCP option bytes captured after the header, for a SYN's MSS option (rule 21).
