@@ -37,15 +37,15 @@ class _Pending(data.StructLayout):
     """A frame's verdict while its checksums are computed.
 
     ``early`` is decided before the IP checksum matters (rules 1-10), ``middle`` between the
-    IP and the L4 checksum (rules 12-19), ``late`` after both and after a SYN's option walk
-    (21-22).
+    IP and the L4 checksum (rules 12-19); rules 21 (with a SYN's option walk) and 22 after
+    both.
     """
 
     def __init__(self):
         super().__init__({
             "valid": 1, "early_hit": 1, "early_verdict": Verdict, "early_cause": DropCause,
             "middle_hit": 1, "middle_verdict": Verdict, "middle_cause": DropCause,
-            "check_l4": 1, "late_verdict": Verdict, "fields": ParsedFields(),
+            "check_l4": 1, "fields": ParsedFields(),
         })
 
 
@@ -224,58 +224,54 @@ class Classifier(wiring.Component):
         ]
 
         # -- A SYN's MSS option: its options walked, one a clock -------------------------------
-        # As model.packet.parse_mss_option with SYN_OPTIONS_WALKED options. The walk starts in
-        # the cycle after a frame's last beat (the whole header is there) and takes exactly
-        # SYN_OPTIONS_WALKED clocks; its result waits in `walk_mss` / `walk_complete` for the
-        # cycle the frame's pending record is checked (_WRITE_DELAY - 2 clocks after the last
-        # beat), and stays there until the next walk ends. Walks start only after frames as
-        # long as a whole TCP header (every frame that can be a FAST SYN has one), so the next
-        # walk starts HEADER_BYTES / lanes clocks later at the earliest, and the next frame's
-        # option bytes (from byte HEADER_BYTES on) come after this walk's last clock.
-        assert SYN_OPTIONS_WALKED <= self.HEADER_BYTES // 8 + 1
-        assert 1 + SYN_OPTIONS_WALKED <= self._WRITE_DELAY - 2
+        # As model.packet.parse_mss_option with SYN_OPTIONS_WALKED options. In the cycle after
+        # a frame's last beat (the whole header is there) the option bytes are copied; the
+        # walk then takes exactly SYN_OPTIONS_WALKED clocks, from registers only, and its
+        # result waits in `walk_mss` / `walk_complete` for the cycle the frame's record is
+        # made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk ends. Walks
+        # start only after frames as long as a whole TCP header (every frame that can be a
+        # FAST SYN has one), so the next walk starts HEADER_BYTES / 8 + 1 clocks after this
+        # one at the earliest, in the cycle of this walk's last step.
+        assert 1 + SYN_OPTIONS_WALKED <= -(-self.HEADER_BYTES // 8) + 1
+        assert 2 + SYN_OPTIONS_WALKED <= self._WRITE_DELAY - 1
         walk_start = Signal()
         m.d.comb += walk_start.eq(delayed[0][0] & delayed[0][1].last & (frame_length >= self.HEADER_BYTES))
-        option_bytes = Signal(8 * (self.OPTION_BYTES + MSS_OPTION_LENGTH))      # zero past the end
-        m.d.comb += option_bytes.eq(options)
+        walk_options = Signal(8 * (self.OPTION_BYTES + MSS_OPTION_LENGTH))      # zero past the end
         pos = Signal(range(self.OPTION_BYTES + 1))
         end = Signal(range(self.OPTION_BYTES + 1))
         stopped = Signal()
         mss = Signal(16)
-        walked = Signal(range(SYN_OPTIONS_WALKED + 1))
+        walking = Signal()
+        walked = Signal(range(SYN_OPTIONS_WALKED))
         walk_mss = Signal(16)
         walk_complete = Signal()
-        # this clock's option: the walk's registers, or a new walk from the header
         doff = header[8 * (ETH_HEADER + IPV4_HEADER + 12) + 4:8 * (ETH_HEADER + IPV4_HEADER + 12) + 8]
-        now_pos = Mux(walk_start, 0, pos)
-        now_end = Signal.like(end)
-        m.d.comb += now_end.eq(Mux(walk_start, Mux(doff > TCP_HEADER // 4, (doff - TCP_HEADER // 4) * 4, 0),
-                                   end))
-        now_stopped = ~walk_start & stopped
-        now_mss = Mux(walk_start, 0, mss)
-        window = option_bytes.bit_select(now_pos * 8, 8 * MSS_OPTION_LENGTH)
+        window = walk_options.bit_select(pos * 8, 8 * MSS_OPTION_LENGTH)
         kind, length, value = window[:8], window[8:16], Cat(window[24:32], window[16:24])
         next_pos = Signal(range(self.OPTION_BYTES + 1))
         next_stopped = Signal()
         next_mss = Signal(16)
-        m.d.comb += [next_pos.eq(now_pos), next_stopped.eq(now_stopped), next_mss.eq(now_mss)]
-        with m.If(~now_stopped & (now_pos < now_end)):
+        m.d.comb += [next_pos.eq(pos), next_stopped.eq(stopped), next_mss.eq(mss)]
+        with m.If(~stopped & (pos < end)):
             with m.If(kind == TcpOption.EOL):
                 m.d.comb += next_stopped.eq(1)
             with m.Elif(kind == TcpOption.NOP):
-                m.d.comb += next_pos.eq(now_pos + 1)
-            with m.Elif((now_pos + 1 >= now_end) | (length < 2) | (now_pos + length > now_end)):
+                m.d.comb += next_pos.eq(pos + 1)
+            with m.Elif((pos + 1 >= end) | (length < 2) | (pos + length > end)):
                 m.d.comb += next_stopped.eq(1)                  # Linux: stop, keep the segment
             with m.Else():
                 with m.If((kind == TcpOption.MSS) & (length == MSS_OPTION_LENGTH) & value.any()):
                     m.d.comb += next_mss.eq(value)
-                m.d.comb += next_pos.eq(now_pos + length)
-        with m.If(walk_start | ((walked != 0) & (walked != SYN_OPTIONS_WALKED))):
-            m.d.sync += [pos.eq(next_pos), end.eq(now_end), stopped.eq(next_stopped),
-                         mss.eq(next_mss), walked.eq(Mux(walk_start, 1, walked + 1))]
-            with m.If(~walk_start & (walked == SYN_OPTIONS_WALKED - 1)):
-                m.d.sync += [walk_mss.eq(next_mss),
-                             walk_complete.eq(next_stopped | (next_pos >= now_end))]
+                m.d.comb += next_pos.eq(pos + length)
+        with m.If(walking & (walked == SYN_OPTIONS_WALKED - 1)):
+            m.d.sync += [walk_mss.eq(next_mss), walk_complete.eq(next_stopped | (next_pos >= end))]
+        with m.If(walk_start):
+            m.d.sync += [walk_options.eq(options), pos.eq(0), stopped.eq(0), mss.eq(0),
+                         end.eq(Mux(doff > TCP_HEADER // 4, (doff - TCP_HEADER // 4) * 4, 0)),
+                         walking.eq(1), walked.eq(0)]
+        with m.Elif(walking):
+            m.d.sync += [pos.eq(next_pos), stopped.eq(next_stopped), mss.eq(next_mss),
+                         walked.eq(walked + 1), walking.eq(walked != SYN_OPTIONS_WALKED - 1)]
 
         # -- Decision, in registered stages from the header of the frame that just ended ------
         # Stage A: the header bytes aligned past the VLAN tag, and the wide comparisons.
@@ -366,7 +362,6 @@ class Classifier(wiring.Component):
             pending.middle_hit.eq(1),
             pending.middle_cause.eq(DropCause.NONE),
             pending.check_l4.eq(b_check_l4),
-            pending.late_verdict.eq(Verdict.FAST),                                      # 22
             pending.fields.eq(b_fields),
         ]
         early = [("runt", Verdict.DROP, DropCause.RUNT),
@@ -427,15 +422,13 @@ class Classifier(wiring.Component):
         ip_ok = Signal()
         l4_ok = Signal()
         l4_sum = l4_checksum.o.payload.sum
-        m.d.sync += checked.eq(waiting)
-        with m.If((waiting.fields.flags & TcpFlag.SYN).any()):                        # 21
-            m.d.sync += [checked.late_verdict.eq(Mux(walk_complete, Verdict.FAST, Verdict.SLOW)),
-                         checked.fields.mss.eq(walk_mss)]
         m.d.sync += [
+            checked.eq(waiting),
             ip_ok.eq(ip_checksum.o.payload.ok),
             l4_ok.eq((l4_sum == ~pseudo_waiting) | (l4_sum.all() & pseudo_waiting.all())),
         ]
 
+        checked_syn = (checked.fields.flags & TcpFlag.SYN).any()
         record = Signal(VerdictRecord())
         record_valid = Signal()
         m.d.sync += [record_valid.eq(checked.valid), record.eq(0)]
@@ -447,10 +440,12 @@ class Classifier(wiring.Component):
             m.d.sync += [record.verdict.eq(checked.middle_verdict), record.cause.eq(checked.middle_cause)]
         with m.Elif(checked.check_l4 & ~l4_ok):                                        # 20
             m.d.sync += [record.verdict.eq(Verdict.DROP), record.cause.eq(DropCause.BAD_L4_CHECKSUM)]
-        with m.Else():
-            m.d.sync += record.verdict.eq(checked.late_verdict)
-            with m.If(checked.late_verdict == Verdict.FAST):
-                m.d.sync += record.fields.eq(checked.fields)
+        with m.Elif(checked_syn & ~walk_complete):                                     # 21
+            m.d.sync += record.verdict.eq(Verdict.SLOW)
+        with m.Else():                                                                 # 22
+            m.d.sync += [record.verdict.eq(Verdict.FAST), record.fields.eq(checked.fields)]
+            with m.If(checked_syn):
+                m.d.sync += record.fields.mss.eq(walk_mss)
 
         # -- Verdict queue and counters ------------------------------------------------------
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=len(record.as_value()),
