@@ -10,7 +10,7 @@ from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MSS_OPTION_LE
                             UDP_HEADER, VLAN_TAG, EtherType, IpProto, TcpFlag, TcpOption)
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
-from hdl.wire import EthernetHeader, Ipv4Header, TcpHeader, UdpHeader, from_wire
+from hdl.wire import EthernetHeader, Ipv4Header, MssOption, TcpHeader, UdpHeader, from_wire
 
 __all__ = ["Verdict", "DropCause", "ParsedFields", "VerdictRecord", "Classifier"]
 
@@ -245,9 +245,9 @@ class Classifier(wiring.Component):
         walked = Signal(range(SYN_OPTIONS_WALKED))
         walk_mss = Signal(16)
         walk_complete = Signal()
-        doff = header[8 * (ETH_HEADER + IPV4_HEADER + 12) + 4:8 * (ETH_HEADER + IPV4_HEADER + 12) + 8]
-        window = walk_options.bit_select(pos * 8, 8 * MSS_OPTION_LENGTH)
-        kind, length, value = window[:8], window[8:16], Cat(window[24:32], window[16:24])
+        doff = from_wire(TcpHeader(), l4_bytes).data_offset
+        option = from_wire(MssOption(), walk_options.bit_select(pos * 8, 8 * MSS_OPTION_LENGTH))
+        kind, length, value = option.kind, option.length, option.mss
         next_pos = Signal(range(self.OPTION_BYTES + 1))
         next_stopped = Signal()
         next_mss = Signal(16)
