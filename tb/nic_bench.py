@@ -100,12 +100,16 @@ class _Source:
     queue: collections.deque = field(default_factory=collections.deque)
     sent: int = 0
 
+    driven: tuple = (0, 0)      # (valid, payload) last written: write only what changes
+
     def drive(self):
-        if self.queue:
-            self.valid.value = 1
-            self.payload.value = self.queue[0]
-        else:
-            self.valid.value = 0
+        want = (1, self.queue[0]) if self.queue else (0, self.driven[1])
+        if want != self.driven:
+            if want[0] != self.driven[0]:
+                self.valid.value = want[0]
+            if want[1] != self.driven[1]:
+                self.payload.value = want[1]
+            self.driven = want
 
 
 @dataclass
@@ -122,14 +126,16 @@ class _FrameSink(_Sink):
     def __init__(self, valid, payload, ready, data_width):
         super().__init__(valid, payload, ready)
         self.lanes = data_width // 8
-        self.layout = FrameBeat(data_width)
+        layout = FrameBeat(data_width)
+        self._data_mask = (1 << data_width) - 1
+        self._keep_shift, self._last_shift = layout["keep"].offset, layout["last"].offset
         self.partial = bytearray()
 
     def take(self, value: int):
-        beat = data.Const(self.layout, value)
-        raw = beat.data.to_bytes(self.lanes, "little")
-        self.partial += bytes(raw[i] for i in range(self.lanes) if beat.keep >> i & 1)
-        if beat.last:
+        raw = (value & self._data_mask).to_bytes(self.lanes, "little")
+        keep = value >> self._keep_shift
+        self.partial += bytes(raw[i] for i in range(self.lanes) if keep >> i & 1)
+        if value >> self._last_shift & 1:
             self.items.append(bytes(self.partial))
             self.partial.clear()
 
@@ -233,13 +239,17 @@ class NicBench:
         """One clock: sample every port once settled, then let the edge transfer."""
         await ReadOnly()
         try:
-            fired = [(source, int(ready.value) and source.queue) for source, ready in self.sources]
+            fired = [(source, int(ready.value)) for source, ready in self.sources if source.queue]
         except ValueError:
             raise AssertionError("ready is X: " + ", ".join(f"{r._name}={r.value}" for _, r in self.sources)) from None
         taken = []
-        self._slow_valid = bool(int(self.slow_rx.valid.value))
+        self._slow_valid = False
         for sink in self.sinks:
-            if int(sink.valid.value) and (sink is not self.slow_rx or self._slow_ready):
+            if int(sink.valid.value):
+                if sink is self.slow_rx:
+                    self._slow_valid = True
+                    if not self._slow_ready:
+                        continue
                 taken.append((sink, int(sink.payload.value)))
         idle = int(self.dut.idle.value)
         if self.coverage is not None:
@@ -255,6 +265,7 @@ class NicBench:
             if did:
                 source.queue.popleft()
                 source.sent += 1
+        for source, _ in self.sources:
             source.drive()
         for sink, value in taken:
             if isinstance(sink, _FrameSink):
@@ -265,11 +276,14 @@ class NicBench:
         self.idle_run = self.idle_run + 1 if idle and not busy else 0
 
     def beats(self, frame: bytes) -> list[int]:
-        """`frame` as the beats of a frame port (``FrameBeat`` values, packed by `pack`).
+        """`frame` as the beats of a frame port (``FrameBeat`` values as ints).
         An empty frame is one beat with no byte kept (a MAC's 0-byte runt)."""
+        keep_shift, last_shift = self.beat_layout["keep"].offset, self.beat_layout["last"].offset
         if not frame:
-            return [pack(self.beat_layout, {"data": 0, "keep": 0, "last": 1})]
-        return [pack(self.beat_layout, {"data": data, "keep": keep, "last": last})
+            return [1 << last_shift]
+        # (frame_to_beats' fields fit by construction: packed by shifts, not data.Const, which
+        # is slow per beat)
+        return [data | keep << keep_shift | last << last_shift
                 for data, keep, last in frame_to_beats(frame, self.data_width)]
 
     def hold_slow(self, cycles: int):

@@ -22,12 +22,38 @@ from tb.nic_os import NicHost
 from tb.scenarios import DUT_IP, DUT_MAC, NIC_POLICY, get_scenario, model_runner
 
 
+class Diverged(Exception):
+    """The RTL's trace left the model's: the run stops here instead of running on (a broken
+    ACK number, say, makes the peer answer every segment until the scenario's end)."""
+
+
+class _TraceOnModel(list):
+    """The RTL run's trace, checked against the model's as it grows: `append` raises
+    `Diverged` once the trace has run `context` entries past its first difference (the
+    report shows that many), or past the model's end."""
+
+    def __init__(self, expected: list, context: int = 8):
+        super().__init__()
+        self.expected, self.context, self.first_difference = expected, context, None
+
+    def append(self, entry):
+        i = len(self)
+        super().append(entry)
+        if self.first_difference is None and (i >= len(self.expected) or entry != self.expected[i]):
+            self.first_difference = i
+        if self.first_difference is not None and i >= self.first_difference + self.context:
+            raise Diverged(f"the RTL's trace differs from the model's at entry {self.first_difference}")
+
+
 def _run(port, name, connections, out: Path):
     spec = get_scenario(name)
     fn = spec.fn
+    model = model_runner(name, port.processes)
+    fn(model)
     dut = NicHost(port, DUT_MAC, DUT_IP, policy=NIC_POLICY, connections=connections,
                   iss_base=spec.dut_iss, name="dut")
     rtl = spec.runner(dut)
+    rtl.trace = _TraceOnModel(model.trace)
     started, cycles0 = time.monotonic(), port.cycles
     out.mkdir(parents=True, exist_ok=True)
     stopped = None
@@ -45,8 +71,6 @@ def _run(port, name, connections, out: Path):
         except Exception as err:            # the run's failure is reported below
             stopped = stopped or err
         coverage.write(Path(os.environ["NIC_COVERAGE"]) / f"{name}.json", name)
-    model = model_runner(name, port.processes)
-    fn(model)
     report = compare_traces(model.trace, rtl.trace)
     summary = {"scenario": name, "cycles": cycles, "wall_s": round(wall, 3),
                "ticks": rtl.now, "trace_entries": len(rtl.trace), "equal": report is None,

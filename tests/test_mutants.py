@@ -3,8 +3,12 @@
 Each mutant is a source-level change of one block (a regular expression applied to its
 module's source, exec'd into a module of its own and monkeypatched into the NIC), built for
 the simulator and run on one short named scenario, which must FAIL with the scoreboard's
-"RTL differs from the model":
+"RTL differs from the model" (the run stops a few trace entries after the first difference,
+``tb/nic_cocotb.py``):
 
+- ``ack_off_by_one``: every ACK number the engine sends is one too high. Caught by
+  ``handshake`` at its first ACK: the scoreboard is not a rubber stamp. (Before the run stopped
+  at the difference, the peer answered every wrong ACK until the scenario's end: 385 s.)
 - ``length_one_bit_short``: the send length the engine passes to the send ring is one bit too
   narrow (``range(S)`` for a value up to S), so a send that takes the whole empty 2 KiB ring
   stores nothing and returns 0. Caught by ``host_limits`` (its 64 KiB write) and by campaign
@@ -18,7 +22,7 @@ the simulator and run on one short named scenario, which must FAIL with the scor
 
 Measured 2026-12-02 on this 2-core machine (other work running): on Icarus each mutant takes
 18 to 22 s (Verilog, its build, the scenario), on Verilator 92 to 98 s (nearly all of it its
-own build), so all three run in CI on Icarus, about a minute together. The shrinker shown on a
+own build), so all four run in CI on Icarus, about a minute together. The shrinker shown on a
 mutant runs with ``--campaign``, on Verilator as the campaign does: campaign seed 0 fails on
 ``length_one_bit_short`` (a send of 3000 bytes on an empty ring returns 0) and shrinks in 6
 runs (25 s) from its 66 random steps to a prefix of K = 28 (``random:0:28``), recorded in
@@ -45,6 +49,9 @@ CONFIG = NicConfig(data_width=64, connections=8, processes=16)
 
 # name: (module, class, where the NIC imports it, pattern, replacement, scenario)
 MUTANTS = {
+    "ack_off_by_one": (
+        "hdl.engine.tcp_engine", "TcpEngine", "hdl.nic",
+        r"hdr\.ack\.eq\(e_ack\)", "hdr.ack.eq(e_ack + 1)", "handshake"),
     "length_one_bit_short": (
         "hdl.engine.tcp_engine", "TcpEngine", "hdl.nic",
         r"taken = Signal\(range\(S \+ 1\)\)", "taken = Signal(range(S))", "host_limits"),
@@ -80,6 +87,9 @@ def test_mutant_is_caught(monkeypatch, name):
     with pytest.raises(AssertionError, match="RTL differs from the model") as failure:
         run_scenario(SIM, CONFIG, scenario, variant=name)
     print(f"mutant {name} caught by {scenario}:\n{failure.value}")
+    if name == "ack_off_by_one":    # the first difference is the dut's first ACK (a SYN has none)
+        assert re.search(r"!\('tx', \d+, 'dut', 'tcp', \d+, 8, 'ACK'.*\| \('tx', \d+, 'dut', 'tcp', \d+, 9, 'ACK'",
+                         str(failure.value)), str(failure.value)
 
 
 # a campaign seed that fails on the length mutant (a send of 2 KiB or more on an empty ring);
