@@ -17,7 +17,8 @@ from hdl.control_port import ControlPort
 from hdl.rx.frame_fifo import FrameFifo
 from hdl.rx.frame_slicer import FrameSlicer
 from hdl.layouts import FrameBeat, check_data_width
-from hdl.ports import ConnEvent, control_ports, host_ports
+from hdl.ports import (STROBED_INPUTS, STROBED_OUTPUTS, ConnEvent, PortStrobes, control_ports,
+                       host_ports)
 from hdl.rx.dispatch import DispatchStep, RxDispatch
 from hdl.tables.socket_table import SocketTable
 from hdl.engine.tcp_engine import EngineStep, TcpEngine
@@ -75,13 +76,16 @@ class DebugSignature(wiring.Signature):
         (``tb/coverage.py`` counts them).
     rx_waiting : Out(1), rx_waiting_conn : Out(conn_bits)
         The receive path offers the engine a segment or datagram for ``rx_waiting_conn``.
+    strobes : Out(PortStrobes)
+        The stream ports' ``ready`` / ``valid`` and ``idle``, as the ports carry them.
     """
 
     def __init__(self, conn_bits, rcv_bytes, snd_bytes):
         super().__init__({"engine_step": Out(EngineStep), "dispatch_step": Out(DispatchStep),
                           "ring_beat": Out(1),
                           "engine_event": Out(EngineObservation(conn_bits, rcv_bytes, snd_bytes)),
-                          "rx_waiting": Out(1), "rx_waiting_conn": Out(conn_bits)})
+                          "rx_waiting": Out(1), "rx_waiting_conn": Out(conn_bits),
+                          "strobes": Out(PortStrobes())})
 
 
 class NIC(wiring.Component):
@@ -301,5 +305,10 @@ class NIC(wiring.Component):
                          self.debug.ring_beat.eq(slicer.o.valid & slicer.o.ready),
                          self.debug.engine_event.eq(engine.observe),
                          self.debug.rx_waiting.eq(dispatch.event.valid),
-                         self.debug.rx_waiting_conn.eq(dispatch.event.payload.conn)]
+                         self.debug.rx_waiting_conn.eq(dispatch.event.payload.conn),
+                         self.debug.strobes.idle.eq(self.idle)]
+            for name in STROBED_INPUTS:
+                m.d.comb += self.debug.strobes[f"{name}_ready"].eq(getattr(self, name).ready)
+            for name in STROBED_OUTPUTS:
+                m.d.comb += self.debug.strobes[f"{name}_valid"].eq(getattr(self, name).valid)
         return m

@@ -200,3 +200,19 @@ def control_ports(conn_bits, pid_bits):
         "ctl_cmd": In(stream.Signature(ControlCommand(conn_bits, pid_bits))),
         "ctl_rsp": Out(stream.Signature(ControlResponse())),
     }
+
+
+#: The NIC's stream ports whose handshake its testbench samples each clock (``hdl.nic.NIC``'s
+#: debug port): its inputs (their ``ready``) and outputs (their ``valid``).
+STROBED_INPUTS = ("rx", "slow_tx", "host_cmd", "host_wdata", "ctl_cmd")
+STROBED_OUTPUTS = ("tx", "slow_rx", "host_rdata", "host_rsp", "ctl_rsp", "events")
+
+
+class PortStrobes(data.StructLayout):
+    """Every stream port's handshake bit and ``idle`` in one vector: the testbench reads it
+    once per clock instead of a signal per port (under cocotb, signal reads are much of a
+    simulated clock's cost)."""
+
+    def __init__(self):
+        super().__init__({**{f"{name}_ready": 1 for name in STROBED_INPUTS},
+                          **{f"{name}_valid": 1 for name in STROBED_OUTPUTS}, "idle": 1})

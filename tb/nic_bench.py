@@ -28,7 +28,8 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from hdl.engine.observe import EngineObservation
 from hdl.engine.tcp_engine import EngineStep
 from hdl.layouts import FrameBeat
-from hdl.ports import ConnEvent, ControlCommand, ControlResponse, HostCommand, HostOp, HostResponse
+from hdl.ports import (STROBED_INPUTS, STROBED_OUTPUTS, ConnEvent, ControlCommand, ControlResponse,
+                       HostCommand, HostOp, HostResponse, PortStrobes)
 from tb.amaranth_sim import frame_to_beats
 
 __all__ = ["NicBench", "NicPort", "pack", "check_fields"]
@@ -161,9 +162,7 @@ class NicBench:
         self.host_cmd = _Source(d.host_cmd__valid, d.host_cmd__payload)
         self.host_wdata = _Source(d.host_wdata__valid, d.host_wdata__payload)
         self.ctl_cmd = _Source(d.ctl_cmd__valid, d.ctl_cmd__payload)
-        self.sources = [(self.rx, d.rx__ready), (self.slow_tx, d.slow_tx__ready),
-                        (self.host_cmd, d.host_cmd__ready), (self.host_wdata, d.host_wdata__ready),
-                        (self.ctl_cmd, d.ctl_cmd__ready)]
+        self.sources = [(getattr(self, name), getattr(d, f"{name}__ready")) for name in STROBED_INPUTS]
         self.tx = _FrameSink(d.tx__valid, d.tx__payload, d.tx__ready, data_width)
         self.slow_rx = _FrameSink(d.slow_rx__valid, d.slow_rx__payload, d.slow_rx__ready, data_width)
         self.host_rdata = _FrameSink(d.host_rdata__valid, d.host_rdata__payload, d.host_rdata__ready,
@@ -171,7 +170,13 @@ class NicBench:
         self.host_rsp = _Sink(d.host_rsp__valid, d.host_rsp__payload, d.host_rsp__ready)
         self.ctl_rsp = _Sink(d.ctl_rsp__valid, d.ctl_rsp__payload, d.ctl_rsp__ready)
         self.events = _Sink(d.events__valid, d.events__payload, d.events__ready)
-        self.sinks = [self.tx, self.slow_rx, self.host_rdata, self.host_rsp, self.ctl_rsp, self.events]
+        self.sinks = [getattr(self, name) for name in STROBED_OUTPUTS]
+        # the handshakes come from one read of the debug port's strobes (hdl.ports.PortStrobes)
+        strobes = PortStrobes()
+        self._strobes, self._clk, self._step = d.debug__strobes, d.clk, d.debug__engine_step
+        self._ready_bit = [strobes[f"{name}_ready"].offset for name in STROBED_INPUTS]
+        self._valid_bit = [strobes[f"{name}_valid"].offset for name in STROBED_OUTPUTS]
+        self._idle_bit = strobes["idle"].offset
         self.idle_run = 0
         self.host_queued: list[dict] = []       # host commands queued by queue_host
         self.slow_stall = 0                     # cycles slow_rx.ready stays low (hold_slow)
@@ -239,24 +244,27 @@ class NicBench:
         """One clock: sample every port once settled, then let the edge transfer."""
         await ReadOnly()
         try:
-            fired = [(source, int(ready.value)) for source, ready in self.sources if source.queue]
+            strobes = int(self._strobes.value)
         except ValueError:
-            raise AssertionError("ready is X: " + ", ".join(f"{r._name}={r.value}" for _, r in self.sources)) from None
+            raise AssertionError(f"a handshake is X: debug__strobes = {self._strobes.value} "
+                                 f"(hdl.ports.PortStrobes)") from None
+        fired = [(source, strobes >> bit & 1)
+                 for (source, _), bit in zip(self.sources, self._ready_bit) if source.queue]
         taken = []
         self._slow_valid = False
-        for sink in self.sinks:
-            if int(sink.valid.value):
+        for sink, bit in zip(self.sinks, self._valid_bit):
+            if strobes >> bit & 1:
                 if sink is self.slow_rx:
                     self._slow_valid = True
                     if not self._slow_ready:
                         continue
                 taken.append((sink, int(sink.payload.value)))
-        idle = int(self.dut.idle.value)
+        idle = strobes >> self._idle_bit & 1
         if self.coverage is not None:
-            step = int(self.dut.debug__engine_step.value)
+            step = int(self._step.value)
             if step in _OBSERVED:
                 self._observe(step)
-        await RisingEdge(self.dut.clk)
+        await RisingEdge(self._clk)
         self.cycles += 1
         if self.slow_stall:
             self.slow_stall -= 1
