@@ -225,9 +225,13 @@ class Classifier(wiring.Component):
 
         # -- A SYN's MSS option: its options walked, one a clock -------------------------------
         # As model.packet.parse_mss_option with SYN_OPTIONS_WALKED options. In the cycle after
-        # a frame's last beat (the whole header is there) the option bytes are copied; the
-        # walk then takes exactly SYN_OPTIONS_WALKED clocks, from registers only, and its
-        # result waits in `walk_mss` / `walk_complete` for the cycle the frame's record is
+        # a frame's last beat (the whole header is there) one step of the walk is worked out
+        # for every option position at once and registered in `step_table`: where the walk
+        # goes from there (DONE: past the options, at an EOL, or at a malformed option, where
+        # Linux stops and keeps the segment) and whether a valid MSS option starts there. The
+        # walk then takes exactly SYN_OPTIONS_WALKED clocks, each one select of `pos`'s entry
+        # (a 41:1 multiplexer of 7 bits: the loop from `pos` to `pos` has no arithmetic), and
+        # its result waits in `walk_mss` / `walk_complete` for the cycle the frame's record is
         # made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk ends. Walks
         # start only after frames as long as a whole TCP header (every frame that can be a
         # FAST SYN has one), so the next walk starts HEADER_BYTES / 8 + 1 clocks after this
@@ -236,41 +240,46 @@ class Classifier(wiring.Component):
         assert 2 + SYN_OPTIONS_WALKED <= self._WRITE_DELAY - 1
         walk_start = Signal()
         m.d.comb += walk_start.eq(delayed[0][0] & delayed[0][1].last & (frame_length >= self.HEADER_BYTES))
+        DONE = self.OPTION_BYTES                # a position at or past every option list's end
         walk_options = Signal(8 * (self.OPTION_BYTES + MSS_OPTION_LENGTH))      # zero past the end
-        pos = Signal(range(self.OPTION_BYTES + 1))
-        end = Signal(range(self.OPTION_BYTES + 1))
-        stopped = Signal()
+        padded = Cat(options, C(0, 8 * MSS_OPTION_LENGTH))
+        doff = from_wire(TcpHeader(), l4_bytes).data_offset
+        end = Signal(range(self.OPTION_BYTES + 1))          # option bytes of the frame just ended
+        m.d.comb += end.eq(Mux(doff > TCP_HEADER // 4, (doff - TCP_HEADER // 4) * 4, 0))
+        step_layout = data.StructLayout({"next": range(DONE + 1), "mss": 1})
+        step_table = Array(Signal(step_layout, init={"next": DONE}, name=f"walk_step_{p}")
+                           for p in range(DONE + 1))        # entry DONE: stay, no MSS
+        with m.If(walk_start):
+            m.d.sync += walk_options.eq(padded)
+            for p in range(DONE):
+                option = from_wire(MssOption(), padded[8 * p:8 * (p + MSS_OPTION_LENGTH)])
+                kind, length = option.kind, option.length
+                step = step_table[p]
+                m.d.sync += [step.next.eq(DONE), step.mss.eq(0)]
+                with m.If((p < end) & (kind != TcpOption.EOL)):
+                    with m.If(kind == TcpOption.NOP):
+                        m.d.sync += step.next.eq(p + 1)
+                    with m.Elif((p + 1 < end) & (length >= 2) & (p + length <= end)):
+                        m.d.sync += [step.next.eq(p + length),
+                                     step.mss.eq((kind == TcpOption.MSS)
+                                                 & (length == MSS_OPTION_LENGTH) & option.mss.any())]
+        pos = Signal(range(DONE + 1))
+        end_walked = Signal(range(self.OPTION_BYTES + 1))
         mss = Signal(16)
         walking = Signal()
         walked = Signal(range(SYN_OPTIONS_WALKED))
         walk_mss = Signal(16)
         walk_complete = Signal()
-        doff = from_wire(TcpHeader(), l4_bytes).data_offset
-        option = from_wire(MssOption(), walk_options.bit_select(pos * 8, 8 * MSS_OPTION_LENGTH))
-        kind, length, value = option.kind, option.length, option.mss
-        next_pos = Signal(range(self.OPTION_BYTES + 1))
-        next_stopped = Signal()
+        here = step_table[pos]
+        value = from_wire(MssOption(), walk_options.bit_select(pos * 8, 8 * MSS_OPTION_LENGTH)).mss
         next_mss = Signal(16)
-        m.d.comb += [next_pos.eq(pos), next_stopped.eq(stopped), next_mss.eq(mss)]
-        with m.If(~stopped & (pos < end)):
-            with m.If(kind == TcpOption.EOL):
-                m.d.comb += next_stopped.eq(1)
-            with m.Elif(kind == TcpOption.NOP):
-                m.d.comb += next_pos.eq(pos + 1)
-            with m.Elif((pos + 1 >= end) | (length < 2) | (pos + length > end)):
-                m.d.comb += next_stopped.eq(1)                  # Linux: stop, keep the segment
-            with m.Else():
-                with m.If((kind == TcpOption.MSS) & (length == MSS_OPTION_LENGTH) & value.any()):
-                    m.d.comb += next_mss.eq(value)
-                m.d.comb += next_pos.eq(pos + length)
+        m.d.comb += next_mss.eq(Mux(here.mss, value, mss))
         with m.If(walking & (walked == SYN_OPTIONS_WALKED - 1)):
-            m.d.sync += [walk_mss.eq(next_mss), walk_complete.eq(next_stopped | (next_pos >= end))]
+            m.d.sync += [walk_mss.eq(next_mss), walk_complete.eq(here.next >= end_walked)]
         with m.If(walk_start):
-            m.d.sync += [walk_options.eq(options), pos.eq(0), stopped.eq(0), mss.eq(0),
-                         end.eq(Mux(doff > TCP_HEADER // 4, (doff - TCP_HEADER // 4) * 4, 0)),
-                         walking.eq(1), walked.eq(0)]
+            m.d.sync += [pos.eq(0), mss.eq(0), end_walked.eq(end), walking.eq(1), walked.eq(0)]
         with m.Elif(walking):
-            m.d.sync += [pos.eq(next_pos), stopped.eq(next_stopped), mss.eq(next_mss),
+            m.d.sync += [pos.eq(here.next), mss.eq(next_mss),
                          walked.eq(walked + 1), walking.eq(walked != SYN_OPTIONS_WALKED - 1)]
 
         # -- Decision, in registered stages from the header of the frame that just ended ------
