@@ -832,7 +832,7 @@ class Bench:
         responses = []
         if poll is not None:
             push(nic.host_cmd, [poll])
-            for source, _ in nic.sources:
+            for source in nic.sources:
                 source.drive()
             while True:
                 await nic.cycle()

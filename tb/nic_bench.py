@@ -104,13 +104,12 @@ class _Source:
     driven: tuple = (0, 0)      # (valid, payload) last written: write only what changes
 
     def drive(self):
-        want = (1, self.queue[0]) if self.queue else (0, self.driven[1])
-        if want != self.driven:
-            if want[0] != self.driven[0]:
-                self.valid.value = want[0]
-            if want[1] != self.driven[1]:
-                self.payload.value = want[1]
-            self.driven = want
+        valid, payload = (1, self.queue[0]) if self.queue else (0, self.driven[1])
+        if valid != self.driven[0]:
+            self.valid.value = valid
+        if payload != self.driven[1]:
+            self.payload.value = payload
+        self.driven = (valid, payload)
 
 
 @dataclass
@@ -162,7 +161,7 @@ class NicBench:
         self.host_cmd = _Source(d.host_cmd__valid, d.host_cmd__payload)
         self.host_wdata = _Source(d.host_wdata__valid, d.host_wdata__payload)
         self.ctl_cmd = _Source(d.ctl_cmd__valid, d.ctl_cmd__payload)
-        self.sources = [(getattr(self, name), getattr(d, f"{name}__ready")) for name in STROBED_INPUTS]
+        self.sources = [getattr(self, name) for name in STROBED_INPUTS]    # (ready: from the strobes)
         self.tx = _FrameSink(d.tx__valid, d.tx__payload, d.tx__ready, data_width)
         self.slow_rx = _FrameSink(d.slow_rx__valid, d.slow_rx__payload, d.slow_rx__ready, data_width)
         self.host_rdata = _FrameSink(d.host_rdata__valid, d.host_rdata__payload, d.host_rdata__ready,
@@ -223,7 +222,7 @@ class NicBench:
         """Start the clock and reset the NIC."""
         d = self.dut
         Clock(d.clk, self.clock_ns, unit="ns").start()
-        for source, _ in self.sources:
+        for source in self.sources:
             source.valid.value = 0
             source.payload.value = 0
         for sink in self.sinks:
@@ -249,7 +248,7 @@ class NicBench:
             raise AssertionError(f"a handshake is X: debug__strobes = {self._strobes.value} "
                                  f"(hdl.ports.PortStrobes)") from None
         fired = [(source, strobes >> bit & 1)
-                 for (source, _), bit in zip(self.sources, self._ready_bit) if source.queue]
+                 for source, bit in zip(self.sources, self._ready_bit) if source.queue]
         taken = []
         self._slow_valid = False
         for sink, bit in zip(self.sinks, self._valid_bit):
@@ -273,14 +272,14 @@ class NicBench:
             if did:
                 source.queue.popleft()
                 source.sent += 1
-        for source, _ in self.sources:
+        for source in self.sources:
             source.drive()
         for sink, value in taken:
             if isinstance(sink, _FrameSink):
                 sink.take(value)
             else:
                 sink.items.append(value)
-        busy = any(source.queue for source, _ in self.sources)
+        busy = any(source.queue for source in self.sources)
         self.idle_run = self.idle_run + 1 if idle and not busy else 0
 
     def beats(self, frame: bytes) -> list[int]:
@@ -311,7 +310,7 @@ class NicBench:
         """Run until every queue is empty and the NIC has been idle for a few cycles (and
         any `hold_slow` is over)."""
         self._drive_slow_ready()
-        for source, _ in self.sources:
+        for source in self.sources:
             source.drive()
         self.idle_run = 0
         for _ in range(limit):
