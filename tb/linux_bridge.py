@@ -32,7 +32,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter
 
-__all__ = ["LinuxBridge", "Impairment", "Crossing", "retransmissions", "resets", "TO_HOST", "TO_LINUX"]
+__all__ = ["LinuxBridge", "Impairment", "Crossing", "retransmissions", "resets", "late_resets", "TO_HOST", "TO_LINUX"]
 
 TO_HOST, TO_LINUX = "to_host", "to_linux"
 _SYN, _FIN, _RST = 0x02, 0x01, 0x04
@@ -292,13 +292,49 @@ def retransmissions(trace: list) -> dict[str, dict[str, int]]:
 
 
 def resets(trace: list) -> dict[str, int]:
-    """How many RSTs each side sent in `trace`: ``{"linux": n, "host": n}``."""
-    counts = {"linux": 0, "host": 0}
+    """How many RSTs each side sent in `trace` to a connection it had not finished:
+    ``{"linux": n, "host": n}`` (aborts; see `late_resets` for the others)."""
+    return _resets(trace)[0]
+
+
+def late_resets(trace: list) -> dict[str, int]:
+    """How many RSTs each side sent for a connection it had already finished (its FIN
+    acknowledged and the other side's FIN received): the answer RFC 9293 (3.10.7.1) gives a
+    segment for no connection, here a duplicate or late one from the other side that a
+    lossy, reordering wire delivered after the close. They abort nothing; whether one
+    happens depends on which segments the seeded faults fall on, that is on timing."""
+    return _resets(trace)[1]
+
+
+def _resets(trace: list) -> tuple[dict[str, int], dict[str, int]]:
+    aborts, late = {"linux": 0, "host": 0}, {"linux": 0, "host": 0}
+    fin: dict[tuple, int] = {}              # flow -> sequence number after its FIN
+    fin_acked: set = set()                  # flows whose FIN reached and was acknowledged
+    fin_received: set = set()               # flows whose FIN was delivered
     for crossing in trace:
         segment = _tcp(crossing.frame)
-        if segment is not None and segment[3] & _RST:
-            counts["linux" if crossing.direction == TO_HOST else "host"] += 1
-    return counts
+        if segment is None:
+            continue
+        src, dst, seq, flags, length, ack, _win = segment
+        flow, reverse = (src, dst), (dst, src)
+        side = "linux" if crossing.direction == TO_HOST else "host"
+        if flags & _RST:
+            finished = flow in fin_acked and reverse in fin_received
+            (late if finished else aborts)[side] += 1
+            continue
+        if flags & _SYN and not flags & 0x10:       # a new incarnation of the connection
+            for key in (flow, reverse):
+                fin.pop(key, None)
+                fin_acked.discard(key)
+                fin_received.discard(key)
+        if crossing.fate == "dropped":
+            continue
+        if flags & _FIN:
+            fin[flow] = seq + length + bool(flags & _SYN) + 1
+            fin_received.add(flow)
+        if flags & 0x10 and reverse in fin and not _before(ack, fin[reverse]):
+            fin_acked.add(reverse)
+    return aborts, late
 
 
 def _before(a: int, b: int) -> bool:

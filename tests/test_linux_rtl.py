@@ -125,3 +125,27 @@ def test_retransmission_into_a_zero_window_is_a_probe():
              _segment(TO_LINUX, 2, 101, length=1, flags="PA"),
              _segment(TO_LINUX, 2, 101, length=1, flags="PA")]
     assert retransmissions(trace) == {"linux": {}, "host": {"window_probe": 1}}
+
+
+def _closed_by_both(last_ack_fate="delivered"):
+    """An exchange the host closes second: Linux's FIN, the host's FIN, Linux's last ACK."""
+    from tb.linux_bridge import TO_HOST, TO_LINUX
+    return [_segment(TO_HOST, 100, 1, flags="S"), _segment(TO_LINUX, 1, 101, flags="SA"),
+            _segment(TO_HOST, 101, 2),
+            _segment(TO_HOST, 101, 2, length=10, flags="FA"),
+            _segment(TO_LINUX, 2, 112, flags="FA"),
+            _segment(TO_HOST, 112, 3, fate=last_ack_fate)]
+
+
+def test_an_rst_after_a_clean_close_is_late_not_an_abort():
+    from tb.linux_bridge import TO_HOST, TO_LINUX, late_resets, resets
+    trace = _closed_by_both("duplicated") + [_segment(TO_LINUX, 3, 0, flags="R")]
+    assert resets(trace) == {"linux": 0, "host": 0}
+    assert late_resets(trace) == {"linux": 0, "host": 1}
+    # the same RST before the host's FIN was acknowledged aborts the connection
+    trace = _closed_by_both("dropped") + [_segment(TO_LINUX, 3, 0, flags="R")]
+    assert resets(trace) == {"linux": 0, "host": 1}
+    assert late_resets(trace) == {"linux": 0, "host": 0}
+    # and so does one from Linux, which never got the host's FIN before it
+    trace = _closed_by_both()[:4] + [_segment(TO_HOST, 112, 2, flags="R")]
+    assert resets(trace) == {"linux": 1, "host": 0}
