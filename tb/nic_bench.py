@@ -308,10 +308,13 @@ class NicBench:
 
     async def settle(self, limit: int = 1_000_000):
         """Run until every queue is empty and the NIC has been idle for a few cycles (and
-        any `hold_slow` is over)."""
+        any `hold_slow` is over); at most `limit` clocks beyond one per queued beat (a
+        1 MiB write is 1,048,576 beats at 8 bits, each taken, stored or drained, in a clock
+        of its own)."""
         self._drive_slow_ready()
         for source in self.sources:
             source.drive()
+        limit += sum(len(source.queue) for source in self.sources)
         self.idle_run = 0
         for _ in range(limit):
             await self.cycle()
@@ -319,7 +322,18 @@ class NicBench:
                     self._slow_held and self._slow_valid):
                 self._slow_held = False     # (the NIC's idle does not cover the slow FIFO)
                 return
-        raise TimeoutError(f"NIC not idle after {limit} cycles")
+        raise TimeoutError(f"NIC not idle after {limit} cycles: {self._activity()}")
+
+    def _activity(self) -> str:
+        """What the NIC and the bench are doing now (for a settle that never ends)."""
+        strobes = int(self._strobes.value)
+        valid = [name for name, bit in zip(STROBED_OUTPUTS, self._valid_bit) if strobes >> bit & 1]
+        ready = [name for name, bit in zip(STROBED_INPUTS, self._ready_bit) if strobes >> bit & 1]
+        queued = {name: len(source.queue) for name, source in zip(STROBED_INPUTS, self.sources)
+                  if source.queue}
+        return (f"idle {strobes >> self._idle_bit & 1}, engine step {int(self._step.value)}, "
+                f"valid {valid}, ready {ready}, queued {queued}, sinks took "
+                f"{ {name: len(sink.items) for name, sink in zip(STROBED_OUTPUTS, self.sinks)} }")
 
     async def send_frame(self, frame: bytes):
         await self.send_frames([frame])
