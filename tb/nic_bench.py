@@ -177,6 +177,7 @@ class NicBench:
         self._valid_bit = [strobes[f"{name}_valid"].offset for name in STROBED_OUTPUTS]
         self._idle_bit = strobes["idle"].offset
         self.idle_run = 0
+        self.settle_limit = 1_000_000       # clocks a settle may take beyond its queued beats
         self.host_queued: list[dict] = []       # host commands queued by queue_host
         self.slow_stall = 0                     # cycles slow_rx.ready stays low (hold_slow)
         self._slow_ready = True
@@ -306,15 +307,15 @@ class NicBench:
             self.slow_rx.ready.value = int(ready)
             self._slow_ready = ready
 
-    async def settle(self, limit: int = 1_000_000):
+    async def settle(self):
         """Run until every queue is empty and the NIC has been idle for a few cycles (and
-        any `hold_slow` is over); at most `limit` clocks beyond one per queued beat (a
-        1 MiB write is 1,048,576 beats at 8 bits, each taken, stored or drained, in a clock
-        of its own)."""
+        any `hold_slow` is over); at most `settle_limit` clocks beyond one per queued beat
+        (a 1 MiB write is 1,048,576 beats at 8 bits, each taken, stored or drained, in a
+        clock of its own)."""
         self._drive_slow_ready()
         for source in self.sources:
             source.drive()
-        limit += sum(len(source.queue) for source in self.sources)
+        limit = self.settle_limit + sum(len(source.queue) for source in self.sources)
         self.idle_run = 0
         for _ in range(limit):
             await self.cycle()

@@ -2,7 +2,8 @@
 
 Run by ``tests/test_nic_rtl.py`` (and ``make sim``) through ``cocotb_tools.runner``. The
 scenario, the NIC's parameters and the output folder come from the environment:
-``NIC_SCENARIO`` (a name in ``tb.scenarios.SCENARIOS``, or ``random:SEED``), ``NIC_WIDTH``, ``NIC_CONNECTIONS``, ``NIC_PROCESSES``, ``NIC_OUT``.
+``NIC_SCENARIO`` (a name in ``tb.scenarios.SCENARIOS``, or ``random:SEED``), ``NIC_WIDTH``, ``NIC_CONNECTIONS``, ``NIC_PROCESSES``, ``NIC_OUT``,
+and optionally ``NIC_SETTLE_LIMIT`` (``NicBench.settle_limit``).
 On a mismatch both traces are printed side by side and a pcap of each wire is written.
 The run's functional coverage (``tb/coverage.py``) goes to ``NIC_COVERAGE``/<scenario>.json.
 """
@@ -98,6 +99,8 @@ async def scenario(dut):
                 if os.environ.get("NIC_COVERAGE") else None)
     bench = NicBench(dut, data_width=width, connections=connections, processes=processes,
                      coverage=coverage)
+    if "NIC_SETTLE_LIMIT" in os.environ:
+        bench.settle_limit = int(os.environ["NIC_SETTLE_LIMIT"])
     await bench.start()
     summary = await bridge(_run)(NicPort(bench), name, connections, out)
     dut._log.info("%s", summary)

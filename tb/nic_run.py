@@ -148,18 +148,24 @@ def run_cocotb(sim: str, config: NicConfig, test_module: str, name: str, env: di
 
 
 def run_scenario(sim: str, config: NicConfig, scenario: str, waves: bool = False,
-                 variant: str = "") -> dict:
+                 variant: str = "", settle_limit: int | None = None) -> dict:
     """Run one scenario on the RTL (and the model); returns its summary, raises on a mismatch
     with the scoreboard's report. Its functional coverage goes to
     ``build/sim/coverage/<build>/<sim>/<scenario>.json`` (``python -m tb.coverage report``),
-    unless `variant` names a modified design."""
+    unless `variant` names a modified design. A `settle_limit` replaces the bench's
+    (``NicBench.settle_limit``); such a run's outputs go to a folder of their own."""
     build_name = config.name + (f"_{variant}" if variant else "")
     out = BUILD / "sim" / build_name / sim
     env = {"NIC_SCENARIO": scenario, "NIC_OUT": str(out)}
-    if not variant:             # a mutant's runs say nothing of the design's coverage
+    results = scenario
+    if settle_limit is not None:
+        results = f"{scenario}_settle{settle_limit}"
+        out = out / f"settle{settle_limit}"
+        env.update(NIC_SETTLE_LIMIT=str(settle_limit), NIC_OUT=str(out))
+    elif not variant:           # a mutant's runs say nothing of the design's coverage
         env["NIC_COVERAGE"] = str(BUILD / "sim" / "coverage" / build_name / sim)
     try:
-        run_cocotb(sim, config, "tb.nic_cocotb", scenario, env, waves, variant)
+        run_cocotb(sim, config, "tb.nic_cocotb", results, env, waves, variant)
     except AssertionError as err:
         raise AssertionError(f"scenario {err} (traces and pcaps: {out})") from None
     return json.loads((out / f"{scenario}.json").read_text())
