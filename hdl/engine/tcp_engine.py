@@ -386,7 +386,12 @@ class TcpEngine(wiring.Component):
         framer_reads = Signal(8)            # send-ring reads whose data is still on its way
         host_reads = Signal(8)              # receive-ring reads whose data is still on its way
 
-        # UDP record header (length, source), written or captured a beat at a time
+        # UDP record headers (length, source), a beat at a time: one going into the receive
+        # ring (`ring_hdr`; it may still be going out while the engine serves the next event)
+        # and one captured from it for a host read (`rdata_to_engine`), each with registers
+        # of its own: below 64 bits both can be under way at once
+        hdr_beat = Signal(range(max(record_beats, 2)))
+        hdr_bytes = Signal(8 * UDP_RECORD_BYTES)
         rec_len = Signal(16)
         rec_beat = Signal(range(max(record_beats, 2)))
         rec_bytes = Signal(8 * UDP_RECORD_BYTES)
@@ -572,20 +577,20 @@ class TcpEngine(wiring.Component):
         m.d.comb += rx_ring.write_resp.ready.eq(1)
 
         # receive ring write data: the receive path's payload, or a UDP record header
-        hdr_beat = Signal(W)
+        hdr_word = Signal(W)
         if record_beats == 1:
-            m.d.comb += hdr_beat.eq(rec_bytes)
+            m.d.comb += hdr_word.eq(hdr_bytes)
         else:
-            m.d.comb += hdr_beat.eq(rec_bytes.word_select(rec_beat, W))
+            m.d.comb += hdr_word.eq(hdr_bytes.word_select(hdr_beat, W))
         with m.If(ring_hdr):
             m.d.comb += [rx_ring.write_data.valid.eq(1),
-                         rx_ring.write_data.payload.data.eq(hdr_beat),
+                         rx_ring.write_data.payload.data.eq(hdr_word),
                          rx_ring.write_data.payload.keep.eq((1 << L) - 1),
-                         rx_ring.write_data.payload.last.eq(rec_beat == record_beats - 1)]
+                         rx_ring.write_data.payload.last.eq(hdr_beat == record_beats - 1)]
             with m.If(rx_ring.write_data.ready):
-                m.d.sync += rec_beat.eq(rec_beat + 1)
-                with m.If(rec_beat == record_beats - 1):
-                    m.d.sync += [ring_hdr.eq(0), rec_beat.eq(0)]
+                m.d.sync += hdr_beat.eq(hdr_beat + 1)
+                with m.If(hdr_beat == record_beats - 1):
+                    m.d.sync += [ring_hdr.eq(0), hdr_beat.eq(0)]
         with m.Else():
             wiring.connect(m, wiring.flipped(self.rx_payload), rx_ring.write_data)
 
@@ -646,7 +651,7 @@ class TcpEngine(wiring.Component):
                                  & (framer_reads == 0) & (host_reads == 0) & ~rx_ring.busy
                                  & (tx_headers.level == 0)
                                  & ~tx_ring.busy
-                                 & ~wdata_drain & ~wdata_to_ring)
+                                 & ~wdata_drain & ~wdata_to_ring & ~ring_hdr)
         m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
@@ -1062,12 +1067,14 @@ class TcpEngine(wiring.Component):
                 with m.Elif(rxq.free < seg_plen + UDP_RECORD_BYTES):
                     m.d.sync += udp_queue_full.eq(udp_queue_full + 1)
                     goto(EngineStep.ACTION)
+                with m.Elif(ring_hdr):
+                    pass    # the header before this one is still going out (8 beats at 8 bits)
                 with m.Else():
-                    m.d.sync += [rec_bytes.eq(Cat(seg_plen[8:16], seg_plen[0:8],
+                    m.d.sync += [hdr_bytes.eq(Cat(seg_plen[8:16], seg_plen[0:8],
                                                   seg_src_ip[24:32], seg_src_ip[16:24],
                                                   seg_src_ip[8:16], seg_src_ip[0:8],
                                                   seg_src_port[8:16], seg_src_port[0:8])),
-                                 rec_beat.eq(0)]
+                                 hdr_beat.eq(0)]
                     goto(EngineStep.UDP_HEADER_CMD)
 
             with m.Case(EngineStep.UDP_HEADER_CMD):
