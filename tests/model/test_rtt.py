@@ -8,11 +8,10 @@ from fractions import Fraction
 
 from conftest import blocking, make_pair
 
-from model.packet import parse_frame
 from model.policy import DEFAULT_POLICY, LINUX_RTO
 from model.tcp import Tcb
 
-from test_loss import transfer_both_ways
+from test_loss import drop_first_data, transfer_both_ways
 
 ESTIMATING = replace(DEFAULT_POLICY, **LINUX_RTO)
 
@@ -70,16 +69,7 @@ def test_no_sample_from_a_retransmitted_segment():
     (1,000 ticks) and more after it was first sent, gives no sample, so the estimate is the
     handshake's (the SYN timed over a 2 x 40 tick round trip)."""
     pair = make_pair(policy=ESTIMATING, latency=40)
-    dropped = []
-
-    def drop_first_data(side, frame):
-        tcp = parse_frame(frame).tcp
-        if side == "a" and tcp.payload and not dropped:
-            dropped.append(tcp.seq)
-            return True
-        return False
-
-    pair.wire.block = drop_first_data
+    drop_first_data(pair.wire)
     tcb = pair.tcb_a()
     assert tcb.rtt_sampled and tcb.srtt8 == 80 << 3
     pair.pa.send(pair.ca, b"x" * 100)
