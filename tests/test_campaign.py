@@ -61,7 +61,9 @@ def test_shrinking_finds_the_shortest_failing_prefix_in_8_runs(monkeypatch, tmp_
     runs = _fake_rtl(monkeypatch, tmp_path, fails_from)
     found = run_seed(11)
     assert found["shortest_prefix"] == fails_from and len(runs) <= 1 + 8 + 1
-    assert found["replay"] == ("python -m tb.sim --sim verilator --width 64 --scenario "
+    # (the simulator and width a campaign's settings give: `make campaign WIDTH=8` runs this too)
+    assert found["replay"] == (f"python -m tb.sim --sim {tb.campaign.SIM} --width {tb.campaign.WIDTH} "
+                               "--scenario "
                                + ("random:11" if fails_from == steps else f"random:11:{fails_from}"))
     assert found["first_mismatch"].splitlines()[1:] == ["  model: a", "  RTL:   b"]
     assert "waveform" in found and not found["equal"]
