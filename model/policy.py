@@ -98,7 +98,13 @@ Policies that are code, not numbers (kept here so they are in one place):
 
 from dataclasses import dataclass
 
-__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO"]
+__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "RTT_SAMPLE_BITS"]
+
+# An RTT sample is counted in at most this many bits of ticks: a longer one (over 131 s at
+# 1 ms a tick, beyond Linux's 120 s RTO maximum) counts as the largest. So the estimate's
+# registers have fixed widths: 8 SRTT below 2**(RTT_SAMPLE_BITS + 3), 4 RTTVAR below
+# 2**(RTT_SAMPLE_BITS + 2) (hdl/engine/rtt.py says why).
+RTT_SAMPLE_BITS = 17
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,9 @@ class Policy:
             raise ValueError(f"Send buffer must be positive, not {self.snd_buffer!r}")
         if not 64 <= self.mss <= 1460:
             raise ValueError(f"MSS must be 64..1460, not {self.mss!r}")
+        if self.rtt_estimation and not 0 < self.rto_min <= self.rto_initial <= self.rto_max < 2 ** RTT_SAMPLE_BITS:
+            raise ValueError(f"RTO bounds must satisfy 0 < rto_min <= rto_initial <= rto_max < "
+                             f"{2 ** RTT_SAMPLE_BITS}, not {self.rto_min}, {self.rto_initial}, {self.rto_max}")
         if not self.mss + 40 <= self.mtu <= 9000:
             raise ValueError(f"MTU must be MSS + 40 ({self.mss + 40})..9000, not {self.mtu!r}")
 

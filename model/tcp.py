@@ -18,7 +18,7 @@ from .bytestream import StreamBuffer
 from .errors import Errno
 from .protocol import TcpFlag
 from .packet import TcpSegment
-from .policy import Policy
+from .policy import RTT_SAMPLE_BITS, Policy
 
 __all__ = ["State", "SYNCHRONIZED", "RECEIVING", "Tcb", "seq_add", "seq_diff", "seq_lt", "seq_le"]
 
@@ -560,7 +560,7 @@ class Tcb:
         """An ACK at or past the timed segment's end: one RTT sample (RFC 6298 2.2-2.3)."""
         if self.rtt_seq is None or seq_lt(ack, self.rtt_seq):
             return
-        r = now - self.rtt_start
+        r = min(now - self.rtt_start, 2 ** RTT_SAMPLE_BITS - 1)
         if not self.rtt_sampled:
             self.srtt8, self.rttvar4, self.rtt_sampled = r << 3, r << 1, True
         else:
