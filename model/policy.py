@@ -154,10 +154,11 @@ class Policy:
         if not self.mss + 40 <= self.mtu <= 9000:
             raise ValueError(f"MTU must be MSS + 40 ({self.mss + 40})..9000, not {self.mtu!r}")
 
-    def rto_after(self, expiries: int) -> int:
-        """The fixed RTO in force after `expiries` consecutive expiries without progress
-        (with `rtt_estimation`, `Tcb.rto_after` starts from the estimate instead)."""
-        return min(self.rto_initial * self.rto_backoff ** expiries, self.rto_max)
+    def rto_after(self, expiries: int, base: int | None = None) -> int:
+        """The RTO in force after `expiries` consecutive expiries without progress, from
+        `base` (the fixed `rto_initial` unless given: `Tcb.rto_after` gives its estimate)."""
+        return min((self.rto_initial if base is None else base) * self.rto_backoff ** expiries,
+                   self.rto_max)
 
     def persist_after(self, probes: int) -> int:
         """The persist interval after `probes` probes sent without the window opening."""

@@ -551,10 +551,9 @@ class Tcb:
         `rto_initial`, or (policy.rtt_estimation, once sampled) ``srtt8/8 + max(rto_min,
         rttvar4)``, doubled per expiry, at most `rto_max` (model/policy.py's RTO)."""
         P = self.policy
-        base = P.rto_initial
         if P.rtt_estimation and self.rtt_sampled:
-            base = (self.srtt8 >> 3) + max(P.rto_min, self.rttvar4)
-        return min(base * P.rto_backoff ** expiries, P.rto_max)
+            return P.rto_after(expiries, (self.srtt8 >> 3) + max(P.rto_min, self.rttvar4))
+        return P.rto_after(expiries)
 
     def _rtt_ack(self, ack: int, now: int):
         """An ACK at or past the timed segment's end: one RTT sample (RFC 6298 2.2-2.3)."""
