@@ -16,6 +16,13 @@ POLICY = replace(DEFAULT_POLICY, **LINUX_RTO)
 R_MAX = 2 ** RTT_SAMPLE_BITS - 1
 
 
+def _run(dut, testbench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 def _sequences():
     rng = random.Random(6298)
     yield "steady", [300] * 40
@@ -51,10 +58,7 @@ def test_estimate_and_rto_equal_the_model(name, samples):
             assert tcb.srtt8 < 2 ** SRTT8_BITS and tcb.rttvar4 < 2 ** RTTVAR4_BITS
             assert ctx.get(dut.rto) == tcb.rto_after(expiries), (r, expiries)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    _run(dut, testbench)
 
 
 def test_no_sample_and_the_initial_rto():
@@ -74,10 +78,7 @@ def test_no_sample_and_the_initial_rto():
             assert (after.sampled, after.srtt8, after.rttvar4) == (0, 1234, 99)
             assert ctx.get(dut.rto) == tcb.rto_after(expiries) == min(1000 << expiries, 120_000)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    _run(dut, testbench)
 
 
 def test_a_fixed_rto_policy_is_refused():
@@ -119,7 +120,4 @@ def test_one_sample_a_clock():
                 assert (after.sampled, after.srtt8, after.rttvar4) == cases[done][4], done
                 assert ctx.get(dut.rto) == cases[done][5], done
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    _run(dut, testbench)
