@@ -18,7 +18,7 @@ Policies that are code, not numbers (kept here so they are in one place):
   PSH. A FIN rides on the segment that carries the last queued byte, else goes alone.
 - MSS: the MSS option (kind 2) is sent on SYN and SYN-ACK with `mss`; the effective MSS is
   ``min(mss, peer's option or default_mss)``. No other option is sent or honoured.
-- RTO: with `rtt_estimation` off (the default, and what the NIC does today), fixed
+- RTO: with `rtt_estimation` off (the default, and the reference NIC's), fixed
   `rto_initial` (one counter per connection and no multiplier). With it on, RFC 6298: one
   segment per window is timed (new data only; any retransmission stops the timing, Karn's
   rule), the ACK that covers it gives a sample R in ticks, and SRTT and RTTVAR follow RFC 6298

@@ -21,7 +21,7 @@ from model.host import Host
 from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER, TcpFlag, TcpOption
 from model.packet import (TcpSegment, UdpDatagram, build_raw_tcp_frame, build_tcp_frame,
                           build_udp_frame, parse_frame)
-from model.policy import Policy
+from model.policy import LINUX_RTO, Policy
 from model.scenario import ModelBackend, Runner
 from model.tcp import seq_add
 
@@ -394,6 +394,25 @@ def lossy_wire(r):
     r.call(p1, "close", fd)
     r.call(server, "close", conn, side="peer")
     r.run(3000)
+
+
+@scenario(latency=150, peer_policy=Policy(**LINUX_RTO))
+def long_path(r):
+    """A 300-tick round trip, longer than the fixed RTO: with RTT estimation
+    (``NicConfig(linux_rto=True)``) the handshake's sample sets the RTO (900 ticks) and nothing
+    is sent twice; then the peer goes silent and the RTO doubles from the estimate (Karn: the
+    resent segment's ACK gives no sample). With the fixed RTO every segment is resent."""
+    p1, fd, server, conn = _connected(r)
+    _transfer(r, p1, fd, server, conn, 6000, chunk=2000)
+    r.wire.block = lambda side, frame: side == "b"           # the peer's frames are lost
+    r.call(p1, "send", fd, b"anyone? " * 50)
+    r.run(3000)
+    r.wire.block = None
+    r.call(server, "recv", conn, 400, MSG_WAITALL, side="peer")
+    r.run(2000)
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1500)
 
 
 @scenario()

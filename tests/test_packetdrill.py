@@ -68,10 +68,6 @@ NEW_CONSTRUCTS = {
 }
 RTL_SCRIPTS = [s for s in SCRIPTS if s.stem not in NEW_CONSTRUCTS - RTL_ONLY_THESE_NEW]
 RTL_DIFFERENCES = {
-    "rto_from_rtt": ("the NIC's RTO is still a fixed 200 ms (the NIC's policy; RTT estimation "
-                     "is in the model, not yet in the RTL): it sends its SYN-ACK again at 200 "
-                     "ms, before the handshake's ACK at 300 ms",
-                     "unexpected packet before line 11 at 0.200000"),
     "sockopt_buffers": ("sets SO_SNDBUF 6000: the NIC's send ring is 2 KiB, so the cap is the "
                         "ring and reads back doubled as 4096 (Linux's floor is above 2 KiB, so "
                         "no value reads back alike on both)", "expected 12000   actual 4096"),
