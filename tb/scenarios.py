@@ -72,12 +72,19 @@ def peer_host(policy=None, iss_base=PEER_ISS):
 def get_scenario(name: str) -> Scenario:
     """A registered scenario, or ``random:SEED``: the seeded random scenario (`random_scenario`),
     or ``random:SEED:K``: the same program cut after its first K random steps (a campaign's
-    shortest failing prefix)."""
+    shortest failing prefix), or ``long_path:BYTES`` (`long_path` with BYTES each way)."""
     if name.startswith("random:"):
         fields = name.split(":")[1:]
         if not 1 <= len(fields) <= 2 or not all(f.isdigit() for f in fields):
             raise KeyError(f"Random scenarios are named random:SEED or random:SEED:K, not {name!r}")
         return random_scenario(*map(int, fields))
+    if name.startswith("long_path:"):
+        size = name.split(":", 1)[1]
+        if not size.isdigit():
+            raise KeyError(f"Long-path transfers are named long_path:BYTES, not {name!r}")
+        base = SCENARIOS["long_path"]
+        return Scenario(lambda r: _long_path(r, int(size)), base.wire, base.connections,
+                        base.peer_policy, name=name)
     return SCENARIOS[name]
 
 
@@ -399,11 +406,17 @@ def lossy_wire(r):
 @scenario(latency=150, peer_policy=Policy(**LINUX_RTO))
 def long_path(r):
     """A 300-tick round trip, longer than the fixed RTO: with RTT estimation
-    (``NicConfig(linux_rto=True)``) the handshake's sample sets the RTO (900 ticks) and nothing
-    is sent twice; then the peer goes silent and the RTO doubles from the estimate (Karn: the
-    resent segment's ACK gives no sample). With the fixed RTO every segment is resent."""
+    (``NicConfig(linux_rto=True)``) the RTO follows the samples (900 ticks after the
+    handshake's) and nothing is sent twice; then the peer goes silent and the RTO doubles from
+    the estimate (Karn: the resent segment's ACK gives no sample). With the fixed RTO the
+    transfer's segments go twice.
+    ``long_path:BYTES`` transfers BYTES each way instead of 6,000."""
+    _long_path(r, 6000)
+
+
+def _long_path(r, size):
     p1, fd, server, conn = _connected(r)
-    _transfer(r, p1, fd, server, conn, 6000, chunk=2000)
+    _transfer(r, p1, fd, server, conn, size, chunk=2000)
     r.wire.block = lambda side, frame: side == "b"           # the peer's frames are lost
     r.call(p1, "send", fd, b"anyone? " * 50)
     r.run(3000)
