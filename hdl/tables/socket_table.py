@@ -19,7 +19,7 @@ __all__ = ["Op", "Status", "KeyLayout", "EntryLayout", "CommandLayout", "Respons
 
 # Clocks from the cycle a key is accepted on `lookup` to the cycle its result is valid on
 # `result` (when `result.ready` is held high).
-LOOKUP_LATENCY = 2
+LOOKUP_LATENCY = 4
 
 
 class Op(enum.Enum, shape=1):
@@ -132,7 +132,8 @@ class SocketTable(wiring.Component):
     exactly once, at one row, through its own synchronous read port: one lookup per clock at a
     fixed latency, and every memory is a plain block RAM (a lookup read port, and one
     read/write port for the control FSM whose read and write share an address: a true
-    dual-port RAM). Bucketized cuckoo hashing with 2 choices and 4 ways fills to ~96 % of
+    dual-port RAM; the lookup port reads a row as it was before a write on the same edge, so
+    no bypass logic is needed across the ports). Bucketized cuckoo hashing with 2 choices and 4 ways fills to ~96 % of
     1024 entries before the first FULL (model, random keys: median 0.966, minimum 0.945 over
     100 fills; 4096 entries alike); a 64-entry table has only 8 buckets per sub-table and
     varies more (median 0.98, 1st percentile 0.906, minimum 0.81 over 2000 fills: a true
@@ -159,7 +160,12 @@ class SocketTable(wiring.Component):
     consistent state of the table: the entry in flight during a walk is held in a victim
     register that lookups also compare against, and the key being inserted reads as absent
     until the clock edge its insert completes. A lookup overlapping a command therefore sees
-    the table either before or after that command, never in between.
+    the table either before or after that command, never in between. The lookup pipeline has
+    four stages: the buckets are read, and the victim and the hidden key compared, on the
+    edge that accepts the key (so the slots and the walk state seen together are those of one
+    clock); the slots read are registered; their key compares are registered (one match bit
+    per slot and the victim, and the ids); the result register selects the id. While
+    ``result`` is not ready every stage holds, the read data too.
 
     The memories start empty (initial contents); reset does not clear them.
 
@@ -232,7 +238,10 @@ class SocketTable(wiring.Component):
         T, W, rb = range(ref.TABLES), range(ref.WAYS), self._row_bits
         entry_layout = EntryLayout(self._id_width)
 
-        # Memories: per (table, way) a lookup read port and a control read/write port.
+        # Memories: per (table, way) a lookup read port and a control read/write port. The
+        # lookup port reads the row as it was before a write on the same clock edge (not
+        # transparent: what a block RAM's second port does without bypass logic); the walk
+        # state it is combined with is sampled on that same edge (below).
         lk_rd, ctl_rd, ctl_wr = ([[None] * ref.WAYS for _ in T] for _ in range(3))
         ctl_addr = [Signal(rb, name=f"ctl_addr{t}") for t in T]
         wr_entry = Signal(entry_layout)
@@ -240,7 +249,7 @@ class SocketTable(wiring.Component):
             for w in W:
                 mem = m.submodules[f"t{t}_way{w}"] = Memory(data=self.way_data[t][w])
                 ctl_wr[t][w] = wr = mem.write_port()
-                lk_rd[t][w] = mem.read_port(transparent_for=(wr,))
+                lk_rd[t][w] = mem.read_port()
                 ctl_rd[t][w] = mem.read_port(transparent_for=(wr,))
                 m.d.comb += [wr.addr.eq(ctl_addr[t]), ctl_rd[t][w].addr.eq(ctl_addr[t]),
                              wr.data.eq(wr_entry)]
@@ -253,37 +262,59 @@ class SocketTable(wiring.Component):
         def same_key(a, b):
             return a.as_value() == b.as_value()
 
-        # ---- Lookup pipeline: stage 1 reads the buckets, the result register is stage 2.
+        # ---- Lookup pipeline: 1 reads the buckets, 2 registers the slots, 3 the matches, and
+        # the result register selects the id. Every stage moves only on `advance`.
         advance = Signal()
-        s1_valid = Signal()
-        s1_key = Signal(KeyLayout())
-        s1_rows = [Signal(rb, name=f"s1_row{t}") for t in T]
-        in_rows = toeplitz_rows(self.lookup.payload, self._toeplitz_key, rb)
         m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
                      self.lookup.ready.eq(advance)]
+        in_rows = toeplitz_rows(self.lookup.payload, self._toeplitz_key, rb)
         for t in T:
             for w in W:
-                # While stalled, re-read stage 1's rows so its data stays current.
-                m.d.comb += lk_rd[t][w].addr.eq(Mux(advance, in_rows[t], s1_rows[t]))
-        matches, ids = [], []
-        for t in T:
-            for w in W:
-                entry = lk_rd[t][w].data
-                matches.append(entry.valid & same_key(entry.key, s1_key))
-                ids.append(entry.id)
-        matches.append(pending & same_key(victim.key, s1_key))
-        ids.append(victim.id)
-        hidden = pending & same_key(cmd_reg.key, s1_key)
-        hit = Signal()
-        hit_id = Signal(self._id_width)
-        m.d.comb += [hit.eq(Cat(*matches).any() & ~hidden),
-                     hit_id.eq(Mux(hidden, 0, or_all(Mux(match, id_, 0)
-                                                     for match, id_ in zip(matches, ids))))]
+                m.d.comb += [lk_rd[t][w].addr.eq(in_rows[t]), lk_rd[t][w].en.eq(advance)]
+
+        # Stage 1: the rows are read on the edge that accepts the key, and the victim, the
+        # walk flag and the hidden key are sampled on that same edge: the slots and the walk
+        # state seen together are those of one clock, so a lookup sees the table before or
+        # after any step of a walk, never an entry in neither place (or in both). A stalled
+        # stage 1 keeps both (the read port is not enabled), so a stall changes nothing.
+        s1_valid = Signal()
+        s1_key = Signal(KeyLayout())
+        s1_victim_match = Signal()
+        s1_victim_id = Signal(self._id_width)
+        s1_hidden = Signal()
+        # Stage 2: the slots read, registered (a block RAM's read data are late in the clock).
+        s2_valid = Signal()
+        s2_key = Signal(KeyLayout())
+        s2_slots = [Signal(entry_layout, name=f"s2_slot{i}") for i in range(len(T) * len(W))]
+        s2_victim_match = Signal()
+        s2_victim_id = Signal(self._id_width)
+        s2_hidden = Signal()
+        # Stage 3: one match bit per slot and the victim (at most one is set: a key is in one
+        # place), and their ids.
+        s3_valid = Signal()
+        s3_match = Signal(len(s2_slots) + 1)
+        s3_ids = [Signal(self._id_width, name=f"s3_id{i}") for i in range(len(s2_slots) + 1)]
+        s3_hidden = Signal()
+
+        key_in = self.lookup.payload
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.lookup.valid), s1_key.eq(self.lookup.payload),
-                         self.result.valid.eq(s1_valid),
-                         self.result.payload.hit.eq(hit), self.result.payload.id.eq(hit_id)]
-            m.d.sync += [s1_rows[t].eq(in_rows[t]) for t in T]
+            m.d.sync += [s1_valid.eq(self.lookup.valid), s1_key.eq(key_in),
+                         s1_victim_match.eq(pending & same_key(victim.key, key_in)),
+                         s1_victim_id.eq(victim.id),
+                         s1_hidden.eq(pending & same_key(cmd_reg.key, key_in))]
+            m.d.sync += [s2_valid.eq(s1_valid), s2_key.eq(s1_key),
+                         s2_victim_match.eq(s1_victim_match), s2_victim_id.eq(s1_victim_id),
+                         s2_hidden.eq(s1_hidden)]
+            m.d.sync += [s2_slots[t * len(W) + w].eq(lk_rd[t][w].data) for t in T for w in W]
+            m.d.sync += [s3_valid.eq(s2_valid), s3_hidden.eq(s2_hidden),
+                         s3_match.eq(Cat(*(s.valid & same_key(s.key, s2_key) for s in s2_slots),
+                                         s2_victim_match))]
+            m.d.sync += [id_.eq(s.id) for id_, s in zip(s3_ids, s2_slots)]
+            m.d.sync += s3_ids[-1].eq(s2_victim_id)
+            m.d.sync += [self.result.valid.eq(s3_valid),
+                         self.result.payload.hit.eq(s3_match.any() & ~s3_hidden),
+                         self.result.payload.id.eq(Mux(s3_hidden, 0, or_all(
+                             Mux(s3_match[i], id_, 0) for i, id_ in enumerate(s3_ids))))]
 
         # ---- Control port.
         row_reg = [Signal(rb, name=f"row{t}") for t in T]

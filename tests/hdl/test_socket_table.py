@@ -394,12 +394,18 @@ def test_lookup_backpressure(idle, stalls):
     assert results == expected_lookups(tb.model, probe)
 
 
-def test_lookups_concurrent_with_walks(record_property):
+@pytest.mark.parametrize("stall_pattern", [
+    [0, 0, 0, 1],
+    # long holds: a lookup waits in every stage while walk steps change the table under it
+    [1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0],
+])
+def test_lookups_concurrent_with_walks(stall_pattern, record_property):
     """Lookups run every clock while the control port fills a table past its first FULL
     (cuckoo walks, failed walks undone) and deletes: a key whose insert response was seen
     always hits with its id (even while a walk holds it in the victim register), a key whose
     insert will answer FULL and a never-inserted key always miss (even while a failed walk has
-    placed it in a slot). Results sink stalls one clock in four."""
+    placed it in a slot). The result sink stalls as `stall_pattern` says (1: not ready); a
+    held lookup keeps the slots and the walk state of the clock it read them in."""
     entries = 64
     tb = TB(entries)
     rng = random.Random(11)
@@ -437,7 +443,7 @@ def test_lookups_concurrent_with_walks(record_property):
 
     async def lookup_driver(ctx):
         dut, expect, checked_count = tb.dut, [], 0
-        stalls = itertools.cycle([0, 0, 0, 1])
+        stalls = itertools.cycle(stall_pattern)
 
         def check(out):
             nonlocal checked_count
