@@ -80,7 +80,7 @@ class _LogLayout(data.StructLayout):
         super().__init__({"table": 1, "row": row_bits, "way": 2})
 
 
-class _State(enum.Enum, shape=3):
+class _State(enum.Enum, shape=4):
     """Control FSM states, each named for what the block waits for.
 
     An enum-typed state register switched with ``m.Switch``: the names live in one place and a
@@ -88,12 +88,17 @@ class _State(enum.Enum, shape=3):
     """
     WAIT_COMMAND = 0            # a command on `cmd`
     WAIT_BUCKETS = 1            # both buckets of the command's key read
-    WAIT_VICTIM_HASH = 2        # the victim's rows computed (its other bucket's read issued)
-    WAIT_ALTERNATE_BUCKET = 3   # the victim's other bucket read
-    WAIT_LOG = 4                # the last walk step read from the log
-    WAIT_UNDO_STEP = 5          # a walk step from the log (its slot's read issued)
-    WAIT_UNDO_SLOT = 6          # that slot read, to swap the victim back
-    WAIT_RESPONSE_TAKEN = 7     # `rsp.ready`
+    WAIT_SLOTS = 2              # their slots registered
+    WAIT_MATCHES = 3            # their key compares and free ways registered
+    WAIT_VICTIM_HASH = 4        # the victim's rows computed (its other bucket's read issued)
+    WAIT_ALTERNATE_BUCKET = 5   # the victim's other bucket read
+    WAIT_ALTERNATE_SLOTS = 6    # its slots registered
+    WAIT_ALTERNATE_FREE = 7     # its free ways registered
+    WAIT_LOG = 8                # the last walk step read from the log
+    WAIT_UNDO_STEP = 9          # a walk step from the log (its slot's read issued)
+    WAIT_UNDO_BUCKET = 10       # that slot's bucket read
+    WAIT_UNDO_SLOT = 11         # that slot registered, to swap the victim back
+    WAIT_RESPONSE_TAKEN = 12    # `rsp.ready`
 
 
 def toeplitz_rows(key, toeplitz_key, row_bits):
@@ -152,9 +157,11 @@ class SocketTable(wiring.Component):
     other bucket (a cuckoo walk), at most ``max_kicks`` evictions. Each step is logged; if the
     walk fails every step is undone in reverse order and the answer is FULL: no entry is ever
     overwritten or lost. An insert of a present key answers EXISTS, a delete of an absent one
-    NOT_FOUND. The response is taken 2 clocks after the command was accepted without a walk,
-    ``2 + 2 k`` with ``k`` evictions, and ``3 + 4 max_kicks`` (515 for the default 128) for
-    FULL after a failed walk: the worst case. The next command is accepted one clock later.
+    NOT_FOUND. Every bucket read takes three clocks (the read, its slots registered, their
+    compares and free ways registered) before a decision, which uses only registers. The
+    response is taken 4 clocks after the command was accepted without a walk, ``4 + 4 k``
+    with ``k`` evictions, and ``5 + 7 max_kicks`` (901 for the default 128) for FULL after a
+    failed walk: the worst case. The next command is accepted one clock later.
 
     Lookups run concurrently with commands and are never stalled by them. Each lookup sees a
     consistent state of the table: the entry in flight during a walk is held in a victim
@@ -316,12 +323,38 @@ class SocketTable(wiring.Component):
                          self.result.payload.id.eq(Mux(s3_hidden, 0, or_all(
                              Mux(s3_match[i], id_, 0) for i, id_ in enumerate(s3_ids))))]
 
-        # ---- Control port.
+        # ---- Control port. A bucket read takes three clocks: the read, its slots registered
+        # (`slots`), and their key compares and free ways registered; a decision then uses
+        # only registers. Nothing writes the rows read while a decision waits for them.
         row_reg = [Signal(rb, name=f"row{t}") for t in T]
         for t in T:
             m.d.comb += ctl_addr[t].eq(row_reg[t])
         cmd_rows = toeplitz_rows(self.cmd.payload.key, self._toeplitz_key, rb)
         victim_rows = toeplitz_rows(victim.key, self._toeplitz_key, rb)
+
+        slots = [[Signal(entry_layout, name=f"slot{t}_{w}") for w in W] for t in T]
+        m.d.sync += [slots[t][w].eq(ctl_rd[t][w].data) for t in T for w in W]
+        # Per sub-table and way (bit 4 t + w): the command's key is there; the slot is free;
+        # the bucket's lowest free way (one-hot per sub-table); where an insert without a
+        # walk goes (one-hot: the less occupied bucket, ties sub-table 0; none if both full).
+        seen_match = Signal(len(T) * len(W))
+        seen_free = Signal(len(T) * len(W))
+        seen_first_free = Signal(len(T) * len(W))
+        seen_place = Signal(len(T) * len(W))
+        free = [Cat(*(~slots[t][w].valid for w in W)) for t in T]
+        first_free = [Cat(*(free[t][w] & ~free[t][:w].any() if w else free[t][0] for w in W))
+                      for t in T]
+        free_count = [sum(free[t][w] for w in W) for t in T]
+        place_t1 = free_count[1] > free_count[0]
+        m.d.sync += [seen_match.eq(Cat(*(slots[t][w].valid & same_key(slots[t][w].key, cmd_reg.key)
+                                         for t in T for w in W))),
+                     seen_free.eq(Cat(*free)),
+                     seen_first_free.eq(Cat(*first_free)),
+                     seen_place.eq(Cat(Mux(place_t1, 0, first_free[0]),
+                                       Mux(place_t1, first_free[1], 0)))]
+        found_id = Signal(self._id_width)
+        m.d.comb += found_id.eq(or_all(Mux(seen_match[t * len(W) + w], slots[t][w].id, 0)
+                                       for t in T for w in W))
 
         lfsr = Signal(16, init=ref.LFSR_SEED)
         lfsr_next = Cat(lfsr[15] ^ lfsr[13] ^ lfsr[12] ^ lfsr[10], lfsr[:15])
@@ -339,42 +372,22 @@ class SocketTable(wiring.Component):
         rsp_id = Signal(self._id_width)
         m.d.comb += [self.rsp.payload.status.eq(rsp_status), self.rsp.payload.id.eq(rsp_id)]
 
-        # Bucket status from the control read ports.
-        bucket_match, bucket_free, bucket_id = [], [], []
-        for t in T:
-            slots = [ctl_rd[t][w].data for w in W]
-            bucket_match.append(Cat(*(s.valid & same_key(s.key, cmd_reg.key) for s in slots)))
-            bucket_free.append(Cat(*(~s.valid for s in slots)))
-        found_id = Signal(self._id_width)
-        m.d.comb += found_id.eq(or_all(Mux(bucket_match[t][w], ctl_rd[t][w].data.id, 0)
-                                       for t in T for w in W))
-        free_count = [Signal(range(ref.WAYS + 1), name=f"free_count{t}") for t in T]
-        for t in T:
-            m.d.comb += free_count[t].eq(sum(bucket_free[t][w] for w in W))
-
-        def first_free(t):
-            """Lowest free way of the bucket read from sub-table t."""
-            way = Signal(2, name=f"first_free{t}")
-            for w in reversed(W):
-                with m.If(bucket_free[t][w]):
-                    m.d.comb += way.eq(w)
-            return way
-        first_free_way = [first_free(t) for t in T]
-
-        def write_slot(table, way, entry):
-            """Write `entry` into (table, way) at the row in ctl_addr; table/way may be signals."""
+        def write_slots(onehot, entry):
+            """Write `entry` at the row in ctl_addr into the slots set in `onehot` (bit 4 t + w)."""
             m.d.comb += wr_entry.eq(entry)
             for t in T:
                 for w in W:
-                    with m.If((table == t) & (way == w)):
-                        m.d.comb += ctl_wr[t][w].en.eq(1)
+                    m.d.comb += ctl_wr[t][w].en.eq(onehot[t * len(W) + w])
+
+        def slot_bit(table, way):
+            """One-hot of (table, way), both signals."""
+            return Const(1, len(T) * len(W)) << Cat(way, table)
 
         def read_slot(table, way):
+            """The registered slot (table, way) of the rows read."""
             slot = Signal(entry_layout, name="slot")
-            for t in T:
-                for w in W:
-                    with m.If((table == t) & (way == w)):
-                        m.d.comb += slot.eq(ctl_rd[t][w].data)
+            m.d.comb += slot.eq(Cat(*(slots[t][w] for t in T for w in W))
+                                .word_select(Cat(way, table), entry_layout.size))
             return slot
 
         state = Signal(_State)
@@ -401,27 +414,29 @@ class SocketTable(wiring.Component):
                     goto(_State.WAIT_BUCKETS)
 
             with m.Case(_State.WAIT_BUCKETS):
-                with m.If(Cat(*bucket_match).any()):
+                goto(_State.WAIT_SLOTS)
+
+            with m.Case(_State.WAIT_SLOTS):
+                goto(_State.WAIT_MATCHES)
+
+            with m.Case(_State.WAIT_MATCHES):
+                with m.If(seen_match.any()):
                     with m.If(cmd_reg.op == Op.DELETE):
-                        for t in T:
-                            for w in W:
-                                with m.If(bucket_match[t][w]):
-                                    m.d.comb += ctl_wr[t][w].en.eq(1)    # wr_entry is 0
+                        write_slots(seen_match, 0)
                         m.d.sync += self.count.eq(self.count - 1)
                         respond(Status.OK, found_id)
                     with m.Else():
                         respond(Status.EXISTS, found_id)
                 with m.Elif(cmd_reg.op == Op.DELETE):
                     respond(Status.NOT_FOUND)
-                with m.Elif(bucket_free[0].any() | bucket_free[1].any()):
-                    table = free_count[1] > free_count[0]
-                    write_slot(table, Mux(table, first_free_way[1], first_free_way[0]), cmd_entry)
+                with m.Elif(seen_place.any()):
+                    write_slots(seen_place, cmd_entry)
                     m.d.sync += self.count.eq(self.count + 1)
                     respond(Status.OK)
                 with m.Else():
                     # Both buckets full: first eviction, table LFSR bit 2, way LFSR bits 0-1.
                     table, way = lfsr_next[2], lfsr_next[:2]
-                    write_slot(table, way, cmd_entry)
+                    write_slots(slot_bit(table, way), cmd_entry)
                     m.d.sync += [lfsr.eq(lfsr_next), victim.eq(read_slot(table, way)),
                                  alt_table.eq(~table), kicks.eq(1)]
                     m.d.comb += [log_wr.en.eq(1), log_wr.addr.eq(0), log_wr.data.table.eq(table),
@@ -438,17 +453,24 @@ class SocketTable(wiring.Component):
 
             with m.Case(_State.WAIT_ALTERNATE_BUCKET):
                 m.d.comb += pending.eq(1)
-                free = Cat(bucket_free[0], bucket_free[1]).word_select(alt_table, ref.WAYS)
-                with m.If(free.any()):
-                    write_slot(alt_table, Cat(first_free_way[0], first_free_way[1])
-                               .word_select(alt_table, 2), victim)
+                goto(_State.WAIT_ALTERNATE_SLOTS)
+
+            with m.Case(_State.WAIT_ALTERNATE_SLOTS):
+                m.d.comb += pending.eq(1)
+                goto(_State.WAIT_ALTERNATE_FREE)
+
+            with m.Case(_State.WAIT_ALTERNATE_FREE):
+                m.d.comb += pending.eq(1)
+                alt_mask = Mux(alt_table, 0xF0, 0x0F)     # the slots of sub-table alt_table
+                with m.If((seen_free & alt_mask).any()):
+                    write_slots(seen_first_free & alt_mask, victim)
                     m.d.sync += self.count.eq(self.count + 1)
                     respond(Status.OK)
                 with m.Elif(kicks == self._max_kicks):
                     goto(_State.WAIT_LOG)
                 with m.Else():
                     way = lfsr_next[:2]
-                    write_slot(alt_table, way, victim)
+                    write_slots(slot_bit(alt_table, way), victim)
                     m.d.sync += [lfsr.eq(lfsr_next), victim.eq(read_slot(alt_table, way)),
                                  alt_table.eq(~alt_table), kicks.eq(kicks + 1)]
                     m.d.comb += [log_wr.en.eq(1), log_wr.data.table.eq(alt_table),
@@ -466,11 +488,15 @@ class SocketTable(wiring.Component):
                     m.d.comb += ctl_addr[t].eq(log_rd.data.row)
                     m.d.sync += row_reg[t].eq(log_rd.data.row)
                 m.d.sync += [undo_table.eq(log_rd.data.table), undo_way.eq(log_rd.data.way)]
+                goto(_State.WAIT_UNDO_BUCKET)
+
+            with m.Case(_State.WAIT_UNDO_BUCKET):
+                m.d.comb += pending.eq(1)
                 goto(_State.WAIT_UNDO_SLOT)
 
             with m.Case(_State.WAIT_UNDO_SLOT):
                 m.d.comb += pending.eq(1)
-                write_slot(undo_table, undo_way, victim)
+                write_slots(slot_bit(undo_table, undo_way), victim)
                 m.d.sync += [victim.eq(read_slot(undo_table, undo_way)), kicks.eq(kicks - 1)]
                 m.d.comb += log_rd.addr.eq(kicks + Const(-2 % 2 ** len(kicks), len(kicks)))
                 with m.If(kicks == 1):
