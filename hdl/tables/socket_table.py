@@ -137,8 +137,8 @@ class SocketTable(wiring.Component):
     exactly once, at one row, through its own synchronous read port: one lookup per clock at a
     fixed latency, and every memory is a plain block RAM (a lookup read port, and one
     read/write port for the control FSM whose read and write share an address: a true
-    dual-port RAM; the lookup port reads a row as it was before a write on the same edge, so
-    no bypass logic is needed across the ports). Bucketized cuckoo hashing with 2 choices and 4 ways fills to ~96 % of
+    dual-port RAM; neither read port is transparent for the write, so no bypass logic is
+    needed). Bucketized cuckoo hashing with 2 choices and 4 ways fills to ~96 % of
     1024 entries before the first FULL (model, random keys: median 0.966, minimum 0.945 over
     100 fills; 4096 entries alike); a 64-entry table has only 8 buckets per sub-table and
     varies more (median 0.98, 1st percentile 0.906, minimum 0.81 over 2000 fills: a true
@@ -245,10 +245,11 @@ class SocketTable(wiring.Component):
         T, W, rb = range(ref.TABLES), range(ref.WAYS), self._row_bits
         entry_layout = EntryLayout(self._id_width)
 
-        # Memories: per (table, way) a lookup read port and a control read/write port. The
-        # lookup port reads the row as it was before a write on the same clock edge (not
-        # transparent: what a block RAM's second port does without bypass logic); the walk
-        # state it is combined with is sampled on that same edge (below).
+        # Memories: per (table, way) a lookup read port and a control read/write port. Both
+        # read a row as it was before a write on the same clock edge (not transparent), so no
+        # bypass logic is needed around a block RAM. The lookup combines its read with walk
+        # state sampled on that same edge (below); the control FSM never uses a read made on
+        # the edge of one of its writes (each decision reads its rows afresh).
         lk_rd, ctl_rd, ctl_wr = ([[None] * ref.WAYS for _ in T] for _ in range(3))
         ctl_addr = [Signal(rb, name=f"ctl_addr{t}") for t in T]
         wr_entry = Signal(entry_layout)
@@ -257,7 +258,7 @@ class SocketTable(wiring.Component):
                 mem = m.submodules[f"t{t}_way{w}"] = Memory(data=self.way_data[t][w])
                 ctl_wr[t][w] = wr = mem.write_port()
                 lk_rd[t][w] = mem.read_port()
-                ctl_rd[t][w] = mem.read_port(transparent_for=(wr,))
+                ctl_rd[t][w] = mem.read_port()
                 m.d.comb += [wr.addr.eq(ctl_addr[t]), ctl_rd[t][w].addr.eq(ctl_addr[t]),
                              wr.data.eq(wr_entry)]
 
@@ -381,14 +382,21 @@ class SocketTable(wiring.Component):
 
         def slot_bit(table, way):
             """One-hot of (table, way), both signals."""
-            return Const(1, len(T) * len(W)) << Cat(way, table)
+            return Cat(*(Cat(way, table) == i for i in range(len(T) * len(W))))
+
+        # The registered slot the victim swaps with: one 8-way mux, its select set by state.
+        pick_table, pick_way = Signal(), Signal(2)
+        picked = Signal(entry_layout)
+        with m.Switch(Cat(pick_way, pick_table)):
+            for t in T:
+                for w in W:
+                    with m.Case(t * len(W) + w):
+                        m.d.comb += picked.eq(slots[t][w])
 
         def read_slot(table, way):
             """The registered slot (table, way) of the rows read."""
-            slot = Signal(entry_layout, name="slot")
-            m.d.comb += slot.eq(Cat(*(slots[t][w] for t in T for w in W))
-                                .word_select(Cat(way, table), entry_layout.size))
-            return slot
+            m.d.comb += [pick_table.eq(table), pick_way.eq(way)]
+            return picked
 
         state = Signal(_State)
 
