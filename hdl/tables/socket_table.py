@@ -19,7 +19,7 @@ __all__ = ["Op", "Status", "KeyLayout", "EntryLayout", "CommandLayout", "Respons
 
 # Clocks from the cycle a key is accepted on `lookup` to the cycle its result is valid on
 # `result` (when `result.ready` is held high).
-LOOKUP_LATENCY = 4
+LOOKUP_LATENCY = 5
 
 
 class Op(enum.Enum, shape=1):
@@ -87,18 +87,21 @@ class _State(enum.Enum, shape=4):
     misspelt state is an AttributeError at elaboration, not a silently dead ``m.FSM`` state.
     """
     WAIT_COMMAND = 0            # a command on `cmd`
-    WAIT_BUCKETS = 1            # both buckets of the command's key read
-    WAIT_SLOTS = 2              # their slots registered
-    WAIT_MATCHES = 3            # their key compares and free ways registered
-    WAIT_VICTIM_HASH = 4        # the victim's rows computed (its other bucket's read issued)
-    WAIT_ALTERNATE_BUCKET = 5   # the victim's other bucket read
-    WAIT_ALTERNATE_SLOTS = 6    # its slots registered
-    WAIT_ALTERNATE_FREE = 7     # its free ways registered
-    WAIT_LOG = 8                # the last walk step read from the log
-    WAIT_UNDO_STEP = 9          # a walk step from the log (its slot's read issued)
-    WAIT_UNDO_BUCKET = 10       # that slot's bucket read
-    WAIT_UNDO_SLOT = 11         # that slot registered, to swap the victim back
-    WAIT_RESPONSE_TAKEN = 12    # `rsp.ready`
+    WAIT_READ = 1               # its rows registered: both buckets' read issued from them
+    WAIT_BUCKETS = 2            # both buckets read
+    WAIT_SLOTS = 3              # their slots registered
+    WAIT_MATCHES = 4            # their key compares and free ways registered
+    WAIT_VICTIM_HASH = 5        # the victim's rows computed
+    WAIT_ALTERNATE_READ = 6     # the victim's other bucket's read issued
+    WAIT_ALTERNATE_BUCKET = 7   # that bucket read
+    WAIT_ALTERNATE_SLOTS = 8    # its slots registered
+    WAIT_ALTERNATE_FREE = 9     # its free ways registered
+    WAIT_LOG = 10               # the last walk step read from the log
+    WAIT_UNDO_STEP = 11         # a walk step from the log (its row registered)
+    WAIT_UNDO_READ = 12         # that slot's read issued
+    WAIT_UNDO_BUCKET = 13       # that slot's bucket read
+    WAIT_UNDO_SLOT = 14         # that slot registered, to swap the victim back
+    WAIT_RESPONSE_TAKEN = 15    # `rsp.ready`
 
 
 def toeplitz_rows(key, toeplitz_key, row_bits):
@@ -157,22 +160,22 @@ class SocketTable(wiring.Component):
     other bucket (a cuckoo walk), at most ``max_kicks`` evictions. Each step is logged; if the
     walk fails every step is undone in reverse order and the answer is FULL: no entry is ever
     overwritten or lost. An insert of a present key answers EXISTS, a delete of an absent one
-    NOT_FOUND. Every bucket read takes three clocks (the read, its slots registered, their
-    compares and free ways registered) before a decision, which uses only registers. The
-    response is taken 4 clocks after the command was accepted without a walk, ``4 + 4 k``
-    with ``k`` evictions, and ``5 + 7 max_kicks`` (901 for the default 128) for FULL after a
-    failed walk: the worst case. The next command is accepted one clock later.
+    NOT_FOUND. Every bucket read takes four clocks (its rows registered, the read, its slots
+    registered, their compares and free ways registered) before a decision, which uses only
+    registers. The response is taken 5 clocks after the command was accepted without a walk,
+    ``5 + 5 k`` with ``k`` evictions, and ``6 + 9 max_kicks`` (1158 for the default 128) for
+    FULL after a failed walk: the worst case. The next command is accepted one clock later.
 
     Lookups run concurrently with commands and are never stalled by them. Each lookup sees a
     consistent state of the table: the entry in flight during a walk is held in a victim
     register that lookups also compare against, and the key being inserted reads as absent
     until the clock edge its insert completes. A lookup overlapping a command therefore sees
     the table either before or after that command, never in between. The lookup pipeline has
-    four stages: the buckets are read, and the victim and the hidden key compared, on the
-    edge that accepts the key (so the slots and the walk state seen together are those of one
-    clock); the slots read are registered; their key compares are registered (one match bit
-    per slot and the victim, and the ids); the result register selects the id. While
-    ``result`` is not ready every stage holds, the read data too.
+    five stages: the key and its rows are registered; the buckets are read, and the victim
+    and the hidden key compared, on one edge (so the slots and the walk state seen together
+    are those of one clock); the slots read are registered; their key compares are
+    registered (one match bit per slot and the victim, and the ids); the result register
+    selects the id. While ``result`` is not ready every stage holds, the read data too.
 
     The memories start empty (initial contents); reset does not clear them.
 
@@ -270,18 +273,24 @@ class SocketTable(wiring.Component):
         def same_key(a, b):
             return a.as_value() == b.as_value()
 
-        # ---- Lookup pipeline: 1 reads the buckets, 2 registers the slots, 3 the matches, and
-        # the result register selects the id. Every stage moves only on `advance`.
+        # ---- Lookup pipeline: 0 registers the key and its rows, 1 reads the buckets, 2
+        # registers the slots, 3 the matches, and the result register selects the id. Every
+        # stage moves only on `advance`.
         advance = Signal()
         m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
                      self.lookup.ready.eq(advance)]
+        # Stage 0: the key and its rows registered (the RAM's address comes from registers
+        # only).
+        s0_valid = Signal()
+        s0_key = Signal(KeyLayout())
+        s0_rows = [Signal(rb, name=f"s0_row{t}") for t in T]
         in_rows = toeplitz_rows(self.lookup.payload, self._toeplitz_key, rb)
         for t in T:
             for w in W:
-                m.d.comb += [lk_rd[t][w].addr.eq(in_rows[t]), lk_rd[t][w].en.eq(advance)]
+                m.d.comb += [lk_rd[t][w].addr.eq(s0_rows[t]), lk_rd[t][w].en.eq(advance)]
 
-        # Stage 1: the rows are read on the edge that accepts the key, and the victim, the
-        # walk flag and the hidden key are sampled on that same edge: the slots and the walk
+        # Stage 1: the rows are read on the edge that moves the key out of stage 0, and the
+        # victim, the walk flag and the hidden key are sampled on that same edge: the slots and the walk
         # state seen together are those of one clock, so a lookup sees the table before or
         # after any step of a walk, never an entry in neither place (or in both). A stalled
         # stage 1 keeps both (the read port is not enabled), so a stall changes nothing.
@@ -304,12 +313,13 @@ class SocketTable(wiring.Component):
         s3_ids = [Signal(self._id_width, name=f"s3_id{i}") for i in range(len(s2_slots) + 1)]
         s3_hidden = Signal()
 
-        key_in = self.lookup.payload
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.lookup.valid), s1_key.eq(key_in),
-                         s1_victim_match.eq(pending & same_key(victim.key, key_in)),
+            m.d.sync += [s0_valid.eq(self.lookup.valid), s0_key.eq(self.lookup.payload)]
+            m.d.sync += [s0_rows[t].eq(in_rows[t]) for t in T]
+            m.d.sync += [s1_valid.eq(s0_valid), s1_key.eq(s0_key),
+                         s1_victim_match.eq(pending & same_key(victim.key, s0_key)),
                          s1_victim_id.eq(victim.id),
-                         s1_hidden.eq(pending & same_key(cmd_reg.key, key_in))]
+                         s1_hidden.eq(pending & same_key(cmd_reg.key, s0_key))]
             m.d.sync += [s2_valid.eq(s1_valid), s2_key.eq(s1_key),
                          s2_victim_match.eq(s1_victim_match), s2_victim_id.eq(s1_victim_id),
                          s2_hidden.eq(s1_hidden)]
@@ -324,12 +334,13 @@ class SocketTable(wiring.Component):
                          self.result.payload.id.eq(Mux(s3_hidden, 0, or_all(
                              Mux(s3_match[i], id_, 0) for i, id_ in enumerate(s3_ids))))]
 
-        # ---- Control port. A bucket read takes three clocks: the read, its slots registered
-        # (`slots`), and their key compares and free ways registered; a decision then uses
-        # only registers. Nothing writes the rows read while a decision waits for them.
+        # ---- Control port. A bucket read takes four clocks: its rows registered (the RAM's
+        # address comes from registers only), the read, its slots registered (`slots`), and
+        # their key compares and free ways registered; a decision then uses only registers.
+        # Nothing writes the rows read while a decision waits for them.
         row_reg = [Signal(rb, name=f"row{t}") for t in T]
         for t in T:
-            m.d.comb += ctl_addr[t].eq(row_reg[t])
+            m.d.comb += ctl_addr[t].eq(row_reg[t])      # registered: no logic before the RAM
         cmd_rows = toeplitz_rows(self.cmd.payload.key, self._toeplitz_key, rb)
         victim_rows = toeplitz_rows(victim.key, self._toeplitz_key, rb)
 
@@ -414,12 +425,13 @@ class SocketTable(wiring.Component):
         with m.Switch(state):
             with m.Case(_State.WAIT_COMMAND):
                 m.d.comb += self.cmd.ready.eq(1)
-                for t in T:
-                    m.d.comb += ctl_addr[t].eq(cmd_rows[t])
                 with m.If(self.cmd.valid):
                     m.d.sync += cmd_reg.eq(self.cmd.payload)
                     m.d.sync += [row_reg[t].eq(cmd_rows[t]) for t in T]
-                    goto(_State.WAIT_BUCKETS)
+                    goto(_State.WAIT_READ)
+
+            with m.Case(_State.WAIT_READ):
+                goto(_State.WAIT_BUCKETS)
 
             with m.Case(_State.WAIT_BUCKETS):
                 goto(_State.WAIT_SLOTS)
@@ -454,9 +466,11 @@ class SocketTable(wiring.Component):
 
             with m.Case(_State.WAIT_VICTIM_HASH):
                 m.d.comb += pending.eq(1)
-                for t in T:
-                    m.d.comb += ctl_addr[t].eq(victim_rows[t])
-                    m.d.sync += row_reg[t].eq(victim_rows[t])
+                m.d.sync += [row_reg[t].eq(victim_rows[t]) for t in T]
+                goto(_State.WAIT_ALTERNATE_READ)
+
+            with m.Case(_State.WAIT_ALTERNATE_READ):
+                m.d.comb += pending.eq(1)
                 goto(_State.WAIT_ALTERNATE_BUCKET)
 
             with m.Case(_State.WAIT_ALTERNATE_BUCKET):
@@ -492,10 +506,12 @@ class SocketTable(wiring.Component):
 
             with m.Case(_State.WAIT_UNDO_STEP):
                 m.d.comb += pending.eq(1)
-                for t in T:
-                    m.d.comb += ctl_addr[t].eq(log_rd.data.row)
-                    m.d.sync += row_reg[t].eq(log_rd.data.row)
+                m.d.sync += [row_reg[t].eq(log_rd.data.row) for t in T]
                 m.d.sync += [undo_table.eq(log_rd.data.table), undo_way.eq(log_rd.data.way)]
+                goto(_State.WAIT_UNDO_READ)
+
+            with m.Case(_State.WAIT_UNDO_READ):
+                m.d.comb += pending.eq(1)
                 goto(_State.WAIT_UNDO_BUCKET)
 
             with m.Case(_State.WAIT_UNDO_BUCKET):

@@ -89,9 +89,9 @@ class TB:
         # Clocks from the edge accepting the command to the edge taking the response.
         kicks = self.model.last_kicks if op == Op.INSERT else 0
         if actual[0] == ref.Status.FULL:
-            assert cycles == 5 + 7 * self.model.max_kicks
+            assert cycles == 6 + 9 * self.model.max_kicks
         else:
-            assert cycles == 4 + 4 * kicks
+            assert cycles == 5 + 5 * kicks
         assert ctx.get(dut.count) == self.model.count
         self.worst_cycles[actual[0]] = max(self.worst_cycles.get(actual[0], 0), cycles)
         return actual[0]
@@ -337,8 +337,8 @@ def test_fill_until_full(entries, fulls, delete_every, record_property):
     # or the minimum (1024) seen over many fills.
     assert load >= (LOAD_P1_BOUND if entries == 64 else LOAD_MIN_BOUND[entries])
     # A failed walk: max_kicks evictions and as many undo steps (the worst case).
-    assert tb.worst_cycles[ref.Status.FULL] == 5 + 7 * tb.dut.max_kicks
-    assert tb.worst_cycles[ref.Status.OK] <= 4 + 4 * tb.dut.max_kicks
+    assert tb.worst_cycles[ref.Status.FULL] == 6 + 9 * tb.dut.max_kicks
+    assert tb.worst_cycles[ref.Status.OK] <= 5 + 5 * tb.dut.max_kicks
 
 
 def test_lookup_throughput_and_latency(record_property):
