@@ -12,11 +12,13 @@ import importlib
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from amaranth.back import verilog
 
 from hdl.config import NIC_POLICY
+from model.policy import LINUX_RTO
 from hdl.engine.tcp_engine import RING_READ_QUEUE_DEPTH
 
 __all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
@@ -52,9 +54,16 @@ BLOCKS = {
     "tx_framer": ("hdl.tx.framer", "TxFramer", {"data_width": 64}),
     "frame_fifo": ("hdl.rx.frame_fifo", "FrameFifo", {"data_width": 64, "depth": 1024}),
     "tx_arbiter": ("hdl.tx.arbiter", "TxArbiter", {"data_width": 64}),
+    # the RTO from RTT samples, with Linux's bounds in 1 ms ticks
+    "rtt_estimator": ("hdl.engine.rtt", "RttEstimator",
+                      {"policy": replace(NIC_POLICY, **LINUX_RTO)}),
     "tcp_engine": ("hdl.engine.tcp_engine", "TcpEngine",
                    {"data_width": 64, "connections": 64, "processes": 16,
                     "policy": NIC_POLICY}),
+    # the same engine with Linux's RTO (NicConfig(linux_rto=True)): the estimator inside
+    "tcp_engine_rtt": ("hdl.engine.tcp_engine", "TcpEngine",
+                       {"data_width": 64, "connections": 64, "processes": 16,
+                        "policy": replace(NIC_POLICY, **LINUX_RTO)}),
     # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each (NIC_POLICY)
     "nic": ("hdl.nic", "NIC", {"data_width": 64, "connections": 64, "processes": 16,
                                "policy": NIC_POLICY}),

@@ -4,9 +4,11 @@ Importable without Amaranth (the cocotb testbench reads :data:`NIC_POLICY` insid
 simulator); :meth:`NicConfig.build` imports the NIC only when it is called.
 """
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import asdict, dataclass, replace
 
-from model.policy import Policy
+from model.policy import LINUX_RTO, Policy
 
 __all__ = ["ring_policy", "NIC_WINDOW", "NIC_POLICY", "NicConfig"]
 
@@ -28,24 +30,37 @@ NIC_POLICY = ring_policy(NIC_WINDOW)
 class NicConfig:
     """One NIC build: ``NIC(data_width, connections, processes, policy=ring_policy(window),
     rx_fifo_beats=fifo_beats, slow_fifo_beats=fifo_beats)``; ``fifo_beats`` None is the NIC's
-    default (room for two maximum frames)."""
+    default (room for two maximum frames); ``linux_rto`` adds ``model.policy.LINUX_RTO`` to
+    the policy (the RTO from RTT samples, in ticks of 1 ms)."""
 
     data_width: int = 64
     connections: int = 64
     processes: int = 16
     window: int = NIC_WINDOW
     fifo_beats: int | None = None
+    linux_rto: bool = False
 
     @property
     def name(self):
         """The build's name (build folders); the default window and FIFOs are left out."""
         window = f"_b{self.window}" if self.window != NIC_WINDOW else ""
         fifo = f"_f{self.fifo_beats}" if self.fifo_beats else ""
-        return f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}"
+        rto = "_rtt" if self.linux_rto else ""
+        return f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}{rto}"
 
     @property
     def policy(self):
-        return ring_policy(self.window)
+        policy = ring_policy(self.window)
+        return replace(policy, **LINUX_RTO) if self.linux_rto else policy
+
+    def environment(self):
+        """The build for a cocotb module, as its environment (``from_environment``)."""
+        return {"NIC_CONFIG": json.dumps(asdict(self))}
+
+    @classmethod
+    def from_environment(cls):
+        """The build a cocotb module runs on (``environment``)."""
+        return cls(**json.loads(os.environ["NIC_CONFIG"]))
 
     def build(self, debug=False):
         """The NIC; ``debug`` adds its ``debug`` port (simulation builds: the bench profiles

@@ -18,9 +18,19 @@ Policies that are code, not numbers (kept here so they are in one place):
   PSH. A FIN rides on the segment that carries the last queued byte, else goes alone.
 - MSS: the MSS option (kind 2) is sent on SYN and SYN-ACK with `mss`; the effective MSS is
   ``min(mss, peer's option or default_mss)``. No other option is sent or honoured.
-- RTO: fixed `rto_initial` (no RTT estimation: a hardware-friendly choice, one counter per
-  connection and no multiplier), doubled (`rto_backoff`) on every expiry up to `rto_max`,
-  reset to `rto_initial` when an ACK advances SND.UNA. On expiry the sender goes back to
+- RTO: with `rtt_estimation` off (the default, and the reference NIC's), fixed
+  `rto_initial` (one counter per connection and no multiplier). With it on, RFC 6298: one
+  segment per window is timed (new data only; any retransmission stops the timing, Karn's
+  rule), the ACK that covers it gives a sample R in ticks, and SRTT and RTTVAR follow RFC 6298
+  2.2-2.3 in Jacobson's scaled form, shifts and adds a timer unit can do (``srtt8`` = 8 SRTT,
+  ``rttvar4`` = 4 RTTVAR; first sample ``srtt8 = 8R``, ``rttvar4 = 2R``; then ``err = R -
+  srtt8/8``, ``srtt8 += err``, ``rttvar4 += |err| - rttvar4/4``, divisions rounding down). The
+  RTO is ``srtt8/8 + max(rto_min, rttvar4)``, RFC 6298 2.3 with the clock-granularity term G
+  = `rto_min`, which is Linux's rule (tcp_set_rto: srtt + max(rttvar, tcp_rto_min); Linux's
+  rttvar also tracks the largest deviation per window, which this does not); `rto_initial`
+  until the first sample (Linux: 1 s, `LINUX_RTO`). Either way the RTO is doubled
+  (`rto_backoff`) on every expiry up to `rto_max`, and back to the unbacked value when an ACK
+  advances SND.UNA (as Linux clears its backoff). On expiry the sender goes back to
   SND.UNA (go-back-N: SND.NXT = SND.UNA) and resends as the window allows. After
   `max_retries` expiries without progress the connection fails with ETIMEDOUT (no RST sent).
 - Fast retransmit: the 3rd duplicate ACK (same ACK, no data, same nonzero window, data outstanding)
@@ -88,7 +98,13 @@ Policies that are code, not numbers (kept here so they are in one place):
 
 from dataclasses import dataclass
 
-__all__ = ["Policy", "DEFAULT_POLICY"]
+__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "RTT_SAMPLE_BITS"]
+
+# An RTT sample is counted in at most this many bits of ticks: a longer one (over 131 s at
+# 1 ms a tick, beyond Linux's 120 s RTO maximum) counts as the largest. So the estimate's
+# registers have fixed widths: 8 SRTT below 2**(RTT_SAMPLE_BITS + 3), 4 RTTVAR below
+# 2**(RTT_SAMPLE_BITS + 2) (hdl/engine/rtt.py says why).
+RTT_SAMPLE_BITS = 17
 
 
 @dataclass(frozen=True)
@@ -105,7 +121,9 @@ class Policy:
                                      # (its length and source) plus its payload, as the
                                      # hardware's ring stores them
     # retransmission
-    rto_initial: int = 200           # ticks; fixed, no RTT estimate (hardware-friendly)
+    rtt_estimation: bool = False     # RFC 6298 RTO from RTT samples; off: rto_initial, fixed
+    rto_initial: int = 200           # ticks; the RTO (fixed), or the RTO before an RTT sample
+    rto_min: int = 200               # ticks; RFC 6298's G with rtt_estimation (Linux 200 ms)
     rto_max: int = 6400              # ticks; backoff cap (5 doublings of rto_initial)
     rto_backoff: int = 2             # multiplier per expiry
     max_retries: int = 10            # expiries without progress before ETIMEDOUT
@@ -130,12 +148,17 @@ class Policy:
             raise ValueError(f"Send buffer must be positive, not {self.snd_buffer!r}")
         if not 64 <= self.mss <= 1460:
             raise ValueError(f"MSS must be 64..1460, not {self.mss!r}")
+        if self.rtt_estimation and not 0 < self.rto_min <= self.rto_initial <= self.rto_max < 2 ** RTT_SAMPLE_BITS:
+            raise ValueError(f"RTO bounds must satisfy 0 < rto_min <= rto_initial <= rto_max < "
+                             f"{2 ** RTT_SAMPLE_BITS}, not {self.rto_min}, {self.rto_initial}, {self.rto_max}")
         if not self.mss + 40 <= self.mtu <= 9000:
             raise ValueError(f"MTU must be MSS + 40 ({self.mss + 40})..9000, not {self.mtu!r}")
 
-    def rto_after(self, expiries: int) -> int:
-        """The RTO in force after `expiries` consecutive expiries without progress."""
-        return min(self.rto_initial * self.rto_backoff ** expiries, self.rto_max)
+    def rto_after(self, expiries: int, base: int | None = None) -> int:
+        """The RTO in force after `expiries` consecutive expiries without progress, from
+        `base` (the fixed `rto_initial` unless given: `Tcb.rto_after` gives its estimate)."""
+        return min((self.rto_initial if base is None else base) * self.rto_backoff ** expiries,
+                   self.rto_max)
 
     def persist_after(self, probes: int) -> int:
         """The persist interval after `probes` probes sent without the window opening."""
@@ -143,3 +166,9 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
+
+# Linux's retransmission timing in ticks of 1 ms: RTT estimation, initial RTO 1 s (RFC 6298
+# 2.1; TCP_TIMEOUT_INIT), at least 200 ms (TCP_RTO_MIN), at most 120 s (TCP_RTO_MAX), 15
+# expiries before the connection fails (tcp_retries2).
+LINUX_RTO = dict(rtt_estimation=True, rto_initial=1000, rto_min=200, rto_max=120_000,
+                 max_retries=15)

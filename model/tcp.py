@@ -18,7 +18,7 @@ from .bytestream import StreamBuffer
 from .errors import Errno
 from .protocol import TcpFlag
 from .packet import TcpSegment
-from .policy import Policy
+from .policy import RTT_SAMPLE_BITS, Policy
 
 __all__ = ["State", "SYNCHRONIZED", "RECEIVING", "Tcb", "seq_add", "seq_diff", "seq_lt", "seq_le"]
 
@@ -113,6 +113,12 @@ class Tcb:
     rto: int = 0
     retries: int = 0
     rto_deadline: int | None = None
+    # RTT estimate (policy.rtt_estimation): RFC 6298 in Jacobson's scaled form
+    srtt8: int = 0                        # 8 x smoothed RTT in ticks, once rtt_sampled
+    rttvar4: int = 0                      # 4 x RTT variation
+    rtt_sampled: bool = False
+    rtt_seq: int | None = None            # end of the timed segment; None: nothing timed
+    rtt_start: int = 0                    # tick the timed segment was sent
     persist_deadline: int | None = None
     persist_probes: int = 0
     close_deadline: int | None = None     # TIME-WAIT end, or orphan FIN-WAIT-2 timeout
@@ -128,7 +134,7 @@ class Tcb:
 
     def __post_init__(self):
         self.snd_una = self.snd_nxt = self.snd_max = self.iss
-        self.rto = self.policy.rto_initial
+        self.rto = self.rto_after(0)
         self.peer_mss = self.policy.default_mss
         self.rcv_cap = self.rcv_cap or self.policy.rcv_buffer
         self.snd_cap = self.snd_cap or self.policy.snd_buffer
@@ -248,7 +254,8 @@ class Tcb:
             if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
                 self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
                 self.snd_una = seg.ack
-                self.rto_deadline, self.retries, self.rto = None, 0, self.policy.rto_initial
+                self._rtt_ack(seg.ack, now)
+                self.rto_deadline, self.retries, self.rto = None, 0, self.rto_after(0)
                 self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
                 self.ack_needed = True
             return
@@ -361,7 +368,8 @@ class Tcb:
         self.ack_needed = True
         if ack_ok:
             self.snd_una = seg.ack
-            self.rto_deadline, self.retries, self.rto = None, 0, self.policy.rto_initial
+            self._rtt_ack(seg.ack, now)
+            self.rto_deadline, self.retries, self.rto = None, 0, self.rto_after(0)
             self.state = State.ESTABLISHED
             self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
         else:                                       # simultaneous open: answer SYN-ACK
@@ -397,7 +405,8 @@ class Tcb:
             self.snd_una = seg.ack
             if seq_lt(self.snd_nxt, self.snd_una):
                 self.snd_nxt = self.snd_una
-            self.retries, self.rto, self.dupacks = 0, self.policy.rto_initial, 0
+            self._rtt_ack(seg.ack, now)
+            self.retries, self.rto, self.dupacks = 0, self.rto_after(0), 0
             self.rto_deadline = None if self.snd_una == self.snd_max else now + self.rto
         elif advance == 0 and not carries_data and seg.window == self.snd_wnd != 0 \
                 and self.snd_una != self.snd_max:
@@ -431,18 +440,19 @@ class Tcb:
             # the peer's window is closed: what is in flight cannot be resent, so probe
             # instead (persist), without counting towards ETIMEDOUT; resend from SND.UNA later
             self.events.append((now, "zwnd", self.snd_una))
-            self.rto_deadline, self.retries, self.rto = None, 0, self.policy.rto_initial
-            self.snd_nxt = self.snd_una
+            self.rto_deadline, self.retries, self.rto = None, 0, self.rto_after(0)
+            self.snd_nxt, self.rtt_seq = self.snd_una, None
             self.persist_deadline = now + self.policy.persist_after(self.persist_probes)
         if self.rto_deadline is not None and now >= self.rto_deadline:
             self.retries += 1
             if self.retries > self.policy.max_retries:
                 self._enter_reset(Errno.ETIMEDOUT)
                 return
-            self.rto = self.policy.rto_after(self.retries)
+            self.rto = self.rto_after(self.retries)
             self.rto_deadline = now + self.rto
             self.events.append((now, "rto", self.snd_una))
             self.snd_nxt = self.snd_una             # go-back-N (SYN states: resend the SYN)
+            self.rtt_seq = None                     # Karn: no sample from what is resent
             self.dupacks = 0
         if self.persist_deadline is not None and now >= self.persist_deadline:
             self.events.append((now, "probe", seq_add(self.snd_una, -1)))
@@ -509,6 +519,7 @@ class Tcb:
         fin = self.fin_queued and n == len(self.send_queue) and seq_diff(self.snd_max, self.snd_una) > n
         flags = TcpFlag.ACK | (TcpFlag.PSH if n else 0) | (TcpFlag.FIN if fin else 0)
         self.events.append((now, "fast", self.snd_una))
+        self.rtt_seq = None                         # Karn: no sample from what is resent
         self.outbox.append(self._segment(self.snd_una, flags, bytes(self.send_queue[:n])))
 
     def _segment(self, seq: int, flags, payload: bytes = b"", with_ack: bool = True) -> TcpSegment:
@@ -525,10 +536,37 @@ class Tcb:
             end = seq_add(seg.seq, seg.seg_len)
             if seq_lt(seg.seq, self.snd_max):
                 self.events.append((now, "retx", seg.seq))
+                self.rtt_seq = None                 # Karn: no sample from what is resent
+            elif self.policy.rtt_estimation and self.rtt_seq is None:
+                self.rtt_seq, self.rtt_start = end, now     # time this one
             if seq_lt(self.snd_max, end):
                 self.snd_max = end
             if self.rto_deadline is None:
                 self.rto_deadline = now + self.rto
+
+    # ----- retransmission timing ----------------------------------------------------
+
+    def rto_after(self, expiries: int) -> int:
+        """The RTO after `expiries` consecutive expiries without progress: the fixed
+        `rto_initial`, or (policy.rtt_estimation, once sampled) ``srtt8/8 + max(rto_min,
+        rttvar4)``, doubled per expiry, at most `rto_max` (model/policy.py's RTO)."""
+        P = self.policy
+        if P.rtt_estimation and self.rtt_sampled:
+            return P.rto_after(expiries, (self.srtt8 >> 3) + max(P.rto_min, self.rttvar4))
+        return P.rto_after(expiries)
+
+    def _rtt_ack(self, ack: int, now: int):
+        """An ACK at or past the timed segment's end: one RTT sample (RFC 6298 2.2-2.3)."""
+        if self.rtt_seq is None or seq_lt(ack, self.rtt_seq):
+            return
+        r = min(now - self.rtt_start, 2 ** RTT_SAMPLE_BITS - 1)
+        if not self.rtt_sampled:
+            self.srtt8, self.rttvar4, self.rtt_sampled = r << 3, r << 1, True
+        else:
+            err = r - (self.srtt8 >> 3)
+            self.srtt8 += err
+            self.rttvar4 += abs(err) - (self.rttvar4 >> 2)
+        self.rtt_seq = None
 
     # ----- state changes ------------------------------------------------------------
 

@@ -175,9 +175,8 @@ def sim_speed(sims=SIMULATORS, scenario: str = SPEED_SCENARIO,
         out = BENCH / "speed" / sim
         with progress.phase(f"scenario {scenario} on {sim}"):
             _run(sim, folder, "tb.nic_cocotb",
-                 {"NIC_SCENARIO": scenario, "NIC_WIDTH": str(config.data_width),
-                  "NIC_CONNECTIONS": str(config.connections), "NIC_PROCESSES": str(config.processes),
-                  "NIC_OUT": str(out)}, scenario)
+                 {"NIC_SCENARIO": scenario, **config.environment(), "NIC_OUT": str(out)},
+                 scenario)
         summary = json.loads((out / f"{scenario}.json").read_text())
         rows.append({"simulator": sim, "scenario": scenario, "nic": _plan_name(REFERENCE),
                      "cycles": summary["cycles"], "wall_s": summary["wall_s"],

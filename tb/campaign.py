@@ -161,8 +161,9 @@ def run_seed(seed: int, sim: str = SIM, config: NicConfig = CONFIG) -> dict:
     folder = OUT / f"{sim}_{config.data_width}"
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    build(sim, config)              # made once (by the first worker; the others wait for it)
+    built_in = build(sim, config)   # made once (by the first worker; the others wait for it)
     built, started = time.monotonic() - started, time.monotonic()
+    digest = built_in / "verilog.sha256"
     try:
         summary = run_scenario(sim, config, f"random:{seed}")
         report = None
@@ -172,6 +173,8 @@ def run_seed(seed: int, sim: str = SIM, config: NicConfig = CONFIG) -> dict:
         summary = json.loads(rtl_summary.read_text()) if rtl_summary.exists() else {}
         summary["equal"] = False
     summary["seed"] = seed
+    # the RTL it ran on: campaigns of other days on the same Verilog add up
+    summary["verilog_sha256"] = digest.read_text().strip() if digest.exists() else None
     summary["seed_wall_s"] = round(time.monotonic() - started, 1)
     summary["build_wait_s"] = round(built, 1)
     if report is not None:
@@ -202,6 +205,7 @@ def write_summary(records: dict, wall_s: float, sim: str = SIM, width: int = WID
         "seed_wall_s": round(sum(r.get("seed_wall_s", 0) for r in done), 1),
         "clocks": total["cycles"], "segments": total["segments"],
         "trace_entries": total["trace_entries"],
+        "verilog_sha256": sorted({str(r.get("verilog_sha256")) for r in done}),
         "failures": [{k: r[k] for k in ("seed", "first_mismatch", "pcapngs", "shortest_prefix",
                                          "steps", "shrink_runs", "replay", "waveform") if k in r}
                      for r in failed],
@@ -217,7 +221,9 @@ def write_summary(records: dict, wall_s: float, sim: str = SIM, width: int = WID
           f"| {summary['trace_entries']:,} |", "",
           f"Scenarios per hour after the simulator build ({summary['build_s']} s): "
           f"{summary['scenarios_per_hour_after_build']}. Per-seed wall time "
-          f"{summary['seed_wall_s']} s in all (over the workers).", ""]
+          f"{summary['seed_wall_s']} s in all (over the workers).", "",
+          "The generated Verilog (sha256; seeds run on the same Verilog on other days add up): "
+          + ", ".join(f"`{d}`" for d in summary["verilog_sha256"]) + ".", ""]
     if missing:
         md += [f"No result (the test ended before its seed was run): seeds {missing}.", ""]
     for r in failed:

@@ -32,7 +32,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter
 
-__all__ = ["LinuxBridge", "Impairment", "Crossing", "retransmissions", "resets", "late_resets", "TO_HOST", "TO_LINUX"]
+__all__ = ["LinuxBridge", "Impairment", "Crossing", "retransmissions", "resets", "TO_HOST", "TO_LINUX"]
 
 TO_HOST, TO_LINUX = "to_host", "to_linux"
 _SYN, _FIN, _RST = 0x02, 0x01, 0x04
@@ -291,22 +291,14 @@ def retransmissions(trace: list) -> dict[str, dict[str, int]]:
     return {side: dict(c) for side, c in counts.items()}
 
 
-def resets(trace: list) -> dict[str, int]:
-    """How many RSTs each side sent in `trace` to a connection it had not finished:
-    ``{"linux": n, "host": n}`` (aborts; see `late_resets` for the others)."""
-    return _resets(trace)[0]
-
-
-def late_resets(trace: list) -> dict[str, int]:
-    """How many RSTs each side sent for a connection it had already finished (its FIN
-    acknowledged and the other side's FIN received): the answer RFC 9293 (3.10.7.1) gives a
-    segment for no connection, here a duplicate or late one from the other side that a
-    lossy, reordering wire delivered after the close. They abort nothing; whether one
-    happens depends on which segments the seeded faults fall on, that is on timing."""
-    return _resets(trace)[1]
-
-
-def _resets(trace: list) -> tuple[dict[str, int], dict[str, int]]:
+def resets(trace: list) -> tuple[dict[str, int], dict[str, int]]:
+    """The RSTs each side sent in `trace`, as ``(aborts, late)``, each ``{"linux": n,
+    "host": n}``. An abort is an RST to a connection its sender had not finished; a late one
+    came after its sender had (its FIN acknowledged, the other side's FIN received): the
+    answer RFC 9293 (3.10.7.1) gives a segment for no connection, here a duplicate or late
+    one that a lossy, reordering wire delivered after the close. A late RST aborts nothing;
+    whether one happens depends on which segments the seeded faults fall on, that is on
+    timing."""
     aborts, late = {"linux": 0, "host": 0}, {"linux": 0, "host": 0}
     fin: dict[tuple, int] = {}              # flow -> sequence number after its FIN
     fin_acked: set = set()                  # flows whose FIN reached and was acknowledged

@@ -29,7 +29,7 @@ import time
 
 from model.constants import SHUT_WR, SOCK_STREAM
 from model.errors import Errno, SocketError, WouldBlock
-from tb.linux_bridge import Impairment, LinuxBridge, late_resets, resets
+from tb.linux_bridge import Impairment, LinuxBridge, resets
 
 __all__ = ["LINUX_IP", "LINUX_MAC", "HOST_IP", "HOST_MAC", "SERVER_PORT", "Program", "PROGRAMS",
            "payload", "try_call", "run_program", "outcome", "expected_outcome"]
@@ -440,9 +440,10 @@ def run_program(program: Program, host, device, linger: float = 0.3) -> dict:
     moved = sum(c["size"] for group in program.linux for c in group)
     moved += sum(c["size"] for group in program.linux for c in group if c["kind"] == "echo")
     moved += sum(size for _, size, _ in program.host_clients)
+    aborts, late = resets(bridge.trace)
     return {"linux": linux_reports,
             "host": sorted((_jsonable(r) for r in host_results), key=json.dumps),
-            "resets": resets(bridge.trace), "late_resets": late_resets(bridge.trace),
+            "resets": aborts, "late_resets": late,
             "retransmissions": bridge.retransmissions(),
             "fates": bridge.fates(), "frames": len(bridge.trace), "bytes": moved,
             "wall_s": round(wall, 3), "waited_s": round(bridge.waited, 3),

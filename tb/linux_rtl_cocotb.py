@@ -18,15 +18,15 @@ from tb.linux_programs import HOST_IP, HOST_MAC, LINUX_IP, LINUX_MAC, PROGRAMS, 
 from tb.netns import NamespacedDevice
 from tb.nic_bench import NicBench, NicPort
 from tb.nic_os import NicHost
-from tb.scenarios import NIC_POLICY
+from hdl.config import NicConfig
 
 
-def _run(port, name: str, connections: int, out: Path) -> dict:
+def _run(port, name: str, config: NicConfig, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     pcap = out / f"{name}.pcapng"
     with NamespacedDevice(address=f"{LINUX_IP}/24", mac=LINUX_MAC, peer_ip=HOST_IP,
                           peer_mac=HOST_MAC) as device:
-        host = NicHost(port, HOST_MAC, HOST_IP, policy=NIC_POLICY, connections=connections,
+        host = NicHost(port, HOST_MAC, HOST_IP, policy=config.policy, connections=config.connections,
                        name="nic")
         host.add_neighbor(LINUX_IP, LINUX_MAC)
         try:
@@ -47,10 +47,10 @@ def _run(port, name: str, connections: int, out: Path) -> dict:
 @cocotb.test()
 async def linux_peer(dut):
     """LINUX_PROGRAM between the NIC and the Linux kernel."""
-    connections = int(os.environ["NIC_CONNECTIONS"])
-    bench = NicBench(dut, data_width=int(os.environ["NIC_WIDTH"]), connections=connections,
-                     processes=int(os.environ["NIC_PROCESSES"]))
+    config = NicConfig.from_environment()
+    bench = NicBench(dut, data_width=config.data_width, connections=config.connections,
+                     processes=config.processes)
     await bench.start()
-    report = await bridge(_run)(NicPort(bench), os.environ["LINUX_PROGRAM"], connections,
+    report = await bridge(_run)(NicPort(bench), os.environ["LINUX_PROGRAM"], config,
                                 Path(os.environ["LINUX_OUT"]))
     dut._log.info("%s", {k: v for k, v in report.items() if k not in ("linux", "host")})

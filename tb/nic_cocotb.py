@@ -2,8 +2,8 @@
 
 Run by ``tests/test_nic_rtl.py`` (and ``make sim``) through ``cocotb_tools.runner``. The
 scenario, the NIC's parameters and the output folder come from the environment:
-``NIC_SCENARIO`` (a name in ``tb.scenarios.SCENARIOS``, or ``random:SEED``), ``NIC_WIDTH``, ``NIC_CONNECTIONS``, ``NIC_PROCESSES``, ``NIC_OUT``,
-and optionally ``NIC_SETTLE_LIMIT`` (``NicBench.settle_limit``).
+``NIC_SCENARIO`` (a name in ``tb.scenarios.SCENARIOS``, or ``random:SEED``), ``NIC_CONFIG``
+(``hdl.config.NicConfig.environment``; the model runs on its policy), ``NIC_OUT``, and optionally ``NIC_SETTLE_LIMIT`` (``NicBench.settle_limit``).
 On a mismatch both traces are printed side by side and a pcap of each wire is written.
 The run's functional coverage (``tb/coverage.py``) goes to ``NIC_COVERAGE``/<scenario>.json.
 """
@@ -20,7 +20,8 @@ from model.scenario import compare_traces, write_pcap
 from tb.coverage import Coverage
 from tb.nic_bench import NicBench, NicPort
 from tb.nic_os import NicHost
-from tb.scenarios import DUT_IP, DUT_MAC, NIC_POLICY, get_scenario, model_runner
+from hdl.config import NicConfig
+from tb.scenarios import DUT_IP, DUT_MAC, get_scenario, model_runner
 
 
 class Diverged(Exception):
@@ -46,12 +47,12 @@ class _TraceOnModel(list):
             raise Diverged(f"the RTL's trace differs from the model's at entry {self.first_difference}")
 
 
-def _run(port, name, connections, out: Path):
+def _run(port, name, config: NicConfig, out: Path):
     spec = get_scenario(name)
     fn = spec.fn
-    model = model_runner(name, port.processes)
+    model = model_runner(name, port.processes, config.policy)
     fn(model)
-    dut = NicHost(port, DUT_MAC, DUT_IP, policy=NIC_POLICY, connections=connections,
+    dut = NicHost(port, DUT_MAC, DUT_IP, policy=config.policy, connections=config.connections,
                   iss_base=spec.dut_iss, name="dut")
     rtl = spec.runner(dut)
     rtl.trace = _TraceOnModel(model.trace)
@@ -90,17 +91,15 @@ def _run(port, name, connections, out: Path):
 @cocotb.test()
 async def scenario(dut):
     """Run NIC_SCENARIO on the RTL and on the model; their traces must be equal."""
-    width = int(os.environ["NIC_WIDTH"])
-    connections = int(os.environ["NIC_CONNECTIONS"])
-    processes = int(os.environ["NIC_PROCESSES"])
+    config = NicConfig.from_environment()
     name = os.environ["NIC_SCENARIO"]
     out = Path(os.environ["NIC_OUT"])
-    coverage = (Coverage(rcv_bytes=NIC_POLICY.rcv_buffer, snd_bytes=NIC_POLICY.snd_buffer)
+    coverage = (Coverage(rcv_bytes=config.policy.rcv_buffer, snd_bytes=config.policy.snd_buffer)
                 if os.environ.get("NIC_COVERAGE") else None)
-    bench = NicBench(dut, data_width=width, connections=connections, processes=processes,
-                     coverage=coverage)
+    bench = NicBench(dut, data_width=config.data_width, connections=config.connections,
+                     processes=config.processes, coverage=coverage)
     if "NIC_SETTLE_LIMIT" in os.environ:
         bench.settle_limit = int(os.environ["NIC_SETTLE_LIMIT"])
     await bench.start()
-    summary = await bridge(_run)(NicPort(bench), name, connections, out)
+    summary = await bridge(_run)(NicPort(bench), name, config, out)
     dut._log.info("%s", summary)

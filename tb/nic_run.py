@@ -142,8 +142,7 @@ def run_cocotb(sim: str, config: NicConfig, test_module: str, name: str, env: di
     raises with the failures' messages when a test failed. `name` names the results file."""
     folder = build(sim, config, waves, variant)
     run_module(sim, folder, test_module, name,
-               {"NIC_WIDTH": str(config.data_width), "NIC_CONNECTIONS": str(config.connections),
-                "NIC_PROCESSES": str(config.processes), **env},
+               {**config.environment(), **env},
                f"{name} failed on {sim} at {config.data_width} bits", waves)
 
 

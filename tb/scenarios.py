@@ -21,7 +21,7 @@ from model.host import Host
 from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER, TcpFlag, TcpOption
 from model.packet import (TcpSegment, UdpDatagram, build_raw_tcp_frame, build_tcp_frame,
                           build_udp_frame, parse_frame)
-from model.policy import Policy
+from model.policy import LINUX_RTO, Policy
 from model.scenario import ModelBackend, Runner
 from model.tcp import seq_add
 
@@ -72,12 +72,19 @@ def peer_host(policy=None, iss_base=PEER_ISS):
 def get_scenario(name: str) -> Scenario:
     """A registered scenario, or ``random:SEED``: the seeded random scenario (`random_scenario`),
     or ``random:SEED:K``: the same program cut after its first K random steps (a campaign's
-    shortest failing prefix)."""
+    shortest failing prefix), or ``long_path:BYTES`` (`long_path` with BYTES each way)."""
     if name.startswith("random:"):
         fields = name.split(":")[1:]
         if not 1 <= len(fields) <= 2 or not all(f.isdigit() for f in fields):
             raise KeyError(f"Random scenarios are named random:SEED or random:SEED:K, not {name!r}")
         return random_scenario(*map(int, fields))
+    if name.startswith("long_path:"):
+        size = name.split(":", 1)[1]
+        if not size.isdigit():
+            raise KeyError(f"Long-path transfers are named long_path:BYTES, not {name!r}")
+        base = SCENARIOS["long_path"]
+        return Scenario(lambda r: _long_path(r, int(size)), base.wire, base.connections,
+                        base.peer_policy, name=name)
     return SCENARIOS[name]
 
 
@@ -396,6 +403,31 @@ def lossy_wire(r):
     r.run(3000)
 
 
+@scenario(latency=150, peer_policy=Policy(**LINUX_RTO))
+def long_path(r):
+    """A 300-tick round trip, longer than the fixed RTO: with RTT estimation
+    (``NicConfig(linux_rto=True)``) the RTO follows the samples (900 ticks after the
+    handshake's) and nothing is sent twice; then the peer goes silent and the RTO doubles from
+    the estimate (Karn: the resent segment's ACK gives no sample). With the fixed RTO the
+    transfer's segments go twice.
+    ``long_path:BYTES`` transfers BYTES each way instead of 6,000."""
+    _long_path(r, 6000)
+
+
+def _long_path(r, size):
+    p1, fd, server, conn = _connected(r)
+    _transfer(r, p1, fd, server, conn, size, chunk=2000)
+    r.wire.block = lambda side, frame: side == "b"           # the peer's frames are lost
+    r.call(p1, "send", fd, b"anyone? " * 50)
+    r.run(3000)
+    r.wire.block = None
+    r.call(server, "recv", conn, 400, MSG_WAITALL, side="peer")
+    r.run(2000)
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1500)
+
+
 @scenario()
 def rto_backoff(r):
     """The peer goes silent: the NIC retransmits from SND.UNA on its own at 200, 400, 800...
@@ -469,12 +501,15 @@ def udp(r):
     for _ in range(4):
         r.call(p1, "recvfrom", ufd, 1000, MSG_DONTWAIT)
     # back to back on the wire: each record's header goes into the ring after the payload of
-    # the datagram before it, which may still be on its way from the slicer
+    # the datagram before it, which may still be on its way from the slicer; and empty ones
+    # queued behind a long one, each arriving while the record header of the one before (8
+    # beats at 8 bits) may still be going in (random:3031 hung the NIC so at 8 bits)
+    lengths = (1, 1, 9, 1, 1000, 0, 0, 0, 2)
     r.inject_burst([build_udp_frame(PEER_MAC, DUT_MAC, PEER_IP, DUT_IP,
                                     UdpDatagram(1111, 5353, bytes([0x30 + i]) * n))
-                    for i, n in enumerate((1, 1, 9, 1))])
+                    for i, n in enumerate(lengths)])
     r.run(3)
-    for _ in range(4):
+    for _ in lengths:
         r.call(p1, "recvfrom", ufd, 100, MSG_DONTWAIT)
     # connected: only the peer's datagrams
     r.call(p1, "connect", ufd, (PEER_IP, 2222))

@@ -45,6 +45,7 @@ def _fake_rtl(monkeypatch, tmp_path, fails_from):
                                  "entry 3:\nexpected | actual\n!a | b")
         return {"equal": True, "cycles": 10, "segments": 2, "trace_entries": 5}
     monkeypatch.setattr(tb.campaign, "run_scenario", run_scenario)
+    (tmp_path / "verilog.sha256").write_text("0123abcd")
     monkeypatch.setattr(tb.campaign, "build", lambda sim, config: tmp_path)
     monkeypatch.setattr(tb.campaign, "_waveform", lambda sim, config, name, variant, out:
                         str(out / f"{name}.fst"))
@@ -60,7 +61,9 @@ def test_shrinking_finds_the_shortest_failing_prefix_in_8_runs(monkeypatch, tmp_
     runs = _fake_rtl(monkeypatch, tmp_path, fails_from)
     found = run_seed(11)
     assert found["shortest_prefix"] == fails_from and len(runs) <= 1 + 8 + 1
-    assert found["replay"] == ("python -m tb.sim --sim verilator --width 64 --scenario "
+    # (the simulator and width a campaign's settings give: `make campaign WIDTH=8` runs this too)
+    assert found["replay"] == (f"python -m tb.sim --sim {tb.campaign.SIM} --width {tb.campaign.WIDTH} "
+                               "--scenario "
                                + ("random:11" if fails_from == steps else f"random:11:{fails_from}"))
     assert found["first_mismatch"].splitlines()[1:] == ["  model: a", "  RTL:   b"]
     assert "waveform" in found and not found["equal"]
@@ -76,3 +79,4 @@ def test_the_summary_counts_the_seeds(monkeypatch, tmp_path):
     assert (summary["run"], summary["passed"], summary["failed"], summary["no_result"]) == (3, 1, 2, [4])
     assert summary["scenarios_per_hour"] == 300 and summary["failures"][0]["seed"] == 5
     assert "| 3 | 1 | 2 | 36.0 s | 300.0 |" in text and "random:5:10" in text
+    assert summary["verilog_sha256"] == ["0123abcd"] and "`0123abcd`" in text

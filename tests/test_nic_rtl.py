@@ -28,6 +28,28 @@ def test_scenario_equals_the_model(sim, width, scenario):
     assert summary["equal"] and summary["scenario"] == scenario
 
 
+# The NIC with Linux's RTO (RTT estimation in the engine: NicConfig(linux_rto=True)), on the
+# scenarios whose retransmission timing it changes: its own build on each simulator, 64 bits.
+RTT_CONFIG = NicConfig(data_width=64, connections=64, processes=16, linux_rto=True)
+RTT_SCENARIOS = ("long_path", "lossy_wire", "rto_backoff", "zero_window", "crafted_states",
+                 "random_1")
+
+
+@pytest.mark.parametrize("scenario", RTT_SCENARIOS)
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_scenario_with_linux_rto_equals_the_model(sim, scenario):
+    summary = run_scenario(sim, RTT_CONFIG, scenario)
+    assert summary["equal"] and summary["scenario"] == scenario
+
+
+@pytest.mark.campaign
+def test_one_mib_each_way_over_a_long_path_with_linux_rto():
+    """Issue 15's long path on the RTL: 1 MiB each way over a 300-tick round trip, equal to
+    the model, whose run resends only what the silent peer lost (tests/model/test_rtt.py)."""
+    summary = run_scenario("verilator", RTT_CONFIG, "long_path:1048576")
+    assert summary["equal"]
+
+
 def test_a_write_longer_than_a_settle():
     """A host write of more beats than the bench's settle limit (65,546 bytes is 8,194
     beats at 64 bits): a settle allows a clock per queued beat beyond its limit (a 1 MiB

@@ -15,6 +15,7 @@ import types
 
 from amaranth.lib import data, enum
 
+from hdl.engine.rtt import RTO_BITS, RttState
 from model import errors, tcp
 
 __all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING"]
@@ -73,9 +74,15 @@ class ConnRecord(data.StructLayout):
     Receive-side sequence state (RCV.NXT, the window) is the receive stream buffer's tail
     and free space, and the send queue is the transmit stream buffer ([SND.UNA, tail)), so
     neither is duplicated here.
+
+    With ``rtt`` (``Policy.rtt_estimation``) the record also keeps the RTT estimate and the
+    timed segment (``model.tcp.Tcb``'s ``srtt8``, ``rttvar4``, ``rtt_seq``, ``rtt_start``) and
+    the RTO: ``rto_base`` after no expiry, ``rto`` after ``retries`` expiries (``Tcb.rto``).
     """
 
-    def __init__(self):
+    def __init__(self, rtt=False):
+        timing = {"rtt": RttState(), "rtt_timing": 1, "rtt_seq": 32, "rtt_start": 32,
+                  "rto": RTO_BITS, "rto_base": RTO_BITS} if rtt else {}
         super().__init__({
             "kind": ConnKind,
             "state": TcpState,
@@ -117,5 +124,6 @@ class ConnRecord(data.StructLayout):
             "close_armed": 1,
             "close_deadline": 32,
             "dupacks": 3,
+            **timing,
             "template": Template(),
         })

@@ -14,7 +14,7 @@ from amaranth.utils import exact_log2
 
 from model.constants import (POLLERR, POLLHUP, POLLIN, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR,
                              UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
-from model.policy import Policy
+from model.policy import RTT_SAMPLE_BITS, Policy
 
 from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
@@ -23,6 +23,7 @@ from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventK
 from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
 from hdl.engine.observe import EngineObservation, EventSource, observe
+from hdl.engine.rtt import RttEstimator
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
 
@@ -103,6 +104,7 @@ class EngineStep(enum.Enum, shape=7):
     CTL_RESPOND = 63
     DEADLINE_NEXT = 64      # NEXT_DEADLINE: the next connection with a timer running
     FAST_STORE = 65         # receive fast path, waiting for the ring (TcpEngine: fast_store)
+    RTT_SAMPLE = 66         # an RTT sample through the estimator (Policy.rtt_estimation)
 
 
 
@@ -243,8 +245,10 @@ class TcpEngine(wiring.Component):
         if policy.udp_rcv_buffer != policy.rcv_buffer:
             raise TypeError(f"Policy udp_rcv_buffer must equal rcv_buffer (one ring size), "
                             f"not {policy.udp_rcv_buffer!r} and {policy.rcv_buffer!r}")
-        if policy.max_retries > 14 or policy.rto_max > 0xFFFF or policy.persist_max > 0xFFFF:
-            raise TypeError("Policy max_retries must be at most 14 and timer values at most 65535 ticks")
+        if policy.max_retries > 15 or policy.persist_max > 0xFFFF or (
+                policy.rto_max > 0xFFFF and not policy.rtt_estimation):
+            raise TypeError("Policy max_retries must be at most 15 and timer values at most 65535 "
+                            "ticks (an estimated RTO: Policy's own bound)")
         if policy.dupack_threshold not in (1, 2, 3):
             raise TypeError(f"Policy dupack_threshold must be 1 to 3, not {policy.dupack_threshold!r}")
         if connections > 2 ** HOST_CONN_BITS:
@@ -315,7 +319,8 @@ class TcpEngine(wiring.Component):
                      self.tx_header.payload.eq(tx_headers.r_data),
                      tx_headers.r_en.eq(self.tx_header.ready)]
 
-        m.submodules.records = records = Memory(shape=ConnRecord(), depth=N, init=[])
+        rtt = P.rtt_estimation
+        m.submodules.records = records = Memory(shape=ConnRecord(rtt), depth=N, init=[])
         rec_wr = records.write_port()
         rec_rd = records.read_port(transparent_for=(rec_wr,))
 
@@ -327,7 +332,7 @@ class TcpEngine(wiring.Component):
         ev = Signal(_Event)
         ctl_owed = Signal()                 # a control command waits for its response
         conn = Signal(conn_bits)
-        t = Signal(ConnRecord())            # the record being worked on
+        t = Signal(ConnRecord(rtt))         # the record being worked on
         state0 = Signal(TcpState)           # its state and kind when loaded
         kind0 = Signal(ConnKind)
         rxq = Signal.like(rx_ring.query)    # ring states, latched
@@ -386,7 +391,12 @@ class TcpEngine(wiring.Component):
         framer_reads = Signal(8)            # send-ring reads whose data is still on its way
         host_reads = Signal(8)              # receive-ring reads whose data is still on its way
 
-        # UDP record header (length, source), written or captured a beat at a time
+        # UDP record headers (length, source), a beat at a time: one going into the receive
+        # ring (`ring_hdr`; it may still be going out while the engine serves the next event)
+        # and one captured from it for a host read (`rdata_to_engine`), each with registers
+        # of its own: below 64 bits both can be under way at once
+        hdr_beat = Signal(range(max(record_beats, 2)))
+        hdr_bytes = Signal(8 * UDP_RECORD_BYTES)
         rec_len = Signal(16)
         rec_beat = Signal(range(max(record_beats, 2)))
         rec_bytes = Signal(8 * UDP_RECORD_BYTES)
@@ -469,8 +479,21 @@ class TcpEngine(wiring.Component):
             with m.If(armed_waiting[i]):
                 m.d.comb += next_armed.eq(i)
 
-        rto_table = Array(Const(P.rto_after(k), 16) for k in range(16))
+        if not rtt:
+            rto_table = Array(Const(P.rto_after(k), 16) for k in range(16))
         persist_table = Array(Const(P.persist_after(k), 16) for k in range(16))
+
+        if rtt:
+            # Policy.rtt_estimation: the record keeps Tcb.rto (`rto`, after `retries` expiries)
+            # and the RTO after none (`rto_base`); a sample goes through the estimator's
+            # pipeline in the RTT_SAMPLE step, and an expiry doubles `rto` (min(2 rto_after(k),
+            # rto_max) is rto_after(k + 1)), so no RTO is computed anywhere else
+            m.submodules.rtt_estimator = estimator = RttEstimator(P)
+            rtt_wait = Signal(range(RttEstimator.LATENCY + 1))
+            rtt_then = Signal(EngineStep)       # where RTT_SAMPLE continues
+            rtt_r = Signal(RTT_SAMPLE_BITS)
+            m.d.comb += [estimator.state.eq(t.rtt), estimator.sample.eq(1),
+                         estimator.r.eq(rtt_r), estimator.expiries.eq(0)]
 
         def enter_closed():
             """``Tcb._enter_closed``; the caller then empties the send ring (CLEAR_SEND_RING)."""
@@ -521,7 +544,28 @@ class TcpEngine(wiring.Component):
                 with m.If(_seq_lt(t.snd_max, end)):
                     m.d.sync += t.snd_max.eq(end)
                 with m.If(~t.rto_armed):
-                    m.d.sync += [t.rto_armed.eq(1), t.rto_deadline.eq(now + rto_table[t.retries])]
+                    m.d.sync += [t.rto_armed.eq(1),
+                                 t.rto_deadline.eq(now + (t.rto if rtt else rto_table[t.retries]))]
+                if rtt:
+                    with m.If(_seq_lt(seq, t.snd_max)):
+                        m.d.sync += t.rtt_timing.eq(0)          # Karn: no sample from a resend
+                    with m.Elif(~t.rtt_timing):
+                        m.d.sync += [t.rtt_timing.eq(1), t.rtt_seq.eq(end), t.rtt_start.eq(now)]
+
+        def rtt_ack(then):
+            """``Tcb._rtt_ack`` and ``rto = rto_after(0)`` for an ACK that advances SND.UNA,
+            then on at `then`; written after the caller's own step and deadline, which it
+            overrides (no code without Policy.rtt_estimation)."""
+            if not rtt:
+                return
+            m.d.sync += [t.rto.eq(t.rto_base), t.rto_deadline.eq(now + t.rto_base)]
+            with m.If(t.rtt_timing & _seq_le(t.rtt_seq, seg_ack)):
+                elapsed = Signal(32, name="rtt_elapsed")
+                m.d.comb += elapsed.eq(now - t.rtt_start)
+                m.d.sync += [t.rtt_timing.eq(0), rtt_then.eq(then), rtt_wait.eq(0),
+                             rtt_r.eq(Mux(elapsed >> RTT_SAMPLE_BITS != 0,
+                                          2 ** RTT_SAMPLE_BITS - 1, elapsed))]
+                goto(EngineStep.RTT_SAMPLE)
 
         def fast_store():
             """The receive fast path, all of Tcb.process and Tcb.dispatch for its segment:
@@ -572,20 +616,20 @@ class TcpEngine(wiring.Component):
         m.d.comb += rx_ring.write_resp.ready.eq(1)
 
         # receive ring write data: the receive path's payload, or a UDP record header
-        hdr_beat = Signal(W)
+        hdr_word = Signal(W)
         if record_beats == 1:
-            m.d.comb += hdr_beat.eq(rec_bytes)
+            m.d.comb += hdr_word.eq(hdr_bytes)
         else:
-            m.d.comb += hdr_beat.eq(rec_bytes.word_select(rec_beat, W))
+            m.d.comb += hdr_word.eq(hdr_bytes.word_select(hdr_beat, W))
         with m.If(ring_hdr):
             m.d.comb += [rx_ring.write_data.valid.eq(1),
-                         rx_ring.write_data.payload.data.eq(hdr_beat),
+                         rx_ring.write_data.payload.data.eq(hdr_word),
                          rx_ring.write_data.payload.keep.eq((1 << L) - 1),
-                         rx_ring.write_data.payload.last.eq(rec_beat == record_beats - 1)]
+                         rx_ring.write_data.payload.last.eq(hdr_beat == record_beats - 1)]
             with m.If(rx_ring.write_data.ready):
-                m.d.sync += rec_beat.eq(rec_beat + 1)
-                with m.If(rec_beat == record_beats - 1):
-                    m.d.sync += [ring_hdr.eq(0), rec_beat.eq(0)]
+                m.d.sync += hdr_beat.eq(hdr_beat + 1)
+                with m.If(hdr_beat == record_beats - 1):
+                    m.d.sync += [ring_hdr.eq(0), hdr_beat.eq(0)]
         with m.Else():
             wiring.connect(m, wiring.flipped(self.rx_payload), rx_ring.write_data)
 
@@ -646,7 +690,7 @@ class TcpEngine(wiring.Component):
                                  & (framer_reads == 0) & (host_reads == 0) & ~rx_ring.busy
                                  & (tx_headers.level == 0)
                                  & ~tx_ring.busy
-                                 & ~wdata_drain & ~wdata_to_ring)
+                                 & ~wdata_drain & ~wdata_to_ring & ~ring_hdr)
         m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
@@ -784,13 +828,17 @@ class TcpEngine(wiring.Component):
                 with m.Elif((state == TcpState.SYN_RECEIVED) & seg_flags.syn & seg_flags.ack
                             & (seg_seq == t.irs) & ~seg_flags.rst):
                     # after a simultaneous open: the peer's SYN-ACK completes the handshake
-                    with m.If(_seq_lt(t.snd_una, seg_ack) & _seq_le(seg_ack, t.snd_max)):
+                    completes = _seq_lt(t.snd_una, seg_ack) & _seq_le(seg_ack, t.snd_max)
+                    with m.If(completes):
                         m.d.sync += [t.state.eq(Mux(t.fin_queued, TcpState.FIN_WAIT_1,
                                                     TcpState.ESTABLISHED)),
                                      t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0),
                                      t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
                                      t.snd_wl2.eq(seg_ack), t.ack_needed.eq(1)]
                     finish()
+                    if rtt:
+                        with m.If(completes):
+                            rtt_ack(EngineStep.DISPATCH)
                 with m.Elif(state == TcpState.TIME_WAIT):
                     # Tcb._process_time_wait (Linux's tcp_timewait_state_process)
                     at_rcv_nxt = seg_seq == rcv_nxt
@@ -812,6 +860,16 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.FAST_STORE):
                 fast_store()
+
+            if rtt:
+                with m.Case(EngineStep.RTT_SAMPLE):
+                    # the sample's new estimate and RTO, LATENCY clocks after its inputs settled
+                    with m.If(rtt_wait == RttEstimator.LATENCY):
+                        m.d.sync += [t.rtt.eq(estimator.after), t.rto.eq(estimator.rto),
+                                     t.rto_base.eq(estimator.rto),
+                                     t.rto_deadline.eq(now + estimator.rto), step.eq(rtt_then)]
+                    with m.Else():
+                        m.d.sync += rtt_wait.eq(rtt_wait + 1)
 
             with m.Case(EngineStep.TCP_SYN_SENT):
                 # Tcb._process_syn_sent
@@ -840,6 +898,9 @@ class TcpEngine(wiring.Component):
                         m.d.sync += [t.state.eq(TcpState.SYN_RECEIVED), t.snd_nxt.eq(t.iss),
                                      t.snd_wl2.eq(t.iss)]
                     goto(EngineStep.TCP_SYN_SENT_INIT)
+                    if rtt:
+                        with m.If(seg_flags.ack):
+                            rtt_ack(EngineStep.TCP_SYN_SENT_INIT)
 
             with m.Case(EngineStep.TCP_SYN_SENT_INIT):
                 # the receive ring starts at IRS + 1
@@ -924,6 +985,7 @@ class TcpEngine(wiring.Component):
                     with m.If(_seq_lt(t.snd_nxt, seg_ack)):
                         m.d.sync += t.snd_nxt.eq(seg_ack)
                     goto(EngineStep.TCP_ACK_RELEASE)
+                    rtt_ack(EngineStep.TCP_ACK_RELEASE)
                 with m.Else():
                     with m.If((advance == 0) & ~carries_data & (seg_wnd == t.snd_wnd)
                               & (t.snd_wnd != 0) & (t.snd_una != t.snd_max)):
@@ -931,6 +993,8 @@ class TcpEngine(wiring.Component):
                             m.d.sync += t.dupacks.eq(t.dupacks + 1)
                         with m.If(t.dupacks == P.dupack_threshold - 1):
                             m.d.sync += ob.eq(_Outbox.FAST)
+                            if rtt:
+                                m.d.sync += t.rtt_timing.eq(0)  # Karn: no sample from a resend
                     goto(EngineStep.TCP_ACK_RESULT)
 
             with m.Case(EngineStep.TCP_ACK_RELEASE):
@@ -1062,12 +1126,14 @@ class TcpEngine(wiring.Component):
                 with m.Elif(rxq.free < seg_plen + UDP_RECORD_BYTES):
                     m.d.sync += udp_queue_full.eq(udp_queue_full + 1)
                     goto(EngineStep.ACTION)
+                with m.Elif(ring_hdr):
+                    pass    # the header before this one is still going out (8 beats at 8 bits)
                 with m.Else():
-                    m.d.sync += [rec_bytes.eq(Cat(seg_plen[8:16], seg_plen[0:8],
+                    m.d.sync += [hdr_bytes.eq(Cat(seg_plen[8:16], seg_plen[0:8],
                                                   seg_src_ip[24:32], seg_src_ip[16:24],
                                                   seg_src_ip[8:16], seg_src_ip[0:8],
                                                   seg_src_port[8:16], seg_src_port[0:8])),
-                                 rec_beat.eq(0)]
+                                 hdr_beat.eq(0)]
                     goto(EngineStep.UDP_HEADER_CMD)
 
             with m.Case(EngineStep.UDP_HEADER_CMD):
@@ -1207,6 +1273,8 @@ class TcpEngine(wiring.Component):
                     m.d.sync += [t.rto_armed.eq(0), t.retries.eq(0), t.snd_nxt.eq(t.snd_una),
                                  t.persist_armed.eq(1),
                                  t.persist_deadline.eq(now + persist_table[t.persist_probes])]
+                    if rtt:
+                        m.d.sync += [t.rto.eq(t.rto_base), t.rtt_timing.eq(0)]
                     goto(EngineStep.TIMER_PERSIST)
                 with m.Elif(t.rto_armed & due(t.rto_deadline)):
                     goto(EngineStep.TIMER_RTO)
@@ -1221,7 +1289,12 @@ class TcpEngine(wiring.Component):
                     enter_reset(Errno.ETIMEDOUT)
                     goto(EngineStep.CLEAR_SEND_RING)
                 with m.Else():
-                    m.d.sync += [t.rto_deadline.eq(now + rto_table[t.retries + 1]),
+                    if rtt:
+                        rto = Mux(t.rto > P.rto_max >> 1, P.rto_max, t.rto << 1)
+                        m.d.sync += [t.rto.eq(rto), t.rtt_timing.eq(0)]    # Karn, as above
+                    else:
+                        rto = rto_table[t.retries + 1]
+                    m.d.sync += [t.rto_deadline.eq(now + rto),
                                  t.snd_nxt.eq(t.snd_una), t.dupacks.eq(0)]
                     goto(EngineStep.TIMER_PERSIST)
 
@@ -1566,6 +1639,8 @@ class TcpEngine(wiring.Component):
                             e_seq.eq(Mux(passive, cc.irs + 1, 0)), e_ack.eq(cc.iss + 1),
                             hdr_sent.eq(0), read_sent.eq(0),
                         ]
+                        if rtt:
+                            m.d.sync += [t.rto.eq(P.rto_initial), t.rto_base.eq(P.rto_initial)]
                         goto(EngineStep.CTL_INIT_RINGS)
                         with m.If((cc.rcv_cap > R) | (cc.snd_cap > S) | (cc.adv_mss > P.mss)):
                             m.d.sync += crsp.status.eq(Errno.EINVAL)      # the record is not written

@@ -17,8 +17,10 @@ __all__ = ["run_on_rtl"]
 
 
 def _nic_config():
+    """The reference NIC with Linux's RTO (``linux_rto``): the scripts are timed as Linux
+    times its retransmissions, and the model backend runs them with ``LINUX_RTO`` too."""
     from tb.nic_run import NicConfig
-    return NicConfig(data_width=64, connections=64, processes=16)
+    return NicConfig(data_width=64, connections=64, processes=16, linux_rto=True)
 
 
 def run_on_rtl(paths, config: Config, sim: str = "verilator") -> list[Result]:

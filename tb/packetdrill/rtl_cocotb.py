@@ -13,7 +13,7 @@ import cocotb
 from cocotb.task import bridge
 
 from tb.nic_bench import NicBench, NicPort
-from tb.scenarios import NIC_POLICY
+from hdl.config import NicConfig
 
 from . import run_script
 from .backends.rtl import RtlBackend
@@ -23,9 +23,9 @@ from .runner import Config
 @cocotb.test()
 async def packetdrill_script(dut):
     """One script on the NIC: the packetdrill runner against the RTL backend."""
-    connections = int(os.environ["NIC_CONNECTIONS"])
-    bench = NicBench(dut, data_width=int(os.environ["NIC_WIDTH"]), connections=connections,
-                     processes=int(os.environ["NIC_PROCESSES"]))
+    nic = NicConfig.from_environment()
+    bench = NicBench(dut, data_width=nic.data_width, connections=nic.connections,
+                     processes=nic.processes)
     await bench.start()
     port = NicPort(bench)
     fields = json.loads(os.environ["PACKETDRILL_CONFIG"])
@@ -33,7 +33,7 @@ async def packetdrill_script(dut):
 
     def run():
         return run_script(os.environ["PACKETDRILL_SCRIPT"],
-                          lambda cfg: RtlBackend(cfg, port, NIC_POLICY, connections), config)
+                          lambda cfg: RtlBackend(cfg, port, nic.policy, nic.connections), config)
     result = await bridge(run)()
     fields = {**dataclasses.asdict(result), "path": str(result.path)}
     Path(os.environ["PACKETDRILL_RESULT"]).write_text(json.dumps(fields))

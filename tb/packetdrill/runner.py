@@ -65,9 +65,10 @@ LENIENT_FIELDS = {
     "window-update": "after a read the model sends a window update once the window grew by an "
                      "MSS (its window is at most 65535); Linux's larger, scaled window rarely "
                      "needs one, so a model ACK that only raises the window is passed over",
-    "time": "the model has no delayed ACK, a fixed 200 ms RTO doubling on expiry (no RTT "
-            "estimate), a 200 ms persist timer and its own TIME-WAIT; Linux's timers differ, "
-            "so only the order of packets and results is compared, not when they happen",
+    "time": "the model has no delayed ACK, a 200 ms persist timer and its own TIME-WAIT "
+            "(the model's and the NIC's runs estimate the RTO as Linux does, `LINUX_RTO`); "
+            "Linux's timers differ, so only the order of packets and results is compared, not "
+            "when they happen",
 }
 
 # Linux's values (x86-64), so scripts read as strace output; shutdown, poll and message flags

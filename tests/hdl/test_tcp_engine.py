@@ -7,6 +7,8 @@ flags, window, payload, MSS option), and every host answer the model's socket ca
 The whole NIC is compared with the model scenario by scenario in tests/test_nic_rtl.py.
 """
 
+from dataclasses import replace
+
 import pytest
 from amaranth.sim import Simulator
 
@@ -18,7 +20,7 @@ from hdl.engine.tcb import ConnKind, Errno, TcpState
 from hdl.engine.tcp_engine import TcpEngine
 from model.protocol import TcpFlag
 from model.packet import TcpSegment
-from model.policy import Policy
+from model.policy import LINUX_RTO, Policy
 from model.tcp import State, Tcb
 from tb.amaranth_sim import beats_to_frame, frame_to_beats
 from flow.tools import BUILD
@@ -144,10 +146,10 @@ class EngineBench:
         await self.settle()
         return rsp, beats_to_frame(read, self.width) if read else b""
 
-    async def receive(self, seg: TcpSegment):
+    async def receive(self, seg: TcpSegment, conn=1):
         """A segment from the receive path: the event, the engine's action, then the payload."""
         ctx, dut = self.ctx, self.dut
-        ctx.set(dut.rx_event.payload, {"conn": 1, "seq": seg.seq, "ack": seg.ack,
+        ctx.set(dut.rx_event.payload, {"conn": conn, "seq": seg.seq, "ack": seg.ack,
                                        "flags": seg.flags, "window": seg.window,
                                        "payload_offset": 54, "payload_length": len(seg.payload),
                                        "src_ip": 0xC0000202, "src_port": REMOTE[1]})
@@ -335,10 +337,13 @@ def test_rejects_bad_parameters():
         TcpEngine(data_width=64, connections=4, processes=4, policy=Policy(rcv_buffer=3000))
 
 
-@pytest.mark.parametrize("data_width", [8, 64])
-def test_lint(data_width):
-    engine = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
-    lint_component(engine, f"tcp_engine_{data_width}", BUILD / "test" / "tcp_engine")
+@pytest.mark.parametrize("data_width,rtt", [(8, False), (64, False), (64, True)])
+def test_lint(data_width, rtt):
+    """Verilator's lint, with and without the RTT estimator (Policy.rtt_estimation)."""
+    policy = replace(POLICY, **LINUX_RTO) if rtt else POLICY
+    engine = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy)
+    lint_component(engine, f"tcp_engine_{data_width}{'_rtt' if rtt else ''}",
+                   BUILD / "test" / "tcp_engine")
 
 
 @pytest.mark.parametrize("data_width", [64])       # 8 bits: the RTL scenario host_limits
@@ -605,3 +610,123 @@ def test_engine_socket_option_caps_follow_the_model(data_width):
     sim.add_testbench(bench)
     sim.run()
     assert "MSS-capped segments" in checked
+
+
+@pytest.mark.parametrize("data_width", [64])
+def test_engine_rto_from_rtt_samples_follows_the_model(data_width):
+    """Policy.rtt_estimation (Linux's RTO): the handshake's round trip and one timed segment
+    per window set the RTO through the engine's RttEstimator; a resent segment's ACK gives no
+    sample (Karn: after an RTO and after a fast retransmit); each expiry doubles the RTO and
+    an ACK that moves SND.UNA brings it back to the estimate. Every segment, and the next
+    deadline after each step, equal to model.tcp.Tcb's."""
+    policy = replace(POLICY, **LINUX_RTO)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy)
+    tcb = Tcb(LOCAL, REMOTE, 1000, policy, passive=True)
+    now = 0
+    checked = Checked()
+    same = checked.same
+
+    def seg(seq, ack, flags=TcpFlag.ACK, payload=b""):
+        return TcpSegment(80, LOCAL[1], seq, ack, flags, 3000, payload)
+
+    async def bench(ctx):
+        nonlocal now
+        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
+                     dut.host_rdata, dut.rx_action):
+            ctx.set(port.ready, 1)
+        b = EngineBench(ctx, dut, data_width)
+
+        async def deadline_is_the_models(what):
+            rsp = await b.control(op=CtlOp.NEXT_DEADLINE)
+            want = tcb.next_deadline()
+            got = now + rsp.value if rsp.flag else None
+            assert got == want, f"{what}: next deadline {got}, the model's {want}"
+
+        async def step(segment, what):
+            await b.receive(segment)
+            tcb.process(segment, now)
+            same(b.take(), tcb.dispatch(now), what)
+            await deadline_is_the_models(what)
+
+        async def advance(ticks, what):
+            nonlocal now
+            if ticks > 1:
+                await b.control(op=CtlOp.ADVANCE, seq=ticks)
+            await b.tick()
+            now += ticks
+            tcb.on_timer(now)
+            same(b.take(), tcb.dispatch(now), f"{what} (tick {now})")
+            await deadline_is_the_models(what)
+
+        async def write(n, what):
+            rsp, _ = await b.host(bytes(n), pid=0, conn=1, op=HostOp.WRITE, nonblock=1)
+            assert rsp.status == Errno.OK and rsp.count == tcb.send(bytes(n)) == n
+            same(b.take(), tcb.dispatch(now), what)
+            await deadline_is_the_models(what)
+
+        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_RECEIVED, iss=1000,
+                        irs=5000, window=3000, mss=0, local_port=LOCAL[1], ip=0xC0000202,
+                        port=REMOTE[1], mac=2)
+        tcb.open_passive(seg(5000, 0, TcpFlag.SYN))
+        same(b.take(), tcb.dispatch(now), "SYN-ACK")
+        await deadline_is_the_models("SYN-ACK: the initial RTO, 1000")
+        await advance(300, "nothing yet")
+        await step(seg(5001, 1001), "the handshake's ACK: a 300-tick sample, RTO 900")
+        assert tcb.rto == 900
+        await b.grant(conn=1, pid=0)
+        await write(100, "timed data")
+        await advance(500, "nothing yet")
+        await step(seg(5001, 1101), "a 500-tick sample")
+        assert tcb.rto == 975
+        await write(100, "timed data, lost")
+        await advance(975, "RTO: resent")
+        await advance(1950, "RTO doubled: resent again")
+        await step(seg(5001, 1201), "ACK of the resent segment: no sample (Karn), RTO 975")
+        assert tcb.rto == 975 and tcb.srtt8 == 325 * 8
+        await write(1000, "a window's worth")
+        await step(seg(5001, 1201), "duplicate ACK 1")
+        await step(seg(5001, 1201), "duplicate ACK 2")
+        await step(seg(5001, 1201), "duplicate ACK 3: fast retransmit")
+        await advance(10, "nothing yet")
+        await step(seg(5001, 2201), "ACK after a fast retransmit: no sample (Karn)")
+        assert tcb.srtt8 == 325 * 8
+        await write(200, "timed data")
+        await advance(60, "nothing yet")
+        await step(seg(5001, 2401), "a 60-tick sample")
+        assert tcb.srtt8 != 325 * 8
+        assert [kind for _, kind, _ in tcb.events if kind in ("rto", "fast")] == ["rto", "rto", "fast"]
+        # a second connection: the peer's SYN again (our SYN-ACK was lost), so the SYN-ACK is
+        # resent and the handshake's ACK gives no sample (Karn)
+        other = Tcb(LOCAL, (REMOTE[0], REMOTE[1] + 1), 7000, policy, passive=True)
+        await b.control(op=CtlOp.INSTALL_TCP, conn=2, state=TcpState.SYN_RECEIVED, iss=7000,
+                        irs=9000, window=3000, mss=0, local_port=LOCAL[1], ip=0xC0000202,
+                        port=REMOTE[1] + 1, mac=2)
+        syn = TcpSegment(REMOTE[1] + 1, LOCAL[1], 9000, 0, TcpFlag.SYN, 3000)
+        other.open_passive(syn)
+        same(b.take(), other.dispatch(now), "second SYN-ACK")
+        await b.control(op=CtlOp.ADVANCE, seq=100)
+        now += 100
+        await b.control(op=CtlOp.INJECT, conn=2, seq=9000, ack=0, flags=TcpFlag.SYN, window=3000,
+                        mss=0)
+        other.process(syn, now)
+        same(b.take(), other.dispatch(now), "the SYN-ACK again for the SYN again")
+        await b.control(op=CtlOp.ADVANCE, seq=200)
+        now += 200
+        handshake = TcpSegment(REMOTE[1] + 1, LOCAL[1], 9001, 7001, TcpFlag.ACK, 3000)
+        await b.receive(handshake, conn=2)
+        other.process(handshake, now)
+        same(b.take(), other.dispatch(now), "the handshake's ACK: no sample (Karn)")
+        assert other.state == State.ESTABLISHED and not other.rtt_sampled and other.rto == 1000
+        await b.grant(conn=2, pid=0)
+        rsp, _ = await b.host(bytes(10), pid=0, conn=2, op=HostOp.WRITE, nonblock=1)
+        assert rsp.count == other.send(bytes(10)) == 10
+        same(b.take(), other.dispatch(now), "data on the second connection")
+        rsp = await b.control(op=CtlOp.NEXT_DEADLINE)
+        assert tcb.next_deadline() is None
+        assert rsp.flag and now + rsp.value == other.next_deadline() == now + 1000
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert "a 60-tick sample" in checked

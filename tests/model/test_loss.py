@@ -119,18 +119,25 @@ def test_syn_backoff_then_etimedout():
     assert errno_of(pair.pa.connect, fd, (B_IP, PORT)) == "ETIMEDOUT"
 
 
-def test_fast_retransmit_on_third_duplicate_ack():
-    pair = make_pair()
+def drop_first_data(wire) -> list[int]:
+    """Make `wire` lose the first data segment side a sends; returns the list its sequence
+    number goes to."""
     dropped = []
 
-    def drop_first_data(side, frame):
+    def block(side, frame):
         tcp = parse_frame(frame).tcp
         if side == "a" and tcp.payload and not dropped:
             dropped.append(tcp.seq)
             return True
         return False
 
-    pair.wire.block = drop_first_data
+    wire.block = block
+    return dropped
+
+
+def test_fast_retransmit_on_third_duplicate_ack():
+    pair = make_pair()
+    dropped = drop_first_data(pair.wire)
     t0 = pair.wire.now
     pair.pa.send(pair.ca, bytes(range(256)) * 40)            # 7 segments, the first is lost
     got = blocking(pair.wire, pair.pb.recv, pair.sb, 20000)

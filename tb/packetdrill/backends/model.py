@@ -14,11 +14,13 @@ registered data word, SIOCINQ/SIOCOUTQ read the connection's queues, a NULL buff
 (the syscall layer's check), and %{ }% blocks get tcp_info fields from the model's TCB.
 """
 
+from dataclasses import replace
+
 from model.constants import SOCK_DGRAM, SOCK_STREAM
 from model.tcp import State, Tcb, seq_diff
 from model.errors import SocketError, WouldBlock
 from model.host import Host
-from model.policy import DEFAULT_POLICY, Policy
+from model.policy import DEFAULT_POLICY, LINUX_RTO
 
 from ..grammar import Null, Struct
 from ..runner import CONSTANTS, CallHandle, Config, _const
@@ -55,7 +57,9 @@ class ModelBackend:
     def __init__(self, config: Config):
         self.cfg = config
         mss = config.mtu - 40
-        policy = Policy(mss=mss) if mss != DEFAULT_POLICY.mss else DEFAULT_POLICY
+        # the model's retransmission timing as Linux's (RTT estimation, 1 s initial RTO):
+        # scripts are written against Linux and time its retransmissions
+        policy = replace(DEFAULT_POLICY, mss=mss, **LINUX_RTO)
         self.host = Host(LOCAL_MAC, config.local_ip, policy)
         self.host.add_neighbor(config.remote_ip, REMOTE_MAC)
         self.proc = self.host.spawn()
