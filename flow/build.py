@@ -42,6 +42,8 @@ LINT_WAIVERS = ("PROCASSINIT", "UNUSEDSIGNAL", "CASEINCOMPLETE", "WIDTHTRUNC", "
 BLOCKS = {
     "access_table": ("hdl.tables.access_table", "AccessTable", {"connections": 64, "processes": 64}),
     "socket_table": ("hdl.tables.socket_table", "SocketTable", {"entries": 1024}),
+    # as the reference NIC's (64 connections: entries = 2 * connections, id_width 6)
+    "socket_table_128": ("hdl.tables.socket_table", "SocketTable", {"entries": 128, "id_width": 6}),
     # as the reference NIC's receive ring
     "stream_buffer": ("hdl.buffers.stream_buffer", "StreamBuffer",
                       {"data_width": 64, "connections": 64, "ring_bytes": 2048,

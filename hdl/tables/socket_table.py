@@ -6,8 +6,9 @@ choice and cuckoo walk, so their responses and memory contents agree bit for bit
 
 import functools
 import operator
+from typing import NamedTuple
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
@@ -19,7 +20,19 @@ __all__ = ["Op", "Status", "KeyLayout", "EntryLayout", "CommandLayout", "Respons
 
 # Clocks from the cycle a key is accepted on `lookup` to the cycle its result is valid on
 # `result` (when `result.ready` is held high).
-LOOKUP_LATENCY = 2
+LOOKUP_LATENCY = 5
+
+
+# Rows per way memory up to which the memories are read as LUT RAM is (see
+# `SocketTable._read_port`): ECP5's and iCE40's LUT RAM primitives hold 16 rows.
+LUT_RAM_ROWS = 16
+
+
+class _RegisteredRead(NamedTuple):
+    """A LUT RAM read port with its data register: `addr` and `en` as a synchronous port's."""
+    addr: Value
+    en: Value
+    data: Value
 
 
 class Op(enum.Enum, shape=1):
@@ -80,20 +93,28 @@ class _LogLayout(data.StructLayout):
         super().__init__({"table": 1, "row": row_bits, "way": 2})
 
 
-class _State(enum.Enum, shape=3):
+class _State(enum.Enum, shape=4):
     """Control FSM states, each named for what the block waits for.
 
     An enum-typed state register switched with ``m.Switch``: the names live in one place and a
     misspelt state is an AttributeError at elaboration, not a silently dead ``m.FSM`` state.
     """
     WAIT_COMMAND = 0            # a command on `cmd`
-    WAIT_BUCKETS = 1            # both buckets of the command's key read
-    WAIT_VICTIM_HASH = 2        # the victim's rows computed (its other bucket's read issued)
-    WAIT_ALTERNATE_BUCKET = 3   # the victim's other bucket read
-    WAIT_LOG = 4                # the last walk step read from the log
-    WAIT_UNDO_STEP = 5          # a walk step from the log (its slot's read issued)
-    WAIT_UNDO_SLOT = 6          # that slot read, to swap the victim back
-    WAIT_RESPONSE_TAKEN = 7     # `rsp.ready`
+    WAIT_READ = 1               # its rows registered: both buckets' read issued from them
+    WAIT_BUCKETS = 2            # both buckets read
+    WAIT_SLOTS = 3              # their slots registered
+    WAIT_MATCHES = 4            # their key compares and free ways registered
+    WAIT_VICTIM_HASH = 5        # the victim's rows computed
+    WAIT_ALTERNATE_READ = 6     # the victim's other bucket's read issued
+    WAIT_ALTERNATE_BUCKET = 7   # that bucket read
+    WAIT_ALTERNATE_SLOTS = 8    # its slots registered
+    WAIT_ALTERNATE_FREE = 9     # its free ways registered
+    WAIT_LOG = 10               # the last walk step read from the log
+    WAIT_UNDO_STEP = 11         # a walk step from the log (its row registered)
+    WAIT_UNDO_READ = 12         # that slot's read issued
+    WAIT_UNDO_BUCKET = 13       # that slot's bucket read
+    WAIT_UNDO_SLOT = 14         # that slot registered, to swap the victim back
+    WAIT_RESPONSE_TAKEN = 15    # `rsp.ready`
 
 
 def toeplitz_rows(key, toeplitz_key, row_bits):
@@ -132,7 +153,8 @@ class SocketTable(wiring.Component):
     exactly once, at one row, through its own synchronous read port: one lookup per clock at a
     fixed latency, and every memory is a plain block RAM (a lookup read port, and one
     read/write port for the control FSM whose read and write share an address: a true
-    dual-port RAM). Bucketized cuckoo hashing with 2 choices and 4 ways fills to ~96 % of
+    dual-port RAM; neither read port is transparent for the write, so no bypass logic is
+    needed). Bucketized cuckoo hashing with 2 choices and 4 ways fills to ~96 % of
     1024 entries before the first FULL (model, random keys: median 0.966, minimum 0.945 over
     100 fills; 4096 entries alike); a 64-entry table has only 8 buckets per sub-table and
     varies more (median 0.98, 1st percentile 0.906, minimum 0.81 over 2000 fills: a true
@@ -151,15 +173,22 @@ class SocketTable(wiring.Component):
     other bucket (a cuckoo walk), at most ``max_kicks`` evictions. Each step is logged; if the
     walk fails every step is undone in reverse order and the answer is FULL: no entry is ever
     overwritten or lost. An insert of a present key answers EXISTS, a delete of an absent one
-    NOT_FOUND. The response is taken 2 clocks after the command was accepted without a walk,
-    ``2 + 2 k`` with ``k`` evictions, and ``3 + 4 max_kicks`` (515 for the default 128) for
+    NOT_FOUND. Every bucket read takes four clocks (its rows registered, the read, its slots
+    registered, their compares and free ways registered) before a decision, which uses only
+    registers. The response is taken 5 clocks after the command was accepted without a walk,
+    ``5 + 5 k`` with ``k`` evictions, and ``6 + 9 max_kicks`` (1158 for the default 128) for
     FULL after a failed walk: the worst case. The next command is accepted one clock later.
 
     Lookups run concurrently with commands and are never stalled by them. Each lookup sees a
     consistent state of the table: the entry in flight during a walk is held in a victim
     register that lookups also compare against, and the key being inserted reads as absent
     until the clock edge its insert completes. A lookup overlapping a command therefore sees
-    the table either before or after that command, never in between.
+    the table either before or after that command, never in between. The lookup pipeline has
+    five stages: the key and its rows are registered; the buckets are read, and the victim
+    and the hidden key compared, on one edge (so the slots and the walk state seen together
+    are those of one clock); the slots read are registered; their key compares are
+    registered (one match bit per slot and the victim, and the ids); the result register
+    selects the id. While ``result`` is not ready every stage holds, the read data too.
 
     The memories start empty (initial contents); reset does not clear them.
 
@@ -227,12 +256,35 @@ class SocketTable(wiring.Component):
         """Bits of entry memory (all ways), excluding the walk log."""
         return ref.TABLES * ref.WAYS * self._rows * EntryLayout(self._id_width).size
 
+    def _read_port(self, m, mem, name):
+        """A read port whose data come a clock after its address, as a block RAM's.
+
+        Rows up to ``LUT_RAM_ROWS`` (the 128-entry table of the reference NIC has 16) fit LUT
+        RAM, whose read is asynchronous: there the port reads asynchronously into a register
+        of its own. Yosys maps that to the RAM and flip-flops as written. Given synchronous
+        ports on such memories instead, it put them in LUT RAM with much more logic around
+        them: the 128-entry table took 9,007 LUT4, 3,063 PFUMX and 2,118 L6MUX21 (11,871
+        slice LUTs, no placement in 600 s) against 6,364, 1,722 and 1,113 (9,224, placed at
+        78.5 MHz) this way; forced into block RAM, 6,632 LUT4 and 65 DP16KD."""
+        if self._rows > LUT_RAM_ROWS:
+            return mem.read_port()
+        port = mem.read_port(domain="comb")
+        registered = _RegisteredRead(addr=port.addr, en=Signal(init=1, name=f"{name}_en"),
+                                     data=Signal.like(port.data, name=f"{name}_data"))
+        with m.If(registered.en):
+            m.d.sync += registered.data.eq(port.data)
+        return registered
+
     def elaborate(self, platform):
         m = Module()
         T, W, rb = range(ref.TABLES), range(ref.WAYS), self._row_bits
         entry_layout = EntryLayout(self._id_width)
 
-        # Memories: per (table, way) a lookup read port and a control read/write port.
+        # Memories: per (table, way) a lookup read port and a control read/write port. Both
+        # read a row as it was before a write on the same clock edge (not transparent), so no
+        # bypass logic is needed around a block RAM. The lookup combines its read with walk
+        # state sampled on that same edge (below); the control FSM never uses a read made on
+        # the edge of one of its writes (each decision reads its rows afresh).
         lk_rd, ctl_rd, ctl_wr = ([[None] * ref.WAYS for _ in T] for _ in range(3))
         ctl_addr = [Signal(rb, name=f"ctl_addr{t}") for t in T]
         wr_entry = Signal(entry_layout)
@@ -240,8 +292,8 @@ class SocketTable(wiring.Component):
             for w in W:
                 mem = m.submodules[f"t{t}_way{w}"] = Memory(data=self.way_data[t][w])
                 ctl_wr[t][w] = wr = mem.write_port()
-                lk_rd[t][w] = mem.read_port(transparent_for=(wr,))
-                ctl_rd[t][w] = mem.read_port(transparent_for=(wr,))
+                lk_rd[t][w] = self._read_port(m, mem, f"lk_rd{t}{w}")
+                ctl_rd[t][w] = self._read_port(m, mem, f"ctl_rd{t}{w}")
                 m.d.comb += [wr.addr.eq(ctl_addr[t]), ctl_rd[t][w].addr.eq(ctl_addr[t]),
                              wr.data.eq(wr_entry)]
 
@@ -253,44 +305,100 @@ class SocketTable(wiring.Component):
         def same_key(a, b):
             return a.as_value() == b.as_value()
 
-        # ---- Lookup pipeline: stage 1 reads the buckets, the result register is stage 2.
+        # ---- Lookup pipeline: 0 registers the key and its rows, 1 reads the buckets, 2
+        # registers the slots, 3 the matches, and the result register selects the id. Every
+        # stage moves only on `advance`.
         advance = Signal()
-        s1_valid = Signal()
-        s1_key = Signal(KeyLayout())
-        s1_rows = [Signal(rb, name=f"s1_row{t}") for t in T]
-        in_rows = toeplitz_rows(self.lookup.payload, self._toeplitz_key, rb)
         m.d.comb += [advance.eq(~self.result.valid | self.result.ready),
                      self.lookup.ready.eq(advance)]
+        # Stage 0: the key and its rows registered (the RAM's address comes from registers
+        # only).
+        s0_valid = Signal()
+        s0_key = Signal(KeyLayout())
+        s0_rows = [Signal(rb, name=f"s0_row{t}") for t in T]
+        in_rows = toeplitz_rows(self.lookup.payload, self._toeplitz_key, rb)
         for t in T:
             for w in W:
-                # While stalled, re-read stage 1's rows so its data stays current.
-                m.d.comb += lk_rd[t][w].addr.eq(Mux(advance, in_rows[t], s1_rows[t]))
-        matches, ids = [], []
-        for t in T:
-            for w in W:
-                entry = lk_rd[t][w].data
-                matches.append(entry.valid & same_key(entry.key, s1_key))
-                ids.append(entry.id)
-        matches.append(pending & same_key(victim.key, s1_key))
-        ids.append(victim.id)
-        hidden = pending & same_key(cmd_reg.key, s1_key)
-        hit = Signal()
-        hit_id = Signal(self._id_width)
-        m.d.comb += [hit.eq(Cat(*matches).any() & ~hidden),
-                     hit_id.eq(Mux(hidden, 0, or_all(Mux(match, id_, 0)
-                                                     for match, id_ in zip(matches, ids))))]
-        with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.lookup.valid), s1_key.eq(self.lookup.payload),
-                         self.result.valid.eq(s1_valid),
-                         self.result.payload.hit.eq(hit), self.result.payload.id.eq(hit_id)]
-            m.d.sync += [s1_rows[t].eq(in_rows[t]) for t in T]
+                m.d.comb += [lk_rd[t][w].addr.eq(s0_rows[t]), lk_rd[t][w].en.eq(advance)]
 
-        # ---- Control port.
+        # Stage 1: the rows are read on the edge that moves the key out of stage 0, and the
+        # victim, the walk flag and the hidden key are sampled on that same edge: the slots and the walk
+        # state seen together are those of one clock, so a lookup sees the table before or
+        # after any step of a walk, never an entry in neither place (or in both). A stalled
+        # stage 1 keeps both (the read port is not enabled), so a stall changes nothing.
+        s1_valid = Signal()
+        s1_key = Signal(KeyLayout())
+        s1_victim_match = Signal()
+        s1_victim_id = Signal(self._id_width)
+        s1_hidden = Signal()
+        # Stage 2: the slots read, registered (a block RAM's read data are late in the clock).
+        s2_valid = Signal()
+        s2_key = Signal(KeyLayout())
+        s2_slots = [Signal(entry_layout, name=f"s2_slot{i}") for i in range(len(T) * len(W))]
+        s2_victim_match = Signal()
+        s2_victim_id = Signal(self._id_width)
+        s2_hidden = Signal()
+        # Stage 3: one match bit per slot and the victim (at most one is set: a key is in one
+        # place), and their ids.
+        s3_valid = Signal()
+        s3_match = Signal(len(s2_slots) + 1)
+        s3_ids = [Signal(self._id_width, name=f"s3_id{i}") for i in range(len(s2_slots) + 1)]
+        s3_hidden = Signal()
+
+        with m.If(advance):
+            m.d.sync += [s0_valid.eq(self.lookup.valid), s0_key.eq(self.lookup.payload)]
+            m.d.sync += [s0_rows[t].eq(in_rows[t]) for t in T]
+            m.d.sync += [s1_valid.eq(s0_valid), s1_key.eq(s0_key),
+                         s1_victim_match.eq(pending & same_key(victim.key, s0_key)),
+                         s1_victim_id.eq(victim.id),
+                         s1_hidden.eq(pending & same_key(cmd_reg.key, s0_key))]
+            m.d.sync += [s2_valid.eq(s1_valid), s2_key.eq(s1_key),
+                         s2_victim_match.eq(s1_victim_match), s2_victim_id.eq(s1_victim_id),
+                         s2_hidden.eq(s1_hidden)]
+            m.d.sync += [s2_slots[t * len(W) + w].eq(lk_rd[t][w].data) for t in T for w in W]
+            m.d.sync += [s3_valid.eq(s2_valid), s3_hidden.eq(s2_hidden),
+                         s3_match.eq(Cat(*(s.valid & same_key(s.key, s2_key) for s in s2_slots),
+                                         s2_victim_match))]
+            m.d.sync += [id_.eq(s.id) for id_, s in zip(s3_ids, s2_slots)]
+            m.d.sync += s3_ids[-1].eq(s2_victim_id)
+            m.d.sync += [self.result.valid.eq(s3_valid),
+                         self.result.payload.hit.eq(s3_match.any() & ~s3_hidden),
+                         self.result.payload.id.eq(Mux(s3_hidden, 0, or_all(
+                             Mux(s3_match[i], id_, 0) for i, id_ in enumerate(s3_ids))))]
+
+        # ---- Control port. A bucket read takes four clocks: its rows registered (the RAM's
+        # address comes from registers only), the read, its slots registered (`slots`), and
+        # their key compares and free ways registered; a decision then uses only registers.
+        # Nothing writes the rows read while a decision waits for them.
         row_reg = [Signal(rb, name=f"row{t}") for t in T]
         for t in T:
-            m.d.comb += ctl_addr[t].eq(row_reg[t])
+            m.d.comb += ctl_addr[t].eq(row_reg[t])      # registered: no logic before the RAM
         cmd_rows = toeplitz_rows(self.cmd.payload.key, self._toeplitz_key, rb)
         victim_rows = toeplitz_rows(victim.key, self._toeplitz_key, rb)
+
+        slots = [[Signal(entry_layout, name=f"slot{t}_{w}") for w in W] for t in T]
+        m.d.sync += [slots[t][w].eq(ctl_rd[t][w].data) for t in T for w in W]
+        # Per sub-table and way (bit 4 t + w): the command's key is there; the slot is free;
+        # the bucket's lowest free way (one-hot per sub-table); where an insert without a
+        # walk goes (one-hot: the less occupied bucket, ties sub-table 0; none if both full).
+        seen_match = Signal(len(T) * len(W))
+        seen_free = Signal(len(T) * len(W))
+        seen_first_free = Signal(len(T) * len(W))
+        seen_place = Signal(len(T) * len(W))
+        free = [Cat(*(~slots[t][w].valid for w in W)) for t in T]
+        first_free = [Cat(*(free[t][w] & ~free[t][:w].any() if w else free[t][0] for w in W))
+                      for t in T]
+        free_count = [sum(free[t][w] for w in W) for t in T]
+        place_t1 = free_count[1] > free_count[0]
+        m.d.sync += [seen_match.eq(Cat(*(slots[t][w].valid & same_key(slots[t][w].key, cmd_reg.key)
+                                         for t in T for w in W))),
+                     seen_free.eq(Cat(*free)),
+                     seen_first_free.eq(Cat(*first_free)),
+                     seen_place.eq(Cat(Mux(place_t1, 0, first_free[0]),
+                                       Mux(place_t1, first_free[1], 0)))]
+        found_id = Signal(self._id_width)
+        m.d.comb += found_id.eq(or_all(Mux(seen_match[t * len(W) + w], slots[t][w].id, 0)
+                                       for t in T for w in W))
 
         lfsr = Signal(16, init=ref.LFSR_SEED)
         lfsr_next = Cat(lfsr[15] ^ lfsr[13] ^ lfsr[12] ^ lfsr[10], lfsr[:15])
@@ -308,43 +416,30 @@ class SocketTable(wiring.Component):
         rsp_id = Signal(self._id_width)
         m.d.comb += [self.rsp.payload.status.eq(rsp_status), self.rsp.payload.id.eq(rsp_id)]
 
-        # Bucket status from the control read ports.
-        bucket_match, bucket_free, bucket_id = [], [], []
-        for t in T:
-            slots = [ctl_rd[t][w].data for w in W]
-            bucket_match.append(Cat(*(s.valid & same_key(s.key, cmd_reg.key) for s in slots)))
-            bucket_free.append(Cat(*(~s.valid for s in slots)))
-        found_id = Signal(self._id_width)
-        m.d.comb += found_id.eq(or_all(Mux(bucket_match[t][w], ctl_rd[t][w].data.id, 0)
-                                       for t in T for w in W))
-        free_count = [Signal(range(ref.WAYS + 1), name=f"free_count{t}") for t in T]
-        for t in T:
-            m.d.comb += free_count[t].eq(sum(bucket_free[t][w] for w in W))
-
-        def first_free(t):
-            """Lowest free way of the bucket read from sub-table t."""
-            way = Signal(2, name=f"first_free{t}")
-            for w in reversed(W):
-                with m.If(bucket_free[t][w]):
-                    m.d.comb += way.eq(w)
-            return way
-        first_free_way = [first_free(t) for t in T]
-
-        def write_slot(table, way, entry):
-            """Write `entry` into (table, way) at the row in ctl_addr; table/way may be signals."""
+        def write_slots(onehot, entry):
+            """Write `entry` at the row in ctl_addr into the slots set in `onehot` (bit 4 t + w)."""
             m.d.comb += wr_entry.eq(entry)
             for t in T:
                 for w in W:
-                    with m.If((table == t) & (way == w)):
-                        m.d.comb += ctl_wr[t][w].en.eq(1)
+                    m.d.comb += ctl_wr[t][w].en.eq(onehot[t * len(W) + w])
 
-        def read_slot(table, way):
-            slot = Signal(entry_layout, name="slot")
+        def slot_bit(table, way):
+            """One-hot of (table, way), both signals."""
+            return Cat(*(Cat(way, table) == i for i in range(len(T) * len(W))))
+
+        # The registered slot the victim swaps with: one 8-way mux, its select set by state.
+        pick_table, pick_way = Signal(), Signal(2)
+        picked = Signal(entry_layout)
+        with m.Switch(Cat(pick_way, pick_table)):
             for t in T:
                 for w in W:
-                    with m.If((table == t) & (way == w)):
-                        m.d.comb += slot.eq(ctl_rd[t][w].data)
-            return slot
+                    with m.Case(t * len(W) + w):
+                        m.d.comb += picked.eq(slots[t][w])
+
+        def read_slot(table, way):
+            """The registered slot (table, way) of the rows read."""
+            m.d.comb += [pick_table.eq(table), pick_way.eq(way)]
+            return picked
 
         state = Signal(_State)
 
@@ -362,35 +457,38 @@ class SocketTable(wiring.Component):
         with m.Switch(state):
             with m.Case(_State.WAIT_COMMAND):
                 m.d.comb += self.cmd.ready.eq(1)
-                for t in T:
-                    m.d.comb += ctl_addr[t].eq(cmd_rows[t])
                 with m.If(self.cmd.valid):
                     m.d.sync += cmd_reg.eq(self.cmd.payload)
                     m.d.sync += [row_reg[t].eq(cmd_rows[t]) for t in T]
-                    goto(_State.WAIT_BUCKETS)
+                    goto(_State.WAIT_READ)
+
+            with m.Case(_State.WAIT_READ):
+                goto(_State.WAIT_BUCKETS)
 
             with m.Case(_State.WAIT_BUCKETS):
-                with m.If(Cat(*bucket_match).any()):
+                goto(_State.WAIT_SLOTS)
+
+            with m.Case(_State.WAIT_SLOTS):
+                goto(_State.WAIT_MATCHES)
+
+            with m.Case(_State.WAIT_MATCHES):
+                with m.If(seen_match.any()):
                     with m.If(cmd_reg.op == Op.DELETE):
-                        for t in T:
-                            for w in W:
-                                with m.If(bucket_match[t][w]):
-                                    m.d.comb += ctl_wr[t][w].en.eq(1)    # wr_entry is 0
+                        write_slots(seen_match, 0)
                         m.d.sync += self.count.eq(self.count - 1)
                         respond(Status.OK, found_id)
                     with m.Else():
                         respond(Status.EXISTS, found_id)
                 with m.Elif(cmd_reg.op == Op.DELETE):
                     respond(Status.NOT_FOUND)
-                with m.Elif(bucket_free[0].any() | bucket_free[1].any()):
-                    table = free_count[1] > free_count[0]
-                    write_slot(table, Mux(table, first_free_way[1], first_free_way[0]), cmd_entry)
+                with m.Elif(seen_place.any()):
+                    write_slots(seen_place, cmd_entry)
                     m.d.sync += self.count.eq(self.count + 1)
                     respond(Status.OK)
                 with m.Else():
                     # Both buckets full: first eviction, table LFSR bit 2, way LFSR bits 0-1.
                     table, way = lfsr_next[2], lfsr_next[:2]
-                    write_slot(table, way, cmd_entry)
+                    write_slots(slot_bit(table, way), cmd_entry)
                     m.d.sync += [lfsr.eq(lfsr_next), victim.eq(read_slot(table, way)),
                                  alt_table.eq(~table), kicks.eq(1)]
                     m.d.comb += [log_wr.en.eq(1), log_wr.addr.eq(0), log_wr.data.table.eq(table),
@@ -400,24 +498,33 @@ class SocketTable(wiring.Component):
 
             with m.Case(_State.WAIT_VICTIM_HASH):
                 m.d.comb += pending.eq(1)
-                for t in T:
-                    m.d.comb += ctl_addr[t].eq(victim_rows[t])
-                    m.d.sync += row_reg[t].eq(victim_rows[t])
+                m.d.sync += [row_reg[t].eq(victim_rows[t]) for t in T]
+                goto(_State.WAIT_ALTERNATE_READ)
+
+            with m.Case(_State.WAIT_ALTERNATE_READ):
+                m.d.comb += pending.eq(1)
                 goto(_State.WAIT_ALTERNATE_BUCKET)
 
             with m.Case(_State.WAIT_ALTERNATE_BUCKET):
                 m.d.comb += pending.eq(1)
-                free = Cat(bucket_free[0], bucket_free[1]).word_select(alt_table, ref.WAYS)
-                with m.If(free.any()):
-                    write_slot(alt_table, Cat(first_free_way[0], first_free_way[1])
-                               .word_select(alt_table, 2), victim)
+                goto(_State.WAIT_ALTERNATE_SLOTS)
+
+            with m.Case(_State.WAIT_ALTERNATE_SLOTS):
+                m.d.comb += pending.eq(1)
+                goto(_State.WAIT_ALTERNATE_FREE)
+
+            with m.Case(_State.WAIT_ALTERNATE_FREE):
+                m.d.comb += pending.eq(1)
+                alt_mask = Mux(alt_table, 0xF0, 0x0F)     # the slots of sub-table alt_table
+                with m.If((seen_free & alt_mask).any()):
+                    write_slots(seen_first_free & alt_mask, victim)
                     m.d.sync += self.count.eq(self.count + 1)
                     respond(Status.OK)
                 with m.Elif(kicks == self._max_kicks):
                     goto(_State.WAIT_LOG)
                 with m.Else():
                     way = lfsr_next[:2]
-                    write_slot(alt_table, way, victim)
+                    write_slots(slot_bit(alt_table, way), victim)
                     m.d.sync += [lfsr.eq(lfsr_next), victim.eq(read_slot(alt_table, way)),
                                  alt_table.eq(~alt_table), kicks.eq(kicks + 1)]
                     m.d.comb += [log_wr.en.eq(1), log_wr.data.table.eq(alt_table),
@@ -431,15 +538,21 @@ class SocketTable(wiring.Component):
 
             with m.Case(_State.WAIT_UNDO_STEP):
                 m.d.comb += pending.eq(1)
-                for t in T:
-                    m.d.comb += ctl_addr[t].eq(log_rd.data.row)
-                    m.d.sync += row_reg[t].eq(log_rd.data.row)
+                m.d.sync += [row_reg[t].eq(log_rd.data.row) for t in T]
                 m.d.sync += [undo_table.eq(log_rd.data.table), undo_way.eq(log_rd.data.way)]
+                goto(_State.WAIT_UNDO_READ)
+
+            with m.Case(_State.WAIT_UNDO_READ):
+                m.d.comb += pending.eq(1)
+                goto(_State.WAIT_UNDO_BUCKET)
+
+            with m.Case(_State.WAIT_UNDO_BUCKET):
+                m.d.comb += pending.eq(1)
                 goto(_State.WAIT_UNDO_SLOT)
 
             with m.Case(_State.WAIT_UNDO_SLOT):
                 m.d.comb += pending.eq(1)
-                write_slot(undo_table, undo_way, victim)
+                write_slots(slot_bit(undo_table, undo_way), victim)
                 m.d.sync += [victim.eq(read_slot(undo_table, undo_way)), kicks.eq(kicks - 1)]
                 m.d.comb += log_rd.addr.eq(kicks + Const(-2 % 2 ** len(kicks), len(kicks)))
                 with m.If(kicks == 1):
