@@ -417,15 +417,21 @@ def long_path(r):
 def _long_path(r, size):
     p1, fd, server, conn = _connected(r)
     _transfer(r, p1, fd, server, conn, size, chunk=2000)
-    r.wire.block = lambda side, frame: side == "b"           # the peer's frames are lost
-    r.call(p1, "send", fd, b"anyone? " * 50)
-    r.run(3000)
+    _silent_peer(r, p1, fd, server, conn, b"anyone? " * 50, silence=3000, then=2000, linger=1500)
+
+
+def _silent_peer(r, p1, fd, server, conn, message, *, silence, then, linger):
+    """`message` is sent while the peer's frames are lost for `silence` ticks; then the peer
+    reads it, `then` ticks pass, both close, and `linger` ticks pass."""
+    r.wire.block = lambda side, frame: side == "b"
+    r.call(p1, "send", fd, message)
+    r.run(silence)
     r.wire.block = None
-    r.call(server, "recv", conn, 400, MSG_WAITALL, side="peer")
-    r.run(2000)
+    r.call(server, "recv", conn, len(message), MSG_WAITALL, side="peer")
+    r.run(then)
     r.call(p1, "close", fd)
     r.call(server, "close", conn, side="peer")
-    r.run(1500)
+    r.run(linger)
 
 
 @scenario()
@@ -433,15 +439,7 @@ def rto_backoff(r):
     """The peer goes silent: the NIC retransmits from SND.UNA on its own at 200, 400, 800...
     ticks; when the peer is back, the stream completes."""
     p1, fd, server, conn = _connected(r)
-    r.wire.block = lambda side, frame: side == "b"           # the peer's frames are lost
-    r.call(p1, "send", fd, b"hello? " * 100)
-    r.run(3500)
-    r.wire.block = None
-    r.call(server, "recv", conn, 700, MSG_WAITALL, side="peer")
-    r.run(10)
-    r.call(p1, "close", fd)
-    r.call(server, "close", conn, side="peer")
-    r.run(1100)
+    _silent_peer(r, p1, fd, server, conn, b"hello? " * 100, silence=3500, then=10, linger=1100)
 
 
 @scenario(peer_policy=Policy(rcv_buffer=3000))

@@ -46,6 +46,14 @@ class Checked(list):
 class EngineBench:
     """Drives one TcpEngine: every call runs until the engine is idle again."""
 
+    @classmethod
+    def ready(cls, ctx, dut, data_width):
+        """A bench with every port the engine drives ready."""
+        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
+                     dut.host_rdata, dut.rx_action):
+            ctx.set(port.ready, 1)
+        return cls(ctx, dut, data_width)
+
     def __init__(self, ctx, dut, data_width):
         self.ctx, self.dut, self.width = ctx, dut, data_width
         self.segments = []                          # what went to the framer
@@ -183,10 +191,7 @@ class EngineBench:
 async def connected(ctx, dut, data_width, tcb, same, *, peer_window):
     """Every port ready, and connection 1 opened actively as `tcb` (at tick 0): the SYN,
     then the peer's SYN-ACK (from the slow path, as INJECT) with `peer_window` and MSS 1000."""
-    for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
-                 dut.host_rdata, dut.rx_action):
-        ctx.set(port.ready, 1)
-    b = EngineBench(ctx, dut, data_width)
+    b = EngineBench.ready(ctx, dut, data_width)
     await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
                     local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
     tcb.open_active()
@@ -479,10 +484,7 @@ def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
 
     async def bench(ctx):
         nonlocal now
-        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
-                     dut.host_rdata, dut.rx_action):
-            ctx.set(port.ready, 1)
-        b = EngineBench(ctx, dut, data_width)
+        b = EngineBench.ready(ctx, dut, data_width)
 
         async def step(segment, what, inject=False):
             if inject:
@@ -571,10 +573,7 @@ def test_engine_socket_option_caps_follow_the_model(data_width):
         return TcpSegment(80, LOCAL[1], seq, 1001, flags, 3000, payload)
 
     async def bench(ctx):
-        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
-                     dut.host_rdata, dut.rx_action):
-            ctx.set(port.ready, 1)
-        b = EngineBench(ctx, dut, data_width)
+        b = EngineBench.ready(ctx, dut, data_width)
         fields = dict(op=CtlOp.INSTALL_TCP, state=TcpState.SYN_RECEIVED, iss=1000, irs=5000,
                       window=3000, mss=1460, local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
         for bad in ({"rcv_cap": POLICY.rcv_buffer + 1}, {"snd_cap": POLICY.snd_buffer + 1},
@@ -631,10 +630,7 @@ def test_engine_rto_from_rtt_samples_follows_the_model(data_width):
 
     async def bench(ctx):
         nonlocal now
-        for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
-                     dut.host_rdata, dut.rx_action):
-            ctx.set(port.ready, 1)
-        b = EngineBench(ctx, dut, data_width)
+        b = EngineBench.ready(ctx, dut, data_width)
 
         async def deadline_is_the_models(what):
             rsp = await b.control(op=CtlOp.NEXT_DEADLINE)
