@@ -3,7 +3,8 @@
 Run by ``tests/test_nic_rtl.py`` (and ``make sim``) through ``cocotb_tools.runner``. The
 scenario, the NIC's parameters and the output folder come from the environment:
 ``NIC_SCENARIO`` (a name in ``tb.scenarios.SCENARIOS``, or ``random:SEED``), ``NIC_CONFIG``
-(``hdl.config.NicConfig.environment``; the model runs on its policy), ``NIC_OUT``, and optionally ``NIC_SETTLE_LIMIT`` (``NicBench.settle_limit``).
+(``hdl.config.NicConfig.environment``; the model runs on its policy), ``NIC_OUT``, and
+optionally ``NIC_SETTLE_LIMIT`` (``NicBench.settle_limit``).
 On a mismatch both traces are printed side by side and a pcap of each wire is written.
 The run's functional coverage (``tb/coverage.py``) goes to ``NIC_COVERAGE``/<scenario>.json.
 """
