@@ -43,7 +43,7 @@ Decisions worth stating:
   ``UNKNOWN_ETHERTYPE``, as Linux drops a VID it has no VLAN device for; Linux would take a
   priority-tagged frame, VID 0, as untagged: this model does not).
 - A SYN's options are walked for its MSS option (``mss``; 0: none), as Linux's
-  ``tcp_parse_options`` reads them (``model.packet.parse_mss_option``), but at most
+  ``tcp_parse_options`` reads them (``model.packet.parse_syn_options``), but at most
   :data:`SYN_OPTIONS_WALKED` options (a NOP counts as one): the hardware visits one option per
   clock between the frame's last beat and its verdict. Every real stack's SYN fits (Linux: MSS,
   SACK-permitted, timestamps, NOP, window scale); a SYN whose options go on longer goes to
@@ -74,7 +74,7 @@ from dataclasses import dataclass, field, fields
 
 from .checksum import ones_complement_sum, pseudo_header_sum
 from .drops import DropCause
-from .packet import parse_mss_option
+from .packet import parse_syn_options
 from .protocol import (ETH_HEADER, IPV4_FRAGMENT_OFFSET, IPV4_HEADER, IPV4_MF, IPV4_VERSION,
                        MAC_BYTES, TCP_HEADER, UDP_HEADER, VLAN_TAG, EtherType, IpProto, TcpFlag)
 
@@ -226,7 +226,7 @@ def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
                  src_port=_be(segment, 0, 2), dst_port=_be(segment, 2, 2))
     if protocol == IpProto.TCP:
         flags = segment[13]
-        mss, complete = parse_mss_option(segment[TCP_HEADER:data_offset * 4], SYN_OPTIONS_WALKED)
+        mss, _, complete = parse_syn_options(segment[TCP_HEADER:data_offset * 4], SYN_OPTIONS_WALKED)
         if flags & TcpFlag.SYN and not complete:                          # 21
             return _SLOW
         parsed = ParsedFields(**ports, seq=_be(segment, 4, 4), ack=_be(segment, 8, 4),

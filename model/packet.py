@@ -16,30 +16,33 @@ from .checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
 from .drops import DropCause
 from .protocol import (ARP_BODY, ARP_HTYPE_ETHERNET, ETH_HEADER, ETH_MIN_FRAME, IPV4_DF,
                        IPV4_FRAGMENT_OFFSET, IPV4_HEADER, IPV4_MF, IPV4_VERSION, MAC_BYTES,
-                       MSS_OPTION_LENGTH, TCP_HEADER, UDP_HEADER, EtherType, IpProto, TcpFlag,
-                       TcpOption)
+                       MSS_OPTION_LENGTH, TCP_HEADER, UDP_HEADER, WSCALE_MAX, WSCALE_OPTION_LENGTH,
+                       EtherType, IpProto, TcpFlag, TcpOption)
 
 __all__ = [
     "flag_names", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
     "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
-    "build_raw_tcp_frame", "parse_frame", "parse_mss_option",
+    "build_raw_tcp_frame", "parse_frame", "parse_syn_options",
 ]
 
 
-def parse_mss_option(options: bytes, max_options: int | None = None) -> tuple[int | None, bool]:
-    """The MSS option of a TCP header's `options`, read as Linux's ``tcp_parse_options``:
-    an option with a length below 2 or running past the header ends the parsing (the segment
-    is kept), an MSS of 0 is ignored, and a later MSS option replaces an earlier one.
+def parse_syn_options(options: bytes, max_options: int | None = None) -> tuple[int | None, int | None, bool]:
+    """The MSS and window scale options of a TCP header's `options`, read as Linux's
+    ``tcp_parse_options``: an option with a length below 2 or running past the header ends
+    the parsing (the segment is kept), an MSS of 0 is ignored, a later option of a kind
+    replaces an earlier one, and a shift count above 14 counts as 14 (RFC 7323 2.3).
 
-    Returns ``(mss, complete)``: ``mss`` is None without a (non-zero) MSS option. With
-    `max_options`, at most that many options (a NOP counts as one) are visited, as the
-    receive classifier's option walker does (model/classify.py rule 21), and ``complete``
-    says whether the parsing ended within them; without it, ``complete`` is always True.
+    Returns ``(mss, wscale, complete)``: ``mss`` is None without a (non-zero) MSS option,
+    ``wscale`` None without a window scale option. With `max_options`, at most that many
+    options (a NOP counts as one) are visited, as the receive classifier's option walker does
+    (model/classify.py rule 21), and ``complete`` says whether the parsing ended within them;
+    without it, ``complete`` is always True. Only a SYN's options mean anything (Linux reads
+    the window scale on a SYN only); the caller decides.
     """
-    mss, i, visited = None, 0, 0
+    mss, wscale, i, visited = None, None, 0, 0
     while i < len(options):
         if max_options is not None and visited == max_options:
-            return mss, False
+            return mss, wscale, False
         visited += 1
         kind = options[i]
         if kind == TcpOption.EOL:
@@ -51,8 +54,10 @@ def parse_mss_option(options: bytes, max_options: int | None = None) -> tuple[in
             break                   # Linux: stop parsing, keep the segment
         if kind == TcpOption.MSS and options[i + 1] == MSS_OPTION_LENGTH:
             mss = int.from_bytes(options[i + 2:i + 4], "big") or mss
+        elif kind == TcpOption.WSCALE and options[i + 1] == WSCALE_OPTION_LENGTH:
+            wscale = min(options[i + 2], WSCALE_MAX)
         i += options[i + 1]
-    return mss, True
+    return mss, wscale, True
 
 
 def flag_names(flags: int) -> str:
@@ -99,7 +104,8 @@ class TcpSegment:
     flags: TcpFlag
     window: int
     payload: bytes = b""
-    mss: int | None = None    # the MSS option, the only option the model sends or reads
+    mss: int | None = None    # the MSS option
+    wscale: int | None = None # the window scale option's shift count (RFC 7323)
     urgent: int = 0
     checksum: int = 0
 
@@ -109,8 +115,12 @@ class TcpSegment:
         return len(self.payload) + bool(self.flags & TcpFlag.SYN) + bool(self.flags & TcpFlag.FIN)
 
     def to_bytes(self, src_ip: str, dst_ip: str) -> bytes:
+        # Linux's order and padding: MSS, then NOP and the window scale (tcp_options_write)
         options = (struct.pack("!BBH", TcpOption.MSS, MSS_OPTION_LENGTH, self.mss)
                    if self.mss is not None else b"")
+        if self.wscale is not None:
+            options += struct.pack("!BBBB", TcpOption.NOP, TcpOption.WSCALE, WSCALE_OPTION_LENGTH,
+                                   self.wscale)
         offset = (TCP_HEADER + len(options)) // 4
         header = struct.pack("!HHIIBBHHH", self.src_port, self.dst_port, self.seq & 0xFFFFFFFF,
                              self.ack & 0xFFFFFFFF, offset << 4, int(self.flags), self.window, 0,
@@ -129,9 +139,9 @@ class TcpSegment:
             raise PacketError(DropCause.BAD_TCP_OFFSET)
         if ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, IpProto.TCP, len(raw))) != 0xFFFF:
             raise PacketError(DropCause.BAD_L4_CHECKSUM)
-        mss, _ = parse_mss_option(raw[TCP_HEADER:offset])
+        mss, wscale, _ = parse_syn_options(raw[TCP_HEADER:offset])
         return cls(src_port, dst_port, seq, ack, TcpFlag(flags), window, bytes(raw[offset:]),
-                   mss, urgent, checksum)
+                   mss, wscale, urgent, checksum)
 
 
 @dataclass

@@ -10,14 +10,25 @@ Policies that are code, not numbers (kept here so they are in one place):
 - ACK timing: every segment that carries data or FIN, every out-of-order or unacceptable
   segment, and every SYN is answered at once (no delayed ACK). Hardware needs no ACK timer.
 - Window: the advertised window is the free receive-buffer space
-  (``StreamBuffer.free``), never more than 65535 (no window scaling). After a read the
-  receiver sends a window update when the free space grew by at least
+  (``StreamBuffer.free``), never more than what the window field can say: 65535, or with
+  window scaling negotiated ``65535 << wscale``. After a read the receiver sends a window
+  update when the window it would advertise grew by at least
   ``min(effective MSS, rcv_buffer // 2)`` beyond the last advertised window.
+- Window scaling (RFC 7323, `window_scaling`; off in the reference NIC): the SYN offers the
+  window scale option with shift count `wscale` (after the MSS option, as NOP and the option,
+  Linux's layout); the SYN-ACK offers it only when the peer's SYN did. When both SYNs carried
+  it, every later segment's window field is the window shifted right by `wscale` (rounded
+  down, as Linux), and the peer's window field is shifted left by its count (at most 14:
+  RFC 7323 2.3); a SYN's window is never scaled. Otherwise neither side scales and the
+  window stays at most 65535 whatever the buffer. Linux picks its shift from its largest
+  receive buffer (7 for tcp_rmem's 6 MiB); here it is a setting, the packetdrill model runs
+  use Linux's 7, and a ring larger than 64 KiB needs ``rcv_buffer <= 65535 << wscale``.
 - Segment sizing: no Nagle; data is sent as soon as it is queued and the window allows, in
   segments of ``min(effective MSS, usable window, queued data)``. Every data segment has
   PSH. A FIN rides on the segment that carries the last queued byte, else goes alone.
 - MSS: the MSS option (kind 2) is sent on SYN and SYN-ACK with `mss`; the effective MSS is
-  ``min(mss, peer's option or default_mss)``. No other option is sent or honoured.
+  ``min(mss, peer's option or default_mss)``. Besides it only the window scale option is
+  sent or honoured (see Window scaling).
 - RTO: with `rtt_estimation` off (the default, and the reference NIC's), fixed
   `rto_initial` (one counter per connection and no multiplier). With it on, RFC 6298: one
   segment per window is timed (new data only; any retransmission stops the timing, Karn's
@@ -98,7 +109,9 @@ Policies that are code, not numbers (kept here so they are in one place):
 
 from dataclasses import dataclass
 
-__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "RTT_SAMPLE_BITS"]
+from .protocol import WSCALE_MAX
+
+__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "RTT_SAMPLE_BITS"]
 
 # An RTT sample is counted in at most this many bits of ticks: a longer one (over 131 s at
 # 1 ms a tick, beyond Linux's 120 s RTO maximum) counts as the largest. So the estimate's
@@ -114,12 +127,15 @@ class Policy:
     mss: int = 1460                  # 1500-byte Ethernet MTU less 40 bytes of IP and TCP header
     default_mss: int = 536           # RFC 9293 3.7.1: what to assume when the peer sends no MSS
     # buffers (bytes per connection)
-    rcv_buffer: int = 65535          # the window we advertise from; <= 65535 as there is no scaling
+    rcv_buffer: int = 65535          # the window we advertise from; <= 65535 << wscale
     snd_buffer: int = 65536          # unacknowledged + unsent bytes a connection holds
     max_ooo_ranges: int = 1          # out-of-order ranges kept (StreamBuffer.max_ranges)
     udp_rcv_buffer: int = 65536      # bytes of datagrams queued per UDP socket, 8 per datagram
                                      # (its length and source) plus its payload, as the
                                      # hardware's ring stores them
+    # window scaling (RFC 7323)
+    window_scaling: bool = False     # offer and honour the window scale option
+    wscale: int = 0                  # our shift count when scaling (Linux: 7)
     # retransmission
     rtt_estimation: bool = False     # RFC 6298 RTO from RTT samples; off: rto_initial, fixed
     rto_initial: int = 200           # ticks; the RTO (fixed), or the RTO before an RTT sample
@@ -142,8 +158,12 @@ class Policy:
     ip_ttl: int = 64                 # Linux default
 
     def __post_init__(self):
-        if not 0 < self.rcv_buffer <= 65535:
-            raise ValueError(f"Receive buffer must be 1..65535 bytes (no window scaling), not {self.rcv_buffer!r}")
+        if not 0 <= self.wscale <= (WSCALE_MAX if self.window_scaling else 0):
+            raise ValueError(f"Window scale must be 0..{WSCALE_MAX} with window scaling, 0 without, "
+                             f"not {self.wscale!r}")
+        if not 0 < self.rcv_buffer <= 65535 << self.wscale:
+            raise ValueError(f"Receive buffer must be 1..{65535 << self.wscale} bytes (65535 << wscale), "
+                             f"not {self.rcv_buffer!r}")
         if self.snd_buffer <= 0:
             raise ValueError(f"Send buffer must be positive, not {self.snd_buffer!r}")
         if not 64 <= self.mss <= 1460:
@@ -172,3 +192,7 @@ DEFAULT_POLICY = Policy()
 # expiries before the connection fails (tcp_retries2).
 LINUX_RTO = dict(rtt_estimation=True, rto_initial=1000, rto_min=200, rto_max=120_000,
                  max_retries=15)
+
+# Linux's window scaling: offered on every SYN (tcp_window_scaling = 1) with the shift its
+# default largest receive buffer gives (tcp_rmem[2] = 6 MiB: 6 MiB >> 7 fits 16 bits).
+LINUX_WSCALE = dict(window_scaling=True, wscale=7)

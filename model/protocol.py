@@ -12,7 +12,7 @@ __all__ = [
     "EtherType", "IpProto", "TcpFlag", "TcpOption", "ArpOp",
     "ETH_HEADER", "VLAN_TAG", "IPV4_HEADER", "TCP_HEADER", "UDP_HEADER", "ARP_BODY",
     "ETH_MIN_FRAME", "MAC_BYTES", "IPV4_VERSION", "IPV4_DF", "IPV4_MF", "IPV4_FRAGMENT_OFFSET",
-    "MSS_OPTION_LENGTH", "ARP_HTYPE_ETHERNET",
+    "MSS_OPTION_LENGTH", "WSCALE_OPTION_LENGTH", "WSCALE_MAX", "ARP_HTYPE_ETHERNET",
 ]
 
 
@@ -77,4 +77,6 @@ IPV4_MF = 0x2000
 IPV4_FRAGMENT_OFFSET = 0x1FFF
 
 MSS_OPTION_LENGTH = 4    #: kind, length, 16-bit MSS
+WSCALE_OPTION_LENGTH = 3 #: kind, length, shift count (RFC 7323 2.2)
+WSCALE_MAX = 14          #: the largest shift count; a larger offer counts as 14 (RFC 7323 2.3)
 ARP_HTYPE_ETHERNET = 1

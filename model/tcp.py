@@ -102,12 +102,16 @@ class Tcb:
     fin_queued: bool = False              # the user closed its sending side
     fin_acked: bool = False
     peer_mss: int = 0
+    # window scaling (RFC 7323): both SYNs carried the option; the shift counts then in force
+    wscale_ok: bool = False
+    snd_wscale: int = 0                   # the peer's: its window fields are shifted left by it
+    rcv_wscale: int = 0                   # ours: our window fields are shifted right by it
     # receive sequence space
     irs: int = 0
     rcv: StreamBuffer | None = None
     fin_received: bool = False
     fin_seq: int | None = None            # sequence number of a FIN that arrived beyond a hole
-    last_adv_wnd: int = 0                 # window field of the last segment we sent
+    last_adv_wnd: int = 0                 # window of the last segment we sent, in bytes
     ack_needed: bool = False
     # timers (absolute ticks, None when stopped)
     rto: int = 0
@@ -155,7 +159,13 @@ class Tcb:
 
     @property
     def rcv_wnd(self) -> int:
-        return min(self.rcv.free, 65535)
+        """The receive window: free space, at most what the window field can say."""
+        return min(self.rcv.free, 65535 << self.rcv_wscale)
+
+    @property
+    def adv_wnd(self) -> int:
+        """The window a segment sent now advertises, in bytes (scaling rounds it down)."""
+        return self.rcv_wnd >> self.rcv_wscale << self.rcv_wscale
 
     @property
     def eff_mss(self) -> int:
@@ -189,6 +199,13 @@ class Tcb:
         self.irs = syn.seq
         self.snd_wnd, self.snd_wl1, self.snd_wl2 = syn.window, syn.seq, self.iss
         self.peer_mss = syn.mss if syn.mss is not None else self.policy.default_mss
+        self._negotiate_wscale(syn)
+
+    def _negotiate_wscale(self, syn: TcpSegment):
+        """The peer's SYN: scale both ways when it and ours carry the option (RFC 7323 2.2)."""
+        self.wscale_ok = self.policy.window_scaling and syn.wscale is not None
+        self.snd_wscale = syn.wscale if self.wscale_ok else 0
+        self.rcv_wscale = self.policy.wscale if self.wscale_ok else 0
 
     def send(self, data: bytes) -> int:
         """Queue what fits of `data` for sending; return how many bytes were taken."""
@@ -200,7 +217,7 @@ class Tcb:
         """Take up to `n` in-order bytes; schedule a window update if the window grew enough."""
         data = self.rcv.read(n, peek)
         if data and not peek and self.state in SYNCHRONIZED and not self.fin_received:
-            if self.rcv_wnd - self.last_adv_wnd >= min(self.eff_mss, self.rcv.capacity // 2):
+            if self.adv_wnd - self.last_adv_wnd >= min(self.eff_mss, self.rcv.capacity // 2):
                 self.ack_needed = True
         return data
 
@@ -290,7 +307,7 @@ class Tcb:
         if self.state == State.SYN_RECEIVED:
             if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
                 self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
-                self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
+                self.snd_wnd, self.snd_wl1, self.snd_wl2 = self._peer_wnd(seg), seg.seq, seg.ack
             else:
                 self.outbox.append(self._segment(seg.ack, TcpFlag.RST, with_ack=False))
                 return
@@ -365,6 +382,7 @@ class Tcb:
             return
         self.irs = seg.seq
         self.peer_mss = seg.mss if seg.mss is not None else self.policy.default_mss
+        self._negotiate_wscale(seg)
         self.ack_needed = True
         if ack_ok:
             self.snd_una = seg.ack
@@ -408,13 +426,13 @@ class Tcb:
             self._rtt_ack(seg.ack, now)
             self.retries, self.rto, self.dupacks = 0, self.rto_after(0), 0
             self.rto_deadline = None if self.snd_una == self.snd_max else now + self.rto
-        elif advance == 0 and not carries_data and seg.window == self.snd_wnd != 0 \
+        elif advance == 0 and not carries_data and self._peer_wnd(seg) == self.snd_wnd != 0 \
                 and self.snd_una != self.snd_max:
             self.dupacks += 1
             if self.dupacks == self.policy.dupack_threshold:
                 self._fast_retransmit(now)
         if seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)):
-            self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
+            self.snd_wnd, self.snd_wl1, self.snd_wl2 = self._peer_wnd(seg), seg.seq, seg.ack
             if self.snd_wnd > 0:
                 self.persist_deadline, self.persist_probes = None, 0
         if self.fin_acked:
@@ -469,12 +487,15 @@ class Tcb:
             if seg.flags & TcpFlag.ACK:
                 seg.ack, self.ack_needed = self.rcv_nxt, False
                 if not seg.flags & TcpFlag.RST:
-                    seg.window = self.last_adv_wnd = self.rcv_wnd
+                    seg.window = self._window_field(seg.flags)
+                    self.last_adv_wnd = self.adv_wnd
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
             if self.snd_nxt == self.iss:
                 flags = TcpFlag.SYN | (TcpFlag.ACK if self.state == State.SYN_RECEIVED else 0)
                 seg = self._segment(self.iss, flags, with_ack=self.state == State.SYN_RECEIVED)
                 seg.mss = self.adv_mss
+                if self.policy.window_scaling and (self.state == State.SYN_SENT or self.wscale_ok):
+                    seg.wscale = self.policy.wscale
                 self.snd_nxt = seq_add(self.iss, 1)
                 self._sent(seg, now)
                 out.append(seg)
@@ -526,11 +547,21 @@ class Tcb:
         if with_ack:
             flags |= TcpFlag.ACK
         return TcpSegment(self.local[1], self.remote[1], seq, self.rcv_nxt if with_ack else 0,
-                          TcpFlag(flags), self.rcv_wnd if not flags & TcpFlag.RST else 0, payload)
+                          TcpFlag(flags), self._window_field(flags), payload)
+
+    def _window_field(self, flags) -> int:
+        """The window field of a segment with `flags`: a SYN's is never scaled, a RST's is 0."""
+        if flags & TcpFlag.RST:
+            return 0
+        return min(self.rcv.free, 65535) if flags & TcpFlag.SYN else self.rcv_wnd >> self.rcv_wscale
+
+    def _peer_wnd(self, seg: TcpSegment) -> int:
+        """The peer's window in bytes from a segment other than a SYN."""
+        return seg.window << self.snd_wscale
 
     def _sent(self, seg: TcpSegment, now: int):
         """Bookkeeping for a segment that dispatch() hands out."""
-        self.last_adv_wnd = seg.window
+        self.last_adv_wnd = seg.window << (0 if seg.flags & TcpFlag.SYN else self.rcv_wscale)
         self.ack_needed = False
         if seg.seg_len:
             end = seq_add(seg.seq, seg.seg_len)

@@ -224,7 +224,7 @@ class Classifier(wiring.Component):
         ]
 
         # -- A SYN's MSS option: its options walked, one a clock -------------------------------
-        # As model.packet.parse_mss_option with SYN_OPTIONS_WALKED options. In the cycle after
+        # As model.packet.parse_syn_options with SYN_OPTIONS_WALKED options. In the cycle after
         # a frame's last beat (the whole header is there) one step of the walk is worked out
         # for every option position at once and registered in `step_table`: where the walk
         # goes from there (DONE: past the options, at an EOL, or at a malformed option, where

@@ -56,14 +56,15 @@ PCAP_DIR = Path(__file__).resolve().parents[2] / "build" / "packetdrill"
 
 # Fields lenient mode does not compare, each with the reason (model/policy.py has the policy).
 LENIENT_FIELDS = {
-    "win": "the model advertises its free receive-buffer space, at most 65535 and never "
-           "scaled; Linux advertises from tcp_rmem with its own rounding and window scaling",
-    "options": "the model sends only an MSS option, on SYN and SYN-ACK; Linux also sends "
-               "sackOK, timestamps and wscale (on SYN always, later when the peer offered them)",
+    "win": "the model advertises its free receive-buffer space (65535 bytes at most, scaled "
+           "by 7 when window scaling is on); Linux advertises from tcp_rmem with its own rounding",
+    "options": "the model sends an MSS option and the window scale (NOP, wscale 7: on its SYN, "
+               "and on its SYN-ACK when the peer offered it); Linux also sends sackOK and "
+               "timestamps",
     "psh": "the model sets PSH on every data segment; Linux sets it only where a write's data "
            "ends (and on its own push heuristics), so flags are compared without P",
     "window-update": "after a read the model sends a window update once the window grew by an "
-                     "MSS (its window is at most 65535); Linux's larger, scaled window rarely "
+                     "MSS (its buffer is 64 KiB); Linux's larger buffer rarely "
                      "needs one, so a model ACK that only raises the window is passed over",
     "time": "the model has no delayed ACK, a 200 ms persist timer and its own TIME-WAIT "
             "(the model's and the NIC's runs estimate the RTO as Linux does, `LINUX_RTO`); "
