@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 
-from model.policy import LINUX_RTO, Policy
+from model.policy import LINUX_RTO, Policy, wscale_for
 
 __all__ = ["ring_policy", "NIC_WINDOW", "NIC_POLICY", "NicConfig"]
 
@@ -31,7 +31,9 @@ class NicConfig:
     """One NIC build: ``NIC(data_width, connections, processes, policy=ring_policy(window),
     rx_fifo_beats=fifo_beats, slow_fifo_beats=fifo_beats)``; ``fifo_beats`` None is the NIC's
     default (room for two maximum frames); ``linux_rto`` adds ``model.policy.LINUX_RTO`` to
-    the policy (the RTO from RTT samples, in ticks of 1 ms)."""
+    the policy (the RTO from RTT samples, in ticks of 1 ms); ``window_scaling`` turns on the
+    window scale option (RFC 7323) with the smallest shift count that says the ring
+    (``model.policy.wscale_for``: 0 up to 32 KiB)."""
 
     data_width: int = 64
     connections: int = 64
@@ -39,6 +41,7 @@ class NicConfig:
     window: int = NIC_WINDOW
     fifo_beats: int | None = None
     linux_rto: bool = False
+    window_scaling: bool = False
 
     @property
     def name(self):
@@ -46,12 +49,17 @@ class NicConfig:
         window = f"_b{self.window}" if self.window != NIC_WINDOW else ""
         fifo = f"_f{self.fifo_beats}" if self.fifo_beats else ""
         rto = "_rtt" if self.linux_rto else ""
-        return f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}{rto}"
+        ws = "_ws" if self.window_scaling else ""
+        return f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}{rto}{ws}"
 
     @property
     def policy(self):
         policy = ring_policy(self.window)
-        return replace(policy, **LINUX_RTO) if self.linux_rto else policy
+        if self.linux_rto:
+            policy = replace(policy, **LINUX_RTO)
+        if self.window_scaling:
+            policy = replace(policy, window_scaling=True, wscale=wscale_for(self.window))
+        return policy
 
     def environment(self):
         """The build for a cocotb module, as its environment (``from_environment``)."""

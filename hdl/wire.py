@@ -21,11 +21,11 @@ from amaranth import Cat, Value
 from amaranth.lib import data, enum
 
 from model.protocol import (ARP_BODY, ETH_HEADER, IPV4_HEADER, MSS_OPTION_LENGTH, TCP_HEADER,
-                            UDP_HEADER, VLAN_TAG, IpProto, TcpFlag)
+                            UDP_HEADER, VLAN_TAG, WSCALE_OPTION_LENGTH, IpProto, TcpFlag)
 
 __all__ = [
     "TcpFlags", "L4Protocol", "EthernetHeader", "VlanTag", "ArpPacket", "Ipv4Header",
-    "TcpHeader", "MssOption", "UdpHeader", "swap_bytes", "from_wire", "to_wire",
+    "TcpHeader", "MssOption", "WscaleOption", "UdpHeader", "swap_bytes", "from_wire", "to_wire",
 ]
 
 
@@ -129,6 +129,15 @@ class MssOption(_Header):
 
     def __init__(self):
         super().__init__([("kind", 8), ("length", 8), ("mss", 16)])
+
+
+class WscaleOption(_Header):
+    """A NOP, then the TCP window scale option (RFC 7323 2.2): kind ``TcpOption.WSCALE``,
+    length 3, the shift count; Linux's four bytes after the MSS option."""
+    BYTES = 1 + WSCALE_OPTION_LENGTH
+
+    def __init__(self):
+        super().__init__([("nop", 8), ("kind", 8), ("length", 8), ("shift", 8)])
 
 
 class UdpHeader(_Header):

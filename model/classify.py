@@ -42,7 +42,8 @@ Decisions worth stating:
   software decides (the model's host, which has no VLAN interface, drops it as
   ``UNKNOWN_ETHERTYPE``, as Linux drops a VID it has no VLAN device for; Linux would take a
   priority-tagged frame, VID 0, as untagged: this model does not).
-- A SYN's options are walked for its MSS option (``mss``; 0: none), as Linux's
+- A SYN's options are walked for its MSS option (``mss``; 0: none) and its window scale
+  option (``wscale_offered``, ``wscale``), as Linux's
   ``tcp_parse_options`` reads them (``model.packet.parse_syn_options``), but at most
   :data:`SYN_OPTIONS_WALKED` options (a NOP counts as one): the hardware visits one option per
   clock between the frame's last beat and its verdict. Every real stack's SYN fits (Linux: MSS,
@@ -102,7 +103,8 @@ class ParsedFields:
     Addresses, ports and numbers are integers in their natural (network-order) value.
     ``payload_offset`` is the frame offset of the first payload byte and ``payload_length``
     the payload's length, Ethernet padding excluded. ``mss`` is a SYN's MSS option (0: none,
-    or not a SYN).
+    or not a SYN); ``wscale_offered`` whether a SYN carries the window scale option and
+    ``wscale`` its shift count, at most 14 (0 without one, or not a SYN).
     """
     protocol: int = 0
     src_ip: int = 0
@@ -117,6 +119,8 @@ class ParsedFields:
     payload_offset: int = 0
     payload_length: int = 0
     mss: int = 0
+    wscale_offered: int = 0
+    wscale: int = 0
 
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -226,14 +230,16 @@ def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
                  src_port=_be(segment, 0, 2), dst_port=_be(segment, 2, 2))
     if protocol == IpProto.TCP:
         flags = segment[13]
-        mss, _, complete = parse_syn_options(segment[TCP_HEADER:data_offset * 4], SYN_OPTIONS_WALKED)
+        mss, wscale, complete = parse_syn_options(segment[TCP_HEADER:data_offset * 4], SYN_OPTIONS_WALKED)
         if flags & TcpFlag.SYN and not complete:                          # 21
             return _SLOW
         parsed = ParsedFields(**ports, seq=_be(segment, 4, 4), ack=_be(segment, 8, 4),
                               flags=flags, window=_be(segment, 14, 2), data_offset=data_offset,
                               payload_offset=l4 + data_offset * 4,
                               payload_length=l4_length - data_offset * 4,
-                              mss=(mss or 0) if flags & TcpFlag.SYN else 0)
+                              mss=(mss or 0) if flags & TcpFlag.SYN else 0,
+                              wscale_offered=int(wscale is not None) if flags & TcpFlag.SYN else 0,
+                              wscale=(wscale or 0) if flags & TcpFlag.SYN else 0)
     else:
         parsed = ParsedFields(**ports, payload_offset=l4 + UDP_HEADER,
                               payload_length=l4_length - UDP_HEADER)

@@ -111,7 +111,7 @@ from dataclasses import dataclass
 
 from .protocol import WSCALE_MAX
 
-__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "RTT_SAMPLE_BITS"]
+__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "RTT_SAMPLE_BITS", "wscale_for"]
 
 # An RTT sample is counted in at most this many bits of ticks: a longer one (over 131 s at
 # 1 ms a tick, beyond Linux's 120 s RTO maximum) counts as the largest. So the estimate's
@@ -192,6 +192,14 @@ DEFAULT_POLICY = Policy()
 # expiries before the connection fails (tcp_retries2).
 LINUX_RTO = dict(rtt_estimation=True, rto_initial=1000, rto_min=200, rto_max=120_000,
                  max_retries=15)
+
+def wscale_for(buffer_bytes: int) -> int:
+    """The smallest shift count whose window field says `buffer_bytes` (at most 14)."""
+    shift = 0
+    while buffer_bytes > 65535 << shift and shift < WSCALE_MAX:
+        shift += 1
+    return shift
+
 
 # Linux's window scaling: offered on every SYN (tcp_window_scaling = 1) with the shift its
 # default largest receive buffer gives (tcp_rmem[2] = 6 MiB: 6 MiB >> 7 fits 16 bits).

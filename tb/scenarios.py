@@ -21,7 +21,7 @@ from model.host import Host
 from model.protocol import ETH_HEADER, IPV4_HEADER, TCP_HEADER, TcpFlag, TcpOption
 from model.packet import (TcpSegment, UdpDatagram, build_raw_tcp_frame, build_tcp_frame,
                           build_udp_frame, parse_frame)
-from model.policy import LINUX_RTO, Policy
+from model.policy import LINUX_RTO, LINUX_WSCALE, Policy
 from model.scenario import ModelBackend, Runner
 from model.tcp import seq_add
 
@@ -432,6 +432,29 @@ def _silent_peer(r, p1, fd, server, conn, message, *, silence, then, linger):
     r.call(p1, "close", fd)
     r.call(server, "close", conn, side="peer")
     r.run(linger)
+
+
+@scenario(peer_policy=Policy(**LINUX_WSCALE, rcv_buffer=3000))
+def window_scaled(r):
+    """A peer that offers window scaling with Linux's shift (7): its 3,000-byte buffer's
+    window fields count 128-byte units (23 when empty, 0 below 128 bytes free). A NIC built
+    with window scaling (``NicConfig(window_scaling=True)``) offers it on its SYN and, asked,
+    on its SYN-ACK, and scales the peer's windows (unscaled, 23 would be 23 bytes); on the
+    reference NIC (no option) neither side scales. Both opens, data both ways, the peer's
+    window closed and opened again."""
+    p1, fd, server, conn = _connected(r)
+    _transfer(r, p1, fd, server, conn, 4000, chunk=1500)
+    r.call(p1, "send", fd, bytes(range(256)) * 8, MSG_DONTWAIT)
+    r.call(p1, "send", fd, bytes(range(256)) * 8, MSG_DONTWAIT)
+    r.run(500)                      # the peer's window closes: the NIC probes
+    r.call(server, "recv", conn, 4096, MSG_WAITALL, side="peer")
+    p2, fd2, client, cfd = _accepted(r, PORT + 1)
+    _transfer(r, p2, fd2, client, cfd, 3000, chunk=1500)
+    for p, f in ((p1, fd), (p2, fd2)):
+        r.call(p, "close", f)
+    r.call(server, "close", conn, side="peer")
+    r.call(client, "close", cfd, side="peer")
+    r.run(1100)
 
 
 @scenario()

@@ -68,9 +68,6 @@ NEW_CONSTRUCTS = {
 }
 RTL_SCRIPTS = [s for s in SCRIPTS if s.stem not in NEW_CONSTRUCTS - RTL_ONLY_THESE_NEW]
 RTL_DIFFERENCES = {
-    "window_scale": ("the NIC does not scale windows yet (the model does, model/policy.py's "
-                     "window scaling): it reads the peer's win 512 as 512 bytes, not 65,536",
-                     "*length   1460                            512"),
     "sockopt_buffers": ("sets SO_SNDBUF 6000: the NIC's send ring is 2 KiB, so the cap is the "
                         "ring and reads back doubled as 4096 (Linux's floor is above 2 KiB, so "
                         "no value reads back alike on both)", "expected 12000   actual 4096"),

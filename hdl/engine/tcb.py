@@ -17,6 +17,7 @@ from amaranth.lib import data, enum
 
 from hdl.engine.rtt import RTO_BITS, RttState
 from model import errors, tcp
+from model.protocol import WSCALE_MAX
 
 __all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING"]
 
@@ -78,11 +79,16 @@ class ConnRecord(data.StructLayout):
     With ``rtt`` (``Policy.rtt_estimation``) the record also keeps the RTT estimate and the
     timed segment (``model.tcp.Tcb``'s ``srtt8``, ``rttvar4``, ``rtt_seq``, ``rtt_start``) and
     the RTO: ``rto_base`` after no expiry, ``rto`` after ``retries`` expiries (``Tcb.rto``).
+
+    With ``wscale`` (``Policy.window_scaling``) it keeps whether both SYNs offered window
+    scaling (``wscale_ok``) and the peer's shift count (``snd_wscale``; ours is the policy's),
+    and SND.WND is wide enough for a scaled window (16 + 14 bits).
     """
 
-    def __init__(self, rtt=False):
+    def __init__(self, rtt=False, wscale=False):
         timing = {"rtt": RttState(), "rtt_timing": 1, "rtt_seq": 32, "rtt_start": 32,
                   "rto": RTO_BITS, "rto_base": RTO_BITS} if rtt else {}
+        scaling = {"wscale_ok": 1, "snd_wscale": 4} if wscale else {}
         super().__init__({
             "kind": ConnKind,
             "state": TcpState,
@@ -98,7 +104,7 @@ class ConnRecord(data.StructLayout):
             "snd_una": 32,
             "snd_nxt": 32,
             "snd_max": 32,
-            "snd_wnd": 16,
+            "snd_wnd": 16 + WSCALE_MAX if wscale else 16,
             "snd_wl1": 32,
             "snd_wl2": 32,
             "fin_queued": 1,
@@ -125,5 +131,6 @@ class ConnRecord(data.StructLayout):
             "close_deadline": 32,
             "dupacks": 3,
             **timing,
+            **scaling,
             "template": Template(),
         })

@@ -15,6 +15,7 @@ from amaranth.utils import exact_log2
 from model.constants import (POLLERR, POLLHUP, POLLIN, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR,
                              UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
 from model.policy import RTT_SAMPLE_BITS, Policy
+from model.protocol import WSCALE_MAX
 
 from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
@@ -320,7 +321,11 @@ class TcpEngine(wiring.Component):
                      tx_headers.r_en.eq(self.tx_header.ready)]
 
         rtt = P.rtt_estimation
-        m.submodules.records = records = Memory(shape=ConnRecord(rtt), depth=N, init=[])
+        ws = P.window_scaling
+        # our window fields: shifted right by the policy's count once both SYNs offered
+        # scaling (a build constant: a shift of wires, no barrel shifter)
+        our_shift = P.wscale if ws else 0
+        m.submodules.records = records = Memory(shape=ConnRecord(rtt, ws), depth=N, init=[])
         rec_wr = records.write_port()
         rec_rd = records.read_port(transparent_for=(rec_wr,))
 
@@ -332,7 +337,7 @@ class TcpEngine(wiring.Component):
         ev = Signal(_Event)
         ctl_owed = Signal()                 # a control command waits for its response
         conn = Signal(conn_bits)
-        t = Signal(ConnRecord(rtt))         # the record being worked on
+        t = Signal(ConnRecord(rtt, ws))     # the record being worked on
         state0 = Signal(TcpState)           # its state and kind when loaded
         kind0 = Signal(ConnKind)
         rxq = Signal.like(rx_ring.query)    # ring states, latched
@@ -349,6 +354,8 @@ class TcpEngine(wiring.Component):
         seg_wnd = Signal(16)
         seg_plen = Signal(16)               # payload length as received
         seg_mss = Signal(16)                # a SYN's MSS option (0: none)
+        seg_wscale_offered = Signal()       # a SYN's window scale option, and its shift count
+        seg_wscale = Signal(4)
         seg_src_ip = Signal(32)
         seg_src_port = Signal(16)
         seg_udp = Signal()
@@ -368,6 +375,7 @@ class TcpEngine(wiring.Component):
         e_len = Signal(16)
         e_skip = Signal(16)
         e_syn_option = Signal()
+        e_wscale_option = Signal()          # the SYN carries the window scale option too
         e_udp = Signal()
         e_dst_mac = Signal(48)
         e_dst_ip = Signal(32)
@@ -433,9 +441,18 @@ class TcpEngine(wiring.Component):
             """Send what the connection has to send, tell the receive path, write back."""
             goto(EngineStep.DISPATCH)
 
+        def advertised(window):
+            """``Tcb.adv_wnd``: `window` as a segment other than a SYN says it, in bytes
+            (rounded down to the scale once scaling is negotiated)."""
+            if not our_shift:
+                return window
+            return Mux(t.wscale_ok, window >> our_shift << our_shift, window)
+
         # ----- derived quantities (model.tcp.Tcb properties) -------------------------------
         rcv_nxt = Signal(32)
         rcv_wnd = Signal(16)
+        adv_wnd = Signal(16)                # the window a segment sent now says, in bytes
+        peer_wnd = Signal(16 + WSCALE_MAX if ws else 16)    # the segment's window, scaled
         snd_space = Signal(range(S + 1))    # send_space: the ring's free bytes within the cap
         queued = Signal(range(S + 1))       # len(send_queue)
         readable = Signal(range(R + 1))
@@ -448,6 +465,9 @@ class TcpEngine(wiring.Component):
             rcv_nxt.eq(rxq.tail + t.fin_received),
             # the rings' free bytes within the socket's caps (SO_RCVBUF, SO_SNDBUF)
             rcv_wnd.eq(Mux(rxq.free > t.rcv_reserve, rxq.free - t.rcv_reserve, 0)),
+            adv_wnd.eq(advertised(rcv_wnd)),
+            # RFC 7323 2.3: a SYN's window is never scaled, so every use of it takes seg_wnd
+            peer_wnd.eq(seg_wnd << t.snd_wscale if ws else seg_wnd),
             snd_space.eq(Mux(txq.free > t.snd_reserve, txq.free - t.snd_reserve, 0)),
             queued.eq(txq.tail - txq.head),
             readable.eq(rxq.tail - rxq.head),
@@ -522,9 +542,15 @@ class TcpEngine(wiring.Component):
         def flags(**bits):
             return Cat(*(bits.get(name, Const(0, 1)) for name, _ in TcpFlags()))
 
-        def segment(*, seq, ack, flags, window, length=0, skip=0, syn_option=0):
-            """The TCP segment that the EMIT step sends (``Tcb._segment``'s fields)."""
-            m.d.sync += [e_seq.eq(seq), e_ack.eq(ack), e_flags.eq(flags), e_wnd.eq(window),
+        def segment(*, seq, ack, flags, window, length=0, skip=0, syn_option=0, wscale_option=0):
+            """The TCP segment that the EMIT step sends (``Tcb._segment``'s fields); `window`
+            in bytes: ``advertised`` for any segment but a SYN, whose window is unscaled."""
+            field = window
+            if our_shift and not syn_option:
+                field = Mux(t.wscale_ok, window >> our_shift, window)
+            if ws:
+                m.d.sync += e_wscale_option.eq(wscale_option)
+            m.d.sync += [e_seq.eq(seq), e_ack.eq(ack), e_flags.eq(flags), e_wnd.eq(field),
                          e_len.eq(length), e_skip.eq(skip), e_syn_option.eq(syn_option),
                          e_udp.eq(0), e_dst_mac.eq(t.template.remote_mac),
                          e_dst_ip.eq(t.template.remote_ip), e_dst_port.eq(t.template.remote_port),
@@ -580,11 +606,11 @@ class TcpEngine(wiring.Component):
                          rx_ring.write_cmd.payload.reserve.eq(t.rcv_reserve)]
             with m.If(rx_ring.write_cmd.ready):
                 with m.If(window_update):
-                    m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
+                    m.d.sync += [t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq),
                                  t.snd_wl2.eq(seg_ack)]
                     with m.If(seg_wnd != 0):
                         m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
-                fast_wnd = (rcv_wnd - seg_plen)[:16]
+                fast_wnd = advertised((rcv_wnd - seg_plen)[:16])
                 sent(t.snd_nxt, 0, fast_wnd)
                 segment(seq=t.snd_nxt, ack=(rxq.tail + seg_plen)[:32], flags=flags(ack=1),
                         window=fast_wnd)
@@ -682,7 +708,8 @@ class TcpEngine(wiring.Component):
             hdr.protocol.eq(Mux(e_udp, L4Protocol.UDP, L4Protocol.TCP)),
             hdr.src_port.eq(t.template.local_port), hdr.dst_port.eq(e_dst_port),
             hdr.seq.eq(e_seq), hdr.ack.eq(e_ack), hdr.flags.eq(e_flags), hdr.window.eq(e_wnd),
-            hdr.mss.eq(t.adv_mss), hdr.mss_option.eq(e_syn_option), hdr.length.eq(e_len),
+            hdr.mss.eq(t.adv_mss), hdr.mss_option.eq(e_syn_option),
+            hdr.wscale_option.eq(e_wscale_option), hdr.length.eq(e_len),
         ]
 
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
@@ -712,6 +739,7 @@ class TcpEngine(wiring.Component):
                                  seg_udp.eq(p.udp), seg_seq.eq(p.seq), seg_ack.eq(p.ack),
                                  seg_flags.eq(p.flags), seg_wnd.eq(p.window),
                                  seg_plen.eq(p.payload_length), seg_mss.eq(p.mss),
+                                 seg_wscale_offered.eq(p.wscale_offered), seg_wscale.eq(p.wscale),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
                     with m.If(rings_pending):
                         goto(EngineStep.LOAD)
@@ -891,6 +919,9 @@ class TcpEngine(wiring.Component):
                     m.d.sync += [t.irs.eq(seg_seq), t.ack_needed.eq(1),
                                  t.eff_mss.eq(Mux(peer_mss < t.adv_mss, peer_mss, t.adv_mss)),
                                  t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq)]
+                    if ws:                          # Tcb._negotiate_wscale
+                        m.d.sync += [t.wscale_ok.eq(seg_wscale_offered),
+                                     t.snd_wscale.eq(Mux(seg_wscale_offered, seg_wscale, 0))]
                     with m.If(seg_flags.ack):
                         m.d.sync += [t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0),
                                      t.state.eq(TcpState.ESTABLISHED), t.snd_wl2.eq(seg_ack)]
@@ -956,7 +987,7 @@ class TcpEngine(wiring.Component):
                     with m.If(_seq_lt(t.snd_una, seg_ack) & _seq_le(seg_ack, t.snd_max)):
                         m.d.sync += [t.state.eq(Mux(t.fin_queued, TcpState.FIN_WAIT_1,
                                                     TcpState.ESTABLISHED)),
-                                     t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
+                                     t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq),
                                      t.snd_wl2.eq(seg_ack)]
                         goto(EngineStep.TCP_ACK)
                     with m.Else():
@@ -987,7 +1018,7 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.TCP_ACK_RELEASE)
                     rtt_ack(EngineStep.TCP_ACK_RELEASE)
                 with m.Else():
-                    with m.If((advance == 0) & ~carries_data & (seg_wnd == t.snd_wnd)
+                    with m.If((advance == 0) & ~carries_data & (peer_wnd == t.snd_wnd)
                               & (t.snd_wnd != 0) & (t.snd_una != t.snd_max)):
                         with m.If(t.dupacks != 4):
                             m.d.sync += t.dupacks.eq(t.dupacks + 1)
@@ -1012,7 +1043,7 @@ class TcpEngine(wiring.Component):
                 # the send window (SND.WL1/WL2)
                 with m.If(_seq_lt(t.snd_wl1, seg_seq)
                           | ((t.snd_wl1 == seg_seq) & _seq_le(t.snd_wl2, seg_ack))):
-                    m.d.sync += [t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq), t.snd_wl2.eq(seg_ack)]
+                    m.d.sync += [t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq), t.snd_wl2.eq(seg_ack)]
                     with m.If(seg_wnd != 0):
                         m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
                 goto(EngineStep.TCP_ACK_TRANSITIONS)
@@ -1177,16 +1208,16 @@ class TcpEngine(wiring.Component):
                             emit(EngineStep.DISPATCH_OUTBOX, seq=ob_seq, ack=rcv_nxt,
                                  flags=flags(rst=1, ack=1), window=0)
                         with m.Case(_Outbox.PROBE):
-                            m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(rcv_wnd)]
+                            m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(adv_wnd)]
                             emit(EngineStep.DISPATCH_OUTBOX, seq=t.snd_una - 1, ack=rcv_nxt,
-                                 flags=flags(ack=1), window=rcv_wnd)
+                                 flags=flags(ack=1), window=adv_wnd)
                         with m.Case(_Outbox.FAST):
                             n = Signal(16)
                             m.d.comb += n.eq(Mux(eff_mss < queued, eff_mss, queued))
                             fin = t.fin_queued & (n == queued) & ((t.snd_max - t.snd_una)[:32] > n)
-                            m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(rcv_wnd)]
+                            m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(adv_wnd)]
                             emit(EngineStep.DISPATCH_OUTBOX, seq=t.snd_una, ack=rcv_nxt,
-                                 flags=flags(ack=1, psh=n != 0, fin=fin), window=rcv_wnd,
+                                 flags=flags(ack=1, psh=n != 0, fin=fin), window=adv_wnd,
                                  length=n, skip=t.snd_una - txq.head)
 
             with m.Case(EngineStep.DISPATCH_OUTBOX):
@@ -1203,13 +1234,15 @@ class TcpEngine(wiring.Component):
                     m.d.sync += t.snd_nxt.eq(t.iss + 1)
                     sent(t.iss, 1, rcv_wnd)
                     emit(EngineStep.ACTION, seq=t.iss, ack=Mux(is_rcvd, rcv_nxt, 0),
-                         flags=flags(syn=1, ack=is_rcvd), window=rcv_wnd, syn_option=1)
+                         flags=flags(syn=1, ack=is_rcvd), window=rcv_wnd, syn_option=1,
+                         # our SYN offers scaling; a SYN-ACK only when the peer's SYN did
+                         wscale_option=(~is_rcvd | t.wscale_ok) if ws else 0)
                 with m.Elif(t.ack_needed & (state == TcpState.SYN_RECEIVED)):
                     # a challenge ACK or the answer to an unacceptable segment: a pure ACK
                     # (a retransmitted SYN rewound SND.NXT to ISS: the SYN-ACK again)
-                    sent(t.snd_nxt, 0, rcv_wnd)
+                    sent(t.snd_nxt, 0, adv_wnd)
                     emit(EngineStep.ACTION, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
-                         window=rcv_wnd)
+                         window=adv_wnd)
                 with m.Else():
                     goto(EngineStep.ACTION)
 
@@ -1228,16 +1261,16 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.DISPATCH_ACK)
                 with m.Else():
                     m.d.sync += t.snd_nxt.eq(t.snd_nxt + n + fin)
-                    sent(t.snd_nxt, n + fin, rcv_wnd)
+                    sent(t.snd_nxt, n + fin, adv_wnd)
                     emit(EngineStep.DISPATCH_SEGMENT, seq=t.snd_nxt, ack=rcv_nxt,
-                         flags=flags(ack=1, psh=n != 0, fin=fin), window=rcv_wnd,
+                         flags=flags(ack=1, psh=n != 0, fin=fin), window=adv_wnd,
                          length=n, skip=t.snd_nxt - txq.head)
 
             with m.Case(EngineStep.DISPATCH_ACK):
                 with m.If(t.ack_needed):
-                    sent(t.snd_nxt, 0, rcv_wnd)
+                    sent(t.snd_nxt, 0, adv_wnd)
                     emit(EngineStep.DISPATCH_PERSIST, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
-                         window=rcv_wnd)
+                         window=adv_wnd)
                 with m.Else():
                     goto(EngineStep.DISPATCH_PERSIST)
 
@@ -1455,7 +1488,7 @@ class TcpEngine(wiring.Component):
             with m.Case(EngineStep.HOST_WINDOW_UPDATE):
                 # Tcb.receive: a window update when the window grew by enough
                 grown = Signal(signed(18))
-                m.d.comb += grown.eq(rcv_wnd - t.last_adv_wnd)
+                m.d.comb += grown.eq(adv_wnd - t.last_adv_wnd)
                 half_cap = (R - t.rcv_reserve) >> 1     # Tcb.rcv.capacity // 2
                 limit = Mux(eff_mss < half_cap, eff_mss, half_cap)
                 with m.If(in_synchronized & ~t.fin_received & (grown >= limit)):
@@ -1641,6 +1674,10 @@ class TcpEngine(wiring.Component):
                         ]
                         if rtt:
                             m.d.sync += [t.rto.eq(P.rto_initial), t.rto_base.eq(P.rto_initial)]
+                        if ws:                      # Tcb.open_passive's _negotiate_wscale
+                            offered = passive & cc.wscale_offered
+                            m.d.sync += [t.wscale_ok.eq(offered),
+                                         t.snd_wscale.eq(Mux(offered, cc.wscale, 0))]
                         goto(EngineStep.CTL_INIT_RINGS)
                         with m.If((cc.rcv_cap > R) | (cc.snd_cap > S) | (cc.adv_mss > P.mss)):
                             m.d.sync += crsp.status.eq(Errno.EINVAL)      # the record is not written
@@ -1697,6 +1734,8 @@ class TcpEngine(wiring.Component):
                     with m.Default():               # INJECT: a segment from the slow path
                         m.d.sync += [seg_seq.eq(cc.seq), seg_ack.eq(cc.ack), seg_flags.eq(cc.flags),
                                      seg_wnd.eq(cc.window), seg_plen.eq(0), seg_mss.eq(cc.mss),
+                                     seg_wscale_offered.eq(cc.wscale_offered),
+                                     seg_wscale.eq(cc.wscale),
                                      seg_udp.eq(0), from_wire.eq(0)]
                         goto(EngineStep.TCP_START)
 

@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 from model.classify import MTU, SYN_OPTIONS_WALKED, Verdict, max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
 from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MSS_OPTION_LENGTH, TCP_HEADER,
-                            UDP_HEADER, VLAN_TAG, EtherType, IpProto, TcpFlag, TcpOption)
+                            UDP_HEADER, VLAN_TAG, WSCALE_MAX, WSCALE_OPTION_LENGTH, EtherType,
+                            IpProto, TcpFlag, TcpOption)
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import EthernetHeader, Ipv4Header, MssOption, TcpHeader, UdpHeader, from_wire
@@ -23,6 +24,7 @@ class ParsedFields(data.StructLayout):
             "protocol": 8, "src_ip": 32, "dst_ip": 32, "src_port": 16, "dst_port": 16,
             "seq": 32, "ack": 32, "flags": 8, "window": 16, "data_offset": 4,
             "payload_offset": 16, "payload_length": 16, "mss": 16,
+            "wscale_offered": 1, "wscale": 4,
         })
 
 
@@ -223,15 +225,16 @@ class Classifier(wiring.Component):
             l4_checksum.end.eq(l4_end),
         ]
 
-        # -- A SYN's MSS option: its options walked, one a clock -------------------------------
+        # -- A SYN's MSS and window scale options: its options walked, one a clock -----------
         # As model.packet.parse_syn_options with SYN_OPTIONS_WALKED options. In the cycle after
         # a frame's last beat (the whole header is there) one step of the walk is worked out
         # for every option position at once and registered in `step_table`: where the walk
         # goes from there (DONE: past the options, at an EOL, or at a malformed option, where
-        # Linux stops and keeps the segment) and whether a valid MSS option starts there. The
+        # Linux stops and keeps the segment) and whether a valid MSS option (or window scale
+        # option, whose shift count is the MSS field's first byte) starts there. The
         # walk then takes exactly SYN_OPTIONS_WALKED clocks, each one select of `pos`'s entry
         # (a 41:1 multiplexer of 7 bits: the loop from `pos` to `pos` has no arithmetic), and
-        # its result waits in `walk_mss` / `walk_complete` for the cycle the frame's record is
+        # its result waits in `walk_mss` / `walk_ws` / `walk_complete` for the cycle the frame's record is
         # made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk ends. Walks
         # start only after frames as long as a whole TCP header (every frame that can be a
         # FAST SYN has one), so the next walk starts HEADER_BYTES / 8 + 1 clocks after this
@@ -246,7 +249,7 @@ class Classifier(wiring.Component):
         doff = from_wire(TcpHeader(), l4_bytes).data_offset
         end = Signal(range(self.OPTION_BYTES + 1))          # option bytes of the frame just ended
         m.d.comb += end.eq(Mux(doff > TCP_HEADER // 4, (doff - TCP_HEADER // 4) * 4, 0))
-        step_layout = data.StructLayout({"next": range(DONE + 1), "mss": 1})
+        step_layout = data.StructLayout({"next": range(DONE + 1), "mss": 1, "ws": 1})
         step_table = Array(Signal(step_layout, init={"next": DONE}, name=f"walk_step_{p}")
                            for p in range(DONE + 1))        # entry DONE: stay, no MSS
         with m.If(walk_start):
@@ -255,31 +258,42 @@ class Classifier(wiring.Component):
                 option = from_wire(MssOption(), padded[8 * p:8 * (p + MSS_OPTION_LENGTH)])
                 kind, length = option.kind, option.length
                 step = step_table[p]
-                m.d.sync += [step.next.eq(DONE), step.mss.eq(0)]
+                m.d.sync += [step.next.eq(DONE), step.mss.eq(0), step.ws.eq(0)]
                 with m.If((p < end) & (kind != TcpOption.EOL)):
                     with m.If(kind == TcpOption.NOP):
                         m.d.sync += step.next.eq(p + 1)
                     with m.Elif((p + 1 < end) & (length >= 2) & (p + length <= end)):
                         m.d.sync += [step.next.eq(p + length),
                                      step.mss.eq((kind == TcpOption.MSS)
-                                                 & (length == MSS_OPTION_LENGTH) & option.mss.any())]
+                                                 & (length == MSS_OPTION_LENGTH) & option.mss.any()),
+                                     step.ws.eq((kind == TcpOption.WSCALE)
+                                                & (length == WSCALE_OPTION_LENGTH))]
         pos = Signal(range(DONE + 1))
         end_walked = Signal(range(self.OPTION_BYTES + 1))
         mss = Signal(16)
         walking = Signal()
         walked = Signal(range(SYN_OPTIONS_WALKED))
         walk_mss = Signal(16)
+        ws = Signal(data.StructLayout({"offered": 1, "shift": 4}))     # the window scale so far
+        walk_ws = Signal.like(ws)
         walk_complete = Signal()
         here = step_table[pos]
         value = from_wire(MssOption(), walk_options.bit_select(pos * 8, 8 * MSS_OPTION_LENGTH)).mss
+        shift = value[8:]                       # a window scale option's byte after its length
         next_mss = Signal(16)
-        m.d.comb += next_mss.eq(Mux(here.mss, value, mss))
+        next_ws = Signal.like(ws)
+        m.d.comb += [next_mss.eq(Mux(here.mss, value, mss)), next_ws.eq(ws)]
+        with m.If(here.ws):                     # RFC 7323 2.3: a shift above 14 counts as 14
+            m.d.comb += [next_ws.offered.eq(1),
+                         next_ws.shift.eq(Mux(shift > WSCALE_MAX, WSCALE_MAX, shift))]
         with m.If(walking & (walked == SYN_OPTIONS_WALKED - 1)):
-            m.d.sync += [walk_mss.eq(next_mss), walk_complete.eq(here.next >= end_walked)]
+            m.d.sync += [walk_mss.eq(next_mss), walk_ws.eq(next_ws),
+                         walk_complete.eq(here.next >= end_walked)]
         with m.If(walk_start):
-            m.d.sync += [pos.eq(0), mss.eq(0), end_walked.eq(end), walking.eq(1), walked.eq(0)]
+            m.d.sync += [pos.eq(0), mss.eq(0), ws.eq(0), end_walked.eq(end), walking.eq(1),
+                         walked.eq(0)]
         with m.Elif(walking):
-            m.d.sync += [pos.eq(here.next), mss.eq(next_mss),
+            m.d.sync += [pos.eq(here.next), mss.eq(next_mss), ws.eq(next_ws),
                          walked.eq(walked + 1), walking.eq(walked != SYN_OPTIONS_WALKED - 1)]
 
         # -- Decision, in registered stages from the header of the frame that just ended ------
@@ -454,7 +468,9 @@ class Classifier(wiring.Component):
         with m.Else():                                                                 # 22
             m.d.sync += [record.verdict.eq(Verdict.FAST), record.fields.eq(checked.fields)]
             with m.If(checked_syn):
-                m.d.sync += record.fields.mss.eq(walk_mss)
+                m.d.sync += [record.fields.mss.eq(walk_mss),
+                             record.fields.wscale_offered.eq(walk_ws.offered),
+                             record.fields.wscale.eq(walk_ws.shift)]
 
         # -- Verdict queue and counters ------------------------------------------------------
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=len(record.as_value()),

@@ -187,7 +187,8 @@ class RxDispatch(wiring.Component):
                              e.src_ip.eq(f.src_ip), e.src_port.eq(f.src_port),
                              e.seq.eq(f.seq), e.ack.eq(f.ack), e.flags.eq(f.flags),
                              e.window.eq(f.window), e.payload_offset.eq(f.payload_offset),
-                             e.payload_length.eq(f.payload_length), e.mss.eq(f.mss)]
+                             e.payload_length.eq(f.payload_length), e.mss.eq(f.mss),
+                             e.wscale_offered.eq(f.wscale_offered), e.wscale.eq(f.wscale)]
                 with m.If(self.event.ready):
                     m.d.sync += [step.eq(DispatchStep.WAIT_ACTION),
                                  self.engine_frames.eq(self.engine_frames + 1)]

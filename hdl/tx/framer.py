@@ -2,7 +2,7 @@
 
 The output is byte for byte what ``model.packet.build_tcp_frame``/``build_udp_frame`` build:
 IPv4 without options, DF set, identification 0, TTL 64; TCP with data offset 5, or 6 with
-an MSS option; UDP; IP and TCP/UDP checksums filled in; padded with zeros to 60 bytes.
+an MSS option, or 7 with the MSS and then the window scale option (NOP and the option); UDP; IP and TCP/UDP checksums filled in; padded with zeros to 60 bytes.
 """
 
 from amaranth import *
@@ -12,11 +12,12 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from model.protocol import (ETH_HEADER, ETH_MIN_FRAME, IPV4_HEADER, IPV4_VERSION,
-                            MSS_OPTION_LENGTH, TCP_HEADER, EtherType, TcpOption)
+                            MSS_OPTION_LENGTH, TCP_HEADER, WSCALE_MAX, WSCALE_OPTION_LENGTH,
+                            EtherType, TcpOption)
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import (EthernetHeader, Ipv4Header, L4Protocol, MssOption, TcpFlags, TcpHeader,
-                      UdpHeader, to_wire)
+                      UdpHeader, WscaleOption, to_wire)
 
 __all__ = ["TxHeader", "TxFramer"]
 
@@ -30,7 +31,9 @@ class TxHeader(data.StructLayout):
     Numbers are plain integers: a MAC address is ``int.from_bytes(mac, "big")`` (its first
     byte on the wire is the most significant), an IPv4 address ``int(IPv4Address(a))``.
     ``seq``, ``ack``, ``flags``, ``window``, ``mss`` and ``mss_option`` are ignored for UDP;
-    ``mss_option`` adds the 4-byte MSS option (the NIC sets it on SYN only). ``length`` is
+    ``mss_option`` adds the 4-byte MSS option (the NIC sets it on SYN only), and
+    ``wscale_option`` (with it, on a framer built with a ``wscale``) the window scale option
+    after it, with the framer's shift count. ``length`` is
     the number of payload bytes that follow on the payload stream.
     """
 
@@ -39,7 +42,7 @@ class TxHeader(data.StructLayout):
             "dst_mac": 48, "src_mac": 48, "src_ip": 32, "dst_ip": 32,
             "protocol": L4Protocol, "src_port": 16, "dst_port": 16,
             "seq": 32, "ack": 32, "flags": TcpFlags(), "window": 16,
-            "mss": 16, "mss_option": 1, "length": 16,
+            "mss": 16, "mss_option": 1, "wscale_option": 1, "length": 16,
         })
 
 
@@ -55,10 +58,25 @@ L4_HEADERS = {
 }
 #: The IPv4 header's fields that are the same in every frame (DF set, identification 0).
 IP_FIXED = {"version": IPV4_VERSION, "ihl": IPV4_HEADER // 4, "df": 1, "ttl": TTL}
-#: Header bytes before the payload, per kind of frame: 42, 54, 58.
-HEADER_BYTES = {kind: ETH_HEADER + IPV4_HEADER + sum(layout.size // 8 for layout, _ in headers)
-                for kind, headers in L4_HEADERS.items()}
-IMAGE_BYTES = max(HEADER_BYTES.values())
+
+
+def l4_headers(wscale=None):
+    """The L4 headers of each kind of frame (`L4_HEADERS`), and with a `wscale` the kind with
+    the window scale option of that shift count after the MSS option (the one thing of it
+    that could vary, the shift, is the NIC's policy: fixed at build time)."""
+    if wscale is None:
+        return L4_HEADERS
+    options = MSS_OPTION_LENGTH + WscaleOption.BYTES
+    return {**L4_HEADERS, "tcp_mss_wscale": [
+        (TcpHeader(), {"data_offset": (TCP_HEADER + options) // 4}), (MssOption(), MSS_FIXED),
+        (WscaleOption(), {"nop": TcpOption.NOP.value, "kind": TcpOption.WSCALE.value,
+                          "length": WSCALE_OPTION_LENGTH, "shift": wscale})]}
+
+
+def header_bytes(wscale=None):
+    """Header bytes before the payload, per kind of frame: 42, 54, 58 (and 62)."""
+    return {kind: ETH_HEADER + IPV4_HEADER + sum(layout.size // 8 for layout, _ in headers)
+            for kind, headers in l4_headers(wscale).items()}
 
 
 def _word_sum(layout, fields):
@@ -144,6 +162,9 @@ class TxFramer(wiring.Component):
         Capacity of the payload FIFO, a multiple of 8 and at least 1472 (one maximum UDP
         payload); the default holds 2.8 maximum TCP payloads and maps to two ECP5 DP16KD at
         either width. Every frame's ``length`` must be at most ``buffer_bytes``.
+    wscale : int or None
+        The shift count of the window scale option a header's ``wscale_option`` adds
+        (0..14); None: the framer has no such option and ignores ``wscale_option``.
 
     Members
     -------
@@ -163,13 +184,16 @@ class TxFramer(wiring.Component):
     #: Payload sums computed ahead of their headers.
     SUM_QUEUE_DEPTH = 4
 
-    def __init__(self, data_width, *, buffer_bytes=4096):
+    def __init__(self, data_width, *, buffer_bytes=4096, wscale=None):
         self._data_width = check_data_width(data_width)
         if (not isinstance(buffer_bytes, int) or buffer_bytes < MIN_BUFFER_BYTES
                 or buffer_bytes % 8):
             raise TypeError(f"Buffer size must be a multiple of 8 bytes and at least "
                             f"{MIN_BUFFER_BYTES}, not {buffer_bytes!r}")
         self._buffer_bytes = buffer_bytes
+        if wscale is not None and (not isinstance(wscale, int) or not 0 <= wscale <= WSCALE_MAX):
+            raise TypeError(f"Window scale must be None or 0..{WSCALE_MAX}, not {wscale!r}")
+        self._wscale = wscale
         super().__init__({
             "header": In(stream.Signature(TxHeader())),
             "payload": In(stream.Signature(FrameBeat(data_width))),
@@ -189,6 +213,10 @@ class TxFramer(wiring.Component):
         width = self._data_width
         lanes = width // 8
         lane_bits = exact_log2(lanes)
+        kinds = l4_headers(self._wscale)
+        header_sizes = header_bytes(self._wscale)
+        image_bytes = max(header_sizes.values())
+        with_wscale = self._wscale is not None
 
         m.submodules.checksum = checksum = Checksum(width)
         m.submodules.sums = sums = SyncFIFOBuffered(width=16, depth=self.SUM_QUEUE_DEPTH)
@@ -210,6 +238,7 @@ class TxFramer(wiring.Component):
         hdr = Signal(TxHeader())
         udp = Signal()            # the frame in `hdr` is UDP
         mss = Signal()            # ... is TCP with the MSS option
+        wscale = Signal()         # ... and the window scale option after it
         payload_sum = Signal(16)
         taken = Signal()          # the output side takes the frame described by `hdr`
 
@@ -221,18 +250,18 @@ class TxFramer(wiring.Component):
         ip_header_bytes = Signal(16)
         frame_header_last = Signal(16)    # offset of the header's last byte
         pad_below = Signal(16)            # payloads shorter than this are padded
-        header_rest = Signal(range(IMAGE_BYTES // lanes))   # beats of header bytes only, minus 2
+        header_rest = Signal(range(image_bytes // lanes))   # beats of header bytes only, minus 2
         tail_lanes = Signal(range(max(lanes, 2)), name="tail_lanes")   # header bytes after those
 
         def kind_constants(kind, protocol):
-            total = HEADER_BYTES[kind]
+            total = header_sizes[kind]
             l4_bytes = total - ETH_HEADER - IPV4_HEADER
             ip_words = _word_sum(Ipv4Header(), {**IP_FIXED, "protocol": protocol.value,
                                                 "total_length": total - ETH_HEADER})
             # the pseudo-header's protocol and L4 header length, the L4 headers' fixed words
             # (the UDP length field holds the UDP header length too)
             l4_words = protocol.value + l4_bytes + sum(_word_sum(layout, fields)
-                                                       for layout, fields in L4_HEADERS[kind])
+                                                       for layout, fields in kinds[kind])
             if kind == "udp":
                 l4_words += l4_bytes
             assert ip_words < 1 << 16 and l4_words < 1 << 16, (kind, ip_words, l4_words)
@@ -287,12 +316,17 @@ class TxFramer(wiring.Component):
                         hdr.eq(fields),
                         udp.eq(is_udp),
                         mss.eq(~is_udp & fields.mss_option),
+                        wscale.eq(~is_udp & fields.mss_option & fields.wscale_option
+                                  & int(with_wscale)),
                         payload_sum.eq(0),
                         hdr_wait.eq(self.HEADER_SETTLE),
                         sum_wait.eq(0),
                     ]
                     with m.If(is_udp):
                         m.d.sync += kind_constants("udp", L4Protocol.UDP)
+                    if with_wscale:
+                        with m.Elif(fields.mss_option & fields.wscale_option):
+                            m.d.sync += kind_constants("tcp_mss_wscale", L4Protocol.TCP)
                     with m.Elif(fields.mss_option):
                         m.d.sync += kind_constants("tcp_mss", L4Protocol.TCP)
                     with m.Else():
@@ -376,6 +410,7 @@ class TxFramer(wiring.Component):
         ip = Signal(Ipv4Header())
         tcp_header = Signal(TcpHeader())
         mss_option = Signal(MssOption())
+        wscale_option = Signal(WscaleOption())
         udp_header = Signal(UdpHeader())
         fixed = lambda header, fields: [getattr(header, name).eq(value)
                                         for name, value in fields.items()]
@@ -393,21 +428,27 @@ class TxFramer(wiring.Component):
             tcp_header.dst_port.eq(hdr.dst_port),
             tcp_header.seq.eq(hdr.seq),
             tcp_header.ack.eq(hdr.ack),
-            tcp_header.data_offset.eq(Mux(mss, TCP_MSS_FIXED["data_offset"],
-                                          TCP_FIXED["data_offset"])),
+            tcp_header.data_offset.eq(Mux(wscale, kinds["tcp_mss_wscale"][0][1]["data_offset"]
+                                          if with_wscale else 0,
+                                          Mux(mss, TCP_MSS_FIXED["data_offset"],
+                                              TCP_FIXED["data_offset"]))),
             tcp_header.flags.eq(hdr.flags),
             tcp_header.window.eq(hdr.window),
             tcp_header.checksum.eq(l4_checksum),
             *fixed(mss_option, MSS_FIXED),
             mss_option.mss.eq(hdr.mss),
+            *(fixed(wscale_option, kinds["tcp_mss_wscale"][2][1]) if with_wscale else []),
             udp_header.src_port.eq(hdr.src_port),
             udp_header.dst_port.eq(hdr.dst_port),
             udp_header.length.eq(l4_length),
             udp_header.checksum.eq(l4_checksum),
         ]
-        image = Signal(8 * IMAGE_BYTES)
+        image = Signal(8 * image_bytes)
         with m.If(udp):
             m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(udp_header)))
+        with m.Elif(wscale):
+            m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(tcp_header),
+                                     to_wire(mss_option), to_wire(wscale_option)))
         with m.Elif(mss):
             m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(tcp_header),
                                      to_wire(mss_option)))
@@ -429,7 +470,7 @@ class TxFramer(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         output = Signal(_Output)
-        shifter = Signal(8 * IMAGE_BYTES)
+        shifter = Signal(8 * image_bytes)
         header_left = Signal.like(header_rest)    # header-only beats after the next one
         beats_left = Signal.like(frame_beats)     # beats after the one being sent
         payload_left = Signal.like(payload_beats)
@@ -457,15 +498,22 @@ class TxFramer(wiring.Component):
                         output.eq(_Output.SEND_HEADER),
                     ]
             with m.Case(_Output.SEND_HEADER):
+                # a frame of header bytes only, 60 or more of them, ends here (at 8 bits the
+                # 62-byte header with the window scale option and no payload)
+                header_only_end = ~beats_left.any()
                 with m.If(advance):
                     m.d.sync += [
                         self.o.valid.eq(1),
                         self.o.payload.data.eq(shifter[:width]),
+                        self.o.payload.keep.eq(Mux(header_only_end, final_keep, all_lanes)),
+                        self.o.payload.last.eq(header_only_end),
                         shifter.eq(shifter[width:]),
                         header_left.eq(header_left - 1),
                         beats_left.eq(beats_left - 1),
                     ]
-                    with m.If(~header_left.any()):
+                    with m.If(header_only_end):
+                        m.d.sync += output.eq(_Output.WAIT_FRAME)
+                    with m.Elif(~header_left.any()):
                         m.d.sync += output.eq(_Output.SEND_PAYLOAD)
             with m.Case(_Output.SEND_PAYLOAD):
                 need = Signal()
@@ -481,7 +529,7 @@ class TxFramer(wiring.Component):
                     m.d.comb += joined.eq(source)
                 else:
                     with m.Switch(residual_lanes):
-                        for shift in sorted({n % lanes for n in HEADER_BYTES.values()}):
+                        for shift in sorted({n % lanes for n in header_sizes.values()}):
                             with m.Case(shift):
                                 m.d.comb += [
                                     joined.eq(Cat(shifter[:8 * shift], source[:width - 8 * shift])),

@@ -182,6 +182,15 @@ def syn_cases():
         ("syn, mss then 6 nops and eol padding", syn_frame(MSS(1400) + NOP * 6), slow, none),
         ("syn, 40 bytes of nops", syn_frame(NOP * 40), slow, none),
         ("ack with an mss option: not read", pad(syn_frame(MSS(700), "A")), fast, none),
+        ("syn, mss and wscale 7", syn_frame(MSS(1460) + NOP + b"\x03\x03\x07"), fast, none),
+        ("syn, wscale 0", syn_frame(NOP + b"\x03\x03\x00"), fast, none),
+        ("syn, wscale 15 counts as 14", syn_frame(NOP + b"\x03\x03\x0f"), fast, none),
+        ("syn, wscale 255 counts as 14", syn_frame(NOP + b"\x03\x03\xff"), fast, none),
+        ("syn, wscale of length 4 is skipped", syn_frame(b"\x03\x04\x07\x00"), fast, none),
+        ("syn, the last wscale counts", syn_frame(b"\x03\x03\x02\x03\x03\x09" + NOP * 2), fast, none),
+        ("syn, wscale past the header", syn_frame(MSS(900) + NOP * 2 + b"\x03\x03"), fast, none),
+        ("syn, wscale as the 8th option", syn_frame(NOP * 7 + b"\x03\x03\x07"), slow, none),
+        ("ack with a wscale option: not read", pad(syn_frame(NOP + b"\x03\x03\x07", "A")), fast, none),
     ]
 
 
@@ -262,6 +271,20 @@ def test_crafted_frames_model():
     assert frame[got.fields.payload_offset:] == b"abc"
 
 
+def test_syn_wscale_model():
+    """The window scale each SYN case carries on the fast path ((offered, shift)), as Linux
+    reads it: only on a SYN, a shift above 14 as 14, the last valid option counts."""
+    want = {"syn, mss and wscale 7": (1, 7), "syn, wscale 0": (1, 0), "syn, wscale 15 counts as 14": (1, 14),
+            "syn, wscale 255 counts as 14": (1, 14), "syn, wscale of length 4 is skipped": (0, 0),
+            "syn, the last wscale counts": (1, 9), "syn, wscale past the header": (0, 0),
+            "ack with a wscale option: not read": (0, 0), "syn, linux's options": (1, 7),
+            "syn": (0, 0)}
+    for name, frame, verdict, _ in syn_cases():
+        if name in want:
+            f = classify(frame, OUR_MAC, OUR_IP).fields
+            assert (f.wscale_offered, f.wscale) == want[name], name
+
+
 def test_syn_mss_model():
     """The MSS each SYN case carries on the fast path (0: none), as Linux reads it."""
     want = {"syn": 0, "syn of 54 bytes": 0, "syn with mss option": 1460, "syn, linux's options": 1460,
@@ -271,7 +294,7 @@ def test_syn_mss_model():
             "syn, an option past the header ends it": 900, "syn, eol ends it": 0,
             "syn, 7 options to the end": 1400, "ack with an mss option: not read": 0}
     got = {name: classify(frame, OUR_MAC, OUR_IP).fields.mss for name, frame, verdict, _ in syn_cases()
-           if verdict == Verdict.FAST}
+           if verdict == Verdict.FAST and "wscale" not in name}
     assert got == want
     payload = classify(syn_frame(LINUX_SYN_OPTIONS, "SA", b"early"), OUR_MAC, OUR_IP).fields
     assert payload.payload_length == 5 and payload.data_offset == 10

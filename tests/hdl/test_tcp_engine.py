@@ -30,7 +30,8 @@ LOCAL, REMOTE = ("192.0.2.1", 49152), ("192.0.2.2", 80)
 
 
 def model_view(seg: TcpSegment):
-    return (seg.seq, seg.ack, int(seg.flags), seg.window, seg.payload, seg.mss is not None)
+    return (seg.seq, seg.ack, int(seg.flags), seg.window, seg.payload, seg.mss is not None,
+            seg.wscale is not None)
 
 
 class Checked(list):
@@ -71,13 +72,13 @@ class EngineBench:
         if hv:
             h = hp
             self.segments.append([h.seq, h.ack, h.flags.as_value().value, h.window, h.length,
-                                  bool(h.mss_option)])
+                                  bool(h.mss_option), bool(h.wscale_option)])
         if pv:
             self._payload.append((pp.data, pp.keep))
             if pp.last:
                 payload = beats_to_frame(self._payload, self.width)
                 self._payload.clear()
-                pending = next(s for s in self.segments if len(s) == 6 and s[4] and not isinstance(s[4], bytes))
+                pending = next(s for s in self.segments if s[4] and not isinstance(s[4], bytes))
                 pending[4] = payload
         if ev:
             self.events.append((ep.conn, ep.kind))
@@ -93,8 +94,9 @@ class EngineBench:
         raise TimeoutError(f"engine not idle after {limit} cycles")
 
     def take(self):
-        """Segments since the last take, as (seq, ack, flags, window, payload, mss option)."""
-        out = [(s[0], s[1], s[2], s[3], s[4] if isinstance(s[4], bytes) else b"", s[5])
+        """Segments since the last take, as (seq, ack, flags, window, payload, MSS option,
+        window scale option)."""
+        out = [(s[0], s[1], s[2], s[3], s[4] if isinstance(s[4], bytes) else b"", s[5], s[6])
                for s in self.segments]
         self.segments.clear()
         return out
@@ -160,7 +162,10 @@ class EngineBench:
         ctx.set(dut.rx_event.payload, {"conn": conn, "seq": seg.seq, "ack": seg.ack,
                                        "flags": seg.flags, "window": seg.window,
                                        "payload_offset": 54, "payload_length": len(seg.payload),
-                                       "src_ip": 0xC0000202, "src_port": REMOTE[1]})
+                                       "src_ip": 0xC0000202, "src_port": REMOTE[1],
+                                       "mss": seg.mss or 0,
+                                       "wscale_offered": seg.wscale is not None,
+                                       "wscale": seg.wscale or 0})
         ctx.set(dut.rx_event.valid, 1)
         self.steps.clear()
         await ctx.tick().until(dut.rx_event.ready)
@@ -344,8 +349,9 @@ def test_rejects_bad_parameters():
 
 @pytest.mark.parametrize("data_width,rtt", [(8, False), (64, False), (64, True)])
 def test_lint(data_width, rtt):
-    """Verilator's lint, with and without the RTT estimator (Policy.rtt_estimation)."""
-    policy = replace(POLICY, **LINUX_RTO) if rtt else POLICY
+    """Verilator's lint, with and without the RTT estimator (Policy.rtt_estimation), the
+    latter with window scaling (Policy.window_scaling, our shift 3) too."""
+    policy = replace(POLICY, **LINUX_RTO, window_scaling=True, wscale=3) if rtt else POLICY
     engine = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy)
     lint_component(engine, f"tcp_engine_{data_width}{'_rtt' if rtt else ''}",
                    BUILD / "test" / "tcp_engine")
@@ -726,3 +732,77 @@ def test_engine_rto_from_rtt_samples_follows_the_model(data_width):
     sim.add_testbench(bench)
     sim.run()
     assert "a 60-tick sample" in checked
+
+
+@pytest.mark.parametrize("data_width", [64, 8])
+def test_engine_window_scaling_follows_the_model(data_width):
+    """Policy.window_scaling with our shift 3 (so our windows round down to 8 bytes): our SYN
+    offers it and the peer's SYN-ACK (wscale 5, on the wire path) turns it on; the peer's
+    windows are then scaled (a 320-byte window lets 320 bytes go, the duplicate-ACK test
+    compares scaled windows), ours are shifted and rounded (fast path and slow path alike).
+    Passively, the SYN-ACK offers it only when the SYN (INSTALL_TCP) did; without, nothing is
+    scaled either way."""
+    policy = replace(POLICY, window_scaling=True, wscale=3)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy)
+    tcb = Tcb(LOCAL, REMOTE, 1000, policy)
+    checked = Checked()
+    same = checked.same
+
+    def seg(seq, ack, window, payload=b"", flags=TcpFlag.ACK):
+        return TcpSegment(80, LOCAL[1], seq, ack, flags, window, payload)
+
+    async def bench(ctx):
+        b = EngineBench.ready(ctx, dut, data_width)
+
+        async def step(segment, what, model=tcb, conn=1):
+            await b.receive(segment, conn=conn)
+            model.process(segment, 0)
+            same(b.take(), model.dispatch(0), what)
+
+        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
+                        local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
+        tcb.open_active()
+        same(b.take(), tcb.dispatch(0), "SYN with the window scale option")
+        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 1000, mss=1000,
+                            wscale=5)
+        await step(synack, "ACK of the SYN-ACK: our window shifted by 3")
+        assert (tcb.wscale_ok, tcb.snd_wscale, tcb.rcv_wscale, tcb.snd_wnd) == (True, 5, 3, 1000)
+        await step(seg(5001, 1001, 10, bytes(range(100))), "data in: the fast path's window rounded")
+        assert tcb.snd_wnd == 320
+        await b.grant(conn=1, pid=0)
+        rsp, _ = await b.host(bytes(1000), pid=0, conn=1, op=HostOp.WRITE, nonblock=1)
+        assert rsp.count == tcb.send(bytes(1000)) == 1000
+        same(b.take(), tcb.dispatch(0), "a write: 320 bytes fit the scaled window")
+        await step(seg(5101, 1321, 100), "the window opens to 3,200: the rest goes")
+        for n in (1, 2, 3):
+            await step(seg(5101, 1321, 100), f"duplicate ACK {n} (scaled windows equal)")
+        assert [kind for _, kind, _ in tcb.events if kind == "fast"] == ["fast"]
+        rsp, data = await b.host(pid=0, conn=1, op=HostOp.READ, length=100)
+        assert data == tcb.receive(100)
+        same(b.take(), tcb.dispatch(0), "a read")
+        await step(seg(5101, 2001, 100, bytes(1500)), "more data in, the window rounded")
+        # a read after which the rounded window has grown by exactly an MSS (1000) and the
+        # exact one by less: the window update follows the rounded one, as the model's adv_wnd
+        n = 1000 - tcb.rcv_wnd % 8
+        assert n < 1000
+        rsp, data = await b.host(pid=0, conn=1, op=HostOp.READ, length=n)
+        assert data == tcb.receive(n) and tcb.ack_needed
+        same(b.take(), tcb.dispatch(0), "a read: a window update by the rounded window")
+
+        for conn, offered in ((2, True), (3, False)):
+            other = Tcb(LOCAL, (REMOTE[0], REMOTE[1] + conn), 7000, policy, passive=True)
+            await b.control(op=CtlOp.INSTALL_TCP, conn=conn, state=TcpState.SYN_RECEIVED,
+                            iss=7000, irs=9000, window=3000, mss=0, wscale_offered=offered,
+                            wscale=2, local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1] + conn,
+                            mac=2)
+            other.open_passive(TcpSegment(REMOTE[1] + conn, LOCAL[1], 9000, 0, TcpFlag.SYN, 3000,
+                                          wscale=2 if offered else None))
+            same(b.take(), other.dispatch(0), f"SYN-ACK, the peer offered scaling: {offered}")
+            await step(seg(9001, 7001, 50, bytes(10)), f"data in, scaled: {offered}", other, conn)
+            assert other.snd_wnd == (200 if offered else 50)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert "more data in, the window rounded" in checked and len(checked) == 15

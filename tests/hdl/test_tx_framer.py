@@ -37,6 +37,7 @@ class Job:
     flags: int = 0
     window: int = 0
     mss: int | None = None
+    wscale: int | None = None     # the window scale option after the MSS (the framer's shift)
 
     @property
     def expect(self) -> bytes:
@@ -44,7 +45,7 @@ class Job:
             return build_udp_frame(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip,
                                    UdpDatagram(self.src_port, self.dst_port, self.payload))
         seg = TcpSegment(self.src_port, self.dst_port, self.seq, self.ack, TcpFlag(self.flags),
-                         self.window, self.payload, self.mss)
+                         self.window, self.payload, self.mss, self.wscale)
         return build_tcp_frame(self.src_mac, self.dst_mac, self.src_ip, self.dst_ip, seg)
 
     def header(self) -> dict:
@@ -58,6 +59,7 @@ class Job:
             "seq": self.seq, "ack": self.ack,
             "flags": self.flags,
             "window": self.window, "mss": self.mss or 0, "mss_option": self.mss is not None,
+            "wscale_option": self.wscale is not None,
             "length": len(self.payload),
         }
 
@@ -207,6 +209,28 @@ def test_edge_lengths_and_kinds(width):
         jobs.append(random_job(rng, length, udp=False))
         jobs[-1].mss = rng.getrandbits(16)
     check_run(run_jobs(width, jobs), jobs)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("shift", [0, 7, 14])
+def test_window_scale_option(width, shift):
+    """A framer built with a window scale: MSS then NOP and wscale on the frames that ask for
+    it (data offset 7, scapy reads the options back), every other kind as before, and a
+    header asking for the option without the MSS gets neither (the engine never asks so)."""
+    rng = random.Random(shift)
+    jobs = []
+    for length in [0, 1, 6, 7, 8, 1460]:
+        jobs += [random_job(rng, length, udp=True), random_job(rng, length, udp=False)]
+        for wscale in (shift, None):
+            jobs.append(random_job(rng, length, udp=False))
+            jobs[-1].mss, jobs[-1].wscale = rng.getrandbits(16), wscale
+    run = run_jobs(width, jobs, wscale=shift)
+    check_run(run, jobs)
+    scaled = [Ether(frame)[TCP] for job, frame in zip(jobs, run.frames) if job.wscale is not None]
+    assert scaled and all(tcp.dataofs == 7 and tcp.options[1:] == [("NOP", None), ("WScale", shift)]
+                          for tcp in scaled)
+    with pytest.raises(TypeError, match="Window scale must be None or 0..14, not 15"):
+        TxFramer(width, wscale=15)
 
 
 def test_udp_zero_checksum():
