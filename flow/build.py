@@ -64,6 +64,11 @@ BLOCKS = {
     "tcp_engine_rtt": ("hdl.engine.tcp_engine", "TcpEngine",
                        {"data_width": 64, "connections": 64, "processes": 16,
                         "policy": replace(NIC_POLICY, **LINUX_RTO)}),
+    # the same engine with window scaling (NicConfig(window_scaling=True): shift 0 for its
+    # 2 KiB rings; the peer's shift scales SND.WND)
+    "tcp_engine_ws": ("hdl.engine.tcp_engine", "TcpEngine",
+                      {"data_width": 64, "connections": 64, "processes": 16,
+                       "policy": replace(NIC_POLICY, window_scaling=True)}),
     # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each (NIC_POLICY)
     "nic": ("hdl.nic", "NIC", {"data_width": 64, "connections": 64, "processes": 16,
                                "policy": NIC_POLICY}),
