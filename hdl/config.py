@@ -33,7 +33,8 @@ class NicConfig:
     default (room for two maximum frames); ``linux_rto`` adds ``model.policy.LINUX_RTO`` to
     the policy (the RTO from RTT samples, in ticks of 1 ms); ``window_scaling`` turns on the
     window scale option (RFC 7323) with the smallest shift count that says the ring
-    (``model.policy.wscale_for``: 0 up to 32 KiB)."""
+    (``model.policy.wscale_for``: 0 up to 32 KiB); ``ooo_ranges`` is the number of
+    out-of-order ranges the receive ring keeps per connection (``Policy.max_ooo_ranges``)."""
 
     data_width: int = 64
     connections: int = 64
@@ -42,6 +43,7 @@ class NicConfig:
     fifo_beats: int | None = None
     linux_rto: bool = False
     window_scaling: bool = False
+    ooo_ranges: int = 1
 
     @property
     def name(self):
@@ -50,7 +52,9 @@ class NicConfig:
         fifo = f"_f{self.fifo_beats}" if self.fifo_beats else ""
         rto = "_rtt" if self.linux_rto else ""
         ws = "_ws" if self.window_scaling else ""
-        return f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}{rto}{ws}"
+        ranges = f"_r{self.ooo_ranges}" if self.ooo_ranges != 1 else ""
+        return (f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}{rto}"
+                f"{ws}{ranges}")
 
     @property
     def policy(self):
@@ -59,7 +63,7 @@ class NicConfig:
             policy = replace(policy, **LINUX_RTO)
         if self.window_scaling:
             policy = replace(policy, window_scaling=True, wscale=wscale_for(self.window))
-        return policy
+        return replace(policy, max_ooo_ranges=self.ooo_ranges)
 
     def environment(self):
         """The build for a cocotb module, as its environment (``from_environment``)."""

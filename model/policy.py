@@ -111,7 +111,8 @@ from dataclasses import dataclass
 
 from .protocol import WSCALE_MAX
 
-__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "RTT_SAMPLE_BITS", "wscale_for"]
+__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "LINUX_LIKE_OOO_RANGES",
+           "RTT_SAMPLE_BITS", "wscale_for"]
 
 # An RTT sample is counted in at most this many bits of ticks: a longer one (over 131 s at
 # 1 ms a tick, beyond Linux's 120 s RTO maximum) counts as the largest. So the estimate's
@@ -204,3 +205,9 @@ def wscale_for(buffer_bytes: int) -> int:
 # Linux's window scaling: offered on every SYN (tcp_window_scaling = 1) with the shift its
 # default largest receive buffer gives (tcp_rmem[2] = 6 MiB: 6 MiB >> 7 fits 16 bits).
 LINUX_WSCALE = dict(window_scaling=True, wscale=7)
+
+# Out-of-order ranges kept per connection where the model and the NIC stand in for Linux
+# (the packetdrill runs, the NIC's Linux-like build): Linux keeps every out-of-order segment
+# (its out-of-order queue is bounded by the receive buffer only); four holes per window is
+# what the issue asks the hardware to track.
+LINUX_LIKE_OOO_RANGES = 4

@@ -9,6 +9,7 @@ fresh simulator process. That the comparison can fail at all is shown by the inj
 
 import pytest
 
+from model.policy import LINUX_LIKE_OOO_RANGES
 from tb.nic_run import SIMULATORS, NicConfig, run_scenario
 from tb.scenarios import SCENARIOS
 
@@ -28,14 +29,14 @@ def test_scenario_equals_the_model(sim, width, scenario):
     assert summary["equal"] and summary["scenario"] == scenario
 
 
-# The NIC closer to Linux: its RTO (RTT estimation in the engine: NicConfig(linux_rto=True))
-# and window scaling (window_scaling=True: the option on SYNs, the peer's windows scaled), on
-# the scenarios whose retransmission timing or windows it changes: its own build on each
-# simulator, 64 bits (the packetdrill RTL runs use it too).
+# The NIC closer to Linux: its RTO (RTT estimation in the engine: NicConfig(linux_rto=True)),
+# window scaling (window_scaling=True: the option on SYNs, the peer's windows scaled) and four
+# out-of-order ranges, on the scenarios whose retransmission timing, windows or reassembly it
+# changes: its own build on each simulator, 64 bits (the packetdrill RTL runs use it too).
 LINUX_CONFIG = NicConfig(data_width=64, connections=64, processes=16, linux_rto=True,
-                         window_scaling=True)
+                         window_scaling=True, ooo_ranges=LINUX_LIKE_OOO_RANGES)
 LINUX_SCENARIOS = ("long_path", "lossy_wire", "rto_backoff", "zero_window", "crafted_states",
-                   "random_1", "window_scaled")
+                   "random_1", "window_scaled", "out_of_order")
 
 
 @pytest.mark.parametrize("scenario", LINUX_SCENARIOS)

@@ -17,13 +17,13 @@ __all__ = ["run_on_rtl"]
 
 
 def _nic_config():
-    """The reference NIC with Linux's RTO (``linux_rto``) and window scaling: the scripts are
-    timed as Linux times its retransmissions and may offer window scaling, and the model
-    backend runs them with ``LINUX_RTO`` and ``LINUX_WSCALE`` too (the NIC's shift is 0, its
-    rings being 2 KiB; lenient runs do not compare our window or options)."""
+    """The reference NIC made Linux-like as the model backend is: Linux's RTO (``linux_rto``:
+    the scripts time Linux's retransmissions), window scaling (its shift is 0, the rings being
+    2 KiB; lenient runs do not compare our window or options) and four out-of-order ranges."""
+    from model.policy import LINUX_LIKE_OOO_RANGES
     from tb.nic_run import NicConfig
     return NicConfig(data_width=64, connections=64, processes=16, linux_rto=True,
-                     window_scaling=True)
+                     window_scaling=True, ooo_ranges=LINUX_LIKE_OOO_RANGES)
 
 
 def run_on_rtl(paths, config: Config, sim: str = "verilator") -> list[Result]:

@@ -20,7 +20,7 @@ from model.constants import SOCK_DGRAM, SOCK_STREAM
 from model.tcp import State, Tcb, seq_diff
 from model.errors import SocketError, WouldBlock
 from model.host import Host
-from model.policy import DEFAULT_POLICY, LINUX_RTO, LINUX_WSCALE
+from model.policy import DEFAULT_POLICY, LINUX_LIKE_OOO_RANGES, LINUX_RTO, LINUX_WSCALE
 
 from ..grammar import Null, Struct
 from ..runner import CONSTANTS, CallHandle, Config, _const
@@ -58,9 +58,11 @@ class ModelBackend:
     def __init__(self, config: Config):
         self.cfg = config
         mss = config.mtu - 40
-        # the model's retransmission timing as Linux's (RTT estimation, 1 s initial RTO):
-        # scripts are written against Linux and time its retransmissions
-        policy = replace(DEFAULT_POLICY, mss=mss, **LINUX_RTO, **LINUX_WSCALE)
+        # closer to Linux, as scripts are written against it: its retransmission timing (RTT
+        # estimation, 1 s initial RTO), its window scale (7), and several out-of-order ranges
+        # (Linux keeps every out-of-order segment; 4, as the NIC's Linux-like build)
+        policy = replace(DEFAULT_POLICY, mss=mss, **LINUX_RTO, **LINUX_WSCALE,
+                         max_ooo_ranges=LINUX_LIKE_OOO_RANGES)
         self.host = Host(LOCAL_MAC, config.local_ip, policy)
         self.host.add_neighbor(config.remote_ip, REMOTE_MAC)
         self.proc = self.host.spawn()
