@@ -230,7 +230,7 @@ def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
                  src_port=_be(segment, 0, 2), dst_port=_be(segment, 2, 2))
     if protocol == IpProto.TCP:
         flags = segment[13]
-        mss, wscale, complete = parse_syn_options(segment[TCP_HEADER:data_offset * 4], SYN_OPTIONS_WALKED)
+        mss, wscale, _, complete = parse_syn_options(segment[TCP_HEADER:data_offset * 4], SYN_OPTIONS_WALKED)
         if flags & TcpFlag.SYN and not complete:                          # 21
             return _SLOW
         parsed = ParsedFields(**ports, seq=_be(segment, 4, 4), ack=_be(segment, 8, 4),

@@ -11,38 +11,49 @@ below 2 or running past the header ends the parsing and the segment is kept.
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .checksum import internet_checksum, ones_complement_sum, pseudo_header_sum
 from .drops import DropCause
 from .protocol import (ARP_BODY, ARP_HTYPE_ETHERNET, ETH_HEADER, ETH_MIN_FRAME, IPV4_DF,
                        IPV4_FRAGMENT_OFFSET, IPV4_HEADER, IPV4_MF, IPV4_VERSION, MAC_BYTES,
-                       MSS_OPTION_LENGTH, TCP_HEADER, UDP_HEADER, WSCALE_MAX, WSCALE_OPTION_LENGTH,
-                       EtherType, IpProto, TcpFlag, TcpOption)
+                       MSS_OPTION_LENGTH, SACK_BLOCK_BYTES, SACK_PERMITTED_LENGTH, TCP_HEADER,
+                       UDP_HEADER, WSCALE_MAX, WSCALE_OPTION_LENGTH, EtherType, IpProto, TcpFlag,
+                       TcpOption)
 
 __all__ = [
     "flag_names", "PacketError", "TcpSegment", "UdpDatagram", "Arp", "Frame",
     "mac_bytes", "mac_str", "build_tcp_frame", "build_udp_frame", "build_arp_frame",
-    "build_raw_tcp_frame", "parse_frame", "parse_syn_options",
+    "build_raw_tcp_frame", "parse_frame", "parse_syn_options", "SynOptions",
 ]
 
 
-def parse_syn_options(options: bytes, max_options: int | None = None) -> tuple[int | None, int | None, bool]:
-    """The MSS and window scale options of a TCP header's `options`, read as Linux's
-    ``tcp_parse_options``: an option with a length below 2 or running past the header ends
-    the parsing (the segment is kept), an MSS of 0 is ignored, a later option of a kind
+class SynOptions(NamedTuple):
+    """What `parse_syn_options` reads."""
+    mss: int | None
+    wscale: int | None
+    sack_permitted: bool
+    complete: bool
+
+
+def parse_syn_options(options: bytes, max_options: int | None = None) -> SynOptions:
+    """The MSS, window scale and SACK-permitted options of a TCP header's `options`, read as
+    Linux's ``tcp_parse_options``: an option with a length below 2 or running past the header
+    ends the parsing (the segment is kept), an MSS of 0 is ignored, a later option of a kind
     replaces an earlier one, and a shift count above 14 counts as 14 (RFC 7323 2.3).
 
-    Returns ``(mss, wscale, complete)``: ``mss`` is None without a (non-zero) MSS option,
-    ``wscale`` None without a window scale option. With `max_options`, at most that many
-    options (a NOP counts as one) are visited, as the receive classifier's option walker does
-    (model/classify.py rule 21), and ``complete`` says whether the parsing ended within them;
-    without it, ``complete`` is always True. Only a SYN's options mean anything (Linux reads
-    the window scale on a SYN only); the caller decides.
+    ``mss`` is None without a (non-zero) MSS option, ``wscale`` None without a window scale
+    option. With `max_options`, at most that many options (a NOP counts as one) are visited,
+    as the receive classifier's option walker does (model/classify.py rule 21), and
+    ``complete`` says whether the parsing ended within them; without it, ``complete`` is
+    always True. Only a SYN's options mean anything (Linux reads these on a SYN only); the
+    caller decides. (SACK blocks are walked past: the model keeps no scoreboard of what its
+    peer has, which RFC 2018 allows a sender.)
     """
-    mss, wscale, i, visited = None, None, 0, 0
+    mss, wscale, sack_ok, i, visited = None, None, False, 0, 0
     while i < len(options):
         if max_options is not None and visited == max_options:
-            return mss, wscale, False
+            return SynOptions(mss, wscale, sack_ok, False)
         visited += 1
         kind = options[i]
         if kind == TcpOption.EOL:
@@ -56,8 +67,10 @@ def parse_syn_options(options: bytes, max_options: int | None = None) -> tuple[i
             mss = int.from_bytes(options[i + 2:i + 4], "big") or mss
         elif kind == TcpOption.WSCALE and options[i + 1] == WSCALE_OPTION_LENGTH:
             wscale = min(options[i + 2], WSCALE_MAX)
+        elif kind == TcpOption.SACK_PERMITTED and options[i + 1] == SACK_PERMITTED_LENGTH:
+            sack_ok = True
         i += options[i + 1]
-    return mss, wscale, True
+    return SynOptions(mss, wscale, sack_ok, True)
 
 
 def flag_names(flags: int) -> str:
@@ -106,6 +119,8 @@ class TcpSegment:
     payload: bytes = b""
     mss: int | None = None    # the MSS option
     wscale: int | None = None # the window scale option's shift count (RFC 7323)
+    sack_permitted: bool = False                  # the SACK-permitted option (RFC 2018)
+    sack: tuple[tuple[int, int], ...] = ()        # SACK blocks: (left, right) sequence numbers
     urgent: int = 0
     checksum: int = 0
 
@@ -115,12 +130,21 @@ class TcpSegment:
         return len(self.payload) + bool(self.flags & TcpFlag.SYN) + bool(self.flags & TcpFlag.FIN)
 
     def to_bytes(self, src_ip: str, dst_ip: str) -> bytes:
-        # Linux's order and padding: MSS, then NOP and the window scale (tcp_options_write)
+        # Linux's order and padding (tcp_options_write, no timestamps): MSS; NOP, NOP and
+        # SACK-permitted; NOP and the window scale; NOP, NOP and the SACK blocks
         options = (struct.pack("!BBH", TcpOption.MSS, MSS_OPTION_LENGTH, self.mss)
                    if self.mss is not None else b"")
+        if self.sack_permitted:
+            options += struct.pack("!BBBB", TcpOption.NOP, TcpOption.NOP, TcpOption.SACK_PERMITTED,
+                                   SACK_PERMITTED_LENGTH)
         if self.wscale is not None:
             options += struct.pack("!BBBB", TcpOption.NOP, TcpOption.WSCALE, WSCALE_OPTION_LENGTH,
                                    self.wscale)
+        if self.sack:
+            options += struct.pack("!BBBB", TcpOption.NOP, TcpOption.NOP, TcpOption.SACK,
+                                   2 + SACK_BLOCK_BYTES * len(self.sack))
+            options += b"".join(struct.pack("!II", lo & 0xFFFFFFFF, hi & 0xFFFFFFFF)
+                                for lo, hi in self.sack)
         offset = (TCP_HEADER + len(options)) // 4
         header = struct.pack("!HHIIBBHHH", self.src_port, self.dst_port, self.seq & 0xFFFFFFFF,
                              self.ack & 0xFFFFFFFF, offset << 4, int(self.flags), self.window, 0,
@@ -139,9 +163,9 @@ class TcpSegment:
             raise PacketError(DropCause.BAD_TCP_OFFSET)
         if ones_complement_sum(raw, pseudo_header_sum(src_ip, dst_ip, IpProto.TCP, len(raw))) != 0xFFFF:
             raise PacketError(DropCause.BAD_L4_CHECKSUM)
-        mss, wscale, _ = parse_syn_options(raw[TCP_HEADER:offset])
+        syn = parse_syn_options(raw[TCP_HEADER:offset])
         return cls(src_port, dst_port, seq, ack, TcpFlag(flags), window, bytes(raw[offset:]),
-                   mss, wscale, urgent, checksum)
+                   syn.mss, syn.wscale, syn.sack_permitted, urgent=urgent, checksum=checksum)
 
 
 @dataclass

@@ -67,6 +67,16 @@ Policies that are code, not numbers (kept here so they are in one place):
 - close() with unread received data sends RST|ACK with SEQ = the highest sequence number
   sent (SND.MAX) and window 0 (like Linux); data arriving for a connection whose socket has
   been closed gets the same RST (like Linux).
+- SACK (RFC 2018, `sack`; off in the reference NIC): the SYN offers SACK-permitted (NOP, NOP
+  and the option after the MSS, Linux's layout), the SYN-ACK only when the peer's SYN did.
+  When both did, every segment with ACK but a SYN or RST carries the held out-of-order
+  ranges as SACK blocks (NOP, NOP, the option), at most 4: first the range holding the most
+  recently received out-of-order segment, then the others from the most recently to the
+  least recently touched (RFC 2018 4; Linux's tcp_sack_new_ofo_skb order). A data segment
+  carries ``SACK option bytes`` fewer payload bytes than the effective MSS (RFC 6691, as
+  Linux's tcp_current_mss). Not as Linux: no D-SACK (RFC 2883) for a duplicate segment, and
+  the sender side ignores the peer's SACK blocks (no scoreboard: it retransmits go-back-N
+  and by fast retransmit as without SACK, which RFC 2018 allows).
 - Receive: a FIN is taken only when all data before it is in (an out-of-order FIN is dropped
   and ACKed; the peer resends it). Data on a SYN or SYN-ACK is ignored (not acknowledged).
   Out-of-order data beyond `max_ooo_ranges` ranges is dropped whole (StreamBuffer).
@@ -111,7 +121,7 @@ from dataclasses import dataclass
 
 from .protocol import WSCALE_MAX
 
-__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "LINUX_LIKE_OOO_RANGES",
+__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "LINUX_LIKE_OOO_RANGES", "LINUX_SACK",
            "RTT_SAMPLE_BITS", "wscale_for"]
 
 # An RTT sample is counted in at most this many bits of ticks: a longer one (over 131 s at
@@ -137,6 +147,8 @@ class Policy:
     # window scaling (RFC 7323)
     window_scaling: bool = False     # offer and honour the window scale option
     wscale: int = 0                  # our shift count when scaling (Linux: 7)
+    # selective acknowledgment (RFC 2018)
+    sack: bool = False               # offer SACK-permitted; report held ranges in SACK blocks
     # retransmission
     rtt_estimation: bool = False     # RFC 6298 RTO from RTT samples; off: rto_initial, fixed
     rto_initial: int = 200           # ticks; the RTO (fixed), or the RTO before an RTT sample
@@ -211,3 +223,6 @@ LINUX_WSCALE = dict(window_scaling=True, wscale=7)
 # (its out-of-order queue is bounded by the receive buffer only); four holes per window is
 # what the issue asks the hardware to track.
 LINUX_LIKE_OOO_RANGES = 4
+
+# Linux's SACK (tcp_sack = 1): SACK-permitted on every SYN, blocks for what is held.
+LINUX_SACK = dict(sack=True)

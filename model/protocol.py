@@ -12,7 +12,8 @@ __all__ = [
     "EtherType", "IpProto", "TcpFlag", "TcpOption", "ArpOp",
     "ETH_HEADER", "VLAN_TAG", "IPV4_HEADER", "TCP_HEADER", "UDP_HEADER", "ARP_BODY",
     "ETH_MIN_FRAME", "MAC_BYTES", "IPV4_VERSION", "IPV4_DF", "IPV4_MF", "IPV4_FRAGMENT_OFFSET",
-    "MSS_OPTION_LENGTH", "WSCALE_OPTION_LENGTH", "WSCALE_MAX", "ARP_HTYPE_ETHERNET",
+    "MSS_OPTION_LENGTH", "WSCALE_OPTION_LENGTH", "WSCALE_MAX", "SACK_PERMITTED_LENGTH",
+    "SACK_BLOCK_BYTES", "SACK_MAX_BLOCKS", "ARP_HTYPE_ETHERNET",
 ]
 
 
@@ -79,4 +80,7 @@ IPV4_FRAGMENT_OFFSET = 0x1FFF
 MSS_OPTION_LENGTH = 4    #: kind, length, 16-bit MSS
 WSCALE_OPTION_LENGTH = 3 #: kind, length, shift count (RFC 7323 2.2)
 WSCALE_MAX = 14          #: the largest shift count; a larger offer counts as 14 (RFC 7323 2.3)
+SACK_PERMITTED_LENGTH = 2    #: kind, length (RFC 2018 2)
+SACK_BLOCK_BYTES = 8     #: a SACK block: left and right edge, 32 bits each (RFC 2018 3)
+SACK_MAX_BLOCKS = 4      #: SACK blocks that fit 40 option bytes without timestamps (RFC 2018 3)
 ARP_HTYPE_ETHERNET = 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .bytestream import StreamBuffer
 from .errors import Errno
-from .protocol import TcpFlag
+from .protocol import SACK_BLOCK_BYTES, SACK_MAX_BLOCKS, TcpFlag
 from .packet import TcpSegment
 from .policy import RTT_SAMPLE_BITS, Policy
 
@@ -106,6 +106,10 @@ class Tcb:
     wscale_ok: bool = False
     snd_wscale: int = 0                   # the peer's: its window fields are shifted left by it
     rcv_wscale: int = 0                   # ours: our window fields are shifted right by it
+    # SACK (RFC 2018): both SYNs carried SACK-permitted; receive-buffer offsets of the
+    # out-of-order segments, most recent first (which held range to report first)
+    sack_ok: bool = False
+    sack_recent: list[int] = field(default_factory=list)
     # receive sequence space
     irs: int = 0
     rcv: StreamBuffer | None = None
@@ -199,13 +203,15 @@ class Tcb:
         self.irs = syn.seq
         self.snd_wnd, self.snd_wl1, self.snd_wl2 = syn.window, syn.seq, self.iss
         self.peer_mss = syn.mss if syn.mss is not None else self.policy.default_mss
-        self._negotiate_wscale(syn)
+        self._negotiate_options(syn)
 
-    def _negotiate_wscale(self, syn: TcpSegment):
-        """The peer's SYN: scale both ways when it and ours carry the option (RFC 7323 2.2)."""
+    def _negotiate_options(self, syn: TcpSegment):
+        """The peer's SYN: scale windows both ways when it and ours carry the window scale
+        option (RFC 7323 2.2), send SACK blocks when both carry SACK-permitted (RFC 2018)."""
         self.wscale_ok = self.policy.window_scaling and syn.wscale is not None
         self.snd_wscale = syn.wscale if self.wscale_ok else 0
         self.rcv_wscale = self.policy.wscale if self.wscale_ok else 0
+        self.sack_ok = self.policy.sack and syn.sack_permitted
 
     def send(self, data: bytes) -> int:
         """Queue what fits of `data` for sending; return how many bytes were taken."""
@@ -323,7 +329,9 @@ class Tcb:
                 self.outbox.append(self._segment(seg.ack, TcpFlag.RST, with_ack=False))
                 self._enter_closed()
                 return
-            self.rcv.write(self.rcv.tail + seq_diff(seg.seq, self.rcv_nxt), payload)
+            offset = self.rcv.tail + seq_diff(seg.seq, self.rcv_nxt)
+            if self.rcv.write(offset, payload) == 0 and offset > self.rcv.tail:
+                self.sack_recent.insert(0, offset)      # held out of order: report it first
             self.ack_needed = True
         # eighth: FIN, taken when everything before it is in; one beyond a hole is remembered
         # by its sequence number and taken when the hole is filled (as Linux queues it)
@@ -382,7 +390,7 @@ class Tcb:
             return
         self.irs = seg.seq
         self.peer_mss = seg.mss if seg.mss is not None else self.policy.default_mss
-        self._negotiate_wscale(seg)
+        self._negotiate_options(seg)
         self.ack_needed = True
         if ack_ok:
             self.snd_una = seg.ack
@@ -488,6 +496,7 @@ class Tcb:
                 seg.ack, self.ack_needed = self.rcv_nxt, False
                 if not seg.flags & TcpFlag.RST:
                     seg.window = self._window_field(seg.flags)
+                    seg.sack = self._sack_blocks()
                     self.last_adv_wnd = self.adv_wnd
         if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
             if self.snd_nxt == self.iss:
@@ -496,6 +505,7 @@ class Tcb:
                 seg.mss = self.adv_mss
                 if self.policy.window_scaling and (self.state == State.SYN_SENT or self.wscale_ok):
                     seg.wscale = self.policy.wscale
+                seg.sack_permitted = self.policy.sack and (self.state == State.SYN_SENT or self.sack_ok)
                 self.snd_nxt = seq_add(self.iss, 1)
                 self._sent(seg, now)
                 out.append(seg)
@@ -526,7 +536,7 @@ class Tcb:
         if offset > queued:
             return None                             # everything, FIN included, is out
         usable = seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt)
-        n = max(0, min(self.eff_mss, usable, queued - offset))
+        n = max(0, min(self._data_room(), usable, queued - offset))
         fin = self.fin_queued and not self.fin_acked and offset + n == queued
         if n == 0 and not fin:
             return None
@@ -536,7 +546,7 @@ class Tcb:
         return seg
 
     def _fast_retransmit(self, now: int):
-        n = min(self.eff_mss, len(self.send_queue))
+        n = min(self._data_room(), len(self.send_queue))
         fin = self.fin_queued and n == len(self.send_queue) and seq_diff(self.snd_max, self.snd_una) > n
         flags = TcpFlag.ACK | (TcpFlag.PSH if n else 0) | (TcpFlag.FIN if fin else 0)
         self.events.append((now, "fast", self.snd_una))
@@ -546,8 +556,32 @@ class Tcb:
     def _segment(self, seq: int, flags, payload: bytes = b"", with_ack: bool = True) -> TcpSegment:
         if with_ack:
             flags |= TcpFlag.ACK
-        return TcpSegment(self.local[1], self.remote[1], seq, self.rcv_nxt if with_ack else 0,
-                          TcpFlag(flags), self._window_field(flags), payload)
+        seg = TcpSegment(self.local[1], self.remote[1], seq, self.rcv_nxt if with_ack else 0,
+                         TcpFlag(flags), self._window_field(flags), payload)
+        if with_ack and not flags & (TcpFlag.SYN | TcpFlag.RST):
+            seg.sack = self._sack_blocks()
+        return seg
+
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        """The SACK blocks a segment sent now carries: each held range once, the one holding
+        the most recent out-of-order segment first (RFC 2018 4), at most SACK_MAX_BLOCKS."""
+        if not self.sack_ok:
+            return ()
+        blocks, recent = [], []
+        for offset in self.sack_recent:
+            held = next(((lo, hi) for lo, hi in self.rcv.ranges if lo <= offset < hi), None)
+            if held is not None and held not in blocks:
+                blocks.append(held)
+                recent.append(offset)
+        self.sack_recent = recent                   # ranges delivered or merged are forgotten
+        base = seq_add(self.irs, 1)
+        return tuple((seq_add(base, lo), seq_add(base, hi)) for lo, hi in blocks[:SACK_MAX_BLOCKS])
+
+    def _data_room(self) -> int:
+        """Payload bytes a data segment sent now may carry: the effective MSS less the SACK
+        option's bytes (RFC 6691; Linux's tcp_current_mss)."""
+        blocks = len(self._sack_blocks())
+        return self.eff_mss - (4 + SACK_BLOCK_BYTES * blocks if blocks else 0)
 
     def _window_field(self, flags) -> int:
         """The window field of a segment with `flags`: a SYN's is never scaled, a RST's is 0."""

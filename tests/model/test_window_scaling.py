@@ -34,14 +34,14 @@ def test_option_bytes_as_scapy_reads_them():
 
 
 @pytest.mark.parametrize("options, expected", [
-    (bytes([3, 3, 0]), (None, 0, True)),
-    (bytes([3, 3, 14]), (None, 14, True)),
-    (bytes([3, 3, 15]), (None, 14, True)),               # RFC 7323 2.3: above 14 counts as 14
-    (bytes([3, 3, 255]), (None, 14, True)),
-    (bytes([3, 4, 7, 0]), (None, None, True)),           # wrong length: not a window scale
-    (bytes([3, 3]), (None, None, True)),                 # runs past the header: parsing stops
-    (bytes([2, 4, 5, 180, 3, 3, 2, 3, 3, 9]), (1460, 9, True)),   # the later one counts
-    (bytes([1] * 7 + [3, 3, 2]), (None, None, False)),   # beyond the walker's 7 options
+    (bytes([3, 3, 0]), (None, 0, False, True)),
+    (bytes([3, 3, 14]), (None, 14, False, True)),
+    (bytes([3, 3, 15]), (None, 14, False, True)),               # RFC 7323 2.3: above 14 counts as 14
+    (bytes([3, 3, 255]), (None, 14, False, True)),
+    (bytes([3, 4, 7, 0]), (None, None, False, True)),           # wrong length: not a window scale
+    (bytes([3, 3]), (None, None, False, True)),                 # runs past the header: parsing stops
+    (bytes([2, 4, 5, 180, 3, 3, 2, 3, 3, 9]), (1460, 9, False, True)),   # the later one counts
+    (bytes([1] * 7 + [3, 3, 2]), (None, None, False, False)),   # beyond the walker's 7 options
 ])
 def test_parse_window_scale(options, expected):
     assert parse_syn_options(options, 7) == expected

@@ -20,7 +20,7 @@ from model.constants import SOCK_DGRAM, SOCK_STREAM
 from model.tcp import State, Tcb, seq_diff
 from model.errors import SocketError, WouldBlock
 from model.host import Host
-from model.policy import DEFAULT_POLICY, LINUX_LIKE_OOO_RANGES, LINUX_RTO, LINUX_WSCALE
+from model.policy import DEFAULT_POLICY, LINUX_LIKE_OOO_RANGES, LINUX_RTO, LINUX_SACK, LINUX_WSCALE
 
 from ..grammar import Null, Struct
 from ..runner import CONSTANTS, CallHandle, Config, _const
@@ -31,7 +31,7 @@ LOCAL_MAC, REMOTE_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 O_RDWR, O_NONBLOCK = CONSTANTS["O_RDWR"], CONSTANTS["O_NONBLOCK"]
 
 
-TCPI_OPT_WSCALE = 4             # <linux/tcp.h>: tcpi_options' bit for window scaling
+TCPI_OPT_SACK, TCPI_OPT_WSCALE = 2, 4     # <linux/tcp.h>: tcpi_options' bits
 # Linux's tcp_info state numbers (include/net/tcp_states.h)
 LINUX_STATE = {State.ESTABLISHED: 1, State.SYN_SENT: 2, State.SYN_RECEIVED: 3, State.FIN_WAIT_1: 4,
                State.FIN_WAIT_2: 5, State.TIME_WAIT: 6, State.CLOSED: 7, State.CLOSE_WAIT: 8,
@@ -59,9 +59,9 @@ class ModelBackend:
         self.cfg = config
         mss = config.mtu - 40
         # closer to Linux, as scripts are written against it: its retransmission timing (RTT
-        # estimation, 1 s initial RTO), its window scale (7), and several out-of-order ranges
-        # (Linux keeps every out-of-order segment; 4, as the NIC's Linux-like build)
-        policy = replace(DEFAULT_POLICY, mss=mss, **LINUX_RTO, **LINUX_WSCALE,
+        # estimation, 1 s initial RTO), its window scale (7), SACK, and several out-of-order
+        # ranges (Linux keeps every out-of-order segment; 4, as the NIC's Linux-like build)
+        policy = replace(DEFAULT_POLICY, mss=mss, **LINUX_RTO, **LINUX_WSCALE, **LINUX_SACK,
                          max_ooo_ranges=LINUX_LIKE_OOO_RANGES)
         self.host = Host(LOCAL_MAC, config.local_ip, policy)
         self.host.add_neighbor(config.remote_ip, REMOTE_MAC)
@@ -311,8 +311,8 @@ class ModelBackend:
             "tcpi_notsent_bytes": tcb.unsent, "tcpi_snd_wnd": tcb.snd_wnd, "tcpi_rcv_wnd": tcb.rcv_wnd,
             "tcpi_bytes_acked": max(0, seq_diff(tcb.snd_una, tcb.iss) - 1),
             "tcpi_bytes_received": max(0, seq_diff(tcb.rcv_nxt, tcb.irs) - 1),
-            # of Linux's TCPI_OPT_* only TCPI_OPT_WSCALE (4): no SACK or timestamps
-            "tcpi_options": TCPI_OPT_WSCALE if tcb.wscale_ok else 0,
+            # of Linux's TCPI_OPT_*: SACK (2) and WSCALE (4); no timestamps
+            "tcpi_options": (TCPI_OPT_SACK if tcb.sack_ok else 0) | (TCPI_OPT_WSCALE if tcb.wscale_ok else 0),
             "tcpi_snd_wscale": tcb.snd_wscale, "tcpi_rcv_wscale": tcb.rcv_wscale,
         }
 
