@@ -53,13 +53,14 @@ class Impairment:
     cost a second of the kernel's initial RTO): each a probability per segment.
 
     A reordered segment is held back until the next frame in its direction has gone, or for
-    `hold_seconds` at most.
+    `hold_seconds` at most. `directions` are the directions impaired (both by default).
     """
     seed: int = 0
     loss: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
     hold_seconds: float = 0.005
+    directions: tuple[str, ...] = (TO_HOST, TO_LINUX)
 
     def __post_init__(self):
         for name in ("loss", "duplicate", "reorder"):
@@ -146,7 +147,8 @@ class LinuxBridge:
         """Record `frame` and deliver it (or not) as the impairment decides."""
         fate = "delivered"
         impair = self.impairment
-        if impair is not None and (segment := _tcp(frame)) is not None and not segment[3] & _SYN:
+        if impair is not None and direction in impair.directions and (segment := _tcp(frame)) is not None \
+                and not segment[3] & _SYN:
             draw = self._rng.random()
             if draw < impair.loss:
                 fate = "dropped"
