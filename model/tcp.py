@@ -579,9 +579,10 @@ class Tcb:
 
     def _data_room(self) -> int:
         """Payload bytes a data segment sent now may carry: the effective MSS less the SACK
-        option's bytes (RFC 6691; Linux's tcp_current_mss)."""
+        option's bytes (RFC 6691; Linux's tcp_current_mss), and at least 1 (a peer that
+        offers an MSS below the option's 36 bytes still gets data)."""
         blocks = len(self._sack_blocks())
-        return self.eff_mss - (4 + SACK_BLOCK_BYTES * blocks if blocks else 0)
+        return max(1, self.eff_mss - (4 + SACK_BLOCK_BYTES * blocks if blocks else 0))
 
     def _window_field(self, flags) -> int:
         """The window field of a segment with `flags`: a SYN's is never scaled, a RST's is 0."""
