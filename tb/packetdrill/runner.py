@@ -58,9 +58,9 @@ PCAP_DIR = Path(__file__).resolve().parents[2] / "build" / "packetdrill"
 LENIENT_FIELDS = {
     "win": "the model advertises its free receive-buffer space (65535 bytes at most, scaled "
            "by 7 when window scaling is on); Linux advertises from tcp_rmem with its own rounding",
-    "options": "the model sends an MSS option and the window scale (NOP, wscale 7: on its SYN, "
-               "and on its SYN-ACK when the peer offered it); Linux also sends sackOK and "
-               "timestamps",
+    "options": "the model sends MSS, sackOK and wscale 7 (on its SYN, and on its SYN-ACK when "
+               "the peer offered them) and SACK blocks; Linux also sends timestamps and D-SACK "
+               "blocks (the NIC's Linux-like build sends no SACK option yet)",
     "psh": "the model sets PSH on every data segment; Linux sets it only where a write's data "
            "ends (and on its own push heuristics), so flags are compared without P",
     "window-update": "after a read the model sends a window update once the window grew by an "
