@@ -287,28 +287,33 @@ def _check(stream: ModelStream, linux: subprocess.Popen, bridge):
     assert resets == [], f"the connection did not end cleanly: RST at (direction, frame) {resets}"
 
 
+def _serve_linux_client(tap, bridge, linux: list, port: int, size: int, data: bytes):
+    """A model listener on `port`, the Linux peer as its client sending `size` bytes: the
+    accepted connection sends `data` and reads until EOF (ModelStream); returns the stream."""
+    proc = bridge.host.spawn()
+    listener = proc.socket(SOCK_STREAM)
+    proc.bind(listener, (MODEL_IP, port))
+    proc.listen(listener, 1)
+    linux.append(tap.ns.popen(tap.ns.python_argv(
+        LINUX_PEER, "client", MODEL_IP, str(port), str(size), str(SEED_LINUX),
+        str(EXCHANGE_TIMEOUT))))
+    # a blocking accept(): WouldBlock until a connection is established
+    fd, _ = bridge.run_until(lambda: _try(lambda: proc.accept(listener)), timeout=5,
+                             what="accept()")
+    proc.fcntl_nonblock(fd, True)
+    stream = ModelStream(proc, fd, data)
+    bridge.run_until(stream.step, timeout=EXCHANGE_TIMEOUT, what="the model's exchange")
+    proc.close(fd)
+    proc.close(listener)
+    return stream
+
+
 def test_linux_client_to_model_listener(tap, request):
     bridge_ref, linux = [], []
     with evidence(request, tap, bridge_ref, linux), wall_limit(TEST_LIMIT):
-        host = _make_host()
-        bridge = LinuxBridge(tap.device, host)
+        bridge = LinuxBridge(tap.device, _make_host())
         bridge_ref.append(bridge)
-        proc = host.spawn()
-        listener = proc.socket(SOCK_STREAM)
-        proc.bind(listener, (MODEL_IP, 5001))
-        proc.listen(listener, 1)
-        linux.append(tap.ns.popen(tap.ns.python_argv(
-            LINUX_PEER, "client", MODEL_IP, "5001", str(SIZE), str(SEED_LINUX),
-            str(EXCHANGE_TIMEOUT))))
-
-        # a blocking accept(): WouldBlock until a connection is established
-        fd, _ = bridge.run_until(lambda: _try(lambda: proc.accept(listener)), timeout=5,
-                                 what="accept()")
-        proc.fcntl_nonblock(fd, True)
-        stream = ModelStream(proc, fd, payload(SEED_MODEL))
-        bridge.run_until(stream.step, timeout=EXCHANGE_TIMEOUT, what="the model's exchange")
-        proc.close(fd)
-        proc.close(listener)
+        stream = _serve_linux_client(tap, bridge, linux, 5001, SIZE, payload(SEED_MODEL))
         _check(stream, linux[0], bridge)
 
 
@@ -406,19 +411,7 @@ def test_linux_sender_resends_only_the_holes_with_sack(tap, request, sack):
         host.add_neighbor(LINUX_IP, LINUX_MAC)
         bridge = LinuxBridge(tap.device, host, impairment=SACK_LOSS)
         bridge_ref.append(bridge)
-        proc = host.spawn()
-        listener = proc.socket(SOCK_STREAM)
-        proc.bind(listener, (MODEL_IP, 5003))
-        proc.listen(listener, 1)
-        linux.append(tap.ns.popen(tap.ns.python_argv(
-            LINUX_PEER, "client", MODEL_IP, "5003", str(SACK_SIZE), str(SEED_LINUX),
-            str(EXCHANGE_TIMEOUT))))
-        fd, _ = bridge.run_until(lambda: _try(lambda: proc.accept(listener)), timeout=5,
-                                 what="accept()")
-        proc.fcntl_nonblock(fd, True)
-        stream = ModelStream(proc, fd, b"")
-        bridge.run_until(stream.step, timeout=EXCHANGE_TIMEOUT, what="the model's exchange")
-        proc.close(fd)
+        stream = _serve_linux_client(tap, bridge, linux, 5003, SACK_SIZE, b"")
         bridge.run_until(linux[0].poll, timeout=EXCHANGE_TIMEOUT, what="the Linux peer")
         assert linux[0].returncode == 0, linux[0].communicate(timeout=5)[1][-2000:]
         assert bytes(stream.received) == random.Random(SEED_LINUX).randbytes(SACK_SIZE)
