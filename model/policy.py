@@ -121,8 +121,8 @@ from dataclasses import dataclass
 
 from .protocol import WSCALE_MAX
 
-__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "LINUX_LIKE_OOO_RANGES", "LINUX_SACK",
-           "RTT_SAMPLE_BITS", "wscale_for"]
+__all__ = ["Policy", "DEFAULT_POLICY", "LINUX_RTO", "LINUX_WSCALE", "LINUX_LIKE_OOO_RANGES",
+           "LINUX_SACK", "RTT_SAMPLE_BITS", "wscale_for"]
 
 # An RTT sample is counted in at most this many bits of ticks: a longer one (over 131 s at
 # 1 ms a tick, beyond Linux's 120 s RTO maximum) counts as the largest. So the estimate's

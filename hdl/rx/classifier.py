@@ -231,14 +231,14 @@ class Classifier(wiring.Component):
         # for every option position at once and registered in `step_table`: where the walk
         # goes from there (DONE: past the options, at an EOL, or at a malformed option, where
         # Linux stops and keeps the segment) and whether a valid MSS option (or window scale
-        # option, whose shift count is the MSS field's first byte) starts there. The
-        # walk then takes exactly SYN_OPTIONS_WALKED clocks, each one select of `pos`'s entry
-        # (a 41:1 multiplexer of 7 bits: the loop from `pos` to `pos` has no arithmetic), and
-        # its result waits in `walk_mss` / `walk_ws` / `walk_complete` for the cycle the frame's record is
-        # made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk ends. Walks
-        # start only after frames as long as a whole TCP header (every frame that can be a
-        # FAST SYN has one), so the next walk starts HEADER_BYTES / 8 + 1 clocks after this
-        # one at the earliest, in the cycle of this walk's last step.
+        # option, whose shift count is the MSS field's first byte) starts there. The walk then
+        # takes exactly SYN_OPTIONS_WALKED clocks, each one select of `pos`'s entry (a 41:1
+        # multiplexer of 8 bits: the loop from `pos` to `pos` has no arithmetic), and its
+        # result waits in `walk_mss` / `walk_ws` / `walk_complete` for the cycle the frame's
+        # record is made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk
+        # ends. Walks start only after frames as long as a whole TCP header (every frame that
+        # can be a FAST SYN has one), so the next walk starts HEADER_BYTES / 8 + 1 clocks after
+        # this one at the earliest, in the cycle of this walk's last step.
         assert 1 + SYN_OPTIONS_WALKED <= -(-self.HEADER_BYTES // 8) + 1
         assert 2 + SYN_OPTIONS_WALKED <= self._WRITE_DELAY - 1
         walk_start = Signal()

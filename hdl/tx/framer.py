@@ -2,7 +2,8 @@
 
 The output is byte for byte what ``model.packet.build_tcp_frame``/``build_udp_frame`` build:
 IPv4 without options, DF set, identification 0, TTL 64; TCP with data offset 5, or 6 with
-an MSS option, or 7 with the MSS and then the window scale option (NOP and the option); UDP; IP and TCP/UDP checksums filled in; padded with zeros to 60 bytes.
+an MSS option, or 7 with the MSS and then the window scale option (NOP and the option); UDP;
+IP and TCP/UDP checksums filled in; padded with zeros to 60 bytes.
 """
 
 from amaranth import *
