@@ -51,6 +51,9 @@ class TxHeader(data.StructLayout):
 TCP_FIXED = {"data_offset": TCP_HEADER // 4}
 TCP_MSS_FIXED = {"data_offset": (TCP_HEADER + MSS_OPTION_LENGTH) // 4}
 MSS_FIXED = {"kind": TcpOption.MSS.value, "length": MSS_OPTION_LENGTH}
+TCP_MSS_WSCALE_FIXED = {"data_offset": (TCP_HEADER + MSS_OPTION_LENGTH + WscaleOption.BYTES) // 4}
+WSCALE_FIXED = {"nop": TcpOption.NOP.value, "kind": TcpOption.WSCALE.value,
+                "length": WSCALE_OPTION_LENGTH}         # and the shift: the framer's
 #: The L4 headers of each kind of frame, with their fixed fields.
 L4_HEADERS = {
     "udp": [(UdpHeader(), {})],
@@ -67,11 +70,9 @@ def l4_headers(wscale=None):
     that could vary, the shift, is the NIC's policy: fixed at build time)."""
     if wscale is None:
         return L4_HEADERS
-    options = MSS_OPTION_LENGTH + WscaleOption.BYTES
     return {**L4_HEADERS, "tcp_mss_wscale": [
-        (TcpHeader(), {"data_offset": (TCP_HEADER + options) // 4}), (MssOption(), MSS_FIXED),
-        (WscaleOption(), {"nop": TcpOption.NOP.value, "kind": TcpOption.WSCALE.value,
-                          "length": WSCALE_OPTION_LENGTH, "shift": wscale})]}
+        (TcpHeader(), TCP_MSS_WSCALE_FIXED), (MssOption(), MSS_FIXED),
+        (WscaleOption(), {**WSCALE_FIXED, "shift": wscale})]}
 
 
 def header_bytes(wscale=None):
@@ -429,8 +430,7 @@ class TxFramer(wiring.Component):
             tcp_header.dst_port.eq(hdr.dst_port),
             tcp_header.seq.eq(hdr.seq),
             tcp_header.ack.eq(hdr.ack),
-            tcp_header.data_offset.eq(Mux(wscale, kinds["tcp_mss_wscale"][0][1]["data_offset"]
-                                          if with_wscale else 0,
+            tcp_header.data_offset.eq(Mux(wscale, TCP_MSS_WSCALE_FIXED["data_offset"],
                                           Mux(mss, TCP_MSS_FIXED["data_offset"],
                                               TCP_FIXED["data_offset"]))),
             tcp_header.flags.eq(hdr.flags),
@@ -438,7 +438,7 @@ class TxFramer(wiring.Component):
             tcp_header.checksum.eq(l4_checksum),
             *fixed(mss_option, MSS_FIXED),
             mss_option.mss.eq(hdr.mss),
-            *(fixed(wscale_option, kinds["tcp_mss_wscale"][2][1]) if with_wscale else []),
+            *fixed(wscale_option, {**WSCALE_FIXED, "shift": self._wscale or 0}),
             udp_header.src_port.eq(hdr.src_port),
             udp_header.dst_port.eq(hdr.dst_port),
             udp_header.length.eq(l4_length),
