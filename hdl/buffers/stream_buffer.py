@@ -125,6 +125,21 @@ class _ReadData(enum.Enum, shape=2):
     DATA = 3                # the read's beats taken
 
 
+def _compact(entries, keep, slots):
+    """`entries` whose `keep` bit is set, in their order, in the first of `slots` slots; the
+    slots after them hold zeros (invalid ranges). Entry ``i`` can only land in slot ``i`` or
+    before, so slot ``j`` chooses among entries ``j`` onwards: the one with ``j`` kept
+    entries before it."""
+    slots_out = []
+    for j in range(slots):
+        value = Const(0, len(entries[0]))
+        for i in reversed(range(j, len(entries))):
+            before = sum(keep[:i], Const(0, 1))
+            value = Mux(keep[i] & (before == j), entries[i], value)
+        slots_out.append(value)
+    return slots_out
+
+
 class StreamBuffer(wiring.Component):
     """Receive (or send) buffers of ``connections`` byte streams in one RAM.
 
@@ -138,7 +153,9 @@ class StreamBuffer(wiring.Component):
       ``write_data`` but not stored;
     - bytes beyond ``tail`` are held in up to ``max_ooo_ranges`` ranges per connection
       (so ``max_ooo_ranges`` holes are tracked: the one at ``tail`` and one between each
-      pair of ranges, less one); ranges that overlap or touch are merged;
+      pair of ranges, less one); ranges that overlap or touch are merged; the ranges are
+      kept in the order they were last written (the one an out-of-order write stored into
+      or merged first), which is the order of a receiver's SACK blocks (RFC 2018 4);
     - a write that would need more ranges is refused whole: nothing is stored, its bytes are
       consumed, ``write_resp.refused`` is set and ``refused_count`` counts it;
     - in-order bytes move ``tail`` and swallow every range they reach;
@@ -239,8 +256,9 @@ class StreamBuffer(wiring.Component):
         Connection whose state ``query`` shows on the next cycle.
     query : Out(StateQuery)
         ``head``, ``tail``, ``free = ring_bytes - (tail - head)`` (the window to
-        advertise) and the held ranges, in slot order (not sorted), ``valid`` per slot
-        (no ``ranges`` field when ``max_ooo_ranges`` is 0). It shows the state as of the
+        advertise) and the held ranges, ``valid`` per slot: the valid ones first, the most
+        recently written first (not sorted by position; no ``ranges`` field when
+        ``max_ooo_ranges`` is 0). It shows the state as of the
         previous cycle: a command's effect is there one cycle after ``state_pending`` is low.
     state_pending : Out(1)
         A command that may change the state has been accepted and its decision is not yet in
@@ -458,19 +476,18 @@ class StreamBuffer(wiring.Component):
         kept = sum((valid[i] & ~touch[i] for i in range(N)), Const(0, 1))
         w_refuse = ~w_in_order & (kept >= N)
         w_store = w_nonempty & ~w_refuse
-        ooo_ranges = []
-        placed = Const(0, 1)
-        for i in range(N):
-            here = ~placed & (~valid[i] | touch[i])
-            ooo_ranges.append(Mux(here, Cat(Const(1, 1), (st.tail + merged_lo)[:32], (st.tail + merged_hi)[:32]),
-                                  Mux(touch[i], 0, st.ranges[i].as_value())))
-            placed = placed | here
+        # the merged range goes first (the most recently written), then the others as they
+        # were (kept < N when the write is stored, so they fit behind it)
+        merged = Cat(Const(1, 1), (st.tail + merged_lo)[:32], (st.tail + merged_hi)[:32])
+        ooo_ranges = _compact([merged, *(st.ranges[i].as_value() for i in range(N))],
+                              [Const(1, 1), *(valid[i] & ~touch[i] for i in range(N))], N)
         # In order: tail moves to w_stop and past every range that w_stop reaches.
         reached = [valid[i] & (lo_rel[i] <= w_stop) for i in range(N)]
         new_tail = w_stop[:count_bits]
         for i in range(N):
             new_tail = Mux(reached[i] & (hi_rel[i] > new_tail), hi_rel[i], new_tail)
-        in_order_ranges = [Mux(reached[i], 0, st.ranges[i].as_value()) for i in range(N)]
+        in_order_ranges = _compact([st.ranges[i].as_value() for i in range(N)],
+                                   [valid[i] & ~reached[i] for i in range(N)], N)
         # Where the stored bytes go, as stream positions [w_stored_lo, w_stored_hi).
         w_stored_lo = (st.tail + w_start)[:32]
         w_stored_hi = (st.tail + w_stop)[:32]

@@ -51,23 +51,40 @@ class Expected:
     marks: list = field(default_factory=list)         # output counts due before each query
 
 
-def ref_state(buf):
+def by_recency(buf, recent):
+    """`buf`'s ranges in the order the hardware keeps them: the one holding the most recent
+    out-of-order write's offset first (``model.tcp.Tcb._sack_blocks``' order), from
+    `recent`, those offsets, the newest first."""
+    order = []
+    for offset in recent:
+        held = next(((lo, hi) for lo, hi in buf.ranges if lo <= offset < hi), None)
+        if held is not None and held not in order:
+            order.append(held)
+    assert sorted(order) == buf.ranges, (order, buf.ranges)
+    return order
+
+
+def ref_state(buf, recent):
     return (buf.head % MOD, buf.tail % MOD, buf.free,
-            sorted((lo % MOD, hi % MOD) for lo, hi in buf.ranges))
+            [(lo % MOD, hi % MOD) for lo, hi in by_recency(buf, recent)])
 
 
 def run_model(program, connections, ring_bytes, max_ooo_ranges):
-    """What the hardware must produce for `program`, and the final reference buffers."""
+    """What the hardware must produce for `program`, and the final states (`ref_state`)."""
     bufs = [RefBuffer(ring_bytes, max_ooo_ranges) for _ in range(connections)]
+    recent = [[] for _ in range(connections)]     # out-of-order write offsets, newest first
     exp = Expected()
     for op in program:
         kind, conn = op[0], op[1]
         if kind == "init":
             bufs[conn] = RefBuffer(ring_bytes, max_ooo_ranges, head=op[2], tail=op[2])
+            recent[conn] = []
         elif kind == "write":
             # a reserve clips the write to head + ring - reserve, like a smaller window
             data = op[3][:max(0, bufs[conn].head + ring_bytes - op[4] - op[2])]
             advance = bufs[conn].write(op[2], data)
+            if advance == 0 and op[2] > bufs[conn].tail:
+                recent[conn].insert(0, op[2])
             exp.write_resps.append((0, 1) if advance < 0 else (advance, 0))
         elif kind == "read":
             _, _, length, peek, skip, discard = op
@@ -76,9 +93,9 @@ def run_model(program, connections, ring_bytes, max_ooo_ranges):
             if out and not discard:
                 exp.frames.append(out)
         elif kind == "query":
-            exp.queries.append(ref_state(bufs[conn]))
+            exp.queries.append(ref_state(bufs[conn], recent[conn]))
             exp.marks.append((len(exp.write_resps), len(exp.read_resps), len(exp.frames)))
-    return exp, bufs
+    return exp, [ref_state(buf, offsets) for buf, offsets in zip(bufs, recent)]
 
 
 def pause_iter(pattern):
@@ -96,8 +113,10 @@ async def send_cmd(ctx, port, payload, pauses):
 
 
 def hw_state(q):
-    ranges = sorted((r.lo, r.hi) for r in getattr(q, "ranges", ()) if r.valid)   # none kept: no field
-    return (q.head, q.tail, q.free, ranges)
+    """The query's state, its valid ranges in slot order (which must come first)."""
+    valid = [r.valid for r in getattr(q, "ranges", ())]                 # none kept: no field
+    assert valid == sorted(valid, reverse=True), f"a range slot free before a held one: {valid}"
+    return (q.head, q.tail, q.free, [(r.lo, r.hi) for r in getattr(q, "ranges", ()) if r.valid])
 
 
 def collector(port, out, pattern, convert):
@@ -132,7 +151,7 @@ def frame_beat_checker(lanes):
 def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_ranges=1,
              in_pauses=(), out_pauses=(), timeout=2_000, read_queue=1):
     """Run `program` on the hardware and compare everything with the model."""
-    exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
+    exp, states = run_model(program, connections, ring_bytes, max_ooo_ranges)
     dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges, read_queue)
     got_write, got_read, got_frames, got_queries, done = [], [], [], [], []
     lanes = data_width // 8
@@ -205,7 +224,7 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
     assert got_read == exp.read_resps, f"read counts: hardware {got_read} model {exp.read_resps}"
     assert got_frames == exp.frames, f"read data: hardware {got_frames} model {exp.frames}"
     assert got_queries == exp.queries, f"queries: hardware {got_queries} model {exp.queries}"
-    assert final == [ref_state(b) for b in bufs]
+    assert final == states
     assert refused == sum(r for _, r in exp.write_resps)
     return exp
 
@@ -692,12 +711,12 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
         else:
             program.append(read(p.conn, p.length, bool(p.peek), p.skip, bool(p.discard)))
     assert len(program) == len(inits) + len(writes) + len(reads)
-    exp, bufs = run_model(program, connections, ring_bytes, max_ooo_ranges)
+    exp, states = run_model(program, connections, ring_bytes, max_ooo_ranges)
     assert got_write == exp.write_resps, f"write responses: hardware {got_write} model {exp.write_resps}"
     assert got_read == exp.read_resps, f"read counts: hardware {got_read} model {exp.read_resps}"
     assert got_frames == exp.frames, f"read data: hardware {got_frames} model {exp.frames}"
     assert len(got_frames) <= n_frames
-    assert final == [ref_state(b) for b in bufs], f"states: hardware {final} model {bufs}"
+    assert final == states, f"states: hardware {final} model {states}"
     return clocks[0]
 
 
