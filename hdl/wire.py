@@ -1,4 +1,5 @@
-"""Header layouts of the wire: Ethernet, 802.1Q tag, ARP, IPv4, TCP (and its MSS option), UDP.
+"""Header layouts of the wire: Ethernet, 802.1Q tag, ARP, IPv4, TCP (and the options the NIC
+sends: MSS, window scale, SACK-permitted, SACK), UDP.
 
 One convention for every block that parses or builds a header (the receive classifier, the
 transmit framer): **fields are integers in host order**, the value as the RFC writes it
@@ -20,12 +21,14 @@ lengths) are ``model.protocol``'s; :class:`TcpFlags` takes its bit order from
 from amaranth import Cat, Value
 from amaranth.lib import data, enum
 
-from model.protocol import (ARP_BODY, ETH_HEADER, IPV4_HEADER, MSS_OPTION_LENGTH, TCP_HEADER,
-                            UDP_HEADER, VLAN_TAG, WSCALE_OPTION_LENGTH, IpProto, TcpFlag)
+from model.protocol import (ARP_BODY, ETH_HEADER, IPV4_HEADER, MSS_OPTION_LENGTH,
+                            SACK_BLOCK_BYTES, SACK_PERMITTED_LENGTH, TCP_HEADER, UDP_HEADER,
+                            VLAN_TAG, WSCALE_OPTION_LENGTH, IpProto, TcpFlag)
 
 __all__ = [
     "TcpFlags", "L4Protocol", "EthernetHeader", "VlanTag", "ArpPacket", "Ipv4Header",
-    "TcpHeader", "MssOption", "WscaleOption", "UdpHeader", "swap_bytes", "from_wire", "to_wire",
+    "TcpHeader", "MssOption", "WscaleOption", "SackPermittedOption", "SackOption", "SackBlock",
+    "UdpHeader", "swap_bytes", "from_wire", "to_wire",
 ]
 
 
@@ -138,6 +141,33 @@ class WscaleOption(_Header):
 
     def __init__(self):
         super().__init__([("nop", 8), ("kind", 8), ("length", 8), ("shift", 8)])
+
+
+class SackPermittedOption(_Header):
+    """Two NOPs, then the TCP SACK-permitted option (RFC 2018 2): kind
+    ``TcpOption.SACK_PERMITTED``, length 2; Linux's four bytes after the MSS option."""
+    BYTES = 2 + SACK_PERMITTED_LENGTH
+
+    def __init__(self):
+        super().__init__([("nop1", 8), ("nop2", 8), ("kind", 8), ("length", 8)])
+
+
+class SackOption(_Header):
+    """Two NOPs, then the start of the TCP SACK option (RFC 2018 3): kind ``TcpOption.SACK``
+    and its length, 2 + 8 per block; Linux's four bytes before the blocks (:class:`SackBlock`)."""
+    BYTES = 4
+
+    def __init__(self):
+        super().__init__([("nop1", 8), ("nop2", 8), ("kind", 8), ("length", 8)])
+
+
+class SackBlock(_Header):
+    """One block of the SACK option: the left and right edge of a block of received data,
+    sequence numbers (RFC 2018 3)."""
+    BYTES = SACK_BLOCK_BYTES
+
+    def __init__(self):
+        super().__init__([("left", 32), ("right", 32)])
 
 
 class UdpHeader(_Header):

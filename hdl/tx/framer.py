@@ -1,8 +1,16 @@
 """Transmit framer: header fields plus a payload in, a complete Ethernet/IPv4/TCP|UDP frame out.
 
 The output is byte for byte what ``model.packet.build_tcp_frame``/``build_udp_frame`` build:
-IPv4 without options, DF set, identification 0, TTL 64; TCP with data offset 5, or 6 with
-an MSS option, or 7 with the MSS and then the window scale option (NOP and the option); UDP;
+IPv4 without options, DF set, identification 0, TTL 64; UDP; TCP with the options in Linux's
+order and layout, the data offset covering them:
+
+* none (data offset 5);
+* on a SYN, the MSS option (6); with a framer's ``wscale``, then NOP and the window scale
+  option (7); with its ``sack``, the MSS, then two NOPs and SACK-permitted (7), and with both,
+  MSS, NOP NOP SACK-permitted, NOP window scale (8);
+* with a framer's ``sack``, on any other segment, two NOPs and the SACK option with 1 to 4
+  blocks (8, 10, 12, 14);
+
 IP and TCP/UDP checksums filled in; padded with zeros to 60 bytes.
 """
 
@@ -13,14 +21,15 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from model.protocol import (ETH_HEADER, ETH_MIN_FRAME, IPV4_HEADER, IPV4_VERSION,
-                            MSS_OPTION_LENGTH, TCP_HEADER, WSCALE_MAX, WSCALE_OPTION_LENGTH,
-                            EtherType, TcpOption)
+                            MSS_OPTION_LENGTH, SACK_BLOCK_BYTES, SACK_MAX_BLOCKS,
+                            SACK_PERMITTED_LENGTH, WSCALE_MAX, WSCALE_OPTION_LENGTH, EtherType,
+                            TcpOption)
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
-from hdl.wire import (EthernetHeader, Ipv4Header, L4Protocol, MssOption, TcpFlags, TcpHeader,
-                      UdpHeader, WscaleOption, to_wire)
+from hdl.wire import (EthernetHeader, Ipv4Header, L4Protocol, MssOption, SackBlock, SackOption,
+                      SackPermittedOption, TcpFlags, TcpHeader, UdpHeader, WscaleOption, to_wire)
 
-__all__ = ["TxHeader", "TxFramer"]
+__all__ = ["SackBlock", "TxHeader", "TxFramer"]
 
 TTL = 64
 MIN_BUFFER_BYTES = 1472        # the largest UDP payload in a 1500-byte IP packet
@@ -31,54 +40,91 @@ class TxHeader(data.StructLayout):
 
     Numbers are plain integers: a MAC address is ``int.from_bytes(mac, "big")`` (its first
     byte on the wire is the most significant), an IPv4 address ``int(IPv4Address(a))``.
-    ``seq``, ``ack``, ``flags``, ``window``, ``mss`` and ``mss_option`` are ignored for UDP;
-    ``mss_option`` adds the 4-byte MSS option (the NIC sets it on SYN only), and
-    ``wscale_option`` (with it, on a framer built with a ``wscale``) the window scale option
-    after it, with the framer's shift count. ``length`` is
-    the number of payload bytes that follow on the payload stream.
+    ``seq``, ``ack``, ``flags``, ``window``, ``mss`` and the option fields are ignored for UDP;
+    ``mss_option`` adds the 4-byte MSS option (the NIC sets it on SYN only), and after it
+    ``sack_permitted_option`` the SACK-permitted option (on a framer built with ``sack``) and
+    ``wscale_option`` the window scale option (on a framer built with a ``wscale``, with its
+    shift count). ``length`` is the number of payload bytes that follow on the payload stream.
+
+    With `sack_blocks` (a framer built with ``sack`` takes ``SACK_MAX_BLOCKS``), ``sack`` holds
+    that many blocks (:class:`SackBlock`, sequence numbers) and ``sack_count`` says how many of
+    them, from the first, the frame carries in a SACK option (0: none); it is ignored with
+    ``mss_option`` (the NIC sends no SACK blocks on a SYN). Without, the layout has neither
+    field, so a NIC that sends no SACK options carries no blocks.
     """
 
-    def __init__(self):
+    def __init__(self, sack_blocks=0):
+        if (isinstance(sack_blocks, bool) or not isinstance(sack_blocks, int)
+                or not 0 <= sack_blocks <= SACK_MAX_BLOCKS):
+            raise TypeError(f"SACK blocks must be an integer 0..{SACK_MAX_BLOCKS}, "
+                            f"not {sack_blocks!r}")
+        sack = {"sack_count": range(sack_blocks + 1),
+                "sack": data.ArrayLayout(SackBlock(), sack_blocks)} if sack_blocks else {}
         super().__init__({
             "dst_mac": 48, "src_mac": 48, "src_ip": 32, "dst_ip": 32,
             "protocol": L4Protocol, "src_port": 16, "dst_port": 16,
             "seq": 32, "ack": 32, "flags": TcpFlags(), "window": 16,
-            "mss": 16, "mss_option": 1, "wscale_option": 1, "length": 16,
+            "mss": 16, "mss_option": 1, "wscale_option": 1, "sack_permitted_option": 1,
+            "length": 16, **sack,
         })
 
 
-#: Header fields that are the same in every frame of a kind.
-TCP_FIXED = {"data_offset": TCP_HEADER // 4}
-TCP_MSS_FIXED = {"data_offset": (TCP_HEADER + MSS_OPTION_LENGTH) // 4}
+#: Fixed fields of the options, the fields that are the same in every frame of a kind.
+NOPS = {"nop1": TcpOption.NOP.value, "nop2": TcpOption.NOP.value}
 MSS_FIXED = {"kind": TcpOption.MSS.value, "length": MSS_OPTION_LENGTH}
-TCP_MSS_WSCALE_FIXED = {"data_offset": (TCP_HEADER + MSS_OPTION_LENGTH + WscaleOption.BYTES) // 4}
 WSCALE_FIXED = {"nop": TcpOption.NOP.value, "kind": TcpOption.WSCALE.value,
                 "length": WSCALE_OPTION_LENGTH}         # and the shift: the framer's
-#: The L4 headers of each kind of frame, with their fixed fields.
-L4_HEADERS = {
-    "udp": [(UdpHeader(), {})],
-    "tcp": [(TcpHeader(), TCP_FIXED)],
-    "tcp_mss": [(TcpHeader(), TCP_MSS_FIXED), (MssOption(), MSS_FIXED)],
-}
+SACK_PERMITTED_FIXED = {**NOPS, "kind": TcpOption.SACK_PERMITTED.value,
+                        "length": SACK_PERMITTED_LENGTH}
+SACK_FIXED = {**NOPS, "kind": TcpOption.SACK.value}     # and the length: 2 + 8 per block
 #: The IPv4 header's fields that are the same in every frame (DF set, identification 0).
 IP_FIXED = {"version": IPV4_VERSION, "ihl": IPV4_HEADER // 4, "df": 1, "ttl": TTL}
 
 
-def l4_headers(wscale=None):
-    """The L4 headers of each kind of frame (`L4_HEADERS`), and with a `wscale` the kind with
-    the window scale option of that shift count after the MSS option (the one thing of it
-    that could vary, the shift, is the NIC's policy: fixed at build time)."""
-    if wscale is None:
-        return L4_HEADERS
-    return {**L4_HEADERS, "tcp_mss_wscale": [
-        (TcpHeader(), TCP_MSS_WSCALE_FIXED), (MssOption(), MSS_FIXED),
-        (WscaleOption(), {**WSCALE_FIXED, "shift": wscale})]}
+def _tcp(*options):
+    """The L4 headers of a TCP kind: the TCP header, its data offset covering `options` (each
+    ``(layout, fixed fields)``), then those."""
+    words, rest = divmod(TcpHeader.BYTES + sum(layout.size // 8 for layout, _ in options), 4)
+    assert not rest, options
+    return [(TcpHeader(), {"data_offset": words}), *options]
 
 
-def header_bytes(wscale=None):
-    """Header bytes before the payload, per kind of frame: 42, 54, 58 (and 62)."""
+#: The L4 headers of each kind of frame, with their fixed fields.
+L4_HEADERS = {
+    "udp": [(UdpHeader(), {})],
+    "tcp": _tcp(),
+    "tcp_mss": _tcp((MssOption(), MSS_FIXED)),
+}
+
+
+def l4_headers(wscale=None, sack=False):
+    """The L4 headers of each kind of frame (`L4_HEADERS`), and the kinds a framer built with
+    a `wscale` or `sack` adds: the window scale option of that shift count after the MSS
+    option (the one thing of it that could vary, the shift, is the NIC's policy: fixed at
+    build time); the SACK-permitted option after the MSS option (before the window scale, if
+    both); and the SACK option with each number of blocks, whose option length differs."""
+    kinds = dict(L4_HEADERS)
+    mss = (MssOption(), MSS_FIXED)
+    wscale_option = (WscaleOption(), {**WSCALE_FIXED, "shift": wscale})
+    sack_permitted = (SackPermittedOption(), SACK_PERMITTED_FIXED)
+    if wscale is not None:
+        kinds["tcp_mss_wscale"] = _tcp(mss, wscale_option)
+    if sack:
+        kinds["tcp_mss_sack_permitted"] = _tcp(mss, sack_permitted)
+        if wscale is not None:
+            kinds["tcp_mss_sack_permitted_wscale"] = _tcp(mss, sack_permitted, wscale_option)
+        for blocks in range(1, SACK_MAX_BLOCKS + 1):
+            kinds[f"tcp_sack{blocks}"] = _tcp(
+                (SackOption(), {**SACK_FIXED, "length": 2 + SACK_BLOCK_BYTES * blocks}),
+                *[(SackBlock(), {})] * blocks)
+    return kinds
+
+
+def header_bytes(wscale=None, sack=False):
+    """Header bytes before the payload, per kind of frame: 42, 54, 58 (and 62 with the
+    window scale option; with SACK, 62 and 66 for SYNs, 66, 74, 82 and 90 for 1..4 blocks)."""
     return {kind: ETH_HEADER + IPV4_HEADER + sum(layout.size // 8 for layout, _ in headers)
-            for kind, headers in l4_headers(wscale).items()}
+            for kind, headers in l4_headers(wscale, sack).items()}
 
 
 def _word_sum(layout, fields):
@@ -144,14 +190,16 @@ class TxFramer(wiring.Component):
     pseudo-header are summed in a short registered adder tree. Once the payload sum is in,
     the frame is ready to send, and the output side emits the header (from a shift register)
     and then the payload, realigned behind the header's last bytes by a residual register
-    (the header ends in lane 6 or 2 of a 64-bit beat), then zero padding to 60 bytes.
+    (the header ends in lane 6 or 2 of a 64-bit beat), then zero padding to 60 bytes. The
+    option words that are the same in every frame of a kind are constants summed at build
+    time; the SACK blocks' edges are summed as header words, those beyond ``sack_count`` as 0.
 
     The two sides overlap: while frame N is sent, the header of frame N+1 is taken (in the
     cycle frame N starts) and its payload buffered and summed, so frames of every size go out
     back to back at one beat per clock when the inputs keep up. A frame is ready
     ``Checksum.LATENCY`` + 2 (the sum queue) + :attr:`SUM_SETTLE` + 1 cycles after its last
     payload beat leaves the input register when its header is already waiting, and at least
-    :attr:`HEADER_SETTLE` + 1 after its header is taken; its first beat is on :attr:`o` in the
+    :attr:`header_settle` + 1 after its header is taken; its first beat is on :attr:`o` in the
     next cycle if the output side is idle (13 cycles from the last payload beat's handshake on
     :attr:`payload` to the first frame beat's ``valid``). Every input is registered before any
     logic (block RAM read ports may drive them), and so is the output.
@@ -167,11 +215,15 @@ class TxFramer(wiring.Component):
     wscale : int or None
         The shift count of the window scale option a header's ``wscale_option`` adds
         (0..14); None: the framer has no such option and ignores ``wscale_option``.
+    sack : bool
+        Whether the framer sends the SACK options (RFC 2018): SACK-permitted on the headers
+        that ask for it with the MSS option, and the SACK blocks a header's ``sack_count``
+        says; False: it ignores ``sack_permitted_option`` and its headers have no blocks.
 
     Members
     -------
     header : ``In(stream.Signature(TxHeader()))``
-        One entry per frame, in frame order.
+        One entry per frame, in frame order; ``TxHeader(SACK_MAX_BLOCKS)`` with ``sack``.
     payload : ``In(stream.Signature(FrameBeat(data_width)))``
         Exactly ``length`` bytes per frame, as a frame stream (``last`` on its final beat);
         nothing for a frame with ``length`` 0.
@@ -179,14 +231,15 @@ class TxFramer(wiring.Component):
         The frames, at least 60 bytes each, without FCS.
     """
 
-    #: Cycles after a header is taken until the sums that follow it are final.
+    #: Cycles after a header is taken until the sums that follow it are final, in a framer
+    #: built without ``sack`` (:attr:`header_settle` is a framer's own).
     HEADER_SETTLE = 6
     #: Cycles after the payload sum is in until the L4 checksum that follows it is final.
     SUM_SETTLE = 2
     #: Payload sums computed ahead of their headers.
     SUM_QUEUE_DEPTH = 4
 
-    def __init__(self, data_width, *, buffer_bytes=4096, wscale=None):
+    def __init__(self, data_width, *, buffer_bytes=4096, wscale=None, sack=False):
         self._data_width = check_data_width(data_width)
         if (not isinstance(buffer_bytes, int) or buffer_bytes < MIN_BUFFER_BYTES
                 or buffer_bytes % 8):
@@ -196,8 +249,11 @@ class TxFramer(wiring.Component):
         if wscale is not None and (not isinstance(wscale, int) or not 0 <= wscale <= WSCALE_MAX):
             raise TypeError(f"Window scale must be None or 0..{WSCALE_MAX}, not {wscale!r}")
         self._wscale = wscale
+        if not isinstance(sack, bool):
+            raise TypeError(f"SACK must be True or False, not {sack!r}")
+        self._sack = sack
         super().__init__({
-            "header": In(stream.Signature(TxHeader())),
+            "header": In(stream.Signature(TxHeader(SACK_MAX_BLOCKS if sack else 0))),
             "payload": In(stream.Signature(FrameBeat(data_width))),
             "o": Out(stream.Signature(FrameBeat(data_width))),
         })
@@ -210,13 +266,20 @@ class TxFramer(wiring.Component):
     def buffer_bytes(self):
         return self._buffer_bytes
 
+    @property
+    def header_settle(self):
+        """Cycles after a header is taken until the sums that follow it are final:
+        :attr:`HEADER_SETTLE`, and one more with ``sack``, whose 16 words of SACK block edges
+        make the L4 header adder tree one level deeper (``elaborate`` checks it)."""
+        return self.HEADER_SETTLE + self._sack
+
     def elaborate(self, platform):
         m = Module()
         width = self._data_width
         lanes = width // 8
         lane_bits = exact_log2(lanes)
-        kinds = l4_headers(self._wscale)
-        header_sizes = header_bytes(self._wscale)
+        kinds = l4_headers(self._wscale, self._sack)
+        header_sizes = header_bytes(self._wscale, self._sack)
         image_bytes = max(header_sizes.values())
         with_wscale = self._wscale is not None
 
@@ -237,15 +300,16 @@ class TxFramer(wiring.Component):
             with m.If(self.payload.valid):
                 m.d.sync += in_beat.eq(self.payload.payload)
 
-        hdr = Signal(TxHeader())
+        hdr = Signal(self.header.payload.shape())
         udp = Signal()            # the frame in `hdr` is UDP
         mss = Signal()            # ... is TCP with the MSS option
-        wscale = Signal()         # ... and the window scale option after it
         payload_sum = Signal(16)
         taken = Signal()          # the output side takes the frame described by `hdr`
 
         # Constants of the frame's kind, registered with the header so that every adder below
         # has operands of equal width.
+        kind = Signal(range(len(kinds)))     # the kind's index in `kinds`
+        sack_count = Signal(range(SACK_MAX_BLOCKS + 1))     # SACK blocks the frame carries
         kind_l4_sum = Signal(16)      # protocol, L4 header length (twice for UDP), fixed words
         kind_ip_sum = Signal(16)      # fixed IP header words and the IP + L4 header length
         l4_header_bytes = Signal(16)
@@ -255,19 +319,23 @@ class TxFramer(wiring.Component):
         header_rest = Signal(range(image_bytes // lanes))   # beats of header bytes only, minus 2
         tail_lanes = Signal(range(max(lanes, 2)), name="tail_lanes")   # header bytes after those
 
-        def kind_constants(kind, protocol):
-            total = header_sizes[kind]
+        def kind_constants(name):
+            protocol = L4Protocol.UDP if name == "udp" else L4Protocol.TCP
+            total = header_sizes[name]
             l4_bytes = total - ETH_HEADER - IPV4_HEADER
             ip_words = _word_sum(Ipv4Header(), {**IP_FIXED, "protocol": protocol.value,
                                                 "total_length": total - ETH_HEADER})
             # the pseudo-header's protocol and L4 header length, the L4 headers' fixed words
             # (the UDP length field holds the UDP header length too)
             l4_words = protocol.value + l4_bytes + sum(_word_sum(layout, fields)
-                                                       for layout, fields in kinds[kind])
-            if kind == "udp":
+                                                       for layout, fields in kinds[name])
+            if protocol == L4Protocol.UDP:
                 l4_words += l4_bytes
-            assert ip_words < 1 << 16 and l4_words < 1 << 16, (kind, ip_words, l4_words)
+            assert ip_words < 1 << 16 and l4_words < 1 << 16, (name, ip_words, l4_words)
+            blocks = sum(isinstance(layout, SackBlock) for layout, _ in kinds[name])
             return [
+                kind.eq(list(kinds).index(name)),
+                *([sack_count.eq(blocks)] if self._sack else []),
                 kind_l4_sum.eq(l4_words),
                 kind_ip_sum.eq(ip_words),
                 l4_header_bytes.eq(l4_bytes),
@@ -279,7 +347,7 @@ class TxFramer(wiring.Component):
             ]
 
         state = Signal(_Intake)
-        hdr_wait = Signal(range(8))   # cycles until the header sums follow `hdr`
+        hdr_wait = Signal(range(self.header_settle + 1))  # until the header sums follow `hdr`
         sum_wait = Signal(range(4))   # ... until the L4 checksum follows `payload_sum`
         ready = Signal()              # `hdr` and what is derived from it describe a frame
         # Payload beats go into the FIFO and the checksum unit whenever both can take them,
@@ -318,21 +386,31 @@ class TxFramer(wiring.Component):
                         hdr.eq(fields),
                         udp.eq(is_udp),
                         mss.eq(~is_udp & fields.mss_option),
-                        wscale.eq(~is_udp & fields.mss_option & fields.wscale_option
-                                  & int(with_wscale)),
                         payload_sum.eq(0),
-                        hdr_wait.eq(self.HEADER_SETTLE),
+                        hdr_wait.eq(self.header_settle),
                         sum_wait.eq(0),
                     ]
-                    with m.If(is_udp):
-                        m.d.sync += kind_constants("udp", L4Protocol.UDP)
+                    # The frame's kind: the first whose condition holds, else plain TCP.
+                    with_mss = fields.mss_option
+                    choices = [("udp", is_udp)]
+                    if with_wscale and self._sack:
+                        choices.append(("tcp_mss_sack_permitted_wscale",
+                                        with_mss & fields.sack_permitted_option
+                                        & fields.wscale_option))
                     if with_wscale:
-                        with m.Elif(fields.mss_option & fields.wscale_option):
-                            m.d.sync += kind_constants("tcp_mss_wscale", L4Protocol.TCP)
-                    with m.Elif(fields.mss_option):
-                        m.d.sync += kind_constants("tcp_mss", L4Protocol.TCP)
+                        choices.append(("tcp_mss_wscale", with_mss & fields.wscale_option))
+                    if self._sack:
+                        choices.append(("tcp_mss_sack_permitted",
+                                        with_mss & fields.sack_permitted_option))
+                    choices.append(("tcp_mss", with_mss))
+                    if self._sack:
+                        choices += [(f"tcp_sack{blocks}", fields.sack_count == blocks)
+                                    for blocks in range(1, SACK_MAX_BLOCKS + 1)]
+                    for index, (name, condition) in enumerate(choices):
+                        with (m.Elif if index else m.If)(condition):
+                            m.d.sync += kind_constants(name)
                     with m.Else():
-                        m.d.sync += kind_constants("tcp", L4Protocol.TCP)
+                        m.d.sync += kind_constants("tcp")
                     with m.If(fields.length.any()):
                         m.d.sync += state.eq(_Intake.WAIT_SUM)
                     with m.Else():
@@ -391,6 +469,11 @@ class TxFramer(wiring.Component):
             tcp_word(hdr.flags.as_value()), tcp_word(hdr.window),
             Mux(mss, hdr.mss, zero), hdr.length, Mux(udp, hdr.length, zero), kind_l4_sum,
         ]
+        if self._sack:
+            for index in range(SACK_MAX_BLOCKS):
+                carried = sack_count > index
+                for edge in (hdr.sack[index].left, hdr.sack[index].right):
+                    l4_words += [Mux(carried, edge[16:], zero), Mux(carried, edge[:16], zero)]
         l4_header_sum, l4_depth = _ones_sum_tree(m, l4_words, "l4_sum")
         ip_words = [hdr.src_ip[16:], hdr.src_ip[:16], hdr.dst_ip[16:], hdr.dst_ip[:16],
                     hdr.length, kind_ip_sum]
@@ -404,16 +487,19 @@ class TxFramer(wiring.Component):
             l4_total.eq(_ones_add(m, l4_header_sum, payload_sum, "l4_total_add")),
             l4_checksum.eq(Mux(udp & l4_total.all(), 0xFFFF, ~l4_total)),
         ]
-        assert self.HEADER_SETTLE == max(l4_depth + 2, ip_depth, 3)
+        assert self.header_settle == max(l4_depth + 2, ip_depth, 3)
         assert self.SUM_SETTLE == 2
 
         # -- the frame's header bytes -------------------------------------------------------
         eth = Signal(EthernetHeader())
         ip = Signal(Ipv4Header())
+        # The fields of the L4 headers that vary between frames; each kind's image adds its
+        # fixed fields (the options other than MSS have none that vary; the SACK blocks are
+        # `hdr`'s).
         tcp_header = Signal(TcpHeader())
         mss_option = Signal(MssOption())
-        wscale_option = Signal(WscaleOption())
         udp_header = Signal(UdpHeader())
+        varying = {TcpHeader: tcp_header, MssOption: mss_option, UdpHeader: udp_header}
         fixed = lambda header, fields: [getattr(header, name).eq(value)
                                         for name, value in fields.items()]
         m.d.comb += [
@@ -430,31 +516,34 @@ class TxFramer(wiring.Component):
             tcp_header.dst_port.eq(hdr.dst_port),
             tcp_header.seq.eq(hdr.seq),
             tcp_header.ack.eq(hdr.ack),
-            tcp_header.data_offset.eq(Mux(wscale, TCP_MSS_WSCALE_FIXED["data_offset"],
-                                          Mux(mss, TCP_MSS_FIXED["data_offset"],
-                                              TCP_FIXED["data_offset"]))),
             tcp_header.flags.eq(hdr.flags),
             tcp_header.window.eq(hdr.window),
             tcp_header.checksum.eq(l4_checksum),
-            *fixed(mss_option, MSS_FIXED),
             mss_option.mss.eq(hdr.mss),
-            *fixed(wscale_option, {**WSCALE_FIXED, "shift": self._wscale or 0}),
             udp_header.src_port.eq(hdr.src_port),
             udp_header.dst_port.eq(hdr.dst_port),
             udp_header.length.eq(l4_length),
             udp_header.checksum.eq(l4_checksum),
         ]
+
+        def l4_image(layouts):
+            """A kind's L4 headers in stream order: fixed fields, or'ed with the varying ones
+            (no field is both)."""
+            blocks = iter(range(SACK_MAX_BLOCKS))
+            for layout, fields in layouts:
+                if isinstance(layout, SackBlock):
+                    yield to_wire(hdr.sack[next(blocks)])
+                elif type(layout) in varying:
+                    yield to_wire(layout.const(fields).as_value()
+                                  | varying[type(layout)].as_value())
+                else:
+                    yield to_wire(layout.const(fields))
+
         image = Signal(8 * image_bytes)
-        with m.If(udp):
-            m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(udp_header)))
-        with m.Elif(wscale):
-            m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(tcp_header),
-                                     to_wire(mss_option), to_wire(wscale_option)))
-        with m.Elif(mss):
-            m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(tcp_header),
-                                     to_wire(mss_option)))
-        with m.Else():
-            m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), to_wire(tcp_header)))
+        with m.Switch(kind):
+            for index, layouts in enumerate(kinds.values()):
+                with m.Case(index):
+                    m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), *l4_image(layouts)))
 
         # -- output: header beats from a shift register, then the realigned payload ----------
 
