@@ -42,9 +42,10 @@ Decisions worth stating:
   software decides (the model's host, which has no VLAN interface, drops it as
   ``UNKNOWN_ETHERTYPE``, as Linux drops a VID it has no VLAN device for; Linux would take a
   priority-tagged frame, VID 0, as untagged: this model does not).
-- A SYN's options are walked for its MSS option (``mss``; 0: none) and its window scale
-  option (``wscale_offered``, ``wscale``), as Linux's
-  ``tcp_parse_options`` reads them (``model.packet.parse_syn_options``), but at most
+- A SYN's options are walked for its MSS option (``mss``; 0: none), its window scale
+  option (``wscale_offered``, ``wscale``) and its SACK-permitted option (``sack_permitted``;
+  only of length 2), as Linux's ``tcp_parse_options`` reads them
+  (``model.packet.parse_syn_options``), but at most
   :data:`SYN_OPTIONS_WALKED` options (a NOP counts as one): the hardware visits one option per
   clock between the frame's last beat and its verdict. Every real stack's SYN fits (Linux: MSS,
   SACK-permitted, timestamps, NOP, window scale); a SYN whose options go on longer goes to
@@ -84,8 +85,8 @@ __all__ = ["Verdict", "ParsedFields", "Classification", "classify",
 
 MTU = 1500               # Policy.mtu's default
 BROADCAST = 0xFFFF_FFFF_FFFF
-#: Options of a SYN walked for its MSS option (rule 21): one a clock in the hardware, in the
-#: clocks between a frame's last beat and its verdict.
+#: Options of a SYN walked for its MSS, window scale and SACK-permitted options (rule 21): one
+#: a clock in the hardware, in the clocks between a frame's last beat and its verdict.
 SYN_OPTIONS_WALKED = 7
 
 
@@ -104,7 +105,8 @@ class ParsedFields:
     ``payload_offset`` is the frame offset of the first payload byte and ``payload_length``
     the payload's length, Ethernet padding excluded. ``mss`` is a SYN's MSS option (0: none,
     or not a SYN); ``wscale_offered`` whether a SYN carries the window scale option and
-    ``wscale`` its shift count, at most 14 (0 without one, or not a SYN).
+    ``wscale`` its shift count, at most 14 (0 without one, or not a SYN); ``sack_permitted``
+    whether a SYN carries the SACK-permitted option (RFC 2018; 0 without one, or not a SYN).
     """
     protocol: int = 0
     src_ip: int = 0
@@ -121,6 +123,7 @@ class ParsedFields:
     mss: int = 0
     wscale_offered: int = 0
     wscale: int = 0
+    sack_permitted: int = 0
 
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -230,16 +233,16 @@ def classify(frame: bytes, our_mac, our_ip, mtu: int = MTU) -> Classification:
                  src_port=_be(segment, 0, 2), dst_port=_be(segment, 2, 2))
     if protocol == IpProto.TCP:
         flags = segment[13]
-        mss, wscale, _, complete = parse_syn_options(segment[TCP_HEADER:data_offset * 4], SYN_OPTIONS_WALKED)
+        mss, wscale, sack_permitted, complete = parse_syn_options(segment[TCP_HEADER:data_offset * 4],
+                                                                  SYN_OPTIONS_WALKED)
         if flags & TcpFlag.SYN and not complete:                          # 21
             return _SLOW
+        syn_options = dict(mss=mss or 0, wscale_offered=int(wscale is not None), wscale=wscale or 0,
+                           sack_permitted=int(sack_permitted)) if flags & TcpFlag.SYN else {}
         parsed = ParsedFields(**ports, seq=_be(segment, 4, 4), ack=_be(segment, 8, 4),
                               flags=flags, window=_be(segment, 14, 2), data_offset=data_offset,
                               payload_offset=l4 + data_offset * 4,
-                              payload_length=l4_length - data_offset * 4,
-                              mss=(mss or 0) if flags & TcpFlag.SYN else 0,
-                              wscale_offered=int(wscale is not None) if flags & TcpFlag.SYN else 0,
-                              wscale=(wscale or 0) if flags & TcpFlag.SYN else 0)
+                              payload_length=l4_length - data_offset * 4, **syn_options)
     else:
         parsed = ParsedFields(**ports, payload_offset=l4 + UDP_HEADER,
                               payload_length=l4_length - UDP_HEADER)

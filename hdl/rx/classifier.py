@@ -6,9 +6,9 @@ from amaranth.lib.wiring import In, Out
 
 from model.classify import MTU, SYN_OPTIONS_WALKED, Verdict, max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
-from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MSS_OPTION_LENGTH, TCP_HEADER,
-                            UDP_HEADER, VLAN_TAG, WSCALE_MAX, WSCALE_OPTION_LENGTH, EtherType,
-                            IpProto, TcpFlag, TcpOption)
+from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MSS_OPTION_LENGTH,
+                            SACK_PERMITTED_LENGTH, TCP_HEADER, UDP_HEADER, VLAN_TAG, WSCALE_MAX,
+                            WSCALE_OPTION_LENGTH, EtherType, IpProto, TcpFlag, TcpOption)
 from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import EthernetHeader, Ipv4Header, MssOption, TcpHeader, UdpHeader, from_wire
@@ -24,8 +24,16 @@ class ParsedFields(data.StructLayout):
             "protocol": 8, "src_ip": 32, "dst_ip": 32, "src_port": 16, "dst_port": 16,
             "seq": 32, "ack": 32, "flags": 8, "window": 16, "data_offset": 4,
             "payload_offset": 16, "payload_length": 16, "mss": 16,
-            "wscale_offered": 1, "wscale": 4,
+            "wscale_offered": 1, "wscale": 4, "sack_permitted": 1,
         })
+
+
+class _SynOptions(data.StructLayout):
+    """A SYN's options as its walk has found them so far, named as in :class:`ParsedFields`
+    (which takes them whole when the walk ends)."""
+
+    def __init__(self):
+        super().__init__({"mss": 16, "wscale_offered": 1, "wscale": 4, "sack_permitted": 1})
 
 
 class VerdictRecord(data.StructLayout):
@@ -104,7 +112,7 @@ class Classifier(wiring.Component):
     #: Frame bytes parsed for the rules: Ethernet, IPv4 and TCP headers without options (a
     #: frame with an 802.1Q tag goes to the slow path, so nothing after the tag is parsed).
     HEADER_BYTES = ETH_HEADER + IPV4_HEADER + TCP_HEADER
-    #: TCP option bytes captured after the header, for a SYN's MSS option (rule 21).
+    #: TCP option bytes captured after the header, for a SYN's option walk (rule 21).
     OPTION_BYTES = 60 - TCP_HEADER
     #: Cycles from the cycle accepting a frame's last beat to the cycle its verdict is written
     #: into the queue: beats delayed 2 for the checksum units, their latency, then the checksum
@@ -225,20 +233,22 @@ class Classifier(wiring.Component):
             l4_checksum.end.eq(l4_end),
         ]
 
-        # -- A SYN's MSS and window scale options: its options walked, one a clock -----------
+        # -- A SYN's MSS, window scale and SACK-permitted options: walked, one a clock -------
         # As model.packet.parse_syn_options with SYN_OPTIONS_WALKED options. In the cycle after
         # a frame's last beat (the whole header is there) one step of the walk is worked out
         # for every option position at once and registered in `step_table`: where the walk
         # goes from there (DONE: past the options, at an EOL, or at a malformed option, where
         # Linux stops and keeps the segment) and whether a valid MSS option (or window scale
-        # option, whose shift count is the MSS field's first byte) starts there. The walk then
-        # takes exactly SYN_OPTIONS_WALKED clocks, each one select of `pos`'s entry (a 41:1
-        # multiplexer of 8 bits: the loop from `pos` to `pos` has no arithmetic), and its
-        # result waits in `walk_mss` / `walk_ws` / `walk_complete` for the cycle the frame's
-        # record is made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk
-        # ends. Walks start only after frames as long as a whole TCP header (every frame that
-        # can be a FAST SYN has one), so the next walk starts HEADER_BYTES / 8 + 1 clocks after
-        # this one at the earliest, in the cycle of this walk's last step.
+        # option, whose shift count is the MSS field's first byte, or SACK-permitted option of
+        # length 2, a flag that stays set) starts there. The bounds check is the same for every
+        # option, so one of any length is taken only when it ends within the header. The walk
+        # then takes exactly SYN_OPTIONS_WALKED clocks, each one select of `pos`'s entry (a 41:1
+        # multiplexer of 9 bits: the loop from `pos` to `pos` has no arithmetic), and its
+        # result waits in `walk_found` / `walk_complete` for the cycle the frame's record is
+        # made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk ends. Walks
+        # start only after frames as long as a whole TCP header (every frame that can be a
+        # FAST SYN has one), so the next walk starts HEADER_BYTES / 8 + 1 clocks after this one
+        # at the earliest, in the cycle of this walk's last step.
         assert 1 + SYN_OPTIONS_WALKED <= -(-self.HEADER_BYTES // 8) + 1
         assert 2 + SYN_OPTIONS_WALKED <= self._WRITE_DELAY - 1
         walk_start = Signal()
@@ -249,16 +259,16 @@ class Classifier(wiring.Component):
         doff = from_wire(TcpHeader(), l4_bytes).data_offset
         end = Signal(range(self.OPTION_BYTES + 1))          # option bytes of the frame just ended
         m.d.comb += end.eq(Mux(doff > TCP_HEADER // 4, (doff - TCP_HEADER // 4) * 4, 0))
-        step_layout = data.StructLayout({"next": range(DONE + 1), "mss": 1, "ws": 1})
+        step_layout = data.StructLayout({"next": range(DONE + 1), "mss": 1, "ws": 1, "sack": 1})
         step_table = Array(Signal(step_layout, init={"next": DONE}, name=f"walk_step_{p}")
-                           for p in range(DONE + 1))        # entry DONE: stay, no MSS
+                           for p in range(DONE + 1))        # entry DONE: stay, no option
         with m.If(walk_start):
             m.d.sync += walk_options.eq(padded)
             for p in range(DONE):
                 option = from_wire(MssOption(), padded[8 * p:8 * (p + MSS_OPTION_LENGTH)])
                 kind, length = option.kind, option.length
                 step = step_table[p]
-                m.d.sync += [step.next.eq(DONE), step.mss.eq(0), step.ws.eq(0)]
+                m.d.sync += step.eq(step_layout.const({"next": DONE}))
                 with m.If((p < end) & (kind != TcpOption.EOL)):
                     with m.If(kind == TcpOption.NOP):
                         m.d.sync += step.next.eq(p + 1)
@@ -267,33 +277,34 @@ class Classifier(wiring.Component):
                                      step.mss.eq((kind == TcpOption.MSS)
                                                  & (length == MSS_OPTION_LENGTH) & option.mss.any()),
                                      step.ws.eq((kind == TcpOption.WSCALE)
-                                                & (length == WSCALE_OPTION_LENGTH))]
+                                                & (length == WSCALE_OPTION_LENGTH)),
+                                     step.sack.eq((kind == TcpOption.SACK_PERMITTED)
+                                                  & (length == SACK_PERMITTED_LENGTH))]
         pos = Signal(range(DONE + 1))
         end_walked = Signal(range(self.OPTION_BYTES + 1))
-        mss = Signal(16)
         walking = Signal()
         walked = Signal(range(SYN_OPTIONS_WALKED))
-        walk_mss = Signal(16)
-        ws = Signal(data.StructLayout({"offered": 1, "shift": 4}))     # the window scale so far
-        walk_ws = Signal.like(ws)
+        found = Signal(_SynOptions())           # the options found so far
+        walk_found = Signal.like(found)
         walk_complete = Signal()
         here = step_table[pos]
         value = from_wire(MssOption(), walk_options.bit_select(pos * 8, 8 * MSS_OPTION_LENGTH)).mss
         shift = value[8:]                       # a window scale option's byte after its length
-        next_mss = Signal(16)
-        next_ws = Signal.like(ws)
-        m.d.comb += [next_mss.eq(Mux(here.mss, value, mss)), next_ws.eq(ws)]
+        next_found = Signal.like(found)
+        m.d.comb += next_found.eq(found)
+        with m.If(here.mss):
+            m.d.comb += next_found.mss.eq(value)
         with m.If(here.ws):                     # RFC 7323 2.3: a shift above 14 counts as 14
-            m.d.comb += [next_ws.offered.eq(1),
-                         next_ws.shift.eq(Mux(shift > WSCALE_MAX, WSCALE_MAX, shift))]
+            m.d.comb += [next_found.wscale_offered.eq(1),
+                         next_found.wscale.eq(Mux(shift > WSCALE_MAX, WSCALE_MAX, shift))]
+        with m.If(here.sack):
+            m.d.comb += next_found.sack_permitted.eq(1)
         with m.If(walking & (walked == SYN_OPTIONS_WALKED - 1)):
-            m.d.sync += [walk_mss.eq(next_mss), walk_ws.eq(next_ws),
-                         walk_complete.eq(here.next >= end_walked)]
+            m.d.sync += [walk_found.eq(next_found), walk_complete.eq(here.next >= end_walked)]
         with m.If(walk_start):
-            m.d.sync += [pos.eq(0), mss.eq(0), ws.eq(0), end_walked.eq(end), walking.eq(1),
-                         walked.eq(0)]
+            m.d.sync += [pos.eq(0), found.eq(0), end_walked.eq(end), walking.eq(1), walked.eq(0)]
         with m.Elif(walking):
-            m.d.sync += [pos.eq(here.next), mss.eq(next_mss), ws.eq(next_ws),
+            m.d.sync += [pos.eq(here.next), found.eq(next_found),
                          walked.eq(walked + 1), walking.eq(walked != SYN_OPTIONS_WALKED - 1)]
 
         # -- Decision, in registered stages from the header of the frame that just ended ------
@@ -468,9 +479,7 @@ class Classifier(wiring.Component):
         with m.Else():                                                                 # 22
             m.d.sync += [record.verdict.eq(Verdict.FAST), record.fields.eq(checked.fields)]
             with m.If(checked_syn):
-                m.d.sync += [record.fields.mss.eq(walk_mss),
-                             record.fields.wscale_offered.eq(walk_ws.offered),
-                             record.fields.wscale.eq(walk_ws.shift)]
+                m.d.sync += [record.fields[name].eq(walk_found[name]) for name, _ in _SynOptions()]
 
         # -- Verdict queue and counters ------------------------------------------------------
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=len(record.as_value()),

@@ -157,7 +157,8 @@ def syn_frame(options, flags="S", payload=b""):
 
 MSS = lambda value: bytes([2, 4]) + value.to_bytes(2, "big")
 NOP, EOL = b"\x01", b"\x00"
-LINUX_SYN_OPTIONS = MSS(1460) + b"\x04\x02" + b"\x08\x0a" + bytes(8) + NOP + b"\x03\x03\x07"
+SACKOK = b"\x04\x02"
+LINUX_SYN_OPTIONS = MSS(1460) + SACKOK + b"\x08\x0a" + bytes(8) + NOP + b"\x03\x03\x07"
 
 
 def syn_cases():
@@ -191,6 +192,19 @@ def syn_cases():
         ("syn, wscale past the header", syn_frame(MSS(900) + NOP * 2 + b"\x03\x03"), fast, none),
         ("syn, wscale as the 8th option", syn_frame(NOP * 7 + b"\x03\x03\x07"), slow, none),
         ("ack with a wscale option: not read", pad(syn_frame(NOP + b"\x03\x03\x07", "A")), fast, none),
+        ("syn, sackok", syn_frame(SACKOK + NOP * 2), fast, none),
+        ("syn, linux's options without timestamps",
+         syn_frame(MSS(1460) + NOP * 2 + SACKOK + NOP + b"\x03\x03\x07"), fast, none),
+        ("syn, sackok of length 3 is skipped", syn_frame(b"\x04\x03\x00" + NOP), fast, none),
+        ("syn, sackok as the last 2 bytes", syn_frame(MSS(1460) + NOP * 2 + SACKOK), fast, none),
+        # its length byte is the payload's first: a 2 the walk must not read
+        ("syn, sackok past the header", syn_frame(MSS(900) + NOP * 3 + b"\x04", payload=b"\x02"), fast, none),
+        ("syn, sackok as the 7th option", syn_frame(NOP * 6 + SACKOK), fast, none),
+        ("syn, sackok as the 8th option", syn_frame(NOP * 7 + SACKOK), slow, none),
+        ("syn, sackok stays after a bad option", syn_frame(SACKOK + b"\x08\x00"), fast, none),
+        ("syn, sackok after a bad option", syn_frame(b"\x08\x00" + SACKOK), fast, none),
+        ("syn, sack blocks walked past", syn_frame(b"\x05\x0a" + bytes(8) + SACKOK), fast, none),
+        ("ack with a sackok option: not read", pad(syn_frame(NOP * 2 + SACKOK, "A")), fast, none),
     ]
 
 
@@ -278,11 +292,22 @@ def test_syn_wscale_model():
             "syn, wscale 255 counts as 14": (1, 14), "syn, wscale of length 4 is skipped": (0, 0),
             "syn, the last wscale counts": (1, 9), "syn, wscale past the header": (0, 0),
             "ack with a wscale option: not read": (0, 0), "syn, linux's options": (1, 7),
-            "syn": (0, 0)}
+            "syn, linux's options without timestamps": (1, 7), "syn": (0, 0)}
     for name, frame, verdict, _ in syn_cases():
         if name in want:
             f = classify(frame, OUR_MAC, OUR_IP).fields
             assert (f.wscale_offered, f.wscale) == want[name], name
+
+
+def test_syn_sack_permitted_model():
+    """The SYN cases whose SACK-permitted option the fast path carries, as Linux reads it:
+    only on a SYN, only of length 2, kept once seen, not read past a bad option."""
+    want = {"syn, linux's options", "syn-ack, linux's options and data",
+            "syn, linux's options without timestamps", "syn, sackok", "syn, sackok as the last 2 bytes",
+            "syn, sackok as the 7th option", "syn, sackok stays after a bad option",
+            "syn, sack blocks walked past"}
+    got = {name for name, frame, _, _ in syn_cases() if classify(frame, OUR_MAC, OUR_IP).fields.sack_permitted}
+    assert got == want
 
 
 def test_syn_mss_model():
@@ -292,9 +317,10 @@ def test_syn_mss_model():
             "syn, mss option 0 is ignored": 1000, "syn, the last mss option counts": 1200,
             "syn, mss option of length 3 is skipped": 900, "syn, a bad option ends the walk": 0,
             "syn, an option past the header ends it": 900, "syn, eol ends it": 0,
-            "syn, 7 options to the end": 1400, "ack with an mss option: not read": 0}
+            "syn, 7 options to the end": 1400, "ack with an mss option: not read": 0,
+            "syn, linux's options without timestamps": 1460}
     got = {name: classify(frame, OUR_MAC, OUR_IP).fields.mss for name, frame, verdict, _ in syn_cases()
-           if verdict == Verdict.FAST and "wscale" not in name}
+           if verdict == Verdict.FAST and "wscale" not in name and "sack" not in name}
     assert got == want
     payload = classify(syn_frame(LINUX_SYN_OPTIONS, "SA", b"early"), OUR_MAC, OUR_IP).fields
     assert payload.payload_length == 5 and payload.data_offset == 10
