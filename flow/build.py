@@ -17,7 +17,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from hdl.config import NIC_POLICY
+from hdl.config import LINUX_LIKE_CONFIG, NIC_POLICY
 from model.policy import LINUX_RTO
 from hdl.engine.tcp_engine import RING_READ_QUEUE_DEPTH
 
@@ -69,6 +69,11 @@ BLOCKS = {
     "tcp_engine_ws": ("hdl.engine.tcp_engine", "TcpEngine",
                       {"data_width": 64, "connections": 64, "processes": 16,
                        "policy": replace(NIC_POLICY, window_scaling=True)}),
+    # the engine of the Linux-like NIC (hdl.config.LINUX_LIKE_CONFIG: Linux's RTO, window
+    # scaling, four out-of-order ranges, SACK blocks chosen from them)
+    "tcp_engine_linux": ("hdl.engine.tcp_engine", "TcpEngine",
+                         {"data_width": 64, "connections": 64, "processes": 16,
+                          "policy": LINUX_LIKE_CONFIG.policy}),
     # the NIC top: 64-bit path, 64 connections, 2 KiB receive and send rings each (NIC_POLICY)
     "nic": ("hdl.nic", "NIC", {"data_width": 64, "connections": 64, "processes": 16,
                                "policy": NIC_POLICY}),

@@ -8,9 +8,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 
-from model.policy import LINUX_RTO, Policy, wscale_for
+from model.policy import LINUX_LIKE_OOO_RANGES, LINUX_RTO, LINUX_SACK, Policy, wscale_for
 
-__all__ = ["ring_policy", "NIC_WINDOW", "NIC_POLICY", "NicConfig"]
+__all__ = ["ring_policy", "NIC_WINDOW", "NIC_POLICY", "NicConfig", "LINUX_LIKE_CONFIG"]
 
 
 def ring_policy(ring_bytes):
@@ -34,7 +34,9 @@ class NicConfig:
     the policy (the RTO from RTT samples, in ticks of 1 ms); ``window_scaling`` turns on the
     window scale option (RFC 7323) with the smallest shift count that says the ring
     (``model.policy.wscale_for``: 0 up to 32 KiB); ``ooo_ranges`` is the number of
-    out-of-order ranges the receive ring keeps per connection (``Policy.max_ooo_ranges``)."""
+    out-of-order ranges the receive ring keeps per connection (``Policy.max_ooo_ranges``);
+    ``sack`` offers SACK-permitted and reports the held ranges in SACK blocks
+    (``model.policy.LINUX_SACK``, RFC 2018)."""
 
     data_width: int = 64
     connections: int = 64
@@ -44,6 +46,7 @@ class NicConfig:
     linux_rto: bool = False
     window_scaling: bool = False
     ooo_ranges: int = 1
+    sack: bool = False
 
     @property
     def name(self):
@@ -53,8 +56,9 @@ class NicConfig:
         rto = "_rtt" if self.linux_rto else ""
         ws = "_ws" if self.window_scaling else ""
         ranges = f"_r{self.ooo_ranges}" if self.ooo_ranges != 1 else ""
+        sack = "_sack" if self.sack else ""
         return (f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}{rto}"
-                f"{ws}{ranges}")
+                f"{ws}{ranges}{sack}")
 
     @property
     def policy(self):
@@ -63,6 +67,8 @@ class NicConfig:
             policy = replace(policy, **LINUX_RTO)
         if self.window_scaling:
             policy = replace(policy, window_scaling=True, wscale=wscale_for(self.window))
+        if self.sack:
+            policy = replace(policy, **LINUX_SACK)
         return replace(policy, max_ooo_ranges=self.ooo_ranges)
 
     def environment(self):
@@ -81,3 +87,11 @@ class NicConfig:
         return NIC(data_width=self.data_width, connections=self.connections,
                    processes=self.processes, policy=self.policy,
                    rx_fifo_beats=self.fifo_beats, slow_fifo_beats=self.fifo_beats, debug=debug)
+
+
+#: The reference NIC made closer to Linux (model.policy's Linux choices): its RTO from RTT
+#: samples, window scaling (shift 0 for the 2 KiB rings), four out-of-order ranges and SACK.
+#: The differential suite runs the scenarios these change on it, and packetdrill's RTL runs
+#: use it (the model backend has the same choices).
+LINUX_LIKE_CONFIG = NicConfig(data_width=64, connections=64, processes=16, linux_rto=True,
+                              window_scaling=True, ooo_ranges=LINUX_LIKE_OOO_RANGES, sack=True)

@@ -212,7 +212,8 @@ class NIC(wiring.Component):
         m.submodules.slow_fifo = slow_fifo = FrameFifo(W, self._slow_fifo_beats)
         m.submodules.engine = engine = self.engine
         m.submodules.framer = framer = TxFramer(
-            W, wscale=self._policy.wscale if self._policy.window_scaling else None)
+            W, wscale=self._policy.wscale if self._policy.window_scaling else None,
+            sack=self._policy.sack)
         m.submodules.arbiter = arbiter = TxArbiter(W, 2)
         m.submodules.control = control = ControlPort(conn_bits, pid_bits, len(COUNTERS))
         m.submodules.events = events = fifo.SyncFIFOBuffered(

@@ -129,6 +129,7 @@ class ControlCommand(data.StructLayout):
             "mss": 16,                  # SYN_RECEIVED: the SYN's MSS option (0: none)
             "wscale_offered": 1,        # SYN_RECEIVED: the SYN's window scale option
             "wscale": 4,                # (RFC 7323; its shift count, at most 14)
+            "sack_permitted": 1,        # SYN_RECEIVED: the SYN's SACK-permitted option
             # the socket's options (model.host.Host.shaping), each 0 for the default: the
             # receive buffer cap (SO_RCVBUF, at most the ring), the send buffer cap
             # (SO_SNDBUF, at most the ring) and our MSS (TCP_MAXSEG, at most the policy's);
@@ -136,7 +137,7 @@ class ControlCommand(data.StructLayout):
             "rcv_cap": 16,
             "snd_cap": 16,
             "adv_mss": 16,
-            # INJECT: the segment's header; ``mss`` and ``wscale*`` as above
+            # INJECT: the segment's header; ``mss``, ``wscale*`` and ``sack_permitted`` as above
             "seq": 32,
             "ack": 32,
             "flags": TcpFlags(),
@@ -167,13 +168,14 @@ class ConnEvent(data.StructLayout):
 class RxEvent(data.StructLayout):
     """A received TCP segment or UDP datagram for connection ``conn`` (the frame waits);
     ``mss``: a SYN's MSS option (0: none, or not a SYN); ``wscale_offered`` and ``wscale``:
-    its window scale option (as ``model.classify.ParsedFields``)."""
+    its window scale option, ``sack_permitted`` its SACK-permitted option (as
+    ``model.classify.ParsedFields``)."""
 
     def __init__(self, conn_bits):
         super().__init__({"conn": conn_bits, "udp": 1, "src_ip": 32, "src_port": 16,
                           "seq": 32, "ack": 32, "flags": TcpFlags(), "window": 16,
                           "payload_offset": 16, "payload_length": 16, "mss": 16,
-                          "wscale_offered": 1, "wscale": 4})
+                          "wscale_offered": 1, "wscale": 4, "sack_permitted": 1})
 
 
 class RxRoute(enum.Enum, shape=2):

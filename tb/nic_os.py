@@ -64,9 +64,11 @@ def _mac(mac: bytes) -> int:
     return int.from_bytes(mac_bytes(mac), "big")
 
 
-def _wscale_fields(seg: TcpSegment) -> dict:
-    """A SYN's window scale option as the control command carries it (hdl/ports.py)."""
-    return {"wscale_offered": int(seg.wscale is not None), "wscale": seg.wscale or 0}
+def _syn_option_fields(seg: TcpSegment) -> dict:
+    """A SYN's window scale and SACK-permitted options as the control command carries them
+    (hdl/ports.py)."""
+    return {"wscale_offered": int(seg.wscale is not None), "wscale": seg.wscale or 0,
+            "sack_permitted": int(seg.sack_permitted)}
 
 
 @dataclass(eq=False)
@@ -287,10 +289,10 @@ class NicHost(model_host.Host, Backend):
             return False
         # a SYN for a live connection whose options the classifier did not walk to the end:
         # the NIC's engine processes it (SYN-ACK in SYN-SENT, a retransmitted SYN, a SYN in
-        # a synchronized state) with the MSS and window scale options read here
+        # a synchronized state) with the MSS, window scale and SACK-permitted options read here
         self._ctl(CtlOp.INJECT, conn=conn_id, seq=seg.seq, ack=seg.ack,
                   flags=HwTcpFlags.fields(seg.flags), window=seg.window, mss=seg.mss or 0,
-                  **_wscale_fields(seg))
+                  **_syn_option_fields(seg))
         return True
 
     def _has_flow(self, local, remote) -> bool:
@@ -314,7 +316,7 @@ class NicHost(model_host.Host, Backend):
         listener.pending.append(conn_id)
         self._ctl(CtlOp.INSTALL_TCP, conn=conn_id, state=TcpState.SYN_RECEIVED,
                   iss=self._next_iss(), irs=seg.seq, window=seg.window, mss=seg.mss or 0,
-                  **_wscale_fields(seg), local_port=local[1], ip=_ip(remote[0]), port=remote[1], mac=_mac(mac),
+                  **_syn_option_fields(seg), local_port=local[1], ip=_ip(remote[0]), port=remote[1], mac=_mac(mac),
                   **shaping)
 
     def _open_active(self, sock: Socket, local, remote):

@@ -9,7 +9,7 @@ fresh simulator process. That the comparison can fail at all is shown by the inj
 
 import pytest
 
-from model.policy import LINUX_LIKE_OOO_RANGES
+from hdl.config import LINUX_LIKE_CONFIG
 from tb.nic_run import SIMULATORS, NicConfig, run_scenario
 from tb.scenarios import SCENARIOS
 
@@ -29,20 +29,17 @@ def test_scenario_equals_the_model(sim, width, scenario):
     assert summary["equal"] and summary["scenario"] == scenario
 
 
-# The NIC closer to Linux: its RTO (RTT estimation in the engine: NicConfig(linux_rto=True)),
-# window scaling (window_scaling=True: the option on SYNs, the peer's windows scaled) and four
-# out-of-order ranges, on the scenarios whose retransmission timing, windows or reassembly it
-# changes: its own build on each simulator, 64 bits (the packetdrill RTL runs use it too).
-LINUX_CONFIG = NicConfig(data_width=64, connections=64, processes=16, linux_rto=True,
-                         window_scaling=True, ooo_ranges=LINUX_LIKE_OOO_RANGES)
+# The NIC closer to Linux (LINUX_LIKE_CONFIG: Linux's RTO, window scaling, four out-of-order
+# ranges, SACK) on the scenarios whose retransmission timing, windows, reassembly or options
+# it changes: its own build on each simulator, 64 bits.
 LINUX_SCENARIOS = ("long_path", "lossy_wire", "rto_backoff", "zero_window", "crafted_states",
-                   "random_1", "window_scaled", "out_of_order")
+                   "random_1", "window_scaled", "out_of_order", "sack_holes")
 
 
 @pytest.mark.parametrize("scenario", LINUX_SCENARIOS)
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_scenario_on_the_linux_like_nic_equals_the_model(sim, scenario):
-    summary = run_scenario(sim, LINUX_CONFIG, scenario)
+    summary = run_scenario(sim, LINUX_LIKE_CONFIG, scenario)
     assert summary["equal"] and summary["scenario"] == scenario
 
 
@@ -50,7 +47,7 @@ def test_scenario_on_the_linux_like_nic_equals_the_model(sim, scenario):
 def test_one_mib_each_way_over_a_long_path_with_linux_rto():
     """Issue 15's long path on the RTL: 1 MiB each way over a 300-tick round trip, equal to
     the model, whose run resends only what the silent peer lost (tests/model/test_rtt.py)."""
-    summary = run_scenario("verilator", LINUX_CONFIG, "long_path:1048576")
+    summary = run_scenario("verilator", LINUX_LIKE_CONFIG, "long_path:1048576")
     assert summary["equal"]
 
 

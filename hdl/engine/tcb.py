@@ -83,12 +83,16 @@ class ConnRecord(data.StructLayout):
     With ``wscale`` (``Policy.window_scaling``) it keeps whether both SYNs offered window
     scaling (``wscale_ok``) and the peer's shift count (``snd_wscale``; ours is the policy's),
     and SND.WND is wide enough for a scaled window (16 + 14 bits).
+
+    With ``sack`` (``Policy.sack``) it keeps whether both SYNs offered SACK (``sack_ok``);
+    the blocks themselves are the receive ring's held ranges, kept there in recency order.
     """
 
-    def __init__(self, rtt=False, wscale=False):
+    def __init__(self, rtt=False, wscale=False, sack=False):
         timing = {"rtt": RttState(), "rtt_timing": 1, "rtt_seq": 32, "rtt_start": 32,
                   "rto": RTO_BITS, "rto_base": RTO_BITS} if rtt else {}
         scaling = {"wscale_ok": 1, "snd_wscale": 4} if wscale else {}
+        sacking = {"sack_ok": 1} if sack else {}
         super().__init__({
             "kind": ConnKind,
             "state": TcpState,
@@ -132,5 +136,6 @@ class ConnRecord(data.StructLayout):
             "dupacks": 3,
             **timing,
             **scaling,
+            **sacking,
             "template": Template(),
         })

@@ -15,7 +15,7 @@ from amaranth.utils import exact_log2
 from model.constants import (POLLERR, POLLHUP, POLLIN, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR,
                              UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
 from model.policy import RTT_SAMPLE_BITS, Policy
-from model.protocol import WSCALE_MAX
+from model.protocol import SACK_BLOCK_BYTES, SACK_MAX_BLOCKS, WSCALE_MAX
 
 from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
@@ -276,7 +276,7 @@ class TcpEngine(wiring.Component):
             "access_control": In(stream.Signature(AccessControl(conn_bits, pid_bits))),
             "access_done": Out(1),
             "events": Out(stream.Signature(ConnEvent(conn_bits))),
-            "tx_header": Out(stream.Signature(TxHeader())),
+            "tx_header": Out(stream.Signature(TxHeader(SACK_MAX_BLOCKS if policy.sack else 0))),
             "tx_payload": Out(stream.Signature(beat)),
             "tick": In(1),
             "our_mac": In(48),
@@ -314,7 +314,7 @@ class TcpEngine(wiring.Component):
 
         # the headers of segments emitted and not yet taken by the framer, which takes the next
         # one only as the frame before it starts out: EMIT hands its header over and goes on
-        m.submodules.tx_headers = tx_headers = SyncFIFO(width=TxHeader().size,
+        m.submodules.tx_headers = tx_headers = SyncFIFO(width=len(self.tx_header.payload.as_value()),
                                                         depth=TX_HEADER_QUEUE_DEPTH)
         m.d.comb += [self.tx_header.valid.eq(tx_headers.r_rdy),
                      self.tx_header.payload.eq(tx_headers.r_data),
@@ -325,7 +325,8 @@ class TcpEngine(wiring.Component):
         # our window fields: shifted right by the policy's count once both SYNs offered
         # scaling (a build constant: a shift of wires, no barrel shifter)
         our_shift = P.wscale if ws else 0
-        m.submodules.records = records = Memory(shape=ConnRecord(rtt, ws), depth=N, init=[])
+        sack = P.sack
+        m.submodules.records = records = Memory(shape=ConnRecord(rtt, ws, sack), depth=N, init=[])
         rec_wr = records.write_port()
         rec_rd = records.read_port(transparent_for=(rec_wr,))
 
@@ -337,7 +338,7 @@ class TcpEngine(wiring.Component):
         ev = Signal(_Event)
         ctl_owed = Signal()                 # a control command waits for its response
         conn = Signal(conn_bits)
-        t = Signal(ConnRecord(rtt, ws))     # the record being worked on
+        t = Signal(ConnRecord(rtt, ws, sack))   # the record being worked on
         state0 = Signal(TcpState)           # its state and kind when loaded
         kind0 = Signal(ConnKind)
         rxq = Signal.like(rx_ring.query)    # ring states, latched
@@ -356,6 +357,7 @@ class TcpEngine(wiring.Component):
         seg_mss = Signal(16)                # a SYN's MSS option (0: none)
         seg_wscale_offered = Signal()       # a SYN's window scale option, and its shift count
         seg_wscale = Signal(4)
+        seg_sack_permitted = Signal()       # a SYN's SACK-permitted option
         seg_src_ip = Signal(32)
         seg_src_port = Signal(16)
         seg_udp = Signal()
@@ -376,6 +378,9 @@ class TcpEngine(wiring.Component):
         e_skip = Signal(16)
         e_syn_option = Signal()
         e_wscale_option = Signal()          # the SYN carries the window scale option too
+        e_sack_permitted_option = Signal()  # ... and the SACK-permitted option
+        e_sack_count = Signal(range(SACK_MAX_BLOCKS + 1))   # the SACK blocks it carries
+        e_sack = Signal.like(self.tx_header.payload.sack) if sack else None
         e_udp = Signal()
         e_dst_mac = Signal(48)
         e_dst_ip = Signal(32)
@@ -461,6 +466,21 @@ class TcpEngine(wiring.Component):
         unsent = Signal(signed(34))
         eff_mss = t.eff_mss
         state = t.state
+        # Tcb._sack_blocks (how many: the ring's valid ranges come first) and _data_room, the
+        # effective MSS less the SACK option's bytes (RFC 6691), at least 1
+        sack_blocks = Signal(range(SACK_MAX_BLOCKS + 1))
+        data_room = Signal(16)
+        if sack:
+            said = [rxq.ranges[k] for k in range(min(P.max_ooo_ranges, SACK_MAX_BLOCKS))]
+            option_bytes = Signal(8)
+            m.d.comb += [
+                sack_blocks.eq(Mux(t.sack_ok, sum((r.valid for r in said), Const(0, 1)), 0)),
+                option_bytes.eq(4 + SACK_BLOCK_BYTES * sack_blocks),
+                data_room.eq(Mux(sack_blocks == 0, eff_mss,
+                                 Mux(eff_mss > option_bytes, eff_mss - option_bytes, 1))),
+            ]
+        else:
+            m.d.comb += data_room.eq(eff_mss)
         m.d.comb += [
             rcv_nxt.eq(rxq.tail + t.fin_received),
             # the rings' free bytes within the socket's caps (SO_RCVBUF, SO_SNDBUF)
@@ -542,14 +562,27 @@ class TcpEngine(wiring.Component):
         def flags(**bits):
             return Cat(*(bits.get(name, Const(0, 1)) for name, _ in TcpFlags()))
 
-        def segment(*, seq, ack, flags, window, length=0, skip=0, syn_option=0, wscale_option=0):
+        def segment(*, seq, ack, flags, window, length=0, skip=0, syn_option=0, wscale_option=0,
+                    sack_permitted_option=0):
             """The TCP segment that the EMIT step sends (``Tcb._segment``'s fields); `window`
-            in bytes: ``advertised`` for any segment but a SYN, whose window is unscaled."""
+            in bytes: ``advertised`` for any segment but a SYN, whose window is unscaled. A
+            segment with ACK but not SYN or RST carries the held ranges as SACK blocks once
+            both SYNs offered SACK (``Tcb._sack_blocks``: the ring keeps them most recently
+            written first)."""
             field = window
             if our_shift and not syn_option:
                 field = Mux(t.wscale_ok, window >> our_shift, window)
             if ws:
                 m.d.sync += e_wscale_option.eq(wscale_option)
+            if sack:
+                bits = TcpFlags()(flags)
+                m.d.sync += [
+                    e_sack_permitted_option.eq(sack_permitted_option),
+                    e_sack_count.eq(Mux(bits.ack & ~bits.syn & ~bits.rst, sack_blocks, 0)),
+                    *(edge.eq(value) for k in range(min(P.max_ooo_ranges, SACK_MAX_BLOCKS))
+                      for edge, value in ((e_sack[k].left, rxq.ranges[k].lo),
+                                          (e_sack[k].right, rxq.ranges[k].hi))),
+                ]
             m.d.sync += [e_seq.eq(seq), e_ack.eq(ack), e_flags.eq(flags), e_wnd.eq(field),
                          e_len.eq(length), e_skip.eq(skip), e_syn_option.eq(syn_option),
                          e_udp.eq(0), e_dst_mac.eq(t.template.remote_mac),
@@ -700,7 +733,7 @@ class TcpEngine(wiring.Component):
                      host_reads.eq(host_reads + host_read_starts - host_read_ends)]
 
         # the framer header, from the emit registers and the template
-        hdr = Signal(TxHeader())
+        hdr = Signal.like(self.tx_header.payload)
         m.d.comb += tx_headers.w_data.eq(hdr)
         m.d.comb += [
             hdr.dst_mac.eq(e_dst_mac), hdr.src_mac.eq(self.our_mac),
@@ -710,7 +743,10 @@ class TcpEngine(wiring.Component):
             hdr.seq.eq(e_seq), hdr.ack.eq(e_ack), hdr.flags.eq(e_flags), hdr.window.eq(e_wnd),
             hdr.mss.eq(t.adv_mss), hdr.mss_option.eq(e_syn_option),
             hdr.wscale_option.eq(e_wscale_option), hdr.length.eq(e_len),
+            hdr.sack_permitted_option.eq(e_sack_permitted_option),
         ]
+        if sack:
+            m.d.comb += [hdr.sack_count.eq(e_sack_count), hdr.sack.eq(e_sack)]
 
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
@@ -740,6 +776,7 @@ class TcpEngine(wiring.Component):
                                  seg_flags.eq(p.flags), seg_wnd.eq(p.window),
                                  seg_plen.eq(p.payload_length), seg_mss.eq(p.mss),
                                  seg_wscale_offered.eq(p.wscale_offered), seg_wscale.eq(p.wscale),
+                                 seg_sack_permitted.eq(p.sack_permitted),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
                     with m.If(rings_pending):
                         goto(EngineStep.LOAD)
@@ -919,9 +956,11 @@ class TcpEngine(wiring.Component):
                     m.d.sync += [t.irs.eq(seg_seq), t.ack_needed.eq(1),
                                  t.eff_mss.eq(Mux(peer_mss < t.adv_mss, peer_mss, t.adv_mss)),
                                  t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq)]
-                    if ws:                          # Tcb._negotiate_wscale
+                    if ws:                          # Tcb._negotiate_options
                         m.d.sync += [t.wscale_ok.eq(seg_wscale_offered),
                                      t.snd_wscale.eq(Mux(seg_wscale_offered, seg_wscale, 0))]
+                    if sack:
+                        m.d.sync += t.sack_ok.eq(seg_sack_permitted)
                     with m.If(seg_flags.ack):
                         m.d.sync += [t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0),
                                      t.state.eq(TcpState.ESTABLISHED), t.snd_wl2.eq(seg_ack)]
@@ -1213,7 +1252,7 @@ class TcpEngine(wiring.Component):
                                  flags=flags(ack=1), window=adv_wnd)
                         with m.Case(_Outbox.FAST):
                             n = Signal(16)
-                            m.d.comb += n.eq(Mux(eff_mss < queued, eff_mss, queued))
+                            m.d.comb += n.eq(Mux(data_room < queued, data_room, queued))
                             fin = t.fin_queued & (n == queued) & ((t.snd_max - t.snd_una)[:32] > n)
                             m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(adv_wnd)]
                             emit(EngineStep.DISPATCH_OUTBOX, seq=t.snd_una, ack=rcv_nxt,
@@ -1236,7 +1275,8 @@ class TcpEngine(wiring.Component):
                     emit(EngineStep.ACTION, seq=t.iss, ack=Mux(is_rcvd, rcv_nxt, 0),
                          flags=flags(syn=1, ack=is_rcvd), window=rcv_wnd, syn_option=1,
                          # our SYN offers scaling; a SYN-ACK only when the peer's SYN did
-                         wscale_option=(~is_rcvd | t.wscale_ok) if ws else 0)
+                         wscale_option=(~is_rcvd | t.wscale_ok) if ws else 0,
+                         sack_permitted_option=(~is_rcvd | t.sack_ok) if sack else 0)
                 with m.Elif(t.ack_needed & (state == TcpState.SYN_RECEIVED)):
                     # a challenge ACK or the answer to an unacceptable segment: a pure ACK
                     # (a retransmitted SYN rewound SND.NXT to ISS: the SYN-ACK again)
@@ -1254,7 +1294,7 @@ class TcpEngine(wiring.Component):
                 m.d.comb += [usable.eq((t.snd_una + t.snd_wnd - t.snd_nxt)[:32].as_signed()),
                              left.eq(queued - offset)]
                 m.d.comb += n.eq(Mux((usable <= 0) | (left <= 0), 0,
-                                     Mux((eff_mss <= usable) & (eff_mss <= left), eff_mss,
+                                     Mux((data_room <= usable) & (data_room <= left), data_room,
                                          Mux(usable <= left, usable, left))))
                 fin = t.fin_queued & ~t.fin_acked & (left == n)
                 with m.If((offset > queued) | ((n == 0) & ~fin)):
@@ -1674,10 +1714,12 @@ class TcpEngine(wiring.Component):
                         ]
                         if rtt:
                             m.d.sync += [t.rto.eq(P.rto_initial), t.rto_base.eq(P.rto_initial)]
-                        if ws:                      # Tcb.open_passive's _negotiate_wscale
+                        if ws:                      # Tcb.open_passive's _negotiate_options
                             offered = passive & cc.wscale_offered
                             m.d.sync += [t.wscale_ok.eq(offered),
                                          t.snd_wscale.eq(Mux(offered, cc.wscale, 0))]
+                        if sack:
+                            m.d.sync += t.sack_ok.eq(passive & cc.sack_permitted)
                         goto(EngineStep.CTL_INIT_RINGS)
                         with m.If((cc.rcv_cap > R) | (cc.snd_cap > S) | (cc.adv_mss > P.mss)):
                             m.d.sync += crsp.status.eq(Errno.EINVAL)      # the record is not written
@@ -1736,6 +1778,7 @@ class TcpEngine(wiring.Component):
                                      seg_wnd.eq(cc.window), seg_plen.eq(0), seg_mss.eq(cc.mss),
                                      seg_wscale_offered.eq(cc.wscale_offered),
                                      seg_wscale.eq(cc.wscale),
+                                     seg_sack_permitted.eq(cc.sack_permitted),
                                      seg_udp.eq(0), from_wire.eq(0)]
                         goto(EngineStep.TCP_START)
 

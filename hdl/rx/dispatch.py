@@ -188,7 +188,8 @@ class RxDispatch(wiring.Component):
                              e.seq.eq(f.seq), e.ack.eq(f.ack), e.flags.eq(f.flags),
                              e.window.eq(f.window), e.payload_offset.eq(f.payload_offset),
                              e.payload_length.eq(f.payload_length), e.mss.eq(f.mss),
-                             e.wscale_offered.eq(f.wscale_offered), e.wscale.eq(f.wscale)]
+                             e.wscale_offered.eq(f.wscale_offered), e.wscale.eq(f.wscale),
+                             e.sack_permitted.eq(f.sack_permitted)]
                 with m.If(self.event.ready):
                     m.d.sync += [step.eq(DispatchStep.WAIT_ACTION),
                                  self.engine_frames.eq(self.engine_frames + 1)]

@@ -17,13 +17,12 @@ __all__ = ["run_on_rtl"]
 
 
 def _nic_config():
-    """The reference NIC made Linux-like as the model backend is: Linux's RTO (``linux_rto``:
-    the scripts time Linux's retransmissions), window scaling (its shift is 0, the rings being
-    2 KiB; lenient runs do not compare our window or options) and four out-of-order ranges."""
-    from model.policy import LINUX_LIKE_OOO_RANGES
-    from tb.nic_run import NicConfig
-    return NicConfig(data_width=64, connections=64, processes=16, linux_rto=True,
-                     window_scaling=True, ooo_ranges=LINUX_LIKE_OOO_RANGES)
+    """The reference NIC made Linux-like as the model backend is (``LINUX_LIKE_CONFIG``):
+    Linux's RTO (the scripts time Linux's retransmissions), window scaling (its shift is 0,
+    the rings being 2 KiB; lenient runs do not compare our window or options), four
+    out-of-order ranges and SACK."""
+    from hdl.config import LINUX_LIKE_CONFIG
+    return LINUX_LIKE_CONFIG
 
 
 def run_on_rtl(paths, config: Config, sim: str = "verilator") -> list[Result]:

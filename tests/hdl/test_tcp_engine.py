@@ -31,7 +31,8 @@ LOCAL, REMOTE = ("192.0.2.1", 49152), ("192.0.2.2", 80)
 
 def model_view(seg: TcpSegment):
     return (seg.seq, seg.ack, int(seg.flags), seg.window, seg.payload, seg.mss is not None,
-            seg.wscale is not None)
+            seg.wscale is not None, seg.sack_permitted,
+            tuple((left % 2 ** 32, right % 2 ** 32) for left, right in seg.sack))
 
 
 class Checked(list):
@@ -71,8 +72,11 @@ class EngineBench:
         self.steps.add(step)
         if hv:
             h = hp
+            blocks = (tuple((h.sack[k].left, h.sack[k].right) for k in range(h.sack_count))
+                      if hasattr(h, "sack") else ())
             self.segments.append([h.seq, h.ack, h.flags.as_value().value, h.window, h.length,
-                                  bool(h.mss_option), bool(h.wscale_option)])
+                                  bool(h.mss_option), bool(h.wscale_option),
+                                  bool(h.sack_permitted_option), blocks])
         if pv:
             self._payload.append((pp.data, pp.keep))
             if pp.last:
@@ -95,9 +99,8 @@ class EngineBench:
 
     def take(self):
         """Segments since the last take, as (seq, ack, flags, window, payload, MSS option,
-        window scale option)."""
-        out = [(s[0], s[1], s[2], s[3], s[4] if isinstance(s[4], bytes) else b"", s[5], s[6])
-               for s in self.segments]
+        window scale option, SACK-permitted option, SACK blocks)."""
+        out = [(*s[:4], s[4] if isinstance(s[4], bytes) else b"", *s[5:]) for s in self.segments]
         self.segments.clear()
         return out
 
@@ -165,7 +168,8 @@ class EngineBench:
                                        "src_ip": 0xC0000202, "src_port": REMOTE[1],
                                        "mss": seg.mss or 0,
                                        "wscale_offered": seg.wscale is not None,
-                                       "wscale": seg.wscale or 0})
+                                       "wscale": seg.wscale or 0,
+                                       "sack_permitted": seg.sack_permitted})
         ctx.set(dut.rx_event.valid, 1)
         self.steps.clear()
         await ctx.tick().until(dut.rx_event.ready)
@@ -806,3 +810,82 @@ def test_engine_window_scaling_follows_the_model(data_width):
     sim.add_testbench(bench)
     sim.run()
     assert "more data in, the window rounded" in checked and len(checked) == 15
+
+
+@pytest.mark.parametrize("data_width", [64, 8])
+def test_engine_sack_follows_the_model(data_width):
+    """Policy.sack with 5 ranges held: our SYN offers SACK-permitted and the peer's SYN-ACK
+    turns it on; then every ACK carries the held ranges, the most recently written first
+    (a merge moves its range to the front), at most 4 of the 5 (the oldest unsaid), and data
+    segments give the option its room (RFC 6691: 1000 - 4 - 8 n bytes). Passively, the
+    SYN-ACK offers it only when the SYN (INSTALL_TCP) did; without, no blocks."""
+    policy = replace(POLICY, sack=True, max_ooo_ranges=5)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy)
+    tcb = Tcb(LOCAL, REMOTE, 1000, policy)
+    checked = Checked()
+    same = checked.same
+
+    def seg(seq, ack, payload=b"", flags=TcpFlag.ACK, window=2000):
+        return TcpSegment(80, LOCAL[1], seq, ack, flags, window, payload)
+
+    async def bench(ctx):
+        b = EngineBench.ready(ctx, dut, data_width)
+
+        async def step(segment, what, model=tcb, conn=1):
+            await b.receive(segment, conn=conn)
+            model.process(segment, 0)
+            same(b.take(), model.dispatch(0), what)
+
+        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
+                        local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
+        tcb.open_active()
+        same(b.take(), tcb.dispatch(0), "SYN with SACK-permitted")
+        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 2000, mss=1000,
+                            sack_permitted=True)
+        await step(synack, "ACK of the SYN-ACK, no blocks yet")
+        assert tcb.sack_ok
+        # five holes' worth of out-of-order segments: 5101, 5301, 5501, 5701, 5901 (+50 each)
+        for k, at in enumerate((5301, 5101, 5701, 5501, 5901)):
+            await step(seg(at, 1001, bytes([k]) * 50), f"range {k + 1} held")
+        assert len(tcb.rcv.ranges) == 5 and len(tcb._sack_blocks()) == 4
+        await step(seg(5151, 1001, bytes(150)), "a merge of two ranges moves to the front")
+        assert tcb._sack_blocks()[0] == (5101, 5351)
+        await step(seg(5201, 1001, bytes(10)), "a duplicate inside a range moves it to the front")
+        await b.grant(conn=1, pid=0)
+        rsp, _ = await b.host(bytes(1500), pid=0, conn=1, op=HostOp.WRITE, nonblock=1)
+        assert rsp.count == tcb.send(bytes(1500)) == 1500
+        out = tcb.dispatch(0)
+        assert [len(s.sack) for s in out] == [4, 4] and len(out[0].payload) == 964
+        same(b.take(), out, "data out with 4 blocks: 964-byte segments")
+        await step(seg(5001, 1001, bytes(100)), "the first hole filled: blocks drop out")
+        await step(seg(5001, 2501, b"", window=3000), "an ACK of our data")
+        await step(seg(5351, 2501, bytes(150)), "the next hole filled")
+        for k in range(3):
+            await step(seg(5001, 2501, b"", window=3000), f"duplicate {k}: nothing new")
+
+        passive = {}
+        for conn, offered in ((2, True), (3, False)):
+            other = passive[conn] = Tcb(LOCAL, (REMOTE[0], REMOTE[1] + conn), 7000, policy,
+                                        passive=True)
+            await b.control(op=CtlOp.INSTALL_TCP, conn=conn, state=TcpState.SYN_RECEIVED,
+                            iss=7000, irs=9000, window=3000, mss=0, sack_permitted=offered,
+                            local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1] + conn, mac=2)
+            other.open_passive(TcpSegment(REMOTE[1] + conn, LOCAL[1], 9000, 0, TcpFlag.SYN, 3000,
+                                          sack_permitted=offered))
+            same(b.take(), other.dispatch(0), f"SYN-ACK, the peer offered SACK: {offered}")
+            await step(seg(9001, 7001), f"the handshake's ACK: {offered}", other, conn)
+            await step(seg(9101, 7001, bytes(10)), f"out of order: blocks {offered}", other, conn)
+        # an abort (close() with unread data) while a range is held: the RST carries none
+        await step(seg(9001, 7001, bytes(20)), "unread data on the sacking connection",
+                   passive[2], 2)
+        await b.grant(conn=2, pid=0)
+        rsp, _ = await b.host(pid=0, conn=2, op=HostOp.CLOSE, abort=1)
+        assert rsp.status == Errno.OK
+        passive[2].abort()
+        same(b.take(), passive[2].dispatch(0), "RST|ACK without blocks")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert "data out with 4 blocks: 964-byte segments" in checked and len(checked) == 24
