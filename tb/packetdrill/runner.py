@@ -60,7 +60,8 @@ LENIENT_FIELDS = {
            "by 7 when window scaling is on); Linux advertises from tcp_rmem with its own rounding",
     "options": "the model sends MSS, sackOK and wscale 7 (on its SYN, and on its SYN-ACK when "
                "the peer offered them) and SACK blocks; Linux also sends timestamps and D-SACK "
-               "blocks (the NIC's Linux-like build sends no SACK option yet)",
+               "blocks (the NIC's Linux-like build sends the model's options with wscale 0: "
+               "its rings are 2 KiB)",
     "psh": "the model sets PSH on every data segment; Linux sets it only where a write's data "
            "ends (and on its own push heuristics), so flags are compared without P",
     "window-update": "after a read the model sends a window update once the window grew by an "

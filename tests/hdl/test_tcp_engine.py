@@ -159,6 +159,19 @@ class EngineBench:
         await self.settle()
         return rsp, beats_to_frame(read, self.width) if read else b""
 
+    async def open_active(self, model, same, what):
+        """connect() on connection 1 (ISS 1000) and on `model`: their SYNs must be the same."""
+        await self.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
+                           local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
+        model.open_active()
+        same(self.take(), model.dispatch(0), what)
+
+    async def exchange(self, seg: TcpSegment, model, same, what, conn=1):
+        """`seg` in on connection `conn` and on `model`: what each sends must be the same."""
+        await self.receive(seg, conn=conn)
+        model.process(seg, 0)
+        same(self.take(), model.dispatch(0), what)
+
     async def receive(self, seg: TcpSegment, conn=1):
         """A segment from the receive path: the event, the engine's action, then the payload."""
         ctx, dut = self.ctx, self.dut
@@ -201,10 +214,7 @@ async def connected(ctx, dut, data_width, tcb, same, *, peer_window):
     """Every port ready, and connection 1 opened actively as `tcb` (at tick 0): the SYN,
     then the peer's SYN-ACK (from the slow path, as INJECT) with `peer_window` and MSS 1000."""
     b = EngineBench.ready(ctx, dut, data_width)
-    await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
-                    local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
-    tcb.open_active()
-    same(b.take(), tcb.dispatch(0), "SYN")
+    await b.open_active(tcb, same, "SYN")
     synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, peer_window, mss=1000)
     await b.control(op=CtlOp.INJECT, conn=1, seq=5000, ack=1001,
                     flags=synack.flags, window=peer_window, mss=1000)
@@ -759,14 +769,9 @@ def test_engine_window_scaling_follows_the_model(data_width):
         b = EngineBench.ready(ctx, dut, data_width)
 
         async def step(segment, what, model=tcb, conn=1):
-            await b.receive(segment, conn=conn)
-            model.process(segment, 0)
-            same(b.take(), model.dispatch(0), what)
+            await b.exchange(segment, model, same, what, conn)
 
-        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
-                        local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
-        tcb.open_active()
-        same(b.take(), tcb.dispatch(0), "SYN with the window scale option")
+        await b.open_active(tcb, same, "SYN with the window scale option")
         synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 1000, mss=1000,
                             wscale=5)
         await step(synack, "ACK of the SYN-ACK: our window shifted by 3")
@@ -832,14 +837,9 @@ def test_engine_sack_follows_the_model(data_width):
         b = EngineBench.ready(ctx, dut, data_width)
 
         async def step(segment, what, model=tcb, conn=1):
-            await b.receive(segment, conn=conn)
-            model.process(segment, 0)
-            same(b.take(), model.dispatch(0), what)
+            await b.exchange(segment, model, same, what, conn)
 
-        await b.control(op=CtlOp.INSTALL_TCP, conn=1, state=TcpState.SYN_SENT, iss=1000,
-                        local_port=LOCAL[1], ip=0xC0000202, port=REMOTE[1], mac=2)
-        tcb.open_active()
-        same(b.take(), tcb.dispatch(0), "SYN with SACK-permitted")
+        await b.open_active(tcb, same, "SYN with SACK-permitted")
         synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 2000, mss=1000,
                             sack_permitted=True)
         await step(synack, "ACK of the SYN-ACK, no blocks yet")
