@@ -10,13 +10,20 @@ from dataclasses import asdict, dataclass, replace
 
 from model.policy import LINUX_LIKE_OOO_RANGES, LINUX_RTO, LINUX_SACK, Policy, wscale_for
 
-__all__ = ["ring_policy", "NIC_WINDOW", "NIC_POLICY", "NicConfig", "LINUX_LIKE_CONFIG"]
+__all__ = ["ring_policy", "NIC_OOO_RANGES", "NIC_WINDOW", "NIC_POLICY", "NicConfig", "LINUX_LIKE_CONFIG"]
 
 
-def ring_policy(ring_bytes):
+#: Out-of-order ranges the NIC's receive rings keep per connection unless a build says
+#: otherwise (the model's own default is 1; Linux keeps every out-of-order segment).
+NIC_OOO_RANGES = 4
+
+
+def ring_policy(ring_bytes, ooo_ranges=NIC_OOO_RANGES, **choices):
     """The model's policy with ``ring_bytes`` receive and send rings per connection (the
-    hardware rings are powers of two; the model's default 65535-byte window is not one)."""
-    return Policy(rcv_buffer=ring_bytes, snd_buffer=ring_bytes, udp_rcv_buffer=ring_bytes)
+    hardware rings are powers of two; the model's default 65535-byte window is not one),
+    ``ooo_ranges`` out-of-order ranges and the other `choices` (Policy fields)."""
+    return Policy(rcv_buffer=ring_bytes, snd_buffer=ring_bytes, udp_rcv_buffer=ring_bytes,
+                  max_ooo_ranges=ooo_ranges, **choices)
 
 
 #: The reference configuration's rings: 2 KiB receive and send per connection.
@@ -34,7 +41,8 @@ class NicConfig:
     the policy (the RTO from RTT samples, in ticks of 1 ms); ``window_scaling`` turns on the
     window scale option (RFC 7323) with the smallest shift count that says the ring
     (``model.policy.wscale_for``: 0 up to 32 KiB); ``ooo_ranges`` is the number of
-    out-of-order ranges the receive ring keeps per connection (``Policy.max_ooo_ranges``);
+    out-of-order ranges the receive ring keeps per connection (``Policy.max_ooo_ranges``,
+    :data:`NIC_OOO_RANGES` unless given);
     ``sack`` offers SACK-permitted and reports the held ranges in SACK blocks
     (``model.policy.LINUX_SACK``, RFC 2018)."""
 
@@ -45,7 +53,7 @@ class NicConfig:
     fifo_beats: int | None = None
     linux_rto: bool = False
     window_scaling: bool = False
-    ooo_ranges: int = 1
+    ooo_ranges: int = NIC_OOO_RANGES
     sack: bool = False
 
     @property
@@ -55,21 +63,17 @@ class NicConfig:
         fifo = f"_f{self.fifo_beats}" if self.fifo_beats else ""
         rto = "_rtt" if self.linux_rto else ""
         ws = "_ws" if self.window_scaling else ""
-        ranges = f"_r{self.ooo_ranges}" if self.ooo_ranges != 1 else ""
+        ranges = f"_r{self.ooo_ranges}" if self.ooo_ranges != NIC_OOO_RANGES else ""
         sack = "_sack" if self.sack else ""
         return (f"nic_w{self.data_width}_c{self.connections}_p{self.processes}{window}{fifo}{rto}"
                 f"{ws}{ranges}{sack}")
 
     @property
     def policy(self):
-        policy = ring_policy(self.window)
-        if self.linux_rto:
-            policy = replace(policy, **LINUX_RTO)
+        choices = {**(LINUX_RTO if self.linux_rto else {}), **(LINUX_SACK if self.sack else {})}
         if self.window_scaling:
-            policy = replace(policy, window_scaling=True, wscale=wscale_for(self.window))
-        if self.sack:
-            policy = replace(policy, **LINUX_SACK)
-        return replace(policy, max_ooo_ranges=self.ooo_ranges)
+            choices.update(window_scaling=True, wscale=wscale_for(self.window))
+        return ring_policy(self.window, self.ooo_ranges, **choices)
 
     def environment(self):
         """The build for a cocotb module, as its environment (``from_environment``)."""
@@ -90,7 +94,7 @@ class NicConfig:
 
 
 #: The reference NIC made closer to Linux (model.policy's Linux choices): its RTO from RTT
-#: samples, window scaling (shift 0 for the 2 KiB rings), four out-of-order ranges and SACK.
+#: samples, window scaling (shift 0 for the 2 KiB rings) and SACK (with its four ranges).
 #: The differential suite runs the scenarios these change on it, and packetdrill's RTL runs
 #: use it (the model backend has the same choices).
 LINUX_LIKE_CONFIG = NicConfig(data_width=64, connections=64, processes=16, linux_rto=True,

@@ -134,8 +134,8 @@ class ControlCommand(data.StructLayout):
             # receive buffer cap (SO_RCVBUF, at most the ring), the send buffer cap
             # (SO_SNDBUF, at most the ring) and our MSS (TCP_MAXSEG, at most the policy's);
             # a value past its bound is EINVAL
-            "rcv_cap": 16,
-            "snd_cap": 16,
+            "rcv_cap": 32,
+            "snd_cap": 32,
             "adv_mss": 16,
             # INJECT: the segment's header; ``mss``, ``wscale*`` and ``sack_permitted`` as above
             "seq": 32,

@@ -55,6 +55,7 @@ from amaranth.lib import data
 from cocotb.task import bridge, resume
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from hdl.config import ring_policy
 from hdl.layouts import FrameBeat
 from hdl.nic import COUNTERS, DispatchStep, EngineStep
 from hdl.ports import CtlOp, HostOp, HostResponse
@@ -103,8 +104,7 @@ class Plan:
     mixed_frames: int = 480                       # mixed load: receive frames (window permitting)
 
     def policy(self) -> Policy:
-        ring = self.ring_bytes
-        return Policy(rcv_buffer=ring, snd_buffer=ring, udp_rcv_buffer=ring)
+        return ring_policy(self.ring_bytes)
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":

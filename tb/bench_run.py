@@ -4,8 +4,8 @@
 
 1. The benchmarks of ``tb/bench.py`` (receive and transmit rates, latencies) on two NICs
    (:data:`FULL`): the reference (64 connections, 2 KiB rings) for receive over 64
-   connections and the latencies, and 8 connections with 32 KiB rings (the hardware's
-   largest) for receive on one connection and transmit, so that a burst of full-size frames
+   connections and the latencies, and 8 connections with 32 KiB rings (the largest without
+   window scaling) for receive on one connection and transmit, so that a burst of full-size frames
    fits one window; Verilator by default.
 2. Simulation speed: the ``lossy_wire`` scenario (``tb/nic_cocotb.py``, the NIC of the test
    suite) on Icarus and on Verilator, clocks per wall second.
@@ -86,7 +86,7 @@ SIZES = (64, 128, 256, 512, 1024, 1518)
 REFERENCE = Plan(connections=64, processes=16, ring_bytes=2048, rx_sizes=SIZES,
                  rx_connections=(64,), latency_sizes=SIZES, tx_loads=((64, 4, 16), (1518, 4, 16)),
                  mixed_sizes=(64, 1518))
-# Eight connections with 32 KiB rings (the hardware's largest): one connection's window holds
+# Eight connections with 32 KiB rings (the largest without window scaling): one connection's window holds
 # a burst of 22 full-size frames, and a host write up to 16 KiB. Receive on one connection and
 # transmit, from one process and from 4 processes on one connection. (64 connections with 32 KiB rings cost minutes of Verilog generation per run and a
 # multi-gigabyte Verilator build, for the same engine.)

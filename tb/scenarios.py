@@ -382,9 +382,9 @@ def _transfer(r, p1, fd, server, conn, size, chunk=1000):
 
 @scenario(seed=5, reorder=0.3, reorder_extra=4)
 def out_of_order(r):
-    """Segments arrive out of order both ways: the receiver keeps an out-of-order range
-    and delivers it once the hole is filled; a segment needing a second range is refused
-    and retransmitted."""
+    """Segments arrive out of order both ways: the receivers keep out-of-order ranges and
+    deliver them once the holes are filled (the NIC keeps 4; on the peer, which keeps 1, a
+    segment needing a second range is refused and retransmitted)."""
     p1, fd, server, conn = _connected(r)
     _transfer(r, p1, fd, server, conn, 12000, chunk=1800)
     r.call(p1, "close", fd)
@@ -455,6 +455,30 @@ def window_scaled(r):
     r.call(server, "close", conn, side="peer")
     r.call(client, "close", cfd, side="peer")
     r.run(1100)
+
+
+@scenario(latency=150, peer_policy=Policy(**LINUX_RTO, **LINUX_WSCALE, rcv_buffer=1 << 20,
+                                          snd_buffer=1 << 20))
+def big_window(r):
+    """A 300-tick round trip and a peer with 1 MiB buffers and Linux's window scale: 96 KiB
+    each way in one write, all of it in flight at once where the NIC's rings allow. A NIC
+    built with rings above 64 KiB and window scaling (``NicConfig(window=131072,
+    window_scaling=True)``: shift 2) sends and takes more than 64 KiB per round trip; with 2
+    KiB rings the same transfer goes 2 KiB per round trip."""
+    p1, fd, server, conn = _connected(r)
+    size = 96 * 1024
+    out = bytes((i * 7 + 3) & 0xFF for i in range(size))
+    back = bytes((i * 13 + 1) & 0xFF for i in range(size))
+    while out:                              # a write beyond the send ring is taken in part
+        out = out[r.call(p1, "send", fd, out).value:]
+    r.call(server, "send", conn, back, MSG_DONTWAIT, side="peer")   # its buffer takes it all
+    r.call(server, "recv", conn, size, MSG_WAITALL, side="peer")
+    got = 0
+    while got < size:                       # a read waits for at most a ring's worth
+        got += len(r.call(p1, "recv", fd, size - got, MSG_WAITALL).value)
+    r.call(p1, "close", fd)
+    r.call(server, "close", conn, side="peer")
+    r.run(1500)
 
 
 @scenario(seed=5, drop=0.1, reorder=0.3, reorder_extra=4,

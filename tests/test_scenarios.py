@@ -177,3 +177,22 @@ def test_steered_random_programs_draw_the_steered_steps():
     assert crafted > 12 and refused >= 2
     for name in ("random_1", "random_2"):
         assert not any(e[4] == "connect" and "', 9))" in e[5] for e in _calls(_run(name), "dut"))
+
+
+def test_big_window_needs_rings_above_64_kib():
+    """``big_window`` on the model: with 128 KiB rings (window scale 2) our windows say more
+    than 64 KiB and the 96 KiB each way take a few round trips; with the reference NIC's 2 KiB
+    rings the same transfer takes 48 round trips each way."""
+    from scapy.all import TCP, Ether
+    from hdl.config import NicConfig
+
+    big = NicConfig(window=128 * 1024, connections=8, window_scaling=True)
+    runs = {}
+    for config in (NicConfig(), big):
+        runner = model_runner("big_window", 16, config.policy)
+        get_scenario("big_window").fn(runner)
+        segments = [Ether(f)[TCP] for f in runner.frames("dut")]
+        windows = [tcp.window for tcp in segments if not tcp.flags.S]     # a SYN's: unscaled
+        runs[config.window] = runner.now, max(windows) << config.policy.wscale
+    assert runs[big.window][1] > 65535 >= runs[2048][1]
+    assert runs[big.window][0] < 2500 and runs[2048][0] > 25000

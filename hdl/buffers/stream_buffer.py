@@ -16,12 +16,19 @@ __all__ = [
     "InitCommand", "StateQuery", "StreamBuffer",
 ]
 
-# Writes carry one segment's payload, so 16 bits of length; reads take a host's request,
-# which may be any size, and return what is there. A read's skip is an offset into the
-# readable bytes (a retransmission from within the send window), so 16 bits.
+# Writes carry one segment's payload or what a host write puts in the ring: 16 bits of
+# length, or as many as a ring's counts need (`_ring_count_bits`); reads take a host's
+# request, which may be any size, and return what is there. A write's reserve and a read's
+# skip are counts of ring bytes too (a cap's withheld bytes; a retransmission's offset into
+# the send window).
 WRITE_LENGTH_BITS = 16
 READ_LENGTH_BITS = 32
 SKIP_BITS = 16
+
+
+def _ring_count_bits(count_bits, floor):
+    """Bits of a field counting ring bytes: `floor`, or a ring's counts if wider."""
+    return max(floor, count_bits)
 
 
 class OooRange(data.StructLayout):
@@ -47,9 +54,9 @@ class WriteCommand(data.StructLayout):
     """``reserve``: ring bytes this write may not use (a socket's receive buffer smaller than
     the ring, SO_RCVBUF): the window it is clipped to is ``ring - reserve - (tail - head)``."""
 
-    def __init__(self, conn_bits):
-        super().__init__({"conn": conn_bits, "offset": 32, "length": WRITE_LENGTH_BITS,
-                          "reserve": WRITE_LENGTH_BITS})
+    def __init__(self, conn_bits, count_bits=0):
+        bits = _ring_count_bits(count_bits, WRITE_LENGTH_BITS)
+        super().__init__({"conn": conn_bits, "offset": 32, "length": bits, "reserve": bits})
 
 
 class WriteResponse(data.StructLayout):
@@ -58,9 +65,9 @@ class WriteResponse(data.StructLayout):
 
 
 class ReadCommand(data.StructLayout):
-    def __init__(self, conn_bits):
+    def __init__(self, conn_bits, count_bits=0):
         super().__init__({"conn": conn_bits, "length": READ_LENGTH_BITS, "peek": 1,
-                          "skip": SKIP_BITS, "discard": 1})
+                          "skip": _ring_count_bits(count_bits, SKIP_BITS), "discard": 1})
 
 
 class ReadResponse(data.StructLayout):
@@ -95,11 +102,11 @@ class _WriteStep(enum.Enum, shape=2):
 class _WriteJob(data.StructLayout):
     """A decided write whose beats are still to come: where they go and which are kept."""
 
-    def __init__(self, conn_bits, lane_bits, word_bits):
+    def __init__(self, conn_bits, lane_bits, word_bits, length_bits):
         super().__init__({
             "conn": conn_bits, "shift": max(lane_bits, 1), "word": max(word_bits, 1),
-            "left": WRITE_LENGTH_BITS, "pos": signed(WRITE_LENGTH_BITS + 2),
-            "lo": WRITE_LENGTH_BITS + 1, "hi": WRITE_LENGTH_BITS + 1,
+            "left": length_bits, "pos": signed(length_bits + 2),
+            "lo": length_bits + 1, "hi": length_bits + 1,
             "keep_lo": 32, "keep_hi": 32,
         })
 
@@ -297,10 +304,10 @@ class StreamBuffer(wiring.Component):
         count_bits = ring_bytes.bit_length()
         beat = FrameBeat(data_width)
         super().__init__({
-            "write_cmd": In(stream.Signature(WriteCommand(conn_bits))),
+            "write_cmd": In(stream.Signature(WriteCommand(conn_bits, count_bits))),
             "write_data": In(stream.Signature(beat)),
             "write_resp": Out(stream.Signature(WriteResponse(count_bits))),
-            "read_cmd": In(stream.Signature(ReadCommand(conn_bits))),
+            "read_cmd": In(stream.Signature(ReadCommand(conn_bits, count_bits))),
             "read_resp": Out(stream.Signature(ReadResponse(count_bits))),
             "read_data": Out(stream.Signature(beat)),
             "init": In(stream.Signature(InitCommand(conn_bits))),
@@ -439,8 +446,9 @@ class StreamBuffer(wiring.Component):
         # ---- Write side ------------------------------------------------------------------
         w_conn = Signal(conn_bits)
         w_offset = Signal(32)
-        w_length = Signal(WRITE_LENGTH_BITS)
-        w_reserve = Signal(WRITE_LENGTH_BITS)
+        length_bits = len(self.write_cmd.payload.length)
+        w_length = Signal(length_bits)
+        w_reserve = Signal.like(self.write_cmd.payload.reserve)
         m.d.comb += [w_tail_rp.addr.eq(self.write_cmd.payload.conn),
                      w_head_rp.addr.eq(self.write_cmd.payload.conn),
                      w_tail_rp.en.eq(w_idle), w_head_rp.en.eq(w_idle)]
@@ -451,7 +459,7 @@ class StreamBuffer(wiring.Component):
         w_rel = Signal(signed(32))
         w_end = Signal(signed(34))
         w_free = Signal(count_bits)
-        w_unreserved = Signal(signed(max(count_bits, WRITE_LENGTH_BITS) + 2))
+        w_unreserved = Signal(signed(length_bits + 2))
         w_start = Signal(signed(34))
         w_stop = Signal(signed(34))
         m.d.comb += [
@@ -496,16 +504,16 @@ class StreamBuffer(wiring.Component):
         # (no zero-width signals, so the Verilog stays lint-clean at 8 bits and one connection)
         w_shift = Signal(max(lane_bits, 1))            # byte offset of the first byte in its word
         w_word = Signal(max(word_bits, 1))             # next RAM word within the ring
-        w_left = Signal(WRITE_LENGTH_BITS)             # bytes still to take
+        w_left = Signal(length_bits)                   # bytes still to take
         w_prev = Signal(W)                             # residual word for realignment
-        wr_lo = Signal(WRITE_LENGTH_BITS + 1)          # stored bytes, relative to the offset
-        wr_hi = Signal(WRITE_LENGTH_BITS + 1)
-        w_pos = Signal(signed(WRITE_LENGTH_BITS + 2))  # command byte index of lane 0 of `w_word`
+        wr_lo = Signal(length_bits + 1)                # stored bytes, relative to the offset
+        wr_hi = Signal(length_bits + 1)
+        w_pos = Signal(signed(length_bits + 2))        # command byte index of lane 0 of `w_word`
         w_keep_lo = Signal(32)                         # stream positions the beats still store
         w_keep_hi = Signal(32)
         d_conn = Signal(conn_bits)                     # the connection the beats go to
         w_last_beat = w_left <= L
-        queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits))
+        queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits, length_bits))
         decided = Signal.like(queued)
 
         def start(job):
@@ -525,7 +533,7 @@ class StreamBuffer(wiring.Component):
             m.d.sync += flush.eq(0)
 
         # ---- Read side -------------------------------------------------------------------
-        r_skip = Signal(SKIP_BITS)
+        r_skip = Signal.like(self.read_cmd.payload.skip)
         r_end = Signal(READ_LENGTH_BITS + 1)           # length + skip, from the command
         r_peek = Signal()
         r_discard = Signal()

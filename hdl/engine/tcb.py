@@ -86,9 +86,12 @@ class ConnRecord(data.StructLayout):
 
     With ``sack`` (``Policy.sack``) it keeps whether both SYNs offered SACK (``sack_ok``);
     the blocks themselves are the receive ring's held ranges, kept there in recency order.
+
+    Counts of ring bytes (the caps' withheld bytes, the last window advertised) are
+    ``ring_bits`` wide: 16, or more for rings of 64 KiB and up.
     """
 
-    def __init__(self, rtt=False, wscale=False, sack=False):
+    def __init__(self, rtt=False, wscale=False, sack=False, ring_bits=16):
         timing = {"rtt": RttState(), "rtt_timing": 1, "rtt_seq": 32, "rtt_start": 32,
                   "rto": RTO_BITS, "rto_base": RTO_BITS} if rtt else {}
         scaling = {"wscale_ok": 1, "snd_wscale": 4} if wscale else {}
@@ -117,13 +120,13 @@ class ConnRecord(data.StructLayout):
             # socket options, fixed at install (INSTALL_TCP): ring bytes withheld from the
             # receive window (ring - SO_RCVBUF cap) and from the send queue (ring - SO_SNDBUF
             # cap), and the MSS we offer and never exceed (TCP_MAXSEG)
-            "rcv_reserve": 16,
-            "snd_reserve": 16,
+            "rcv_reserve": ring_bits,
+            "snd_reserve": ring_bits,
             "adv_mss": 16,
             "fin_received": 1,
             "fin_seq_valid": 1,     # a FIN that arrived beyond a hole, kept by sequence number
             "fin_seq": 32,
-            "last_adv_wnd": 16,
+            "last_adv_wnd": ring_bits,
             "ack_needed": 1,
             "retries": 4,
             "rto_armed": 1,

@@ -33,6 +33,8 @@ __all__ = ["EngineStep", "TcpEngine", "TX_HEADER_QUEUE_DEPTH", "RING_READ_QUEUE_
 #: Segment headers the engine may emit ahead of the framer (each frame's header is taken as
 #: the frame before it starts out).
 TX_HEADER_QUEUE_DEPTH = 8
+#: The largest ring: a 1 MiB receive window says itself with window scale 5.
+MAX_RING_BYTES = 2 ** 20
 #: Decided reads each ring holds behind the one whose beats go out
 #: (:attr:`StreamBuffer.read_queue`): a host READ, or a segment's payload, is handed over
 #: without waiting for the data port to finish the reads before it.
@@ -181,8 +183,9 @@ class TcpEngine(wiring.Component):
     processes : int
         Doorbell pages (process ids), a power of two (at least 2).
     policy : model.policy.Policy
-        ``rcv_buffer`` and ``snd_buffer`` are the ring sizes (powers of two, at most 32768;
-        a UDP socket's ring is ``rcv_buffer`` and must equal ``udp_rcv_buffer``).
+        ``rcv_buffer`` and ``snd_buffer`` are the ring sizes (powers of two from 64 to 1 MiB;
+        a receive ring above 32 KiB needs window scaling, ``Policy`` checks it; a UDP
+        socket's ring is ``rcv_buffer`` and must equal ``udp_rcv_buffer``).
     neighbors : int
         Entries of the neighbour table used for UDP destinations.
 
@@ -240,8 +243,8 @@ class TcpEngine(wiring.Component):
             raise TypeError(f"Policy must be a model.policy.Policy, not {policy!r}")
         for name in ("rcv_buffer", "snd_buffer"):
             size = getattr(policy, name)
-            if size & (size - 1) or not 64 <= size <= 32768:
-                raise TypeError(f"Policy {name} must be a power of two from 64 to 32768 for the "
+            if size & (size - 1) or not 64 <= size <= MAX_RING_BYTES:
+                raise TypeError(f"Policy {name} must be a power of two from 64 to {MAX_RING_BYTES} for the "
                                 f"hardware rings, not {size!r}")
         if policy.udp_rcv_buffer != policy.rcv_buffer:
             raise TypeError(f"Policy udp_rcv_buffer must equal rcv_buffer (one ring size), "
@@ -326,7 +329,10 @@ class TcpEngine(wiring.Component):
         # scaling (a build constant: a shift of wires, no barrel shifter)
         our_shift = P.wscale if ws else 0
         sack = P.sack
-        m.submodules.records = records = Memory(shape=ConnRecord(rtt, ws, sack), depth=N, init=[])
+        # counts of ring bytes: 16 bits, or a larger ring's
+        ring_bits = max(16, R.bit_length(), S.bit_length())
+        m.submodules.records = records = Memory(shape=ConnRecord(rtt, ws, sack, ring_bits),
+                                                depth=N, init=[])
         rec_wr = records.write_port()
         rec_rd = records.read_port(transparent_for=(rec_wr,))
 
@@ -338,7 +344,7 @@ class TcpEngine(wiring.Component):
         ev = Signal(_Event)
         ctl_owed = Signal()                 # a control command waits for its response
         conn = Signal(conn_bits)
-        t = Signal(ConnRecord(rtt, ws, sack))   # the record being worked on
+        t = Signal(ConnRecord(rtt, ws, sack, ring_bits))   # the record being worked on
         state0 = Signal(TcpState)           # its state and kind when loaded
         kind0 = Signal(ConnKind)
         rxq = Signal.like(rx_ring.query)    # ring states, latched
@@ -374,8 +380,9 @@ class TcpEngine(wiring.Component):
         e_ack = Signal(32)
         e_flags = Signal(TcpFlags())
         e_wnd = Signal(16)
-        e_len = Signal(16)
-        e_skip = Signal(16)
+        e_len = Signal(ring_bits)           # a segment's payload, or a host read's count
+        e_skip = Signal.like(tx_ring.read_cmd.payload.skip)
+        acked_bytes = Signal(range(S + 1))  # what an ACK releases from the send ring
         e_syn_option = Signal()
         e_wscale_option = Signal()          # the SYN carries the window scale option too
         e_sack_permitted_option = Signal()  # ... and the SACK-permitted option
@@ -446,6 +453,14 @@ class TcpEngine(wiring.Component):
             """Send what the connection has to send, tell the receive path, write back."""
             goto(EngineStep.DISPATCH)
 
+        def window_limit(space):
+            """``Tcb.rcv_wnd`` from `space` free bytes: at most ``65535 << rcv_wscale`` (a
+            limit only for rings above 32 KiB)."""
+            if R <= 0xFFFF:
+                return space
+            scaled = Mux(t.wscale_ok, 0xFFFF << our_shift, 0xFFFF) if ws else 0xFFFF
+            return Mux(space > scaled, scaled, space)
+
         def advertised(window):
             """``Tcb.adv_wnd``: `window` as a segment other than a SYN says it, in bytes
             (rounded down to the scale once scaling is negotiated)."""
@@ -455,8 +470,10 @@ class TcpEngine(wiring.Component):
 
         # ----- derived quantities (model.tcp.Tcb properties) -------------------------------
         rcv_nxt = Signal(32)
-        rcv_wnd = Signal(16)
-        adv_wnd = Signal(16)                # the window a segment sent now says, in bytes
+        rcv_space = Signal(range(R + 1))    # the ring's free bytes within the cap (rcv.free)
+        rcv_wnd = Signal(range(R + 1))      # ... at most what the window field can say
+        syn_wnd = Signal(16)                # a SYN's window: never scaled
+        adv_wnd = Signal(range(R + 1))      # the window a segment sent now says, in bytes
         peer_wnd = Signal(16 + WSCALE_MAX if ws else 16)    # the segment's window, scaled
         snd_space = Signal(range(S + 1))    # send_space: the ring's free bytes within the cap
         queued = Signal(range(S + 1))       # len(send_queue)
@@ -484,7 +501,9 @@ class TcpEngine(wiring.Component):
         m.d.comb += [
             rcv_nxt.eq(rxq.tail + t.fin_received),
             # the rings' free bytes within the socket's caps (SO_RCVBUF, SO_SNDBUF)
-            rcv_wnd.eq(Mux(rxq.free > t.rcv_reserve, rxq.free - t.rcv_reserve, 0)),
+            rcv_space.eq(Mux(rxq.free > t.rcv_reserve, rxq.free - t.rcv_reserve, 0)),
+            rcv_wnd.eq(window_limit(rcv_space)),
+            syn_wnd.eq(Mux(rcv_space > 0xFFFF, 0xFFFF, rcv_space) if R > 0xFFFF else rcv_space),
             adv_wnd.eq(advertised(rcv_wnd)),
             # RFC 7323 2.3: a SYN's window is never scaled, so every use of it takes seg_wnd
             peer_wnd.eq(seg_wnd << t.snd_wscale if ws else seg_wnd),
@@ -643,7 +662,7 @@ class TcpEngine(wiring.Component):
                                  t.snd_wl2.eq(seg_ack)]
                     with m.If(seg_wnd != 0):
                         m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
-                fast_wnd = advertised((rcv_wnd - seg_plen)[:16])
+                fast_wnd = advertised(window_limit((rcv_space - seg_plen)[:len(rcv_space)]))
                 sent(t.snd_nxt, 0, fast_wnd)
                 segment(seq=t.snd_nxt, ack=(rxq.tail + seg_plen)[:32], flags=flags(ack=1),
                         window=fast_wnd)
@@ -1039,7 +1058,7 @@ class TcpEngine(wiring.Component):
                 # fifth: ACK (Tcb._process_ack)
                 advance = Signal(signed(32))
                 acked = Signal(signed(33))
-                taken = Signal(16)
+                taken = Signal(range(S + 1))
                 m.d.comb += [advance.eq((seg_ack - t.snd_una)[:32].as_signed()),
                              acked.eq(advance - ~syn_acked),
                              taken.eq(Mux(acked < queued, acked, queued))]
@@ -1048,7 +1067,7 @@ class TcpEngine(wiring.Component):
                     m.d.sync += t.ack_needed.eq(1)         # acknowledges what we never sent
                     finish()
                 with m.Elif(advance > 0):
-                    m.d.sync += [e_len.eq(taken), t.fin_acked.eq(t.fin_acked | (acked > queued)),
+                    m.d.sync += [acked_bytes.eq(taken), t.fin_acked.eq(t.fin_acked | (acked > queued)),
                                  t.snd_una.eq(seg_ack), t.retries.eq(0), t.dupacks.eq(0),
                                  t.rto_armed.eq(seg_ack != t.snd_max),
                                  t.rto_deadline.eq(now + P.rto_initial)]
@@ -1069,11 +1088,11 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.TCP_ACK_RELEASE):
                 # the acknowledged bytes leave the send ring
-                with m.If(e_len == 0):
+                with m.If(acked_bytes == 0):
                     goto(EngineStep.TCP_ACK_RESULT)
                 with m.Else():
                     m.d.comb += [tx_ring.read_cmd.valid.eq(1),
-                                 tx_ring.read_cmd.payload.length.eq(e_len),
+                                 tx_ring.read_cmd.payload.length.eq(acked_bytes),
                                  tx_ring.read_cmd.payload.discard.eq(1)]
                     with m.If(tx_ring.read_cmd.ready):
                         requery(EngineStep.TCP_ACK_RESULT)
@@ -1271,9 +1290,9 @@ class TcpEngine(wiring.Component):
                 with m.If(t.snd_nxt == t.iss):
                     is_rcvd = state == TcpState.SYN_RECEIVED
                     m.d.sync += t.snd_nxt.eq(t.iss + 1)
-                    sent(t.iss, 1, rcv_wnd)
+                    sent(t.iss, 1, syn_wnd)
                     emit(EngineStep.ACTION, seq=t.iss, ack=Mux(is_rcvd, rcv_nxt, 0),
-                         flags=flags(syn=1, ack=is_rcvd), window=rcv_wnd, syn_option=1,
+                         flags=flags(syn=1, ack=is_rcvd), window=syn_wnd, syn_option=1,
                          # our SYN offers scaling; a SYN-ACK only when the peer's SYN did
                          wscale_option=(~is_rcvd | t.wscale_ok) if ws else 0,
                          sack_permitted_option=(~is_rcvd | t.sack_ok) if sack else 0)
@@ -1527,7 +1546,7 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.HOST_WINDOW_UPDATE):
                 # Tcb.receive: a window update when the window grew by enough
-                grown = Signal(signed(18))
+                grown = Signal(signed(ring_bits + 2))
                 m.d.comb += grown.eq(adv_wnd - t.last_adv_wnd)
                 half_cap = (R - t.rcv_reserve) >> 1     # Tcb.rcv.capacity // 2
                 limit = Mux(eff_mss < half_cap, eff_mss, half_cap)

@@ -20,7 +20,7 @@ from hdl.engine.tcb import ConnKind, Errno, TcpState
 from hdl.engine.tcp_engine import TcpEngine
 from model.protocol import TcpFlag
 from model.packet import TcpSegment
-from model.policy import LINUX_RTO, Policy
+from model.policy import LINUX_RTO, Policy, wscale_for
 from model.tcp import State, Tcb
 from tb.amaranth_sim import beats_to_frame, frame_to_beats
 from flow.tools import BUILD
@@ -357,7 +357,7 @@ def test_receive_fast_path_at_its_length_limits(data_width):
 def test_rejects_bad_parameters():
     with pytest.raises(TypeError, match="Connection count must be a power of two of at least 2, not 3"):
         TcpEngine(data_width=64, connections=3, processes=4)
-    with pytest.raises(TypeError, match="Policy rcv_buffer must be a power of two from 64 to 32768"):
+    with pytest.raises(TypeError, match="Policy rcv_buffer must be a power of two from 64 to 1048576"):
         TcpEngine(data_width=64, connections=4, processes=4, policy=Policy(rcv_buffer=3000))
 
 
@@ -815,6 +815,66 @@ def test_engine_window_scaling_follows_the_model(data_width):
     sim.add_testbench(bench)
     sim.run()
     assert "more data in, the window rounded" in checked and len(checked) == 15
+
+
+def test_engine_rings_above_64_kib_follow_the_model():
+    """128 KiB rings (our shift 2): the SYN says at most 65535, a scaled connection says its
+    whole ring in 2-bit-rounded units (the fast path too), an unscaled one at most 65535
+    however much is free (passively, without the peer's option), a receive cap above 64 KiB
+    (SO_RCVBUF), more than 64 KiB in flight (a segment's offset into the send ring beyond 16
+    bits, an ACK releasing 70,000 bytes) and a 70,000-byte read."""
+    ring = 128 * 1024
+    policy = replace(POLICY, rcv_buffer=ring, snd_buffer=ring, udp_rcv_buffer=ring,
+                     window_scaling=True, wscale=wscale_for(ring))
+    assert policy.wscale == 2
+    dut = TcpEngine(data_width=64, connections=4, processes=4, policy=policy)
+    tcb = Tcb(LOCAL, REMOTE, 1000, policy)
+    checked = Checked()
+    same = checked.same
+
+    def seg(seq, ack, window, payload=b"", port=REMOTE[1]):
+        return TcpSegment(port, LOCAL[1], seq, ack, TcpFlag.ACK, window, payload)
+
+    async def bench(ctx):
+        b = EngineBench.ready(ctx, dut, 64)
+        await b.open_active(tcb, same, "SYN: window 65535 of a 128 KiB ring")
+        synack = TcpSegment(80, LOCAL[1], 5000, 1001, TcpFlag.SYN | TcpFlag.ACK, 1000, mss=1000,
+                            wscale=7)
+        await b.exchange(synack, tcb, same, "ACK of the SYN-ACK: the whole ring, scaled")
+        await b.exchange(seg(5001, 1001, 1000, bytes(700)), tcb, same, "data in: the fast path")
+        await b.grant(conn=1, pid=0)
+        data = bytes(range(256)) * 320
+        rsp, _ = await b.host(data, pid=0, conn=1, op=HostOp.WRITE, nonblock=1)
+        assert rsp.count == tcb.send(data) == len(data)
+        out = tcb.dispatch(0)
+        assert sum(len(s.payload) for s in out) == len(data) > 65535
+        same(b.take(), out, "81,920 bytes in flight")
+        await b.exchange(seg(5701, 1001 + 70000, 1000), tcb, same, "most of it acknowledged")
+        for k in range(2):          # (larger than an MSS: the engine does not check)
+            await b.exchange(seg(5701 + 35000 * k, 1001 + 70000, 1000, bytes([k + 1]) * 35000),
+                             tcb, same, f"35,000 bytes more in ({k})")
+        rsp, got = await b.host(pid=0, conn=1, op=HostOp.READ, length=70000)
+        assert got == tcb.receive(70000) and len(got) == 70000
+        same(b.take(), tcb.dispatch(0), "a 70,000-byte read: the window update")
+
+        other = Tcb(LOCAL, (REMOTE[0], REMOTE[1] + 2), 7000, policy, passive=True,
+                    rcv_cap=100000)
+        await b.control(op=CtlOp.INSTALL_TCP, conn=2, state=TcpState.SYN_RECEIVED, iss=7000,
+                        irs=9000, window=3000, mss=0, rcv_cap=100000, local_port=LOCAL[1],
+                        ip=0xC0000202, port=REMOTE[1] + 2, mac=2)
+        other.open_passive(TcpSegment(REMOTE[1] + 2, LOCAL[1], 9000, 0, TcpFlag.SYN, 3000))
+        same(b.take(), other.dispatch(0), "SYN-ACK of an unscaled connection")
+        await b.exchange(seg(9001, 7001, 3000, port=REMOTE[1] + 2), other, same,
+                         "the handshake's ACK: 65535, not the 100,000-byte cap", conn=2)
+        await b.exchange(seg(9001, 7001, 3000, bytes(900), port=REMOTE[1] + 2), other, same,
+                         "data in: still 65535", conn=2)
+        assert other.rcv_wnd == 65535 < other.rcv.free
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) == 11
 
 
 @pytest.mark.parametrize("data_width", [64, 8])
