@@ -1058,16 +1058,17 @@ class TcpEngine(wiring.Component):
                 # fifth: ACK (Tcb._process_ack)
                 advance = Signal(signed(32))
                 acked = Signal(signed(33))
-                taken = Signal(range(S + 1))
+                released = Signal(range(S + 1))     # the acknowledged bytes the ring holds
                 m.d.comb += [advance.eq((seg_ack - t.snd_una)[:32].as_signed()),
                              acked.eq(advance - ~syn_acked),
-                             taken.eq(Mux(acked < queued, acked, queued))]
+                             released.eq(Mux(acked < queued, acked, queued))]
                 carries_data = (seg_plen != 0) | seg_flags.fin
                 with m.If(_seq_lt(t.snd_max, seg_ack)):
                     m.d.sync += t.ack_needed.eq(1)         # acknowledges what we never sent
                     finish()
                 with m.Elif(advance > 0):
-                    m.d.sync += [acked_bytes.eq(taken), t.fin_acked.eq(t.fin_acked | (acked > queued)),
+                    m.d.sync += [acked_bytes.eq(released),
+                                 t.fin_acked.eq(t.fin_acked | (acked > queued)),
                                  t.snd_una.eq(seg_ack), t.retries.eq(0), t.dupacks.eq(0),
                                  t.rto_armed.eq(seg_ack != t.snd_max),
                                  t.rto_deadline.eq(now + P.rto_initial)]
