@@ -13,7 +13,8 @@ from hdl.layouts import FrameBeat, check_data_width
 
 __all__ = [
     "OooRange", "ConnState", "WriteCommand", "WriteResponse", "ReadCommand", "ReadResponse",
-    "InitCommand", "StateQuery", "StreamBuffer",
+    "InitCommand", "StateQuery", "StreamBuffer", "WRITE_DECISION_CLOCKS",
+    "READ_DECISION_CLOCKS", "READ_FIRST_BEAT_CLOCKS",
 ]
 
 # Writes carry one segment's payload or what a host write puts in the ring: 16 bits of
@@ -24,6 +25,13 @@ __all__ = [
 WRITE_LENGTH_BITS = 16
 READ_LENGTH_BITS = 32
 SKIP_BITS = 16
+# Clocks from a write command taken to its decision (the _WriteStep pipeline); its first beat
+# may be taken in the clock after.
+WRITE_DECISION_CLOCKS = 4
+# Clocks from a read command taken to its decision (the _ReadStep pipeline), and to its first
+# beat on an idle data port (the queue's check, two RAM reads).
+READ_DECISION_CLOCKS = 3
+READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 5
 
 
 def _ring_count_bits(count_bits, floor):
@@ -92,11 +100,18 @@ class _TailState(data.StructLayout):
         super().__init__({"tail": 32, **_ranges(max_ooo_ranges)})
 
 
-class _WriteStep(enum.Enum, shape=2):
+class _WriteStep(enum.Enum, shape=3):
     """What the write side does or waits for (an enum register switched with ``m.Switch``,
-    as in :mod:`hdl.tables.socket_table`: a misspelt step is an AttributeError at elaboration)."""
-    WAIT_CMD = 0            # a command on `write_cmd`
-    DECIDE = 1              # the connection's state read: decide the write, answer it
+    as in :mod:`hdl.tables.socket_table`: a misspelt step is an AttributeError at elaboration).
+
+    The decision is a pipeline of one command: each step's inputs are registers, and no step
+    holds more than one or two carry chains (the block RAM's clock-to-out alone is most of a
+    clock on ECP5, so its word is registered before any arithmetic)."""
+    WAIT_CMD = 0            # a command on `write_cmd`; the state RAMs are read
+    LOAD = 1                # the connection's state words registered
+    RELATE = 2              # the write and the ranges as offsets from tail; the window
+    CLIP = 3                # each bound compared once: stored or not, which ranges it meets
+    DECIDE = 4              # the new tail and ranges written back; the write answered
 
 
 class _WriteJob(data.StructLayout):
@@ -118,10 +133,13 @@ class _ReadJob(data.StructLayout):
         super().__init__({"conn": conn_bits, "start": 32, "count": count_bits})
 
 
-class _ReadStep(enum.Enum, shape=1):
-    """What the read side's command part does or waits for."""
-    WAIT_CMD = 0            # a command on `read_cmd`
-    DECIDE = 1              # the connection's state read: decide the read, answer it
+class _ReadStep(enum.Enum, shape=2):
+    """What the read side's command part does or waits for: like the write side's, a
+    pipeline of one command whose steps start from registers."""
+    WAIT_CMD = 0            # a command on `read_cmd`; the state RAMs are read
+    LOAD = 1                # the connection's head and tail registered
+    CLIP = 2                # the readable bytes, compared with the skip and the end
+    DECIDE = 3              # head moved; the read answered and queued for its words
 
 
 class _ReadData(enum.Enum, shape=2):
@@ -184,8 +202,8 @@ class StreamBuffer(wiring.Component):
     time, in the order the commands are accepted, and each sees every earlier decision's
     state, per connection: a write of another connection may be accepted and decided while a
     read waits at its decision (commands of different connections touch different state).
-    A command is accepted when its side is free and no earlier command still waits for its
-    decision (a waiting read holds back only the writes of its connection); ``init`` before
+    A command is accepted when its side is free and no earlier command of its connection
+    still waits for its decision (commands of other connections go on); ``init`` before
     ``write_cmd`` before ``read_cmd`` when several are offered, and an offered ``init`` or
     ``write_cmd`` holds back the commands after it in that order (``init`` waits until both
     sides are idle). What concurrency could break is kept out by two waits:
@@ -199,21 +217,27 @@ class StreamBuffer(wiring.Component):
       while a peek streams may release the peek's). A peek of bytes still held never holds
       a write back.
 
-    Timing: a write takes 2 cycles (command, decision) before its first beat is accepted,
-    then one beat per clock; ``write_resp`` shows the cycle after the decision, while the
+    Timing: each side's decision is a short pipeline whose stages start from registers (the
+    state RAMs' words are registered before any arithmetic), one command in it at a time. A
+    write's decision comes ``WRITE_DECISION_CLOCKS`` (4) after its command is taken, and its
+    first beat may be taken in the next clock, then one beat per clock; ``write_resp`` shows
+    the cycle after the decision, while the
     beats still move. A write whose bytes end in one more RAM word than its beats spends one
     more cycle in the background. The write side decides its next command while the beats
     of the one before still come (one decided write waits; its beats follow the earlier
     ones), so a receive ring takes the next segment's decision while this one's payload is
-    on its way. A read takes 4 cycles (command, decision, two RAM reads)
-    before its first beat, then one beat per clock while ``read_data.ready`` is high, from
+    on its way. A read's decision comes ``READ_DECISION_CLOCKS`` (3) after its command;
+    on an idle data port its first beat comes ``READ_FIRST_BEAT_CLOCKS`` (8) after the
+    command (decision, the registered check that its bytes are in, two RAM reads), then
+    one beat per clock while ``read_data.ready`` is high, from
     any byte of the ring (``head + skip`` need not be word-aligned). A read with
-    ``discard`` set, or whose ``count`` is 0, takes 2 cycles (command, decision) however
+    ``discard`` set, or whose ``count`` is 0, takes its command's and decision's clocks however
     far it moves ``head``, and is taken and decided while the beats of a read before it still
     go out (a send ring releases acknowledged bytes while it sends the next segment). The read
     side, too, decides its next reads while the beats of the one before still go out (up to
-    ``read_queue`` decided reads wait, in order; each one's words are fetched after the last
-    beat of the one before, so two reads' beats are 2 cycles apart): a send ring takes the
+    ``read_queue`` decided reads wait, in order, each decided read passing through the
+    queue; each one's words are fetched after the last beat of the one before, so two reads'
+    beats are 2 cycles apart): a send ring takes the
     next segments' reads, a receive ring the next host reads, while this one streams, and
     whoever issues them need not wait for the data port. The sides overlap: a write's beats and a
     read's beats move in the same clocks, and either side takes its next command while the
@@ -421,20 +445,21 @@ class StreamBuffer(wiring.Component):
         r_streaming = r_data != _ReadData.IDLE
         write_resp_free = ~self.write_resp.valid | self.write_resp.ready
         read_resp_free = ~self.read_resp.valid | self.read_resp.ready
-        # A write waiting at its decision holds every later command back; a read waiting at
-        # its decision (for its answer to be taken) holds back the writes of its own
-        # connection, which could change what it reads; a write of another connection goes
-        # on.
-        w_waits = (w_step == _WriteStep.DECIDE) & ~w_decides
-        r_waits = (r_step == _ReadStep.DECIDE) & ~r_decides
+        # A write waiting for its decision holds back the later reads of its connection, and
+        # a read waiting at its decision (for its answer to be taken) the writes of its own:
+        # either could change what the other decides. Commands of other connections go on.
+        w_waits = (w_step != _WriteStep.WAIT_CMD) & ~w_decides
+        r_waits = ~r_idle & ~r_decides
+        w_conn = Signal(conn_bits)
         r_conn = Signal(conn_bits)
+        w_holds_read = w_waits & (w_conn == self.read_cmd.payload.conn)
         r_holds_write = r_waits & (r_conn == self.write_cmd.payload.conn)
         init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle & ~r_streaming & ~rq_valid
         # the next write is decided while the beats of the one before still come (one waits)
         write_ok = ~self.init.valid & w_idle & write_resp_free & ~r_holds_write & ~q_valid
         # `read_queue` decided reads may wait for the beats of those before; a discard never
         # waits
-        read_ok = (~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_waits
+        read_ok = (~self.init.valid & ~self.write_cmd.valid & r_idle & ~w_holds_read
                    & (~rq_full | self.read_cmd.payload.discard))
         m.d.comb += [self.init.ready.eq(init_ok), self.write_cmd.ready.eq(write_ok),
                      self.read_cmd.ready.eq(read_ok)]
@@ -444,7 +469,6 @@ class StreamBuffer(wiring.Component):
             m.d.sync += self.read_resp.valid.eq(0)
 
         # ---- Write side ------------------------------------------------------------------
-        w_conn = Signal(conn_bits)
         w_offset = Signal(32)
         length_bits = len(self.write_cmd.payload.length)
         w_length = Signal(length_bits)
@@ -452,53 +476,106 @@ class StreamBuffer(wiring.Component):
         m.d.comb += [w_tail_rp.addr.eq(self.write_cmd.payload.conn),
                      w_head_rp.addr.eq(self.write_cmd.payload.conn),
                      w_tail_rp.en.eq(w_idle), w_head_rp.en.eq(w_idle)]
-        st = w_tail_rp.data
-        w_head = w_head_rp.data
+        w_offset_end = Signal(32)                      # offset + length, from the command
 
-        # The decision, from the command and the connection's state.
+        # The decision, one stage a clock (see _WriteStep), each from registers.
+        # LOAD: the state words.
+        st = Signal(_TailState(N))
+        w_head = Signal(32)
+        valid = [st.ranges[i].valid for i in range(N)]
+        # RELATE: the write's first and end bytes and the ranges' edges as offsets from tail,
+        # and the window: the ring bytes this write may fill.
         w_rel = Signal(signed(32))
         w_end = Signal(signed(34))
         w_free = Signal(count_bits)
+        lo_rel = [Signal(count_bits, name=f"w_lo_rel{i}") for i in range(N)]
+        hi_rel = [Signal(count_bits, name=f"w_hi_rel{i}") for i in range(N)]
         w_unreserved = Signal(signed(length_bits + 2))
-        w_start = Signal(signed(34))
-        w_stop = Signal(signed(34))
-        m.d.comb += [
-            w_rel.eq(w_offset - st.tail),
-            w_end.eq(w_rel + w_length),
-            w_unreserved.eq(Const(R, w_unreserved.shape()) - rel(st.tail, w_head) - w_reserve),
-            w_free.eq(Mux(w_unreserved < 0, 0, w_unreserved)),
-            w_start.eq(Mux(w_rel < 0, 0, w_rel)),
-            w_stop.eq(Mux(w_end < w_free, w_end, w_free)),
-        ]
-        w_nonempty = w_start < w_stop
-        w_in_order = w_start == 0
-        lo_rel = [rel(st.ranges[i].lo, st.tail) for i in range(N)]
-        hi_rel = [rel(st.ranges[i].hi, st.tail) for i in range(N)]
-        valid = [st.ranges[i].valid for i in range(N)]
-        # Out of order: merge every range that overlaps or touches [w_start, w_stop).
-        touch = [valid[i] & (lo_rel[i] <= w_stop) & (hi_rel[i] >= w_start) for i in range(N)]
-        merged_lo, merged_hi = w_start, w_stop
-        for i in range(N):
-            merged_lo = Mux(touch[i] & (lo_rel[i] < merged_lo), lo_rel[i], merged_lo)
-            merged_hi = Mux(touch[i] & (hi_rel[i] > merged_hi), hi_rel[i], merged_hi)
-        kept = sum((valid[i] & ~touch[i] for i in range(N)), Const(0, 1))
-        w_refuse = ~w_in_order & (kept >= N)
+        m.d.comb += w_unreserved.eq(Const(R, w_unreserved.shape()) - rel(st.tail, w_head)
+                                    - w_reserve)
+        with m.If(w_step == _WriteStep.RELATE):
+            rel32 = (w_offset - st.tail)[:32].as_signed()
+            m.d.sync += [w_rel.eq(rel32), w_end.eq(rel32 + w_length),
+                         w_free.eq(Mux(w_unreserved < 0, 0, w_unreserved))]
+            m.d.sync += [lo_rel[i].eq(rel(st.ranges[i].lo, st.tail)) for i in range(N)]
+            m.d.sync += [hi_rel[i].eq(rel(st.ranges[i].hi, st.tail)) for i in range(N)]
+        # CLIP: the stored bytes are [start, stop) = [max(rel, 0), min(end, free)), so every
+        # test against them is a pair of comparisons of registers, made at once.
+        w_start = Mux(w_rel < 0, 0, w_rel)
+        w_stop_rel = Mux(w_end < w_free, w_end, w_free)
+        w_nonempty = Signal()
+        w_in_order = Signal()
+        w_refuse = Signal()
+        touch = [Signal(name=f"w_touch{i}") for i in range(N)]      # overlaps or touches it
+        reached = [Signal(name=f"w_reached{i}") for i in range(N)]  # starts at or before stop
+        # the range whose edge is the merged range's (or the new tail's), one-hot; none: the
+        # write's own
+        lo_lt_start = [Signal(name=f"w_lo_lt_start{i}") for i in range(N)]
+        hi_gt_stop = [Signal(name=f"w_hi_gt_stop{i}") for i in range(N)]
+        lo_lt = [[Signal(name=f"w_lo_lt{i}_{j}") for j in range(N)] for i in range(N)]
+        hi_gt = [[Signal(name=f"w_hi_gt{i}_{j}") for j in range(N)] for i in range(N)]
+        w_stop = Signal(count_bits)                    # min(end, free) when stored (<= R)
+        w_stored_lo = Signal(32)                       # [lo, hi) as stream positions
+        w_stored_hi = Signal(32)
+        w_cmd_lo = Signal(length_bits + 1)             # [lo, hi) as command bytes
+        w_cmd_hi = Signal(length_bits + 1)
+        with m.If(w_step == _WriteStep.CLIP):
+            stop_le = [(lo_rel[i] <= w_end) & (lo_rel[i] <= w_free) for i in range(N)]
+            m.d.sync += [
+                # max(rel, 0) < min(end, free)
+                w_nonempty.eq((w_rel < w_end) & (w_rel < w_free) & (w_end > 0) & (w_free != 0)),
+                w_in_order.eq(w_rel <= 0),
+                *(touch[i].eq(valid[i] & stop_le[i] & (hi_rel[i] >= w_rel)) for i in range(N)),
+                *(reached[i].eq(valid[i] & stop_le[i]) for i in range(N)),
+                # an out-of-order write needs a slot for itself beside the ranges it misses
+                w_refuse.eq((w_rel > 0) & (sum((valid[i] & ~(stop_le[i] & (hi_rel[i] >= w_rel))
+                                                for i in range(N)), Const(0, 1)) >= N)),
+                *(lo_lt_start[i].eq(lo_rel[i] < w_rel) for i in range(N)),
+                *(hi_gt_stop[i].eq((hi_rel[i] > w_end) | (hi_rel[i] > w_free)) for i in range(N)),
+                *(lo_lt[i][j].eq(lo_rel[i] < lo_rel[j]) for i in range(N) for j in range(N) if i != j),
+                *(hi_gt[i][j].eq(hi_rel[i] > hi_rel[j]) for i in range(N) for j in range(N) if i != j),
+                w_stop.eq(w_stop_rel),
+                # tail + rel is the offset, tail + end the offset's end
+                w_stored_lo.eq(Mux(w_rel < 0, st.tail, w_offset)),
+                w_stored_hi.eq(Mux(w_end < w_free, w_offset_end, st.tail + w_free)),
+                w_cmd_lo.eq(Mux(w_rel < 0, -w_rel, 0)),
+                w_cmd_hi.eq(Mux(w_end < w_free, w_length, w_free - w_rel)),
+            ]
+        # DECIDE: selects of registered values.
         w_store = w_nonempty & ~w_refuse
+
+        def edge(candidates, beats, own):
+            """The edge of the one candidate range that `beats` every other candidate and
+            `own` (the write's edge); `own` if none does. Held ranges are disjoint, so their
+            edges differ and at most one wins."""
+            value = own
+            for i, (chosen, edge_i) in enumerate(candidates):
+                wins = chosen & beats[i][None]
+                for j, (chosen_j, _) in enumerate(candidates):
+                    if j != i:
+                        wins &= ~(chosen_j & beats[j][i])
+                value = Mux(wins, edge_i, value)
+            return value
+
+        # Out of order: the merged range spans every range that overlaps or touches the
+        # write's bytes.
+        lo_beats = [{None: lo_lt_start[i], **{j: lo_lt[i][j] for j in range(N) if j != i}}
+                    for i in range(N)]
+        hi_beats = [{None: hi_gt_stop[i], **{j: hi_gt[i][j] for j in range(N) if j != i}}
+                    for i in range(N)]
+        merged_lo = edge([(touch[i], st.ranges[i].lo) for i in range(N)], lo_beats, w_stored_lo)
+        merged_hi = edge([(touch[i], st.ranges[i].hi) for i in range(N)], hi_beats, w_stored_hi)
+        kept = [valid[i] & ~touch[i] for i in range(N)]
         # the merged range goes first (the most recently written), then the others as they
-        # were (kept < N when the write is stored, so they fit behind it)
-        merged = Cat(Const(1, 1), (st.tail + merged_lo)[:32], (st.tail + merged_hi)[:32])
+        # were (fewer than N are kept when the write is stored, so they fit behind it)
+        merged = Cat(Const(1, 1), merged_lo, merged_hi)
         ooo_ranges = _compact([merged, *(st.ranges[i].as_value() for i in range(N))],
-                              [Const(1, 1), *(valid[i] & ~touch[i] for i in range(N))], N)
-        # In order: tail moves to w_stop and past every range that w_stop reaches.
-        reached = [valid[i] & (lo_rel[i] <= w_stop) for i in range(N)]
-        new_tail = w_stop[:count_bits]
-        for i in range(N):
-            new_tail = Mux(reached[i] & (hi_rel[i] > new_tail), hi_rel[i], new_tail)
+                              [Const(1, 1), *kept], N)
+        # In order: tail moves to stop and past every range that stop reaches.
+        new_tail = edge([(reached[i], st.ranges[i].hi) for i in range(N)], hi_beats, w_stored_hi)
+        advance = edge([(reached[i], hi_rel[i]) for i in range(N)], hi_beats, w_stop)
         in_order_ranges = _compact([st.ranges[i].as_value() for i in range(N)],
                                    [valid[i] & ~reached[i] for i in range(N)], N)
-        # Where the stored bytes go, as stream positions [w_stored_lo, w_stored_hi).
-        w_stored_lo = (st.tail + w_start)[:32]
-        w_stored_hi = (st.tail + w_stop)[:32]
 
         # The write side's data path.
         # (no zero-width signals, so the Verilog stays lint-clean at 8 bits and one connection)
@@ -540,18 +617,26 @@ class StreamBuffer(wiring.Component):
         m.d.comb += [r_tail_rp.addr.eq(self.read_cmd.payload.conn),
                      r_head_rp.addr.eq(self.read_cmd.payload.conn),
                      r_tail_rp.en.eq(r_idle), r_head_rp.en.eq(r_idle)]
-        r_head = r_head_rp.data
-        r_tail = r_tail_rp.data.tail
+        r_head = Signal(32)                            # LOAD
+        r_tail = Signal(32)
+        readable = Signal(count_bits)                  # CLIP
+        skip_within = Signal()
+        end_within = Signal()
+        with m.If(r_step == _ReadStep.LOAD):
+            m.d.sync += [r_head.eq(r_head_rp.data), r_tail.eq(r_tail_rp.data.tail)]
+        with m.If(r_step == _ReadStep.CLIP):
+            m.d.sync += [readable.eq(rel(r_tail, r_head)),
+                         skip_within.eq(r_skip < rel(r_tail, r_head)),
+                         end_within.eq(r_end < rel(r_tail, r_head))]
 
         # The decision: head moves by min(skip + length, readable), of which the first
         # min(skip, readable) bytes are skipped and the rest are read.
         r_skipped = Signal(count_bits)
         r_advance = Signal(count_bits)
         r_count = Signal(count_bits)
-        readable = rel(r_tail, r_head)
         m.d.comb += [
-            r_skipped.eq(Mux(r_skip < readable, r_skip, readable)),
-            r_advance.eq(Mux(r_end < readable, r_end, readable)),
+            r_skipped.eq(Mux(skip_within, r_skip, readable)),
+            r_advance.eq(Mux(end_within, r_end, readable)),
             r_count.eq(r_advance - r_skipped),
         ]
         r_start = Signal(32)
@@ -570,6 +655,7 @@ class StreamBuffer(wiring.Component):
         r_queued = [Signal.like(r_decided, name=f"r_queued{i}") for i in range(self._read_queue)]
         rq_push = Signal()
         rq_pop = Signal()
+        head_clear = Signal()                          # the first decided read may start
 
         def start_read(job):
             """The data path fetches `job`'s words from now on."""
@@ -618,7 +704,8 @@ class StreamBuffer(wiring.Component):
         # w_stop <= R - (tail - head); a consuming read, or a discard that has moved head
         # past a peek's first byte, may.)
         def fills_slots_from(first):
-            return (st.tail - first)[:count_bits] + w_stop[:count_bits] > R
+            # (tail + stop - first, both terms at most R: w_stored_hi is tail + stop)
+            return (w_stored_hi - first)[:count_bits + 1] > R
 
         w_hazard = w_store & (
             (r_streaming & (s_conn == w_conn) & fills_slots_from(r_from))
@@ -643,21 +730,31 @@ class StreamBuffer(wiring.Component):
                 with m.If(self.write_cmd.valid & write_ok):
                     m.d.sync += [w_conn.eq(self.write_cmd.payload.conn),
                                  w_offset.eq(self.write_cmd.payload.offset),
+                                 w_offset_end.eq(self.write_cmd.payload.offset
+                                                 + self.write_cmd.payload.length),
                                  w_length.eq(self.write_cmd.payload.length),
                                  w_reserve.eq(self.write_cmd.payload.reserve)]
-                    m.d.sync += w_step.eq(_WriteStep.DECIDE)
+                    m.d.sync += w_step.eq(_WriteStep.LOAD)
+
+            with m.Case(_WriteStep.LOAD):
+                # (the state read ports hold the words read when the command was taken)
+                m.d.sync += [st.eq(w_tail_rp.data), w_head.eq(w_head_rp.data)]
+                m.d.sync += w_step.eq(_WriteStep.RELATE)
+            with m.Case(_WriteStep.RELATE):
+                m.d.sync += w_step.eq(_WriteStep.CLIP)
+            with m.Case(_WriteStep.CLIP):
+                m.d.sync += w_step.eq(_WriteStep.DECIDE)
 
             with m.Case(_WriteStep.DECIDE):
-                # The connection's state is on the read ports: decide, write the new state
-                # back in this cycle and answer.
+                # decide, write the new state back in this cycle and answer
                 m.d.comb += [
                     decided.conn.eq(w_conn),
                     decided.shift.eq(w_offset[:lane_bits]),
                     decided.word.eq(w_offset[lane_bits:lane_bits + word_bits]),
                     decided.left.eq(w_length),
                     decided.pos.eq(-w_offset[:lane_bits]),
-                    decided.lo.eq(Mux(w_store, w_start - w_rel, 0)),
-                    decided.hi.eq(Mux(w_store, w_stop - w_rel, 0)),
+                    decided.lo.eq(Mux(w_store, w_cmd_lo, 0)),
+                    decided.hi.eq(Mux(w_store, w_cmd_hi, 0)),
                     decided.keep_lo.eq(w_stored_lo),
                     decided.keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
                 ]
@@ -670,14 +767,14 @@ class StreamBuffer(wiring.Component):
                             m.d.sync += [queued.eq(decided), q_valid.eq(1)]
                     m.d.sync += [
                         self.write_resp.valid.eq(1),
-                        self.write_resp.payload.advance.eq(Mux(w_store & w_in_order, new_tail, 0)),
+                        self.write_resp.payload.advance.eq(Mux(w_store & w_in_order, advance, 0)),
                         self.write_resp.payload.refused.eq(w_nonempty & w_refuse),
                     ]
                     m.d.comb += [tail_wp.addr.eq(w_conn), tail_wp.data.eq(st)]
                     with m.If(w_store):
                         m.d.comb += tail_wp.en.eq(1)
                         with m.If(w_in_order):
-                            m.d.comb += tail_wp.data.tail.eq(st.tail + new_tail)
+                            m.d.comb += tail_wp.data.tail.eq(new_tail)
                             for i in range(N):
                                 m.d.comb += tail_wp.data.ranges[i].eq(in_order_ranges[i])
                         with m.Else():
@@ -715,7 +812,13 @@ class StreamBuffer(wiring.Component):
                                           + self.read_cmd.payload.skip),
                                  r_peek.eq(self.read_cmd.payload.peek),
                                  r_discard.eq(self.read_cmd.payload.discard)]
-                    m.d.sync += r_step.eq(_ReadStep.DECIDE)
+                    m.d.sync += r_step.eq(_ReadStep.LOAD)
+
+            with m.Case(_ReadStep.LOAD):
+                # (the state read ports hold the words read when the command was taken)
+                m.d.sync += r_step.eq(_ReadStep.CLIP)
+            with m.Case(_ReadStep.CLIP):
+                m.d.sync += r_step.eq(_ReadStep.DECIDE)
 
             with m.Case(_ReadStep.DECIDE):
                 with m.If(r_decides):
@@ -724,15 +827,12 @@ class StreamBuffer(wiring.Component):
                     m.d.comb += [head_wp.addr.eq(r_conn), head_wp.data.eq(r_head + r_advance),
                                  head_wp.en.eq(~r_peek & (r_advance != 0))]
                     with m.If(~r_discard & (r_count != 0)):
-                        # its words are fetched next, or after the beats of the reads before
-                        # (the queue has room: see read_ok, and r_decides, which says it
-                        # again for a proof by induction)
+                        # its words are fetched after the beats of the reads before, once
+                        # the queue's check says its bytes are in (the queue has room: see
+                        # read_ok, and r_decides, which says it again for a proof by
+                        # induction)
                         m.d.comb += [r_decided.conn.eq(r_conn), r_decided.start.eq(r_start),
-                                     r_decided.count.eq(r_count)]
-                        with m.If(~r_streaming & ~rq_valid & ~awaits_write(r_decided)):
-                            start_read(r_decided)
-                        with m.Else():
-                            m.d.comb += rq_push.eq(1)
+                                     r_decided.count.eq(r_count), rq_push.eq(1)]
                     m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
 
         # ---- The read side's data path: the decided read's words, then its beats ---------
@@ -761,10 +861,14 @@ class StreamBuffer(wiring.Component):
                         m.d.sync += r_left.eq(0)
                         m.d.sync += r_data.eq(_ReadData.IDLE)
             with m.Case(_ReadData.IDLE):
-                with m.If(rq_valid & ~awaits_write(r_queued[0])):
+                with m.If(rq_valid & head_clear):
                     start_read(r_queued[0])
                     m.d.comb += rq_pop.eq(1)
 
+        # The first decided read's check, registered: its bytes were all in the RAM a clock
+        # ago, and stay there (only writes decided before it write its bytes, and those only
+        # move on). Not yet known for a read that has just become the first.
+        m.d.sync += head_clear.eq(rq_valid & ~rq_pop & ~awaits_write(r_queued[0]))
         # The queue shifts on a pop and takes a newly decided read at its end on a push.
         rq_fill = rq_count - rq_pop
         for i, job in enumerate(r_queued):
@@ -777,9 +881,8 @@ class StreamBuffer(wiring.Component):
 
         m.d.comb += [
             # (a peek changes no state: one waiting at its decision does not hold the query back)
-            self.state_pending.eq((w_step == _WriteStep.DECIDE)
-                                  | ((r_step == _ReadStep.DECIDE) & ~r_peek)),
-            self.busy.eq(w_pending | q_valid | r_streaming | rq_valid),
+            self.state_pending.eq(~w_idle | (~r_idle & ~r_peek)),
+            self.busy.eq(~w_idle | w_pending | q_valid | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),
         ]
         return m

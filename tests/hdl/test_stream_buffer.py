@@ -15,7 +15,8 @@ from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
 from flow.build import lint_component
-from hdl.buffers.stream_buffer import StreamBuffer
+from hdl.buffers.stream_buffer import (READ_DECISION_CLOCKS, READ_FIRST_BEAT_CLOCKS,
+                                       WRITE_DECISION_CLOCKS, StreamBuffer)
 from model.bytestream import StreamBuffer as RefBuffer
 from tb.amaranth_sim import send_frame
 
@@ -510,15 +511,16 @@ def test_rate(data_width):
     # Writes: every cycle after the decision cycle takes a beat.
     for k in (0, 1):
         beats, count = cycles[f"write{k}"]
-        assert count == beats + 1, cycles           # one decision cycle, then 1 beat/clock
-    # Reads: 4 cycles from command to first beat, then 1/clock, from any byte.
+        # the decision's clocks, then 1 beat/clock
+        assert count == beats + WRITE_DECISION_CLOCKS, cycles
+    # Reads: READ_FIRST_BEAT_CLOCKS from command to first beat, then 1/clock, from any byte.
     first, t = cycles["peek"]
-    assert first == 4 and t == first + 6 - 1, cycles
+    assert first == READ_FIRST_BEAT_CLOCKS and t == first + 6 - 1, cycles
     beats = -(-(2 * n - lanes - 1) // lanes)
     first, t = cycles["read"]
-    assert first == 4 and t == first + beats - 1, cycles
-    # Discard reads: 2 cycles each (command, decision), however many bytes they cover.
-    assert cycles["discard"] == [1, 3, 5], cycles
+    assert first == READ_FIRST_BEAT_CLOCKS and t == first + beats - 1, cycles
+    # Discard reads: the command and its decision's clocks each, however many bytes they cover.
+    assert cycles["discard"] == [1 + k * (1 + READ_DECISION_CLOCKS) for k in range(3)], cycles
 
 
 # Random programs against the model -----------------------------------------------------------
@@ -831,8 +833,10 @@ def test_write_and_read_overlap(data_width, same_conn, peek):
     about 64 clocks, not 128: on two connections, and on one (a send ring's segment read
     while the host writes behind it; a receive ring's host read while a segment lands)."""
     clocks = overlap_clocks(data_width, same_conn, peek)
-    # the read is taken a clock after the write, then 4 clocks to its first beat, 64 beats
-    assert clocks == 1 + 4 + 64, clocks
+    # the read is taken a clock after the write (on one connection, once the write is
+    # decided), then READ_FIRST_BEAT_CLOCKS to its first beat, 64 beats
+    taken = WRITE_DECISION_CLOCKS if same_conn else 1
+    assert clocks == taken + READ_FIRST_BEAT_CLOCKS + 64, clocks
 
 
 @WIDTHS
