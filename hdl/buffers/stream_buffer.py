@@ -122,7 +122,7 @@ class _WriteJob(data.StructLayout):
             "conn": conn_bits, "shift": max(lane_bits, 1), "word": max(word_bits, 1),
             "left": length_bits, "pos": signed(length_bits + 2),
             "lo": length_bits + 1, "hi": length_bits + 1,
-            "keep_lo": 32, "keep_hi": 32,
+            "keep_lo": 32, "keep_hi": 32, "base": 32,
         })
 
 
@@ -588,6 +588,8 @@ class StreamBuffer(wiring.Component):
         w_pos = Signal(signed(length_bits + 2))        # command byte index of lane 0 of `w_word`
         w_keep_lo = Signal(32)                         # stream positions the beats still store
         w_keep_hi = Signal(32)
+        w_word_pos = Signal(32)                        # stream position of lane 0 of `w_word`
+        w_unwritten = Signal(32)                       # first stored position not yet in the RAM
         d_conn = Signal(conn_bits)                     # the connection the beats go to
         w_last_beat = w_left <= L
         queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits, length_bits))
@@ -598,7 +600,7 @@ class StreamBuffer(wiring.Component):
             m.d.sync += [d_conn.eq(job.conn), w_shift.eq(job.shift), w_word.eq(job.word),
                          w_left.eq(job.left), w_pos.eq(job.pos), wr_lo.eq(job.lo),
                          wr_hi.eq(job.hi), w_keep_lo.eq(job.keep_lo), w_keep_hi.eq(job.keep_hi),
-                         w_active.eq(1)]
+                         w_word_pos.eq(job.base), w_unwritten.eq(job.keep_lo), w_active.eq(1)]
 
         def lane_enables():
             return Cat((w_pos + i >= wr_lo) & (w_pos + i < wr_hi) for i in range(L))
@@ -675,14 +677,10 @@ class StreamBuffer(wiring.Component):
         # clipped to the window of a head at or before it; one decided after it starts at a
         # tail at or after the read's last byte and, by the other wait, ends within R of its
         # first), so signed offsets from it one bit wider than the ring's compare them. Only
-        # the bytes not yet in the RAM count: those from the write's current word on (command
-        # byte `w_pos` and after; the words before it were written on earlier clocks), so a
+        # the bytes not yet in the RAM count: those from the write's current word on (stream
+        # position `w_unwritten` on; the words before it were written on earlier clocks), so a
         # read of bytes the write has already put in goes ahead while the write goes on.
         w_pending = w_active | flush
-        w_in_ram = Signal(count_bits)                  # stored bytes from w_keep_lo already in
-        stored = (w_keep_hi - w_keep_lo)[:count_bits]
-        progress = w_pos - wr_lo
-        m.d.comb += w_in_ram.eq(Mux(progress <= 0, 0, Mux(progress >= stored, stored, progress)))
 
         def awaits_write(job):
             """Bytes of decided read `job` are still to be put into the RAM."""
@@ -692,9 +690,10 @@ class StreamBuffer(wiring.Component):
             def meets(lo, hi):
                 return (lo < hi) & (lo < job.count) & (hi > 0)
 
-            unwritten_lo = offset(w_keep_lo) + w_in_ram
-            # (a write decided ahead has put none of its bytes in yet)
-            return ((w_pending & (d_conn == job.conn) & meets(unwritten_lo, offset(w_keep_hi)))
+            # (a write decided ahead has put none of its bytes in yet; `w_unwritten` may pass
+            # `w_keep_hi` once all are in, and then meets nothing)
+            return ((w_pending & (d_conn == job.conn)
+                     & meets(offset(w_unwritten), offset(w_keep_hi)))
                     | (q_valid & (queued.conn == job.conn)
                        & meets(offset(queued.keep_lo), offset(queued.keep_hi))))
         # A write waits while the read side streams, or has decided, a read of its connection
@@ -757,6 +756,7 @@ class StreamBuffer(wiring.Component):
                     decided.hi.eq(Mux(w_store, w_cmd_hi, 0)),
                     decided.keep_lo.eq(w_stored_lo),
                     decided.keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
+                    decided.base.eq(Cat(Const(0, lane_bits), w_offset[lane_bits:])),
                 ]
                 with m.If(w_decides):
                     # its beats come next, or after those of the write before it
@@ -794,7 +794,10 @@ class StreamBuffer(wiring.Component):
                     dwp.en.eq(lane_enables()),
                 ]
                 m.d.sync += [w_prev.eq(self.write_data.payload.data), w_word.eq(w_word + 1),
-                             w_pos.eq(w_pos + L), w_left.eq(w_left - L)]
+                             w_pos.eq(w_pos + L), w_left.eq(w_left - L),
+                             w_word_pos.eq(w_word_pos + L),
+                             # the bytes before the next word are in
+                             w_unwritten.eq(Mux(w_pos + L > wr_lo, w_word_pos + L, w_keep_lo))]
                 with m.If(w_last_beat):
                     m.d.sync += [flush.eq(w_shift + w_left > L), w_left.eq(0), w_active.eq(0)]
         with m.Elif(~flush & q_valid):
