@@ -29,9 +29,9 @@ SKIP_BITS = 16
 # may be taken in the clock after.
 WRITE_DECISION_CLOCKS = 4
 # Clocks from a read command taken to its decision (the _ReadStep pipeline), and to its first
-# beat on an idle data port (the queue's check, two RAM reads).
+# beat on an idle data port (the queue's check, then two RAM words read and registered).
 READ_DECISION_CLOCKS = 3
-READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 5
+READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 6
 
 
 def _ring_count_bits(count_bits, floor):
@@ -142,12 +142,16 @@ class _ReadStep(enum.Enum, shape=2):
     DECIDE = 3              # head moved; the read answered and queued for its words
 
 
-class _ReadData(enum.Enum, shape=2):
+class _ReadData(enum.Enum, shape=1):
     """What the read side's data path does: a decided read's words and beats."""
     IDLE = 0
-    FIRST_WORD = 1          # the first RAM word read
-    SECOND_WORD = 2         # the second RAM word read
-    DATA = 3                # the read's beats taken
+    ACTIVE = 1              # the read's words fetched ahead into a queue, its beats sent
+
+
+# RAM words a read's data path holds or has fetched: the two a beat is cut from, and the two
+# on their way (a RAM read, then a register that takes the RAM's word with no logic before
+# it), so that it sends a beat every clock.
+_READ_WORDS_AHEAD = 4
 
 
 def _compact(entries, keep, slots):
@@ -227,8 +231,9 @@ class StreamBuffer(wiring.Component):
     of the one before still come (one decided write waits; its beats follow the earlier
     ones), so a receive ring takes the next segment's decision while this one's payload is
     on its way. A read's decision comes ``READ_DECISION_CLOCKS`` (3) after its command;
-    on an idle data port its first beat comes ``READ_FIRST_BEAT_CLOCKS`` (8) after the
-    command (decision, the registered check that its bytes are in, two RAM reads), then
+    on an idle data port its first beat comes ``READ_FIRST_BEAT_CLOCKS`` (9) after the
+    command (decision, the registered check that its bytes are in, two RAM words read and
+    registered before any logic), then
     one beat per clock while ``read_data.ready`` is high, from
     any byte of the ring (``head + skip`` need not be word-aligned). A read with
     ``discard`` set, or whose ``count`` is 0, takes its command's and decision's clocks however
@@ -648,7 +653,6 @@ class StreamBuffer(wiring.Component):
         r_shift = Signal(max(lane_bits, 1))
         r_word = Signal(max(word_bits, 1))
         r_left = Signal(count_bits)                    # bytes still to send
-        r_prev = Signal(W)
         r_from = Signal(32)                            # stream position of the read's first byte
         s_conn = Signal(conn_bits)                     # the connection whose beats go out
         r_last_beat = r_left <= L
@@ -659,12 +663,22 @@ class StreamBuffer(wiring.Component):
         rq_pop = Signal()
         head_clear = Signal()                          # the first decided read may start
 
+        # The words fetched: `r_fetched` a RAM read was issued a clock ago (its word is on
+        # the port), `r_captured` the register `r_word_in` holds a word; `r_words` the
+        # queue a beat is cut from (its first two words).
+        r_fetched = Signal()
+        r_captured = Signal()
+        r_word_in = Signal(W)
+        r_words = [Signal(W, name=f"r_words{i}") for i in range(_READ_WORDS_AHEAD)]
+        r_words_n = Signal(range(_READ_WORDS_AHEAD + 1))
+
         def start_read(job):
-            """The data path fetches `job`'s words from now on."""
-            m.d.sync += [r_shift.eq(job.start[:lane_bits]),
-                         r_word.eq(job.start[lane_bits:lane_bits + word_bits]),
+            """The data path fetches `job`'s words from now on, the first in this clock."""
+            first_word = job.start[lane_bits:lane_bits + word_bits]
+            m.d.comb += [drp.addr.eq(Cat(first_word, job.conn[:conn_lsbs])), drp.en.eq(1)]
+            m.d.sync += [r_shift.eq(job.start[:lane_bits]), r_word.eq(first_word + 1),
                          r_left.eq(job.count), r_from.eq(job.start), s_conn.eq(job.conn),
-                         r_data.eq(_ReadData.FIRST_WORD)]
+                         r_fetched.eq(1), r_data.eq(_ReadData.ACTIVE)]
         m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], s_conn[:conn_lsbs])), drp.en.eq(0)]
 
         # ---- The two waits ---------------------------------------------------------------
@@ -840,29 +854,39 @@ class StreamBuffer(wiring.Component):
 
         # ---- The read side's data path: the decided read's words, then its beats ---------
         with m.Switch(r_data):
-            with m.Case(_ReadData.FIRST_WORD):
-                m.d.comb += drp.en.eq(1)
-                m.d.sync += r_word.eq(r_word + 1)
-                m.d.sync += r_data.eq(_ReadData.SECOND_WORD)
-
-            with m.Case(_ReadData.SECOND_WORD):
-                m.d.comb += drp.en.eq(1)
-                m.d.sync += [r_word.eq(r_word + 1), r_prev.eq(drp.data)]
-                m.d.sync += r_data.eq(_ReadData.DATA)
-
-            with m.Case(_ReadData.DATA):
+            with m.Case(_ReadData.ACTIVE):
+                beat = r_words_n >= 2
+                pop = Signal()
                 m.d.comb += [
-                    self.read_data.valid.eq(1),
-                    self.read_data.payload.data.eq(realign(r_shift, r_prev, drp.data, read_starts)),
+                    self.read_data.valid.eq(beat),
+                    self.read_data.payload.data.eq(realign(r_shift, r_words[0], r_words[1],
+                                                           read_starts)),
                     self.read_data.payload.keep.eq(Cat(r_left > i for i in range(L))),
                     self.read_data.payload.last.eq(r_last_beat),
+                    pop.eq(beat & self.read_data.ready),
                 ]
-                with m.If(self.read_data.ready):
+                # the next word is fetched while the queue has room for every word on its way
+                # (none after the last beat: the words fetched beyond it are dropped)
+                ahead = r_words_n + r_fetched + r_captured
+                issue = (ahead - pop < _READ_WORDS_AHEAD) & ~(pop & r_last_beat)
+                with m.If(issue):
                     m.d.comb += drp.en.eq(1)
-                    m.d.sync += [r_word.eq(r_word + 1), r_prev.eq(drp.data), r_left.eq(r_left - L)]
+                    m.d.sync += r_word.eq(r_word + 1)
+                m.d.sync += [r_fetched.eq(issue), r_captured.eq(r_fetched),
+                             r_words_n.eq(r_words_n - pop + r_captured)]
+                with m.If(r_fetched):
+                    m.d.sync += r_word_in.eq(drp.data)
+                for k, word in enumerate(r_words):
+                    with m.If(r_captured & (r_words_n - pop == k)):
+                        m.d.sync += word.eq(r_word_in)
+                    if k + 1 < len(r_words):
+                        with m.Elif(pop):
+                            m.d.sync += word.eq(r_words[k + 1])
+                with m.If(pop):
+                    m.d.sync += r_left.eq(r_left - L)
                     with m.If(r_last_beat):
-                        m.d.sync += r_left.eq(0)
-                        m.d.sync += r_data.eq(_ReadData.IDLE)
+                        m.d.sync += [r_left.eq(0), r_words_n.eq(0), r_fetched.eq(0),
+                                     r_captured.eq(0), r_data.eq(_ReadData.IDLE)]
             with m.Case(_ReadData.IDLE):
                 with m.If(rq_valid & head_clear):
                     start_read(r_queued[0])
