@@ -27,6 +27,19 @@ def _swap(value):
     return Cat(value[8:16], value[:8])
 
 
+def _ones_add(m, a, b, name):
+    """16-bit one's-complement sum of `a` and `b` in one carry chain's time: `a + b` and
+    `a + b + 1` side by side (the latter as ``(2a + 1) + (2b + 1)``, whose bit 0 carries the
+    1 in), the second taken when the first carries out. It is 0 only if `a` and `b` are."""
+    plain = Signal(17, name=f"{name}_plain")
+    plus_one = Signal(18, name=f"{name}_plus_one")
+    m.d.comb += [
+        plain.eq(a + b),
+        plus_one.eq(Cat(C(1, 1), a) + Cat(C(1, 1), b)),
+    ]
+    return Mux(plain[16], plus_one[1:17], plain[:16])
+
+
 class Checksum(wiring.Component):
     """Internet checksum of a byte range of each frame, one beat per clock.
 
@@ -43,17 +56,21 @@ class Checksum(wiring.Component):
     sums the L4 segment with its checksum field zero and writes ``~o.payload.sum`` into it.
 
     The sum is pipelined so that no register-to-register path holds more than one carry
-    chain of at most 32 bits and a few LUT levels (156.25 MHz on an ECP5 at speed 8):
+    chain of at most 32 bits and a few LUT levels (over 200 MHz on an ECP5 at speed 8):
 
-    1. ``start``/``end`` are compared with the beat's frame offset and the selected bytes,
-       masked and aligned to 16-bit words at even frame offsets, are registered;
-    2. an adder tree adds the words in pairs, one registered level per cycle
-       (:attr:`TREE_STAGES` levels; at 8 bits the one word is only delayed);
+    1. each lane's frame offset is compared with ``start`` and ``end`` (one carry chain per
+       comparison) and the lane enables are registered with the beat's data;
+    2. an adder tree masks the bytes, aligned to 16-bit words at even frame offsets, and adds
+       the words in pairs, one registered level per cycle (:attr:`TREE_STAGES` levels; at 8 bits
+       the one word is only delayed);
     3. a 32-bit accumulator adds each beat's sum with no end-around carry (a frame holds at
        most 32768 words below offset 65535, so the exact sum fits in 31 bits);
-    4. at the frame's end, the accumulator's halves and ``initial`` are added;
-    5. that sum is folded to 16 bits (RFC 1071 end-around carry), and its bytes swapped back
-       when ``start`` is odd (section 2(B)); ``ok`` comes from the unfolded sum in parallel.
+    4. at the frame's end, the accumulator's halves, their bytes swapped when ``start`` is odd
+       (section 2(B)), are added with end-around carry;
+    5. ``initial`` is added with end-around carry, and ``ok`` found from the two addends.
+
+    Each end-around carry addition computes ``a + b`` and ``a + b + 1`` side by side and
+    picks one by the first's carry out, so it takes one carry chain, not two.
 
     Parameters
     ----------
@@ -82,11 +99,11 @@ class Checksum(wiring.Component):
         ``o.ready`` high gets a fixed-latency result and an input that never stalls.
     """
 
-    #: Registered adder levels after the masked words (4 words of a 64-bit beat: 2 levels).
+    #: Registered adder levels after the lane enables (4 words of a 64-bit beat: 2 levels).
     TREE_STAGES = 2
     #: Cycles from the cycle accepting a frame's last beat to the cycle in which ``o.valid``
-    #: presents its result: masked words, :attr:`TREE_STAGES` adder levels, accumulator,
-    #: final additions, fold.
+    #: presents its result: lane enables, :attr:`TREE_STAGES` adder levels, accumulator,
+    #: halves added, ``initial`` added.
     LATENCY = 1 + TREE_STAGES + 1 + 1 + 1
 
     def __init__(self, data_width):
@@ -126,7 +143,7 @@ class Checksum(wiring.Component):
         def follow(dst, src):
             return [dst[key].eq(src[key]) for key in ("valid", "last", "odd", "initial")]
 
-        # -- Stage 1: lane enables and masked words ------------------------------------------
+        # -- Stage 1: lane enables, registered with the beat's data ---------------------------
         # Beat index within the frame; the frame offset of lane k is index * lanes + k. It
         # stops at offset 0x10000, past any `end`, so longer frames never wrap around.
         beats = Signal(17 - lane_bits)
@@ -136,50 +153,48 @@ class Checksum(wiring.Component):
                 m.d.sync += beats.eq(0)
             with m.Elif(~beats[-1]):
                 m.d.sync += beats.eq(beats + 1)
-        # Lane k is at or after `start` if the beat is past start's beat, or is start's beat
-        # and k >= start % lanes; it is before `end` likewise. One comparison per beat, not per
-        # lane: the lanes only differ in constant low bits.
-        start_index, end_index = self.start[lane_bits:], self.end[lane_bits:]
-        past_start, at_start = Signal(), Signal()
-        before_end, at_end = Signal(), Signal()
-        m.d.comb += [
-            past_start.eq(index > start_index),
-            at_start.eq(index == start_index),
-            before_end.eq(index < end_index),
-            at_end.eq(index == end_index),
-        ]
-        lane_bytes = []
+        # Each lane compares its own frame offset (the beat index, with the stop bit, and the
+        # lane's constant low bits) with `start` and `end`: one carry chain per comparison and
+        # one LUT to the enable register. The bytes are masked in the first adder level.
+        start, end = Signal(18, name="start18"), Signal(18, name="end18")
+        m.d.comb += [start.eq(self.start), end.eq(self.end)]
+        enables = Signal(lanes)
+        data = Signal(self._data_width)
+        # (Comparisons as the top bit of a subtraction: a user that ties `start` to 0 would
+        # make `offset >= start` constant, which verilator flags.)
+        from_start = [Signal(18, name=f"from_start{lane}") for lane in range(lanes)]
+        to_end = [Signal(18, name=f"to_end{lane}") for lane in range(lanes)]
         for lane in range(lanes):
-            # (the last lane is always at or after start's lane and never before end's)
-            after_start = past_start | at_start
-            if lane < lanes - 1:
-                after_start = past_start | (at_start & (self.start[:lane_bits] <= lane))
-            ahead_of_end = before_end
-            if lane < lanes - 1:
-                ahead_of_end = before_end | (at_end & (self.end[:lane_bits] > lane))
-            enable = Signal(name=f"enable{lane}")
-            m.d.comb += enable.eq(beat.keep[lane] & ~beats[-1] & after_start & ahead_of_end)
-            lane_bytes.append(Mux(enable, beat.data[8 * lane:8 * lane + 8], 0))
-        # Words are aligned to even frame offsets; an odd `start` is corrected at the end by
-        # swapping the bytes of the folded sum (RFC 1071 section 2(B), byte-order independence),
-        # so `initial` is swapped here to match.
+            offset = Signal(18, name=f"offset{lane}")
+            m.d.comb += [
+                offset.eq(Cat(C(lane, lane_bits), beats)),
+                from_start[lane].eq((offset | (1 << 17)) - start),    # bit 17: offset >= start
+                to_end[lane].eq(offset - end),                        # bit 17: offset < end
+            ]
+        # (They are loaded whenever the pipeline advances: an invalid beat is never added.)
+        with m.If(advance):
+            m.d.sync += data.eq(beat.data)
+            m.d.sync += [enables[lane].eq(beat.keep[lane] & from_start[lane][17] &
+                                          to_end[lane][17])
+                         for lane in range(lanes)]
+        lane_bytes = [Mux(enables[lane], data[8 * lane:8 * lane + 8], 0) for lane in range(lanes)]
+        # Words are aligned to even frame offsets; an odd `start` is corrected after the
+        # accumulator by swapping the bytes of its sum (RFC 1071 section 2(B), byte-order
+        # independence), before `initial` is added.
         if lanes == 1:
-            words = [Signal(16, name="word0")]
-            with m.If(accept):
-                m.d.sync += words[0].eq(Mux(index[0], Cat(lane_bytes[0], C(0, 8)),
-                                            Cat(C(0, 8), lane_bytes[0])))
+            high = Signal()       # the byte is at an even offset: the high byte of its word
+            with m.If(advance):
+                m.d.sync += high.eq(~index[0])
+            words = [Mux(high, Cat(C(0, 8), lane_bytes[0]), Cat(lane_bytes[0], C(0, 8)))]
         else:
-            words = [Signal(16, name=f"word{k}") for k in range(lanes // 2)]
-            with m.If(accept):
-                m.d.sync += [words[k].eq(Cat(lane_bytes[2 * k + 1], lane_bytes[2 * k]))
-                             for k in range(lanes // 2)]
+            words = [Cat(lane_bytes[2 * k + 1], lane_bytes[2 * k]) for k in range(lanes // 2)]
         masked = stage("masked")
         with m.If(advance):
             m.d.sync += [
                 masked["valid"].eq(self.i.valid),
                 masked["last"].eq(beat.last),
                 masked["odd"].eq(self.start[0]),
-                masked["initial"].eq(Mux(self.start[0], _swap(self.initial), self.initial)),
+                masked["initial"].eq(self.initial),
             ]
 
         # -- Stage 2: adder tree, one registered level per cycle ------------------------------
@@ -214,29 +229,28 @@ class Checksum(wiring.Component):
                     fresh.eq(previous["last"]),
                 ]
 
-        # -- Stage 4: the accumulator's halves and the initial value (at most 18 bits) --------
-        total = Signal(18)
-        total_odd = Signal()
-        total_done = Signal()
+        # -- Stage 4: the accumulator's halves added with end-around carry, their bytes
+        # swapped first when `start` is odd (swapping commutes with one's-complement addition).
+        acc_odd = summed["odd"]
+        half = Signal(16)
+        half_initial = Signal(16)
+        half_done = Signal()
         with m.If(advance):
             m.d.sync += [
-                total.eq(acc[:16] + acc[16:] + summed["initial"]),
-                total_odd.eq(summed["odd"]),
-                total_done.eq(summed["valid"] & summed["last"]),
+                half.eq(_ones_add(m, Mux(acc_odd, _swap(acc[:16]), acc[:16]),
+                                  Mux(acc_odd, _swap(acc[16:]), acc[16:]), "half")),
+                half_initial.eq(summed["initial"]),
+                half_done.eq(summed["valid"] & summed["last"]),
             ]
 
-        # -- Stage 5: fold with end-around carry; `ok` when the total is a nonzero multiple of
-        # 0xFFFF (the folded sum is then 0xFFFF), straight from the unfolded total.
-        partial = Signal(17)
-        folded = Signal(16)
-        m.d.comb += [
-            partial.eq(total[:16] + total[16:]),
-            folded.eq(partial[:16] + partial[16]),
-        ]
+        # -- Stage 5: `initial` added with end-around carry. The sum is 0xFFFF (`ok`) when the
+        # two add up to exactly 0xFFFF (each bit set in one of them) or both are 0xFFFF, so
+        # `ok` needs no carry chain.
         with m.If(advance):
             m.d.sync += [
-                self.o.valid.eq(total_done),
-                self.o.payload.sum.eq(Mux(total_odd, _swap(folded), folded)),
-                self.o.payload.ok.eq((total == 0xFFFF) | (total == 0x1FFFE) | (total == 0x2FFFD)),
+                self.o.valid.eq(half_done),
+                self.o.payload.sum.eq(_ones_add(m, half, half_initial, "sum")),
+                self.o.payload.ok.eq((half ^ half_initial).all() |
+                                     (half.all() & half_initial.all())),
             ]
         return m

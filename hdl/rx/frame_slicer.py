@@ -42,9 +42,12 @@ class FrameSlicer(wiring.Component):
 
     The input and the command are registered before any logic (a block RAM read port may
     drive :attr:`i` directly), and so is the output; a command then spends one cycle in a
-    second register where its range is turned into beat indices and lane masks, and input
-    beats pass through two registers to meet it, so the output is two beats behind the input
-    and up to two commands wait inside the slicer. With a command waiting and ``o.ready``
+    second register where its range is turned into beat indices and lane masks (and the lanes
+    kept of the frame's first beat), and input beats pass through two registers to meet it,
+    so the output is two beats behind the input and up to two commands wait inside the
+    slicer. The lanes kept of every later beat are worked out in the cycle the beat before it
+    is taken, so that no comparison lies between a beat and the output register (over
+    200 MHz on an ECP5 at speed 8). With a command waiting and ``o.ready``
     high the slicer takes one input beat per clock, across back-to-back frames with no idle
     cycle between them; ``o.ready`` low stalls everything.
 
@@ -123,74 +126,128 @@ class FrameSlicer(wiring.Component):
         raw_beat_valid = Signal()
         raw_beat = Signal(FrameBeat(self._data_width))
         beat_free = Signal()      # `beat` takes `raw_beat` at the end of this cycle
+        # The handshake is written out flat, as few LUT levels from `o.ready` as it can be, and
+        # the data registers load whenever their stage is free (what they take is only used once
+        # its valid bit says so), so that their enables need no valid bit.
         m.d.comb += [
-            beat_free.eq(~beat_valid | take),
-            self.i.ready.eq(~raw_beat_valid | beat_free),
-            cmd_free.eq(~cmd_valid | (take & beat.last)),
-            self.cmd.ready.eq(~raw_valid | cmd_free),
             take.eq(advance & beat_valid & cmd_valid),
+            beat_free.eq(~beat_valid | (advance & cmd_valid)),
+            self.i.ready.eq(~raw_beat_valid | ~beat_valid | (advance & cmd_valid)),
+            cmd_free.eq(~cmd_valid | (advance & beat_valid & beat.last)),
+            self.cmd.ready.eq(~raw_valid | ~cmd_valid | (advance & beat_valid & beat.last)),
         ]
         with m.If(self.i.ready):
-            m.d.sync += raw_beat_valid.eq(self.i.valid)
-            with m.If(self.i.valid):
-                m.d.sync += raw_beat.eq(self.i.payload)
+            m.d.sync += [raw_beat_valid.eq(self.i.valid), raw_beat.eq(self.i.payload)]
         with m.If(beat_free):
-            m.d.sync += beat_valid.eq(raw_beat_valid)
-            with m.If(raw_beat_valid):
-                m.d.sync += beat.eq(raw_beat)
+            m.d.sync += [beat_valid.eq(raw_beat_valid), beat.eq(raw_beat)]
         with m.If(self.cmd.ready):
-            m.d.sync += raw_valid.eq(self.cmd.valid)
-            with m.If(self.cmd.valid):
-                m.d.sync += raw.eq(self.cmd.payload)
-        with m.If(cmd_free):
-            m.d.sync += cmd_valid.eq(raw_valid)
-            with m.If(raw_valid):
-                skip = raw.skip
-                end = _widened(m, _widened(m, skip, 17, "cmd_skip") +
-                               _widened(m, raw.length, 17, "cmd_length"),
-                               17, "cmd_end")
-                final_byte = _widened(m, end - _widened(m, 1, 17, "cmd_one"), 17, "cmd_final")
-                m.d.sync += [
-                    first_beat.eq(skip[lane_bits:]),
-                    final_beat.eq(final_byte[lane_bits:]),
-                    empty.eq(raw.length == 0),
-                ]
-                if lanes == 1:
-                    m.d.sync += [first_lanes.eq(1), final_lanes.eq(1), final_lane.eq(1)]
-                else:
-                    m.d.sync += first_lane.eq(skip[:lane_bits])
-                    with m.Switch(skip[:lane_bits]):
-                        for lane in range(lanes):
-                            with m.Case(lane):
-                                m.d.sync += first_lanes.eq(((1 << lanes) - 1) & ~((1 << lane) - 1))
-                    with m.Switch(final_byte[:lane_bits]):
-                        for lane in range(lanes):
-                            with m.Case(lane):
-                                m.d.sync += [
-                                    final_lanes.eq((2 << lane) - 1),
-                                    final_lane.eq(1 << lane),
-                                ]
-
-        # Position of the registered beat in its frame, and which of its lanes are kept.
-        beat_index = Signal(beat_bits)
-        after_first = Signal()
-        at_first = Signal()
-        before_final = Signal()
-        at_final = Signal()
+            m.d.sync += [raw_valid.eq(self.cmd.valid), raw.eq(self.cmd.payload)]
+        # The range worked out from `raw`; comb signals, so outside any `If` (else they would
+        # be 0 outside it).
+        skip, length = raw.skip, raw.length
+        end = _widened(m, _widened(m, skip, 17, "cmd_skip") + _widened(m, length, 17, "cmd_length"),
+                       17, "cmd_end")
+        final_byte = _widened(m, end - _widened(m, 1, 17, "cmd_one"), 17, "cmd_final")
+        raw_first_lanes = Signal(lanes)
+        raw_final_lanes = Signal(lanes)
+        raw_final_lane = Signal(lanes)
+        if lanes == 1:
+            m.d.comb += [raw_first_lanes.eq(1), raw_final_lanes.eq(1), raw_final_lane.eq(1)]
+        else:
+            with m.Switch(skip[:lane_bits]):
+                for lane in range(lanes):
+                    with m.Case(lane):
+                        m.d.comb += raw_first_lanes.eq(((1 << lanes) - 1) & ~((1 << lane) - 1))
+            # The final byte's lane, `(skip + length - 1) % lanes`, as a table of the low bits:
+            # `first_range` needs it early, not from the end of the carry chain for `final_byte`
+            # (and an adder of the low bits alone would be merged into that chain).
+            with m.Switch(Cat(skip[:lane_bits], length[:lane_bits])):
+                for low in range(lanes * lanes):
+                    lane = ((low % lanes) + (low // lanes) - 1) % lanes
+                    with m.Case(low):
+                        m.d.comb += [
+                            raw_final_lanes.eq((2 << lane) - 1),
+                            raw_final_lane.eq(1 << lane),
+                        ]
+        # The lanes kept of the frame's first beat (index 0), without the adder: the range
+        # starts in it if `skip < lanes`, and also ends in it if `skip + length <= lanes`.
+        raw_empty = Signal()
+        raw_first_at0 = Signal()
+        raw_final_at0 = Signal()
+        low_end = _widened(m, _widened(m, skip[:lane_bits], lane_bits + 2, "cmd_skip_low") +
+                           _widened(m, length[:lane_bits + 1], lane_bits + 2, "cmd_length_low"),
+                           lane_bits + 2, "cmd_end_low")
         m.d.comb += [
-            after_first.eq(beat_index > first_beat),
-            at_first.eq(beat_index == first_beat),
-            before_final.eq(beat_index < final_beat),
-            at_final.eq(beat_index == final_beat),
+            raw_empty.eq(length == 0),
+            raw_first_at0.eq(skip[lane_bits:] == 0),
+            raw_final_at0.eq(raw_first_at0 & (length[lane_bits + 1:] == 0) &
+                             (low_end <= _widened(m, lanes, lane_bits + 2, "cmd_lanes"))),
         ]
+        first_range = Signal(lanes)     # lanes of beat 0 in the range (0 if `empty`)
+        final_at0 = Signal()            # the range's final byte is in beat 0
+        with m.If(cmd_free):
+            m.d.sync += [
+                cmd_valid.eq(raw_valid),
+                first_beat.eq(skip[lane_bits:]),
+                final_beat.eq(final_byte[lane_bits:]),
+                empty.eq(raw_empty),
+                first_lanes.eq(raw_first_lanes),
+                final_lanes.eq(raw_final_lanes),
+                final_lane.eq(raw_final_lane),
+                first_range.eq(Mux(raw_first_at0 & ~raw_empty,
+                                   raw_first_lanes & Mux(raw_final_at0, raw_final_lanes, ~0), 0)),
+                final_at0.eq(raw_final_at0),
+            ]
+            if lanes > 1:
+                m.d.sync += first_lane.eq(skip[:lane_bits])
+
+        # Position of the registered beat in its frame, and which of its lanes are kept. No
+        # comparison sits between the beat and the output: at index 0 the lanes come from the
+        # command (`first_range`), further on from `later_from_skip` and `later_to_final`, worked out from `next_index`
+        # (registered) in the cycle the beat before was taken.
+        at_zero = Signal(init=1)        # the registered beat is its frame's first (index 0)
+        next_index = Signal(beat_bits, init=1)   # index of the beat after the registered one
+        # Past index 0, the registered beat's lanes at or after `skip`, and up to the final byte
+        # (none if `empty`): one LUT level each.
+        later_from_skip = Signal(lanes)
+        later_to_final = Signal(lanes)
+        later_at_final = Signal()       # ... the range's final byte is in it
+        later_past_final = Signal()     # ... or in a beat before it
+        # Four comparisons (carry chains) and no equality (a LUT tree): "at" is "up to" and
+        # not "before", so each lane needs one more LUT level only.
+        next_after_first = Signal()     # the beat after the registered one is past `first_beat`
+        next_from_first = Signal()      # ... is `first_beat` or past it
+        next_before_final = Signal()    # ... is before `final_beat`
+        next_to_final = Signal()        # ... is `final_beat` or before it
+        m.d.comb += [
+            next_after_first.eq(next_index > first_beat),
+            next_from_first.eq(next_index >= first_beat),
+            next_before_final.eq(next_index < final_beat),
+            next_to_final.eq(next_index <= final_beat),
+        ]
+        with m.If(take):
+            with m.If(beat.last):
+                m.d.sync += [at_zero.eq(1), next_index.eq(1)]
+            with m.Else():
+                m.d.sync += [
+                    at_zero.eq(0),
+                    next_index.eq(next_index + 1),
+                    later_from_skip.eq(Mux(next_after_first, ~0, 0) |
+                                       Mux(next_from_first, first_lanes, 0)),
+                    later_to_final.eq(Mux(empty, 0, Mux(next_before_final, ~0, 0) |
+                                                    Mux(next_to_final, final_lanes, 0))),
+                    later_at_final.eq(next_to_final & ~next_before_final),
+                    later_past_final.eq(~next_to_final),
+                ]
         in_range = Signal(lanes)
+        at_final = Signal()
         kept = Signal(lanes)
         upper = Signal(lanes)     # kept lanes from `skip % lanes` up: go to the residual
         lower = Signal(lanes)     # kept lanes below it: complete the residual's output beat
         m.d.comb += [
-            in_range.eq((Mux(after_first, ~0, 0) | Mux(at_first, first_lanes, 0)) &
-                        (Mux(before_final, ~0, 0) | Mux(at_final, final_lanes, 0))),
-            kept.eq(Mux(empty, 0, beat.keep & in_range)),
+            in_range.eq(Mux(at_zero, first_range, later_from_skip & later_to_final)),
+            at_final.eq(Mux(at_zero, final_at0, later_at_final)),
+            kept.eq(beat.keep & in_range),
             upper.eq(kept & first_lanes),
             lower.eq(kept & ~first_lanes),
         ]
@@ -198,7 +255,7 @@ class FrameSlicer(wiring.Component):
         final_seen = Signal()     # ... or in an earlier one
         m.d.comb += [
             final_here.eq(at_final & (beat.keep & final_lane).any()),
-            final_seen.eq(final_here | (beat_index > final_beat)),
+            final_seen.eq(final_here | (~at_zero & later_past_final)),
         ]
         ends = Signal()           # no kept byte follows this beat
         frame_short = Signal()
@@ -246,10 +303,6 @@ class FrameSlicer(wiring.Component):
             with m.If(flush):
                 m.d.sync += [flush.eq(0), res_keep.eq(0)]
             with m.If(take):
-                with m.If(beat.last):
-                    m.d.sync += beat_index.eq(0)
-                with m.Elif(~beat_index.all()):
-                    m.d.sync += beat_index.eq(beat_index + 1)
                 # The residual's data and shift only matter while `res_keep` has lanes, and it
                 # gets lanes only here: load them on every beat taken, so that their enable
                 # does not wait for `upper`.
