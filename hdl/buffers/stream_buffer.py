@@ -27,7 +27,7 @@ READ_LENGTH_BITS = 32
 SKIP_BITS = 16
 # Clocks from a write command taken to its decision (the _WriteStep pipeline); its first beat
 # may be taken in the clock after.
-WRITE_DECISION_CLOCKS = 4
+WRITE_DECISION_CLOCKS = 5
 # Clocks from a read command taken to its decision (the _ReadStep pipeline), and to its first
 # beat on an idle data port (the queue's check, then two RAM words read and registered).
 READ_DECISION_CLOCKS = 3
@@ -111,7 +111,8 @@ class _WriteStep(enum.Enum, shape=3):
     LOAD = 1                # the connection's state words registered
     RELATE = 2              # the write and the ranges as offsets from tail; the window
     CLIP = 3                # each bound compared once: stored or not, which ranges it meets
-    DECIDE = 4              # the new tail and ranges written back; the write answered
+    GUARD = 4               # checked against the reads whose ring slots it would fill
+    DECIDE = 5              # the new tail and ranges written back; the write answered
 
 
 class _WriteJob(data.StructLayout):
@@ -223,7 +224,7 @@ class StreamBuffer(wiring.Component):
 
     Timing: each side's decision is a short pipeline whose stages start from registers (the
     state RAMs' words are registered before any arithmetic), one command in it at a time. A
-    write's decision comes ``WRITE_DECISION_CLOCKS`` (4) after its command is taken, and its
+    write's decision comes ``WRITE_DECISION_CLOCKS`` (5) after its command is taken, and its
     first beat may be taken in the next clock, then one beat per clock; ``write_resp`` shows
     the cycle after the decision, while the
     beats still move. A write whose bytes end in one more RAM word than its beats spends one
@@ -720,10 +721,13 @@ class StreamBuffer(wiring.Component):
             # (tail + stop - first, both terms at most R: w_stored_hi is tail + stop)
             return (w_stored_hi - first)[:count_bits + 1] > R
 
-        w_hazard = w_store & (
+        # Registered: the reads of the write's connection only go once it is taken (no read of
+        # it is taken, and one being decided holds the write back), so a clock-old "none" holds.
+        w_hazard = Signal()
+        m.d.sync += w_hazard.eq(w_store & (
             (r_streaming & (s_conn == w_conn) & fills_slots_from(r_from))
             | Cat((rq_count > i) & (job.conn == w_conn) & fills_slots_from(job.start)
-                  for i, job in enumerate(r_queued)).any())
+                  for i, job in enumerate(r_queued)).any()))
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
@@ -756,6 +760,8 @@ class StreamBuffer(wiring.Component):
             with m.Case(_WriteStep.RELATE):
                 m.d.sync += w_step.eq(_WriteStep.CLIP)
             with m.Case(_WriteStep.CLIP):
+                m.d.sync += w_step.eq(_WriteStep.GUARD)
+            with m.Case(_WriteStep.GUARD):
                 m.d.sync += w_step.eq(_WriteStep.DECIDE)
 
             with m.Case(_WriteStep.DECIDE):
