@@ -601,20 +601,24 @@ class StreamBuffer(wiring.Component):
         queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits, length_bits))
         decided = Signal.like(queued)
 
+        def lanes_kept(pos, lo, hi):
+            """The lanes of the word whose lane 0 is command byte `pos` that hold stored
+            bytes: registered a word ahead (they are the RAM's byte enables)."""
+            return Cat((pos + i >= lo) & (pos + i < hi) for i in range(L))
+        w_lanes = Signal(L)
+
         def start(job):
             """The data path takes `job`'s beats from now on."""
             m.d.sync += [d_conn.eq(job.conn), w_shift.eq(job.shift), w_word.eq(job.word),
                          w_left.eq(job.left), w_pos.eq(job.pos), wr_lo.eq(job.lo),
                          wr_hi.eq(job.hi), w_keep_lo.eq(job.keep_lo), w_keep_hi.eq(job.keep_hi),
+                         w_lanes.eq(lanes_kept(job.pos, job.lo, job.hi)),
                          w_word_pos.eq(job.base), w_unwritten.eq(job.keep_lo), w_active.eq(1)]
-
-        def lane_enables():
-            return Cat((w_pos + i >= wr_lo) & (w_pos + i < wr_hi) for i in range(L))
 
         m.d.comb += dwp.addr.eq(Cat(w_word[:word_bits], d_conn[:conn_lsbs]))
         with m.If(flush):
             m.d.comb += [dwp.data.eq(realign(w_shift, w_prev, Const(0, W), write_starts)),
-                         dwp.en.eq(lane_enables())]
+                         dwp.en.eq(w_lanes)]
             m.d.sync += flush.eq(0)
 
         # ---- Read side -------------------------------------------------------------------
@@ -676,11 +680,13 @@ class StreamBuffer(wiring.Component):
         def start_read(job):
             """The data path fetches `job`'s words from now on, the first in this clock."""
             first_word = job.start[lane_bits:lane_bits + word_bits]
-            m.d.comb += [drp.addr.eq(Cat(first_word, job.conn[:conn_lsbs])), drp.en.eq(1)]
+            m.d.comb += drp.addr.eq(Cat(first_word, job.conn[:conn_lsbs]))
             m.d.sync += [r_shift.eq(job.start[:lane_bits]), r_word.eq(first_word + 1),
                          r_left.eq(job.count), r_from.eq(job.start), s_conn.eq(job.conn),
                          r_fetched.eq(1), r_data.eq(_ReadData.ACTIVE)]
-        m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], s_conn[:conn_lsbs])), drp.en.eq(0)]
+        # (the port reads every clock, its enable tied high: no logic fans out to the RAM's
+        # many blocks; a word is taken only a clock after a fetch was issued)
+        m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], s_conn[:conn_lsbs])), drp.en.eq(1)]
 
         # ---- The two waits ---------------------------------------------------------------
         # A decided read's words are not fetched while the write side still has to put bytes
@@ -811,10 +817,11 @@ class StreamBuffer(wiring.Component):
                 m.d.comb += [
                     dwp.data.eq(realign(w_shift, w_prev, self.write_data.payload.data,
                                         write_starts)),
-                    dwp.en.eq(lane_enables()),
+                    dwp.en.eq(w_lanes),
                 ]
                 m.d.sync += [w_prev.eq(self.write_data.payload.data), w_word.eq(w_word + 1),
                              w_pos.eq(w_pos + L), w_left.eq(w_left - L),
+                             w_lanes.eq(lanes_kept(w_pos + L, wr_lo, wr_hi)),
                              w_word_pos.eq(w_word_pos + L),
                              # the bytes before the next word are in
                              w_unwritten.eq(Mux(w_pos + L > wr_lo, w_word_pos + L, w_keep_lo))]
@@ -876,7 +883,6 @@ class StreamBuffer(wiring.Component):
                 ahead = r_words_n + r_fetched + r_captured
                 issue = (ahead - pop < _READ_WORDS_AHEAD) & ~(pop & r_last_beat)
                 with m.If(issue):
-                    m.d.comb += drp.en.eq(1)
                     m.d.sync += r_word.eq(r_word + 1)
                 m.d.sync += [r_fetched.eq(issue), r_captured.eq(r_fetched),
                              r_words_n.eq(r_words_n - pop + r_captured)]
