@@ -118,12 +118,12 @@ class _WriteStep(enum.Enum, shape=3):
 class _WriteJob(data.StructLayout):
     """A decided write whose beats are still to come: where they go and which are kept."""
 
-    def __init__(self, conn_bits, lane_bits, word_bits, length_bits):
+    def __init__(self, conn_bits, lane_bits, word_bits, length_bits, lanes):
         super().__init__({
             "conn": conn_bits, "shift": max(lane_bits, 1), "word": max(word_bits, 1),
             "left": length_bits, "pos": signed(length_bits + 2),
             "lo": length_bits + 1, "hi": length_bits + 1,
-            "keep_lo": 32, "keep_hi": 32, "base": 32,
+            "keep_lo": 32, "keep_hi": 32, "base": 32, "lanes": lanes,
         })
 
 
@@ -598,7 +598,7 @@ class StreamBuffer(wiring.Component):
         w_unwritten = Signal(32)                       # first stored position not yet in the RAM
         d_conn = Signal(conn_bits)                     # the connection the beats go to
         w_last_beat = w_left <= L
-        queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits, length_bits))
+        queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits, length_bits, L))
         decided = Signal.like(queued)
 
         def lanes_kept(pos, lo, hi):
@@ -612,7 +612,7 @@ class StreamBuffer(wiring.Component):
             m.d.sync += [d_conn.eq(job.conn), w_shift.eq(job.shift), w_word.eq(job.word),
                          w_left.eq(job.left), w_pos.eq(job.pos), wr_lo.eq(job.lo),
                          wr_hi.eq(job.hi), w_keep_lo.eq(job.keep_lo), w_keep_hi.eq(job.keep_hi),
-                         w_lanes.eq(lanes_kept(job.pos, job.lo, job.hi)),
+                         w_lanes.eq(job.lanes),
                          w_word_pos.eq(job.base), w_unwritten.eq(job.keep_lo), w_active.eq(1)]
 
         m.d.comb += dwp.addr.eq(Cat(w_word[:word_bits], d_conn[:conn_lsbs]))
@@ -783,6 +783,7 @@ class StreamBuffer(wiring.Component):
                     decided.keep_lo.eq(w_stored_lo),
                     decided.keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
                     decided.base.eq(Cat(Const(0, lane_bits), w_offset[lane_bits:])),
+                    decided.lanes.eq(lanes_kept(decided.pos, decided.lo, decided.hi)),
                 ]
                 with m.If(w_decides):
                     # its beats come next, or after those of the write before it
