@@ -885,8 +885,11 @@ class StreamBuffer(wiring.Component):
                 issue = (ahead - pop < _READ_WORDS_AHEAD) & ~(pop & r_last_beat)
                 with m.If(issue):
                     m.d.sync += r_word.eq(r_word + 1)
+                # (a captured word always has a slot; the count checks it anyway, so that it
+                # cannot wrap round in a proof by induction)
+                kept_n = r_words_n - pop
                 m.d.sync += [r_fetched.eq(issue), r_captured.eq(r_fetched),
-                             r_words_n.eq(r_words_n - pop + r_captured)]
+                             r_words_n.eq(kept_n + (r_captured & (kept_n < _READ_WORDS_AHEAD)))]
                 with m.If(r_fetched):
                     m.d.sync += r_word_in.eq(drp.data)
                 for k, word in enumerate(r_words):
