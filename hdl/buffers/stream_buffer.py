@@ -13,7 +13,7 @@ from hdl.layouts import FrameBeat, check_data_width
 
 __all__ = [
     "OooRange", "ConnState", "WriteCommand", "WriteResponse", "ReadCommand", "ReadResponse",
-    "InitCommand", "StateQuery", "StreamBuffer", "WRITE_DECISION_CLOCKS",
+    "InitCommand", "StateQuery", "ring_free", "StreamBuffer", "WRITE_DECISION_CLOCKS",
     "READ_DECISION_CLOCKS", "READ_FIRST_BEAT_CLOCKS",
 ]
 
@@ -89,8 +89,15 @@ class InitCommand(data.StructLayout):
 
 
 class StateQuery(data.StructLayout):
-    def __init__(self, count_bits, max_ooo_ranges):
-        super().__init__({"head": 32, "tail": 32, "free": count_bits, **_ranges(max_ooo_ranges)})
+    def __init__(self, max_ooo_ranges):
+        super().__init__({"head": 32, "tail": 32, **_ranges(max_ooo_ranges)})
+
+
+def ring_free(query, ring_bytes):
+    """``ring_bytes - (tail - head)`` of a :class:`StateQuery`: the ring's free bytes (the
+    window to advertise). Worked out by whoever registered the query, not on the query port,
+    whose words come straight from block RAM."""
+    return ring_bytes - (query.tail - query.head)[:ring_bytes.bit_length()]
 
 
 class _TailState(data.StructLayout):
@@ -292,8 +299,8 @@ class StreamBuffer(wiring.Component):
     query_conn : In(conn_bits)
         Connection whose state ``query`` shows on the next cycle.
     query : Out(StateQuery)
-        ``head``, ``tail``, ``free = ring_bytes - (tail - head)`` (the window to
-        advertise) and the held ranges, ``valid`` per slot: the valid ones first, the most
+        ``head``, ``tail`` (:func:`ring_free` gives the free bytes from them) and the held
+        ranges, ``valid`` per slot: the valid ones first, the most
         recently written first (not sorted by position; no ``ranges`` field when
         ``max_ooo_ranges`` is 0). It shows the state as of the
         previous cycle: a command's effect is there one cycle after ``state_pending`` is low.
@@ -342,7 +349,7 @@ class StreamBuffer(wiring.Component):
             "read_data": Out(stream.Signature(beat)),
             "init": In(stream.Signature(InitCommand(conn_bits))),
             "query_conn": In(conn_bits),
-            "query": Out(StateQuery(count_bits, max_ooo_ranges)),
+            "query": Out(StateQuery(max_ooo_ranges)),
             "state_pending": Out(1),
             "busy": Out(1),
             "write_busy": Out(1),
@@ -417,7 +424,6 @@ class StreamBuffer(wiring.Component):
             q_head_rp.addr.eq(self.query_conn),
             self.query.head.eq(q_head_rp.data),
             self.query.tail.eq(q_tail_rp.data.tail),
-            self.query.free.eq(R - rel(q_tail_rp.data.tail, q_head_rp.data)),
         ]
         if N:
             m.d.comb += self.query.ranges.eq(q_tail_rp.data.ranges)

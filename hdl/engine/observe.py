@@ -17,6 +17,7 @@ from amaranth.lib import data, enum
 from amaranth.utils import exact_log2
 
 from hdl.engine.tcb import SYNCHRONIZED, ConnKind, TcpState
+from hdl.buffers.stream_buffer import ring_free
 
 __all__ = ["EventSource", "SegmentKind", "TimerKind", "EngineObservation", "observe"]
 
@@ -83,12 +84,14 @@ def _seq_lt(a, b):
     return (a - b)[31]
 
 
-def _segment_kind(rec, rxq, seg):
+def _segment_kind(rec, rxq, seg, rcv_bytes):
     """The :class:`SegmentKind` of segment `seg` (a dict of the engine's ``seg_*`` registers)
-    for the connection record `rec` with receive-ring state `rxq`, as loaded."""
+    for the connection record `rec` with receive-ring state `rxq` (a ring of `rcv_bytes`), as
+    loaded."""
     flags = seg["flags"]
     rcv_nxt = rxq.tail + rec.fin_received
-    rcv_wnd = Mux(rxq.free > rec.rcv_reserve, rxq.free - rec.rcv_reserve, 0)   # within SO_RCVBUF
+    free = ring_free(rxq, rcv_bytes)
+    rcv_wnd = Mux(free > rec.rcv_reserve, free - rec.rcv_reserve, 0)   # within SO_RCVBUF
     seg_len = seg["plen"] + flags.syn + flags.fin
     start = (seg["seq"] - rcv_nxt)[:32].as_signed()
     end = start + seg_len - 1
@@ -140,7 +143,7 @@ def observe(m, obs, *, latch, tcp_start, timer, source, conn, rec, rxq, txq, t, 
     m.d.comb += [
         obs.conn.eq(conn), obs.source.eq(source),
         obs.kind.eq(Mux(latch, rec.kind, t.kind)), obs.state.eq(Mux(latch, rec.state, t.state)),
-        obs.segment.eq(Mux(tcp_segment, _segment_kind(t, t_rxq, seg), SegmentKind.NONE)),
+        obs.segment.eq(Mux(tcp_segment, _segment_kind(t, t_rxq, seg, rcv_bytes), SegmentKind.NONE)),
         obs.timer.eq(Mux(timer, _timer_kind(t, now, queued, max_retries), TimerKind.NONE)),
         obs.rx_used.eq(rxq.tail - rxq.head), obs.rx_start.eq(rxq.head[:exact_log2(rcv_bytes)]),
         obs.tx_used.eq(txq.tail - txq.head), obs.tx_start.eq(txq.head[:exact_log2(snd_bytes)]),

@@ -21,7 +21,7 @@ from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
-from hdl.buffers.stream_buffer import StreamBuffer
+from hdl.buffers.stream_buffer import StreamBuffer, ring_free
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
@@ -349,6 +349,9 @@ class TcpEngine(wiring.Component):
         kind0 = Signal(ConnKind)
         rxq = Signal.like(rx_ring.query)    # ring states, latched
         txq = Signal.like(tx_ring.query)
+        rx_free = Signal(range(R + 1))      # their free bytes
+        tx_free = Signal(range(S + 1))
+        m.d.comb += [rx_free.eq(ring_free(rxq, R)), tx_free.eq(ring_free(txq, S))]
         now = Signal(32)
         ticks_pending = Signal(8)
         scan = Signal(conn_bits)
@@ -501,13 +504,13 @@ class TcpEngine(wiring.Component):
         m.d.comb += [
             rcv_nxt.eq(rxq.tail + t.fin_received),
             # the rings' free bytes within the socket's caps (SO_RCVBUF, SO_SNDBUF)
-            rcv_space.eq(Mux(rxq.free > t.rcv_reserve, rxq.free - t.rcv_reserve, 0)),
+            rcv_space.eq(Mux(rx_free > t.rcv_reserve, rx_free - t.rcv_reserve, 0)),
             rcv_wnd.eq(window_limit(rcv_space)),
             syn_wnd.eq(Mux(rcv_space > 0xFFFF, 0xFFFF, rcv_space) if R > 0xFFFF else rcv_space),
             adv_wnd.eq(advertised(rcv_wnd)),
             # RFC 7323 2.3: a SYN's window is never scaled, so every use of it takes seg_wnd
             peer_wnd.eq(seg_wnd << t.snd_wscale if ws else seg_wnd),
-            snd_space.eq(Mux(txq.free > t.snd_reserve, txq.free - t.snd_reserve, 0)),
+            snd_space.eq(Mux(tx_free > t.snd_reserve, tx_free - t.snd_reserve, 0)),
             queued.eq(txq.tail - txq.head),
             readable.eq(rxq.tail - rxq.head),
             syn_acked.eq(_seq_lt(t.iss, t.snd_una)),
@@ -1213,7 +1216,7 @@ class TcpEngine(wiring.Component):
                                               | (seg_src_port != tpl.remote_port))):
                     m.d.sync += udp_no_socket.eq(udp_no_socket + 1)
                     goto(EngineStep.ACTION)
-                with m.Elif(rxq.free < seg_plen + UDP_RECORD_BYTES):
+                with m.Elif(rx_free < seg_plen + UDP_RECORD_BYTES):
                     m.d.sync += udp_queue_full.eq(udp_queue_full + 1)
                     goto(EngineStep.ACTION)
                 with m.Elif(ring_hdr):

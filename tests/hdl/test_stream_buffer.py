@@ -113,11 +113,13 @@ async def send_cmd(ctx, port, payload, pauses):
     ctx.set(port.valid, 0)
 
 
-def hw_state(q):
-    """The query's state, its valid ranges in slot order (which must come first)."""
+def hw_state(dut, q):
+    """The query's state (and the free bytes `ring_free` works out from it), its valid ranges
+    in slot order (which must come first)."""
     valid = [r.valid for r in getattr(q, "ranges", ())]                 # none kept: no field
     assert valid == sorted(valid, reverse=True), f"a range slot free before a held one: {valid}"
-    return (q.head, q.tail, q.free, [(r.lo, r.hi) for r in getattr(q, "ranges", ()) if r.valid])
+    free = dut.ring_bytes - (q.tail - q.head) % MOD
+    return (q.head, q.tail, free, [(r.lo, r.hi) for r in getattr(q, "ranges", ()) if r.valid])
 
 
 def collector(port, out, pattern, convert):
@@ -184,7 +186,7 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
                 await ctx.tick().repeat(2)       # the state write-back of the last command
                 ctx.set(dut.query_conn, conn)
                 await ctx.tick()
-                got_queries.append(hw_state(ctx.get(dut.query)))
+                got_queries.append(hw_state(dut, ctx.get(dut.query)))
         want = (len(exp.write_resps), len(exp.read_resps), len(exp.frames))
         for _ in range(timeout):
             if (len(got_write), len(got_read), len(got_frames)) == want:
@@ -195,7 +197,7 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
         for conn in range(connections):
             ctx.set(dut.query_conn, conn)
             await ctx.tick()
-            final.append(hw_state(ctx.get(dut.query)))
+            final.append(hw_state(dut, ctx.get(dut.query)))
         got_queries.append(final)
         got_queries.append(ctx.get(dut.refused_count))
         done.append(True)
@@ -683,7 +685,7 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
         for conn in range(connections):
             ctx.set(dut.query_conn, conn)
             await ctx.tick()
-            final.append(hw_state(ctx.get(dut.query)))
+            final.append(hw_state(dut, ctx.get(dut.query)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
