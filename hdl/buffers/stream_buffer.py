@@ -204,8 +204,8 @@ class StreamBuffer(wiring.Component):
       ``discard`` and without ``peek``.
 
     Two units share the block: a **write side** (command, decision, beats into the RAM's
-    write port) and a **read side** (command, decision, two RAM reads, beats from the RAM's
-    read port), so a write's beats and a read's beats move in the same clocks (a simple
+    write port) and a **read side** (command, decision, RAM words fetched ahead, beats from
+    the RAM's read port), so a write's beats and a read's beats move in the same clocks (a simple
     dual-port data RAM). Each piece of state has one writer: ``tail`` and the ranges live
     in a state Memory written only by the write side, ``head`` in one written only by the
     read side; each side reads the other's through its own port (``init`` writes both).
@@ -249,8 +249,8 @@ class StreamBuffer(wiring.Component):
     go out (a send ring releases acknowledged bytes while it sends the next segment). The read
     side, too, decides its next reads while the beats of the one before still go out (up to
     ``read_queue`` decided reads wait, in order, each decided read passing through the
-    queue; each one's words are fetched after the last beat of the one before, so two reads'
-    beats are 2 cycles apart): a send ring takes the
+    queue; each one's words are fetched after the last beat of the one before, so 4 clocks
+    without a beat come between two reads' beats): a send ring takes the
     next segments' reads, a receive ring the next host reads, while this one streams, and
     whoever issues them need not wait for the data port. The sides overlap: a write's beats and a
     read's beats move in the same clocks, and either side takes its next command while the
@@ -309,8 +309,9 @@ class StreamBuffer(wiring.Component):
         the state RAMs (it waits for its decision, or is being decided); data may still be
         moving after that. A peek changes no state and does not count.
     busy : Out(1)
-        A data phase is in progress on either side: a write's beats still to come or its
-        last word still to be written, or a read's words and beats still to go out.
+        A command is being decided, or a data phase is in progress on either side: a
+        write's beats still to come or its last word still to be written, or a read's words
+        and beats still to go out.
     write_busy : Out(1)
         The write side still takes beats of an accepted write on ``write_data`` (its
         response may already have been given).
@@ -717,8 +718,9 @@ class StreamBuffer(wiring.Component):
             def meets(lo, hi):
                 return (lo < hi) & (lo < job.count) & (hi > 0)
 
-            # (a write decided ahead has put none of its bytes in yet; `w_unwritten` may pass
-            # `w_keep_hi` once all are in, and then meets nothing)
+            # (a write decided ahead has put none of its bytes in yet; `w_unwritten` stays
+            # within [w_keep_lo, w_keep_hi], at w_keep_hi once all are in: then it meets
+            # nothing)
             return ((w_pending & (d_conn == job.conn)
                      & meets(offset(w_unwritten), offset(w_keep_hi)))
                     | (q_valid & (queued.conn == job.conn)
@@ -831,7 +833,9 @@ class StreamBuffer(wiring.Component):
                              w_lanes.eq(lanes_kept(w_pos + L, wr_lo, wr_hi)),
                              w_word_pos.eq(w_word_pos + L),
                              # the bytes before the next word are in
-                             w_unwritten.eq(Mux(w_pos + L > wr_lo, w_word_pos + L, w_keep_lo))]
+                             w_unwritten.eq(Mux(w_pos + L >= wr_hi, w_keep_hi,
+                                                Mux(w_pos + L > wr_lo, w_word_pos + L,
+                                                    w_keep_lo)))]
                 with m.If(w_last_beat):
                     m.d.sync += [flush.eq(w_shift + w_left > L), w_left.eq(0), w_active.eq(0)]
         with m.Elif(~flush & q_valid):
@@ -931,7 +935,7 @@ class StreamBuffer(wiring.Component):
         m.d.comb += [
             # (a peek changes no state: one waiting at its decision does not hold the query back)
             self.state_pending.eq(~w_idle | (~r_idle & ~r_peek)),
-            self.busy.eq(~w_idle | w_pending | q_valid | r_streaming | rq_valid),
+            self.busy.eq(~w_idle | w_pending | q_valid | ~r_idle | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),
         ]
         return m

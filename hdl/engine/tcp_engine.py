@@ -1147,7 +1147,7 @@ class TcpEngine(wiring.Component):
                              rx_ring.write_cmd.payload.length.eq(seg_plen),
                              rx_ring.write_cmd.payload.reserve.eq(t.rcv_reserve)]
                 with m.If(rx_ring.write_cmd.ready):
-                    # the ring's decision (its new tail) is in its state RAM two clocks on; the
+                    # the ring's decision (its new tail) is in its state RAM some clocks on; the
                     # payload follows on its own and the engine does not wait for it: later
                     # ring commands are served after it, in order
                     m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.REQUERY_1),
