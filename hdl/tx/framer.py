@@ -16,7 +16,7 @@ IP and TCP/UDP checksums filled in; padded with zeros to 60 bytes.
 
 from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -134,21 +134,27 @@ def _word_sum(layout, fields):
 
 
 def _ones_add(m, a, b, name):
-    """One's-complement sum of two 16-bit values (two chained adders, end-around carry).
+    """One's-complement sum of two 16-bit values in one carry chain's time: ``a + b`` and
+    ``a + b + 1`` side by side (the latter as ``(2a + 1) + (2b + 1)``), the second taken when
+    the first carries out (as in :mod:`hdl.checksum`).
 
     The result is zero only if both operands are, as in ``model.checksum.ones_complement_sum``.
     """
-    total = Signal(17, name=f"{name}_total")
-    folded = Signal(17, name=f"{name}_folded")
-    m.d.comb += [total.eq(a + b), folded.eq(total[:16] + total[16])]
-    return folded[:16]
+    plain = Signal(17, name=f"{name}_plain")
+    plus_one = Signal(18, name=f"{name}_plus_one")
+    m.d.comb += [plain.eq(a + b), plus_one.eq(Cat(C(1, 1), a) + Cat(C(1, 1), b))]
+    return Mux(plain[16], plus_one[1:17], plain[:16])
 
 
-def _ones_sum_tree(m, words, name):
+def _ones_sum_tree(m, words, name, pair_masks=()):
     """One's-complement sum of 16-bit `words`, one registered adder level per cycle.
 
+    `pair_masks` maps the index of a pair of words (words ``2k`` and ``2k + 1``) to a signal
+    that counts the pair when high, as 0 when low: the select goes into the LUT after the
+    first adder, which picks its end-around carry, and not in front of the adder.
     Returns the sum and the number of cycles it takes to follow a change of `words`.
     """
+    pair_masks = dict(pair_masks)
     level, depth = list(words), 0
     while len(level) > 1:
         depth += 1
@@ -156,11 +162,83 @@ def _ones_sum_tree(m, words, name):
         for k in range(0, len(level), 2):
             node = Signal(16, name=f"{name}{depth}_{k // 2}")
             pair = level[k:k + 2]
-            m.d.sync += node.eq(_ones_add(m, *pair, f"{name}{depth}_{k // 2}_add")
-                                if len(pair) == 2 else pair[0])
+            total = (_ones_add(m, *pair, f"{name}{depth}_{k // 2}_add")
+                     if len(pair) == 2 else pair[0])
+            if depth == 1 and k // 2 in pair_masks:
+                total = Mux(pair_masks[k // 2], total, 0)
+            m.d.sync += node.eq(total)
             nodes.append(node)
         level = nodes
     return level[0], depth
+
+
+class _Fifo(Elaboratable):
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` of ``depth + 1`` entries cycle for cycle
+    (``depth`` in memory, one in its read data register), but written only with ``w_rdy``
+    (``w_en`` is the write itself), with every flag a flip-flop, and its memory marked
+    ``no_rw_check``. A read never meets a write to its entry, and without the mark Yosys puts
+    a collision bypass (an address compare, a register and a LUT) after the memory's output,
+    where a block RAM's clock-to-output of 4.3 ns on an ECP5 leaves time for nothing but the
+    wire to a flip-flop. (Yosys honours the mark when it merges a register into an
+    asynchronous read port, so the read port is one, and the read data register a reset-less
+    one.)"""
+
+    def __init__(self, width, depth):
+        self.depth = depth
+        self.w_data = Signal(width)
+        self.w_en = Signal()
+        self.w_rdy = Signal()
+        self.r_data = Signal(width, reset_less=True)
+        self.r_en = Signal()
+        self.r_rdy = Signal()
+        self._storage = Memory(shape=width, depth=depth, init=[], attrs={"no_rw_check": 1})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.storage = storage = self._storage
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="comb")
+        depth = self.depth
+        level = Signal(range(depth + 1))      # entries in memory
+        full = Signal()                       # `level` is `depth`
+        stored = Signal()                     # `level` is not 0
+        produce = Signal(range(depth))
+        consume = Signal(range(depth))
+        do_read = Signal()                    # memory to the read data register
+        m.d.comb += [
+            self.w_rdy.eq(~full),
+            do_read.eq(stored & (~self.r_rdy | self.r_en)),
+            w_port.addr.eq(produce),
+            w_port.data.eq(self.w_data),
+            w_port.en.eq(self.w_en),
+            r_port.addr.eq(consume),
+        ]
+        with m.If(do_read):
+            m.d.sync += self.r_data.eq(r_port.data)
+        if depth & (depth - 1):
+            step = lambda pointer: Mux(pointer == depth - 1, 0, pointer + 1)
+        else:
+            step = lambda pointer: pointer + 1
+        with m.If(self.w_en):
+            m.d.sync += produce.eq(step(produce))
+        with m.If(do_read):
+            m.d.sync += consume.eq(step(consume))
+        # The flags from the level before the change, which the write and read only select.
+        grows = self.w_en & ~do_read
+        shrinks = do_read & ~self.w_en
+        last_but_one = Signal()
+        only_one = Signal()
+        m.d.comb += [last_but_one.eq(level == depth - 1), only_one.eq(level == 1)]
+        m.d.sync += [
+            level.eq(level + Cat(grows | shrinks, shrinks.replicate(len(level) - 1))),
+            full.eq(Mux(grows, last_but_one, full & ~shrinks)),
+            stored.eq(Mux(shrinks, ~only_one, stored | grows)),
+        ]
+        with m.If(do_read):
+            m.d.sync += self.r_rdy.eq(1)
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        return m
 
 
 class _Intake(enum.Enum, shape=2):
@@ -203,6 +281,12 @@ class TxFramer(wiring.Component):
     next cycle if the output side is idle (13 cycles from the last payload beat's handshake on
     :attr:`payload` to the first frame beat's ``valid``). Every input is registered before any
     logic (block RAM read ports may drive them), and so is the output.
+
+    For the clock, the flags the output side's load enables need are registered a cycle ahead
+    (one LUT follows ``o.ready``); the FIFO's block RAM output goes into a register that takes
+    nothing else (its clock-to-output and that wire are the block's slowest path on an ECP5),
+    then into two beats of read buffer, read ahead whatever ``o.ready`` does; and the header
+    fields a frame's kind leaves out are zeroed as the header is taken, not before an adder.
 
     Parameters
     ----------
@@ -284,40 +368,44 @@ class TxFramer(wiring.Component):
         with_wscale = self._wscale is not None
 
         m.submodules.checksum = checksum = Checksum(width)
-        m.submodules.sums = sums = SyncFIFOBuffered(width=16, depth=self.SUM_QUEUE_DEPTH)
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width,
-                                                    depth=self._buffer_bytes // lanes + 1)
+        m.submodules.sums = sums = _Fifo(16, self.SUM_QUEUE_DEPTH - 1)
+        m.submodules.fifo = fifo = _Fifo(width, self._buffer_bytes // lanes)
 
         # -- intake: header register, payload into the FIFO and the checksum unit ------------
 
         # Payload input register.
         in_valid = Signal()
-        in_beat = Signal(FrameBeat(width))
+        # (Data registers have no reset: each is loaded before it is used, and on ECP5 a reset
+        # with a load enable takes a LUT in front of every flip-flop.)
+        in_beat = Signal(FrameBeat(width), reset_less=True)
         in_take = Signal()
+        x_take = Signal()         # the output side takes a payload beat
         m.d.comb += self.payload.ready.eq(~in_valid | in_take)
+        # (the beat loads without `payload.valid`: one LUT fewer before its 73 enables)
         with m.If(self.payload.ready):
-            m.d.sync += in_valid.eq(self.payload.valid)
-            with m.If(self.payload.valid):
-                m.d.sync += in_beat.eq(self.payload.payload)
+            m.d.sync += [in_valid.eq(self.payload.valid), in_beat.eq(self.payload.payload)]
 
-        hdr = Signal(self.header.payload.shape())
+        hdr = Signal(self.header.payload.shape(), reset_less=True)
         udp = Signal()            # the frame in `hdr` is UDP
-        mss = Signal()            # ... is TCP with the MSS option
+        udp_length = Signal(16, reset_less=True)    # `hdr.length` for UDP, else 0
+        sack_carried = Signal(SACK_MAX_BLOCKS, reset_less=True)  # the frame has `hdr.sack[k]`
         payload_sum = Signal(16)
         taken = Signal()          # the output side takes the frame described by `hdr`
 
         # Constants of the frame's kind, registered with the header so that every adder below
         # has operands of equal width.
-        kind = Signal(range(len(kinds)))     # the kind's index in `kinds`
-        sack_count = Signal(range(SACK_MAX_BLOCKS + 1))     # SACK blocks the frame carries
-        kind_l4_sum = Signal(16)      # protocol, L4 header length (twice for UDP), fixed words
-        kind_ip_sum = Signal(16)      # fixed IP header words and the IP + L4 header length
-        l4_header_bytes = Signal(16)
-        ip_header_bytes = Signal(16)
-        frame_header_last = Signal(16)    # offset of the header's last byte
-        pad_below = Signal(16)            # payloads shorter than this are padded
-        header_rest = Signal(range(image_bytes // lanes))   # beats of header bytes only, minus 2
-        tail_lanes = Signal(range(max(lanes, 2)), name="tail_lanes")   # header bytes after those
+        kind = Signal(range(len(kinds)), reset_less=True)     # the kind's index in `kinds`
+        # protocol, L4 header length (twice for UDP), fixed words
+        kind_l4_sum = Signal(16, reset_less=True)
+        # fixed IP header words and the IP + L4 header length
+        kind_ip_sum = Signal(16, reset_less=True)
+        l4_header_bytes = Signal(16, reset_less=True)
+        ip_header_bytes = Signal(16, reset_less=True)
+        frame_header_last = Signal(16, reset_less=True)   # offset of the header's last byte
+        pad_below = Signal(16, reset_less=True)           # payloads shorter than this are padded
+        # beats of header bytes only, minus 2, and the header bytes after those
+        header_rest = Signal(range(image_bytes // lanes), reset_less=True)
+        tail_lanes = Signal(range(max(lanes, 2)), name="tail_lanes", reset_less=True)
 
         def kind_constants(name):
             protocol = L4Protocol.UDP if name == "udp" else L4Protocol.TCP
@@ -332,10 +420,8 @@ class TxFramer(wiring.Component):
             if protocol == L4Protocol.UDP:
                 l4_words += l4_bytes
             assert ip_words < 1 << 16 and l4_words < 1 << 16, (name, ip_words, l4_words)
-            blocks = sum(isinstance(layout, SackBlock) for layout, _ in kinds[name])
             return [
                 kind.eq(list(kinds).index(name)),
-                *([sack_count.eq(blocks)] if self._sack else []),
                 kind_l4_sum.eq(l4_words),
                 kind_ip_sum.eq(ip_words),
                 l4_header_bytes.eq(l4_bytes),
@@ -347,9 +433,26 @@ class TxFramer(wiring.Component):
             ]
 
         state = Signal(_Intake)
+        waiting_header = Signal(init=1)     # `state` is WAIT_HEADER (one flag for `header.ready`)
         hdr_wait = Signal(range(self.header_settle + 1))  # until the header sums follow `hdr`
         sum_wait = Signal(range(4))   # ... until the L4 checksum follows `payload_sum`
-        ready = Signal()              # `hdr` and what is derived from it describe a frame
+        # `hdr` and what is derived from it describe a frame and the output side waits for one:
+        # registered, from the next values of the states and counts, so that `taken` is one LUT
+        offer = Signal()
+
+        def goto(target):
+            return [state.eq(target), waiting_header.eq(target == _Intake.WAIT_HEADER)]
+        # Payload beats between the input register and the output side: the FIFO's depth and
+        # the two read registers after it, as many as a SyncFIFOBuffered and one register held
+        # (its `w_rdy` was `payload_room`, cycle for cycle). The read buffer below holds more,
+        # so the FIFO itself never fills.
+        payload_held = Signal(range(fifo.depth + 3))
+        payload_room = Signal(init=1)
+        m.d.sync += payload_held.eq(payload_held + in_take - x_take)
+        with m.If(in_take & ~x_take):
+            m.d.sync += payload_room.eq(payload_held != fifo.depth + 1)
+        with m.If(x_take & ~in_take):
+            m.d.sync += payload_room.eq(1)
         # Payload beats go into the FIFO and the checksum unit whenever both can take them,
         # and each payload's sum into the sum queue, whatever the header side is doing.
         m.d.comb += [
@@ -359,10 +462,10 @@ class TxFramer(wiring.Component):
             checksum.i.payload.eq(in_beat),
             fifo.w_data.eq(in_beat.data &
                            Cat(*(in_beat.keep[lane].replicate(8) for lane in range(lanes)))),
-            in_take.eq(in_valid & fifo.w_rdy & checksum.i.ready),
+            in_take.eq(in_valid & payload_room & checksum.i.ready),
             fifo.w_en.eq(in_take),
             checksum.i.valid.eq(in_take),
-            sums.w_en.eq(checksum.o.valid),
+            sums.w_en.eq(checksum.o.valid & sums.w_rdy),
             sums.w_data.eq(checksum.o.payload.sum),
             checksum.o.ready.eq(sums.w_rdy),
         ]
@@ -372,20 +475,30 @@ class TxFramer(wiring.Component):
             m.d.sync += sum_wait.eq(sum_wait - 1)
         with m.Switch(state):
             with m.Case(_Intake.WAIT_HEADER, _Intake.WAIT_SEND):
-                waiting_header = state == _Intake.WAIT_HEADER
-                with m.If(~waiting_header):
-                    m.d.comb += ready.eq(~hdr_wait.any() & ~sum_wait.any())
-                    with m.If(taken):
-                        m.d.sync += state.eq(_Intake.WAIT_HEADER)
+                with m.If(taken):
+                    m.d.sync += goto(_Intake.WAIT_HEADER)
                 # A new header is taken in the cycle the previous frame is.
                 m.d.comb += self.header.ready.eq(waiting_header | taken)
                 with m.If(self.header.valid & self.header.ready):
                     fields = self.header.payload
                     is_udp = fields.protocol == L4Protocol.UDP
+                    # the fields the frame's kind leaves out are loaded as 0 (its image has
+                    # none of them), so that the header sums add them without a select; the
+                    # SACK blocks, 256 bits, are selected by a flag each after the first adder
+                    is_tcp = ~is_udp
+                    with_mss_option = is_tcp & fields.mss_option
+                    carried = is_tcp & ~fields.mss_option    # it carries its SACK blocks
                     m.d.sync += [
                         hdr.eq(fields),
+                        hdr.seq.eq(Mux(is_tcp, fields.seq, 0)),
+                        hdr.ack.eq(Mux(is_tcp, fields.ack, 0)),
+                        hdr.flags.eq(Mux(is_tcp, fields.flags.as_value(), 0)),
+                        hdr.window.eq(Mux(is_tcp, fields.window, 0)),
+                        hdr.mss.eq(Mux(with_mss_option, fields.mss, 0)),
+                        *[sack_carried[index].eq(carried & (fields.sack_count > index))
+                          for index in range(SACK_MAX_BLOCKS if self._sack else 0)],
+                        udp_length.eq(Mux(is_udp, fields.length, 0)),
                         udp.eq(is_udp),
-                        mss.eq(~is_udp & fields.mss_option),
                         payload_sum.eq(0),
                         hdr_wait.eq(self.header_settle),
                         sum_wait.eq(0),
@@ -412,16 +525,16 @@ class TxFramer(wiring.Component):
                     with m.Else():
                         m.d.sync += kind_constants("tcp")
                     with m.If(fields.length.any()):
-                        m.d.sync += state.eq(_Intake.WAIT_SUM)
+                        m.d.sync += goto(_Intake.WAIT_SUM)
                     with m.Else():
-                        m.d.sync += state.eq(_Intake.WAIT_SEND)
+                        m.d.sync += goto(_Intake.WAIT_SEND)
             with m.Case(_Intake.WAIT_SUM):
                 m.d.comb += sums.r_en.eq(1)
                 with m.If(sums.r_rdy):
                     m.d.sync += [
                         payload_sum.eq(sums.r_data),
                         sum_wait.eq(self.SUM_SETTLE),
-                        state.eq(_Intake.WAIT_SEND),
+                        *goto(_Intake.WAIT_SEND),
                     ]
 
         # -- header arithmetic: registered stages that follow `hdr` and `payload_sum` ---------
@@ -441,13 +554,18 @@ class TxFramer(wiring.Component):
             m.d.sync += payload_beats.eq(hdr.length)
         else:
             m.d.sync += payload_beats.eq(hdr.length[lane_bits:] + hdr.length[:lane_bits].any())
-        # Stage 2: the padded frame; stage 3: its beats after the first and its last lanes.
+        # Stage 2: the padded frame, whether there is payload; stage 3: its beats after the
+        # first two (the output side's count when it sends the first) and its last lanes.
         frame_last = Signal(17)
-        frame_beats = Signal(17 - lane_bits)
+        has_payload = Signal()
+        beats_after_next = Signal(17 - lane_bits)
+        two_beats = Signal()            # ... is 0: the frame has two beats
         last_keep = Signal(lanes)
         m.d.sync += [
             frame_last.eq(Mux(pad, ETH_MIN_FRAME - 1, frame_last_raw)),
-            frame_beats.eq(frame_last[lane_bits:]),
+            has_payload.eq(payload_beats.any()),
+            beats_after_next.eq(frame_last[lane_bits:] - 1),
+            two_beats.eq(frame_last[lane_bits:] == 1),
         ]
         if lanes == 1:
             m.d.sync += last_keep.eq(1)
@@ -458,23 +576,20 @@ class TxFramer(wiring.Component):
                         m.d.sync += last_keep.eq((2 << lane) - 1)
 
         # The pseudo-header and L4 header words, straight from `hdr` (the length words add up
-        # to the pseudo-header's and UDP's length fields with the constant part).
-        zero = C(0, 16)
-        tcp_word = lambda value: Mux(udp, zero, value)
+        # to the pseudo-header's and UDP's length fields with the constant part; the fields
+        # the frame's kind leaves out are 0).
         l4_words = [
             hdr.src_ip[16:], hdr.src_ip[:16], hdr.dst_ip[16:], hdr.dst_ip[:16],
-            hdr.src_port, hdr.dst_port,
-            tcp_word(hdr.seq[16:]), tcp_word(hdr.seq[:16]),
-            tcp_word(hdr.ack[16:]), tcp_word(hdr.ack[:16]),
-            tcp_word(hdr.flags.as_value()), tcp_word(hdr.window),
-            Mux(mss, hdr.mss, zero), hdr.length, Mux(udp, hdr.length, zero), kind_l4_sum,
+            hdr.src_port, hdr.dst_port, hdr.seq[16:], hdr.seq[:16], hdr.ack[16:], hdr.ack[:16],
+            hdr.flags.as_value(), hdr.window, hdr.mss, hdr.length, udp_length, kind_l4_sum,
         ]
+        pair_masks = {}     # the SACK blocks the frame does not carry count as 0
         if self._sack:
             for index in range(SACK_MAX_BLOCKS):
-                carried = sack_count > index
                 for edge in (hdr.sack[index].left, hdr.sack[index].right):
-                    l4_words += [Mux(carried, edge[16:], zero), Mux(carried, edge[:16], zero)]
-        l4_header_sum, l4_depth = _ones_sum_tree(m, l4_words, "l4_sum")
+                    pair_masks[len(l4_words) // 2] = sack_carried[index]
+                    l4_words += [edge[16:], edge[:16]]
+        l4_header_sum, l4_depth = _ones_sum_tree(m, l4_words, "l4_sum", pair_masks)
         ip_words = [hdr.src_ip[16:], hdr.src_ip[:16], hdr.dst_ip[16:], hdr.dst_ip[:16],
                     hdr.length, kind_ip_sum]
         ip_sum, ip_depth = _ones_sum_tree(m, ip_words, "ip_sum")
@@ -546,42 +661,110 @@ class TxFramer(wiring.Component):
                     m.d.comb += image.eq(Cat(to_wire(eth), to_wire(ip), *l4_image(layouts)))
 
         # -- output: header beats from a shift register, then the realigned payload ----------
+        # Only `advance` follows `o.ready`: every register of this side loads under it (or
+        # under it and registered flags), and what it loads is selected by registered state.
 
-        # Payload read register: nothing between the FIFO's block RAM and a register.
-        x_valid = Signal()
-        x_data = Signal(width)
-        x_take = Signal()
-        m.d.comb += fifo.r_en.eq(~x_valid | x_take)
+        # Payload read buffer: a register that only takes the block RAM's output (its
+        # clock-to-output leaves time for one wire, to one flip-flop), then two beats in turn.
+        # The FIFO is read while there is room, so its read enable and block RAM follow
+        # registers only, never `o.ready`.
+        x_capture = Signal(width, reset_less=True)
+        x_captured = Signal()
+        x_entries = [Signal(width, name=f"x_entry{n}", reset_less=True) for n in range(2)]
+        x_count = Signal(range(3))
+        x_fill_at = Signal()        # the entry the captured beat goes into
+        x_head_at = Signal()        # the entry the next beat taken comes from
+        x_data = Signal(width)      # the beat taken next
+        x_move = Signal()           # the captured beat goes into an entry
+        m.d.comb += [
+            x_move.eq(x_captured & (x_count != 2)),
+            fifo.r_en.eq(~x_captured | (x_count != 2)),
+            x_data.eq(Mux(x_head_at, x_entries[1], x_entries[0])),
+        ]
         with m.If(fifo.r_en):
-            m.d.sync += x_valid.eq(fifo.r_rdy)
+            m.d.sync += x_captured.eq(fifo.r_rdy)
             with m.If(fifo.r_rdy):
-                m.d.sync += x_data.eq(fifo.r_data)
+                m.d.sync += x_capture.eq(fifo.r_data)
+        with m.If(x_move):
+            m.d.sync += x_fill_at.eq(~x_fill_at)
+            with m.Switch(x_fill_at):
+                for n, entry in enumerate(x_entries):
+                    with m.Case(n):
+                        m.d.sync += entry.eq(x_capture)
+        with m.If(x_take):
+            m.d.sync += x_head_at.eq(~x_head_at)
+        x_count_next = Signal.like(x_count)
+        m.d.comb += x_count_next.eq(x_count + x_move - x_take)
+        m.d.sync += x_count.eq(x_count_next)
 
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         output = Signal(_Output)
-        shifter = Signal(8 * image_bytes)
+        shifter = Signal(8 * image_bytes, reset_less=True)
         header_left = Signal.like(header_rest)    # header-only beats after the next one
-        beats_left = Signal.like(frame_beats)     # beats after the one being sent
+        header_end = Signal()                     # ... none: the next one is the last
+        beats_left = Signal.like(beats_after_next)    # beats after the next one
+        frame_end = Signal()                      # ... none: the next beat ends the frame
         payload_left = Signal.like(payload_beats)
+        need = Signal()                           # payload beats are left
+        need_next = Signal()
         residual_lanes = Signal.like(tail_lanes)
         final_keep = Signal(lanes)
         all_lanes = (1 << lanes) - 1
-
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(0)
+        # The next payload beat can go (it is the padding, or in the read buffer): registered,
+        # from the next `need` and read buffer count, so that `go` is one LUT.
+        payload_step = Signal()
+        m.d.sync += [
+            need.eq(need_next),
+            payload_step.eq(~need_next | (x_count_next != 0)),
+        ]
+        go = Signal()       # the output side sends a beat when `advance`
+        step = Signal()
         with m.Switch(output):
             with m.Case(_Output.WAIT_FRAME):
-                m.d.comb += taken.eq(advance & ready)
-                with m.If(taken):
+                m.d.comb += go.eq(offer)
+            with m.Case(_Output.SEND_HEADER):
+                m.d.comb += go.eq(1)
+            with m.Case(_Output.SEND_PAYLOAD):
+                m.d.comb += go.eq(payload_step)
+        m.d.comb += [
+            step.eq(advance & go),
+            taken.eq(advance & offer),
+            need_next.eq(need),
+        ]
+
+        # The frame is offered from the cycle after its sums are final, when the output side
+        # is idle or about to send a frame's last beat.
+        ends = frame_end & ((output == _Output.SEND_HEADER)
+                            | ((output == _Output.SEND_PAYLOAD) & payload_step))
+        m.d.sync += offer.eq(~taken & (state == _Intake.WAIT_SEND)
+                             & (hdr_wait <= 1) & (sum_wait <= 1)
+                             & ((output == _Output.WAIT_FRAME) | (advance & ends)))
+
+        # The shifter's contents matter only while the header is sent and, in its low beat,
+        # the payload residual: the rest loads with `advance` alone.
+        with m.If(advance):
+            with m.If(output == _Output.WAIT_FRAME):
+                m.d.sync += shifter.eq(image[width:])
+            with m.Else():
+                m.d.sync += shifter[width:].eq(shifter[2 * width:])
+                with m.If(output == _Output.SEND_HEADER):
+                    m.d.sync += shifter[:width].eq(shifter[width:2 * width])
+
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(go)
+        with m.Switch(output):
+            with m.Case(_Output.WAIT_FRAME):
+                with m.If(step):
+                    m.d.comb += need_next.eq(has_payload)
                     m.d.sync += [
-                        self.o.valid.eq(1),
                         self.o.payload.data.eq(image[:width]),
                         self.o.payload.keep.eq(all_lanes),
                         self.o.payload.last.eq(0),
-                        shifter.eq(image[width:]),
                         header_left.eq(header_rest),
-                        beats_left.eq(frame_beats - 1),
+                        header_end.eq(header_rest == 0),
+                        beats_left.eq(beats_after_next),
+                        frame_end.eq(two_beats),
                         payload_left.eq(payload_beats),
                         final_keep.eq(last_keep),
                         residual_lanes.eq(tail_lanes),
@@ -590,27 +773,22 @@ class TxFramer(wiring.Component):
             with m.Case(_Output.SEND_HEADER):
                 # a frame of header bytes only, 60 or more of them, ends here (at 8 bits the
                 # 62-byte header with the window scale option and no payload)
-                header_only_end = ~beats_left.any()
-                with m.If(advance):
+                with m.If(step):
                     m.d.sync += [
-                        self.o.valid.eq(1),
                         self.o.payload.data.eq(shifter[:width]),
-                        self.o.payload.keep.eq(Mux(header_only_end, final_keep, all_lanes)),
-                        self.o.payload.last.eq(header_only_end),
-                        shifter.eq(shifter[width:]),
+                        self.o.payload.keep.eq(Mux(frame_end, final_keep, all_lanes)),
+                        self.o.payload.last.eq(frame_end),
                         header_left.eq(header_left - 1),
+                        header_end.eq(header_left == 1),
                         beats_left.eq(beats_left - 1),
+                        frame_end.eq(beats_left == 1),
                     ]
-                    with m.If(header_only_end):
+                    with m.If(frame_end):
                         m.d.sync += output.eq(_Output.WAIT_FRAME)
-                    with m.Elif(~header_left.any()):
+                    with m.Elif(header_end):
                         m.d.sync += output.eq(_Output.SEND_PAYLOAD)
             with m.Case(_Output.SEND_PAYLOAD):
-                need = Signal()
-                m.d.comb += [
-                    need.eq(payload_left.any()),
-                    x_take.eq(advance & need & x_valid),
-                ]
+                m.d.comb += x_take.eq(step & need)
                 source = Signal(width)      # the payload beat, or zeros once it is all sent
                 m.d.comb += source.eq(Mux(need, x_data, 0))
                 joined = Signal(width)
@@ -625,17 +803,17 @@ class TxFramer(wiring.Component):
                                     joined.eq(Cat(shifter[:8 * shift], source[:width - 8 * shift])),
                                     residual.eq(source[width - 8 * shift:]),
                                 ]
-                last = ~beats_left.any()
-                with m.If(advance & (~need | x_valid)):
+                with m.If(step):
+                    m.d.comb += need_next.eq(need & (payload_left != 1))
                     m.d.sync += [
-                        self.o.valid.eq(1),
                         self.o.payload.data.eq(joined),
-                        self.o.payload.keep.eq(Mux(last, final_keep, all_lanes)),
-                        self.o.payload.last.eq(last),
+                        self.o.payload.keep.eq(Mux(frame_end, final_keep, all_lanes)),
+                        self.o.payload.last.eq(frame_end),
                         shifter[:width].eq(residual),
                         beats_left.eq(beats_left - 1),
+                        frame_end.eq(beats_left == 1),
                         payload_left.eq(payload_left - need),
                     ]
-                    with m.If(last):
+                    with m.If(frame_end):
                         m.d.sync += output.eq(_Output.WAIT_FRAME)
         return m

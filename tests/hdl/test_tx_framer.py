@@ -397,6 +397,8 @@ def test_throughput_and_latency(width):
         single = run_jobs(width, [random_job(rng, length)])
         report.append(f"latency, payload {length:4}: last payload beat in -> first frame beat "
                       f"out: {single.latencies[0]} cycles")
+        # the framer's documented latency (its docstring: 13 cycles)
+        assert single.latencies[0] == 13, report[-1]
     print(f"\ntx framer width {width}:\n  " + "\n  ".join(report))
 
 
