@@ -521,8 +521,7 @@ class StreamBuffer(wiring.Component):
         w_refuse = Signal()
         touch = [Signal(name=f"w_touch{i}") for i in range(N)]      # overlaps or touches it
         reached = [Signal(name=f"w_reached{i}") for i in range(N)]  # starts at or before stop
-        # the range whose edge is the merged range's (or the new tail's), one-hot; none: the
-        # write's own
+        # the comparisons that pick the merged range's edges and the new tail (see `edge`)
         lo_lt_start = [Signal(name=f"w_lo_lt_start{i}") for i in range(N)]
         hi_gt_stop = [Signal(name=f"w_hi_gt_stop{i}") for i in range(N)]
         lo_lt = [[Signal(name=f"w_lo_lt{i}_{j}") for j in range(N)] for i in range(N)]
@@ -534,15 +533,16 @@ class StreamBuffer(wiring.Component):
         w_cmd_hi = Signal(length_bits + 1)
         with m.If(w_step == _WriteStep.CLIP):
             stop_le = [(lo_rel[i] <= w_end) & (lo_rel[i] <= w_free) for i in range(N)]
+            touches = [valid[i] & stop_le[i] & (hi_rel[i] >= w_rel) for i in range(N)]
             m.d.sync += [
                 # max(rel, 0) < min(end, free)
                 w_nonempty.eq((w_rel < w_end) & (w_rel < w_free) & (w_end > 0) & (w_free != 0)),
                 w_in_order.eq(w_rel <= 0),
-                *(touch[i].eq(valid[i] & stop_le[i] & (hi_rel[i] >= w_rel)) for i in range(N)),
+                *(touch[i].eq(touches[i]) for i in range(N)),
                 *(reached[i].eq(valid[i] & stop_le[i]) for i in range(N)),
                 # an out-of-order write needs a slot for itself beside the ranges it misses
-                w_refuse.eq((w_rel > 0) & (sum((valid[i] & ~(stop_le[i] & (hi_rel[i] >= w_rel))
-                                                for i in range(N)), Const(0, 1)) >= N)),
+                w_refuse.eq((w_rel > 0)
+                            & (sum((valid[i] & ~touches[i] for i in range(N)), Const(0, 1)) >= N)),
                 *(lo_lt_start[i].eq(lo_rel[i] < w_rel) for i in range(N)),
                 *(hi_gt_stop[i].eq((hi_rel[i] > w_end) | (hi_rel[i] > w_free)) for i in range(N)),
                 *(lo_lt[i][j].eq(lo_rel[i] < lo_rel[j]) for i in range(N) for j in range(N) if i != j),
@@ -558,9 +558,9 @@ class StreamBuffer(wiring.Component):
         w_store = w_nonempty & ~w_refuse
 
         def edge(candidates, beats, own):
-            """The edge of the one candidate range that `beats` every other candidate and
-            `own` (the write's edge); `own` if none does. Held ranges are disjoint, so their
-            edges differ and at most one wins."""
+            """The edge of the candidate range that `beats` every other candidate and `own`
+            (the write's edge); `own` if none does. One-hot but for ties, whose edges are
+            equal (offsets from tail of at most R)."""
             value = own
             for i, (chosen, edge_i) in enumerate(candidates):
                 wins = chosen & beats[i][None]
