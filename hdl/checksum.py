@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.layouts import FrameBeat, check_data_width
 
-__all__ = ["ChecksumResult", "Checksum"]
+__all__ = ["ChecksumResult", "Checksum", "ones_add"]
 
 
 class ChecksumResult(data.StructLayout):
@@ -27,7 +27,7 @@ def _swap(value):
     return Cat(value[8:16], value[:8])
 
 
-def _ones_add(m, a, b, name):
+def ones_add(m, a, b, name):
     """16-bit one's-complement sum of `a` and `b` in one carry chain's time: `a + b` and
     `a + b + 1` side by side (the latter as ``(2a + 1) + (2b + 1)``, whose bit 0 carries the
     1 in), the second taken when the first carries out. It is 0 only if `a` and `b` are."""
@@ -237,7 +237,7 @@ class Checksum(wiring.Component):
         half_done = Signal()
         with m.If(advance):
             m.d.sync += [
-                half.eq(_ones_add(m, Mux(acc_odd, _swap(acc[:16]), acc[:16]),
+                half.eq(ones_add(m, Mux(acc_odd, _swap(acc[:16]), acc[:16]),
                                   Mux(acc_odd, _swap(acc[16:]), acc[16:]), "half")),
                 half_initial.eq(summed["initial"]),
                 half_done.eq(summed["valid"] & summed["last"]),
@@ -249,7 +249,7 @@ class Checksum(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 self.o.valid.eq(half_done),
-                self.o.payload.sum.eq(_ones_add(m, half, half_initial, "sum")),
+                self.o.payload.sum.eq(ones_add(m, half, half_initial, "sum")),
                 self.o.payload.ok.eq((half ^ half_initial).all() |
                                      (half.all() & half_initial.all())),
             ]

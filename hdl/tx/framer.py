@@ -24,7 +24,7 @@ from model.protocol import (ETH_HEADER, ETH_MIN_FRAME, IPV4_HEADER, IPV4_VERSION
                             MSS_OPTION_LENGTH, SACK_BLOCK_BYTES, SACK_MAX_BLOCKS,
                             SACK_PERMITTED_LENGTH, WSCALE_MAX, WSCALE_OPTION_LENGTH, EtherType,
                             TcpOption)
-from hdl.checksum import Checksum
+from hdl.checksum import Checksum, ones_add
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import (EthernetHeader, Ipv4Header, L4Protocol, MssOption, SackBlock, SackOption,
                       SackPermittedOption, TcpFlags, TcpHeader, UdpHeader, WscaleOption, to_wire)
@@ -133,19 +133,6 @@ def _word_sum(layout, fields):
     return sum((value >> 16 * k) & 0xFFFF for k in range(layout.size // 16))
 
 
-def _ones_add(m, a, b, name):
-    """One's-complement sum of two 16-bit values in one carry chain's time: ``a + b`` and
-    ``a + b + 1`` side by side (the latter as ``(2a + 1) + (2b + 1)``), the second taken when
-    the first carries out (as in :mod:`hdl.checksum`).
-
-    The result is zero only if both operands are, as in ``model.checksum.ones_complement_sum``.
-    """
-    plain = Signal(17, name=f"{name}_plain")
-    plus_one = Signal(18, name=f"{name}_plus_one")
-    m.d.comb += [plain.eq(a + b), plus_one.eq(Cat(C(1, 1), a) + Cat(C(1, 1), b))]
-    return Mux(plain[16], plus_one[1:17], plain[:16])
-
-
 def _ones_sum_tree(m, words, name, pair_masks=()):
     """One's-complement sum of 16-bit `words`, one registered adder level per cycle.
 
@@ -162,7 +149,7 @@ def _ones_sum_tree(m, words, name, pair_masks=()):
         for k in range(0, len(level), 2):
             node = Signal(16, name=f"{name}{depth}_{k // 2}")
             pair = level[k:k + 2]
-            total = (_ones_add(m, *pair, f"{name}{depth}_{k // 2}_add")
+            total = (ones_add(m, *pair, f"{name}{depth}_{k // 2}_add")
                      if len(pair) == 2 else pair[0])
             if depth == 1 and k // 2 in pair_masks:
                 total = Mux(pair_masks[k // 2], total, 0)
@@ -599,7 +586,7 @@ class TxFramer(wiring.Component):
         l4_total = Signal(16)
         l4_checksum = Signal(16)
         m.d.sync += [
-            l4_total.eq(_ones_add(m, l4_header_sum, payload_sum, "l4_total_add")),
+            l4_total.eq(ones_add(m, l4_header_sum, payload_sum, "l4_total_add")),
             l4_checksum.eq(Mux(udp & l4_total.all(), 0xFFFF, ~l4_total)),
         ]
         assert self.header_settle == max(l4_depth + 2, ip_depth, 3)
