@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.config import NicConfig
 from flow.build import BLOCKS
+from flow.logic_paths import deepest_paths
 
 __all__ = ["TARGETS", "SerialHarness", "synthesise", "SynthConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
            "sweep", "nic_plan", "synthesise_nic", "run_plan", "report_table", "report_markdown",
@@ -318,6 +319,9 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
         # apart from the routed figure.
         placed = _FMAX.findall(log)
         result["placed_fmax_mhz"] = float(placed[0]) if placed else None
+        # with no routed critical path, the netlist's deepest paths say where the clock goes
+        result["estimated_paths"] = [asdict(path) for path in deepest_paths(
+            json.loads((work / "netlist.json").read_text()), count=3)]
         report = {}
     else:
         report = json.loads((work / "report.json").read_text())
@@ -561,6 +565,10 @@ def report_table(report):
         else:
             fmax = "—"
         note = "" if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
+        if row.get("estimated_paths"):
+            path = row["estimated_paths"][0]
+            note += (f"; deepest path (netlist estimate): `{path['start']}` -> `{path['end']}`, "
+                     f"{path['logic_levels']} logic levels, {path['carry_hops']} carry hops")
         if row.get("fifo_beats"):
             note = f"{row['fifo_beats']}-beat frame FIFOs" + (f"; {note}" if note else "")
         lines.append(

@@ -219,3 +219,54 @@ def test_yosys_failure_is_a_row(tmp_path, monkeypatch):
     row = synth.synthesise(AccessTable(connections=4, processes=4), "a", "ecp5", tmp_path)
     assert row["status"] == "yosys failed" and row["reason"] == "wasm trap: call stack exhausted"
     assert "yosys" in row["seconds"] and "luts" not in row
+
+
+def _cell(kind, **ports):
+    """A netlist.json cell: `ports` name -> (direction, [bits])."""
+    return {"type": kind, "port_directions": {p: d for p, (d, _) in ports.items()},
+            "connections": {p: bits for p, (_, bits) in ports.items()}}
+
+
+def test_deepest_paths_walk_luts_and_carry_chains():
+    from flow.logic_paths import CELL_DELAY_NS, START_DELAY_NS, deepest_paths
+    lut = lambda i, o: _cell("LUT4", A=("input", [i]), B=("input", ["0"]), Z=("output", [o]))
+    ff = lambda d, q: _cell("TRELLIS_FF", CLK=("input", [1]), DI=("input", [d]), Q=("output", [q]))
+    cells = {
+        # a -> two LUTs -> b; a -> one LUT -> b again (the shallower cone of the same register)
+        "fa": ff(30, 10), "l1": lut(10, 11), "l2": lut(11, 12), "fb": ff(12, 20),
+        "l3": lut(10, 13), "fb2": ff(13, 21),
+        # c -> a carry chain of three cells (one level, two hops) -> d
+        "fc": ff(30, 40), "c1": _cell("CCU2C", A0=("input", [40]), CIN=("input", ["0"]), COUT=("output", [41])),
+        "c2": _cell("CCU2C", A0=("input", ["0"]), CIN=("input", [41]), COUT=("output", [42])),
+        "c3": _cell("CCU2C", A0=("input", ["0"]), CIN=("input", [42]), S0=("output", [43])),
+        "fd": ff(43, 50),
+        # a loop of two LUTs between no registers must end, not hang
+        "x1": lut(61, 60), "x2": lut(60, 61), "fe": ff(61, 62),
+    }
+    netnames = {"a": {"bits": [10]}, "b": {"bits": [20, 21]}, "c": {"bits": [40]},
+                "d": {"bits": [50]}, "b_TRELLIS_FF_Q_DI_LUT4_Z": {"bits": [12]},
+                "loop": {"bits": [60, 61]}, "e": {"bits": [62]}}
+    paths = deepest_paths({"modules": {"top": {"cells": cells, "netnames": netnames}}})
+    by_end = {path.end: path for path in paths}
+    ab = by_end["b.DI"]         # one entry for register b: its deeper cone
+    assert (ab.start, ab.logic_levels, ab.carry_hops) == ("a", 2, 0)
+    assert ab.delay_ns == round(START_DELAY_NS["TRELLIS_FF"] + 2 * CELL_DELAY_NS["LUT4"], 2)
+    assert ab.through == ("b",)         # the LUT's net named after b, suffixes dropped
+    cd = by_end["d.DI"]
+    assert (cd.start, cd.logic_levels, cd.carry_hops) == ("c", 1, 2)
+    assert cd.delay_ns == round(START_DELAY_NS["TRELLIS_FF"] + CELL_DELAY_NS["CCU2C"]
+                                + 2 * CELL_DELAY_NS["CCU2C.CIN"], 2)
+    assert paths[0] == ab and "e.DI" in by_end
+    assert [p.delay_ns for p in paths] == sorted((p.delay_ns for p in paths), reverse=True)
+
+
+def test_unrouted_row_names_its_deepest_path():
+    row = {"role": "reference", "name": "x", "target": "ecp5", "data_width": 64, "connections": 64,
+           "window": 2048, "processes": 16, "status": "timed out", "reason": "nextpnr: did not finish",
+           "luts": 20000, "flip_flops": 13000, "block_rams": 163, "fmax_mhz": None,
+           "placed_fmax_mhz": 46.0, "memory_formula": REFERENCE.memory_formula(),
+           "estimated_paths": [{"delay_ns": 19.6, "logic_levels": 19, "carry_hops": 0,
+                                "start": "engine.step", "end": "engine.step.DI", "through": []}]}
+    text = report_markdown({"date": "2026-01-01", "command": "c", "clock_constraint_mhz": 200,
+                            "tools": {}, "rows": [row]})
+    assert "deepest path (netlist estimate): `engine.step` -> `engine.step.DI`, 19 logic levels" in text
