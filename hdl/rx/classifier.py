@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.classify import MTU, SYN_OPTIONS_WALKED, Verdict, max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
-from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MSS_OPTION_LENGTH,
+from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MAC_BYTES, MSS_OPTION_LENGTH,
                             SACK_PERMITTED_LENGTH, TCP_HEADER, UDP_HEADER, VLAN_TAG, WSCALE_MAX,
                             WSCALE_OPTION_LENGTH, EtherType, IpProto, TcpFlag, TcpOption)
 from hdl.checksum import Checksum
@@ -34,6 +34,21 @@ class _SynOptions(data.StructLayout):
 
     def __init__(self):
         super().__init__({"mss": 16, "wscale_offered": 1, "wscale": 4, "sack_permitted": 1})
+
+
+class _OptionByte(data.StructLayout):
+    """A TCP option byte decoded as it is captured, so that each step of a SYN's option walk
+    is a LUT of these: as a length, its bits 0-2 and its bits 3-7 one-hot (``high`` is 0 past
+    39, longer than any option can be); as a kind, whether it starts an option with a length
+    (not EOL or NOP); and whether it is non-zero (an MSS field's byte)."""
+
+    def __init__(self):
+        super().__init__({"low": 8, "high": 5, "option": 1, "nonzero": 1})
+
+    @staticmethod
+    def equals(code, value):
+        """`code`'s byte is `value` (0 to 39)."""
+        return code.low[value % 8] & code.high[value // 8]
 
 
 class VerdictRecord(data.StructLayout):
@@ -157,6 +172,7 @@ class Classifier(wiring.Component):
         captured = Signal(8 * captured_bytes)
         header = captured[:8 * self.HEADER_BYTES]
         options = captured[8 * self.HEADER_BYTES:]
+        option_codes = [Signal(_OptionByte(), name=f"option_code{n}") for n in range(self.OPTION_BYTES)]
         header_beats = -(-captured_bytes // lanes)
         slot = Signal(header_beats, init=1)        # one-hot: which captured beat comes next
         beats = Signal(16 - lane_bits)             # beats of the frame so far; stops at 32 KiB
@@ -167,12 +183,24 @@ class Classifier(wiring.Component):
             with m.If(beat.keep[lane]):
                 m.d.comb += keep_count.eq(lane + 1)
 
+        lane_codes = [Signal(_OptionByte(), name=f"lane{lane}_code") for lane in range(lanes)]
+        for lane, code in enumerate(lane_codes):
+            lane_byte = beat.data[8 * lane:8 * lane + 8]
+            m.d.comb += [
+                code.low.eq(Cat(lane_byte[:3] == n for n in range(8))),
+                code.high.eq(Cat(lane_byte[3:] == n for n in range(len(code.high)))),
+                code.option.eq(lane_byte[1:].any()),            # not EOL (0) or NOP (1)
+                code.nonzero.eq(lane_byte.any()),
+            ]
+
         with m.If(accept):
             for index in range(header_beats):
                 for lane in range(min(lanes, captured_bytes - index * lanes)):
                     byte = index * lanes + lane
                     with m.If(slot[index] & beat.keep[lane]):
                         m.d.sync += captured[8 * byte:8 * byte + 8].eq(beat.data[8 * lane:8 * lane + 8])
+                        if byte >= self.HEADER_BYTES:
+                            m.d.sync += option_codes[byte - self.HEADER_BYTES].eq(lane_codes[lane])
             with m.If(beat.last):
                 m.d.sync += [slot.eq(1), beats.eq(0)]
                 if lanes == 1:
@@ -235,77 +263,139 @@ class Classifier(wiring.Component):
 
         # -- A SYN's MSS, window scale and SACK-permitted options: walked, one a clock -------
         # As model.packet.parse_syn_options with SYN_OPTIONS_WALKED options. In the cycle after
-        # a frame's last beat (the whole header is there) one step of the walk is worked out
-        # for every option position at once and registered in `step_table`: where the walk
-        # goes from there (DONE: past the options, at an EOL, or at a malformed option, where
-        # Linux stops and keeps the segment) and whether a valid MSS option (or window scale
-        # option, whose shift count is the MSS field's first byte, or SACK-permitted option of
-        # length 2, a flag that stays set) starts there. The bounds check is the same for every
-        # option, so one of any length is taken only when it ends within the header. The walk
-        # then takes exactly SYN_OPTIONS_WALKED clocks, each one select of `pos`'s entry (a 41:1
-        # multiplexer of 9 bits: the loop from `pos` to `pos` has no arithmetic), and its
-        # result waits in `walk_found` / `walk_complete` for the cycle the frame's record is
+        # a frame's last beat (the whole header is there) the step of the walk from every option
+        # position p is worked out at once: `jumps`, the position it goes to, one-hot (none
+        # when the walk ends there: at an EOL, at a malformed option, where Linux stops and
+        # keeps the segment, or at the options' end), and whether a valid MSS option (or window
+        # scale option, whose shift count is the MSS field's first byte, or SACK-permitted
+        # option of length 2, a flag that stays set) starts there. The options' end is a
+        # multiple of 4, so "q is before it" is one LUT of the data offset, and an option of
+        # length L jumps to p + L only if that is before the end: one comparison of L with the
+        # constant q - p is its bounds check too. The walk takes step 0 in that cycle and
+        # registers the others in `table`; then `pos` (one-hot, 0 once the walk has ended)
+        # takes one step a clock, each of its bits an AND-OR of `pos` with one column of the
+        # table (the loop from `pos` to `pos` has no binary select and no arithmetic), and
+        # what the step finds is registered in `hit_parts` and merged into `found` a clock later.
+        # SYN_OPTIONS_WALKED clocks after the walk starts, its result waits in `walk_found` /
+        # `walk_complete` (the walk ended within its steps) for the cycle the frame's record is
         # made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk ends. Walks
         # start only after frames as long as a whole TCP header (every frame that can be a
-        # FAST SYN has one), so the next walk starts HEADER_BYTES / 8 + 1 clocks after this one
-        # at the earliest, in the cycle of this walk's last step.
-        assert 1 + SYN_OPTIONS_WALKED <= -(-self.HEADER_BYTES // 8) + 1
-        assert 2 + SYN_OPTIONS_WALKED <= self._WRITE_DELAY - 1
-        walk_start = Signal()
-        m.d.comb += walk_start.eq(delayed[0][0] & delayed[0][1].last & (frame_length >= self.HEADER_BYTES))
-        DONE = self.OPTION_BYTES                # a position at or past every option list's end
+        # FAST SYN has one), so the next walk starts as many clocks after this one as such a
+        # frame has beats at the earliest: in the cycle this walk's result is taken at the
+        # soonest, and the table, `walk_options` and `walk_shifts` are read for the last time
+        # before it.
+        assert SYN_OPTIONS_WALKED <= -(-self.HEADER_BYTES // lanes)
+        assert 1 + SYN_OPTIONS_WALKED + 1 <= self._WRITE_DELAY - 1
+        # The frame is as long as the header when its last beat comes after the beat with the
+        # header's last byte, or is that beat and holds that byte (as `frame_length` counts).
+        header_beat, header_lane = divmod(self.HEADER_BYTES - 1, lanes)
+        has_header_end = beat.keep[header_lane:].any() if lanes > 1 else C(1, 1)
+        walk_start = Signal()                   # the cycle after such a frame's last beat
+        m.d.sync += walk_start.eq(accept & beat.last &
+                                  ((beats > header_beat) | ((beats == header_beat) & has_header_end)))
         walk_options = Signal(8 * (self.OPTION_BYTES + MSS_OPTION_LENGTH))      # zero past the end
         padded = Cat(options, C(0, 8 * MSS_OPTION_LENGTH))
+        # The options' 4-byte words, as a thermometer (word k is there when the data offset is
+        # above 5 + k), registered: the data offset comes before the last beat of a frame that
+        # is walked.
+        assert (l4 + 12) // lanes < header_beat
         doff = from_wire(TcpHeader(), l4_bytes).data_offset
-        end = Signal(range(self.OPTION_BYTES + 1))          # option bytes of the frame just ended
-        m.d.comb += end.eq(Mux(doff > TCP_HEADER // 4, (doff - TCP_HEADER // 4) * 4, 0))
-        step_layout = data.StructLayout({"next": range(DONE + 1), "mss": 1, "ws": 1, "sack": 1})
-        step_table = Array(Signal(step_layout, init={"next": DONE}, name=f"walk_step_{p}")
-                           for p in range(DONE + 1))        # entry DONE: stay, no option
+        option_words = Signal(self.OPTION_BYTES // 4)
+        m.d.sync += option_words.eq(Cat(doff > TCP_HEADER // 4 + k for k in range(len(option_words))))
+
+        def before_end(q):
+            """Option byte `q` is within the options of the frame just ended."""
+            return option_words[q // 4] if q < self.OPTION_BYTES else C(0, 1)
+
+        past_end = data.View(_OptionByte(), Value.cast(_OptionByte().const({"low": 1, "high": 1})))
+        codes = option_codes + [past_end] * MSS_OPTION_LENGTH         # zero bytes past the end
+        step_layout = data.StructLayout({"jumps": self.OPTION_BYTES, "mss": 1, "ws": 1, "sack": 1})
+        steps = [Signal(step_layout, name=f"walk_step_{p}") for p in range(self.OPTION_BYTES)]
+        table = [Signal(step_layout, name=f"walk_table_{p}") for p in range(self.OPTION_BYTES)]
+        for p, step in enumerate(steps):
+            kind, length = codes[p], codes[p + 1]
+
+            def jump(q):
+                if q <= p:
+                    return C(0, 1)
+                if q == p + 1:
+                    return before_end(q) & _OptionByte.equals(kind, TcpOption.NOP)
+                return before_end(q) & kind.option & _OptionByte.equals(length, q - p)
+
+            def option_is(option_kind, option_length):
+                """An option of this kind and length starts at `p` and ends within the options."""
+                return (_OptionByte.equals(kind, option_kind) & _OptionByte.equals(length, option_length)
+                        & before_end(p + option_length - 1))
+
+            m.d.comb += [
+                step.jumps.eq(Cat(jump(q) for q in range(self.OPTION_BYTES))),
+                step.mss.eq(option_is(TcpOption.MSS, MSS_OPTION_LENGTH)
+                            & (codes[p + 2].nonzero | codes[p + 3].nonzero)),
+                step.ws.eq(option_is(TcpOption.WSCALE, WSCALE_OPTION_LENGTH)),
+                step.sack.eq(option_is(TcpOption.SACK_PERMITTED, SACK_PERMITTED_LENGTH)),
+            ]
         with m.If(walk_start):
             m.d.sync += walk_options.eq(padded)
-            for p in range(DONE):
-                option = from_wire(MssOption(), padded[8 * p:8 * (p + MSS_OPTION_LENGTH)])
-                kind, length = option.kind, option.length
-                step = step_table[p]
-                m.d.sync += step.eq(step_layout.const({"next": DONE}))
-                with m.If((p < end) & (kind != TcpOption.EOL)):
-                    with m.If(kind == TcpOption.NOP):
-                        m.d.sync += step.next.eq(p + 1)
-                    with m.Elif((p + 1 < end) & (length >= 2) & (p + length <= end)):
-                        m.d.sync += [step.next.eq(p + length),
-                                     step.mss.eq((kind == TcpOption.MSS)
-                                                 & (length == MSS_OPTION_LENGTH) & option.mss.any()),
-                                     step.ws.eq((kind == TcpOption.WSCALE)
-                                                & (length == WSCALE_OPTION_LENGTH)),
-                                     step.sack.eq((kind == TcpOption.SACK_PERMITTED)
-                                                  & (length == SACK_PERMITTED_LENGTH))]
-        pos = Signal(range(DONE + 1))
-        end_walked = Signal(range(self.OPTION_BYTES + 1))
-        walking = Signal()
-        walked = Signal(range(SYN_OPTIONS_WALKED))
-        found = Signal(_SynOptions())           # the options found so far
+            m.d.sync += [entry.eq(step) for entry, step in zip(table, steps)]
+
+        pos = Signal(self.OPTION_BYTES)         # one-hot; 0 once the walk has ended
+        next_pos = Cat(_one_hot_select(pos, [entry.jumps[q] for entry in table])
+                       for q in range(self.OPTION_BYTES))
+        # What the step finds: the MSS field, and the window scale option's shift count (its
+        # byte after the length; RFC 7323 2.3: one above 14 counts as 14), clamped at the start.
+        # It is selected in groups of 8 positions, registered, and the groups ORed as it is
+        # merged, so that neither clock has all 40 positions' AND-OR.
+        hit_layout = data.StructLayout({"mss": 1, "ws": 1, "sack": 1, "value": 16, "wscale": 4})
+        walk_shifts = Signal(data.ArrayLayout(4, self.OPTION_BYTES + MSS_OPTION_LENGTH))
+        with m.If(walk_start):
+            for n in range(len(walk_shifts)):
+                shift = padded[8 * n:8 * n + 8]
+                m.d.sync += walk_shifts[n].eq(Mux(shift > WSCALE_MAX, WSCALE_MAX, shift))
+        options_at = [from_wire(MssOption(), walk_options[8 * p:8 * (p + MSS_OPTION_LENGTH)])
+                      for p in range(self.OPTION_BYTES)]
+        group = 8
+        hit_parts = [Signal(hit_layout, name=f"hit_part{n}") for n in range(-(-self.OPTION_BYTES // group))]
+        with m.If(walk_start):
+            shift = padded[8 * 2:8 * 3]
+            m.d.sync += [
+                pos.eq(steps[0].jumps),
+                hit_parts[0].mss.eq(steps[0].mss), hit_parts[0].ws.eq(steps[0].ws),
+                hit_parts[0].sack.eq(steps[0].sack),
+                hit_parts[0].value.eq(from_wire(MssOption(), padded[:8 * MSS_OPTION_LENGTH]).mss),
+                hit_parts[0].wscale.eq(Mux(shift > WSCALE_MAX, WSCALE_MAX, shift)),
+                *[part.eq(0) for part in hit_parts[1:]],
+            ]
+        with m.Else():
+            m.d.sync += pos.eq(next_pos)
+            for n, part in enumerate(hit_parts):
+                at = slice(n * group, (n + 1) * group)
+                here = pos[at]
+                m.d.sync += [
+                    part.mss.eq(_one_hot_select(here, [entry.mss for entry in table[at]])),
+                    part.ws.eq(_one_hot_select(here, [entry.ws for entry in table[at]])),
+                    part.sack.eq(_one_hot_select(here, [entry.sack for entry in table[at]])),
+                    part.value.eq(_one_hot_select(here, [option.mss for option in options_at[at]])),
+                    part.wscale.eq(_one_hot_select(here, list(walk_shifts)[at.start + 2:at.stop + 2])),
+                ]
+        hit = Signal(hit_layout)
+        m.d.comb += hit.eq(Cat(Cat(part.as_value()[bit] for part in hit_parts).any()
+                               for bit in range(hit_layout.size)))
+
+        found = Signal(_SynOptions())           # the options found before `hit`'s
+        merged = Signal(_SynOptions())
+        m.d.comb += [
+            merged.mss.eq(Mux(hit.mss, hit.value, found.mss)),
+            merged.wscale_offered.eq(found.wscale_offered | hit.ws),
+            merged.wscale.eq(Mux(hit.ws, hit.wscale, found.wscale)),
+            merged.sack_permitted.eq(found.sack_permitted | hit.sack),
+        ]
+        m.d.sync += found.eq(Mux(walk_start, 0, merged.as_value()))
+        walk_stage = Signal(SYN_OPTIONS_WALKED)    # one bit a clock since the walk started
+        m.d.sync += walk_stage.eq(Cat(walk_start, walk_stage[:-1]))
         walk_found = Signal.like(found)
         walk_complete = Signal()
-        here = step_table[pos]
-        value = from_wire(MssOption(), walk_options.bit_select(pos * 8, 8 * MSS_OPTION_LENGTH)).mss
-        shift = value[8:]                       # a window scale option's byte after its length
-        next_found = Signal.like(found)
-        m.d.comb += next_found.eq(found)
-        with m.If(here.mss):
-            m.d.comb += next_found.mss.eq(value)
-        with m.If(here.ws):                     # RFC 7323 2.3: a shift above 14 counts as 14
-            m.d.comb += [next_found.wscale_offered.eq(1),
-                         next_found.wscale.eq(Mux(shift > WSCALE_MAX, WSCALE_MAX, shift))]
-        with m.If(here.sack):
-            m.d.comb += next_found.sack_permitted.eq(1)
-        with m.If(walking & (walked == SYN_OPTIONS_WALKED - 1)):
-            m.d.sync += [walk_found.eq(next_found), walk_complete.eq(here.next >= end_walked)]
-        with m.If(walk_start):
-            m.d.sync += [pos.eq(0), found.eq(0), end_walked.eq(end), walking.eq(1), walked.eq(0)]
-        with m.Elif(walking):
-            m.d.sync += [pos.eq(here.next), found.eq(next_found),
-                         walked.eq(walked + 1), walking.eq(walked != SYN_OPTIONS_WALKED - 1)]
+        with m.If(walk_stage[-1]):
+            m.d.sync += [walk_found.eq(merged), walk_complete.eq(~pos.any())]
 
         # -- Decision, in registered stages from the header of the frame that just ended ------
         # Stage A: the header bytes aligned past the VLAN tag, and the wide comparisons.
@@ -320,12 +410,21 @@ class Classifier(wiring.Component):
         a_l4_length = Signal(16)
         a_ip = Signal(Ipv4Header())
         a_l4 = Signal(len(l4_bytes))
+        is_tcp = Signal(name="a_tcp")    # registered: each selects many of stage B's fields
+        is_udp = Signal(name="a_udp")
         dst_mac = eth.dst
+        # The destination MAC matters only for frames longer than an Ethernet header (rule 1
+        # drops the others first), whose last beat comes after it: it is compared with ours a
+        # clock ahead, in parts, and the parts' results are ANDed in stage A.
+        assert (MAC_BYTES - 1) // lanes < (l3 - 1) // lanes
+        mac_parts = Signal(3)
+        m.d.sync += mac_parts.eq(Cat(dst_mac[16 * n:16 * n + 16] == self.our_mac[16 * n:16 * n + 16]
+                                     for n in range(len(mac_parts))))
         m.d.sync += [
             a_valid.eq(delayed[0][0] & delayed[0][1].last),
             a_vlan.eq(vlan),
             a_broadcast.eq(dst_mac.all()),
-            a_mac_ok.eq(dst_mac == self.our_mac),
+            a_mac_ok.eq(mac_parts.all()),
             a_ipv4.eq(eth.ethertype == EtherType.IPV4),     # so a tagged frame is not IPv4 here
             a_dst_ok.eq(ip.dst == self.our_ip),
             a_frame_length.eq(frame_length),
@@ -333,12 +432,12 @@ class Classifier(wiring.Component):
             a_l4_length.eq(total_length - IPV4_HEADER),
             a_ip.eq(ip),
             a_l4.eq(l4_bytes),
+            is_tcp.eq(ip.protocol == IpProto.TCP),
+            is_udp.eq(ip.protocol == IpProto.UDP),
         ]
         ip_a = a_ip
         tcp = from_wire(TcpHeader(), a_l4)
         udp = from_wire(UdpHeader(), a_l4[:8 * UDP_HEADER])
-        is_tcp = (ip_a.protocol == IpProto.TCP)
-        is_udp = (ip_a.protocol == IpProto.UDP)
         a_total_length = ip_a.total_length
         data_offset_bytes = Cat(C(0, 2), tcp.data_offset)
 
@@ -463,9 +562,18 @@ class Classifier(wiring.Component):
         ]
 
         checked_syn = (checked.fields.flags & TcpFlag.SYN).any()
+        # The record's fields are zeroed as it is queued unless it is FAST, so that the verdict's
+        # priority chain selects its few bits only, not the fields too.
         record = Signal(VerdictRecord())
         record_valid = Signal()
-        m.d.sync += [record_valid.eq(checked.valid), record.eq(0)]
+        m.d.sync += [
+            record_valid.eq(checked.valid),
+            record.verdict.eq(Verdict.FAST),
+            record.cause.eq(DropCause.NONE),
+            record.fields.eq(checked.fields),
+        ]
+        with m.If(checked_syn):
+            m.d.sync += [record.fields[name].eq(walk_found[name]) for name, _ in _SynOptions()]
         with m.If(checked.early_hit):
             m.d.sync += [record.verdict.eq(checked.early_verdict), record.cause.eq(checked.early_cause)]
         with m.Elif(~ip_ok):                                                           # 11
@@ -476,10 +584,13 @@ class Classifier(wiring.Component):
             m.d.sync += [record.verdict.eq(Verdict.DROP), record.cause.eq(DropCause.BAD_L4_CHECKSUM)]
         with m.Elif(checked_syn & ~walk_complete):                                     # 21
             m.d.sync += record.verdict.eq(Verdict.SLOW)
-        with m.Else():                                                                 # 22
-            m.d.sync += [record.verdict.eq(Verdict.FAST), record.fields.eq(checked.fields)]
-            with m.If(checked_syn):
-                m.d.sync += [record.fields[name].eq(walk_found[name]) for name, _ in _SynOptions()]
+        # (otherwise rule 22: FAST)
+        queued = Signal(VerdictRecord())
+        m.d.comb += [
+            queued.verdict.eq(record.verdict),
+            queued.cause.eq(record.cause),
+            queued.fields.eq(Mux(record.verdict == Verdict.FAST, record.fields.as_value(), 0)),
+        ]
 
         # -- Verdict queue and counters ------------------------------------------------------
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=len(record.as_value()),
@@ -489,7 +600,7 @@ class Classifier(wiring.Component):
         in_flight = self._WRITE_DELAY + 1
         m.d.comb += [
             queue.w_en.eq(record_valid),
-            queue.w_data.eq(record),
+            queue.w_data.eq(queued),
             self.i.ready.eq(queue.level < self.QUEUE_DEPTH - in_flight + 1),
         ]
         wiring.connect(m, queue.r_stream, wiring.flipped(self.verdict))
@@ -514,3 +625,12 @@ def _delay(m, value, cycles, name):
         m.d.sync += stage.eq(value)
         value = stage
     return value
+
+
+def _one_hot_select(select, values):
+    """The one of `values` whose bit of one-hot `select` is set (0 if none), as an AND-OR:
+    no binary select of many inputs, whose select bits would fan out to all of them."""
+    values = [Value.cast(value) for value in values]
+    width = max(len(value) for value in values)
+    return Cat(Cat(select[index] & value[bit] for index, value in enumerate(values)
+                   if bit < len(value)).any() for bit in range(width))
