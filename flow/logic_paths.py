@@ -20,10 +20,12 @@ from pathlib import Path
 __all__ = ["CELL_DELAY_NS", "LogicPath", "deepest_paths", "main"]
 
 #: Input-to-output delay per cell type, routing included (a placed ECP5-8 design's LUT is
-#: 0.4-0.5 ns and its wires 0.3-1.5 ns); ``"CCU2C.CIN"`` is one hop along a carry chain.
-CELL_DELAY_NS = {"LUT4": 1.05, "PFUMX": 0.25, "L6MUX21": 0.25, "CCU2C": 1.05, "CCU2C.CIN": 0.05}
+#: 0.4-0.5 ns and its wires 0.3-1.5 ns); ``"CCU2C.CIN"`` is one hop along a carry chain. LUT
+#: RAM reads asynchronously: its read address passes through it like a LUT's inputs.
+CELL_DELAY_NS = {"LUT4": 1.05, "PFUMX": 0.25, "L6MUX21": 0.25, "CCU2C": 1.05, "CCU2C.CIN": 0.05,
+                 "TRELLIS_DPR16X4": 1.05}
 #: Clock-to-output of the cells that start paths (DP16KD without its output register).
-START_DELAY_NS = {"TRELLIS_FF": 0.4, "DP16KD": 4.3, "TRELLIS_DPR16X4": 1.5}
+START_DELAY_NS = {"TRELLIS_FF": 0.4, "DP16KD": 4.3}
 _CLOCKS = {"CLK", "CLKA", "CLKB", "WCK"}
 # ABC and techmap name the nets they make after a signal plus cell suffixes; the signal is the
 # part before the first suffix
@@ -70,6 +72,10 @@ def deepest_paths(netlist, count=10, module="top"):
                     driver[bit] = cell_name
                 elif direction == "input" and port not in _CLOCKS:
                     ins.append((port, bit))
+    # a LUT RAM's read address leads through it; its write address, data and enable end paths
+    through_ports = {cell_name: [(port, bit) for port, bit in ins
+                                 if cells[cell_name]["type"] != "TRELLIS_DPR16X4" or port.startswith("RAD")]
+                     for cell_name, ins in inputs.items()}
 
     arrival = {}            # bit -> (ns, levels, carry hops, the input bit it came through)
 
@@ -90,12 +96,13 @@ def deepest_paths(netlist, count=10, module="top"):
             if bit not in expanded:
                 expanded.add(bit)
                 # an input expanded but not settled is on the way here: a loop, cut there
-                pending = [b for _, b in inputs[cell_name] if b not in arrival and b not in expanded]
+                pending = [b for _, b in through_ports[cell_name]
+                           if b not in arrival and b not in expanded]
                 if pending:
                     stack.extend(pending)
                     continue
             best = (0.0, 0, 0, None)
-            for port, b in inputs[cell_name]:
+            for port, b in through_ports[cell_name]:
                 ns, levels, hops, _ = arrival.get(b, (0.0, 0, 0, None))
                 carry = kind == "CCU2C" and port == "CIN"
                 ns += CELL_DELAY_NS["CCU2C.CIN" if carry else kind]
@@ -107,9 +114,11 @@ def deepest_paths(netlist, count=10, module="top"):
 
     ends = []
     for cell_name, cell in cells.items():
-        if cell["type"] not in START_DELAY_NS:
+        if cell["type"] not in START_DELAY_NS and cell["type"] != "TRELLIS_DPR16X4":
             continue
         for port, bit in inputs[cell_name]:
+            if cell["type"] == "TRELLIS_DPR16X4" and port.startswith("RAD"):
+                continue
             settle(bit)
             ends.append((arrival[bit][0], cell_name, port, bit))
     ends.sort(key=lambda end: -end[0])

@@ -242,10 +242,17 @@ def test_deepest_paths_walk_luts_and_carry_chains():
         "fd": ff(43, 50),
         # a loop of two LUTs between no registers must end, not hang
         "x1": lut(61, 60), "x2": lut(60, 61), "fe": ff(61, 62),
+        # LUT RAM reads asynchronously: g -> LUT -> read address -> data -> h is three levels;
+        # its write data ends a path (from g, one level)
+        "fg": ff(30, 70), "l4": lut(70, 71),
+        "ram": _cell("TRELLIS_DPR16X4", RAD0=("input", [71]), DI0=("input", [71]),
+                     WCK=("input", [1]), DO0=("output", [72])),
+        "l5": lut(72, 73), "fh": ff(73, 80),
     }
     netnames = {"a": {"bits": [10]}, "b": {"bits": [20, 21]}, "c": {"bits": [40]},
                 "d": {"bits": [50]}, "b_TRELLIS_FF_Q_DI_LUT4_Z": {"bits": [12]},
-                "loop": {"bits": [60, 61]}, "e": {"bits": [62]}}
+                "loop": {"bits": [60, 61]}, "e": {"bits": [62]}, "g": {"bits": [70]},
+                "h": {"bits": [80]}}
     paths = deepest_paths({"modules": {"top": {"cells": cells, "netnames": netnames}}})
     by_end = {path.end: path for path in paths}
     ab = by_end["b.DI"]         # one entry for register b: its deeper cone
@@ -256,7 +263,10 @@ def test_deepest_paths_walk_luts_and_carry_chains():
     assert (cd.start, cd.logic_levels, cd.carry_hops) == ("c", 1, 2)
     assert cd.delay_ns == round(START_DELAY_NS["TRELLIS_FF"] + CELL_DELAY_NS["CCU2C"]
                                 + 2 * CELL_DELAY_NS["CCU2C.CIN"], 2)
-    assert paths[0] == ab and "e.DI" in by_end
+    gh = by_end["h.DI"]
+    assert (gh.start, gh.logic_levels) == ("g", 3)
+    assert (by_end["ram.DI0"].start, by_end["ram.DI0"].logic_levels) == ("g", 1)
+    assert paths[0] == gh and "e.DI" in by_end
     assert [p.delay_ns for p in paths] == sorted((p.delay_ns for p in paths), reverse=True)
 
 
