@@ -347,22 +347,21 @@ class Classifier(wiring.Component):
         # merged, so that neither clock has all 40 positions' AND-OR.
         hit_layout = data.StructLayout({"mss": 1, "ws": 1, "sack": 1, "value": 16, "wscale": 4})
         walk_shifts = Signal(data.ArrayLayout(4, self.OPTION_BYTES + MSS_OPTION_LENGTH))
+        clamped_shifts = [Mux(shift > WSCALE_MAX, WSCALE_MAX, shift)
+                          for shift in (padded[8 * n:8 * n + 8] for n in range(len(walk_shifts)))]
         with m.If(walk_start):
-            for n in range(len(walk_shifts)):
-                shift = padded[8 * n:8 * n + 8]
-                m.d.sync += walk_shifts[n].eq(Mux(shift > WSCALE_MAX, WSCALE_MAX, shift))
+            m.d.sync += [stored.eq(shift) for stored, shift in zip(walk_shifts, clamped_shifts)]
         options_at = [from_wire(MssOption(), walk_options[8 * p:8 * (p + MSS_OPTION_LENGTH)])
                       for p in range(self.OPTION_BYTES)]
         group = 8
         hit_parts = [Signal(hit_layout, name=f"hit_part{n}") for n in range(-(-self.OPTION_BYTES // group))]
         with m.If(walk_start):
-            shift = padded[8 * 2:8 * 3]
             m.d.sync += [
                 pos.eq(steps[0].jumps),
                 hit_parts[0].mss.eq(steps[0].mss), hit_parts[0].ws.eq(steps[0].ws),
                 hit_parts[0].sack.eq(steps[0].sack),
                 hit_parts[0].value.eq(from_wire(MssOption(), padded[:8 * MSS_OPTION_LENGTH]).mss),
-                hit_parts[0].wscale.eq(Mux(shift > WSCALE_MAX, WSCALE_MAX, shift)),
+                hit_parts[0].wscale.eq(clamped_shifts[2]),    # position 0's shift byte
                 *[part.eq(0) for part in hit_parts[1:]],
             ]
         with m.Else():
