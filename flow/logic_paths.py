@@ -50,6 +50,12 @@ def _signal(name):
     return _SUFFIX.sub("", name)
 
 
+def _passes_through(kind, port):
+    """A path goes on through this input of a `kind` cell: any of a logic cell's, only the
+    read address of a LUT RAM (its write address, data and enable end paths)."""
+    return kind != "TRELLIS_DPR16X4" or port.startswith("RAD")
+
+
 def deepest_paths(netlist, count=10, module="top"):
     """The `count` deepest paths of `module` in `netlist` (yosys ``write_json``), the deepest
     first, at most one per ending register (its name less its bit index)."""
@@ -72,9 +78,8 @@ def deepest_paths(netlist, count=10, module="top"):
                     driver[bit] = cell_name
                 elif direction == "input" and port not in _CLOCKS:
                     ins.append((port, bit))
-    # a LUT RAM's read address leads through it; its write address, data and enable end paths
     through_ports = {cell_name: [(port, bit) for port, bit in ins
-                                 if cells[cell_name]["type"] != "TRELLIS_DPR16X4" or port.startswith("RAD")]
+                                 if _passes_through(cells[cell_name]["type"], port)]
                      for cell_name, ins in inputs.items()}
 
     arrival = {}            # bit -> (ns, levels, carry hops, the input bit it came through)
@@ -114,10 +119,11 @@ def deepest_paths(netlist, count=10, module="top"):
 
     ends = []
     for cell_name, cell in cells.items():
-        if cell["type"] not in START_DELAY_NS and cell["type"] != "TRELLIS_DPR16X4":
-            continue
+        kind = cell["type"]
         for port, bit in inputs[cell_name]:
-            if cell["type"] == "TRELLIS_DPR16X4" and port.startswith("RAD"):
+            # a register's or block RAM's input, or a logic cell's that leads nowhere on
+            if not (kind in START_DELAY_NS
+                    or kind in CELL_DELAY_NS and not _passes_through(kind, port)):
                 continue
             settle(bit)
             ends.append((arrival[bit][0], cell_name, port, bit))
