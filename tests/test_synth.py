@@ -195,17 +195,22 @@ def test_readme_markers_must_be_there_once():
         readme_tables.replace_section(twice, "synth-table", "x")
 
 
+def _timed_out_report(**row):
+    """A report of one reference row whose routing timed out, with `row`'s fields, as markdown."""
+    row = {"role": "reference", "name": "x", "target": "ecp5", "data_width": 64, "connections": 64,
+           "window": 2048, "processes": 16, "status": "timed out", "reason": "nextpnr: did not finish",
+           "luts": 20000, "flip_flops": 13000, "block_rams": 163, "fmax_mhz": None,
+           "memory_formula": REFERENCE.memory_formula(), **row}
+    return report_markdown({"date": "2026-01-01", "command": "c", "clock_constraint_mhz": 200,
+                            "tools": {}, "rows": [row]})
+
+
 def test_placement_estimate_is_read_from_the_log():
     import flow.synth as synth
     log = ("Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 40.07 MHz (FAIL at 200.00 MHz)\n"
            "Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 38.50 MHz (FAIL at 200.00 MHz)\n")
     assert synth._FMAX.findall(log) == ["40.07", "38.50"]
-    row = {"role": "reference", "name": "x", "target": "ecp5", "data_width": 64, "connections": 64,
-           "window": 2048, "processes": 16, "status": "timed out", "reason": "nextpnr: did not finish",
-           "luts": 20000, "flip_flops": 13000, "block_rams": 163, "fmax_mhz": None,
-           "placed_fmax_mhz": 40.07, "memory_formula": REFERENCE.memory_formula()}
-    assert "| (40.1 MHz placed, not routed) |" in report_markdown(
-        {"date": "2026-01-01", "command": "c", "clock_constraint_mhz": 200, "tools": {}, "rows": [row]})
+    assert "| (40.1 MHz placed, not routed) |" in _timed_out_report(placed_fmax_mhz=40.07)
 
 
 def test_yosys_failure_is_a_row(tmp_path, monkeypatch):
@@ -271,12 +276,8 @@ def test_deepest_paths_walk_luts_and_carry_chains():
 
 
 def test_unrouted_row_names_its_deepest_path():
-    row = {"role": "reference", "name": "x", "target": "ecp5", "data_width": 64, "connections": 64,
-           "window": 2048, "processes": 16, "status": "timed out", "reason": "nextpnr: did not finish",
-           "luts": 20000, "flip_flops": 13000, "block_rams": 163, "fmax_mhz": None,
-           "placed_fmax_mhz": 46.0, "memory_formula": REFERENCE.memory_formula(),
-           "estimated_paths": [{"delay_ns": 19.6, "logic_levels": 19, "carry_hops": 0,
-                                "start": "engine.step", "end": "engine.step.DI", "through": []}]}
-    text = report_markdown({"date": "2026-01-01", "command": "c", "clock_constraint_mhz": 200,
-                            "tools": {}, "rows": [row]})
+    text = _timed_out_report(
+        placed_fmax_mhz=46.0,
+        estimated_paths=[{"delay_ns": 19.6, "logic_levels": 19, "carry_hops": 0,
+                          "start": "engine.step", "end": "engine.step.DI", "through": []}])
     assert "deepest path (netlist estimate): `engine.step` -> `engine.step.DI`, 19 logic levels" in text
