@@ -535,3 +535,23 @@ def test_counters_saturate():
 @pytest.mark.parametrize("width", WIDTHS)
 def test_lint(width):
     lint_component(Classifier(width), f"classifier_{width}", BUILD / "test" / "classifier")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_destination_mac_off_by_one_byte(width):
+    """Our MAC with any one of its 6 bytes changed is dropped as WRONG_MAC: the compare is
+    made in 16-bit parts a clock ahead, so each part and each byte lane is tried, back to back
+    with frames to our MAC between them."""
+    ours = OUR_MAC.to_bytes(6, "big")
+    frames = []
+    for n in range(6):
+        for flip in (0x01, 0x80):
+            other = bytearray(ours)
+            other[n] ^= flip
+            frames.append(pad(bytes(eth(dst=":".join(f"{b:02x}" for b in other)) / ip() / tcp())))
+            frames.append(pad(bytes(eth() / ip() / tcp())))
+    run = run_classifier(width, frames)
+    check_against_model(run, frames)
+    expected = [classify(frame, OUR_MAC, OUR_IP, 1500) for frame in frames]
+    assert [r.cause for r in expected[0::2]] == [DropCause.WRONG_MAC] * 12
+    assert all(r.verdict == Verdict.FAST for r in expected[1::2])
