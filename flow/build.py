@@ -57,6 +57,8 @@ BLOCKS = {
     # the RTO from RTT samples, with Linux's bounds in 1 ms ticks
     "rtt_estimator": ("hdl.engine.rtt", "RttEstimator",
                       {"policy": replace(NIC_POLICY, **LINUX_RTO)}),
+    # the reference NIC's timers (64 connections)
+    "timers": ("hdl.engine.timers", "Timers", {"connections": 64}),
     "tcp_engine": ("hdl.engine.tcp_engine", "TcpEngine",
                    {"data_width": 64, "connections": 64, "processes": 16,
                     "policy": NIC_POLICY}),

@@ -27,7 +27,7 @@ class EventSource(enum.Enum, shape=2):
     RX = 0          #: a received segment or datagram
     HOST = 1        #: a host command
     CONTROL = 2     #: a control command
-    TICK = 3        #: a timer tick's scan reached the connection
+    TICK = 3        #: a timer tick found the connection due (hdl/engine/timers.py)
 
 
 class SegmentKind(enum.Enum, shape=4):
@@ -51,7 +51,7 @@ class SegmentKind(enum.Enum, shape=4):
 
 
 class TimerKind(enum.Enum, shape=3):
-    """The timer that fires when a tick's scan loads a connection (``Tcb.on_timer``)."""
+    """The timer that fires when a tick loads a connection it found due (``Tcb.on_timer``)."""
     NONE = 0
     RTO = 1                 #: retransmission
     RTO_GIVE_UP = 2         #: the last retry: the connection is reset (ETIMEDOUT)

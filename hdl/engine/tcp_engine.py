@@ -25,6 +25,7 @@ from hdl.buffers.stream_buffer import StreamBuffer, ring_free
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
+from hdl.engine.timers import TIMERS, Timers
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
 
@@ -78,7 +79,7 @@ class EngineStep(enum.Enum, shape=7):
     DISPATCH_SEGMENT = 33
     DISPATCH_ACK = 34
     DISPATCH_PERSIST = 35
-    TICK_START = 36         # timers (model.tcp.Tcb.on_timer), every connection once per tick
+    TICK_START = 36         # timers (model.tcp.Tcb.on_timer): each connection the tick finds due
     TICK_NEXT = 37
     TIMER = 38
     TIMER_RTO = 39
@@ -105,7 +106,7 @@ class EngineStep(enum.Enum, shape=7):
     CTL_LOADED = 61
     CTL_INIT_RINGS = 62
     CTL_RESPOND = 63
-    DEADLINE_NEXT = 64      # NEXT_DEADLINE: the next connection with a timer running
+    DEADLINE_NEXT = 64      # NEXT_DEADLINE: the timers unit's answer (hdl/engine/timers.py)
     FAST_STORE = 65         # receive fast path, waiting for the ring (TcpEngine: fast_store)
     RTT_SAMPLE = 66         # an RTT sample through the estimator (Policy.rtt_estimation)
 
@@ -352,10 +353,10 @@ class TcpEngine(wiring.Component):
         rx_free = Signal(range(R + 1))      # their free bytes
         tx_free = Signal(range(S + 1))
         m.d.comb += [rx_free.eq(ring_free(rxq, R)), tx_free.eq(ring_free(txq, S))]
-        now = Signal(32)
-        ticks_pending = Signal(8)
-        scan = Signal(conn_bits)
-        armed = Signal(N)                   # connections with a timer running
+        # the clock, and which connections a tick finds due (hdl/engine/timers.py)
+        m.submodules.timers = timers = Timers(connections=N)
+        now = timers.now
+        m.d.comb += timers.tick.eq(self.tick)
 
         # the segment being processed (model: seg)
         seg_seq = Signal(32)
@@ -533,14 +534,6 @@ class TcpEngine(wiring.Component):
         in_synchronized = _one_of(state, *SYNCHRONIZED)
         in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
-        # the next connection from `scan` on with a timer running
-        armed_waiting = Signal(N)
-        next_armed = Signal(conn_bits)
-        m.d.comb += armed_waiting.eq(armed & ~((Const(1, N + 1) << scan) - 1)[:N])
-        for i in reversed(range(N)):
-            with m.If(armed_waiting[i]):
-                m.d.comb += next_armed.eq(i)
-
         if not rtt:
             rto_table = Array(Const(P.rto_after(k), 16) for k in range(16))
         persist_table = Array(Const(P.persist_after(k), 16) for k in range(16))
@@ -675,13 +668,6 @@ class TcpEngine(wiring.Component):
             with m.Else():
                 goto(EngineStep.FAST_STORE)
 
-        # ----- ticks: counted, each served by one scan of every connection -----------------
-        tick_taken = Signal()
-        with m.If(self.tick & ~tick_taken & (ticks_pending != 0xFF)):
-            m.d.sync += ticks_pending.eq(ticks_pending + 1)
-        with m.Elif(~self.tick & tick_taken):
-            m.d.sync += ticks_pending.eq(ticks_pending - 1)
-
         rings_pending = rx_ring.state_pending | tx_ring.state_pending
 
         # ----- port defaults ---------------------------------------------------------------
@@ -770,7 +756,7 @@ class TcpEngine(wiring.Component):
         if sack:
             m.d.comb += [hdr.sack_count.eq(e_sack_count), hdr.sack.eq(e_sack)]
 
-        m.d.comb += self.idle.eq((step == EngineStep.IDLE) & (ticks_pending == 0) & ~self.tick
+        m.d.comb += self.idle.eq((step == EngineStep.IDLE) & timers.idle
                                  & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
                                  & (framer_reads == 0) & (host_reads == 0) & ~rx_ring.busy
                                  & (tx_headers.level == 0)
@@ -782,7 +768,7 @@ class TcpEngine(wiring.Component):
         with m.Switch(step):
             with m.Case(EngineStep.IDLE):
                 # one event at a time: control, received frames, host commands, then a
-                # timer tick (its scan starts only when nothing else waits)
+                # timer tick (its due connections, found by the timers unit, each in turn)
                 m.d.sync += [ob.eq(_Outbox.NONE), from_wire.eq(0), ctl_owed.eq(0),
                              route.eq(RxRoute.DISCARD), rsp.eq(0), crsp.eq(0), drain_after.eq(0)]
                 with m.If(self.ctl_cmd.valid):
@@ -820,9 +806,9 @@ class TcpEngine(wiring.Component):
                     m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
                                  ev.eq(_Event.HOST)]
                     goto(EngineStep.HOST_ACCESS)
-                with m.Elif(ticks_pending != 0):
-                    m.d.comb += tick_taken.eq(1)
-                    m.d.sync += [now.eq(now + 1), scan.eq(0), ev.eq(_Event.TICK)]
+                with m.Elif(timers.tick_ready):
+                    m.d.comb += timers.tick_take.eq(1)
+                    m.d.sync += ev.eq(_Event.TICK)
                     goto(EngineStep.TICK_START)
 
             # ----- loading and writing back a connection ---------------------------------
@@ -856,8 +842,12 @@ class TcpEngine(wiring.Component):
                 # the record goes back; host software hears of a completed handshake and of
                 # a connection that reached CLOSED
                 m.d.comb += rec_wr.en.eq(1)
-                m.d.sync += armed.bit_select(conn, 1).eq(
-                    (t.kind == ConnKind.TCP) & (t.rto_armed | t.persist_armed | t.close_armed))
+                m.d.comb += [timers.update.valid.eq(1), timers.update.payload.conn.eq(conn)]
+                for name in TIMERS:
+                    m.d.comb += [
+                        timers.update.payload[name].armed.eq(
+                            (t.kind == ConnKind.TCP) & t[f"{name}_armed"]),
+                        timers.update.payload[name].deadline.eq(t[f"{name}_deadline"])]
                 tcp0 = (kind0 == ConnKind.TCP)
                 with m.If(tcp0 & _one_of(state0, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
                           & in_synchronized):
@@ -1345,15 +1335,16 @@ class TcpEngine(wiring.Component):
 
             # ----- timers (Tcb.on_timer) ------------------------------------------------------
             with m.Case(EngineStep.TICK_START):
-                with m.If(armed_waiting == 0):
-                    goto(EngineStep.IDLE)
-                with m.Else():
-                    m.d.sync += conn.eq(next_armed)
+                with m.If(timers.due_valid):
+                    m.d.comb += timers.due_take.eq(1)
+                    m.d.sync += conn.eq(timers.due_conn)
                     goto(EngineStep.LOAD)
+                with m.Else():
+                    goto(EngineStep.IDLE)
 
             with m.Case(EngineStep.TICK_NEXT):
-                m.d.sync += [scan.eq(conn + 1), ob.eq(_Outbox.NONE)]
-                goto(Mux(conn == N - 1, EngineStep.IDLE, EngineStep.TICK_START))
+                m.d.sync += ob.eq(_Outbox.NONE)
+                goto(EngineStep.TICK_START)
 
             with m.Case(EngineStep.TIMER):
                 def due(deadline):
@@ -1760,10 +1751,9 @@ class TcpEngine(wiring.Component):
                     with m.Case(CtlOp.UDP_CONNECT, CtlOp.INJECT, CtlOp.READ_STATE):
                         goto(EngineStep.LOAD)
                     with m.Case(CtlOp.NEXT_DEADLINE):
-                        m.d.sync += [scan.eq(0), crsp.value.eq(0x7FFF_FFFF), crsp.flag.eq(0)]
                         goto(EngineStep.DEADLINE_NEXT)
                     with m.Case(CtlOp.ADVANCE):
-                        m.d.sync += now.eq(now + cc.seq - 1)
+                        m.d.comb += [timers.advance.valid.eq(1), timers.advance.payload.eq(cc.seq)]
                         goto(EngineStep.CTL_RESPOND)
                     with m.Default():
                         m.d.sync += crsp.status.eq(Errno.EINVAL)
@@ -1784,18 +1774,6 @@ class TcpEngine(wiring.Component):
                         with m.If(cc.mark):
                             m.d.sync += t.was_connected.eq(1)
                         goto(EngineStep.CTL_RESPOND)
-                    with m.Case(CtlOp.NEXT_DEADLINE):
-                        # the earliest of this connection's running timers, relative to now
-                        best = crsp.value.as_signed()
-                        for armed_bit, deadline in ((t.rto_armed, t.rto_deadline),
-                                                    (t.persist_armed, t.persist_deadline),
-                                                    (t.close_armed, t.close_deadline)):
-                            left = (deadline - now)[:32].as_signed()
-                            best = Mux(armed_bit & (left < best), left, best)
-                        m.d.sync += [crsp.value.eq(best), scan.eq(conn + 1),
-                                     crsp.flag.eq(crsp.flag | t.rto_armed | t.persist_armed
-                                                  | t.close_armed)]
-                        goto(Mux(conn == N - 1, EngineStep.CTL_RESPOND, EngineStep.DEADLINE_NEXT))
                     with m.Default():               # INJECT: a segment from the slow path
                         m.d.sync += [seg_seq.eq(cc.seq), seg_ack.eq(cc.ack), seg_flags.eq(cc.flags),
                                      seg_wnd.eq(cc.window), seg_plen.eq(0), seg_mss.eq(cc.mss),
@@ -1819,11 +1797,10 @@ class TcpEngine(wiring.Component):
                     requery(EngineStep.DISPATCH)
 
             with m.Case(EngineStep.DEADLINE_NEXT):
-                with m.If(armed_waiting == 0):
+                m.d.comb += timers.query_req.eq(1)
+                with m.If(timers.query_valid):
+                    m.d.sync += [crsp.value.eq(timers.query_earliest), crsp.flag.eq(timers.query_any)]
                     goto(EngineStep.CTL_RESPOND)
-                with m.Else():
-                    m.d.sync += conn.eq(next_armed)
-                    goto(EngineStep.LOAD)
 
             with m.Case(EngineStep.CTL_RESPOND):
                 m.d.comb += [self.ctl_rsp.valid.eq(1), self.ctl_rsp.payload.eq(crsp)]

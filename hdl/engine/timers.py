@@ -1,0 +1,221 @@
+"""The connections' timers: which connections a tick finds due, without loading any record.
+
+The reference is ``model.tcp.Tcb``: ``next_deadline`` (the earliest of the RTO, persist and
+close deadlines that are set) and ``on_timer`` (a timer fires when ``now >= deadline``). The
+engine owns the deadlines (they are fields of the connection record, written where the model
+writes them); this unit keeps, per connection, only the earliest of them (:func:`earliest`),
+sent to it on :attr:`Timers.update` whenever the engine writes a record back. It owns the
+clock, ``now``, and finds the due connections in the background, so a tick costs the engine
+one record load per connection that is due, not one per connection with a timer running (as
+the fpgasystems TOE's and Tonic's timers keep a deadline per flow and compare it with a
+running counter, ``../shared/ENGINE-NOTES.md``).
+
+How: a scan reads one connection's earliest deadline a clock from a LUT RAM, round and round,
+and keeps ``pending``, the connections due at the next tick (``due_at(deadline, now + 1)``).
+An update recomputes its connection's bit itself, overriding the scan's for that connection.
+Taking a tick moves ``pending`` into ``due``, which the engine takes one connection at a time,
+lowest first (the model's order); ``now`` only grows, so a bit is never stale in the unsafe
+direction, and a tick is offered only after a whole scan since ``now`` last moved (``fresh``)
+and with no update on its way.
+"""
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+__all__ = ["Timer", "TimerUpdate", "Timers", "earliest", "due_at", "TIMERS"]
+
+#: the record's timers, in the order ``TimerUpdate`` carries them (``model.tcp.Tcb``'s names)
+TIMERS = ("rto", "persist", "close")
+
+
+class Timer(data.StructLayout):
+    """One timer: running (``Tcb``'s deadline is not None) and its deadline, in ticks."""
+
+    def __init__(self):
+        super().__init__({"armed": 1, "deadline": 32})
+
+
+class TimerUpdate(data.StructLayout):
+    """A connection's timers as the engine writes its record back."""
+
+    def __init__(self, conn_bits):
+        super().__init__({"conn": conn_bits, **{name: Timer() for name in TIMERS}})
+
+
+def _before(a, b):
+    """``a`` is earlier than ``b`` in sequence order (their distance is under 2**31)."""
+    return (a - b)[31]
+
+
+def due_at(deadline, now):
+    """``now >= deadline`` as ``Tcb.on_timer`` tests it, on a 32-bit clock."""
+    return ~_before(now, deadline)
+
+
+def earliest(timers):
+    """``Tcb.next_deadline``: (any running, the earliest deadline of those running), from
+    Timer views. Each pair is compared once, all side by side (one carry chain deep); of
+    equal deadlines the later timer wins, so exactly one running timer wins."""
+    before = {(i, j): _before(timers[i].deadline, timers[j].deadline)
+              for i in range(len(timers)) for j in range(i + 1, len(timers))}
+    deadline = 0
+    for i, timer in enumerate(timers):
+        beats = [~other.armed | (before[i, j] if i < j else ~before[j, i])
+                 for j, other in enumerate(timers) if j != i]
+        deadline = deadline | Mux(timer.armed & Cat(*beats).all(), timer.deadline, 0)
+    return Cat(*(t.armed for t in timers)).any(), deadline
+
+
+class Timers(wiring.Component):
+    """The clock and the due connections.
+
+    Parameters
+    ----------
+    connections : int
+        Connection slots, a power of two.
+
+    Members
+    -------
+    tick : In(1)
+        One pulse per tick of the virtual clock (counted: up to 255 wait).
+    now : Out(32)
+        Ticks taken so far (and jumps, :attr:`advance`).
+    tick_ready : Out(1), tick_take : In(1)
+        A tick waits and may be taken: the engine then serves :attr:`due` before any other
+        event (``now`` is one more from the next clock, and ``due`` is that tick's set).
+    due_valid : Out(1), due_conn : Out(range(connections)), due_take : In(1)
+        The lowest connection of the tick's set not yet taken; taking it removes it (the
+        next one shows a clock later).
+    update : In(stream.Signature(TimerUpdate, always_ready=True))
+        A connection's timers, whenever its record is written back (``armed`` only for a
+        TCP connection). Two clocks on its way; a tick or query waits for it.
+    advance : In(stream.Signature(32, always_ready=True))
+        ``now`` jumps ``payload - 1`` ticks (control ADVANCE: the next tick runs the timers).
+    query_req : In(1), query_valid : Out(1), query_earliest : Out(signed(32)), query_any : Out(1)
+        NEXT_DEADLINE: with ``query_req`` held, after a scan of every connection,
+        ``query_valid`` and the least ``deadline - now`` of the running timers (2**31 - 1
+        if none; ``query_any``: some timer runs), until ``query_req`` falls.
+    idle : Out(1)
+        No tick waiting, no update on its way.
+    """
+
+    def __init__(self, *, connections):
+        conn_bits = exact_log2(connections)
+        if connections < 2:
+            raise ValueError(f"Timers need at least 2 connections, not {connections}")
+        self._connections = connections
+        super().__init__({
+            "tick": In(1), "now": Out(32),
+            "tick_ready": Out(1), "tick_take": In(1),
+            "due_valid": Out(1), "due_conn": Out(conn_bits), "due_take": In(1),
+            "update": In(stream.Signature(TimerUpdate(conn_bits), always_ready=True)),
+            "advance": In(stream.Signature(32, always_ready=True)),
+            "query_req": In(1), "query_valid": Out(1), "query_earliest": Out(signed(32)),
+            "query_any": Out(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        N = self._connections
+
+        now = Signal(32)
+        next_now = Signal(32, init=1)           # now + 1, kept beside it (no adder on a path)
+        m.d.comb += self.now.eq(now)
+
+        # each connection's earliest running deadline, read asynchronously (LUT RAM)
+        m.submodules.wake = wake = Memory(shape=Timer(), depth=N, init=[])
+        wake_wr = wake.write_port()
+        scan = Signal(range(N))
+        wake_rd = wake.read_port(domain="comb")
+        m.d.comb += wake_rd.addr.eq(scan)
+        m.d.sync += scan.eq(scan + 1)           # N is a power of two: wraps
+
+        # updates: registered, then their earliest deadline registered
+        u1 = Signal.like(self.update.payload)
+        u1_valid = Signal()
+        m.d.sync += [u1.eq(self.update.payload), u1_valid.eq(self.update.valid)]
+        u2_conn = Signal.like(u1.conn)
+        u2 = Signal(Timer())
+        u2_valid = Signal()
+        armed, deadline = earliest([u1[name] for name in TIMERS])
+        m.d.sync += [u2_conn.eq(u1.conn), u2.armed.eq(armed), u2.deadline.eq(deadline),
+                     u2_valid.eq(u1_valid)]
+        m.d.comb += [wake_wr.addr.eq(u2_conn), wake_wr.data.eq(u2), wake_wr.en.eq(u2_valid)]
+        updating = u1_valid | u2_valid       # (an update's own clock is the engine's WRITE_BACK)
+
+        # the scan's read, registered; dropped when an update writes that connection as it
+        # is read (the read gives the old deadline)
+        s_conn = Signal(range(N))
+        s = Signal(Timer())
+        s_valid = Signal()
+        m.d.sync += [s_conn.eq(scan), s.eq(wake_rd.data),
+                     s_valid.eq(~(u2_valid & (u2_conn == scan)))]
+
+        # pending: due at the next tick; the update's bit after the scan's, so it wins
+        pending = Signal(N)
+        pending_next = Signal(N)
+        m.d.comb += pending_next.eq(pending)
+        with m.If(s_valid):
+            m.d.comb += pending_next.bit_select(s_conn, 1).eq(s.armed & due_at(s.deadline, next_now))
+        with m.If(u2_valid):
+            m.d.comb += pending_next.bit_select(u2_conn, 1).eq(u2.armed & due_at(u2.deadline, next_now))
+        m.d.sync += pending.eq(pending_next)
+
+        # a whole scan compared with the present next_now since it last moved
+        stale = Signal(range(N + 2))
+        m.d.sync += stale.eq(Mux(stale == 0, 0, stale - 1))
+        def clock_moves(to):
+            m.d.sync += [now.eq(to), next_now.eq(to + 1), stale.eq(N + 1)]
+
+        # ticks: counted; taken when fresh with nothing on its way
+        ticks = Signal(8)
+        with m.If(self.tick & ~self.tick_take & (ticks != 0xFF)):
+            m.d.sync += ticks.eq(ticks + 1)
+        with m.Elif(~self.tick & self.tick_take):
+            m.d.sync += ticks.eq(ticks - 1)
+        m.d.comb += self.tick_ready.eq((ticks != 0) & (stale == 0) & ~updating)
+
+        due = Signal(N)
+        lowest = Signal(range(N))
+        for i in reversed(range(N)):
+            with m.If(due[i]):
+                m.d.comb += lowest.eq(i)
+        m.d.comb += [self.due_valid.eq(due.any()), self.due_conn.eq(lowest)]
+        with m.If(self.tick_take):
+            clock_moves(next_now)
+            m.d.sync += due.eq(pending_next)
+        with m.Elif(self.due_take):
+            m.d.sync += due.bit_select(lowest, 1).eq(0)
+        with m.If(self.advance.valid):
+            clock_moves(now + self.advance.payload - 1)
+
+        # NEXT_DEADLINE: N scanned entries, from the clock after the query starts
+        q_left = Signal(range(N + 1))
+        q_running = Signal()
+        q_done = Signal()
+        best = Signal(signed(32))
+        any_armed = Signal()
+        with m.If(q_running):
+            left = Signal(signed(32))
+            m.d.comb += left.eq(s.deadline - now)
+            with m.If(s.armed):
+                m.d.sync += any_armed.eq(1)
+                with m.If(left < best):
+                    m.d.sync += best.eq(left)
+            m.d.sync += q_left.eq(q_left - 1)
+            with m.If(q_left == 1):
+                m.d.sync += [q_running.eq(0), q_done.eq(1)]
+        with m.Elif(q_done):
+            with m.If(~self.query_req):
+                m.d.sync += q_done.eq(0)
+        with m.Elif(self.query_req & ~updating):
+            m.d.sync += [q_running.eq(1), q_left.eq(N), best.eq(2 ** 31 - 1), any_armed.eq(0)]
+        m.d.comb += [self.query_valid.eq(q_done & self.query_req),
+                     self.query_earliest.eq(best), self.query_any.eq(any_armed)]
+
+        m.d.comb += self.idle.eq((ticks == 0) & ~self.tick & ~updating)
+        return m
