@@ -1339,7 +1339,7 @@ class TcpEngine(wiring.Component):
                     m.d.comb += timers.due_take.eq(1)
                     m.d.sync += conn.eq(timers.due_conn)
                     goto(EngineStep.LOAD)
-                with m.Else():
+                with m.Elif(timers.due_done):
                     goto(EngineStep.IDLE)
 
             with m.Case(EngineStep.TICK_NEXT):

@@ -69,6 +69,16 @@ def earliest(timers):
     return Cat(*(t.armed for t in timers)).any(), deadline
 
 
+def _lowest_set(bits):
+    """(any bit set, the index of the lowest), as a tree: halves' answers, log2 levels."""
+    if len(bits) == 1:
+        return bits[0], Const(0, 0)
+    half = len(bits) // 2
+    low_any, low = _lowest_set(bits[:half])
+    high_any, high = _lowest_set(bits[half:])
+    return low_any | high_any, Mux(low_any, Cat(low, Const(0, 1)), Cat(high, Const(1, 1)))
+
+
 class Timers(wiring.Component):
     """The clock and the due connections.
 
@@ -86,9 +96,10 @@ class Timers(wiring.Component):
     tick_ready : Out(1), tick_take : In(1)
         A tick waits and may be taken: the engine then serves :attr:`due` before any other
         event (``now`` is one more from the next clock, and ``due`` is that tick's set).
-    due_valid : Out(1), due_conn : Out(range(connections)), due_take : In(1)
-        The lowest connection of the tick's set not yet taken; taking it removes it (the
-        next one shows a clock later).
+    due_valid : Out(1), due_conn : Out(range(connections)), due_take : In(1), due_done : Out(1)
+        The lowest connection of the tick's set not yet taken; taking it removes it. After a
+        take (of the tick or of a connection) the next one, or ``due_done`` (the set is
+        empty), shows the second clock after it; neither shows in the clock between.
     update : In(stream.Signature(TimerUpdate, always_ready=True))
         A connection's timers, whenever its record is written back (``armed`` only for a
         TCP connection). Two clocks on its way; a tick or query waits for it.
@@ -111,6 +122,7 @@ class Timers(wiring.Component):
             "tick": In(1), "now": Out(32),
             "tick_ready": Out(1), "tick_take": In(1),
             "due_valid": Out(1), "due_conn": Out(conn_bits), "due_take": In(1),
+            "due_done": Out(1),
             "update": In(stream.Signature(TimerUpdate(conn_bits), always_ready=True)),
             "advance": In(stream.Signature(32, always_ready=True)),
             "query_req": In(1), "query_valid": Out(1), "query_earliest": Out(signed(32)),
@@ -147,29 +159,39 @@ class Timers(wiring.Component):
         m.d.comb += [wake_wr.addr.eq(u2_conn), wake_wr.data.eq(u2), wake_wr.en.eq(u2_valid)]
         updating = u1_valid | u2_valid       # (an update's own clock is the engine's WRITE_BACK)
 
-        # the scan's read, registered; dropped when an update writes that connection as it
-        # is read (the read gives the old deadline)
+        # the scan's read (the RAM's output register, a block RAM's), then a second register
+        # before any arithmetic; an entry is dropped when an update writes its connection
+        # while it is read or between the two registers (it holds the old deadline), and an
+        # update in the clock it is used overrides it (below)
+        def overwritten(conn):
+            return u2_valid & (u2_conn == conn)
         s_conn = Signal(range(N))
         s = Signal(Timer())
         s_valid = Signal()
-        m.d.sync += [s_conn.eq(scan), s.eq(wake_rd.data),
-                     s_valid.eq(~(u2_valid & (u2_conn == scan)))]
+        m.d.sync += [s_conn.eq(scan), s.eq(wake_rd.data), s_valid.eq(~overwritten(scan))]
+        s2_conn = Signal(range(N))
+        s2 = Signal(Timer())
+        s2_valid = Signal()
+        m.d.sync += [s2_conn.eq(s_conn), s2.eq(s), s2_valid.eq(s_valid & ~overwritten(s_conn))]
+        SCAN_LATENCY = 2                        # clocks from an entry's read to its use
 
         # pending: due at the next tick; the update's bit after the scan's, so it wins
         pending = Signal(N)
         pending_next = Signal(N)
         m.d.comb += pending_next.eq(pending)
-        with m.If(s_valid):
-            m.d.comb += pending_next.bit_select(s_conn, 1).eq(s.armed & due_at(s.deadline, next_now))
+        with m.If(s2_valid):
+            m.d.comb += pending_next.bit_select(s2_conn, 1).eq(
+                s2.armed & due_at(s2.deadline, next_now))
         with m.If(u2_valid):
-            m.d.comb += pending_next.bit_select(u2_conn, 1).eq(u2.armed & due_at(u2.deadline, next_now))
+            m.d.comb += pending_next.bit_select(u2_conn, 1).eq(
+                u2.armed & due_at(u2.deadline, next_now))
         m.d.sync += pending.eq(pending_next)
 
         # a whole scan compared with the present next_now since it last moved
-        stale = Signal(range(N + 2))
+        stale = Signal(range(N + SCAN_LATENCY + 1))
         m.d.sync += stale.eq(Mux(stale == 0, 0, stale - 1))
         def clock_moves(to):
-            m.d.sync += [now.eq(to), next_now.eq(to + 1), stale.eq(N + 1)]
+            m.d.sync += [now.eq(to), next_now.eq(to + 1), stale.eq(N + SCAN_LATENCY)]
 
         # ticks: counted; taken when fresh with nothing on its way
         ticks = Signal(8)
@@ -179,30 +201,37 @@ class Timers(wiring.Component):
             m.d.sync += ticks.eq(ticks - 1)
         m.d.comb += self.tick_ready.eq((ticks != 0) & (stale == 0) & ~updating)
 
+        # the tick's set; its lowest connection registered, so shown the second clock after
+        # a take (`settling` the clock between)
         due = Signal(N)
         lowest = Signal(range(N))
-        for i in reversed(range(N)):
-            with m.If(due[i]):
-                m.d.comb += lowest.eq(i)
-        m.d.comb += [self.due_valid.eq(due.any()), self.due_conn.eq(lowest)]
+        m.d.comb += lowest.eq(_lowest_set(due)[1])
+        due_any = Signal()
+        settling = Signal()
+        m.d.sync += [self.due_conn.eq(lowest), due_any.eq(due.any()),
+                     settling.eq(self.tick_take | self.due_take)]
+        m.d.comb += [self.due_valid.eq(due_any & ~settling),
+                     self.due_done.eq(~due_any & ~settling)]
         with m.If(self.tick_take):
             clock_moves(next_now)
             m.d.sync += due.eq(pending_next)
         with m.Elif(self.due_take):
-            m.d.sync += due.bit_select(lowest, 1).eq(0)
+            m.d.sync += due.eq(due & (due - 1))        # the lowest bit cleared: a carry chain
         with m.If(self.advance.valid):
             clock_moves(now + self.advance.payload - 1)
 
-        # NEXT_DEADLINE: N scanned entries, from the clock after the query starts
-        q_left = Signal(range(N + 1))
+        # NEXT_DEADLINE: each scanned entry's deadline - now, registered, then the least of
+        # them kept: N entries, from the clock the first entry read after the start is there
+        left = Signal(signed(32))
+        left_armed = Signal()
+        m.d.sync += [left.eq(s2.deadline - now), left_armed.eq(s2.armed)]
+        q_left = Signal(range(N + SCAN_LATENCY + 1))
         q_running = Signal()
         q_done = Signal()
         best = Signal(signed(32))
         any_armed = Signal()
         with m.If(q_running):
-            left = Signal(signed(32))
-            m.d.comb += left.eq(s.deadline - now)
-            with m.If(s.armed):
+            with m.If((q_left <= N) & left_armed):
                 m.d.sync += any_armed.eq(1)
                 with m.If(left < best):
                     m.d.sync += best.eq(left)
@@ -213,7 +242,8 @@ class Timers(wiring.Component):
             with m.If(~self.query_req):
                 m.d.sync += q_done.eq(0)
         with m.Elif(self.query_req & ~updating):
-            m.d.sync += [q_running.eq(1), q_left.eq(N), best.eq(2 ** 31 - 1), any_armed.eq(0)]
+            m.d.sync += [q_running.eq(1), q_left.eq(N + SCAN_LATENCY), best.eq(2 ** 31 - 1),
+                         any_armed.eq(0)]
         m.d.comb += [self.query_valid.eq(q_done & self.query_req),
                      self.query_earliest.eq(best), self.query_any.eq(any_armed)]
 

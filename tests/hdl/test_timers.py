@@ -144,7 +144,12 @@ class _Driver:
         expected = [c for c, tcb in enumerate(self.tcbs)
                     if tcb.next_deadline() is not None and self.now >= tcb.next_deadline()]
         taken = []
-        while ctx.get(dut.due_valid):
+        while True:
+            while not (ctx.get(dut.due_valid) or ctx.get(dut.due_done)):
+                await ctx.tick()
+            assert not (ctx.get(dut.due_valid) and ctx.get(dut.due_done))
+            if ctx.get(dut.due_done):
+                break
             conn = ctx.get(dut.due_conn)
             taken.append(conn)
             ctx.set(dut.due_take, 1)
