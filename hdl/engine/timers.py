@@ -10,13 +10,17 @@ one record load per connection that is due, not one per connection with a timer 
 the fpgasystems TOE's and Tonic's timers keep a deadline per flow and compare it with a
 running counter, ``../shared/ENGINE-NOTES.md``).
 
-How: a scan reads one connection's earliest deadline a clock from a LUT RAM, round and round,
-and keeps ``pending``, the connections due at the next tick (``due_at(deadline, now + 1)``).
-An update recomputes its connection's bit itself, overriding the scan's for that connection.
-Taking a tick moves ``pending`` into ``due``, which the engine takes one connection at a time,
-lowest first (the model's order); ``now`` only grows, so a bit is never stale in the unsafe
-direction, and a tick is offered only after a whole scan since ``now`` last moved (``fresh``)
-and with no update on its way.
+How: a scan reads one connection's earliest deadline a clock, round and round (a block RAM
+on ECP5; the entry is registered twice before any arithmetic), and keeps ``pending``, the
+connections due at the next tick (``due_at(deadline, now + 1)``). An update recomputes its
+connection's bit itself, overriding the scan's for that connection, and drops a scanned entry
+of that connection still on its way. Taking a tick moves ``pending`` into ``due``, which the
+engine takes one connection at a time, lowest first (the model's order). ``now`` only grows,
+so a bit set stays right; a tick is offered only after a whole scan since ``now`` last moved
+(``stale`` has counted down), with no update on its way, so no bit is missing.
+
+Deadlines are compared in sequence order on a 32-bit clock: they must lie within 2**31 ticks
+of ``now`` (the model's are at most minutes of 1 ms ticks).
 """
 
 from amaranth import *
@@ -25,7 +29,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-__all__ = ["Timer", "TimerUpdate", "Timers", "earliest", "due_at", "TIMERS"]
+__all__ = ["Timer", "TimerUpdate", "Timers", "orders", "earliest", "due_at", "TIMERS"]
 
 #: the record's timers, in the order ``TimerUpdate`` carries them (``model.tcp.Tcb``'s names)
 TIMERS = ("rto", "persist", "close")
@@ -55,12 +59,19 @@ def due_at(deadline, now):
     return ~_before(now, deadline)
 
 
-def earliest(timers):
+def orders(timers):
+    """Which deadline of each pair of `timers` comes first: {(i, j): timers[i] before
+    timers[j]} for i < j, all side by side (one carry chain deep)."""
+    return {(i, j): _before(timers[i].deadline, timers[j].deadline)
+            for i in range(len(timers)) for j in range(i + 1, len(timers))}
+
+
+def earliest(timers, before=None):
     """``Tcb.next_deadline``: (any running, the earliest deadline of those running), from
-    Timer views. Each pair is compared once, all side by side (one carry chain deep); of
-    equal deadlines the later timer wins, so exactly one running timer wins."""
-    before = {(i, j): _before(timers[i].deadline, timers[j].deadline)
-              for i in range(len(timers)) for j in range(i + 1, len(timers))}
+    Timer views and their :func:`orders` (worked out here if not given, registered by the
+    unit). Of equal deadlines the later timer wins, so exactly one running timer wins."""
+    if before is None:
+        before = orders(timers)
     deadline = 0
     for i, timer in enumerate(timers):
         beats = [~other.armed | (before[i, j] if i < j else ~before[j, i])
@@ -102,21 +113,23 @@ class Timers(wiring.Component):
         empty), shows the second clock after it; neither shows in the clock between.
     update : In(stream.Signature(TimerUpdate, always_ready=True))
         A connection's timers, whenever its record is written back (``armed`` only for a
-        TCP connection). Two clocks on its way; a tick or query waits for it.
+        TCP connection). Three clocks on its way; a tick or query waits for it.
     advance : In(stream.Signature(32, always_ready=True))
-        ``now`` jumps ``payload - 1`` ticks (control ADVANCE: the next tick runs the timers).
+        ``now`` jumps ``payload - 1`` ticks (control ADVANCE: the next tick runs the timers),
+        from the second clock after.
     query_req : In(1), query_valid : Out(1), query_earliest : Out(signed(32)), query_any : Out(1)
         NEXT_DEADLINE: with ``query_req`` held, after a scan of every connection,
         ``query_valid`` and the least ``deadline - now`` of the running timers (2**31 - 1
-        if none; ``query_any``: some timer runs), until ``query_req`` falls.
+        if none; ``query_any``: some timer runs), until ``query_req`` falls: 2N + 5 clocks
+        (two passes of the scan, for a compare split over two clocks).
     idle : Out(1)
         No tick waiting, no update on its way.
     """
 
     def __init__(self, *, connections):
+        if not isinstance(connections, int) or connections < 2:
+            raise ValueError(f"Timers need at least 2 connections, not {connections!r}")
         conn_bits = exact_log2(connections)
-        if connections < 2:
-            raise ValueError(f"Timers need at least 2 connections, not {connections}")
         self._connections = connections
         super().__init__({
             "tick": In(1), "now": Out(32),
@@ -139,25 +152,36 @@ class Timers(wiring.Component):
         m.d.comb += self.now.eq(now)
 
         # each connection's earliest running deadline, read asynchronously (LUT RAM)
-        m.submodules.wake = wake = Memory(shape=Timer(), depth=N, init=[])
+        m.submodules.wake = wake = Memory(shape=Timer(), depth=N, init=[],
+                                          attrs={"ram_style": "distributed"})
         wake_wr = wake.write_port()
         scan = Signal(range(N))
         wake_rd = wake.read_port(domain="comb")
         m.d.comb += wake_rd.addr.eq(scan)
         m.d.sync += scan.eq(scan + 1)           # N is a power of two: wraps
 
-        # updates: registered, then their earliest deadline registered
-        u1 = Signal.like(self.update.payload)
+        # updates: registered (u0), their deadlines' orders registered beside them (u1), then
+        # the earliest deadline (u2), written in the clock after
+        u0 = Signal.like(self.update.payload)
+        u0_valid = Signal()
+        m.d.sync += [u0.eq(self.update.payload), u0_valid.eq(self.update.valid)]
+        u1 = Signal.like(u0)
         u1_valid = Signal()
-        m.d.sync += [u1.eq(self.update.payload), u1_valid.eq(self.update.valid)]
+        u1_before = {pair: Signal(name=f"u1_before_{pair[0]}_{pair[1]}")
+                     for pair in orders([u0[name] for name in TIMERS])}
+        m.d.sync += [u1.eq(u0), u1_valid.eq(u0_valid),
+                     *(u1_before[pair].eq(order)
+                       for pair, order in orders([u0[name] for name in TIMERS]).items())]
         u2_conn = Signal.like(u1.conn)
         u2 = Signal(Timer())
         u2_valid = Signal()
-        armed, deadline = earliest([u1[name] for name in TIMERS])
+        armed, deadline = earliest([u1[name] for name in TIMERS], u1_before)
         m.d.sync += [u2_conn.eq(u1.conn), u2.armed.eq(armed), u2.deadline.eq(deadline),
                      u2_valid.eq(u1_valid)]
         m.d.comb += [wake_wr.addr.eq(u2_conn), wake_wr.data.eq(u2), wake_wr.en.eq(u2_valid)]
-        updating = u1_valid | u2_valid       # (an update's own clock is the engine's WRITE_BACK)
+        # (an update's own clock is the engine's WRITE_BACK, when it takes no tick or query)
+        updating = u0_valid | u1_valid | u2_valid
+        jump = Signal()                         # a jump of the clock in its second clock (below)
 
         # the scan's read (the RAM's output register, a block RAM's), then a second register
         # before any arithmetic; an entry is dropped when an update writes its connection
@@ -190,8 +214,8 @@ class Timers(wiring.Component):
         # a whole scan compared with the present next_now since it last moved
         stale = Signal(range(N + SCAN_LATENCY + 1))
         m.d.sync += stale.eq(Mux(stale == 0, 0, stale - 1))
-        def clock_moves(to):
-            m.d.sync += [now.eq(to), next_now.eq(to + 1), stale.eq(N + SCAN_LATENCY)]
+        def clock_moves(to, after):
+            m.d.sync += [now.eq(to), next_now.eq(after), stale.eq(N + SCAN_LATENCY)]
 
         # ticks: counted; taken when fresh with nothing on its way
         ticks = Signal(8)
@@ -199,7 +223,7 @@ class Timers(wiring.Component):
             m.d.sync += ticks.eq(ticks + 1)
         with m.Elif(~self.tick & self.tick_take):
             m.d.sync += ticks.eq(ticks - 1)
-        m.d.comb += self.tick_ready.eq((ticks != 0) & (stale == 0) & ~updating)
+        m.d.comb += self.tick_ready.eq((ticks != 0) & (stale == 0) & ~updating & ~jump)
 
         # the tick's set; its lowest connection registered, so shown the second clock after
         # a take (`settling` the clock between)
@@ -213,39 +237,63 @@ class Timers(wiring.Component):
         m.d.comb += [self.due_valid.eq(due_any & ~settling),
                      self.due_done.eq(~due_any & ~settling)]
         with m.If(self.tick_take):
-            clock_moves(next_now)
-            m.d.sync += due.eq(pending_next)
+            clock_moves(next_now, next_now + 1)
+            # (what the scan writes into pending in this clock it wrote in the pass before)
+            m.d.sync += due.eq(pending)
         with m.Elif(self.due_take):
             m.d.sync += due.eq(due & (due - 1))        # the lowest bit cleared: a carry chain
-        with m.If(self.advance.valid):
-            clock_moves(now + self.advance.payload - 1)
+        # a jump: its two sums' addends registered first, then one adder each (the clock
+        # after the jump's, before any event can use now)
+        jump_to = Signal(32)
+        jump_after = Signal(32)
+        m.d.sync += [jump.eq(self.advance.valid), jump_to.eq(self.advance.payload - 1),
+                     jump_after.eq(self.advance.payload)]
+        with m.If(jump):
+            clock_moves(now + jump_to, now + jump_after)
 
-        # NEXT_DEADLINE: each scanned entry's deadline - now, registered, then the least of
-        # them kept: N entries, from the clock the first entry read after the start is there
+        # NEXT_DEADLINE: each scanned entry's deadline - now registered (`left`), then the
+        # least kept in `best`. The compare with `best` is split into halves (registered,
+        # stage A) and their verdict taken a clock later (stage B), so an entry may follow
+        # only every other clock: even connections in a first pass of the scan, odd ones in a
+        # second, a clock apart (the last even one and the first odd one may be neighbours in
+        # the scan). `left` holds the entry read 3 clocks before, from the query's second
+        # clock.
         left = Signal(signed(32))
         left_armed = Signal()
-        m.d.sync += [left.eq(s2.deadline - now), left_armed.eq(s2.armed)]
-        q_left = Signal(range(N + SCAN_LATENCY + 1))
+        left_odd = Signal()
+        m.d.sync += [left.eq(s2.deadline - now), left_armed.eq(s2.armed), left_odd.eq(s2_conn[0])]
+        q_clock = Signal(range(2 * N + 4))
         q_running = Signal()
         q_done = Signal()
         best = Signal(signed(32))
         any_armed = Signal()
+        a_valid = Signal()
+        a_left = Signal(signed(32))
+        a_hi_less = Signal()
+        a_hi_equal = Signal()
+        a_lo_less = Signal()
+        odd_pass = q_clock >= N + 3
+        in_window = Mux(odd_pass, q_clock < 2 * N + 3, (q_clock >= 2) & (q_clock < N + 2))
+        m.d.sync += [a_valid.eq(q_running & in_window & left_armed & (left_odd == odd_pass)),
+                     a_left.eq(left),
+                     a_hi_less.eq(left[16:].as_signed() < best[16:].as_signed()),
+                     a_hi_equal.eq(left[16:] == best[16:]),
+                     a_lo_less.eq(left[:16] < best[:16])]
+        with m.If(a_valid):
+            m.d.sync += any_armed.eq(1)
+            with m.If(a_hi_less | (a_hi_equal & a_lo_less)):
+                m.d.sync += best.eq(a_left)
         with m.If(q_running):
-            with m.If((q_left <= N) & left_armed):
-                m.d.sync += any_armed.eq(1)
-                with m.If(left < best):
-                    m.d.sync += best.eq(left)
-            m.d.sync += q_left.eq(q_left - 1)
-            with m.If(q_left == 1):
+            m.d.sync += q_clock.eq(q_clock + 1)
+            with m.If(q_clock == 2 * N + 3):
                 m.d.sync += [q_running.eq(0), q_done.eq(1)]
         with m.Elif(q_done):
             with m.If(~self.query_req):
                 m.d.sync += q_done.eq(0)
-        with m.Elif(self.query_req & ~updating):
-            m.d.sync += [q_running.eq(1), q_left.eq(N + SCAN_LATENCY), best.eq(2 ** 31 - 1),
-                         any_armed.eq(0)]
+        with m.Elif(self.query_req & ~updating & ~jump):
+            m.d.sync += [q_running.eq(1), q_clock.eq(0), best.eq(2 ** 31 - 1), any_armed.eq(0)]
         m.d.comb += [self.query_valid.eq(q_done & self.query_req),
                      self.query_earliest.eq(best), self.query_any.eq(any_armed)]
 
-        m.d.comb += self.idle.eq((ticks == 0) & ~self.tick & ~updating)
+        m.d.comb += self.idle.eq((ticks == 0) & ~self.tick & ~updating & ~jump)
         return m

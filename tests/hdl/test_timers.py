@@ -180,7 +180,7 @@ class _Driver:
         while not ctx.get(dut.query_valid):
             await ctx.tick()
             clocks += 1
-            assert clocks < 2 * len(self.tcbs) + 8, "NEXT_DEADLINE is never answered"
+            assert clocks < 3 * len(self.tcbs) + 8, "NEXT_DEADLINE is never answered"
         deadlines = [t.next_deadline() for t in self.tcbs if t.next_deadline() is not None]
         assert ctx.get(dut.query_any) == bool(deadlines)
         if deadlines:
