@@ -111,11 +111,11 @@ class Timers(wiring.Component):
         The lowest connection of the tick's set not yet taken; taking it removes it. After a
         take (of the tick or of a connection) the next one, or ``due_done`` (the set is
         empty), shows the second clock after it; neither shows in the clock between.
-    update : In(stream.Signature(TimerUpdate, always_ready=True))
+    update : In(stream.Signature(TimerUpdate))
         A connection's timers, whenever its record is written back (``armed`` only for a
-        TCP connection). Three clocks on its way; a tick or query waits for it.
-    advance : In(stream.Signature(32, always_ready=True))
-        ``now`` jumps ``payload - 1`` ticks (control ADVANCE: the next tick runs the timers),
+        TCP connection). Always ready. Three clocks on its way; a tick or query waits for it.
+    advance : In(stream.Signature(32))
+        Always ready: ``now`` jumps ``payload - 1`` ticks (control ADVANCE: the next tick runs the timers),
         from the second clock after.
     query_req : In(1), query_valid : Out(1), query_earliest : Out(signed(32)), query_any : Out(1)
         NEXT_DEADLINE: with ``query_req`` held, after a scan of every connection,
@@ -136,8 +136,8 @@ class Timers(wiring.Component):
             "tick_ready": Out(1), "tick_take": In(1),
             "due_valid": Out(1), "due_conn": Out(conn_bits), "due_take": In(1),
             "due_done": Out(1),
-            "update": In(stream.Signature(TimerUpdate(conn_bits), always_ready=True)),
-            "advance": In(stream.Signature(32, always_ready=True)),
+            "update": In(stream.Signature(TimerUpdate(conn_bits))),
+            "advance": In(stream.Signature(32)),
             "query_req": In(1), "query_valid": Out(1), "query_earliest": Out(signed(32)),
             "query_any": Out(1),
             "idle": Out(1),
@@ -146,6 +146,7 @@ class Timers(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         N = self._connections
+        m.d.comb += [self.update.ready.eq(1), self.advance.ready.eq(1)]
 
         now = Signal(32)
         next_now = Signal(32, init=1)           # now + 1, kept beside it (no adder on a path)
