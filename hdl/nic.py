@@ -23,6 +23,7 @@ from hdl.rx.dispatch import DispatchStep, RxDispatch
 from hdl.tables.socket_table import SocketTable
 from hdl.engine.tcp_engine import EngineStep, TcpEngine
 from hdl.engine.observe import EngineObservation
+from hdl.engine.timers import Timers
 from hdl.tx.arbiter import TxArbiter
 from hdl.tx.framer import TxFramer
 
@@ -121,7 +122,9 @@ class NIC(wiring.Component):
         Frame FIFO depths in beats.
     tick_cycles : int
         Clock cycles per tick of the timers' clock; 0: ticks come only from the ``tick``
-        input (a testbench, or a timebase elsewhere).
+        input (a testbench, or a timebase elsewhere). At least ``connections + 3``: a tick
+        waits for a whole scan of the timers after the one before
+        (:meth:`hdl.engine.timers.Timers.tick_interval`).
     neighbors : int
         Neighbour table entries (UDP destinations).
     debug : bool
@@ -158,6 +161,10 @@ class NIC(wiring.Component):
             policy = NIC_POLICY
         if not isinstance(tick_cycles, int) or tick_cycles < 0:
             raise TypeError(f"Tick length must be a non-negative number of cycles, not {tick_cycles!r}")
+        if 0 < tick_cycles < Timers.tick_interval(connections):
+            raise ValueError(f"Tick length must be 0 or at least {Timers.tick_interval(connections)} "
+                             f"cycles with {connections} connections (the timers' scan), not "
+                             f"{tick_cycles}")
         self._data_width = data_width
         self._connections = connections
         self._processes = processes

@@ -31,6 +31,9 @@ from amaranth.utils import exact_log2
 
 __all__ = ["Timer", "TimerUpdate", "Timers", "orders", "earliest", "due_at", "TIMERS"]
 
+#: clocks from a scanned entry's read to its use
+SCAN_LATENCY = 2
+
 #: the record's timers, in the order ``TimerUpdate`` carries them (``model.tcp.Tcb``'s names)
 TIMERS = ("rto", "persist", "close")
 
@@ -126,6 +129,11 @@ class Timers(wiring.Component):
         No tick waiting, no update on its way.
     """
 
+    @staticmethod
+    def tick_interval(connections):
+        """The fewest clocks from one tick taken to the next (a whole scan between)."""
+        return connections + SCAN_LATENCY + 1
+
     def __init__(self, *, connections):
         if not isinstance(connections, int) or connections < 2:
             raise ValueError(f"Timers need at least 2 connections, not {connections!r}")
@@ -198,7 +206,6 @@ class Timers(wiring.Component):
         s2 = Signal(Timer())
         s2_valid = Signal()
         m.d.sync += [s2_conn.eq(s_conn), s2.eq(s), s2_valid.eq(s_valid & ~overwritten(s_conn))]
-        SCAN_LATENCY = 2                        # clocks from an entry's read to its use
 
         # pending: due at the next tick; the update's bit after the scan's, so it wins
         pending = Signal(N)
