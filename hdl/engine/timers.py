@@ -160,9 +160,10 @@ class Timers(wiring.Component):
         next_now = Signal(32, init=1)           # now + 1, kept beside it (no adder on a path)
         m.d.comb += self.now.eq(now)
 
-        # each connection's earliest running deadline, read asynchronously (LUT RAM)
-        m.submodules.wake = wake = Memory(shape=Timer(), depth=N, init=[],
-                                          attrs={"ram_style": "distributed"})
+        # each connection's earliest running deadline: a block RAM on ECP5 and iCE40, the
+        # scan's first register its output register (LUT RAM, which iCE40 lacks, gained ECP5
+        # 15-30 MHz: yosys fails a memory whose ram_style it cannot map)
+        m.submodules.wake = wake = Memory(shape=Timer(), depth=N, init=[])
         wake_wr = wake.write_port()
         scan = Signal(range(N))
         wake_rd = wake.read_port(domain="comb")
