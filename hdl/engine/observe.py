@@ -17,6 +17,7 @@ from amaranth.lib import data, enum
 from amaranth.utils import exact_log2
 
 from hdl.engine.tcb import SYNCHRONIZED, ConnKind, TcpState
+from hdl.engine.timers import due_at
 from hdl.buffers.stream_buffer import ring_free
 
 __all__ = ["EventSource", "SegmentKind", "TimerKind", "EngineObservation", "observe"]
@@ -120,7 +121,7 @@ def _timer_kind(t, now, queued, max_retries):
     """The :class:`TimerKind` that fires for the loaded record `t` at tick `now` (the engine's
     ``TIMER`` step tests these in this order)."""
     def due(deadline):
-        return ~_seq_lt(now, deadline)
+        return due_at(deadline, now)
     K = TimerKind
     synchronized = Cat(t.state == s for s in SYNCHRONIZED).any()
     return Mux((t.kind != ConnKind.TCP) | (t.state == TcpState.CLOSED), K.NONE,

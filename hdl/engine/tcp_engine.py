@@ -25,7 +25,7 @@ from hdl.buffers.stream_buffer import StreamBuffer, ring_free
 from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
-from hdl.engine.timers import TIMERS, Timers
+from hdl.engine.timers import TIMERS, Timers, due_at
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
 
@@ -1348,7 +1348,7 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.TIMER):
                 def due(deadline):
-                    return ~_seq_lt(now, deadline)
+                    return due_at(deadline, now)
                 with m.If((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
                     goto(EngineStep.TICK_NEXT)
                 with m.Elif(t.close_armed & due(t.close_deadline)):
@@ -1386,7 +1386,7 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.TIMER_PERSIST)
 
             with m.Case(EngineStep.TIMER_PERSIST):
-                with m.If(t.persist_armed & ~_seq_lt(now, t.persist_deadline)):
+                with m.If(t.persist_armed & due_at(t.persist_deadline, now)):
                     probes = Mux(t.persist_probes == 15, 15, t.persist_probes + 1)
                     m.d.sync += [ob.eq(_Outbox.PROBE), t.persist_probes.eq(probes),
                                  t.persist_deadline.eq(now + persist_table[probes])]

@@ -177,11 +177,10 @@ class Timers(wiring.Component):
         m.d.sync += [u0.eq(self.update.payload), u0_valid.eq(self.update.valid)]
         u1 = Signal.like(u0)
         u1_valid = Signal()
-        u1_before = {pair: Signal(name=f"u1_before_{pair[0]}_{pair[1]}")
-                     for pair in orders([u0[name] for name in TIMERS])}
+        u0_before = orders([u0[name] for name in TIMERS])
+        u1_before = {pair: Signal(name=f"u1_before_{pair[0]}_{pair[1]}") for pair in u0_before}
         m.d.sync += [u1.eq(u0), u1_valid.eq(u0_valid),
-                     *(u1_before[pair].eq(order)
-                       for pair, order in orders([u0[name] for name in TIMERS]).items())]
+                     *(u1_before[pair].eq(order) for pair, order in u0_before.items())]
         u2_conn = Signal.like(u1.conn)
         u2 = Signal(Timer())
         u2_valid = Signal()
