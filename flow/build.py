@@ -21,7 +21,7 @@ from hdl.config import LINUX_LIKE_CONFIG, NIC_POLICY
 from model.policy import LINUX_RTO
 from hdl.engine.tcp_engine import RING_READ_QUEUE_DEPTH
 
-__all__ = ["LINT_WAIVERS", "BLOCKS", "to_verilog", "lint"]
+__all__ = ["LINT_WAIVERS", "BLOCKS", "instantiate", "to_verilog", "lint"]
 
 # Warnings that Amaranth's generated Verilog always raises, waived by name and no others:
 # PROCASSINIT: Amaranth initialises registers with an `initial` block and also assigns them
@@ -125,6 +125,12 @@ def _sources_digest(name: str) -> str:
     return digest.hexdigest()
 
 
+def instantiate(name: str):
+    """A new instance of the BLOCKS entry `name`."""
+    module, cls, kwargs = BLOCKS[name]
+    return getattr(importlib.import_module(module), cls)(**kwargs)
+
+
 def build(out_dir: Path, names=None, run_lint=False, force=False):
     """Write ``out_dir/<name>.v`` for each entry of BLOCKS (all, or those in `names`), then
     lint each if `run_lint`. A file written from the same sources is not converted again
@@ -135,7 +141,6 @@ def build(out_dir: Path, names=None, run_lint=False, force=False):
                          f"{', '.join(BLOCKS)}")
     selected = [name for name in BLOCKS if not names or name in names]
     for i, name in enumerate(selected, 1):
-        module, cls, kwargs = BLOCKS[name]
         path = Path(out_dir) / f"{name}.v"
         stamp = path.with_suffix(".v.sha256")
         digest = _sources_digest(name)
@@ -143,8 +148,7 @@ def build(out_dir: Path, names=None, run_lint=False, force=False):
         if not force and path.exists() and stamp.exists() and stamp.read_text() == digest:
             note = "up to date"
         else:
-            component = getattr(importlib.import_module(module), cls)(**kwargs)
-            to_verilog(component, name, path)
+            to_verilog(instantiate(name), name, path)
             stamp.write_text(digest)
             note = "written"
         if run_lint:

@@ -58,10 +58,8 @@ def _enum_name(shape):
 def port_map(component=None) -> str:
     """The markdown map of `component`'s ports (default: the reference ``nic_axis``)."""
     if component is None:
-        from flow.build import BLOCKS
-        import importlib
-        module, cls, kwargs = BLOCKS["nic_axis"]
-        component = getattr(importlib.import_module(module), cls)(**kwargs)
+        from flow.build import instantiate
+        component = instantiate("nic_axis")
     lines, enums = [], {}
     lines.append("| port (Verilog) | dir | width | carries |")
     lines.append("|---|---|---|---|")

