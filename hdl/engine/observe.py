@@ -16,7 +16,7 @@ from amaranth import *
 from amaranth.lib import data, enum
 from amaranth.utils import exact_log2
 
-from hdl.engine.tcb import SYNCHRONIZED, ConnKind, TcpState
+from hdl.engine.tcb import SYNCHRONIZED, ConnKind, TcpState, seq_lt
 from hdl.engine.timers import due_at
 from hdl.buffers.stream_buffer import ring_free
 
@@ -81,10 +81,6 @@ class EngineObservation(data.StructLayout):
         })
 
 
-def _seq_lt(a, b):
-    return (a - b)[31]
-
-
 def _segment_kind(rec, rxq, seg, rcv_bytes):
     """The :class:`SegmentKind` of segment `seg` (a dict of the engine's ``seg_*`` registers)
     for the connection record `rec` with receive-ring state `rxq` (a ring of `rcv_bytes`), as
@@ -101,7 +97,7 @@ def _segment_kind(rec, rxq, seg, rcv_bytes):
     acceptable = Mux(seg_len == 0, Mux(rcv_wnd == 0, start == 0, start_in),
                      (rcv_wnd != 0) & (start_in | end_in))
     old = Mux(seg_len == 0, start < 0, end < 0)
-    ack_ok = _seq_lt(rec.iss, seg["ack"]) & ~_seq_lt(rec.snd_max, seg["ack"])
+    ack_ok = seq_lt(rec.iss, seg["ack"]) & ~seq_lt(rec.snd_max, seg["ack"])
     bare = (seg["plen"] == 0) & ~flags.fin
     K = SegmentKind
     in_syn_sent = rec.state == TcpState.SYN_SENT

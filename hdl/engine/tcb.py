@@ -14,12 +14,26 @@ tests (:data:`SYNCHRONIZED`, :data:`RECEIVING`) from ``model.tcp``'s.
 import types
 
 from amaranth.lib import data, enum
+from amaranth.hdl import Value
 
 from hdl.engine.rtt import RTO_BITS, RttState
 from model import errors, tcp
 from model.protocol import WSCALE_MAX
 
-__all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING"]
+__all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING",
+           "seq_lt", "seq_le"]
+
+
+def seq_lt(a, b):
+    """``a < b`` in 32-bit sequence space (``model.tcp.seq_lt``; RFC 1982's serial number
+    order, so also for the 32-bit clock): the sign of ``a - b``, one carry chain. `a` and `b`
+    must be within 2**31 of each other."""
+    return (Value.cast(a) - b)[31]
+
+
+def seq_le(a, b):
+    """``a <= b`` in 32-bit sequence space (``model.tcp.seq_le``)."""
+    return seq_lt(a, b) | (Value.cast(a)[:32] == Value.cast(b)[:32])
 
 
 def _enum_of(name, shape, members, doc):

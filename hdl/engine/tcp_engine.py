@@ -22,7 +22,8 @@ from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import StreamBuffer, ring_free
-from hdl.engine.tcb import RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState
+from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, seq_le,
+                            seq_lt)
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
 from hdl.engine.timers import TIMERS, Timers, due_at
@@ -133,14 +134,6 @@ def _one_of(view, *members):
     """The enum-typed `view` holds one of `members`."""
     return Cat(view == member for member in members).any()
 
-
-def _seq_lt(a, b):
-    """``a < b`` in 32-bit sequence space."""
-    return (a - b)[31]
-
-
-def _seq_le(a, b):
-    return _seq_lt(a, b) | (a[:32] == b[:32])
 
 
 class TcpEngine(wiring.Component):
@@ -514,7 +507,7 @@ class TcpEngine(wiring.Component):
             snd_space.eq(Mux(tx_free > t.snd_reserve, tx_free - t.snd_reserve, 0)),
             queued.eq(txq.tail - txq.head),
             readable.eq(rxq.tail - rxq.head),
-            syn_acked.eq(_seq_lt(t.iss, t.snd_una)),
+            syn_acked.eq(seq_lt(t.iss, t.snd_una)),
             offset.eq(t.snd_nxt - t.snd_una),
             unsent.eq(queued - offset),
         ]
@@ -522,8 +515,8 @@ class TcpEngine(wiring.Component):
         # ESTABLISHED that fits the window and acknowledges nothing new, on a connection with
         # nothing to send, no range held and no FIN pending; every other segment takes the
         # steps of Tcb.process one by one
-        window_update = (_seq_lt(t.snd_wl1, seg_seq)
-                         | ((t.snd_wl1 == seg_seq) & _seq_le(t.snd_wl2, seg_ack)))
+        window_update = (seq_lt(t.snd_wl1, seg_seq)
+                         | ((t.snd_wl1 == seg_seq) & seq_le(t.snd_wl2, seg_ack)))
         no_ranges = (Cat(r.valid for r in rxq.ranges) == 0) if P.max_ooo_ranges else Const(1)
         fast_path = ((t.kind == ConnKind.TCP) & (state == TcpState.ESTABLISHED)
                      & seg_flags.ack & ~seg_flags.syn & ~seg_flags.rst & ~seg_flags.fin
@@ -615,13 +608,13 @@ class TcpEngine(wiring.Component):
             m.d.comb += end.eq(seq + seg_len)
             m.d.sync += [t.last_adv_wnd.eq(window), t.ack_needed.eq(0)]
             with m.If(seg_len != 0):
-                with m.If(_seq_lt(t.snd_max, end)):
+                with m.If(seq_lt(t.snd_max, end)):
                     m.d.sync += t.snd_max.eq(end)
                 with m.If(~t.rto_armed):
                     m.d.sync += [t.rto_armed.eq(1),
                                  t.rto_deadline.eq(now + (t.rto if rtt else rto_table[t.retries]))]
                 if rtt:
-                    with m.If(_seq_lt(seq, t.snd_max)):
+                    with m.If(seq_lt(seq, t.snd_max)):
                         m.d.sync += t.rtt_timing.eq(0)          # Karn: no sample from a resend
                     with m.Elif(~t.rtt_timing):
                         m.d.sync += [t.rtt_timing.eq(1), t.rtt_seq.eq(end), t.rtt_start.eq(now)]
@@ -633,7 +626,7 @@ class TcpEngine(wiring.Component):
             if not rtt:
                 return
             m.d.sync += [t.rto.eq(t.rto_base), t.rto_deadline.eq(now + t.rto_base)]
-            with m.If(t.rtt_timing & _seq_le(t.rtt_seq, seg_ack)):
+            with m.If(t.rtt_timing & seq_le(t.rtt_seq, seg_ack)):
                 elapsed = Signal(32, name="rtt_elapsed")
                 m.d.comb += elapsed.eq(now - t.rtt_start)
                 m.d.sync += [t.rtt_timing.eq(0), rtt_then.eq(then), rtt_wait.eq(0),
@@ -905,7 +898,7 @@ class TcpEngine(wiring.Component):
                 with m.Elif((state == TcpState.SYN_RECEIVED) & seg_flags.syn & seg_flags.ack
                             & (seg_seq == t.irs) & ~seg_flags.rst):
                     # after a simultaneous open: the peer's SYN-ACK completes the handshake
-                    completes = _seq_lt(t.snd_una, seg_ack) & _seq_le(seg_ack, t.snd_max)
+                    completes = seq_lt(t.snd_una, seg_ack) & seq_le(seg_ack, t.snd_max)
                     with m.If(completes):
                         m.d.sync += [t.state.eq(Mux(t.fin_queued, TcpState.FIN_WAIT_1,
                                                     TcpState.ESTABLISHED)),
@@ -950,7 +943,7 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.TCP_SYN_SENT):
                 # Tcb._process_syn_sent
-                ack_bad = _seq_le(seg_ack, t.iss) | _seq_lt(t.snd_max, seg_ack)
+                ack_bad = seq_le(seg_ack, t.iss) | seq_lt(t.snd_max, seg_ack)
                 peer_mss = Mux(seg_mss != 0, seg_mss, P.default_mss)
                 with m.If(seg_flags.ack & ack_bad):
                     with m.If(~seg_flags.rst):
@@ -1035,7 +1028,7 @@ class TcpEngine(wiring.Component):
                 with m.Elif(~seg_flags.ack):
                     finish()
                 with m.Elif(state == TcpState.SYN_RECEIVED):
-                    with m.If(_seq_lt(t.snd_una, seg_ack) & _seq_le(seg_ack, t.snd_max)):
+                    with m.If(seq_lt(t.snd_una, seg_ack) & seq_le(seg_ack, t.snd_max)):
                         m.d.sync += [t.state.eq(Mux(t.fin_queued, TcpState.FIN_WAIT_1,
                                                     TcpState.ESTABLISHED)),
                                      t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq),
@@ -1056,7 +1049,7 @@ class TcpEngine(wiring.Component):
                              acked.eq(advance - ~syn_acked),
                              released.eq(Mux(acked < queued, acked, queued))]
                 carries_data = (seg_plen != 0) | seg_flags.fin
-                with m.If(_seq_lt(t.snd_max, seg_ack)):
+                with m.If(seq_lt(t.snd_max, seg_ack)):
                     m.d.sync += t.ack_needed.eq(1)         # acknowledges what we never sent
                     finish()
                 with m.Elif(advance > 0):
@@ -1065,7 +1058,7 @@ class TcpEngine(wiring.Component):
                                  t.snd_una.eq(seg_ack), t.retries.eq(0), t.dupacks.eq(0),
                                  t.rto_armed.eq(seg_ack != t.snd_max),
                                  t.rto_deadline.eq(now + P.rto_initial)]
-                    with m.If(_seq_lt(t.snd_nxt, seg_ack)):
+                    with m.If(seq_lt(t.snd_nxt, seg_ack)):
                         m.d.sync += t.snd_nxt.eq(seg_ack)
                     goto(EngineStep.TCP_ACK_RELEASE)
                     rtt_ack(EngineStep.TCP_ACK_RELEASE)
@@ -1093,8 +1086,8 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.TCP_ACK_RESULT):
                 # the send window (SND.WL1/WL2)
-                with m.If(_seq_lt(t.snd_wl1, seg_seq)
-                          | ((t.snd_wl1 == seg_seq) & _seq_le(t.snd_wl2, seg_ack))):
+                with m.If(seq_lt(t.snd_wl1, seg_seq)
+                          | ((t.snd_wl1 == seg_seq) & seq_le(t.snd_wl2, seg_ack))):
                     m.d.sync += [t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq), t.snd_wl2.eq(seg_ack)]
                     with m.If(seg_wnd != 0):
                         m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
@@ -1118,7 +1111,7 @@ class TcpEngine(wiring.Component):
             with m.Case(EngineStep.TCP_DATA):
                 # seventh: segment text
                 with m.If(payload_kept & _one_of(state, *RECEIVING)):
-                    with m.If(t.orphan & _seq_lt(rcv_nxt, seg_seq + seg_plen)):
+                    with m.If(t.orphan & seq_lt(rcv_nxt, seg_seq + seg_plen)):
                         # data for a closed socket: RST in reply, and the connection is gone
                         m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
                         enter_closed()

@@ -29,6 +29,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from hdl.engine.tcb import seq_lt
+
 __all__ = ["Timer", "TimerUpdate", "Timers", "orders", "earliest", "due_at", "TIMERS"]
 
 #: clocks from a scanned entry's read to its use
@@ -52,20 +54,15 @@ class TimerUpdate(data.StructLayout):
         super().__init__({"conn": conn_bits, **{name: Timer() for name in TIMERS}})
 
 
-def _before(a, b):
-    """``a`` is earlier than ``b`` in sequence order (their distance is under 2**31)."""
-    return (a - b)[31]
-
-
 def due_at(deadline, now):
     """``now >= deadline`` as ``Tcb.on_timer`` tests it, on a 32-bit clock."""
-    return ~_before(now, deadline)
+    return ~seq_lt(now, deadline)
 
 
 def orders(timers):
     """Which deadline of each pair of `timers` comes first: {(i, j): timers[i] before
     timers[j]} for i < j, all side by side (one carry chain deep)."""
-    return {(i, j): _before(timers[i].deadline, timers[j].deadline)
+    return {(i, j): seq_lt(timers[i].deadline, timers[j].deadline)
             for i in range(len(timers)) for j in range(i + 1, len(timers))}
 
 
