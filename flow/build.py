@@ -59,6 +59,9 @@ BLOCKS = {
                       {"policy": replace(NIC_POLICY, **LINUX_RTO)}),
     # the reference NIC's timers (64 connections)
     "timers": ("hdl.engine.timers", "Timers", {"connections": 64}),
+    # the reference NIC's receive fast path (2 KiB rings: 16-bit ring counts)
+    "rx_fast_path": ("hdl.engine.rx_fast_path", "RxFastPath", {"policy": NIC_POLICY,
+                                                                "ring_bits": 16}),
     "tcp_engine": ("hdl.engine.tcp_engine", "TcpEngine",
                    {"data_width": 64, "connections": 64, "processes": 16,
                     "policy": NIC_POLICY}),

@@ -26,6 +26,7 @@ from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno
                             seq_lt)
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
+from hdl.engine.rx_fast_path import RxFastPath, advertised_window, receive_window
 from hdl.engine.timers import TIMERS, Timers, due_at
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
@@ -67,6 +68,7 @@ class EngineStep(enum.Enum, shape=7):
     TCP_ACK_TRANSITIONS = 17
     TCP_DATA = 18
     TCP_DATA_WRITE = 19
+    TCP_DECIDE = 20         # the fast path's first clock (hdl/engine/rx_fast_path.py)
     TCP_FIN = 21
     TCP_TAKE_FIN = 22
     CLEAR_SEND_RING = 23
@@ -450,20 +452,13 @@ class TcpEngine(wiring.Component):
             """Send what the connection has to send, tell the receive path, write back."""
             goto(EngineStep.DISPATCH)
 
+        wscale_ok = t.wscale_ok if ws else C(0, 1)
+
         def window_limit(space):
-            """``Tcb.rcv_wnd`` from `space` free bytes: at most ``65535 << rcv_wscale`` (a
-            limit only for rings above 32 KiB)."""
-            if R <= 0xFFFF:
-                return space
-            scaled = Mux(t.wscale_ok, 0xFFFF << our_shift, 0xFFFF) if ws else 0xFFFF
-            return Mux(space > scaled, scaled, space)
+            return receive_window(P, wscale_ok, space)
 
         def advertised(window):
-            """``Tcb.adv_wnd``: `window` as a segment other than a SYN says it, in bytes
-            (rounded down to the scale once scaling is negotiated)."""
-            if not our_shift:
-                return window
-            return Mux(t.wscale_ok, window >> our_shift << our_shift, window)
+            return advertised_window(P, wscale_ok, window)
 
         # ----- derived quantities (model.tcp.Tcb properties) -------------------------------
         rcv_nxt = Signal(32)
@@ -511,19 +506,23 @@ class TcpEngine(wiring.Component):
             offset.eq(t.snd_nxt - t.snd_una),
             unsent.eq(queued - offset),
         ]
-        # the receive fast path (Beehive's split): an in-order segment of data in
-        # ESTABLISHED that fits the window and acknowledges nothing new, on a connection with
-        # nothing to send, no range held and no FIN pending; every other segment takes the
-        # steps of Tcb.process one by one
-        window_update = (seq_lt(t.snd_wl1, seg_seq)
-                         | ((t.snd_wl1 == seg_seq) & seq_le(t.snd_wl2, seg_ack)))
-        no_ranges = (Cat(r.valid for r in rxq.ranges) == 0) if P.max_ooo_ranges else Const(1)
-        fast_path = ((t.kind == ConnKind.TCP) & (state == TcpState.ESTABLISHED)
-                     & seg_flags.ack & ~seg_flags.syn & ~seg_flags.rst & ~seg_flags.fin
-                     & ~seg_flags.urg & (seg_seq == rcv_nxt) & (seg_plen != 0)
-                     & (seg_plen <= rcv_wnd) & (seg_ack == t.snd_una) & (unsent == 0)
-                     & ~t.fin_queued & ~t.fin_received
-                     & ~t.fin_seq_valid & ~t.orphan & no_ranges & (ob == _Outbox.NONE))
+        # the receive fast path (Beehive's split, hdl/engine/rx_fast_path.py): an in-order
+        # segment of data in ESTABLISHED that fits the window and acknowledges nothing new,
+        # on a connection with nothing to send, no range held and no FIN pending; every other
+        # segment takes the steps of Tcb.process one by one. Its decision follows the record,
+        # ring states and segment registers by a clock (TCP_DECIDE).
+        m.submodules.rx_fast_path = rx_fast_path = RxFastPath(P, ring_bits)
+        fast = rx_fast_path.decision
+        m.d.comb += [getattr(rx_fast_path.inputs, name).eq(value) for name, value in {
+            "tcp": t.kind == ConnKind.TCP, "state": t.state, "fin_queued": t.fin_queued,
+            "fin_received": t.fin_received, "fin_pending": t.fin_seq_valid, "orphan": t.orphan,
+            "ranges_held": Cat(r.valid for r in rxq.ranges).any() if P.max_ooo_ranges else 0,
+            "outbox": ob != _Outbox.NONE,
+            "snd_una": t.snd_una, "snd_nxt": t.snd_nxt, "snd_wl1": t.snd_wl1, "snd_wl2": t.snd_wl2,
+            **({"wscale_ok": t.wscale_ok, "snd_wscale": t.snd_wscale} if ws else {}),
+            "rcv_reserve": t.rcv_reserve, "rx_head": rxq.head, "rx_tail": rxq.tail,
+            "tx_head": txq.head, "tx_tail": txq.tail, "seq": seg_seq, "ack": seg_ack,
+            "flags": seg_flags, "window": seg_wnd, "length": seg_plen}.items()]
         in_synchronized = _one_of(state, *SYNCHRONIZED)
         in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
@@ -646,15 +645,13 @@ class TcpEngine(wiring.Component):
                          rx_ring.write_cmd.payload.length.eq(seg_plen),
                          rx_ring.write_cmd.payload.reserve.eq(t.rcv_reserve)]
             with m.If(rx_ring.write_cmd.ready):
-                with m.If(window_update):
-                    m.d.sync += [t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq),
+                with m.If(fast.window_update):
+                    m.d.sync += [t.snd_wnd.eq(fast.snd_wnd), t.snd_wl1.eq(seg_seq),
                                  t.snd_wl2.eq(seg_ack)]
-                    with m.If(seg_wnd != 0):
-                        m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
-                fast_wnd = advertised(window_limit((rcv_space - seg_plen)[:len(rcv_space)]))
-                sent(t.snd_nxt, 0, fast_wnd)
-                segment(seq=t.snd_nxt, ack=(rxq.tail + seg_plen)[:32], flags=flags(ack=1),
-                        window=fast_wnd)
+                with m.If(fast.persist_stop):
+                    m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
+                sent(t.snd_nxt, 0, fast.adv_wnd)
+                segment(seq=t.snd_nxt, ack=fast.ack, flags=flags(ack=1), window=fast.adv_wnd)
                 m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.EMIT),
                              ret.eq(EngineStep.WRITE_BACK)]
                 goto(EngineStep.ACTION)
@@ -816,7 +813,7 @@ class TcpEngine(wiring.Component):
                              rxq.eq(rx_ring.query), txq.eq(tx_ring.query)]
                 with m.Switch(ev):
                     with m.Case(_Event.RX):
-                        goto(Mux(seg_udp, EngineStep.UDP_START, EngineStep.TCP_START))
+                        goto(Mux(seg_udp, EngineStep.UDP_START, EngineStep.TCP_DECIDE))
                     with m.Case(_Event.HOST):
                         goto(EngineStep.HOST_DECODE)
                     with m.Case(_Event.CONTROL):
@@ -882,7 +879,7 @@ class TcpEngine(wiring.Component):
             # ----- receive: TCP (Tcb.process) ---------------------------------------------
             with m.Case(EngineStep.TCP_START):
                 m.d.sync += [payload_kept.eq(seg_plen != 0), fin_kept.eq(seg_flags.fin)]
-                with m.If(fast_path):
+                with m.If(fast.take):
                     fast_store()
                 with m.Elif((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
                     # no connection (the model has deleted its TCB): host software answers
@@ -927,6 +924,10 @@ class TcpEngine(wiring.Component):
                         finish()
                 with m.Else():
                     goto(EngineStep.TCP_ACCEPT)
+
+            with m.Case(EngineStep.TCP_DECIDE):
+                # the record, ring states and segment settle into the fast path's registers
+                goto(EngineStep.TCP_START)
 
             with m.Case(EngineStep.FAST_STORE):
                 fast_store()
@@ -1774,7 +1775,7 @@ class TcpEngine(wiring.Component):
                                      seg_wscale.eq(cc.wscale),
                                      seg_sack_permitted.eq(cc.sack_permitted),
                                      seg_udp.eq(0), from_wire.eq(0)]
-                        goto(EngineStep.TCP_START)
+                        goto(EngineStep.TCP_DECIDE)
 
             with m.Case(EngineStep.CTL_INIT_RINGS):
                 # both rings start empty at their first sequence numbers (e_seq, e_ack)
