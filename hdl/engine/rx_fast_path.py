@@ -13,9 +13,11 @@ decides that and computes the effects from the connection's record, its rings' s
 segment; ``tests/hdl/test_rx_fast_path.py`` checks the decision and every effect against
 ``model.tcp.Tcb``.
 
-Its inputs' first results (compares, and each 32-bit difference on its own) are registered,
-so no path has more than two carry chains in a row: the engine gives it a clock
-(``EngineStep.TCP_DECIDE``) between loading a record and using the decision.
+Two clocks, each with at most one 32-bit carry chain or compare (DESIGN.md's rule for the
+156.25 MHz paths): the first registers every compare and difference of the inputs on its
+own, the second compares the two halves of "nothing unsent" and the ring-width byte counts.
+The engine gives it a clock (``EngineStep.TCP_DECIDE``) between loading a record and using
+the decision, which its registers then hold while the inputs hold.
 """
 
 from amaranth import *
@@ -139,14 +141,17 @@ class RxFastPath(wiring.Component):
         plain = Signal()            # the connection's and the segment's flags allow it
         in_order = Signal()         # SEG.SEQ = RCV.NXT (no FIN received: RCV.NXT is the tail)
         nothing_acked = Signal()    # SEG.ACK = SND.UNA
-        all_sent = Signal()         # unsent = queued - (SND.NXT - SND.UNA) = 0
+        # unsent = queued - (SND.NXT - SND.UNA) = 0 when these two are equal (queued is
+        # tx_tail - tx_head), compared on the second clock
+        unsent_tail = Signal(32)
+        unsent_head = Signal(32)
         window_update = Signal()
-        used = Signal(range(R + 1))     # in-order bytes not yet read
+        # in-order bytes not yet read, with the payload's: the ring offsets' low bits suffice
+        used_after = Signal(range(R + 2 ** 16))
         cap = Signal(range(R + 1))      # the ring's bytes within the socket's cap
         ack = Signal(32)
         snd_wnd = Signal(peer_window_bits(P))
         window_open = Signal()
-        length = Signal(16)
         scaled = Signal()
         m.d.sync += [
             plain.eq(i.tcp & (i.state == TcpState.ESTABLISHED)
@@ -155,28 +160,27 @@ class RxFastPath(wiring.Component):
                      & ~i.ranges_held & ~i.outbox),
             in_order.eq(i.seq == i.rx_tail),
             nothing_acked.eq(i.ack == i.snd_una),
-            # queued = tx_tail - tx_head equals SND.NXT - SND.UNA, rearranged so that the
-            # two differences are side by side
-            all_sent.eq((i.tx_tail - i.snd_nxt)[:32] == (i.tx_head - i.snd_una)[:32]),
+            unsent_tail.eq(i.tx_tail - i.snd_nxt),
+            unsent_head.eq(i.tx_head - i.snd_una),
             window_update.eq(seq_lt(i.snd_wl1, i.seq)
                              | ((i.snd_wl1 == i.seq) & seq_le(i.snd_wl2, i.ack))),
-            used.eq(i.rx_tail - i.rx_head),
+            used_after.eq((i.rx_tail - i.rx_head)[:R.bit_length()] + i.length),
             cap.eq(R - i.rcv_reserve),
             ack.eq(i.rx_tail + i.length),
             snd_wnd.eq(i.window << i.snd_wscale if P.window_scaling else i.window),
             window_open.eq(i.window != 0),
-            length.eq(i.length),
             scaled.eq(wscale_ok),
         ]
 
-        # second clock: the window now and after the payload
-        space = Signal(range(R + 1))    # Tcb.rcv.free: free bytes within the cap
+        # second clock: the payload fits the window (SEG.LEN <= RCV.WND: the window is the free
+        # bytes within the cap, limited to 65535 << scale, which a 16-bit length never
+        # exceeds), and the window after it
+        fits = Signal()
         after = Signal(range(R + 1))
         m.d.comb += [
-            space.eq(Mux(cap > used, cap - used, 0)),
-            after.eq(space - length),
-            o.take.eq(plain & in_order & nothing_acked & all_sent
-                      & (length <= receive_window(P, scaled, space))),
+            fits.eq(used_after <= cap),
+            after.eq(cap - used_after),
+            o.take.eq(plain & in_order & nothing_acked & (unsent_tail == unsent_head) & fits),
             o.window_update.eq(window_update),
             o.snd_wnd.eq(snd_wnd),
             o.persist_stop.eq(window_update & window_open),
