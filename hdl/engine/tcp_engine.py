@@ -162,10 +162,11 @@ class TcpEngine(wiring.Component):
     its later commands after them). The commonest segment, in-order data in ESTABLISHED that
     fits the window and acknowledges nothing new, on a connection with nothing to send, no
     out-of-order range and no FIN pending, takes a fast path (``fast_store``: the record and
-    ring states latched, the ring write and the ACK's fields in one step, the receive path's
-    action, the ACK, the write-back), as Beehive splits its receive pipe; everything else
-    takes the steps below one by one, which the fast path's effects equal by construction
-    and by the differential tests.
+    ring states latched, a clock for the decision of :class:`~hdl.engine.rx_fast_path.RxFastPath`,
+    the ring write and the ACK's fields in one step, the receive path's action, the ACK, the
+    write-back), as Beehive splits its receive pipe; everything else takes the steps below one
+    by one. The unit's decision and effects are checked against the model case by case, and
+    the engine's against the model's by the differential tests.
 
     Host commands are checked against an :class:`~hdl.tables.access_table.AccessTable` first: a
     process without access gets EBADF, its WRITE data is drained, and nothing else happens.
