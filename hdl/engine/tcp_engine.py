@@ -28,6 +28,7 @@ from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
 from hdl.engine.rx_fast_path import RxFastPath, advertised_window, receive_window
 from hdl.engine.timers import TIMERS, Timers, due_at
+from hdl.engine.tx_segmenter import TxSegmenter
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
 
@@ -602,22 +603,23 @@ class TcpEngine(wiring.Component):
             segment(**fields)
             call(EngineStep.EMIT, back)
 
-        def sent(seq, seg_len, window):
-            """``Tcb._sent``: bookkeeping for a segment that dispatch hands out."""
-            end = Signal(32, name="sent_end")
-            m.d.comb += end.eq(seq + seg_len)
+        def sent(window, *, end=None, extends=None, resend=None):
+            """``Tcb._sent``: bookkeeping for a segment that dispatch hands out, which says
+            `window`; for one with SEG.LEN > 0, its `end` (SEG.SEQ + SEG.LEN), whether that
+            `extends` beyond SND.MAX and whether it is a `resend` (it starts before SND.MAX)."""
             m.d.sync += [t.last_adv_wnd.eq(window), t.ack_needed.eq(0)]
-            with m.If(seg_len != 0):
-                with m.If(seq_lt(t.snd_max, end)):
-                    m.d.sync += t.snd_max.eq(end)
-                with m.If(~t.rto_armed):
-                    m.d.sync += [t.rto_armed.eq(1),
-                                 t.rto_deadline.eq(now + (t.rto if rtt else rto_table[t.retries]))]
-                if rtt:
-                    with m.If(seq_lt(seq, t.snd_max)):
-                        m.d.sync += t.rtt_timing.eq(0)          # Karn: no sample from a resend
-                    with m.Elif(~t.rtt_timing):
-                        m.d.sync += [t.rtt_timing.eq(1), t.rtt_seq.eq(end), t.rtt_start.eq(now)]
+            if end is None:
+                return
+            with m.If(extends):
+                m.d.sync += t.snd_max.eq(end)
+            with m.If(~t.rto_armed):
+                m.d.sync += [t.rto_armed.eq(1),
+                             t.rto_deadline.eq(now + (t.rto if rtt else rto_table[t.retries]))]
+            if rtt:
+                with m.If(resend):
+                    m.d.sync += t.rtt_timing.eq(0)          # Karn: no sample from a resend
+                with m.Elif(~t.rtt_timing):
+                    m.d.sync += [t.rtt_timing.eq(1), t.rtt_seq.eq(end), t.rtt_start.eq(now)]
 
         def rtt_ack(then):
             """``Tcb._rtt_ack`` and ``rto = rto_after(0)`` for an ACK that advances SND.UNA,
@@ -651,7 +653,7 @@ class TcpEngine(wiring.Component):
                                  t.snd_wl2.eq(seg_ack)]
                 with m.If(fast.persist_stop):
                     m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
-                sent(t.snd_nxt, 0, fast.adv_wnd)
+                sent(fast.adv_wnd)
                 segment(seq=t.snd_nxt, ack=fast.ack, flags=flags(ack=1), window=fast.adv_wnd)
                 m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.EMIT),
                              ret.eq(EngineStep.WRITE_BACK)]
@@ -660,6 +662,16 @@ class TcpEngine(wiring.Component):
                 goto(EngineStep.FAST_STORE)
 
         rings_pending = rx_ring.state_pending | tx_ring.state_pending
+
+        # the next segment the window allows (Tcb._next_segment), worked out in a pipeline;
+        # `segmenter_wait` counts the clocks since its inputs last changed, up to its latency
+        m.submodules.tx_segmenter = tx_segmenter = TxSegmenter(P)
+        next_segment = tx_segmenter.decision
+        segmenter_wait = Signal(range(TxSegmenter.LATENCY + 1))
+        m.d.comb += [getattr(tx_segmenter.inputs, name).eq(value) for name, value in {
+            "snd_una": t.snd_una, "snd_nxt": t.snd_nxt, "snd_max": t.snd_max,
+            "snd_wnd": t.snd_wnd, "tx_head": txq.head, "tx_tail": txq.tail,
+            "data_room": data_room, "fin_queued": t.fin_queued, "fin_acked": t.fin_acked}.items()]
 
         # ----- port defaults ---------------------------------------------------------------
         rec_rd_en = Signal()
@@ -756,6 +768,8 @@ class TcpEngine(wiring.Component):
         m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
+        with m.If(segmenter_wait != TxSegmenter.LATENCY):
+            m.d.sync += segmenter_wait.eq(segmenter_wait + 1)
         with m.Switch(step):
             with m.Case(EngineStep.IDLE):
                 # one event at a time: control, received frames, host commands, then a
@@ -1239,7 +1253,7 @@ class TcpEngine(wiring.Component):
 
             # ----- what to send (Tcb.dispatch) ----------------------------------------------
             with m.Case(EngineStep.DISPATCH):
-                m.d.sync += ob.eq(_Outbox.NONE)
+                m.d.sync += [ob.eq(_Outbox.NONE), segmenter_wait.eq(0)]
                 with m.If(t.kind != ConnKind.TCP):
                     goto(EngineStep.ACTION)
                 with m.Else():
@@ -1279,7 +1293,8 @@ class TcpEngine(wiring.Component):
                 with m.If(t.snd_nxt == t.iss):
                     is_rcvd = state == TcpState.SYN_RECEIVED
                     m.d.sync += t.snd_nxt.eq(t.iss + 1)
-                    sent(t.iss, 1, syn_wnd)
+                    sent(syn_wnd, end=t.iss + 1, extends=seq_lt(t.snd_max, t.iss + 1),
+                         resend=seq_lt(t.iss, t.snd_max))
                     emit(EngineStep.ACTION, seq=t.iss, ack=Mux(is_rcvd, rcv_nxt, 0),
                          flags=flags(syn=1, ack=is_rcvd), window=syn_wnd, syn_option=1,
                          # our SYN offers scaling; a SYN-ACK only when the peer's SYN did
@@ -1288,35 +1303,32 @@ class TcpEngine(wiring.Component):
                 with m.Elif(t.ack_needed & (state == TcpState.SYN_RECEIVED)):
                     # a challenge ACK or the answer to an unacceptable segment: a pure ACK
                     # (a retransmitted SYN rewound SND.NXT to ISS: the SYN-ACK again)
-                    sent(t.snd_nxt, 0, adv_wnd)
+                    sent(adv_wnd)
                     emit(EngineStep.ACTION, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
                          window=adv_wnd)
                 with m.Else():
                     goto(EngineStep.ACTION)
 
             with m.Case(EngineStep.DISPATCH_SEGMENT):
-                # Tcb._next_segment, one segment per visit
-                usable = Signal(signed(34))
-                left = Signal(signed(34))
-                n = Signal(16)
-                m.d.comb += [usable.eq((t.snd_una + t.snd_wnd - t.snd_nxt)[:32].as_signed()),
-                             left.eq(queued - offset)]
-                m.d.comb += n.eq(Mux((usable <= 0) | (left <= 0), 0,
-                                     Mux((data_room <= usable) & (data_room <= left), data_room,
-                                         Mux(usable <= left, usable, left))))
-                fin = t.fin_queued & ~t.fin_acked & (left == n)
-                with m.If((offset > queued) | ((n == 0) & ~fin)):
-                    goto(EngineStep.DISPATCH_ACK)
-                with m.Else():
-                    m.d.sync += t.snd_nxt.eq(t.snd_nxt + n + fin)
-                    sent(t.snd_nxt, n + fin, adv_wnd)
-                    emit(EngineStep.DISPATCH_SEGMENT, seq=t.snd_nxt, ack=rcv_nxt,
-                         flags=flags(ack=1, psh=n != 0, fin=fin), window=adv_wnd,
-                         length=n, skip=t.snd_nxt - txq.head)
+                # Tcb._next_segment, one segment per visit, once the segmenter's inputs have
+                # held for its latency (counted from DISPATCH, and on from each segment sent
+                # while its header and payload read go out)
+                with m.If(segmenter_wait == TxSegmenter.LATENCY):
+                    m.d.sync += segmenter_wait.eq(0)
+                    with m.If(~next_segment.send):
+                        goto(EngineStep.DISPATCH_ACK)
+                    with m.Else():
+                        m.d.sync += t.snd_nxt.eq(next_segment.end)
+                        sent(adv_wnd, end=next_segment.end, extends=next_segment.extends,
+                             resend=next_segment.resend)
+                        emit(EngineStep.DISPATCH_SEGMENT, seq=t.snd_nxt, ack=rcv_nxt,
+                             flags=flags(ack=1, psh=next_segment.length != 0,
+                                         fin=next_segment.fin),
+                             window=adv_wnd, length=next_segment.length, skip=next_segment.skip)
 
             with m.Case(EngineStep.DISPATCH_ACK):
                 with m.If(t.ack_needed):
-                    sent(t.snd_nxt, 0, adv_wnd)
+                    sent(adv_wnd)
                     emit(EngineStep.DISPATCH_PERSIST, seq=t.snd_nxt, ack=rcv_nxt, flags=flags(ack=1),
                          window=adv_wnd)
                 with m.Else():
