@@ -9,7 +9,7 @@ beyond SND.MAX and whether it is a resend (Karn's rule), and where its bytes sta
 
 It is a pipeline of :data:`TxSegmenter.LATENCY` registers, each stage with at most one
 carry chain or wide compare (DESIGN.md's rule for the 156.25 MHz paths): the differences,
-then the usable window and the unsent bytes, then the minimum, then SND.NXT's new value. Its
+the usable window and the unsent bytes, their compares, the minimum, SND.NXT's new value. Its
 outputs are right once the inputs have held for ``LATENCY`` clocks; the engine counts them
 (they run while the previous segment's header and payload read go out).
 """
@@ -77,7 +77,7 @@ class TxSegmenter(wiring.Component):
     """
 
     #: registers from the inputs to the decision
-    LATENCY = 4
+    LATENCY = 5
 
     def __init__(self, policy):
         self._policy = policy
@@ -111,21 +111,35 @@ class TxSegmenter(wiring.Component):
 
         # 2: the usable window and the bytes not yet sent
         usable = stage("usable", signed(32), (window_end - nxt)[:32].as_signed())
-        left = stage("left", signed(34), queued - offset)
         all_out = stage("all_out", 1, offset > queued)      # everything, FIN included, is out
+        # the bytes not yet sent, 0..S unless all is out (and then nothing goes)
+        left = stage("left", range(S + 1), (queued - offset)[:S.bit_length()])
         to_max, resend, skip, nxt, room, fin_wanted = later(
             2, to_max, resend, skip, nxt, room, fin_wanted)
 
-        # 3: n = max(0, min(room, usable, left)); the FIN goes when n is all that is left
-        closed = (usable <= 0) | (left <= 0)
-        n = stage("n", 16, Mux(closed, 0,
-                               Mux((room <= usable) & (room <= left), room,
-                                   Mux(usable <= left, usable, left))))
-        fin = stage("fin", 1, fin_wanted & Mux(closed, left == 0,
-                                               (left <= room) & (left <= usable)))
+        # 3: which of room, usable and left is n = max(0, min(room, usable, left)), and
+        # whether the FIN goes (n is all that is left), each compare on its own. Room and
+        # left are below 2**K, so a usable window of 2**K or more is compared as "big".
+        K = max(16, S.bit_length())
+        big = ~usable[31] & (usable[K:] != 0)
+        low = usable[:K]
+        closed_now = usable[31] | (usable == 0) | (left == 0)
+        closed = stage("closed", 1, closed_now)
+        room_least = stage("room_least", 1, (big | (room <= low)) & (room <= left))
+        usable_least = stage("usable_least", 1, ~big & (low <= left))
+        fin = stage("fin", 1, fin_wanted & Mux(closed_now, left == 0,
+                                               (left <= room) & (big | (left <= low))))
+        # (a chosen usable or left is below room, so its low 16 bits are all of it)
+        room, usable, left = (stage(name, 16, value[:16]) for name, value in
+                              (("room__s3", room), ("usable__s3", usable), ("left__s3", left)))
         all_out, to_max, resend, skip, nxt = later(3, all_out, to_max, resend, skip, nxt)
 
-        # 4: SND.NXT after the segment, and whether that passes SND.MAX: to_max - n - fin < 0
+        # 4: n
+        n = stage("n", 16, Mux(closed, 0, Mux(room_least, room, Mux(usable_least, usable, left))))
+        fin, all_out, to_max, resend, skip, nxt = later(4, fin, all_out, to_max, resend, skip,
+                                                        nxt)
+
+        # 5: SND.NXT after the segment, and whether that passes SND.MAX: to_max - n - fin < 0
         # (to_max + ~n + (1 - fin), one chain each)
         m.d.sync += [
             o.send.eq(~all_out & ((n != 0) | fin)),

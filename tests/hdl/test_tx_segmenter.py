@@ -38,6 +38,10 @@ def _connection(rng, policy):
     tcb.snd_max = seq_add(tcb.snd_nxt, rng.choice([0, 0, rng.randint(0, 3000)]))
     scale = rng.randint(0, 14) if policy.window_scaling else 0
     tcb.snd_wnd = rng.choice([0, rng.randint(0, 100), rng.getrandbits(16), 0xFFFF]) << scale
+    if policy.window_scaling and rng.random() < 0.25:
+        # a large window with its low bits clear: the usable window beyond any room or queue
+        # must not be judged by its low bits alone
+        tcb.snd_wnd = 1 << rng.randint(16, 29)
     return tcb
 
 
