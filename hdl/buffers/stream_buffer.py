@@ -308,6 +308,9 @@ class StreamBuffer(wiring.Component):
         A command that may change the state has been accepted and its decision is not yet in
         the state RAMs (it waits for its decision, or is being decided); data may still be
         moving after that. A peek changes no state and does not count.
+    query_pending : Out(1)
+        ``state_pending`` for connection ``query_conn`` only: a command on another
+        connection does not hold its query back.
     busy : Out(1)
         A command is being decided, or a data phase is in progress on either side: a
         write's beats still to come or its last word still to be written, or a read's words
@@ -352,6 +355,7 @@ class StreamBuffer(wiring.Component):
             "query_conn": In(conn_bits),
             "query": Out(StateQuery(max_ooo_ranges)),
             "state_pending": Out(1),
+            "query_pending": Out(1),
             "busy": Out(1),
             "write_busy": Out(1),
             "refused_count": Out(32),
@@ -935,6 +939,8 @@ class StreamBuffer(wiring.Component):
         m.d.comb += [
             # (a peek changes no state: one waiting at its decision does not hold the query back)
             self.state_pending.eq(~w_idle | (~r_idle & ~r_peek)),
+            self.query_pending.eq((~w_idle & (w_conn == self.query_conn))
+                                  | (~r_idle & ~r_peek & (r_conn == self.query_conn))),
             self.busy.eq(~w_idle | w_pending | q_valid | ~r_idle | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),
         ]

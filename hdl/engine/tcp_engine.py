@@ -661,7 +661,9 @@ class TcpEngine(wiring.Component):
             with m.Else():
                 goto(EngineStep.FAST_STORE)
 
-        rings_pending = rx_ring.state_pending | tx_ring.state_pending
+        # a ring command on the connection queried is still to be decided (a command on
+        # another connection does not hold this one's state back)
+        rings_pending = rx_ring.query_pending | tx_ring.query_pending
 
         # the next segment the window allows (Tcb._next_segment), worked out in a pipeline;
         # `segmenter_wait` counts the clocks since its inputs last changed, up to its latency
@@ -791,13 +793,14 @@ class TcpEngine(wiring.Component):
                                  seg_wscale_offered.eq(p.wscale_offered), seg_wscale.eq(p.wscale),
                                  seg_sack_permitted.eq(p.sack_permitted),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
+                    # the rings' states of its connection: asked now, there on the next clock
+                    # unless a command on that connection is still to be decided
+                    m.d.comb += [rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
                     with m.If(rings_pending):
                         goto(EngineStep.LOAD)
                     with m.Else():
-                        # LOAD's reads, issued now: the record and ring states are there
-                        # on the next clock
-                        m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1),
-                                     rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
+                        # LOAD's record read, issued now
+                        m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1)]
                         goto(EngineStep.LATCH)
                 with m.Elif(self.host_cmd.valid
                             & ((~wdata_to_ring & ~wdata_drain)

@@ -943,6 +943,46 @@ def test_read_answered_before_its_bytes_land(data_width):
     assert frames == [data]
 
 
+@WIDTHS
+def test_query_pending_is_the_queried_connections_own(data_width):
+    """`query_pending` is `state_pending` for a command on the connection queried, and low for
+    any other connection: a write, then a consuming read, on connection 1 while 0 and 1 are
+    queried in turn each clock until the command is decided."""
+    lanes = data_width // 8
+    n = 4 * lanes
+    dut = StreamBuffer(data_width, 4, 64 * lanes, read_queue=2)
+    seen = {"pending": 0}
+
+    async def watch(ctx):
+        for _ in range(12):
+            pending = ctx.get(dut.state_pending)
+            seen["pending"] += pending
+            for conn in (0, 1, 3):
+                ctx.set(dut.query_conn, conn)
+                assert ctx.get(dut.query_pending) == (pending and conn == 1), conn
+            await ctx.tick()
+
+    async def bench(ctx):
+        for port in (dut.read_resp, dut.write_resp):
+            ctx.set(port.ready, 1)
+        for conn in (0, 1):
+            await send_cmd(ctx, dut.init, {"conn": conn, "offset": 0}, pause_iter(()))
+        await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": 0, "length": n}, pause_iter(()))
+        await watch(ctx)
+        await send_frame(ctx, dut.write_data, bytes(range(n)), data_width)
+        await ctx.tick().until(~dut.busy)
+        await send_cmd(ctx, dut.read_cmd, {"conn": 1, "length": lanes}, pause_iter(()))
+        await watch(ctx)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(collector(dut.read_data, [], (), frame_beat_checker(lanes)),
+                      background=True)
+    sim.run()
+    assert seen["pending"] >= 2                     # both commands were seen pending
+
+
 # Lint ----------------------------------------------------------------------------------------
 
 @WIDTHS
