@@ -666,7 +666,9 @@ class TcpEngine(wiring.Component):
         rings_pending = rx_ring.query_pending | tx_ring.query_pending
 
         # the next segment the window allows (Tcb._next_segment), worked out in a pipeline;
-        # `segmenter_wait` counts the clocks since its inputs last changed, up to its latency
+        # `segmenter_wait` counts, up to its latency, the clocks since its inputs last changed:
+        # since DISPATCH (every step before it that changes them is done) or since the last
+        # segment sent (only EMIT comes between it and the next DISPATCH_SEGMENT)
         m.submodules.tx_segmenter = tx_segmenter = TxSegmenter(P)
         next_segment = tx_segmenter.decision
         segmenter_wait = Signal(range(TxSegmenter.LATENCY + 1))
