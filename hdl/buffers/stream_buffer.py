@@ -311,6 +311,9 @@ class StreamBuffer(wiring.Component):
     query_pending : Out(1)
         ``state_pending`` for connection ``query_conn`` only: a command on another
         connection does not hold its query back.
+    query_read_pending : Out(1)
+        The part of ``query_pending`` that is a read's (its head): what is left is a
+        write's (its tail and ranges).
     busy : Out(1)
         A command is being decided, or a data phase is in progress on either side: a
         write's beats still to come or its last word still to be written, or a read's words
@@ -356,6 +359,7 @@ class StreamBuffer(wiring.Component):
             "query": Out(StateQuery(max_ooo_ranges)),
             "state_pending": Out(1),
             "query_pending": Out(1),
+            "query_read_pending": Out(1),
             "busy": Out(1),
             "write_busy": Out(1),
             "refused_count": Out(32),
@@ -939,8 +943,9 @@ class StreamBuffer(wiring.Component):
         m.d.comb += [
             # (a peek changes no state: one waiting at its decision does not hold the query back)
             self.state_pending.eq(~w_idle | (~r_idle & ~r_peek)),
+            self.query_read_pending.eq(~r_idle & ~r_peek & (r_conn == self.query_conn)),
             self.query_pending.eq((~w_idle & (w_conn == self.query_conn))
-                                  | (~r_idle & ~r_peek & (r_conn == self.query_conn))),
+                                  | self.query_read_pending),
             self.busy.eq(~w_idle | w_pending | q_valid | ~r_idle | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),
         ]

@@ -646,7 +646,8 @@ class TcpEngine(wiring.Component):
             m.d.comb += [rx_ring.write_cmd.valid.eq(1),
                          rx_ring.write_cmd.payload.offset.eq(seg_seq),
                          rx_ring.write_cmd.payload.length.eq(seg_plen),
-                         rx_ring.write_cmd.payload.reserve.eq(t.rcv_reserve)]
+                         rx_ring.write_cmd.payload.reserve.eq(t.rcv_reserve),
+                         fast_write.eq(1)]
             with m.If(rx_ring.write_cmd.ready):
                 with m.If(fast.window_update):
                     m.d.sync += [t.snd_wnd.eq(fast.snd_wnd), t.snd_wl1.eq(seg_seq),
@@ -664,6 +665,24 @@ class TcpEngine(wiring.Component):
         # a ring command on the connection queried is still to be decided (a command on
         # another connection does not hold this one's state back)
         rings_pending = rx_ring.query_pending | tx_ring.query_pending
+        # The receive ring's tail after the last write it took, when that was the fast
+        # path's: in order, the whole payload, no range held before or after, so the ring
+        # decides tail = fast.ack. A segment of the same connection right behind it need not
+        # wait for that decision: its LATCH takes this tail instead of the query's. Any other
+        # write or an install ends it.
+        fast_write = Signal()
+        fwd_valid = Signal()
+        fwd_conn = Signal(conn_bits)
+        fwd_tail = Signal(32)
+        use_fwd = Signal()
+        with m.If(rx_ring.write_cmd.valid & rx_ring.write_cmd.ready):
+            m.d.sync += [fwd_valid.eq(fast_write), fwd_conn.eq(conn), fwd_tail.eq(fast.ack)]
+        with m.If(rx_ring.init.valid & rx_ring.init.ready):
+            m.d.sync += fwd_valid.eq(0)
+        rx_query = Signal.like(rx_ring.query)   # the receive ring's state as LATCH takes it
+        m.d.comb += rx_query.eq(rx_ring.query)
+        with m.If(use_fwd):
+            m.d.comb += rx_query.tail.eq(fwd_tail)
 
         # the next segment the window allows (Tcb._next_segment), worked out in a pipeline;
         # `segmenter_wait` counts, up to its latency, the clocks since its inputs last changed:
@@ -778,7 +797,7 @@ class TcpEngine(wiring.Component):
             with m.Case(EngineStep.IDLE):
                 # one event at a time: control, received frames, host commands, then a
                 # timer tick (its due connections, found by the timers unit, each in turn)
-                m.d.sync += [ob.eq(_Outbox.NONE), from_wire.eq(0), ctl_owed.eq(0),
+                m.d.sync += [ob.eq(_Outbox.NONE), from_wire.eq(0), ctl_owed.eq(0), use_fwd.eq(0),
                              route.eq(RxRoute.DISCARD), rsp.eq(0), crsp.eq(0), drain_after.eq(0)]
                 with m.If(self.ctl_cmd.valid):
                     m.d.comb += self.ctl_cmd.ready.eq(1)
@@ -796,13 +815,16 @@ class TcpEngine(wiring.Component):
                                  seg_sack_permitted.eq(p.sack_permitted),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
                     # the rings' states of its connection: asked now, there on the next clock
-                    # unless a command on that connection is still to be decided
+                    # unless a command on that connection is still to be decided (but for a
+                    # fast path write, whose tail is known)
                     m.d.comb += [rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
-                    with m.If(rings_pending):
+                    forward = fwd_valid & (fwd_conn == p.conn) & ~rx_ring.query_read_pending
+                    with m.If(tx_ring.query_pending | (rx_ring.query_pending & ~forward)):
                         goto(EngineStep.LOAD)
                     with m.Else():
                         # LOAD's record read, issued now
                         m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1)]
+                        m.d.sync += use_fwd.eq(forward)
                         goto(EngineStep.LATCH)
                 with m.Elif(self.host_cmd.valid
                             & ((~wdata_to_ring & ~wdata_drain)
@@ -824,13 +846,14 @@ class TcpEngine(wiring.Component):
             # ----- loading and writing back a connection ---------------------------------
             with m.Case(EngineStep.LOAD):
                 m.d.comb += rec_rd_en.eq(1)
+                m.d.sync += use_fwd.eq(0)
                 with m.If(~rings_pending):
                     goto(EngineStep.LATCH)
 
             with m.Case(EngineStep.LATCH):
                 m.d.sync += [t.eq(rec_rd.data), state0.eq(rec_rd.data.state),
                              kind0.eq(rec_rd.data.kind),
-                             rxq.eq(rx_ring.query), txq.eq(tx_ring.query)]
+                             rxq.eq(rx_query), txq.eq(tx_ring.query)]
                 with m.Switch(ev):
                     with m.Case(_Event.RX):
                         goto(Mux(seg_udp, EngineStep.UDP_START, EngineStep.TCP_DECIDE))
@@ -1823,7 +1846,7 @@ class TcpEngine(wiring.Component):
             assert [(e.name, e.value) for e in _Event] == [(e.name, e.value) for e in EventSource]
             observe(m, self.observe, latch=step == EngineStep.LATCH,
                     tcp_start=step == EngineStep.TCP_START, timer=step == EngineStep.TIMER,
-                    source=ev.as_value(), conn=conn, rec=rec_rd.data, rxq=rx_ring.query,
+                    source=ev.as_value(), conn=conn, rec=rec_rd.data, rxq=rx_query,
                     txq=tx_ring.query, t=t, t_rxq=rxq, now=now, queued=queued,
                     max_retries=P.max_retries, seg={"flags": seg_flags, "seq": seg_seq,
                                                     "ack": seg_ack, "plen": seg_plen},

@@ -946,20 +946,22 @@ def test_read_answered_before_its_bytes_land(data_width):
 @WIDTHS
 def test_query_pending_is_the_queried_connections_own(data_width):
     """`query_pending` is `state_pending` for a command on the connection queried, and low for
-    any other connection: a write, then a consuming read, on connection 1 while 0 and 1 are
-    queried in turn each clock until the command is decided."""
+    any other connection, and `query_read_pending` is its part that is a read's: a write, then
+    a consuming read, on connection 1 while 0, 1 and 3 are queried in turn each clock until
+    the command is decided."""
     lanes = data_width // 8
     n = 4 * lanes
     dut = StreamBuffer(data_width, 4, 64 * lanes, read_queue=2)
     seen = {"pending": 0}
 
-    async def watch(ctx):
+    async def watch(ctx, reading):
         for _ in range(12):
             pending = ctx.get(dut.state_pending)
             seen["pending"] += pending
             for conn in (0, 1, 3):
                 ctx.set(dut.query_conn, conn)
                 assert ctx.get(dut.query_pending) == (pending and conn == 1), conn
+                assert ctx.get(dut.query_read_pending) == (pending and conn == 1 and reading)
             await ctx.tick()
 
     async def bench(ctx):
@@ -968,11 +970,11 @@ def test_query_pending_is_the_queried_connections_own(data_width):
         for conn in (0, 1):
             await send_cmd(ctx, dut.init, {"conn": conn, "offset": 0}, pause_iter(()))
         await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": 0, "length": n}, pause_iter(()))
-        await watch(ctx)
+        await watch(ctx, reading=False)
         await send_frame(ctx, dut.write_data, bytes(range(n)), data_width)
         await ctx.tick().until(~dut.busy)
         await send_cmd(ctx, dut.read_cmd, {"conn": 1, "length": lanes}, pause_iter(()))
-        await watch(ctx)
+        await watch(ctx, reading=True)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
