@@ -684,13 +684,10 @@ class TcpEngine(wiring.Component):
         with m.If(use_fwd):
             m.d.comb += rx_query.tail.eq(fwd_tail)
 
-        # the next segment the window allows (Tcb._next_segment), worked out in a pipeline;
-        # `segmenter_wait` counts, up to its latency, the clocks since its inputs last changed:
-        # since DISPATCH (every step before it that changes them is done) or since the last
-        # segment sent (only EMIT comes between it and the next DISPATCH_SEGMENT)
+        # the next segment the window allows (Tcb._next_segment), worked out in a pipeline
+        # that follows the record and ring state as they change (valid once they have held)
         m.submodules.tx_segmenter = tx_segmenter = TxSegmenter(P)
         next_segment = tx_segmenter.decision
-        segmenter_wait = Signal(range(TxSegmenter.LATENCY + 1))
         m.d.comb += [getattr(tx_segmenter.inputs, name).eq(value) for name, value in {
             "snd_una": t.snd_una, "snd_nxt": t.snd_nxt, "snd_max": t.snd_max,
             "snd_wnd": t.snd_wnd, "tx_head": txq.head, "tx_tail": txq.tail,
@@ -791,8 +788,6 @@ class TcpEngine(wiring.Component):
         m.d.comb += self.step.eq(step)
 
         # ----- the engine ----------------------------------------------------------------
-        with m.If(segmenter_wait != TxSegmenter.LATENCY):
-            m.d.sync += segmenter_wait.eq(segmenter_wait + 1)
         with m.Switch(step):
             with m.Case(EngineStep.IDLE):
                 # one event at a time: control, received frames, host commands, then a
@@ -1281,7 +1276,7 @@ class TcpEngine(wiring.Component):
 
             # ----- what to send (Tcb.dispatch) ----------------------------------------------
             with m.Case(EngineStep.DISPATCH):
-                m.d.sync += [ob.eq(_Outbox.NONE), segmenter_wait.eq(0)]
+                m.d.sync += ob.eq(_Outbox.NONE)
                 with m.If(t.kind != ConnKind.TCP):
                     goto(EngineStep.ACTION)
                 with m.Else():
@@ -1338,11 +1333,9 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.ACTION)
 
             with m.Case(EngineStep.DISPATCH_SEGMENT):
-                # Tcb._next_segment, one segment per visit, once the segmenter's inputs have
-                # held for its latency (counted from DISPATCH, and on from each segment sent
-                # while its header and payload read go out)
-                with m.If(segmenter_wait == TxSegmenter.LATENCY):
-                    m.d.sync += segmenter_wait.eq(0)
+                # Tcb._next_segment, one segment per visit, once the segmenter's decision is
+                # that of the record and ring state now
+                with m.If(tx_segmenter.valid):
                     with m.If(~next_segment.send):
                         goto(EngineStep.DISPATCH_ACK)
                     with m.Else():

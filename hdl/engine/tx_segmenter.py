@@ -10,8 +10,9 @@ beyond SND.MAX and whether it is a resend (Karn's rule), and where its bytes sta
 It is a pipeline of :data:`TxSegmenter.LATENCY` registers, each stage with at most one
 carry chain or wide compare (DESIGN.md's rule for the 156.25 MHz paths): the differences,
 the usable window and the unsent bytes, their compares, the minimum, SND.NXT's new value. Its
-outputs are right once the inputs have held for ``LATENCY`` clocks; the engine counts them
-(they run while the previous segment's header and payload read go out).
+outputs are right once the inputs have held for ``LATENCY`` clocks, which its ``valid``
+output says: it runs in the background while the engine processes a segment or sends the
+one before, and the engine takes its decision when it gets to dispatch.
 """
 
 from amaranth import *
@@ -63,7 +64,8 @@ class SegmentDecision(data.StructLayout):
 
 class TxSegmenter(wiring.Component):
     """``Tcb._next_segment`` as a pipeline: :attr:`decision` is right :data:`LATENCY` clocks
-    after :attr:`inputs` settle.
+    after :attr:`inputs` settle, and :attr:`valid` says so (the inputs have been the same for
+    the last ``LATENCY`` clocks), so the pipeline runs while its user does other work.
 
     Parameters
     ----------
@@ -74,6 +76,8 @@ class TxSegmenter(wiring.Component):
     -------
     inputs : In(SegmentInput)
     decision : Out(SegmentDecision)
+    valid : Out(1)
+        ``decision`` is that of the inputs now.
     """
 
     #: registers from the inputs to the decision
@@ -81,12 +85,27 @@ class TxSegmenter(wiring.Component):
 
     def __init__(self, policy):
         self._policy = policy
-        super().__init__({"inputs": In(SegmentInput(policy)), "decision": Out(SegmentDecision())})
+        super().__init__({"inputs": In(SegmentInput(policy)), "decision": Out(SegmentDecision()),
+                          "valid": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         S = self._policy.snd_buffer
         i, o = self.inputs, self.decision
+
+        # valid: the inputs equal those of each of the last LATENCY clocks. `held` counts
+        # the clocks before this one whose inputs equalled those of the clock before them
+        # (none is known before the first clock after reset).
+        previous = Signal(len(i.as_value()))
+        started = Signal()
+        held = Signal(range(self.LATENCY))
+        same = (i.as_value() == previous) & started
+        m.d.sync += [previous.eq(i.as_value()), started.eq(1)]
+        with m.If(~same):
+            m.d.sync += held.eq(0)
+        with m.Elif(held != self.LATENCY - 1):
+            m.d.sync += held.eq(held + 1)
+        m.d.comb += self.valid.eq(same & (held == self.LATENCY - 1))
 
         def stage(name, shape, value):
             reg = Signal(shape, name=name)

@@ -66,8 +66,14 @@ def test_segmenter_equals_the_model(policy_name, seed):
             room = rng.choice([policy.mss, rng.randint(1, policy.mss), 1])
             tcb.adv_mss = tcb.peer_mss = room          # so that Tcb._data_room() is `room`
             assert tcb._data_room() == room
-            ctx.set(dut.inputs, _inputs(tcb, room))
-            await ctx.tick().repeat(TxSegmenter.LATENCY)
+            inputs = _inputs(tcb, room)
+            ctx.set(dut.inputs, inputs)
+            # valid again exactly LATENCY clocks after the inputs changed
+            for _ in range(TxSegmenter.LATENCY):
+                assert not ctx.get(dut.valid) or inputs == counts.get("last"), case
+                await ctx.tick()
+            assert ctx.get(dut.valid), case
+            counts["last"] = inputs
             got = {name: ctx.get(getattr(dut.decision, name))
                    for name in ("send", "length", "fin", "end", "extends", "resend", "skip")}
             nxt, snd_max = tcb.snd_nxt, tcb.snd_max
@@ -88,11 +94,13 @@ def test_segmenter_equals_the_model(policy_name, seed):
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+    del counts["last"]
     assert min(counts.values()) > CASES // 20, counts
 
 
 def test_latency_is_the_pipeline():
-    """The decision is not ready a clock before LATENCY: the engine's count is not too short."""
+    """The decision is not ready a clock before LATENCY, and `valid` says when it is: low from
+    reset and after each change of the inputs for LATENCY clocks, then high while they hold."""
     policy = NIC_POLICY
     dut = TxSegmenter(policy)
     tcb = Tcb(("10.0.0.1", 80), ("10.0.0.2", 4000), 1000, policy)
@@ -102,14 +110,26 @@ def test_latency_is_the_pipeline():
     seen = []
 
     async def testbench(ctx):
+        for _ in range(TxSegmenter.LATENCY):     # all-zero inputs from reset: not yet valid
+            seen.append(ctx.get(dut.valid))
+            await ctx.tick()
         ctx.set(dut.inputs, _inputs(tcb, 536))
         for _ in range(TxSegmenter.LATENCY):
-            seen.append(ctx.get(dut.decision.send))
+            seen.append((ctx.get(dut.valid), ctx.get(dut.decision.send)))
             await ctx.tick()
-        seen.append((ctx.get(dut.decision.send), ctx.get(dut.decision.length)))
+        for _ in range(3):
+            seen.append((ctx.get(dut.valid), ctx.get(dut.decision.send),
+                         ctx.get(dut.decision.length)))
+            await ctx.tick()
+        ctx.set(dut.inputs.snd_wnd, 40)         # one input changes: 40 bytes go, not 100
+        for _ in range(TxSegmenter.LATENCY):
+            seen.append(ctx.get(dut.valid))
+            await ctx.tick()
+        seen.append((ctx.get(dut.valid), ctx.get(dut.decision.length)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    assert seen == [0] * TxSegmenter.LATENCY + [(1, 100)]
+    assert seen == ([0] * TxSegmenter.LATENCY + [(0, 0)] * TxSegmenter.LATENCY + [(1, 1, 100)] * 3
+                    + [0] * TxSegmenter.LATENCY + [(1, 40)])
