@@ -24,9 +24,8 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.engine.tcb import TcpState, seq_le, seq_lt
+from hdl.engine.tcb import TcpState, seq_le, seq_lt, snd_wnd_bits
 from hdl.wire import TcpFlags
-from model.protocol import WSCALE_MAX
 
 __all__ = ["FastPathInput", "FastPathDecision", "RxFastPath", "receive_window",
            "advertised_window"]
@@ -49,11 +48,6 @@ def advertised_window(policy, wscale_ok, window):
     if not shift:
         return window
     return Mux(wscale_ok, window >> shift << shift, window)
-
-
-def peer_window_bits(policy):
-    """Bits of SND.WND: the 16-bit field, shifted by the peer's scale when scaling is on."""
-    return 16 + WSCALE_MAX if policy.window_scaling else 16
 
 
 class FastPathInput(data.StructLayout):
@@ -97,7 +91,7 @@ class FastPathDecision(data.StructLayout):
         super().__init__({
             "take": 1,
             "window_update": 1,     # SND.WND, WL1, WL2 := the segment's window, seq, ack
-            "snd_wnd": peer_window_bits(policy),
+            "snd_wnd": snd_wnd_bits(policy.window_scaling),
             "persist_stop": 1,      # ... and the window is open: the persist timer stops
             "ack": 32,              # RCV.NXT after the payload: the ACK's number
             "adv_wnd": ring_bits,   # the window the ACK says, in bytes (LAST.ADV.WND)
@@ -150,7 +144,7 @@ class RxFastPath(wiring.Component):
         used_after = Signal(range(R + 2 ** 16))
         cap = Signal(range(R + 1))      # the ring's bytes within the socket's cap
         ack = Signal(32)
-        snd_wnd = Signal(peer_window_bits(P))
+        snd_wnd = Signal(snd_wnd_bits(P.window_scaling))
         window_open = Signal()
         scaled = Signal()
         m.d.sync += [

@@ -21,7 +21,7 @@ from model import errors, tcp
 from model.protocol import WSCALE_MAX
 
 __all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING",
-           "seq_lt", "seq_le"]
+           "seq_lt", "seq_le", "snd_wnd_bits"]
 
 
 def seq_lt(a, b):
@@ -34,6 +34,12 @@ def seq_lt(a, b):
 def seq_le(a, b):
     """``a <= b`` in 32-bit sequence space (``model.tcp.seq_le``)."""
     return seq_lt(a, b) | (Value.cast(a)[:32] == Value.cast(b)[:32])
+
+
+def snd_wnd_bits(window_scaling):
+    """Bits of SND.WND: the peer's 16-bit window field, shifted left by its scale (at most
+    ``WSCALE_MAX``) once window scaling is on."""
+    return 16 + WSCALE_MAX if window_scaling else 16
 
 
 def _enum_of(name, shape, members, doc):
@@ -125,7 +131,7 @@ class ConnRecord(data.StructLayout):
             "snd_una": 32,
             "snd_nxt": 32,
             "snd_max": 32,
-            "snd_wnd": 16 + WSCALE_MAX if wscale else 16,
+            "snd_wnd": snd_wnd_bits(wscale),
             "snd_wl1": 32,
             "snd_wl2": 32,
             "fin_queued": 1,

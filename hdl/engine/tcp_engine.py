@@ -15,7 +15,7 @@ from amaranth.utils import exact_log2
 from model.constants import (POLLERR, POLLHUP, POLLIN, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR,
                              UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
 from model.policy import RTT_SAMPLE_BITS, Policy
-from model.protocol import SACK_BLOCK_BYTES, SACK_MAX_BLOCKS, WSCALE_MAX
+from model.protocol import SACK_BLOCK_BYTES, SACK_MAX_BLOCKS
 
 from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
@@ -23,7 +23,7 @@ from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventK
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import StreamBuffer, ring_free
 from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, seq_le,
-                            seq_lt)
+                            seq_lt, snd_wnd_bits)
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
 from hdl.engine.rx_fast_path import RxFastPath, advertised_window, receive_window
@@ -468,7 +468,7 @@ class TcpEngine(wiring.Component):
         rcv_wnd = Signal(range(R + 1))      # ... at most what the window field can say
         syn_wnd = Signal(16)                # a SYN's window: never scaled
         adv_wnd = Signal(range(R + 1))      # the window a segment sent now says, in bytes
-        peer_wnd = Signal(16 + WSCALE_MAX if ws else 16)    # the segment's window, scaled
+        peer_wnd = Signal(snd_wnd_bits(ws))     # the segment's window, scaled
         snd_space = Signal(range(S + 1))    # send_space: the ring's free bytes within the cap
         queued = Signal(range(S + 1))       # len(send_queue)
         readable = Signal(range(R + 1))

@@ -19,8 +19,7 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.engine.rx_fast_path import peer_window_bits
-from hdl.engine.tcb import seq_lt
+from hdl.engine.tcb import seq_lt, snd_wnd_bits
 
 __all__ = ["SegmentInput", "SegmentDecision", "TxSegmenter"]
 
@@ -38,7 +37,7 @@ class SegmentInput(data.StructLayout):
             "snd_una": 32,
             "snd_nxt": 32,
             "snd_max": 32,
-            "snd_wnd": peer_window_bits(policy),
+            "snd_wnd": snd_wnd_bits(policy.window_scaling),
             "tx_head": 32,
             "tx_tail": 32,
             "data_room": 16,        # payload bytes a segment may carry (Tcb._data_room)
