@@ -119,7 +119,6 @@ class RxFastPath(wiring.Component):
         if policy.rcv_buffer >= 2 ** ring_bits:
             raise ValueError(f"A {policy.rcv_buffer}-byte ring needs more than {ring_bits} bits")
         self._policy = policy
-        self._ring_bits = ring_bits
         super().__init__({"inputs": In(FastPathInput(policy, ring_bits)),
                           "decision": Out(FastPathDecision(policy, ring_bits))})
 

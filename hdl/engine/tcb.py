@@ -21,7 +21,7 @@ from model import errors, tcp
 from model.protocol import WSCALE_MAX
 
 __all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING",
-           "seq_lt", "seq_le", "snd_wnd_bits"]
+           "seq_lt", "seq_le", "snd_wnd_bits", "ring_count_bits"]
 
 
 def seq_lt(a, b):
@@ -40,6 +40,12 @@ def snd_wnd_bits(window_scaling):
     """Bits of SND.WND: the peer's 16-bit window field, shifted left by its scale (at most
     ``WSCALE_MAX``) once window scaling is on."""
     return 16 + WSCALE_MAX if window_scaling else 16
+
+
+def ring_count_bits(policy):
+    """Bits of the record's counts of ring bytes (``rcv_reserve``, ``last_adv_wnd``, ...):
+    16, or more for rings of 64 KiB and up."""
+    return max(16, policy.rcv_buffer.bit_length(), policy.snd_buffer.bit_length())
 
 
 def _enum_of(name, shape, members, doc):

@@ -23,7 +23,7 @@ from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventK
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import StreamBuffer, ring_free
 from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, seq_le,
-                            seq_lt, snd_wnd_bits)
+                            ring_count_bits, seq_lt, snd_wnd_bits)
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
 from hdl.engine.rx_fast_path import RxFastPath, advertised_window, receive_window
@@ -327,8 +327,7 @@ class TcpEngine(wiring.Component):
         # scaling (a build constant: a shift of wires, no barrel shifter)
         our_shift = P.wscale if ws else 0
         sack = P.sack
-        # counts of ring bytes: 16 bits, or a larger ring's
-        ring_bits = max(16, R.bit_length(), S.bit_length())
+        ring_bits = ring_count_bits(P)
         m.submodules.records = records = Memory(shape=ConnRecord(rtt, ws, sack, ring_bits),
                                                 depth=N, init=[])
         rec_wr = records.write_port()

@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from hdl.config import NIC_POLICY, ring_policy
 from hdl.engine.rx_fast_path import RxFastPath
-from hdl.engine.tcb import TcpState
+from hdl.engine.tcb import TcpState, ring_count_bits
 from hdl.wire import TcpFlags
 from model.packet import TcpSegment
 from model.protocol import TcpFlag
@@ -29,10 +29,6 @@ POLICIES = {
     # a 128 KiB ring: the window is limited by the field and rounded to our scale
     "scaled": ring_policy(2 ** 17, window_scaling=True, wscale=2, sack=True),
 }
-
-
-def _ring_bits(policy):
-    return max(16, policy.rcv_buffer.bit_length(), policy.snd_buffer.bit_length())
 
 
 def _connection(rng, policy):
@@ -160,7 +156,7 @@ class _Before:
 def test_fast_path_equals_the_model(policy_name, seed):
     policy = POLICIES[policy_name]
     rng = random.Random(seed)
-    dut = RxFastPath(policy, _ring_bits(policy))
+    dut = RxFastPath(policy, ring_count_bits(policy))
     counts = {"taken": 0, "left": 0}
 
     async def testbench(ctx):
