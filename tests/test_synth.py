@@ -58,6 +58,8 @@ def test_synthesis_report(tmp_path):
     assert row["luts"] > 0 and row["flip_flops"] > 0 and row["harness_flip_flops"] > 0
     assert row["flip_flops"] + row["harness_flip_flops"] == row["utilization"]["TRELLIS_FF"][0]
     assert row["block_rams"] == row["utilization"]["DP16KD"][0] == 1
+    # the check's output register is the RAM's (flow.bram_outreg)
+    assert row["bram_output_registers"] == 1
     assert row["memories"] == {"bits": "DP16KD"}
     assert row["memory_formula"] == {"bytes": 2 * 64 * 64, "bits": 65536, "block_ram": "DP16KD",
                                      "block_rams": 4}

@@ -30,11 +30,12 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from hdl.engine.tcb import seq_lt
+from hdl.memories import NO_RW_CHECK, registered_read_port
 
 __all__ = ["Timer", "TimerUpdate", "Timers", "orders", "earliest", "due_at", "TIMERS"]
 
 #: clocks from a scanned entry's read to its use
-SCAN_LATENCY = 2
+SCAN_LATENCY = 4
 
 #: the record's timers, in the order ``TimerUpdate`` carries them (``model.tcp.Tcb``'s names)
 TIMERS = ("rto", "persist", "close")
@@ -157,13 +158,13 @@ class Timers(wiring.Component):
         next_now = Signal(32, init=1)           # now + 1, kept beside it (no adder on a path)
         m.d.comb += self.now.eq(now)
 
-        # each connection's earliest running deadline: a block RAM on ECP5 and iCE40, the
-        # scan's first register its output register (LUT RAM, which iCE40 lacks, gained ECP5
-        # 15-30 MHz: yosys fails a memory whose ram_style it cannot map)
-        m.submodules.wake = wake = Memory(shape=Timer(), depth=N, init=[])
+        # each connection's earliest running deadline: a block RAM on ECP5 and iCE40, read
+        # through its read and output registers (a read that meets an update's write of its
+        # connection is dropped below, so the RAM needs no read/write bypass)
+        m.submodules.wake = wake = Memory(shape=Timer(), depth=N, init=[], attrs=NO_RW_CHECK)
         wake_wr = wake.write_port()
         scan = Signal(range(N))
-        wake_rd = wake.read_port(domain="comb")
+        wake_rd = registered_read_port(m, wake, name="wake_rd")
         m.d.comb += wake_rd.addr.eq(scan)
         m.d.sync += scan.eq(scan + 1)           # N is a power of two: wraps
 
@@ -189,28 +190,37 @@ class Timers(wiring.Component):
         updating = u0_valid | u1_valid | u2_valid
         jump = Signal()                         # a jump of the clock in its second clock (below)
 
-        # the scan's read (the RAM's output register, a block RAM's), then a second register
-        # before any arithmetic; an entry is dropped when an update writes its connection
-        # while it is read or between the two registers (it holds the old deadline), and an
-        # update in the clock it is used overrides it (below)
+        # the scan's read, in the RAM's read and output registers, then a register of the
+        # fabric (s2) before any arithmetic (the RAM sits away from the logic); an entry is
+        # dropped when an update writes its connection while it is read or between the
+        # registers (it holds the old deadline), and an update in the clock it is used
+        # overrides it (below)
         def overwritten(conn):
             return u2_valid & (u2_conn == conn)
         s_conn = Signal(range(N))
-        s = Signal(Timer())
         s_valid = Signal()
-        m.d.sync += [s_conn.eq(scan), s.eq(wake_rd.data), s_valid.eq(~overwritten(scan))]
+        m.d.sync += [s_conn.eq(scan), s_valid.eq(~overwritten(scan))]
+        o_conn = Signal(range(N))
+        o_valid = Signal()
+        m.d.sync += [o_conn.eq(s_conn), o_valid.eq(s_valid & ~overwritten(s_conn))]
         s2_conn = Signal(range(N))
         s2 = Signal(Timer())
         s2_valid = Signal()
-        m.d.sync += [s2_conn.eq(s_conn), s2.eq(s), s2_valid.eq(s_valid & ~overwritten(s_conn))]
+        m.d.sync += [s2_conn.eq(o_conn), s2.eq(wake_rd.data),
+                     s2_valid.eq(o_valid & ~overwritten(o_conn))]
 
-        # pending: due at the next tick; the update's bit after the scan's, so it wins
+        # pending: due at the next tick (the scanned entry's verdict registered first, s3);
+        # the update's bit after the scan's, so it wins
+        s3_conn = Signal(range(N))
+        s3_due = Signal()
+        s3_valid = Signal()
+        m.d.sync += [s3_conn.eq(s2_conn), s3_due.eq(s2.armed & due_at(s2.deadline, next_now)),
+                     s3_valid.eq(s2_valid & ~overwritten(s2_conn))]
         pending = Signal(N)
         pending_next = Signal(N)
         m.d.comb += pending_next.eq(pending)
-        with m.If(s2_valid):
-            m.d.comb += pending_next.bit_select(s2_conn, 1).eq(
-                s2.armed & due_at(s2.deadline, next_now))
+        with m.If(s3_valid):
+            m.d.comb += pending_next.bit_select(s3_conn, 1).eq(s3_due)
         with m.If(u2_valid):
             m.d.comb += pending_next.bit_select(u2_conn, 1).eq(
                 u2.armed & due_at(u2.deadline, next_now))
@@ -261,13 +271,14 @@ class Timers(wiring.Component):
         # stage A) and their verdict taken a clock later (stage B), so an entry may follow
         # only every other clock: even connections in a first pass of the scan, odd ones in a
         # second, a clock apart (the last even one and the first odd one may be neighbours in
-        # the scan). `left` holds the entry read 3 clocks before, from the query's second
-        # clock.
+        # the scan). `left` holds the entry read 4 clocks before: from the query's clock
+        # `first` on, one read after the query started.
         left = Signal(signed(32))
         left_armed = Signal()
         left_odd = Signal()
         m.d.sync += [left.eq(s2.deadline - now), left_armed.eq(s2.armed), left_odd.eq(s2_conn[0])]
-        q_clock = Signal(range(2 * N + 4))
+        first = 3
+        q_clock = Signal(range(2 * N + first + 2))
         q_running = Signal()
         q_done = Signal()
         best = Signal(signed(32))
@@ -277,8 +288,9 @@ class Timers(wiring.Component):
         a_hi_less = Signal()
         a_hi_equal = Signal()
         a_lo_less = Signal()
-        odd_pass = q_clock >= N + 3
-        in_window = Mux(odd_pass, q_clock < 2 * N + 3, (q_clock >= 2) & (q_clock < N + 2))
+        odd_pass = q_clock >= N + first + 1
+        in_window = Mux(odd_pass, q_clock < 2 * N + first + 1,
+                        (q_clock >= first) & (q_clock < N + first))
         m.d.sync += [a_valid.eq(q_running & in_window & left_armed & (left_odd == odd_pass)),
                      a_left.eq(left),
                      a_hi_less.eq(left[16:].as_signed() < best[16:].as_signed()),
@@ -290,7 +302,7 @@ class Timers(wiring.Component):
                 m.d.sync += best.eq(a_left)
         with m.If(q_running):
             m.d.sync += q_clock.eq(q_clock + 1)
-            with m.If(q_clock == 2 * N + 3):
+            with m.If(q_clock == 2 * N + first + 1):
                 m.d.sync += [q_running.eq(0), q_done.eq(1)]
         with m.Elif(q_done):
             with m.If(~self.query_req):

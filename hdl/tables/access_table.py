@@ -11,6 +11,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.layouts import check_power_of_two
+from hdl.memories import NO_RW_CHECK, registered_read_port
 
 __all__ = ["AccessOp", "AccessCheck", "AccessResult", "AccessControl", "AccessTable"]
 
@@ -53,11 +54,12 @@ class _Control(enum.Enum, shape=1):
 class AccessTable(wiring.Component):
     """One bit per (connection, process), addressed ``{conn, pid}`` in a one-bit-wide block RAM.
 
-    A check reads exactly its own bit, so the block RAM output goes to the result with no
-    multiplexer after it (the RAM's clock-to-output is most of a cycle on an ECP5). Checks are
-    pipelined at one per clock with a latency of one cycle. GRANT and REVOKE write one bit in
-    one cycle; CLEAR writes a connection's bits one per cycle (``processes`` cycles). Checks
-    wait while a control operation runs; a check accepted after its ``done`` sees its effect.
+    A check reads exactly its own bit, through the block RAM's read and output registers
+    (:func:`hdl.memories.registered_read_port`) with no logic after them. Checks are pipelined
+    at one per clock with a latency of two cycles. GRANT and REVOKE write one bit in one cycle;
+    CLEAR writes a connection's bits one per cycle (``processes`` cycles). Checks wait while a
+    control operation runs, so no check reads in a clock that writes (the memory needs no
+    read/write bypass); a check accepted after its ``done`` sees its effect.
 
     Parameters
     ----------
@@ -92,12 +94,14 @@ class AccessTable(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.bits = bits = memory.Memory(
-            shape=1, depth=self.connections * self.processes, init=[])
+            shape=1, depth=self.connections * self.processes, init=[], attrs=NO_RW_CHECK)
         bit_write = bits.write_port()
-        check_read = bits.read_port(transparent_for=(bit_write,))
+        check_read = registered_read_port(m, bits, name="check_read")
 
         # Check pipeline: the bit is read in the cycle the check is accepted and the result
-        # is valid the next cycle. The stage advances when the result is taken or empty.
+        # is valid two cycles later. Both stages advance when the result is taken or empty.
+        read = Signal.like(self.check.payload)      # the checks in the RAM's two registers
+        read_valid = Signal()
         pending = Signal.like(self.check.payload)
         advance = Signal()
         busy = Signal()
@@ -112,8 +116,10 @@ class AccessTable(wiring.Component):
         ]
         with m.If(advance):
             m.d.sync += [
-                self.result.valid.eq(self.check.valid & self.check.ready),
-                pending.eq(self.check.payload),
+                read_valid.eq(self.check.valid & self.check.ready),
+                read.eq(self.check.payload),
+                self.result.valid.eq(read_valid),
+                pending.eq(read),
             ]
 
         # Control: GRANT/REVOKE write their bit at once; CLEAR walks the connection's bits.

@@ -26,9 +26,9 @@ def test_counters_are_named_once():
 def test_rejects_bad_parameters():
     with pytest.raises(TypeError, match="Tick length must be a non-negative number of cycles, not -1"):
         NIC(tick_cycles=-1)
-    with pytest.raises(ValueError, match="Tick length must be 0 or at least 67 cycles with 64 "
+    with pytest.raises(ValueError, match="Tick length must be 0 or at least 69 cycles with 64 "
                                          "connections"):
-        NIC(tick_cycles=66)
+        NIC(tick_cycles=68)
     with pytest.raises(TypeError, match="Policy snd_buffer must be a power of two from 64 to 1048576"):
         NIC(policy=Policy(rcv_buffer=2048, snd_buffer=2 ** 21, udp_rcv_buffer=2048))
     with pytest.raises(TypeError, match="Policy snd_buffer must be a power of two from 64 to 1048576"):
