@@ -111,10 +111,10 @@ class Timers(wiring.Component):
     due_valid : Out(1), due_conn : Out(range(connections)), due_take : In(1), due_done : Out(1)
         The lowest connection of the tick's set not yet taken; taking it removes it. After a
         take (of the tick or of a connection) the next one, or ``due_done`` (the set is
-        empty), shows the second clock after it; neither shows in the clock between.
+        empty), shows the fourth clock after it; neither shows in the clocks between.
     update : In(stream.Signature(TimerUpdate))
         A connection's timers, whenever its record is written back (``armed`` only for a
-        TCP connection). Always ready. Three clocks on its way; a tick or query waits for it.
+        TCP connection). Always ready. Four clocks on its way; a tick or query waits for it.
     advance : In(stream.Signature(32))
         Always ready: ``now`` jumps ``payload - 1`` ticks (control ADVANCE: the next tick runs the timers),
         from the second clock after.
@@ -186,8 +186,14 @@ class Timers(wiring.Component):
         m.d.sync += [u2_conn.eq(u1.conn), u2.armed.eq(armed), u2.deadline.eq(deadline),
                      u2_valid.eq(u1_valid)]
         m.d.comb += [wake_wr.addr.eq(u2_conn), wake_wr.data.eq(u2), wake_wr.en.eq(u2_valid)]
+        # its verdict, registered (u3) like the scan's
+        u3_conn = Signal.like(u2_conn)
+        u3_due = Signal()
+        u3_valid = Signal()
+        m.d.sync += [u3_conn.eq(u2_conn), u3_due.eq(u2.armed & due_at(u2.deadline, next_now)),
+                     u3_valid.eq(u2_valid)]
         # (an update's own clock is the engine's WRITE_BACK, when it takes no tick or query)
-        updating = u0_valid | u1_valid | u2_valid
+        updating = u0_valid | u1_valid | u2_valid | u3_valid
         jump = Signal()                         # a jump of the clock in its second clock (below)
 
         # the scan's read, in the RAM's read and output registers, then a register of the
@@ -210,20 +216,20 @@ class Timers(wiring.Component):
                      s2_valid.eq(o_valid & ~overwritten(o_conn))]
 
         # pending: due at the next tick (the scanned entry's verdict registered first, s3);
-        # the update's bit after the scan's, so it wins
+        # the update's bit after the scan's, so it wins. (A scanned entry read before the
+        # update's write and not dropped is in s3 at the latest with the update's verdict.)
         s3_conn = Signal(range(N))
         s3_due = Signal()
         s3_valid = Signal()
         m.d.sync += [s3_conn.eq(s2_conn), s3_due.eq(s2.armed & due_at(s2.deadline, next_now)),
-                     s3_valid.eq(s2_valid & ~overwritten(s2_conn))]
+                     s3_valid.eq(s2_valid)]
         pending = Signal(N)
         pending_next = Signal(N)
         m.d.comb += pending_next.eq(pending)
         with m.If(s3_valid):
             m.d.comb += pending_next.bit_select(s3_conn, 1).eq(s3_due)
-        with m.If(u2_valid):
-            m.d.comb += pending_next.bit_select(u2_conn, 1).eq(
-                u2.armed & due_at(u2.deadline, next_now))
+        with m.If(u3_valid):
+            m.d.comb += pending_next.bit_select(u3_conn, 1).eq(u3_due)
         m.d.sync += pending.eq(pending_next)
 
         # a whole scan compared with the present next_now since it last moved
@@ -240,17 +246,28 @@ class Timers(wiring.Component):
             m.d.sync += ticks.eq(ticks - 1)
         m.d.comb += self.tick_ready.eq((ticks != 0) & (stale == 0) & ~updating & ~jump)
 
-        # the tick's set; its lowest connection registered, so shown the second clock after
-        # a take (`settling` the clock between)
+        # the tick's set; its lowest connection found in three registered steps, at most 3
+        # LUT levels each (one step, a tree of 6 muxes at 64 connections, held the block at
+        # 180 MHz): each group of 8's lowest and whether it has one, the lowest group with
+        # one, that group's lowest. So it shows the fourth clock after a take (`settle`: the
+        # clocks between; `due` changes only at a take, so the steps need no valid bits)
         due = Signal(N)
-        lowest = Signal(range(N))
-        m.d.comb += lowest.eq(_lowest_set(due)[1])
+        group = min(8, N)
+        groups = [due[i:i + group] for i in range(0, N, group)]
+        group_any = Signal(len(groups))
+        group_lowest = Array(Signal(range(group), name=f"group_lowest{i}")
+                             for i in range(len(groups)))
+        m.d.sync += [group_any.eq(Cat(bits.any() for bits in groups)),
+                     *(group_lowest[i].eq(_lowest_set(bits)[1]) for i, bits in enumerate(groups))]
+        lowest_group = Signal(range(len(groups)))
+        m.d.sync += [lowest_group.eq(_lowest_set(group_any)[1]),
+                     self.due_conn.eq(Cat(group_lowest[lowest_group], lowest_group))]
         due_any = Signal()
-        settling = Signal()
-        m.d.sync += [self.due_conn.eq(lowest), due_any.eq(due.any()),
-                     settling.eq(self.tick_take | self.due_take)]
-        m.d.comb += [self.due_valid.eq(due_any & ~settling),
-                     self.due_done.eq(~due_any & ~settling)]
+        settle = Signal(3)
+        m.d.sync += [due_any.eq(due.any()),
+                     settle.eq(Cat(self.tick_take | self.due_take, settle[:-1]))]
+        m.d.comb += [self.due_valid.eq(due_any & ~settle.any()),
+                     self.due_done.eq(~due_any & ~settle.any())]
         with m.If(self.tick_take):
             clock_moves(next_now, next_now + 1)
             # (what the scan writes into pending in this clock it wrote in the pass before)
