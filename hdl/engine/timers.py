@@ -259,9 +259,12 @@ class Timers(wiring.Component):
                              for i in range(len(groups)))
         m.d.sync += [group_any.eq(Cat(bits.any() for bits in groups)),
                      *(group_lowest[i].eq(_lowest_set(bits)[1]) for i, bits in enumerate(groups))]
-        lowest_group = Signal(range(len(groups)))
-        m.d.sync += [lowest_group.eq(_lowest_set(group_any)[1]),
-                     self.due_conn.eq(Cat(group_lowest[lowest_group], lowest_group))]
+        if len(groups) == 1:
+            m.d.sync += self.due_conn.eq(group_lowest[0])
+        else:
+            lowest_group = Signal(range(len(groups)))
+            m.d.sync += [lowest_group.eq(_lowest_set(group_any)[1]),
+                         self.due_conn.eq(Cat(group_lowest[lowest_group], lowest_group))]
         due_any = Signal()
         settle = Signal(3)
         m.d.sync += [due_any.eq(due.any()),
