@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CELL_DELAY_NS", "LogicPath", "deepest_paths", "main"]
+__all__ = ["CELL_DELAY_NS", "LogicPath", "deepest_paths", "signal_of", "main"]
 
 #: Input-to-output delay per cell type, routing included (a placed ECP5-8 design's LUT is
 #: 0.4-0.5 ns and its wires 0.3-1.5 ns); ``"CCU2C.CIN"`` is one hop along a carry chain. LUT
@@ -46,7 +46,9 @@ class LogicPath:
                 f"{self.carry_hops} carry hops: {self.start} -> {self.end}")
 
 
-def _signal(name):
+def signal_of(name):
+    """The signal a cell or net of Yosys's ECP5 netlist was made for (its name less the
+    suffixes techmap and ABC add)."""
     return _SUFFIX.sub("", name)
 
 
@@ -132,7 +134,7 @@ def deepest_paths(netlist, count=10, module="top"):
     paths, seen = [], set()
     for ns, cell_name, port, bit in ends:
         q = cells[cell_name]["connections"].get("Q", [None])[0]
-        target = _signal(names.get(q, cell_name)) if q is not None else _signal(cell_name)
+        target = signal_of(names.get(q, cell_name)) if q is not None else signal_of(cell_name)
         if target in seen:
             continue
         seen.add(target)
@@ -142,11 +144,11 @@ def deepest_paths(netlist, count=10, module="top"):
             at = arrival[at][3]
         through = []
         for b in reversed(chain[:-1]):
-            signal = _signal(names[b]) if b in names else None     # unnamed nets: skipped
+            signal = signal_of(names[b]) if b in names else None     # unnamed nets: skipped
             if signal and (not through or through[-1] != signal):
                 through.append(signal)
         _, levels, hops, _ = arrival[bit]
-        paths.append(LogicPath(round(ns, 2), levels, hops, _signal(names.get(chain[-1], "?")),
+        paths.append(LogicPath(round(ns, 2), levels, hops, signal_of(names.get(chain[-1], "?")),
                                f"{target}.{port}", tuple(through)))
         if len(paths) == count:
             break

@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from hdl.config import NicConfig
 from flow.bram_outreg import fold_output_registers
 from flow.build import BLOCKS, instantiate
-from flow.logic_paths import deepest_paths
+from flow.logic_paths import deepest_paths, signal_of
 
 __all__ = ["TARGETS", "SerialHarness", "synthesise", "SynthConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
            "sweep", "nic_plan", "synthesise_nic", "run_plan", "report_table", "report_markdown",
@@ -224,16 +224,23 @@ def _count(cells, name):
 
 
 def _critical_path(report):
-    """Start, end and length of the first critical path in nextpnr's report, if any."""
+    """Start, end and length of the first critical path in nextpnr's report, if any: its
+    cells, the Amaranth signals they were made for (the cell names less the suffixes Yosys
+    and ABC add), and its delay split into logic (cells, clock-to-out, setup) and routing."""
     for entry in report.get("critical_paths", []):
         steps = entry.get("path", [])
         if not steps:
             continue
         cells = [step.get(end, {}).get("cell") for step in steps for end in ("from", "to")]
         cells = [cell for cell in cells if cell]
+        routing = sum(step.get("delay", 0) for step in steps if step.get("type") == "routing")
+        total = sum(step.get("delay", 0) for step in steps)
         return {
             "from": cells[0] if cells else None, "to": cells[-1] if cells else None,
-            "delay_ns": round(sum(step.get("delay", 0) for step in steps), 2),
+            "from_signal": signal_of(cells[0]) if cells else None,
+            "to_signal": signal_of(cells[-1]) if cells else None,
+            "delay_ns": round(total, 2),
+            "logic_ns": round(total - routing, 2), "routing_ns": round(routing, 2),
             "logic_levels": sum(step.get("type") == "logic" for step in steps),
         }
     return None
@@ -571,6 +578,11 @@ def report_table(report):
         else:
             fmax = "—"
         note = "" if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
+        if row.get("critical_path") and row.get("fmax_mhz"):
+            path = row["critical_path"]
+            note += (f"critical path `{path['from_signal']}` -> `{path['to_signal']}`, "
+                     f"{path['delay_ns']} ns ({path['logic_ns']} logic, {path['routing_ns']} "
+                     f"routing), {path['logic_levels']} logic levels")
         if row.get("estimated_paths"):
             path = row["estimated_paths"][0]
             note += (f"; deepest path (netlist estimate): `{path['start']}` -> `{path['end']}`, "
@@ -616,7 +628,8 @@ def report_markdown(report):
                 details.append(f"memories in {cell}: " + ", ".join(f"`{name}`" for name in names))
         path = row.get("critical_path")
         if path:
-            details.append(f"critical path {path['delay_ns']} ns, {path['logic_levels']} logic "
+            details.append(f"critical path {path['delay_ns']} ns ({path['logic_ns']} logic, "
+                           f"{path['routing_ns']} routing), {path['logic_levels']} logic "
                            f"levels, from `{path['from']}` to `{path['to']}`")
         if row.get("seconds"):
             details.append("time " + ", ".join(f"{tool} {s:.0f} s" for tool, s in row["seconds"].items()))

@@ -64,7 +64,12 @@ def test_synthesis_report(tmp_path):
     assert row["memory_formula"] == {"bytes": 2 * 64 * 64, "bits": 65536, "block_ram": "DP16KD",
                                      "block_rams": 4}
     assert set(row["seconds"]) == {"yosys", "nextpnr"}
-    assert row["critical_path"]["delay_ns"] > 0
+    path = row["critical_path"]
+    assert path["delay_ns"] > 0 and path["routing_ns"] > 0 and path["logic_ns"] > 0
+    assert abs(path["logic_ns"] + path["routing_ns"] - path["delay_ns"]) < 0.02
+    # the cells' signals: the harness's `block` and no cell suffix
+    assert path["from_signal"].startswith("block.") and "TRELLIS" not in path["from_signal"]
+    assert 1000 / path["delay_ns"] == pytest.approx(row["fmax_mhz"], rel=0.02)
 
     # report.md
     text = (tmp_path / "report.md").read_text()
