@@ -9,17 +9,13 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.config import NIC_POLICY, ring_policy
+from hdl.config import NIC_POLICY
 from hdl.engine.tx_segmenter import TxSegmenter
 from model.protocol import TcpFlag
 from model.tcp import State, Tcb, seq_add, seq_diff, seq_lt
+from test_rx_fast_path import POLICIES      # the reference ring, and 128 KiB with scaling and SACK
 
 CASES = 1500
-
-POLICIES = {
-    "reference": NIC_POLICY,
-    "scaled": ring_policy(2 ** 17, window_scaling=True, wscale=2, sack=True),
-}
 
 
 def _connection(rng, policy):
