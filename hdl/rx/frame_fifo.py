@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from hdl.layouts import FrameBeat, check_data_width, check_power_of_two
+from hdl.memories import NO_RW_CHECK, registered_read_port
 
 __all__ = ["FrameStatus", "FrameFifo"]
 
@@ -95,10 +96,12 @@ class FrameFifo(wiring.Component):
         m = Module()
         addr_bits = exact_log2(self._depth)
 
+        # (a beat is read only once committed, and written only below `rd + depth`: no read
+        # meets a write of its address, but the unused reads of an empty FIFO)
         m.submodules.storage = storage = Memory(
-            shape=FrameBeat(self._data_width), depth=self._depth, init=[])
+            shape=FrameBeat(self._data_width), depth=self._depth, init=[], attrs=NO_RW_CHECK)
         wp = storage.write_port()
-        rp = storage.read_port()
+        rp = registered_read_port(m, storage, name="rp")
 
         # Pointers count beats modulo 2 * depth, so that full and empty differ; the storage
         # address is their low bits. Always `rd <= commit <= wr <= rd + depth` (modulo).
@@ -145,21 +148,21 @@ class FrameFifo(wiring.Component):
 
         wiring.connect(m, status_queue.r_stream, wiring.flipped(self.status))
 
-        # -- Read side: read port, then output register, advancing together ------------------
+        # -- Read side: the RAM's read and output registers, advancing together --------------
         advance = Signal()
         fetch = Signal()
-        fetched = Signal()                  # the read port holds a beat for the output register
+        fetched = Signal()                  # the read register holds a beat for the output one
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
             fetch.eq(advance & (rd != commit)),
             rp.addr.eq(rd[:addr_bits]),
             rp.en.eq(advance),
+            self.o.payload.eq(rp.data),
         ]
         with m.If(advance):
             m.d.sync += [
                 fetched.eq(fetch),
                 self.o.valid.eq(fetched),
-                self.o.payload.eq(rp.data),
             ]
         with m.If(fetch):
             m.d.sync += rd.eq(rd + 1)
