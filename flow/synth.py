@@ -13,7 +13,8 @@ apart from the block's.
 :data:`SMALL` and the :func:`sweep` of connections x window) and writes
 ``build/synth/report.json`` and ``build/synth/report.md``. Each configuration's files are in
 ``build/synth/nic/NAME/``; a configuration whose Verilog, scripts and tools are unchanged is
-not run again (``--force`` runs it anyway).
+not run again (``--force`` runs it anyway). ``--rows 256x512 ...`` runs only the
+configurations of those connections x window.
 """
 
 import argparse
@@ -410,12 +411,16 @@ def sweep():
     return sorted(configs, key=lambda c: (-c.memory_bytes, -c.connections))
 
 
-def nic_plan(quick=False):
+def nic_plan(quick=False, rows=None):
     """[(role, config)]: the reference, the small builds, then the sweep (without the reference
-    again). `quick`: the reference and the small builds only."""
+    again). `quick`: the reference and the small builds only. `rows`: only the configurations
+    of these (connections, window), e.g. ``{(256, 512)}``, to measure one row of the sweep."""
     plan = [("reference", REFERENCE), ("small", SMALL), ("small", SMALL_HX8K)]
     if not quick:
         plan += [("sweep", config) for config in sweep() if config != REFERENCE]
+    if rows is not None:
+        plan = [(role, config) for role, config in plan
+                if (config.connections, config.window) in rows]
     return plan
 
 
@@ -620,6 +625,15 @@ def report_markdown(report):
 
 # ----- command line -------------------------------------------------------------------------
 
+def _row(text):
+    """``256x512`` -> (256, 512): a row of the sweep, connections x window bytes."""
+    try:
+        connections, window = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a row is CONNECTIONSxWINDOW, e.g. 256x512, not {text!r}")
+    return connections, window
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -633,6 +647,9 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="nic: run cached configurations again")
     parser.add_argument("--timeout", type=float, help="nic: seconds per tool run before giving up")
     parser.add_argument("--jobs", type=int, default=1, help="nic: configurations synthesised at once")
+    parser.add_argument("--rows", nargs="+", type=_row, metavar="CxW",
+                        help="nic: only the configurations of these connections x window "
+                             "(e.g. 256x512); the report then lists only them")
     args = parser.parse_args(argv)
     started = time.monotonic()
 
@@ -650,7 +667,8 @@ def main(argv=None):
     if "nic" in args.names:
         command = shlex.join(["python", "-m", "flow.synth", *argv])
         log("reading the tools' versions (a first YoWASP run compiles its WebAssembly) ...")
-        report = run_plan(nic_plan(args.quick), args.out, command, args.freq, force=args.force,
+        rows = None if args.rows is None else set(args.rows)
+        report = run_plan(nic_plan(args.quick, rows), args.out, command, args.freq, force=args.force,
                           timeout=args.timeout, jobs=args.jobs, log=log)
         statuses = {}
         for row in report["rows"]:

@@ -226,6 +226,16 @@ def test_yosys_failure_is_a_row(tmp_path, monkeypatch):
     assert "yosys" in row["seconds"] and "luts" not in row
 
 
+def test_one_row_of_the_sweep():
+    import argparse
+    import flow.synth as synth
+    plan = synth.nic_plan(rows={synth._row("256x512")})
+    assert [(role, c.connections, c.window) for role, c in plan] == [("sweep", 256, 512)]
+    assert [c for _, c in synth.nic_plan(rows={(64, 2048)})] == [REFERENCE]
+    with pytest.raises(argparse.ArgumentTypeError, match="e.g. 256x512, not '256'"):
+        synth._row("256")
+
+
 def _cell(kind, **ports):
     """A netlist.json cell: `ports` name -> (direction, [bits])."""
     return {"type": kind, "port_directions": {p: d for p, (d, _) in ports.items()},
