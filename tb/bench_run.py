@@ -487,7 +487,10 @@ def report_tables(report) -> str:
             "last payload beat in the ring, and to the first beat of its ACK out; from a WRITE "
             "accepted to the first beat of its segment out. A READ is answered once the ring has "
             "decided the segment's write, and its beats follow the bytes into the ring, so "
-            "*readable* may come before the last byte is *in* the ring.", "",
+            "*readable* may come before the last byte is *in* the ring. The waiting READ keeps "
+            "the engine busy (it takes one event at a time), so *readable* and *in the ring* "
+            "also count the rest of the READ the frame's event meets, a few clocks that vary "
+            "with where the polling is.", "",
             "| frame | NIC | in -> readable | in -> ring | in -> ACK out | WRITE -> wire |",
             "|---|---|---|---|---|---|"]
     for r in report["latency"]:
