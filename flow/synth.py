@@ -497,14 +497,18 @@ ROW_FIELDS = ("role", "name", "target", "part", "data_width", "connections", "wi
 
 
 def _cache_key(design, config, clock_mhz):
-    text = json.dumps([design, TARGETS[config.target], clock_mhz, _package_versions()],
+    """What a row's figures depend on: the design, the target, the clock, the tools, and the
+    flow itself (the yosys scripts and the netlist pass between yosys and nextpnr)."""
+    flow = [YOSYS_FLOWS, Path(__file__).with_name("bram_outreg.py").read_text()]
+    text = json.dumps([design, TARGETS[config.target], clock_mhz, _package_versions(), flow],
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def synthesise_nic(config, out_dir, clock_mhz=200.0, *, force=False, timeout=None, progress=None):
     """Synthesise one NIC configuration into ``out_dir/nic/NAME``; return its report row
-    (without the role). A result whose Verilog, target and tools are unchanged is reused."""
+    (without the role). A result whose Verilog, target, tools and flow are unchanged is
+    reused."""
     work = Path(out_dir) / "nic" / config.name
     cached = work / "result.json"
     block = config.build()
@@ -514,9 +518,7 @@ def synthesise_nic(config, out_dir, clock_mhz=200.0, *, force=False, timeout=Non
         row = json.loads(cached.read_text())
         # a run that timed out is reused only by one given no more time
         longer = row["status"] == "timed out" and (timeout is None or timeout > row.get("timeout_s", 0))
-        # a yosys failure from before the fallback flow (rows without "flow") may now map
-        before_fallback = row["status"] == "yosys failed" and "flow" not in row
-        if row.get("key") == key and not longer and not before_fallback:
+        if row.get("key") == key and not longer:
             row["cached"] = True
             return row
     row = {**asdict(config), "memory_formula": config.memory_formula()}

@@ -328,10 +328,16 @@ def test_stack_failure_cached_before_the_fallback_runs_again(tmp_path, monkeypat
     first = synth.synthesise_nic(config, tmp_path)
     assert first["flow"] == "abc9" and not first["cached"]
     assert synth.synthesise_nic(config, tmp_path)["cached"]
-    # a row written before rows said their flow, by a yosys that ran out of stack
+    # a row written before the fallback flow existed, by a yosys that ran out of stack: its
+    # key is that of the flows of its day
     cached = tmp_path / "nic" / config.name / "result.json"
+    old_flows = {"abc9": synth.YOSYS_FLOWS["abc9"]}
+    with monkeypatch.context() as before:
+        before.setattr(synth, "YOSYS_FLOWS", old_flows)
+        old_key = synth._cache_key(synth._design(config.build())[1], config, 200.0)
+    assert old_key != first["key"]
     old = {key: value for key, value in first.items() if key != "flow"}
-    cached.write_text(json.dumps({**old, "status": "yosys failed",
+    cached.write_text(json.dumps({**old, "key": old_key, "status": "yosys failed",
                                   "reason": "wasm trap: call stack exhausted"}))
     again = synth.synthesise_nic(config, tmp_path)
     assert not again["cached"] and again["status"] == "ok" and again["flow"] == "abc9"
