@@ -6,14 +6,14 @@ choice and cuckoo walk, so their responses and memory contents agree bit for bit
 
 import functools
 import operator
-from typing import NamedTuple
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from model import socket_table as ref
+from hdl.memories import RegisteredRead
 
 __all__ = ["Op", "Status", "KeyLayout", "EntryLayout", "CommandLayout", "ResponseLayout",
            "ResultLayout", "SocketTable", "LOOKUP_LATENCY"]
@@ -26,13 +26,6 @@ LOOKUP_LATENCY = 5
 # Rows per way memory up to which the memories are read as LUT RAM is (see
 # `SocketTable._read_port`): ECP5's and iCE40's LUT RAM primitives hold 16 rows.
 LUT_RAM_ROWS = 16
-
-
-class _RegisteredRead(NamedTuple):
-    """A LUT RAM read port with its data register: `addr` and `en` as a synchronous port's."""
-    addr: Value
-    en: Value
-    data: Value
 
 
 class Op(enum.Enum, shape=1):
@@ -269,8 +262,8 @@ class SocketTable(wiring.Component):
         if self._rows > LUT_RAM_ROWS:
             return mem.read_port()
         port = mem.read_port(domain="comb")
-        registered = _RegisteredRead(addr=port.addr, en=Signal(init=1, name=f"{name}_en"),
-                                     data=Signal.like(port.data, name=f"{name}_data"))
+        registered = RegisteredRead(addr=port.addr, en=Signal(init=1, name=f"{name}_en"),
+                                    data=Signal.like(port.data, name=f"{name}_data"), latency=1)
         with m.If(registered.en):
             m.d.sync += registered.data.eq(port.data)
         return registered
