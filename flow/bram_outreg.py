@@ -77,10 +77,8 @@ def fold_output_registers(netlist: dict, top: str = "top") -> list[Folded]:
     cells = module["cells"]
     sinks = _sinks(module)
     folded = []
-    for name in sorted(cells):
-        ram = cells.get(name)
-        if ram is None or ram["type"] != "DP16KD":
-            continue
+    for name in sorted(name for name, cell in cells.items() if cell["type"] == "DP16KD"):
+        ram = cells[name]
         for port in "AB":
             if ram["parameters"].get(f"REGMODE_{port}", "NOREG").strip() != "NOREG":
                 continue
