@@ -12,7 +12,7 @@ from amaranth.back import rtlil
 from amaranth.lib import memory
 from amaranth.sim import Simulator
 
-from flow.bram_outreg import Folded, fold_output_registers
+from flow.bram_outreg import Folded, _width, fold_output_registers
 from flow.synth import _run
 from hdl.memories import NO_RW_CHECK, registered_read_port
 
@@ -150,17 +150,17 @@ def test_fold_leaves_a_bit_driving_a_module_output():
 
 # ----- on Yosys's netlist -------------------------------------------------------------------
 
-def _synthesise(tmp_path, build, attrs):
-    """`build(m, mem, addr, en)` -> the read data; Yosys's ECP5 netlist of a 1024 x 16 memory
-    (with `attrs`) read so, with an adder after the read data's registers."""
+def _synthesise(tmp_path, build, attrs, width=16, depth=1024):
+    """`build(m, mem, addr, en)` -> the read data; Yosys's ECP5 netlist of a `depth` x `width`
+    memory (with `attrs`) read so, with an adder after the read data's registers."""
     m = Module()
-    m.submodules.mem = mem = memory.Memory(shape=16, depth=1024, init=[], attrs=attrs)
+    m.submodules.mem = mem = memory.Memory(shape=width, depth=depth, init=[], attrs=attrs)
     write = mem.write_port()
-    addr, en = Signal(10), Signal()
-    waddr, wdata, wen = Signal(10), Signal(16), Signal()
+    addr, en = Signal(range(depth)), Signal()
+    waddr, wdata, wen = Signal(range(depth)), Signal(width), Signal()
     m.d.comb += [write.addr.eq(waddr), write.data.eq(wdata), write.en.eq(wen)]
     data = build(m, mem, addr, en)
-    out = Signal(16)
+    out = Signal(width)
     m.d.sync += out.eq(data + 1)                # logic after the RAM's registers
     (tmp_path / "top.il").write_text(rtlil.convert(m, ports=[addr, en, waddr, wdata, wen, out]))
     (tmp_path / "synth.ys").write_text("read_rtlil top.il\nsynth_ecp5 -top top\n"
@@ -169,17 +169,51 @@ def _synthesise(tmp_path, build, attrs):
     return json.loads((tmp_path / "netlist.json").read_text())
 
 
+def _registered(m, mem, addr, en):
+    read = registered_read_port(m, mem, name="rd")
+    m.d.comb += [read.addr.eq(addr), read.en.eq(en)]
+    return read.data
+
+
 def test_yosys_netlist_of_the_read_port_folds(tmp_path):
-    def registered(m, mem, addr, en):
-        read = registered_read_port(m, mem, name="rd")
-        m.d.comb += [read.addr.eq(addr), read.en.eq(en)]
-        return read.data
-    netlist = _synthesise(tmp_path, registered, NO_RW_CHECK)
+    netlist = _synthesise(tmp_path, _registered, NO_RW_CHECK)
     (folded,) = fold_output_registers(netlist)
     assert (folded.bits, folded.enable) == (16, "shared")
     cells = netlist["modules"]["top"]["cells"].values()
     assert sum(c["type"] == "TRELLIS_FF" for c in cells) == 16       # `out`'s
     assert sum(c["type"] == "DP16KD" for c in cells) == 1
+
+
+def _ram(netlist):
+    """The netlist's one DP16KD: (its name, the cell)."""
+    (found,) = ((n, c) for n, c in netlist["modules"]["top"]["cells"].items()
+                if c["type"] == "DP16KD")
+    return found
+
+
+def test_yosys_netlist_of_a_36_bit_read_folds_whole(tmp_path):
+    """A 64 x 32 memory (a stream buffer's head) maps to a 36-bit pseudo dual port read, on
+    DOA and DOB of port B: its 32 registers fold together, both ports' output registers set."""
+    netlist = _synthesise(tmp_path, _registered, NO_RW_CHECK, width=32, depth=64)
+    name, ram = _ram(netlist)
+    assert _width(ram["parameters"]["DATA_WIDTH_B"]) == 36
+    assert fold_output_registers(netlist) == [Folded(name, "B", 32, "shared")]
+    assert ram["parameters"]["REGMODE_A"] == ram["parameters"]["REGMODE_B"] == "OUTREG"
+    assert ram["connections"]["OCEA"] == ram["connections"]["OCEB"] != ["0"]
+    cells = netlist["modules"]["top"]["cells"].values()
+    assert sum(c["type"] == "TRELLIS_FF" for c in cells) == 32       # `out`'s
+
+
+def test_36_bit_read_folds_whole_or_not_at_all(tmp_path):
+    """One DOA bit of a 36-bit read also drives logic: neither half folds."""
+    netlist = _synthesise(tmp_path, _registered, NO_RW_CHECK, width=32, depth=64)
+    _, ram = _ram(netlist)
+    netlist["modules"]["top"]["cells"]["tap"] = {
+        "type": "LUT4", "parameters": {}, "port_directions": {"A": "input", "Z": "output"},
+        "connections": {"A": ram["connections"]["DOA0"], "Z": [10 ** 6]}}
+    before = copy.deepcopy(netlist)
+    assert fold_output_registers(netlist) == []
+    assert netlist == before
 
 
 def test_yosys_bypass_of_a_plain_port_stops_the_fold(tmp_path):
