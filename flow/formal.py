@@ -508,7 +508,7 @@ PROOFS = {p.name: p for p in [
     Proof("stream_buffer_bytes", "stream buffer (8 bit, 2 conn, 4-byte rings, 1 range, "
           "2 reads queued): "
           "bytes in order, never more than in, unread never overwritten",
-          _buffer("bytes", max_length=6), "bmc", 18),
+          _buffer("bytes", max_length=6), "bmc", 22),
     Proof("socket_table_handshake", "socket table (16 entries): result, rsp keep valid/ready",
           _sockets("handshake"), "prove", 4, quick=True),
     Proof("socket_table_hits", "socket table (16 entries, 2 kicks): a lookup hits exactly "
@@ -517,7 +517,7 @@ PROOFS = {p.name: p for p in [
           "must FAIL", _access("grants", "leak"), "bmc", 20, quick=True, expect="FAIL"),
     Proof("mutant_stream_buffer_corrupt", "MUTANT stream buffer flipping a bit of each "
           "read's second byte: must FAIL", _buffer("bytes", CorruptStreamBuffer, max_length=6),
-          "bmc", 18, expect="FAIL"),
+          "bmc", 22, expect="FAIL"),
     Proof("mutant_socket_table_eager", "MUTANT socket table hitting on every lookup: "
           "must FAIL", _sockets("hits", EagerSocketTable), "bmc", 9, quick=True,
           expect="FAIL"),

@@ -10,11 +10,12 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from hdl.layouts import FrameBeat, check_data_width
+from hdl.memories import NO_RW_CHECK, registered_read_port
 
 __all__ = [
     "OooRange", "ConnState", "WriteCommand", "WriteResponse", "ReadCommand", "ReadResponse",
     "InitCommand", "StateQuery", "ring_free", "StreamBuffer", "WRITE_DECISION_CLOCKS",
-    "READ_DECISION_CLOCKS", "READ_FIRST_BEAT_CLOCKS",
+    "READ_DECISION_CLOCKS", "READ_FIRST_BEAT_CLOCKS", "QUERY_LATENCY",
 ]
 
 # Writes carry one segment's payload or what a host write puts in the ring: 16 bits of
@@ -27,11 +28,14 @@ READ_LENGTH_BITS = 32
 SKIP_BITS = 16
 # Clocks from a write command taken to its decision (the _WriteStep pipeline); its first beat
 # may be taken in the clock after.
-WRITE_DECISION_CLOCKS = 5
+WRITE_DECISION_CLOCKS = 6
 # Clocks from a read command taken to its decision (the _ReadStep pipeline), and to its first
-# beat on an idle data port (the queue's check, then two RAM words read and registered).
-READ_DECISION_CLOCKS = 3
-READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 6
+# beat on an idle data port (the queue's check, the fetch address registered, then two RAM
+# words read and registered).
+READ_DECISION_CLOCKS = 4
+READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 7
+# Clocks from `query_conn` to `query` (a block RAM's read and output registers).
+QUERY_LATENCY = 2
 
 
 def _ring_count_bits(count_bits, floor):
@@ -115,11 +119,12 @@ class _WriteStep(enum.Enum, shape=3):
     holds more than one or two carry chains (the block RAM's clock-to-out alone is most of a
     clock on ECP5, so its word is registered before any arithmetic)."""
     WAIT_CMD = 0            # a command on `write_cmd`; the state RAMs are read
-    LOAD = 1                # the connection's state words registered
-    RELATE = 2              # the write and the ranges as offsets from tail; the window
-    CLIP = 3                # each bound compared once: stored or not, which ranges it meets
-    GUARD = 4               # checked against the reads whose ring slots it would fill
-    DECIDE = 5              # the new tail and ranges written back; the write answered
+    FETCH = 1               # the words in the RAMs' read registers
+    LOAD = 2                # ... in their output registers; registered here, forwarded
+    RELATE = 3              # the write and the ranges as offsets from tail; the window
+    CLIP = 4                # each bound compared once: stored or not, which ranges it meets
+    GUARD = 5               # checked against the reads whose ring slots it would fill
+    DECIDE = 6              # the new tail and ranges written back; the write answered
 
 
 class _WriteJob(data.StructLayout):
@@ -128,8 +133,8 @@ class _WriteJob(data.StructLayout):
     def __init__(self, conn_bits, lane_bits, word_bits, length_bits, lanes):
         super().__init__({
             "conn": conn_bits, "shift": max(lane_bits, 1), "word": max(word_bits, 1),
-            "left": length_bits, "pos": signed(length_bits + 2),
-            "lo": length_bits + 1, "hi": length_bits + 1,
+            "left": length_bits, "next_lo": signed(length_bits + 4),
+            "next_hi": signed(length_bits + 4),
             "keep_lo": 32, "keep_hi": 32, "base": 32, "lanes": lanes,
         })
 
@@ -138,16 +143,17 @@ class _ReadJob(data.StructLayout):
     """A decided read whose words are still to be fetched: where its bytes are."""
 
     def __init__(self, conn_bits, count_bits):
-        super().__init__({"conn": conn_bits, "start": 32, "count": count_bits})
+        super().__init__({"conn": conn_bits, "start": 32, "count": count_bits, "end": 32})
 
 
-class _ReadStep(enum.Enum, shape=2):
+class _ReadStep(enum.Enum, shape=3):
     """What the read side's command part does or waits for: like the write side's, a
     pipeline of one command whose steps start from registers."""
     WAIT_CMD = 0            # a command on `read_cmd`; the state RAMs are read
-    LOAD = 1                # the connection's head and tail registered
-    CLIP = 2                # the readable bytes, compared with the skip and the end
-    DECIDE = 3              # head moved; the read answered and queued for its words
+    FETCH = 1               # the words in the RAMs' read registers
+    LOAD = 2                # the connection's head and tail registered, forwarded
+    CLIP = 3                # the readable bytes, compared with the skip and the end
+    DECIDE = 4              # head moved; the read answered and queued for its words
 
 
 class _ReadData(enum.Enum, shape=1):
@@ -231,17 +237,17 @@ class StreamBuffer(wiring.Component):
 
     Timing: each side's decision is a short pipeline whose stages start from registers (the
     state RAMs' words are registered before any arithmetic), one command in it at a time. A
-    write's decision comes ``WRITE_DECISION_CLOCKS`` (5) after its command is taken, and its
+    write's decision comes ``WRITE_DECISION_CLOCKS`` (6) after its command is taken, and its
     first beat may be taken in the next clock, then one beat per clock; ``write_resp`` shows
     the cycle after the decision, while the
     beats still move. A write whose bytes end in one more RAM word than its beats spends one
     more cycle in the background. The write side decides its next command while the beats
     of the one before still come (one decided write waits; its beats follow the earlier
     ones), so a receive ring takes the next segment's decision while this one's payload is
-    on its way. A read's decision comes ``READ_DECISION_CLOCKS`` (3) after its command;
-    on an idle data port its first beat comes ``READ_FIRST_BEAT_CLOCKS`` (9) after the
-    command (decision, the registered check that its bytes are in, two RAM words read and
-    registered before any logic), then
+    on its way. A read's decision comes ``READ_DECISION_CLOCKS`` (4) after its command;
+    on an idle data port its first beat comes ``READ_FIRST_BEAT_CLOCKS`` (11) after the
+    command (decision, the registered check that its bytes are in, the fetch address
+    registered, two RAM words read and registered before any logic), then
     one beat per clock while ``read_data.ready`` is high, from
     any byte of the ring (``head + skip`` need not be word-aligned). A read with
     ``discard`` set, or whose ``count`` is 0, takes its command's and decision's clocks however
@@ -249,7 +255,7 @@ class StreamBuffer(wiring.Component):
     go out (a send ring releases acknowledged bytes while it sends the next segment). The read
     side, too, decides its next reads while the beats of the one before still go out (up to
     ``read_queue`` decided reads wait, in order, each decided read passing through the
-    queue; each one's words are fetched after the last beat of the one before, so 4 clocks
+    queue; each one's words are fetched after the last beat of the one before, so 5 clocks
     without a beat come between two reads' beats): a send ring takes the
     next segments' reads, a receive ring the next host reads, while this one streams, and
     whoever issues them need not wait for the data port. The sides overlap: a write's beats and a
@@ -297,17 +303,19 @@ class StreamBuffer(wiring.Component):
         Install connection ``conn``: ``head = tail = offset``, no ranges held. Accepted
         only when both sides are idle and no decision is pending.
     query_conn : In(conn_bits)
-        Connection whose state ``query`` shows on the next cycle.
+        Connection whose state ``query`` shows ``QUERY_LATENCY`` (2) cycles later.
     query : Out(StateQuery)
         ``head``, ``tail`` (:func:`ring_free` gives the free bytes from them) and the held
         ranges, ``valid`` per slot: the valid ones first, the most
         recently written first (not sorted by position; no ``ranges`` field when
-        ``max_ooo_ranges`` is 0). It shows the state as of the
-        previous cycle: a command's effect is there one cycle after ``state_pending`` is low.
+        ``max_ooo_ranges`` is 0). It shows the state as it was in the cycle ``query_conn``
+        was given, if ``query_pending`` was low then (otherwise anything: the RAM's word may
+        be being written).
     state_pending : Out(1)
         A command that may change the state has been accepted and its decision is not yet in
-        the state RAMs (it waits for its decision, or is being decided); data may still be
-        moving after that. A peek changes no state and does not count.
+        the state RAMs (it waits for its decision, is being decided, or its state is being
+        written); data may still be moving after that. A peek changes no state and does not
+        count.
     query_pending : Out(1)
         ``state_pending`` for connection ``query_conn`` only: a command on another
         connection does not hold its query back.
@@ -400,28 +408,94 @@ class StreamBuffer(wiring.Component):
         conn_bits = max(conn_lsbs, 1)
         count_bits = R.bit_length()
 
-        # The data RAM: the write side owns the write port, the read side the read port.
+        # The data RAM: the write side owns the write port, the read side the read port. A
+        # block RAM read in the clock its word is written returns no defined data, so the read
+        # side fetches no word in a clock the RAM writes it (`fetch_collides`), and
+        # the port needs no bypass (NO_RW_CHECK): the word goes from the RAM's read register
+        # to its output register (`r_word_in`).
         m.submodules.data_mem = data_mem = Memory(
-            shape=W, depth=self._connections * R // L, init=[])
-        dwp = data_mem.write_port(granularity=8)
-        drp = data_mem.read_port()
+            shape=W, depth=self._connections * R // L, init=[], attrs=NO_RW_CHECK)
+        ram_wp = data_mem.write_port(granularity=8)
+        # The write side's words go into the RAM a clock after it takes them, from registers:
+        # the RAM's blocks lie across the chip, and the realignment before them is logic.
+        dwp = Signal(data.StructLayout({"addr": len(ram_wp.addr), "data": W, "en": L}))
+        m.d.sync += [ram_wp.addr.eq(dwp.addr), ram_wp.data.eq(dwp.data), ram_wp.en.eq(dwp.en)]
+        drp = registered_read_port(m, data_mem, name="data_rd", output_register=False)
         # The state, split by writer: tail and ranges (write side), head (read side). Each
-        # side reads both through its own transparent ports, so a command accepted in the
-        # cycle of another's decision sees that decision. The query ports are not
-        # transparent: Icarus Verilog does not re-evaluate the continuous assignment that a
-        # free-running transparent port becomes (`assign data = mem[addr_q]`) when the word
-        # is written. `state_pending` says when the query is up to date instead.
-        m.submodules.tail_mem = tail_mem = Memory(
-            shape=_TailState(N), depth=self._connections, init=[])
-        m.submodules.head_mem = head_mem = Memory(shape=32, depth=self._connections, init=[])
+        # reader has its own copy of what it reads (a block RAM has one read port), written
+        # by the owner's one write port. The sides read theirs as a block RAM reads at its
+        # best, through its read and output registers with no logic between
+        # (`registered_read_port`: the words come two clocks after the command is taken; the
+        # other side is deciding no command of its connection then, see the arbitration, and
+        # a write made in that clock is forwarded, `forwarded`). The query ports read
+        # copies of their own the same way (QUERY_LATENCY): the state of a connection with
+        # no write pending (`state_pending`, `query_pending`), so no collision's word is
+        # used.
+        def state_copy(name, shape):
+            mem = Memory(shape=shape, depth=self._connections, init=[], attrs=NO_RW_CHECK)
+            m.submodules[name] = mem
+            return mem
+        tail_mem = state_copy("tail_mem", _TailState(N))
+        tail_r_mem = state_copy("tail_r_mem", 32)
+        tail_q_mem = state_copy("tail_q_mem", _TailState(N))
+        head_mem = state_copy("head_mem", 32)
+        head_w_mem = state_copy("head_w_mem", 32)
+        head_q_mem = state_copy("head_q_mem", 32)
         tail_wp = tail_mem.write_port()
         head_wp = head_mem.write_port()
-        w_tail_rp = tail_mem.read_port(transparent_for=(tail_wp,))
-        w_head_rp = head_mem.read_port(transparent_for=(head_wp,))
-        r_tail_rp = tail_mem.read_port(transparent_for=(tail_wp,))
-        r_head_rp = head_mem.read_port(transparent_for=(head_wp,))
-        q_tail_rp = tail_mem.read_port()
-        q_head_rp = head_mem.read_port()
+        # The writes are decided in a clock (`tail_set`, `head_set`) and made in the next,
+        # from registers (`tail_wp`, `head_wp`): the RAMs' inputs come from flip-flops, not
+        # from the decision's logic. A command taken in the clock a write is made reads the
+        # word before it, so the write is forwarded to it (`forwarded`); it counts as pending
+        # for the query.
+        tail_set = Signal(data.StructLayout({"en": 1, "addr": len(tail_wp.addr),
+                                             "data": _TailState(N)}))
+        head_set = Signal(data.StructLayout({"en": 1, "addr": len(head_wp.addr), "data": 32}))
+        m.d.sync += [tail_wp.en.eq(tail_set.en), tail_wp.addr.eq(tail_set.addr),
+                     tail_wp.data.eq(tail_set.data),
+                     head_wp.en.eq(head_set.en), head_wp.addr.eq(head_set.addr),
+                     head_wp.data.eq(head_set.data)]
+
+        def forwarded(conn, taken, name):
+            """Registers that take, with a command of `conn` (when `taken`), the state writes
+            of `conn` made in that clock; `.state(word)` (tail and ranges), `.tail(word)` and
+            `.head(word)` are the state words read for the command with them."""
+            tail_hit = Signal(name=f"{name}_tail_forwarded")
+            tail_word = Signal(_TailState(N), name=f"{name}_tail_forward")
+            head_hit = Signal(name=f"{name}_head_forwarded")
+            head_word = Signal(32, name=f"{name}_head_forward")
+            with m.If(taken):
+                m.d.sync += [tail_hit.eq(tail_wp.en & (tail_wp.addr == conn[:conn_lsbs])),
+                             tail_word.eq(tail_wp.data),
+                             head_hit.eq(head_wp.en & (head_wp.addr == conn[:conn_lsbs])),
+                             head_word.eq(head_wp.data)]
+
+            class Forwarded:
+                @staticmethod
+                def state(word):
+                    return Mux(tail_hit, tail_word, word)
+
+                @staticmethod
+                def tail(word):
+                    return Mux(tail_hit, tail_word.tail, word)
+
+                @staticmethod
+                def head(word):
+                    return Mux(head_hit, head_word, word)
+            return Forwarded
+        for mem, owner, value in ((tail_r_mem, tail_wp, tail_wp.data.tail),
+                                  (tail_q_mem, tail_wp, tail_wp.data),
+                                  (head_w_mem, head_wp, head_wp.data),
+                                  (head_q_mem, head_wp, head_wp.data)):
+            copy = mem.write_port()
+            m.d.comb += [copy.addr.eq(owner.addr), copy.data.eq(value), copy.en.eq(owner.en)]
+        w_tail_rp = registered_read_port(m, tail_mem, name="w_tail_rd")
+        w_head_rp = registered_read_port(m, head_w_mem, name="w_head_rd")
+        r_tail_rp = registered_read_port(m, tail_r_mem, name="r_tail_rd")
+        r_head_rp = registered_read_port(m, head_mem, name="r_head_rd")
+        q_tail_rp = registered_read_port(m, tail_q_mem, name="q_tail_rd")
+        q_head_rp = registered_read_port(m, head_q_mem, name="q_head_rd")
+        assert q_tail_rp.latency == q_head_rp.latency == QUERY_LATENCY
 
         def rel(pos, base):
             """``pos - base`` in sequence space, for positions known to lie in the ring."""
@@ -466,11 +540,13 @@ class StreamBuffer(wiring.Component):
         r_streaming = r_data != _ReadData.IDLE
         write_resp_free = ~self.write_resp.valid | self.write_resp.ready
         read_resp_free = ~self.read_resp.valid | self.read_resp.ready
-        # A write waiting for its decision holds back the later reads of its connection, and
-        # a read waiting at its decision (for its answer to be taken) the writes of its own:
-        # either could change what the other decides. Commands of other connections go on.
-        w_waits = (w_step != _WriteStep.WAIT_CMD) & ~w_decides
-        r_waits = ~r_idle & ~r_decides
+        # A write being decided holds back the later reads of its connection, and a read
+        # being decided the writes of its own: either could change what the other decides.
+        # Commands of other connections go on. (A command is taken in the clock after the
+        # other side's decision at the earliest, so its state words, read when it is taken,
+        # hold that decision: nothing needs forwarding.)
+        w_waits = w_step != _WriteStep.WAIT_CMD
+        r_waits = ~r_idle
         w_conn = Signal(conn_bits)
         r_conn = Signal(conn_bits)
         w_holds_read = w_waits & (w_conn == self.read_cmd.payload.conn)
@@ -493,16 +569,18 @@ class StreamBuffer(wiring.Component):
         w_offset = Signal(32)
         length_bits = len(self.write_cmd.payload.length)
         w_length = Signal(length_bits)
-        w_reserve = Signal.like(self.write_cmd.payload.reserve)
+        w_room = Signal(signed(length_bits + 2))       # the ring less the command's reserve
         m.d.comb += [w_tail_rp.addr.eq(self.write_cmd.payload.conn),
-                     w_head_rp.addr.eq(self.write_cmd.payload.conn),
-                     w_tail_rp.en.eq(w_idle), w_head_rp.en.eq(w_idle)]
+                     w_head_rp.addr.eq(self.write_cmd.payload.conn)]
+        w_forwarded = forwarded(self.write_cmd.payload.conn,
+                                w_idle & self.write_cmd.valid & write_ok, "w")
+
         w_offset_end = Signal(32)                      # offset + length, from the command
 
         # The decision, one stage a clock (see _WriteStep), each from registers.
         # LOAD: the state words.
         st = Signal(_TailState(N))
-        w_head = Signal(32)
+        w_used = Signal(count_bits)                    # tail - head: the ring bytes in use
         valid = [st.ranges[i].valid for i in range(N)]
         # RELATE: the write's first and end bytes and the ranges' edges as offsets from tail,
         # and the window: the ring bytes this write may fill.
@@ -512,8 +590,7 @@ class StreamBuffer(wiring.Component):
         lo_rel = [Signal(count_bits, name=f"w_lo_rel{i}") for i in range(N)]
         hi_rel = [Signal(count_bits, name=f"w_hi_rel{i}") for i in range(N)]
         w_unreserved = Signal(signed(length_bits + 2))
-        m.d.comb += w_unreserved.eq(Const(R, w_unreserved.shape()) - rel(st.tail, w_head)
-                                    - w_reserve)
+        m.d.comb += w_unreserved.eq(w_room - w_used)
         with m.If(w_step == _WriteStep.RELATE):
             rel32 = (w_offset - st.tail)[:32].as_signed()
             m.d.sync += [w_rel.eq(rel32), w_end.eq(rel32 + w_length),
@@ -539,6 +616,8 @@ class StreamBuffer(wiring.Component):
         w_stored_hi = Signal(32)
         w_cmd_lo = Signal(length_bits + 1)             # [lo, hi) as command bytes
         w_cmd_hi = Signal(length_bits + 1)
+        w_first_lo = Signal(signed(length_bits + 4))   # GUARD: see `w_next_lo`, the first word's
+        w_first_hi = Signal(signed(length_bits + 4))
         with m.If(w_step == _WriteStep.CLIP):
             stop_le = [(lo_rel[i] <= w_end) & (lo_rel[i] <= w_free) for i in range(N)]
             touches = [valid[i] & stop_le[i] & (hi_rel[i] >= w_rel) for i in range(N)]
@@ -604,9 +683,10 @@ class StreamBuffer(wiring.Component):
         w_word = Signal(max(word_bits, 1))             # next RAM word within the ring
         w_left = Signal(length_bits)                   # bytes still to take
         w_prev = Signal(W)                             # residual word for realignment
-        wr_lo = Signal(length_bits + 1)                # stored bytes, relative to the offset
-        wr_hi = Signal(length_bits + 1)
-        w_pos = Signal(signed(length_bits + 2))        # command byte index of lane 0 of `w_word`
+        # the next word's lane 0 less the first and the end of the stored bytes, as command
+        # byte indices: lane i of it is stored when next_lo + i >= 0 and next_hi + i < 0
+        w_next_lo = Signal(signed(length_bits + 4))
+        w_next_hi = Signal(signed(length_bits + 4))
         w_keep_lo = Signal(32)                         # stream positions the beats still store
         w_keep_hi = Signal(32)
         w_word_pos = Signal(32)                        # stream position of lane 0 of `w_word`
@@ -616,17 +696,23 @@ class StreamBuffer(wiring.Component):
         queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits, length_bits, L))
         decided = Signal.like(queued)
 
-        def lanes_kept(pos, lo, hi):
-            """The lanes of the word whose lane 0 is command byte `pos` that hold stored
-            bytes: registered a word ahead (they are the RAM's byte enables)."""
-            return Cat((pos + i >= lo) & (pos + i < hi) for i in range(L))
+        def at_least(value, bound):
+            """Signed `value` >= `bound`, a constant in -(L - 1)..0: no carry chain."""
+            if bound == 0:
+                return ~value[-1]
+            return ~value[-1] | (value[lane_bits:].all() & (value[:lane_bits] >= bound % L))
+
+        def lanes_kept(from_lo, from_hi):
+            """The lanes of a word that hold stored bytes, from its lane 0 less the first and
+            the end of the stored bytes: registered a word ahead (the RAM's byte enables)."""
+            return Cat(at_least(from_lo, -i) & ~at_least(from_hi, -i) for i in range(L))
         w_lanes = Signal(L)
 
         def start(job):
             """The data path takes `job`'s beats from now on."""
             m.d.sync += [d_conn.eq(job.conn), w_shift.eq(job.shift), w_word.eq(job.word),
-                         w_left.eq(job.left), w_pos.eq(job.pos), wr_lo.eq(job.lo),
-                         wr_hi.eq(job.hi), w_keep_lo.eq(job.keep_lo), w_keep_hi.eq(job.keep_hi),
+                         w_left.eq(job.left), w_next_lo.eq(job.next_lo), w_next_hi.eq(job.next_hi),
+                         w_keep_lo.eq(job.keep_lo), w_keep_hi.eq(job.keep_hi),
                          w_lanes.eq(job.lanes),
                          w_word_pos.eq(job.base), w_unwritten.eq(job.keep_lo), w_active.eq(1)]
 
@@ -642,32 +728,51 @@ class StreamBuffer(wiring.Component):
         r_peek = Signal()
         r_discard = Signal()
         m.d.comb += [r_tail_rp.addr.eq(self.read_cmd.payload.conn),
-                     r_head_rp.addr.eq(self.read_cmd.payload.conn),
-                     r_tail_rp.en.eq(r_idle), r_head_rp.en.eq(r_idle)]
+                     r_head_rp.addr.eq(self.read_cmd.payload.conn)]
+        r_forwarded = forwarded(self.read_cmd.payload.conn,
+                                r_idle & self.read_cmd.valid & read_ok, "r")
+
+        r_length = Signal(count_bits)                  # the command's, when below the ring's
+        r_length_nonzero = Signal()
+        r_end_nonzero = Signal()                       # FETCH
         r_head = Signal(32)                            # LOAD
         r_tail = Signal(32)
-        readable = Signal(count_bits)                  # CLIP
+        # CLIP: every sum the decision may pick, each one carry chain after `readable`
+        readable_nonzero = Signal()
+        readable_less_skip = Signal(count_bits)
+        head_plus_skip = Signal(32)
+        head_plus_end = Signal(32)
         skip_within = Signal()
         end_within = Signal()
+        with m.If(r_step == _ReadStep.FETCH):
+            m.d.sync += r_end_nonzero.eq(r_end != 0)
         with m.If(r_step == _ReadStep.LOAD):
-            m.d.sync += [r_head.eq(r_head_rp.data), r_tail.eq(r_tail_rp.data.tail)]
+            m.d.sync += [r_head.eq(r_forwarded.head(r_head_rp.data)),
+                         r_tail.eq(r_forwarded.tail(r_tail_rp.data))]
         with m.If(r_step == _ReadStep.CLIP):
-            m.d.sync += [readable.eq(rel(r_tail, r_head)),
-                         skip_within.eq(r_skip < rel(r_tail, r_head)),
-                         end_within.eq(r_end < rel(r_tail, r_head))]
+            readable = rel(r_tail, r_head)
+            m.d.sync += [readable_nonzero.eq(readable != 0),
+                         readable_less_skip.eq(readable - r_skip),
+                         head_plus_skip.eq(r_head + r_skip),
+                         head_plus_end.eq(r_head + r_end),
+                         skip_within.eq(r_skip < readable),
+                         end_within.eq(r_end < readable)]
 
         # The decision: head moves by min(skip + length, readable), of which the first
-        # min(skip, readable) bytes are skipped and the rest are read.
-        r_skipped = Signal(count_bits)
-        r_advance = Signal(count_bits)
+        # min(skip, readable) bytes are skipped and the rest are read: selects of registers
+        # (head + readable is tail; with the skip within, readable - skip is not 0).
         r_count = Signal(count_bits)
-        m.d.comb += [
-            r_skipped.eq(Mux(skip_within, r_skip, readable)),
-            r_advance.eq(Mux(end_within, r_end, readable)),
-            r_count.eq(r_advance - r_skipped),
-        ]
+        r_count_nonzero = Signal()
         r_start = Signal(32)
-        m.d.comb += r_start.eq(r_head + r_skipped)
+        r_new_head = Signal(32)
+        r_moves = Signal()                             # head moves: the advance is not 0
+        m.d.comb += [
+            r_count.eq(Mux(skip_within, Mux(end_within, r_length, readable_less_skip), 0)),
+            r_count_nonzero.eq(skip_within & (~end_within | r_length_nonzero)),
+            r_start.eq(Mux(skip_within, head_plus_skip, r_tail)),
+            r_new_head.eq(Mux(end_within, head_plus_end, r_tail)),
+            r_moves.eq(Mux(end_within, r_end_nonzero, readable_nonzero)),
+        ]
 
         # The read side's data path.
         r_shift = Signal(max(lane_bits, 1))
@@ -688,20 +793,25 @@ class StreamBuffer(wiring.Component):
         # queue a beat is cut from (its first two words).
         r_fetched = Signal()
         r_captured = Signal()
-        r_word_in = Signal(W)
+        r_word_in = Signal(W, reset_less=True)       # the RAM's output register
         r_words = [Signal(W, name=f"r_words{i}") for i in range(_READ_WORDS_AHEAD)]
         r_words_n = Signal(range(_READ_WORDS_AHEAD + 1))
 
+        # The port reads the word of registers `r_word` and `s_conn` every clock, its enable
+        # tied high: no logic fans out to the RAM's many blocks; a word is taken only a clock
+        # after a fetch was issued, and none is issued in a clock the RAM writes that word.
+        # (A word the write side takes is in the RAM a clock later: a read is started a clock
+        # after the registered check that its bytes were taken, and fetches a clock after.)
+        fetch_addr = Cat(r_word[:word_bits], s_conn[:conn_lsbs])
+        fetch_collides = ram_wp.en.any() & (ram_wp.addr == fetch_addr)
+        m.d.comb += drp.addr.eq(fetch_addr)
+
         def start_read(job):
-            """The data path fetches `job`'s words from now on, the first in this clock."""
-            first_word = job.start[lane_bits:lane_bits + word_bits]
-            m.d.comb += drp.addr.eq(Cat(first_word, job.conn[:conn_lsbs]))
-            m.d.sync += [r_shift.eq(job.start[:lane_bits]), r_word.eq(first_word + 1),
+            """The data path fetches `job`'s words from the next clock on."""
+            m.d.sync += [r_shift.eq(job.start[:lane_bits]),
+                         r_word.eq(job.start[lane_bits:lane_bits + word_bits]),
                          r_left.eq(job.count), r_from.eq(job.start), s_conn.eq(job.conn),
-                         r_fetched.eq(1), r_data.eq(_ReadData.ACTIVE)]
-        # (the port reads every clock, its enable tied high: no logic fans out to the RAM's
-        # many blocks; a word is taken only a clock after a fetch was issued)
-        m.d.comb += [drp.addr.eq(Cat(r_word[:word_bits], s_conn[:conn_lsbs])), drp.en.eq(1)]
+                         r_data.eq(_ReadData.ACTIVE)]
 
         # ---- The two waits ---------------------------------------------------------------
         # A decided read's words are not fetched while the write side still has to put bytes
@@ -720,19 +830,21 @@ class StreamBuffer(wiring.Component):
 
         def awaits_write(job):
             """Bytes of decided read `job` are still to be put into the RAM."""
-            def offset(pos):
-                return (pos - job.start)[:count_bits + 1].as_signed()
+            def before(a, b):
+                # a < b, both within 2R of each other: the sign of one difference (one carry
+                # chain each, all at once)
+                return (a - b)[:count_bits + 2].as_signed() < 0
 
             def meets(lo, hi):
-                return (lo < hi) & (lo < job.count) & (hi > 0)
+                # [lo, hi) and the read's [start, end) overlap
+                return before(lo, hi) & before(lo, job.end) & before(job.start, hi)
 
             # (a write decided ahead has put none of its bytes in yet; `w_unwritten` stays
             # within [w_keep_lo, w_keep_hi], at w_keep_hi once all are in: then it meets
             # nothing)
             return ((w_pending & (d_conn == job.conn)
-                     & meets(offset(w_unwritten), offset(w_keep_hi)))
-                    | (q_valid & (queued.conn == job.conn)
-                       & meets(offset(queued.keep_lo), offset(queued.keep_hi))))
+                     & meets(w_unwritten, w_keep_hi))
+                    | (q_valid & (queued.conn == job.conn) & meets(queued.keep_lo, queued.keep_hi)))
         # A write waits while the read side streams, or has decided, a read of its connection
         # whose ring slots it would fill: the write stores up to tail + w_stop, and the slots
         # of the read's bytes from its first on come round again R later. (tail - first and
@@ -758,10 +870,10 @@ class StreamBuffer(wiring.Component):
 
         # ---- Init: both sides idle, it writes both state RAMs ----------------------------
         with m.If(self.init.valid & init_ok):
-            m.d.comb += [tail_wp.en.eq(1), tail_wp.addr.eq(self.init.payload.conn),
-                         tail_wp.data.eq(0), tail_wp.data.tail.eq(self.init.payload.offset),
-                         head_wp.en.eq(1), head_wp.addr.eq(self.init.payload.conn),
-                         head_wp.data.eq(self.init.payload.offset)]
+            m.d.comb += [tail_set.en.eq(1), tail_set.addr.eq(self.init.payload.conn),
+                         tail_set.data.eq(0), tail_set.data.tail.eq(self.init.payload.offset),
+                         head_set.en.eq(1), head_set.addr.eq(self.init.payload.conn),
+                         head_set.data.eq(self.init.payload.offset)]
 
         # ---- The write side's steps ------------------------------------------------------
         with m.Switch(w_step):
@@ -772,18 +884,27 @@ class StreamBuffer(wiring.Component):
                                  w_offset_end.eq(self.write_cmd.payload.offset
                                                  + self.write_cmd.payload.length),
                                  w_length.eq(self.write_cmd.payload.length),
-                                 w_reserve.eq(self.write_cmd.payload.reserve)]
-                    m.d.sync += w_step.eq(_WriteStep.LOAD)
+                                 w_room.eq(R - self.write_cmd.payload.reserve)]
+                    m.d.sync += w_step.eq(_WriteStep.FETCH)
 
+            with m.Case(_WriteStep.FETCH):
+                m.d.sync += w_step.eq(_WriteStep.LOAD)
             with m.Case(_WriteStep.LOAD):
-                # (the state read ports hold the words read when the command was taken)
-                m.d.sync += [st.eq(w_tail_rp.data), w_head.eq(w_head_rp.data)]
+                # (the state read ports' output registers hold the words read when the
+                # command was taken)
+                m.d.sync += [st.eq(w_forwarded.state(w_tail_rp.data)),
+                             w_used.eq(rel(w_forwarded.tail(w_tail_rp.data.tail),
+                                           w_forwarded.head(w_head_rp.data)))]
                 m.d.sync += w_step.eq(_WriteStep.RELATE)
             with m.Case(_WriteStep.RELATE):
                 m.d.sync += w_step.eq(_WriteStep.CLIP)
             with m.Case(_WriteStep.CLIP):
                 m.d.sync += w_step.eq(_WriteStep.GUARD)
             with m.Case(_WriteStep.GUARD):
+                # the first word's lane 0 less the stored bytes' first and end (none stored:
+                # both 0, so no lane is)
+                m.d.sync += [w_first_lo.eq(-w_offset[:lane_bits] - Mux(w_store, w_cmd_lo, 0)),
+                             w_first_hi.eq(-w_offset[:lane_bits] - Mux(w_store, w_cmd_hi, 0))]
                 m.d.sync += w_step.eq(_WriteStep.DECIDE)
 
             with m.Case(_WriteStep.DECIDE):
@@ -793,13 +914,12 @@ class StreamBuffer(wiring.Component):
                     decided.shift.eq(w_offset[:lane_bits]),
                     decided.word.eq(w_offset[lane_bits:lane_bits + word_bits]),
                     decided.left.eq(w_length),
-                    decided.pos.eq(-w_offset[:lane_bits]),
-                    decided.lo.eq(Mux(w_store, w_cmd_lo, 0)),
-                    decided.hi.eq(Mux(w_store, w_cmd_hi, 0)),
+                    decided.next_lo.eq(w_first_lo + L),
+                    decided.next_hi.eq(w_first_hi + L),
                     decided.keep_lo.eq(w_stored_lo),
                     decided.keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
                     decided.base.eq(Cat(Const(0, lane_bits), w_offset[lane_bits:])),
-                    decided.lanes.eq(lanes_kept(decided.pos, decided.lo, decided.hi)),
+                    decided.lanes.eq(lanes_kept(w_first_lo, w_first_hi)),
                 ]
                 with m.If(w_decides):
                     # its beats come next, or after those of the write before it
@@ -813,16 +933,16 @@ class StreamBuffer(wiring.Component):
                         self.write_resp.payload.advance.eq(Mux(w_store & w_in_order, advance, 0)),
                         self.write_resp.payload.refused.eq(w_nonempty & w_refuse),
                     ]
-                    m.d.comb += [tail_wp.addr.eq(w_conn), tail_wp.data.eq(st)]
+                    m.d.comb += [tail_set.addr.eq(w_conn), tail_set.data.eq(st)]
                     with m.If(w_store):
-                        m.d.comb += tail_wp.en.eq(1)
+                        m.d.comb += tail_set.en.eq(1)
                         with m.If(w_in_order):
-                            m.d.comb += tail_wp.data.tail.eq(new_tail)
+                            m.d.comb += tail_set.data.tail.eq(new_tail)
                             for i in range(N):
-                                m.d.comb += tail_wp.data.ranges[i].eq(in_order_ranges[i])
+                                m.d.comb += tail_set.data.ranges[i].eq(in_order_ranges[i])
                         with m.Else():
                             for i in range(N):
-                                m.d.comb += tail_wp.data.ranges[i].eq(ooo_ranges[i])
+                                m.d.comb += tail_set.data.ranges[i].eq(ooo_ranges[i])
                     with m.If(w_nonempty & w_refuse):
                         m.d.sync += self.refused_count.eq(self.refused_count + 1)
                     m.d.sync += w_step.eq(_WriteStep.WAIT_CMD)
@@ -837,13 +957,14 @@ class StreamBuffer(wiring.Component):
                     dwp.en.eq(w_lanes),
                 ]
                 m.d.sync += [w_prev.eq(self.write_data.payload.data), w_word.eq(w_word + 1),
-                             w_pos.eq(w_pos + L), w_left.eq(w_left - L),
-                             w_lanes.eq(lanes_kept(w_pos + L, wr_lo, wr_hi)),
+                             w_next_lo.eq(w_next_lo + L), w_next_hi.eq(w_next_hi + L),
+                             w_left.eq(w_left - L),
+                             w_lanes.eq(lanes_kept(w_next_lo, w_next_hi)),
                              w_word_pos.eq(w_word_pos + L),
                              # the bytes before the next word are in
-                             w_unwritten.eq(Mux(w_pos + L >= wr_hi, w_keep_hi,
-                                                Mux(w_pos + L > wr_lo, w_word_pos + L,
-                                                    w_keep_lo)))]
+                             w_unwritten.eq(Mux(~w_next_hi[-1], w_keep_hi,
+                                                Mux(~w_next_lo[-1] & (w_next_lo != 0),
+                                                    w_word_pos + L, w_keep_lo)))]
                 with m.If(w_last_beat):
                     m.d.sync += [flush.eq(w_shift + w_left > L), w_left.eq(0), w_active.eq(0)]
         with m.Elif(~flush & q_valid):
@@ -859,12 +980,17 @@ class StreamBuffer(wiring.Component):
                                  r_skip.eq(self.read_cmd.payload.skip),
                                  r_end.eq(self.read_cmd.payload.length
                                           + self.read_cmd.payload.skip),
+                                 r_length.eq(self.read_cmd.payload.length),
+                                 r_length_nonzero.eq(self.read_cmd.payload.length != 0),
                                  r_peek.eq(self.read_cmd.payload.peek),
                                  r_discard.eq(self.read_cmd.payload.discard)]
-                    m.d.sync += r_step.eq(_ReadStep.LOAD)
+                    m.d.sync += r_step.eq(_ReadStep.FETCH)
 
+            with m.Case(_ReadStep.FETCH):
+                m.d.sync += r_step.eq(_ReadStep.LOAD)
             with m.Case(_ReadStep.LOAD):
-                # (the state read ports hold the words read when the command was taken)
+                # (the state read ports' output registers hold the words read when the
+                # command was taken)
                 m.d.sync += r_step.eq(_ReadStep.CLIP)
             with m.Case(_ReadStep.CLIP):
                 m.d.sync += r_step.eq(_ReadStep.DECIDE)
@@ -873,15 +999,16 @@ class StreamBuffer(wiring.Component):
                 with m.If(r_decides):
                     m.d.sync += [self.read_resp.valid.eq(1),
                                  self.read_resp.payload.count.eq(r_count)]
-                    m.d.comb += [head_wp.addr.eq(r_conn), head_wp.data.eq(r_head + r_advance),
-                                 head_wp.en.eq(~r_peek & (r_advance != 0))]
-                    with m.If(~r_discard & (r_count != 0)):
+                    m.d.comb += [head_set.addr.eq(r_conn), head_set.data.eq(r_new_head),
+                                 head_set.en.eq(~r_peek & r_moves)]
+                    with m.If(~r_discard & r_count_nonzero):
                         # its words are fetched after the beats of the reads before, once
                         # the queue's check says its bytes are in (the queue has room: see
                         # read_ok, and r_decides, which says it again for a proof by
                         # induction)
                         m.d.comb += [r_decided.conn.eq(r_conn), r_decided.start.eq(r_start),
-                                     r_decided.count.eq(r_count), rq_push.eq(1)]
+                                     r_decided.count.eq(r_count), r_decided.end.eq(r_new_head),
+                                     rq_push.eq(1)]
                     m.d.sync += r_step.eq(_ReadStep.WAIT_CMD)
 
         # ---- The read side's data path: the decided read's words, then its beats ---------
@@ -900,7 +1027,8 @@ class StreamBuffer(wiring.Component):
                 # the next word is fetched while the queue has room for every word on its way
                 # (none after the last beat: the words fetched beyond it are dropped)
                 ahead = r_words_n + r_fetched + r_captured
-                issue = (ahead - pop < _READ_WORDS_AHEAD) & ~(pop & r_last_beat)
+                issue = ((ahead - pop < _READ_WORDS_AHEAD) & ~(pop & r_last_beat)
+                         & ~fetch_collides)
                 with m.If(issue):
                     m.d.sync += r_word.eq(r_word + 1)
                 # (a captured word always has a slot; the count checks it anyway, so that it
@@ -942,9 +1070,12 @@ class StreamBuffer(wiring.Component):
 
         m.d.comb += [
             # (a peek changes no state: one waiting at its decision does not hold the query back)
-            self.state_pending.eq(~w_idle | (~r_idle & ~r_peek)),
-            self.query_read_pending.eq(~r_idle & ~r_peek & (r_conn == self.query_conn)),
+            self.state_pending.eq(~w_idle | (~r_idle & ~r_peek) | tail_wp.en | head_wp.en),
+            self.query_read_pending.eq((~r_idle & ~r_peek & (r_conn == self.query_conn))
+                                       | (head_wp.en
+                                          & (head_wp.addr == self.query_conn[:conn_lsbs]))),
             self.query_pending.eq((~w_idle & (w_conn == self.query_conn))
+                                  | (tail_wp.en & (tail_wp.addr == self.query_conn[:conn_lsbs]))
                                   | self.query_read_pending),
             self.busy.eq(~w_idle | w_pending | q_valid | ~r_idle | r_streaming | rq_valid),
             self.write_busy.eq(w_active | q_valid),

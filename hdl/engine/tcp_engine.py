@@ -21,7 +21,7 @@ from hdl.tables.access_table import AccessControl, AccessTable
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
-from hdl.buffers.stream_buffer import StreamBuffer, ring_free
+from hdl.buffers.stream_buffer import QUERY_LATENCY, StreamBuffer, ring_free
 from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, seq_le,
                             ring_count_bits, seq_lt, snd_wnd_bits)
 from hdl.engine.observe import EngineObservation, EventSource, observe
@@ -113,6 +113,8 @@ class EngineStep(enum.Enum, shape=7):
     DEADLINE_NEXT = 64      # NEXT_DEADLINE: the timers unit's answer (hdl/engine/timers.py)
     FAST_STORE = 65         # receive fast path, waiting for the ring (TcpEngine: fast_store)
     RTT_SAMPLE = 66         # an RTT sample through the estimator (Policy.rtt_estimation)
+    LOAD_WAIT = 67          # the rings' states on their way (StreamBuffer's QUERY_LATENCY)
+    REQUERY_3 = 68
 
 
 
@@ -808,9 +810,9 @@ class TcpEngine(wiring.Component):
                                  seg_wscale_offered.eq(p.wscale_offered), seg_wscale.eq(p.wscale),
                                  seg_sack_permitted.eq(p.sack_permitted),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
-                    # the rings' states of its connection: asked now, there on the next clock
-                    # unless a command on that connection is still to be decided (but for a
-                    # fast path write, whose tail is known)
+                    # the rings' states of its connection: asked now, there two clocks on
+                    # (QUERY_LATENCY) unless a command on that connection is still to be
+                    # decided (but for a fast path write, whose tail is known)
                     m.d.comb += [rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
                     forward = fwd_valid & (fwd_conn == p.conn) & ~rx_ring.query_read_pending
                     with m.If(tx_ring.query_pending | (rx_ring.query_pending & ~forward)):
@@ -819,7 +821,7 @@ class TcpEngine(wiring.Component):
                         # LOAD's record read, issued now
                         m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1)]
                         m.d.sync += use_fwd.eq(forward)
-                        goto(EngineStep.LATCH)
+                        goto(EngineStep.LOAD_WAIT)
                 with m.Elif(self.host_cmd.valid
                             & ((~wdata_to_ring & ~wdata_drain)
                                | (self.host_cmd.payload.op != HostOp.WRITE))):
@@ -842,7 +844,12 @@ class TcpEngine(wiring.Component):
                 m.d.comb += rec_rd_en.eq(1)
                 m.d.sync += use_fwd.eq(0)
                 with m.If(~rings_pending):
-                    goto(EngineStep.LATCH)
+                    goto(EngineStep.LOAD_WAIT)
+
+            with m.Case(EngineStep.LOAD_WAIT):
+                # (the record's read port holds its word: its enable is low)
+                assert QUERY_LATENCY == 2, "LOAD_WAIT and REQUERY_2 wait the query's second clock"
+                goto(EngineStep.LATCH)
 
             with m.Case(EngineStep.LATCH):
                 m.d.sync += [t.eq(rec_rd.data), state0.eq(rec_rd.data.state),
@@ -859,10 +866,13 @@ class TcpEngine(wiring.Component):
                         goto(EngineStep.TIMER)
 
             with m.Case(EngineStep.REQUERY_1):
-                # the rings' states are in their RAMs; the query shows them a cycle later
+                # the rings' states are in their RAMs; the query shows them QUERY_LATENCY
+                # cycles later
                 with m.If(~rings_pending):
                     goto(EngineStep.REQUERY_2)
             with m.Case(EngineStep.REQUERY_2):
+                goto(EngineStep.REQUERY_3)
+            with m.Case(EngineStep.REQUERY_3):
                 m.d.sync += [rxq.eq(rx_ring.query), txq.eq(tx_ring.query), step.eq(ret)]
 
             with m.Case(EngineStep.WRITE_BACK):

@@ -15,8 +15,9 @@ from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
 from flow.build import lint_component
-from hdl.buffers.stream_buffer import (READ_DECISION_CLOCKS, READ_FIRST_BEAT_CLOCKS,
-                                       WRITE_DECISION_CLOCKS, StreamBuffer)
+from hdl.buffers.stream_buffer import (QUERY_LATENCY, READ_DECISION_CLOCKS,
+                                       READ_FIRST_BEAT_CLOCKS, WRITE_DECISION_CLOCKS,
+                                       StreamBuffer)
 from model.bytestream import StreamBuffer as RefBuffer
 from tb.amaranth_sim import send_frame
 
@@ -185,7 +186,7 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
                     await ctx.tick()
                 await ctx.tick().repeat(2)       # the state write-back of the last command
                 ctx.set(dut.query_conn, conn)
-                await ctx.tick()
+                await ctx.tick().repeat(QUERY_LATENCY)
                 got_queries.append(hw_state(dut, ctx.get(dut.query)))
         want = (len(exp.write_resps), len(exp.read_resps), len(exp.frames))
         for _ in range(timeout):
@@ -196,7 +197,7 @@ def simulate(program, data_width=64, connections=4, ring_bytes=64, max_ooo_range
         final = []
         for conn in range(connections):
             ctx.set(dut.query_conn, conn)
-            await ctx.tick()
+            await ctx.tick().repeat(QUERY_LATENCY)
             final.append(hw_state(dut, ctx.get(dut.query)))
         got_queries.append(final)
         got_queries.append(ctx.get(dut.refused_count))
@@ -684,7 +685,7 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
         await ctx.tick().repeat(2)
         for conn in range(connections):
             ctx.set(dut.query_conn, conn)
-            await ctx.tick()
+            await ctx.tick().repeat(QUERY_LATENCY)
             final.append(hw_state(dut, ctx.get(dut.query)))
 
     sim = Simulator(dut)
@@ -835,9 +836,9 @@ def test_write_and_read_overlap(data_width, same_conn, peek):
     about 64 clocks, not 128: on two connections, and on one (a send ring's segment read
     while the host writes behind it; a receive ring's host read while a segment lands)."""
     clocks = overlap_clocks(data_width, same_conn, peek)
-    # the read is taken a clock after the write (on one connection, once the write is
-    # decided), then READ_FIRST_BEAT_CLOCKS to its first beat, 64 beats
-    taken = WRITE_DECISION_CLOCKS if same_conn else 1
+    # the read is taken a clock after the write (on one connection, the clock after the
+    # write's decision), then READ_FIRST_BEAT_CLOCKS to its first beat, 64 beats
+    taken = WRITE_DECISION_CLOCKS + 1 if same_conn else 1
     assert clocks == taken + READ_FIRST_BEAT_CLOCKS + 64, clocks
 
 
