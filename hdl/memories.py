@@ -18,7 +18,7 @@ reach the next register but nothing more. Two things stand in the way of that re
 
 from typing import NamedTuple
 
-from amaranth import Module, Signal, Value
+from amaranth import Module, Mux, Signal, Value
 from amaranth.lib import memory
 
 __all__ = ["NO_RW_CHECK", "RegisteredRead", "registered_read_port"]
@@ -39,20 +39,27 @@ class RegisteredRead(NamedTuple):
 
 
 def registered_read_port(m: Module, mem: memory.Memory, *, name: str,
-                         output_register: bool = True) -> RegisteredRead:
+                         output_register: bool = True, poison_for=()) -> RegisteredRead:
     """A read port of `mem` (which must carry :data:`NO_RW_CHECK`) in the domain ``sync``.
 
     Its data come a clock after the address (the RAM's read register) or, with
     `output_register`, two clocks after it (and its output register). `en` (1 unless driven)
-    enables both, so a stalled pipeline holds them."""
+    enables both, so a stalled pipeline holds them.
+
+    `poison_for`, write ports of `mem`, is for simulation: a read in a clock one of them writes
+    its address returns the old word inverted (a block RAM's word is undefined then), so a
+    test sees a design that uses such a read. Not for synthesis."""
     if mem.attrs.get("no_rw_check") != 1:
         raise ValueError(f"{name}: the memory must carry NO_RW_CHECK, or Yosys puts a bypass "
                          "multiplexer between the RAM and its output register")
     port = mem.read_port(domain="comb")
     en = Signal(init=1, name=f"{name}_en")
     read = Signal(mem.shape, name=f"{name}_read", reset_less=True)
+    word = Value.cast(port.data)
+    for write in poison_for:
+        word = Mux(write.en.any() & (write.addr == port.addr), ~word, word)
     with m.If(en):
-        m.d.sync += read.eq(port.data)
+        m.d.sync += read.eq(word)
     if not output_register:
         return RegisteredRead(port.addr, en, read, 1)
     data = Signal(mem.shape, name=f"{name}_data", reset_less=True)

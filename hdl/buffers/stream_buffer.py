@@ -276,6 +276,10 @@ class StreamBuffer(wiring.Component):
         Decided reads that may wait for the beats of those before them (at least 1). Each
         is a register the write side checks (a write waits while it would fill a waiting
         read's slots), so it costs a comparator per entry.
+    poison_collisions : bool
+        For simulation only: a RAM read in the clock its word is written returns the word
+        inverted, as a block RAM's is undefined then (``registered_read_port``'s
+        ``poison_for``), so the tests see a design that would use one.
 
     Members
     -------
@@ -333,7 +337,8 @@ class StreamBuffer(wiring.Component):
         Writes refused for want of a range slot, all connections together.
     """
 
-    def __init__(self, data_width, connections, ring_bytes, max_ooo_ranges=1, read_queue=1):
+    def __init__(self, data_width, connections, ring_bytes, max_ooo_ranges=1, read_queue=1,
+                 poison_collisions=False):
         check_data_width(data_width)
         if not isinstance(connections, int) or connections < 1 or connections & (connections - 1):
             raise TypeError(f"Connection count must be a positive power of two, not {connections!r}")
@@ -352,6 +357,7 @@ class StreamBuffer(wiring.Component):
         self._ring_bytes = ring_bytes
         self._max_ooo_ranges = max_ooo_ranges
         self._read_queue = read_queue
+        self._poison_collisions = bool(poison_collisions)
         conn_bits = max(exact_log2(connections), 1)     # no zero-width ports
         count_bits = ring_bytes.bit_length()
         beat = FrameBeat(data_width)
@@ -420,7 +426,9 @@ class StreamBuffer(wiring.Component):
         # the RAM's blocks lie across the chip, and the realignment before them is logic.
         dwp = Signal(data.StructLayout({"addr": len(ram_wp.addr), "data": W, "en": L}))
         m.d.sync += [ram_wp.addr.eq(dwp.addr), ram_wp.data.eq(dwp.data), ram_wp.en.eq(dwp.en)]
-        drp = registered_read_port(m, data_mem, name="data_rd", output_register=False)
+        poison = self._poison_collisions
+        drp = registered_read_port(m, data_mem, name="data_rd", output_register=False,
+                                   poison_for=(ram_wp,) if poison else ())
         # The state, split by writer: tail and ranges (write side), head (read side). Each
         # reader has its own copy of what it reads (a block RAM has one read port), written
         # by the owner's one write port. The sides read theirs as a block RAM reads at its
@@ -483,18 +491,24 @@ class StreamBuffer(wiring.Component):
                 def head(word):
                     return Mux(head_hit, head_word, word)
             return Forwarded
+        writes = {tail_mem: tail_wp, head_mem: head_wp}
         for mem, owner, value in ((tail_r_mem, tail_wp, tail_wp.data.tail),
                                   (tail_q_mem, tail_wp, tail_wp.data),
                                   (head_w_mem, head_wp, head_wp.data),
                                   (head_q_mem, head_wp, head_wp.data)):
             copy = mem.write_port()
             m.d.comb += [copy.addr.eq(owner.addr), copy.data.eq(value), copy.en.eq(owner.en)]
-        w_tail_rp = registered_read_port(m, tail_mem, name="w_tail_rd")
-        w_head_rp = registered_read_port(m, head_w_mem, name="w_head_rd")
-        r_tail_rp = registered_read_port(m, tail_r_mem, name="r_tail_rd")
-        r_head_rp = registered_read_port(m, head_mem, name="r_head_rd")
-        q_tail_rp = registered_read_port(m, tail_q_mem, name="q_tail_rd")
-        q_head_rp = registered_read_port(m, head_q_mem, name="q_head_rd")
+            writes[mem] = copy
+
+        def state_read(mem, name):
+            return registered_read_port(m, mem, name=name,
+                                        poison_for=(writes[mem],) if poison else ())
+        w_tail_rp = state_read(tail_mem, "w_tail_rd")
+        w_head_rp = state_read(head_w_mem, "w_head_rd")
+        r_tail_rp = state_read(tail_r_mem, "r_tail_rd")
+        r_head_rp = state_read(head_mem, "r_head_rd")
+        q_tail_rp = state_read(tail_q_mem, "q_tail_rd")
+        q_head_rp = state_read(head_q_mem, "q_head_rd")
         assert q_tail_rp.latency == q_head_rp.latency == QUERY_LATENCY
 
         def rel(pos, base):
