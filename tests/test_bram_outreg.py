@@ -55,6 +55,29 @@ def test_read_port_is_a_block_rams(output_register):
     sim.run()
 
 
+def test_read_port_poisons_a_read_that_meets_a_write():
+    """`poison_for`: a read in the clock its address is written returns the old word
+    inverted (a block RAM's is undefined), any other read the word."""
+    m = Module()
+    m.submodules.mem = mem = memory.Memory(shape=8, depth=4, init=[1, 2, 3, 4], attrs=NO_RW_CHECK)
+    write = mem.write_port()
+    read = registered_read_port(m, mem, name="rd", output_register=False, poison_for=(write,))
+
+    async def bench(ctx):
+        for addr, waddr, wen, want in [(1, 1, 1, 2 ^ 0xFF), (1, 2, 1, 9), (2, 2, 0, 9)]:
+            ctx.set(read.addr, addr)
+            ctx.set(write.addr, waddr)
+            ctx.set(write.en, wen)
+            ctx.set(write.data, 9)
+            await ctx.tick()
+            assert ctx.get(read.data) == want, (addr, waddr, wen)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def test_read_port_needs_no_rw_check():
     m = Module()
     m.submodules.mem = mem = memory.Memory(shape=8, depth=16, init=[])
