@@ -312,9 +312,9 @@ class StreamBuffer(wiring.Component):
         ``head``, ``tail`` (:func:`ring_free` gives the free bytes from them) and the held
         ranges, ``valid`` per slot: the valid ones first, the most
         recently written first (not sorted by position; no ``ranges`` field when
-        ``max_ooo_ranges`` is 0). It shows the state as it was in the cycle ``query_conn``
-        was given, if ``query_pending`` was low then (otherwise anything: the RAM's word may
-        be being written).
+        ``max_ooo_ranges`` is 0). It shows the state as it is after the cycle ``query_conn``
+        was given: every decision whose ``state_pending`` or ``query_pending`` ended before
+        that cycle is in it, a decision made in it or later is not.
     state_pending : Out(1)
         A command that may change the state has been accepted and its decision is not yet in
         the state RAMs (it waits for its decision, is being decided, or its state is being
@@ -436,9 +436,8 @@ class StreamBuffer(wiring.Component):
         # (`registered_read_port`: the words come two clocks after the command is taken; the
         # other side is deciding no command of its connection then, see the arbitration, and
         # a write made in that clock is forwarded, `forwarded`). The query ports read
-        # copies of their own the same way (QUERY_LATENCY): the state of a connection with
-        # no write pending (`state_pending`, `query_pending`), so no collision's word is
-        # used.
+        # copies of their own the same way (QUERY_LATENCY), with a write made in the clock
+        # they read forwarded too.
         def state_copy(name, shape):
             mem = Memory(shape=shape, depth=self._connections, init=[], attrs=NO_RW_CHECK)
             m.submodules[name] = mem
@@ -515,15 +514,30 @@ class StreamBuffer(wiring.Component):
             """``pos - base`` in sequence space, for positions known to lie in the ring."""
             return (pos - base)[:count_bits]
 
-        # State query port.
+        # State query port: the RAMs' words, and a state write made in the clock they were read
+        # (which the RAM returns undefined) forwarded, both two clocks on.
+        q_tail_hit = [Signal(name=f"q_tail_forwarded{i}") for i in range(QUERY_LATENCY)]
+        q_tail_word = [Signal(_TailState(N), name=f"q_tail_forward{i}")
+                       for i in range(QUERY_LATENCY)]
+        q_head_hit = [Signal(name=f"q_head_forwarded{i}") for i in range(QUERY_LATENCY)]
+        q_head_word = [Signal(32, name=f"q_head_forward{i}") for i in range(QUERY_LATENCY)]
+        m.d.sync += [
+            q_tail_hit[0].eq(tail_wp.en & (tail_wp.addr == self.query_conn[:conn_lsbs])),
+            q_tail_word[0].eq(tail_wp.data),
+            q_head_hit[0].eq(head_wp.en & (head_wp.addr == self.query_conn[:conn_lsbs])),
+            q_head_word[0].eq(head_wp.data),
+            *(reg[i].eq(reg[i - 1]) for reg in (q_tail_hit, q_tail_word, q_head_hit, q_head_word)
+              for i in range(1, QUERY_LATENCY)),
+        ]
+        q_tail = Mux(q_tail_hit[-1], q_tail_word[-1], q_tail_rp.data)
         m.d.comb += [
             q_tail_rp.addr.eq(self.query_conn),
             q_head_rp.addr.eq(self.query_conn),
-            self.query.head.eq(q_head_rp.data),
-            self.query.tail.eq(q_tail_rp.data.tail),
+            self.query.head.eq(Mux(q_head_hit[-1], q_head_word[-1], q_head_rp.data)),
+            self.query.tail.eq(q_tail[:32]),
         ]
         if N:
-            m.d.comb += self.query.ranges.eq(q_tail_rp.data.ranges)
+            m.d.comb += self.query.ranges.eq(q_tail[32:])
 
         def realign(shift, lower, upper, starts):
             """The word of ``Cat(lower, upper)`` starting at byte ``starts[shift]``."""

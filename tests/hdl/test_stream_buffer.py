@@ -956,6 +956,38 @@ def test_read_answered_before_its_bytes_land(data_width):
 
 
 @WIDTHS
+def test_query_never_shows_a_word_being_written(data_width):
+    """A connection queried every clock while it is installed and a write to it is decided
+    and its state written (the RAM's word is undefined in that clock; the simulation inverts
+    it): each query shows the tail before or after, and after the write at the end."""
+    lanes = data_width // 8
+    n = 3 * lanes
+    dut = StreamBuffer(data_width, 4, 64 * lanes, read_queue=2, poison_collisions=True)
+    tails = []
+
+    async def bench(ctx):
+        for port in (dut.read_resp, dut.write_resp):
+            ctx.set(port.ready, 1)
+        await send_cmd(ctx, dut.init, {"conn": 1, "offset": 100}, pause_iter(()))
+        await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": 100, "length": n},
+                       pause_iter(()))
+        await send_frame(ctx, dut.write_data, bytes(n), data_width)
+
+    async def watch(ctx):
+        ctx.set(dut.query_conn, 1)
+        for _ in range(30):
+            await ctx.tick()
+            tails.append(ctx.get(dut.query.tail))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(watch)
+    sim.run()
+    assert set(tails) <= {0, 100, 100 + n} and tails[-1] == 100 + n, tails
+
+
+@WIDTHS
 def test_query_pending_is_the_queried_connections_own(data_width):
     """`query_pending` is `state_pending` for a command on the connection queried, and low for
     any other connection, and `query_read_pending` is its part that is a read's: a write, then
