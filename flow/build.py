@@ -62,6 +62,8 @@ BLOCKS = {
     # the reference NIC's receive fast path (2 KiB rings: 16-bit ring counts)
     "rx_fast_path": ("hdl.engine.rx_fast_path", "RxFastPath", {"policy": NIC_POLICY,
                                                                 "ring_bits": 16}),
+    # the reference NIC's host gate (its access table: 64 connections x 16 processes)
+    "host_gate": ("hdl.engine.host_gate", "HostGate", {"connections": 64, "processes": 16}),
     # the reference NIC's transmit segmenter
     "tx_segmenter": ("hdl.engine.tx_segmenter", "TxSegmenter", {"policy": NIC_POLICY}),
     "tcp_engine": ("hdl.engine.tcp_engine", "TcpEngine",

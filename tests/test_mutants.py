@@ -13,8 +13,8 @@ the simulator and run on one short named scenario, which must FAIL with the scor
   narrow (``range(S)`` for a value up to S), so a send that takes the whole empty 2 KiB ring
   stores nothing and returns 0. Caught by ``host_limits`` (its 64 KiB write) and by campaign
   seeds that send 2048 bytes or more on an empty ring (seed 0 does).
-- ``shutdown_unchecked``: the access check is skipped for SHUTDOWN, so a process never given
-  the fd can send the connection's FIN. Caught by ``access_denied`` (the stranger's forged
+- ``shutdown_unchecked``: the host gate lets every SHUTDOWN through whatever the access table
+  says, so a process never given the fd can send the connection's FIN. Caught by ``access_denied`` (the stranger's forged
   shutdown; ``tb/nic_os.py`` forges READ, WRITE and SHUTDOWN doorbell writes, not POLL).
 - ``ring_wraps_to_one``: the stream buffer's write pointer wraps to word 1 instead of word 0,
   so a write across the end of a ring puts its bytes one word too far. Caught by ``n_to_m``
@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from hdl.ports import HostOp
 from tb.campaign import OUT, describe_failure, investigate
 from tb.nic_run import NicConfig, run_scenario
 from tb.scenarios import random_scenario
@@ -56,9 +57,10 @@ MUTANTS = {
         "hdl.engine.tcp_engine", "TcpEngine", "hdl.nic",
         r"taken = Signal\(range\(S \+ 1\)\)", "taken = Signal(range(S))", "host_limits"),
     "shutdown_unchecked": (
-        "hdl.engine.tcp_engine", "TcpEngine", "hdl.nic",
-        r"with m\.If\(access\.result\.payload\.allowed\):",
-        "with m.If(access.result.payload.allowed | (hc.op == HostOp.SHUTDOWN)):", "access_denied"),
+        "hdl.engine.host_gate", "HostGate", "hdl.engine.tcp_engine",
+        r"self\.checked\.payload\.allowed\.eq\(access\.result\.payload\.allowed\)",
+        "self.checked.payload.allowed.eq(access.result.payload.allowed | "
+        f"(self.checked.payload.command.op.as_value() == {HostOp.SHUTDOWN.value}))", "access_denied"),
     "ring_wraps_to_one": (
         "hdl.buffers.stream_buffer", "StreamBuffer", "hdl.engine.tcp_engine",
         r"w_prev\.eq\(self\.write_data\.payload\.data\), w_word\.eq\(w_word \+ 1\)",

@@ -17,13 +17,14 @@ from model.constants import (POLLERR, POLLHUP, POLLIN, POLLOUT, SHUT_RD, SHUT_RD
 from model.policy import RTT_SAMPLE_BITS, Policy
 from model.protocol import SACK_BLOCK_BYTES, SACK_MAX_BLOCKS
 
-from hdl.tables.access_table import AccessControl, AccessTable
+from hdl.tables.access_table import AccessControl
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import QUERY_LATENCY, StreamBuffer, ring_free
 from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, seq_le,
                             ring_count_bits, seq_lt, snd_wnd_bits)
+from hdl.engine.host_gate import HostGate
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
 from hdl.engine.rx_fast_path import RxFastPath, advertised_window, receive_window
@@ -88,9 +89,7 @@ class EngineStep(enum.Enum, shape=7):
     TIMER = 38
     TIMER_RTO = 39
     TIMER_PERSIST = 40
-    HOST_ACCESS = 41        # host commands (model.host.Process)
-    HOST_ACCESS_WAIT = 42
-    HOST_DECODE = 43
+    HOST_DECODE = 43        # host commands (model.host.Process), checked by the host gate
     HOST_RESPOND = 44
     HOST_READ = 46
     HOST_READ_DATA = 47
@@ -171,8 +170,9 @@ class TcpEngine(wiring.Component):
     by one. The unit's decision and effects are checked against the model case by case, and
     the engine's against the model's by the differential tests.
 
-    Host commands are checked against an :class:`~hdl.tables.access_table.AccessTable` first: a
-    process without access gets EBADF, its WRITE data is drained, and nothing else happens.
+    Host commands come through a :class:`~hdl.engine.host_gate.HostGate`, which checks each
+    against the access table while the engine serves the events before it: a process without
+    access gets EBADF, its WRITE data is drained, and nothing else happens.
 
     Parameters
     ----------
@@ -229,7 +229,9 @@ class TcpEngine(wiring.Component):
         of ring space.
     observe : Out(EngineObservation)
         Only with ``debug=True``: the event the engine takes and the timer that fires
-        (``hdl.engine.observe``; for the testbench's coverage).
+        (``hdl.engine.observe``; for the testbench's coverage). A debug build is for
+        simulation: its block RAMs' reads that meet a write of their word return the word
+        inverted (``poison_collisions`` of the rings, the timers and the access table).
     """
 
     def __init__(self, *, data_width, connections, processes, policy=Policy(), neighbors=8,
@@ -265,6 +267,7 @@ class TcpEngine(wiring.Component):
         self._processes = processes
         self._policy = policy
         self._neighbors = neighbors
+        self._debug = bool(debug)
         conn_bits = exact_log2(connections)
         pid_bits = exact_log2(processes)
         beat = FrameBeat(data_width)
@@ -308,12 +311,20 @@ class TcpEngine(wiring.Component):
         record_beats = UDP_RECORD_BYTES // L
 
         # ----- storage -------------------------------------------------------------------
+        # a debug build is a simulation build: its block RAMs' reads that meet a write of
+        # their word come out inverted (undefined in silicon), so the tests would see a use
+        poison = self._debug
         m.submodules.rx_ring = rx_ring = StreamBuffer(W, N, R, P.max_ooo_ranges,
-                                                      read_queue=RING_READ_QUEUE_DEPTH)
-        m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0, read_queue=RING_READ_QUEUE_DEPTH)
-        m.submodules.access = access = AccessTable(connections=N, processes=self._processes)
-        wiring.connect(m, wiring.flipped(self.access_control), access.control)
-        m.d.comb += [self.access_done.eq(access.done), self.rx_refused.eq(rx_ring.refused_count)]
+                                                      read_queue=RING_READ_QUEUE_DEPTH,
+                                                      poison_collisions=poison)
+        m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0, read_queue=RING_READ_QUEUE_DEPTH,
+                                                      poison_collisions=poison)
+        # host commands come checked against the access table (hdl/engine/host_gate.py)
+        m.submodules.host_gate = gate = HostGate(connections=N, processes=self._processes,
+                                                 poison_collisions=poison)
+        wiring.connect(m, wiring.flipped(self.host_cmd), gate.cmd)
+        wiring.connect(m, wiring.flipped(self.access_control), gate.access_control)
+        m.d.comb += [self.access_done.eq(gate.access_done), self.rx_refused.eq(rx_ring.refused_count)]
 
         # the headers of segments emitted and not yet taken by the framer, which takes the next
         # one only as the frame before it starts out: EMIT hands its header over and goes on
@@ -352,7 +363,7 @@ class TcpEngine(wiring.Component):
         tx_free = Signal(range(S + 1))
         m.d.comb += [rx_free.eq(ring_free(rxq, R)), tx_free.eq(ring_free(txq, S))]
         # the clock, and which connections a tick finds due (hdl/engine/timers.py)
-        m.submodules.timers = timers = Timers(connections=N)
+        m.submodules.timers = timers = Timers(connections=N, poison_collisions=poison)
         now = timers.now
         m.d.comb += timers.tick.eq(self.tick)
 
@@ -781,7 +792,8 @@ class TcpEngine(wiring.Component):
             m.d.comb += [hdr.sack_count.eq(e_sack_count), hdr.sack.eq(e_sack)]
 
         m.d.comb += self.idle.eq((step == EngineStep.IDLE) & timers.idle
-                                 & ~self.rx_event.valid & ~self.host_cmd.valid & ~self.ctl_cmd.valid
+                                 & ~self.rx_event.valid & ~self.host_cmd.valid & gate.idle
+                                 & ~self.ctl_cmd.valid
                                  & (framer_reads == 0) & (host_reads == 0) & ~rx_ring.busy
                                  & (tx_headers.level == 0)
                                  & ~tx_ring.busy
@@ -792,7 +804,14 @@ class TcpEngine(wiring.Component):
         with m.Switch(step):
             with m.Case(EngineStep.IDLE):
                 # one event at a time: control, received frames, host commands, then a
-                # timer tick (its due connections, found by the timers unit, each in turn)
+                # timer tick (its due connections, found by the timers unit, each in turn).
+                # The record and the rings' states of the segment's or host command's
+                # connection are read in any case (a read that is not used does no harm):
+                # LOAD_WAIT follows unless a ring command on it is still to be decided
+                idle_conn = Mux(self.rx_event.valid, self.rx_event.payload.conn,
+                                gate.checked.payload.command.conn[:conn_bits])
+                m.d.comb += [rec_rd.addr.eq(idle_conn), rec_rd_en.eq(1),
+                             rx_ring.query_conn.eq(idle_conn), tx_ring.query_conn.eq(idle_conn)]
                 m.d.sync += [ob.eq(_Outbox.NONE), from_wire.eq(0), ctl_owed.eq(0), use_fwd.eq(0),
                              route.eq(RxRoute.DISCARD), rsp.eq(0), crsp.eq(0), drain_after.eq(0)]
                 with m.If(self.ctl_cmd.valid):
@@ -810,30 +829,38 @@ class TcpEngine(wiring.Component):
                                  seg_wscale_offered.eq(p.wscale_offered), seg_wscale.eq(p.wscale),
                                  seg_sack_permitted.eq(p.sack_permitted),
                                  seg_src_ip.eq(p.src_ip), seg_src_port.eq(p.src_port)]
-                    # the rings' states of its connection: asked now, there two clocks on
-                    # (QUERY_LATENCY) unless a command on that connection is still to be
-                    # decided (but for a fast path write, whose tail is known)
-                    m.d.comb += [rx_ring.query_conn.eq(p.conn), tx_ring.query_conn.eq(p.conn)]
+                    # the rings' states are there two clocks on (QUERY_LATENCY) unless a
+                    # command on that connection is still to be decided (but for a fast path
+                    # write, whose tail is known)
                     forward = fwd_valid & (fwd_conn == p.conn) & ~rx_ring.query_read_pending
                     with m.If(tx_ring.query_pending | (rx_ring.query_pending & ~forward)):
                         goto(EngineStep.LOAD)
                     with m.Else():
-                        # LOAD's record read, issued now
-                        m.d.comb += [rec_rd.addr.eq(p.conn), rec_rd_en.eq(1)]
                         m.d.sync += use_fwd.eq(forward)
                         goto(EngineStep.LOAD_WAIT)
-                with m.Elif(self.host_cmd.valid
+                with m.Elif(gate.checked.valid
                             & ((~wdata_to_ring & ~wdata_drain)
-                               | (self.host_cmd.payload.op != HostOp.WRITE))):
+                               | (gate.checked.payload.command.op != HostOp.WRITE))):
                     # (a WRITE's beats still moving into the send ring, or being drained, hold
                     # the next WRITE, whose beats come after them, but not a command without
                     # data. Taken at once, a WRITE would have the engine emit segments whose
                     # bytes are still to come from the host: the framer would wait for them,
                     # and the frames behind, the ACKs among them, with it.)
-                    m.d.comb += self.host_cmd.ready.eq(1)
-                    m.d.sync += [hc.eq(self.host_cmd.payload), conn.eq(self.host_cmd.payload.conn),
+                    command = gate.checked.payload.command
+                    m.d.comb += gate.checked.ready.eq(1)
+                    # (a connection number past the last slot is never allowed)
+                    m.d.sync += [hc.eq(command), conn.eq(command.conn[:conn_bits]),
                                  ev.eq(_Event.HOST)]
-                    goto(EngineStep.HOST_ACCESS)
+                    with m.If(~gate.checked.payload.allowed):
+                        # no access: EBADF; the process learns nothing and disturbs nothing
+                        m.d.sync += [rsp.status.eq(Errno.EBADF),
+                                     drain_after.eq((command.op == HostOp.WRITE)
+                                                    & (command.length != 0))]
+                        respond(EngineStep.IDLE)
+                    with m.Elif(rings_pending):
+                        goto(EngineStep.LOAD)
+                    with m.Else():
+                        goto(EngineStep.LOAD_WAIT)
                 with m.Elif(timers.tick_ready):
                     m.d.comb += timers.tick_take.eq(1)
                     m.d.sync += ev.eq(_Event.TICK)
@@ -1430,26 +1457,6 @@ class TcpEngine(wiring.Component):
                 goto(EngineStep.DISPATCH)
 
             # ----- host commands ------------------------------------------------------------
-            with m.Case(EngineStep.HOST_ACCESS):
-                with m.If(hc.conn >= N):
-                    # a connection number past the last slot: no such socket (its low bits
-                    # name another process's connection, so they are never used)
-                    answer_ebadf()
-                with m.Else():
-                    m.d.comb += [access.check.valid.eq(1), access.check.payload.conn.eq(conn),
-                                 access.check.payload.pid.eq(hc.pid)]
-                    with m.If(access.check.ready):
-                        goto(EngineStep.HOST_ACCESS_WAIT)
-
-            with m.Case(EngineStep.HOST_ACCESS_WAIT):
-                m.d.comb += access.result.ready.eq(1)
-                with m.If(access.result.valid):
-                    with m.If(access.result.payload.allowed):
-                        goto(EngineStep.LOAD)
-                    with m.Else():
-                        # no access: EBADF; the process learns nothing and disturbs nothing
-                        answer_ebadf()
-
             with m.Case(EngineStep.HOST_RESPOND):
                 # a WRITE's beats that no ring takes are drained in the background, after
                 # those the send ring still takes (see `wdata_to_ring`)

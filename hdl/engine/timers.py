@@ -98,6 +98,11 @@ class Timers(wiring.Component):
     ----------
     connections : int
         Connection slots, a power of two.
+    poison_collisions : bool
+        For simulation only: a read of the deadlines' block RAM in the clock an update writes
+        its connection returns the word inverted, as the RAM's is undefined then
+        (``registered_read_port``'s ``poison_for``), so a test sees a design that would use
+        one.
 
     Members
     -------
@@ -132,11 +137,12 @@ class Timers(wiring.Component):
         """The fewest clocks from one tick taken to the next (a whole scan between)."""
         return connections + SCAN_LATENCY + 1
 
-    def __init__(self, *, connections):
+    def __init__(self, *, connections, poison_collisions=False):
         if not isinstance(connections, int) or connections < 2:
             raise ValueError(f"Timers need at least 2 connections, not {connections!r}")
         conn_bits = exact_log2(connections)
         self._connections = connections
+        self._poison_collisions = bool(poison_collisions)
         super().__init__({
             "tick": In(1), "now": Out(32),
             "tick_ready": Out(1), "tick_take": In(1),
@@ -164,7 +170,8 @@ class Timers(wiring.Component):
         m.submodules.wake = wake = Memory(shape=Timer(), depth=N, init=[], attrs=NO_RW_CHECK)
         wake_wr = wake.write_port()
         scan = Signal(range(N))
-        wake_rd = registered_read_port(m, wake, name="wake_rd")
+        wake_rd = registered_read_port(m, wake, name="wake_rd",
+                                       poison_for=(wake_wr,) if self._poison_collisions else ())
         m.d.comb += wake_rd.addr.eq(scan)
         m.d.sync += scan.eq(scan + 1)           # N is a power of two: wraps
 

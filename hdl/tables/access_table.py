@@ -67,6 +67,11 @@ class AccessTable(wiring.Component):
         Number of connections, a power of two.
     processes : int
         Number of process doorbell pages, a power of two.
+    poison_collisions : bool
+        For simulation only: a check's read in the clock a control operation writes its bit
+        returns the bit inverted, as the block RAM's is undefined then
+        (``registered_read_port``'s ``poison_for``), so a test sees a design that would use
+        one.
 
     Members
     -------
@@ -80,9 +85,10 @@ class AccessTable(wiring.Component):
         Pulses for one cycle when a control operation has been carried out.
     """
 
-    def __init__(self, *, connections, processes):
+    def __init__(self, *, connections, processes, poison_collisions=False):
         self.connections = check_power_of_two("Connection count", connections)
         self.processes = check_power_of_two("Process count", processes)
+        self._poison_collisions = bool(poison_collisions)
         conn_bits, pid_bits = exact_log2(connections), exact_log2(processes)
         super().__init__({
             "check": In(stream.Signature(AccessCheck(conn_bits, pid_bits))),
@@ -96,7 +102,8 @@ class AccessTable(wiring.Component):
         m.submodules.bits = bits = memory.Memory(
             shape=1, depth=self.connections * self.processes, init=[], attrs=NO_RW_CHECK)
         bit_write = bits.write_port()
-        check_read = registered_read_port(m, bits, name="check_read")
+        check_read = registered_read_port(m, bits, name="check_read",
+                                          poison_for=(bit_write,) if self._poison_collisions else ())
 
         # Check pipeline: the bit is read in the cycle the check is accepted and the result
         # is valid two cycles later. Both stages advance when the result is taken or empty.

@@ -75,7 +75,7 @@ def test_random_operations_match_reference(connections, processes, result_pause)
             operations.append(("control", op, conn, pid))
     expected = reference_results(operations)
     assert any(allowed for *_, allowed in expected) and not all(allowed for *_, allowed in expected)
-    assert run_table(AccessTable(connections=connections, processes=processes),
+    assert run_table(AccessTable(connections=connections, processes=processes, poison_collisions=True),
                      operations, result_pause) == expected
 
 

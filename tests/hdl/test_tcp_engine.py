@@ -225,7 +225,7 @@ async def connected(ctx, dut, data_width, tcb, same, *, peer_window):
 
 @pytest.mark.parametrize("data_width", [64, 8])
 def test_engine_follows_the_model(data_width):
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
     now = 0
     checked = Checked()
@@ -282,7 +282,7 @@ def test_receive_fast_path_equals_the_slow_path(data_width):
     """In-order data in ESTABLISHED that acknowledges nothing new skips the step-by-step
     path; out-of-order data, a filled hole, new acknowledgements and unsent data do not. Both
     answer as the model does."""
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
     now = 0
     checked = Checked()
@@ -325,7 +325,7 @@ def test_receive_fast_path_equals_the_slow_path(data_width):
 def test_receive_fast_path_at_its_length_limits(data_width):
     """Payloads of 0 bytes (a bare ACK: slow), 1 byte and exactly the window (fast), and one
     byte into a closed window (slow): every answer as the model's."""
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
     checked = Checked()
 
@@ -378,7 +378,7 @@ def test_host_command_ranges(data_width):
     any 32-bit length takes what the send ring has room for, its other bytes drained, so the
     next command's data is its own. (Once, a 65,536-byte write wrapped the ring's 16-bit
     length: it took nothing, and its bytes landed on the next writer's connection.)"""
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
 
     async def bench(ctx):
@@ -427,7 +427,7 @@ def test_host_commands_overlap_write_data(data_width):
     a WRITE to a slot past the last has its bytes drained after them, a READ finds nothing;
     and the segments carry both writes' bytes in order, as the model sends them. The host
     feeds its data one beat every other clock, behind the commands."""
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY)
     first, second, forged = bytes(range(200)), bytes(range(100, 220)), b"forged!!"
     commands = [(dict(op=HostOp.WRITE, conn=1), first),
@@ -493,7 +493,7 @@ def test_engine_syn_received_and_time_wait_follow_the_model(data_width):
     """Issue 14, items 5 to 7: SYN-RECEIVED answers with a pure ACK (a retransmitted SYN with
     the SYN-ACK), TIME-WAIT ACKs data and FINs and restarts 2 MSL as Linux does, and a
     listener's pending connection is closed without a RST."""
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY, passive=True)
     now = 0
     checked = Checked()
@@ -584,7 +584,7 @@ def test_engine_socket_option_caps_follow_the_model(data_width):
     cap, data beyond it is clipped (in order and out of order), reading opens the window only
     up to the cap, a write takes at most the send cap, and the MSS caps the segments; a cap
     past the ring (or an MSS past the policy's) is EINVAL and installs nothing."""
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=POLICY, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, POLICY, passive=True, rcv_cap=700, snd_cap=900, adv_mss=400)
     checked = Checked()
     same = checked.same
@@ -639,7 +639,7 @@ def test_engine_rto_from_rtt_samples_follows_the_model(data_width):
     an ACK that moves SND.UNA brings it back to the estimate. Every segment, and the next
     deadline after each step, equal to model.tcp.Tcb's."""
     policy = replace(POLICY, **LINUX_RTO)
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, policy, passive=True)
     now = 0
     checked = Checked()
@@ -757,7 +757,7 @@ def test_engine_window_scaling_follows_the_model(data_width):
     Passively, the SYN-ACK offers it only when the SYN (INSTALL_TCP) did; without, nothing is
     scaled either way."""
     policy = replace(POLICY, window_scaling=True, wscale=3)
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, policy)
     checked = Checked()
     same = checked.same
@@ -827,7 +827,7 @@ def test_engine_rings_above_64_kib_follow_the_model():
     policy = replace(POLICY, rcv_buffer=ring, snd_buffer=ring, udp_rcv_buffer=ring,
                      window_scaling=True, wscale=wscale_for(ring))
     assert policy.wscale == 2
-    dut = TcpEngine(data_width=64, connections=4, processes=4, policy=policy)
+    dut = TcpEngine(data_width=64, connections=4, processes=4, policy=policy, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, policy)
     checked = Checked()
     same = checked.same
@@ -885,7 +885,7 @@ def test_engine_sack_follows_the_model(data_width):
     segments give the option its room (RFC 6691: 1000 - 4 - 8 n bytes). Passively, the
     SYN-ACK offers it only when the SYN (INSTALL_TCP) did; without, no blocks."""
     policy = replace(POLICY, sack=True, max_ooo_ranges=5)
-    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy)
+    dut = TcpEngine(data_width=data_width, connections=4, processes=4, policy=policy, debug=True)
     tcb = Tcb(LOCAL, REMOTE, 1000, policy)
     checked = Checked()
     same = checked.same

@@ -199,7 +199,7 @@ def test_due_connections_equal_the_model(connections, seed):
     clock before a waiting tick is taken), ticks and jumps, from just below 2**32: each tick's due connections, in
     order, are those whose ``Tcb.next_deadline`` has come, and NEXT_DEADLINE is the model's."""
     rng = random.Random(seed)
-    dut = Timers(connections=connections)
+    dut = Timers(connections=connections, poison_collisions=True)
     start = 2 ** 32 - 12                    # the clock wraps during the run
     checked = {}
 
