@@ -97,7 +97,6 @@ class EngineStep(enum.Enum, shape=7):
     HOST_WRITE = 49
     HOST_WRITE_CMD = 50
     HOST_WRITE_WAIT = 51
-    HOST_WRITE_DONE = 52
     UDP_READ = 53
     UDP_READ_HEADER = 54
     UDP_READ_CAPTURE = 55
@@ -1157,7 +1156,10 @@ class TcpEngine(wiring.Component):
                                  tx_ring.read_cmd.payload.length.eq(acked_bytes),
                                  tx_ring.read_cmd.payload.discard.eq(1)]
                     with m.If(tx_ring.read_cmd.ready):
-                        requery(EngineStep.TCP_ACK_RESULT)
+                        # the ring's head moves by exactly that (no requery: the ring's
+                        # later commands are decided after this one)
+                        m.d.sync += txq.head.eq(txq.head + acked_bytes)
+                        goto(EngineStep.TCP_ACK_RESULT)
 
             with m.Case(EngineStep.TCP_ACK_RESULT):
                 # the send window (SND.WL1/WL2)
@@ -1581,7 +1583,9 @@ class TcpEngine(wiring.Component):
                         with m.If(hc.peek):
                             goto(EngineStep.IDLE)
                         with m.Else():
-                            requery(EngineStep.HOST_WINDOW_UPDATE)
+                            # the head moves by the count (the ring gives what it holds)
+                            m.d.sync += rxq.head.eq(rxq.head + e_len)
+                            goto(EngineStep.HOST_WINDOW_UPDATE)
 
             with m.Case(EngineStep.HOST_WINDOW_UPDATE):
                 # Tcb.receive: a window update when the window grew by enough
@@ -1635,12 +1639,12 @@ class TcpEngine(wiring.Component):
             with m.Case(EngineStep.HOST_WRITE_WAIT):
                 m.d.comb += tx_ring.write_resp.ready.eq(1)
                 with m.If(tx_ring.write_resp.valid):
-                    # the bytes may still be moving: the ring serves its reads after them
-                    m.d.sync += rsp.count.eq(tx_ring.write_resp.payload.advance)
-                    respond(EngineStep.HOST_WRITE_DONE)
-
-            with m.Case(EngineStep.HOST_WRITE_DONE):
-                requery(EngineStep.DISPATCH)
+                    # the bytes may still be moving: the ring serves its reads after them.
+                    # The tail moves by what the ring took (a write at the tail is never
+                    # refused), so the state needs no requery
+                    advance = tx_ring.write_resp.payload.advance
+                    m.d.sync += [rsp.count.eq(advance), txq.tail.eq(txq.tail + advance)]
+                    respond(EngineStep.DISPATCH)
 
             with m.Case(EngineStep.UDP_READ):
                 with m.If(readable == 0):
