@@ -57,7 +57,9 @@ class HostGate(wiring.Component):
         The processes' commands (the NIC's ``host_cmd``).
     checked : Out(stream.Signature(CheckedCommand))
         Each command, in order, with ``allowed``. From a register: the command taken in a
-        clock is offered three clocks later (the access table's two, and this register).
+        clock is offered three clocks later (the access table's two, and this register);
+        the next is taken in the clock after the engine takes it: a command every 4 clocks
+        at most, far fewer than the engine spends on one.
     access_control : In(stream.Signature(AccessControl)), access_done : Out(1)
         The access table's control port (GRANT, REVOKE, CLEAR), for the control port.
     idle : Out(1)
