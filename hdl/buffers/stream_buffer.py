@@ -463,32 +463,41 @@ class StreamBuffer(wiring.Component):
                      head_wp.en.eq(head_set.en), head_wp.addr.eq(head_set.addr),
                      head_wp.data.eq(head_set.data)]
 
-        def forwarded(conn, taken, name):
-            """Registers that take, with a command of `conn` (when `taken`), the state writes
-            of `conn` made in that clock; `.state(word)` (tail and ranges), `.tail(word)` and
-            `.head(word)` are the state words read for the command with them."""
-            tail_hit = Signal(name=f"{name}_tail_forwarded")
-            tail_word = Signal(_TailState(N), name=f"{name}_tail_forward")
-            head_hit = Signal(name=f"{name}_head_forwarded")
-            head_word = Signal(32, name=f"{name}_head_forward")
-            with m.If(taken):
-                m.d.sync += [tail_hit.eq(tail_wp.en & (tail_wp.addr == conn[:conn_lsbs])),
-                             tail_word.eq(tail_wp.data),
-                             head_hit.eq(head_wp.en & (head_wp.addr == conn[:conn_lsbs])),
-                             head_word.eq(head_wp.data)]
+        def forwarded(conn, name, *, taken=None, stages=1):
+            """Registers that take, with a read of `conn`'s state (when `taken`), the state
+            writes of `conn` made in that clock, and hold them for `stages` clocks (a side's
+            command: taken with it, held until the next; the query: every clock, as long as
+            its read); `.state(word)` (tail and ranges), `.tail(word)` and `.head(word)` are
+            the state words that read returns, with them."""
+            index = [str(i) if stages > 1 else "" for i in range(stages)]
+            tail_hit = [Signal(name=f"{name}_tail_forwarded{i}") for i in index]
+            tail_word = [Signal(_TailState(N), name=f"{name}_tail_forward{i}") for i in index]
+            head_hit = [Signal(name=f"{name}_head_forwarded{i}") for i in index]
+            head_word = [Signal(32, name=f"{name}_head_forward{i}") for i in index]
+            capture = [tail_hit[0].eq(tail_wp.en & (tail_wp.addr == conn[:conn_lsbs])),
+                       tail_word[0].eq(tail_wp.data),
+                       head_hit[0].eq(head_wp.en & (head_wp.addr == conn[:conn_lsbs])),
+                       head_word[0].eq(head_wp.data)]
+            if taken is None:
+                m.d.sync += capture
+            else:
+                with m.If(taken):
+                    m.d.sync += capture
+            m.d.sync += [reg[i].eq(reg[i - 1]) for reg in (tail_hit, tail_word, head_hit, head_word)
+                         for i in range(1, stages)]
 
             class Forwarded:
                 @staticmethod
                 def state(word):
-                    return Mux(tail_hit, tail_word, word)
+                    return Mux(tail_hit[-1], tail_word[-1], word)
 
                 @staticmethod
                 def tail(word):
-                    return Mux(tail_hit, tail_word.tail, word)
+                    return Mux(tail_hit[-1], tail_word[-1].tail, word)
 
                 @staticmethod
                 def head(word):
-                    return Mux(head_hit, head_word, word)
+                    return Mux(head_hit[-1], head_word[-1], word)
             return Forwarded
         writes = {tail_mem: tail_wp, head_mem: head_wp}
         for mem, owner, value in ((tail_r_mem, tail_wp, tail_wp.data.tail),
@@ -516,24 +525,12 @@ class StreamBuffer(wiring.Component):
 
         # State query port: the RAMs' words, and a state write made in the clock they were read
         # (which the RAM returns undefined) forwarded, both two clocks on.
-        q_tail_hit = [Signal(name=f"q_tail_forwarded{i}") for i in range(QUERY_LATENCY)]
-        q_tail_word = [Signal(_TailState(N), name=f"q_tail_forward{i}")
-                       for i in range(QUERY_LATENCY)]
-        q_head_hit = [Signal(name=f"q_head_forwarded{i}") for i in range(QUERY_LATENCY)]
-        q_head_word = [Signal(32, name=f"q_head_forward{i}") for i in range(QUERY_LATENCY)]
-        m.d.sync += [
-            q_tail_hit[0].eq(tail_wp.en & (tail_wp.addr == self.query_conn[:conn_lsbs])),
-            q_tail_word[0].eq(tail_wp.data),
-            q_head_hit[0].eq(head_wp.en & (head_wp.addr == self.query_conn[:conn_lsbs])),
-            q_head_word[0].eq(head_wp.data),
-            *(reg[i].eq(reg[i - 1]) for reg in (q_tail_hit, q_tail_word, q_head_hit, q_head_word)
-              for i in range(1, QUERY_LATENCY)),
-        ]
-        q_tail = Mux(q_tail_hit[-1], q_tail_word[-1], q_tail_rp.data)
+        q_forwarded = forwarded(self.query_conn, "q", stages=QUERY_LATENCY)
+        q_tail = q_forwarded.state(q_tail_rp.data)
         m.d.comb += [
             q_tail_rp.addr.eq(self.query_conn),
             q_head_rp.addr.eq(self.query_conn),
-            self.query.head.eq(Mux(q_head_hit[-1], q_head_word[-1], q_head_rp.data)),
+            self.query.head.eq(q_forwarded.head(q_head_rp.data)),
             self.query.tail.eq(q_tail[:32]),
         ]
         if N:
@@ -600,8 +597,8 @@ class StreamBuffer(wiring.Component):
         w_room = Signal(signed(length_bits + 2))       # the ring less the command's reserve
         m.d.comb += [w_tail_rp.addr.eq(self.write_cmd.payload.conn),
                      w_head_rp.addr.eq(self.write_cmd.payload.conn)]
-        w_forwarded = forwarded(self.write_cmd.payload.conn,
-                                w_idle & self.write_cmd.valid & write_ok, "w")
+        w_forwarded = forwarded(self.write_cmd.payload.conn, "w",
+                                taken=w_idle & self.write_cmd.valid & write_ok)
 
         w_offset_end = Signal(32)                      # offset + length, from the command
 
@@ -757,8 +754,8 @@ class StreamBuffer(wiring.Component):
         r_discard = Signal()
         m.d.comb += [r_tail_rp.addr.eq(self.read_cmd.payload.conn),
                      r_head_rp.addr.eq(self.read_cmd.payload.conn)]
-        r_forwarded = forwarded(self.read_cmd.payload.conn,
-                                r_idle & self.read_cmd.valid & read_ok, "r")
+        r_forwarded = forwarded(self.read_cmd.payload.conn, "r",
+                                taken=r_idle & self.read_cmd.valid & read_ok)
 
         r_length = Signal(count_bits)                  # the command's, when below the ring's
         r_length_nonzero = Signal()
@@ -920,9 +917,9 @@ class StreamBuffer(wiring.Component):
             with m.Case(_WriteStep.LOAD):
                 # (the state read ports' output registers hold the words read when the
                 # command was taken)
-                m.d.sync += [st.eq(w_forwarded.state(w_tail_rp.data)),
-                             w_used.eq(rel(w_forwarded.tail(w_tail_rp.data.tail),
-                                           w_forwarded.head(w_head_rp.data)))]
+                loaded = _TailState(N)(w_forwarded.state(w_tail_rp.data))
+                m.d.sync += [st.eq(loaded),
+                             w_used.eq(rel(loaded.tail, w_forwarded.head(w_head_rp.data)))]
                 m.d.sync += w_step.eq(_WriteStep.RELATE)
             with m.Case(_WriteStep.RELATE):
                 m.d.sync += w_step.eq(_WriteStep.CLIP)

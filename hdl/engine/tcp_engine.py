@@ -164,10 +164,10 @@ class TcpEngine(wiring.Component):
     fits the window and acknowledges nothing new, on a connection with nothing to send, no
     out-of-order range and no FIN pending, takes a fast path (``fast_store``: the record and
     ring states latched, a clock for the decision of :class:`~hdl.engine.rx_fast_path.RxFastPath`,
-    the ring write and the ACK's fields in one step, the receive path's action, the ACK, the
-    write-back), as Beehive splits its receive pipe; everything else takes the steps below one
-    by one. The unit's decision and effects are checked against the model case by case, and
-    the engine's against the model's by the differential tests.
+    the ring write and the ACK's fields in one step, the receive path's action with the
+    write-back, the ACK), as Beehive splits its receive pipe; everything else takes the steps
+    below one by one. The unit's decision and effects are checked against the model case by
+    case, and the engine's against the model's by the differential tests.
 
     Host commands come through a :class:`~hdl.engine.host_gate.HostGate`, which checks each
     against the access table while the engine serves the events before it: a process without
@@ -413,6 +413,7 @@ class TcpEngine(wiring.Component):
         rsp = Signal(HostResponse())
         crsp = Signal(ControlResponse())
         drain_after = Signal()              # HOST_RESPOND then drains the WRITE data
+        write_back_at_action = Signal()     # the fast path: ACTION writes the record back
 
         # data routing, changed only between transfers
         wdata_to_ring = Signal()            # host_wdata -> send ring, until its beats are in
@@ -632,6 +633,16 @@ class TcpEngine(wiring.Component):
                 with m.Elif(~t.rtt_timing):
                     m.d.sync += [t.rtt_timing.eq(1), t.rtt_seq.eq(end), t.rtt_start.eq(now)]
 
+        def write_back():
+            """The record goes back to its RAM, and its timers to the timers unit."""
+            m.d.comb += rec_wr.en.eq(1)
+            m.d.comb += [timers.update.valid.eq(1), timers.update.payload.conn.eq(conn)]
+            for name in TIMERS:
+                m.d.comb += [
+                    timers.update.payload[name].armed.eq(
+                        (t.kind == ConnKind.TCP) & t[f"{name}_armed"]),
+                    timers.update.payload[name].deadline.eq(t[f"{name}_deadline"])]
+
         def rtt_ack(then):
             """``Tcb._rtt_ack`` and ``rto = rto_after(0)`` for an ACK that advances SND.UNA,
             then on at `then`; written after the caller's own step and deadline, which it
@@ -667,8 +678,11 @@ class TcpEngine(wiring.Component):
                     m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
                 sent(fast.adv_wnd)
                 segment(seq=t.snd_nxt, ack=fast.ack, flags=flags(ack=1), window=fast.adv_wnd)
+                # the record is final now: ACTION writes it back as the receive path takes
+                # the STORE (the state does not change, so no event goes to the host), and
+                # the ACK's EMIT ends the event
                 m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.EMIT),
-                             ret.eq(EngineStep.WRITE_BACK)]
+                             ret.eq(EngineStep.IDLE), write_back_at_action.eq(1)]
                 goto(EngineStep.ACTION)
             with m.Else():
                 goto(EngineStep.FAST_STORE)
@@ -812,7 +826,8 @@ class TcpEngine(wiring.Component):
                 m.d.comb += [rec_rd.addr.eq(idle_conn), rec_rd_en.eq(1),
                              rx_ring.query_conn.eq(idle_conn), tx_ring.query_conn.eq(idle_conn)]
                 m.d.sync += [ob.eq(_Outbox.NONE), from_wire.eq(0), ctl_owed.eq(0), use_fwd.eq(0),
-                             route.eq(RxRoute.DISCARD), rsp.eq(0), crsp.eq(0), drain_after.eq(0)]
+                             route.eq(RxRoute.DISCARD), rsp.eq(0), crsp.eq(0), drain_after.eq(0),
+                             write_back_at_action.eq(0)]
                 with m.If(self.ctl_cmd.valid):
                     m.d.comb += self.ctl_cmd.ready.eq(1)
                     m.d.sync += [cc.eq(self.ctl_cmd.payload), conn.eq(self.ctl_cmd.payload.conn),
@@ -904,13 +919,7 @@ class TcpEngine(wiring.Component):
             with m.Case(EngineStep.WRITE_BACK):
                 # the record goes back; host software hears of a completed handshake and of
                 # a connection that reached CLOSED
-                m.d.comb += rec_wr.en.eq(1)
-                m.d.comb += [timers.update.valid.eq(1), timers.update.payload.conn.eq(conn)]
-                for name in TIMERS:
-                    m.d.comb += [
-                        timers.update.payload[name].armed.eq(
-                            (t.kind == ConnKind.TCP) & t[f"{name}_armed"]),
-                        timers.update.payload[name].deadline.eq(t[f"{name}_deadline"])]
+                write_back()
                 tcp0 = (kind0 == ConnKind.TCP)
                 with m.If(tcp0 & _one_of(state0, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
                           & in_synchronized):
@@ -1256,6 +1265,8 @@ class TcpEngine(wiring.Component):
                         m.d.sync += from_wire.eq(0)
                         with m.If(route == RxRoute.STORE):
                             m.d.sync += step.eq(after_action)
+                            with m.If(write_back_at_action):
+                                write_back()
                         with m.Elif(route == RxRoute.SLOW):
                             goto(EngineStep.IDLE)             # nothing was changed
                         with m.Else():
