@@ -7,7 +7,7 @@ holds ``ready`` low for a cycle (sink), to exercise backpressure.
 
 import itertools
 
-__all__ = ["frame_to_beats", "beats_to_frame", "send_frame", "recv_frame"]
+__all__ = ["frame_to_beats", "beats_to_frame", "put", "take", "send_frame", "recv_frame"]
 
 
 def frame_to_beats(frame: bytes, data_width: int):
@@ -31,6 +31,26 @@ def beats_to_frame(beats, data_width: int) -> bytes:
         word = data.to_bytes(lanes, "little")
         out += bytes(word[i] for i in range(lanes) if keep >> i & 1)
     return bytes(out)
+
+
+async def put(ctx, port, payload):
+    """Offer `payload` on the stream `port` until it is taken (the clock edge that takes it has
+    passed when this returns)."""
+    ctx.set(port.valid, 1)
+    ctx.set(port.payload, payload)
+    await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
+
+
+async def take(ctx, port, out: list, count: int, rng, pause=0.0):
+    """Append the payloads taken from the stream `port` to `out` until it holds `count`,
+    holding ``ready`` low in a clock with probability `pause` (`rng`: a ``random.Random``)."""
+    while len(out) < count:
+        ready = rng.random() >= pause
+        ctx.set(port.ready, ready)
+        _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+        if valid and ready:
+            out.append(payload)
 
 
 async def send_frame(ctx, port, frame: bytes, data_width: int, pauses=None):

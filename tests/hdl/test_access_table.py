@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 from hdl.tables.access_table import AccessOp, AccessTable
 from flow.build import lint_component
 from flow.tools import BUILD
+from tb.amaranth_sim import put, take
 
 
 def reference_results(operations):
@@ -34,31 +35,20 @@ def run_table(dut, operations, result_pause):
     async def issue(ctx):
         for kind, op, conn, pid in operations:
             if kind == "check":
-                ctx.set(dut.check.valid, 1)
-                ctx.set(dut.check.payload, {"conn": conn, "pid": pid})
-                await ctx.tick().until(dut.check.ready)
-                ctx.set(dut.check.valid, 0)
+                await put(ctx, dut.check, {"conn": conn, "pid": pid})
             else:
-                ctx.set(dut.control.valid, 1)
-                ctx.set(dut.control.payload, {"op": op, "conn": conn, "pid": pid})
-                await ctx.tick().until(dut.control.ready)
-                ctx.set(dut.control.valid, 0)
+                await put(ctx, dut.control, {"op": op, "conn": conn, "pid": pid})
                 await ctx.tick().until(dut.done)
 
     async def collect(ctx):
-        while len(results) < checks:
-            ready = rng.random() >= result_pause
-            ctx.set(dut.result.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.result.valid, dut.result.payload)
-            if valid and ready:
-                results.append((payload.conn, payload.pid, payload.allowed))
+        await take(ctx, dut.result, results, checks, rng, result_pause)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(issue)
     sim.add_testbench(collect)
     sim.run_until(1e-8 * 40 * len(operations) + 1e-6)
-    return results
+    return [(payload.conn, payload.pid, payload.allowed) for payload in results]
 
 
 @pytest.mark.parametrize("connections,processes", [(4, 4), (64, 16)])

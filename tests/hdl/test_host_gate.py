@@ -10,6 +10,7 @@ from hdl.ports import HOST_CONN_BITS, HostOp
 from hdl.tables.access_table import AccessOp
 from flow.build import lint_component
 from flow.tools import BUILD
+from tb.amaranth_sim import put, take
 
 
 def _conn(rng, connections):
@@ -33,30 +34,17 @@ def run_gate(connections, processes, items, checked_pause, seed):
     async def issue(ctx):
         for kind, *rest in items:
             if kind == "command":
-                ctx.set(dut.cmd.valid, 1)
-                ctx.set(dut.cmd.payload, rest[0])
-                await ctx.tick().until(dut.cmd.ready)
-                ctx.set(dut.cmd.valid, 0)
+                await put(ctx, dut.cmd, rest[0])
                 issued[0] += 1
             else:
                 op, conn, pid = rest
                 while len(out) < issued[0]:
                     await ctx.tick()
-                ctx.set(dut.access_control.valid, 1)
-                ctx.set(dut.access_control.payload, {"op": op, "conn": conn, "pid": pid})
-                await ctx.tick().until(dut.access_control.ready)
-                ctx.set(dut.access_control.valid, 0)
+                await put(ctx, dut.access_control, {"op": op, "conn": conn, "pid": pid})
                 await ctx.tick().until(dut.access_done)
 
     async def collect(ctx):
-        while len(out) < commands:
-            ready = rng.random() >= checked_pause
-            ctx.set(dut.checked.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.checked.valid, dut.checked.payload)
-            if valid and ready:
-                command = payload.command
-                out.append(((int(command.pid), int(command.conn), HostOp(command.op),
-                             int(command.length)), int(payload.allowed)))
+        await take(ctx, dut.checked, out, commands, rng, checked_pause)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -64,7 +52,8 @@ def run_gate(connections, processes, items, checked_pause, seed):
     sim.add_testbench(collect)
     sim.run_until(1e-8 * 60 * len(items) + 1e-6)
     assert len(out) == commands, "a command never came out"
-    return out
+    return [((int(c.command.pid), int(c.command.conn), HostOp(c.command.op),
+              int(c.command.length)), int(c.allowed)) for c in out]
 
 
 def expected(items, connections):
@@ -123,17 +112,12 @@ def test_a_command_is_offered_three_clocks_after_it_is_taken():
     clocks = []
 
     async def bench(ctx):
-        ctx.set(dut.access_control.valid, 1)
-        ctx.set(dut.access_control.payload, {"op": AccessOp.GRANT, "conn": 1, "pid": 2})
-        await ctx.tick().until(dut.access_control.ready)
-        ctx.set(dut.access_control.valid, 0)
+        await put(ctx, dut.access_control, {"op": AccessOp.GRANT, "conn": 1, "pid": 2})
         await ctx.tick().until(dut.access_done)
         ctx.set(dut.checked.ready, 1)
         for pid, conn, allowed in [(2, 1, 1), (3, 1, 0), (2, 4, 0)]:
-            ctx.set(dut.cmd.valid, 1)
-            ctx.set(dut.cmd.payload, {"pid": pid, "conn": conn, "op": HostOp.READ, "length": 5})
-            await ctx.tick().until(dut.cmd.ready)       # taken at this clock edge
-            ctx.set(dut.cmd.valid, 0)
+            # taken at the clock edge `put` waits for
+            await put(ctx, dut.cmd, {"pid": pid, "conn": conn, "op": HostOp.READ, "length": 5})
             waited = 0
             while not ctx.get(dut.checked.valid):
                 await ctx.tick()
