@@ -456,10 +456,10 @@ class TcpEngine(wiring.Component):
             """Answer the host command with `rsp`, then continue at `next_step`."""
             m.d.sync += [step.eq(EngineStep.HOST_RESPOND), then.eq(next_step)]
 
-        def answer_ebadf():
+        def answer_ebadf(command=hc):
             """Answer the host command EBADF and drain its WRITE data; nothing else happens."""
             m.d.sync += [rsp.status.eq(Errno.EBADF),
-                         drain_after.eq((hc.op == HostOp.WRITE) & (hc.length != 0))]
+                         drain_after.eq((command.op == HostOp.WRITE) & (command.length != 0))]
             respond(EngineStep.IDLE)
 
         def finish():
@@ -867,10 +867,7 @@ class TcpEngine(wiring.Component):
                                  ev.eq(_Event.HOST)]
                     with m.If(~gate.checked.payload.allowed):
                         # no access: EBADF; the process learns nothing and disturbs nothing
-                        m.d.sync += [rsp.status.eq(Errno.EBADF),
-                                     drain_after.eq((command.op == HostOp.WRITE)
-                                                    & (command.length != 0))]
-                        respond(EngineStep.IDLE)
+                        answer_ebadf(command)
                     with m.Elif(rings_pending):
                         goto(EngineStep.LOAD)
                     with m.Else():
