@@ -11,6 +11,7 @@ from hdl.tables.access_table import AccessOp
 from flow.build import lint_component
 from flow.tools import BUILD
 from tb.amaranth_sim import put, take
+from test_access_table import reference_results     # the access table's reference: a set
 
 
 def _conn(rng, connections):
@@ -57,22 +58,18 @@ def run_gate(connections, processes, items, checked_pause, seed):
 
 
 def expected(items, connections):
-    """Each command with whether its pair was granted (and not revoked or cleared since) and
-    its connection is a slot."""
-    granted, answers = set(), []
+    """Each command with the access table's reference verdict for its pair (a connection
+    number past the last slot is never granted)."""
+    operations = [("check", None, rest[0]["conn"], rest[0]["pid"]) if kind == "command"
+                  else ("control", *rest) for kind, *rest in items]
+    verdicts = iter(reference_results(operations))
+    answers = []
     for kind, *rest in items:
         if kind == "command":
             c = rest[0]
-            allowed = c["conn"] < connections and (c["conn"], c["pid"]) in granted
-            answers.append(((c["pid"], c["conn"], c["op"], c["length"]), int(allowed)))
-        else:
-            op, conn, pid = rest
-            if op == AccessOp.GRANT:
-                granted.add((conn, pid))
-            elif op == AccessOp.REVOKE:
-                granted.discard((conn, pid))
-            else:
-                granted = {(c, p) for c, p in granted if c != conn}
+            *_, allowed = next(verdicts)
+            answers.append(((c["pid"], c["conn"], c["op"], c["length"]),
+                            int(allowed and c["conn"] < connections)))
     return answers
 
 
