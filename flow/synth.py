@@ -298,7 +298,7 @@ def _design(block):
 
 
 def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, progress=None,
-               design=None):
+               design=None, seed=1):
     """Synthesise `block` for `target` in `out_dir`; return a dict of resources and Fmax.
 
     ``status`` is "ok", or "does not fit" (nextpnr failed; ``reason`` says why and the
@@ -306,7 +306,8 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
     the :data:`YOSYS_FLOWS` entry that mapped the design: abc9, or the fallback after abc9
     ran out of WebAssembly stack (then ``flow_note`` says so, and ``yosys-abc9.log`` is the
     failed run's log).
-    `design`: what ``_design(block)`` returns, if already at hand."""
+    `design`: what ``_design(block)`` returns, if already at hand. `seed`: nextpnr's placer
+    seed (a block's routed Fmax moves by some percent from one seed to the next)."""
     config = TARGETS[target]
     work = Path(out_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -316,13 +317,13 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
     pin_args = ["--lpf-allow-unconstrained"] if config["synth"] == "synth_ecp5" else ["--pcf-allow-unconstrained"]
     nextpnr_args = [config["nextpnr"], *config["args"], "--json", "netlist.json", *pin_args,
                     "--freq", str(clock_mhz), "--timing-allow-fail", "--report", "report.json",
-                    "--seed", "1"]
+                    "--seed", str(seed)]
     flows = _flows(config["synth"])
     for stale in ("yosys.log", "nextpnr.log", "report.json", "stat.json", "netlist.json",
                   *(f"yosys-{flow}.log" for flow in flows)):
         (work / stale).unlink(missing_ok=True)
     result = {"name": name, "target": target, "part": config["part"], "status": "ok",
-              "reason": None, "harness_flip_flops": harness.harness_flip_flops,
+              "reason": None, "harness_flip_flops": harness.harness_flip_flops, "seed": seed,
               "seconds": {}}
     say = progress or (lambda text: None)
 
@@ -722,6 +723,7 @@ def main(argv=None):
     parser.add_argument("--target", choices=TARGETS, default="ecp5", help="for blocks")
     parser.add_argument("--out", type=Path, default=Path("build/synth"))
     parser.add_argument("--freq", type=float, default=200.0, help="clock constraint in MHz")
+    parser.add_argument("--seed", type=int, default=1, help="blocks: nextpnr's placer seed")
     parser.add_argument("--quick", action="store_true",
                         help="nic: the reference configuration and the small build only")
     parser.add_argument("--force", action="store_true", help="nic: run cached configurations again")
@@ -742,7 +744,7 @@ def main(argv=None):
         block = instantiate(name)
         log(f"synthesising {name} for {args.target} ...")
         result = synthesise(block, name, args.target, args.out / "blocks" / f"{name}.{args.target}",
-                            args.freq)
+                            args.freq, seed=args.seed)
         print(json.dumps(result), flush=True)
     if "nic" in args.names:
         command = shlex.join(["python", "-m", "flow.synth", *argv])

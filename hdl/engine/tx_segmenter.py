@@ -92,19 +92,22 @@ class TxSegmenter(wiring.Component):
         S = self._policy.snd_buffer
         i, o = self.inputs, self.decision
 
-        # valid: the inputs equal those of each of the last LATENCY clocks. `held` counts
-        # the clocks before this one whose inputs equalled those of the clock before them
-        # (none is known before the first clock after reset).
+        # valid: the inputs equal those of each of the last LATENCY clocks. `same` compares
+        # them with the last clock's; `same_before` is that compare a clock ago, and `held`
+        # counts the clocks before that one whose compare held too (none is known before the
+        # first clock after reset). So the wide compare reaches only `valid` and a register,
+        # not the count.
         previous = Signal(len(i.as_value()))
         started = Signal()
-        held = Signal(range(self.LATENCY))
+        same_before = Signal()
+        held = Signal(range(self.LATENCY - 1))
         same = (i.as_value() == previous) & started
-        m.d.sync += [previous.eq(i.as_value()), started.eq(1)]
-        with m.If(~same):
+        m.d.sync += [previous.eq(i.as_value()), started.eq(1), same_before.eq(same)]
+        with m.If(~same_before):
             m.d.sync += held.eq(0)
-        with m.Elif(held != self.LATENCY - 1):
+        with m.Elif(held != self.LATENCY - 2):
             m.d.sync += held.eq(held + 1)
-        m.d.comb += self.valid.eq(same & (held == self.LATENCY - 1))
+        m.d.comb += self.valid.eq(same & same_before & (held == self.LATENCY - 2))
 
         def stage(name, shape, value):
             reg = Signal(shape, name=name)

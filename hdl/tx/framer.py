@@ -466,7 +466,9 @@ class TxFramer(wiring.Component):
                     m.d.sync += goto(_Intake.WAIT_HEADER)
                 # A new header is taken in the cycle the previous frame is.
                 m.d.comb += self.header.ready.eq(waiting_header | taken)
-                with m.If(self.header.valid & self.header.ready):
+                # The header's registers load whenever a header may be taken, valid or not
+                # (nothing reads them until one is): one LUT fewer before their enables.
+                with m.If(self.header.ready):
                     fields = self.header.payload
                     is_udp = fields.protocol == L4Protocol.UDP
                     # the fields the frame's kind leaves out are loaded as 0 (its image has
@@ -486,9 +488,6 @@ class TxFramer(wiring.Component):
                           for index in range(SACK_MAX_BLOCKS if self._sack else 0)],
                         udp_length.eq(Mux(is_udp, fields.length, 0)),
                         udp.eq(is_udp),
-                        payload_sum.eq(0),
-                        hdr_wait.eq(self.header_settle),
-                        sum_wait.eq(0),
                     ]
                     # The frame's kind: the first whose condition holds, else plain TCP.
                     with_mss = fields.mss_option
@@ -511,7 +510,10 @@ class TxFramer(wiring.Component):
                             m.d.sync += kind_constants(name)
                     with m.Else():
                         m.d.sync += kind_constants("tcp")
-                    with m.If(fields.length.any()):
+                with m.If(self.header.valid & self.header.ready):
+                    m.d.sync += [payload_sum.eq(0), hdr_wait.eq(self.header_settle),
+                                 sum_wait.eq(0)]
+                    with m.If(self.header.payload.length.any()):
                         m.d.sync += goto(_Intake.WAIT_SUM)
                     with m.Else():
                         m.d.sync += goto(_Intake.WAIT_SEND)
