@@ -174,14 +174,15 @@ class SocketTable(wiring.Component):
 
     Lookups run concurrently with commands and are never stalled by them. Each lookup sees a
     consistent state of the table: the entry in flight during a walk is held in a victim
-    register that lookups also compare against, and the key being inserted reads as absent
-    until the clock edge its insert completes. A lookup overlapping a command therefore sees
-    the table either before or after that command, never in between. The lookup pipeline has
-    five stages: the key and its rows are registered; the buckets are read, and the victim
-    and the hidden key compared, on one edge (so the slots and the walk state seen together
-    are those of one clock); the slots read are registered; their key compares are
-    registered (one match bit per slot and the victim, and the ids); the result register
-    selects the id. While ``result`` is not ready every stage holds, the read data too.
+    register that lookups also compare against, as they do the entry a decision writes (it
+    reaches the memories a clock after the decision, from registers only), and the key being
+    inserted reads as absent until its insert's last write is in the memories. A lookup
+    overlapping a command therefore sees the table either before or after that command, never
+    in between. The lookup pipeline has five stages: the key and its rows are registered; the
+    buckets are read, and the victim, the entry being written and the hidden key compared, on
+    one edge (so the slots and the walk state seen together are those of one clock); the slots
+    read are registered; their key compares are registered (one match bit per slot, the victim
+    and the entry being written, and the ids); the result register selects the id. While ``result`` is not ready every stage holds, the read data too.
 
     The memories start empty (initial contents); reset does not clear them.
 
@@ -280,7 +281,16 @@ class SocketTable(wiring.Component):
         # the edge of one of its writes (each decision reads its rows afresh).
         lk_rd, ctl_rd, ctl_wr = ([[None] * ref.WAYS for _ in T] for _ in range(3))
         ctl_addr = [Signal(rb, name=f"ctl_addr{t}") for t in T]
-        wr_entry = Signal(entry_layout)
+        # A decision's write goes through registers (the entry, one enable per memory) and
+        # reaches the memories a clock later, so that what drives their write ports (fanned
+        # out to every LUT RAM cell, twice: a copy per read port) comes from flip-flops only.
+        # Its rows are still in `ctl_addr` then: no decision moves them, so the control port
+        # keeps one address for its read and its write (a true dual-port block RAM).
+        wr_entry = Signal(entry_layout)             # the decision's (comb)
+        wr_slots = Signal(len(T) * len(W))
+        wr_entry_r = Signal(entry_layout)
+        wr_slots_r = Signal(len(T) * len(W))
+        m.d.sync += [wr_entry_r.eq(wr_entry), wr_slots_r.eq(wr_slots)]
         for t in T:
             for w in W:
                 mem = m.submodules[f"t{t}_way{w}"] = Memory(data=self.way_data[t][w])
@@ -288,12 +298,16 @@ class SocketTable(wiring.Component):
                 lk_rd[t][w] = self._read_port(m, mem, f"lk_rd{t}{w}")
                 ctl_rd[t][w] = self._read_port(m, mem, f"ctl_rd{t}{w}")
                 m.d.comb += [wr.addr.eq(ctl_addr[t]), ctl_rd[t][w].addr.eq(ctl_addr[t]),
-                             wr.data.eq(wr_entry)]
+                             wr.data.eq(wr_entry_r), wr.en.eq(wr_slots_r[t * len(W) + w])]
 
         # Walk state shared with the lookup path.
         victim = Signal(entry_layout)
         pending = Signal()          # an insert walk is under way (victim valid, key hidden)
         cmd_reg = Signal(CommandLayout(self._id_width))
+        # `pending` a clock ago: the command's key stays hidden until the write that ends its
+        # walk is in the memories (the key stays in `cmd_reg` until the response is taken)
+        pending_before = Signal()
+        m.d.sync += pending_before.eq(pending)
 
         def same_key(a, b):
             return a.as_value() == b.as_value()
@@ -315,14 +329,18 @@ class SocketTable(wiring.Component):
                 m.d.comb += [lk_rd[t][w].addr.eq(s0_rows[t]), lk_rd[t][w].en.eq(advance)]
 
         # Stage 1: the rows are read on the edge that moves the key out of stage 0, and the
-        # victim, the walk flag and the hidden key are sampled on that same edge: the slots and the walk
-        # state seen together are those of one clock, so a lookup sees the table before or
-        # after any step of a walk, never an entry in neither place (or in both). A stalled
-        # stage 1 keeps both (the read port is not enabled), so a stall changes nothing.
+        # victim, the entry being written, the walk flag and the hidden key are sampled on
+        # that same edge: the slots and the walk state seen together are those of one clock,
+        # so a lookup sees the table before or after any step of a walk, never an entry in
+        # no place (an entry may be seen twice, in its old slot and where it goes: the same
+        # id). A stalled stage 1 keeps both (the read port is not enabled), so a stall
+        # changes nothing.
         s1_valid = Signal()
         s1_key = Signal(KeyLayout())
         s1_victim_match = Signal()
         s1_victim_id = Signal(self._id_width)
+        s1_written_match = Signal()     # ... and the entry on its way into the memories
+        s1_written_id = Signal(self._id_width)
         s1_hidden = Signal()
         # Stage 2: the slots read, registered (a block RAM's read data are late in the clock).
         s2_valid = Signal()
@@ -330,12 +348,14 @@ class SocketTable(wiring.Component):
         s2_slots = [Signal(entry_layout, name=f"s2_slot{i}") for i in range(len(T) * len(W))]
         s2_victim_match = Signal()
         s2_victim_id = Signal(self._id_width)
+        s2_written_match = Signal()
+        s2_written_id = Signal(self._id_width)
         s2_hidden = Signal()
-        # Stage 3: one match bit per slot and the victim (at most one is set: a key is in one
-        # place), and their ids.
+        # Stage 3: one match bit per slot, the victim and the entry being written (those set
+        # are copies of one entry: a key has one id), and their ids.
         s3_valid = Signal()
-        s3_match = Signal(len(s2_slots) + 1)
-        s3_ids = [Signal(self._id_width, name=f"s3_id{i}") for i in range(len(s2_slots) + 1)]
+        s3_match = Signal(len(s2_slots) + 2)
+        s3_ids = [Signal(self._id_width, name=f"s3_id{i}") for i in range(len(s2_slots) + 2)]
         s3_hidden = Signal()
 
         with m.If(advance):
@@ -344,16 +364,20 @@ class SocketTable(wiring.Component):
             m.d.sync += [s1_valid.eq(s0_valid), s1_key.eq(s0_key),
                          s1_victim_match.eq(pending & same_key(victim.key, s0_key)),
                          s1_victim_id.eq(victim.id),
-                         s1_hidden.eq(pending & same_key(cmd_reg.key, s0_key))]
+                         s1_written_match.eq(wr_slots_r.any() & wr_entry_r.valid
+                                             & same_key(wr_entry_r.key, s0_key)),
+                         s1_written_id.eq(wr_entry_r.id),
+                         s1_hidden.eq((pending | pending_before) & same_key(cmd_reg.key, s0_key))]
             m.d.sync += [s2_valid.eq(s1_valid), s2_key.eq(s1_key),
                          s2_victim_match.eq(s1_victim_match), s2_victim_id.eq(s1_victim_id),
+                         s2_written_match.eq(s1_written_match), s2_written_id.eq(s1_written_id),
                          s2_hidden.eq(s1_hidden)]
             m.d.sync += [s2_slots[t * len(W) + w].eq(lk_rd[t][w].data) for t in T for w in W]
             m.d.sync += [s3_valid.eq(s2_valid), s3_hidden.eq(s2_hidden),
                          s3_match.eq(Cat(*(s.valid & same_key(s.key, s2_key) for s in s2_slots),
-                                         s2_victim_match))]
+                                         s2_victim_match, s2_written_match))]
             m.d.sync += [id_.eq(s.id) for id_, s in zip(s3_ids, s2_slots)]
-            m.d.sync += s3_ids[-1].eq(s2_victim_id)
+            m.d.sync += [s3_ids[-2].eq(s2_victim_id), s3_ids[-1].eq(s2_written_id)]
             m.d.sync += [self.result.valid.eq(s3_valid),
                          self.result.payload.hit.eq(s3_match.any() & ~s3_hidden),
                          self.result.payload.id.eq(Mux(s3_hidden, 0, or_all(
@@ -411,10 +435,7 @@ class SocketTable(wiring.Component):
 
         def write_slots(onehot, entry):
             """Write `entry` at the row in ctl_addr into the slots set in `onehot` (bit 4 t + w)."""
-            m.d.comb += wr_entry.eq(entry)
-            for t in T:
-                for w in W:
-                    m.d.comb += ctl_wr[t][w].en.eq(onehot[t * len(W) + w])
+            m.d.comb += [wr_entry.eq(entry), wr_slots.eq(onehot)]
 
         def slot_bit(table, way):
             """One-hot of (table, way), both signals."""
