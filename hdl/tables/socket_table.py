@@ -182,7 +182,8 @@ class SocketTable(wiring.Component):
     buckets are read, and the victim, the entry being written and the hidden key compared, on
     one edge (so the slots and the walk state seen together are those of one clock); the slots
     read are registered; their key compares are registered (one match bit per slot, the victim
-    and the entry being written, and the ids); the result register selects the id. While ``result`` is not ready every stage holds, the read data too.
+    and the entry being written, and the ids); the result register selects the id. While
+    ``result`` is not ready every stage holds, the read data too.
 
     The memories start empty (initial contents); reset does not clear them.
 
