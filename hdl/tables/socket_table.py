@@ -336,49 +336,48 @@ class SocketTable(wiring.Component):
         # no place (an entry may be seen twice, in its old slot and where it goes: the same
         # id). A stalled stage 1 keeps both (the read port is not enabled), so a stall
         # changes nothing.
+        # Besides the slots, a lookup compares the victim of a walk under way and the entry a
+        # decision writes, on its way into the memories (`wr_entry` is 0 in a clock without a
+        # write, and a delete writes an invalid entry).
+        aside = [(pending, victim), (wr_entry_r.valid, wr_entry_r)]
         s1_valid = Signal()
         s1_key = Signal(KeyLayout())
-        s1_victim_match = Signal()
-        s1_victim_id = Signal(self._id_width)
-        s1_written_match = Signal()     # ... and the entry on its way into the memories
-        s1_written_id = Signal(self._id_width)
+        s1_aside_match = Signal(len(aside))
+        s1_aside_ids = [Signal(self._id_width, name=f"s1_aside_id{i}") for i in range(len(aside))]
         s1_hidden = Signal()
         # Stage 2: the slots read, registered (a block RAM's read data are late in the clock).
         s2_valid = Signal()
         s2_key = Signal(KeyLayout())
         s2_slots = [Signal(entry_layout, name=f"s2_slot{i}") for i in range(len(T) * len(W))]
-        s2_victim_match = Signal()
-        s2_victim_id = Signal(self._id_width)
-        s2_written_match = Signal()
-        s2_written_id = Signal(self._id_width)
+        s2_aside_match = Signal(len(aside))
+        s2_aside_ids = [Signal(self._id_width, name=f"s2_aside_id{i}") for i in range(len(aside))]
         s2_hidden = Signal()
         # Stage 3: one match bit per slot, the victim and the entry being written (those set
         # are copies of one entry: a key has one id), and their ids.
         s3_valid = Signal()
-        s3_match = Signal(len(s2_slots) + 2)
-        s3_ids = [Signal(self._id_width, name=f"s3_id{i}") for i in range(len(s2_slots) + 2)]
+        s3_match = Signal(len(s2_slots) + len(aside))
+        s3_ids = [Signal(self._id_width, name=f"s3_id{i}")
+                  for i in range(len(s2_slots) + len(aside))]
         s3_hidden = Signal()
 
         with m.If(advance):
             m.d.sync += [s0_valid.eq(self.lookup.valid), s0_key.eq(self.lookup.payload)]
             m.d.sync += [s0_rows[t].eq(in_rows[t]) for t in T]
             m.d.sync += [s1_valid.eq(s0_valid), s1_key.eq(s0_key),
-                         s1_victim_match.eq(pending & same_key(victim.key, s0_key)),
-                         s1_victim_id.eq(victim.id),
-                         s1_written_match.eq(wr_slots_r.any() & wr_entry_r.valid
-                                             & same_key(wr_entry_r.key, s0_key)),
-                         s1_written_id.eq(wr_entry_r.id),
+                         s1_aside_match.eq(Cat(held & same_key(entry.key, s0_key)
+                                               for held, entry in aside)),
+                         *[id_.eq(entry.id) for id_, (_, entry) in zip(s1_aside_ids, aside)],
                          s1_hidden.eq((pending | pending_before) & same_key(cmd_reg.key, s0_key))]
             m.d.sync += [s2_valid.eq(s1_valid), s2_key.eq(s1_key),
-                         s2_victim_match.eq(s1_victim_match), s2_victim_id.eq(s1_victim_id),
-                         s2_written_match.eq(s1_written_match), s2_written_id.eq(s1_written_id),
+                         s2_aside_match.eq(s1_aside_match),
+                         *[a.eq(b) for a, b in zip(s2_aside_ids, s1_aside_ids)],
                          s2_hidden.eq(s1_hidden)]
             m.d.sync += [s2_slots[t * len(W) + w].eq(lk_rd[t][w].data) for t in T for w in W]
             m.d.sync += [s3_valid.eq(s2_valid), s3_hidden.eq(s2_hidden),
                          s3_match.eq(Cat(*(s.valid & same_key(s.key, s2_key) for s in s2_slots),
-                                         s2_victim_match, s2_written_match))]
+                                         s2_aside_match))]
             m.d.sync += [id_.eq(s.id) for id_, s in zip(s3_ids, s2_slots)]
-            m.d.sync += [s3_ids[-2].eq(s2_victim_id), s3_ids[-1].eq(s2_written_id)]
+            m.d.sync += [a.eq(b) for a, b in zip(s3_ids[len(s2_slots):], s2_aside_ids)]
             m.d.sync += [self.result.valid.eq(s3_valid),
                          self.result.payload.hit.eq(s3_match.any() & ~s3_hidden),
                          self.result.payload.id.eq(Mux(s3_hidden, 0, or_all(
