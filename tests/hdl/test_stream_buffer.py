@@ -19,7 +19,7 @@ from hdl.buffers.stream_buffer import (QUERY_LATENCY, READ_DECISION_CLOCKS,
                                        READ_FIRST_BEAT_CLOCKS, WRITE_DECISION_CLOCKS,
                                        StreamBuffer)
 from model.bytestream import StreamBuffer as RefBuffer
-from tb.amaranth_sim import send_frame
+from tb.amaranth_sim import recv_frame, send_frame
 
 MOD = 2 ** 32
 BUILD = Path(__file__).resolve().parents[2] / "build" / "test" / "stream_buffer"
@@ -953,6 +953,72 @@ def test_read_answered_before_its_bytes_land(data_width):
     assert not result["pending"]
     assert result["early"] == []                    # no beat before its bytes were written
     assert frames == [data]
+
+
+@WIDTHS
+@pytest.mark.parametrize("where", ["streaming", "queued"])
+@pytest.mark.parametrize("extra", [0, 1])
+def test_write_waits_exactly_for_the_slots_of_a_waiting_read(data_width, where, extra):
+    """A consuming read of the ring's second half, [R/2, R), waits for the data port (its
+    beats stalled, or queued behind another connection's stalled read), and a write of
+    R/2 + `extra` bytes at R follows. With R/2 bytes it fills the slots of [0, R/2) only,
+    which that read released, and is decided at once; with one byte more it would fill the
+    slot of the read's first byte, so it waits until the read's beats are out. Either way the
+    read returns the old bytes and the ring then holds the new ones."""
+    lanes = data_width // 8
+    ring = 64 * lanes
+    half = ring // 2
+    dut = StreamBuffer(data_width, 2, ring, read_queue=2, poison_collisions=True)
+    rng = random.Random(8)
+    old = bytes(rng.randrange(256) for _ in range(ring))
+    other = bytes(rng.randrange(256) for _ in range(2 * lanes))
+    new = bytes(rng.randrange(256) for _ in range(half + extra))
+    frames, answers, result = [], [], {}
+
+    async def bench(ctx):
+        ctx.set(dut.write_resp.ready, 1)
+        ctx.set(dut.read_resp.ready, 1)
+        ctx.set(dut.read_data.ready, 1)
+        for conn in (0, 1):
+            await send_cmd(ctx, dut.init, {"conn": conn, "offset": 0}, pause_iter(()))
+        for conn, data in ((0, old), (1, other)):
+            await send_cmd(ctx, dut.write_cmd, {"conn": conn, "offset": 0, "length": len(data)},
+                           pause_iter(()))
+            await send_frame(ctx, dut.write_data, data, data_width)
+        await send_cmd(ctx, dut.read_cmd, {"conn": 0, "length": half}, pause_iter(()))
+        assert await recv_frame(ctx, dut.read_data, data_width) == old[:half]
+        await ctx.tick().until(~dut.busy & ~dut.state_pending)
+        ctx.set(dut.read_data.ready, 0)
+        if where == "queued":
+            await send_cmd(ctx, dut.read_cmd, {"conn": 1, "length": len(other)}, pause_iter(()))
+        await send_cmd(ctx, dut.read_cmd, {"conn": 0, "length": half}, pause_iter(()))
+        await send_cmd(ctx, dut.write_cmd, {"conn": 0, "offset": ring, "length": len(new)},
+                       pause_iter(()))
+        for _ in range(40):                         # the read's beats held back meanwhile
+            _, _, answered = await ctx.tick().sample(dut.write_resp.valid)
+            if answered:
+                break
+        result["decided_while_read_waits"] = bool(answered)
+        if where == "queued":
+            frames.append(await recv_frame(ctx, dut.read_data, data_width))
+        frames.append(await recv_frame(ctx, dut.read_data, data_width))
+        await ctx.tick().until(~dut.busy & ~dut.state_pending)
+        await send_cmd(ctx, dut.read_cmd, {"conn": 0, "length": ring}, pause_iter(()))
+        frames.append(await recv_frame(ctx, dut.read_data, data_width))
+
+    async def beats(ctx):
+        # the write's beats, offered from its command on (taken once it is decided)
+        await ctx.tick().until(dut.write_cmd.valid & dut.write_cmd.ready
+                               & (dut.write_cmd.payload.offset == ring))
+        await send_frame(ctx, dut.write_data, new, data_width)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(beats, background=True)
+    sim.run()
+    assert result["decided_while_read_waits"] == (extra == 0)
+    assert frames == ([other] if where == "queued" else []) + [old[half:], new]
 
 
 @WIDTHS
