@@ -136,6 +136,9 @@ class _WriteJob(data.StructLayout):
             "left": length_bits, "next_lo": signed(length_bits + 4),
             "next_hi": signed(length_bits + 4),
             "keep_lo": 32, "keep_hi": 32, "base": 32, "lanes": lanes,
+            # facts about left, next_lo and next_hi, kept beside them so that the data path
+            # decides from single bits (see `StreamBuffer`'s `last_after`, `top_after`)
+            "last": 1, "lo_top": 1, "hi_top": 1, "lo_zero": 1,
         })
 
 
@@ -557,9 +560,11 @@ class StreamBuffer(wiring.Component):
         q_valid = Signal()                             # a decided write waits for its beats
         w_decides = Signal()
         r_decides = Signal()
-        rq_count = Signal(range(self._read_queue + 1))  # decided reads waiting for their words
-        rq_valid = rq_count != 0
-        rq_full = rq_count == self._read_queue
+        # decided reads waiting for their words: entry i is held when bit i is set (a
+        # thermometer, so that each test of the count is one bit)
+        rq_held = Signal(self._read_queue)
+        rq_valid = rq_held[0]
+        rq_full = rq_held[-1]
         w_idle = w_step == _WriteStep.WAIT_CMD
         r_idle = r_step == _ReadStep.WAIT_CMD
         r_streaming = r_data != _ReadData.IDLE
@@ -594,6 +599,7 @@ class StreamBuffer(wiring.Component):
         w_offset = Signal(32)
         length_bits = len(self.write_cmd.payload.length)
         w_length = Signal(length_bits)
+        w_has_bytes = Signal()                         # w_length != 0, from FETCH on
         w_room = Signal(signed(length_bits + 2))       # the ring less the command's reserve
         m.d.comb += [w_tail_rp.addr.eq(self.write_cmd.payload.conn),
                      w_head_rp.addr.eq(self.write_cmd.payload.conn)]
@@ -653,8 +659,8 @@ class StreamBuffer(wiring.Component):
                 *(touch[i].eq(touches[i]) for i in range(N)),
                 *(reached[i].eq(valid[i] & stop_le[i]) for i in range(N)),
                 # an out-of-order write needs a slot for itself beside the ranges it misses
-                w_refuse.eq((w_rel > 0)
-                            & (sum((valid[i] & ~touches[i] for i in range(N)), Const(0, 1)) >= N)),
+                # (all N missed: an AND, not a count compared with N)
+                w_refuse.eq((w_rel > 0) & Cat(valid[i] & ~touches[i] for i in range(N)).all()),
                 *(lo_lt_start[i].eq(lo_rel[i] < w_rel) for i in range(N)),
                 *(hi_gt_stop[i].eq((hi_rel[i] > w_end) | (hi_rel[i] > w_free)) for i in range(N)),
                 *(lo_lt[i][j].eq(lo_rel[i] < lo_rel[j]) for i in range(N) for j in range(N) if i != j),
@@ -717,20 +723,39 @@ class StreamBuffer(wiring.Component):
         w_word_pos = Signal(32)                        # stream position of lane 0 of `w_word`
         w_unwritten = Signal(32)                       # first stored position not yet in the RAM
         d_conn = Signal(conn_bits)                     # the connection the beats go to
-        w_last_beat = w_left <= L
+        # Single-bit facts about the registers above, each worked out a beat ahead from the
+        # value before (the data path's choices are then a LUT or two from flip-flops):
+        # `w_last_beat` w_left <= L; `w_lo_top`/`w_hi_top` the bits of w_next_lo/w_next_hi
+        # above the lane bits are all ones (the value is in -L..-1); `w_lo_zero` w_next_lo is 0.
+        w_last_beat = Signal()
+        w_lo_top = Signal()
+        w_hi_top = Signal()
+        w_lo_zero = Signal()
         queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits, length_bits, L))
         decided = Signal.like(queued)
 
-        def at_least(value, bound):
-            """Signed `value` >= `bound`, a constant in -(L - 1)..0: no carry chain."""
+        def last_after(left):
+            """`left` - L <= L: a count of `left` bytes is at its last beat once a beat has
+            taken L of them (`w_last_beat`, `r_last_beat`, a beat ahead)."""
+            return left <= 2 * L
+
+        def top_after(value):
+            """The fact `w_lo_top` (or `w_hi_top`) of `value` + L."""
+            upper = value[lane_bits:]
+            return upper[1:].all() & ~upper[0]
+
+        def at_least(value, top, bound):
+            """Signed `value` >= `bound`, a constant in -(L - 1)..0, given `top` (its bits above
+            the lane bits are all ones): no carry chain."""
             if bound == 0:
                 return ~value[-1]
-            return ~value[-1] | (value[lane_bits:].all() & (value[:lane_bits] >= bound % L))
+            return ~value[-1] | (top & (value[:lane_bits] >= bound % L))
 
-        def lanes_kept(from_lo, from_hi):
+        def lanes_kept(from_lo, lo_top, from_hi, hi_top):
             """The lanes of a word that hold stored bytes, from its lane 0 less the first and
             the end of the stored bytes: registered a word ahead (the RAM's byte enables)."""
-            return Cat(at_least(from_lo, -i) & ~at_least(from_hi, -i) for i in range(L))
+            return Cat(at_least(from_lo, lo_top, -i) & ~at_least(from_hi, hi_top, -i)
+                       for i in range(L))
         w_lanes = Signal(L)
 
         def start(job):
@@ -738,7 +763,8 @@ class StreamBuffer(wiring.Component):
             m.d.sync += [d_conn.eq(job.conn), w_shift.eq(job.shift), w_word.eq(job.word),
                          w_left.eq(job.left), w_next_lo.eq(job.next_lo), w_next_hi.eq(job.next_hi),
                          w_keep_lo.eq(job.keep_lo), w_keep_hi.eq(job.keep_hi),
-                         w_lanes.eq(job.lanes),
+                         w_lanes.eq(job.lanes), w_last_beat.eq(job.last), w_lo_top.eq(job.lo_top),
+                         w_hi_top.eq(job.hi_top), w_lo_zero.eq(job.lo_zero),
                          w_word_pos.eq(job.base), w_unwritten.eq(job.keep_lo), w_active.eq(1)]
 
         m.d.comb += dwp.addr.eq(Cat(w_word[:word_bits], d_conn[:conn_lsbs]))
@@ -805,7 +831,7 @@ class StreamBuffer(wiring.Component):
         r_left = Signal(count_bits)                    # bytes still to send
         r_from = Signal(32)                            # stream position of the read's first byte
         s_conn = Signal(conn_bits)                     # the connection whose beats go out
-        r_last_beat = r_left <= L
+        r_last_beat = Signal()                         # r_left <= L, worked out a beat ahead
         r_decided = Signal(_ReadJob(conn_bits, count_bits))
         # the decided reads waiting, oldest first (registers: the write side checks each)
         r_queued = [Signal.like(r_decided, name=f"r_queued{i}") for i in range(self._read_queue)]
@@ -835,7 +861,8 @@ class StreamBuffer(wiring.Component):
             """The data path fetches `job`'s words from the next clock on."""
             m.d.sync += [r_shift.eq(job.start[:lane_bits]),
                          r_word.eq(job.start[lane_bits:lane_bits + word_bits]),
-                         r_left.eq(job.count), r_from.eq(job.start), s_conn.eq(job.conn),
+                         r_left.eq(job.count), r_last_beat.eq(job.count <= L),
+                         r_from.eq(job.start), s_conn.eq(job.conn),
                          r_data.eq(_ReadData.ACTIVE)]
 
         # ---- The two waits ---------------------------------------------------------------
@@ -872,21 +899,27 @@ class StreamBuffer(wiring.Component):
                     | (q_valid & (queued.conn == job.conn) & meets(queued.keep_lo, queued.keep_hi)))
         # A write waits while the read side streams, or has decided, a read of its connection
         # whose ring slots it would fill: the write stores up to tail + w_stop, and the slots
-        # of the read's bytes from its first on come round again R later. (tail - first and
-        # w_stop are both at most R. A peek of held bytes never fills: first >= head and
+        # of the read's bytes from its first on come round again R later, so it fills them
+        # when tail - first + w_stop > R, that is w_stop > R - (tail - first). (tail - first
+        # and w_stop are both at most R. A peek of held bytes never fills: first >= head and
         # w_stop <= R - (tail - head); a consuming read, or a discard that has moved head
         # past a peek's first byte, may.)
-        def fills_slots_from(first):
-            # (tail + stop - first, both terms at most R: w_stored_hi is tail + stop)
-            return (w_stored_hi - first)[:count_bits + 1] > R
-
-        # Registered: the reads of the write's connection only go once it is taken (no read of
-        # it is taken, and one being decided holds the write back), so a clock-old "none" holds.
+        # Two registered stages: in CLIP, R - (tail - first) for each read of the write's
+        # connection, one subtraction (first - tail, whose top bit R, a power of two, flips);
+        # in GUARD, its compare with w_stop, and the OR. No read of the write's connection is
+        # taken once the write is (one being decided holds the write back), and a read's
+        # first byte stays put: so the reads a stage saw include those there now, and a
+        # two-clocks-old "none" holds (a "some" only makes the decision wait longer).
+        reads = [(r_streaming, s_conn, r_from),
+                 *((rq_held[i], job.conn, job.start) for i, job in enumerate(r_queued))]
+        h_mine = Signal(len(reads))
+        h_margin = [Signal(count_bits, name=f"w_h_margin{i}") for i in range(len(reads))]
+        m.d.sync += [h_mine.eq(Cat(held & (conn == w_conn) for held, conn, _ in reads)),
+                     *(margin.eq(rel(first, st.tail) ^ R)
+                       for margin, (_, _, first) in zip(h_margin, reads))]
         w_hazard = Signal()
-        m.d.sync += w_hazard.eq(w_store & (
-            (r_streaming & (s_conn == w_conn) & fills_slots_from(r_from))
-            | Cat((rq_count > i) & (job.conn == w_conn) & fills_slots_from(job.start)
-                  for i, job in enumerate(r_queued)).any()))
+        m.d.sync += w_hazard.eq(w_store & (h_mine & Cat(w_stop > margin
+                                                        for margin in h_margin)).any())
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
@@ -913,7 +946,7 @@ class StreamBuffer(wiring.Component):
                     m.d.sync += w_step.eq(_WriteStep.FETCH)
 
             with m.Case(_WriteStep.FETCH):
-                m.d.sync += w_step.eq(_WriteStep.LOAD)
+                m.d.sync += [w_has_bytes.eq(w_length != 0), w_step.eq(_WriteStep.LOAD)]
             with m.Case(_WriteStep.LOAD):
                 # (the state read ports' output registers hold the words read when the
                 # command was taken)
@@ -944,11 +977,16 @@ class StreamBuffer(wiring.Component):
                     decided.keep_lo.eq(w_stored_lo),
                     decided.keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
                     decided.base.eq(Cat(Const(0, lane_bits), w_offset[lane_bits:])),
-                    decided.lanes.eq(lanes_kept(w_first_lo, w_first_hi)),
+                    decided.lanes.eq(lanes_kept(w_first_lo, w_first_lo[lane_bits:].all(),
+                                                w_first_hi, w_first_hi[lane_bits:].all())),
+                    decided.last.eq(w_length <= L),
+                    decided.lo_top.eq(top_after(w_first_lo)),
+                    decided.hi_top.eq(top_after(w_first_hi)),
+                    decided.lo_zero.eq(w_first_lo == -L),
                 ]
                 with m.If(w_decides):
                     # its beats come next, or after those of the write before it
-                    with m.If(w_length != 0):
+                    with m.If(w_has_bytes):
                         with m.If(~w_active & ~flush):
                             start(decided)
                         with m.Else():
@@ -983,12 +1021,14 @@ class StreamBuffer(wiring.Component):
                 ]
                 m.d.sync += [w_prev.eq(self.write_data.payload.data), w_word.eq(w_word + 1),
                              w_next_lo.eq(w_next_lo + L), w_next_hi.eq(w_next_hi + L),
-                             w_left.eq(w_left - L),
-                             w_lanes.eq(lanes_kept(w_next_lo, w_next_hi)),
+                             w_left.eq(w_left - L), w_last_beat.eq(last_after(w_left)),
+                             w_lanes.eq(lanes_kept(w_next_lo, w_lo_top, w_next_hi, w_hi_top)),
+                             w_lo_top.eq(top_after(w_next_lo)), w_hi_top.eq(top_after(w_next_hi)),
+                             w_lo_zero.eq(w_next_lo == -L),
                              w_word_pos.eq(w_word_pos + L),
                              # the bytes before the next word are in
                              w_unwritten.eq(Mux(~w_next_hi[-1], w_keep_hi,
-                                                Mux(~w_next_lo[-1] & (w_next_lo != 0),
+                                                Mux(~w_next_lo[-1] & ~w_lo_zero,
                                                     w_word_pos + L, w_keep_lo)))]
                 with m.If(w_last_beat):
                     m.d.sync += [flush.eq(w_shift + w_left > L), w_left.eq(0), w_active.eq(0)]
@@ -1070,7 +1110,7 @@ class StreamBuffer(wiring.Component):
                         with m.Elif(pop):
                             m.d.sync += word.eq(r_words[k + 1])
                 with m.If(pop):
-                    m.d.sync += r_left.eq(r_left - L)
+                    m.d.sync += [r_left.eq(r_left - L), r_last_beat.eq(last_after(r_left))]
                     with m.If(r_last_beat):
                         m.d.sync += [r_left.eq(0), r_words_n.eq(0), r_fetched.eq(0),
                                      r_captured.eq(0), r_data.eq(_ReadData.IDLE)]
@@ -1084,14 +1124,19 @@ class StreamBuffer(wiring.Component):
         # move on). Not yet known for a read that has just become the first.
         m.d.sync += head_clear.eq(rq_valid & ~rq_pop & ~awaits_write(r_queued[0]))
         # The queue shifts on a pop and takes a newly decided read at its end on a push.
-        rq_fill = rq_count - rq_pop
+        # (a push lands on the first entry not held once the pop has shifted the queue)
+        held = [C(1, 1), *rq_held, C(0, 1)]         # before the first, after the last
         for i, job in enumerate(r_queued):
-            with m.If(rq_push & (rq_fill == i)):
+            lands = Mux(rq_pop, held[i + 1] & ~held[i + 2], ~held[i + 1] & held[i])
+            with m.If(rq_push & lands):
                 m.d.sync += job.eq(r_decided)
             if i + 1 < len(r_queued):
                 with m.Elif(rq_pop):
                     m.d.sync += job.eq(r_queued[i + 1])
-        m.d.sync += rq_count.eq(rq_count + rq_push - rq_pop)
+        with m.If(rq_push & ~rq_pop):
+            m.d.sync += rq_held.eq(Cat(C(1, 1), rq_held[:-1]))
+        with m.Elif(rq_pop & ~rq_push):
+            m.d.sync += rq_held.eq(rq_held[1:])
 
         m.d.comb += [
             # (a peek changes no state: one waiting at its decision does not hold the query back)
