@@ -973,7 +973,7 @@ def test_write_waits_exactly_for_the_slots_of_a_waiting_read(data_width, where, 
     old = bytes(rng.randrange(256) for _ in range(ring))
     other = bytes(rng.randrange(256) for _ in range(2 * lanes))
     new = bytes(rng.randrange(256) for _ in range(half + extra))
-    frames, answers, result = [], [], {}
+    frames, result = [], {}
 
     async def bench(ctx):
         ctx.set(dut.write_resp.ready, 1)
