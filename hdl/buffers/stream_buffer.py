@@ -560,11 +560,11 @@ class StreamBuffer(wiring.Component):
         q_valid = Signal()                             # a decided write waits for its beats
         w_decides = Signal()
         r_decides = Signal()
-        # decided reads waiting for their words: entry i is held when bit i is set (a
+        # decided reads waiting for their words: entry i is occupied when bit i is set (a
         # thermometer, so that each test of the count is one bit)
-        rq_held = Signal(self._read_queue)
-        rq_valid = rq_held[0]
-        rq_full = rq_held[-1]
+        rq_occupied = Signal(self._read_queue)
+        rq_valid = rq_occupied[0]
+        rq_full = rq_occupied[-1]
         w_idle = w_step == _WriteStep.WAIT_CMD
         r_idle = r_step == _ReadStep.WAIT_CMD
         r_streaming = r_data != _ReadData.IDLE
@@ -911,10 +911,10 @@ class StreamBuffer(wiring.Component):
         # first byte stays put: so the reads a stage saw include those there now, and a
         # two-clocks-old "none" holds (a "some" only makes the decision wait longer).
         reads = [(r_streaming, s_conn, r_from),
-                 *((rq_held[i], job.conn, job.start) for i, job in enumerate(r_queued))]
+                 *((rq_occupied[i], job.conn, job.start) for i, job in enumerate(r_queued))]
         h_mine = Signal(len(reads))
         h_margin = [Signal(count_bits, name=f"w_h_margin{i}") for i in range(len(reads))]
-        m.d.sync += [h_mine.eq(Cat(held & (conn == w_conn) for held, conn, _ in reads)),
+        m.d.sync += [h_mine.eq(Cat(there & (conn == w_conn) for there, conn, _ in reads)),
                      *(margin.eq(rel(first, st.tail) ^ R)
                        for margin, (_, _, first) in zip(h_margin, reads))]
         w_hazard = Signal()
@@ -1124,19 +1124,19 @@ class StreamBuffer(wiring.Component):
         # move on). Not yet known for a read that has just become the first.
         m.d.sync += head_clear.eq(rq_valid & ~rq_pop & ~awaits_write(r_queued[0]))
         # The queue shifts on a pop and takes a newly decided read at its end on a push.
-        # (a push lands on the first entry not held once the pop has shifted the queue)
-        held = [C(1, 1), *rq_held, C(0, 1)]         # before the first, after the last
+        # (a push lands on the first free entry once the pop has shifted the queue)
+        occupied = [C(1, 1), *rq_occupied, C(0, 1)]     # with one before the first, one after
         for i, job in enumerate(r_queued):
-            lands = Mux(rq_pop, held[i + 1] & ~held[i + 2], ~held[i + 1] & held[i])
+            lands = Mux(rq_pop, occupied[i + 1] & ~occupied[i + 2], ~occupied[i + 1] & occupied[i])
             with m.If(rq_push & lands):
                 m.d.sync += job.eq(r_decided)
             if i + 1 < len(r_queued):
                 with m.Elif(rq_pop):
                     m.d.sync += job.eq(r_queued[i + 1])
         with m.If(rq_push & ~rq_pop):
-            m.d.sync += rq_held.eq(Cat(C(1, 1), rq_held[:-1]))
+            m.d.sync += rq_occupied.eq(Cat(C(1, 1), rq_occupied[:-1]))
         with m.Elif(rq_pop & ~rq_push):
-            m.d.sync += rq_held.eq(rq_held[1:])
+            m.d.sync += rq_occupied.eq(rq_occupied[1:])
 
         m.d.comb += [
             # (a peek changes no state: one waiting at its decision does not hold the query back)
