@@ -104,6 +104,7 @@ class EngineStep(enum.Enum, shape=7):
     UDP_READ_RELEASE = 57
     UDP_SEND = 58
     UDP_SEND_PAYLOAD = 59
+    UDP_ROUTE = 69          # a datagram's destination and its neighbour entry, registered
     CTL_DECODE = 60         # control commands
     CTL_LOADED = 61
     CTL_INIT_RINGS = 62
@@ -401,9 +402,12 @@ class TcpEngine(wiring.Component):
         e_sack_count = Signal(range(SACK_MAX_BLOCKS + 1))   # the SACK blocks it carries
         e_sack = Signal.like(self.tx_header.payload.sack) if sack else None
         e_udp = Signal()
-        e_dst_mac = Signal(48)
-        e_dst_ip = Signal(32)
-        e_dst_port = Signal(16)
+        # a UDP datagram's destination (a TCP segment's is its record's template, which does
+        # not change from the step that makes the segment to its EMIT)
+        udp_dst_mac = Signal(48)
+        udp_dst_ip = Signal(32)
+        udp_dst_port = Signal(16)
+        udp_hits = Signal(self._neighbors)  # the neighbour entries that hold udp_dst_ip
         hdr_sent = Signal()
         read_sent = Signal()
 
@@ -606,9 +610,7 @@ class TcpEngine(wiring.Component):
                 ]
             m.d.sync += [e_seq.eq(seq), e_ack.eq(ack), e_flags.eq(flags), e_wnd.eq(field),
                          e_len.eq(length), e_skip.eq(skip), e_syn_option.eq(syn_option),
-                         e_udp.eq(0), e_dst_mac.eq(t.template.remote_mac),
-                         e_dst_ip.eq(t.template.remote_ip), e_dst_port.eq(t.template.remote_port),
-                         hdr_sent.eq(0), read_sent.eq(length == 0)]
+                         e_udp.eq(0), hdr_sent.eq(0), read_sent.eq(length == 0)]
 
         def emit(back, **fields):
             """Send one TCP segment and continue at `back`."""
@@ -792,10 +794,12 @@ class TcpEngine(wiring.Component):
         hdr = Signal.like(self.tx_header.payload)
         m.d.comb += tx_headers.w_data.eq(hdr)
         m.d.comb += [
-            hdr.dst_mac.eq(e_dst_mac), hdr.src_mac.eq(self.our_mac),
-            hdr.src_ip.eq(self.our_ip), hdr.dst_ip.eq(e_dst_ip),
+            hdr.dst_mac.eq(Mux(e_udp, udp_dst_mac, t.template.remote_mac)),
+            hdr.src_mac.eq(self.our_mac), hdr.src_ip.eq(self.our_ip),
+            hdr.dst_ip.eq(Mux(e_udp, udp_dst_ip, t.template.remote_ip)),
             hdr.protocol.eq(Mux(e_udp, L4Protocol.UDP, L4Protocol.TCP)),
-            hdr.src_port.eq(t.template.local_port), hdr.dst_port.eq(e_dst_port),
+            hdr.src_port.eq(t.template.local_port),
+            hdr.dst_port.eq(Mux(e_udp, udp_dst_port, t.template.remote_port)),
             hdr.seq.eq(e_seq), hdr.ack.eq(e_ack), hdr.flags.eq(e_flags), hdr.window.eq(e_wnd),
             hdr.mss.eq(t.adv_mss), hdr.mss_option.eq(e_syn_option),
             hdr.wscale_option.eq(e_wscale_option), hdr.length.eq(e_len),
@@ -1380,7 +1384,9 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.DISPATCH_SEGMENT):
                 # Tcb._next_segment, one segment per visit, once the segmenter's decision is
-                # that of the record and ring state now
+                # that of the record and ring state now. (Its `valid` speaks of the last
+                # clock's inputs; this step is entered only from DISPATCH_OUTBOX, EMIT and
+                # itself waiting, which change none of them.)
                 with m.If(tx_segmenter.valid):
                     with m.If(~next_segment.send):
                         goto(EngineStep.DISPATCH_ACK)
@@ -1486,7 +1492,7 @@ class TcpEngine(wiring.Component):
                         with m.Case(HostOp.READ):
                             goto(Mux(is_udp, EngineStep.UDP_READ, EngineStep.HOST_READ))
                         with m.Case(HostOp.WRITE):
-                            goto(Mux(is_udp, EngineStep.UDP_SEND, EngineStep.HOST_WRITE))
+                            goto(Mux(is_udp, EngineStep.UDP_ROUTE, EngineStep.HOST_WRITE))
                         with m.Case(HostOp.POLL):
                             # Process._poll_mask
                             rcv_shut = t.shut_rd | t.fin_received | t.reset
@@ -1706,16 +1712,21 @@ class TcpEngine(wiring.Component):
                     with m.If(rx_ring.read_cmd.ready):
                         goto(EngineStep.IDLE)
 
+            with m.Case(EngineStep.UDP_ROUTE):
+                # Process._send_udp: the destination, and which neighbour entries hold it
+                dest_ip = Mux(hc.dest_valid, hc.dest_ip, t.template.remote_ip)
+                m.d.sync += [udp_dst_ip.eq(dest_ip),
+                             udp_dst_port.eq(Mux(hc.dest_valid, hc.dest_port,
+                                                 t.template.remote_port)),
+                             udp_hits.eq(Cat(neighbor_valid[i] & (neighbor_ip[i] == dest_ip)
+                                             for i in range(self._neighbors)))]
+                goto(EngineStep.UDP_SEND)
+
             with m.Case(EngineStep.UDP_SEND):
                 # Process._send_udp: the destination, its size, its neighbour entry
-                dest_ip = Mux(hc.dest_valid, hc.dest_ip, t.template.remote_ip)
-                dest_port = Mux(hc.dest_valid, hc.dest_port, t.template.remote_port)
-                hits = Signal(self._neighbors)
                 mac = Signal(48)
-                m.d.comb += hits.eq(Cat(neighbor_valid[i] & (neighbor_ip[i] == dest_ip)
-                                        for i in range(self._neighbors)))
                 for i in reversed(range(self._neighbors)):
-                    with m.If(hits[i]):
+                    with m.If(udp_hits[i]):
                         m.d.comb += mac.eq(neighbor_mac[i])
                 with m.If(~hc.dest_valid & ~t.template.peer_valid):
                     m.d.sync += [rsp.status.eq(Errno.EDESTADDRREQ), drain_after.eq(hc.length != 0)]
@@ -1723,12 +1734,11 @@ class TcpEngine(wiring.Component):
                 with m.Elif(hc.length > UDP_MAX_PAYLOAD):
                     m.d.sync += [rsp.status.eq(Errno.EMSGSIZE), drain_after.eq(1)]
                     respond(EngineStep.IDLE)
-                with m.Elif(hits == 0):
+                with m.Elif(udp_hits == 0):
                     m.d.sync += [rsp.status.eq(Errno.EHOSTUNREACH), drain_after.eq(hc.length != 0)]
                     respond(EngineStep.IDLE)
                 with m.Else():
-                    m.d.sync += [e_udp.eq(1), e_dst_mac.eq(mac), e_dst_ip.eq(dest_ip),
-                                 e_dst_port.eq(dest_port), e_len.eq(hc.length),
+                    m.d.sync += [e_udp.eq(1), udp_dst_mac.eq(mac), e_len.eq(hc.length),
                                  hdr_sent.eq(0), rsp.count.eq(hc.length)]
                     goto(EngineStep.UDP_SEND_PAYLOAD)
 

@@ -63,8 +63,8 @@ class SegmentDecision(data.StructLayout):
 
 class TxSegmenter(wiring.Component):
     """``Tcb._next_segment`` as a pipeline: :attr:`decision` is right :data:`LATENCY` clocks
-    after :attr:`inputs` settle, and :attr:`valid` says so (the inputs have been the same for
-    the last ``LATENCY`` clocks), so the pipeline runs while its user does other work.
+    after :attr:`inputs` settle, and :attr:`valid` says so (the inputs were the same for the
+    ``LATENCY`` clocks before this one), so the pipeline runs while its user does other work.
 
     Parameters
     ----------
@@ -76,11 +76,15 @@ class TxSegmenter(wiring.Component):
     inputs : In(SegmentInput)
     decision : Out(SegmentDecision)
     valid : Out(1)
-        ``decision`` is that of the inputs now.
+        ``decision`` is that of the inputs of the last clock, which held for the ``LATENCY``
+        clocks up to it. It is the decision for the inputs now if the user did not change them
+        at this clock's edge: a user takes it in a clock after one in which it changed none.
     """
 
     #: registers from the inputs to the decision
     LATENCY = 5
+    #: input bits per registered part of the compare that `valid` is made of
+    COMPARE_BITS = 32
 
     def __init__(self, policy):
         self._policy = policy
@@ -92,22 +96,26 @@ class TxSegmenter(wiring.Component):
         S = self._policy.snd_buffer
         i, o = self.inputs, self.decision
 
-        # valid: the inputs equal those of each of the last LATENCY clocks. `same` compares
-        # them with the last clock's; `same_before` is that compare a clock ago, and `held`
-        # counts the clocks before that one whose compare held too (none is known before the
-        # first clock after reset). So the wide compare reaches only `valid` and a register,
-        # not the count.
-        previous = Signal(len(i.as_value()))
+        # valid: the inputs of the last clock equal those of each of the LATENCY - 1 clocks
+        # before it, so the decision (LATENCY registers on) is theirs. The wide compare of the
+        # inputs with the last clock's is registered in parts of COMPARE_BITS (`held_parts`:
+        # the last clock's inputs equal those of the clock before), and `held_before` keeps
+        # that verdict for the LATENCY - 2 clocks before: `valid` is an AND of registers, so
+        # the user's logic that takes the decision starts at a register, not at the compare.
+        # Whether the inputs changed at this clock's edge, the user knows: it changed them.
+        inputs = i.as_value()
+        previous = Signal(len(inputs))
         started = Signal()
-        same_before = Signal()
-        held = Signal(range(self.LATENCY - 1))
-        same = (i.as_value() == previous) & started
-        m.d.sync += [previous.eq(i.as_value()), started.eq(1), same_before.eq(same)]
-        with m.If(~same_before):
-            m.d.sync += held.eq(0)
-        with m.Elif(held != self.LATENCY - 2):
-            m.d.sync += held.eq(held + 1)
-        m.d.comb += self.valid.eq(same & same_before & (held == self.LATENCY - 2))
+        parts = range(0, len(inputs), self.COMPARE_BITS)
+        held_parts = Signal(len(parts))
+        held_before = Signal(self.LATENCY - 2)
+        m.d.sync += [
+            previous.eq(inputs), started.eq(1),
+            held_parts.eq(Cat((inputs[k:k + self.COMPARE_BITS] == previous[k:k + self.COMPARE_BITS])
+                              & started for k in parts)),
+            held_before.eq(Cat(held_parts.all(), held_before[:-1])),
+        ]
+        m.d.comb += self.valid.eq(held_parts.all() & held_before.all())
 
         def stage(name, shape, value):
             reg = Signal(shape, name=name)
