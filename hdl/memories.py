@@ -18,7 +18,7 @@ reach the next register but nothing more. Two things stand in the way of that re
 
 from typing import NamedTuple
 
-from amaranth import Module, Mux, Signal, Value
+from amaranth import Const, Module, Mux, Signal, Value
 from amaranth.lib import memory
 
 __all__ = ["NO_RW_CHECK", "RegisteredRead", "registered_read_port"]
@@ -39,7 +39,8 @@ class RegisteredRead(NamedTuple):
 
 
 def registered_read_port(m: Module, mem: memory.Memory, *, name: str,
-                         output_register: bool = True, poison_for=()) -> RegisteredRead:
+                         output_register: bool = True, poison_for=(),
+                         poison_mask=None) -> RegisteredRead:
     """A read port of `mem` (which must carry :data:`NO_RW_CHECK`) in the domain ``sync``.
 
     Its data come a clock after the address (the RAM's read register) or, with
@@ -48,7 +49,8 @@ def registered_read_port(m: Module, mem: memory.Memory, *, name: str,
 
     `poison_for`, write ports of `mem`, is for simulation: a read in a clock one of them writes
     its address returns the old word inverted (a block RAM's word is undefined then), so a
-    test sees a design that uses such a read. Not for synthesis."""
+    test sees a design that uses such a read. Not for synthesis. `poison_mask` (all ones by
+    default) says which bits are inverted: the ones whose garbage a test would see."""
     if mem.attrs.get("no_rw_check") != 1:
         raise ValueError(f"{name}: the memory must carry NO_RW_CHECK, or Yosys puts a bypass "
                          "multiplexer between the RAM and its output register")
@@ -56,8 +58,9 @@ def registered_read_port(m: Module, mem: memory.Memory, *, name: str,
     en = Signal(init=1, name=f"{name}_en")
     read = Signal(mem.shape, name=f"{name}_read", reset_less=True)
     word = Value.cast(port.data)
+    mask = Const(-1, len(word)) if poison_mask is None else poison_mask
     for write in poison_for:
-        word = Mux(write.en.any() & (write.addr == port.addr), ~word, word)
+        word = Mux(write.en.any() & (write.addr == port.addr), word ^ mask, word)
     with m.If(en):
         m.d.sync += read.eq(word)
     if not output_register:

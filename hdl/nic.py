@@ -214,7 +214,11 @@ class NIC(wiring.Component):
         m.submodules.rx_fifo = rx_fifo = FrameFifo(W, self._rx_fifo_beats)
         m.submodules.classifier = classifier = Classifier(W, mtu=self._policy.mtu)
         m.submodules.dispatch = dispatch = RxDispatch(W, conn_bits, rx_fifo.status.payload.shape())
-        m.submodules.socket_table = socket_table = SocketTable(self._socket_entries, id_width=conn_bits)
+        # (a debug build is a simulation build: as the engine's memories, the socket table's
+        # block RAMs then return a read that meets a write of its row inverted)
+        m.submodules.socket_table = socket_table = SocketTable(
+            self._socket_entries, id_width=conn_bits,
+            poison_collisions="debug" in self.signature.members)
         m.submodules.slicer = slicer = FrameSlicer(W)
         m.submodules.slow_fifo = slow_fifo = FrameFifo(W, self._slow_fifo_beats)
         m.submodules.engine = engine = self.engine

@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from model import socket_table as ref
-from hdl.memories import RegisteredRead
+from hdl.memories import NO_RW_CHECK, RegisteredRead, registered_read_port
 
 __all__ = ["Op", "Status", "KeyLayout", "EntryLayout", "CommandLayout", "ResponseLayout",
            "ResultLayout", "SocketTable", "LOOKUP_LATENCY"]
@@ -175,7 +175,9 @@ class SocketTable(wiring.Component):
     Lookups run concurrently with commands and are never stalled by them. Each lookup sees a
     consistent state of the table: the entry in flight during a walk is held in a victim
     register that lookups also compare against, as they do the entry a decision writes (it
-    reaches the memories a clock after the decision, from registers only), and the key being
+    reaches the memories a clock after the decision, from registers only; a lookup that reads
+    its slot on that clock edge drops the read, which a block RAM leaves undefined, so the
+    memories need no bypass logic), and the key being
     inserted reads as absent until its insert's last write is in the memories. A lookup
     overlapping a command therefore sees the table either before or after that command, never
     in between. The lookup pipeline has five stages: the key and its rows are registered; the
@@ -197,6 +199,10 @@ class SocketTable(wiring.Component):
         Bound on evictions in one insert (1 to 1024).
     toeplitz_key : bytes
         Toeplitz secret key, at least 16 bytes; Microsoft's RSS default key by default.
+    poison_collisions : bool
+        For simulation: a block RAM read of the row written in the same clock returns the old
+        slot inverted, as a block RAM's read is undefined then (``registered_read_port``'s
+        ``poison_for``), so the tests see a design that would use one.
 
     Members
     -------
@@ -215,7 +221,8 @@ class SocketTable(wiring.Component):
     """
 
     def __init__(self, entries, *, id_width=None, max_kicks=ref.MAX_KICKS,
-                 toeplitz_key=ref.RSS_DEFAULT_KEY):
+                 toeplitz_key=ref.RSS_DEFAULT_KEY, poison_collisions=False):
+        self._poison_collisions = bool(poison_collisions)
         self._entries = ref.check_entries(entries)
         self._id_width = ref.check_id_width(
             entries.bit_length() - 1 if id_width is None else id_width)
@@ -251,8 +258,12 @@ class SocketTable(wiring.Component):
         """Bits of entry memory (all ways), excluding the walk log."""
         return ref.TABLES * ref.WAYS * self._rows * EntryLayout(self._id_width).size
 
-    def _read_port(self, m, mem, name):
+    def _read_port(self, m, mem, name, write):
         """A read port whose data come a clock after its address, as a block RAM's.
+
+        A read of the row `write` writes in the same clock is not used (see the lookup
+        pipeline): the port needs no bypass logic (:data:`~hdl.memories.NO_RW_CHECK`), so the
+        register after it is the block RAM's output register (:mod:`flow.bram_outreg`).
 
         Rows up to ``LUT_RAM_ROWS`` (the 128-entry table of the reference NIC has 16) fit LUT
         RAM, whose read is asynchronous: there the port reads asynchronously into a register
@@ -262,7 +273,12 @@ class SocketTable(wiring.Component):
         slice LUTs, no placement in 600 s) against 6,364, 1,722 and 1,113 (9,224, placed at
         78.5 MHz) this way; forced into block RAM, 6,632 LUT4 and 65 DP16KD."""
         if self._rows > LUT_RAM_ROWS:
-            return mem.read_port()
+            # (the poison inverts the id only: a slot read as it is written then matches its
+            # old key, with another connection's id, if the design used it)
+            id_bits = EntryLayout(self._id_width).size - self._id_width
+            return registered_read_port(m, mem, name=name, output_register=False,
+                                        poison_for=(write,) if self._poison_collisions else (),
+                                        poison_mask=Const(-1, self._id_width) << id_bits)
         port = mem.read_port(domain="comb")
         registered = RegisteredRead(addr=port.addr, en=Signal(init=1, name=f"{name}_en"),
                                     data=Signal.like(port.data, name=f"{name}_data"), latency=1)
@@ -275,11 +291,11 @@ class SocketTable(wiring.Component):
         T, W, rb = range(ref.TABLES), range(ref.WAYS), self._row_bits
         entry_layout = EntryLayout(self._id_width)
 
-        # Memories: per (table, way) a lookup read port and a control read/write port. Both
-        # read a row as it was before a write on the same clock edge (not transparent), so no
-        # bypass logic is needed around a block RAM. The lookup combines its read with walk
-        # state sampled on that same edge (below); the control FSM never uses a read made on
-        # the edge of one of its writes (each decision reads its rows afresh).
+        # Memories: per (table, way) a lookup read port and a control read/write port. Neither
+        # uses a read of the row written on the same clock edge, so a block RAM needs no
+        # bypass logic: the lookup takes the entry being written from the write's registers
+        # instead (below); the control FSM never uses a read made on the edge of one of its
+        # writes (each decision reads its rows afresh).
         lk_rd, ctl_rd, ctl_wr = ([[None] * ref.WAYS for _ in T] for _ in range(3))
         ctl_addr = [Signal(rb, name=f"ctl_addr{t}") for t in T]
         # A decision's write goes through registers (the entry, one enable per memory) and
@@ -294,10 +310,11 @@ class SocketTable(wiring.Component):
         m.d.sync += [wr_entry_r.eq(wr_entry), wr_slots_r.eq(wr_slots)]
         for t in T:
             for w in W:
-                mem = m.submodules[f"t{t}_way{w}"] = Memory(data=self.way_data[t][w])
+                mem = m.submodules[f"t{t}_way{w}"] = Memory(data=self.way_data[t][w],
+                                                            attrs=NO_RW_CHECK)
                 ctl_wr[t][w] = wr = mem.write_port()
-                lk_rd[t][w] = self._read_port(m, mem, f"lk_rd{t}{w}")
-                ctl_rd[t][w] = self._read_port(m, mem, f"ctl_rd{t}{w}")
+                lk_rd[t][w] = self._read_port(m, mem, f"lk_rd{t}{w}", wr)
+                ctl_rd[t][w] = self._read_port(m, mem, f"ctl_rd{t}{w}", wr)
                 m.d.comb += [wr.addr.eq(ctl_addr[t]), ctl_rd[t][w].addr.eq(ctl_addr[t]),
                              wr.data.eq(wr_entry_r), wr.en.eq(wr_slots_r[t * len(W) + w])]
 
@@ -338,13 +355,18 @@ class SocketTable(wiring.Component):
         # changes nothing.
         # Besides the slots, a lookup compares the victim of a walk under way and the entry a
         # decision writes, on its way into the memories (`wr_entry` is 0 in a clock without a
-        # write, and a delete writes an invalid entry).
+        # write, and a delete writes an invalid entry). A slot read on the edge that writes it
+        # is dropped (`s1_written`): a block RAM's read is undefined then, and the entry
+        # compared aside is what the slot holds after the edge. (What it held before is the
+        # victim, for a walk step or an undo step, or nothing a lookup may find: a free slot,
+        # or a deleted key. So a lookup still sees the table before or after the edge.)
         aside = [(pending, victim), (wr_entry_r.valid, wr_entry_r)]
         s1_valid = Signal()
         s1_key = Signal(KeyLayout())
         s1_aside_match = Signal(len(aside))
         s1_aside_ids = [Signal(self._id_width, name=f"s1_aside_id{i}") for i in range(len(aside))]
         s1_hidden = Signal()
+        s1_written = Signal(len(T) * len(W))    # per slot read: written on the same edge
         # Stage 2: the slots read, registered (a block RAM's read data are late in the clock).
         s2_valid = Signal()
         s2_key = Signal(KeyLayout())
@@ -352,6 +374,7 @@ class SocketTable(wiring.Component):
         s2_aside_match = Signal(len(aside))
         s2_aside_ids = [Signal(self._id_width, name=f"s2_aside_id{i}") for i in range(len(aside))]
         s2_hidden = Signal()
+        s2_written = Signal(len(s1_written))
         # Stage 3: one match bit per slot, the victim and the entry being written (those set
         # are copies of one entry: a key has one id), and their ids.
         s3_valid = Signal()
@@ -367,14 +390,17 @@ class SocketTable(wiring.Component):
                          s1_aside_match.eq(Cat(held & same_key(entry.key, s0_key)
                                                for held, entry in aside)),
                          *[id_.eq(entry.id) for id_, (_, entry) in zip(s1_aside_ids, aside)],
-                         s1_hidden.eq((pending | pending_before) & same_key(cmd_reg.key, s0_key))]
+                         s1_hidden.eq((pending | pending_before) & same_key(cmd_reg.key, s0_key)),
+                         s1_written.eq(Cat(wr_slots_r[t * len(W) + w] & (ctl_addr[t] == s0_rows[t])
+                                           for t in T for w in W))]
             m.d.sync += [s2_valid.eq(s1_valid), s2_key.eq(s1_key),
                          s2_aside_match.eq(s1_aside_match),
                          *[a.eq(b) for a, b in zip(s2_aside_ids, s1_aside_ids)],
-                         s2_hidden.eq(s1_hidden)]
+                         s2_hidden.eq(s1_hidden), s2_written.eq(s1_written)]
             m.d.sync += [s2_slots[t * len(W) + w].eq(lk_rd[t][w].data) for t in T for w in W]
             m.d.sync += [s3_valid.eq(s2_valid), s3_hidden.eq(s2_hidden),
-                         s3_match.eq(Cat(*(s.valid & same_key(s.key, s2_key) for s in s2_slots),
+                         s3_match.eq(Cat(*(s.valid & ~written & same_key(s.key, s2_key)
+                                           for s, written in zip(s2_slots, s2_written)),
                                          s2_aside_match))]
             m.d.sync += [id_.eq(s.id) for id_, s in zip(s3_ids, s2_slots)]
             m.d.sync += [a.eq(b) for a, b in zip(s3_ids[len(s2_slots):], s2_aside_ids)]
