@@ -370,7 +370,9 @@ class SocketTable(wiring.Component):
         # Stage 2: the slots read, registered (a block RAM's read data are late in the clock).
         s2_valid = Signal()
         s2_key = Signal(KeyLayout())
-        s2_slots = [Signal(entry_layout, name=f"s2_slot{i}") for i in range(len(T) * len(W))]
+        # (without a reset: in block RAM they are its output registers, flow/bram_outreg.py)
+        s2_slots = [Signal(entry_layout, name=f"s2_slot{i}", reset_less=True)
+                    for i in range(len(T) * len(W))]
         s2_aside_match = Signal(len(aside))
         s2_aside_ids = [Signal(self._id_width, name=f"s2_aside_id{i}") for i in range(len(aside))]
         s2_hidden = Signal()
@@ -419,7 +421,8 @@ class SocketTable(wiring.Component):
         cmd_rows = toeplitz_rows(self.cmd.payload.key, self._toeplitz_key, rb)
         victim_rows = toeplitz_rows(victim.key, self._toeplitz_key, rb)
 
-        slots = [[Signal(entry_layout, name=f"slot{t}_{w}") for w in W] for t in T]
+        slots = [[Signal(entry_layout, name=f"slot{t}_{w}", reset_less=True) for w in W]
+                 for t in T]
         m.d.sync += [slots[t][w].eq(ctl_rd[t][w].data) for t in T for w in W]
         # Per sub-table and way (bit 4 t + w): the command's key is there; the slot is free;
         # the bucket's lowest free way (one-hot per sub-table); where an insert without a
