@@ -470,19 +470,21 @@ class SocketTable(wiring.Component):
             """One-hot of (table, way), both signals."""
             return Cat(*(Cat(way, table) == i for i in range(len(T) * len(W))))
 
-        # The registered slot the victim swaps with: one 8-way mux, its select set by state.
-        pick_table, pick_way = Signal(), Signal(2)
+        # The registered slot the victim swaps with: one 8-way mux whose select is a register,
+        # `pick`, set in the clock before each decision that may swap (`will_swap`; the LFSR,
+        # `alt_table` and the undo step it is made of change only in decisions), so that the
+        # victim's input is that mux alone.
+        pick = Signal(3)            # 4 table + way
         picked = Signal(entry_layout)
-        with m.Switch(Cat(pick_way, pick_table)):
+        with m.Switch(pick):
             for t in T:
                 for w in W:
                     with m.Case(t * len(W) + w):
                         m.d.comb += picked.eq(slots[t][w])
 
-        def read_slot(table, way):
-            """The registered slot (table, way) of the rows read."""
-            m.d.comb += [pick_table.eq(table), pick_way.eq(way)]
-            return picked
+        def will_swap(table, way):
+            """The next clock's decision may swap the victim with slot (table, way)."""
+            m.d.sync += pick.eq(Cat(way, table))
 
         state = Signal(_State)
 
@@ -512,6 +514,7 @@ class SocketTable(wiring.Component):
                 goto(_State.WAIT_SLOTS)
 
             with m.Case(_State.WAIT_SLOTS):
+                will_swap(lfsr_next[2], lfsr_next[:2])
                 goto(_State.WAIT_MATCHES)
 
             with m.Case(_State.WAIT_MATCHES):
@@ -532,7 +535,7 @@ class SocketTable(wiring.Component):
                     # Both buckets full: first eviction, table LFSR bit 2, way LFSR bits 0-1.
                     table, way = lfsr_next[2], lfsr_next[:2]
                     write_slots(slot_bit(table, way), cmd_entry)
-                    m.d.sync += [lfsr.eq(lfsr_next), victim.eq(read_slot(table, way)),
+                    m.d.sync += [lfsr.eq(lfsr_next), victim.eq(picked),
                                  alt_table.eq(~table), kicks.eq(1)]
                     m.d.comb += [log_wr.en.eq(1), log_wr.addr.eq(0), log_wr.data.table.eq(table),
                                  log_wr.data.way.eq(way),
@@ -554,6 +557,7 @@ class SocketTable(wiring.Component):
 
             with m.Case(_State.WAIT_ALTERNATE_SLOTS):
                 m.d.comb += pending.eq(1)
+                will_swap(alt_table, lfsr_next[:2])
                 goto(_State.WAIT_ALTERNATE_FREE)
 
             with m.Case(_State.WAIT_ALTERNATE_FREE):
@@ -568,7 +572,7 @@ class SocketTable(wiring.Component):
                 with m.Else():
                     way = lfsr_next[:2]
                     write_slots(slot_bit(alt_table, way), victim)
-                    m.d.sync += [lfsr.eq(lfsr_next), victim.eq(read_slot(alt_table, way)),
+                    m.d.sync += [lfsr.eq(lfsr_next), victim.eq(picked),
                                  alt_table.eq(~alt_table), kicks.eq(kicks + 1)]
                     m.d.comb += [log_wr.en.eq(1), log_wr.data.table.eq(alt_table),
                                  log_wr.data.way.eq(way),
@@ -591,12 +595,13 @@ class SocketTable(wiring.Component):
 
             with m.Case(_State.WAIT_UNDO_BUCKET):
                 m.d.comb += pending.eq(1)
+                will_swap(undo_table, undo_way)
                 goto(_State.WAIT_UNDO_SLOT)
 
             with m.Case(_State.WAIT_UNDO_SLOT):
                 m.d.comb += pending.eq(1)
                 write_slots(slot_bit(undo_table, undo_way), victim)
-                m.d.sync += [victim.eq(read_slot(undo_table, undo_way)), kicks.eq(kicks - 1)]
+                m.d.sync += [victim.eq(picked), kicks.eq(kicks - 1)]
                 m.d.comb += log_rd.addr.eq(kicks + Const(-2 % 2 ** len(kicks), len(kicks)))
                 with m.If(kicks == 1):
                     respond(Status.FULL)
