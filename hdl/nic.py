@@ -215,7 +215,7 @@ class NIC(wiring.Component):
         m.submodules.classifier = classifier = Classifier(W, mtu=self._policy.mtu)
         m.submodules.dispatch = dispatch = RxDispatch(W, conn_bits, rx_fifo.status.payload.shape())
         # (a debug build is a simulation build: as the engine's memories, the socket table's
-        # block RAMs then return a read that meets a write of its row inverted)
+        # block RAMs then return garbage for a read that meets a write of its row)
         m.submodules.socket_table = socket_table = SocketTable(
             self._socket_entries, id_width=conn_bits,
             poison_collisions="debug" in self.signature.members)

@@ -201,8 +201,9 @@ class SocketTable(wiring.Component):
         Toeplitz secret key, at least 16 bytes; Microsoft's RSS default key by default.
     poison_collisions : bool
         For simulation: a block RAM read of the row written in the same clock returns the old
-        slot inverted, as a block RAM's read is undefined then (``registered_read_port``'s
-        ``poison_for``), so the tests see a design that would use one.
+        slot with its id inverted, as a block RAM's read is undefined then
+        (``registered_read_port``'s ``poison_for``), so the tests see a design that would use
+        one: the lookup of the slot's key would hit with another id.
 
     Members
     -------
@@ -262,8 +263,10 @@ class SocketTable(wiring.Component):
         """A read port whose data come a clock after its address, as a block RAM's.
 
         A read of the row `write` writes in the same clock is not used (see the lookup
-        pipeline): the port needs no bypass logic (:data:`~hdl.memories.NO_RW_CHECK`), so the
-        register after it is the block RAM's output register (:mod:`flow.bram_outreg`).
+        pipeline): the port needs no bypass logic (:data:`~hdl.memories.NO_RW_CHECK`), and
+        nothing stands between the RAM and the slot register after it. (That register keeps
+        its reset, so it stays a flip-flop, as before: without it, :mod:`flow.bram_outreg`
+        would fold it into the RAM as its output register, which is not yet measured routed.)
 
         Rows up to ``LUT_RAM_ROWS`` (the 128-entry table of the reference NIC has 16) fit LUT
         RAM, whose read is asynchronous: there the port reads asynchronously into a register
@@ -370,9 +373,7 @@ class SocketTable(wiring.Component):
         # Stage 2: the slots read, registered (a block RAM's read data are late in the clock).
         s2_valid = Signal()
         s2_key = Signal(KeyLayout())
-        # (without a reset: in block RAM they are its output registers, flow/bram_outreg.py)
-        s2_slots = [Signal(entry_layout, name=f"s2_slot{i}", reset_less=True)
-                    for i in range(len(T) * len(W))]
+        s2_slots = [Signal(entry_layout, name=f"s2_slot{i}") for i in range(len(T) * len(W))]
         s2_aside_match = Signal(len(aside))
         s2_aside_ids = [Signal(self._id_width, name=f"s2_aside_id{i}") for i in range(len(aside))]
         s2_hidden = Signal()
@@ -421,8 +422,7 @@ class SocketTable(wiring.Component):
         cmd_rows = toeplitz_rows(self.cmd.payload.key, self._toeplitz_key, rb)
         victim_rows = toeplitz_rows(victim.key, self._toeplitz_key, rb)
 
-        slots = [[Signal(entry_layout, name=f"slot{t}_{w}", reset_less=True) for w in W]
-                 for t in T]
+        slots = [[Signal(entry_layout, name=f"slot{t}_{w}") for w in W] for t in T]
         m.d.sync += [slots[t][w].eq(ctl_rd[t][w].data) for t in T for w in W]
         # Per sub-table and way (bit 4 t + w): the command's key is there; the slot is free;
         # the bucket's lowest free way (one-hot per sub-table); where an insert without a
