@@ -278,10 +278,10 @@ class SocketTable(wiring.Component):
         if self._rows > LUT_RAM_ROWS:
             # (the poison inverts the id only: a slot read as it is written then matches its
             # old key, with another connection's id, if the design used it)
-            id_bits = EntryLayout(self._id_width).size - self._id_width
+            id_field = EntryLayout(self._id_width)["id"]
             return registered_read_port(m, mem, name=name, output_register=False,
                                         poison_for=(write,) if self._poison_collisions else (),
-                                        poison_mask=Const(-1, self._id_width) << id_bits)
+                                        poison_mask=Const(-1, id_field.width) << id_field.offset)
         port = mem.read_port(domain="comb")
         registered = RegisteredRead(addr=port.addr, en=Signal(init=1, name=f"{name}_en"),
                                     data=Signal.like(port.data, name=f"{name}_data"), latency=1)
