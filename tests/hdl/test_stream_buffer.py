@@ -615,6 +615,28 @@ def test_random_against_model(config, drawn, in_pauses, out_pauses):
     check_random(config, drawn, in_pauses, out_pauses)
 
 
+@WIDTHS
+@pytest.mark.parametrize("max_ooo_ranges", [1, 2])
+def test_writes_far_from_the_tail(data_width, max_ooo_ranges):
+    """Offsets and ends at the edges where the write decision compares only a count's low bits
+    (2 ** count_bits, here 64 for a 32-byte ring: twice the ring) and at the sequence space's
+    halves, before and after the tail, with a range held: stored, clipped or dropped as the
+    model says."""
+    edges = [-2 ** 31, -2 ** 31 + 5, -65, -64, -63, -1, 31, 32, 63, 64, 65, 2 ** 31 - 64,
+             2 ** 31 - 1]
+    ops = [("write", 0, 10, 4, 0)]                                # [10, 14) held
+    for k, rel in enumerate(edges):
+        lengths = {1, 5} | ({-rel - 1, -rel, -rel + 1, -rel + 3} if -80 < rel < 0 else set())
+        ops += [("write", 0, rel, length, k) for length in sorted(lengths)] + [("query", 0)]
+    for length in (3, 4, 5, 6):                                   # ends at 63, 64, 65, 66
+        ops += [("write", 0, 60, length, length), ("write", 0, 20, length + 40, length)]
+    ops += [("query", 0), ("write", 0, 0, 20, 1), ("read", 0, 64, False, 0, False), ("query", 0)]
+    program = concrete(([], ops), 2, 32, max_ooo_ranges)
+    exp = simulate(program, data_width=data_width, connections=2, ring_bytes=32,
+                   max_ooo_ranges=max_ooo_ranges)
+    assert any(advance > 0 for advance, _ in exp.write_resps[1:])   # some in order, clipped
+
+
 @pytest.mark.campaign
 @pytest.mark.parametrize("config", CONFIGS + [(8, 0, 1), (64, 0, 2), (8, 1, 1)])
 @settings(max_examples=300)
