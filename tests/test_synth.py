@@ -408,3 +408,30 @@ def test_unrouted_row_names_its_deepest_path():
         estimated_paths=[{"delay_ns": 19.6, "logic_levels": 19, "carry_hops": 0,
                           "start": "engine.step", "end": "engine.step.DI", "through": []}])
     assert "deepest path (netlist estimate): `engine.step` -> `engine.step.DI`, 19 logic levels" in text
+
+
+def test_cells_go_to_the_deepest_submodule_named_by_their_nets():
+    from flow.cells_by_block import cells_by_block, submodules
+    rtlil = "module \\top\nend\nmodule \\top.block\nend\nmodule \\top.block.engine\nend\n" \
+            "module \\top.block.engine.rx_ring\nend\n"
+    paths = submodules(rtlil)
+    assert paths == ["block", "block.engine", "block.engine.rx_ring"]
+    lut = lambda o: _cell("LUT4", A=("input", [1]), Z=("output", [o]))
+    cells = {
+        "l1": lut(10),                   # rx_ring's (a signal with a dotted field name)
+        "l2": lut(11),                   # the engine's: rx_ringx is no submodule
+        "f1": _cell("TRELLIS_FF", DI=("input", [11]), Q=("output", [12])),   # the harness's
+        "l3": lut(13),                   # only yosys's names
+        "c1": _cell("CCU2C", COUT=("output", [14])),
+        "b1": _cell("DP16KD", DOA0=("output", [15])),
+        "x1": _cell("TRELLIS_IO", O=("output", [16])),                       # not counted
+    }
+    netnames = {"block.engine.rx_ring.w_step.lo": {"bits": [10]},
+                "block.engine.rx_ring.w_step$next": {"bits": [10]},
+                "block.engine.rx_ringx": {"bits": [11]}, "serial_out": {"bits": [12]},
+                "$abc$1": {"bits": [13]}, "block.sum": {"bits": [14]},
+                "block.engine.state_mem": {"bits": [15]}, "block.io": {"bits": [16]}}
+    counts = cells_by_block({"modules": {"top": {"cells": cells, "netnames": netnames}}}, paths)
+    assert {owner: dict(count) for owner, count in counts.items()} == {
+        "block.engine.rx_ring": {"LUT": 1}, "block.engine": {"LUT": 1, "block RAM": 1},
+        "top": {"FF": 1}, "?": {"LUT": 1}, "block": {"carry": 1}}
