@@ -618,10 +618,10 @@ def test_random_against_model(config, drawn, in_pauses, out_pauses):
 @WIDTHS
 @pytest.mark.parametrize("max_ooo_ranges", [1, 2])
 def test_writes_far_from_the_tail(data_width, max_ooo_ranges):
-    """Offsets and ends at the edges where the write decision compares only a count's low bits
-    (2 ** count_bits, here 64 for a 32-byte ring: twice the ring) and at the sequence space's
-    halves, before and after the tail, with a range held: stored, clipped or dropped as the
-    model says."""
+    """Offsets and ends from the tail at 2 ** count_bits (64 for a 32-byte ring: the first
+    value above every count, where a compare of a count with only the low bits of an offset
+    would go wrong) and at the sequence space's halves, before and after the tail, with a
+    range held: stored, clipped or dropped as the model says."""
     edges = [-2 ** 31, -2 ** 31 + 5, -65, -64, -63, -1, 31, 32, 63, 64, 65, 2 ** 31 - 64,
              2 ** 31 - 1]
     ops = [("write", 0, 10, 4, 0)]                                # [10, 14) held
