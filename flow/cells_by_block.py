@@ -20,13 +20,21 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from flow.logic_paths import bit_names
+
 __all__ = ["KINDS", "submodules", "cells_by_block", "main"]
 
-#: The cell kinds counted, by column: the yosys cell types of each (ECP5 and iCE40).
+#: The cell kinds counted, by column: the yosys cell types of each (ECP5 and iCE40; a
+#: trailing ``*`` takes every type with that prefix, as in :data:`flow.synth.TARGETS`).
 KINDS = {"LUT": ("LUT4", "SB_LUT4"), "carry": ("CCU2C", "SB_CARRY"),
-         "FF": ("TRELLIS_FF", "SB_DFF", "SB_DFFE", "SB_DFFR", "SB_DFFER", "SB_DFFS", "SB_DFFES",
-                "SB_DFFSR", "SB_DFFSRE", "SB_DFFSS", "SB_DFFESR", "SB_DFFESS"),
-         "block RAM": ("DP16KD", "SB_RAM40_4K")}
+         "FF": ("TRELLIS_FF", "SB_DFF*"), "block RAM": ("DP16KD", "SB_RAM40_4K")}
+
+
+def _kind(cell_type):
+    """The column of `cell_type` in :data:`KINDS`, or None."""
+    return next((kind for kind, types in KINDS.items() for name in types
+                 if cell_type == name or name.endswith("*") and cell_type.startswith(name[:-1])),
+                None)
 
 _MODULE = re.compile(r"^module \\top\.(\S+)$", re.MULTILINE)
 
@@ -40,16 +48,11 @@ def cells_by_block(netlist, paths):
     """{path: Counter(kind: cells)} for `netlist` (yosys JSON, its top module ``top``) and
     the submodule `paths`; cells of the top itself go to ``top``."""
     module = netlist["modules"]["top"]
-    names = {}
-    for name, net in module["netnames"].items():
-        for bit in net["bits"]:
-            if isinstance(bit, int):
-                names.setdefault(bit, []).append(name)
-    kind_of = {cell_type: kind for kind, types in KINDS.items() for cell_type in types}
+    names = bit_names(module)
     by_depth = sorted(paths, key=len, reverse=True)
     counts = {}
     for cell in module["cells"].values():
-        kind = kind_of.get(cell["type"])
+        kind = _kind(cell["type"])
         if kind is None:
             continue
         driven = [name for port, direction in cell["port_directions"].items()

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CELL_DELAY_NS", "LogicPath", "deepest_paths", "signal_of", "main"]
+__all__ = ["CELL_DELAY_NS", "LogicPath", "bit_names", "deepest_paths", "signal_of", "main"]
 
 #: Input-to-output delay per cell type, routing included (a placed ECP5-8 design's LUT is
 #: 0.4-0.5 ns and its wires 0.3-1.5 ns); ``"CCU2C.CIN"`` is one hop along a carry chain. LUT
@@ -52,6 +52,17 @@ def signal_of(name):
     return _SUFFIX.sub("", name)
 
 
+def bit_names(module):
+    """{bit: the names of the nets that carry it, shortest first} for a module of yosys's
+    ``write_json`` netlist (constant bits have none)."""
+    names = {}
+    for name, net in sorted(module["netnames"].items(), key=lambda item: len(item[0])):
+        for bit in net["bits"]:
+            if isinstance(bit, int):
+                names.setdefault(bit, []).append(name)
+    return names
+
+
 def _passes_through(kind, port):
     """A path goes on through this input of a `kind` cell: any of a logic cell's, only the
     read address of a LUT RAM (its write address, data and enable end paths)."""
@@ -63,11 +74,7 @@ def deepest_paths(netlist, count=10, module="top"):
     first, at most one per ending register (its name less its bit index)."""
     top = netlist["modules"][module]
     cells = top["cells"]
-    names = {}
-    for name, net in sorted(top["netnames"].items(), key=lambda item: len(item[0])):
-        for bit in net["bits"]:
-            if isinstance(bit, int):
-                names.setdefault(bit, name)
+    names = {bit: named[0] for bit, named in bit_names(top).items()}
     driver, inputs = {}, {}
     for cell_name, cell in cells.items():
         ins = inputs[cell_name] = []

@@ -421,6 +421,7 @@ def test_cells_go_to_the_deepest_submodule_named_by_their_nets():
         "l1": lut(10),                   # rx_ring's (a signal with a dotted field name)
         "l2": lut(11),                   # the engine's: rx_ringx is no submodule
         "f1": _cell("TRELLIS_FF", DI=("input", [11]), Q=("output", [12])),   # the harness's
+        "f2": _cell("SB_DFFESR", D=("input", [11]), Q=("output", [17])),     # iCE40's, any kind
         "l3": lut(13),                   # only yosys's names
         "c1": _cell("CCU2C", COUT=("output", [14])),
         "b1": _cell("DP16KD", DOA0=("output", [15])),
@@ -430,8 +431,9 @@ def test_cells_go_to_the_deepest_submodule_named_by_their_nets():
                 "block.engine.rx_ring.w_step$next": {"bits": [10]},
                 "block.engine.rx_ringx": {"bits": [11]}, "serial_out": {"bits": [12]},
                 "$abc$1": {"bits": [13]}, "block.sum": {"bits": [14]},
-                "block.engine.state_mem": {"bits": [15]}, "block.io": {"bits": [16]}}
+                "block.engine.state_mem": {"bits": [15]}, "block.io": {"bits": [16]},
+                "block.engine.rx_ring.tail": {"bits": [17]}}
     counts = cells_by_block({"modules": {"top": {"cells": cells, "netnames": netnames}}}, paths)
     assert {owner: dict(count) for owner, count in counts.items()} == {
-        "block.engine.rx_ring": {"LUT": 1}, "block.engine": {"LUT": 1, "block RAM": 1},
+        "block.engine.rx_ring": {"LUT": 1, "FF": 1}, "block.engine": {"LUT": 1, "block RAM": 1},
         "top": {"FF": 1}, "?": {"LUT": 1}, "block": {"carry": 1}}
