@@ -133,8 +133,9 @@ class Classifier(wiring.Component):
     #: into the queue: beats delayed 2 for the checksum units, their latency, then the checksum
     #: verdicts and the record are registered.
     _WRITE_DELAY = 2 + Checksum.LATENCY + 2
-    #: Verdict queue depth: room for every frame in flight and a few more.
-    QUEUE_DEPTH = 14
+    #: Verdict queue depth: room for every frame in flight (``_WRITE_DELAY + 2``, `i.ready`
+    #: being registered) and a few more, so `i.ready` stays high while the sink keeps up.
+    QUEUE_DEPTH = 15
     #: Cycles from the cycle accepting a frame's last beat to its verdict on an empty queue
     #: (the queue adds 2).
     LATENCY = _WRITE_DELAY + 2
@@ -594,13 +595,17 @@ class Classifier(wiring.Component):
         # -- Verdict queue and counters ------------------------------------------------------
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=len(record.as_value()),
                                                            depth=self.QUEUE_DEPTH)
-        # Frames not yet counted in `queue.level`: those whose last beat was accepted in the
-        # last WRITE_DELAY cycles, and one more accepted in this cycle.
-        in_flight = self._WRITE_DELAY + 1
+        # `i.ready` is registered (it enables every capture flip-flop): high in a cycle when the
+        # queue had room, a cycle before, for every frame its level did not count yet: those
+        # whose last beat was accepted in the WRITE_DELAY cycles before that, in that cycle,
+        # and in this one.
+        in_flight = self._WRITE_DELAY + 2
+        room = Signal(init=1)
+        m.d.sync += room.eq(queue.level <= self.QUEUE_DEPTH - in_flight)
         m.d.comb += [
             queue.w_en.eq(record_valid),
             queue.w_data.eq(queued),
-            self.i.ready.eq(queue.level < self.QUEUE_DEPTH - in_flight + 1),
+            self.i.ready.eq(room),
         ]
         wiring.connect(m, queue.r_stream, wiring.flipped(self.verdict))
 

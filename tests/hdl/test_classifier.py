@@ -40,6 +40,7 @@ class Run:
     beats: int = 0            # input beats accepted
     cycles: int = 0           # cycles from the first beat accepted to the last one
     stalls: int = 0           # cycles with i.valid high and i.ready low
+    beats_before_stall: int = None  # input beats accepted before the first stall
     latencies: list = field(default_factory=list)  # last beat to verdict, per frame
 
 
@@ -87,6 +88,8 @@ def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000
                     last_beats.append(cycle)
             if valid and not ready:
                 run.stalls += 1
+                if run.beats_before_stall is None:
+                    run.beats_before_stall = run.beats
             if o_valid and o_ready:
                 run.latencies.append(cycle - last_beats[verdicts])
                 verdicts += 1
@@ -483,6 +486,19 @@ def test_verdict_backpressure(width):
                          sink_pauses=(rng.random() < 0.8 for _ in itertools.count()))
     check_against_model(run, frames)
     assert run.stalls > 0
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_queue_fills_before_ready_drops(width):
+    """With the verdict sink held off, one-beat frames back to back: the classifier takes
+    exactly as many frames as its verdict queue holds (it drops `i.ready` no later, so no
+    verdict is written into a full queue and lost, and no sooner), then gives every verdict."""
+    depth = Classifier.QUEUE_DEPTH
+    frames = [bytes([n]) for n in range(depth + 8)]
+    held = 4 * depth
+    run = run_classifier(width, frames, sink_pauses=(n < held for n in itertools.count()))
+    check_against_model(run, frames)
+    assert run.beats_before_stall == depth
 
 
 # -- construction and lint ----------------------------------------------------------------
