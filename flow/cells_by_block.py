@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from flow.logic_paths import bit_names
+from flow.synth import cell_type_is
 
 __all__ = ["KINDS", "submodules", "cells_by_block", "main"]
 
@@ -33,8 +34,7 @@ KINDS = {"LUT": ("LUT4", "SB_LUT4"), "carry": ("CCU2C", "SB_CARRY"),
 def _kind(cell_type):
     """The column of `cell_type` in :data:`KINDS`, or None."""
     return next((kind for kind, types in KINDS.items() for name in types
-                 if cell_type == name or name.endswith("*") and cell_type.startswith(name[:-1])),
-                None)
+                 if cell_type_is(cell_type, name)), None)
 
 _MODULE = re.compile(r"^module \\top\.(\S+)$", re.MULTILINE)
 

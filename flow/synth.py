@@ -46,7 +46,7 @@ from flow.bram_outreg import fold_output_registers
 from flow.build import BLOCKS, instantiate
 from flow.logic_paths import deepest_paths, signal_of
 
-__all__ = ["TARGETS", "SerialHarness", "synthesise", "SynthConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
+__all__ = ["TARGETS", "cell_type_is", "SerialHarness", "synthesise", "SynthConfig", "REFERENCE", "SMALL", "SMALL_HX8K",
            "sweep", "nic_plan", "synthesise_nic", "run_plan", "report_table", "report_markdown",
            "provenance", "ROW_FIELDS"]
 
@@ -259,10 +259,14 @@ def _memories(yosys_log):
     return dict(sorted(found.items()))
 
 
+def cell_type_is(cell_type, name):
+    """`cell_type` is `name`, a yosys cell type or, with a trailing ``*``, every type with
+    that prefix (as :data:`TARGETS` names iCE40's flip-flops: ``SB_DFF*``)."""
+    return cell_type.startswith(name[:-1]) if name.endswith("*") else cell_type == name
+
+
 def _count(cells, name):
-    if name.endswith("*"):
-        return sum(n for cell, n in cells.items() if cell.startswith(name[:-1]))
-    return cells.get(name, 0)
+    return sum(n for cell, n in cells.items() if cell_type_is(cell, name))
 
 
 def _critical_path(report):
