@@ -48,6 +48,9 @@ BLOCKS = {
     "stream_buffer": ("hdl.buffers.stream_buffer", "StreamBuffer",
                       {"data_width": 64, "connections": 64, "ring_bytes": 2048,
                        "read_queue": RING_READ_QUEUE_DEPTH}),
+    # prefix sums beside the reference NIC's send ring (work in progress, not in the NIC yet)
+    "prefix_sums": ("hdl.buffers.prefix_sums", "PrefixSums",
+                    {"connections": 64, "ring_bytes": 2048}),
     "checksum": ("hdl.checksum", "Checksum", {"data_width": 64}),
     "classifier": ("hdl.rx.classifier", "Classifier", {"data_width": 64}),
     "frame_slicer": ("hdl.rx.frame_slicer", "FrameSlicer", {"data_width": 64}),

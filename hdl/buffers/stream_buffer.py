@@ -5,10 +5,13 @@ The hardware twin of ``model.bytestream.StreamBuffer``, for many connections at 
 
 from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from hdl.buffers.prefix_sums import PrefixSums, word_lanes_sum
+from hdl.checksum import ones_add
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.memories import NO_RW_CHECK, registered_read_port
 
@@ -159,10 +162,11 @@ class _ReadStep(enum.Enum, shape=3):
     DECIDE = 4              # head moved; the read answered and queued for its words
 
 
-class _ReadData(enum.Enum, shape=1):
+class _ReadData(enum.Enum, shape=2):
     """What the read side's data path does: a decided read's words and beats."""
     IDLE = 0
     ACTIVE = 1              # the read's words fetched ahead into a queue, its beats sent
+    LAST_WORD = 2           # with range sums: the read's last word fetched first, for its sum
 
 
 # RAM words a read's data path holds or has fetched: the two a beat is cut from, and the two
@@ -283,6 +287,15 @@ class StreamBuffer(wiring.Component):
         For simulation only: a RAM read in the clock its word is written returns the word
         inverted, as a block RAM's is undefined then (``registered_read_port``'s
         ``poison_for``), so the tests see a design that would use one.
+    range_sums : bool
+        A send ring's transmit checksum (64 bits, in-order writes only): a
+        :class:`~hdl.buffers.prefix_sums.PrefixSums` follows the RAM's writes, and every read
+        that returns bytes also puts the ones' complement sum of those bytes (RFC 1071, the
+        read's first byte the high byte) on ``read_sum``, from its two edge words and two
+        prefix sums, whatever its length: ``RANGE_SUM_CLOCKS`` after its words start to be
+        fetched, while its beats go out. The read's last word is fetched first (one clock
+        more before its beats), and a read starts only once the prefix sums of its bytes are
+        written (``PrefixSums.WRITE_LATENCY`` clocks after the check that its bytes are in).
 
     Members
     -------
@@ -338,11 +351,20 @@ class StreamBuffer(wiring.Component):
         response may already have been given).
     refused_count : Out(32)
         Writes refused for want of a range slot, all connections together.
+    read_sum : Out(stream.Signature(16))
+        With ``range_sums``: one sum per read with a ``count`` above 0, in read order.
     """
 
+    #: With ``range_sums``: sums computed ahead of being taken from ``read_sum`` (a read
+    #: starts only while fewer are owed).
+    RANGE_SUM_QUEUE = 4
+
     def __init__(self, data_width, connections, ring_bytes, max_ooo_ranges=1, read_queue=1,
-                 poison_collisions=False):
+                 poison_collisions=False, range_sums=False):
         check_data_width(data_width)
+        if range_sums and (data_width != 64 or max_ooo_ranges != 0):
+            raise TypeError("Range sums need a 64-bit ring written only in order "
+                            "(max_ooo_ranges 0): a send ring")
         if not isinstance(connections, int) or connections < 1 or connections & (connections - 1):
             raise TypeError(f"Connection count must be a positive power of two, not {connections!r}")
         lanes = data_width // 8
@@ -361,6 +383,7 @@ class StreamBuffer(wiring.Component):
         self._max_ooo_ranges = max_ooo_ranges
         self._read_queue = read_queue
         self._poison_collisions = bool(poison_collisions)
+        self._range_sums = bool(range_sums)
         conn_bits = max(exact_log2(connections), 1)     # no zero-width ports
         count_bits = ring_bytes.bit_length()
         beat = FrameBeat(data_width)
@@ -380,6 +403,7 @@ class StreamBuffer(wiring.Component):
             "busy": Out(1),
             "write_busy": Out(1),
             "refused_count": Out(32),
+            **({"read_sum": Out(stream.Signature(16))} if range_sums else {}),
         })
 
     @property
@@ -401,6 +425,10 @@ class StreamBuffer(wiring.Component):
     @property
     def read_queue(self):
         return self._read_queue
+
+    @property
+    def range_sums(self):
+        return self._range_sums
 
     def memory_bits(self):
         """(data RAM bits, state RAM bits)."""
@@ -864,6 +892,98 @@ class StreamBuffer(wiring.Component):
                          r_left.eq(job.count), r_last_beat.eq(job.count <= L),
                          r_from.eq(job.start), s_conn.eq(job.conn),
                          r_data.eq(_ReadData.ACTIVE)]
+            if self._range_sums:
+                start_sum(job)
+
+        # ---- Range sums (a send ring's transmit checksum) ---------------------------------
+        # A started read fetches its last word first (LAST_WORD), then its words from the
+        # first on; the two edge words pass through `r_word_in`, where one tree of adders
+        # sums the lanes each needs; P of the last word is read with its fetch, P of the word
+        # after the first with the first one's. With B(x) the stream's sum before position x:
+        # sum = B(end) - B(start), B(end) = P[last word] + its lanes up to the last byte,
+        # B(start) = P[first word + 1] - the first word's lanes from the first byte on (from
+        # above: with the ring full, the lanes below the first byte hold the newest bytes);
+        # a read within one word is that word's lanes. Fixed clocks after each fetch.
+        fetch_last = Signal()          # the last word's fetch issued in this clock
+        fetch_first = Signal()         # the first word's
+        sums_clear = Signal()          # the first decided read's P are written too
+        if self._range_sums:
+            m.submodules.prefix_sums = prefix_sums = PrefixSums(
+                self._connections, R, poison_collisions=poison)
+            m.d.comb += [prefix_sums.write.valid.eq(dwp.en.any()),
+                         prefix_sums.write.addr.eq(dwp.addr),
+                         prefix_sums.write.data.eq(dwp.data),
+                         prefix_sums.write.en.eq(dwp.en)]
+            m.submodules.read_sums = read_sums = SyncFIFO(width=16, depth=self.RANGE_SUM_QUEUE)
+            m.d.comb += [self.read_sum.valid.eq(read_sums.r_rdy),
+                         self.read_sum.payload.eq(read_sums.r_data),
+                         read_sums.r_en.eq(self.read_sum.ready)]
+            # sums of started reads not yet taken from `read_sum` (the queue always has room)
+            sums_owed = Signal(range(self.RANGE_SUM_QUEUE + 1))
+            sum_starts = Signal()
+            m.d.sync += sums_owed.eq(sums_owed + sum_starts
+                                     - (self.read_sum.valid & self.read_sum.ready))
+            first_word = Signal(max(word_bits, 1))      # fetched after the last one
+            first_pending = Signal()                    # the first word's fetch is to come
+            mask_last = Signal(L)                       # the lanes summed of each edge word
+            mask_first = Signal(L)
+            single = Signal()                           # the read lies within one word
+            odd = Signal()                              # its first byte is a low byte
+
+            def start_sum(job):
+                last = (job.start[:lane_bits + word_bits] + job.count - 1)[:lane_bits + word_bits]
+                first_lane = job.start[:lane_bits]
+                last_lane = last[:lane_bits]
+                within = (job.count + first_lane) <= L
+                m.d.comb += sum_starts.eq(1)
+                m.d.sync += [
+                    r_word.eq(last[lane_bits:]),
+                    first_word.eq(job.start[lane_bits:lane_bits + word_bits]),
+                    first_pending.eq(1),
+                    mask_last.eq(Cat((i <= last_lane) & (~within | (i >= first_lane))
+                                     for i in range(L))),
+                    mask_first.eq(Cat(i >= first_lane for i in range(L))),
+                    single.eq(within),
+                    odd.eq(job.start[0]),
+                    r_data.eq(_ReadData.LAST_WORD),
+                ]
+
+            # P: of the last word with its fetch, of the word after the first with the
+            # first's (the word `r_word` names, or the one after it)
+            p_word = Mux(fetch_last, r_word, r_word + 1)
+            m.d.comb += prefix_sums.read_addr.eq(Cat(p_word[:word_bits], s_conn[:conn_lsbs]))
+            # The edge word in `r_word_in` two clocks after its fetch; its lanes' sum `depth`
+            # after that; P two clocks after its read.
+            edge_mask = Signal(L)
+            edge_lanes, depth = word_lanes_sum(m, r_word_in, edge_mask, "edge")
+            last_tags = [fetch_last]
+            first_tags = [fetch_first]
+            for k in range(2 + depth):
+                last_tags.append(Signal(name=f"sum_last_tag{k}"))
+                first_tags.append(Signal(name=f"sum_first_tag{k}"))
+                m.d.sync += [last_tags[-1].eq(last_tags[-2]), first_tags[-1].eq(first_tags[-2])]
+            m.d.comb += edge_mask.eq(Mux(last_tags[2], mask_last, mask_first))
+            p_last = Signal(16)
+            p_after_first = Signal(16)
+            lanes_last = Signal(16)
+            with m.If(last_tags[2]):
+                m.d.sync += p_last.eq(prefix_sums.read_data)
+            with m.If(first_tags[2]):
+                m.d.sync += p_after_first.eq(prefix_sums.read_data)
+            with m.If(last_tags[-1]):
+                m.d.sync += lanes_last.eq(edge_lanes)
+            # then B(end), B(start) (the first word's lanes are the tree's in this clock:
+            # the last word's came at least a clock before), then their difference
+            b_end = Signal(16)
+            b_start = Signal(16)
+            summed = Signal()
+            m.d.sync += [b_end.eq(ones_add(m, p_last, lanes_last, "b_end_add")),
+                         b_start.eq(ones_add(m, p_after_first, ~edge_lanes, "b_start_add")),
+                         summed.eq(first_tags[-1])]
+            difference = Mux(single, lanes_last, ones_add(m, b_end, ~b_start, "range_sub"))
+            m.d.comb += [read_sums.w_en.eq(summed),
+                         read_sums.w_data.eq(Mux(odd, Cat(difference[8:], difference[:8]),
+                                                 difference))]
 
         # ---- The two waits ---------------------------------------------------------------
         # A decided read's words are not fetched while the write side still has to put bytes
@@ -1096,6 +1216,10 @@ class StreamBuffer(wiring.Component):
                          & ~fetch_collides)
                 with m.If(issue):
                     m.d.sync += r_word.eq(r_word + 1)
+                if self._range_sums:
+                    m.d.comb += fetch_first.eq(issue & first_pending)
+                    with m.If(issue):
+                        m.d.sync += first_pending.eq(0)
                 # (a captured word always has a slot; the count checks it anyway, so that it
                 # cannot wrap round in a proof by induction)
                 kept_n = r_words_n - pop
@@ -1114,15 +1238,36 @@ class StreamBuffer(wiring.Component):
                     with m.If(r_last_beat):
                         m.d.sync += [r_left.eq(0), r_words_n.eq(0), r_fetched.eq(0),
                                      r_captured.eq(0), r_data.eq(_ReadData.IDLE)]
+            if self._range_sums:
+                with m.Case(_ReadData.LAST_WORD):
+                    # (a word is fetched in no clock the RAM writes it)
+                    with m.If(~fetch_collides):
+                        m.d.comb += fetch_last.eq(1)
+                        m.d.sync += [r_word.eq(first_word), r_data.eq(_ReadData.ACTIVE)]
             with m.Case(_ReadData.IDLE):
-                with m.If(rq_valid & head_clear):
+                with m.If(rq_valid & head_clear & sums_clear):
                     start_read(r_queued[0])
                     m.d.comb += rq_pop.eq(1)
+        if self._range_sums:
+            # the last word on the port a clock after its fetch, then in `r_word_in`
+            with m.If(last_tags[1]):
+                m.d.sync += r_word_in.eq(drp.data)
 
         # The first decided read's check, registered: its bytes were all in the RAM a clock
         # ago, and stay there (only writes decided before it write its bytes, and those only
         # move on). Not yet known for a read that has just become the first.
         m.d.sync += head_clear.eq(rq_valid & ~rq_pop & ~awaits_write(r_queued[0]))
+        # With range sums, P of its words too: P is in its RAM PrefixSums.WRITE_LATENCY clocks
+        # after the data write `dwp` that it follows. The check saw a write at `dwp` in clock
+        # c first in c + 1 (`w_unwritten`), so `head_clear` rises in c + 2 at the earliest;
+        # one clock of it more starts the read in c + 3 and reads P of its last word in c + 4.
+        if self._range_sums:
+            clear_for = Signal()
+            m.d.sync += clear_for.eq(head_clear & ~rq_pop)
+            assert PrefixSums.WRITE_LATENCY == 4
+            m.d.comb += sums_clear.eq(clear_for & (sums_owed < self.RANGE_SUM_QUEUE))
+        else:
+            m.d.comb += sums_clear.eq(1)
         # The queue shifts on a pop and takes a newly decided read at its end on a push.
         # (a push lands on the first free entry once the pop has shifted the queue)
         occupied = [C(1, 1), *rq_occupied, C(0, 1)]     # with one before the first, one after
@@ -1147,7 +1292,8 @@ class StreamBuffer(wiring.Component):
             self.query_pending.eq((~w_idle & (w_conn == self.query_conn))
                                   | (tail_wp.en & (tail_wp.addr == self.query_conn[:conn_lsbs]))
                                   | self.query_read_pending),
-            self.busy.eq(~w_idle | w_pending | q_valid | ~r_idle | r_streaming | rq_valid),
+            self.busy.eq(~w_idle | w_pending | q_valid | ~r_idle | r_streaming | rq_valid
+                         | (sums_owed != 0 if self._range_sums else 0)),
             self.write_busy.eq(w_active | q_valid),
         ]
         return m

@@ -298,8 +298,16 @@ class TxFramer(wiring.Component):
     payload : ``In(stream.Signature(FrameBeat(data_width)))``
         Exactly ``length`` bytes per frame, as a frame stream (``last`` on its final beat);
         nothing for a frame with ``length`` 0.
+    given_sums : bool
+        Whether a TCP frame's payload sum comes on :attr:`given_sum` (a send ring's
+        ``read_sum``), so that the frame goes out as soon as its sums are final, its payload
+        following through the FIFO as it comes (cut-through: the frame stalls between beats
+        if a payload beat is late); a UDP frame's payload is stored and summed as without.
     o : ``Out(stream.Signature(FrameBeat(data_width)))``
         The frames, at least 60 bytes each, without FCS.
+    given_sum : ``In(stream.Signature(16))``
+        With ``given_sums``: the ones' complement sum of each TCP frame's payload (RFC 1071),
+        one per TCP header with a ``length`` above 0, in frame order.
     """
 
     #: Cycles after a header is taken until the sums that follow it are final, in a framer
@@ -310,7 +318,8 @@ class TxFramer(wiring.Component):
     #: Payload sums computed ahead of their headers.
     SUM_QUEUE_DEPTH = 4
 
-    def __init__(self, data_width, *, buffer_bytes=4096, wscale=None, sack=False):
+    def __init__(self, data_width, *, buffer_bytes=4096, wscale=None, sack=False,
+                 given_sums=False):
         self._data_width = check_data_width(data_width)
         if (not isinstance(buffer_bytes, int) or buffer_bytes < MIN_BUFFER_BYTES
                 or buffer_bytes % 8):
@@ -323,9 +332,13 @@ class TxFramer(wiring.Component):
         if not isinstance(sack, bool):
             raise TypeError(f"SACK must be True or False, not {sack!r}")
         self._sack = sack
+        if not isinstance(given_sums, bool):
+            raise TypeError(f"Given sums must be True or False, not {given_sums!r}")
+        self._given_sums = given_sums
         super().__init__({
             "header": In(stream.Signature(TxHeader(SACK_MAX_BLOCKS if sack else 0))),
             "payload": In(stream.Signature(FrameBeat(data_width))),
+            **({"given_sum": In(stream.Signature(16))} if given_sums else {}),
             "o": Out(stream.Signature(FrameBeat(data_width))),
         })
 
@@ -374,6 +387,7 @@ class TxFramer(wiring.Component):
 
         hdr = Signal(self.header.payload.shape(), reset_less=True)
         udp = Signal()            # the frame in `hdr` is UDP
+        given = Signal()          # its payload's sum comes on `given_sum`
         udp_length = Signal(16, reset_less=True)    # `hdr.length` for UDP, else 0
         sack_carried = Signal(SACK_MAX_BLOCKS, reset_less=True)  # the frame has `hdr.sack[k]`
         payload_sum = Signal(16)
@@ -420,6 +434,10 @@ class TxFramer(wiring.Component):
             ]
 
         state = Signal(_Intake)
+        given_taken = Signal()                  # a given sum is taken
+        drops = Signal(range(self.SUM_QUEUE_DEPTH + 2))   # queue entries of given-sum frames
+        dropping = Signal()
+        m.d.comb += dropping.eq(drops != 0)
         waiting_header = Signal(init=1)     # `state` is WAIT_HEADER (one flag for `header.ready`)
         hdr_wait = Signal(range(self.header_settle + 1))  # until the header sums follow `hdr`
         sum_wait = Signal(range(4))   # ... until the L4 checksum follows `payload_sum`
@@ -488,6 +506,7 @@ class TxFramer(wiring.Component):
                           for index in range(SACK_MAX_BLOCKS if self._sack else 0)],
                         udp_length.eq(Mux(is_udp, fields.length, 0)),
                         udp.eq(is_udp),
+                        given.eq(is_tcp if self._given_sums else 0),
                     ]
                     # The frame's kind: the first whose condition holds, else plain TCP.
                     with_mss = fields.mss_option
@@ -518,13 +537,28 @@ class TxFramer(wiring.Component):
                     with m.Else():
                         m.d.sync += goto(_Intake.WAIT_SEND)
             with m.Case(_Intake.WAIT_SUM):
-                m.d.comb += sums.r_en.eq(1)
-                with m.If(sums.r_rdy):
-                    m.d.sync += [
-                        payload_sum.eq(sums.r_data),
-                        sum_wait.eq(self.SUM_SETTLE),
-                        *goto(_Intake.WAIT_SEND),
-                    ]
+                with m.If(given):
+                    m.d.comb += [self.given_sum.ready.eq(1), given_taken.eq(self.given_sum.valid)]
+                    with m.If(self.given_sum.valid):
+                        m.d.sync += [
+                            payload_sum.eq(self.given_sum.payload),
+                            sum_wait.eq(self.SUM_SETTLE),
+                            *goto(_Intake.WAIT_SEND),
+                        ]
+                with m.Elif(~dropping):
+                    m.d.comb += sums.r_en.eq(1)
+                    with m.If(sums.r_rdy):
+                        m.d.sync += [
+                            payload_sum.eq(sums.r_data),
+                            sum_wait.eq(self.SUM_SETTLE),
+                            *goto(_Intake.WAIT_SEND),
+                        ]
+        # A frame whose sum was given still has its payload summed into the queue (whose
+        # order is the payloads'): that entry is dropped when it comes, before any after it
+        # is taken.
+        with m.If(dropping & sums.r_rdy):
+            m.d.comb += sums.r_en.eq(1)
+        m.d.sync += drops.eq(drops + given_taken - (dropping & sums.r_rdy))
 
         # -- header arithmetic: registered stages that follow `hdr` and `payload_sum` ---------
         # Stage 1: lengths.

@@ -19,6 +19,7 @@ from hdl.buffers.stream_buffer import (QUERY_LATENCY, READ_DECISION_CLOCKS,
                                        READ_FIRST_BEAT_CLOCKS, WRITE_DECISION_CLOCKS,
                                        StreamBuffer)
 from model.bytestream import StreamBuffer as RefBuffer
+from model.checksum import ones_complement_sum
 from tb.amaranth_sim import recv_frame, send_frame
 
 MOD = 2 ** 32
@@ -648,17 +649,20 @@ def test_random_campaign(config, drawn, in_pauses, out_pauses):
 # Writes and reads at once -------------------------------------------------------------------
 
 def simulate_concurrent(inits, writes, reads, data_width, connections, ring_bytes,
-                        max_ooo_ranges=1, seed=0, timeout=20_000, read_queue=1):
+                        max_ooo_ranges=1, seed=0, timeout=20_000, read_queue=1,
+                        range_sums=False):
     """Writes (with their beats) from one thread and reads from another, all at once, with
     every valid and ready randomly stalled. The order in which the hardware accepted the
     commands is the order the model replays; responses, read bytes and the final states must
-    be the model's. Returns the clocks the run took."""
+    be the model's, and with `range_sums` each read's sum RFC 1071's of its bytes. Returns the
+    clocks the run took."""
     dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges, read_queue,
-                       poison_collisions=True)
+                       poison_collisions=True, range_sums=range_sums)
     rng = random.Random(seed)
     stalls = [tuple(rng.random() < p for _ in range(rng.randrange(3, 9))) + (False,)
-              for p in (0.2, 0.3, 0.3, 0.3, 0.3, 0.2)]
+              for p in (0.2, 0.3, 0.3, 0.3, 0.3, 0.2, 0.3)]
     accepted, got_write, got_read, got_frames, final, done = [], [], [], [], [], []
+    got_sums = []
     lanes = data_width // 8
 
     async def writer(ctx):
@@ -724,6 +728,9 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
                                 lambda out, p, _: out.append(p.count)), background=True)
     sim.add_testbench(collector(dut.read_data, got_frames, stalls[5], frame_beat),
                       background=True)
+    if range_sums:
+        sim.add_testbench(collector(dut.read_sum, got_sums, stalls[6],
+                                    lambda out, p, _: out.append(p)), background=True)
     sim.add_testbench(finish)
     sim.run()
 
@@ -746,6 +753,11 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
     assert got_frames == exp.frames, f"read data: hardware {got_frames} model {exp.frames}"
     assert len(got_frames) <= n_frames
     assert final == states, f"states: hardware {final} model {states}"
+    if range_sums:
+        # (ones' complement: 0 and 0xFFFF are the same sum)
+        want = [ones_complement_sum(frame) for frame in got_frames]
+        assert [s % 0xFFFF for s in got_sums] == [s % 0xFFFF for s in want], \
+            f"read sums: hardware {[hex(s) for s in got_sums]} RFC 1071 {[hex(s) for s in want]}"
     return clocks[0]
 
 
@@ -783,6 +795,19 @@ def test_concurrent_against_model(data_width, seed, connections):
     inits, writes, reads = concurrent_program(seed, connections, 64)
     simulate_concurrent(inits, writes, reads, data_width, connections, 64, seed=seed,
                         read_queue=1 + 2 * (seed % 2))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("connections", [1, 2])
+def test_range_sums_against_rfc1071(seed, connections):
+    """A send ring's read sums (64 bits, in-order writes only): the concurrent harness's
+    writes and reads, stalls everywhere, 64- and 32-byte rings (full rings, reads of the
+    whole ring, reads in one word and across its end); every sum equals RFC 1071's of the
+    read's bytes, which equal the model's."""
+    ring = (64, 32)[seed % 2]
+    inits, writes, reads = concurrent_program(seed, connections, ring, n=100)
+    simulate_concurrent(inits, writes, reads, 64, connections, ring, max_ooo_ranges=0,
+                        seed=seed, read_queue=1 + seed % 3, range_sums=True)
 
 
 def test_no_read_uses_a_word_written_in_its_clock():

@@ -14,6 +14,7 @@ from flow.build import lint_component
 from hdl.tx.framer import TxFramer, TxHeader, header_bytes
 from hdl.wire import L4Protocol
 from model.protocol import SACK_MAX_BLOCKS, TcpFlag
+from model.checksum import ones_complement_sum
 from model.packet import TcpSegment, UdpDatagram, build_tcp_frame, build_udp_frame
 from tb.amaranth_sim import beats_to_frame, frame_to_beats
 from flow.tools import BUILD
@@ -97,10 +98,13 @@ class Run:
     out_beats: int = 0
     out_cycles: int = 0       # cycles from the first output beat to the last, inclusive
     latencies: list = field(default_factory=list)   # last payload beat in -> first beat out
+    first_out: int = None     # the cycle of the first output beat
 
 
-def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, **kwargs):
-    """Drive every job's header and payload and collect the frames."""
+def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, sum_pauses=None,
+             **kwargs):
+    """Drive every job's header and payload (and with `given_sums`, each TCP payload's sum,
+    RFC 1071's, on `given_sum`, pausing on `sum_pauses`) and collect the frames."""
     pauses = iter(pauses) if pauses is not None else itertools.repeat(False)
     sink_pauses = iter(sink_pauses) if sink_pauses is not None else itertools.repeat(False)
     header_pauses = iter(header_pauses) if header_pauses is not None else itertools.repeat(False)
@@ -148,6 +152,7 @@ def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, **k
             if o_valid and o_ready:
                 run.out_beats += 1
                 first = cycle if first is None else first
+                run.first_out = first
                 run.out_cycles = cycle - first + 1
                 beats.append((o_payload.data, o_payload.keep))
                 if o_payload.last:
@@ -159,8 +164,23 @@ def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, **k
             cycle += 1
             assert cycle < 1_000_000, "framer hung"
 
+    async def given_sums(ctx):
+        sum_pauses_ = iter(sum_pauses) if sum_pauses is not None else itertools.repeat(False)
+        for job in jobs:
+            if job.udp or not job.payload:
+                continue
+            while next(sum_pauses_):
+                ctx.set(dut.given_sum.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.given_sum.valid, 1)
+            ctx.set(dut.given_sum.payload, ones_complement_sum(job.payload))
+            await ctx.tick().until(dut.given_sum.ready)
+        ctx.set(dut.given_sum.valid, 0)
+
     sim.add_testbench(headers, background=True)
     sim.add_testbench(payloads, background=True)
+    if kwargs.get("given_sums"):
+        sim.add_testbench(given_sums, background=True)
     sim.add_testbench(sink)
     sim.run()
     return run
@@ -400,6 +420,38 @@ def test_throughput_and_latency(width):
         # the framer's documented latency (its docstring: 13 cycles)
         assert single.latencies[0] == 13, report[-1]
     print(f"\ntx framer width {width}:\n  " + "\n  ".join(report))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_given_sums(seed):
+    """A framer whose TCP payload sums are given (a send ring's range sums): TCP and UDP frames
+    mixed (UDP payloads still summed by the framer, their queue entries and the given frames'
+    taken in order), every input and the sink stalled at random, the sums early or late;
+    every frame equals the model's and scapy's checksums."""
+    rng = random.Random(4242 + seed)
+    jobs = [random_job(rng, n) for n in lengths_for(64, rng)]
+    rng.shuffle(jobs)
+    chance = (0.0, 0.3, 0.6)[seed]
+    pauses, sink_pauses, header_pauses, sum_pauses = (
+        (rng.random() < chance for _ in itertools.count()) for _ in range(4))
+    check_run(run_jobs(64, jobs, pauses, sink_pauses, header_pauses, sum_pauses,
+                       given_sums=True), jobs)
+
+
+def test_given_sums_cut_through():
+    """With its sum given, a TCP frame does not wait for its payload to be stored: its first
+    beat comes a fixed number of clocks after its header and sum whatever its length (the
+    payload arriving a beat a clock behind), and it goes out with no gap between beats."""
+    rng = random.Random(5)
+    starts = {}
+    for length in (1, 64, 1460):
+        job = random_job(rng, length, udp=False)
+        run = run_jobs(64, [job], given_sums=True)
+        check_run(run, [job])
+        assert run.out_cycles == run.out_beats == frame_beats(job, 64)
+        starts[length] = run.first_out
+    assert len(set(starts.values())) == 1, starts
+    assert starts[1460] < 16, starts
 
 
 @pytest.mark.campaign
