@@ -48,13 +48,18 @@ BLOCKS = {
     "stream_buffer": ("hdl.buffers.stream_buffer", "StreamBuffer",
                       {"data_width": 64, "connections": 64, "ring_bytes": 2048,
                        "read_queue": RING_READ_QUEUE_DEPTH}),
-    # prefix sums beside the reference NIC's send ring (work in progress, not in the NIC yet)
+    # as the reference NIC's send ring: in-order writes, each read's sum from its prefix sums
+    "send_ring": ("hdl.buffers.stream_buffer", "StreamBuffer",
+                  {"data_width": 64, "connections": 64, "ring_bytes": 2048, "max_ooo_ranges": 0,
+                   "read_queue": RING_READ_QUEUE_DEPTH, "range_sums": True}),
+    # the prefix sums inside it (its transmit checksum)
     "prefix_sums": ("hdl.buffers.prefix_sums", "PrefixSums",
                     {"connections": 64, "ring_bytes": 2048}),
     "checksum": ("hdl.checksum", "Checksum", {"data_width": 64}),
     "classifier": ("hdl.rx.classifier", "Classifier", {"data_width": 64}),
     "frame_slicer": ("hdl.rx.frame_slicer", "FrameSlicer", {"data_width": 64}),
-    "tx_framer": ("hdl.tx.framer", "TxFramer", {"data_width": 64}),
+    # as the reference NIC's: TCP payload sums from the send ring
+    "tx_framer": ("hdl.tx.framer", "TxFramer", {"data_width": 64, "given_sums": True}),
     "frame_fifo": ("hdl.rx.frame_fifo", "FrameFifo", {"data_width": 64, "depth": 1024}),
     "tx_arbiter": ("hdl.tx.arbiter", "TxArbiter", {"data_width": 64}),
     # the RTO from RTT samples, with Linux's bounds in 1 ms ticks

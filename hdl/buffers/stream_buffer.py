@@ -18,7 +18,8 @@ from hdl.memories import NO_RW_CHECK, registered_read_port
 __all__ = [
     "OooRange", "ConnState", "WriteCommand", "WriteResponse", "ReadCommand", "ReadResponse",
     "InitCommand", "StateQuery", "ring_free", "StreamBuffer", "WRITE_DECISION_CLOCKS",
-    "READ_DECISION_CLOCKS", "READ_FIRST_BEAT_CLOCKS", "QUERY_LATENCY",
+    "READ_DECISION_CLOCKS", "READ_FIRST_BEAT_CLOCKS", "RANGE_SUM_FIRST_BEAT_CLOCKS",
+    "RANGE_SUM_CLOCKS", "QUERY_LATENCY",
 ]
 
 # Writes carry one segment's payload or what a host write puts in the ring: 16 bits of
@@ -37,6 +38,12 @@ WRITE_DECISION_CLOCKS = 6
 # words read and registered).
 READ_DECISION_CLOCKS = 4
 READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 7
+# With range sums, on an idle port: a clock more before the read starts (its prefix sums
+# written) and one for its last word's fetch; its sum on `read_sum` (the first word fetched,
+# then the edge words' lanes summed, then B(end) and B(start), then their difference, then
+# the sum queue).
+RANGE_SUM_FIRST_BEAT_CLOCKS = READ_FIRST_BEAT_CLOCKS + 2
+RANGE_SUM_CLOCKS = RANGE_SUM_FIRST_BEAT_CLOCKS + 3
 # Clocks from `query_conn` to `query` (a block RAM's read and output registers).
 QUERY_LATENCY = 2
 
@@ -292,10 +299,11 @@ class StreamBuffer(wiring.Component):
         :class:`~hdl.buffers.prefix_sums.PrefixSums` follows the RAM's writes, and every read
         that returns bytes also puts the ones' complement sum of those bytes (RFC 1071, the
         read's first byte the high byte) on ``read_sum``, from its two edge words and two
-        prefix sums, whatever its length: ``RANGE_SUM_CLOCKS`` after its words start to be
-        fetched, while its beats go out. The read's last word is fetched first (one clock
-        more before its beats), and a read starts only once the prefix sums of its bytes are
-        written (``PrefixSums.WRITE_LATENCY`` clocks after the check that its bytes are in).
+        prefix sums, whatever its length, while its beats go out: on an idle port
+        ``RANGE_SUM_CLOCKS`` (16) after the command, its first beat
+        ``RANGE_SUM_FIRST_BEAT_CLOCKS`` (13) after it. The read's last word is fetched first
+        (a clock), and a read starts a clock after the check that its bytes are in, so that
+        their prefix sums are written too.
 
     Members
     -------
@@ -930,6 +938,14 @@ class StreamBuffer(wiring.Component):
             single = Signal()                           # the read lies within one word
             odd = Signal()                              # its first byte is a low byte
 
+            def above(lane, i):
+                """Lane `i` is at or above `lane` (no compare that is always true)."""
+                return C(1, 1) if i == L - 1 else lane <= i
+
+            def below(lane, i):
+                """Lane `i` is at or below `lane`."""
+                return C(1, 1) if i == 0 else lane >= i
+
             def start_sum(job):
                 last = (job.start[:lane_bits + word_bits] + job.count - 1)[:lane_bits + word_bits]
                 first_lane = job.start[:lane_bits]
@@ -940,9 +956,9 @@ class StreamBuffer(wiring.Component):
                     r_word.eq(last[lane_bits:]),
                     first_word.eq(job.start[lane_bits:lane_bits + word_bits]),
                     first_pending.eq(1),
-                    mask_last.eq(Cat((i <= last_lane) & (~within | (i >= first_lane))
+                    mask_last.eq(Cat(below(last_lane, i) & (~within | above(first_lane, i))
                                      for i in range(L))),
-                    mask_first.eq(Cat(i >= first_lane for i in range(L))),
+                    mask_first.eq(Cat(above(first_lane, i) for i in range(L))),
                     single.eq(within),
                     odd.eq(job.start[0]),
                     r_data.eq(_ReadData.LAST_WORD),

@@ -284,6 +284,8 @@ class TcpEngine(wiring.Component):
             "events": Out(stream.Signature(ConnEvent(conn_bits))),
             "tx_header": Out(stream.Signature(TxHeader(SACK_MAX_BLOCKS if policy.sack else 0))),
             "tx_payload": Out(stream.Signature(beat)),
+            # 64 bits: each TCP payload's sum, from the send ring's range sums
+            **({"tx_payload_sum": Out(stream.Signature(16))} if self._data_width == 64 else {}),
             "tick": In(1),
             "our_mac": In(48),
             "our_ip": In(32),
@@ -318,7 +320,11 @@ class TcpEngine(wiring.Component):
                                                       read_queue=RING_READ_QUEUE_DEPTH,
                                                       poison_collisions=poison)
         m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0, read_queue=RING_READ_QUEUE_DEPTH,
-                                                      poison_collisions=poison)
+                                                      poison_collisions=poison,
+                                                      range_sums=W == 64)
+        if W == 64:
+            # the framer sends a TCP segment once its sum is in, its payload following
+            wiring.connect(m, tx_ring.read_sum, wiring.flipped(self.tx_payload_sum))
         # host commands come checked against the access table (hdl/engine/host_gate.py)
         m.submodules.host_gate = gate = HostGate(connections=N, processes=self._processes,
                                                  poison_collisions=poison)

@@ -244,7 +244,8 @@ class _Output(enum.Enum, shape=2):
 
 
 class TxFramer(wiring.Component):
-    """Frame builder with IP and TCP/UDP checksums, store-and-forward, pipelined across frames.
+    """Frame builder with IP and TCP/UDP checksums, pipelined across frames: store-and-forward,
+    or cut-through for the TCP frames whose payload sum is given (``given_sums``).
 
     Each frame is one :attr:`header` entry and ``length`` bytes on :attr:`payload`. The
     payload is written into a block-RAM FIFO of ``buffer_bytes`` while the
@@ -537,15 +538,17 @@ class TxFramer(wiring.Component):
                     with m.Else():
                         m.d.sync += goto(_Intake.WAIT_SEND)
             with m.Case(_Intake.WAIT_SUM):
-                with m.If(given):
-                    m.d.comb += [self.given_sum.ready.eq(1), given_taken.eq(self.given_sum.valid)]
-                    with m.If(self.given_sum.valid):
-                        m.d.sync += [
-                            payload_sum.eq(self.given_sum.payload),
-                            sum_wait.eq(self.SUM_SETTLE),
-                            *goto(_Intake.WAIT_SEND),
-                        ]
-                with m.Elif(~dropping):
+                if self._given_sums:
+                    with m.If(given):
+                        m.d.comb += [self.given_sum.ready.eq(1),
+                                     given_taken.eq(self.given_sum.valid)]
+                        with m.If(self.given_sum.valid):
+                            m.d.sync += [
+                                payload_sum.eq(self.given_sum.payload),
+                                sum_wait.eq(self.SUM_SETTLE),
+                                *goto(_Intake.WAIT_SEND),
+                            ]
+                with (m.Elif if self._given_sums else m.If)(~dropping):
                     m.d.comb += sums.r_en.eq(1)
                     with m.If(sums.r_rdy):
                         m.d.sync += [

@@ -15,7 +15,8 @@ from amaranth.sim import Simulator
 from hypothesis import given, settings, strategies as st
 
 from flow.build import lint_component
-from hdl.buffers.stream_buffer import (QUERY_LATENCY, READ_DECISION_CLOCKS,
+from hdl.buffers.stream_buffer import (QUERY_LATENCY, RANGE_SUM_CLOCKS,
+                                       RANGE_SUM_FIRST_BEAT_CLOCKS, READ_DECISION_CLOCKS,
                                        READ_FIRST_BEAT_CLOCKS, WRITE_DECISION_CLOCKS,
                                        StreamBuffer)
 from model.bytestream import StreamBuffer as RefBuffer
@@ -423,17 +424,21 @@ def test_retransmit_peeks_and_release(data_width):
 
 # Sustained rate ------------------------------------------------------------------------------
 
-@WIDTHS
-def test_rate(data_width):
-    """Beats per clock once started, and the cycles each command costs."""
+@pytest.mark.parametrize("data_width, range_sums", [(8, False), (64, False), (64, True)])
+def test_rate(data_width, range_sums):
+    """Beats per clock once started, and the cycles each command costs (with range sums, a
+    read's first beat and its sum on an idle port)."""
     lanes = data_width // 8
-    dut = StreamBuffer(data_width, 2, 1024, poison_collisions=True)
+    dut = StreamBuffer(data_width, 2, 1024, 0 if range_sums else 1, poison_collisions=True,
+                       range_sums=range_sums)
+    sums, frames = [], []
     n = 20 * lanes + 3                     # 21 beats from an unaligned offset
     payload = bytes(range(n))
     cycles = {}
 
     async def bench(ctx):
-        for port in (dut.read_data, dut.read_resp, dut.write_resp):
+        for port in (dut.read_data, dut.read_resp, dut.write_resp,
+                     *((dut.read_sum,) if range_sums else ())):
             ctx.set(port.ready, 1)
         ctx.set(dut.init.valid, 1)
         ctx.set(dut.init.payload, {"conn": 1, "offset": 5})
@@ -472,15 +477,25 @@ def test_rate(data_width):
             await ctx.tick().until(dut.read_cmd.ready)
             ctx.set(dut.read_cmd.valid, 0)
             got, t, first = bytearray(), 0, None
+            sum_port = dut.read_sum if range_sums else dut.read_data     # (unused without)
             while t < 1000:
                 t += 1
-                _, _, valid, p = await ctx.tick().sample(dut.read_data.valid,
-                                                         dut.read_data.payload)
+                _, _, valid, p, sum_valid, sum_value = await ctx.tick().sample(
+                    dut.read_data.valid, dut.read_data.payload, sum_port.valid, sum_port.payload)
+                if range_sums and sum_valid:
+                    sums.append((t, sum_value))
                 if valid:
                     first = first or t
                     got += p.data.to_bytes(lanes, "little")[:p.keep.bit_length()]
                     if p.last:
                         break
+            while range_sums and len(sums) < len(frames) + 1:
+                t += 1
+                _, _, sum_valid, sum_value = await ctx.tick().sample(sum_port.valid,
+                                                                     sum_port.payload)
+                if sum_valid:
+                    sums.append((t, sum_value))
+            frames.append(bytes(got))
             return (first, t), bytes(got)
 
         # a peek from an unaligned offset past the head
@@ -518,12 +533,17 @@ def test_rate(data_width):
         beats, count = cycles[f"write{k}"]
         # the decision's clocks, then 1 beat/clock
         assert count == beats + WRITE_DECISION_CLOCKS, cycles
-    # Reads: READ_FIRST_BEAT_CLOCKS from command to first beat, then 1/clock, from any byte.
+    # Reads: READ_FIRST_BEAT_CLOCKS from command to first beat, then 1/clock, from any byte;
+    # with range sums two clocks more, and the sum RANGE_SUM_CLOCKS after the command.
+    to_first = RANGE_SUM_FIRST_BEAT_CLOCKS if range_sums else READ_FIRST_BEAT_CLOCKS
     first, t = cycles["peek"]
-    assert first == READ_FIRST_BEAT_CLOCKS and t == first + 6 - 1, cycles
+    assert first == to_first and t == first + 6 - 1, cycles
     beats = -(-(2 * n - lanes - 1) // lanes)
     first, t = cycles["read"]
-    assert first == READ_FIRST_BEAT_CLOCKS and t == first + beats - 1, cycles
+    assert first == to_first and t == first + beats - 1, cycles
+    if range_sums:
+        assert [clock for clock, _ in sums] == [RANGE_SUM_CLOCKS] * 2, sums
+        assert [value for _, value in sums] == [ones_complement_sum(f) for f in frames], sums
     # Discard reads: the command and its decision's clocks each, however many bytes they cover.
     assert cycles["discard"] == [1 + k * (1 + READ_DECISION_CLOCKS) for k in range(3)], cycles
 

@@ -18,6 +18,8 @@ from flow.build import lint_component
 from hdl.ports import CtlOp, EventKind, HostOp, RxRoute
 from hdl.engine.tcb import ConnKind, Errno, TcpState
 from hdl.engine.tcp_engine import TcpEngine
+from hdl.wire import L4Protocol
+from model.checksum import ones_complement_sum
 from model.protocol import TcpFlag
 from model.packet import TcpSegment
 from model.policy import LINUX_RTO, Policy, wscale_for
@@ -52,9 +54,14 @@ class EngineBench:
     def ready(cls, ctx, dut, data_width):
         """A bench with every port the engine drives ready."""
         for port in (dut.tx_header, dut.tx_payload, dut.events, dut.ctl_rsp, dut.host_rsp,
-                     dut.host_rdata, dut.rx_action):
+                     dut.host_rdata, dut.rx_action, *cls.sum_port(dut)):
             ctx.set(port.ready, 1)
         return cls(ctx, dut, data_width)
+
+    @staticmethod
+    def sum_port(dut):
+        """The 64-bit engine's payload sums (the send ring's range sums), if it has them."""
+        return (dut.tx_payload_sum,) if hasattr(dut, "tx_payload_sum") else ()
 
     def __init__(self, ctx, dut, data_width):
         self.ctx, self.dut, self.width = ctx, dut, data_width
@@ -62,6 +69,9 @@ class EngineBench:
         self.events = []
         self.steps = set()                          # engine steps seen (``receive`` clears it)
         self._payload = []
+        self._payloads = []                         # payloads and sums not yet compared
+        self._sums = []
+        self._tcp_payloads = []                     # per header with a payload: is it TCP
 
     async def cycle(self, *extra):
         """One clock, recording what the engine sends; returns `extra` signals as sampled."""
@@ -74,6 +84,8 @@ class EngineBench:
             h = hp
             blocks = (tuple((h.sack[k].left, h.sack[k].right) for k in range(h.sack_count))
                       if hasattr(h, "sack") else ())
+            if h.length:
+                self._tcp_payloads.append(h.protocol == L4Protocol.TCP)
             self.segments.append([h.seq, h.ack, h.flags.as_value().value, h.window, h.length,
                                   bool(h.mss_option), bool(h.wscale_option),
                                   bool(h.sack_permitted_option), blocks])
@@ -82,10 +94,19 @@ class EngineBench:
             if pp.last:
                 payload = beats_to_frame(self._payload, self.width)
                 self._payload.clear()
+                if self._tcp_payloads.pop(0) and self.sum_port(dut):
+                    self._payloads.append(payload)
                 pending = next(s for s in self.segments if s[4] and not isinstance(s[4], bytes))
                 pending[4] = payload
         if ev:
             self.events.append((ep.conn, ep.kind))
+        for port in self.sum_port(dut):
+            if ctx.get(port.valid):
+                self._sums.append(ctx.get(port.payload))
+        while self._payloads and self._sums:
+            payload, got = self._payloads.pop(0), self._sums.pop(0)
+            assert got % 0xFFFF == ones_complement_sum(payload) % 0xFFFF, \
+                f"payload sum {got:#06x}, RFC 1071 {ones_complement_sum(payload):#06x}: {payload.hex()}"
         return values
 
     async def settle(self, limit=5_000):
