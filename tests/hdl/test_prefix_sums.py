@@ -1,5 +1,6 @@
-"""PrefixSums (WORK IN PROGRESS, not yet in the NIC): any range's sum from two P reads and the
-two edge words equals RFC 1071's sum of the range's bytes."""
+"""PrefixSums (the send ring's transmit checksum): any range's sum from two P reads and the
+two edge words equals RFC 1071's sum of the range's bytes. (The stream buffer's own test,
+`test_range_sums_against_rfc1071`, checks the sums it reads this way.)"""
 
 import random
 
@@ -94,12 +95,14 @@ def test_range_sums_from_prefixes(connections, ring_bytes):
             conn = appended
             stream = rings.stream[conn]
             live = max(0, len(stream) - ring_bytes)     # bytes before it are overwritten
-            for _ in range(4):
-                s = rng.randrange(live, len(stream))
-                e = rng.randrange(s + 1, len(stream) + 1)
+            for k in range(4):
+                # the first: every byte the ring holds (the whole ring once it is full)
+                s = live if k == 0 else rng.randrange(live, len(stream))
+                e = len(stream) if k == 0 else rng.randrange(s + 1, len(stream) + 1)
 
                 first, last = rings.position(conn, s), rings.position(conn, e - 1)
-                if first // 8 == last // 8:         # one word: its lanes, no P
+                if first % 8 + (e - s) <= 8:        # one word: its lanes, no P (a whole
+                    # ring's range starting mid-word ends in its first word, but is not this)
                     got = lanes_sum(rings.ram[first - first % 8:first - first % 8 + 8],
                                     first % 8, last % 8 + 1)
                 else:

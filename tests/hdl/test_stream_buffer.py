@@ -830,6 +830,25 @@ def test_range_sums_against_rfc1071(seed, connections):
                         seed=seed, read_queue=1 + seed % 3, range_sums=True)
 
 
+@pytest.mark.parametrize("start", [0, 3, 7])
+def test_range_sums_of_a_full_ring(start):
+    """Range sums at the edges: a full ring read whole (from mid-word its last byte is in its
+    first word, and it is no one-word read), then one byte, a word's last byte, ranges
+    ending at a word's end, and the ring refilled past its start."""
+    rng = random.Random(start)
+    ring = 64
+    data = rng.randbytes(3 * ring)
+    inits = [(0, start)]
+    writes = [(0, start, data[:ring]), (0, start + ring, data[ring:ring + 20]),
+              (0, start + ring + 20, data[ring + 20:2 * ring])]
+    reads = [(0, ring, 1, 0, 0), (0, 1, 1, 0, 0), (0, 1, 1, 7 - start % 8, 0),
+             (0, 8 - start % 8, 1, 0, 0), (0, 16, 1, 8 - start % 8, 0),
+             (0, 20, 0, 0, 0),                       # frees 20 bytes: the second write goes in
+             (0, ring, 1, 0, 0), (0, ring - 1, 1, 1, 0), (0, 9, 1, ring - 9, 0)]
+    simulate_concurrent(inits, writes, reads, 64, 1, ring, max_ooo_ranges=0, seed=start,
+                        range_sums=True)
+
+
 def test_no_read_uses_a_word_written_in_its_clock():
     """The campaign's seed 18 at 64 bits makes the read side fetch a word in the clock the RAM
     writes it (a block RAM's word is undefined then; the simulation inverts it): without the
