@@ -996,9 +996,15 @@ class StreamBuffer(wiring.Component):
             m.d.sync += [b_end.eq(ones_add(m, p_last, lanes_last, "b_end_add")),
                          b_start.eq(ones_add(m, p_after_first, ~edge_lanes, "b_start_add")),
                          summed.eq(first_tags[-1])]
-            difference = Mux(single, lanes_last, ones_add(m, b_end, ~b_start, "range_sub"))
+            # (the next read may start, and set `single` and `odd`, from 5 clocks after the
+            # first word's fetch: the sum takes them at that fetch)
+            sum_single = Signal()
+            sum_odd = Signal()
+            with m.If(fetch_first):
+                m.d.sync += [sum_single.eq(single), sum_odd.eq(odd)]
+            difference = Mux(sum_single, lanes_last, ones_add(m, b_end, ~b_start, "range_sub"))
             m.d.comb += [read_sums.w_en.eq(summed),
-                         read_sums.w_data.eq(Mux(odd, Cat(difference[8:], difference[:8]),
+                         read_sums.w_data.eq(Mux(sum_odd, Cat(difference[8:], difference[:8]),
                                                  difference))]
 
         # ---- The two waits ---------------------------------------------------------------

@@ -670,7 +670,7 @@ def test_random_campaign(config, drawn, in_pauses, out_pauses):
 
 def simulate_concurrent(inits, writes, reads, data_width, connections, ring_bytes,
                         max_ooo_ranges=1, seed=0, timeout=20_000, read_queue=1,
-                        range_sums=False):
+                        range_sums=False, stall=True):
     """Writes (with their beats) from one thread and reads from another, all at once, with
     every valid and ready randomly stalled. The order in which the hardware accepted the
     commands is the order the model replays; responses, read bytes and the final states must
@@ -679,7 +679,7 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
     dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges, read_queue,
                        poison_collisions=True, range_sums=range_sums)
     rng = random.Random(seed)
-    stalls = [tuple(rng.random() < p for _ in range(rng.randrange(3, 9))) + (False,)
+    stalls = [tuple(stall and rng.random() < p for _ in range(rng.randrange(3, 9))) + (False,)
               for p in (0.2, 0.3, 0.3, 0.3, 0.3, 0.2, 0.3)]
     accepted, got_write, got_read, got_frames, final, done = [], [], [], [], [], []
     got_sums = []
@@ -821,13 +821,13 @@ def test_concurrent_against_model(data_width, seed, connections):
 @pytest.mark.parametrize("connections", [1, 2])
 def test_range_sums_against_rfc1071(seed, connections):
     """A send ring's read sums (64 bits, in-order writes only): the concurrent harness's
-    writes and reads, stalls everywhere, 64- and 32-byte rings (full rings, reads of the
-    whole ring, reads in one word and across its end); every sum equals RFC 1071's of the
-    read's bytes, which equal the model's."""
+    writes and reads, stalls everywhere (seeds 0-2) or none, 64- and 32-byte rings (full
+    rings, reads of the whole ring, reads in one word and across its end); every sum equals
+    RFC 1071's of the read's bytes, which equal the model's."""
     ring = (64, 32)[seed % 2]
     inits, writes, reads = concurrent_program(seed, connections, ring, n=100)
     simulate_concurrent(inits, writes, reads, 64, connections, ring, max_ooo_ranges=0,
-                        seed=seed, read_queue=1 + seed % 3, range_sums=True)
+                        seed=seed, read_queue=1 + seed % 4, range_sums=True, stall=seed < 3)
 
 
 @pytest.mark.parametrize("start", [0, 3, 7])
@@ -847,6 +847,18 @@ def test_range_sums_of_a_full_ring(start):
              (0, ring, 1, 0, 0), (0, ring - 1, 1, 1, 0), (0, 9, 1, ring - 9, 0)]
     simulate_concurrent(inits, writes, reads, 64, 1, ring, max_ooo_ranges=0, seed=start,
                         range_sums=True)
+
+
+@pytest.mark.parametrize("read_queue", [1, 4])
+def test_range_sums_of_short_reads_back_to_back(read_queue):
+    """Short peeks (1 to 9 bytes, in one word or two, from even and odd positions) one after
+    another with nothing stalled: a read starts a few clocks after the one before it, while
+    that one's sum is still being worked out."""
+    rng = random.Random(read_queue)
+    data = rng.randbytes(64)
+    reads = [(0, rng.randrange(1, 10), 1, rng.randrange(0, 54), 0) for _ in range(40)]
+    simulate_concurrent([(0, 5)], [(0, 5, data)], reads, 64, 1, 64, max_ooo_ranges=0,
+                        read_queue=read_queue, range_sums=True, stall=False)
 
 
 def test_no_read_uses_a_word_written_in_its_clock():
