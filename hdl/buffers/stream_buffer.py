@@ -965,8 +965,10 @@ class StreamBuffer(wiring.Component):
                 ]
 
             # P: of the last word with its fetch, of the word after the first with the
-            # first's (the word `r_word` names, or the one after it)
-            p_word = Mux(fetch_last, r_word, r_word + 1)
+            # first's (the word `r_word` names, or the one after it). The address follows
+            # the step, not the fetch (a fetch that waits for a write of its word reads the
+            # same P again): no path from the write port's registers to P's address.
+            p_word = Mux(r_data == _ReadData.LAST_WORD, r_word, r_word + 1)
             m.d.comb += prefix_sums.read_addr.eq(Cat(p_word[:word_bits], s_conn[:conn_lsbs]))
             # The edge word in `r_word_in` two clocks after its fetch; its lanes' sum `depth`
             # after that; P two clocks after its read.
