@@ -932,6 +932,7 @@ class StreamBuffer(wiring.Component):
             m.d.sync += sums_owed.eq(sums_owed + sum_starts
                                      - (self.read_sum.valid & self.read_sum.ready))
             first_word = Signal(max(word_bits, 1))      # fetched after the last one
+            p_word = Signal(max(word_bits, 1))          # P's address (the word in the ring)
             first_pending = Signal()                    # the first word's fetch is to come
             mask_last = Signal(L)                       # the lanes summed of each edge word
             mask_first = Signal(L)
@@ -954,6 +955,7 @@ class StreamBuffer(wiring.Component):
                 m.d.comb += sum_starts.eq(1)
                 m.d.sync += [
                     r_word.eq(last[lane_bits:]),
+                    p_word.eq(last[lane_bits:]),
                     first_word.eq(job.start[lane_bits:lane_bits + word_bits]),
                     first_pending.eq(1),
                     mask_last.eq(Cat(below(last_lane, i) & (~within | above(first_lane, i))
@@ -965,11 +967,12 @@ class StreamBuffer(wiring.Component):
                 ]
 
             # P: of the last word with its fetch, of the word after the first with the
-            # first's (the word `r_word` names, or the one after it). The address follows
-            # the step, not the fetch (a fetch that waits for a write of its word reads the
-            # same P again): no path from the write port's registers to P's address.
-            p_word = Mux(r_data == _ReadData.LAST_WORD, r_word, r_word + 1)
+            # first's. The address is a register (P's 16 block RAMs lie apart): the last word
+            # from the read's start, the word after the first from the last one's fetch on (a
+            # fetch that waits for a write of its word reads the same P again).
             m.d.comb += prefix_sums.read_addr.eq(Cat(p_word[:word_bits], s_conn[:conn_lsbs]))
+            with m.If(fetch_last):
+                m.d.sync += p_word.eq(first_word + 1)
             # The edge word in `r_word_in` two clocks after its fetch; its lanes' sum `depth`
             # after that; P two clocks after its read.
             edge_mask = Signal(L)
