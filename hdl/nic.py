@@ -224,7 +224,7 @@ class NIC(wiring.Component):
         m.submodules.engine = engine = self.engine
         m.submodules.framer = framer = TxFramer(
             W, wscale=self._policy.wscale if self._policy.window_scaling else None,
-            sack=self._policy.sack, given_sums=W == 64)
+            sack=self._policy.sack, given_sums=engine.payload_sums)
         m.submodules.arbiter = arbiter = TxArbiter(W, 2)
         m.submodules.control = control = ControlPort(conn_bits, pid_bits, len(COUNTERS))
         m.submodules.events = events = fifo.SyncFIFOBuffered(
@@ -274,7 +274,7 @@ class NIC(wiring.Component):
         # transmit
         wiring.connect(m, engine.tx_header, framer.header)
         wiring.connect(m, engine.tx_payload, framer.payload)
-        if W == 64:
+        if engine.payload_sums:
             wiring.connect(m, engine.tx_payload_sum, framer.given_sum)
         wiring.connect(m, framer.o, arbiter.i0)
         wiring.connect(m, wiring.flipped(self.slow_tx), arbiter.i1)

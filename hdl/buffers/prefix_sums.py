@@ -91,7 +91,6 @@ class PrefixSums(wiring.Component):
         self._ring_bytes = ring_bytes
         self._words = connections * ring_bytes // 8
         addr_bits = exact_log2(self._words)
-        self._conn_bits = max(exact_log2(connections), 1)
         super().__init__({
             "write": In(data.StructLayout({"valid": 1, "addr": addr_bits, "data": 64, "en": 8})),
             "read_addr": In(addr_bits),
@@ -113,7 +112,7 @@ class PrefixSums(wiring.Component):
                     Signal(name=f"first{stage}"))
             m.d.sync += [reg.eq(value) for reg, value in zip(regs, stages[-1])]
             stages.append(regs)
-        (ahead_valid, ahead_addr, _), (sum_valid, sum_addr, sum_first) = stages[-2:]
+        (_, ahead_addr, _), (sum_valid, sum_addr, sum_first) = stages[-2:]
 
         # The running sums (LUT RAM) are read a clock ahead, from the stage before, and
         # registered; the word just before, if of the same connection, is not in the RAM yet

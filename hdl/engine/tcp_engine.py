@@ -263,6 +263,8 @@ class TcpEngine(wiring.Component):
         if not isinstance(neighbors, int) or neighbors < 1:
             raise TypeError(f"Neighbour count must be a positive integer, not {neighbors!r}")
         self._data_width = data_width
+        # the send ring gives each TCP payload's sum (64 bits: at 8, P per byte would double it)
+        self._payload_sums = data_width == 64
         self._connections = connections
         self._processes = processes
         self._policy = policy
@@ -284,8 +286,8 @@ class TcpEngine(wiring.Component):
             "events": Out(stream.Signature(ConnEvent(conn_bits))),
             "tx_header": Out(stream.Signature(TxHeader(SACK_MAX_BLOCKS if policy.sack else 0))),
             "tx_payload": Out(stream.Signature(beat)),
-            # 64 bits: each TCP payload's sum, from the send ring's range sums
-            **({"tx_payload_sum": Out(stream.Signature(16))} if self._data_width == 64 else {}),
+            # each TCP payload's sum, from the send ring's range sums (see `payload_sums`)
+            **({"tx_payload_sum": Out(stream.Signature(16))} if self._payload_sums else {}),
             "tick": In(1),
             "our_mac": In(48),
             "our_ip": In(32),
@@ -297,6 +299,11 @@ class TcpEngine(wiring.Component):
             "rx_refused": Out(32),
             **debug_members,
         })
+
+    @property
+    def payload_sums(self):
+        """Whether ``tx_payload_sum`` gives each TCP payload's sum (64-bit engines)."""
+        return self._payload_sums
 
     @property
     def policy(self):
@@ -321,8 +328,8 @@ class TcpEngine(wiring.Component):
                                                       poison_collisions=poison)
         m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0, read_queue=RING_READ_QUEUE_DEPTH,
                                                       poison_collisions=poison,
-                                                      range_sums=W == 64)
-        if W == 64:
+                                                      range_sums=self._payload_sums)
+        if self._payload_sums:
             # the framer sends a TCP segment once its sum is in, its payload following
             wiring.connect(m, tx_ring.read_sum, wiring.flipped(self.tx_payload_sum))
         # host commands come checked against the access table (hdl/engine/host_gate.py)

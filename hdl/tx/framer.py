@@ -388,7 +388,8 @@ class TxFramer(wiring.Component):
 
         hdr = Signal(self.header.payload.shape(), reset_less=True)
         udp = Signal()            # the frame in `hdr` is UDP
-        given = Signal()          # its payload's sum comes on `given_sum`
+        given = Signal()          # its payload's sum comes on `given_sum` (TCP, given sums)
+        m.d.comb += given.eq(~udp if self._given_sums else 0)
         udp_length = Signal(16, reset_less=True)    # `hdr.length` for UDP, else 0
         sack_carried = Signal(SACK_MAX_BLOCKS, reset_less=True)  # the frame has `hdr.sack[k]`
         payload_sum = Signal(16)
@@ -436,6 +437,8 @@ class TxFramer(wiring.Component):
 
         state = Signal(_Intake)
         given_taken = Signal()                  # a given sum is taken
+        sum_comes = Signal()                    # the payload's sum is taken, `sum_value`
+        sum_value = Signal(16)
         drops = Signal(range(self.SUM_QUEUE_DEPTH + 2))   # queue entries of given-sum frames
         dropping = Signal()
         m.d.comb += dropping.eq(drops != 0)
@@ -507,7 +510,6 @@ class TxFramer(wiring.Component):
                           for index in range(SACK_MAX_BLOCKS if self._sack else 0)],
                         udp_length.eq(Mux(is_udp, fields.length, 0)),
                         udp.eq(is_udp),
-                        given.eq(is_tcp if self._given_sums else 0),
                     ]
                     # The frame's kind: the first whose condition holds, else plain TCP.
                     with_mss = fields.mss_option
@@ -538,24 +540,23 @@ class TxFramer(wiring.Component):
                     with m.Else():
                         m.d.sync += goto(_Intake.WAIT_SEND)
             with m.Case(_Intake.WAIT_SUM):
+                # the given sum, or the queue's next entry once those of given-sum frames
+                # before it are dropped
                 if self._given_sums:
                     with m.If(given):
                         m.d.comb += [self.given_sum.ready.eq(1),
-                                     given_taken.eq(self.given_sum.valid)]
-                        with m.If(self.given_sum.valid):
-                            m.d.sync += [
-                                payload_sum.eq(self.given_sum.payload),
-                                sum_wait.eq(self.SUM_SETTLE),
-                                *goto(_Intake.WAIT_SEND),
-                            ]
+                                     given_taken.eq(self.given_sum.valid),
+                                     sum_comes.eq(self.given_sum.valid),
+                                     sum_value.eq(self.given_sum.payload)]
                 with (m.Elif if self._given_sums else m.If)(~dropping):
-                    m.d.comb += sums.r_en.eq(1)
-                    with m.If(sums.r_rdy):
-                        m.d.sync += [
-                            payload_sum.eq(sums.r_data),
-                            sum_wait.eq(self.SUM_SETTLE),
-                            *goto(_Intake.WAIT_SEND),
-                        ]
+                    m.d.comb += [sums.r_en.eq(1), sum_comes.eq(sums.r_rdy),
+                                 sum_value.eq(sums.r_data)]
+                with m.If(sum_comes):
+                    m.d.sync += [
+                        payload_sum.eq(sum_value),
+                        sum_wait.eq(self.SUM_SETTLE),
+                        *goto(_Intake.WAIT_SEND),
+                    ]
         # A frame whose sum was given still has its payload summed into the queue (whose
         # order is the payloads'): that entry is dropped when it comes, before any after it
         # is taken.

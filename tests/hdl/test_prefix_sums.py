@@ -8,20 +8,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from hdl.buffers.prefix_sums import PrefixSums
+from model.checksum import ones_complement_sum
 
 
 def ones_add(a, b):
     s = a + b
     return (s & 0xFFFF) + (s >> 16)
-
-
-def rfc1071(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = 0
-    for k in range(0, len(data), 2):
-        s = ones_add(s, data[k] << 8 | data[k + 1])
-    return s
 
 
 def lanes_sum(word, lo, hi):
@@ -120,7 +112,7 @@ def test_range_sums_from_prefixes(connections, ring_bytes):
                     got = ones_add(b_e, ~b_s & 0xFFFF)
                 if (rings.base[conn] + s) % 2:
                     got = swap(got)
-                want = rfc1071(bytes(stream[s:e]))
+                want = ones_complement_sum(bytes(stream[s:e]))
                 assert got % 0xFFFF == want % 0xFFFF, (conn, s, e, hex(got), hex(want))
                 checked.append((conn, s, e))
 
