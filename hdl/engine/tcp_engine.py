@@ -95,8 +95,6 @@ class EngineStep(enum.Enum, shape=7):
     HOST_READ_DATA = 47
     HOST_WINDOW_UPDATE = 48
     HOST_WRITE = 49
-    HOST_WRITE_CMD = 50
-    HOST_WRITE_WAIT = 51
     UDP_READ = 53
     UDP_READ_HEADER = 54
     UDP_READ_CAPTURE = 55
@@ -781,7 +779,20 @@ class TcpEngine(wiring.Component):
         # host write data: to the send ring, to the framer (UDP), or drained; a WRITE's beats
         # go to the send ring from its command (the only writes the send ring takes) until the
         # ring has them all
-        m.d.comb += wdata_to_ring.eq((step == EngineStep.HOST_WRITE_WAIT) | tx_ring.write_busy)
+        # The send ring's only writes are WRITEs, each taking `taken` bytes: the ring takes
+        # min(length, its free bytes less the reserve), and its free bytes only grow between
+        # the query LATCH took and the decision (releases; the ring holds a query of the
+        # connection while a command on it is undecided). So the engine answers and goes on
+        # from the command; the ring's answer only ends `tx_write_undecided`, which with
+        # `write_busy` (from the decision until the ring has its bytes) has the beats go to it.
+        tx_write_starts = Signal()
+        tx_write_undecided = Signal()
+        m.d.comb += tx_ring.write_resp.ready.eq(1)
+        with m.If(tx_ring.write_resp.valid):
+            m.d.sync += tx_write_undecided.eq(0)
+        with m.If(tx_write_starts):
+            m.d.sync += tx_write_undecided.eq(1)
+        m.d.comb += wdata_to_ring.eq(tx_write_undecided | tx_ring.write_busy)
         with m.If(wdata_to_ring):
             wiring.connect(m, wiring.flipped(self.host_wdata), tx_ring.write_data)
         with m.Elif(wdata_drain):
@@ -1644,34 +1655,25 @@ class TcpEngine(wiring.Component):
                     m.d.sync += [rsp.status.eq(Errno.EAGAIN), drain_after.eq(1)]
                     respond(EngineStep.IDLE)
                 with m.Else():
-                    goto(EngineStep.HOST_WRITE_CMD)
-
-            with m.Case(EngineStep.HOST_WRITE_CMD):
-                # append at the tail: the ring takes min(length, free) bytes, contiguous (free
-                # is at most the ring size, so it fits the ring's write length whatever the
-                # 32-bit length); the beats after the ring's last are drained (HOST_RESPOND)
-                lanes = self._data_width // 8
-                taken = Signal(range(S + 1))
-                m.d.comb += taken.eq(Mux(hc.length < snd_space, hc.length, snd_space))
-                beats_sent = (hc.length + (lanes - 1)) >> exact_log2(lanes)     # 33 bits
-                beats_taken = (taken + (lanes - 1)) >> exact_log2(lanes)
-                m.d.comb += [tx_ring.write_cmd.valid.eq(1),
-                             tx_ring.write_cmd.payload.offset.eq(txq.tail),
-                             tx_ring.write_cmd.payload.length.eq(taken),
-                             tx_ring.write_cmd.payload.reserve.eq(t.snd_reserve)]
-                with m.If(tx_ring.write_cmd.ready):
-                    m.d.sync += drain_after.eq(beats_sent != beats_taken)
-                    goto(EngineStep.HOST_WRITE_WAIT)
-
-            with m.Case(EngineStep.HOST_WRITE_WAIT):
-                m.d.comb += tx_ring.write_resp.ready.eq(1)
-                with m.If(tx_ring.write_resp.valid):
-                    # the bytes may still be moving: the ring serves its reads after them.
-                    # The tail moves by what the ring took (a write at the tail is never
-                    # refused), so the state needs no requery
-                    advance = tx_ring.write_resp.payload.advance
-                    m.d.sync += [rsp.count.eq(advance), txq.tail.eq(txq.tail + advance)]
-                    respond(EngineStep.DISPATCH)
+                    # append at the tail: the ring takes min(length, free) bytes, contiguous
+                    # (free is at most the ring size, so it fits the ring's write length
+                    # whatever the 32-bit length); the beats after the ring's last are drained
+                    # (HOST_RESPOND). The answer and the new tail need not wait for the ring's
+                    # decision: it takes `taken` (see `tx_write_undecided`).
+                    lanes = self._data_width // 8
+                    taken = Signal(range(S + 1))
+                    m.d.comb += taken.eq(Mux(hc.length < snd_space, hc.length, snd_space))
+                    beats_sent = (hc.length + (lanes - 1)) >> exact_log2(lanes)     # 33 bits
+                    beats_taken = (taken + (lanes - 1)) >> exact_log2(lanes)
+                    m.d.comb += [tx_ring.write_cmd.valid.eq(1),
+                                 tx_ring.write_cmd.payload.offset.eq(txq.tail),
+                                 tx_ring.write_cmd.payload.length.eq(taken),
+                                 tx_ring.write_cmd.payload.reserve.eq(t.snd_reserve)]
+                    with m.If(tx_ring.write_cmd.ready):
+                        m.d.comb += tx_write_starts.eq(1)
+                        m.d.sync += [drain_after.eq(beats_sent != beats_taken),
+                                     rsp.count.eq(taken), txq.tail.eq(txq.tail + taken)]
+                        respond(EngineStep.DISPATCH)
 
             with m.Case(EngineStep.UDP_READ):
                 with m.If(readable == 0):
