@@ -139,7 +139,8 @@ class Probe:
     bench's cycle count, so its records and the bench's queues speak of the same clocks. Records:
     ``rx`` (cycles of accepted receive beats), ``rx_stalls`` (beats offered, not accepted),
     ``ring`` (payload beats written into a receive ring), ``tx_frames`` ((first, last) beat
-    of every transmitted frame), ``host_cmds`` and ``host_rsps`` (cycles of accepted host
+    of every transmitted frame), ``tx_underruns`` (clocks inside a frame on tx without a beat:
+    the sink is always ready, so a MAC would have run dry), ``host_cmds`` and ``host_rsps`` (cycles of accepted host
     commands and of responses), ``busy`` (last cycle the NIC was not idle), and per engine
     step (``tcp_engine``) and dispatcher step (``rx_dispatch``) the cycles spent there.
     """
@@ -159,6 +160,7 @@ class Probe:
         self.rx, self.ring, self.host_cmds, self.host_rsps = [], [], [], []
         self.rx_stalls = 0
         self.tx_frames = []
+        self.tx_underruns = 0
         self._tx_first = None
         self.busy = None
         self.engine_steps = Counter()
@@ -198,6 +200,8 @@ class Probe:
             if data.Const(self.beat, int(payload.value)).last:
                 self.tx_frames.append((self._tx_first, now))
                 self._tx_first = None
+        elif self._tx_first is not None:
+            self.tx_underruns += 1
         valid, ready = self._cmd
         if int(valid.value) and int(ready.value):
             self.host_cmds.append(now)
@@ -532,6 +536,7 @@ class Bench:
             "burst_frame_bytes_per_clock": port / burst_cycles,
             "burst_line_rate_ratio": port / burst_cycles / self.lanes,
             "min_gap_cycles": min(gaps) if gaps else 0,
+            "tx_underrun_cycles": probe.tx_underruns,
             "engine_cycles_per_segment": sum(probe.engine_steps.values()) / len(segments),
             "engine_steps": steps_per(probe.engine_steps, EngineStep, len(segments)),
         }
@@ -738,6 +743,7 @@ class Bench:
             "payload_bytes_per_clock": payload / cycles, "frame_bytes_per_clock": port / cycles,
             "line_rate_ratio": port / cycles / self.lanes,
             "min_gap_cycles": min(gaps) if gaps else 0,
+            "tx_underrun_cycles": probe.tx_underruns,
             "engine_cycles_per_segment": sum(probe.engine_steps.values()) / segments,
             "engine_steps": steps_per(probe.engine_steps, EngineStep, segments),
         }
@@ -809,7 +815,7 @@ class Bench:
             "tx_mean_frame_bytes": tx_bytes / max(len(data_ends), 1) + FCS_BYTES,
             "tx_cycles": tx_cycles, "tx_frame_bytes_per_clock": tx_bytes / tx_cycles,
             "tx_line_rate_ratio": tx_bytes / tx_cycles / self.lanes,
-            "tx_ack_frames": len(acks_out),
+            "tx_ack_frames": len(acks_out), "tx_underrun_cycles": probe.tx_underruns,
             "tx_port_bytes_per_clock": (tx_bytes + sum(acks_out)) / cycles,
             "line_rate_ratio": (rx_bytes + tx_bytes) / cycles / (2 * self.lanes),
             "engine_steps": steps_per(probe.engine_steps, EngineStep, len(frames) + len(data_ends)),
@@ -888,7 +894,8 @@ class Bench:
         self.host.transmit()
         return {"frame_bytes": size, "payload_bytes": n,
                 "rx_to_readable": readable, "rx_to_ring": in_ring, "polls": polls,
-                "rx_to_ack_out": ack_out, "write_to_wire": write_out}
+                "rx_to_ack_out": ack_out, "write_to_wire": write_out,
+                "write_underrun_cycles": probe.tx_underruns}
 
 
 def run(bench: Bench, log=print) -> dict:

@@ -392,6 +392,18 @@ def shortfalls(report) -> list[str]:
         if row["rx_frames_dropped"]:
             line += f"; {row['rx_frames_dropped']} of {row['rx_frames_offered']} frames dropped"
         lines.append(line + ".")
+    # cut-through transmit: a frame starts before its payload is all read from the send ring
+    underruns = [(name, row["frame_bytes"], row.get(key, 0))
+                 for name, key in (("transmit", "tx_underrun_cycles"),
+                                   ("transmit_load", "tx_underrun_cycles"),
+                                   ("mixed", "tx_underrun_cycles"),
+                                   ("latency", "write_underrun_cycles"))
+                 for row in report.get(name, []) if row.get(key, 0)]
+    if underruns:
+        where = ", ".join(f"{clocks} in {name} at {size} B" for name, size, clocks in underruns)
+        lines.append(f"transmit underruns: clocks inside a frame on `tx` without a beat ({where}): "
+                     f"the framer sends a frame once its sums are final and its payload follows "
+                     f"from the send ring; a MAC would have run dry.")
     return lines
 
 
