@@ -947,11 +947,22 @@ class StreamBuffer(wiring.Component):
                 """Lane `i` is at or below `lane`."""
                 return C(1, 1) if i == 0 else lane >= i
 
+            # The first decided read's last byte (its offset in the ring) and whether it lies
+            # within one word, registered from the queue's head: a read starts two clocks
+            # after it became the head at the earliest (`clear_for`), so they are its own,
+            # and no adder lies between the queue and `r_word`.
+            head_last = Signal(lane_bits + word_bits)
+            head_within = Signal()
+            head = r_queued[0]
+            m.d.sync += [head_last.eq(head.start[:lane_bits + word_bits] + head.count - 1),
+                         head_within.eq((head.count + head.start[:lane_bits]) <= L)]
+
             def start_sum(job):
-                last = (job.start[:lane_bits + word_bits] + job.count - 1)[:lane_bits + word_bits]
+                assert job is head, "a read starts from the queue's head"
+                last = head_last
                 first_lane = job.start[:lane_bits]
                 last_lane = last[:lane_bits]
-                within = (job.count + first_lane) <= L
+                within = head_within
                 m.d.comb += sum_starts.eq(1)
                 m.d.sync += [
                     r_word.eq(last[lane_bits:]),
