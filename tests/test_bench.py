@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tb import readme_tables
-from tb.bench_run import main, report_markdown, report_tables
+from tb.bench_run import main, report_markdown, report_tables, shortfalls
 
 pytestmark = pytest.mark.cocotb
 
@@ -29,14 +29,15 @@ TRANSMIT_FIELDS = {
     "frame_bytes", "port_bytes", "mss", "nic_connections", "ring_bytes", "writes", "write_bytes",
     "segments", "write_retries", "payload_bytes_sent", "cycles", "payload_bytes_per_clock",
     "frame_bytes_per_clock", "line_rate_ratio", "burst_frame_bytes_per_clock",
-    "burst_line_rate_ratio", "min_gap_cycles", "engine_cycles_per_segment", "engine_steps",
+    "burst_line_rate_ratio", "min_gap_cycles", "tx_underrun_cycles", "engine_cycles_per_segment",
+    "engine_steps",
 }
 TRANSMIT_LOAD_FIELDS = {
     "frame_bytes", "port_bytes", "mss", "processes", "connections", "writers", "write_bytes",
     "payload_bytes_written", "writes", "partial_writes", "write_retries", "peer_acks", "segments",
     "payload_bytes_sent", "mean_frame_bytes", "cycles", "payload_bytes_per_clock",
-    "frame_bytes_per_clock", "line_rate_ratio", "min_gap_cycles", "engine_cycles_per_segment",
-    "engine_steps", "nic_connections", "ring_bytes",
+    "frame_bytes_per_clock", "line_rate_ratio", "min_gap_cycles", "tx_underrun_cycles",
+    "engine_cycles_per_segment", "engine_steps", "nic_connections", "ring_bytes",
 }
 MIXED_FIELDS = {
     "frame_bytes", "port_bytes", "payload_bytes", "rx_connections", "tx_connections", "processes",
@@ -46,11 +47,12 @@ MIXED_FIELDS = {
     "bytes_read_during", "tx_write_bytes", "tx_payload_bytes_written", "tx_writes",
     "tx_partial_writes", "tx_write_retries", "tx_segments", "tx_payload_bytes_sent",
     "tx_mean_frame_bytes", "tx_cycles", "tx_frame_bytes_per_clock", "tx_line_rate_ratio",
-    "tx_ack_frames", "tx_port_bytes_per_clock", "line_rate_ratio", "engine_steps",
+    "tx_ack_frames", "tx_underrun_cycles", "tx_port_bytes_per_clock", "line_rate_ratio", "engine_steps",
     "nic_connections", "ring_bytes", "rx_frame_gbps", "tx_frame_gbps",
 }
 LATENCY_FIELDS = {"frame_bytes", "payload_bytes", "nic_connections", "ring_bytes",
-                  "rx_to_readable", "rx_to_ring", "polls", "rx_to_ack_out", "write_to_wire"}
+                  "rx_to_readable", "rx_to_ring", "polls", "rx_to_ack_out", "write_to_wire",
+                  "write_underrun_cycles"}
 
 
 def test_quick_benchmarks(tmp_path):
@@ -127,6 +129,13 @@ def test_quick_benchmarks(tmp_path):
     assert row["rx_to_ring"] > 0 and row["rx_to_readable"] > 0
     assert row["rx_to_ack_out"] > 0 and row["write_to_wire"] > 0 and row["polls"] >= 1
 
+    # the cut-through framer never leaves a frame on tx without its next beat (a MAC would
+    # underrun): not a rate, a property of every frame sent
+    underruns = [r["tx_underrun_cycles"] for r in
+                 report["transmit"] + report["transmit_load"] + report["mixed"]]
+    assert underruns == [0] * len(underruns) and row["write_underrun_cycles"] == 0
+    assert not any("underrun" in line for line in report["shortfalls"])
+
     # simulation speed and the model
     (sim,) = report["bench_sim"]
     assert sim["cycles"] > 0 and sim["cycles_per_s"] > 0
@@ -159,3 +168,13 @@ def test_quick_benchmarks(tmp_path):
     new = readme_tables.regenerate(readme, root=tmp_path, names=["bench-table"], log=lambda _: None)
     assert readme_tables.section_body(new, "bench-table") == tables.strip("\n")
     assert new.startswith("intro\n") and new.endswith("<!-- bench-table:end -->\nrest\n")
+
+
+def test_shortfalls_name_transmit_underruns():
+    """A frame on tx that waited for a beat is a shortfall, with where it happened."""
+    report = {"data_width": 64, "receive": [], "transmit": [], "transmit_load": [], "mixed": [],
+              "latency": [{"frame_bytes": 1518, "write_underrun_cycles": 3}]}
+    (line,) = shortfalls(report)
+    assert line.startswith("transmit underruns:") and "3 in latency at 1518 B" in line
+    report["latency"][0]["write_underrun_cycles"] = 0
+    assert shortfalls(report) == []
