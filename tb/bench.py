@@ -140,8 +140,8 @@ class Probe:
     ``rx`` (cycles of accepted receive beats), ``rx_stalls`` (beats offered, not accepted),
     ``ring`` (payload beats written into a receive ring), ``tx_frames`` ((first, last) beat
     of every transmitted frame), ``tx_underruns`` (clocks inside a frame on tx without a beat:
-    the sink is always ready, so a MAC would have run dry), ``host_cmds`` and ``host_rsps`` (cycles of accepted host
-    commands and of responses), ``busy`` (last cycle the NIC was not idle), and per engine
+    the sink is always ready, so a MAC would have run dry), ``host_cmds`` and ``host_rsps``
+    (cycles of accepted host commands and of responses), ``busy`` (last cycle the NIC was not idle), and per engine
     step (``tcp_engine``) and dispatcher step (``rx_dispatch``) the cycles spent there.
     """
 

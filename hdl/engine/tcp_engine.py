@@ -777,8 +777,7 @@ class TcpEngine(wiring.Component):
         host_read_ends = self.host_rdata.valid & self.host_rdata.ready & self.host_rdata.payload.last
 
         # host write data: to the send ring, to the framer (UDP), or drained; a WRITE's beats
-        # go to the send ring from its command (the only writes the send ring takes) until the
-        # ring has them all
+        # go to the send ring from its command until the ring has them all.
         # The send ring's only writes are WRITEs, each taking `taken` bytes: the ring takes
         # min(length, its free bytes less the reserve), and its free bytes only grow between
         # the query LATCH took and the decision (releases; the ring holds a query of the
