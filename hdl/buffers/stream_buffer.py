@@ -19,7 +19,7 @@ __all__ = [
     "OooRange", "ConnState", "WriteCommand", "WriteResponse", "ReadCommand", "ReadResponse",
     "InitCommand", "StateQuery", "ring_free", "StreamBuffer", "WRITE_DECISION_CLOCKS",
     "READ_DECISION_CLOCKS", "READ_FIRST_BEAT_CLOCKS", "RANGE_SUM_FIRST_BEAT_CLOCKS",
-    "RANGE_SUM_CLOCKS", "QUERY_LATENCY",
+    "RANGE_SUM_CLOCKS", "TAIL_WRITE_FIRST_BEAT_CLOCKS", "QUERY_LATENCY",
 ]
 
 # Writes carry one segment's payload or what a host write puts in the ring: 16 bits of
@@ -44,6 +44,10 @@ READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 7
 # the sum queue).
 RANGE_SUM_FIRST_BEAT_CLOCKS = READ_FIRST_BEAT_CLOCKS + 2
 RANGE_SUM_CLOCKS = RANGE_SUM_FIRST_BEAT_CLOCKS + 3
+# With tail writes (`StreamBuffer(..., tail_writes=True)`): clocks from a write command taken
+# to its first beat taken, on an idle data port (the command registered, the first word's
+# lanes and the hazard check against waiting reads registered, the data path started).
+TAIL_WRITE_FIRST_BEAT_CLOCKS = 4
 # Clocks from `query_conn` to `query` (a block RAM's read and output registers).
 QUERY_LATENCY = 2
 
@@ -304,6 +308,13 @@ class StreamBuffer(wiring.Component):
         ``RANGE_SUM_FIRST_BEAT_CLOCKS`` (13) after it. The read's last word is fetched first
         (a clock), and a read starts a clock after the check that its bytes are in, so that
         their prefix sums are written too.
+    tail_writes : bool
+        Every write is at ``tail`` and fits the window (its writer clipped it, as the engine
+        does for its send ring; ``max_ooo_ranges`` 0): its beats are taken from the fourth
+        clock after the command (``TAIL_WRITE_FIRST_BEAT_CLOCKS``) instead of after the
+        decision (``WRITE_DECISION_CLOCKS``), unless the data port is busy or the write would
+        fill the slots of a read still to stream. The decision follows as before and checks
+        the writer: a write that was not at the tail or did not fit sets ``writer_error``.
 
     Members
     -------
@@ -359,6 +370,10 @@ class StreamBuffer(wiring.Component):
         response may already have been given).
     refused_count : Out(32)
         Writes refused for want of a range slot, all connections together.
+    writer_error : Out(1)
+        With ``tail_writes``: set, and kept, when a write whose beats were taken before its
+        decision was not at ``tail`` or did not fit the window (its bytes may have
+        overwritten held ones: the writer broke the contract).
     read_sum : Out(stream.Signature(16))
         With ``range_sums``: one sum per read with a ``count`` above 0, in read order.
     """
@@ -368,11 +383,13 @@ class StreamBuffer(wiring.Component):
     RANGE_SUM_QUEUE = 4
 
     def __init__(self, data_width, connections, ring_bytes, max_ooo_ranges=1, read_queue=1,
-                 poison_collisions=False, range_sums=False):
+                 poison_collisions=False, range_sums=False, tail_writes=False):
         check_data_width(data_width)
         if range_sums and (data_width != 64 or max_ooo_ranges != 0):
             raise TypeError("Range sums need a 64-bit ring written only in order "
                             "(max_ooo_ranges 0): a send ring")
+        if tail_writes and max_ooo_ranges != 0:
+            raise TypeError("Writes at the tail keep no out-of-order range (max_ooo_ranges 0)")
         if not isinstance(connections, int) or connections < 1 or connections & (connections - 1):
             raise TypeError(f"Connection count must be a positive power of two, not {connections!r}")
         lanes = data_width // 8
@@ -392,6 +409,7 @@ class StreamBuffer(wiring.Component):
         self._read_queue = read_queue
         self._poison_collisions = bool(poison_collisions)
         self._range_sums = bool(range_sums)
+        self._tail_writes = bool(tail_writes)
         conn_bits = max(exact_log2(connections), 1)     # no zero-width ports
         count_bits = ring_bytes.bit_length()
         beat = FrameBeat(data_width)
@@ -411,6 +429,7 @@ class StreamBuffer(wiring.Component):
             "busy": Out(1),
             "write_busy": Out(1),
             "refused_count": Out(32),
+            **({"writer_error": Out(1)} if tail_writes else {}),
             **({"read_sum": Out(stream.Signature(16))} if range_sums else {}),
         })
 
@@ -437,6 +456,10 @@ class StreamBuffer(wiring.Component):
     @property
     def range_sums(self):
         return self._range_sums
+
+    @property
+    def tail_writes(self):
+        return self._tail_writes
 
     def memory_bits(self):
         """(data RAM bits, state RAM bits)."""
@@ -769,6 +792,12 @@ class StreamBuffer(wiring.Component):
         w_lo_zero = Signal()
         queued = Signal(_WriteJob(conn_bits, lane_bits, word_bits, length_bits, L))
         decided = Signal.like(queued)
+        # With tail writes: the job of a write whose beats go in before its decision, its
+        # first word's lanes (from FETCH), and whether it did (until its decision)
+        early = Signal.like(queued)
+        e_first_lo = Signal(signed(length_bits + 4))
+        e_first_hi = Signal(signed(length_bits + 4))
+        w_early = Signal()
 
         def last_after(left):
             """`left` - L <= L: a count of `left` bytes is at its last beat once a beat has
@@ -1070,14 +1099,22 @@ class StreamBuffer(wiring.Component):
         # two-clocks-old "none" holds (a "some" only makes the decision wait longer).
         reads = [(r_streaming, s_conn, r_from),
                  *((rq_occupied[i], job.conn, job.start) for i, job in enumerate(r_queued))]
+        # (With tail writes the tail is the command's offset, so the margins, and the check
+        # that lets a write's beats in before its decision, `e_hazard`, follow the command
+        # by two clocks, not the state's load.)
         h_mine = Signal(len(reads))
         h_margin = [Signal(count_bits, name=f"w_h_margin{i}") for i in range(len(reads))]
+        h_tail = w_offset if self._tail_writes else st.tail
         m.d.sync += [h_mine.eq(Cat(there & (conn == w_conn) for there, conn, _ in reads)),
-                     *(margin.eq(rel(first, st.tail) ^ R)
+                     *(margin.eq(rel(first, h_tail) ^ R)
                        for margin, (_, _, first) in zip(h_margin, reads))]
         w_hazard = Signal()
         m.d.sync += w_hazard.eq(w_store & (h_mine & Cat(w_stop > margin
                                                         for margin in h_margin)).any())
+        e_hazard = Signal()
+        if self._tail_writes:
+            m.d.sync += e_hazard.eq((h_mine & Cat(w_length > margin
+                                                  for margin in h_margin)).any())
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
@@ -1105,6 +1142,11 @@ class StreamBuffer(wiring.Component):
 
             with m.Case(_WriteStep.FETCH):
                 m.d.sync += [w_has_bytes.eq(w_length != 0), w_step.eq(_WriteStep.LOAD)]
+                if self._tail_writes:
+                    # the first word's lane 0 less the first and the end of the bytes, as
+                    # GUARD works them out for a write at the tail that fits
+                    m.d.sync += [e_first_lo.eq(-w_offset[:lane_bits]),
+                                 e_first_hi.eq(-w_offset[:lane_bits] - w_length)]
             with m.Case(_WriteStep.LOAD):
                 # (the state read ports' output registers hold the words read when the
                 # command was taken)
@@ -1114,6 +1156,30 @@ class StreamBuffer(wiring.Component):
                 m.d.sync += w_step.eq(_WriteStep.RELATE)
             with m.Case(_WriteStep.RELATE):
                 m.d.sync += w_step.eq(_WriteStep.CLIP)
+                if self._tail_writes:
+                    # A write at the tail that fits: its beats go in from the next clock, as
+                    # the decision would have them (no read of its connection is taken until
+                    # then; one waiting whose slots it would fill holds it, `e_hazard`).
+                    with m.If(w_has_bytes & ~e_hazard & ~w_active & ~flush & ~q_valid):
+                        m.d.comb += [
+                            early.conn.eq(w_conn),
+                            early.shift.eq(w_offset[:lane_bits]),
+                            early.word.eq(w_offset[lane_bits:lane_bits + word_bits]),
+                            early.left.eq(w_length),
+                            early.next_lo.eq(e_first_lo + L),
+                            early.next_hi.eq(e_first_hi + L),
+                            early.keep_lo.eq(w_offset),
+                            early.keep_hi.eq(w_offset_end),
+                            early.base.eq(Cat(Const(0, lane_bits), w_offset[lane_bits:])),
+                            early.lanes.eq(lanes_kept(e_first_lo, e_first_lo[lane_bits:].all(),
+                                                      e_first_hi, e_first_hi[lane_bits:].all())),
+                            early.last.eq(w_length <= L),
+                            early.lo_top.eq(top_after(e_first_lo)),
+                            early.hi_top.eq(top_after(e_first_hi)),
+                            early.lo_zero.eq(e_first_lo == -L),
+                        ]
+                        start(early)
+                        m.d.sync += w_early.eq(1)
             with m.Case(_WriteStep.CLIP):
                 m.d.sync += w_step.eq(_WriteStep.GUARD)
             with m.Case(_WriteStep.GUARD):
@@ -1143,8 +1209,13 @@ class StreamBuffer(wiring.Component):
                     decided.lo_zero.eq(w_first_lo == -L),
                 ]
                 with m.If(w_decides):
-                    # its beats come next, or after those of the write before it
-                    with m.If(w_has_bytes):
+                    # its beats come next, or after those of the write before it (unless
+                    # they were let in before the decision, `w_early`)
+                    m.d.sync += w_early.eq(0)
+                    if self._tail_writes:
+                        with m.If(w_has_bytes & ~((w_rel == 0) & (w_end <= w_free))):
+                            m.d.sync += self.writer_error.eq(1)
+                    with m.If(w_has_bytes & ~w_early):
                         with m.If(~w_active & ~flush):
                             start(decided)
                         with m.Else():

@@ -324,9 +324,12 @@ class TcpEngine(wiring.Component):
         m.submodules.rx_ring = rx_ring = StreamBuffer(W, N, R, P.max_ooo_ranges,
                                                       read_queue=RING_READ_QUEUE_DEPTH,
                                                       poison_collisions=poison)
+        # (the send ring's writes are the WRITEs, each at the tail and clipped to the free
+        # bytes by HOST_WRITE: their beats go in before the ring's decision)
         m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0, read_queue=RING_READ_QUEUE_DEPTH,
                                                       poison_collisions=poison,
-                                                      range_sums=self._payload_sums)
+                                                      range_sums=self._payload_sums,
+                                                      tail_writes=True)
         if self._payload_sums:
             # the framer sends a TCP segment once its sum is in, its payload following
             wiring.connect(m, tx_ring.read_sum, wiring.flipped(self.tx_payload_sum))

@@ -17,8 +17,8 @@ from hypothesis import given, settings, strategies as st
 from flow.build import lint_component
 from hdl.buffers.stream_buffer import (QUERY_LATENCY, RANGE_SUM_CLOCKS,
                                        RANGE_SUM_FIRST_BEAT_CLOCKS, READ_DECISION_CLOCKS,
-                                       READ_FIRST_BEAT_CLOCKS, WRITE_DECISION_CLOCKS,
-                                       StreamBuffer)
+                                       READ_FIRST_BEAT_CLOCKS, TAIL_WRITE_FIRST_BEAT_CLOCKS,
+                                       WRITE_DECISION_CLOCKS, StreamBuffer)
 from model.bytestream import StreamBuffer as RefBuffer
 from model.checksum import ones_complement_sum
 from tb.amaranth_sim import recv_frame, send_frame
@@ -424,17 +424,19 @@ def test_retransmit_peeks_and_release(data_width):
 
 # Sustained rate ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("data_width, range_sums", [(8, False), (64, False), (64, True)])
-def test_rate(data_width, range_sums):
+@pytest.mark.parametrize("data_width, range_sums, tail_writes",
+                         [(8, False, False), (64, False, False), (64, True, False), (64, True, True)])
+def test_rate(data_width, range_sums, tail_writes):
     """Beats per clock once started, and the cycles each command costs (with range sums, a
-    read's first beat and its sum on an idle port)."""
+    read's first beat and its sum on an idle port; with tail writes, a write's first beat)."""
     lanes = data_width // 8
     dut = StreamBuffer(data_width, 2, 1024, 0 if range_sums else 1, poison_collisions=True,
-                       range_sums=range_sums)
+                       range_sums=range_sums, tail_writes=tail_writes)
     sums, frames = [], []
     n = 20 * lanes + 3                     # 21 beats from an unaligned offset
     payload = bytes(range(n))
     cycles = {}
+    writer_error = []
 
     async def bench(ctx):
         for port in (dut.read_data, dut.read_resp, dut.write_resp,
@@ -522,16 +524,21 @@ def test_rate(data_width, range_sums):
         # a read of everything left, from offset 6 + lanes
         cycles["read"], got = await read_frame(10_000)
         assert got == stream[lanes + 1:]
+        if tail_writes:
+            writer_error.append(ctx.get(dut.writer_error))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    # Writes: every cycle after the decision cycle takes a beat.
+    # Writes: every cycle after the decision cycle takes a beat (with tail writes, from the
+    # TAIL_WRITE_FIRST_BEAT_CLOCKS-th after the command).
     for k in (0, 1):
         beats, count = cycles[f"write{k}"]
         # the decision's clocks, then 1 beat/clock
-        assert count == beats + WRITE_DECISION_CLOCKS, cycles
+        wait = TAIL_WRITE_FIRST_BEAT_CLOCKS - 1 if tail_writes else WRITE_DECISION_CLOCKS
+        assert count == beats + wait, cycles
+    assert writer_error == ([0] if tail_writes else []), "writes at the tail that fit, flagged"
     # Reads: READ_FIRST_BEAT_CLOCKS from command to first beat, then 1/clock, from any byte;
     # with range sums two clocks more, and the sum RANGE_SUM_CLOCKS after the command.
     to_first = RANGE_SUM_FIRST_BEAT_CLOCKS if range_sums else READ_FIRST_BEAT_CLOCKS
@@ -669,26 +676,51 @@ def test_random_campaign(config, drawn, in_pauses, out_pauses):
 
 def simulate_concurrent(inits, writes, reads, data_width, connections, ring_bytes,
                         max_ooo_ranges=1, seed=0, timeout=20_000, read_queue=1,
-                        range_sums=False, stall=True):
+                        range_sums=False, stall=True, tail_writes=False):
     """Writes (with their beats) from one thread and reads from another, all at once, with
     every valid and ready randomly stalled. The order in which the hardware accepted the
     commands is the order the model replays; responses, read bytes and the final states must
-    be the model's, and with `range_sums` each read's sum RFC 1071's of its bytes. Returns the
-    clocks the run took."""
+    be the model's, and with `range_sums` each read's sum RFC 1071's of its bytes. With
+    `tail_writes` the writer keeps the contract as the engine does: each write of `writes`
+    gives only its connection and length, and goes at the tail the state query shows,
+    clipped to the free bytes (none free: left out), its bytes the connection's next; the
+    ring must not flag it (`writer_error`). Returns the clocks the run took."""
     dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges, read_queue,
-                       poison_collisions=True, range_sums=range_sums)
+                       poison_collisions=True, range_sums=range_sums, tail_writes=tail_writes)
     rng = random.Random(seed)
     stalls = [tuple(stall and rng.random() < p for _ in range(rng.randrange(3, 9))) + (False,)
               for p in (0.2, 0.3, 0.3, 0.3, 0.3, 0.2, 0.3)]
     accepted, got_write, got_read, got_frames, final, done = [], [], [], [], [], []
     got_sums = []
     lanes = data_width // 8
+    issued = [] if tail_writes else writes        # the writes the hardware was given
+    streams = {conn: random.Random(seed + conn).randbytes(len(writes) * ring_bytes)
+               for conn, _ in inits}
+
+    async def tail_write(ctx, conn, wanted):
+        """As the engine: the connection's state once no command on it is undecided, then
+        a write at its tail of at most its free bytes."""
+        ctx.set(dut.query_conn, conn)
+        while ctx.get(dut.query_pending):
+            await ctx.tick()
+        await ctx.tick().repeat(QUERY_LATENCY)
+        q = ctx.get(dut.query)
+        base = next(offset for c, offset in inits if c == conn)
+        written = sum(len(d) for c, _, d in issued if c == conn)
+        assert q.tail == (base + written) % MOD, "the tail moved by other than the writes"
+        n = min(wanted, ring_bytes - (q.tail - q.head) % MOD)
+        return base + written, streams[conn][written:written + n]
 
     async def writer(ctx):
         pauses = pause_iter(stalls[0])
         for conn, offset in inits:
             await send_cmd(ctx, dut.init, {"conn": conn, "offset": offset % MOD}, pauses)
         for conn, offset, data in writes:
+            if tail_writes:
+                offset, data = await tail_write(ctx, conn, len(data))
+                if not data:
+                    continue
+                issued.append((conn, offset, data))
             await send_cmd(ctx, dut.write_cmd, {"conn": conn, "offset": offset % MOD,
                                                 "length": len(data)}, pauses)
             if data:
@@ -720,7 +752,7 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
 
     async def finish(ctx):
         t = 0
-        while len(done) < 2 or len(got_write) < len(writes) or len(got_read) < len(reads):
+        while len(done) < 2 or len(got_write) < len(issued) or len(got_read) < len(reads):
             await ctx.tick()
             t += 1
             assert t < timeout, (f"stuck after {t} clocks: {done}, {len(got_write)}/{len(writes)} "
@@ -729,6 +761,8 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
             await ctx.tick()
             t += 1
         clocks.append(t)
+        if tail_writes:
+            assert not ctx.get(dut.writer_error), "a write at the tail that fit was flagged"
         await ctx.tick().repeat(2)
         for conn in range(connections):
             ctx.set(dut.query_conn, conn)
@@ -754,7 +788,7 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
     sim.run()
 
     # The model, fed the commands in the order the hardware took them.
-    write_data = iter(writes)
+    write_data = iter(issued)
     program = []
     for kind, p in accepted:
         if kind == "init":
@@ -765,7 +799,7 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
             program.append(write(conn, offset, data))
         else:
             program.append(read(p.conn, p.length, bool(p.peek), p.skip, bool(p.discard)))
-    assert len(program) == len(inits) + len(writes) + len(reads)
+    assert len(program) == len(inits) + len(issued) + len(reads)
     exp, states = run_model(program, connections, ring_bytes, max_ooo_ranges)
     assert got_write == exp.write_resps, f"write responses: hardware {got_write} model {exp.write_resps}"
     assert got_read == exp.read_resps, f"read counts: hardware {got_read} model {exp.read_resps}"
@@ -827,6 +861,51 @@ def test_range_sums_against_rfc1071(seed, connections):
     inits, writes, reads = concurrent_program(seed, connections, ring, n=100)
     simulate_concurrent(inits, writes, reads, 64, connections, ring, max_ooo_ranges=0,
                         seed=seed, read_queue=1 + seed % 4, range_sums=True, stall=seed < 3)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tail_writes_against_model(seed):
+    """A send ring whose writer keeps the tail-write contract (the engine's): the concurrent
+    harness's reads (consume, peek from any offset, release) while writes at the tail, of at
+    most the free bytes, take their beats before the decision whenever no waiting read's
+    slots are in the way; stalls everywhere (seeds below 4) or none, 8 and 64 bits, one or
+    two connections, 64- and 32-byte rings, read queues of 1 to 4, range sums at 64 bits.
+    Everything equals the model, every sum RFC 1071's, and no write is flagged."""
+    data_width = (64, 8)[seed % 2]
+    ring = (64, 32)[seed // 2 % 2]
+    connections = 1 + seed // 4
+    inits, writes, reads = concurrent_program(seed, connections, ring, n=100)
+    simulate_concurrent(inits, writes, reads, data_width, connections, ring, max_ooo_ranges=0,
+                        seed=seed, read_queue=1 + seed % 4, range_sums=data_width == 64,
+                        stall=seed < 4, tail_writes=True)
+
+
+@pytest.mark.parametrize("broken", ["past the tail", "before the tail", "too long"])
+def test_tail_writes_flag_a_broken_writer(broken):
+    """A write that breaks the contract sets `writer_error` (its beats may already be in):
+    one past the tail, one before it, one longer than the free bytes."""
+    dut = StreamBuffer(64, 2, 64, 0, tail_writes=True)
+    offset, length = {"past the tail": (110, 8), "before the tail": (90, 8),
+                      "too long": (100, 70)}[broken]
+
+    async def bench(ctx):
+        ctx.set(dut.write_resp.ready, 1)
+        for cmd, payload in ((dut.init, {"conn": 1, "offset": 100}),
+                             (dut.write_cmd, {"conn": 1, "offset": 100, "length": 16})):
+            await send_cmd(ctx, cmd, payload, pause_iter(()))
+        await send_frame(ctx, dut.write_data, bytes(16), 64)
+        await ctx.tick().repeat(10)
+        assert not ctx.get(dut.writer_error), "a write at the tail that fit was flagged"
+        await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": offset + 16, "length": length},
+                       pause_iter(()))
+        await send_frame(ctx, dut.write_data, bytes(length), 64)
+        await ctx.tick().repeat(10)
+        assert ctx.get(dut.writer_error), f"a write {broken} was not flagged"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
 
 
 @pytest.mark.parametrize("start", [0, 3, 7])
