@@ -79,6 +79,9 @@ class DebugSignature(wiring.Signature):
         The receive path offers the engine a segment or datagram for ``rx_waiting_conn``.
     strobes : Out(PortStrobes)
         The stream ports' ``ready`` / ``valid`` and ``idle``, as the ports carry them.
+    send_ring_writer_error : Out(1)
+        The send ring took a write that was not at its tail or did not fit its free bytes
+        (``StreamBuffer.writer_error``, sticky): the engine broke the ring's contract.
     """
 
     def __init__(self, conn_bits, rcv_bytes, snd_bytes):
@@ -86,7 +89,8 @@ class DebugSignature(wiring.Signature):
                           "ring_beat": Out(1),
                           "engine_event": Out(EngineObservation(conn_bits, rcv_bytes, snd_bytes)),
                           "rx_waiting": Out(1), "rx_waiting_conn": Out(conn_bits),
-                          "strobes": Out(PortStrobes())})
+                          "strobes": Out(PortStrobes()),
+                          "send_ring_writer_error": Out(1)})
 
 
 class NIC(wiring.Component):
@@ -321,7 +325,8 @@ class NIC(wiring.Component):
                          self.debug.engine_event.eq(engine.observe),
                          self.debug.rx_waiting.eq(dispatch.event.valid),
                          self.debug.rx_waiting_conn.eq(dispatch.event.payload.conn),
-                         self.debug.strobes.idle.eq(self.idle)]
+                         self.debug.strobes.idle.eq(self.idle),
+                         self.debug.send_ring_writer_error.eq(engine.send_ring_writer_error)]
             for name in STROBED_INPUTS:
                 m.d.comb += self.debug.strobes[f"{name}_ready"].eq(getattr(self, name).ready)
             for name in STROBED_OUTPUTS:

@@ -322,6 +322,9 @@ class NicBench:
             if self.idle_run >= IDLE_CYCLES and not self.slow_stall and not (
                     self._slow_held and self._slow_valid):
                 self._slow_held = False     # (the NIC's idle does not cover the slow FIFO)
+                if int(self.dut.debug__send_ring_writer_error.value):
+                    raise AssertionError("the send ring took a WRITE that was not at its tail "
+                                         "or did not fit (writer_error): the engine's clip broke")
                 return
         raise TimeoutError(f"NIC not idle after {limit} cycles: {self._activity()}")
 

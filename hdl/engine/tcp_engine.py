@@ -230,6 +230,9 @@ class TcpEngine(wiring.Component):
         (``hdl.engine.observe``; for the testbench's coverage). A debug build is for
         simulation: its block RAMs' reads that meet a write of their word return the word
         inverted (``poison_collisions`` of the rings, the timers and the access table).
+    send_ring_writer_error : Out(1)
+        Only with ``debug=True``: the send ring's ``writer_error`` (a WRITE not at its tail
+        or longer than its free bytes: never, if HOST_WRITE clips as it should).
     """
 
     def __init__(self, *, data_width, connections, processes, policy=Policy(), neighbors=8,
@@ -272,7 +275,8 @@ class TcpEngine(wiring.Component):
         pid_bits = exact_log2(processes)
         beat = FrameBeat(data_width)
         debug_members = ({"observe": Out(EngineObservation(conn_bits, policy.rcv_buffer,
-                                                           policy.snd_buffer))} if debug else {})
+                                                           policy.snd_buffer)),
+                          "send_ring_writer_error": Out(1)} if debug else {})
         super().__init__({
             "rx_event": In(stream.Signature(RxEvent(conn_bits))),
             "rx_action": Out(stream.Signature(RxAction())),
@@ -1890,6 +1894,8 @@ class TcpEngine(wiring.Component):
                 with m.If(self.ctl_rsp.ready):
                     m.d.sync += [ctl_owed.eq(0), step.eq(then)]
 
+        if "send_ring_writer_error" in self.signature.members:
+            m.d.comb += self.send_ring_writer_error.eq(tx_ring.writer_error)
         if "observe" in self.signature.members:
             assert [(e.name, e.value) for e in _Event] == [(e.name, e.value) for e in EventSource]
             observe(m, self.observe, latch=step == EngineStep.LATCH,

@@ -115,6 +115,9 @@ class EngineBench:
             await self.cycle()
             idle = idle + 1 if self.ctx.get(self.dut.idle) else 0
             if idle == 4:
+                if hasattr(self.dut, "send_ring_writer_error"):
+                    assert not self.ctx.get(self.dut.send_ring_writer_error), \
+                        "the send ring took a WRITE not at its tail or too long for it"
                 return
         raise TimeoutError(f"engine not idle after {limit} cycles")
 
