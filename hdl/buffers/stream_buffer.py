@@ -371,9 +371,9 @@ class StreamBuffer(wiring.Component):
     refused_count : Out(32)
         Writes refused for want of a range slot, all connections together.
     writer_error : Out(1)
-        With ``tail_writes``: set, and kept, when a write whose beats were taken before its
-        decision was not at ``tail`` or did not fit the window (its bytes may have
-        overwritten held ones: the writer broke the contract).
+        With ``tail_writes``: set, and kept, when a write was not at ``tail`` or did not fit
+        the window (the writer broke the contract: its bytes, taken before the decision, may
+        have overwritten held ones, and the checks against waiting reads assumed the tail).
     read_sum : Out(stream.Signature(16))
         With ``range_sums``: one sum per read with a ``count`` above 0, in read order.
     """
@@ -823,6 +823,26 @@ class StreamBuffer(wiring.Component):
                        for i in range(L))
         w_lanes = Signal(L)
 
+        def write_job(job, first_lo, first_hi, keep_lo, keep_hi):
+            """`job` for the command's write, given its first word's lane 0 less the first
+            and the end of the bytes it stores (``w_next_lo``'s start) and their stream
+            positions."""
+            return [job.conn.eq(w_conn),
+                    job.shift.eq(w_offset[:lane_bits]),
+                    job.word.eq(w_offset[lane_bits:lane_bits + word_bits]),
+                    job.left.eq(w_length),
+                    job.next_lo.eq(first_lo + L),
+                    job.next_hi.eq(first_hi + L),
+                    job.keep_lo.eq(keep_lo),
+                    job.keep_hi.eq(keep_hi),
+                    job.base.eq(Cat(Const(0, lane_bits), w_offset[lane_bits:])),
+                    job.lanes.eq(lanes_kept(first_lo, first_lo[lane_bits:].all(),
+                                            first_hi, first_hi[lane_bits:].all())),
+                    job.last.eq(w_length <= L),
+                    job.lo_top.eq(top_after(first_lo)),
+                    job.hi_top.eq(top_after(first_hi)),
+                    job.lo_zero.eq(first_lo == -L)]
+
         def start(job):
             """The data path takes `job`'s beats from now on."""
             m.d.sync += [d_conn.eq(job.conn), w_shift.eq(job.shift), w_word.eq(job.word),
@@ -1161,23 +1181,8 @@ class StreamBuffer(wiring.Component):
                     # the decision would have them (no read of its connection is taken until
                     # then; one waiting whose slots it would fill holds it, `e_hazard`).
                     with m.If(w_has_bytes & ~e_hazard & ~w_active & ~flush & ~q_valid):
-                        m.d.comb += [
-                            early.conn.eq(w_conn),
-                            early.shift.eq(w_offset[:lane_bits]),
-                            early.word.eq(w_offset[lane_bits:lane_bits + word_bits]),
-                            early.left.eq(w_length),
-                            early.next_lo.eq(e_first_lo + L),
-                            early.next_hi.eq(e_first_hi + L),
-                            early.keep_lo.eq(w_offset),
-                            early.keep_hi.eq(w_offset_end),
-                            early.base.eq(Cat(Const(0, lane_bits), w_offset[lane_bits:])),
-                            early.lanes.eq(lanes_kept(e_first_lo, e_first_lo[lane_bits:].all(),
-                                                      e_first_hi, e_first_hi[lane_bits:].all())),
-                            early.last.eq(w_length <= L),
-                            early.lo_top.eq(top_after(e_first_lo)),
-                            early.hi_top.eq(top_after(e_first_hi)),
-                            early.lo_zero.eq(e_first_lo == -L),
-                        ]
+                        m.d.comb += write_job(early, e_first_lo, e_first_hi, w_offset,
+                                              w_offset_end)
                         start(early)
                         m.d.sync += w_early.eq(1)
             with m.Case(_WriteStep.CLIP):
@@ -1191,23 +1196,8 @@ class StreamBuffer(wiring.Component):
 
             with m.Case(_WriteStep.DECIDE):
                 # decide, write the new state back in this cycle and answer
-                m.d.comb += [
-                    decided.conn.eq(w_conn),
-                    decided.shift.eq(w_offset[:lane_bits]),
-                    decided.word.eq(w_offset[lane_bits:lane_bits + word_bits]),
-                    decided.left.eq(w_length),
-                    decided.next_lo.eq(w_first_lo + L),
-                    decided.next_hi.eq(w_first_hi + L),
-                    decided.keep_lo.eq(w_stored_lo),
-                    decided.keep_hi.eq(Mux(w_store, w_stored_hi, w_stored_lo)),
-                    decided.base.eq(Cat(Const(0, lane_bits), w_offset[lane_bits:])),
-                    decided.lanes.eq(lanes_kept(w_first_lo, w_first_lo[lane_bits:].all(),
-                                                w_first_hi, w_first_hi[lane_bits:].all())),
-                    decided.last.eq(w_length <= L),
-                    decided.lo_top.eq(top_after(w_first_lo)),
-                    decided.hi_top.eq(top_after(w_first_hi)),
-                    decided.lo_zero.eq(w_first_lo == -L),
-                ]
+                m.d.comb += write_job(decided, w_first_lo, w_first_hi, w_stored_lo,
+                                      Mux(w_store, w_stored_hi, w_stored_lo))
                 with m.If(w_decides):
                     # its beats come next, or after those of the write before it (unless
                     # they were let in before the decision, `w_early`)
