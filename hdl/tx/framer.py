@@ -27,7 +27,8 @@ from model.protocol import (ETH_HEADER, ETH_MIN_FRAME, IPV4_HEADER, IPV4_VERSION
 from hdl.checksum import Checksum, ones_add
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import (EthernetHeader, Ipv4Header, L4Protocol, MssOption, SackBlock, SackOption,
-                      SackPermittedOption, TcpFlags, TcpHeader, UdpHeader, WscaleOption, to_wire)
+                      SackPermittedOption, TcpFlags, TcpHeader, UdpHeader, WscaleOption,
+                      swap_bytes, to_wire)
 
 __all__ = ["SackBlock", "TxHeader", "TxFramer"]
 
@@ -301,9 +302,12 @@ class TxFramer(wiring.Component):
         nothing for a frame with ``length`` 0.
     given_sums : bool
         Whether a TCP frame's payload sum comes on :attr:`given_sum` (a send ring's
-        ``read_sum``), so that the frame goes out as soon as its sums are final, its payload
-        following through the FIFO as it comes (cut-through: the frame stalls between beats
-        if a payload beat is late); a UDP frame's payload is stored and summed as without.
+        ``read_sum``), so that the frame goes out as soon as its header sums are final and its
+        payload sum is taken, its payload following through the FIFO as it comes (cut-through:
+        the frame stalls between beats if a payload beat is late); a UDP frame's payload is
+        stored and summed as without. At 64 bits the frame starts in the clock after its sum
+        is taken: the TCP checksum, in the frame's 7th beat, is worked out from copies taken
+        with the frame and put in as that beat is loaded (`TCP_CHECKSUM_BEAT`).
     o : ``Out(stream.Signature(FrameBeat(data_width)))``
         The frames, at least 60 bytes each, without FCS.
     given_sum : ``In(stream.Signature(16))``
@@ -318,6 +322,10 @@ class TxFramer(wiring.Component):
     SUM_SETTLE = 2
     #: Payload sums computed ahead of their headers.
     SUM_QUEUE_DEPTH = 4
+    #: The byte offset of a TCP frame's checksum, its high byte first: at 64 bits in beat 6,
+    #: lanes 2 and 3, which a given-sum frame has put in as it goes out.
+    TCP_CHECKSUM_OFFSET = (ETH_HEADER + IPV4_HEADER
+                           + (TcpHeader().size - TcpHeader()["checksum"].offset - 16) // 8)
 
     def __init__(self, data_width, *, buffer_bytes=4096, wscale=None, sack=False,
                  given_sums=False):
@@ -390,6 +398,11 @@ class TxFramer(wiring.Component):
         udp = Signal()            # the frame in `hdr` is UDP
         given = Signal()          # its payload's sum comes on `given_sum` (TCP, given sums)
         m.d.comb += given.eq(~udp if self._given_sums else 0)
+        # a given-sum frame starts before its TCP checksum is final (64 bits: the checksum is
+        # in its 7th beat, 6 clocks after its first at the earliest)
+        late_checksum = self._given_sums and width == 64
+        checksum_beat, checksum_lane = divmod(self.TCP_CHECKSUM_OFFSET, lanes)
+        assert not late_checksum or (checksum_beat, checksum_lane) == (6, 2)
         udp_length = Signal(16, reset_less=True)    # `hdr.length` for UDP, else 0
         sack_carried = Signal(SACK_MAX_BLOCKS, reset_less=True)  # the frame has `hdr.sack[k]`
         payload_sum = Signal(16)
@@ -764,19 +777,46 @@ class TxFramer(wiring.Component):
         # is idle or about to send a frame's last beat.
         ends = frame_end & ((output == _Output.SEND_HEADER)
                             | ((output == _Output.SEND_PAYLOAD) & payload_step))
-        m.d.sync += offer.eq(~taken & (state == _Intake.WAIT_SEND)
-                             & (hdr_wait <= 1) & (sum_wait <= 1)
+        # (With the TCP checksum put in later, a given-sum frame goes from the clock after
+        # its sum is taken; `late_checksum`.)
+        sums_in = (state == _Intake.WAIT_SEND) & (sum_wait <= 1)
+        if late_checksum:
+            sums_in |= given & (((state == _Intake.WAIT_SEND)
+                                 | ((state == _Intake.WAIT_SUM) & sum_comes)))
+        m.d.sync += offer.eq(~taken & sums_in & (hdr_wait <= 1)
                              & ((output == _Output.WAIT_FRAME) | (advance & ends)))
 
         # The shifter's contents matter only while the header is sent and, in its low beat,
         # the payload residual: the rest loads with `advance` alone.
+        # A given-sum frame's TCP checksum, from copies of its L4 header sum and payload sum
+        # taken with the frame (`hdr` and `payload_sum` are the next frame's from then on),
+        # put into the beat that carries it as the shifter loads that beat: 5 beats after the
+        # first, 3 clocks after the copies at the earliest (the sums are final when the frame
+        # is taken: its header's, `hdr_wait`; its payload's, taken the clock before).
+        header_beat = Signal(range(image_bytes // lanes + 2))   # the beat the output sends next
+        patch = Signal()                          # this frame's checksum goes in late
+        f_header_sum = Signal(16)
+        f_payload_sum = Signal(16)
+        f_total = Signal(16)
+        if late_checksum:
+            with m.If(taken):
+                m.d.sync += [patch.eq(given), f_header_sum.eq(l4_header_sum),
+                             f_payload_sum.eq(payload_sum)]
+            m.d.sync += f_total.eq(ones_add(m, f_header_sum, f_payload_sum, "f_total_add"))
+        checksum_lanes = slice(8 * checksum_lane, 8 * checksum_lane + 16)
+        next_beat = Signal(width)                 # the beat after the next, as it loads
+        m.d.comb += next_beat.eq(shifter[width:2 * width])
+        if late_checksum:
+            with m.If(patch & (header_beat == checksum_beat - 1)):
+                m.d.comb += next_beat[checksum_lanes].eq(swap_bytes(~f_total))
+
         with m.If(advance):
             with m.If(output == _Output.WAIT_FRAME):
                 m.d.sync += shifter.eq(image[width:])
             with m.Else():
                 m.d.sync += shifter[width:].eq(shifter[2 * width:])
                 with m.If(output == _Output.SEND_HEADER):
-                    m.d.sync += shifter[:width].eq(shifter[width:2 * width])
+                    m.d.sync += shifter[:width].eq(next_beat)
 
         with m.If(advance):
             m.d.sync += self.o.valid.eq(go)
@@ -785,6 +825,7 @@ class TxFramer(wiring.Component):
                 with m.If(step):
                     m.d.comb += need_next.eq(has_payload)
                     m.d.sync += [
+                        header_beat.eq(1),
                         self.o.payload.data.eq(image[:width]),
                         self.o.payload.keep.eq(all_lanes),
                         self.o.payload.last.eq(0),
@@ -802,6 +843,7 @@ class TxFramer(wiring.Component):
                 # 62-byte header with the window scale option and no payload)
                 with m.If(step):
                     m.d.sync += [
+                        header_beat.eq(header_beat + 1),
                         self.o.payload.data.eq(shifter[:width]),
                         self.o.payload.keep.eq(Mux(frame_end, final_keep, all_lanes)),
                         self.o.payload.last.eq(frame_end),

@@ -99,12 +99,15 @@ class Run:
     out_cycles: int = 0       # cycles from the first output beat to the last, inclusive
     latencies: list = field(default_factory=list)   # last payload beat in -> first beat out
     first_out: int = None     # the cycle of the first output beat
+    now: int = 0              # the sink's cycle count
+    sums_taken: list = field(default_factory=list)   # the cycles given sums were taken
 
 
 def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, sum_pauses=None,
-             **kwargs):
+             sum_delay=0, **kwargs):
     """Drive every job's header and payload (and with `given_sums`, each TCP payload's sum,
-    RFC 1071's, on `given_sum`, pausing on `sum_pauses`) and collect the frames."""
+    RFC 1071's, on `given_sum`, pausing on `sum_pauses`, and offered no sooner than
+    `sum_delay` clocks after its header was taken) and collect the frames."""
     pauses = iter(pauses) if pauses is not None else itertools.repeat(False)
     sink_pauses = iter(sink_pauses) if sink_pauses is not None else itertools.repeat(False)
     header_pauses = iter(header_pauses) if header_pauses is not None else itertools.repeat(False)
@@ -113,6 +116,8 @@ def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, sum
     sim.add_clock(1e-8)
     run = Run()
 
+    headers_taken = []
+
     async def headers(ctx):
         for job in jobs:
             while next(header_pauses):
@@ -120,6 +125,7 @@ def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, sum
             ctx.set(dut.header.valid, 1)
             ctx.set(dut.header.payload, job.header())
             await ctx.tick().until(dut.header.ready)
+            headers_taken.append(job)
             ctx.set(dut.header.valid, 0)
 
     async def payloads(ctx):
@@ -162,6 +168,7 @@ def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, sum
                         break
             ctx.set(dut.o.ready, not next(sink_pauses))
             cycle += 1
+            run.now = cycle
             assert cycle < 1_000_000, "framer hung"
 
     async def given_sums(ctx):
@@ -172,9 +179,15 @@ def run_jobs(width, jobs, pauses=None, sink_pauses=None, header_pauses=None, sum
             while next(sum_pauses_):
                 ctx.set(dut.given_sum.valid, 0)
                 await ctx.tick()
+            if sum_delay:
+                ctx.set(dut.given_sum.valid, 0)
+                while job not in headers_taken:
+                    await ctx.tick()
+                await ctx.tick().repeat(sum_delay)
             ctx.set(dut.given_sum.valid, 1)
             ctx.set(dut.given_sum.payload, ones_complement_sum(job.payload))
             await ctx.tick().until(dut.given_sum.ready)
+            run.sums_taken.append(run.now)
         ctx.set(dut.given_sum.valid, 0)
 
     sim.add_testbench(headers, background=True)
@@ -452,6 +465,26 @@ def test_given_sums_cut_through():
         starts[length] = run.first_out
     assert len(set(starts.values())) == 1, starts
     assert starts[1460] < 16, starts
+
+
+@pytest.mark.parametrize("sum_delay", [1, 3, 6, 20])
+def test_given_sums_after_the_header(sum_delay):
+    """The send ring's sum comes well after the segment's header (as in the NIC, where the
+    header waits in its queue while the ring reads the payload): the frame goes from the clock
+    after its sum is taken, its TCP checksum put in as its 7th beat loads (worked out from
+    copies taken with the frame, as the next header loads); frames back to back, TCP with
+    and without payload and UDP between them, every checksum scapy's."""
+    rng = random.Random(sum_delay)
+    jobs = [random_job(rng, n, udp=udp) for n, udp in
+            ((1, False), (1460, False), (0, False), (64, True), (7, False), (300, False))]
+    run = run_jobs(64, jobs, sum_delay=sum_delay, given_sums=True)
+    check_run(run, jobs)
+    # alone: the first beat the clock after the sum is taken (when the header's sums are in)
+    job = random_job(rng, 200, udp=False)
+    run = run_jobs(64, [job], sum_delay=sum_delay, given_sums=True)
+    check_run(run, [job])
+    if sum_delay >= 6:
+        assert run.first_out - run.sums_taken[0] == 2, (run.first_out, run.sums_taken)
 
 
 @pytest.mark.campaign
