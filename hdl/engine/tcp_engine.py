@@ -931,7 +931,11 @@ class TcpEngine(wiring.Component):
                     with m.Case(_Event.RX):
                         goto(Mux(seg_udp, EngineStep.UDP_START, EngineStep.TCP_DECIDE))
                     with m.Case(_Event.HOST):
-                        goto(EngineStep.HOST_DECODE)
+                        # (a WRITE on a TCP connection, the one command whose latency the
+                        # wire sees, skips HOST_DECODE's choice: it is HOST_WRITE's)
+                        tcp_write = ((hc.op == HostOp.WRITE)
+                                     & (rec_rd.data.kind == ConnKind.TCP))
+                        goto(Mux(tcp_write, EngineStep.HOST_WRITE, EngineStep.HOST_DECODE))
                     with m.Case(_Event.CONTROL):
                         goto(EngineStep.CTL_LOADED)
                     with m.Case(_Event.TICK):
