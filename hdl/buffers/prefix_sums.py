@@ -31,19 +31,24 @@ from hdl.memories import NO_RW_CHECK, registered_read_port
 __all__ = ["PrefixSums", "word_lanes_sum"]
 
 
-def word_lanes_sum(m, word, lanes_en, name):
+def word_lanes_sum(m, word, lanes_en, name, registered_pairs=True):
     """Ones' complement sum of a 64-bit RAM word's 16-bit words in ring alignment (byte 0,
     bits 0-7, is the high byte of the first), lanes not enabled counted as zero; a tree of
-    ``ones_add`` with a register after each level (one carry chain a clock). Returns the sum
-    and the clocks it follows its inputs by."""
+    ``ones_add`` with a register after each level (one carry chain a clock), and the lanes
+    registered before it unless `registered_pairs` is false (inputs straight from registers:
+    the lane selects then go into the first adders). Returns the sum and the clocks it
+    follows its inputs by."""
     pairs = []
     for j in range(len(word) // 16):
         high = Mux(lanes_en[2 * j], word[16 * j:16 * j + 8], 0)
         low = Mux(lanes_en[2 * j + 1], word[16 * j + 8:16 * j + 16], 0)
         pair = Signal(16, name=f"{name}_pair{j}")
-        m.d.sync += pair.eq(Cat(low, high))
+        if registered_pairs:
+            m.d.sync += pair.eq(Cat(low, high))
+        else:
+            m.d.comb += pair.eq(Cat(low, high))
         pairs.append(pair)
-    depth = 1
+    depth = 1 if registered_pairs else 0
     while len(pairs) > 1:
         level = []
         for k in range(0, len(pairs), 2):

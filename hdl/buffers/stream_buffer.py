@@ -43,7 +43,7 @@ READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 7
 # then the edge words' lanes summed, then B(end) and B(start), then their difference, then
 # the sum queue).
 RANGE_SUM_FIRST_BEAT_CLOCKS = READ_FIRST_BEAT_CLOCKS + 2
-RANGE_SUM_CLOCKS = RANGE_SUM_FIRST_BEAT_CLOCKS + 3
+RANGE_SUM_CLOCKS = RANGE_SUM_FIRST_BEAT_CLOCKS + 2
 # With tail writes (`StreamBuffer(..., tail_writes=True)`): clocks from a write command taken
 # to its first beat taken, on an idle data port (the command registered, the first word's
 # lanes and the hazard check against waiting reads registered, the data path started).
@@ -1036,7 +1036,8 @@ class StreamBuffer(wiring.Component):
             # The edge word in `r_word_in` two clocks after its fetch; its lanes' sum `depth`
             # after that; P two clocks after its read.
             edge_mask = Signal(L)
-            edge_lanes, depth = word_lanes_sum(m, r_word_in, edge_mask, "edge")
+            edge_lanes, depth = word_lanes_sum(m, r_word_in, edge_mask, "edge",
+                                               registered_pairs=False)
             last_tags = [fetch_last]
             first_tags = [fetch_first]
             for k in range(2 + depth):
