@@ -307,7 +307,7 @@ class TxFramer(wiring.Component):
         the frame stalls between beats if a payload beat is late); a UDP frame's payload is
         stored and summed as without. At 64 bits the frame starts in the clock after its sum
         is taken: the TCP checksum, in the frame's 7th beat, is worked out from copies taken
-        with the frame and put in as that beat is loaded (`TCP_CHECKSUM_BEAT`).
+        with the frame and put in as that beat is loaded (`TCP_CHECKSUM_OFFSET`).
     o : ``Out(stream.Signature(FrameBeat(data_width)))``
         The frames, at least 60 bytes each, without FCS.
     given_sum : ``In(stream.Signature(16))``
@@ -325,7 +325,8 @@ class TxFramer(wiring.Component):
     #: The byte offset of a TCP frame's checksum, its high byte first: at 64 bits in beat 6,
     #: lanes 2 and 3, which a given-sum frame has put in as it goes out.
     TCP_CHECKSUM_OFFSET = (ETH_HEADER + IPV4_HEADER
-                           + (TcpHeader().size - TcpHeader()["checksum"].offset - 16) // 8)
+                           + (TcpHeader().size - TcpHeader()["checksum"].offset
+                              - TcpHeader()["checksum"].width) // 8)
 
     def __init__(self, data_width, *, buffer_bytes=4096, wscale=None, sack=False,
                  given_sums=False):
@@ -786,13 +787,12 @@ class TxFramer(wiring.Component):
         m.d.sync += offer.eq(~taken & sums_in & (hdr_wait <= 1)
                              & ((output == _Output.WAIT_FRAME) | (advance & ends)))
 
-        # The shifter's contents matter only while the header is sent and, in its low beat,
-        # the payload residual: the rest loads with `advance` alone.
         # A given-sum frame's TCP checksum, from copies of its L4 header sum and payload sum
         # taken with the frame (`hdr` and `payload_sum` are the next frame's from then on),
-        # put into the beat that carries it as the shifter loads that beat: 5 beats after the
-        # first, 3 clocks after the copies at the earliest (the sums are final when the frame
-        # is taken: its header's, `hdr_wait`; its payload's, taken the clock before).
+        # put into the beat that carries it as the shifter loads that beat, 5 clocks after
+        # the frame is taken at the earliest, the copies' sum ready 2 clocks after it (the
+        # sums are final when the frame is taken: its header's, `hdr_wait`; its payload's,
+        # taken the clock before).
         header_beat = Signal(range(image_bytes // lanes + 2))   # the beat the output sends next
         patch = Signal()                          # this frame's checksum goes in late
         f_header_sum = Signal(16)
@@ -810,6 +810,8 @@ class TxFramer(wiring.Component):
             with m.If(patch & (header_beat == checksum_beat - 1)):
                 m.d.comb += next_beat[checksum_lanes].eq(swap_bytes(~f_total))
 
+        # The shifter's contents matter only while the header is sent and, in its low beat,
+        # the payload residual: the rest loads with `advance` alone.
         with m.If(advance):
             with m.If(output == _Output.WAIT_FRAME):
                 m.d.sync += shifter.eq(image[width:])
