@@ -242,6 +242,7 @@ class NIC(wiring.Component):
             self.rx.ready.eq(rx_fifo.i.ready & classifier.i.ready),
             classifier.our_mac.eq(control.our_mac), classifier.our_ip.eq(control.our_ip),
         ]
+        wiring.connect(m, classifier.key, dispatch.key)
         wiring.connect(m, classifier.verdict, dispatch.verdict)
         wiring.connect(m, rx_fifo.status, dispatch.status)
         wiring.connect(m, rx_fifo.o, dispatch.frames)

@@ -13,7 +13,7 @@ from hdl.checksum import Checksum
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import EthernetHeader, Ipv4Header, MssOption, TcpHeader, UdpHeader, from_wire
 
-__all__ = ["Verdict", "DropCause", "ParsedFields", "VerdictRecord", "Classifier"]
+__all__ = ["Verdict", "DropCause", "ParsedFields", "FlowKey", "VerdictRecord", "Classifier"]
 
 
 class ParsedFields(data.StructLayout):
@@ -26,6 +26,15 @@ class ParsedFields(data.StructLayout):
             "payload_offset": 16, "payload_length": 16, "mss": 16,
             "wscale_offered": 1, "wscale": 4, "sack_permitted": 1,
         })
+
+
+class FlowKey(data.StructLayout):
+    """A frame's flow as its IPv4 and L4 header bytes say (no rule applied): what the socket
+    table is asked while the frame still streams in. Meaningful only for a frame whose verdict
+    is FAST (it then equals that verdict's fields); any bytes for other frames."""
+
+    def __init__(self):
+        super().__init__({"protocol": 8, "src_ip": 32, "dst_ip": 32, "src_port": 16, "dst_port": 16})
 
 
 class _SynOptions(data.StructLayout):
@@ -111,6 +120,11 @@ class Classifier(wiring.Component):
         Settable at any time; a change applies to frames whose verdict follows it.
     our_ip : ``In(32)``
         Our IPv4 address, first byte in bits 31..24, like ``our_mac``.
+    key : ``Out(stream.Signature(FlowKey()))``
+        One entry per frame, in frame order, before its verdict: the flow fields of its header
+        (:class:`FlowKey`), :attr:`KEY_LATENCY` cycles after the beat holding the destination
+        port is accepted (after the last beat, for a frame that ends sooner). So the socket
+        lookup of a frame overlaps the rest of the frame and its checksum verdict.
     verdict : ``Out(stream.Signature(VerdictRecord()))``
         One record per frame: ``verdict`` (:class:`Verdict`), ``cause`` (:class:`DropCause`,
         ``NONE`` unless DROP) and ``fields`` (:class:`ParsedFields`, zero unless FAST).
@@ -139,6 +153,15 @@ class Classifier(wiring.Component):
     #: Cycles from the cycle accepting a frame's last beat to its verdict on an empty queue
     #: (the queue adds 2).
     LATENCY = _WRITE_DELAY + 2
+    #: Frame bytes up to the end of the L4 destination port: the flow key's last byte.
+    KEY_BYTES = ETH_HEADER + IPV4_HEADER + 4
+    #: Key queue depth: room for the keys not yet counted when `i.ready` is registered (3)
+    #: and a few more; its reader (the dispatcher) takes a key as soon as it can keep the
+    #: lookup's result until the frame's verdict.
+    KEY_QUEUE_DEPTH = 8
+    #: Cycles from the cycle accepting a frame's key beat to its key on an empty queue: the key
+    #: is written from the captured header a clock later, and the queue adds 2.
+    KEY_LATENCY = 1 + 2
 
     def __init__(self, data_width, counter_width=32, mtu=MTU):
         self._data_width = check_data_width(data_width)
@@ -152,6 +175,7 @@ class Classifier(wiring.Component):
             "i": In(stream.Signature(FrameBeat(data_width))),
             "our_mac": In(48),
             "our_ip": In(32),
+            "key": Out(stream.Signature(FlowKey())),
             "verdict": Out(stream.Signature(VerdictRecord())),
             "verdict_counts": Out(data.ArrayLayout(counter_width, len(Verdict))),
             "drop_counts": Out(data.ArrayLayout(counter_width, len(CLASSIFIER_CAUSES) + 1)),
@@ -226,6 +250,30 @@ class Classifier(wiring.Component):
         ip = from_wire(Ipv4Header(), header[8 * l3:8 * l4])
         l4_bytes = header[8 * l4:8 * self.HEADER_BYTES]
         total_length = ip.total_length
+
+        # -- Flow key: one per frame, from the header as soon as its ports are captured -------
+        # (or after the last beat of a frame too short to have them), so that the socket lookup
+        # runs while the rest of the frame streams in and its checksums are verified. The key
+        # is read from the captured bytes in the cycle after its beat: the next frame's first
+        # beat overwrites them a cycle later at the soonest.
+        key_beat = (self.KEY_BYTES - 1) // lanes
+        assert key_beat < header_beats
+        key_passed = Signal()                   # this frame's key beat has been accepted
+        key_taken = Signal()                    # the cycle after a frame's key beat (or last)
+        m.d.sync += key_taken.eq(accept & (slot[key_beat] | (beat.last & ~key_passed)))
+        with m.If(accept):
+            with m.If(beat.last):
+                m.d.sync += key_passed.eq(0)
+            with m.Elif(slot[key_beat]):
+                m.d.sync += key_passed.eq(1)
+        ports = from_wire(TcpHeader(), l4_bytes)
+        m.submodules.key_queue = key_queue = fifo.SyncFIFOBuffered(width=FlowKey().size,
+                                                                   depth=self.KEY_QUEUE_DEPTH)
+        key = Signal(FlowKey())
+        m.d.comb += [key.protocol.eq(ip.protocol), key.src_ip.eq(ip.src), key.dst_ip.eq(ip.dst),
+                     key.src_port.eq(ports.src_port), key.dst_port.eq(ports.dst_port),
+                     key_queue.w_en.eq(key_taken), key_queue.w_data.eq(key)]
+        wiring.connect(m, key_queue.r_stream, wiring.flipped(self.key))
 
         # -- Checksum units: byte ranges registered, beats delayed two cycles -----------------
         # A range computed from the header bytes up to beat n is registered and meets beat n,
@@ -598,10 +646,13 @@ class Classifier(wiring.Component):
         # `i.ready` is registered (it enables every capture flip-flop): high in a cycle when the
         # queue had room, a cycle before, for every frame its level did not count yet: those
         # whose last beat was accepted in the WRITE_DELAY cycles before that, in that cycle,
-        # and in this one.
+        # and in this one. The same for the key queue, whose keys are written a cycle after
+        # their beat.
         in_flight = self._WRITE_DELAY + 2
+        keys_in_flight = 1 + 2
         room = Signal(init=1)
-        m.d.sync += room.eq(queue.level <= self.QUEUE_DEPTH - in_flight)
+        m.d.sync += room.eq((queue.level <= self.QUEUE_DEPTH - in_flight) &
+                            (key_queue.level <= self.KEY_QUEUE_DEPTH - keys_in_flight))
         m.d.comb += [
             queue.w_en.eq(record_valid),
             queue.w_data.eq(queued),

@@ -5,7 +5,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from hdl.rx.classifier import ParsedFields, Verdict, VerdictRecord
+from hdl.rx.classifier import FlowKey, ParsedFields, Verdict, VerdictRecord
 from hdl.rx.frame_slicer import SliceCommand
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import RxAction, RxEvent, RxRoute
@@ -14,27 +14,31 @@ from hdl.wire import L4Protocol
 
 __all__ = ["DispatchStep", "RxDispatch"]
 
-# Frames looked up while the engine decides on earlier ones (covers the table's latency), and
-# frames decided while earlier ones still stream.
+# Frames decided on while the engine takes earlier ones, and frames decided while earlier ones
+# still stream.
 PENDING_DEPTH = 4
 ROUTE_QUEUE_DEPTH = 4
+# Lookup results kept until their frames' verdicts: every frame whose key came and whose
+# verdict did not yet (the classifier's verdict queue and its frames in flight), so that the
+# lookups never wait for the verdicts.
+RESULT_DEPTH = 16
 
 
 class DispatchStep(enum.Enum, shape=3):
     """What the deciding side waits for; shown on its ``step`` output (the NIC's ``debug`` port)."""
-    WAIT_FRAME = 0          # a frame looked up or routed by its verdict (the lookup side)
-    WAIT_RESULT = 2         # its socket table result
+    WAIT_FRAME = 0          # a frame's verdict, its lookup's result with it
     WAIT_ENGINE = 3         # the event going to the engine
     WAIT_ACTION = 4         # the engine's answer
     WAIT_STREAM = 5         # the route queue is full: the streaming side is behind
 
 
 class _Pending(data.StructLayout):
-    """A stored frame between the lookup side and the engine side: its fields, and its route
-    unless it was looked up."""
+    """A stored frame between the verdict side and the engine side: its fields, whether it
+    goes to the engine (FAST and found: ``conn``) and else its route."""
 
-    def __init__(self):
-        super().__init__({"fields": ParsedFields(), "looked_up": 1, "route": RxRoute})
+    def __init__(self, conn_bits):
+        super().__init__({"fields": ParsedFields(), "to_engine": 1, "conn": conn_bits,
+                          "route": RxRoute})
 
 
 class _Route(data.StructLayout):
@@ -59,16 +63,22 @@ class RxDispatch(wiring.Component):
     through the :class:`~hdl.rx.frame_slicer.FrameSlicer` to the connection's ring), the
     frame goes to the slow path (the connection is closed) or nothing is kept.
 
-    Three sides run at once. The lookup side sends each FAST frame's key to the socket table
-    as its verdict is taken and queues every stored frame (up to ``PENDING_DEPTH``); the
-    engine side takes them in order, pairs each looked-up frame with its result, passes its
-    event to the engine and queues the route the engine answers; the streaming side moves
-    each frame whole, in order, where its route says. So a frame's lookup and the engine's
-    decision on it overlap the streaming of up to ``ROUTE_QUEUE_DEPTH`` frames before it (the
-    engine's ring commands for it are served after the earlier payloads, in order).
+    Four sides run at once. The lookup side asks the socket table for every frame's flow key
+    as the classifier gives it, while the frame still streams in (``key``: one per frame,
+    before its verdict), and keeps the results in order (at most ``RESULT_DEPTH`` asked and
+    not yet paired); the verdict side pairs each verdict with its frame's result and queues
+    every stored frame (up to ``PENDING_DEPTH``), a FAST one found in the table for the
+    engine; the engine side takes them in order, passes each found frame's event to the
+    engine and queues the route the engine answers; the streaming side moves each frame
+    whole, in order, where its route says. So the lookup is done by the time the verdict
+    comes, and the engine's decision on a frame overlaps the streaming of up to
+    ``ROUTE_QUEUE_DEPTH`` frames before it (the engine's ring commands for it are served
+    after the earlier payloads, in order).
 
     Members
     -------
+    key : In(stream.Signature(FlowKey()))
+        The classifier's flow key of every frame, in frame order, before its verdict.
     verdict : In(stream.Signature(VerdictRecord()))
     status : In(stream.Signature(StructLayout({"stored": 1, ...})))
         The frame FIFO's per-frame report: was the frame stored?
@@ -96,7 +106,9 @@ class RxDispatch(wiring.Component):
         check_data_width(data_width)
         self._data_width = data_width
         beat = FrameBeat(data_width)
+        self._conn_bits = conn_bits
         super().__init__({
+            "key": In(stream.Signature(FlowKey())),
             "verdict": In(stream.Signature(VerdictRecord())),
             "status": In(stream.Signature(status_layout)),
             "frames": In(stream.Signature(beat)),
@@ -118,38 +130,50 @@ class RxDispatch(wiring.Component):
         m = Module()
         udp_of = lambda fields: fields.protocol == L4Protocol.UDP
 
-        # The lookup side: a FAST frame's key goes to the socket table as its verdict is taken
-        # (the table answers in order, a lookup per clock); every stored frame's entry queues
-        # for the engine side.
-        m.submodules.pending = pending = SyncFIFOBuffered(width=_Pending().size,
+        # The lookup side: every frame's key to the socket table (it answers in order, a
+        # lookup per clock) once its result has a place in `results`; `asked` counts the
+        # results asked for and not yet paired with their verdicts.
+        m.submodules.results = results = SyncFIFOBuffered(width=self.result.payload.shape().size,
+                                                          depth=RESULT_DEPTH)
+        asked = Signal(range(RESULT_DEPTH + 1))
+        k = self.key.payload
+        key = self.lookup.payload
+        m.d.comb += [key.protocol.eq(k.protocol),
+                     key.local_ip.eq(k.dst_ip), key.local_port.eq(k.dst_port),
+                     key.remote_ip.eq(Mux(udp_of(k), 0, k.src_ip)),
+                     key.remote_port.eq(Mux(udp_of(k), 0, k.src_port)),
+                     self.lookup.valid.eq(self.key.valid & (asked != RESULT_DEPTH)),
+                     self.key.ready.eq(self.lookup.ready & (asked != RESULT_DEPTH)),
+                     results.w_en.eq(self.result.valid), results.w_data.eq(self.result.payload),
+                     self.result.ready.eq(1)]           # `asked` keeps a place for every result
+
+        # The verdict side: each verdict with its frame's FIFO status and lookup result; every
+        # stored frame's entry queues for the engine side.
+        m.submodules.pending = pending = SyncFIFOBuffered(width=_Pending(self._conn_bits).size,
                                                           depth=PENDING_DEPTH)
         v = self.verdict.payload
-        entry = Signal(_Pending())
+        found = Signal(self.result.payload.shape())
+        entry = Signal(_Pending(self._conn_bits))
         fast = v.verdict == Verdict.FAST
-        key = self.lookup.payload
-        m.d.comb += [entry.fields.eq(v.fields), entry.looked_up.eq(fast),
-                     entry.route.eq(Mux(v.verdict == Verdict.SLOW, RxRoute.SLOW, RxRoute.DISCARD)),
-                     pending.w_data.eq(entry),
-                     key.protocol.eq(v.fields.protocol),
-                     key.local_ip.eq(v.fields.dst_ip), key.local_port.eq(v.fields.dst_port),
-                     key.remote_ip.eq(Mux(udp_of(v.fields), 0, v.fields.src_ip)),
-                     key.remote_port.eq(Mux(udp_of(v.fields), 0, v.fields.src_port))]
-        offered = self.verdict.valid & self.status.valid
+        m.d.comb += [found.eq(results.r_data),
+                     entry.fields.eq(v.fields), entry.to_engine.eq(fast & found.hit),
+                     entry.conn.eq(found.id),
+                     entry.route.eq(Mux(v.verdict == Verdict.DROP, RxRoute.DISCARD, RxRoute.SLOW)),
+                     pending.w_data.eq(entry)]
+        offered = self.verdict.valid & self.status.valid & results.r_rdy
         stored = self.status.payload.stored
-        # a frame the FIFO did not store has no entry; a FAST one waits for the lookup port
-        take = offered & (~stored | (pending.w_rdy & (~fast | self.lookup.ready)))
+        take = offered & (~stored | pending.w_rdy)      # a frame the FIFO did not store has no entry
         m.d.comb += [self.verdict.ready.eq(take), self.status.ready.eq(take),
-                     pending.w_en.eq(take & stored),
-                     self.lookup.valid.eq(offered & stored & fast & pending.w_rdy)]
+                     results.r_en.eq(take), pending.w_en.eq(take & stored)]
+        m.d.sync += asked.eq(asked + (self.key.valid & self.key.ready) - take)
         with m.If(take & ~stored & (v.verdict != Verdict.DROP)):   # else counted by its cause
             m.d.sync += self.fifo_full.eq(self.fifo_full + 1)
 
-        # The engine side: each entry in order; a looked-up frame's result, then its event and
-        # the engine's action; every frame's route into `routes` for the streaming side.
+        # The engine side: each entry in order; a found frame's event and the engine's action;
+        # every frame's route into `routes` for the streaming side.
         m.submodules.routes = routes = SyncFIFOBuffered(width=_Route().size, depth=ROUTE_QUEUE_DEPTH)
         step = Signal(DispatchStep)
-        head = Signal(_Pending())
-        conn = Signal.like(self.result.payload.id)
+        head = Signal(_Pending(self._conn_bits))
         decided = Signal(_Route())
         held = Signal(RxRoute)              # the engine's answer while the route queue is full
         m.d.comb += [head.eq(pending.r_data), routes.w_data.eq(decided),
@@ -166,33 +190,24 @@ class RxDispatch(wiring.Component):
                 m.d.sync += [held.eq(to), step.eq(DispatchStep.WAIT_STREAM)]
 
         with m.Switch(step):
-            with m.Case(DispatchStep.WAIT_FRAME, DispatchStep.WAIT_RESULT):
-                with m.If(pending.r_rdy & ~head.looked_up):
-                    route(head.route)
-                with m.Elif(pending.r_rdy):
-                    m.d.comb += self.result.ready.eq(1)
-                    with m.If(self.result.valid):
-                        m.d.sync += conn.eq(self.result.payload.id)
-                        with m.If(self.result.payload.hit):
-                            m.d.sync += step.eq(DispatchStep.WAIT_ENGINE)
-                        with m.Else():
-                            route(RxRoute.SLOW)
+            with m.Case(DispatchStep.WAIT_FRAME, DispatchStep.WAIT_ENGINE):
+                with m.If(pending.r_rdy & head.to_engine):
+                    f = head.fields
+                    e = self.event.payload
+                    m.d.comb += [self.event.valid.eq(1), e.conn.eq(head.conn), e.udp.eq(udp_of(f)),
+                                 e.src_ip.eq(f.src_ip), e.src_port.eq(f.src_port),
+                                 e.seq.eq(f.seq), e.ack.eq(f.ack), e.flags.eq(f.flags),
+                                 e.window.eq(f.window), e.payload_offset.eq(f.payload_offset),
+                                 e.payload_length.eq(f.payload_length), e.mss.eq(f.mss),
+                                 e.wscale_offered.eq(f.wscale_offered), e.wscale.eq(f.wscale),
+                                 e.sack_permitted.eq(f.sack_permitted)]
+                    with m.If(self.event.ready):
+                        m.d.sync += [step.eq(DispatchStep.WAIT_ACTION),
+                                     self.engine_frames.eq(self.engine_frames + 1)]
                     with m.Else():
-                        m.d.sync += step.eq(DispatchStep.WAIT_RESULT)
-
-            with m.Case(DispatchStep.WAIT_ENGINE):
-                f = head.fields
-                e = self.event.payload
-                m.d.comb += [self.event.valid.eq(1), e.conn.eq(conn), e.udp.eq(udp_of(f)),
-                             e.src_ip.eq(f.src_ip), e.src_port.eq(f.src_port),
-                             e.seq.eq(f.seq), e.ack.eq(f.ack), e.flags.eq(f.flags),
-                             e.window.eq(f.window), e.payload_offset.eq(f.payload_offset),
-                             e.payload_length.eq(f.payload_length), e.mss.eq(f.mss),
-                             e.wscale_offered.eq(f.wscale_offered), e.wscale.eq(f.wscale),
-                             e.sack_permitted.eq(f.sack_permitted)]
-                with m.If(self.event.ready):
-                    m.d.sync += [step.eq(DispatchStep.WAIT_ACTION),
-                                 self.engine_frames.eq(self.engine_frames + 1)]
+                        m.d.sync += step.eq(DispatchStep.WAIT_ENGINE)
+                with m.Elif(pending.r_rdy):
+                    route(head.route)
 
             with m.Case(DispatchStep.WAIT_ACTION):
                 m.d.comb += self.action.ready.eq(1)
@@ -228,6 +243,7 @@ class RxDispatch(wiring.Component):
                     m.d.sync += self.slow_frames.eq(self.slow_frames + 1)
 
         m.d.comb += [self.idle.eq((step == DispatchStep.WAIT_FRAME) & ~self.verdict.valid
-                                  & ~self.status.valid & ~pending.r_rdy & ~routes.r_rdy),
+                                  & ~self.status.valid & ~self.key.valid & (asked == 0)
+                                  & ~pending.r_rdy & ~routes.r_rdy),
                      self.step.eq(step)]
         return m

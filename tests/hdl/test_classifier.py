@@ -42,14 +42,29 @@ class Run:
     stalls: int = 0           # cycles with i.valid high and i.ready low
     beats_before_stall: int = None  # input beats accepted before the first stall
     latencies: list = field(default_factory=list)  # last beat to verdict, per frame
+    keys: list = field(default_factory=list)       # the key stream's entries, as dicts
+    key_latencies: list = field(default_factory=list)  # key beat (or last) to key, per frame
+    keys_first: bool = True   # every key came before its frame's verdict
 
 
-def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000, mtu=1500):
+def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000, mtu=1500,
+                   key_pauses=None):
     dut = Classifier(width, mtu=mtu)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     run = Run()
     sink_pauses = iter(sink_pauses) if sink_pauses is not None else itertools.repeat(False)
+    key_pauses = iter(key_pauses) if key_pauses is not None else itertools.repeat(False)
+    key_beat = (Classifier.KEY_BYTES - 1) // (width // 8)
+
+    async def key_sink(ctx):
+        while True:
+            ready = not next(key_pauses)
+            ctx.set(dut.key.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.key.valid, dut.key.payload)
+            if valid and ready:
+                run.keys.append({name: getattr(payload, name) for name in
+                                 ("protocol", "src_ip", "dst_ip", "src_port", "dst_port")})
 
     async def source(ctx):
         ctx.set(dut.our_mac, OUR_MAC)
@@ -78,12 +93,20 @@ def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000
 
     async def monitor(ctx):
         cycle, first, last_beats, verdicts = 0, None, [], 0
-        async for _, _, valid, ready, last, o_valid, o_ready in ctx.tick().sample(
-                dut.i.valid, dut.i.ready, dut.i.payload.last, dut.verdict.valid, dut.verdict.ready):
+        beat, key_beats, keys = 0, [], 0
+        async for _, _, valid, ready, last, o_valid, o_ready, k_valid, k_ready in ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.i.payload.last, dut.verdict.valid, dut.verdict.ready,
+                dut.key.valid, dut.key.ready):
+            if k_valid and k_ready:
+                run.key_latencies.append(cycle - key_beats[keys])
+                keys += 1
             if valid and ready:
                 run.beats += 1
                 first = cycle if first is None else first
                 run.cycles = cycle - first + 1
+                if beat == key_beat or (last and beat < key_beat):
+                    key_beats.append(cycle)
+                beat = 0 if last else beat + 1
                 if last:
                     last_beats.append(cycle)
             if valid and not ready:
@@ -93,18 +116,34 @@ def run_classifier(width, frames, pauses=None, sink_pauses=None, timeout=200_000
             if o_valid and o_ready:
                 run.latencies.append(cycle - last_beats[verdicts])
                 verdicts += 1
+                run.keys_first &= keys >= verdicts
             cycle += 1
 
     sim.add_testbench(source)
     sim.add_testbench(sink)
+    sim.add_testbench(key_sink, background=True)
     sim.add_testbench(monitor, background=True)
     sim.run()
     return run
 
 
+def header_key(frame):
+    """The flow key of a frame with at least Classifier.KEY_BYTES bytes, from its bytes."""
+    word = lambda start, length: int.from_bytes(frame[start:start + length], "big")
+    return {"protocol": frame[23], "src_ip": word(26, 4), "dst_ip": word(30, 4),
+            "src_port": word(34, 2), "dst_port": word(36, 2)}
+
+
 def check_against_model(run, frames, names=None, mtu=1500):
     expected = [classify(frame, OUR_MAC, OUR_IP, mtu) for frame in frames]
     assert len(run.results) == len(frames)
+    # One key per frame, in order: its header's flow fields; a FAST verdict's fields equal it.
+    assert len(run.keys) == len(frames)
+    for n, (frame, want, key) in enumerate(zip(frames, expected, run.keys)):
+        if len(frame) >= Classifier.KEY_BYTES:
+            assert key == header_key(frame), (names[n] if names else f"frame {n}", key)
+        if want.verdict == Verdict.FAST:
+            assert key == {name: getattr(want.fields, name) for name in key}
     for n, (frame, want, got) in enumerate(zip(frames, expected, run.results)):
         label = names[n] if names else f"frame {n}"
         assert got == want, (f"{label} ({len(frame)} bytes: {frame[:64].hex()}...)\n"
@@ -337,6 +376,7 @@ def test_crafted_frames(width):
     check_against_model(run, frames, [name for name, *_ in cases])
     assert run.stalls == 0
     assert set(run.latencies) == {Classifier.LATENCY}
+    assert set(run.key_latencies) == {Classifier.KEY_LATENCY} and run.keys_first
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -456,6 +496,7 @@ def test_back_to_back_line_rate(width):
     assert run.stalls == 0, "ready dropped with the verdict sink always ready"
     assert run.cycles == run.beats
     assert set(run.latencies) == {Classifier.LATENCY}
+    assert set(run.key_latencies) == {Classifier.KEY_LATENCY} and run.keys_first
     print(f"\nclassifier width {width}: {len(frames)} frames, {run.beats} beats in {run.cycles} cycles "
           f"({run.beats / run.cycles:.3f} beats/clock), verdict {Classifier.LATENCY} cycles after last beat")
 
@@ -499,6 +540,22 @@ def test_queue_fills_before_ready_drops(width):
     run = run_classifier(width, frames, sink_pauses=(n < held for n in itertools.count()))
     check_against_model(run, frames)
     assert run.beats_before_stall == depth
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_key_queue_fills_before_ready_drops(width):
+    """With the key sink held off, one-beat frames back to back: the classifier takes exactly
+    as many frames as its key queue holds, then gives every key and verdict; a key sink that
+    pauses at random loses, duplicates or reorders no key."""
+    depth = Classifier.KEY_QUEUE_DEPTH
+    frames = [bytes([n]) for n in range(depth + 8)]
+    run = run_classifier(width, frames, key_pauses=(n < 4 * depth for n in itertools.count()))
+    check_against_model(run, frames)
+    assert run.beats_before_stall == depth
+    rng = random.Random(9 + width)
+    frames = stream_mix(rng, 40 if width == 64 else 12)
+    run = run_classifier(width, frames, key_pauses=(rng.random() < 0.7 for _ in itertools.count()))
+    check_against_model(run, frames)
 
 
 # -- construction and lint ----------------------------------------------------------------

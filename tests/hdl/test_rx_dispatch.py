@@ -7,7 +7,7 @@ from flow.build import lint_component
 from hdl.rx.classifier import Verdict
 from hdl.rx.frame_fifo import FrameStatus
 from hdl.ports import RxRoute
-from hdl.rx.dispatch import RxDispatch
+from hdl.rx.dispatch import RESULT_DEPTH, RxDispatch
 from model.classify import classify
 from model.drops import DropCause
 from model.protocol import IpProto, TcpFlag
@@ -31,32 +31,40 @@ def record(frame, verdict=None):
             "cause": DropCause(ref.cause), "fields": ref.fields.as_dict()}
 
 
-@pytest.mark.parametrize("data_width", [64, 8])
-def test_routes(data_width):
-    # (frame, stored by the FIFO, verdict override, socket hit, engine route)
-    cases = [
-        (segment(80, b"payload one"), 1, None, True, RxRoute.STORE),    # to the ring
-        (segment(81, b"x" * 40), 1, None, False, None),                # unknown flow: slow
-        (segment(80, b"dropped"), 1, Verdict.DROP, None, None),        # classifier drop
-        (segment(80, b"not stored"), 0, None, None, None),             # FIFO had no room
-        (segment(80, b"x" * 60), 0, Verdict.DROP, None, None),         # both: the classifier's
-        (segment(80, b"arp-ish"), 1, Verdict.SLOW, None, None),        # slow verdict
-        (segment(80, b"closed"), 1, None, True, RxRoute.SLOW),         # engine: closed conn
-        (segment(80, b"stale"), 1, None, True, RxRoute.DISCARD),       # engine: keep nothing
-        (segment(80, b"payload two, longer than one beat"), 1, None, True, RxRoute.STORE),
-    ]
+def flow_key(frame):
+    """The classifier's key entry for a frame (``hdl.rx.classifier.FlowKey``)."""
+    word = lambda start, length: int.from_bytes(frame[start:start + length], "big")
+    return {"protocol": frame[23], "src_ip": word(26, 4), "dst_ip": word(30, 4),
+            "src_port": word(34, 2), "dst_port": word(36, 2)}
+
+
+def run_dispatch(data_width, cases, verdicts_after=0):
+    """Run the dispatcher on `cases` (frame, stored by the FIFO, verdict override, socket hit,
+    engine route): every key at once, the verdicts from clock `verdicts_after` on. Returns what
+    came out, and the lookups asked before the first verdict was taken."""
     status_layout = FrameStatus(1024)
     dut = RxDispatch(data_width, 3, status_layout)
-    slow, sliced, commands, events, keys = [], [], [], [], []
+    out = {"slow": [], "sliced": [], "commands": [], "events": [], "keys": [],
+           "asked_before_verdicts": None}
     routes = iter(c[4] for c in cases if c[3])
-    hits = iter(c[3] for c in cases if c[1] and (c[2] is None))
+    hits = iter(bool(c[3]) for c in cases)
 
     async def frames_in(ctx):
         for frame, stored, *_ in cases:
             if stored:
                 await send_frame(ctx, dut.frames, frame, data_width)
 
+    async def keys_in(ctx):
+        for frame, *_ in cases:
+            ctx.set(dut.key.payload, flow_key(frame))
+            ctx.set(dut.key.valid, 1)
+            await ctx.tick().until(dut.key.ready)
+        ctx.set(dut.key.valid, 0)
+
     async def verdicts_in(ctx):
+        if verdicts_after:
+            await ctx.tick().repeat(verdicts_after)
+        out["asked_before_verdicts"] = len(out["keys"])
         for frame, stored, verdict, *_ in cases:
             ctx.set(dut.verdict.payload, record(frame, verdict))
             ctx.set(dut.status.payload, {"stored": stored, "beats": 0})
@@ -75,19 +83,19 @@ def test_routes(data_width):
             if rv and rr:
                 answers.pop(0)
             if lv:
-                keys.append(lp)
+                out["keys"].append(lp)
                 answers.append(next(hits))
             ctx.set(dut.result.valid, bool(answers))
             if answers:
                 ctx.set(dut.result.payload, {"hit": answers[0], "id": 5})
 
     async def engine(ctx):
+        # takes each event in the clock it is offered, answers a clock later
         ctx.set(dut.event.ready, 1)
         while True:
-            await ctx.tick()
-            if ctx.get(dut.event.valid):
-                events.append(ctx.get(dut.event.payload))
-                await ctx.tick()
+            _, _, valid, payload = await ctx.tick().sample(dut.event.valid, dut.event.payload)
+            if valid:
+                out["events"].append(payload)
                 ctx.set(dut.action.payload, {"route": next(routes)})
                 ctx.set(dut.action.valid, 1)
                 await ctx.tick().until(dut.action.ready)
@@ -98,12 +106,12 @@ def test_routes(data_width):
         while True:
             _, _, valid, payload = await ctx.tick().sample(dut.slice_cmd.valid, dut.slice_cmd.payload)
             if valid:
-                commands.append((payload.skip, payload.length))
+                out["commands"].append((payload.skip, payload.length))
 
-    def sink(port, out, count):
+    def sink(port, frames, count):
         async def bench(ctx):
-            while len(out) < count:
-                out.append(await recv_frame(ctx, port, data_width, timeout=5000))
+            while len(frames) < count:
+                frames.append(await recv_frame(ctx, port, data_width, timeout=5000))
         return bench
 
     want_slow = sum(1 for c in cases if c[1] and (c[2] == Verdict.SLOW or c[3] is False
@@ -113,30 +121,65 @@ def test_routes(data_width):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(frames_in)
+    sim.add_testbench(keys_in)
     sim.add_testbench(verdicts_in)
     sim.add_testbench(table, background=True)
     sim.add_testbench(engine, background=True)
     sim.add_process(slicer)
-    sim.add_testbench(sink(dut.slow, slow, want_slow))
-    sim.add_testbench(sink(dut.slice_data, sliced, want_sliced))
-    sim_counts = {}
+    sim.add_testbench(sink(dut.slow, out["slow"], want_slow))
+    sim.add_testbench(sink(dut.slice_data, out["sliced"], want_sliced))
 
     async def counts(ctx):
-        await ctx.tick().repeat(3000)
-        sim_counts.update({name: ctx.get(getattr(dut, name))
-                           for name in ("fifo_full", "slow_frames", "engine_frames")})
+        await ctx.tick().repeat(verdicts_after + 3000)
+        out.update({name: ctx.get(getattr(dut, name))
+                    for name in ("fifo_full", "slow_frames", "engine_frames", "idle")})
 
     sim.add_testbench(counts)
     sim.run()
+    return out
 
-    assert [k.local_port for k in keys] == [80, 81, 80, 80, 80]          # FAST frames only
-    assert all(k.remote_port == 4242 and k.protocol == IpProto.TCP for k in keys)
-    assert [e.payload_length for e in events] == [11, 6, 5, 33]          # FAST frames with a socket
-    assert all(e.seq == 100 and e.ack == 200 and e.conn == 5 and e.payload_offset == 54 for e in events)
-    assert slow == [cases[1][0], cases[5][0], cases[6][0]]                 # whole frames, in order
-    assert sliced == [cases[0][0], cases[8][0]]                            # the frames, to slice
-    assert commands == [(54, 11), (54, 33)]
-    assert sim_counts == {"fifo_full": 1, "slow_frames": 3, "engine_frames": 4}
+
+@pytest.mark.parametrize("data_width", [64, 8])
+def test_routes(data_width):
+    # (frame, stored by the FIFO, verdict override, socket hit, engine route)
+    cases = [
+        (segment(80, b"payload one"), 1, None, True, RxRoute.STORE),    # to the ring
+        (segment(81, b"x" * 40), 1, None, False, None),                # unknown flow: slow
+        (segment(80, b"dropped"), 1, Verdict.DROP, None, None),        # classifier drop
+        (segment(80, b"not stored"), 0, None, None, None),             # FIFO had no room
+        (segment(80, b"x" * 60), 0, Verdict.DROP, None, None),         # both: the classifier's
+        (segment(80, b"arp-ish"), 1, Verdict.SLOW, None, None),        # slow verdict
+        (segment(80, b"closed"), 1, None, True, RxRoute.SLOW),         # engine: closed conn
+        (segment(80, b"stale"), 1, None, True, RxRoute.DISCARD),       # engine: keep nothing
+        (segment(80, b"payload two, longer than one beat"), 1, None, True, RxRoute.STORE),
+    ]
+    out = run_dispatch(data_width, cases)
+    # every frame's key is looked up, as the keys come (the verdict picks the results it uses)
+    assert [k.local_port for k in out["keys"]] == [80, 81, 80, 80, 80, 80, 80, 80, 80]
+    assert all(k.remote_port == 4242 and k.protocol == IpProto.TCP for k in out["keys"])
+    assert [e.payload_length for e in out["events"]] == [11, 6, 5, 33]   # FAST frames with a socket
+    assert all(e.seq == 100 and e.ack == 200 and e.conn == 5 and e.payload_offset == 54
+               for e in out["events"])
+    assert out["slow"] == [cases[1][0], cases[5][0], cases[6][0]]          # whole frames, in order
+    assert out["sliced"] == [cases[0][0], cases[8][0]]                     # the frames, to slice
+    assert out["commands"] == [(54, 11), (54, 33)]
+    assert {name: out[name] for name in ("fifo_full", "slow_frames", "engine_frames", "idle")} == {
+        "fifo_full": 1, "slow_frames": 3, "engine_frames": 4, "idle": 1}
+
+
+def test_lookups_run_ahead_of_verdicts():
+    """Keys come long before their verdicts: the dispatcher asks for RESULT_DEPTH lookups and
+    no more until verdicts take their results, then pairs every verdict with its own result
+    (hits and misses alternating, so a result paired with the wrong frame shows)."""
+    cases = [(segment(80 + n % 3, bytes([n]) * (n + 6)), 1, None, n % 3 != 1,
+              RxRoute.STORE if n % 3 != 1 else None) for n in range(RESULT_DEPTH + 8)]
+    out = run_dispatch(64, cases, verdicts_after=200)
+    assert out["asked_before_verdicts"] == RESULT_DEPTH
+    assert [k.local_port for k in out["keys"]] == [80 + n % 3 for n in range(len(cases))]
+    assert [e.payload_length for e in out["events"]] == [n + 6 for n in range(len(cases)) if n % 3 != 1]
+    assert out["slow"] == [c[0] for c in cases if not c[3]]
+    assert out["sliced"] == [c[0] for c in cases if c[3]]
+    assert out["idle"] == 1
 
 
 @pytest.mark.parametrize("data_width", [8, 64])
