@@ -266,8 +266,9 @@ class TxFramer(wiring.Component):
     back to back at one beat per clock when the inputs keep up. A frame is ready
     ``Checksum.LATENCY`` + 2 (the sum queue) + :attr:`SUM_SETTLE` + 1 cycles after its last
     payload beat leaves the input register when its header is already waiting, and at least
-    :attr:`header_settle` + 1 after its header is taken; its first beat is on :attr:`o` in the
-    next cycle if the output side is idle (13 cycles from the last payload beat's handshake on
+    :attr:`header_settle` + 1 after its header is taken (:attr:`LENGTH_STAGES` + 1 for a TCP
+    frame of a framer with given sums at 64 bits, whose checksums are put in as it goes out);
+    its first beat is on :attr:`o` in the next cycle if the output side is idle (13 cycles from the last payload beat's handshake on
     :attr:`payload` to the first frame beat's ``valid``). Every input is registered before any
     logic (block RAM read ports may drive them), and so is the output.
 
@@ -320,6 +321,9 @@ class TxFramer(wiring.Component):
     HEADER_SETTLE = 6
     #: Cycles after the payload sum is in until the L4 checksum that follows it is final.
     SUM_SETTLE = 2
+    #: Registered stages from a header to its frame's lengths and last beat's lanes, which
+    #: the output side loads as it takes the frame.
+    LENGTH_STAGES = 3
     #: Payload sums computed ahead of their headers.
     SUM_QUEUE_DEPTH = 4
     #: The byte offset of a TCP frame's checksum, its high byte first: at 64 bits in beat 6,
@@ -458,6 +462,10 @@ class TxFramer(wiring.Component):
         m.d.comb += dropping.eq(drops != 0)
         waiting_header = Signal(init=1)     # `state` is WAIT_HEADER (one flag for `header.ready`)
         hdr_wait = Signal(range(self.header_settle + 1))  # until the header sums follow `hdr`
+        # `hdr` may be replaced: the L4 header sum follows it (`hdr_wait` is at most
+        # header_settle - l4_depth, 2), so the copies of a TCP frame taken before its sums were
+        # final have them (registered from the next `hdr_wait`)
+        hdr_free = Signal(init=1)
         sum_wait = Signal(range(4))   # ... until the L4 checksum follows `payload_sum`
         # `hdr` and what is derived from it describe a frame and the output side waits for one:
         # registered, from the next values of the states and counts, so that `taken` is one LUT
@@ -494,14 +502,17 @@ class TxFramer(wiring.Component):
         ]
         with m.If(hdr_wait.any()):
             m.d.sync += hdr_wait.eq(hdr_wait - 1)
+        m.d.sync += hdr_free.eq(hdr_wait <= 3)
         with m.If(sum_wait.any()):
             m.d.sync += sum_wait.eq(sum_wait - 1)
         with m.Switch(state):
             with m.Case(_Intake.WAIT_HEADER, _Intake.WAIT_SEND):
                 with m.If(taken):
                     m.d.sync += goto(_Intake.WAIT_HEADER)
-                # A new header is taken in the cycle the previous frame is.
-                m.d.comb += self.header.ready.eq(waiting_header | taken)
+                # A new header is taken in the cycle the previous frame is (or, after a TCP
+                # frame taken early, once its sums are final).
+                m.d.comb += self.header.ready.eq((waiting_header | taken) & hdr_free
+                                                 if late_checksum else waiting_header | taken)
                 # The header's registers load whenever a header may be taken, valid or not
                 # (nothing reads them until one is): one LUT fewer before their enables.
                 with m.If(self.header.ready):
@@ -548,7 +559,7 @@ class TxFramer(wiring.Component):
                         m.d.sync += kind_constants("tcp")
                 with m.If(self.header.valid & self.header.ready):
                     m.d.sync += [payload_sum.eq(0), hdr_wait.eq(self.header_settle),
-                                 sum_wait.eq(0)]
+                                 sum_wait.eq(0), hdr_free.eq(0)]
                     with m.If(self.header.payload.length.any()):
                         m.d.sync += goto(_Intake.WAIT_SUM)
                     with m.Else():
@@ -784,24 +795,39 @@ class TxFramer(wiring.Component):
         if late_checksum:
             sums_in |= given & (((state == _Intake.WAIT_SEND)
                                  | ((state == _Intake.WAIT_SUM) & sum_comes)))
-        m.d.sync += offer.eq(~taken & sums_in & (hdr_wait <= 1)
+        headers_in = hdr_wait <= 1
+        if late_checksum:
+            # ... and before its header sums are final, once its lengths are (its IP checksum
+            # is then, in its 4th beat): the copies below have its TCP checksum by its 7th beat
+            headers_in = Mux(given, hdr_wait <= self.header_settle - self.LENGTH_STAGES + 1,
+                             headers_in)
+        m.d.sync += offer.eq(~taken & sums_in & headers_in
                              & ((output == _Output.WAIT_FRAME) | (advance & ends)))
 
         # A given-sum frame's TCP checksum, from copies of its L4 header sum and payload sum
-        # taken with the frame (`hdr` and `payload_sum` are the next frame's from then on),
-        # put into the beat that carries it as the shifter loads that beat, 5 clocks after
-        # the frame is taken at the earliest, the copies' sum ready 2 clocks after it (the
-        # sums are final when the frame is taken: its header's, `hdr_wait`; its payload's,
-        # taken the clock before).
+        # taken from the clock the frame is taken until the next header is (`hdr` and
+        # `payload_sum` are the next frame's from then on), put into the beat that carries it
+        # as the shifter loads that beat, 5 clocks after the frame is taken at the earliest,
+        # the copies' sum ready 2 clocks after the sums are final. Its payload sum is final
+        # when it is taken (taken the clock before); its header sum too, or (taken as soon as
+        # its lengths are) LENGTH_STAGES + 5 - 3 clocks after its header at the latest, and the
+        # next header waits for it (`hdr_free`).
         header_beat = Signal(range(image_bytes // lanes + 2))   # the beat the output sends next
         patch = Signal()                          # this frame's checksum goes in late
+        copying = Signal()                        # the copies follow `hdr`'s sums
         f_header_sum = Signal(16)
         f_payload_sum = Signal(16)
         f_total = Signal(16)
         if late_checksum:
+            assert ip_depth <= self.LENGTH_STAGES
+            assert 1 + l4_depth <= 1 + self.LENGTH_STAGES + (checksum_beat - 1) - 2
+            assert self.header_settle - l4_depth == 2     # `hdr_free`'s bound
             with m.If(taken):
-                m.d.sync += [patch.eq(given), f_header_sum.eq(l4_header_sum),
-                             f_payload_sum.eq(payload_sum)]
+                m.d.sync += [patch.eq(given), copying.eq(1)]
+            with m.If(self.header.valid & self.header.ready):
+                m.d.sync += copying.eq(0)
+            with m.If(taken | copying):
+                m.d.sync += [f_header_sum.eq(l4_header_sum), f_payload_sum.eq(payload_sum)]
             m.d.sync += f_total.eq(ones_add(m, f_header_sum, f_payload_sum, "f_total_add"))
         checksum_lanes = slice(8 * checksum_lane, 8 * checksum_lane + 16)
         next_beat = Signal(width)                 # the beat after the next, as it loads

@@ -487,6 +487,41 @@ def test_given_sums_after_the_header(sum_delay):
         assert run.first_out - run.sums_taken[0] == 2, (run.first_out, run.sums_taken)
 
 
+@pytest.mark.parametrize("sack", [False, True])
+def test_given_sums_header_only_frames_go_early(sack):
+    """With given sums at 64 bits, a TCP frame without payload (an ACK, a SYN, a FIN, a RST)
+    goes as soon as its lengths are known, LENGTH_STAGES + 1 clocks after its header is
+    taken, not header_settle + 1: its IP checksum is final by then and its TCP checksum is put
+    in as its 7th beat loads, from copies that follow its sums until the next header is taken
+    (which waits for them). Alone; back to back (with no gap); between payload frames and UDP
+    with every input and the sink stalled at random; every checksum scapy's."""
+    rng = random.Random(70 + sack)
+
+    def job(length, udp=False):
+        made = random_job(rng, length, udp=udp)
+        if sack and not udp and rng.random() < 0.7:
+            made.flags, made.mss = TcpFlag.ACK, None
+            made.sack = random_sack(rng, rng.randrange(SACK_MAX_BLOCKS + 1))
+        return made
+
+    lone = job(0)
+    run = run_jobs(64, [lone], given_sums=True, sack=sack)
+    check_run(run, [lone])
+    assert run.first_out == TxFramer.LENGTH_STAGES + 2
+    run = run_jobs(64, [lone], sack=sack)
+    check_run(run, [lone])
+    assert run.first_out == TxFramer(64, sack=sack).header_settle + 2
+    jobs = [job(0) for _ in range(8)]
+    run = run_jobs(64, jobs, given_sums=True, sack=sack)
+    check_run(run, jobs)
+    assert run.out_cycles == run.out_beats
+    jobs = [job(rng.choice([0, 0, 0, 1, 60, 300]), udp=rng.random() < 0.2) for _ in range(40)]
+    pauses, sink_pauses, header_pauses, sum_pauses = (
+        (rng.random() < 0.3 for _ in itertools.count()) for _ in range(4))
+    check_run(run_jobs(64, jobs, pauses, sink_pauses, header_pauses, sum_pauses,
+                       given_sums=True, sack=sack), jobs)
+
+
 @pytest.mark.campaign
 @pytest.mark.parametrize("width", WIDTHS)
 def test_campaign(width):
