@@ -267,9 +267,10 @@ class TxFramer(wiring.Component):
     ``Checksum.LATENCY`` + 2 (the sum queue) + :attr:`SUM_SETTLE` + 1 cycles after its last
     payload beat leaves the input register when its header is already waiting, and at least
     :attr:`header_settle` + 1 after its header is taken (:attr:`LENGTH_STAGES` + 1 for a TCP
-    frame of a framer with given sums at 64 bits, whose checksums are put in as it goes out);
-    its first beat is on :attr:`o` in the next cycle if the output side is idle (13 cycles from the last payload beat's handshake on
-    :attr:`payload` to the first frame beat's ``valid``). Every input is registered before any
+    frame of a framer with given sums at 64 bits, whose TCP checksum is put in as it goes
+    out); its first beat is on :attr:`o` in the next cycle if the output side is idle (13
+    cycles from the last payload beat's handshake on :attr:`payload` to the first frame
+    beat's ``valid``). Every input is registered before any
     logic (block RAM read ports may drive them), and so is the output.
 
     For the clock, the flags the output side's load enables need are registered a cycle ahead
@@ -463,8 +464,9 @@ class TxFramer(wiring.Component):
         waiting_header = Signal(init=1)     # `state` is WAIT_HEADER (one flag for `header.ready`)
         hdr_wait = Signal(range(self.header_settle + 1))  # until the header sums follow `hdr`
         # `hdr` may be replaced: the L4 header sum follows it (`hdr_wait` is at most
-        # header_settle - l4_depth, 2), so the copies of a TCP frame taken before its sums were
-        # final have them (registered from the next `hdr_wait`)
+        # `free_wait`, header_settle - l4_depth), so the copies of a TCP frame taken before its
+        # sums were final have them (registered from the next `hdr_wait`)
+        free_wait = 2
         hdr_free = Signal(init=1)
         sum_wait = Signal(range(4))   # ... until the L4 checksum follows `payload_sum`
         # `hdr` and what is derived from it describe a frame and the output side waits for one:
@@ -502,7 +504,7 @@ class TxFramer(wiring.Component):
         ]
         with m.If(hdr_wait.any()):
             m.d.sync += hdr_wait.eq(hdr_wait - 1)
-        m.d.sync += hdr_free.eq(hdr_wait <= 3)
+        m.d.sync += hdr_free.eq(hdr_wait <= free_wait + 1)
         with m.If(sum_wait.any()):
             m.d.sync += sum_wait.eq(sum_wait - 1)
         with m.Switch(state):
@@ -821,7 +823,7 @@ class TxFramer(wiring.Component):
         if late_checksum:
             assert ip_depth <= self.LENGTH_STAGES
             assert 1 + l4_depth <= 1 + self.LENGTH_STAGES + (checksum_beat - 1) - 2
-            assert self.header_settle - l4_depth == 2     # `hdr_free`'s bound
+            assert self.header_settle - l4_depth == free_wait
             with m.If(taken):
                 m.d.sync += [patch.eq(given), copying.eq(1)]
             with m.If(self.header.valid & self.header.ready):
