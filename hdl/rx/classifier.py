@@ -249,6 +249,7 @@ class Classifier(wiring.Component):
         m.d.comb += vlan.eq(eth.ethertype == EtherType.VLAN)
         ip = from_wire(Ipv4Header(), header[8 * l3:8 * l4])
         l4_bytes = header[8 * l4:8 * self.HEADER_BYTES]
+        l4_header = from_wire(TcpHeader(), l4_bytes)     # (a UDP header's ports are there too)
         total_length = ip.total_length
 
         # -- Flow key: one per frame, from the header as soon as its ports are captured -------
@@ -266,12 +267,11 @@ class Classifier(wiring.Component):
                 m.d.sync += key_passed.eq(0)
             with m.Elif(slot[key_beat]):
                 m.d.sync += key_passed.eq(1)
-        ports = from_wire(TcpHeader(), l4_bytes)
         m.submodules.key_queue = key_queue = fifo.SyncFIFOBuffered(width=FlowKey().size,
                                                                    depth=self.KEY_QUEUE_DEPTH)
         key = Signal(FlowKey())
         m.d.comb += [key.protocol.eq(ip.protocol), key.src_ip.eq(ip.src), key.dst_ip.eq(ip.dst),
-                     key.src_port.eq(ports.src_port), key.dst_port.eq(ports.dst_port),
+                     key.src_port.eq(l4_header.src_port), key.dst_port.eq(l4_header.dst_port),
                      key_queue.w_en.eq(key_taken), key_queue.w_data.eq(key)]
         wiring.connect(m, key_queue.r_stream, wiring.flipped(self.key))
 
@@ -348,7 +348,7 @@ class Classifier(wiring.Component):
         # above 5 + k), registered: the data offset comes before the last beat of a frame that
         # is walked.
         assert (l4 + 12) // lanes < header_beat
-        doff = from_wire(TcpHeader(), l4_bytes).data_offset
+        doff = l4_header.data_offset
         option_words = Signal(self.OPTION_BYTES // 4)
         m.d.sync += option_words.eq(Cat(doff > TCP_HEADER // 4 + k for k in range(len(option_words))))
 

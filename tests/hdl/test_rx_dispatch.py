@@ -14,6 +14,7 @@ from model.protocol import IpProto, TcpFlag
 from model.packet import TcpSegment, build_tcp_frame
 from tb.amaranth_sim import recv_frame, send_frame
 from flow.tools import BUILD
+from test_classifier import header_key     # the classifier's key of a frame, from its bytes
 
 OUR_MAC, OUR_IP = "02:00:00:00:00:01", "192.0.2.1"
 PEER_MAC, PEER_IP = "02:00:00:00:00:02", "192.0.2.2"
@@ -29,13 +30,6 @@ def record(frame, verdict=None):
                    int.from_bytes(bytes([192, 0, 2, 1]), "big"))
     return {"verdict": verdict if verdict is not None else Verdict(ref.verdict),
             "cause": DropCause(ref.cause), "fields": ref.fields.as_dict()}
-
-
-def flow_key(frame):
-    """The classifier's key entry for a frame (``hdl.rx.classifier.FlowKey``)."""
-    word = lambda start, length: int.from_bytes(frame[start:start + length], "big")
-    return {"protocol": frame[23], "src_ip": word(26, 4), "dst_ip": word(30, 4),
-            "src_port": word(34, 2), "dst_port": word(36, 2)}
 
 
 def run_dispatch(data_width, cases, verdicts_after=0):
@@ -56,7 +50,7 @@ def run_dispatch(data_width, cases, verdicts_after=0):
 
     async def keys_in(ctx):
         for frame, *_ in cases:
-            ctx.set(dut.key.payload, flow_key(frame))
+            ctx.set(dut.key.payload, header_key(frame))
             ctx.set(dut.key.valid, 1)
             await ctx.tick().until(dut.key.ready)
         ctx.set(dut.key.valid, 0)
