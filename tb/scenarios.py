@@ -182,7 +182,8 @@ def socket_options(r):
     """Socket options that shape a connection reach the NIC when it is installed: a dut
     listener with SO_RCVBUF 1000 and TCP_MAXSEG 600 advertises a window of at most 1000
     (the 2 KiB ring less the cap) and offers MSS 600 to a peer that writes 3000 bytes and
-    reads 1500 back in 600-byte segments; an active socket with SO_SNDBUF 700 takes at most
+    reads 1500 back in 600-byte segments (a recv of 1500 with MSG_WAITALL is answered
+    once the 1000 bytes the cap allows are in); an active socket with SO_SNDBUF 700 takes at most
     700 bytes at a time; once connected the caps are fixed (EISCONN); SO_LINGER {1, 0} makes
     its close() a RST. Every value reads back as the model reports it (Linux's doubling)."""
     p1 = r.dut.spawn()
@@ -204,7 +205,10 @@ def socket_options(r):
     r.call(p1, "setsockopt", fd, SOL_SOCKET, SO_RCVBUF, 1500)       # EISCONN
     r.call(client, "send", cfd, bytes(range(250)) * 12, side="peer")
     r.run(300)                                                      # the window closes at 1000
-    for _ in range(3):
+    # MSG_WAITALL for more than SO_RCVBUF can hold: answered once the 1000 bytes are in
+    r.call(p1, "recv", fd, 1500, MSG_WAITALL)
+    r.run(50)
+    for _ in range(2):
         r.call(p1, "recv", fd, 1000)
         r.run(50)
     r.call(p1, "send", fd, b"y" * 1500)

@@ -9,8 +9,9 @@ the simulator and run on one short named scenario, which must FAIL with the scor
 - ``ack_off_by_one``: every ACK number the engine sends is one too high. Caught by
   ``handshake`` at its first ACK: the scoreboard is not a rubber stamp. (Before the run stopped
   at the difference, the peer answered every wrong ACK until the scenario's end: 385 s.)
-- ``length_one_bit_short``: the send length the engine passes to the send ring is one bit too
-  narrow (``range(S)`` for a value up to S), so a send that takes the whole empty 2 KiB ring
+- ``length_one_bit_short``: the bytes a WRITE gives the send ring (the host call's ``count``,
+  ``hdl/engine/host_call.py``) lose their top bit (11 bits for a value up to 2048), so a send
+  that takes the whole empty 2 KiB ring
   stores nothing and returns 0. Caught by ``host_limits`` (its 64 KiB write) and by campaign
   seeds that send 2048 bytes or more on an empty ring (seed 0 does).
 - ``shutdown_unchecked``: the host gate lets every SHUTDOWN through whatever the access table
@@ -53,9 +54,11 @@ MUTANTS = {
     "ack_off_by_one": (
         "hdl.engine.tcp_engine", "TcpEngine", "hdl.nic",
         r"hdr\.ack\.eq\(e_ack\)", "hdr.ack.eq(e_ack + 1)", "handshake"),
+    # the bytes a WRITE's send ring takes, one bit short of the 2 KiB ring's 12
     "length_one_bit_short": (
-        "hdl.engine.tcp_engine", "TcpEngine", "hdl.nic",
-        r"taken = Signal\(range\(S \+ 1\)\)", "taken = Signal(range(S))", "host_limits"),
+        "hdl.engine.host_call", "HostCall", "hdl.engine.tcp_engine",
+        r"v\.count\.eq\(min_of\(hc\.length, i\.snd_space\)\)",
+        "v.count.eq(min_of(hc.length, i.snd_space)[:11])", "host_limits"),
     "shutdown_unchecked": (
         "hdl.engine.host_gate", "HostGate", "hdl.engine.tcp_engine",
         r"self\.checked\.payload\.allowed\.eq\(access\.result\.payload\.allowed\)",

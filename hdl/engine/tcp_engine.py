@@ -12,8 +12,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from model.constants import (POLLERR, POLLHUP, POLLIN, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR,
-                             UDP_MAX_PAYLOAD, UDP_RECORD_BYTES)
+from model.constants import UDP_MAX_PAYLOAD, UDP_RECORD_BYTES
 from model.policy import RTT_SAMPLE_BITS, Policy
 from model.protocol import SACK_BLOCK_BYTES, SACK_MAX_BLOCKS
 
@@ -24,6 +23,7 @@ from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventK
 from hdl.buffers.stream_buffer import QUERY_LATENCY, StreamBuffer, ring_free
 from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, seq_le,
                             ring_count_bits, seq_lt, snd_wnd_bits)
+from hdl.engine.host_call import HostCall, HostNext
 from hdl.engine.host_gate import HostGate
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
@@ -89,13 +89,10 @@ class EngineStep(enum.Enum, shape=7):
     TIMER = 38
     TIMER_RTO = 39
     TIMER_PERSIST = 40
-    HOST_DECODE = 43        # host commands (model.host.Process), checked by the host gate
-    HOST_RESPOND = 44
-    HOST_READ = 46
+    HOST_DECODE = 43        # host commands (model.host.Process), checked by the host gate,
+    HOST_RESPOND = 44       # decided by hdl/engine/host_call.py
     HOST_READ_DATA = 47
     HOST_WINDOW_UPDATE = 48
-    HOST_WRITE = 49
-    UDP_READ = 53
     UDP_READ_HEADER = 54
     UDP_READ_CAPTURE = 55
     UDP_READ_DATA = 56
@@ -232,7 +229,7 @@ class TcpEngine(wiring.Component):
         inverted (``poison_collisions`` of the rings, the timers and the access table).
     send_ring_writer_error : Out(1)
         Only with ``debug=True``: the send ring's ``writer_error`` (a WRITE not at its tail
-        or longer than its free bytes: never, if HOST_WRITE clips as it should).
+        or longer than its free bytes: never, if HOST_DECODE clips as it should).
     """
 
     def __init__(self, *, data_width, connections, processes, policy=Policy(), neighbors=8,
@@ -329,7 +326,7 @@ class TcpEngine(wiring.Component):
                                                       read_queue=RING_READ_QUEUE_DEPTH,
                                                       poison_collisions=poison)
         # (the send ring's writes are the WRITEs, each at the tail and clipped to the free
-        # bytes by HOST_WRITE: their beats go in before the ring's decision)
+        # bytes by HOST_DECODE: their beats go in before the ring's decision)
         m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0, read_queue=RING_READ_QUEUE_DEPTH,
                                                       poison_collisions=poison,
                                                       range_sums=self._payload_sums,
@@ -559,6 +556,16 @@ class TcpEngine(wiring.Component):
             "rcv_reserve": t.rcv_reserve, "rx_head": rxq.head, "rx_tail": rxq.tail,
             "tx_head": txq.head, "tx_tail": txq.tail, "seq": seg_seq, "ack": seg_ack,
             "flags": seg_flags, "window": seg_wnd, "length": seg_plen}.items()]
+        # a host command's verdict (hdl/engine/host_call.py: model.host's calls), from the
+        # record, the rings' counts and the command; HOST_DECODE applies it
+        m.submodules.host_call = host_call = HostCall(pid_bits=len(hc.pid), ring_bits=ring_bits)
+        host_verdict = host_call.verdict
+        m.d.comb += [getattr(host_call.inputs, name).eq(value) for name, value in {
+            "kind": t.kind, "state": t.state, "error": t.error, "reset": t.reset,
+            "fin_received": t.fin_received, "was_connected": t.was_connected,
+            "shut_rd": t.shut_rd, "shut_wr": t.shut_wr, "peer_valid": t.template.peer_valid,
+            "readable": readable, "snd_space": snd_space, "rcv_cap": R - t.rcv_reserve,
+            "snd_cap": S - t.snd_reserve, "command": hc}.items()]
         in_synchronized = _one_of(state, *SYNCHRONIZED)
         in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
@@ -590,17 +597,6 @@ class TcpEngine(wiring.Component):
         def enter_time_wait():
             m.d.sync += [t.state.eq(TcpState.TIME_WAIT), t.rto_armed.eq(0), t.persist_armed.eq(0),
                          t.close_armed.eq(1), t.close_deadline.eq(now + P.time_wait)]
-
-        def close_send():
-            """``Tcb.close_send``: shutdown(SHUT_WR) or close() queues our FIN after the data."""
-            with m.If(state == TcpState.SYN_SENT):
-                enter_closed()
-            with m.Elif(state == TcpState.SYN_RECEIVED):
-                m.d.sync += t.fin_queued.eq(1)
-            with m.Elif(state == TcpState.ESTABLISHED):
-                m.d.sync += [t.fin_queued.eq(1), t.state.eq(TcpState.FIN_WAIT_1)]
-            with m.Elif(state == TcpState.CLOSE_WAIT):
-                m.d.sync += [t.fin_queued.eq(1), t.state.eq(TcpState.LAST_ACK)]
 
         def flags(**bits):
             return Cat(*(bits.get(name, Const(0, 1)) for name, _ in TcpFlags()))
@@ -931,11 +927,7 @@ class TcpEngine(wiring.Component):
                     with m.Case(_Event.RX):
                         goto(Mux(seg_udp, EngineStep.UDP_START, EngineStep.TCP_DECIDE))
                     with m.Case(_Event.HOST):
-                        # (a WRITE on a TCP connection, the one command whose latency the
-                        # wire sees, skips HOST_DECODE's choice: it is HOST_WRITE's)
-                        tcp_write = ((hc.op == HostOp.WRITE)
-                                     & (rec_rd.data.kind == ConnKind.TCP))
-                        goto(Mux(tcp_write, EngineStep.HOST_WRITE, EngineStep.HOST_DECODE))
+                        goto(EngineStep.HOST_DECODE)
                     with m.Case(_Event.CONTROL):
                         goto(EngineStep.CTL_LOADED)
                     with m.Case(_Event.TICK):
@@ -1517,106 +1509,62 @@ class TcpEngine(wiring.Component):
                         m.d.sync += wdata_drain.eq(1)
 
             with m.Case(EngineStep.HOST_DECODE):
-                is_tcp = t.kind == ConnKind.TCP
-                is_udp = t.kind == ConnKind.UDP
-                with m.If(~is_tcp & ~is_udp):
-                    answer_ebadf()
-                with m.Else():
-                    with m.Switch(hc.op):
-                        with m.Case(HostOp.READ):
-                            goto(Mux(is_udp, EngineStep.UDP_READ, EngineStep.HOST_READ))
-                        with m.Case(HostOp.WRITE):
-                            goto(Mux(is_udp, EngineStep.UDP_ROUTE, EngineStep.HOST_WRITE))
-                        with m.Case(HostOp.POLL):
-                            # Process._poll_mask
-                            rcv_shut = t.shut_rd | t.fin_received | t.reset
-                            tcp_mask = (Mux(t.error != Errno.OK, POLLERR, 0)
-                                        | Mux((rcv_shut & t.shut_wr) | (state == TcpState.CLOSED),
-                                              POLLHUP, 0)
-                                        | Mux(rcv_shut, POLLIN, 0)
-                                        | Mux(~in_syn_states & (readable != 0), POLLIN, 0)
-                                        | Mux(~in_syn_states & (t.shut_wr | (snd_space != 0)),
-                                              POLLOUT, 0))
-                            udp_mask = POLLOUT | Mux(readable != 0, POLLIN, 0)
-                            m.d.sync += rsp.revents.eq(Mux(is_udp, udp_mask, tcp_mask))
-                            respond(EngineStep.IDLE)
-                        with m.Case(HostOp.SHUTDOWN):
-                            # Process._shutdown
-                            shut_rd = hc.how != SHUT_WR
-                            shut_wr = hc.how != SHUT_RD
-                            with m.If(hc.how > SHUT_RDWR):
-                                m.d.sync += rsp.status.eq(Errno.EINVAL)
-                                respond(EngineStep.IDLE)
-                            with m.Elif(is_udp):
-                                with m.If(~t.template.peer_valid):
-                                    m.d.sync += rsp.status.eq(Errno.ENOTCONN)
-                                with m.Else():
-                                    m.d.sync += [t.shut_rd.eq(t.shut_rd | shut_rd),
-                                                 t.shut_wr.eq(t.shut_wr | shut_wr)]
-                                respond(EngineStep.WRITE_BACK)
-                            with m.Elif(state == TcpState.CLOSED):
-                                m.d.sync += rsp.status.eq(Errno.ENOTCONN)
-                                respond(EngineStep.IDLE)
-                            with m.Elif(state == TcpState.SYN_SENT):
-                                enter_closed()              # abandons the connection attempt
-                                respond(EngineStep.CLEAR_SEND_RING)
-                            with m.Else():
-                                m.d.sync += t.shut_rd.eq(t.shut_rd | shut_rd)
-                                with m.If(shut_wr & ~t.shut_wr):
-                                    m.d.sync += t.shut_wr.eq(1)
-                                    close_send()
-                                respond(EngineStep.DISPATCH)
-                        with m.Case(HostOp.CLOSE):
-                            # Host._release: the socket's last descriptor is gone
-                            with m.If(is_udp):
-                                m.d.sync += t.kind.eq(ConnKind.FREE)
-                                respond(EngineStep.WRITE_BACK)
-                            with m.Elif(hc.abort | ((readable != 0) & (state != TcpState.CLOSED))):
-                                # Tcb.abort: unread data (or a listener's pending connection;
-                                # none in SYN-RECEIVED)
-                                with m.If(in_synchronized & (state != TcpState.TIME_WAIT)):
-                                    m.d.sync += [ob.eq(_Outbox.ABORT), ob_seq.eq(t.snd_max)]
-                                enter_closed()
-                                m.d.sync += t.orphan.eq(1)
-                                respond(EngineStep.CLEAR_SEND_RING)
-                            with m.Else():
-                                # Tcb.close_send, then Tcb.orphaned
-                                close_send()
-                                m.d.sync += t.orphan.eq(1)
-                                with m.If(state == TcpState.FIN_WAIT_2):
-                                    m.d.sync += [t.close_armed.eq(1),
-                                                 t.close_deadline.eq(now + P.fin_wait_2_timeout)]
-                                respond(Mux(state == TcpState.SYN_SENT, EngineStep.CLEAR_SEND_RING,
-                                            EngineStep.DISPATCH))
-                        with m.Case(HostOp.GETERR):
-                            m.d.sync += [rsp.error.eq(t.error), t.error.eq(Errno.OK)]
-                            respond(EngineStep.WRITE_BACK)
-                        with m.Default():
-                            m.d.sync += rsp.status.eq(Errno.EINVAL)
-                            respond(EngineStep.IDLE)
-
-            with m.Case(EngineStep.HOST_READ):
-                # Process._recv for TCP
-                at_end = t.fin_received | t.shut_rd | (state == TcpState.CLOSED) | (t.error != Errno.OK)
-                wanted = Mux(hc.length < R, hc.length, R)
-                count = Mux(hc.length < readable, hc.length, readable)
-                with m.If((readable != 0) & hc.waitall & ~hc.nonblock & ~at_end & (readable < wanted)):
-                    m.d.sync += rsp.status.eq(Errno.EAGAIN)
-                    respond(EngineStep.IDLE)
-                with m.Elif((readable != 0) | (hc.length == 0)):
-                    m.d.sync += [rsp.count.eq(count), e_len.eq(count)]
-                    respond(EngineStep.HOST_READ_DATA)
-                with m.Elif((t.error != Errno.OK) & (state == TcpState.CLOSED)):
-                    m.d.sync += [rsp.status.eq(t.error), t.error.eq(Errno.OK)]
-                    respond(EngineStep.WRITE_BACK)
-                with m.Elif((state == TcpState.CLOSED) & ~t.was_connected & ~t.fin_received):
-                    m.d.sync += rsp.status.eq(Errno.ENOTCONN)
-                    respond(EngineStep.IDLE)
-                with m.Elif(at_end):
-                    respond(EngineStep.IDLE)                     # end of file: count 0
-                with m.Else():
-                    m.d.sync += rsp.status.eq(Errno.EAGAIN)
-                    respond(EngineStep.IDLE)
+                # the command's verdict (hdl/engine/host_call.py): its answer, the record's
+                # new fields, and what follows; a WRITE waits here for the send ring to take
+                # its command
+                v = host_verdict
+                m.d.sync += [rsp.status.eq(v.status), rsp.count.eq(v.count),
+                             rsp.revents.eq(v.revents), rsp.error.eq(v.error),
+                             drain_after.eq(v.drain), t.state.eq(v.state),
+                             t.shut_rd.eq(v.shut_rd), t.shut_wr.eq(v.shut_wr)]
+                with m.If(v.fin_queued):
+                    m.d.sync += t.fin_queued.eq(1)
+                with m.If(v.closed):
+                    enter_closed()
+                with m.If(v.abort_rst):
+                    m.d.sync += [ob.eq(_Outbox.ABORT), ob_seq.eq(t.snd_max)]
+                with m.If(v.orphan):
+                    m.d.sync += t.orphan.eq(1)
+                with m.If(v.fin_wait_2_timer):
+                    m.d.sync += [t.close_armed.eq(1), t.close_deadline.eq(now + P.fin_wait_2_timeout)]
+                with m.If(v.clear_error):
+                    m.d.sync += t.error.eq(Errno.OK)
+                with m.If(v.free):
+                    m.d.sync += t.kind.eq(ConnKind.FREE)
+                with m.Switch(v.next):
+                    for verdict, then_step in ((HostNext.IDLE, EngineStep.IDLE),
+                                               (HostNext.WRITE_BACK, EngineStep.WRITE_BACK),
+                                               (HostNext.DISPATCH, EngineStep.DISPATCH),
+                                               (HostNext.CLEAR_SEND_RING,
+                                                EngineStep.CLEAR_SEND_RING)):
+                        with m.Case(verdict):
+                            respond(then_step)
+                    with m.Case(HostNext.READ_DATA):
+                        m.d.sync += e_len.eq(v.count)
+                        respond(EngineStep.HOST_READ_DATA)
+                    with m.Case(HostNext.UDP_READ):
+                        goto(EngineStep.UDP_READ_HEADER)
+                    with m.Case(HostNext.UDP_ROUTE):
+                        goto(EngineStep.UDP_ROUTE)
+                    with m.Case(HostNext.WRITE_RING):
+                        # append at the tail: the ring takes `count` = min(length, free) bytes,
+                        # contiguous (free is at most the ring size, so it fits the ring's
+                        # write length whatever the 32-bit length); the beats after the ring's
+                        # last are drained (HOST_RESPOND). The answer and the new tail need not
+                        # wait for the ring's decision: it takes `count` (see
+                        # `tx_write_undecided`).
+                        lanes = self._data_width // 8
+                        beats_sent = (hc.length + (lanes - 1)) >> exact_log2(lanes)     # 33 bits
+                        beats_taken = (v.count + (lanes - 1)) >> exact_log2(lanes)
+                        m.d.comb += [tx_ring.write_cmd.valid.eq(1),
+                                     tx_ring.write_cmd.payload.offset.eq(txq.tail),
+                                     tx_ring.write_cmd.payload.length.eq(v.count),
+                                     tx_ring.write_cmd.payload.reserve.eq(t.snd_reserve)]
+                        with m.If(tx_ring.write_cmd.ready):
+                            m.d.comb += tx_write_starts.eq(1)
+                            m.d.sync += [drain_after.eq(beats_sent != beats_taken),
+                                         txq.tail.eq(txq.tail + v.count)]
+                            respond(EngineStep.DISPATCH)
 
             with m.Case(EngineStep.HOST_READ_DATA):
                 # the bytes go out on host_rdata; the ring moves its head unless peeking
@@ -1646,52 +1594,6 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.DISPATCH)
                 with m.Else():
                     goto(EngineStep.IDLE)
-
-            with m.Case(EngineStep.HOST_WRITE):
-                # Process._send for TCP
-                with m.If(t.error != Errno.OK):
-                    m.d.sync += [rsp.status.eq(t.error), t.error.eq(Errno.OK),
-                                 drain_after.eq(hc.length != 0)]
-                    respond(EngineStep.WRITE_BACK)
-                with m.Elif(t.shut_wr | ~_one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED,
-                                                       TcpState.ESTABLISHED, TcpState.CLOSE_WAIT)):
-                    m.d.sync += [rsp.status.eq(Errno.EPIPE), drain_after.eq(hc.length != 0)]
-                    respond(EngineStep.IDLE)
-                with m.Elif(hc.length == 0):
-                    respond(EngineStep.IDLE)
-                with m.Elif(in_syn_states | (snd_space == 0)
-                            | (~hc.nonblock & (snd_space < hc.length)
-                               & (hc.length <= S - t.snd_reserve))):
-                    m.d.sync += [rsp.status.eq(Errno.EAGAIN), drain_after.eq(1)]
-                    respond(EngineStep.IDLE)
-                with m.Else():
-                    # append at the tail: the ring takes min(length, free) bytes, contiguous
-                    # (free is at most the ring size, so it fits the ring's write length
-                    # whatever the 32-bit length); the beats after the ring's last are drained
-                    # (HOST_RESPOND). The answer and the new tail need not wait for the ring's
-                    # decision: it takes `taken` (see `tx_write_undecided`).
-                    lanes = self._data_width // 8
-                    taken = Signal(range(S + 1))
-                    m.d.comb += taken.eq(Mux(hc.length < snd_space, hc.length, snd_space))
-                    beats_sent = (hc.length + (lanes - 1)) >> exact_log2(lanes)     # 33 bits
-                    beats_taken = (taken + (lanes - 1)) >> exact_log2(lanes)
-                    m.d.comb += [tx_ring.write_cmd.valid.eq(1),
-                                 tx_ring.write_cmd.payload.offset.eq(txq.tail),
-                                 tx_ring.write_cmd.payload.length.eq(taken),
-                                 tx_ring.write_cmd.payload.reserve.eq(t.snd_reserve)]
-                    with m.If(tx_ring.write_cmd.ready):
-                        m.d.comb += tx_write_starts.eq(1)
-                        m.d.sync += [drain_after.eq(beats_sent != beats_taken),
-                                     rsp.count.eq(taken), txq.tail.eq(txq.tail + taken)]
-                        respond(EngineStep.DISPATCH)
-
-            with m.Case(EngineStep.UDP_READ):
-                with m.If(readable == 0):
-                    with m.If(~t.shut_rd):
-                        m.d.sync += rsp.status.eq(Errno.EAGAIN)
-                    respond(EngineStep.IDLE)
-                with m.Else():
-                    goto(EngineStep.UDP_READ_HEADER)
 
             with m.Case(EngineStep.UDP_READ_HEADER):
                 # the record header is peeked into the engine once earlier reads are out
