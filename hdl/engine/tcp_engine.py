@@ -28,7 +28,9 @@ from hdl.engine.host_gate import HostGate
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
 from hdl.engine.rx_fast_path import RxFastPath, advertised_window, receive_window
-from hdl.engine.timers import TIMERS, Timers, due_at
+from hdl.engine.timer_fire import LATENCY as TIMER_LATENCY
+from hdl.engine.timer_fire import TimerFire, TimerNext
+from hdl.engine.timers import TIMERS, Timers
 from hdl.engine.tx_segmenter import TxSegmenter
 from hdl.tx.framer import TxHeader
 from hdl.wire import L4Protocol, TcpFlags
@@ -86,9 +88,9 @@ class EngineStep(enum.Enum, shape=7):
     DISPATCH_PERSIST = 35
     TICK_START = 36         # timers (model.tcp.Tcb.on_timer): each connection the tick finds due
     TICK_NEXT = 37
-    TIMER = 38
-    TIMER_RTO = 39
-    TIMER_PERSIST = 40
+    TIMER = 38              # the timer verdict's clocks (hdl/engine/timer_fire.py)
+    TIMER_WAIT = 40
+    TIMER_FIRE = 39
     HOST_DECODE = 43        # host commands (model.host.Process), checked by the host gate,
     HOST_RESPOND = 44       # decided by hdl/engine/host_call.py
     HOST_READ_DATA = 47
@@ -566,6 +568,18 @@ class TcpEngine(wiring.Component):
             "shut_rd": t.shut_rd, "shut_wr": t.shut_wr, "peer_valid": t.template.peer_valid,
             "readable": readable, "snd_space": snd_space, "rcv_cap": R - t.rcv_reserve,
             "snd_cap": S - t.snd_reserve, "command": hc}.items()]
+        # what a tick does to a connection it finds due (hdl/engine/timer_fire.py:
+        # Tcb.on_timer); its verdict follows the record by two clocks (TIMER, TIMER_WAIT)
+        m.submodules.timer_fire = timer_fire = TimerFire(P)
+        timer_verdict = timer_fire.verdict
+        m.d.comb += [getattr(timer_fire.inputs, name).eq(value) for name, value in {
+            "live": (t.kind == ConnKind.TCP) & (state != TcpState.CLOSED), "state": state,
+            "now": now, "close_armed": t.close_armed, "close_deadline": t.close_deadline,
+            "rto_armed": t.rto_armed, "rto_deadline": t.rto_deadline,
+            "persist_armed": t.persist_armed, "persist_deadline": t.persist_deadline,
+            "persist_probes": t.persist_probes, "retries": t.retries,
+            "window_zero": t.snd_wnd == 0, "queued": queued != 0,
+            **({"rto": t.rto, "rto_base": t.rto_base} if rtt else {})}.items()]
         in_synchronized = _one_of(state, *SYNCHRONIZED)
         in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
@@ -1453,50 +1467,42 @@ class TcpEngine(wiring.Component):
                 goto(EngineStep.TICK_START)
 
             with m.Case(EngineStep.TIMER):
-                def due(deadline):
-                    return due_at(deadline, now)
-                with m.If((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
-                    goto(EngineStep.TICK_NEXT)
-                with m.Elif(t.close_armed & due(t.close_deadline)):
+                # the timer verdict's registers follow the record loaded (TimerFire)
+                assert TIMER_LATENCY == 2, "TIMER and TIMER_WAIT wait the timer verdict's clocks"
+                goto(EngineStep.TIMER_WAIT)
+
+            with m.Case(EngineStep.TIMER_WAIT):
+                goto(EngineStep.TIMER_FIRE)
+
+            with m.Case(EngineStep.TIMER_FIRE):
+                # Tcb.on_timer: what fired, and the timer fields it leaves
+                v = timer_verdict
+                m.d.sync += [t.retries.eq(v.retries), t.rto_deadline.eq(v.rto_deadline),
+                             t.persist_deadline.eq(v.persist_deadline),
+                             t.persist_probes.eq(v.persist_probes)]
+                if rtt:
+                    m.d.sync += t.rto.eq(v.rto)
+                with m.If(v.closed):
                     enter_closed()
-                    goto(EngineStep.CLEAR_SEND_RING)
-                with m.Elif(t.rto_armed & due(t.rto_deadline) & in_synchronized
-                            & (t.snd_wnd == 0) & (queued != 0)):
-                    # the peer's window is closed: probe instead, without counting a retry
-                    m.d.sync += [t.rto_armed.eq(0), t.retries.eq(0), t.snd_nxt.eq(t.snd_una),
-                                 t.persist_armed.eq(1),
-                                 t.persist_deadline.eq(now + persist_table[t.persist_probes])]
-                    if rtt:
-                        m.d.sync += [t.rto.eq(t.rto_base), t.rtt_timing.eq(0)]
-                    goto(EngineStep.TIMER_PERSIST)
-                with m.Elif(t.rto_armed & due(t.rto_deadline)):
-                    goto(EngineStep.TIMER_RTO)
-                with m.Elif(t.persist_armed & due(t.persist_deadline)):
-                    goto(EngineStep.TIMER_PERSIST)
-                with m.Else():
-                    goto(EngineStep.TICK_NEXT)
-
-            with m.Case(EngineStep.TIMER_RTO):
-                m.d.sync += t.retries.eq(t.retries + 1)
-                with m.If(t.retries == P.max_retries):
+                with m.If(v.timed_out):
                     enter_reset(Errno.ETIMEDOUT)
-                    goto(EngineStep.CLEAR_SEND_RING)
-                with m.Else():
-                    if rtt:
-                        rto = Mux(t.rto > P.rto_max >> 1, P.rto_max, t.rto << 1)
-                        m.d.sync += [t.rto.eq(rto), t.rtt_timing.eq(0)]    # Karn, as above
-                    else:
-                        rto = rto_table[t.retries + 1]
-                    m.d.sync += [t.rto_deadline.eq(now + rto),
-                                 t.snd_nxt.eq(t.snd_una), t.dupacks.eq(0)]
-                    goto(EngineStep.TIMER_PERSIST)
-
-            with m.Case(EngineStep.TIMER_PERSIST):
-                with m.If(t.persist_armed & due_at(t.persist_deadline, now)):
-                    probes = Mux(t.persist_probes == 15, 15, t.persist_probes + 1)
-                    m.d.sync += [ob.eq(_Outbox.PROBE), t.persist_probes.eq(probes),
-                                 t.persist_deadline.eq(now + persist_table[probes])]
-                goto(EngineStep.DISPATCH)
+                with m.If(v.zero_window):
+                    # the peer's window is closed: probe instead, without counting a retry
+                    m.d.sync += [t.rto_armed.eq(0), t.snd_nxt.eq(t.snd_una), t.persist_armed.eq(1)]
+                with m.If(v.rto_fired):
+                    m.d.sync += [t.snd_nxt.eq(t.snd_una), t.dupacks.eq(0)]
+                if rtt:
+                    with m.If(v.zero_window | v.rto_fired):
+                        m.d.sync += t.rtt_timing.eq(0)      # Karn: no sample from a resend
+                with m.If(v.probe):
+                    m.d.sync += ob.eq(_Outbox.PROBE)
+                with m.Switch(v.next):
+                    with m.Case(TimerNext.NONE):
+                        goto(EngineStep.TICK_NEXT)
+                    with m.Case(TimerNext.CLOSED):
+                        goto(EngineStep.CLEAR_SEND_RING)
+                    with m.Case(TimerNext.DISPATCH):
+                        goto(EngineStep.DISPATCH)
 
             # ----- host commands ------------------------------------------------------------
             with m.Case(EngineStep.HOST_RESPOND):
