@@ -74,6 +74,8 @@ BLOCKS = {
     "host_gate": ("hdl.engine.host_gate", "HostGate", {"connections": 64, "processes": 16}),
     # the reference NIC's host calls (16 processes: 4-bit pids; 2 KiB rings: 16-bit counts)
     "host_call": ("hdl.engine.host_call", "HostCall", {"pid_bits": 4, "ring_bits": 16}),
+    # the reference NIC's ACK verdict (2 KiB rings: 16-bit ring counts)
+    "rx_ack": ("hdl.engine.rx_ack", "RxAck", {"policy": NIC_POLICY, "ring_bits": 16}),
     # a tick's verdict for a due connection, with Linux's RTO (the estimated RTO doubled)
     "timer_fire": ("hdl.engine.timer_fire", "TimerFire",
                    {"policy": replace(NIC_POLICY, **LINUX_RTO)}),

@@ -27,6 +27,8 @@ from hdl.engine.host_call import HostCall, HostNext
 from hdl.engine.host_gate import HostGate
 from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
+from hdl.engine.rx_ack import LATENCY as ACK_LATENCY
+from hdl.engine.rx_ack import RxAck
 from hdl.engine.rx_fast_path import RxFastPath, advertised_window, receive_window
 from hdl.engine.timer_fire import LATENCY as TIMER_LATENCY
 from hdl.engine.timer_fire import TimerFire, TimerNext
@@ -68,8 +70,8 @@ class EngineStep(enum.Enum, shape=7):
     TCP_RST = 13
     TCP_ACK = 14
     TCP_ACK_RELEASE = 15
-    TCP_ACK_RESULT = 16
-    TCP_ACK_TRANSITIONS = 17
+    TCP_ACK_WAIT = 16       # the ACK verdict's second clock (hdl/engine/rx_ack.py)
+    TCP_ACK_APPLY = 17
     TCP_DATA = 18
     TCP_DATA_WRITE = 19
     TCP_DECIDE = 20         # the fast path's first clock (hdl/engine/rx_fast_path.py)
@@ -568,6 +570,16 @@ class TcpEngine(wiring.Component):
             "shut_rd": t.shut_rd, "shut_wr": t.shut_wr, "peer_valid": t.template.peer_valid,
             "readable": readable, "snd_space": snd_space, "rcv_cap": R - t.rcv_reserve,
             "snd_cap": S - t.snd_reserve, "command": hc}.items()]
+        # what a segment's ACK field does (hdl/engine/rx_ack.py: Tcb._process_ack); its
+        # verdict follows the record and segment by two clocks (TCP_ACK, TCP_ACK_WAIT)
+        m.submodules.rx_ack = rx_ack = RxAck(P, ring_bits)
+        ack_verdict = rx_ack.verdict
+        m.d.comb += [getattr(rx_ack.inputs, name).eq(value) for name, value in {
+            "state": state, "iss": t.iss, "snd_una": t.snd_una, "snd_nxt": t.snd_nxt,
+            "snd_max": t.snd_max, "snd_wnd": t.snd_wnd, "snd_wl1": t.snd_wl1,
+            "snd_wl2": t.snd_wl2, "queued": queued, "dupacks": t.dupacks,
+            "fin_acked": t.fin_acked, "orphan": t.orphan, "seq": seg_seq, "ack": seg_ack,
+            "peer_wnd": peer_wnd, "carries_data": (seg_plen != 0) | seg_flags.fin}.items()]
         # what a tick does to a connection it finds due (hdl/engine/timer_fire.py:
         # Tcb.on_timer); its verdict follows the record by two clocks (TIMER, TIMER_WAIT)
         m.submodules.timer_fire = timer_fire = TimerFire(P)
@@ -691,7 +703,7 @@ class TcpEngine(wiring.Component):
         def fast_store():
             """The receive fast path, all of Tcb.process and Tcb.dispatch for its segment:
             TCP_ACCEPT: acceptable; TCP_RST: no RST or SYN, ACK set; TCP_ACK: nothing newly
-            acknowledged, no duplicate (it carries data); TCP_ACK_RESULT: the send window;
+            acknowledged, no duplicate (it carries data); TCP_ACK_APPLY: the send window;
             TCP_DATA and TCP_DATA_WRITE: the payload goes in whole, so the tail moves by its
             length (no range held); TCP_FIN: none; DISPATCH: no outbox and nothing unsent, so
             DISPATCH_ACK's pure ACK of the new RCV.NXT, sent after the receive path's action."""
@@ -1165,42 +1177,52 @@ class TcpEngine(wiring.Component):
                     goto(EngineStep.TCP_ACK)
 
             with m.Case(EngineStep.TCP_ACK):
-                # fifth: ACK (Tcb._process_ack)
-                advance = Signal(signed(32))
-                acked = Signal(signed(33))
-                released = Signal(range(S + 1))     # the acknowledged bytes the ring holds
-                m.d.comb += [advance.eq((seg_ack - t.snd_una)[:32].as_signed()),
-                             acked.eq(advance - ~syn_acked),
-                             released.eq(Mux(acked < queued, acked, queued))]
-                carries_data = (seg_plen != 0) | seg_flags.fin
-                with m.If(seq_lt(t.snd_max, seg_ack)):
+                # fifth: ACK (Tcb._process_ack): the ACK verdict's registers follow the
+                # record, as the steps before left it, and the segment (RxAck)
+                assert ACK_LATENCY == 2, "TCP_ACK and TCP_ACK_WAIT wait the ACK verdict's clocks"
+                goto(EngineStep.TCP_ACK_WAIT)
+
+            with m.Case(EngineStep.TCP_ACK_WAIT):
+                goto(EngineStep.TCP_ACK_APPLY)
+
+            with m.Case(EngineStep.TCP_ACK_APPLY):
+                v = ack_verdict
+                with m.If(v.unsent):
                     m.d.sync += t.ack_needed.eq(1)         # acknowledges what we never sent
                     finish()
-                with m.Elif(advance > 0):
-                    m.d.sync += [acked_bytes.eq(released),
-                                 t.fin_acked.eq(t.fin_acked | (acked > queued)),
-                                 t.snd_una.eq(seg_ack), t.retries.eq(0), t.dupacks.eq(0),
-                                 t.rto_armed.eq(seg_ack != t.snd_max),
-                                 t.rto_deadline.eq(now + P.rto_initial)]
-                    with m.If(seq_lt(t.snd_nxt, seg_ack)):
-                        m.d.sync += t.snd_nxt.eq(seg_ack)
-                    goto(EngineStep.TCP_ACK_RELEASE)
-                    rtt_ack(EngineStep.TCP_ACK_RELEASE)
                 with m.Else():
-                    with m.If((advance == 0) & ~carries_data & (peer_wnd == t.snd_wnd)
-                              & (t.snd_wnd != 0) & (t.snd_una != t.snd_max)):
-                        with m.If(t.dupacks != 4):
-                            m.d.sync += t.dupacks.eq(t.dupacks + 1)
-                        with m.If(t.dupacks == P.dupack_threshold - 1):
-                            m.d.sync += ob.eq(_Outbox.FAST)
-                            if rtt:
-                                m.d.sync += t.rtt_timing.eq(0)  # Karn: no sample from a resend
-                    goto(EngineStep.TCP_ACK_RESULT)
+                    m.d.sync += [t.snd_una.eq(v.snd_una), t.snd_nxt.eq(v.snd_nxt),
+                                 t.fin_acked.eq(v.fin_acked), t.dupacks.eq(v.dupacks),
+                                 t.state.eq(v.state), acked_bytes.eq(v.released)]
+                    with m.If(v.advanced):
+                        m.d.sync += [t.retries.eq(0), t.rto_armed.eq(v.rto_running),
+                                     t.rto_deadline.eq(now + P.rto_initial)]
+                    with m.If(v.fast_retransmit):
+                        m.d.sync += ob.eq(_Outbox.FAST)
+                        if rtt:
+                            m.d.sync += t.rtt_timing.eq(0)      # Karn: no sample from a resend
+                    with m.If(v.window_update):
+                        m.d.sync += [t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq),
+                                     t.snd_wl2.eq(seg_ack)]
+                    with m.If(v.persist_stop):
+                        m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
+                    with m.If(v.fin_wait_2_timer):
+                        m.d.sync += [t.close_armed.eq(1),
+                                     t.close_deadline.eq(now + P.fin_wait_2_timeout)]
+                    with m.If(v.time_wait):
+                        enter_time_wait()
+                    with m.If(v.closed):
+                        enter_closed()                      # (the whole send ring goes)
+                        goto(EngineStep.CLEAR_SEND_RING)
+                    with m.Else():
+                        goto(EngineStep.TCP_ACK_RELEASE)
+                        with m.If(v.advanced):
+                            rtt_ack(EngineStep.TCP_ACK_RELEASE)
 
             with m.Case(EngineStep.TCP_ACK_RELEASE):
                 # the acknowledged bytes leave the send ring
                 with m.If(acked_bytes == 0):
-                    goto(EngineStep.TCP_ACK_RESULT)
+                    goto(EngineStep.TCP_DATA)
                 with m.Else():
                     m.d.comb += [tx_ring.read_cmd.valid.eq(1),
                                  tx_ring.read_cmd.payload.length.eq(acked_bytes),
@@ -1209,31 +1231,7 @@ class TcpEngine(wiring.Component):
                         # the ring's head moves by exactly that (no requery: the ring's
                         # later commands are decided after this one)
                         m.d.sync += txq.head.eq(txq.head + acked_bytes)
-                        goto(EngineStep.TCP_ACK_RESULT)
-
-            with m.Case(EngineStep.TCP_ACK_RESULT):
-                # the send window (SND.WL1/WL2)
-                with m.If(seq_lt(t.snd_wl1, seg_seq)
-                          | ((t.snd_wl1 == seg_seq) & seq_le(t.snd_wl2, seg_ack))):
-                    m.d.sync += [t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq), t.snd_wl2.eq(seg_ack)]
-                    with m.If(seg_wnd != 0):
-                        m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
-                goto(EngineStep.TCP_ACK_TRANSITIONS)
-
-            with m.Case(EngineStep.TCP_ACK_TRANSITIONS):
-                # what an acknowledged FIN means in each state
-                goto(EngineStep.TCP_DATA)
-                with m.If(t.fin_acked):
-                    with m.If(state == TcpState.FIN_WAIT_1):
-                        m.d.sync += t.state.eq(TcpState.FIN_WAIT_2)
-                        with m.If(t.orphan):
-                            m.d.sync += [t.close_armed.eq(1),
-                                         t.close_deadline.eq(now + P.fin_wait_2_timeout)]
-                    with m.Elif(state == TcpState.CLOSING):
-                        enter_time_wait()
-                    with m.Elif(state == TcpState.LAST_ACK):
-                        enter_closed()
-                        goto(EngineStep.CLEAR_SEND_RING)
+                        goto(EngineStep.TCP_DATA)
 
             with m.Case(EngineStep.TCP_DATA):
                 # seventh: segment text
