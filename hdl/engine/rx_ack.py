@@ -137,7 +137,8 @@ class RxAck(wiring.Component):
         acked = Mux(syn_acked, advance, advance_less_syn)   # less the SYN's number
         advanced = ~unsent & (advance > 0)
         duplicate = ~unsent & (advance == 0) & repeats_window
-        covers_fin = advanced & (acked > i.queued)
+        # (both compares side by side, the SYN's choice after them)
+        covers_fin = advanced & Mux(syn_acked, advance > i.queued, advance_less_syn > i.queued)
         fin_acked = i.fin_acked | covers_fin
         m.d.sync += [
             v.unsent.eq(unsent),
