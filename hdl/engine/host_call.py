@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.constants import POLLERR, POLLHUP, POLLIN, POLLOUT, SHUT_RD, SHUT_RDWR, SHUT_WR
 
-from hdl.engine.tcb import SYNCHRONIZED, ConnKind, Errno, TcpState
+from hdl.engine.tcb import SYNCHRONIZED, ConnKind, Errno, TcpState, one_of
 from hdl.ports import HostCommand, HostOp, HostResponse
 
 __all__ = ["HostNext", "HostCallInput", "HostCallVerdict", "HostCall"]
@@ -114,8 +114,8 @@ class HostCall(wiring.Component):
         is_tcp = i.kind == ConnKind.TCP
         is_udp = i.kind == ConnKind.UDP
         has_error = i.error != Errno.OK
-        in_syn_states = (state == TcpState.SYN_SENT) | (state == TcpState.SYN_RECEIVED)
-        synchronized = Cat(state == s for s in SYNCHRONIZED).any()
+        in_syn_states = one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
+        synchronized = one_of(state, *SYNCHRONIZED)
 
         def answer(next_step, status=Errno.OK):
             m.d.comb += [v.next.eq(next_step), v.status.eq(status)]
@@ -172,9 +172,8 @@ class HostCall(wiring.Component):
                 with m.Case(HostOp.WRITE):
                     # Process._send (a UDP datagram's checks need its route: UDP_SEND)
                     some = hc.length != 0
-                    may_send = Cat(state == s for s in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED,
-                                                        TcpState.ESTABLISHED,
-                                                        TcpState.CLOSE_WAIT)).any()
+                    may_send = one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED,
+                                      TcpState.ESTABLISHED, TcpState.CLOSE_WAIT)
                     with m.If(is_udp):
                         answer(HostNext.UDP_ROUTE)
                     with m.Elif(has_error):

@@ -16,7 +16,7 @@ from amaranth import *
 from amaranth.lib import data, enum
 from amaranth.utils import exact_log2
 
-from hdl.engine.tcb import SYNCHRONIZED, ConnKind, TcpState, seq_lt
+from hdl.engine.tcb import SYNCHRONIZED, ConnKind, TcpState, one_of, seq_lt
 from hdl.engine.timers import due_at
 from hdl.buffers.stream_buffer import ring_free
 
@@ -115,11 +115,11 @@ def _segment_kind(rec, rxq, seg, rcv_bytes):
 
 def _timer_kind(t, now, queued, max_retries):
     """The :class:`TimerKind` that fires for the loaded record `t` at tick `now` (the engine's
-    ``TIMER`` step tests these in this order)."""
+    timer verdict, ``hdl/engine/timer_fire.py``, tests these in this order)."""
     def due(deadline):
         return due_at(deadline, now)
     K = TimerKind
-    synchronized = Cat(t.state == s for s in SYNCHRONIZED).any()
+    synchronized = one_of(t.state, *SYNCHRONIZED)
     return Mux((t.kind != ConnKind.TCP) | (t.state == TcpState.CLOSED), K.NONE,
            Mux(t.close_armed & due(t.close_deadline),
                Mux(t.state == TcpState.TIME_WAIT, K.TIME_WAIT, K.CLOSE),

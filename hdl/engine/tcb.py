@@ -14,14 +14,19 @@ tests (:data:`SYNCHRONIZED`, :data:`RECEIVING`) from ``model.tcp``'s.
 import types
 
 from amaranth.lib import data, enum
-from amaranth.hdl import Value
+from amaranth.hdl import Cat, Value
 
 from hdl.engine.rtt import RTO_BITS, RttState
 from model import errors, tcp
 from model.protocol import WSCALE_MAX
 
 __all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING",
-           "seq_lt", "seq_le", "snd_wnd_bits", "ring_count_bits"]
+           "seq_lt", "seq_le", "snd_wnd_bits", "ring_count_bits", "one_of"]
+
+
+def one_of(view, *members):
+    """The enum-typed `view` holds one of `members` (a state set such as :data:`SYNCHRONIZED`)."""
+    return Cat(view == member for member in members).any()
 
 
 def seq_lt(a, b):

@@ -21,8 +21,8 @@ from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
                     HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
 from hdl.buffers.stream_buffer import QUERY_LATENCY, StreamBuffer, ring_free
-from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, seq_le,
-                            ring_count_bits, seq_lt, snd_wnd_bits)
+from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, one_of,
+                            seq_le, ring_count_bits, seq_lt, snd_wnd_bits)
 from hdl.engine.host_call import HostCall, HostNext
 from hdl.engine.host_gate import HostGate
 from hdl.engine.observe import EngineObservation, EventSource, observe
@@ -131,11 +131,6 @@ class _Outbox(enum.Enum, shape=3):
     ABORT = 2       # <SEQ=SND.MAX><CTL=RST,ACK>: close() with unread data
     PROBE = 3       # <SEQ=SND.UNA-1><CTL=ACK>: zero-window probe
     FAST = 4        # fast retransmit of the first segment at SND.UNA
-
-
-def _one_of(view, *members):
-    """The enum-typed `view` holds one of `members`."""
-    return Cat(view == member for member in members).any()
 
 
 
@@ -507,7 +502,6 @@ class TcpEngine(wiring.Component):
         snd_space = Signal(range(S + 1))    # send_space: the ring's free bytes within the cap
         queued = Signal(range(S + 1))       # len(send_queue)
         readable = Signal(range(R + 1))
-        syn_acked = Signal()
         offset = Signal(32)                 # SND.NXT - SND.UNA
         unsent = Signal(signed(34))
         eff_mss = t.eff_mss
@@ -539,7 +533,6 @@ class TcpEngine(wiring.Component):
             snd_space.eq(Mux(tx_free > t.snd_reserve, tx_free - t.snd_reserve, 0)),
             queued.eq(txq.tail - txq.head),
             readable.eq(rxq.tail - rxq.head),
-            syn_acked.eq(seq_lt(t.iss, t.snd_una)),
             offset.eq(t.snd_nxt - t.snd_una),
             unsent.eq(queued - offset),
         ]
@@ -592,8 +585,8 @@ class TcpEngine(wiring.Component):
             "persist_probes": t.persist_probes, "retries": t.retries,
             "window_zero": t.snd_wnd == 0, "queued": queued != 0,
             **({"rto": t.rto, "rto_base": t.rto_base} if rtt else {})}.items()]
-        in_synchronized = _one_of(state, *SYNCHRONIZED)
-        in_syn_states = _one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
+        in_synchronized = one_of(state, *SYNCHRONIZED)
+        in_syn_states = one_of(state, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
 
         if not rtt:
             rto_table = Array(Const(P.rto_after(k), 16) for k in range(16))
@@ -974,7 +967,7 @@ class TcpEngine(wiring.Component):
                 # a connection that reached CLOSED
                 write_back()
                 tcp0 = (kind0 == ConnKind.TCP)
-                with m.If(tcp0 & _one_of(state0, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
+                with m.If(tcp0 & one_of(state0, TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
                           & in_synchronized):
                     goto(EngineStep.PUSH_SYNC_EVENT)
                 with m.Elif(tcp0 & (state0 != TcpState.CLOSED) & (state == TcpState.CLOSED)):
@@ -1152,7 +1145,7 @@ class TcpEngine(wiring.Component):
                     with m.Else():
                         with m.If(state == TcpState.SYN_RECEIVED):
                             enter_reset(Mux(t.passive, Errno.OK, Errno.ECONNREFUSED))
-                        with m.Elif(_one_of(state, TcpState.CLOSING, TcpState.LAST_ACK)):
+                        with m.Elif(one_of(state, TcpState.CLOSING, TcpState.LAST_ACK)):
                             enter_closed()
                         with m.Else():
                             enter_reset(Errno.ECONNRESET)
@@ -1235,7 +1228,7 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.TCP_DATA):
                 # seventh: segment text
-                with m.If(payload_kept & _one_of(state, *RECEIVING)):
+                with m.If(payload_kept & one_of(state, *RECEIVING)):
                     with m.If(t.orphan & seq_lt(rcv_nxt, seg_seq + seg_plen)):
                         # data for a closed socket: RST in reply, and the connection is gone
                         m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
@@ -1265,7 +1258,7 @@ class TcpEngine(wiring.Component):
             with m.Case(EngineStep.TCP_FIN):
                 # eighth: FIN, taken when everything before it is in; one beyond a hole is
                 # remembered by its sequence number
-                new_fin = fin_kept & ~t.fin_received & _one_of(state, *RECEIVING)
+                new_fin = fin_kept & ~t.fin_received & one_of(state, *RECEIVING)
                 fin_seq = Signal(32)
                 m.d.comb += fin_seq.eq(Mux(new_fin, seg_seq + seg_plen, t.fin_seq))
                 with m.If(new_fin):
@@ -1277,7 +1270,7 @@ class TcpEngine(wiring.Component):
 
             with m.Case(EngineStep.TCP_TAKE_FIN):
                 m.d.sync += t.fin_received.eq(1)
-                with m.If(_one_of(state, TcpState.ESTABLISHED, TcpState.SYN_RECEIVED)):
+                with m.If(one_of(state, TcpState.ESTABLISHED, TcpState.SYN_RECEIVED)):
                     m.d.sync += t.state.eq(TcpState.CLOSE_WAIT)
                 with m.Elif(state == TcpState.FIN_WAIT_1):
                     with m.If(t.fin_acked):

@@ -21,7 +21,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.engine.rtt import RTO_BITS
-from hdl.engine.tcb import SYNCHRONIZED, TcpState
+from hdl.engine.tcb import SYNCHRONIZED, TcpState, one_of
 from hdl.engine.timers import due_at
 
 __all__ = ["TimerNext", "TimerFireInput", "TimerFireVerdict", "TimerFire", "LATENCY"]
@@ -111,7 +111,7 @@ class TimerFire(wiring.Component):
         persist_table = Array(Const(P.persist_after(k), 16) for k in range(16))
 
         # first clock, side by side: what is due, and every deadline a firing could set
-        synchronized = Cat(i.state == s for s in SYNCHRONIZED).any()
+        synchronized = one_of(i.state, *SYNCHRONIZED)
         close_due = Signal()
         rto_due = Signal()
         persist_due = Signal()
