@@ -76,6 +76,8 @@ BLOCKS = {
     "host_call": ("hdl.engine.host_call", "HostCall", {"pid_bits": 4, "ring_bits": 16}),
     # the reference NIC's ACK verdict (2 KiB rings: 16-bit ring counts)
     "rx_ack": ("hdl.engine.rx_ack", "RxAck", {"policy": NIC_POLICY, "ring_bits": 16}),
+    # the reference NIC's segment check (what comes before the ACK field)
+    "rx_check": ("hdl.engine.rx_check", "RxCheck", {"policy": NIC_POLICY, "ring_bits": 16}),
     # a tick's verdict for a due connection, with Linux's RTO (the estimated RTO doubled)
     "timer_fire": ("hdl.engine.timer_fire", "TimerFire",
                    {"policy": replace(NIC_POLICY, **LINUX_RTO)}),

@@ -257,67 +257,12 @@ class Tcb:
     # ----- segment arrival (RFC 9293 3.10.7) --------------------------------------------
 
     def process(self, seg: TcpSegment, now: int):
-        if self.state == State.SYN_SENT:
-            self._process_syn_sent(seg, now)
+        kept = self._check_segment(seg, now)
+        if kept is None:
             return
-        if self.state in (State.CLOSED, State.LISTEN):
-            return
-        if self.state == State.TIME_WAIT:
-            self._process_time_wait(seg, now)
-            return
-        flags = seg.flags
-        # SYN-RECEIVED: a retransmitted SYN means our SYN-ACK was lost; send it again
-        if self.state == State.SYN_RECEIVED and flags & TcpFlag.SYN and not flags & TcpFlag.ACK \
-                and seg.seq == self.irs:
-            self.snd_nxt = self.iss
-            return
-        # SYN-RECEIVED after a simultaneous open: the peer's SYN-ACK completes the handshake
-        if self.state == State.SYN_RECEIVED and flags & TcpFlag.SYN and flags & TcpFlag.ACK \
-                and seg.seq == self.irs and not flags & TcpFlag.RST:
-            if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
-                self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
-                self.snd_una = seg.ack
-                self._rtt_ack(seg.ack, now)
-                self.rto_deadline, self.retries, self.rto = None, 0, self.rto_after(0)
-                self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
-                self.ack_needed = True
-            return
-        # first: sequence number check
-        payload, fin = seg.payload, bool(flags & TcpFlag.FIN)
-        if not self._acceptable(seg):
-            if self.rcv_wnd == 0 and seg.seq == self.rcv_nxt and not flags & (TcpFlag.RST | TcpFlag.SYN):
-                payload, fin = b"", False          # RFC 9293: still take ACKs at a zero window
-                self.ack_needed = True
-            else:
-                if not flags & TcpFlag.RST:
-                    self.ack_needed = True
-                return
-        # second: RST (RFC 5961 3.2)
-        if flags & TcpFlag.RST:
-            if seg.seq != self.rcv_nxt:
-                self._challenge_ack()
-            elif self.state == State.SYN_RECEIVED:
-                self._enter_reset(None if self.passive else Errno.ECONNREFUSED)
-            elif self.state in (State.CLOSING, State.LAST_ACK):
-                self._enter_closed()
-            else:
-                self._enter_reset(Errno.ECONNRESET)
-            return
-        # fourth: SYN in a synchronized state (RFC 5961 4.2)
-        if flags & TcpFlag.SYN:
-            self._challenge_ack()
-            return
-        # fifth: ACK
-        if not flags & TcpFlag.ACK:
-            return
-        if self.state == State.SYN_RECEIVED:
-            if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
-                self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
-                self.snd_wnd, self.snd_wl1, self.snd_wl2 = self._peer_wnd(seg), seg.seq, seg.ack
-            else:
-                self.outbox.append(self._segment(seg.ack, TcpFlag.RST, with_ack=False))
-                return
-        if not self._process_ack(seg, bool(seg.payload) or bool(flags & TcpFlag.FIN), now):
+        payload, fin = kept
+        # fifth: ACK (the ACK bit and SYN-RECEIVED's handshake were _check_segment's)
+        if not self._process_ack(seg, bool(seg.payload) or bool(seg.flags & TcpFlag.FIN), now):
             return
         if self.state == State.CLOSED:
             return
@@ -340,6 +285,73 @@ class Tcb:
             self.fin_seq = seq_add(seg.seq, len(payload))
         if self.fin_seq is not None and not self.fin_received and self.fin_seq == self.rcv_nxt:
             self._take_fin(now)
+
+    def _check_segment(self, seg: TcpSegment, now: int) -> tuple[bytes, bool] | None:
+        """Tcb.process up to the fifth step's ACK processing: SYN-SENT, TIME-WAIT and the
+        SYN-RECEIVED special cases whole, then the sequence number check, RST, SYN and the
+        ACK bit (SYN-RECEIVED's ACK completing the handshake). Returns the payload and FIN
+        the later steps take (none at a zero window), or None: the segment ends here."""
+        if self.state == State.SYN_SENT:
+            self._process_syn_sent(seg, now)
+            return None
+        if self.state in (State.CLOSED, State.LISTEN):
+            return None
+        if self.state == State.TIME_WAIT:
+            self._process_time_wait(seg, now)
+            return None
+        flags = seg.flags
+        # SYN-RECEIVED: a retransmitted SYN means our SYN-ACK was lost; send it again
+        if self.state == State.SYN_RECEIVED and flags & TcpFlag.SYN and not flags & TcpFlag.ACK \
+                and seg.seq == self.irs:
+            self.snd_nxt = self.iss
+            return None
+        # SYN-RECEIVED after a simultaneous open: the peer's SYN-ACK completes the handshake
+        if self.state == State.SYN_RECEIVED and flags & TcpFlag.SYN and flags & TcpFlag.ACK \
+                and seg.seq == self.irs and not flags & TcpFlag.RST:
+            if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
+                self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
+                self.snd_una = seg.ack
+                self._rtt_ack(seg.ack, now)
+                self.rto_deadline, self.retries, self.rto = None, 0, self.rto_after(0)
+                self.snd_wnd, self.snd_wl1, self.snd_wl2 = seg.window, seg.seq, seg.ack
+                self.ack_needed = True
+            return None
+        # first: sequence number check
+        payload, fin = seg.payload, bool(flags & TcpFlag.FIN)
+        if not self._acceptable(seg):
+            if self.rcv_wnd == 0 and seg.seq == self.rcv_nxt and not flags & (TcpFlag.RST | TcpFlag.SYN):
+                payload, fin = b"", False          # RFC 9293: still take ACKs at a zero window
+                self.ack_needed = True
+            else:
+                if not flags & TcpFlag.RST:
+                    self.ack_needed = True
+                return None
+        # second: RST (RFC 5961 3.2)
+        if flags & TcpFlag.RST:
+            if seg.seq != self.rcv_nxt:
+                self._challenge_ack()
+            elif self.state == State.SYN_RECEIVED:
+                self._enter_reset(None if self.passive else Errno.ECONNREFUSED)
+            elif self.state in (State.CLOSING, State.LAST_ACK):
+                self._enter_closed()
+            else:
+                self._enter_reset(Errno.ECONNRESET)
+            return None
+        # fourth: SYN in a synchronized state (RFC 5961 4.2)
+        if flags & TcpFlag.SYN:
+            self._challenge_ack()
+            return None
+        # fifth: ACK
+        if not flags & TcpFlag.ACK:
+            return None
+        if self.state == State.SYN_RECEIVED:
+            if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
+                self.state = State.FIN_WAIT_1 if self.fin_queued else State.ESTABLISHED
+                self.snd_wnd, self.snd_wl1, self.snd_wl2 = self._peer_wnd(seg), seg.seq, seg.ack
+            else:
+                self.outbox.append(self._segment(seg.ack, TcpFlag.RST, with_ack=False))
+                return None
+        return payload, fin
 
     def _take_fin(self, now: int):
         self.fin_received = True

@@ -29,6 +29,8 @@ from hdl.engine.observe import EngineObservation, EventSource, observe
 from hdl.engine.rtt import RttEstimator
 from hdl.engine.rx_ack import LATENCY as ACK_LATENCY
 from hdl.engine.rx_ack import RxAck
+from hdl.engine.rx_check import LATENCY as CHECK_LATENCY
+from hdl.engine.rx_check import CheckNext, RxCheck
 from hdl.engine.rx_fast_path import RxFastPath, advertised_window, receive_window
 from hdl.engine.timer_fire import LATENCY as TIMER_LATENCY
 from hdl.engine.timer_fire import TimerFire, TimerNext
@@ -63,11 +65,9 @@ class EngineStep(enum.Enum, shape=7):
     REQUERY_1 = 6           # ring states settling after a ring command
     REQUERY_2 = 7
     EMIT = 8                # a segment's header (and payload read) going to the framer
-    TCP_START = 9          # receive: TCP (model.tcp.Tcb.process)
-    TCP_SYN_SENT = 10
+    TCP_START = 9           # receive: TCP (model.tcp.Tcb.process)
+    TCP_CHECK = 10          # the check verdict applied (hdl/engine/rx_check.py)
     TCP_SYN_SENT_INIT = 11
-    TCP_ACCEPT = 12
-    TCP_RST = 13
     TCP_ACK = 14
     TCP_ACK_RELEASE = 15
     TCP_ACK_WAIT = 16       # the ACK verdict's second clock (hdl/engine/rx_ack.py)
@@ -387,6 +387,7 @@ class TcpEngine(wiring.Component):
         seg_flags = Signal(TcpFlags())
         seg_wnd = Signal(16)
         seg_plen = Signal(16)               # payload length as received
+        seg_last = Signal(32)               # SEG.SEQ + SEG.LEN - 1 (SEG.LEN counts SYN and FIN)
         seg_mss = Signal(16)                # a SYN's MSS option (0: none)
         seg_wscale_offered = Signal()       # a SYN's window scale option, and its shift count
         seg_wscale = Signal(4)
@@ -563,6 +564,19 @@ class TcpEngine(wiring.Component):
             "shut_rd": t.shut_rd, "shut_wr": t.shut_wr, "peer_valid": t.template.peer_valid,
             "readable": readable, "snd_space": snd_space, "rcv_cap": R - t.rcv_reserve,
             "snd_cap": S - t.snd_reserve, "command": hc}.items()]
+        # what a segment does before its ACK field (hdl/engine/rx_check.py:
+        # Tcb._check_segment); its verdict follows the record, ring states and segment by two
+        # clocks (TCP_DECIDE, TCP_START)
+        m.submodules.rx_check = rx_check = RxCheck(P, ring_bits)
+        check = rx_check.verdict
+        m.d.comb += [getattr(rx_check.inputs, name).eq(value) for name, value in {
+            "state": state, "iss": t.iss, "irs": t.irs, "snd_una": t.snd_una,
+            "snd_nxt": t.snd_nxt, "snd_max": t.snd_max, "fin_queued": t.fin_queued,
+            "passive": t.passive, "adv_mss": t.adv_mss, "rcv_nxt": rcv_nxt, "rcv_wnd": rcv_wnd,
+            "seq": seg_seq, "last": seg_last, "ack": seg_ack, "flags": seg_flags,
+            "window": seg_wnd, "length": seg_plen, "mss": seg_mss, "wscale_offered": seg_wscale_offered,
+            "wscale": seg_wscale, "sack_permitted": seg_sack_permitted,
+            "snd_wscale": t.snd_wscale if ws else 0}.items()]
         # what a segment's ACK field does (hdl/engine/rx_ack.py: Tcb._process_ack); its
         # verdict follows the record and segment by two clocks (TCP_ACK, TCP_ACK_WAIT)
         m.submodules.rx_ack = rx_ack = RxAck(P, ring_bits)
@@ -695,7 +709,7 @@ class TcpEngine(wiring.Component):
 
         def fast_store():
             """The receive fast path, all of Tcb.process and Tcb.dispatch for its segment:
-            TCP_ACCEPT: acceptable; TCP_RST: no RST or SYN, ACK set; TCP_ACK: nothing newly
+            the check (RxCheck): acceptable, no RST or SYN, ACK set; TCP_ACK: nothing newly
             acknowledged, no duplicate (it carries data); TCP_ACK_APPLY: the send window;
             TCP_DATA and TCP_DATA_WRITE: the payload goes in whole, so the tail moves by its
             length (no range held); TCP_FIN: none; DISPATCH: no outbox and nothing unsent, so
@@ -887,6 +901,8 @@ class TcpEngine(wiring.Component):
                     m.d.comb += self.rx_event.ready.eq(1)
                     m.d.sync += [conn.eq(p.conn), ev.eq(_Event.RX), from_wire.eq(1),
                                  seg_udp.eq(p.udp), seg_seq.eq(p.seq), seg_ack.eq(p.ack),
+                                 seg_last.eq(p.seq + (p.payload_length + p.flags.syn
+                                                      + p.flags.fin - 1)),
                                  seg_flags.eq(p.flags), seg_wnd.eq(p.window),
                                  seg_plen.eq(p.payload_length), seg_mss.eq(p.mss),
                                  seg_wscale_offered.eq(p.wscale_offered), seg_wscale.eq(p.wscale),
@@ -1006,52 +1022,57 @@ class TcpEngine(wiring.Component):
 
             # ----- receive: TCP (Tcb.process) ---------------------------------------------
             with m.Case(EngineStep.TCP_START):
-                m.d.sync += [payload_kept.eq(seg_plen != 0), fin_kept.eq(seg_flags.fin)]
                 with m.If(fast.take):
                     fast_store()
                 with m.Elif((t.kind != ConnKind.TCP) | (state == TcpState.CLOSED)):
                     # no connection (the model has deleted its TCB): host software answers
                     m.d.sync += route.eq(RxRoute.SLOW)
                     goto(EngineStep.ACTION)
-                with m.Elif(state == TcpState.SYN_SENT):
-                    goto(EngineStep.TCP_SYN_SENT)
-                with m.Elif((state == TcpState.SYN_RECEIVED) & seg_flags.syn & ~seg_flags.ack
-                            & (seg_seq == t.irs)):
-                    # a retransmitted SYN: our SYN-ACK was lost; send it again
-                    m.d.sync += t.snd_nxt.eq(t.iss)
-                    finish()
-                with m.Elif((state == TcpState.SYN_RECEIVED) & seg_flags.syn & seg_flags.ack
-                            & (seg_seq == t.irs) & ~seg_flags.rst):
-                    # after a simultaneous open: the peer's SYN-ACK completes the handshake
-                    completes = seq_lt(t.snd_una, seg_ack) & seq_le(seg_ack, t.snd_max)
-                    with m.If(completes):
-                        m.d.sync += [t.state.eq(Mux(t.fin_queued, TcpState.FIN_WAIT_1,
-                                                    TcpState.ESTABLISHED)),
-                                     t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0),
-                                     t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq),
-                                     t.snd_wl2.eq(seg_ack), t.ack_needed.eq(1)]
-                    finish()
-                    if rtt:
-                        with m.If(completes):
-                            rtt_ack(EngineStep.DISPATCH)
-                with m.Elif(state == TcpState.TIME_WAIT):
-                    # Tcb._process_time_wait (Linux's tcp_timewait_state_process)
-                    at_rcv_nxt = seg_seq == rcv_nxt
-                    bare = at_rcv_nxt & (seg_plen == 0) & ~seg_flags.syn & ~seg_flags.fin
-                    with m.If(seg_flags.rst):
-                        with m.If(at_rcv_nxt):
-                            enter_closed()
-                            goto(EngineStep.CLEAR_SEND_RING)
-                        with m.Else():
-                            finish()
-                    with m.Else():
-                        with m.If(bare | seg_flags.ack):
-                            m.d.sync += [t.close_armed.eq(1), t.close_deadline.eq(now + P.time_wait)]
-                        with m.If(~bare):
-                            m.d.sync += t.ack_needed.eq(1)
-                        finish()
                 with m.Else():
-                    goto(EngineStep.TCP_ACCEPT)
+                    goto(EngineStep.TCP_CHECK)
+
+            with m.Case(EngineStep.TCP_CHECK):
+                # Tcb._check_segment: SYN-SENT, TIME-WAIT, SYN-RECEIVED's special cases, then
+                # the sequence number check, RST, SYN and the ACK bit; its verdict follows the
+                # record and segment as LATCH left them by TCP_DECIDE and TCP_START
+                assert CHECK_LATENCY == 2, "TCP_DECIDE and TCP_START wait the check verdict"
+                v = check
+                m.d.sync += [payload_kept.eq(v.payload_kept), fin_kept.eq(v.fin_kept),
+                             t.state.eq(v.state), t.snd_nxt.eq(v.snd_nxt)]
+                with m.If(v.ack_needed):
+                    m.d.sync += t.ack_needed.eq(1)
+                with m.If(v.syn_acked):
+                    m.d.sync += [t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0)]
+                with m.If(v.window_update):
+                    m.d.sync += [t.snd_wnd.eq(v.snd_wnd), t.snd_wl1.eq(seg_seq),
+                                 t.snd_wl2.eq(v.snd_wl2)]
+                with m.If(v.syn_taken):
+                    m.d.sync += [t.irs.eq(seg_seq), t.eff_mss.eq(v.eff_mss)]
+                    if ws:                          # Tcb._negotiate_options
+                        m.d.sync += [t.wscale_ok.eq(v.wscale_ok), t.snd_wscale.eq(v.snd_wscale)]
+                    if sack:
+                        m.d.sync += t.sack_ok.eq(v.sack_ok)
+                with m.If(v.rst_reply):
+                    m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
+                with m.If(v.time_wait_restart):
+                    m.d.sync += [t.close_armed.eq(1), t.close_deadline.eq(now + P.time_wait)]
+                with m.If(v.reset):
+                    m.d.sync += [t.error.eq(v.error), t.reset.eq(1)]
+                with m.If(v.closed):
+                    enter_closed()
+                with m.Switch(v.next):
+                    with m.Case(CheckNext.DISPATCH):
+                        finish()
+                    with m.Case(CheckNext.ACK):
+                        goto(EngineStep.TCP_ACK)
+                    with m.Case(CheckNext.SYN_SENT_INIT):
+                        goto(EngineStep.TCP_SYN_SENT_INIT)
+                    with m.Case(CheckNext.CLOSE):
+                        goto(EngineStep.CLEAR_SEND_RING)
+                if rtt:
+                    with m.If(v.syn_acked):         # (a handshake's next is one of two)
+                        rtt_ack(Mux(v.next == CheckNext.SYN_SENT_INIT,
+                                    EngineStep.TCP_SYN_SENT_INIT, EngineStep.DISPATCH))
 
             with m.Case(EngineStep.TCP_DECIDE):
                 # the record, ring states and segment settle into the fast path's registers
@@ -1070,104 +1091,11 @@ class TcpEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += rtt_wait.eq(rtt_wait + 1)
 
-            with m.Case(EngineStep.TCP_SYN_SENT):
-                # Tcb._process_syn_sent
-                ack_bad = seq_le(seg_ack, t.iss) | seq_lt(t.snd_max, seg_ack)
-                peer_mss = Mux(seg_mss != 0, seg_mss, P.default_mss)
-                with m.If(seg_flags.ack & ack_bad):
-                    with m.If(~seg_flags.rst):
-                        m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
-                    finish()
-                with m.Elif(seg_flags.rst):
-                    with m.If(seg_flags.ack):
-                        enter_reset(Errno.ECONNREFUSED)
-                        goto(EngineStep.CLEAR_SEND_RING)
-                    with m.Else():
-                        finish()
-                with m.Elif(~seg_flags.syn):
-                    finish()
-                with m.Else():
-                    m.d.sync += [t.irs.eq(seg_seq), t.ack_needed.eq(1),
-                                 t.eff_mss.eq(Mux(peer_mss < t.adv_mss, peer_mss, t.adv_mss)),
-                                 t.snd_wnd.eq(seg_wnd), t.snd_wl1.eq(seg_seq)]
-                    if ws:                          # Tcb._negotiate_options
-                        m.d.sync += [t.wscale_ok.eq(seg_wscale_offered),
-                                     t.snd_wscale.eq(Mux(seg_wscale_offered, seg_wscale, 0))]
-                    if sack:
-                        m.d.sync += t.sack_ok.eq(seg_sack_permitted)
-                    with m.If(seg_flags.ack):
-                        m.d.sync += [t.snd_una.eq(seg_ack), t.rto_armed.eq(0), t.retries.eq(0),
-                                     t.state.eq(TcpState.ESTABLISHED), t.snd_wl2.eq(seg_ack)]
-                    with m.Else():                  # simultaneous open: answer SYN-ACK
-                        m.d.sync += [t.state.eq(TcpState.SYN_RECEIVED), t.snd_nxt.eq(t.iss),
-                                     t.snd_wl2.eq(t.iss)]
-                    goto(EngineStep.TCP_SYN_SENT_INIT)
-                    if rtt:
-                        with m.If(seg_flags.ack):
-                            rtt_ack(EngineStep.TCP_SYN_SENT_INIT)
-
             with m.Case(EngineStep.TCP_SYN_SENT_INIT):
                 # the receive ring starts at IRS + 1
                 m.d.comb += [rx_ring.init.valid.eq(1), rx_ring.init.payload.offset.eq(t.irs + 1)]
                 with m.If(rx_ring.init.ready):
                     requery(EngineStep.DISPATCH)
-
-            with m.Case(EngineStep.TCP_ACCEPT):
-                # first: sequence number check (RFC 9293 3.10.7.4)
-                seg_len = Signal(18)
-                start = Signal(signed(34))
-                end = Signal(signed(34))
-                m.d.comb += [seg_len.eq(seg_plen + seg_flags.syn + seg_flags.fin),
-                             start.eq((seg_seq - rcv_nxt)[:32].as_signed()),
-                             end.eq(start + seg_len - 1)]
-                start_in = (start >= 0) & (start < rcv_wnd)
-                end_in = (end >= 0) & (end < rcv_wnd)
-                acceptable = Mux(seg_len == 0,
-                                 Mux(rcv_wnd == 0, start == 0, start_in),
-                                 (rcv_wnd != 0) & (start_in | end_in))
-                with m.If(acceptable):
-                    goto(EngineStep.TCP_RST)
-                with m.Elif((rcv_wnd == 0) & (seg_seq == rcv_nxt) & ~seg_flags.rst & ~seg_flags.syn):
-                    # RFC 9293: still take ACKs at a zero window
-                    m.d.sync += [payload_kept.eq(0), fin_kept.eq(0), t.ack_needed.eq(1)]
-                    goto(EngineStep.TCP_RST)
-                with m.Else():
-                    with m.If(~seg_flags.rst):
-                        m.d.sync += t.ack_needed.eq(1)
-                    finish()
-
-            with m.Case(EngineStep.TCP_RST):
-                with m.If(seg_flags.rst):
-                    # second: RST (RFC 5961 3.2)
-                    with m.If(seg_seq != rcv_nxt):
-                        m.d.sync += t.ack_needed.eq(1)             # challenge ACK
-                        finish()
-                    with m.Else():
-                        with m.If(state == TcpState.SYN_RECEIVED):
-                            enter_reset(Mux(t.passive, Errno.OK, Errno.ECONNREFUSED))
-                        with m.Elif(one_of(state, TcpState.CLOSING, TcpState.LAST_ACK)):
-                            enter_closed()
-                        with m.Else():
-                            enter_reset(Errno.ECONNRESET)
-                        goto(EngineStep.CLEAR_SEND_RING)
-                with m.Elif(seg_flags.syn):
-                    # fourth: SYN in a synchronized state (RFC 5961 4.2): challenge ACK
-                    m.d.sync += t.ack_needed.eq(1)
-                    finish()
-                with m.Elif(~seg_flags.ack):
-                    finish()
-                with m.Elif(state == TcpState.SYN_RECEIVED):
-                    with m.If(seq_lt(t.snd_una, seg_ack) & seq_le(seg_ack, t.snd_max)):
-                        m.d.sync += [t.state.eq(Mux(t.fin_queued, TcpState.FIN_WAIT_1,
-                                                    TcpState.ESTABLISHED)),
-                                     t.snd_wnd.eq(peer_wnd), t.snd_wl1.eq(seg_seq),
-                                     t.snd_wl2.eq(seg_ack)]
-                        goto(EngineStep.TCP_ACK)
-                    with m.Else():
-                        m.d.sync += [ob.eq(_Outbox.RST_REPLY), ob_seq.eq(seg_ack)]
-                        finish()
-                with m.Else():
-                    goto(EngineStep.TCP_ACK)
 
             with m.Case(EngineStep.TCP_ACK):
                 # fifth: ACK (Tcb._process_ack): the ACK verdict's registers follow the
@@ -1766,6 +1694,7 @@ class TcpEngine(wiring.Component):
                         goto(EngineStep.CTL_RESPOND)
                     with m.Default():               # INJECT: a segment from the slow path
                         m.d.sync += [seg_seq.eq(cc.seq), seg_ack.eq(cc.ack), seg_flags.eq(cc.flags),
+                                     seg_last.eq(cc.seq + (cc.flags.syn + cc.flags.fin - 1)),
                                      seg_wnd.eq(cc.window), seg_plen.eq(0), seg_mss.eq(cc.mss),
                                      seg_wscale_offered.eq(cc.wscale_offered),
                                      seg_wscale.eq(cc.wscale),
