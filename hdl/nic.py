@@ -249,6 +249,8 @@ class NIC(wiring.Component):
         wiring.connect(m, dispatch.lookup, socket_table.lookup)
         wiring.connect(m, socket_table.result, dispatch.result)
         wiring.connect(m, dispatch.event, engine.rx_event)
+        m.d.comb += [engine.rx_hint.eq(dispatch.hint),
+                     dispatch.engine_taking.eq(engine.rx_taking)]
         wiring.connect(m, engine.rx_action, dispatch.action)
         wiring.connect(m, dispatch.slice_cmd, slicer.cmd)
         wiring.connect(m, dispatch.slice_data, slicer.i)

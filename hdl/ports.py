@@ -23,7 +23,7 @@ from hdl.engine.tcb import Errno, TcpState, ConnKind
 from hdl.wire import TcpFlags
 
 __all__ = ["HostOp", "HostCommand", "HostResponse", "CtlOp", "ControlCommand",
-           "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxAction", "RxRoute",
+           "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxHint", "RxAction", "RxRoute",
            "HOST_CONN_BITS", "host_ports", "control_ports"]
 
 
@@ -176,6 +176,15 @@ class RxEvent(data.StructLayout):
                           "seq": 32, "ack": 32, "flags": TcpFlags(), "window": 16,
                           "payload_offset": 16, "payload_length": 16, "mss": 16,
                           "wscale_offered": 1, "wscale": 4, "sack_permitted": 1})
+
+
+class RxHint(data.StructLayout):
+    """The connection whose event is likely next (``valid``: one is known): the receive path
+    has its frame's lookup result before its verdict, so the engine can read the record and
+    ring states while it waits. Only a hint: the event itself says which connection it is."""
+
+    def __init__(self, conn_bits):
+        super().__init__({"valid": 1, "conn": conn_bits})
 
 
 class RxRoute(enum.Enum, shape=2):

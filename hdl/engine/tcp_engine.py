@@ -19,7 +19,8 @@ from model.protocol import SACK_BLOCK_BYTES, SACK_MAX_BLOCKS
 from hdl.tables.access_table import AccessControl
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
-                    HostResponse, RxAction, RxEvent, RxRoute, control_ports, host_ports)
+                    HostResponse, RxAction, RxEvent, RxHint, RxRoute, control_ports,
+                    host_ports)
 from hdl.buffers.stream_buffer import QUERY_LATENCY, StreamBuffer, ring_free
 from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, one_of,
                             seq_le, ring_count_bits, seq_lt, snd_wnd_bits)
@@ -193,6 +194,12 @@ class TcpEngine(wiring.Component):
         answers) or STORE (the payload follows on :attr:`rx_payload`).
     rx_payload : In(stream.Signature(FrameBeat))
         The payload of a STORE frame, packed from lane 0.
+    rx_hint : In(RxHint)
+        The connection whose ``rx_event`` is likely next: an idle engine reads its record and
+        ring states while it waits, and takes the event a clock sooner if it is that one's.
+    rx_taking : Out(1)
+        An ``rx_event`` offered in this clock is taken in this clock (the engine is idle and
+        no control command comes first); it does not depend on ``rx_event``.
     host_cmd, host_wdata, host_rsp, host_rdata
         The processes' port (``hdl.ports.HostCommand``): one response per command, then
         ``count`` bytes of a READ on ``host_rdata`` as one frame.
@@ -277,6 +284,8 @@ class TcpEngine(wiring.Component):
             "rx_event": In(stream.Signature(RxEvent(conn_bits))),
             "rx_action": Out(stream.Signature(RxAction())),
             "rx_payload": In(stream.Signature(beat)),
+            "rx_hint": In(RxHint(conn_bits)),
+            "rx_taking": Out(1),
             **host_ports(pid_bits, beat),
             **control_ports(conn_bits, pid_bits),
             "access_control": In(stream.Signature(AccessControl(conn_bits, pid_bits))),
@@ -433,6 +442,7 @@ class TcpEngine(wiring.Component):
         crsp = Signal(ControlResponse())
         drain_after = Signal()              # HOST_RESPOND then drains the WRITE data
         write_back_at_action = Signal()     # the fast path: ACTION writes the record back
+        write_back_at_emit = Signal()       # ... or its ACK's EMIT does, in its first clock
 
         # data routing, changed only between transfers
         wdata_to_ring = Signal()            # host_wdata -> send ring, until its beats are in
@@ -727,18 +737,53 @@ class TcpEngine(wiring.Component):
                     m.d.sync += [t.persist_armed.eq(0), t.persist_probes.eq(0)]
                 sent(fast.adv_wnd)
                 segment(seq=t.snd_nxt, ack=fast.ack, flags=flags(ack=1), window=fast.adv_wnd)
-                # the record is final now: ACTION writes it back as the receive path takes
-                # the STORE (the state does not change, so no event goes to the host), and
-                # the ACK's EMIT ends the event
-                m.d.sync += [route.eq(RxRoute.STORE), after_action.eq(EngineStep.EMIT),
-                             ret.eq(EngineStep.IDLE), write_back_at_action.eq(1)]
-                goto(EngineStep.ACTION)
+                # the record is final after this clock (the state does not change, so no
+                # event goes to the host); the receive path learns STORE in this clock if it
+                # takes it, and the ACK's EMIT writes the record back and ends the event; else
+                # ACTION waits for the receive path and writes it back
+                m.d.sync += [route.eq(RxRoute.STORE), ret.eq(EngineStep.IDLE)]
+                m.d.comb += [self.rx_action.valid.eq(from_wire),
+                             self.rx_action.payload.route.eq(RxRoute.STORE)]
+                with m.If(from_wire & self.rx_action.ready):
+                    m.d.sync += [from_wire.eq(0), write_back_at_emit.eq(1)]
+                    goto(EngineStep.EMIT)
+                with m.Else():
+                    m.d.sync += [after_action.eq(EngineStep.EMIT), write_back_at_action.eq(1)]
+                    goto(EngineStep.ACTION)
             with m.Else():
                 goto(EngineStep.FAST_STORE)
 
         # a ring command on the connection queried is still to be decided (a command on
         # another connection does not hold this one's state back)
         rings_pending = rx_ring.query_pending | tx_ring.query_pending
+        # What IDLE reads: the connection of the event or command offered, else the one the
+        # receive path expects next (`rx_hint`), else the last clock's. `prefetched`: the
+        # engine was IDLE last clock, reading `read_conn` with no ring command on it to be
+        # decided, so an event of that connection taken now finds its record and ring
+        # states read as LOAD_WAIT would have them: it goes to LATCH at once. And if that
+        # was so two clocks ago too (`prefetched_2`, `read_conn_2`), they are there now, as
+        # LATCH would find them: IDLE latches them itself (`latch_in_idle`).
+        idle_conn = Signal(conn_bits)
+        read_conn = Signal(conn_bits)
+        prefetched = Signal()
+        read_conn_2 = Signal(conn_bits)
+        prefetched_2 = Signal()
+        m.d.comb += idle_conn.eq(
+            Mux(self.rx_event.valid, self.rx_event.payload.conn,
+                Mux(gate.checked.valid, gate.checked.payload.command.conn[:conn_bits],
+                    Mux(self.rx_hint.valid, self.rx_hint.conn, read_conn))))
+        m.d.sync += [read_conn.eq(idle_conn),
+                     prefetched.eq((step == EngineStep.IDLE) & ~rings_pending),
+                     read_conn_2.eq(read_conn), prefetched_2.eq(prefetched)]
+        latch_in_idle = Signal()            # IDLE takes a segment and latches its connection
+
+        def latch():
+            """The record and the rings' states, read for `conn`, become the event's."""
+            m.d.sync += [t.eq(rec_rd.data), state0.eq(rec_rd.data.state),
+                         kind0.eq(rec_rd.data.kind),
+                         rxq.eq(rx_query), txq.eq(tx_ring.query)]
+        # (IDLE takes a control command first, then a received segment)
+        m.d.comb += self.rx_taking.eq((step == EngineStep.IDLE) & ~self.ctl_cmd.valid)
         # The receive ring's tail after the last write it took, when that was the fast
         # path's: in order, the whole payload, no range held before or after, so the ring
         # decides tail = fast.ack. A segment of the same connection right behind it need not
@@ -874,7 +919,8 @@ class TcpEngine(wiring.Component):
                                  & (tx_headers.level == 0)
                                  & ~tx_ring.busy
                                  & ~wdata_drain & ~wdata_to_ring & ~ring_hdr)
-        m.d.comb += self.step.eq(step)
+        # (IDLE latching a segment's connection does LATCH's work: it shows as LATCH)
+        m.d.comb += self.step.eq(Mux(latch_in_idle, EngineStep.LATCH, step))
 
         # ----- the engine ----------------------------------------------------------------
         with m.Switch(step):
@@ -883,14 +929,14 @@ class TcpEngine(wiring.Component):
                 # timer tick (its due connections, found by the timers unit, each in turn).
                 # The record and the rings' states of the segment's or host command's
                 # connection are read in any case (a read that is not used does no harm):
-                # LOAD_WAIT follows unless a ring command on it is still to be decided
-                idle_conn = Mux(self.rx_event.valid, self.rx_event.payload.conn,
-                                gate.checked.payload.command.conn[:conn_bits])
+                # LOAD_WAIT follows unless a ring command on it is still to be decided.
+                # With neither, those of the connection the receive path expects next, or
+                # the last clock's (`prefetched`)
                 m.d.comb += [rec_rd.addr.eq(idle_conn), rec_rd_en.eq(1),
                              rx_ring.query_conn.eq(idle_conn), tx_ring.query_conn.eq(idle_conn)]
                 m.d.sync += [ob.eq(_Outbox.NONE), from_wire.eq(0), ctl_owed.eq(0), use_fwd.eq(0),
                              route.eq(RxRoute.DISCARD), rsp.eq(0), crsp.eq(0), drain_after.eq(0),
-                             write_back_at_action.eq(0)]
+                             write_back_at_action.eq(0), write_back_at_emit.eq(0)]
                 with m.If(self.ctl_cmd.valid):
                     m.d.comb += self.ctl_cmd.ready.eq(1)
                     m.d.sync += [cc.eq(self.ctl_cmd.payload), conn.eq(self.ctl_cmd.payload.conn),
@@ -912,7 +958,14 @@ class TcpEngine(wiring.Component):
                     # command on that connection is still to be decided (but for a fast path
                     # write, whose tail is known)
                     forward = fwd_valid & (fwd_conn == p.conn) & ~rx_ring.query_read_pending
-                    with m.If(tx_ring.query_pending | (rx_ring.query_pending & ~forward)):
+                    with m.If(prefetched_2 & prefetched & (read_conn_2 == p.conn)
+                              & (read_conn == p.conn)):
+                        m.d.comb += latch_in_idle.eq(1)
+                        latch()
+                        goto(Mux(p.udp, EngineStep.UDP_START, EngineStep.TCP_DECIDE))
+                    with m.Elif(prefetched & (read_conn == p.conn)):
+                        goto(EngineStep.LATCH)
+                    with m.Elif(tx_ring.query_pending | (rx_ring.query_pending & ~forward)):
                         goto(EngineStep.LOAD)
                     with m.Else():
                         m.d.sync += use_fwd.eq(forward)
@@ -955,9 +1008,7 @@ class TcpEngine(wiring.Component):
                 goto(EngineStep.LATCH)
 
             with m.Case(EngineStep.LATCH):
-                m.d.sync += [t.eq(rec_rd.data), state0.eq(rec_rd.data.state),
-                             kind0.eq(rec_rd.data.kind),
-                             rxq.eq(rx_query), txq.eq(tx_ring.query)]
+                latch()
                 with m.Switch(ev):
                     with m.Case(_Event.RX):
                         goto(Mux(seg_udp, EngineStep.UDP_START, EngineStep.TCP_DECIDE))
@@ -1005,6 +1056,9 @@ class TcpEngine(wiring.Component):
 
             # ----- emitting one segment ----------------------------------------------------
             with m.Case(EngineStep.EMIT):
+                with m.If(write_back_at_emit):
+                    write_back()
+                    m.d.sync += write_back_at_emit.eq(0)
                 m.d.comb += [tx_headers.w_en.eq(~hdr_sent),
                              tx_ring.read_cmd.valid.eq(~read_sent),
                              tx_ring.read_cmd.payload.length.eq(e_len),
@@ -1730,9 +1784,12 @@ class TcpEngine(wiring.Component):
             m.d.comb += self.send_ring_writer_error.eq(tx_ring.writer_error)
         if "observe" in self.signature.members:
             assert [(e.name, e.value) for e in _Event] == [(e.name, e.value) for e in EventSource]
-            observe(m, self.observe, latch=step == EngineStep.LATCH,
+            # (a segment latched in IDLE: its event's registers are written as it is latched)
+            observe(m, self.observe, latch=(step == EngineStep.LATCH) | latch_in_idle,
                     tcp_start=step == EngineStep.TCP_START, timer=step == EngineStep.TIMER,
-                    source=ev.as_value(), conn=conn, rec=rec_rd.data, rxq=rx_query,
+                    source=Mux(latch_in_idle, _Event.RX, ev.as_value()),
+                    conn=Mux(latch_in_idle, self.rx_event.payload.conn, conn),
+                    rec=rec_rd.data, rxq=rx_query,
                     txq=tx_ring.query, t=t, t_rxq=rxq, now=now, queued=queued,
                     max_retries=P.max_retries, seg={"flags": seg_flags, "seq": seg_seq,
                                                     "ack": seg_ack, "plen": seg_plen},

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from hdl.rx.classifier import FlowKey, ParsedFields, Verdict, VerdictRecord
 from hdl.rx.frame_slicer import SliceCommand
 from hdl.layouts import FrameBeat, check_data_width
-from hdl.ports import RxAction, RxEvent, RxRoute
+from hdl.ports import RxAction, RxEvent, RxHint, RxRoute
 from hdl.tables.socket_table import KeyLayout, ResultLayout
 from hdl.wire import L4Protocol
 
@@ -68,7 +68,8 @@ class RxDispatch(wiring.Component):
     before its verdict), and keeps the results in order (at most ``RESULT_DEPTH`` asked and
     not yet paired); the verdict side pairs each verdict with its frame's result and queues
     every stored frame (up to ``PENDING_DEPTH``), a FAST one found in the table for the
-    engine; the engine side takes them in order, passes each found frame's event to the
+    engine (or, when none is queued and the engine side waits, offers it to the engine at
+    once); the engine side takes them in order, passes each found frame's event to the
     engine and queues the route the engine answers; the streaming side moves each frame
     whole, in order, where its route says. So the lookup is done by the time the verdict
     comes, and the engine's decision on a frame overlaps the streaming of up to
@@ -88,6 +89,12 @@ class RxDispatch(wiring.Component):
         The socket table's lookup port.
     event : Out(stream.Signature(RxEvent)), action : In(stream.Signature(RxAction))
         To and from the engine.
+    engine_taking : In(1)
+        The engine takes an ``event`` offered in this clock in this clock: only then is a
+        frame offered straight from the verdict side (it is never offered and withdrawn).
+    hint : Out(RxHint)
+        The connection the oldest frame without a verdict was found at (if it was): its
+        event is likely the engine's next once the events queued before it are taken.
     slice_cmd, slice_data
         To the frame slicer: its command and the frame.
     slow : Out(stream.Signature(FrameBeat(data_width)))
@@ -116,6 +123,8 @@ class RxDispatch(wiring.Component):
             "result": In(stream.Signature(ResultLayout(conn_bits))),
             "event": Out(stream.Signature(RxEvent(conn_bits))),
             "action": In(stream.Signature(RxAction())),
+            "engine_taking": In(1),
+            "hint": Out(RxHint(conn_bits)),
             "slice_cmd": Out(stream.Signature(SliceCommand())),
             "slice_data": Out(stream.Signature(beat)),
             "slow": Out(stream.Signature(beat)),
@@ -160,11 +169,20 @@ class RxDispatch(wiring.Component):
                      entry.conn.eq(found.id),
                      entry.route.eq(Mux(v.verdict == Verdict.DROP, RxRoute.DISCARD, RxRoute.SLOW)),
                      pending.w_data.eq(entry)]
+        m.d.comb += [self.hint.valid.eq(results.r_rdy & found.hit), self.hint.conn.eq(found.id)]
         offered = self.verdict.valid & self.status.valid & results.r_rdy
         stored = self.status.payload.stored
-        take = offered & (~stored | pending.w_rdy)      # a frame the FIFO did not store has no entry
-        m.d.comb += [self.verdict.ready.eq(take), self.status.ready.eq(take),
-                     results.r_en.eq(take), pending.w_en.eq(take & stored)]
+        # A stored frame for the engine, with nothing queued before it, the engine side
+        # waiting and the engine taking, goes to the engine straight from here, its entry
+        # never queued (the queue's two clocks saved); else it queues.
+        step = Signal(DispatchStep)
+        direct = ((step == DispatchStep.WAIT_FRAME) & (pending.level == 0) & offered & stored
+                  & entry.to_engine & self.engine_taking)
+        take = Signal()                     # the head verdict (status, result) is done with
+        queue = offered & (~stored | pending.w_rdy) & ~direct  # (an unstored frame: no entry)
+        m.d.comb += [take.eq(queue | (direct & self.event.ready)),
+                     self.verdict.ready.eq(take), self.status.ready.eq(take),
+                     results.r_en.eq(take), pending.w_en.eq(queue & stored)]
         m.d.sync += asked.eq(asked + (self.key.valid & self.key.ready) - take)
         with m.If(take & ~stored & (v.verdict != Verdict.DROP)):   # else counted by its cause
             m.d.sync += self.fifo_full.eq(self.fifo_full + 1)
@@ -172,42 +190,61 @@ class RxDispatch(wiring.Component):
         # The engine side: each entry in order; a found frame's event and the engine's action;
         # every frame's route into `routes` for the streaming side.
         m.submodules.routes = routes = SyncFIFOBuffered(width=_Route().size, depth=ROUTE_QUEUE_DEPTH)
-        step = Signal(DispatchStep)
         head = Signal(_Pending(self._conn_bits))
         decided = Signal(_Route())
         held = Signal(RxRoute)              # the engine's answer while the route queue is full
+        # past WAIT_FRAME, the frame being routed: where its payload is, and whether it is the
+        # queue's head (one offered to the engine directly never was in the queue)
+        current = Signal(_Route())
+        current_queued = Signal()
         m.d.comb += [head.eq(pending.r_data), routes.w_data.eq(decided),
-                     decided.skip.eq(head.fields.payload_offset),
-                     decided.length.eq(head.fields.payload_length)]
+                     decided.skip.eq(Mux(step == DispatchStep.WAIT_FRAME,
+                                         head.fields.payload_offset, current.skip)),
+                     decided.length.eq(Mux(step == DispatchStep.WAIT_FRAME,
+                                           head.fields.payload_length, current.length))]
 
         def route(to):
-            """The head frame goes `to`, if the route queue has room; its entry is done."""
+            """The frame goes `to`, if the route queue has room; its entry is done (the
+            queue's head in WAIT_FRAME; later, `current`, if it came from the queue)."""
             m.d.comb += decided.route.eq(to)
             with m.If(routes.w_rdy):
-                m.d.comb += [routes.w_en.eq(1), pending.r_en.eq(1)]
+                m.d.comb += [routes.w_en.eq(1),
+                             pending.r_en.eq((step == DispatchStep.WAIT_FRAME) | current_queued)]
                 m.d.sync += step.eq(DispatchStep.WAIT_FRAME)
             with m.Else():
                 m.d.sync += [held.eq(to), step.eq(DispatchStep.WAIT_STREAM)]
 
+        def offer(frame, queued):
+            """`frame` (a _Pending: the queue's head if `queued`) to the engine as its event."""
+            f = frame.fields
+            e = self.event.payload
+            m.d.comb += [self.event.valid.eq(1), e.conn.eq(frame.conn), e.udp.eq(udp_of(f)),
+                         e.src_ip.eq(f.src_ip), e.src_port.eq(f.src_port),
+                         e.seq.eq(f.seq), e.ack.eq(f.ack), e.flags.eq(f.flags),
+                         e.window.eq(f.window), e.payload_offset.eq(f.payload_offset),
+                         e.payload_length.eq(f.payload_length), e.mss.eq(f.mss),
+                         e.wscale_offered.eq(f.wscale_offered), e.wscale.eq(f.wscale),
+                         e.sack_permitted.eq(f.sack_permitted)]
+            with m.If(self.event.ready):
+                m.d.sync += [step.eq(DispatchStep.WAIT_ACTION),
+                             self.engine_frames.eq(self.engine_frames + 1),
+                             current.skip.eq(f.payload_offset),
+                             current.length.eq(f.payload_length),
+                             current_queued.eq(queued)]
+
         with m.Switch(step):
             with m.Case(DispatchStep.WAIT_FRAME, DispatchStep.WAIT_ENGINE):
                 with m.If(pending.r_rdy & head.to_engine):
-                    f = head.fields
-                    e = self.event.payload
-                    m.d.comb += [self.event.valid.eq(1), e.conn.eq(head.conn), e.udp.eq(udp_of(f)),
-                                 e.src_ip.eq(f.src_ip), e.src_port.eq(f.src_port),
-                                 e.seq.eq(f.seq), e.ack.eq(f.ack), e.flags.eq(f.flags),
-                                 e.window.eq(f.window), e.payload_offset.eq(f.payload_offset),
-                                 e.payload_length.eq(f.payload_length), e.mss.eq(f.mss),
-                                 e.wscale_offered.eq(f.wscale_offered), e.wscale.eq(f.wscale),
-                                 e.sack_permitted.eq(f.sack_permitted)]
-                    with m.If(self.event.ready):
-                        m.d.sync += [step.eq(DispatchStep.WAIT_ACTION),
-                                     self.engine_frames.eq(self.engine_frames + 1)]
-                    with m.Else():
+                    offer(head, queued=1)
+                    with m.If(~self.event.ready):
                         m.d.sync += step.eq(DispatchStep.WAIT_ENGINE)
                 with m.Elif(pending.r_rdy):
+                    m.d.sync += [current.skip.eq(head.fields.payload_offset),
+                                 current.length.eq(head.fields.payload_length),
+                                 current_queued.eq(1)]
                     route(head.route)
+                with m.Elif(direct):
+                    offer(entry, queued=0)
 
             with m.Case(DispatchStep.WAIT_ACTION):
                 m.d.comb += self.action.ready.eq(1)

@@ -32,14 +32,16 @@ def record(frame, verdict=None):
             "cause": DropCause(ref.cause), "fields": ref.fields.as_dict()}
 
 
-def run_dispatch(data_width, cases, verdicts_after=0):
+def run_dispatch(data_width, cases, verdicts_after=0, engine_taking=True):
     """Run the dispatcher on `cases` (frame, stored by the FIFO, verdict override, socket hit,
-    engine route): every key at once, the verdicts from clock `verdicts_after` on. Returns what
-    came out, and the lookups asked before the first verdict was taken."""
+    engine route): every key at once, the verdicts from clock `verdicts_after` on; the engine
+    says it takes an event as it is offered (`engine_taking`: frames go to it straight from
+    the verdicts) or not (they go through the queue). Returns what came out, and the lookups
+    asked before the first verdict was taken."""
     status_layout = FrameStatus(1024)
     dut = RxDispatch(data_width, 3, status_layout)
     out = {"slow": [], "sliced": [], "commands": [], "events": [], "keys": [],
-           "asked_before_verdicts": None}
+           "asked_before_verdicts": None, "direct": 0}
     routes = iter(c[4] for c in cases if c[3])
     hits = iter(bool(c[3]) for c in cases)
 
@@ -84,12 +86,19 @@ def run_dispatch(data_width, cases, verdicts_after=0):
                 ctx.set(dut.result.payload, {"hit": answers[0], "id": 5})
 
     async def engine(ctx):
-        # takes each event in the clock it is offered, answers a clock later
+        # takes each event in the clock it is offered, answers 4 clocks later (time for the
+        # next frames' verdicts to queue behind it)
         ctx.set(dut.event.ready, 1)
+        ctx.set(dut.engine_taking, engine_taking)
         while True:
-            _, _, valid, payload = await ctx.tick().sample(dut.event.valid, dut.event.payload)
+            _, _, valid, payload, verdict_taken, verdict = await ctx.tick().sample(
+                dut.event.valid, dut.event.payload, dut.verdict.ready, dut.verdict.payload)
             if valid:
                 out["events"].append(payload)
+                # offered as its own verdict was taken (the cases' lengths tell the frames apart)
+                out["direct"] += verdict_taken and \
+                    verdict.fields.payload_length == payload.payload_length
+                await ctx.tick().repeat(3)
                 ctx.set(dut.action.payload, {"route": next(routes)})
                 ctx.set(dut.action.valid, 1)
                 await ctx.tick().until(dut.action.ready)
@@ -133,8 +142,9 @@ def run_dispatch(data_width, cases, verdicts_after=0):
     return out
 
 
+@pytest.mark.parametrize("engine_taking", [True, False])
 @pytest.mark.parametrize("data_width", [64, 8])
-def test_routes(data_width):
+def test_routes(data_width, engine_taking):
     # (frame, stored by the FIFO, verdict override, socket hit, engine route)
     cases = [
         (segment(80, b"payload one"), 1, None, True, RxRoute.STORE),    # to the ring
@@ -147,7 +157,7 @@ def test_routes(data_width):
         (segment(80, b"stale"), 1, None, True, RxRoute.DISCARD),       # engine: keep nothing
         (segment(80, b"payload two, longer than one beat"), 1, None, True, RxRoute.STORE),
     ]
-    out = run_dispatch(data_width, cases)
+    out = run_dispatch(data_width, cases, engine_taking=engine_taking)
     # every frame's key is looked up, as the keys come (the verdict picks the results it uses)
     assert [k.local_port for k in out["keys"]] == [80, 81, 80, 80, 80, 80, 80, 80, 80]
     assert all(k.remote_port == 4242 and k.protocol == IpProto.TCP for k in out["keys"])
@@ -159,6 +169,8 @@ def test_routes(data_width):
     assert out["commands"] == [(54, 11), (54, 33)]
     assert {name: out[name] for name in ("fifo_full", "slow_frames", "engine_frames", "idle")} == {
         "fifo_full": 1, "slow_frames": 3, "engine_frames": 4, "idle": 1}
+    # with the engine taking, a frame with nothing queued before it goes straight to it
+    assert (out["direct"] > 0) == engine_taking, out["direct"]
 
 
 def test_lookups_run_ahead_of_verdicts():
