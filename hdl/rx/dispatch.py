@@ -192,9 +192,9 @@ class RxDispatch(wiring.Component):
         m.submodules.routes = routes = SyncFIFOBuffered(width=_Route().size, depth=ROUTE_QUEUE_DEPTH)
         head = Signal(_Pending(self._conn_bits))
         decided = Signal(_Route())
-        held = Signal(RxRoute)              # the engine's answer while the route queue is full
-        # past WAIT_FRAME, the frame being routed: where its payload is, and whether it is the
-        # queue's head (one offered to the engine directly never was in the queue)
+        # past WAIT_FRAME, the frame being routed: where its payload is, its route once decided
+        # (held while the route queue is full), and whether it is the queue's head (one offered
+        # to the engine directly never was in the queue)
         current = Signal(_Route())
         current_queued = Signal()
         m.d.comb += [head.eq(pending.r_data), routes.w_data.eq(decided),
@@ -212,7 +212,7 @@ class RxDispatch(wiring.Component):
                              pending.r_en.eq((step == DispatchStep.WAIT_FRAME) | current_queued)]
                 m.d.sync += step.eq(DispatchStep.WAIT_FRAME)
             with m.Else():
-                m.d.sync += [held.eq(to), step.eq(DispatchStep.WAIT_STREAM)]
+                m.d.sync += [current.route.eq(to), step.eq(DispatchStep.WAIT_STREAM)]
 
         def offer(frame, queued):
             """`frame` (a _Pending: the queue's head if `queued`) to the engine as its event."""
@@ -252,7 +252,7 @@ class RxDispatch(wiring.Component):
                     route(self.action.payload.route)
 
             with m.Case(DispatchStep.WAIT_STREAM):
-                route(held)
+                route(current.route)
 
         # The streaming side: each frame, in order, leaves the FIFO to where its route says.
         streaming = Signal(_Route())
