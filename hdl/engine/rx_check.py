@@ -54,7 +54,8 @@ class CheckInput(data.StructLayout):
     """The record's fields the steps read, RCV.NXT and RCV.WND (from the receive ring) and
     the segment: SEQ, its last sequence number (``last``: SEG.SEQ + SEG.LEN - 1, SEG.LEN
     counting SYN and FIN; the engine adds it up as it takes the event), ACK, flags, window
-    field (unscaled), payload length and a SYN's options (``mss`` 0: none)."""
+    field (unscaled: a SYN's), the window scaled (``peer_wnd``: ``Tcb._peer_wnd``), payload
+    length and a SYN's options (``mss`` 0: none)."""
 
     def __init__(self, window_scaling, ring_bits):
         super().__init__({
@@ -64,7 +65,6 @@ class CheckInput(data.StructLayout):
             "snd_una": 32,
             "snd_nxt": 32,
             "snd_max": 32,
-            "snd_wscale": 4,
             "fin_queued": 1,
             "passive": 1,
             "adv_mss": 16,
@@ -75,6 +75,7 @@ class CheckInput(data.StructLayout):
             "ack": 32,
             "flags": TcpFlags(),
             "window": 16,
+            "peer_wnd": snd_wnd_bits(window_scaling),
             "length": 16,
             "mss": 16,
             "wscale_offered": 1,
@@ -169,7 +170,6 @@ class RxCheck(wiring.Component):
                          Mux(i.rcv_wnd == 0, at_rcv_nxt, start_in),
                          (i.rcv_wnd != 0) & (start_in | end_in))
         established = Mux(i.fin_queued, TcpState.FIN_WAIT_1, TcpState.ESTABLISHED)
-        peer_wnd = i.window << i.snd_wscale if P.window_scaling else i.window
 
         m.d.sync += [v.eq(0),                # (each flag 0 unless set below)
                      v.next.eq(CheckNext.DISPATCH), v.state.eq(i.state), v.snd_nxt.eq(i.snd_nxt),
@@ -246,7 +246,7 @@ class RxCheck(wiring.Component):
             with m.Elif(i.state == TcpState.SYN_RECEIVED):
                 with m.If(acks_syn):
                     m.d.sync += [v.state.eq(established), v.window_update.eq(1),
-                                 v.snd_wnd.eq(peer_wnd), v.next.eq(CheckNext.ACK)]
+                                 v.snd_wnd.eq(i.peer_wnd), v.next.eq(CheckNext.ACK)]
                 with m.Else():
                     m.d.sync += v.rst_reply.eq(1)
             with m.Else():

@@ -584,9 +584,9 @@ class TcpEngine(wiring.Component):
             "snd_nxt": t.snd_nxt, "snd_max": t.snd_max, "fin_queued": t.fin_queued,
             "passive": t.passive, "adv_mss": t.adv_mss, "rcv_nxt": rcv_nxt, "rcv_wnd": rcv_wnd,
             "seq": seg_seq, "last": seg_last, "ack": seg_ack, "flags": seg_flags,
-            "window": seg_wnd, "length": seg_plen, "mss": seg_mss, "wscale_offered": seg_wscale_offered,
-            "wscale": seg_wscale, "sack_permitted": seg_sack_permitted,
-            "snd_wscale": t.snd_wscale if ws else 0}.items()]
+            "window": seg_wnd, "peer_wnd": peer_wnd, "length": seg_plen, "mss": seg_mss,
+            "wscale_offered": seg_wscale_offered, "wscale": seg_wscale,
+            "sack_permitted": seg_sack_permitted}.items()]
         # what a segment's ACK field does (hdl/engine/rx_ack.py: Tcb._process_ack); its
         # verdict follows the record and segment by two clocks (TCP_ACK, TCP_ACK_WAIT)
         m.submodules.rx_ack = rx_ack = RxAck(P, ring_bits)

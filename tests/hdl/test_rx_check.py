@@ -92,10 +92,11 @@ def _segment(rng, tcb):
 def _inputs(tcb, seg):
     return {"state": TcpState[tcb.state.name], "iss": tcb.iss, "irs": tcb.irs,
             "snd_una": tcb.snd_una, "snd_nxt": tcb.snd_nxt, "snd_max": tcb.snd_max,
-            "snd_wscale": tcb.snd_wscale, "fin_queued": tcb.fin_queued, "passive": tcb.passive,
+            "fin_queued": tcb.fin_queued, "passive": tcb.passive,
             "adv_mss": tcb.adv_mss, "rcv_nxt": tcb.rcv_nxt, "rcv_wnd": tcb.rcv_wnd,
             "seq": seg.seq, "last": seq_add(seg.seq, seg.seg_len - 1), "ack": seg.ack, "flags": TcpFlags.fields(seg.flags),
-            "window": seg.window, "length": len(seg.payload), "mss": seg.mss or 0,
+            "window": seg.window, "peer_wnd": seg.window << tcb.snd_wscale,
+            "length": len(seg.payload), "mss": seg.mss or 0,
             "wscale_offered": seg.wscale is not None, "wscale": seg.wscale or 0,
             "sack_permitted": seg.sack_permitted}
 
