@@ -68,6 +68,9 @@ class Checksum(wiring.Component):
     4. at the frame's end, the accumulator's halves, their bytes swapped when ``start`` is odd
        (section 2(B)), are added with end-around carry;
     5. ``initial`` is added with end-around carry, and ``ok`` found from the two addends.
+       ``initial`` is read only here, in the clock the result is registered, so a user may
+       compute it from the frame's header for as long as the frame and the four stages
+       before take (the receive classifier's pseudo-header sum).
 
     Each end-around carry addition computes ``a + b`` and ``a + b + 1`` side by side and
     picks one by the first's carry out, so it takes one carry chain, not two.
@@ -91,8 +94,10 @@ class Checksum(wiring.Component):
         Frame offset one past the last byte summed, read on every beat like ``start``; bytes at
         offset 65535 and beyond are never summed. ``0xFFFF`` sums up to the end of the frame.
     initial : ``In(16)``
-        One's-complement value added to the sum (the TCP/UDP pseudo-header sum, or 0). Taken
-        with the frame's last beat, so it may also be computed during the frame.
+        One's-complement value added to the sum (the TCP/UDP pseudo-header sum, or 0). Read in
+        the clock the frame's result is registered: ``LATENCY - 1`` cycles after the clock
+        accepting the last beat (later by the clocks ``o`` held the unit), so it may be
+        computed from the frame's bytes during the frame and after it.
     o : ``Out(stream.Signature(ChecksumResult()))``
         One result per frame, :attr:`LATENCY` cycles after its last beat. While a result is
         not taken the whole unit holds (and ``i.ready`` is low); a consumer that keeps
@@ -138,10 +143,10 @@ class Checksum(wiring.Component):
         # Each stage carries the frame's end and what the final stages need with it.
         def stage(name):
             return {"valid": Signal(name=f"{name}_valid"), "last": Signal(name=f"{name}_last"),
-                    "odd": Signal(name=f"{name}_odd"), "initial": Signal(16, name=f"{name}_initial")}
+                    "odd": Signal(name=f"{name}_odd")}
 
         def follow(dst, src):
-            return [dst[key].eq(src[key]) for key in ("valid", "last", "odd", "initial")]
+            return [dst[key].eq(src[key]) for key in ("valid", "last", "odd")]
 
         # -- Stage 1: lane enables, registered with the beat's data ---------------------------
         # Beat index within the frame; the frame offset of lane k is index * lanes + k. It
@@ -194,7 +199,6 @@ class Checksum(wiring.Component):
                 masked["valid"].eq(self.i.valid),
                 masked["last"].eq(beat.last),
                 masked["odd"].eq(self.start[0]),
-                masked["initial"].eq(self.initial),
             ]
 
         # -- Stage 2: adder tree, one registered level per cycle ------------------------------
@@ -233,24 +237,22 @@ class Checksum(wiring.Component):
         # swapped first when `start` is odd (swapping commutes with one's-complement addition).
         acc_odd = summed["odd"]
         half = Signal(16)
-        half_initial = Signal(16)
         half_done = Signal()
         with m.If(advance):
             m.d.sync += [
                 half.eq(ones_add(m, Mux(acc_odd, _swap(acc[:16]), acc[:16]),
                                   Mux(acc_odd, _swap(acc[16:]), acc[16:]), "half")),
-                half_initial.eq(summed["initial"]),
                 half_done.eq(summed["valid"] & summed["last"]),
             ]
 
         # -- Stage 5: `initial` added with end-around carry. The sum is 0xFFFF (`ok`) when the
         # two add up to exactly 0xFFFF (each bit set in one of them) or both are 0xFFFF, so
         # `ok` needs no carry chain.
+        initial = self.initial
         with m.If(advance):
             m.d.sync += [
                 self.o.valid.eq(half_done),
-                self.o.payload.sum.eq(ones_add(m, half, half_initial, "sum")),
-                self.o.payload.ok.eq((half ^ half_initial).all() |
-                                     (half.all() & half_initial.all())),
+                self.o.payload.sum.eq(ones_add(m, half, initial, "sum")),
+                self.o.payload.ok.eq((half ^ initial).all() | (half.all() & initial.all())),
             ]
         return m

@@ -9,7 +9,8 @@ from model.drops import CLASSIFIER_CAUSES, DropCause
 from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MAC_BYTES, MSS_OPTION_LENGTH,
                             SACK_PERMITTED_LENGTH, TCP_HEADER, UDP_HEADER, VLAN_TAG, WSCALE_MAX,
                             WSCALE_OPTION_LENGTH, EtherType, IpProto, TcpFlag, TcpOption)
-from hdl.checksum import Checksum
+from hdl.bypass_queue import BypassQueue
+from hdl.checksum import Checksum, ones_add
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import EthernetHeader, Ipv4Header, MssOption, TcpHeader, UdpHeader, from_wire
 
@@ -72,15 +73,23 @@ class _Pending(data.StructLayout):
 
     ``early`` is decided before the IP checksum matters (rules 1-10), ``middle`` between the
     IP and the L4 checksum (rules 12-19); rules 21 (with a SYN's option walk) and 22 after
-    both.
+    both. ``syn``: a SYN whose options are walked; ``long``: that, or a frame of at most
+    ``Classifier.SHORT_FRAME_BEATS`` beats (its verdict waits as long as a SYN's).
     """
 
     def __init__(self):
         super().__init__({
             "valid": 1, "early_hit": 1, "early_verdict": Verdict, "early_cause": DropCause,
             "middle_hit": 1, "middle_verdict": Verdict, "middle_cause": DropCause,
-            "check_l4": 1, "fields": ParsedFields(),
+            "check_l4": 1, "syn": 1, "long": 1, "fields": ParsedFields(),
         })
+
+
+class _Decided(data.StructLayout):
+    """A verdict before the SYN option walk's rule 21, and whether its frame is such a SYN."""
+
+    def __init__(self):
+        super().__init__({"valid": 1, "verdict": Verdict, "cause": DropCause, "syn": 1})
 
 
 class Classifier(wiring.Component):
@@ -94,12 +103,20 @@ class Classifier(wiring.Component):
     length down to one byte, yields a verdict and leaves the classifier ready for the next.
 
     Checksums are verified with two :class:`~hdl.checksum.Checksum` units (IP header; TCP/UDP
-    segment), fed two beats after the header bytes are captured, so that their byte ranges,
-    computed from the header and registered, are known when the bytes arrive. The pseudo-header
-    sum is added to the segment's sum after the unit's result. The rules are decided in
-    registered stages (aligned header fields and wide comparisons; each rule's condition; the
-    rules in priority order) while the checksums are computed, so that no path holds more
-    than one comparison or carry chain and a few LUT levels (156.25 MHz on an ECP5 at speed 8).
+    segment) fed the beats as they come. Their byte ranges are registered a clock after the
+    header fields they come from are captured, which is before the first byte a range must
+    tell apart: the IP header's end and the segment's start (14 + 4 IHL, counted as 34 below
+    the smallest IHL, whose frames rule 9 drops) are needed from byte 34, the segment's end
+    from byte 35. The pseudo-header sum is the segment unit's ``initial``, added up from the
+    header in four registered stages after the last beat while the unit finishes its sum.
+    The rules are decided in registered stages (aligned header fields and wide comparisons;
+    each rule's condition; the rules in priority order) while the checksums are computed, so
+    that no path holds more than one comparison or carry chain and a few LUT levels.
+
+    The verdict is decided in the clock the checksums come and written into the verdict
+    queue then, except for a SYN whose options are walked: its verdict waits for the walk
+    (:attr:`LONG_LATENCY`), and so that no verdict overtakes it, so does that of a frame of at
+    most :attr:`SHORT_FRAME_BEATS` beats (a runt; any longer frame ends late enough).
 
     Parameters
     ----------
@@ -128,8 +145,10 @@ class Classifier(wiring.Component):
     verdict : ``Out(stream.Signature(VerdictRecord()))``
         One record per frame: ``verdict`` (:class:`Verdict`), ``cause`` (:class:`DropCause`,
         ``NONE`` unless DROP) and ``fields`` (:class:`ParsedFields`, zero unless FAST).
-        The first record appears :attr:`LATENCY` cycles after the frame's last beat when the
-        queue is empty.
+        On an empty queue a frame's record appears :attr:`LATENCY` cycles after its last beat,
+        :attr:`LONG_LATENCY` for a TCP SYN with a whole TCP header (byte 23 is 6, byte 47 has
+        the SYN bit, 54 bytes or more) and for a frame of at most :attr:`SHORT_FRAME_BEATS`
+        beats.
     verdict_counts : ``Out(data.ArrayLayout(counter_width, len(Verdict)))``
         Frames given each verdict, indexed by :class:`Verdict`; they add up to frames seen.
     drop_counts : ``Out(data.ArrayLayout(counter_width, len(CLASSIFIER_CAUSES) + 1))``
@@ -143,16 +162,23 @@ class Classifier(wiring.Component):
     HEADER_BYTES = ETH_HEADER + IPV4_HEADER + TCP_HEADER
     #: TCP option bytes captured after the header, for a SYN's option walk (rule 21).
     OPTION_BYTES = 60 - TCP_HEADER
-    #: Cycles from the cycle accepting a frame's last beat to the cycle its verdict is written
-    #: into the queue: beats delayed 2 for the checksum units, their latency, then the checksum
-    #: verdicts and the record are registered.
-    _WRITE_DELAY = 2 + Checksum.LATENCY + 2
+    #: Clocks a SYN's verdict waits after the checksums for its option walk, which starts the
+    #: clock after the last beat and takes SYN_OPTIONS_WALKED steps and a register.
+    _LONG_STAGES = 1 + SYN_OPTIONS_WALKED + 1 - Checksum.LATENCY
+    #: Frames of at most this many beats are given their verdict as late as a walked SYN, so
+    #: that none overtakes the SYN's: a longer frame's last beat comes after that verdict's.
+    SHORT_FRAME_BEATS = _LONG_STAGES
+    #: Cycles from the cycle accepting a frame's last beat to the latest cycle its verdict is
+    #: written into the queue (a SYN's): the checksum units' latency, then the walk's end.
+    _WRITE_DELAY = Checksum.LATENCY + _LONG_STAGES
     #: Verdict queue depth: room for every frame in flight (``_WRITE_DELAY + 2``, `i.ready`
     #: being registered) and a few more, so `i.ready` stays high while the sink keeps up.
     QUEUE_DEPTH = 15
-    #: Cycles from the cycle accepting a frame's last beat to its verdict on an empty queue
-    #: (the queue adds 2).
-    LATENCY = _WRITE_DELAY + 2
+    #: Cycles from the cycle accepting a frame's last beat to its verdict on an empty queue:
+    #: written in the clock the checksums come, and the queue's output register.
+    LATENCY = Checksum.LATENCY + 1
+    #: The same for a walked SYN and a frame of at most :attr:`SHORT_FRAME_BEATS` beats.
+    LONG_LATENCY = LATENCY + _LONG_STAGES
     #: Frame bytes up to the end of the L4 destination port: the flow key's last byte.
     KEY_BYTES = ETH_HEADER + IPV4_HEADER + 4
     #: Key queue depth: room for the keys not yet counted when `i.ready` is registered (3)
@@ -160,8 +186,8 @@ class Classifier(wiring.Component):
     #: lookup's result until the frame's verdict.
     KEY_QUEUE_DEPTH = 8
     #: Cycles from the cycle accepting a frame's key beat to its key on an empty queue: the key
-    #: is written from the captured header a clock later, and the queue adds 2.
-    KEY_LATENCY = 1 + 2
+    #: is written from the captured header a clock later, and the queue's output register.
+    KEY_LATENCY = 1 + 1
 
     def __init__(self, data_width, counter_width=32, mtu=MTU):
         self._data_width = check_data_width(data_width)
@@ -267,45 +293,43 @@ class Classifier(wiring.Component):
                 m.d.sync += key_passed.eq(0)
             with m.Elif(slot[key_beat]):
                 m.d.sync += key_passed.eq(1)
-        m.submodules.key_queue = key_queue = fifo.SyncFIFOBuffered(width=FlowKey().size,
-                                                                   depth=self.KEY_QUEUE_DEPTH)
-        key = Signal(FlowKey())
+        m.submodules.key_queue = key_queue = BypassQueue(FlowKey(), self.KEY_QUEUE_DEPTH)
+        key = key_queue.w.payload
         m.d.comb += [key.protocol.eq(ip.protocol), key.src_ip.eq(ip.src), key.dst_ip.eq(ip.dst),
                      key.src_port.eq(l4_header.src_port), key.dst_port.eq(l4_header.dst_port),
-                     key_queue.w_en.eq(key_taken), key_queue.w_data.eq(key)]
-        wiring.connect(m, key_queue.r_stream, wiring.flipped(self.key))
+                     key_queue.w.valid.eq(key_taken)]
+        wiring.connect(m, key_queue.r, wiring.flipped(self.key))
 
-        # -- Checksum units: byte ranges registered, beats delayed two cycles -----------------
-        # A range computed from the header bytes up to beat n is registered and meets beat n,
-        # delayed by two cycles (the Checksum needs it from the beat holding its start on).
+        # -- Checksum units: the beats as they come, byte ranges registered -----------------
+        # Each range is registered a clock after the header field it comes from is captured
+        # (the IHL from byte 14, the total length from byte 17), a beat or more before the
+        # first byte whose side of it matters: byte 34, where the smallest IP header ends and
+        # its segment starts (a frame with a smaller IHL, whose bounds are taken as 34's, is
+        # dropped by rule 9 before its checksums count). Until then the registers may hold the
+        # previous frame's bounds: its segment's start is 34 or beyond, so no byte before
+        # counts for the segment, whatever its end, and all count for the IP header.
         m.submodules.ip_checksum = ip_checksum = Checksum(self._data_width)
         m.submodules.l4_checksum = l4_checksum = Checksum(self._data_width)
-        delayed = [(Signal(name=f"delayed{n}_valid"), Signal(FrameBeat(self._data_width),
-                                                              name=f"delayed{n}")) for n in range(2)]
-        m.d.sync += [
-            delayed[0][0].eq(accept), delayed[0][1].eq(beat),
-            delayed[1][0].eq(delayed[0][0]), delayed[1][1].eq(delayed[0][1]),
-        ]
-        l3_start = Signal(16)
         l4_start = Signal(16)
         l4_end = Signal(16)
-        assert l3 == 4 * 3 + 2
+        assert l3 == 4 * 3 + 2 and l4 == l3 + 4 * (IPV4_HEADER // 4)
+        for field_last in (l3, l3 + 3):         # the IHL's byte; the total length's last
+            assert field_last // lanes + 2 <= l4 // lanes, "a range comes too late"
         m.d.sync += [
-            l3_start.eq(l3),
-            # l3_start + IHL * 4, with l3_start = 4 * 3 + 2
-            l4_start.eq(Cat(C(2, 2), ip.ihl + 3)),
+            # l3 + IHL * 4, with l3 = 4 * 3 + 2
+            l4_start.eq(Mux(ip.ihl < IPV4_HEADER // 4, l4, Cat(C(2, 2), ip.ihl + 3))),
             l4_end.eq(l3 + total_length),
         ]
         for unit in (ip_checksum, l4_checksum):
             m.d.comb += [
-                unit.i.valid.eq(delayed[1][0]),
-                unit.i.payload.eq(delayed[1][1]),
-                unit.initial.eq(0),
+                unit.i.valid.eq(accept),
+                unit.i.payload.eq(beat),
                 unit.o.ready.eq(1),
             ]
         m.d.comb += [
-            ip_checksum.start.eq(l3_start),
+            ip_checksum.start.eq(l3),
             ip_checksum.end.eq(l4_start),
+            ip_checksum.initial.eq(0),
             l4_checksum.start.eq(l4_start),
             l4_checksum.end.eq(l4_end),
         ]
@@ -326,15 +350,15 @@ class Classifier(wiring.Component):
         # table (the loop from `pos` to `pos` has no binary select and no arithmetic), and
         # what the step finds is registered in `hit_parts` and merged into `found` a clock later.
         # SYN_OPTIONS_WALKED clocks after the walk starts, its result waits in `walk_found` /
-        # `walk_complete` (the walk ended within its steps) for the cycle the frame's record is
-        # made (_WRITE_DELAY - 1 clocks after the last beat), until the next walk ends. Walks
+        # `walk_complete` (the walk ended within its steps) for the cycle the frame's verdict is
+        # written (_WRITE_DELAY clocks after the last beat), until the next walk ends. Walks
         # start only after frames as long as a whole TCP header (every frame that can be a
         # FAST SYN has one), so the next walk starts as many clocks after this one as such a
         # frame has beats at the earliest: in the cycle this walk's result is taken at the
         # soonest, and the table, `walk_options` and `walk_shifts` are read for the last time
         # before it.
         assert SYN_OPTIONS_WALKED <= -(-self.HEADER_BYTES // lanes)
-        assert 1 + SYN_OPTIONS_WALKED + 1 <= self._WRITE_DELAY - 1
+        assert self._LONG_STAGES >= 0
         # The frame is as long as the header when its last beat comes after the beat with the
         # header's last byte, or is that beat and holds that byte (as `frame_length` counts).
         header_beat, header_lane = divmod(self.HEADER_BYTES - 1, lanes)
@@ -446,8 +470,15 @@ class Classifier(wiring.Component):
             m.d.sync += [walk_found.eq(merged), walk_complete.eq(~pos.any())]
 
         # -- Decision, in registered stages from the header of the frame that just ended ------
+        ended = Signal()    # the cycle after a frame's last beat
+        short = Signal()    # and that frame has at most SHORT_FRAME_BEATS beats
+        m.d.sync += [ended.eq(accept & beat.last),
+                     short.eq(accept & beat.last & (beats < self.SHORT_FRAME_BEATS))]
+
         # Stage A: the header bytes aligned past the VLAN tag, and the wide comparisons.
         a_valid = Signal()
+        a_syn = Signal()                 # a TCP SYN whose options are walked
+        a_long = Signal()
         a_vlan = Signal()
         a_broadcast = Signal()
         a_mac_ok = Signal()
@@ -465,11 +496,16 @@ class Classifier(wiring.Component):
         # drops the others first), whose last beat comes after it: it is compared with ours a
         # clock ahead, in parts, and the parts' results are ANDed in stage A.
         assert (MAC_BYTES - 1) // lanes < (l3 - 1) // lanes
+        walked_syn = Signal()
+        m.d.comb += walked_syn.eq(walk_start & (ip.protocol == IpProto.TCP) &
+                                  l4_header.flags.syn)
         mac_parts = Signal(3)
         m.d.sync += mac_parts.eq(Cat(dst_mac[16 * n:16 * n + 16] == self.our_mac[16 * n:16 * n + 16]
                                      for n in range(len(mac_parts))))
         m.d.sync += [
-            a_valid.eq(delayed[0][0] & delayed[0][1].last),
+            a_valid.eq(ended),
+            a_syn.eq(walked_syn),
+            a_long.eq(short | walked_syn),
             a_vlan.eq(vlan),
             a_broadcast.eq(dst_mac.all()),
             a_mac_ok.eq(mac_parts.all()),
@@ -495,11 +531,15 @@ class Classifier(wiring.Component):
             "bad_ihl", "bad_ip_length", "not_fast_ip", "tcp_runt", "bad_tcp_offset", "udp_runt",
             "bad_udp_length")}
         b_valid = Signal()
+        b_syn = Signal()
+        b_long = Signal()
         b_check_l4 = Signal()
         b_fields = Signal(ParsedFields())
         fl = a_frame_length
         m.d.sync += [
             b_valid.eq(a_valid),
+            b_syn.eq(a_syn),
+            b_long.eq(a_long),
             rules["runt"].eq(fl < l3),                                                  # 1
             rules["oversize"].eq(Mux(a_vlan, fl > max_frame(self._mtu, True),
                                      fl > max_frame(self._mtu))),                       # 2
@@ -543,6 +583,8 @@ class Classifier(wiring.Component):
             pending.middle_hit.eq(1),
             pending.middle_cause.eq(DropCause.NONE),
             pending.check_l4.eq(b_check_l4),
+            pending.syn.eq(b_syn),
+            pending.long.eq(b_long),
             pending.fields.eq(b_fields),
         ]
         early = [("runt", Verdict.DROP, DropCause.RUNT),
@@ -571,78 +613,84 @@ class Classifier(wiring.Component):
             with m.Else():
                 m.d.sync += hit.eq(0)
 
-        # The pseudo-header sum, a registered adder tree from stage A: pairs, then the three
-        # partial sums, then the end-around carry folded twice.
+        # The pseudo-header sum, the segment checksum unit's `initial`, which it reads
+        # Checksum.LATENCY - 1 clocks after the last beat: a registered adder tree from the
+        # header (there from the clock after the last beat): pairs, the three partial sums, and
+        # the end-around carry folded. The protocol word and the segment length (the total
+        # length less the 20-byte header, as only such frames are FAST) are one addition: a
+        # FAST frame's total length is 40 or more, so neither wraps.
         pseudo_pairs = [Signal(17, name=f"pseudo_pair{k}") for k in range(3)]
+        header_tcp = ip.protocol == IpProto.TCP
         m.d.sync += [
-            pseudo_pairs[0].eq(ip_a.src[16:] + ip_a.src[:16]),
-            pseudo_pairs[1].eq(ip_a.dst[16:] + ip_a.dst[:16]),
-            pseudo_pairs[2].eq(Mux(is_tcp, IpProto.TCP, IpProto.UDP) + a_l4_length),
+            pseudo_pairs[0].eq(ip.src[16:] + ip.src[:16]),
+            pseudo_pairs[1].eq(ip.dst[16:] + ip.dst[:16]),
+            pseudo_pairs[2].eq(total_length + Mux(header_tcp, IpProto.TCP - IPV4_HEADER,
+                                                  IpProto.UDP - IPV4_HEADER)),
         ]
         pseudo_two = Signal(18)
         pseudo_last = Signal(17)
         m.d.sync += [pseudo_two.eq(pseudo_pairs[0] + pseudo_pairs[1]), pseudo_last.eq(pseudo_pairs[2])]
         pseudo_total = Signal(19)
         m.d.sync += pseudo_total.eq(pseudo_two + pseudo_last)
-        pseudo_partial = Signal(17)
-        m.d.sync += pseudo_partial.eq(pseudo_total[:16] + pseudo_total[16:])
         pseudo = Signal(16)           # never 0: the protocol word is not
-        m.d.sync += pseudo.eq(pseudo_partial[:16] + pseudo_partial[16])
-        pseudo_stages = 5
+        m.d.sync += pseudo.eq(ones_add(m, pseudo_total[:16], pseudo_total[16:], "pseudo"))
+        pseudo_stages = 4
+        assert 1 + pseudo_stages == Checksum.LATENCY - 1
+        m.d.comb += l4_checksum.initial.eq(pseudo)
 
-        # -- Wait for the checksums ----------------------------------------------------------
-        # Stage A is registered in the cycle the checksum units take the frame's last beat;
-        # their results come Checksum.LATENCY cycles later.
-        waiting = _delay(m, pending, Checksum.LATENCY - 2, "pending")
-        pseudo_waiting = _delay(m, pseudo, Checksum.LATENCY - pseudo_stages, "pseudo")
-
-        # Checked: both checksum verdicts registered with the pending record. The L4 sum plus
-        # the pseudo-header sum is 0xFFFF when the L4 sum is the pseudo-header sum's one's
-        # complement negation, ~pseudo (or 0 or 0xFFFF when that is 0, as both stand for zero).
-        checked = Signal(_Pending())
-        ip_ok = Signal()
-        l4_ok = Signal()
-        l4_sum = l4_checksum.o.payload.sum
-        m.d.sync += [
-            checked.eq(waiting),
-            ip_ok.eq(ip_checksum.o.payload.ok),
-            l4_ok.eq((l4_sum == ~pseudo_waiting) | (l4_sum.all() & pseudo_waiting.all())),
-        ]
-
-        checked_syn = (checked.fields.flags & TcpFlag.SYN).any()
-        # The record's fields are zeroed as it is queued unless it is FAST, so that the verdict's
-        # priority chain selects its few bits only, not the fields too.
-        record = Signal(VerdictRecord())
-        record_valid = Signal()
-        m.d.sync += [
-            record_valid.eq(checked.valid),
-            record.verdict.eq(Verdict.FAST),
-            record.cause.eq(DropCause.NONE),
-            record.fields.eq(checked.fields),
-        ]
-        with m.If(checked_syn):
-            m.d.sync += [record.fields[name].eq(walk_found[name]) for name, _ in _SynOptions()]
-        with m.If(checked.early_hit):
-            m.d.sync += [record.verdict.eq(checked.early_verdict), record.cause.eq(checked.early_cause)]
-        with m.Elif(~ip_ok):                                                           # 11
-            m.d.sync += [record.verdict.eq(Verdict.DROP), record.cause.eq(DropCause.BAD_IP_CHECKSUM)]
-        with m.Elif(checked.middle_hit):
-            m.d.sync += [record.verdict.eq(checked.middle_verdict), record.cause.eq(checked.middle_cause)]
-        with m.Elif(checked.check_l4 & ~l4_ok):                                        # 20
-            m.d.sync += [record.verdict.eq(Verdict.DROP), record.cause.eq(DropCause.BAD_L4_CHECKSUM)]
-        with m.Elif(checked_syn & ~walk_complete):                                     # 21
-            m.d.sync += record.verdict.eq(Verdict.SLOW)
-        # (otherwise rule 22: FAST)
-        queued = Signal(VerdictRecord())
+        # -- The checksums, and the verdict --------------------------------------------------
+        # The pending record (registered 4 clocks after the last beat) waits for the checksum
+        # units' results, which come Checksum.LATENCY clocks after it; in that clock rules 11
+        # and 20 are applied and the verdict written, unless it is long.
+        waiting = _delay(m, pending, Checksum.LATENCY - 4, "pending")
+        ip_ok = ip_checksum.o.payload.ok
+        l4_ok = l4_checksum.o.payload.ok
+        decided = Signal(_Decided())
         m.d.comb += [
-            queued.verdict.eq(record.verdict),
-            queued.cause.eq(record.cause),
-            queued.fields.eq(Mux(record.verdict == Verdict.FAST, record.fields.as_value(), 0)),
+            decided.valid.eq(waiting.valid),
+            decided.syn.eq(waiting.syn),
+            decided.verdict.eq(Verdict.FAST),
+            decided.cause.eq(DropCause.NONE),
         ]
+        with m.If(waiting.early_hit):
+            m.d.comb += [decided.verdict.eq(waiting.early_verdict), decided.cause.eq(waiting.early_cause)]
+        with m.Elif(~ip_ok):                                                           # 11
+            m.d.comb += [decided.verdict.eq(Verdict.DROP), decided.cause.eq(DropCause.BAD_IP_CHECKSUM)]
+        with m.Elif(waiting.middle_hit):
+            m.d.comb += [decided.verdict.eq(waiting.middle_verdict), decided.cause.eq(waiting.middle_cause)]
+        with m.Elif(waiting.check_l4 & ~l4_ok):                                        # 20
+            m.d.comb += [decided.verdict.eq(Verdict.DROP), decided.cause.eq(DropCause.BAD_L4_CHECKSUM)]
+
+        # A long verdict waits _LONG_STAGES clocks in `long_line`; a walked SYN's fields wait in
+        # `syn_fields` (walked SYNs are a TCP header's beats apart, more than the wait; the
+        # short frames that wait with one are never FAST, so their fields are not needed). It
+        # leaves in the clock its walk's result is there: rule 21, and the options found.
+        long_line = [Signal(_Decided(), name=f"long_line{n}") for n in range(self._LONG_STAGES)]
+        m.d.sync += [stage.eq(before) for stage, before in
+                     zip(long_line, [Mux(waiting.long, decided.as_value(), 0)] + long_line[:-1])]
+        syn_fields = Signal(ParsedFields())
+        with m.If(waiting.valid & waiting.syn):
+            m.d.sync += syn_fields.eq(waiting.fields)
+        leaving = long_line[-1] if long_line else decided
+        long_fields = Signal(ParsedFields())
+        m.d.comb += long_fields.eq(syn_fields)
+        with m.If(leaving.syn):
+            m.d.comb += [long_fields[name].eq(walk_found[name]) for name, _ in _SynOptions()]
+        long_verdict = Mux(leaving.syn & ~walk_complete & (leaving.verdict == Verdict.FAST),  # 21
+                           Verdict.SLOW, leaving.verdict)
+        # (otherwise rule 22: FAST)
 
         # -- Verdict queue and counters ------------------------------------------------------
-        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=len(record.as_value()),
-                                                           depth=self.QUEUE_DEPTH)
+        # A frame's fields are queued only if it is FAST (zero otherwise).
+        m.submodules.queue = queue = BypassQueue(VerdictRecord(), self.QUEUE_DEPTH)
+        queued = queue.w.payload
+        m.d.comb += [
+            queue.w.valid.eq(leaving.valid | (decided.valid & ~waiting.long)),
+            queued.verdict.eq(Mux(leaving.valid, long_verdict, decided.verdict)),
+            queued.cause.eq(Mux(leaving.valid, leaving.cause, decided.cause)),
+            queued.fields.eq(Mux(queued.verdict != Verdict.FAST, 0,
+                                 Mux(leaving.valid, long_fields.as_value(), waiting.fields.as_value()))),
+        ]
         # `i.ready` is registered (it enables every capture flip-flop): high in a cycle when the
         # queue had room, a cycle before, for every frame its level did not count yet: those
         # whose last beat was accepted in the WRITE_DELAY cycles before that, in that cycle,
@@ -653,21 +701,21 @@ class Classifier(wiring.Component):
         room = Signal(init=1)
         m.d.sync += room.eq((queue.level <= self.QUEUE_DEPTH - in_flight) &
                             (key_queue.level <= self.KEY_QUEUE_DEPTH - keys_in_flight))
-        m.d.comb += [
-            queue.w_en.eq(record_valid),
-            queue.w_data.eq(queued),
-            self.i.ready.eq(room),
-        ]
-        wiring.connect(m, queue.r_stream, wiring.flipped(self.verdict))
+        m.d.comb += self.i.ready.eq(room)
+        wiring.connect(m, queue.r, wiring.flipped(self.verdict))
 
-        with m.If(record_valid):
+        # The counters count each verdict a clock after it is queued.
+        counted = Signal(VerdictRecord())
+        counted_valid = Signal()
+        m.d.sync += [counted_valid.eq(queue.w.valid), counted.eq(queued)]
+        with m.If(counted_valid):
             for verdict in Verdict:
                 counter = self.verdict_counts[verdict.value]
-                with m.If((record.verdict == verdict.value) & ~counter.all()):
+                with m.If((counted.verdict == verdict.value) & ~counter.all()):
                     m.d.sync += counter.eq(counter + 1)
             for cause in CLASSIFIER_CAUSES:
                 counter = self.drop_counts[cause.value]
-                with m.If((record.cause == cause.value) & ~counter.all()):
+                with m.If((counted.cause == cause.value) & ~counter.all()):
                     m.d.sync += counter.eq(counter + 1)
         return m
 

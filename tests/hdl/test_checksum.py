@@ -37,6 +37,7 @@ class Run:
     latencies: list      # cycles from last beat to result, per frame
     beats: int           # beats accepted
     cycles: int          # cycles from the first beat to the last beat, inclusive
+    taken: int = 0       # results taken so far
 
 
 def run_jobs(width, jobs, pauses=None, sink_pauses=None):
@@ -54,18 +55,28 @@ def run_jobs(width, jobs, pauses=None, sink_pauses=None):
         for job in jobs:
             ctx.set(dut.start, job.start)
             ctx.set(dut.end, job.end)
-            ctx.set(dut.initial, job.initial)
             await send_frame(ctx, dut.i, job.frame, width, pauses)
         await ctx.tick().repeat(Checksum.LATENCY + 2)
+
+    def set_initial(ctx, taken):
+        """`initial` is read in the clock a result is registered: give the next result's (the
+        one after the result shown, if this clock takes it); a held result reads none."""
+        shown, ready = ctx.get(dut.o.valid), ctx.get(dut.o.ready)
+        following = taken + (1 if shown and ready else 0)
+        ctx.set(dut.initial, jobs[following].initial if following < len(jobs) else 0)
 
     async def monitor(ctx):
         cycle = 0
         first = None
         last_beats = []
         ctx.set(dut.o.ready, not next(sink_pauses))
+        set_initial(ctx, 0)
         async for _, _, i_valid, i_ready, i_last, o_valid, o_ready, o_payload in ctx.tick().sample(
                 dut.i.valid, dut.i.ready, dut.i.payload.last, dut.o.valid, dut.o.ready, dut.o.payload):
             ctx.set(dut.o.ready, not next(sink_pauses))
+            if o_valid and o_ready:
+                run.taken += 1
+            set_initial(ctx, run.taken)
             if i_valid and i_ready:
                 run.beats += 1
                 first = cycle if first is None else first
