@@ -1,7 +1,7 @@
 """Receive classifier: one FAST / SLOW / DROP verdict per Ethernet frame, as model/classify.py."""
 
 from amaranth import *
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.classify import MTU, SYN_OPTIONS_WALKED, Verdict, max_frame
@@ -106,8 +106,8 @@ class Classifier(wiring.Component):
     segment) fed the beats as they come. Their byte ranges are registered a clock after the
     header fields they come from are captured, which is before the first byte a range must
     tell apart: the IP header's end and the segment's start (14 + 4 IHL, counted as 34 below
-    the smallest IHL, whose frames rule 9 drops) are needed from byte 34, the segment's end
-    from byte 35. The pseudo-header sum is the segment unit's ``initial``, added up from the
+    the smallest IHL, whose frames rule 9 drops) and the segment's end are needed from byte
+    34 on. The pseudo-header sum is the segment unit's ``initial``, added up from the
     header in four registered stages after the last beat while the unit finishes its sum.
     The rules are decided in registered stages (aligned header fields and wide comparisons;
     each rule's condition; the rules in priority order) while the checksums are computed, so
@@ -166,7 +166,8 @@ class Classifier(wiring.Component):
     #: clock after the last beat and takes SYN_OPTIONS_WALKED steps and a register.
     _LONG_STAGES = 1 + SYN_OPTIONS_WALKED + 1 - Checksum.LATENCY
     #: Frames of at most this many beats are given their verdict as late as a walked SYN, so
-    #: that none overtakes the SYN's: a longer frame's last beat comes after that verdict's.
+    #: that none overtakes the SYN's (a longer frame after a SYN has its verdict written after
+    #: the SYN's; one after such a short frame, after the short frame's).
     SHORT_FRAME_BEATS = _LONG_STAGES
     #: Cycles from the cycle accepting a frame's last beat to the latest cycle its verdict is
     #: written into the queue (a SYN's): the checksum units' latency, then the walk's end.
