@@ -29,6 +29,7 @@ def run_queue(depth, writes, write_pauses, read_pauses, cycles):
             ctx.set(dut.r.ready, not read_pauses[cycle])
             level = ctx.get(dut.level)
             levels.append(level)
+            assert level == len(written_at) - len(out), f"level {level} in clock {cycle}"
             if ctx.get(dut.r.valid) and len(shown_at) == len(out):
                 shown_at.append(cycle)
             if ctx.get(dut.r.valid) and ctx.get(dut.r.ready):
