@@ -1,15 +1,14 @@
 """Receive classifier: one FAST / SLOW / DROP verdict per Ethernet frame, as model/classify.py."""
 
 from amaranth import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.classify import MTU, SYN_OPTIONS_WALKED, Verdict, max_frame
 from model.drops import CLASSIFIER_CAUSES, DropCause
 from model.protocol import (ETH_HEADER, IPV4_HEADER, IPV4_VERSION, MAC_BYTES, MSS_OPTION_LENGTH,
                             SACK_PERMITTED_LENGTH, TCP_HEADER, UDP_HEADER, VLAN_TAG, WSCALE_MAX,
-                            WSCALE_OPTION_LENGTH, EtherType, IpProto, TcpFlag, TcpOption)
-from hdl.bypass_queue import BypassQueue
+                            WSCALE_OPTION_LENGTH, EtherType, IpProto, TcpOption)
 from hdl.checksum import Checksum, ones_add
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.wire import EthernetHeader, Ipv4Header, MssOption, TcpHeader, UdpHeader, from_wire
@@ -82,6 +81,20 @@ class _Pending(data.StructLayout):
             "valid": 1, "early_hit": 1, "early_verdict": Verdict, "early_cause": DropCause,
             "middle_hit": 1, "middle_verdict": Verdict, "middle_cause": DropCause,
             "check_l4": 1, "syn": 1, "long": 1, "fields": ParsedFields(),
+        })
+
+
+class _Settled(data.StructLayout):
+    """A frame's verdict the clock before its checksums come, with all but those applied:
+    ``verdict`` / ``cause`` if both are good (rules 1-10, 12-19, or FAST), whether rule 11
+    (``check_ip``: no earlier rule applies) and rule 20 (``check_l4``: none of rules 1-19 does,
+    and the segment has a checksum) may change it, and ``fast``: no rule of 1-19 applies
+    (``fields`` are zero unless it is set)."""
+
+    def __init__(self):
+        super().__init__({
+            "valid": 1, "verdict": Verdict, "cause": DropCause, "check_ip": 1, "check_l4": 1,
+            "fast": 1, "syn": 1, "long": 1, "fields": ParsedFields(),
         })
 
 
@@ -176,8 +189,8 @@ class Classifier(wiring.Component):
     #: being registered) and a few more, so `i.ready` stays high while the sink keeps up.
     QUEUE_DEPTH = 15
     #: Cycles from the cycle accepting a frame's last beat to its verdict on an empty queue:
-    #: written in the clock the checksums come, and the queue's output register.
-    LATENCY = Checksum.LATENCY + 1
+    #: written in the clock the checksums come, and the queue adds 2.
+    LATENCY = Checksum.LATENCY + 2
     #: The same for a walked SYN and a frame of at most :attr:`SHORT_FRAME_BEATS` beats.
     LONG_LATENCY = LATENCY + _LONG_STAGES
     #: Frame bytes up to the end of the L4 destination port: the flow key's last byte.
@@ -187,8 +200,8 @@ class Classifier(wiring.Component):
     #: lookup's result until the frame's verdict.
     KEY_QUEUE_DEPTH = 8
     #: Cycles from the cycle accepting a frame's key beat to its key on an empty queue: the key
-    #: is written from the captured header a clock later, and the queue's output register.
-    KEY_LATENCY = 1 + 1
+    #: is written from the captured header a clock later, and the queue adds 2.
+    KEY_LATENCY = 1 + 2
 
     def __init__(self, data_width, counter_width=32, mtu=MTU):
         self._data_width = check_data_width(data_width)
@@ -294,12 +307,13 @@ class Classifier(wiring.Component):
                 m.d.sync += key_passed.eq(0)
             with m.Elif(slot[key_beat]):
                 m.d.sync += key_passed.eq(1)
-        m.submodules.key_queue = key_queue = BypassQueue(FlowKey(), self.KEY_QUEUE_DEPTH)
-        key = key_queue.w.payload
+        m.submodules.key_queue = key_queue = fifo.SyncFIFOBuffered(width=FlowKey().size,
+                                                                   depth=self.KEY_QUEUE_DEPTH)
+        key = Signal(FlowKey())
         m.d.comb += [key.protocol.eq(ip.protocol), key.src_ip.eq(ip.src), key.dst_ip.eq(ip.dst),
                      key.src_port.eq(l4_header.src_port), key.dst_port.eq(l4_header.dst_port),
-                     key_queue.w.valid.eq(key_taken)]
-        wiring.connect(m, key_queue.r, wiring.flipped(self.key))
+                     key_queue.w_en.eq(key_taken), key_queue.w_data.eq(key)]
+        wiring.connect(m, key_queue.r_stream, wiring.flipped(self.key))
 
         # -- Checksum units: the beats as they come, byte ranges registered -----------------
         # Each range is registered a clock after the header field it comes from is captured
@@ -640,27 +654,44 @@ class Classifier(wiring.Component):
         m.d.comb += l4_checksum.initial.eq(pseudo)
 
         # -- The checksums, and the verdict --------------------------------------------------
-        # The pending record (registered 4 clocks after the last beat) waits for the checksum
-        # units' results, which come Checksum.LATENCY clocks after it; in that clock rules 11
-        # and 20 are applied and the verdict written, unless it is long.
-        waiting = _delay(m, pending, Checksum.LATENCY - 4, "pending")
-        ip_ok = ip_checksum.o.payload.ok
-        l4_ok = l4_checksum.o.payload.ok
-        decided = Signal(_Decided())
-        m.d.comb += [
-            decided.valid.eq(waiting.valid),
-            decided.syn.eq(waiting.syn),
-            decided.verdict.eq(Verdict.FAST),
-            decided.cause.eq(DropCause.NONE),
+        # The pending record (there 4 clocks after the last beat) waits for the checksum units'
+        # results, which come Checksum.LATENCY clocks after the last beat; the clock before,
+        # all but the checksums' two rules are settled, so that in that clock each of the
+        # verdict's bits is a LUT or two of registers, and the verdict is written into the
+        # queue then, unless it is long.
+        waiting = _delay(m, pending, Checksum.LATENCY - 5, "pending")
+        settled = Signal(_Settled())
+        m.d.sync += [
+            settled.valid.eq(waiting.valid),
+            settled.syn.eq(waiting.syn),
+            settled.long.eq(waiting.long),
+            settled.fields.eq(Mux(~waiting.early_hit & ~waiting.middle_hit,
+                                  waiting.fields.as_value(), 0)),
+            settled.check_ip.eq(~waiting.early_hit),
+            settled.check_l4.eq(~waiting.early_hit & ~waiting.middle_hit & waiting.check_l4),
+            settled.fast.eq(~waiting.early_hit & ~waiting.middle_hit),
+            settled.verdict.eq(Verdict.FAST),
+            settled.cause.eq(DropCause.NONE),
         ]
         with m.If(waiting.early_hit):
-            m.d.comb += [decided.verdict.eq(waiting.early_verdict), decided.cause.eq(waiting.early_cause)]
-        with m.Elif(~ip_ok):                                                           # 11
-            m.d.comb += [decided.verdict.eq(Verdict.DROP), decided.cause.eq(DropCause.BAD_IP_CHECKSUM)]
+            m.d.sync += [settled.verdict.eq(waiting.early_verdict), settled.cause.eq(waiting.early_cause)]
         with m.Elif(waiting.middle_hit):
-            m.d.comb += [decided.verdict.eq(waiting.middle_verdict), decided.cause.eq(waiting.middle_cause)]
-        with m.Elif(waiting.check_l4 & ~l4_ok):                                        # 20
-            m.d.comb += [decided.verdict.eq(Verdict.DROP), decided.cause.eq(DropCause.BAD_L4_CHECKSUM)]
+            m.d.sync += [settled.verdict.eq(waiting.middle_verdict), settled.cause.eq(waiting.middle_cause)]
+        bad_ip = settled.check_ip & ~ip_checksum.o.payload.ok                          # 11
+        bad_l4 = settled.check_l4 & ~l4_checksum.o.payload.ok                          # 20
+        decided = Signal(_Decided())
+        # A FAST frame's fields: settled.fields (zero unless settled.fast, which implies
+        # check_ip) if the checksums are good, so each field bit is a LUT of four registers.
+        checksums_good = Signal()
+        m.d.comb += checksums_good.eq(ip_checksum.o.payload.ok &
+                                      (~settled.check_l4 | l4_checksum.o.payload.ok))
+        m.d.comb += [
+            decided.valid.eq(settled.valid),
+            decided.syn.eq(settled.syn),
+            decided.verdict.eq(Mux(bad_ip | bad_l4, Verdict.DROP, settled.verdict)),
+            decided.cause.eq(Mux(bad_ip, DropCause.BAD_IP_CHECKSUM,
+                                 Mux(bad_l4, DropCause.BAD_L4_CHECKSUM, settled.cause))),
+        ]
 
         # A long verdict waits _LONG_STAGES clocks in `long_line`; a walked SYN's fields wait in
         # `syn_fields` (walked SYNs are a TCP header's beats apart, more than the wait; the
@@ -668,29 +699,36 @@ class Classifier(wiring.Component):
         # leaves in the clock its walk's result is there: rule 21, and the options found.
         long_line = [Signal(_Decided(), name=f"long_line{n}") for n in range(self._LONG_STAGES)]
         m.d.sync += [stage.eq(before) for stage, before in
-                     zip(long_line, [Mux(waiting.long, decided.as_value(), 0)] + long_line[:-1])]
+                     zip(long_line, [Mux(settled.long, decided.as_value(), 0)] + long_line[:-1])]
         syn_fields = Signal(ParsedFields())
-        with m.If(waiting.valid & waiting.syn):
-            m.d.sync += syn_fields.eq(waiting.fields)
+        with m.If(settled.valid & settled.syn):
+            m.d.sync += syn_fields.eq(settled.fields)
         leaving = long_line[-1] if long_line else decided
         long_fields = Signal(ParsedFields())
         m.d.comb += long_fields.eq(syn_fields)
         with m.If(leaving.syn):
             m.d.comb += [long_fields[name].eq(walk_found[name]) for name, _ in _SynOptions()]
-        long_verdict = Mux(leaving.syn & ~walk_complete & (leaving.verdict == Verdict.FAST),  # 21
-                           Verdict.SLOW, leaving.verdict)
+        long_walk_failed = leaving.syn & ~walk_complete                                # 21
+        long_fast = (leaving.verdict == Verdict.FAST) & ~long_walk_failed
+        long_verdict = Mux(long_walk_failed & (leaving.verdict == Verdict.FAST), Verdict.SLOW,
+                           leaving.verdict)
         # (otherwise rule 22: FAST)
 
         # -- Verdict queue and counters ------------------------------------------------------
         # A frame's fields are queued only if it is FAST (zero otherwise).
-        m.submodules.queue = queue = BypassQueue(VerdictRecord(), self.QUEUE_DEPTH)
-        queued = queue.w.payload
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=VerdictRecord().size,
+                                                           depth=self.QUEUE_DEPTH)
+        record = Signal(VerdictRecord())
+        record_valid = Signal()
         m.d.comb += [
-            queue.w.valid.eq(leaving.valid | (decided.valid & ~waiting.long)),
-            queued.verdict.eq(Mux(leaving.valid, long_verdict, decided.verdict)),
-            queued.cause.eq(Mux(leaving.valid, leaving.cause, decided.cause)),
-            queued.fields.eq(Mux(queued.verdict != Verdict.FAST, 0,
-                                 Mux(leaving.valid, long_fields.as_value(), waiting.fields.as_value()))),
+            record_valid.eq(leaving.valid | (decided.valid & ~settled.long)),
+            queue.w_en.eq(record_valid),
+            queue.w_data.eq(record),
+            record.verdict.eq(Mux(leaving.valid, long_verdict, decided.verdict)),
+            record.cause.eq(Mux(leaving.valid, leaving.cause, decided.cause)),
+            record.fields.eq(Mux(leaving.valid,
+                                 Mux(long_fast, long_fields.as_value(), 0),
+                                 Mux(checksums_good, settled.fields.as_value(), 0))),
         ]
         # `i.ready` is registered (it enables every capture flip-flop): high in a cycle when the
         # queue had room, a cycle before, for every frame its level did not count yet: those
@@ -703,12 +741,13 @@ class Classifier(wiring.Component):
         m.d.sync += room.eq((queue.level <= self.QUEUE_DEPTH - in_flight) &
                             (key_queue.level <= self.KEY_QUEUE_DEPTH - keys_in_flight))
         m.d.comb += self.i.ready.eq(room)
-        wiring.connect(m, queue.r, wiring.flipped(self.verdict))
+        wiring.connect(m, queue.r_stream, wiring.flipped(self.verdict))
 
-        # The counters count each verdict a clock after it is queued.
+        # The counters count each verdict a clock after it is queued (so that no counter's carry
+        # chain follows the verdict's logic).
         counted = Signal(VerdictRecord())
         counted_valid = Signal()
-        m.d.sync += [counted_valid.eq(queue.w.valid), counted.eq(queued)]
+        m.d.sync += [counted_valid.eq(record_valid), counted.eq(record)]
         with m.If(counted_valid):
             for verdict in Verdict:
                 counter = self.verdict_counts[verdict.value]
