@@ -126,7 +126,7 @@ class Classifier(wiring.Component):
     each rule's condition; the rules in priority order) while the checksums are computed, so
     that no path holds more than one comparison or carry chain and a few LUT levels.
 
-    The verdict is decided in the clock the checksums come and written into the verdict
+    The verdict is decided in the clock the checksums come and registered for the verdict
     queue then, except for a SYN whose options are walked: its verdict waits for the walk
     (:attr:`LONG_LATENCY`), and so that no verdict overtakes it, so does that of a frame of at
     most :attr:`SHORT_FRAME_BEATS` beats (a runt; any longer frame ends late enough).
@@ -183,14 +183,15 @@ class Classifier(wiring.Component):
     #: the SYN's; one after such a short frame, after the short frame's).
     SHORT_FRAME_BEATS = _LONG_STAGES
     #: Cycles from the cycle accepting a frame's last beat to the latest cycle its verdict is
-    #: written into the queue (a SYN's): the checksum units' latency, then the walk's end.
-    _WRITE_DELAY = Checksum.LATENCY + _LONG_STAGES
+    #: written into the queue (a SYN's): the checksum units' latency, the walk's end, and the
+    #: record's register.
+    _WRITE_DELAY = Checksum.LATENCY + _LONG_STAGES + 1
     #: Verdict queue depth: room for every frame in flight (``_WRITE_DELAY + 2``, `i.ready`
     #: being registered) and a few more, so `i.ready` stays high while the sink keeps up.
     QUEUE_DEPTH = 15
     #: Cycles from the cycle accepting a frame's last beat to its verdict on an empty queue:
-    #: written in the clock the checksums come, and the queue adds 2.
-    LATENCY = Checksum.LATENCY + 2
+    #: decided in the clock the checksums come, registered, and the queue adds 2.
+    LATENCY = Checksum.LATENCY + 3
     #: The same for a walked SYN and a frame of at most :attr:`SHORT_FRAME_BEATS` beats.
     LONG_LATENCY = LATENCY + _LONG_STAGES
     #: Frame bytes up to the end of the L4 destination port: the flow key's last byte.
@@ -366,7 +367,7 @@ class Classifier(wiring.Component):
         # what the step finds is registered in `hit_parts` and merged into `found` a clock later.
         # SYN_OPTIONS_WALKED clocks after the walk starts, its result waits in `walk_found` /
         # `walk_complete` (the walk ended within its steps) for the cycle the frame's verdict is
-        # written (_WRITE_DELAY clocks after the last beat), until the next walk ends. Walks
+        # decided (_WRITE_DELAY - 1 clocks after the last beat), until the next walk ends. Walks
         # start only after frames as long as a whole TCP header (every frame that can be a
         # FAST SYN has one), so the next walk starts as many clocks after this one as such a
         # frame has beats at the earliest: in the cycle this walk's result is taken at the
@@ -657,7 +658,7 @@ class Classifier(wiring.Component):
         # The pending record (there 4 clocks after the last beat) waits for the checksum units'
         # results, which come Checksum.LATENCY clocks after the last beat; the clock before,
         # all but the checksums' two rules are settled, so that in that clock each of the
-        # verdict's bits is a LUT or two of registers, and the verdict is written into the
+        # verdict's bits is a LUT or two of registers, and the verdict is registered for the
         # queue then, unless it is long.
         waiting = _delay(m, pending, Checksum.LATENCY - 5, "pending")
         settled = Signal(_Settled())
@@ -718,18 +719,19 @@ class Classifier(wiring.Component):
         # A frame's fields are queued only if it is FAST (zero otherwise).
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=VerdictRecord().size,
                                                            depth=self.QUEUE_DEPTH)
+        # The record is registered before the queue: its memory's write data follow a register,
+        # not the field choices (written straight, the classifier placed at 173-176 MHz).
         record = Signal(VerdictRecord())
         record_valid = Signal()
-        m.d.comb += [
+        m.d.sync += [
             record_valid.eq(leaving.valid | (decided.valid & ~settled.long)),
-            queue.w_en.eq(record_valid),
-            queue.w_data.eq(record),
             record.verdict.eq(Mux(leaving.valid, long_verdict, decided.verdict)),
             record.cause.eq(Mux(leaving.valid, leaving.cause, decided.cause)),
             record.fields.eq(Mux(leaving.valid,
                                  Mux(long_fast, long_fields.as_value(), 0),
                                  Mux(checksums_good, settled.fields.as_value(), 0))),
         ]
+        m.d.comb += [queue.w_en.eq(record_valid), queue.w_data.eq(record)]
         # `i.ready` is registered (it enables every capture flip-flop): high in a cycle when the
         # queue had room, a cycle before, for every frame its level did not count yet: those
         # whose last beat was accepted in the WRITE_DELAY cycles before that, in that cycle,
@@ -743,19 +745,14 @@ class Classifier(wiring.Component):
         m.d.comb += self.i.ready.eq(room)
         wiring.connect(m, queue.r_stream, wiring.flipped(self.verdict))
 
-        # The counters count each verdict a clock after it is queued (so that no counter's carry
-        # chain follows the verdict's logic).
-        counted = Signal(VerdictRecord())
-        counted_valid = Signal()
-        m.d.sync += [counted_valid.eq(record_valid), counted.eq(record)]
-        with m.If(counted_valid):
+        with m.If(record_valid):
             for verdict in Verdict:
                 counter = self.verdict_counts[verdict.value]
-                with m.If((counted.verdict == verdict.value) & ~counter.all()):
+                with m.If((record.verdict == verdict.value) & ~counter.all()):
                     m.d.sync += counter.eq(counter + 1)
             for cause in CLASSIFIER_CAUSES:
                 counter = self.drop_counts[cause.value]
-                with m.If((counted.cause == cause.value) & ~counter.all()):
+                with m.If((record.cause == cause.value) & ~counter.all()):
                     m.d.sync += counter.eq(counter + 1)
         return m
 
