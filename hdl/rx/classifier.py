@@ -88,13 +88,12 @@ class _Settled(data.StructLayout):
     """A frame's verdict the clock before its checksums come, with all but those applied:
     ``verdict`` / ``cause`` if both are good (rules 1-10, 12-19, or FAST), whether rule 11
     (``check_ip``: no earlier rule applies) and rule 20 (``check_l4``: none of rules 1-19 does,
-    and the segment has a checksum) may change it, and ``fast``: no rule of 1-19 applies
-    (``fields`` are zero unless it is set)."""
+    and the segment has a checksum) may change it."""
 
     def __init__(self):
         super().__init__({
             "valid": 1, "verdict": Verdict, "cause": DropCause, "check_ip": 1, "check_l4": 1,
-            "fast": 1, "syn": 1, "long": 1, "fields": ParsedFields(),
+            "syn": 1, "long": 1, "fields": ParsedFields(),
         })
 
 
@@ -666,11 +665,9 @@ class Classifier(wiring.Component):
             settled.valid.eq(waiting.valid),
             settled.syn.eq(waiting.syn),
             settled.long.eq(waiting.long),
-            settled.fields.eq(Mux(~waiting.early_hit & ~waiting.middle_hit,
-                                  waiting.fields.as_value(), 0)),
+            settled.fields.eq(waiting.fields),
             settled.check_ip.eq(~waiting.early_hit),
             settled.check_l4.eq(~waiting.early_hit & ~waiting.middle_hit & waiting.check_l4),
-            settled.fast.eq(~waiting.early_hit & ~waiting.middle_hit),
             settled.verdict.eq(Verdict.FAST),
             settled.cause.eq(DropCause.NONE),
         ]
@@ -681,11 +678,6 @@ class Classifier(wiring.Component):
         bad_ip = settled.check_ip & ~ip_checksum.o.payload.ok                          # 11
         bad_l4 = settled.check_l4 & ~l4_checksum.o.payload.ok                          # 20
         decided = Signal(_Decided())
-        # A FAST frame's fields: settled.fields (zero unless settled.fast, which implies
-        # check_ip) if the checksums are good, so each field bit is a LUT of four registers.
-        checksums_good = Signal()
-        m.d.comb += checksums_good.eq(ip_checksum.o.payload.ok &
-                                      (~settled.check_l4 | l4_checksum.o.payload.ok))
         m.d.comb += [
             decided.valid.eq(settled.valid),
             decided.syn.eq(settled.syn),
@@ -710,28 +702,33 @@ class Classifier(wiring.Component):
         with m.If(leaving.syn):
             m.d.comb += [long_fields[name].eq(walk_found[name]) for name, _ in _SynOptions()]
         long_walk_failed = leaving.syn & ~walk_complete                                # 21
-        long_fast = (leaving.verdict == Verdict.FAST) & ~long_walk_failed
         long_verdict = Mux(long_walk_failed & (leaving.verdict == Verdict.FAST), Verdict.SLOW,
                            leaving.verdict)
         # (otherwise rule 22: FAST)
 
         # -- Verdict queue and counters ------------------------------------------------------
-        # A frame's fields are queued only if it is FAST (zero otherwise).
+        # The record is registered before the queue, and its fields are queued only if it is
+        # FAST (zero otherwise): a register's compare to the queue's memory. (The verdict
+        # written straight into the queue, or the fields zeroed by the checksums' results before
+        # the register, each a late signal to every field bit, held the block to 173-178 MHz.)
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=VerdictRecord().size,
                                                            depth=self.QUEUE_DEPTH)
-        # The record is registered before the queue: its memory's write data follow a register,
-        # not the field choices (written straight, the classifier placed at 173-176 MHz).
         record = Signal(VerdictRecord())
         record_valid = Signal()
         m.d.sync += [
             record_valid.eq(leaving.valid | (decided.valid & ~settled.long)),
             record.verdict.eq(Mux(leaving.valid, long_verdict, decided.verdict)),
             record.cause.eq(Mux(leaving.valid, leaving.cause, decided.cause)),
-            record.fields.eq(Mux(leaving.valid,
-                                 Mux(long_fast, long_fields.as_value(), 0),
-                                 Mux(checksums_good, settled.fields.as_value(), 0))),
+            record.fields.eq(Mux(leaving.valid, long_fields.as_value(), settled.fields.as_value())),
         ]
-        m.d.comb += [queue.w_en.eq(record_valid), queue.w_data.eq(record)]
+        queued = Signal(VerdictRecord())
+        m.d.comb += [
+            queued.verdict.eq(record.verdict),
+            queued.cause.eq(record.cause),
+            queued.fields.eq(Mux(record.verdict == Verdict.FAST, record.fields.as_value(), 0)),
+            queue.w_en.eq(record_valid),
+            queue.w_data.eq(queued),
+        ]
         # `i.ready` is registered (it enables every capture flip-flop): high in a cycle when the
         # queue had room, a cycle before, for every frame its level did not count yet: those
         # whose last beat was accepted in the WRITE_DELAY cycles before that, in that cycle,
