@@ -17,7 +17,7 @@ from hdl.rx.classifier import Classifier
 from model.checksum import ones_complement_sum, pseudo_header_sum
 from model.classify import Classification, ParsedFields, Verdict, classify
 from model.drops import CLASSIFIER_CAUSES, DropCause
-from model.protocol import IpProto, TcpFlag
+from model.protocol import ETH_HEADER, IPV4_HEADER, IpProto, TcpFlag
 from tb.amaranth_sim import send_frame
 from flow.tools import BUILD
 
@@ -52,9 +52,12 @@ def verdict_latencies(frames, width):
     options are walked (a whole TCP header; byte 23, the IP protocol, is 6; byte 47, the
     flags, has SYN) and for a frame of at most SHORT_FRAME_BEATS beats, LATENCY otherwise."""
     lanes = width // 8
+    protocol_at = ETH_HEADER + 9                    # the IPv4 header's protocol byte
+    flags_at = ETH_HEADER + IPV4_HEADER + 13        # the TCP header's flags byte
 
     def long(frame):
-        walked_syn = len(frame) >= Classifier.HEADER_BYTES and frame[23] == 6 and frame[47] & 0x02
+        walked_syn = (len(frame) >= Classifier.HEADER_BYTES and frame[protocol_at] == IpProto.TCP
+                      and frame[flags_at] & TcpFlag.SYN)
         return walked_syn or -(-len(frame) // lanes) <= Classifier.SHORT_FRAME_BEATS
 
     return [Classifier.LONG_LATENCY if long(frame) else Classifier.LATENCY for frame in frames]

@@ -76,7 +76,7 @@ def _inputs(tcb, seg):
             "snd_nxt": tcb.snd_nxt, "snd_max": tcb.snd_max, "snd_wnd": tcb.snd_wnd,
             "snd_wl1": tcb.snd_wl1, "snd_wl2": tcb.snd_wl2, "queued": len(tcb.send_queue),
             "dupacks": tcb.dupacks, "fin_acked": tcb.fin_acked, "orphan": tcb.orphan,
-            "seq": seg.seq, "ack": seg.ack, "peer_wnd": seg.window << tcb.snd_wscale,
+            "seq": seg.seq, "ack": seg.ack, "peer_wnd": tcb._peer_wnd(seg),
             "carries_data": bool(seg.payload) or bool(seg.flags & TcpFlag.FIN)}
 
 

@@ -95,7 +95,7 @@ def _inputs(tcb, seg):
             "fin_queued": tcb.fin_queued, "passive": tcb.passive,
             "adv_mss": tcb.adv_mss, "rcv_nxt": tcb.rcv_nxt, "rcv_wnd": tcb.rcv_wnd,
             "seq": seg.seq, "last": seq_add(seg.seq, seg.seg_len - 1), "ack": seg.ack, "flags": TcpFlags.fields(seg.flags),
-            "window": seg.window, "peer_wnd": seg.window << tcb.snd_wscale,
+            "window": seg.window, "peer_wnd": tcb._peer_wnd(seg),
             "length": len(seg.payload), "mss": seg.mss or 0,
             "wscale_offered": seg.wscale is not None, "wscale": seg.wscale or 0,
             "sack_permitted": seg.sack_permitted}
