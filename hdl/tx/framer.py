@@ -266,9 +266,9 @@ class TxFramer(wiring.Component):
     back to back at one beat per clock when the inputs keep up. A frame is ready
     ``Checksum.LATENCY`` + 2 (the sum queue) + :attr:`SUM_SETTLE` + 1 cycles after its last
     payload beat leaves the input register when its header is already waiting, and at least
-    :attr:`header_settle` + 1 after its header is taken (:attr:`LENGTH_STAGES` + 1 for a TCP
-    frame of a framer with given sums at 64 bits, whose TCP checksum is put in as it goes
-    out); its first beat is on :attr:`o` in the next cycle if the output side is idle (13
+    :attr:`header_settle` + 1 after its header is taken (:attr:`given_settle` + 1 for a TCP
+    frame of a framer with given sums at 64 bits, whose IP and TCP checksums are put in as it
+    goes out); its first beat is on :attr:`o` in the next cycle if the output side is idle (13
     cycles from the last payload beat's handshake on :attr:`payload` to the first frame
     beat's ``valid``). Every input is registered before any
     logic (block RAM read ports may drive them), and so is the output.
@@ -324,7 +324,7 @@ class TxFramer(wiring.Component):
     SUM_SETTLE = 2
     #: Registered stages from a header to its frame's lengths and last beat's lanes, which
     #: the output side loads as it takes the frame.
-    LENGTH_STAGES = 3
+    LENGTH_STAGES = 1
     #: Payload sums computed ahead of their headers.
     SUM_QUEUE_DEPTH = 4
     #: The byte offset of a TCP frame's checksum, its high byte first: at 64 bits in beat 6,
@@ -332,6 +332,10 @@ class TxFramer(wiring.Component):
     TCP_CHECKSUM_OFFSET = (ETH_HEADER + IPV4_HEADER
                            + (TcpHeader().size - TcpHeader()["checksum"].offset
                               - TcpHeader()["checksum"].width) // 8)
+    #: The byte offset of the IP header's checksum: at 64 bits in beat 3, lanes 0 and 1, which
+    #: a given-sum frame has put in as it goes out.
+    IP_CHECKSUM_OFFSET = (ETH_HEADER + (Ipv4Header().size - Ipv4Header()["checksum"].offset
+                                        - Ipv4Header()["checksum"].width) // 8)
 
     def __init__(self, data_width, *, buffer_bytes=4096, wscale=None, sack=False,
                  given_sums=False):
@@ -372,6 +376,15 @@ class TxFramer(wiring.Component):
         make the L4 header adder tree one level deeper (``elaborate`` checks it)."""
         return self.HEADER_SETTLE + self._sack
 
+    @property
+    def given_settle(self):
+        """Cycles after a header is taken until a TCP frame of a framer with given sums at 64
+        bits may be taken, its sum there: :attr:`LENGTH_STAGES`, with the IP checksum (3
+        adder levels) put in as its 4th beat loads and the TCP checksum (4 adder levels, 5
+        with ``sack``, and 2 clocks to the copies' total) as its 7th (``elaborate`` checks
+        both)."""
+        return self.LENGTH_STAGES + self._sack
+
     def elaborate(self, platform):
         m = Module()
         width = self._data_width
@@ -409,6 +422,8 @@ class TxFramer(wiring.Component):
         late_checksum = self._given_sums and width == 64
         checksum_beat, checksum_lane = divmod(self.TCP_CHECKSUM_OFFSET, lanes)
         assert not late_checksum or (checksum_beat, checksum_lane) == (6, 2)
+        ip_checksum_beat, ip_checksum_lane = divmod(self.IP_CHECKSUM_OFFSET, lanes)
+        assert not late_checksum or (ip_checksum_beat, ip_checksum_lane) == (3, 0)
         udp_length = Signal(16, reset_less=True)    # `hdr.length` for UDP, else 0
         sack_carried = Signal(SACK_MAX_BLOCKS, reset_less=True)  # the frame has `hdr.sack[k]`
         payload_sum = Signal(16)
@@ -423,8 +438,10 @@ class TxFramer(wiring.Component):
         kind_ip_sum = Signal(16, reset_less=True)
         l4_header_bytes = Signal(16, reset_less=True)
         ip_header_bytes = Signal(16, reset_less=True)
-        frame_header_last = Signal(16, reset_less=True)   # offset of the header's last byte
-        pad_below = Signal(16, reset_less=True)           # payloads shorter than this are padded
+        # the offset of the header's last byte less a beat, and its lane
+        before_header_last = Signal(16, reset_less=True)
+        header_last_lane = Signal(max(lane_bits, 1), reset_less=True)
+        pad_below = Signal(range(ETH_MIN_FRAME), reset_less=True)  # shorter payloads are padded
         # beats of header bytes only, minus 2, and the header bytes after those
         header_rest = Signal(range(image_bytes // lanes), reset_less=True)
         tail_lanes = Signal(range(max(lanes, 2)), name="tail_lanes", reset_less=True)
@@ -448,7 +465,8 @@ class TxFramer(wiring.Component):
                 kind_ip_sum.eq(ip_words),
                 l4_header_bytes.eq(l4_bytes),
                 ip_header_bytes.eq(total - ETH_HEADER),
-                frame_header_last.eq(total - 1),
+                before_header_last.eq(total - 1 - lanes),
+                header_last_lane.eq((total - 1) % lanes),
                 pad_below.eq(max(0, ETH_MIN_FRAME - total)),
                 header_rest.eq(total // lanes - 2),
                 tail_lanes.eq(total % lanes),
@@ -592,39 +610,36 @@ class TxFramer(wiring.Component):
         m.d.sync += drops.eq(drops + given_taken - (dropping & sums.r_rdy))
 
         # -- header arithmetic: registered stages that follow `hdr` and `payload_sum` ---------
-        # Stage 1: lengths.
+        # The lengths, one stage: the frame's beats after its first two and its last beat's
+        # lanes come from the offset of its last byte (the header's last plus the payload's
+        # length, or the 60-byte minimum's), each one adder from the kind's constants. (Every
+        # frame has more than two beats, so none ends with the first beat after the first.)
+        assert ETH_MIN_FRAME > 2 * lanes
+        padded_last = ETH_MIN_FRAME - 1
+        pad = Signal()
+        m.d.comb += pad.eq(~hdr.length[len(pad_below):].any()
+                           & (hdr.length[:len(pad_below)] < pad_below))
         l4_length = Signal(16)
         ip_length = Signal(16)
-        frame_last_raw = Signal(17)       # offset of the frame's last byte, before padding
-        pad = Signal()
         payload_beats = Signal(17 - lane_bits)
+        has_payload = Signal()
+        beats_after_next = Signal(17 - lane_bits)
+        last_keep = Signal(lanes)
         m.d.sync += [
             l4_length.eq(l4_header_bytes + hdr.length),
             ip_length.eq(ip_header_bytes + hdr.length),
-            frame_last_raw.eq(frame_header_last + hdr.length),
-            pad.eq(hdr.length < pad_below),
+            has_payload.eq(hdr.length.any()),
+            beats_after_next.eq(Mux(pad, (padded_last >> lane_bits) - 1,
+                                    (before_header_last + hdr.length)[lane_bits:])),
         ]
         if lanes == 1:
-            m.d.sync += payload_beats.eq(hdr.length)
+            m.d.sync += [payload_beats.eq(hdr.length), last_keep.eq(1)]
         else:
             m.d.sync += payload_beats.eq(hdr.length[lane_bits:] + hdr.length[:lane_bits].any())
-        # Stage 2: the padded frame, whether there is payload; stage 3: its beats after the
-        # first two (the output side's count when it sends the first) and its last lanes.
-        frame_last = Signal(17)
-        has_payload = Signal()
-        beats_after_next = Signal(17 - lane_bits)
-        two_beats = Signal()            # ... is 0: the frame has two beats
-        last_keep = Signal(lanes)
-        m.d.sync += [
-            frame_last.eq(Mux(pad, ETH_MIN_FRAME - 1, frame_last_raw)),
-            has_payload.eq(payload_beats.any()),
-            beats_after_next.eq(frame_last[lane_bits:] - 1),
-            two_beats.eq(frame_last[lane_bits:] == 1),
-        ]
-        if lanes == 1:
-            m.d.sync += last_keep.eq(1)
-        else:
-            with m.Switch(frame_last[:lane_bits]):
+            last_lane = Signal(lane_bits)     # (the sum's carry out is dropped: mod lanes)
+            m.d.comb += last_lane.eq(Mux(pad, padded_last % lanes,
+                                         header_last_lane + hdr.length[:lane_bits]))
+            with m.Switch(last_lane):
                 for lane in range(lanes):
                     with m.Case(lane):
                         m.d.sync += last_keep.eq((2 << lane) - 1)
@@ -799,42 +814,51 @@ class TxFramer(wiring.Component):
                                  | ((state == _Intake.WAIT_SUM) & sum_comes)))
         headers_in = hdr_wait <= 1
         if late_checksum:
-            # ... and before its header sums are final, once its lengths are (its IP checksum
-            # is then, in its 4th beat): the copies below have its TCP checksum by its 7th beat
-            headers_in = Mux(given, hdr_wait <= self.header_settle - self.LENGTH_STAGES + 1,
+            # ... and before its header sums are final, given_settle clocks after its header
+            # (its lengths are final then): its IP and TCP checksums are put in as its 4th and
+            # 7th beats load, below
+            headers_in = Mux(given, hdr_wait <= self.header_settle - self.given_settle + 1,
                              headers_in)
         m.d.sync += offer.eq(~taken & sums_in & headers_in
                              & ((output == _Output.WAIT_FRAME) | (advance & ends)))
 
-        # A given-sum frame's TCP checksum, from copies of its L4 header sum and payload sum
-        # taken from the clock the frame is taken until the next header is (`hdr` and
-        # `payload_sum` are the next frame's from then on), put into the beat that carries it
-        # as the shifter loads that beat, 5 clocks after the frame is taken at the earliest,
-        # the copies' sum ready 2 clocks after the sums are final. Its payload sum is final
-        # when it is taken (taken the clock before); its header sum too, or (taken as soon as
-        # its lengths are) LENGTH_STAGES + 5 - 3 clocks after its header at the latest, and the
-        # next header waits for it (`hdr_free`).
+        # A given-sum frame's checksums, put into the beats that carry them as the shifter
+        # loads those beats (its 4th, 2 clocks after the frame is taken at the earliest, and
+        # its 7th, 5 clocks after), from its sums and copies of them taken from the clock the
+        # frame is taken until the next header is (`hdr` and `payload_sum` are the next
+        # frame's from then on; the next header waits for its sums to be final, `hdr_free`).
+        # The IP checksum: the IP header sum while the copies follow it, the copy after. The
+        # TCP checksum: the copies' total, ready 2 clocks after the sums are final. Its
+        # payload sum is final when it is taken (taken the clock before); its header sums
+        # l4_depth and ip_depth clocks after `hdr` (taken given_settle clocks after it).
         header_beat = Signal(range(image_bytes // lanes + 2))   # the beat the output sends next
-        patch = Signal()                          # this frame's checksum goes in late
+        patch = Signal()                          # this frame's checksums go in late
         copying = Signal()                        # the copies follow `hdr`'s sums
+        f_ip_sum = Signal(16)
         f_header_sum = Signal(16)
         f_payload_sum = Signal(16)
         f_total = Signal(16)
         if late_checksum:
-            assert ip_depth <= self.LENGTH_STAGES
-            assert 1 + l4_depth <= 1 + self.LENGTH_STAGES + (checksum_beat - 1) - 2
+            assert self.LENGTH_STAGES <= self.given_settle
+            assert ip_depth <= self.given_settle + ip_checksum_beat - 1
+            assert l4_depth + 2 <= self.given_settle + checksum_beat - 1
             assert self.header_settle - l4_depth == free_wait
             with m.If(taken):
                 m.d.sync += [patch.eq(given), copying.eq(1)]
             with m.If(self.header.valid & self.header.ready):
                 m.d.sync += copying.eq(0)
             with m.If(taken | copying):
-                m.d.sync += [f_header_sum.eq(l4_header_sum), f_payload_sum.eq(payload_sum)]
+                m.d.sync += [f_ip_sum.eq(ip_sum), f_header_sum.eq(l4_header_sum),
+                             f_payload_sum.eq(payload_sum)]
             m.d.sync += f_total.eq(ones_add(m, f_header_sum, f_payload_sum, "f_total_add"))
         checksum_lanes = slice(8 * checksum_lane, 8 * checksum_lane + 16)
+        ip_checksum_lanes = slice(8 * ip_checksum_lane, 8 * ip_checksum_lane + 16)
         next_beat = Signal(width)                 # the beat after the next, as it loads
         m.d.comb += next_beat.eq(shifter[width:2 * width])
         if late_checksum:
+            with m.If(patch & (header_beat == ip_checksum_beat - 1)):
+                m.d.comb += next_beat[ip_checksum_lanes].eq(
+                    swap_bytes(~Mux(copying, ip_sum, f_ip_sum)))
             with m.If(patch & (header_beat == checksum_beat - 1)):
                 m.d.comb += next_beat[checksum_lanes].eq(swap_bytes(~f_total))
 
@@ -862,7 +886,7 @@ class TxFramer(wiring.Component):
                         header_left.eq(header_rest),
                         header_end.eq(header_rest == 0),
                         beats_left.eq(beats_after_next),
-                        frame_end.eq(two_beats),
+                        frame_end.eq(0),
                         payload_left.eq(payload_beats),
                         final_keep.eq(last_keep),
                         residual_lanes.eq(tail_lanes),

@@ -490,10 +490,10 @@ def test_given_sums_after_the_header(sum_delay):
 @pytest.mark.parametrize("sack", [False, True])
 def test_given_sums_header_only_frames_go_early(sack):
     """With given sums at 64 bits, a TCP frame without payload (an ACK, a SYN, a FIN, a RST)
-    goes as soon as its lengths are known, LENGTH_STAGES + 1 clocks after its header is
-    taken, not header_settle + 1: its IP checksum is final by then and its TCP checksum is put
-    in as its 7th beat loads, from copies that follow its sums until the next header is taken
-    (which waits for them). Alone; back to back (with no gap); between payload frames and UDP
+    goes given_settle + 1 clocks after its header is taken (its lengths known), not
+    header_settle + 1: its IP and TCP checksums are put in as its 4th and 7th beats load, from
+    its sums and copies that follow them until the next header is taken (which waits for
+    them). Alone; back to back (with no gap); between payload frames and UDP
     with every input and the sink stalled at random; every checksum scapy's."""
     rng = random.Random(70 + sack)
 
@@ -507,7 +507,7 @@ def test_given_sums_header_only_frames_go_early(sack):
     lone = job(0)
     run = run_jobs(64, [lone], given_sums=True, sack=sack)
     check_run(run, [lone])
-    assert run.first_out == TxFramer.LENGTH_STAGES + 2
+    assert run.first_out == TxFramer(64, sack=sack).given_settle + 2
     run = run_jobs(64, [lone], sack=sack)
     check_run(run, [lone])
     assert run.first_out == TxFramer(64, sack=sack).header_settle + 2
