@@ -426,7 +426,7 @@ class TxFramer(wiring.Component):
         assert not late_checksum or (ip_checksum_beat, ip_checksum_lane) == (3, 0)
         udp_length = Signal(16, reset_less=True)    # `hdr.length` for UDP, else 0
         sack_carried = Signal(SACK_MAX_BLOCKS, reset_less=True)  # the frame has `hdr.sack[k]`
-        payload_sum = Signal(16)
+        payload_sum = Signal(16)  # the frame's payload sum, once taken (another's before)
         taken = Signal()          # the output side takes the frame described by `hdr`
 
         # Constants of the frame's kind, registered with the header so that every adder below
@@ -578,7 +578,7 @@ class TxFramer(wiring.Component):
                     with m.Else():
                         m.d.sync += kind_constants("tcp")
                 with m.If(self.header.valid & self.header.ready):
-                    m.d.sync += [payload_sum.eq(0), hdr_wait.eq(self.header_settle),
+                    m.d.sync += [hdr_wait.eq(self.header_settle),
                                  sum_wait.eq(0), hdr_free.eq(0)]
                     with m.If(self.header.payload.length.any()):
                         m.d.sync += goto(_Intake.WAIT_SUM)
@@ -664,11 +664,16 @@ class TxFramer(wiring.Component):
         ip_sum, ip_depth = _ones_sum_tree(m, ip_words, "ip_sum")
         ip_checksum = Signal(16)
         m.d.comb += ip_checksum.eq(~ip_sum)
+        # The payload sum as the frame counts it: 0 without payload, when `payload_sum` is
+        # another frame's (it is not cleared as a header is taken: that would put the output
+        # side's `taken`, and `o.ready` with it, in front of its 16 flip-flops).
+        counted_sum = Signal(16)
+        m.d.comb += counted_sum.eq(Mux(has_payload, payload_sum, 0))
         # Add the payload sum; the field value (UDP sends a computed 0 as 0xFFFF).
         l4_total = Signal(16)
         l4_checksum = Signal(16)
         m.d.sync += [
-            l4_total.eq(ones_add(m, l4_header_sum, payload_sum, "l4_total_add")),
+            l4_total.eq(ones_add(m, l4_header_sum, counted_sum, "l4_total_add")),
             l4_checksum.eq(Mux(udp & l4_total.all(), 0xFFFF, ~l4_total)),
         ]
         assert self.header_settle == max(l4_depth + 2, ip_depth, 3)
@@ -849,7 +854,7 @@ class TxFramer(wiring.Component):
                 m.d.sync += copying.eq(0)
             with m.If(taken | copying):
                 m.d.sync += [f_ip_sum.eq(ip_sum), f_header_sum.eq(l4_header_sum),
-                             f_payload_sum.eq(payload_sum)]
+                             f_payload_sum.eq(counted_sum)]
             m.d.sync += f_total.eq(ones_add(m, f_header_sum, f_payload_sum, "f_total_add"))
         checksum_lanes = slice(8 * checksum_lane, 8 * checksum_lane + 16)
         ip_checksum_lanes = slice(8 * ip_checksum_lane, 8 * ip_checksum_lane + 16)
