@@ -23,7 +23,7 @@ from hdl.engine.tcb import Errno, TcpState, ConnKind
 from hdl.wire import TcpFlags
 
 __all__ = ["HostOp", "HostCommand", "HostResponse", "CtlOp", "ControlCommand",
-           "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "RxHint", "RxAction", "RxRoute",
+           "ControlResponse", "EventKind", "ConnEvent", "RxEvent", "ConnHint", "RxAction", "RxRoute",
            "HOST_CONN_BITS", "host_ports", "control_ports"]
 
 
@@ -178,10 +178,11 @@ class RxEvent(data.StructLayout):
                           "wscale_offered": 1, "wscale": 4, "sack_permitted": 1})
 
 
-class RxHint(data.StructLayout):
+class ConnHint(data.StructLayout):
     """The connection whose event is likely next (``valid``: one is known): the receive path
-    has its frame's lookup result before its verdict, so the engine can read the record and
-    ring states while it waits. Only a hint: the event itself says which connection it is."""
+    has its frame's lookup result before its verdict, and the host gate a command's
+    connection while it checks it, so the engine can read the record and ring states while
+    it waits. Only a hint: the event itself says which connection it is."""
 
     def __init__(self, conn_bits):
         super().__init__({"valid": 1, "conn": conn_bits})

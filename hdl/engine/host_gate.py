@@ -6,7 +6,8 @@ host port, looks its (connection, process) pair up in the
 :class:`~hdl.tables.access_table.AccessTable`, and offers the engine the command with its
 verdict. It runs while the engine serves earlier events, so the engine spends no step on the
 check (the application interface is its own unit, as in the fpgasystems TOE), and the
-engine's record read for the command can start in the clock it takes it.
+engine reads the command's record while the gate checks it (`hint`), so that an idle engine
+that takes it has it at once.
 
 A connection number past the last slot is refused without a lookup: its low bits would name
 another process's connection. The gate holds one command; it takes the next once the engine
@@ -20,7 +21,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from hdl.ports import HostCommand
+from hdl.ports import ConnHint, HostCommand
 from hdl.tables.access_table import AccessControl, AccessTable
 
 __all__ = ["CheckedCommand", "HostGate"]
@@ -60,6 +61,10 @@ class HostGate(wiring.Component):
         clock is offered three clocks later (the access table's two, and this register);
         the next is taken in the clock after the engine takes it: a command every 4 clocks
         at most, far fewer than the engine spends on one.
+    hint : Out(ConnHint)
+        The connection of the command being checked (one past the last slot never is): the
+        engine's next host command, whose record and ring states an idle engine reads while
+        it waits.
     access_control : In(stream.Signature(AccessControl)), access_done : Out(1)
         The access table's control port (GRANT, REVOKE, CLEAR), for the control port.
     idle : Out(1)
@@ -75,6 +80,7 @@ class HostGate(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(HostCommand(pid_bits))),
             "checked": Out(stream.Signature(CheckedCommand(pid_bits))),
+            "hint": Out(ConnHint(conn_bits)),
             "access_control": In(stream.Signature(AccessControl(conn_bits, pid_bits))),
             "access_done": Out(1),
             "idle": Out(1),
@@ -95,6 +101,8 @@ class HostGate(wiring.Component):
                      access.check.payload.pid.eq(command.pid),
                      access.result.ready.eq(1),
                      self.checked.valid.eq(slot == _Slot.HELD),
+                     self.hint.valid.eq(slot == _Slot.CHECKING),
+                     self.hint.conn.eq(self.checked.payload.command.conn),
                      self.idle.eq(slot == _Slot.EMPTY)]
 
         with m.Switch(slot):

@@ -19,7 +19,7 @@ from model.protocol import SACK_BLOCK_BYTES, SACK_MAX_BLOCKS
 from hdl.tables.access_table import AccessControl
 from hdl.layouts import FrameBeat, check_data_width
 from hdl.ports import (HOST_CONN_BITS, ConnEvent, ControlResponse, CtlOp, EventKind, HostOp,
-                    HostResponse, RxAction, RxEvent, RxHint, RxRoute, control_ports,
+                    HostResponse, RxAction, RxEvent, ConnHint, RxRoute, control_ports,
                     host_ports)
 from hdl.buffers.stream_buffer import QUERY_LATENCY, StreamBuffer, ring_free
 from hdl.engine.tcb import (RECEIVING, SYNCHRONIZED, ConnKind, ConnRecord, Errno, TcpState, one_of,
@@ -194,9 +194,10 @@ class TcpEngine(wiring.Component):
         answers) or STORE (the payload follows on :attr:`rx_payload`).
     rx_payload : In(stream.Signature(FrameBeat))
         The payload of a STORE frame, packed from lane 0.
-    rx_hint : In(RxHint)
+    rx_hint : In(ConnHint)
         The connection whose ``rx_event`` is likely next: an idle engine reads its record and
-        ring states while it waits, and takes the event a clock sooner if it is that one's.
+        ring states while it waits, and takes the event a clock or two sooner if it is that
+        one's (as a host command of the connection its gate was checking, the gate's hint).
     rx_taking : Out(1)
         An ``rx_event`` offered in this clock is taken in this clock (the engine is idle and
         no control command comes first); it does not depend on ``rx_event``.
@@ -284,7 +285,7 @@ class TcpEngine(wiring.Component):
             "rx_event": In(stream.Signature(RxEvent(conn_bits))),
             "rx_action": Out(stream.Signature(RxAction())),
             "rx_payload": In(stream.Signature(beat)),
-            "rx_hint": In(RxHint(conn_bits)),
+            "rx_hint": In(ConnHint(conn_bits)),
             "rx_taking": Out(1),
             **host_ports(pid_bits, beat),
             **control_ports(conn_bits, pid_bits),
@@ -757,12 +758,13 @@ class TcpEngine(wiring.Component):
         # another connection does not hold this one's state back)
         rings_pending = rx_ring.query_pending | tx_ring.query_pending
         # What IDLE reads: the connection of the event or command offered, else the one the
-        # receive path expects next (`rx_hint`), else the last clock's. `prefetched`: the
-        # engine was IDLE last clock, reading `read_conn` with no ring command on it to be
-        # decided, so an event of that connection taken now finds its record and ring
-        # states read as LOAD_WAIT would have them: it goes to LATCH at once. And if that
-        # was so two clocks ago too (`prefetched_2`, `read_conn_2`), they are there now, as
-        # LATCH would find them: IDLE latches them itself (`latch_in_idle`).
+        # receive path expects next (`rx_hint`), else that of the host command the gate
+        # checks (its `hint`), else the last clock's. `prefetched`: the engine was IDLE last
+        # clock, reading `read_conn` with no ring command on it to be decided, so an event or
+        # host command of that connection taken now finds its record and ring states read as
+        # LOAD_WAIT would have them: it goes to LATCH at once. And if that was so two clocks
+        # ago too (`prefetched_2`, `read_conn_2`), they are there now, as LATCH would find
+        # them: IDLE latches them itself (`latch_in_idle`).
         idle_conn = Signal(conn_bits)
         read_conn = Signal(conn_bits)
         prefetched = Signal()
@@ -771,11 +773,28 @@ class TcpEngine(wiring.Component):
         m.d.comb += idle_conn.eq(
             Mux(self.rx_event.valid, self.rx_event.payload.conn,
                 Mux(gate.checked.valid, gate.checked.payload.command.conn[:conn_bits],
-                    Mux(self.rx_hint.valid, self.rx_hint.conn, read_conn))))
+                    Mux(self.rx_hint.valid, self.rx_hint.conn,
+                        Mux(gate.hint.valid, gate.hint.conn, read_conn)))))
         m.d.sync += [read_conn.eq(idle_conn),
                      prefetched.eq((step == EngineStep.IDLE) & ~rings_pending),
                      read_conn_2.eq(read_conn), prefetched_2.eq(prefetched)]
-        latch_in_idle = Signal()            # IDLE takes a segment and latches its connection
+        latch_in_idle = Signal()            # IDLE takes an event and latches its connection
+        idle_latch_source = Signal(_Event)  # ... a segment's or a host command's
+        idle_latch_conn = Signal(conn_bits)
+
+        def take_prefetched(source, event_conn, then):
+            """IDLE takes an event (`source`) of connection `event_conn` whose record and
+            ring states were read ahead: it latches them and goes on at `then`, or goes to
+            LATCH if they come in the next clock. (The caller's Elif and Else follow: they
+            are to be read.)"""
+            with m.If(prefetched_2 & prefetched & (read_conn_2 == event_conn)
+                      & (read_conn == event_conn)):
+                m.d.comb += [latch_in_idle.eq(1), idle_latch_source.eq(source),
+                             idle_latch_conn.eq(event_conn)]
+                latch()
+                goto(then)
+            with m.Elif(prefetched & (read_conn == event_conn)):
+                goto(EngineStep.LATCH)
 
         def latch():
             """The record and the rings' states, read for `conn`, become the event's."""
@@ -958,13 +977,8 @@ class TcpEngine(wiring.Component):
                     # command on that connection is still to be decided (but for a fast path
                     # write, whose tail is known)
                     forward = fwd_valid & (fwd_conn == p.conn) & ~rx_ring.query_read_pending
-                    with m.If(prefetched_2 & prefetched & (read_conn_2 == p.conn)
-                              & (read_conn == p.conn)):
-                        m.d.comb += latch_in_idle.eq(1)
-                        latch()
-                        goto(Mux(p.udp, EngineStep.UDP_START, EngineStep.TCP_DECIDE))
-                    with m.Elif(prefetched & (read_conn == p.conn)):
-                        goto(EngineStep.LATCH)
+                    take_prefetched(_Event.RX, p.conn,
+                                    Mux(p.udp, EngineStep.UDP_START, EngineStep.TCP_DECIDE))
                     with m.Elif(tx_ring.query_pending | (rx_ring.query_pending & ~forward)):
                         goto(EngineStep.LOAD)
                     with m.Else():
@@ -986,10 +1000,13 @@ class TcpEngine(wiring.Component):
                     with m.If(~gate.checked.payload.allowed):
                         # no access: EBADF; the process learns nothing and disturbs nothing
                         answer_ebadf(command)
-                    with m.Elif(rings_pending):
-                        goto(EngineStep.LOAD)
                     with m.Else():
-                        goto(EngineStep.LOAD_WAIT)
+                        take_prefetched(_Event.HOST, command.conn[:conn_bits],
+                                        EngineStep.HOST_DECODE)
+                        with m.Elif(rings_pending):
+                            goto(EngineStep.LOAD)
+                        with m.Else():
+                            goto(EngineStep.LOAD_WAIT)
                 with m.Elif(timers.tick_ready):
                     m.d.comb += timers.tick_take.eq(1)
                     m.d.sync += ev.eq(_Event.TICK)
@@ -1784,11 +1801,11 @@ class TcpEngine(wiring.Component):
             m.d.comb += self.send_ring_writer_error.eq(tx_ring.writer_error)
         if "observe" in self.signature.members:
             assert [(e.name, e.value) for e in _Event] == [(e.name, e.value) for e in EventSource]
-            # (a segment latched in IDLE: its event's registers are written as it is latched)
+            # (an event latched in IDLE: its registers are written as it is latched)
             observe(m, self.observe, latch=(step == EngineStep.LATCH) | latch_in_idle,
                     tcp_start=step == EngineStep.TCP_START, timer=step == EngineStep.TIMER,
-                    source=Mux(latch_in_idle, _Event.RX, ev.as_value()),
-                    conn=Mux(latch_in_idle, self.rx_event.payload.conn, conn),
+                    source=Mux(latch_in_idle, idle_latch_source, ev),
+                    conn=Mux(latch_in_idle, idle_latch_conn, conn),
                     rec=rec_rd.data, rxq=rx_query,
                     txq=tx_ring.query, t=t, t_rxq=rxq, now=now, queued=queued,
                     max_retries=P.max_retries, seg={"flags": seg_flags, "seq": seg_seq,

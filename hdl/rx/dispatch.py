@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from hdl.rx.classifier import FlowKey, ParsedFields, Verdict, VerdictRecord
 from hdl.rx.frame_slicer import SliceCommand
 from hdl.layouts import FrameBeat, check_data_width
-from hdl.ports import RxAction, RxEvent, RxHint, RxRoute
+from hdl.ports import RxAction, RxEvent, ConnHint, RxRoute
 from hdl.tables.socket_table import KeyLayout, ResultLayout
 from hdl.wire import L4Protocol
 
@@ -92,7 +92,7 @@ class RxDispatch(wiring.Component):
     engine_taking : In(1)
         The engine takes an ``event`` offered in this clock in this clock: only then is a
         frame offered straight from the verdict side (it is never offered and withdrawn).
-    hint : Out(RxHint)
+    hint : Out(ConnHint)
         The connection the oldest frame without a verdict was found at (if it was): its
         event is likely the engine's next once the events queued before it are taken.
     slice_cmd, slice_data
@@ -124,7 +124,7 @@ class RxDispatch(wiring.Component):
             "event": Out(stream.Signature(RxEvent(conn_bits))),
             "action": In(stream.Signature(RxAction())),
             "engine_taking": In(1),
-            "hint": Out(RxHint(conn_bits)),
+            "hint": Out(ConnHint(conn_bits)),
             "slice_cmd": Out(stream.Signature(SliceCommand())),
             "slice_data": Out(stream.Signature(beat)),
             "slow": Out(stream.Signature(beat)),

@@ -104,7 +104,8 @@ def test_commands_come_out_in_order_with_the_access_tables_verdict(connections, 
 
 def test_a_command_is_offered_three_clocks_after_it_is_taken():
     """The contract the docstring gives (the access table's two clocks, then the gate's
-    register); a connection out of range needs no lookup and comes a clock after."""
+    register), the command's connection hinted meanwhile; a connection out of range needs no
+    lookup and comes a clock after, never hinted."""
     dut = HostGate(connections=4, processes=4)
     clocks = []
 
@@ -115,19 +116,27 @@ def test_a_command_is_offered_three_clocks_after_it_is_taken():
         for pid, conn, allowed in [(2, 1, 1), (3, 1, 0), (2, 4, 0)]:
             # taken at the clock edge `put` waits for
             await put(ctx, dut.cmd, {"pid": pid, "conn": conn, "op": HostOp.READ, "length": 5})
-            waited = 0
+            waited, hinted = 0, 0
             while not ctx.get(dut.checked.valid):
+                # while it is checked, the gate names its connection (for the engine's record
+                # read); it names none it does not check (one past the last slot)
+                if ctx.get(dut.hint.valid):
+                    assert ctx.get(dut.hint.conn) == conn
+                    hinted += 1
                 await ctx.tick()
                 waited += 1
+            assert not ctx.get(dut.hint.valid)
             assert ctx.get(dut.checked.payload.allowed) == allowed
-            clocks.append(waited)
+            clocks.append((waited, hinted))
             await ctx.tick()                            # the engine takes it
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert clocks == [2, 2, 0]      # waits after the take: offered in the 3rd clock, the 1st
+    # waits after the take (offered in the 3rd clock, the 1st), and clocks its connection was
+    # hinted (each of them)
+    assert clocks == [(2, 2), (2, 2), (0, 0)]
 
 
 def test_lint():
