@@ -261,9 +261,9 @@ class TxFramer(wiring.Component):
     option words that are the same in every frame of a kind are constants summed at build
     time; the SACK blocks' edges are summed as header words, those beyond ``sack_count`` as 0.
 
-    The two sides overlap: while frame N is sent, the header of frame N+1 is taken (in the
-    cycle frame N starts) and its payload buffered and summed, so frames of every size go out
-    back to back at one beat per clock when the inputs keep up. A frame is ready
+    The two sides overlap: while frame N is sent, the header of frame N+1 is taken (from the
+    cycle after frame N starts) and its payload buffered and summed, so frames of every size
+    go out back to back at one beat per clock when the inputs keep up. A frame is ready
     ``Checksum.LATENCY`` + 2 (the sum queue) + :attr:`SUM_SETTLE` + 1 cycles after its last
     payload beat leaves the input register when its header is already waiting, and at least
     :attr:`header_settle` + 1 after its header is taken (:attr:`given_settle` + 1 for a TCP
@@ -529,10 +529,11 @@ class TxFramer(wiring.Component):
             with m.Case(_Intake.WAIT_HEADER, _Intake.WAIT_SEND):
                 with m.If(taken):
                     m.d.sync += goto(_Intake.WAIT_HEADER)
-                # A new header is taken in the cycle the previous frame is (or, after a TCP
-                # frame taken early, once its sums are final).
-                m.d.comb += self.header.ready.eq((waiting_header | taken) & hdr_free
-                                                 if late_checksum else waiting_header | taken)
+                # A new header is taken from the cycle after the previous frame is (or, after
+                # a TCP frame taken early, once its sums are final): its registers' enables
+                # follow two flip-flops, not the output side's `taken` and `o.ready`.
+                m.d.comb += self.header.ready.eq(waiting_header & hdr_free
+                                                 if late_checksum else waiting_header)
                 # The header's registers load whenever a header may be taken, valid or not
                 # (nothing reads them until one is): one LUT fewer before their enables.
                 with m.If(self.header.ready):
@@ -636,13 +637,16 @@ class TxFramer(wiring.Component):
             m.d.sync += [payload_beats.eq(hdr.length), last_keep.eq(1)]
         else:
             m.d.sync += payload_beats.eq(hdr.length[lane_bits:] + hdr.length[:lane_bits].any())
-            last_lane = Signal(lane_bits)     # (the sum's carry out is dropped: mod lanes)
-            m.d.comb += last_lane.eq(Mux(pad, padded_last % lanes,
-                                         header_last_lane + hdr.length[:lane_bits]))
-            with m.Switch(last_lane):
-                for lane in range(lanes):
-                    with m.Case(lane):
-                        m.d.sync += last_keep.eq((2 << lane) - 1)
+            # (each lane's bit a function of the header's last lane and the length's low
+            # bits, written as one, not as an adder and a decoder)
+            with m.If(pad):
+                m.d.sync += last_keep.eq((2 << padded_last % lanes) - 1)
+            with m.Else():
+                with m.Switch(Cat(hdr.length[:lane_bits], header_last_lane)):
+                    for low in range(lanes):
+                        for header_lane in range(lanes):
+                            with m.Case(low | header_lane << lane_bits):
+                                m.d.sync += last_keep.eq((2 << (header_lane + low) % lanes) - 1)
 
         # The pseudo-header and L4 header words, straight from `hdr` (the length words add up
         # to the pseudo-header's and UDP's length fields with the constant part; the fields
