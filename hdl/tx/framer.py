@@ -834,8 +834,9 @@ class TxFramer(wiring.Component):
         # A given-sum frame's checksums, put into the beats that carry them as the shifter
         # loads those beats (its 4th, 2 clocks after the frame is taken at the earliest, and
         # its 7th, 5 clocks after), from its sums and copies of them taken from the clock the
-        # frame is taken until the next header is (`hdr` and `payload_sum` are the next
-        # frame's from then on; the next header waits for its sums to be final, `hdr_free`).
+        # frame is taken until `hdr` is loaded again (it loads whenever a header may be
+        # taken, one offered or not: the next frame's or garbage from then on; that waits for
+        # this frame's sums to be final, `hdr_free`).
         # The IP checksum: the IP header sum while the copies follow it, the copy after. The
         # TCP checksum: the copies' total, ready 2 clocks after the sums are final. Its
         # payload sum is final when it is taken (taken the clock before); its header sums
@@ -854,7 +855,8 @@ class TxFramer(wiring.Component):
             assert self.header_settle - l4_depth == free_wait
             with m.If(taken):
                 m.d.sync += [patch.eq(given), copying.eq(1)]
-            with m.If(self.header.valid & self.header.ready):
+            # (until `hdr` is loaded again, a header taken or not)
+            with m.If(self.header.ready):
                 m.d.sync += copying.eq(0)
             with m.If(taken | copying):
                 m.d.sync += [f_ip_sum.eq(ip_sum), f_header_sum.eq(l4_header_sum),
