@@ -535,7 +535,8 @@ class TxFramer(wiring.Component):
                 m.d.comb += self.header.ready.eq(waiting_header & hdr_free
                                                  if late_checksum else waiting_header)
                 # The header's registers load whenever a header may be taken, valid or not
-                # (nothing reads them until one is): one LUT fewer before their enables.
+                # (nothing reads them until one is; the frame before's checksum copies stop
+                # as they load): one LUT fewer before their enables.
                 with m.If(self.header.ready):
                     fields = self.header.payload
                     is_udp = fields.protocol == L4Protocol.UDP
