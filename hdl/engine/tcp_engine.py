@@ -197,7 +197,8 @@ class TcpEngine(wiring.Component):
     rx_hint : In(ConnHint)
         The connection whose ``rx_event`` is likely next: an idle engine reads its record and
         ring states while it waits, and takes the event a clock or two sooner if it is that
-        one's (as a host command of the connection its gate was checking, the gate's hint).
+        one's. (A host command whose connection the host gate named while checking it, the
+        gate's ``hint``, is taken the same way.)
     rx_taking : Out(1)
         An ``rx_event`` offered in this clock is taken in this clock (the engine is idle and
         no control command comes first); it does not depend on ``rx_event``.
