@@ -438,9 +438,8 @@ class TxFramer(wiring.Component):
         kind_ip_sum = Signal(16, reset_less=True)
         l4_header_bytes = Signal(16, reset_less=True)
         ip_header_bytes = Signal(16, reset_less=True)
-        # the offset of the header's last byte less a beat, and its lane
+        # the offset of the header's last byte less a beat (its low bits: that byte's lane)
         before_header_last = Signal(16, reset_less=True)
-        header_last_lane = Signal(max(lane_bits, 1), reset_less=True)
         pad_below = Signal(range(ETH_MIN_FRAME), reset_less=True)  # shorter payloads are padded
         # beats of header bytes only, minus 2, and the header bytes after those
         header_rest = Signal(range(image_bytes // lanes), reset_less=True)
@@ -466,7 +465,6 @@ class TxFramer(wiring.Component):
                 l4_header_bytes.eq(l4_bytes),
                 ip_header_bytes.eq(total - ETH_HEADER),
                 before_header_last.eq(total - 1 - lanes),
-                header_last_lane.eq((total - 1) % lanes),
                 pad_below.eq(max(0, ETH_MIN_FRAME - total)),
                 header_rest.eq(total // lanes - 2),
                 tail_lanes.eq(total % lanes),
@@ -643,7 +641,7 @@ class TxFramer(wiring.Component):
             with m.If(pad):
                 m.d.sync += last_keep.eq((2 << padded_last % lanes) - 1)
             with m.Else():
-                with m.Switch(Cat(hdr.length[:lane_bits], header_last_lane)):
+                with m.Switch(Cat(hdr.length[:lane_bits], before_header_last[:lane_bits])):
                     for low in range(lanes):
                         for header_lane in range(lanes):
                             with m.Case(low | header_lane << lane_bits):
