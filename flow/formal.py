@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In
 
 from hdl.buffers.stream_buffer import StreamBuffer
 from hdl.tables.access_table import AccessOp, AccessTable
-from hdl.tables.socket_table import LOOKUP_LATENCY, Op, SocketTable, Status
+from hdl.tables.socket_table import LOOKUPS_IN_FLIGHT, Op, SocketTable, Status
 
 __all__ = ["Proof", "PROOFS", "Outcome", "write", "run", "main", "AccessTableHarness",
            "StreamBufferHarness", "SocketTableHarness", "BrokenAccessTable",
@@ -396,7 +396,7 @@ class SocketTableHarness(_Harness):
     ``props="hits"``: a tracked key (any 104-bit key). A shadow bit says it is installed: set
     when an INSERT of it is answered OK, cleared when a DELETE of it is; while a command on
     it is between acceptance and response it may be either. The harness queues its lookups
-    (in order, at most ``LOOKUP_LATENCY`` in flight) and asserts: a result comes only for a
+    (in order, at most ``LOOKUPS_IN_FLIGHT`` in flight) and asserts: a result comes only for a
     lookup; a result for the tracked key hits only if the key was installed (or a command on
     it was in flight) at some time during the lookup; and it hits whenever the key was
     installed, with no command on it in flight, for the whole of the lookup.
@@ -423,13 +423,13 @@ class SocketTableHarness(_Harness):
 
         # The lookups in flight, oldest first: is it the key; was it ever maybe installed
         # during the lookup; was it surely installed all along.
-        depth = LOOKUP_LATENCY
+        depth = LOOKUPS_IN_FLIGHT
         count = Signal(range(depth + 1))
         q_key = [Signal(name=f"q_key{i}") for i in range(depth)]
         q_maybe = [Signal(name=f"q_maybe{i}") for i in range(depth)]
         q_surely = [Signal(name=f"q_surely{i}") for i in range(depth)]
         push, pop = _fire(dut.lookup), _fire(dut.result)
-        m.d.comb += [Assert(count <= depth, "more than LOOKUP_LATENCY lookups in flight"),
+        m.d.comb += [Assert(count <= depth, "more than LOOKUPS_IN_FLIGHT lookups in flight"),
                      Assert(~dut.result.valid | (count != 0), "a result without a lookup")]
         # Each entry ages (maybe |= now, surely &= now), then the queue shifts on a pop and
         # takes the new lookup at its end on a push.
@@ -512,7 +512,7 @@ PROOFS = {p.name: p for p in [
     Proof("socket_table_handshake", "socket table (16 entries): result, rsp keep valid/ready",
           _sockets("handshake"), "prove", 4, quick=True),
     Proof("socket_table_hits", "socket table (16 entries, 2 kicks): a lookup hits exactly "
-          "for installed keys", _sockets("hits"), "bmc", 13),
+          "for installed keys", _sockets("hits"), "bmc", 18),
     Proof("mutant_access_table_leak", "MUTANT access table allowing one pair never granted: "
           "must FAIL", _access("grants", "leak"), "bmc", 20, quick=True, expect="FAIL"),
     Proof("mutant_stream_buffer_corrupt", "MUTANT stream buffer flipping a bit of each "

@@ -8,22 +8,29 @@ bucketized cuckoo hash table:
 * a key may live in bucket ``T0[row0]`` or ``T1[row1]``, where ``row0`` and ``row1`` are two
   bit fields of the Toeplitz (RSS) hash of the key, computed with :data:`RSS_DEFAULT_KEY`
   unless another Toeplitz key is given;
-* an insert goes into the less occupied of its two buckets (ties: ``T0``), lowest free way
-  first; when both are full it evicts an entry chosen by a 16-bit LFSR and moves it to its
-  other bucket, and so on (a cuckoo walk) for at most ``max_kicks`` evictions. If the walk
-  finds no free slot, every move is undone in reverse order and the insert answers ``FULL``:
-  the table is exactly as before.
+* every key has a 16-bit *tag*, more bits of the same hash (:meth:`SocketTable.tag_of`), and
+  no bucket ever holds two keys of one tag: the hardware's ways store the tag and the id, and
+  the full keys sit in a block RAM of their own, read for the one way per bucket whose tag
+  matches (``hdl/tables/socket_table.py``);
+* an insert goes into the less occupied of its two buckets that has a free way and no key of
+  its tag (ties: ``T0``), lowest free way first; when neither can take it, it evicts an entry
+  and moves that one to its other bucket, and so on (a cuckoo walk) for at most ``max_kicks``
+  evictions. The entry evicted from a bucket is the one with the tag of the entry coming in if
+  there is one, else one chosen by a 16-bit LFSR; the walk ends in a bucket with a free way and
+  no key of the tag of the entry it carries. If the walk finds none, every move is undone in
+  reverse order and the insert answers ``FULL``: the table is exactly as before.
 
 Everything here (hash, bucket choice, way choice, LFSR sequence, undo) is what the hardware
 does, so a test can predict every response and compare the memories slot by slot.
 """
 
 import enum
+import functools
 from dataclasses import dataclass
 
 __all__ = [
     "RSS_DEFAULT_KEY", "toeplitz_hash", "SocketKey", "Op", "Status", "Lfsr", "SocketTable",
-    "WAYS", "TABLES", "LFSR_SEED", "MAX_KICKS", "check_entries", "check_id_width", "check_max_kicks",
+    "WAYS", "TABLES", "TAG_BITS", "HASH_BITS", "LFSR_SEED", "MAX_KICKS", "check_entries", "check_id_width", "check_max_kicks",
     "check_toeplitz_key",
 ]
 
@@ -40,6 +47,10 @@ TABLES = 2          # sub-tables, one per hash function
 WAYS = 4            # ways per bucket (one memory per way and sub-table)
 HASH_INPUT_BYTES = 12
 ROW1_OFFSET = 16    # row1 is hash bits [16:16+row_bits], row0 is hash bits [0:row_bits]
+# The tag: the Toeplitz hash taken on to 48 bits (each data bit XORs in a 48-bit window of the
+# secret key): its top 32 bits are the RSS hash, its low TAG_BITS the tag.
+TAG_BITS = 16
+HASH_BITS = 32 + TAG_BITS
 LFSR_SEED = 0xACE1
 MAX_KICKS = 128     # default bound on evictions per insert
 
@@ -64,27 +75,35 @@ def check_max_kicks(max_kicks):
 
 
 def check_toeplitz_key(toeplitz_key):
-    if not isinstance(toeplitz_key, (bytes, bytearray)) or len(toeplitz_key) < HASH_INPUT_BYTES + 4:
-        raise TypeError(f"Toeplitz key must be at least {HASH_INPUT_BYTES + 4} bytes, "
+    if not isinstance(toeplitz_key, (bytes, bytearray)) or \
+            len(toeplitz_key) * 8 < HASH_INPUT_BYTES * 8 + HASH_BITS:
+        raise TypeError(f"Toeplitz key must be at least {HASH_INPUT_BYTES + HASH_BITS // 8} bytes, "
                         f"not {toeplitz_key!r}")
     return bytes(toeplitz_key)
 
 
-def toeplitz_hash(key: bytes, data: bytes) -> int:
-    """32-bit Toeplitz hash of `data` with secret `key`, as RSS defines it.
+def toeplitz_hash(key: bytes, data: bytes, bits: int = 32) -> int:
+    """`bits`-bit Toeplitz hash of `data` with secret `key`; with 32 bits, RSS's.
 
     For every set bit of `data` (most significant bit of byte 0 first, bit index ``j``), the
-    32 key bits starting at key bit ``j`` are XORed into the result.
+    `bits` key bits starting at key bit ``j`` are XORed into the result. (So the top 32 bits
+    of a longer hash are the 32-bit hash.)
     """
-    if len(key) * 8 < len(data) * 8 + 32:
+    if len(key) * 8 < len(data) * 8 + bits:
         raise ValueError("Toeplitz key is too short for the input")
     key_int = int.from_bytes(key, "big")
     key_bits = len(key) * 8
+    mask = (1 << bits) - 1
     result = 0
     for j in range(len(data) * 8):
         if data[j // 8] >> (7 - j % 8) & 1:
-            result ^= (key_int >> (key_bits - 32 - j)) & 0xFFFF_FFFF
+            result ^= (key_int >> (key_bits - bits - j)) & mask
     return result
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _hash48(toeplitz_key: bytes, key: "SocketKey") -> int:
+    return toeplitz_hash(toeplitz_key, key.hash_input(), HASH_BITS)
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,23 @@ class SocketTable:
     def hash(self, key: SocketKey) -> int:
         return toeplitz_hash(self.toeplitz_key, key.hash_input())
 
+    def tag_of(self, key: SocketKey) -> int:
+        """The key's tag: the low :data:`TAG_BITS` of its 48-bit Toeplitz hash."""
+        return _hash48(self.toeplitz_key, key) & ((1 << TAG_BITS) - 1)
+
+    def _clash(self, t, row, entry):
+        """The way of bucket (t, row) holding a key of `entry`'s tag, or None. (Never the
+        entry's own key: an entry moving in is in no slot.)"""
+        tag = self.tag_of(entry.key)
+        for way, other in enumerate(self.tables[t][row]):
+            if other is not None and self.tag_of(other.key) == tag:
+                return way
+        return None
+
+    def _takes(self, t, row, entry):
+        """Bucket (t, row) has a free way and no other key of `entry`'s tag."""
+        return None in self.tables[t][row] and self._clash(t, row, entry) is None
+
     def rows_of(self, key: SocketKey) -> tuple[int, int]:
         """The row of `key` in T0 and in T1."""
         h = self.hash(key)
@@ -216,25 +252,29 @@ class SocketTable:
             t, row, way = slot
             return Status.EXISTS, self.tables[t][row][way].id
         rows = self.rows_of(key)
-        free = [self.tables[t][rows[t]].count(None) for t in range(TABLES)]
+        victim = Entry(key, id)
+        free = [self.tables[t][rows[t]].count(None) if self._takes(t, rows[t], victim) else 0
+                for t in range(TABLES)]
         if free[0] or free[1]:
             t = 0 if free[0] >= free[1] else 1
-            self._place(t, rows[t], Entry(key, id))
+            self._place(t, rows[t], victim)
             return Status.OK, 0
-        # Both buckets full: cuckoo walk. The first eviction's table is LFSR bit 2.
-        victim = Entry(key, id)
+        # Neither bucket takes it: cuckoo walk. The first eviction's table is LFSR bit 2.
         path = []
         t = self.lfsr.step() >> 2 & 1
         way = self.lfsr.state & 3
         row = rows[t]
         while True:
+            clash = self._clash(t, row, victim)
+            if clash is not None:       # the key of the same tag goes, whatever the LFSR says
+                way = clash
             evicted = self.tables[t][row][way]
             self.tables[t][row][way] = victim
             path.append((t, row, way))
             victim = evicted
             t = 1 - t
             row = self.rows_of(victim.key)[t]
-            if None in self.tables[t][row]:
+            if self._takes(t, row, victim):
                 self._place(t, row, victim)
                 self.last_kicks = len(path)
                 return Status.OK, 0
@@ -249,6 +289,14 @@ class SocketTable:
             victim = placed
         assert victim.key == key and victim.id == id
         return Status.FULL, 0
+
+    def check_tags(self):
+        """Assert that no bucket holds two keys of one tag (what the hardware's lookups rely
+        on)."""
+        for t in range(TABLES):
+            for row in range(self.rows):
+                tags = [self.tag_of(e.key) for e in self.tables[t][row] if e is not None]
+                assert len(tags) == len(set(tags)), f"bucket {t}/{row} holds a tag twice: {tags}"
 
     def _place(self, t, row, entry):
         bucket = self.tables[t][row]

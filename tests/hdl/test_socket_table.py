@@ -9,7 +9,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from flow.build import lint_component
-from hdl.tables.socket_table import (LOOKUP_LATENCY, Op, SocketTable, Status, EntryLayout)
+from hdl.tables.socket_table import (LOOKUPS_IN_FLIGHT, Op, SocketTable, Status, EntryLayout,
+                                     SlotLayout)
 from model import socket_table as ref
 from model.protocol import IpProto
 from model.socket_table import SocketKey
@@ -33,6 +34,68 @@ def distinct_keys(rng, count, exclude=()):
         if key not in seen:
             seen.add(key)
             keys.append(key)
+    return keys
+
+
+def key_from_hash_input(protocol, data: int) -> SocketKey:
+    """The key whose RSS hash input (SocketKey.hash_input, as a big-endian integer) is `data`."""
+    raw = data.to_bytes(ref.HASH_INPUT_BYTES, "big")
+    return SocketKey(protocol, int.from_bytes(raw[4:8], "big"), int.from_bytes(raw[10:12], "big"),
+                     int.from_bytes(raw[0:4], "big"), int.from_bytes(raw[8:10], "big"))
+
+
+def same_hash_bits(table, key, count, rng, rows=(0, 1)):
+    """`count` distinct keys other than `key`, of its protocol, with its tag and its rows in the
+    sub-tables `rows` (so they share those buckets and their tag with it). The Toeplitz hash is
+    linear in the input bits, so they are `key` XOR a random non-zero vector of the kernel of
+    the hash bits kept (found by Gaussian elimination)."""
+    bits = ref.HASH_INPUT_BYTES * 8
+    mask = (1 << ref.TAG_BITS) - 1
+    for t in rows:
+        mask |= (table.rows - 1) << (ref.TAG_BITS + t * ref.ROW1_OFFSET)
+    pivots, kernel = {}, []
+    for j in range(bits):
+        vector = 1 << (bits - 1 - j)
+        image = ref.toeplitz_hash(table.toeplitz_key, vector.to_bytes(bits // 8, "big"),
+                                  ref.HASH_BITS) & mask
+        while image and image.bit_length() in pivots:
+            pivot_image, pivot_vector = pivots[image.bit_length()]
+            image, vector = image ^ pivot_image, vector ^ pivot_vector
+        if image:
+            pivots[image.bit_length()] = (image, vector)
+        else:
+            kernel.append(vector)
+    base = int.from_bytes(key.hash_input(), "big")
+    found = set()
+    while len(found) < count:
+        delta = 0
+        for vector in kernel:
+            if rng.random() < 0.5:
+                delta ^= vector
+        if delta:
+            found.add(key_from_hash_input(key.protocol, base ^ delta))
+    keys = sorted(found, key=lambda k: k.hash_input())
+    rng.shuffle(keys)
+    for other in keys:
+        assert table.tag_of(other) == table.tag_of(key)
+        assert all(table.rows_of(other)[t] == table.rows_of(key)[t] for t in rows)
+    return keys
+
+
+def keys_with_clashes(rng, table, count):
+    """`count` distinct TCP keys, about half random and half in groups of 3-5 of one tag (each
+    group sharing one bucket or both)."""
+    keys, seen = [], set()
+    while len(keys) < count:
+        key = random_key(rng, udp_share=0)
+        group = [key]
+        if rng.random() < 0.5:
+            group += same_hash_bits(table, key, rng.randint(2, 4), rng,
+                                    rows=rng.choice([(0,), (1,), (0, 1)]))
+        for k in group:
+            if k not in seen and len(keys) < count:
+                seen.add(k)
+                keys.append(k)
     return keys
 
 
@@ -91,24 +154,30 @@ class TB:
         # Clocks from the edge accepting the command to the edge taking the response.
         kicks = self.model.last_kicks if op == Op.INSERT else 0
         if actual[0] == ref.Status.FULL:
-            assert cycles == 6 + 9 * self.model.max_kicks
+            assert cycles == 9 + 18 * self.model.max_kicks
         else:
-            assert cycles == 5 + 5 * kicks
+            assert cycles == 9 + 9 * kicks
         assert ctx.get(dut.count) == self.model.count
         self.worst_cycles[actual[0]] = max(self.worst_cycles.get(actual[0], 0), cycles)
         return actual[0]
 
-    def check_memory(self, ctx):
-        """Every slot of every way memory equals the model's, entry by entry."""
+    async def check_memory(self, ctx):
+        """Every slot of every way memory, with its key from the key memory, equals the
+        model's, entry by entry; each slot's tag is its key's; no bucket holds a tag twice.
+        (After the last command's key writes: they follow its slot by `key_read_delay` clocks.)"""
+        await ctx.tick().repeat(self.dut.key_read_delay + 1)
         rtl = {}
         for t in range(ref.TABLES):
             for w in range(ref.WAYS):
                 for row in range(self.model.rows):
-                    entry = ctx.get(self.dut.way_data[t][w][row])
-                    if entry.valid:
-                        k = entry.key
-                        rtl[(t, row, w)] = (SocketKey(k.protocol, k.local_ip, k.local_port,
-                                                      k.remote_ip, k.remote_port), entry.id)
+                    slot = ctx.get(self.dut.way_data[t][w][row])
+                    if slot.valid:
+                        k = ctx.get(self.dut.key_data[t][row * ref.WAYS + w])
+                        key = SocketKey(k.protocol, k.local_ip, k.local_port, k.remote_ip,
+                                        k.remote_port)
+                        assert slot.tag == self.model.tag_of(key), f"slot {t}/{row}/{w}: tag"
+                        rtl[(t, row, w)] = (key, slot.id)
+        self.model.check_tags()
         expected = self.model.slots()
         assert rtl == expected, "memory differs: " + ", ".join(
             f"{slot}: rtl {rtl.get(slot)} model {expected.get(slot)}"
@@ -186,12 +255,15 @@ def model_fill(entries, seed, max_kicks=ref.MAX_KICKS):
 # Load factor before the first FULL over many random fills (model, random_key: 10 % UDP keys;
 # max_kicks=128), measured with --campaign:
 #   64 entries, 2000 fills: min 0.812, 1st percentile 0.906, median 0.984;
-#   1024 entries, 100 fills: min 0.945, median 0.966;  4096 entries, 10 fills: min 0.945.
+#   1024 entries, 100 fills: min 0.935, 1st percentile 0.945, median 0.966;
+#   4096 entries, 10 fills: min 0.945, median 0.958.
+# (Since the ways hold tags, an insert that meets its tag in a bucket changes the walk: 9 of
+# the 100 fills of 1024 met one, and one of them, which reached 0.956 before, now 0.935.)
 # A 64-entry table has only 8 buckets per sub-table, so a few fills meet a true overflow (more
 # keys sharing a closed set of buckets than those hold; no eviction order fixes that). So the
 # bound is on the 1st percentile for 64 entries and on the minimum from 1024 entries on.
 LOAD_P1_BOUND = 0.90        # 64 entries: at least 99 % of fills reach this
-LOAD_MIN_BOUND = {64: 0.80, 1024: 0.94, 4096: 0.94}
+LOAD_MIN_BOUND = {64: 0.80, 1024: 0.93, 4096: 0.94}
 
 
 def check_loads(entries, loads):
@@ -248,7 +320,9 @@ def test_model_full_changes_nothing():
     ({"entries": 64, "id_width": 0}, "Id width must be an integer from 1 to 32, not 0"),
     ({"entries": 64, "max_kicks": 0}, "Max kicks must be an integer from 1 to 1024, not 0"),
     ({"entries": 64, "toeplitz_key": b"short"},
-     "Toeplitz key must be at least 16 bytes, not b'short'"),
+     "Toeplitz key must be at least 18 bytes, not b'short'"),
+    ({"entries": 64, "toeplitz_key": bytes(17)},
+     "Toeplitz key must be at least 18 bytes, not " + repr(bytes(17))),
 ])
 def test_constructor_checks(kwargs, message):
     with pytest.raises(TypeError) as info:
@@ -265,10 +339,12 @@ def test_enums_match_model():
 
 
 def test_memory_bits():
-    # 8 memories of entries/8 rows; entry = valid + 104-bit key + log2(entries) id bits.
+    # 8 way memories of entries/8 rows, slot = valid + 16-bit tag + log2(entries) id bits; 2 key
+    # memories of entries/2 rows of 104 bits. (The entries the control port moves: 115 bits.)
     assert EntryLayout(10).size == 115
-    assert SocketTable(1024).memory_bits == 1024 * 115
-    assert SocketTable(64).memory_bits == 64 * 111
+    assert SlotLayout(10).size == 27
+    assert SocketTable(1024).memory_bits == 1024 * (27 + 104)
+    assert SocketTable(64).memory_bits == 64 * (23 + 104)
 
 
 @pytest.mark.parametrize("entries", [64, 1024])
@@ -301,7 +377,7 @@ def test_fill_until_full(entries, fulls, delete_every, record_property):
             if seen_full == fulls:
                 break
         assert seen_full == fulls
-        tb.check_memory(ctx)
+        await tb.check_memory(ctx)
         # EXISTS for present keys, with their id; nothing changes.
         for key in list(present)[:8]:
             assert await tb.command(ctx, Op.INSERT, key, 0) == ref.Status.EXISTS
@@ -315,7 +391,7 @@ def test_fill_until_full(entries, fulls, delete_every, record_property):
         gone = list(present)[::delete_every]
         for key in gone + absent[:4]:
             await tb.command(ctx, Op.DELETE, key)
-        tb.check_memory(ctx)
+        await tb.check_memory(ctx)
         sample = probe[:256] + gone
         results = []
         await lookups(ctx, tb.dut, sample, results)
@@ -323,7 +399,7 @@ def test_fill_until_full(entries, fulls, delete_every, record_property):
         assert not any(hit for hit, _ in results[256:])
         for key in gone[:len(gone) // 2] + absent[:8]:
             await tb.command(ctx, Op.INSERT, key, rng.randrange(entries))
-        tb.check_memory(ctx)
+        await tb.check_memory(ctx)
         results = []
         await lookups(ctx, tb.dut, sample, results)
         assert results == expected_lookups(tb.model, sample)
@@ -339,13 +415,16 @@ def test_fill_until_full(entries, fulls, delete_every, record_property):
     # or the minimum (1024) seen over many fills.
     assert load >= (LOAD_P1_BOUND if entries == 64 else LOAD_MIN_BOUND[entries])
     # A failed walk: max_kicks evictions and as many undo steps (the worst case).
-    assert tb.worst_cycles[ref.Status.FULL] == 6 + 9 * tb.dut.max_kicks
-    assert tb.worst_cycles[ref.Status.OK] <= 5 + 5 * tb.dut.max_kicks
+    assert tb.worst_cycles[ref.Status.FULL] == 9 + 18 * tb.dut.max_kicks
+    assert tb.worst_cycles[ref.Status.OK] <= 9 + 9 * tb.dut.max_kicks
 
 
-def test_lookup_throughput_and_latency(record_property):
-    """Back-to-back lookups: one accepted per clock, each result LOOKUP_LATENCY clocks later."""
-    tb = TB(64)
+# 64 entries: ways in LUT RAM (7 clocks); 256: in block RAM (8)
+@pytest.mark.parametrize("entries, latency", [(64, 7), (256, 8)])
+def test_lookup_throughput_and_latency(entries, latency, record_property):
+    """Back-to-back lookups: one accepted per clock, each result `lookup_latency` clocks later."""
+    tb = TB(entries)
+    assert tb.dut.lookup_latency == latency
     rng = random.Random(7)
     keys = distinct_keys(rng, 40)
     probe = keys + distinct_keys(rng, 24, exclude=keys)
@@ -362,14 +441,56 @@ def test_lookup_throughput_and_latency(record_property):
     accepted = [a for a, _ in timing]
     assert accepted == list(range(accepted[0], accepted[0] + len(probe)))   # one per clock
     latencies = {r - a for a, r in timing}
-    assert latencies == {LOOKUP_LATENCY}
+    assert latencies == {latency}
     cycles = timing[-1][1] - timing[0][0] + 1
     throughput = len(probe) / (timing[-1][0] - timing[0][0] + 1)
-    record_property("lookup_latency", LOOKUP_LATENCY)
+    record_property(f"lookup_latency_{entries}", latency)
     record_property("lookups_per_clock", throughput)
     print(f"{len(probe)} lookups: {throughput:.2f} accepted per clock, latency {latencies}, "
           f"{cycles} clocks from first accept to last result")
     assert throughput == 1.0
+
+
+@pytest.mark.parametrize("entries", [64, 256])
+def test_lookups_stop_while_results_wait(entries):
+    """With the sink not ready, exactly LOOKUPS_IN_FLIGHT keys are taken (ready drops once their
+    results have no more places), none is lost; then every result comes, in order."""
+    tb = TB(entries)
+    rng = random.Random(13)
+    keys = distinct_keys(rng, 12)
+    probe = keys[:6] + distinct_keys(rng, 14, exclude=keys)
+
+    async def testbench(ctx):
+        dut = tb.dut
+        for i, key in enumerate(keys[:6]):
+            await tb.command(ctx, Op.INSERT, key, i + 1)
+        taken = 0
+        ctx.set(dut.result.ready, 0)
+        for _ in range(3 * LOOKUPS_IN_FLIGHT):
+            ctx.set(dut.lookup.valid, 1)
+            ctx.set(dut.lookup.payload, probe[taken].as_dict())
+            _, _, ready = await ctx.tick().sample(dut.lookup.ready)
+            taken += ready
+        ctx.set(dut.lookup.valid, 0)
+        assert taken == LOOKUPS_IN_FLIGHT
+        # the results held, then those of the rest (offered one a clock meanwhile)
+        results, pending = [], probe[taken:]
+        ctx.set(dut.result.ready, 1)
+        for _ in range(100):
+            ctx.set(dut.lookup.valid, bool(pending))
+            if pending:
+                ctx.set(dut.lookup.payload, pending[0].as_dict())
+            _, _, ready, valid, out = await ctx.tick().sample(
+                dut.lookup.ready, dut.result.valid, dut.result.payload)
+            if pending and ready:
+                pending.pop(0)
+            if valid:
+                results.append((bool(out.hit), out.id))
+        ctx.set(dut.lookup.valid, 0)
+        assert not ctx.get(dut.result.valid)
+        assert results == expected_lookups(tb.model, probe)
+
+    tb.run(testbench)
 
 
 @pytest.mark.parametrize("idle, stalls", [
@@ -398,23 +519,29 @@ def test_lookup_backpressure(idle, stalls):
 
 @pytest.mark.parametrize("stall_pattern", [
     [0, 0, 0, 1],
-    # long holds: a lookup waits in every stage while walk steps change the table under it
+    # long stalls: lookups stop being taken while walk steps change the table
     [1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0],
 ])
 # 64 entries: LUT RAM (8 rows a way); 256: block RAM (32 rows), whose read of a row in the
-# clock it is written the lookups must drop
-@pytest.mark.parametrize("entries", [64, 256])
-def test_lookups_concurrent_with_walks(entries, stall_pattern, record_property):
+# clock it is written the lookups must drop. With clashes: half the keys in groups of one tag
+# (walks that evict by tag, keys of one tag moving while lookups read their slots and keys).
+@pytest.mark.parametrize("entries, clashes", [(64, False), (256, False), (64, True)])
+def test_lookups_concurrent_with_walks(entries, clashes, stall_pattern, record_property):
     """Lookups run every clock while the control port fills a table past its first FULL
     (cuckoo walks, failed walks undone) and deletes: a key whose insert response was seen
     always hits with its id (even while a walk holds it in the victim register), a key whose
     insert will answer FULL and a never-inserted key always miss (even while a failed walk has
-    placed it in a slot). The result sink stalls as `stall_pattern` says (1: not ready); a
-    held lookup keeps the slots and the walk state of the clock it read them in."""
+    placed it in a slot). The result sink stalls as `stall_pattern` says (1: not ready)."""
     tb = TB(entries)
     rng = random.Random(11)
-    keys = distinct_keys(rng, entries * 3 // 2)
-    never = distinct_keys(rng, 16, exclude=keys)
+    if clashes:
+        keys = keys_with_clashes(rng, tb.model, entries * 3 // 2)
+        never = []
+        for key in rng.sample(keys, 8):     # of the tags and buckets of keys inserted
+            never += [k for k in same_hash_bits(tb.model, key, 4, rng) if k not in keys][:2]
+    else:
+        keys = distinct_keys(rng, entries * 3 // 2)
+        never = distinct_keys(rng, 16, exclude=keys)
     fulls = 4         # stop after this many failed walks
     doomed = set()
     # The model predicts which inserts will answer FULL (same sequence, fresh model).
@@ -496,6 +623,75 @@ def test_lookups_concurrent_with_walks(entries, stall_pattern, record_property):
     assert all(n > 100 for n in checked.values())
 
 
+def test_model_keys_of_one_four_tuple():
+    """Keys that differ only in their protocol share their buckets and tag: two fit (one per
+    bucket), a third answers FULL after its walk and changes nothing."""
+    table = ref.SocketTable(64, max_kicks=8)
+    rng = random.Random(3)
+    for key in distinct_keys(rng, 40):
+        table.insert(key, 1)
+    base = SocketKey(TCP, 0x0A000001, 80, 0x0A000002, 4000)
+    variants = [SocketKey(p, base.local_ip, base.local_port, base.remote_ip, base.remote_port)
+                for p in (TCP, UDP, 1)]
+    assert {table.tag_of(k) for k in variants} == {table.tag_of(base)}
+    assert table.insert(variants[0], 2) == (ref.Status.OK, 0)
+    assert table.insert(variants[1], 3) == (ref.Status.OK, 0)
+    before = table.slots(), table.count
+    assert table.insert(variants[2], 4) == (ref.Status.FULL, 0)
+    assert (table.slots(), table.count) == before
+    assert [table.lookup(k) for k in variants] == [(True, 2), (True, 3), (False, 0)]
+    table.check_tags()
+
+
+@pytest.mark.parametrize("entries", [16, 64])
+def test_keys_of_one_tag(entries):
+    """Keys in groups of one tag (sharing one bucket or both; and keys that differ only in
+    their protocol), among random keys: every response, the memories and every lookup equal
+    the model's, until several FULLs; then deletes and re-inserts."""
+    tb = TB(entries, max_kicks=16)
+    rng = random.Random(entries + 1)
+    keys = keys_with_clashes(rng, tb.model, entries * 2)
+    base = keys[0]
+    keys[1:1] = [SocketKey(p, base.local_ip, base.local_port, base.remote_ip, base.remote_port)
+                 for p in (UDP, 1)]
+    absent = []
+    for key in rng.sample(keys, 6):
+        absent += [k for k in same_hash_bits(tb.model, key, 3, rng) if k not in keys][:1]
+
+    met = {"clashes": 0}
+
+    async def testbench(ctx):
+        fulls = 0
+        for i, key in enumerate(keys):
+            rows = tb.model.rows_of(key)
+            met["clashes"] += any(tb.model._clash(t, rows[t], ref.Entry(key, 0)) is not None
+                                  for t in range(ref.TABLES))
+            fulls += await tb.command(ctx, Op.INSERT, key, i % entries) == ref.Status.FULL
+            if fulls == 6:
+                break
+        assert fulls == 6
+        await tb.check_memory(ctx)
+        results = []
+        probe = keys + absent
+        await lookups(ctx, tb.dut, probe, results)
+        assert results == expected_lookups(tb.model, probe)
+        for key in keys[::3] + absent[:2]:
+            await tb.command(ctx, Op.DELETE, key)
+        await tb.check_memory(ctx)
+        for key in keys[::6] + absent:
+            await tb.command(ctx, Op.INSERT, key, rng.randrange(entries))
+        await tb.check_memory(ctx)
+        results = []
+        await lookups(ctx, tb.dut, probe, results, stalls=itertools.cycle([0, 1, 1]))
+        assert results == expected_lookups(tb.model, probe)
+
+    tb.run(testbench)
+    # inserts that met a key of their tag in a bucket of theirs (placed in the other, or
+    # evicting it)
+    print(f"{met['clashes']} inserts met their tag")
+    assert met["clashes"] >= 8
+
+
 def test_udp_keys_local_side_only():
     """A bound UDP socket is found by its local side (remote zero); TCP keys with the same
     local side are different sockets; the protocol is part of the key."""
@@ -536,7 +732,7 @@ def test_random_commands_campaign(seed):
                 await tb.command(ctx, Op.INSERT, key, rng.randrange(entries))
             else:
                 await tb.command(ctx, Op.DELETE, key)
-            tb.check_memory(ctx)
+            await tb.check_memory(ctx)
         results = []
         await lookups(ctx, tb.dut, pool, results, stalls=itertools.cycle([0, 1]))
         assert results == expected_lookups(tb.model, pool)
