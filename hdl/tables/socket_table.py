@@ -108,14 +108,15 @@ class _State(enum.Enum, shape=4):
     WAIT_READ = 1               # the rows registered: the buckets' read issued from them
     WAIT_BUCKETS = 2            # the buckets read
     WAIT_SLOTS = 3              # their slots registered
-    WAIT_KEY_ADDRESS = 4        # their tag compares registered: the key memories' address
-    WAIT_KEY_READ = 5           # the keys read
-    WAIT_KEYS = 6               # the keys in the memories' output registers
-    WAIT_KEY_MATCHES = 7        # their compares' bytes registered
-    WAIT_MATCHES = 8            # the key compares registered: the decision
-    WAIT_VICTIM_HASH = 9        # the victim's rows and tag computed
-    WAIT_UNDO_STEP = 10         # the last walk step left, from the log (its row registered)
-    WAIT_RESPONSE_TAKEN = 11    # `rsp.ready`
+    WAIT_WAYS = 4               # their tag compares registered
+    WAIT_KEY_ADDRESS = 5        # the ways whose keys are read registered: the keys' address
+    WAIT_KEY_READ = 6           # the keys read
+    WAIT_KEYS = 7               # the keys in the memories' output registers
+    WAIT_KEY_MATCHES = 8        # their compares' bytes registered
+    WAIT_MATCHES = 9            # the key compares registered: the decision
+    WAIT_VICTIM_HASH = 10       # the victim's rows computed
+    WAIT_UNDO_STEP = 11         # the last walk step left, from the log (its row registered)
+    WAIT_RESPONSE_TAKEN = 12    # `rsp.ready`
 
 
 class _Phase(enum.Enum, shape=2):
@@ -210,14 +211,14 @@ class SocketTable(wiring.Component):
     16-bit LFSR) and moved to its other bucket (a cuckoo walk), at most ``max_kicks``
     evictions. Each step is logged; if the walk fails every step is undone in reverse order and
     the answer is FULL: no entry is ever overwritten or lost. An insert of a present key
-    answers EXISTS, a delete of an absent one NOT_FOUND. Every bucket read takes eight clocks
+    answers EXISTS, a delete of an absent one NOT_FOUND. Every bucket read takes nine clocks
     before a decision, which uses only registers: its rows registered (the RAM's address comes
-    from registers only), the read, its slots registered, their tag compares registered and
-    the key memories' address (the slot of the tag in each bucket, else the LFSR's way: the
-    key of the entry a step may evict), their read and output registers, and the key compares
-    registered in two halves (bytes, then the key). The response is taken 9 clocks after the
-    command was accepted without a walk, ``9 + 9 k`` with ``k`` evictions, and
-    ``9 + 18 max_kicks`` (2313 for the default 128) for FULL after a failed walk: the worst
+    from registers only), the read, its slots registered, their tag compares registered, the
+    key memories' address registered (the slot of the tag in each bucket, else the LFSR's way:
+    the key of the entry a step may evict), their read and output registers, and the key
+    compares registered in two halves (bytes, then the key). The response is taken 10 clocks
+    after the command was accepted without a walk, ``10 + 10 k`` with ``k`` evictions, and
+    ``10 + 20 max_kicks`` (2570 for the default 128) for FULL after a failed walk: the worst
     case. The next command is accepted one clock later.
 
     Lookups run concurrently with commands and are never stalled by them. Each lookup sees a
@@ -429,9 +430,10 @@ class SocketTable(wiring.Component):
         key_write = key_line[-1]
         # The control FSM reads the keys once no key write is on its way: a decision's key is
         # in its memory key_read_delay + 2 clocks after the decision, and the next key read is
-        # 5 clocks after it at the soonest (WAIT_VICTIM_HASH, WAIT_READ, WAIT_BUCKETS,
-        # WAIT_SLOTS, then WAIT_KEY_ADDRESS), so the port is the control's again by then.
-        assert self.key_read_delay + 2 <= 5
+        # 6 clocks after it at the soonest (WAIT_VICTIM_HASH, WAIT_READ, WAIT_BUCKETS,
+        # WAIT_SLOTS, WAIT_WAYS, then WAIT_KEY_ADDRESS), so the port is the control's again by
+        # then.
+        assert self.key_read_delay + 2 <= 6
         key_read_way = [Signal(2, name=f"key_read_way{t}") for t in T]
         lk_key, ctl_key = [None] * len(T), [None] * len(T)
         for t in T:
@@ -600,9 +602,9 @@ class SocketTable(wiring.Component):
                      answer.id.eq(Mux(e_hidden, 0, or_all(
                          Mux(match[i], id_, 0) for i, id_ in enumerate(e_ids))))]
 
-        # ---- Control port. A bucket read takes eight clocks: its rows registered (the RAM's
+        # ---- Control port. A bucket read takes nine clocks: its rows registered (the RAM's
         # address comes from registers only), the read, its slots registered (`slots`), their
-        # tag compares and free ways registered, with the key memories' address (`key_read_way`),
+        # tag compares and free ways registered, the key memories' address (`key_read_way`),
         # the keys' read and output registers, and the key compares registered (bytes, then the
         # key); a decision then uses only registers. Nothing writes the rows read while a decision waits for them.
         row_reg = [Signal(rb, name=f"row{t}") for t in T]
@@ -633,13 +635,15 @@ class SocketTable(wiring.Component):
         seen_match = Signal(len(T))
         keys = [Signal(KeyLayout(), name=f"key{t}") for t in T]   # the keys read
         key_equal = [Signal(KeyLayout().size // 8, name=f"key_equal{t}") for t in T]
-        entry_tag = Mux(phase == _Phase.COMMAND, cmd_tag, victim_tag)
+        entry_tag = Signal(ref.TAG_BITS)    # the command's, or the victim's in a walk
         tagged = [Cat(*(slots[t][w].valid & (slots[t][w].tag == entry_tag) for w in W)) for t in T]
         free = [Cat(*(~slots[t][w].valid for w in W)) for t in T]
         first_free = [Cat(*(free[t][w] & ~free[t][:w].any() if w else free[t][0] for w in W))
                       for t in T]
         # the way a decision may evict in each bucket: that of the tag, else the LFSR's
-        evict_way = [Mux(tagged[t].any(), one_hot_index(tagged[t]), lfsr_next[:2]) for t in T]
+        seen_tagged = [seen_tag[t * len(W):(t + 1) * len(W)] for t in T]
+        evict_way = [Mux(seen_tagged[t].any(), one_hot_index(seen_tagged[t]), lfsr_next[:2])
+                     for t in T]
         takes = [seen_free[t * len(W):(t + 1) * len(W)].any()
                  & ~seen_tag[t * len(W):(t + 1) * len(W)].any() for t in T]
         free_count = [sum(seen_free[t * len(W) + w] for w in W) for t in T]
@@ -712,6 +716,7 @@ class SocketTable(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     m.d.sync += [cmd_reg.eq(self.cmd.payload), cmd_tag.eq(cmd_key_tag),
+                                 entry_tag.eq(cmd_key_tag),
                                  row_reg[0].eq(cmd_row0), row_reg[1].eq(cmd_row1),
                                  phase.eq(_Phase.COMMAND), kicks.eq(0)]
                     goto(_State.WAIT_READ)
@@ -725,6 +730,9 @@ class SocketTable(wiring.Component):
             with m.Case(_State.WAIT_SLOTS):
                 m.d.sync += [seen_tag.eq(Cat(*tagged)), seen_free.eq(Cat(*free)),
                              seen_first_free.eq(Cat(*first_free))]
+                goto(_State.WAIT_WAYS)
+
+            with m.Case(_State.WAIT_WAYS):
                 with m.Switch(phase):
                     with m.Case(_Phase.COMMAND):
                         m.d.sync += [key_read_way[t].eq(evict_way[t]) for t in T]
@@ -811,7 +819,8 @@ class SocketTable(wiring.Component):
                             goto(_State.WAIT_UNDO_STEP)
 
             with m.Case(_State.WAIT_VICTIM_HASH):
-                m.d.sync += [row_reg[0].eq(victim_row0), row_reg[1].eq(victim_row1)]
+                m.d.sync += [row_reg[0].eq(victim_row0), row_reg[1].eq(victim_row1),
+                             entry_tag.eq(victim_tag)]
                 goto(_State.WAIT_READ)
 
             with m.Case(_State.WAIT_UNDO_STEP):

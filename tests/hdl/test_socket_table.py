@@ -154,9 +154,9 @@ class TB:
         # Clocks from the edge accepting the command to the edge taking the response.
         kicks = self.model.last_kicks if op == Op.INSERT else 0
         if actual[0] == ref.Status.FULL:
-            assert cycles == 9 + 18 * self.model.max_kicks
+            assert cycles == 10 + 20 * self.model.max_kicks
         else:
-            assert cycles == 9 + 9 * kicks
+            assert cycles == 10 + 10 * kicks
         assert ctx.get(dut.count) == self.model.count
         self.worst_cycles[actual[0]] = max(self.worst_cycles.get(actual[0], 0), cycles)
         return actual[0]
@@ -415,8 +415,8 @@ def test_fill_until_full(entries, fulls, delete_every, record_property):
     # or the minimum (1024) seen over many fills.
     assert load >= (LOAD_P1_BOUND if entries == 64 else LOAD_MIN_BOUND[entries])
     # A failed walk: max_kicks evictions and as many undo steps (the worst case).
-    assert tb.worst_cycles[ref.Status.FULL] == 9 + 18 * tb.dut.max_kicks
-    assert tb.worst_cycles[ref.Status.OK] <= 9 + 9 * tb.dut.max_kicks
+    assert tb.worst_cycles[ref.Status.FULL] == 10 + 20 * tb.dut.max_kicks
+    assert tb.worst_cycles[ref.Status.OK] <= 10 + 10 * tb.dut.max_kicks
 
 
 # 64 entries: ways in LUT RAM (7 clocks); 256: in block RAM (8)
