@@ -512,7 +512,7 @@ PROOFS = {p.name: p for p in [
     Proof("socket_table_handshake", "socket table (16 entries): result, rsp keep valid/ready",
           _sockets("handshake"), "prove", 4, quick=True),
     Proof("socket_table_hits", "socket table (16 entries, 2 kicks): a lookup hits exactly "
-          "for installed keys", _sockets("hits"), "bmc", 18),
+          "for installed keys", _sockets("hits"), "bmc", 19),
     Proof("mutant_access_table_leak", "MUTANT access table allowing one pair never granted: "
           "must FAIL", _access("grants", "leak"), "bmc", 20, quick=True, expect="FAIL"),
     Proof("mutant_stream_buffer_corrupt", "MUTANT stream buffer flipping a bit of each "
