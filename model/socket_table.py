@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "RSS_DEFAULT_KEY", "toeplitz_hash", "SocketKey", "Op", "Status", "Lfsr", "SocketTable",
-    "WAYS", "TABLES", "TAG_BITS", "HASH_BITS", "LFSR_SEED", "MAX_KICKS", "check_entries", "check_id_width", "check_max_kicks",
+    "WAYS", "TABLES", "TAG_BITS", "HASH_BITS", "LFSR_SEED", "MAX_KICKS", "check_entries",
+    "check_id_width", "check_max_kicks",
     "check_toeplitz_key",
 ]
 

@@ -228,16 +228,17 @@ class SocketTable(wiring.Component):
     reads its slot on that clock edge drops the read, which a block RAM leaves undefined, so
     the memories need no bypass logic), and the key being inserted reads as absent until its
     insert's last write is in the memories. A decision's key reaches the key memories
-    ``key_read_delay`` (2 or 3) clocks after its slot reaches the ways, as many as a lookup takes from
-    its read of the ways to its read of the keys, and the lookup pipeline never holds: so the
-    keys a lookup reads are those of the slots it read. A lookup overlapping a command
-    therefore sees the table either before or after that command, never in between. The lookup
-    pipeline: the key, its rows and tag are registered; the buckets are read, and the victim,
-    the entry being written and the hidden key compared, on one edge (so the slots and the walk
-    state seen together are those of one clock); the slots read are registered; their tag
-    compares are registered, with the key memories' address; the two keys are read and
-    registered twice (the block RAMs' read and output registers); their compares with the key
-    are registered byte by byte; the result goes into a queue of ``LOOKUPS_IN_FLIGHT`` (9) results: a key is
+    :attr:`key_read_delay` (2 or 3) clocks after its slot reaches the ways, as many as a lookup
+    takes from its read of the ways to its read of the keys, and the lookup pipeline never
+    holds: so the keys a lookup reads are those of the slots it read. A lookup overlapping a
+    command therefore sees the table either before or after that command, never in between.
+    The lookup pipeline: the key, its rows and tag are registered; the buckets are read, and
+    the victim, the entry being written and the hidden key compared, on one edge (so the slots
+    and the walk state seen together are those of one clock), the slots registered with the
+    read (LUT RAM) or a clock later (a block RAM's output register); their tag compares are
+    registered, with the key memories' address; the two keys are read and registered twice (the
+    block RAMs' read and output registers); their compares with the key are registered byte by
+    byte; the result goes into a queue of :data:`LOOKUPS_IN_FLIGHT` (9) results: a key is
     taken while fewer are in flight, so while the result sink is not ready lookups stop being
     taken and nothing is lost or duplicated.
 
@@ -416,7 +417,8 @@ class SocketTable(wiring.Component):
         # its slot reaches the ways, through `key_line` (a delete writes no key).
         key_line_layout = data.StructLayout({"valid": 1, "table": 1, "addr": rb + 2,
                                              "key": KeyLayout()})
-        key_line = [Signal(key_line_layout, name=f"key_line{i}") for i in range(self.key_read_delay)]
+        key_line = [Signal(key_line_layout, name=f"key_line{i}")
+                    for i in range(self.key_read_delay)]
         written_table = wr_slots_r[len(W):].any()
         m.d.sync += [
             key_line[0].valid.eq(wr_entry_r.valid & wr_slots_r.any()),
@@ -606,7 +608,8 @@ class SocketTable(wiring.Component):
         # address comes from registers only), the read, its slots registered (`slots`), their
         # tag compares and free ways registered, the key memories' address (`key_read_way`),
         # the keys' read and output registers, and the key compares registered (bytes, then the
-        # key); a decision then uses only registers. Nothing writes the rows read while a decision waits for them.
+        # key); a decision then uses only registers. Nothing writes the rows read while a
+        # decision waits for them.
         row_reg = [Signal(rb, name=f"row{t}") for t in T]
         for t in T:
             m.d.comb += ctl_addr[t].eq(row_reg[t])      # registered: no logic before the RAM
