@@ -194,7 +194,8 @@ class SocketTable:
         self.last_kicks = 0     # evictions made by the last insert (for statistics)
 
     def hash(self, key: SocketKey) -> int:
-        return toeplitz_hash(self.toeplitz_key, key.hash_input())
+        """The key's 32-bit (RSS) Toeplitz hash: the top 32 bits of its 48-bit hash."""
+        return _hash48(self.toeplitz_key, key) >> TAG_BITS
 
     def tag_of(self, key: SocketKey) -> int:
         """The key's tag: the low :data:`TAG_BITS` of its 48-bit Toeplitz hash."""

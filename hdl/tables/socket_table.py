@@ -458,7 +458,6 @@ class SocketTable(wiring.Component):
         victim_tag = Signal(ref.TAG_BITS)
         pending = Signal()          # an insert walk is under way (victim valid, key hidden)
         cmd_reg = Signal(CommandLayout(self._id_width))
-        cmd_tag = Signal(ref.TAG_BITS)
         # `pending` a clock ago: the command's key stays hidden until the write that ends its
         # walk is in the memories (the key stays in `cmd_reg` until the response is taken)
         pending_before = Signal()
@@ -552,57 +551,44 @@ class SocketTable(wiring.Component):
         # ... until the slots are read (`way_latency` clocks): then per bucket, whether a slot
         # holds the key's tag (one at most), and which: the key memory's address; its id.
         slots_read = beside[-1]
-        tag_stage = way_latency + 1
-        tagged_bits = Signal(len(T))
-        ids = [Signal(self._id_width, name=f"s{tag_stage}_id{t}") for t in T]
-        aside_match = Signal(len(aside))
-        aside_ids = [Signal(self._id_width, name=f"s{tag_stage}_aside_id{i}")
-                     for i in range(len(aside))]
-        hidden = Signal()
+        # Then per bucket, whether a slot holds the key's tag (one at most), and which: the key
+        # memory's address; its id. With them, the rest, carried on beside the keys' reads (the
+        # key memories' two registers).
+        tagged_layout = data.StructLayout({
+            "tagged": len(T), "ids": data.ArrayLayout(self._id_width, len(T)),
+            "aside_match": len(aside), "aside_ids": data.ArrayLayout(self._id_width, len(aside)),
+            "hidden": 1,
+        })
+        assert lk_key[0].latency == 2
+        found = [Signal(tagged_layout, name=f"{name}_found") for name in ("tag", "read", "keys")]
         for t in T:
             tagged = Cat(*(lk_rd[t][w].data.valid & ~slots_read.written[t * len(W) + w]
                            & (lk_rd[t][w].data.tag == slots_read.tag) for w in W))
-            way = Signal(2, name=f"s{tag_stage}_way{t}")
-            row = Signal(rb, name=f"s{tag_stage}_row{t}")
-            m.d.sync += [tagged_bits[t].eq(tagged.any()), way.eq(one_hot_index(tagged)),
-                         ids[t].eq(or_all(Mux(tagged[w], lk_rd[t][w].data.id, 0) for w in W)),
+            way = Signal(2, name=f"tag_way{t}")
+            row = Signal(rb, name=f"tag_row{t}")
+            m.d.sync += [found[0].tagged[t].eq(tagged.any()), way.eq(one_hot_index(tagged)),
+                         found[0].ids[t].eq(or_all(Mux(tagged[w], lk_rd[t][w].data.id, 0)
+                                                   for w in W)),
                          row.eq(slots_read.rows[t])]
             m.d.comb += lk_key[t].addr.eq(Cat(way, row))
-        m.d.sync += [aside_match.eq(slots_read.aside_match),
-                     *[a.eq(slots_read.aside_ids[i]) for i, a in enumerate(aside_ids)],
-                     hidden.eq(slots_read.hidden)]
-        # The keys read (the key memories' two registers) and, beside them, the rest; then the
-        # keys' compares, byte by byte, registered; then the result into the queue (a match bit
-        # per bucket and per entry aside: those set are copies of one entry).
-        assert lk_key[0].latency == 2
-        carried = Cat(tagged_bits, *ids, aside_match, *aside_ids, hidden)
-        keys_read = Signal(len(carried))
-        carried_1 = Signal(len(carried))
-        m.d.sync += [carried_1.eq(carried), keys_read.eq(carried_1)]
-        key_stage = tag_stage + 2
+        m.d.sync += [found[0].aside_match.eq(slots_read.aside_match),
+                     found[0].aside_ids.eq(slots_read.aside_ids),
+                     found[0].hidden.eq(slots_read.hidden),
+                     found[1].eq(found[0]), found[2].eq(found[1])]
+        # Then the keys' compares, byte by byte, registered; then the result into the queue (a
+        # match bit per bucket and per entry aside: those set are copies of one entry).
+        keys_read = found[2]
+        key_stage = way_latency + 3
         assert key_stage == stages - 2
-        e_tagged = Signal(len(T))
-        e_equal = [Signal(KeyLayout().size // 8, name=f"e_equal{t}") for t in T]
-        e_aside_match = Signal(len(aside))
-        e_ids = [Signal(self._id_width, name=f"e_id{i}") for i in range(len(T) + len(aside))]
-        e_hidden = Signal()
-        r_tagged = Signal(len(T))
-        r_ids = [Signal(self._id_width, name=f"r_id{t}") for t in T]
-        r_aside_match = Signal(len(aside))
-        r_aside_ids = [Signal(self._id_width, name=f"r_aside_id{i}") for i in range(len(aside))]
-        r_hidden = Signal()
-        m.d.comb += Cat(r_tagged, *r_ids, r_aside_match, *r_aside_ids, r_hidden).eq(keys_read)
-        m.d.sync += [
-            e_tagged.eq(r_tagged),
-            *[e_equal[t].eq(equal_bytes(lk_key[t].data, s_key[key_stage])) for t in T],
-            e_aside_match.eq(r_aside_match),
-            *[a.eq(b) for a, b in zip(e_ids, r_ids + r_aside_ids)],
-            e_hidden.eq(r_hidden),
-        ]
-        match = Cat(*(e_tagged[t] & e_equal[t].all() for t in T), e_aside_match)
-        m.d.comb += [answer_valid.eq(s_valid[-1]), answer.hit.eq(match.any() & ~e_hidden),
-                     answer.id.eq(Mux(e_hidden, 0, or_all(
-                         Mux(match[i], id_, 0) for i, id_ in enumerate(e_ids))))]
+        compared = Signal(tagged_layout)
+        equal = [Signal(KeyLayout().size // 8, name=f"key_equal_bytes{t}") for t in T]
+        m.d.sync += [compared.eq(keys_read),
+                     *[equal[t].eq(equal_bytes(lk_key[t].data, s_key[key_stage])) for t in T]]
+        match = Cat(*(compared.tagged[t] & equal[t].all() for t in T), compared.aside_match)
+        ids = [compared.ids[t] for t in T] + [compared.aside_ids[i] for i in range(len(aside))]
+        m.d.comb += [answer_valid.eq(s_valid[-1]), answer.hit.eq(match.any() & ~compared.hidden),
+                     answer.id.eq(Mux(compared.hidden, 0, or_all(
+                         Mux(match[i], id_, 0) for i, id_ in enumerate(ids))))]
 
         # ---- Control port. A bucket read takes nine clocks: its rows registered (the RAM's
         # address comes from registers only), the read, its slots registered (`slots`), their
@@ -638,7 +624,8 @@ class SocketTable(wiring.Component):
         seen_match = Signal(len(T))
         keys = [Signal(KeyLayout(), name=f"key{t}") for t in T]   # the keys read
         key_equal = [Signal(KeyLayout().size // 8, name=f"key_equal{t}") for t in T]
-        entry_tag = Signal(ref.TAG_BITS)    # the command's, or the victim's in a walk
+        # the command's tag (the whole COMMAND phase), or the victim's in a walk step
+        entry_tag = Signal(ref.TAG_BITS)
         tagged = [Cat(*(slots[t][w].valid & (slots[t][w].tag == entry_tag) for w in W)) for t in T]
         free = [Cat(*(~slots[t][w].valid for w in W)) for t in T]
         first_free = [Cat(*(free[t][w] & ~free[t][:w].any() if w else free[t][0] for w in W))
@@ -718,8 +705,7 @@ class SocketTable(wiring.Component):
             with m.Case(_State.WAIT_COMMAND):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [cmd_reg.eq(self.cmd.payload), cmd_tag.eq(cmd_key_tag),
-                                 entry_tag.eq(cmd_key_tag),
+                    m.d.sync += [cmd_reg.eq(self.cmd.payload), entry_tag.eq(cmd_key_tag),
                                  row_reg[0].eq(cmd_row0), row_reg[1].eq(cmd_row1),
                                  phase.eq(_Phase.COMMAND), kicks.eq(0)]
                     goto(_State.WAIT_READ)
@@ -785,7 +771,7 @@ class SocketTable(wiring.Component):
                         with m.Elif(cmd_reg.op == Op.DELETE):
                             respond(Status.NOT_FOUND)
                         with m.Elif(seen_place.any()):
-                            write_slots(seen_place, cmd_entry, cmd_tag)
+                            write_slots(seen_place, cmd_entry, entry_tag)
                             m.d.sync += self.count.eq(self.count + 1)
                             respond(Status.OK)
                         with m.Else():
@@ -793,7 +779,7 @@ class SocketTable(wiring.Component):
                             # way of the command's tag there, else LFSR bits 0-1.
                             table = lfsr_next[2]
                             way = Mux(table, key_read_way[1], key_read_way[0])
-                            evict_into(table, way, cmd_entry, cmd_tag)
+                            evict_into(table, way, cmd_entry, entry_tag)
                             log_step(table, way)
                             m.d.sync += [lfsr.eq(lfsr_next), alt_table.eq(~table),
                                          phase.eq(_Phase.WALK)]
