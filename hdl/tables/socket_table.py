@@ -458,6 +458,7 @@ class SocketTable(wiring.Component):
         victim_tag = Signal(ref.TAG_BITS)
         pending = Signal()          # an insert walk is under way (victim valid, key hidden)
         cmd_reg = Signal(CommandLayout(self._id_width))
+        cmd_tag = Signal(ref.TAG_BITS)      # its key's tag
         # `pending` a clock ago: the command's key stays hidden until the write that ends its
         # walk is in the memories (the key stays in `cmd_reg` until the response is taken)
         pending_before = Signal()
@@ -624,7 +625,7 @@ class SocketTable(wiring.Component):
         seen_match = Signal(len(T))
         keys = [Signal(KeyLayout(), name=f"key{t}") for t in T]   # the keys read
         key_equal = [Signal(KeyLayout().size // 8, name=f"key_equal{t}") for t in T]
-        # the command's tag (the whole COMMAND phase), or the victim's in a walk step
+        # the tag compared with the slots': the command's, or the victim's in a walk step
         entry_tag = Signal(ref.TAG_BITS)
         tagged = [Cat(*(slots[t][w].valid & (slots[t][w].tag == entry_tag) for w in W)) for t in T]
         free = [Cat(*(~slots[t][w].valid for w in W)) for t in T]
@@ -705,7 +706,8 @@ class SocketTable(wiring.Component):
             with m.Case(_State.WAIT_COMMAND):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [cmd_reg.eq(self.cmd.payload), entry_tag.eq(cmd_key_tag),
+                    m.d.sync += [cmd_reg.eq(self.cmd.payload), cmd_tag.eq(cmd_key_tag),
+                                 entry_tag.eq(cmd_key_tag),
                                  row_reg[0].eq(cmd_row0), row_reg[1].eq(cmd_row1),
                                  phase.eq(_Phase.COMMAND), kicks.eq(0)]
                     goto(_State.WAIT_READ)
@@ -771,7 +773,7 @@ class SocketTable(wiring.Component):
                         with m.Elif(cmd_reg.op == Op.DELETE):
                             respond(Status.NOT_FOUND)
                         with m.Elif(seen_place.any()):
-                            write_slots(seen_place, cmd_entry, entry_tag)
+                            write_slots(seen_place, cmd_entry, cmd_tag)
                             m.d.sync += self.count.eq(self.count + 1)
                             respond(Status.OK)
                         with m.Else():
@@ -779,7 +781,7 @@ class SocketTable(wiring.Component):
                             # way of the command's tag there, else LFSR bits 0-1.
                             table = lfsr_next[2]
                             way = Mux(table, key_read_way[1], key_read_way[0])
-                            evict_into(table, way, cmd_entry, entry_tag)
+                            evict_into(table, way, cmd_entry, cmd_tag)
                             log_step(table, way)
                             m.d.sync += [lfsr.eq(lfsr_next), alt_table.eq(~table),
                                          phase.eq(_Phase.WALK)]
