@@ -229,6 +229,45 @@ _MEMORY_FF = re.compile(r"^using FF mapping for memory (\S+)$", re.M)
 _BLOCK_RAM_MAPPINGS = ("DP16KD", "PDPW16KD", "ICE40_RAM4K")
 
 
+# router1's progress rows ("IterCnt | w/ripup wo/ripup | w/r wo/r | arcs | batch total") and
+# router2's iterations; the phase nextpnr reached last
+_ROUTER1_ROW = re.compile(r"^Info:\s+(\d+) \|\s*\d+\s+\d+ \|\s*\d+\s+\d+ \|\s*(\d+)\|\s*[\d.]+\s+([\d.]+)\|",
+                          re.M)
+_ROUTER2_ITER = re.compile(r"^Info:\s+iter=(\d+) wires=(\d+) overused=(\d+) overuse=(\d+)", re.M)
+_PHASES = (("Info: Packing", "packing"), ("Info: Placed ", "placement"),
+           ("Info: Creating initial analytic placement", "placement"),
+           ("Info: Running main analytical placer", "placement"),
+           ("Info: Running simulated annealing placer", "placement"),
+           ("Info: Routing", "routing"), ("Info: Running router2", "routing"))
+
+
+def _progress(nextpnr_log):
+    """Where nextpnr had got to when it was stopped, from its log's last lines: the phase, and
+    in routing the router's last count (router1: arcs left to route; router2: overused
+    wires), so that a row that does not finish says how far from finishing it was."""
+    phase = None
+    at = -1
+    for marker, name in _PHASES:
+        found = nextpnr_log.rfind(marker)
+        if found > at:
+            phase, at = name, found
+    if phase is None:
+        return "stopped before packing"
+    if phase != "routing":
+        return f"stopped in {phase}"
+    rows = _ROUTER1_ROW.findall(nextpnr_log)
+    iterations = _ROUTER2_ITER.findall(nextpnr_log)
+    if iterations:
+        first, last = iterations[0], iterations[-1]
+        return (f"stopped in routing: router2 iteration {int(last[0])}, {int(last[2]):,} overused "
+                f"wires ({int(first[2]):,} at iteration {int(first[0])})")
+    if rows:
+        first, last = rows[0], rows[-1]
+        return (f"stopped in routing: router1 {int(last[1]):,} arcs left after {float(last[2]):.0f} s "
+                f"({int(first[1]):,} at its first report)")
+    return "stopped in routing, before the router's first report"
+
+
 def _utilisation(nextpnr_log):
     """{bel type: [used, available]} from nextpnr's "Device utilisation" (last one printed)."""
     found = {}
@@ -382,7 +421,7 @@ def synthesise(block, name, target, out_dir, clock_mhz=200.0, *, timeout=None, p
         errors = [line.removeprefix("ERROR: ").strip() for line in log.splitlines()
                   if line.startswith("ERROR:")]
         if "did not finish" in error.message:
-            result.update(status="timed out", reason=str(error))
+            result.update(status="timed out", reason=f"{error}; {_progress(log)}")
         else:
             result.update(status="does not fit",
                           reason="; ".join(over) or (errors[0] if errors else str(error)))

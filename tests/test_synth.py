@@ -221,6 +221,30 @@ def test_placement_estimate_is_read_from_the_log():
     assert "| (40.1 MHz placed, not routed) |" in _timed_out_report(placed_fmax_mhz=40.07)
 
 
+def test_a_stopped_nextpnr_says_how_far_it_got():
+    """A row that timed out names nextpnr's phase and, in routing, the router's last count:
+    router1's arcs left (its progress rows), router2's overused wires (its iterations)."""
+    import flow.synth as synth
+    head = ("Info: Packing IOs..\nInfo: Placed 0 cells based on constraints.\n"
+            "Info: Running main analytical placer, max placement attempts per cell = 4318860.\n")
+    assert synth._progress("Info: Logic utilisation before packing:\n") == "stopped before packing"
+    assert synth._progress("Info: Packing IOs..\n") == "stopped in packing"
+    assert synth._progress(head) == "stopped in placement"
+    routing = head + "Info: Routing globals...\nInfo: Routing..\nInfo: Routing 97769 arcs.\n"
+    assert synth._progress(routing) == "stopped in routing, before the router's first report"
+    router1 = routing + (
+        "Info:            |   (re-)routed arcs  |   delta    | remaining|       time spent     |\n"
+        "Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|\n"
+        "Info:       1000 |       63        936 |   63   936 |     96794|       0.38       0.38|\n"
+        "Info:     812000 |   410211     401788 |  998     2 |       812|      61.20    1680.40|\n")
+    assert synth._progress(router1) == ("stopped in routing: router1 812 arcs left after 1680 s "
+                                        "(96,794 at its first report)")
+    router2 = routing + ("Info:     iter=1 wires=310442 overused=36421 overuse=41020 archfail=NA\n"
+                         "Info:     iter=24 wires=298113 overused=1622 overuse=1703 archfail=NA\n")
+    assert synth._progress(router2) == ("stopped in routing: router2 iteration 24, 1,622 overused "
+                                        "wires (36,421 at iteration 1)")
+
+
 def test_yosys_failure_is_a_row(tmp_path, monkeypatch):
     import flow.synth as synth
 
