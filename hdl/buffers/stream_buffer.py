@@ -20,6 +20,7 @@ __all__ = [
     "InitCommand", "StateQuery", "ring_free", "StreamBuffer", "WRITE_DECISION_CLOCKS",
     "READ_DECISION_CLOCKS", "READ_FIRST_BEAT_CLOCKS", "RANGE_SUM_FIRST_BEAT_CLOCKS",
     "RANGE_SUM_CLOCKS", "TAIL_WRITE_FIRST_BEAT_CLOCKS", "QUERY_LATENCY",
+    "POSITIONED_READ_DECISION_CLOCKS",
 ]
 
 # Writes carry one segment's payload or what a host write puts in the ring: 16 bits of
@@ -44,6 +45,10 @@ READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 7
 # the sum queue).
 RANGE_SUM_FIRST_BEAT_CLOCKS = READ_FIRST_BEAT_CLOCKS + 2
 RANGE_SUM_CLOCKS = RANGE_SUM_FIRST_BEAT_CLOCKS + 2
+# With positioned reads (`StreamBuffer(..., positioned_reads=True)`): clocks from a positioned
+# read's command taken to its decision (the command registered, then decided: no state is
+# read), READ_DECISION_CLOCKS - 1 fewer, and as many fewer to its first beat and its sum.
+POSITIONED_READ_DECISION_CLOCKS = 1
 # With tail writes (`StreamBuffer(..., tail_writes=True)`): clocks from a write command taken
 # to its first beat taken, on an idle data port (the command registered, the first word's
 # lanes and the hazard check against waiting reads registered, the data path started).
@@ -91,9 +96,14 @@ class WriteResponse(data.StructLayout):
 
 
 class ReadCommand(data.StructLayout):
-    def __init__(self, conn_bits, count_bits=0):
+    """``positioned`` and ``position`` (only with `positioned`): a peek of ``length`` bytes from
+    stream offset ``position``, which its sender knows to lie within ``[head, tail)``
+    (``StreamBuffer(..., positioned_reads=True)``)."""
+
+    def __init__(self, conn_bits, count_bits=0, positioned=False):
         super().__init__({"conn": conn_bits, "length": READ_LENGTH_BITS, "peek": 1,
-                          "skip": _ring_count_bits(count_bits, SKIP_BITS), "discard": 1})
+                          "skip": _ring_count_bits(count_bits, SKIP_BITS), "discard": 1,
+                          **({"positioned": 1, "position": 32} if positioned else {})})
 
 
 class ReadResponse(data.StructLayout):
@@ -170,7 +180,8 @@ class _ReadStep(enum.Enum, shape=3):
     FETCH = 1               # the words in the RAMs' read registers
     LOAD = 2                # the connection's head and tail registered, forwarded
     CLIP = 3                # the readable bytes, compared with the skip and the end
-    DECIDE = 4              # head moved; the read answered and queued for its words
+    DECIDE = 4              # head moved; the read answered and queued for its words (a
+                            # positioned read comes here from WAIT_CMD)
 
 
 class _ReadData(enum.Enum, shape=2):
@@ -315,6 +326,15 @@ class StreamBuffer(wiring.Component):
         decision (``WRITE_DECISION_CLOCKS``), unless the data port is busy or the write would
         fill the slots of a read still to stream. The decision follows as before and checks
         the writer: a write that was not at the tail or did not fit sets ``writer_error``.
+    positioned_reads : bool
+        ``read_cmd`` has ``positioned`` and ``position``: a positioned read is a peek of
+        ``length`` bytes from ``position``, which its sender guarantees to lie within ``[head,
+        tail)`` when the read is decided (the engine reads a segment at its sequence number,
+        which its segmenter clipped to the bytes queued). It reads no state: it is decided a
+        clock after it is taken (``POSITIONED_READ_DECISION_CLOCKS``, 3 clocks before a read
+        at ``head + skip``), answered ``count = length`` and queued for its words at once. A
+        read outside ``[head, tail)`` returns whatever the ring's slots hold: the sender's
+        bug, which the tests rule out against the model.
 
     Members
     -------
@@ -383,7 +403,8 @@ class StreamBuffer(wiring.Component):
     RANGE_SUM_QUEUE = 4
 
     def __init__(self, data_width, connections, ring_bytes, max_ooo_ranges=1, read_queue=1,
-                 poison_collisions=False, range_sums=False, tail_writes=False):
+                 poison_collisions=False, range_sums=False, tail_writes=False,
+                 positioned_reads=False):
         check_data_width(data_width)
         if range_sums and (data_width != 64 or max_ooo_ranges != 0):
             raise TypeError("Range sums need a 64-bit ring written only in order "
@@ -410,6 +431,7 @@ class StreamBuffer(wiring.Component):
         self._poison_collisions = bool(poison_collisions)
         self._range_sums = bool(range_sums)
         self._tail_writes = bool(tail_writes)
+        self._positioned_reads = bool(positioned_reads)
         conn_bits = max(exact_log2(connections), 1)     # no zero-width ports
         count_bits = ring_bytes.bit_length()
         beat = FrameBeat(data_width)
@@ -417,7 +439,8 @@ class StreamBuffer(wiring.Component):
             "write_cmd": In(stream.Signature(WriteCommand(conn_bits, count_bits))),
             "write_data": In(stream.Signature(beat)),
             "write_resp": Out(stream.Signature(WriteResponse(count_bits))),
-            "read_cmd": In(stream.Signature(ReadCommand(conn_bits, count_bits))),
+            "read_cmd": In(stream.Signature(ReadCommand(conn_bits, count_bits,
+                                                        self._positioned_reads))),
             "read_resp": Out(stream.Signature(ReadResponse(count_bits))),
             "read_data": Out(stream.Signature(beat)),
             "init": In(stream.Signature(InitCommand(conn_bits))),
@@ -863,6 +886,10 @@ class StreamBuffer(wiring.Component):
         r_end = Signal(READ_LENGTH_BITS + 1)           # length + skip, from the command
         r_peek = Signal()
         r_discard = Signal()
+        # a positioned read's first byte and the byte after its last (`positioned_reads`)
+        r_positioned = Signal()
+        r_position = Signal(32)
+        r_position_end = Signal(32)
         m.d.comb += [r_tail_rp.addr.eq(self.read_cmd.payload.conn),
                      r_head_rp.addr.eq(self.read_cmd.payload.conn)]
         r_forwarded = forwarded(self.read_cmd.payload.conn, "r",
@@ -902,11 +929,15 @@ class StreamBuffer(wiring.Component):
         r_start = Signal(32)
         r_new_head = Signal(32)
         r_moves = Signal()                             # head moves: the advance is not 0
+        # (a positioned read's are its command's: all of it, where it says; it peeks)
         m.d.comb += [
-            r_count.eq(Mux(skip_within, Mux(end_within, r_length, readable_less_skip), 0)),
-            r_count_nonzero.eq(skip_within & (~end_within | r_length_nonzero)),
-            r_start.eq(Mux(skip_within, head_plus_skip, r_tail)),
-            r_new_head.eq(Mux(end_within, head_plus_end, r_tail)),
+            r_count.eq(Mux(r_positioned, r_length,
+                           Mux(skip_within, Mux(end_within, r_length, readable_less_skip), 0))),
+            r_count_nonzero.eq(Mux(r_positioned, r_length_nonzero,
+                                   skip_within & (~end_within | r_length_nonzero))),
+            r_start.eq(Mux(r_positioned, r_position, Mux(skip_within, head_plus_skip, r_tail))),
+            r_new_head.eq(Mux(r_positioned, r_position_end,
+                              Mux(end_within, head_plus_end, r_tail))),
             r_moves.eq(Mux(end_within, r_end_nonzero, readable_nonzero)),
         ]
 
@@ -1270,6 +1301,15 @@ class StreamBuffer(wiring.Component):
                                  r_peek.eq(self.read_cmd.payload.peek),
                                  r_discard.eq(self.read_cmd.payload.discard)]
                     m.d.sync += r_step.eq(_ReadStep.FETCH)
+                    if self._positioned_reads:
+                        cmd = self.read_cmd.payload
+                        m.d.sync += [r_positioned.eq(cmd.positioned),
+                                     r_position.eq(cmd.position),
+                                     r_position_end.eq(cmd.position + cmd.length)]
+                        with m.If(cmd.positioned):
+                            # a peek, decided from the command alone
+                            m.d.sync += [r_peek.eq(1), r_discard.eq(0),
+                                         r_step.eq(_ReadStep.DECIDE)]
 
             with m.Case(_ReadStep.FETCH):
                 m.d.sync += r_step.eq(_ReadStep.LOAD)

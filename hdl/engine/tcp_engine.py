@@ -336,11 +336,13 @@ class TcpEngine(wiring.Component):
                                                       read_queue=RING_READ_QUEUE_DEPTH,
                                                       poison_collisions=poison)
         # (the send ring's writes are the WRITEs, each at the tail and clipped to the free
-        # bytes by HOST_DECODE: their beats go in before the ring's decision)
+        # bytes by HOST_DECODE: their beats go in before the ring's decision; a segment's
+        # payload is read at its sequence number, which the ring holds: a positioned read,
+        # decided without the ring's state)
         m.submodules.tx_ring = tx_ring = StreamBuffer(W, N, S, 0, read_queue=RING_READ_QUEUE_DEPTH,
                                                       poison_collisions=poison,
                                                       range_sums=self._payload_sums,
-                                                      tail_writes=True)
+                                                      tail_writes=True, positioned_reads=True)
         if self._payload_sums:
             # the framer sends a TCP segment once its sum is in, its payload following
             wiring.connect(m, tx_ring.read_sum, wiring.flipped(self.tx_payload_sum))
@@ -420,7 +422,6 @@ class TcpEngine(wiring.Component):
         e_flags = Signal(TcpFlags())
         e_wnd = Signal(16)
         e_len = Signal(ring_bits)           # a segment's payload, or a host read's count
-        e_skip = Signal.like(tx_ring.read_cmd.payload.skip)
         acked_bytes = Signal(range(S + 1))  # what an ACK releases from the send ring
         e_syn_option = Signal()
         e_wscale_option = Signal()          # the SYN carries the window scale option too
@@ -646,10 +647,12 @@ class TcpEngine(wiring.Component):
         def flags(**bits):
             return Cat(*(bits.get(name, Const(0, 1)) for name, _ in TcpFlags()))
 
-        def segment(*, seq, ack, flags, window, length=0, skip=0, syn_option=0, wscale_option=0,
+        def segment(*, seq, ack, flags, window, length=0, syn_option=0, wscale_option=0,
                     sack_permitted_option=0):
             """The TCP segment that the EMIT step sends (``Tcb._segment``'s fields); `window`
-            in bytes: ``advertised`` for any segment but a SYN, whose window is unscaled. A
+            in bytes: ``advertised`` for any segment but a SYN, whose window is unscaled; its
+            `length` payload bytes are the send ring's from `seq` (ring offsets are sequence
+            numbers), which dispatch only names within the bytes queued. A
             segment with ACK but not SYN or RST carries the held ranges as SACK blocks once
             both SYNs offered SACK (``Tcb._sack_blocks``: the ring keeps them most recently
             written first)."""
@@ -668,7 +671,7 @@ class TcpEngine(wiring.Component):
                                           (e_sack[k].right, rxq.ranges[k].hi))),
                 ]
             m.d.sync += [e_seq.eq(seq), e_ack.eq(ack), e_flags.eq(flags), e_wnd.eq(field),
-                         e_len.eq(length), e_skip.eq(skip), e_syn_option.eq(syn_option),
+                         e_len.eq(length), e_syn_option.eq(syn_option),
                          e_udp.eq(0), hdr_sent.eq(0), read_sent.eq(length == 0)]
 
         def emit(back, **fields):
@@ -1080,7 +1083,9 @@ class TcpEngine(wiring.Component):
                 m.d.comb += [tx_headers.w_en.eq(~hdr_sent),
                              tx_ring.read_cmd.valid.eq(~read_sent),
                              tx_ring.read_cmd.payload.length.eq(e_len),
-                             tx_ring.read_cmd.payload.skip.eq(e_skip),
+                             tx_ring.read_cmd.payload.positioned.eq(1),
+                             tx_ring.read_cmd.payload.position.eq(e_seq),
+                             tx_ring.read_cmd.payload.skip.eq(0),   # (no read skips here)
                              tx_ring.read_cmd.payload.peek.eq(1)]
                 hdr_now = ~hdr_sent & tx_headers.w_rdy
                 read_now = ~read_sent & tx_ring.read_cmd.ready
@@ -1383,7 +1388,7 @@ class TcpEngine(wiring.Component):
                             m.d.sync += [t.ack_needed.eq(0), t.last_adv_wnd.eq(adv_wnd)]
                             emit(EngineStep.DISPATCH_OUTBOX, seq=t.snd_una, ack=rcv_nxt,
                                  flags=flags(ack=1, psh=n != 0, fin=fin), window=adv_wnd,
-                                 length=n, skip=t.snd_una - txq.head)
+                                 length=n)
 
             with m.Case(EngineStep.DISPATCH_OUTBOX):
                 with m.If(in_syn_states):
@@ -1428,7 +1433,7 @@ class TcpEngine(wiring.Component):
                         emit(EngineStep.DISPATCH_SEGMENT, seq=t.snd_nxt, ack=rcv_nxt,
                              flags=flags(ack=1, psh=next_segment.length != 0,
                                          fin=next_segment.fin),
-                             window=adv_wnd, length=next_segment.length, skip=next_segment.skip)
+                             window=adv_wnd, length=next_segment.length)
 
             with m.Case(EngineStep.DISPATCH_ACK):
                 with m.If(t.ack_needed):

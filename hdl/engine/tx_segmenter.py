@@ -4,7 +4,8 @@ From SND.UNA, SND.NXT, SND.MAX, SND.WND, the send ring's head and tail (offsets 
 numbers: the ring holds [SND.UNA, tail)), the payload room of a segment (the effective MSS
 less SACK option bytes, ``Tcb._data_room``) and the FIN flags, :class:`TxSegmenter` works out
 whether a segment goes, its length and FIN, where SND.NXT ends after it, whether it reaches
-beyond SND.MAX and whether it is a resend (Karn's rule), and where its bytes start in the ring.
+beyond SND.MAX and whether it is a resend (Karn's rule). Its bytes are the ring's from
+SND.NXT (the engine reads them at that sequence number, a positioned read).
 ``tests/hdl/test_tx_segmenter.py`` checks every output against ``model.tcp.Tcb``.
 
 It is a pipeline of :data:`TxSegmenter.LATENCY` registers, each stage with at most one
@@ -57,7 +58,6 @@ class SegmentDecision(data.StructLayout):
             "end": 32,              # SND.NXT after it: SND.NXT + length + FIN
             "extends": 1,           # end is beyond SND.MAX (which then becomes end)
             "resend": 1,            # it starts before SND.MAX: no RTT sample (Karn)
-            "skip": 32,             # SND.NXT - the ring's head: where its bytes start
         })
 
 
@@ -133,7 +133,6 @@ class TxSegmenter(wiring.Component):
         queued = stage("queued", range(S + 1), i.tx_tail - i.tx_head)
         to_max = stage("to_max", 32, i.snd_max - i.snd_nxt)
         resend = stage("resend", 1, seq_lt(i.snd_nxt, i.snd_max))
-        skip = stage("skip", 32, i.snd_nxt - i.tx_head)
         nxt = stage("nxt", 32, i.snd_nxt)
         room = stage("room", 16, i.data_room)
         fin_wanted = stage("fin_wanted", 1, i.fin_queued & ~i.fin_acked)
@@ -143,8 +142,7 @@ class TxSegmenter(wiring.Component):
         all_out = stage("all_out", 1, offset > queued)      # everything, FIN included, is out
         # the bytes not yet sent, 0..S unless all is out (and then nothing goes)
         left = stage("left", range(S + 1), (queued - offset)[:S.bit_length()])
-        to_max, resend, skip, nxt, room, fin_wanted = later(
-            2, to_max, resend, skip, nxt, room, fin_wanted)
+        to_max, resend, nxt, room, fin_wanted = later(2, to_max, resend, nxt, room, fin_wanted)
 
         # 3: which of room, usable and left is n = max(0, min(room, usable, left)), and
         # whether the FIN goes (n is all that is left), each compare on its own. Room and
@@ -161,12 +159,11 @@ class TxSegmenter(wiring.Component):
         # (a chosen usable or left is below room, so its low 16 bits are all of it)
         room, usable, left = (stage(name, 16, value[:16]) for name, value in
                               (("room__s3", room), ("usable__s3", usable), ("left__s3", left)))
-        all_out, to_max, resend, skip, nxt = later(3, all_out, to_max, resend, skip, nxt)
+        all_out, to_max, resend, nxt = later(3, all_out, to_max, resend, nxt)
 
         # 4: n
         n = stage("n", 16, Mux(closed, 0, Mux(room_least, room, Mux(usable_least, usable, left))))
-        fin, all_out, to_max, resend, skip, nxt = later(4, fin, all_out, to_max, resend, skip,
-                                                        nxt)
+        fin, all_out, to_max, resend, nxt = later(4, fin, all_out, to_max, resend, nxt)
 
         # 5: SND.NXT after the segment, and whether that passes SND.MAX: to_max - n - fin < 0
         # (to_max + ~n + (1 - fin), one chain each)
@@ -177,6 +174,5 @@ class TxSegmenter(wiring.Component):
             o.end.eq(_add_carry(nxt, n, fin)),
             o.extends.eq(_add_carry(to_max, ~Cat(n, C(0, 16)), ~fin)[31]),
             o.resend.eq(resend),
-            o.skip.eq(skip),
         ]
         return m
