@@ -48,10 +48,12 @@ BLOCKS = {
     "stream_buffer": ("hdl.buffers.stream_buffer", "StreamBuffer",
                       {"data_width": 64, "connections": 64, "ring_bytes": 2048,
                        "read_queue": RING_READ_QUEUE_DEPTH}),
-    # as the reference NIC's send ring: writes at the tail, each read's sum from its prefix sums
+    # as the reference NIC's send ring: writes at the tail, each read's sum from its prefix
+    # sums, segments read where they are (positioned reads)
     "send_ring": ("hdl.buffers.stream_buffer", "StreamBuffer",
                   {"data_width": 64, "connections": 64, "ring_bytes": 2048, "max_ooo_ranges": 0,
-                   "read_queue": RING_READ_QUEUE_DEPTH, "range_sums": True, "tail_writes": True}),
+                   "read_queue": RING_READ_QUEUE_DEPTH, "range_sums": True, "tail_writes": True,
+                   "positioned_reads": True}),
     # the prefix sums inside it (its transmit checksum)
     "prefix_sums": ("hdl.buffers.prefix_sums", "PrefixSums",
                     {"connections": 64, "ring_bytes": 2048}),
