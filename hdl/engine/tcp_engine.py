@@ -1085,7 +1085,8 @@ class TcpEngine(wiring.Component):
                              tx_ring.read_cmd.payload.length.eq(e_len),
                              tx_ring.read_cmd.payload.positioned.eq(1),
                              tx_ring.read_cmd.payload.position.eq(e_seq),
-                             tx_ring.read_cmd.payload.skip.eq(0),   # (no read skips here)
+                             # (no send-ring read skips; driven here, with the rest)
+                             tx_ring.read_cmd.payload.skip.eq(0),
                              tx_ring.read_cmd.payload.peek.eq(1)]
                 hdr_now = ~hdr_sent & tx_headers.w_rdy
                 read_now = ~read_sent & tx_ring.read_cmd.ready

@@ -89,6 +89,13 @@ def run_model(program, connections, ring_bytes, max_ooo_ranges):
     exp = Expected()
     for op in program:
         kind, conn = op[0], op[1]
+        if kind == "pread":
+            # the peek it stands for, at its offset from the head
+            _, _, length, position = op
+            skip = (position - bufs[conn].head) % MOD
+            assert 0 < length and skip + length <= bufs[conn].readable, \
+                f"a positioned read of bytes not all held: {op}, {bufs[conn]}"
+            kind, op = "read", read(conn, length, peek=True, skip=skip)
         if kind == "init":
             bufs[conn] = RefBuffer(ring_bytes, max_ooo_ranges, head=op[2], tail=op[2])
             recent[conn] = []
@@ -99,21 +106,11 @@ def run_model(program, connections, ring_bytes, max_ooo_ranges):
             if advance == 0 and op[2] > bufs[conn].tail:
                 recent[conn].insert(0, op[2])
             exp.write_resps.append((0, 1) if advance < 0 else (advance, 0))
-        elif kind == "pread":
-            _, _, length, position = op
-            skip = (position - bufs[conn].head) % MOD
-            assert 0 < length and skip + length <= bufs[conn].readable, \
-                f"a positioned read of bytes not all held: {op}, {bufs[conn]}"
-            exp.positions.append(position)
-            out = bufs[conn].read(length, True, skip)
-            exp.read_resps.append(len(out))
-            exp.frames.append(out)
         elif kind == "read":
             _, _, length, peek, skip, discard = op
-            held = bufs[conn].tail - bufs[conn].head
             exp.positions.append(bufs[conn].head + skip
-                                 if peek and not discard and 0 < length and skip + length <= held
-                                 else None)
+                                 if peek and not discard and 0 < length
+                                 and skip + length <= bufs[conn].readable else None)
             out = bufs[conn].read(length, peek, skip)
             exp.read_resps.append(len(out))
             if out and not discard:
@@ -736,11 +733,12 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
     gives only its connection and length, and goes at the tail the state query shows,
     clipped to the free bytes (none free: left out), its bytes the connection's next; the
     ring must not flag it (`writer_error`). With `positioned` the reader reads as the engine
-    does its segments: each peek of `reads` goes as a positioned read of bytes the state
-    query shows held (its skip taken modulo them, its length cut to them), once its own
-    reads are decided; its bytes may still be on their way into the RAM (the query shows a
-    write once decided; the writer and the reader take turns at the state query, as the
-    engine's steps do). Returns the clocks the run took."""
+    does its segments: each peek of `reads` goes as a positioned read of bytes held (its skip
+    taken modulo them, its length cut to them) once its own reads are decided: from the head
+    the state query shows to the tail it shows, or with tail writes to the tail of the writes
+    taken so far (decided before the read, their bytes perhaps still on their way into the
+    RAM). The writer and the reader take turns at the state query, as the engine's steps do.
+    Returns the clocks the run took."""
     dut = StreamBuffer(data_width, connections, ring_bytes, max_ooo_ranges, read_queue,
                        poison_collisions=True, range_sums=range_sums, tail_writes=tail_writes,
                        positioned_reads=positioned)
@@ -810,8 +808,6 @@ def simulate_concurrent(inits, writes, reads, data_width, connections, ring_byte
             if positioned and peek and not discard:
                 # (the tail only grows, and only this thread moves the head); nothing held:
                 # asked again for a while, so reads follow the writes closely
-                # (with tail writes, as the engine: up to the tail of the writes taken, decided
-                # before the read, their bytes perhaps still on their way)
                 for _ in range(30):
                     q = await state_of(ctx, conn, dut.query_read_pending)
                     held = (accepted_tail.get(conn, q.tail) - q.head) % MOD
