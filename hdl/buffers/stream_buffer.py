@@ -50,9 +50,10 @@ RANGE_SUM_CLOCKS = RANGE_SUM_FIRST_BEAT_CLOCKS + 2
 # read), READ_DECISION_CLOCKS - 1 fewer, and as many fewer to its first beat and its sum.
 POSITIONED_READ_DECISION_CLOCKS = 1
 # With tail writes (`StreamBuffer(..., tail_writes=True)`): clocks from a write command taken
-# to its first beat taken, on an idle data port (the command registered, the first word's
-# lanes and the hazard check against waiting reads registered, the data path started).
-TAIL_WRITE_FIRST_BEAT_CLOCKS = 4
+# to its first beat taken, on an idle data port (the command and the reads' margins from it
+# registered, the first word's lanes and the hazard check against waiting reads registered,
+# the data path started).
+TAIL_WRITE_FIRST_BEAT_CLOCKS = 3
 # Clocks from `query_conn` to `query` (a block RAM's read and output registers).
 QUERY_LATENCY = 2
 
@@ -321,7 +322,7 @@ class StreamBuffer(wiring.Component):
         their prefix sums are written too.
     tail_writes : bool
         Every write is at ``tail`` and fits the window (its writer clipped it, as the engine
-        does for its send ring; ``max_ooo_ranges`` 0): its beats are taken from the fourth
+        does for its send ring; ``max_ooo_ranges`` 0): its beats are taken from the third
         clock after the command (``TAIL_WRITE_FIRST_BEAT_CLOCKS``) instead of after the
         decision (``WRITE_DECISION_CLOCKS``), unless the data port is busy or the write would
         fill the slots of a read still to stream. The decision follows as before and checks
@@ -1151,13 +1152,20 @@ class StreamBuffer(wiring.Component):
         # two-clocks-old "none" holds (a "some" only makes the decision wait longer).
         reads = [(r_streaming, s_conn, r_from),
                  *((rq_occupied[i], job.conn, job.start) for i, job in enumerate(r_queued))]
-        # (With tail writes the tail is the command's offset, so the margins, and the check
-        # that lets a write's beats in before its decision, `e_hazard`, follow the command
-        # by two clocks, not the state's load.)
+        # (With tail writes the tail is the command's offset, so the margins are worked out
+        # from the command itself in the clock it is taken, and the check that lets a write's
+        # beats in before its decision, `e_hazard`, is registered a clock later, for LOAD:
+        # no read of the write's connection is being decided when it is taken, so the reads
+        # of that clock are all it must see.)
         h_mine = Signal(len(reads))
         h_margin = [Signal(count_bits, name=f"w_h_margin{i}") for i in range(len(reads))]
-        h_tail = w_offset if self._tail_writes else st.tail
-        m.d.sync += [h_mine.eq(Cat(there & (conn == w_conn) for there, conn, _ in reads)),
+        if self._tail_writes:
+            h_conn = Mux(w_idle, self.write_cmd.payload.conn, w_conn)
+            h_tail = Mux(w_idle, self.write_cmd.payload.offset, w_offset)
+        else:
+            h_conn = w_conn
+            h_tail = st.tail
+        m.d.sync += [h_mine.eq(Cat(there & (conn == h_conn) for there, conn, _ in reads)),
                      *(margin.eq(rel(first, h_tail) ^ R)
                        for margin, (_, _, first) in zip(h_margin, reads))]
         w_hazard = Signal()
@@ -1206,8 +1214,6 @@ class StreamBuffer(wiring.Component):
                 m.d.sync += [st.eq(loaded),
                              w_used.eq(rel(loaded.tail, w_forwarded.head(w_head_rp.data)))]
                 m.d.sync += w_step.eq(_WriteStep.RELATE)
-            with m.Case(_WriteStep.RELATE):
-                m.d.sync += w_step.eq(_WriteStep.CLIP)
                 if self._tail_writes:
                     # A write at the tail that fits: its beats go in from the next clock, as
                     # the decision would have them (no read of its connection is taken until
@@ -1217,6 +1223,8 @@ class StreamBuffer(wiring.Component):
                                               w_offset_end)
                         start(early)
                         m.d.sync += w_early.eq(1)
+            with m.Case(_WriteStep.RELATE):
+                m.d.sync += w_step.eq(_WriteStep.CLIP)
             with m.Case(_WriteStep.CLIP):
                 m.d.sync += w_step.eq(_WriteStep.GUARD)
             with m.Case(_WriteStep.GUARD):
