@@ -98,8 +98,8 @@ class WriteResponse(data.StructLayout):
 
 class ReadCommand(data.StructLayout):
     """``positioned`` and ``position`` (only with `positioned`): a peek of ``length`` bytes from
-    stream offset ``position``, which its sender knows to lie within ``[head, tail)``
-    (``StreamBuffer(..., positioned_reads=True)``)."""
+    stream offset ``position``, which its sender knows to lie within ``[head, tail)``, the tail
+    of the writes taken (``StreamBuffer(..., positioned_reads=True)``)."""
 
     def __init__(self, conn_bits, count_bits=0, positioned=False):
         super().__init__({"conn": conn_bits, "length": READ_LENGTH_BITS, "peek": 1,
@@ -330,11 +330,14 @@ class StreamBuffer(wiring.Component):
     positioned_reads : bool
         ``read_cmd`` has ``positioned`` and ``position``: a positioned read is a peek of
         ``length`` bytes from ``position``, which its sender guarantees to lie within ``[head,
-        tail)`` when the read is decided (the engine reads a segment at its sequence number,
-        which its segmenter clipped to the bytes queued). It reads no state: it is decided a
-        clock after it is taken (``POSITIONED_READ_DECISION_CLOCKS``, 3 clocks before a read
-        at ``head + skip``), answered ``count = length`` and queued for its words at once. A
-        read outside ``[head, tail)`` returns whatever the ring's slots hold: the sender's
+        tail)`` when the read is taken, ``tail`` counting the writes taken (the engine reads a
+        segment at its sequence number, which its segmenter clipped to the bytes queued). It
+        reads no state: it is decided a clock after it is taken
+        (``POSITIONED_READ_DECISION_CLOCKS``, 3 clocks before a read at ``head + skip``),
+        answered ``count = length`` and queued for its words at once. With ``tail_writes`` it
+        is taken while a write of its connection is being decided (a write at the tail fills
+        no slot of bytes within ``[head, tail)``), and its words wait for that write's bytes.
+        A read outside ``[head, tail)`` returns whatever the ring's slots hold: the sender's
         bug, which the tests rule out against the model.
 
     Members
@@ -663,6 +666,10 @@ class StreamBuffer(wiring.Component):
         w_conn = Signal(conn_bits)
         r_conn = Signal(conn_bits)
         w_holds_read = w_waits & (w_conn == self.read_cmd.payload.conn)
+        if self._tail_writes and self._positioned_reads:
+            # ... except a positioned read: it is decided from its command alone, and its
+            # words wait for the write's bytes in its range (`awaits_write`)
+            w_holds_read &= ~self.read_cmd.payload.positioned
         r_holds_write = r_waits & (r_conn == self.write_cmd.payload.conn)
         init_ok = w_idle & ~w_active & ~q_valid & ~flush & r_idle & ~r_streaming & ~rq_valid
         # the next write is decided while the beats of the one before still come (one waits)
@@ -1134,9 +1141,17 @@ class StreamBuffer(wiring.Component):
             # (a write decided ahead has put none of its bytes in yet; `w_unwritten` stays
             # within [w_keep_lo, w_keep_hi], at w_keep_hi once all are in: then it meets
             # nothing)
-            return ((w_pending & (d_conn == job.conn)
-                     & meets(w_unwritten, w_keep_hi))
-                    | (q_valid & (queued.conn == job.conn) & meets(queued.keep_lo, queued.keep_hi)))
+            waits = ((w_pending & (d_conn == job.conn) & meets(w_unwritten, w_keep_hi))
+                     | (q_valid & (queued.conn == job.conn) & meets(queued.keep_lo, queued.keep_hi)))
+            if self._tail_writes and self._positioned_reads:
+                # a positioned read may be decided while a write of its connection is not
+                # (`w_holds_read`): until the write's beats start (`w_early`) or it is decided,
+                # the bytes it takes, [offset, offset + length) at the tail, are still to come
+                # (the sender's positioned reads lie within the writes it has had taken, so
+                # both ends are within R of the read's first byte here too)
+                waits |= (w_waits & ~w_early & (w_conn == job.conn)
+                          & meets(w_offset, w_offset_end))
+            return waits
         # A write waits while the read side streams, or has decided, a read of its connection
         # whose ring slots it would fill: the write stores up to tail + w_stop, and the slots
         # of the read's bytes from its first on come round again R later, so it fills them
@@ -1147,8 +1162,10 @@ class StreamBuffer(wiring.Component):
         # Two registered stages: in CLIP, R - (tail - first) for each read of the write's
         # connection, one subtraction (first - tail, whose top bit R, a power of two, flips);
         # in GUARD, its compare with w_stop, and the OR. No read of the write's connection is
-        # taken once the write is (one being decided holds the write back), and a read's
-        # first byte stays put: so the reads a stage saw include those there now, and a
+        # taken once the write is (one being decided holds the write back) but a positioned
+        # one, whose bytes lie within [head, tail + length) with head no earlier than the
+        # write's (so the write fills none of its slots), and a read's first byte stays put:
+        # so the reads a stage saw include those there now that matter, and a
         # two-clocks-old "none" holds (a "some" only makes the decision wait longer).
         reads = [(r_streaming, s_conn, r_from),
                  *((rq_occupied[i], job.conn, job.start) for i, job in enumerate(r_queued))]

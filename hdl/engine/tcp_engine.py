@@ -679,6 +679,20 @@ class TcpEngine(wiring.Component):
             segment(**fields)
             call(EngineStep.EMIT, back)
 
+        def read_payload(position, length, *, offer):
+            """Offer the send ring the positioned read of a segment's `length` payload bytes
+            from `position` while `offer`; whether it is taken in this clock."""
+            m.d.comb += [tx_ring.read_cmd.valid.eq(offer),
+                         tx_ring.read_cmd.payload.length.eq(length),
+                         tx_ring.read_cmd.payload.positioned.eq(1),
+                         tx_ring.read_cmd.payload.position.eq(position),
+                         # (no send-ring read skips; driven here, with the rest)
+                         tx_ring.read_cmd.payload.skip.eq(0),
+                         tx_ring.read_cmd.payload.peek.eq(1)]
+            taken = offer & tx_ring.read_cmd.ready
+            m.d.comb += framer_read_starts.eq(taken)
+            return taken
+
         def sent(window, *, end=None, extends=None, resend=None):
             """``Tcb._sent``: bookkeeping for a segment that dispatch hands out, which says
             `window`; for one with SEG.LEN > 0, its `end` (SEG.SEQ + SEG.LEN), whether that
@@ -1080,17 +1094,9 @@ class TcpEngine(wiring.Component):
                 with m.If(write_back_at_emit):
                     write_back()
                     m.d.sync += write_back_at_emit.eq(0)
-                m.d.comb += [tx_headers.w_en.eq(~hdr_sent),
-                             tx_ring.read_cmd.valid.eq(~read_sent),
-                             tx_ring.read_cmd.payload.length.eq(e_len),
-                             tx_ring.read_cmd.payload.positioned.eq(1),
-                             tx_ring.read_cmd.payload.position.eq(e_seq),
-                             # (no send-ring read skips; driven here, with the rest)
-                             tx_ring.read_cmd.payload.skip.eq(0),
-                             tx_ring.read_cmd.payload.peek.eq(1)]
+                m.d.comb += tx_headers.w_en.eq(~hdr_sent)
                 hdr_now = ~hdr_sent & tx_headers.w_rdy
-                read_now = ~read_sent & tx_ring.read_cmd.ready
-                m.d.comb += framer_read_starts.eq(read_now)
+                read_now = read_payload(e_seq, e_len, offer=~read_sent)
                 with m.If(hdr_now):
                     m.d.sync += hdr_sent.eq(1)
                 with m.If(read_now):
@@ -1435,6 +1441,11 @@ class TcpEngine(wiring.Component):
                              flags=flags(ack=1, psh=next_segment.length != 0,
                                          fin=next_segment.fin),
                              window=adv_wnd, length=next_segment.length)
+                        # its payload's read offered now, a clock before EMIT (the ring
+                        # takes it while the write of its bytes is being decided)
+                        with m.If(read_payload(t.snd_nxt, next_segment.length,
+                                               offer=next_segment.length != 0)):
+                            m.d.sync += read_sent.eq(1)
 
             with m.Case(EngineStep.DISPATCH_ACK):
                 with m.If(t.ack_needed):
