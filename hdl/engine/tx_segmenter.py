@@ -10,7 +10,8 @@ SND.NXT (the engine reads them at that sequence number, a positioned read).
 
 It is a pipeline of :data:`TxSegmenter.LATENCY` registers, each stage with at most one
 carry chain or wide compare (DESIGN.md's rule for the 156.25 MHz paths): the differences,
-the usable window and the unsent bytes, their compares, the minimum, SND.NXT's new value. Its
+the usable window and the unsent bytes, their compares, then the minimum (a choice among
+registers, a LUT level or two) with SND.NXT's new value after it. Its
 outputs are right once the inputs have held for ``LATENCY`` clocks, which its ``valid``
 output says: it runs in the background while the engine processes a segment or sends the
 one before, and the engine takes its decision when it gets to dispatch.
@@ -82,7 +83,7 @@ class TxSegmenter(wiring.Component):
     """
 
     #: registers from the inputs to the decision
-    LATENCY = 5
+    LATENCY = 4
     #: input bits per registered part of the compare that `valid` is made of
     COMPARE_BITS = 32
 
@@ -154,6 +155,7 @@ class TxSegmenter(wiring.Component):
         closed = stage("closed", 1, closed_now)
         room_least = stage("room_least", 1, (big | (room <= low)) & (room <= left))
         usable_least = stage("usable_least", 1, ~big & (low <= left))
+        room_zero = stage("room_zero", 1, room == 0)
         fin = stage("fin", 1, fin_wanted & Mux(closed_now, left == 0,
                                                (left <= room) & (big | (left <= low))))
         # (a chosen usable or left is below room, so its low 16 bits are all of it)
@@ -161,14 +163,15 @@ class TxSegmenter(wiring.Component):
                               (("room__s3", room), ("usable__s3", usable), ("left__s3", left)))
         all_out, to_max, resend, nxt = later(3, all_out, to_max, resend, nxt)
 
-        # 4: n
-        n = stage("n", 16, Mux(closed, 0, Mux(room_least, room, Mux(usable_least, usable, left))))
-        fin, all_out, to_max, resend, nxt = later(4, fin, all_out, to_max, resend, nxt)
-
-        # 5: SND.NXT after the segment, and whether that passes SND.MAX: to_max - n - fin < 0
-        # (to_max + ~n + (1 - fin), one chain each)
+        # 4: n, a LUT level or two from the registers, then SND.NXT after the segment and
+        # whether that passes SND.MAX: to_max - n - fin < 0 (to_max + ~n + (1 - fin), one
+        # chain each)
+        n = Signal(16)
+        m.d.comb += n.eq(Mux(closed, 0, Mux(room_least, room, Mux(usable_least, usable, left))))
         m.d.sync += [
-            o.send.eq(~all_out & ((n != 0) | fin)),
+            # (n != 0: not closed, and room not 0 if room is n; usable and left are not 0
+            # unless closed)
+            o.send.eq(~all_out & ((~closed & ~(room_least & room_zero)) | fin)),
             o.length.eq(n),
             o.fin.eq(fin),
             o.end.eq(_add_carry(nxt, n, fin)),
