@@ -1083,7 +1083,9 @@ class StreamBuffer(wiring.Component):
                 last_tags.append(Signal(name=f"sum_last_tag{k}"))
                 first_tags.append(Signal(name=f"sum_first_tag{k}"))
                 m.d.sync += [last_tags[-1].eq(last_tags[-2]), first_tags[-1].eq(first_tags[-2])]
-            m.d.comb += edge_mask.eq(Mux(last_tags[2], mask_last, mask_first))
+            # (chosen a clock ahead, so that the lane selects start at a register: the masks
+            # hold from before the last word's fetch to 5 clocks after the first's)
+            m.d.sync += edge_mask.eq(Mux(last_tags[1], mask_last, mask_first))
             p_last = Signal(16)
             p_after_first = Signal(16)
             lanes_last = Signal(16)
