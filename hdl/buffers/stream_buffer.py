@@ -44,7 +44,7 @@ READ_FIRST_BEAT_CLOCKS = READ_DECISION_CLOCKS + 7
 # then the edge words' lanes summed, then B(end) and B(start), then their difference, then
 # the sum queue).
 RANGE_SUM_FIRST_BEAT_CLOCKS = READ_FIRST_BEAT_CLOCKS + 2
-RANGE_SUM_CLOCKS = RANGE_SUM_FIRST_BEAT_CLOCKS + 2
+RANGE_SUM_CLOCKS = RANGE_SUM_FIRST_BEAT_CLOCKS + 3
 # With positioned reads (`StreamBuffer(..., positioned_reads=True)`): clocks from a positioned
 # read's command taken to its decision (the command registered, then decided: no state is
 # read), READ_DECISION_CLOCKS - 1 fewer, and as many fewer to its first beat and its sum.
@@ -1072,11 +1072,15 @@ class StreamBuffer(wiring.Component):
             m.d.comb += prefix_sums.read_addr.eq(Cat(p_word[:word_bits], s_conn[:conn_lsbs]))
             with m.If(fetch_last):
                 m.d.sync += p_word.eq(first_word + 1)
-            # The edge word in `r_word_in` two clocks after its fetch; its lanes' sum `depth`
-            # after that; P two clocks after its read.
+            # The edge word in `r_word_in` (the RAM's output register) two clocks after its
+            # fetch, in `edge_word` a clock later (a register beside the adders: the block
+            # RAMs lie apart); its lanes' sum `depth` after that; P two clocks after its read.
+            edge_word = Signal(W, reset_less=True)
+            m.d.sync += edge_word.eq(r_word_in)
             edge_mask = Signal(L)
-            edge_lanes, depth = word_lanes_sum(m, r_word_in, edge_mask, "edge",
+            edge_lanes, depth = word_lanes_sum(m, edge_word, edge_mask, "edge",
                                                registered_pairs=False)
+            depth += 1
             last_tags = [fetch_last]
             first_tags = [fetch_first]
             for k in range(2 + depth):
@@ -1085,7 +1089,7 @@ class StreamBuffer(wiring.Component):
                 m.d.sync += [last_tags[-1].eq(last_tags[-2]), first_tags[-1].eq(first_tags[-2])]
             # (chosen a clock ahead, so that the lane selects start at a register: the masks
             # hold from before the last word's fetch to 5 clocks after the first's)
-            m.d.sync += edge_mask.eq(Mux(last_tags[1], mask_last, mask_first))
+            m.d.sync += edge_mask.eq(Mux(last_tags[2], mask_last, mask_first))
             p_last = Signal(16)
             p_after_first = Signal(16)
             lanes_last = Signal(16)
