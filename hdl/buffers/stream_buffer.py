@@ -1175,29 +1175,30 @@ class StreamBuffer(wiring.Component):
         # two-clocks-old "none" holds (a "some" only makes the decision wait longer).
         reads = [(r_streaming, s_conn, r_from),
                  *((rq_occupied[i], job.conn, job.start) for i, job in enumerate(r_queued))]
-        # (With tail writes the tail is the command's offset, so the margins are worked out
-        # from the command itself in the clock it is taken, and the check that lets a write's
-        # beats in before its decision, `e_hazard`, is registered a clock later, for LOAD:
-        # no read of the write's connection is being decided when it is taken, so the reads
-        # of that clock are all it must see.)
         h_mine = Signal(len(reads))
         h_margin = [Signal(count_bits, name=f"w_h_margin{i}") for i in range(len(reads))]
-        if self._tail_writes:
-            h_conn = Mux(w_idle, self.write_cmd.payload.conn, w_conn)
-            h_tail = Mux(w_idle, self.write_cmd.payload.offset, w_offset)
-        else:
-            h_conn = w_conn
-            h_tail = st.tail
-        m.d.sync += [h_mine.eq(Cat(there & (conn == h_conn) for there, conn, _ in reads)),
+        h_tail = w_offset if self._tail_writes else st.tail
+        m.d.sync += [h_mine.eq(Cat(there & (conn == w_conn) for there, conn, _ in reads)),
                      *(margin.eq(rel(first, h_tail) ^ R)
                        for margin, (_, _, first) in zip(h_margin, reads))]
         w_hazard = Signal()
         m.d.sync += w_hazard.eq(w_store & (h_mine & Cat(w_stop > margin
                                                         for margin in h_margin)).any())
+        # With tail writes the tail is the command's offset, so the check that lets a write's
+        # beats in before its decision, `e_hazard`, has its margins worked out from the
+        # command itself in the clock it is taken, and is registered a clock later, for LOAD
+        # (no read of the write's connection is being decided when it is taken, so the reads
+        # of that clock are all it must see).
         e_hazard = Signal()
         if self._tail_writes:
-            m.d.sync += e_hazard.eq((h_mine & Cat(w_length > margin
-                                                  for margin in h_margin)).any())
+            e_mine = Signal(len(reads))
+            e_margin = [Signal(count_bits, name=f"w_e_margin{i}") for i in range(len(reads))]
+            cmd = self.write_cmd.payload
+            m.d.sync += [e_mine.eq(Cat(there & (conn == cmd.conn) for there, conn, _ in reads)),
+                         *(margin.eq(rel(first, cmd.offset) ^ R)
+                           for margin, (_, _, first) in zip(e_margin, reads)),
+                         e_hazard.eq((e_mine & Cat(w_length > margin
+                                                   for margin in e_margin)).any())]
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),
