@@ -316,7 +316,7 @@ class StreamBuffer(wiring.Component):
         that returns bytes also puts the ones' complement sum of those bytes (RFC 1071, the
         read's first byte the high byte) on ``read_sum``, from its two edge words and two
         prefix sums, whatever its length, while its beats go out: on an idle port
-        ``RANGE_SUM_CLOCKS`` (15) after the command, its first beat
+        ``RANGE_SUM_CLOCKS`` (16) after the command, its first beat
         ``RANGE_SUM_FIRST_BEAT_CLOCKS`` (13) after it. The read's last word is fetched first
         (a clock), and a read starts a clock after the check that its bytes are in, so that
         their prefix sums are written too.
