@@ -22,7 +22,7 @@ from hdl.buffers.stream_buffer import (POSITIONED_READ_DECISION_CLOCKS, QUERY_LA
                                        WRITE_DECISION_CLOCKS, StreamBuffer)
 from model.bytestream import StreamBuffer as RefBuffer
 from model.checksum import ones_complement_sum
-from tb.amaranth_sim import recv_frame, send_frame
+from tb.amaranth_sim import frame_to_beats, recv_frame, send_frame
 
 MOD = 2 ** 32
 BUILD = Path(__file__).resolve().parents[2] / "build" / "test" / "stream_buffer"
@@ -1024,6 +1024,74 @@ def test_tail_writes_flag_a_broken_writer(broken):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("held, busy", [(0, False), (5, False), (13, False), (24, True)])
+def test_positioned_read_passes_a_write_being_decided(held, busy):
+    """The engine's WRITE -> segment path on a send ring: a positioned read of a tail write's
+    bytes (and of `held` bytes before them), offered the clock after the write's command, is
+    taken before the write is decided, waits for the write's beats, and returns those bytes
+    and their RFC 1071 sum. `busy`: the write before's beats are still to come, so the
+    write's cannot start before its decision (the read waits for a write not yet decided,
+    then for one decided and queued)."""
+    dut = StreamBuffer(64, 2, 256, 0, poison_collisions=True, range_sums=True, tail_writes=True,
+                       positioned_reads=True)
+    old = bytes(random.Random(held).randrange(256) for _ in range(held))
+    new = bytes(random.Random(100 + held).randrange(256) for _ in range(21))
+    base = 1000 - held
+    clocks = {}
+    got, sums = [], []
+
+    async def bench(ctx):
+        for port in (dut.write_resp, dut.read_resp, dut.read_sum):
+            ctx.set(port.ready, 1)
+        await send_cmd(ctx, dut.init, {"conn": 1, "offset": base}, pause_iter(()))
+        if held:
+            await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": base, "length": held},
+                           pause_iter(()))
+            if not busy:
+                await send_frame(ctx, dut.write_data, old, 64)
+                while ctx.get(dut.busy):
+                    await ctx.tick()
+        await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": 1000, "length": len(new)},
+                       pause_iter(()))
+        ctx.set(dut.read_cmd.payload, {"conn": 1, "length": held + len(new), "peek": 1,
+                                       "skip": 0, "discard": 0, "positioned": 1,
+                                       "position": base})
+        ctx.set(dut.read_cmd.valid, 1)
+        beats = (frame_to_beats(old, 64) if busy else []) + frame_to_beats(new, 64)
+        for clock in range(1, 200):
+            if beats:
+                data, keep, last = beats[0]
+                ctx.set(dut.write_data.payload, {"data": data, "keep": keep, "last": last})
+            ctx.set(dut.write_data.valid, bool(beats))
+            _, _, taken, beat_taken, decided, sum_valid, value = await ctx.tick().sample(
+                dut.read_cmd.ready, dut.write_data.ready, dut.write_resp.valid,
+                dut.read_sum.valid, dut.read_sum.payload)
+            if decided:
+                clocks.setdefault("write decided", clock)
+            if taken and ctx.get(dut.read_cmd.valid):
+                clocks["read taken"] = clock
+                ctx.set(dut.read_cmd.valid, 0)
+            if beats and beat_taken:
+                beats.pop(0)
+            if sum_valid:
+                sums.append(value)
+            if sums and got:
+                break
+
+    async def reader(ctx):
+        got.append(await recv_frame(ctx, dut.read_data, 64))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.add_testbench(reader, background=True)
+    sim.run()
+    # taken in the clock it is first offered, before the write (taken a clock ahead) is decided
+    assert clocks["read taken"] == 1 and clocks["write decided"] > 1, clocks
+    assert got == [old + new]
+    assert sums[0] % 0xFFFF == ones_complement_sum(old + new) % 0xFFFF
 
 
 @pytest.mark.parametrize("start", [0, 3, 7])
