@@ -88,6 +88,19 @@ class AckVerdict(data.StructLayout):
         })
 
 
+def _sum3(a, b, c, plus):
+    """``a + b + c + plus`` mod 2**32 (`plus` 0 to 2) in one carry chain's time: a carry-save
+    layer (per bit the sum and the carry of three bits), then one addition."""
+    a, b, c = (Value.cast(x)[:32] for x in (a, b, c))
+    a, b, c = (Cat(x, C(0, 32 - len(x))) for x in (a, b, c))
+    assert plus in (0, 1, 2)
+    sums = a ^ b ^ c
+    # the carries one bit up; bit 0, free, takes 1 of `plus`, the chain's carry-in the other
+    carries = Cat(C(plus == 2, 1), ((a & b) | (a & c) | (b & c))[:31])
+    carry_in = C(plus >= 1, 1)
+    return (Cat(carry_in, sums) + Cat(carry_in, carries))[1:33]
+
+
 class RxAck(wiring.Component):
     """``Tcb._process_ack`` for one segment (see the module's docstring).
 
@@ -115,15 +128,23 @@ class RxAck(wiring.Component):
         # first clock: the differences and compares of the sequence numbers, side by side
         advance = Signal(signed(32))        # SEG.ACK - SND.UNA
         advance_less_syn = Signal(signed(33))
+        acks_una = Signal()                 # SEG.ACK = SND.UNA: advance is 0
         syn_acked = Signal()
         unsent = Signal()
         nxt_behind = Signal()               # SND.NXT < SEG.ACK
         at_max = Signal()                   # SEG.ACK = SND.MAX
         newer = Signal()                    # the segment updates the send window
         repeats_window = Signal()           # a duplicate's conditions but the advance
+        # whether an advance of at least 1 covers our FIN (the bytes queued, and the SYN's
+        # number unless SYN acknowledged before): advance > queued (+ 1), that is
+        # SND.UNA + queued (+ 1) - SEG.ACK < 0, each a carry-save layer and one carry chain
+        # (exact for advances from 1 up: the difference is then within 2**31)
+        beyond_queue = Signal()
+        beyond_queue_syn = Signal()
         m.d.sync += [
             advance.eq((i.ack - i.snd_una)[:32].as_signed()),
             advance_less_syn.eq((i.ack - i.snd_una)[:32].as_signed() - 1),
+            acks_una.eq(i.ack == i.snd_una),
             syn_acked.eq(seq_lt(i.iss, i.snd_una)),
             unsent.eq(seq_lt(i.snd_max, i.ack)),
             nxt_behind.eq(seq_lt(i.snd_nxt, i.ack)),
@@ -131,14 +152,15 @@ class RxAck(wiring.Component):
             newer.eq(seq_lt(i.snd_wl1, i.seq) | ((i.snd_wl1 == i.seq) & seq_le(i.snd_wl2, i.ack))),
             repeats_window.eq(~i.carries_data & (i.peer_wnd == i.snd_wnd) & (i.snd_wnd != 0)
                               & (i.snd_una != i.snd_max)),
+            beyond_queue.eq(_sum3(i.snd_una, i.queued, ~i.ack, 1)[31]),
+            beyond_queue_syn.eq(_sum3(i.snd_una, i.queued, ~i.ack, 2)[31]),
         ]
 
-        # second clock: the bytes acknowledged against the ring's, and the choices
+        # second clock: the choices (an advance, from its sign and whether it is 0)
         acked = Mux(syn_acked, advance, advance_less_syn)   # less the SYN's number
-        advanced = ~unsent & (advance > 0)
-        duplicate = ~unsent & (advance == 0) & repeats_window
-        # (both compares side by side, the SYN's choice after them)
-        covers_fin = advanced & Mux(syn_acked, advance > i.queued, advance_less_syn > i.queued)
+        advanced = ~unsent & ~advance[31] & ~acks_una
+        duplicate = ~unsent & acks_una & repeats_window
+        covers_fin = advanced & Mux(syn_acked, beyond_queue, beyond_queue_syn)
         fin_acked = i.fin_acked | covers_fin
         m.d.sync += [
             v.unsent.eq(unsent),
