@@ -22,7 +22,7 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.engine.tcb import TcpState, seq_le, seq_lt, snd_wnd_bits
+from hdl.engine.tcb import TcpState, seq_le, seq_lt, snd_wnd_bits, sum3
 
 __all__ = ["AckInput", "AckVerdict", "RxAck", "LATENCY"]
 
@@ -88,19 +88,6 @@ class AckVerdict(data.StructLayout):
         })
 
 
-def _sum3(a, b, c, plus):
-    """``a + b + c + plus`` mod 2**32 (`plus` 0 to 2) in one carry chain's time: a carry-save
-    layer (per bit the sum and the carry of three bits), then one addition."""
-    a, b, c = (Value.cast(x)[:32] for x in (a, b, c))
-    a, b, c = (Cat(x, C(0, 32 - len(x))) for x in (a, b, c))
-    assert plus in (0, 1, 2)
-    sums = a ^ b ^ c
-    # the carries one bit up; bit 0, free, takes 1 of `plus`, the chain's carry-in the other
-    carries = Cat(C(plus == 2, 1), ((a & b) | (a & c) | (b & c))[:31])
-    carry_in = C(plus >= 1, 1)
-    return (Cat(carry_in, sums) + Cat(carry_in, carries))[1:33]
-
-
 class RxAck(wiring.Component):
     """``Tcb._process_ack`` for one segment (see the module's docstring).
 
@@ -152,8 +139,8 @@ class RxAck(wiring.Component):
             newer.eq(seq_lt(i.snd_wl1, i.seq) | ((i.snd_wl1 == i.seq) & seq_le(i.snd_wl2, i.ack))),
             repeats_window.eq(~i.carries_data & (i.peer_wnd == i.snd_wnd) & (i.snd_wnd != 0)
                               & (i.snd_una != i.snd_max)),
-            beyond_queue.eq(_sum3(i.snd_una, i.queued, ~i.ack, 1)[31]),
-            beyond_queue_syn.eq(_sum3(i.snd_una, i.queued, ~i.ack, 2)[31]),
+            beyond_queue.eq(sum3(i.snd_una, i.queued, ~i.ack, 1)[31]),
+            beyond_queue_syn.eq(sum3(i.snd_una, i.queued, ~i.ack, 2)[31]),
         ]
 
         # second clock: the choices (an advance, from its sign and whether it is 0)

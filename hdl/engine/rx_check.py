@@ -30,7 +30,7 @@ from amaranth import *
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.engine.tcb import Errno, TcpState, one_of, seq_le, seq_lt, snd_wnd_bits
+from hdl.engine.tcb import Errno, TcpState, one_of, seq_le, seq_lt, snd_wnd_bits, sum3
 from hdl.wire import TcpFlags
 
 __all__ = ["CheckInput", "CheckNext", "CheckVerdict", "RxCheck", "LATENCY"]
@@ -144,7 +144,10 @@ class RxCheck(wiring.Component):
         # first clock: the sequence number compares, side by side. The first and last
         # byte's distance from RCV.NXT, modulo 2**32, is as an unsigned number below RCV.WND
         # exactly when it is in the window (a negative distance is 2**31 and up; RCV.WND and
-        # SEG.LEN are far below that)
+        # SEG.LEN are far below that): its sign is 0 (one chain) and the distance less
+        # RCV.WND is negative (a carry-save layer and one chain beside it; exact for the
+        # distances below 2**31, the only ones it decides)
+        rcv_wnd = Cat(i.rcv_wnd, C(0, 32 - len(i.rcv_wnd)))    # (32 bits before its ~)
         start_in = Signal()                 # 0 =< SEG.SEQ - RCV.NXT < RCV.WND
         end_in = Signal()                   # 0 =< SEG.SEQ + SEG.LEN - 1 - RCV.NXT < RCV.WND
         empty = Signal()                    # SEG.LEN = 0
@@ -154,8 +157,8 @@ class RxCheck(wiring.Component):
         ack_bad = Signal()                  # SYN-SENT: SEG.ACK =< ISS or SND.MAX < SEG.ACK
         peer_mss = Signal(16)
         m.d.sync += [
-            start_in.eq((i.seq - i.rcv_nxt)[:32] < i.rcv_wnd),
-            end_in.eq((i.last - i.rcv_nxt)[:32] < i.rcv_wnd),
+            start_in.eq(~(i.seq - i.rcv_nxt)[31] & sum3(i.seq, ~i.rcv_nxt, ~rcv_wnd, 2)[31]),
+            end_in.eq(~(i.last - i.rcv_nxt)[31] & sum3(i.last, ~i.rcv_nxt, ~rcv_wnd, 2)[31]),
             empty.eq((i.length == 0) & ~f.syn & ~f.fin),
             at_rcv_nxt.eq(i.seq == i.rcv_nxt),
             at_irs.eq(i.seq == i.irs),

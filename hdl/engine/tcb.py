@@ -14,14 +14,14 @@ tests (:data:`SYNCHRONIZED`, :data:`RECEIVING`) from ``model.tcp``'s.
 import types
 
 from amaranth.lib import data, enum
-from amaranth.hdl import Cat, Value
+from amaranth.hdl import C, Cat, Value
 
 from hdl.engine.rtt import RTO_BITS, RttState
 from model import errors, tcp
 from model.protocol import WSCALE_MAX
 
 __all__ = ["TcpState", "ConnKind", "Errno", "Template", "ConnRecord", "SYNCHRONIZED", "RECEIVING",
-           "seq_lt", "seq_le", "snd_wnd_bits", "ring_count_bits", "one_of"]
+           "seq_lt", "seq_le", "sum3", "snd_wnd_bits", "ring_count_bits", "one_of"]
 
 
 def one_of(view, *members):
@@ -34,6 +34,21 @@ def seq_lt(a, b):
     order, so also for the 32-bit clock): the sign of ``a - b``, one carry chain. `a` and `b`
     must be within 2**31 of each other."""
     return (Value.cast(a) - b)[31]
+
+
+def sum3(a, b, c, plus=0):
+    """``a + b + c + plus`` modulo 2**32 (`plus` 0 to 2) in one carry chain's time: a carry-save
+    layer (each bit's sum and carry of three bits, a LUT), then one addition. Operands
+    narrower than 32 bits are zero-extended, so a difference takes ``~x`` of a 32-bit `x`,
+    and `plus` counts its 1: ``sum3(a, b, ~c, 1)`` is a + b - c."""
+    assert plus in (0, 1, 2)
+    a, b, c = (Value.cast(x)[:32] for x in (a, b, c))
+    a, b, c = (Cat(x, C(0, 32 - len(x))) for x in (a, b, c))
+    sums = a ^ b ^ c
+    # the carries one bit up; bit 0, free, takes 1 of `plus`, the chain's carry-in the other
+    carries = Cat(C(plus == 2, 1), ((a & b) | (a & c) | (b & c))[:31])
+    carry_in = C(plus >= 1, 1)
+    return (Cat(carry_in, sums) + Cat(carry_in, carries))[1:33]
 
 
 def seq_le(a, b):
