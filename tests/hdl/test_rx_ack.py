@@ -12,11 +12,12 @@ import copy
 import random
 
 import pytest
+from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
 from hdl.config import NIC_POLICY, ring_policy
 from hdl.engine.rx_ack import DUPACKS_MAX, LATENCY, RxAck
-from hdl.engine.tcb import TcpState, ring_count_bits
+from hdl.engine.tcb import TcpState, ring_count_bits, sum3
 from model.packet import TcpSegment
 from model.protocol import TcpFlag
 from model.tcp import SYNCHRONIZED, State, Tcb, seq_add
@@ -143,3 +144,28 @@ def test_ack_equals_the_model(policy_name):
 def test_dupack_threshold_checked():
     with pytest.raises(ValueError, match="dupack_threshold"):
         RxAck(ring_policy(2048, dupack_threshold=4), 16)
+
+
+def test_sum3_is_the_sum_modulo_2_32():
+    """``hdl.engine.tcb.sum3``, the verdicts' carry-save three-operand adder: every `plus`,
+    operands at 0, at their widths' maxima and random, a 12-bit one zero-extended."""
+    a, b, c = Signal(32), Signal(12), Signal(32)
+    m = Module()
+    results = [Signal(32, name=f"sum_plus{plus}") for plus in range(3)]
+    m.d.comb += [r.eq(sum3(a, b, c, plus)) for plus, r in enumerate(results)]
+    rng = random.Random(7)
+    edges = [(0, 0, 0), (2 ** 32 - 1, 2 ** 12 - 1, 2 ** 32 - 1), (2 ** 31, 1, 2 ** 31 - 1)]
+    cases = edges + [(rng.getrandbits(32), rng.getrandbits(12), rng.getrandbits(32))
+                     for _ in range(500)]
+
+    async def bench(ctx):
+        for x, y, z in cases:
+            ctx.set(a, x)
+            ctx.set(b, y)
+            ctx.set(c, z)
+            for plus, r in enumerate(results):
+                assert ctx.get(r) == (x + y + z + plus) % 2 ** 32, (x, y, z, plus)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
