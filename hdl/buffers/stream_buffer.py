@@ -1175,12 +1175,17 @@ class StreamBuffer(wiring.Component):
         # two-clocks-old "none" holds (a "some" only makes the decision wait longer).
         reads = [(r_streaming, s_conn, r_from),
                  *((rq_occupied[i], job.conn, job.start) for i, job in enumerate(r_queued))]
-        h_mine = Signal(len(reads))
-        h_margin = [Signal(count_bits, name=f"w_h_margin{i}") for i in range(len(reads))]
-        h_tail = w_offset if self._tail_writes else st.tail
-        m.d.sync += [h_mine.eq(Cat(there & (conn == w_conn) for there, conn, _ in reads)),
-                     *(margin.eq(rel(first, h_tail) ^ R)
-                       for margin, (_, _, first) in zip(h_margin, reads))]
+
+        def margins(name, write_conn, tail):
+            """Registered: which reads are of `write_conn`, and R - (tail - first) of each."""
+            mine = Signal(len(reads), name=f"w_{name}_mine")
+            margin = [Signal(count_bits, name=f"w_{name}_margin{i}") for i in range(len(reads))]
+            m.d.sync += [mine.eq(Cat(there & (conn == write_conn) for there, conn, _ in reads)),
+                         *(each.eq(rel(first, tail) ^ R)
+                           for each, (_, _, first) in zip(margin, reads))]
+            return mine, margin
+
+        h_mine, h_margin = margins("h", w_conn, w_offset if self._tail_writes else st.tail)
         w_hazard = Signal()
         m.d.sync += w_hazard.eq(w_store & (h_mine & Cat(w_stop > margin
                                                         for margin in h_margin)).any())
@@ -1191,14 +1196,10 @@ class StreamBuffer(wiring.Component):
         # of that clock are all it must see).
         e_hazard = Signal()
         if self._tail_writes:
-            e_mine = Signal(len(reads))
-            e_margin = [Signal(count_bits, name=f"w_e_margin{i}") for i in range(len(reads))]
-            cmd = self.write_cmd.payload
-            m.d.sync += [e_mine.eq(Cat(there & (conn == cmd.conn) for there, conn, _ in reads)),
-                         *(margin.eq(rel(first, cmd.offset) ^ R)
-                           for margin, (_, _, first) in zip(e_margin, reads)),
-                         e_hazard.eq((e_mine & Cat(w_length > margin
-                                                   for margin in e_margin)).any())]
+            e_mine, e_margin = margins("e", self.write_cmd.payload.conn,
+                                       self.write_cmd.payload.offset)
+            m.d.sync += e_hazard.eq((e_mine & Cat(w_length > margin
+                                                  for margin in e_margin)).any())
         # (write_resp is free at a write's decision, as a write is taken only when it is free;
         # the decision checks it anyway, so that a proof by induction need not know that)
         m.d.comb += [w_decides.eq((w_step == _WriteStep.DECIDE) & write_resp_free & ~w_hazard),

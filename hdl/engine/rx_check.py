@@ -148,6 +148,10 @@ class RxCheck(wiring.Component):
         # RCV.WND is negative (a carry-save layer and one chain beside it; exact for the
         # distances below 2**31, the only ones it decides)
         rcv_wnd = Cat(i.rcv_wnd, C(0, 32 - len(i.rcv_wnd)))    # (32 bits before its ~)
+
+        def in_window(seq):
+            return ~(seq - i.rcv_nxt)[31] & sum3(seq, ~i.rcv_nxt, ~rcv_wnd, 2)[31]
+
         start_in = Signal()                 # 0 =< SEG.SEQ - RCV.NXT < RCV.WND
         end_in = Signal()                   # 0 =< SEG.SEQ + SEG.LEN - 1 - RCV.NXT < RCV.WND
         empty = Signal()                    # SEG.LEN = 0
@@ -157,8 +161,8 @@ class RxCheck(wiring.Component):
         ack_bad = Signal()                  # SYN-SENT: SEG.ACK =< ISS or SND.MAX < SEG.ACK
         peer_mss = Signal(16)
         m.d.sync += [
-            start_in.eq(~(i.seq - i.rcv_nxt)[31] & sum3(i.seq, ~i.rcv_nxt, ~rcv_wnd, 2)[31]),
-            end_in.eq(~(i.last - i.rcv_nxt)[31] & sum3(i.last, ~i.rcv_nxt, ~rcv_wnd, 2)[31]),
+            start_in.eq(in_window(i.seq)),
+            end_in.eq(in_window(i.last)),
             empty.eq((i.length == 0) & ~f.syn & ~f.fin),
             at_rcv_nxt.eq(i.seq == i.rcv_nxt),
             at_irs.eq(i.seq == i.irs),
