@@ -1026,19 +1026,22 @@ def test_tail_writes_flag_a_broken_writer(broken):
     sim.run()
 
 
-@pytest.mark.parametrize("held, busy", [(0, False), (5, False), (13, False), (24, True)])
-def test_positioned_read_passes_a_write_being_decided(held, busy):
+@pytest.mark.parametrize("held, busy, at", [(0, False, 1000), (5, False, 1000),
+                                            (13, False, 1000), (24, True, 1000),
+                                            (13, False, MOD - 8), (24, True, MOD - 3)])
+def test_positioned_read_passes_a_write_being_decided(held, busy, at):
     """The engine's WRITE -> segment path on a send ring: a positioned read of a tail write's
     bytes (and of `held` bytes before them), offered the clock after the write's command, is
     taken before the write is decided, waits for the write's beats, and returns those bytes
     and their RFC 1071 sum. `busy`: the write before's beats are still to come, so the
     write's cannot start before its decision (the read waits for a write not yet decided,
-    then for one decided and queued)."""
+    then for one decided and queued). `at`: the write's offset (just below 2**32: its bytes
+    cross the offsets' wrap)."""
     dut = StreamBuffer(64, 2, 256, 0, poison_collisions=True, range_sums=True, tail_writes=True,
                        positioned_reads=True)
     old = bytes(random.Random(held).randrange(256) for _ in range(held))
     new = bytes(random.Random(100 + held).randrange(256) for _ in range(21))
-    base = 1000 - held
+    base = (at - held) % MOD
     clocks = {}
     got, sums = [], []
 
@@ -1053,7 +1056,7 @@ def test_positioned_read_passes_a_write_being_decided(held, busy):
                 await send_frame(ctx, dut.write_data, old, 64)
                 while ctx.get(dut.busy):
                     await ctx.tick()
-        await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": 1000, "length": len(new)},
+        await send_cmd(ctx, dut.write_cmd, {"conn": 1, "offset": at, "length": len(new)},
                        pause_iter(()))
         ctx.set(dut.read_cmd.payload, {"conn": 1, "length": held + len(new), "peek": 1,
                                        "skip": 0, "discard": 0, "positioned": 1,
